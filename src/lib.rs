@@ -1,0 +1,5 @@
+//! converge: a declarative reconciler for fleets of LLM coding agents.
+//!
+//! See `docs/architecture.md` for the bird's-eye view and the code map.
+
+pub mod spec;

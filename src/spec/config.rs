@@ -1,0 +1,854 @@
+//! `planning/converge.toml`: limits, invariants, harnesses, forge, schedules, sandbox.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use toml::de::DeValue;
+
+use super::diag::Code;
+use super::model::{
+    BUILTIN_HARNESSES, Backoff, Config, Forge, Harness, HarnessKind, Invariant, InvariantKind,
+    Merge, Reconcile, Sandbox, Schedule, Scope,
+};
+use super::names;
+use super::suggest;
+use super::toml_walk::{Ctx, SourceFile, Table};
+
+pub const CONFIG_PATH: &str = "planning/converge.toml";
+
+const ROOT_KEYS: &[&str] = &[
+    "reconcile",
+    "invariants",
+    "merge",
+    "harness",
+    "forge",
+    "schedule",
+    "sandbox",
+];
+const RECONCILE_KEYS: &[&str] = &[
+    "base_branch",
+    "status_branch",
+    "remote",
+    "actions_per_tick",
+    "interval",
+    "max_agents",
+    "dispatches_per_hour",
+    "task_timeout",
+    "backoff",
+    "default_harness",
+];
+const BACKOFF_KEYS: &[&str] = &["base", "factor", "max"];
+const INVARIANT_KEYS: &[&str] = &[
+    "kind",
+    "command",
+    "args",
+    "timeout",
+    "expected_exit_code",
+    "advisory",
+];
+const MERGE_KEYS: &[&str] = &["invariants"];
+const HARNESS_KEYS: &[&str] = &["kind", "command", "args", "models"];
+const FORGE_KEYS: &[&str] = &["kind", "repo"];
+const SCHEDULE_KEYS: &[&str] = &["cron", "queue"];
+const SANDBOX_KEYS: &[&str] = &["enabled", "env_allow"];
+
+/// The default timeout of an invariant that names none.
+pub const DEFAULT_INVARIANT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// The configuration and whether it was free of errors. A configuration with
+/// errors still yields best-effort values so that plans can be checked against it
+/// and every problem is reported in one run.
+#[derive(Debug)]
+pub struct CompiledConfig {
+    pub config: Config,
+    pub valid: bool,
+}
+
+/// The configuration used when `planning/converge.toml` does not exist.
+pub fn default_config() -> Config {
+    let mut harnesses = BTreeMap::new();
+    for (name, kind) in BUILTIN_HARNESSES {
+        harnesses.insert((*name).to_owned(), Harness::builtin(name, *kind));
+    }
+    Config {
+        reconcile: Reconcile::default(),
+        invariants: BTreeMap::new(),
+        merge: Merge::default(),
+        harnesses,
+        forge: Forge::Local,
+        schedules: Vec::new(),
+        sandbox: Sandbox::default(),
+    }
+}
+
+/// Compiles `converge.toml`. `templates` are the file names under
+/// `planning/queue/templates/`, which schedules refer to.
+pub fn compile(
+    file: &SourceFile,
+    templates: &[String],
+    ctx_out: &mut Vec<super::Diagnostic>,
+) -> CompiledConfig {
+    let mut ctx = Ctx::new(file);
+    let mut config = default_config();
+    if let Some(root) = ctx.parse() {
+        let root = Table::new(root.get_ref(), root.span(), "converge.toml", ROOT_KEYS);
+        read_reconcile(&mut ctx, &root, &mut config.reconcile);
+        config.invariants = read_invariants(&mut ctx, &root);
+        read_harnesses(&mut ctx, &root, &mut config.harnesses);
+        config.merge = read_merge(&mut ctx, &root, &config.invariants);
+        if let Some(forge) = read_forge(&mut ctx, &root) {
+            config.forge = forge;
+        }
+        config.schedules = read_schedules(&mut ctx, &root, templates);
+        if let Some(sandbox) = read_sandbox(&mut ctx, &root) {
+            config.sandbox = sandbox;
+        }
+        check_default_harness(&mut ctx, &root, &config);
+        root.finish(&mut ctx);
+    }
+    let valid = !ctx.has_errors();
+    ctx_out.append(&mut ctx.diags);
+    CompiledConfig { config, valid }
+}
+
+fn read_reconcile(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, out: &mut Reconcile) {
+    let Some(t) = root.table(ctx, "reconcile", "[reconcile]", RECONCILE_KEYS) else {
+        return;
+    };
+    for key in ["base_branch", "status_branch"] {
+        if let Some(branch) = t.string(ctx, key) {
+            match check_branch_name(branch.get_ref()) {
+                Ok(()) => {
+                    let value = branch.into_inner();
+                    if key == "base_branch" {
+                        out.base_branch = value;
+                    } else {
+                        out.status_branch = value;
+                    }
+                }
+                Err(reason) => {
+                    ctx.error(
+                        Code::InvalidValue,
+                        branch.span(),
+                        format!("`{key}` in [reconcile] is not a valid branch name: {reason}"),
+                    )
+                    .hint = Some("write the short branch name, for example `main`".into());
+                }
+            }
+        }
+    }
+    // A status branch that was not given follows the base branch.
+    if t.get("status_branch").is_none() {
+        out.status_branch = out.base_branch.clone();
+    }
+    if let Some(remote) = t.string(ctx, "remote") {
+        if remote.get_ref().is_empty()
+            || remote.get_ref().starts_with('-')
+            || remote.get_ref().contains(char::is_whitespace)
+        {
+            ctx.error(
+                Code::InvalidValue,
+                remote.span(),
+                "`remote` in [reconcile] must be the name of a git remote",
+            )
+            .hint = Some("for example `remote = \"origin\"`; leave it out to work locally".into());
+        } else {
+            out.remote = Some(remote.into_inner());
+        }
+    }
+    if let Some(n) = t.integer_in(ctx, "actions_per_tick", 1, 1000) {
+        out.actions_per_tick = to_u32(*n.get_ref());
+    }
+    if let Some(n) = t.integer_in(ctx, "max_agents", 0, 10_000) {
+        out.max_agents = to_u32(*n.get_ref());
+    }
+    if let Some(n) = t.integer_in(ctx, "dispatches_per_hour", 0, 1_000_000) {
+        out.dispatches_per_hour = to_u32(*n.get_ref());
+    }
+    if let Some(d) = t.duration(ctx, "interval") {
+        if d.get_ref().is_zero() {
+            ctx.error(
+                Code::InvalidValue,
+                d.span(),
+                "`interval` in [reconcile] must be longer than zero",
+            )
+            .hint = Some("for example `interval = \"30s\"`".into());
+        } else {
+            out.interval = d.into_inner();
+        }
+    }
+    if let Some(d) = t.duration(ctx, "task_timeout") {
+        if d.get_ref().is_zero() {
+            ctx.error(
+                Code::InvalidValue,
+                d.span(),
+                "`task_timeout` in [reconcile] must be longer than zero",
+            )
+            .hint = Some("for example `task_timeout = \"30m\"`".into());
+        } else {
+            out.task_timeout = d.into_inner();
+        }
+    }
+    if let Some(b) = t.table(ctx, "backoff", "[reconcile].backoff", BACKOFF_KEYS) {
+        out.backoff = read_backoff(ctx, &b);
+        b.finish(ctx);
+    }
+    if let Some(h) = t.string(ctx, "default_harness") {
+        out.default_harness = h.into_inner();
+    }
+    t.finish(ctx);
+}
+
+fn read_backoff(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Backoff {
+    let mut backoff = Backoff::default();
+    if let Some(d) = t.duration(ctx, "base") {
+        backoff.base = d.into_inner();
+    }
+    if let Some(d) = t.duration(ctx, "max") {
+        backoff.max = d.into_inner();
+    }
+    if let Some(f) = t.number(ctx, "factor") {
+        if *f.get_ref() < 1.0 || *f.get_ref() > 100.0 {
+            ctx.error(
+                Code::InvalidValue,
+                f.span(),
+                format!(
+                    "`factor` in {} is {}, outside the allowed range 1..=100",
+                    t.what,
+                    f.get_ref()
+                ),
+            )
+            .hint = Some("use 1 for a constant delay or 2 to double it after each failure".into());
+        } else {
+            backoff.factor = f.into_inner();
+        }
+    }
+    if backoff.max < backoff.base {
+        ctx.error(
+            Code::InvalidValue,
+            t.span(),
+            format!(
+                "backoff `max` ({}) is shorter than `base` ({})",
+                super::duration::format(backoff.max),
+                super::duration::format(backoff.base)
+            ),
+        )
+        .hint = Some("make `max` at least as long as `base`".into());
+    }
+    backoff
+}
+
+fn read_invariants(ctx: &mut Ctx<'_>, root: &Table<'_, '_>) -> BTreeMap<String, Invariant> {
+    let mut out = BTreeMap::new();
+    let Some(table) = root.named_tables(ctx, "invariants") else {
+        return out;
+    };
+    for (key, value) in table.iter() {
+        let name: &str = key.get_ref();
+        if let Err(problem) = names::check(name) {
+            ctx.error(
+                Code::InvalidName,
+                key.span(),
+                format!("invariant name `{name}` {}", problem.reason),
+            )
+            .hint = Some(problem.hint);
+            continue;
+        }
+        let DeValue::Table(t) = value.get_ref() else {
+            ctx.error(
+                Code::WrongType,
+                value.span(),
+                format!("`invariants.{name}` must be a table"),
+            )
+            .hint = Some(format!(
+                "write `[invariants.{name}]` with `kind` and `command` below it"
+            ));
+            continue;
+        };
+        let t = Table::new(t, key.span(), format!("invariant `{name}`"), INVARIANT_KEYS);
+        let kind = t.required_enumeration(ctx, "kind", InvariantKind::NAMES);
+        let command = t.required_string(ctx, "command", "\"cargo\"");
+        let args = t.string_array(ctx, "args");
+        let timeout = t.duration(ctx, "timeout");
+        let exit = t.integer_in(ctx, "expected_exit_code", 0, 255);
+        let advisory = t.boolean(ctx, "advisory");
+        if let Some(timeout) = &timeout
+            && timeout.get_ref().is_zero()
+        {
+            ctx.error(
+                Code::InvalidValue,
+                timeout.span(),
+                format!("`timeout` of invariant `{name}` must be longer than zero"),
+            )
+            .hint = Some("for example `timeout = \"5m\"`".into());
+        }
+        t.finish(ctx);
+        let (Some(kind), Some(command)) = (kind, command) else {
+            continue;
+        };
+        out.insert(
+            name.to_owned(),
+            Invariant {
+                name: name.to_owned(),
+                kind: InvariantKind::parse(kind.get_ref()).unwrap_or(InvariantKind::Custom),
+                command: command.into_inner(),
+                args: args
+                    .map(|a| a.into_inner().into_iter().map(|s| s.into_inner()).collect())
+                    .unwrap_or_default(),
+                timeout: timeout.map_or(DEFAULT_INVARIANT_TIMEOUT, |t| t.into_inner()),
+                expected_exit_code: exit.map_or(0, |e| i32::try_from(*e.get_ref()).unwrap_or(0)),
+                advisory: advisory.is_some_and(|a| *a.get_ref()),
+            },
+        );
+    }
+    out
+}
+
+fn read_merge(
+    ctx: &mut Ctx<'_>,
+    root: &Table<'_, '_>,
+    invariants: &BTreeMap<String, Invariant>,
+) -> Merge {
+    let Some(t) = root.table(ctx, "merge", "[merge]", MERGE_KEYS) else {
+        return Merge::default();
+    };
+    let mut merge = Merge::default();
+    if let Some(list) = t.string_array(ctx, "invariants") {
+        for name in list.into_inner() {
+            if invariants.contains_key(name.get_ref()) {
+                merge.invariants.push(name.into_inner());
+            } else {
+                unknown_invariant(ctx, &name, invariants);
+            }
+        }
+    }
+    t.finish(ctx);
+    merge
+}
+
+/// What to do about a reference to an undefined invariant.
+pub fn unknown_invariant_hint(name: &str, invariants: &BTreeMap<String, Invariant>) -> String {
+    suggest::did_you_mean(name, invariants.keys().map(String::as_str)).unwrap_or_else(|| {
+        format!("define it in planning/converge.toml as `[invariants.{name}]`, or run `converge invariant add {name} ...`")
+    })
+}
+
+/// Reports a reference to an invariant that is not defined.
+pub fn unknown_invariant(
+    ctx: &mut Ctx<'_>,
+    name: &toml::Spanned<String>,
+    invariants: &BTreeMap<String, Invariant>,
+) {
+    let hint = unknown_invariant_hint(name.get_ref(), invariants);
+    ctx.error(
+        Code::UnknownInvariant,
+        name.span(),
+        format!("unknown invariant `{}`", name.get_ref()),
+    )
+    .hint = Some(hint);
+}
+
+fn read_harnesses(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, out: &mut BTreeMap<String, Harness>) {
+    let Some(table) = root.named_tables(ctx, "harness") else {
+        return;
+    };
+    for (key, value) in table.iter() {
+        let name: &str = key.get_ref();
+        if let Err(problem) = names::check(name) {
+            ctx.error(
+                Code::InvalidName,
+                key.span(),
+                format!("harness name `{name}` {}", problem.reason),
+            )
+            .hint = Some(problem.hint);
+            continue;
+        }
+        let DeValue::Table(t) = value.get_ref() else {
+            ctx.error(
+                Code::WrongType,
+                value.span(),
+                format!("`harness.{name}` must be a table"),
+            )
+            .hint = Some(format!("write `[harness.{name}]` with `kind` below it"));
+            continue;
+        };
+        let t = Table::new(t, key.span(), format!("harness `{name}`"), HARNESS_KEYS);
+        let kind = t.required_enumeration(ctx, "kind", HarnessKind::NAMES);
+        let command = t.string(ctx, "command");
+        let args = t.string_array(ctx, "args");
+        let mut models = BTreeMap::new();
+        if let Some(m) = t.named_tables(ctx, "models") {
+            for (scope_key, model) in m.iter() {
+                let scope_name: &str = scope_key.get_ref();
+                let Some(scope) = Scope::parse(scope_name) else {
+                    let hint = suggest::did_you_mean(scope_name, Scope::NAMES.iter().copied())
+                        .unwrap_or_else(|| {
+                            format!(
+                                "the keys of `models` are scopes: {}",
+                                suggest::one_of(Scope::NAMES)
+                            )
+                        });
+                    ctx.error(
+                        Code::UnknownKey,
+                        scope_key.span(),
+                        format!("unknown scope `{scope_name}` in `models` of harness `{name}`"),
+                    )
+                    .hint = Some(hint);
+                    continue;
+                };
+                match model.get_ref() {
+                    DeValue::String(s) if !s.trim().is_empty() => {
+                        models.insert(scope, s.to_string());
+                    }
+                    _ => {
+                        ctx.error(
+                            Code::WrongType,
+                            model.span(),
+                            format!("the model for `{scope_name}` in harness `{name}` must be a non-empty string"),
+                        )
+                        .hint = Some(format!("for example `{scope_name} = \"sonnet\"`"));
+                    }
+                }
+            }
+        }
+        let kind = kind.and_then(|k| HarnessKind::parse(k.get_ref()));
+        if kind == Some(HarnessKind::Command) && command.is_none() {
+            ctx.error(
+                Code::MissingField,
+                t.span().start..t.span().start,
+                format!("harness `{name}` of kind `command` is missing the required key `command`"),
+            )
+            .hint = Some(
+                "add `command = \"./scripts/agent.sh\"` and `args = [\"{prompt_file}\"]`".into(),
+            );
+        }
+        if let Some(command) = &command
+            && command.get_ref().trim().is_empty()
+        {
+            ctx.error(
+                Code::InvalidValue,
+                command.span(),
+                format!("`command` of harness `{name}` must not be empty"),
+            );
+        }
+        t.finish(ctx);
+        if let Some(kind) = kind {
+            out.insert(
+                name.to_owned(),
+                Harness {
+                    name: name.to_owned(),
+                    kind,
+                    command: command.map(|c| c.into_inner()),
+                    args: args
+                        .map(|a| a.into_inner().into_iter().map(|s| s.into_inner()).collect())
+                        .unwrap_or_default(),
+                    models,
+                    declared: true,
+                },
+            );
+        }
+    }
+}
+
+fn check_default_harness(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, config: &Config) {
+    let name = &config.reconcile.default_harness;
+    if config.harnesses.contains_key(name) {
+        return;
+    }
+    let Some(reconcile) = root.get("reconcile") else {
+        return;
+    };
+    let span = match reconcile.get_ref() {
+        DeValue::Table(t) => t
+            .get("default_harness")
+            .map_or(reconcile.span(), toml::Spanned::span),
+        _ => return,
+    };
+    unknown_harness(ctx, span, name, &config.harnesses);
+}
+
+/// Reports a reference to a harness that is neither declared nor built in.
+pub fn unknown_harness(
+    ctx: &mut Ctx<'_>,
+    span: std::ops::Range<usize>,
+    name: &str,
+    harnesses: &BTreeMap<String, Harness>,
+) {
+    ctx.error(
+        Code::UnknownHarness,
+        span,
+        format!("unknown harness `{name}`"),
+    )
+    .hint = Some(unknown_harness_hint(name, harnesses));
+}
+
+/// What to do about a reference to an unknown harness.
+pub fn unknown_harness_hint(name: &str, harnesses: &BTreeMap<String, Harness>) -> String {
+    suggest::did_you_mean(name, harnesses.keys().map(String::as_str)).unwrap_or_else(|| {
+        format!(
+            "built-in harnesses are {}; declare others as `[harness.{name}]` in planning/converge.toml",
+            suggest::one_of(&BUILTIN_HARNESSES.iter().map(|(n, _)| *n).collect::<Vec<_>>())
+        )
+    })
+}
+
+fn read_forge(ctx: &mut Ctx<'_>, root: &Table<'_, '_>) -> Option<Forge> {
+    let t = root.table(ctx, "forge", "[forge]", FORGE_KEYS)?;
+    let kind = t.enumeration(ctx, "kind", &["local", "github"]);
+    let repo = t.string(ctx, "repo");
+    t.finish(ctx);
+    match kind.as_ref().map(|k| k.get_ref().as_str()) {
+        Some("github") => {
+            let Some(repo) = repo else {
+                ctx.error(
+                    Code::MissingField,
+                    t.span().start..t.span().start,
+                    "[forge] of kind `github` is missing the required key `repo`",
+                )
+                .hint = Some("add `repo = \"owner/name\"`".into());
+                return None;
+            };
+            let valid = repo.get_ref().split_once('/').is_some_and(|(owner, name)| {
+                valid_github_segment(owner) && valid_github_segment(name)
+            });
+            if !valid {
+                ctx.error(
+                    Code::InvalidValue,
+                    repo.span(),
+                    format!(
+                        "`repo` in [forge] is `{}`, not `owner/name`",
+                        repo.get_ref()
+                    ),
+                )
+                .hint = Some("for example `repo = \"acme/widgets\"`".into());
+                return None;
+            }
+            Some(Forge::Github {
+                repo: repo.into_inner(),
+            })
+        }
+        Some(_) => {
+            if let Some(repo) = repo {
+                ctx.warning(
+                    Code::UnknownKey,
+                    repo.span(),
+                    "`repo` in [forge] is ignored by the local forge",
+                )
+                .hint = Some("set `kind = \"github\"` to use it, or remove it".into());
+            }
+            Some(Forge::Local)
+        }
+        None => None,
+    }
+}
+
+fn valid_github_segment(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 100
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && s != "."
+        && s != ".."
+}
+
+fn read_schedules(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, templates: &[String]) -> Vec<Schedule> {
+    let mut out = Vec::new();
+    let Some(items) = root.array_of_tables(ctx, "schedule") else {
+        return out;
+    };
+    for (index, (span, table)) in items.into_iter().enumerate() {
+        let t = Table::new(
+            table,
+            span,
+            format!("[[schedule]] #{}", index + 1),
+            SCHEDULE_KEYS,
+        );
+        let cron = t.required_string(ctx, "cron", "\"0 9 * * MON\"");
+        let queue = t.required_string(ctx, "queue", "\"weekly-review.md\"");
+        t.finish(ctx);
+        let cron_ok = cron.as_ref().is_some_and(|c| check_cron(ctx, c));
+        let queue_ok = queue
+            .as_ref()
+            .is_some_and(|q| check_template(ctx, q, templates));
+        if let (Some(cron), Some(queue), true, true) = (cron, queue, cron_ok, queue_ok) {
+            out.push(Schedule {
+                cron: cron.into_inner(),
+                queue: queue.into_inner(),
+            });
+        }
+    }
+    out
+}
+
+/// Checks a standard 5-field crontab line (minute hour day-of-month month day-of-week).
+pub fn validate_cron(expr: &str) -> Result<(), String> {
+    let fields = expr.split_whitespace().count();
+    if fields != 5 {
+        return Err(format!(
+            "a crontab line has 5 fields (minute hour day-of-month month day-of-week), this one has {fields}"
+        ));
+    }
+    croner::Cron::from_str(expr)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+fn check_cron(ctx: &mut Ctx<'_>, cron: &toml::Spanned<String>) -> bool {
+    match validate_cron(cron.get_ref()) {
+        Ok(()) => true,
+        Err(reason) => {
+            ctx.error(
+                Code::InvalidCron,
+                cron.span(),
+                format!("`{}` is not a valid schedule: {reason}", cron.get_ref()),
+            )
+            .hint =
+                Some("for example `cron = \"0 9 * * MON\"` (09:00 every Monday, in UTC)".into());
+            false
+        }
+    }
+}
+
+fn check_template(ctx: &mut Ctx<'_>, queue: &toml::Spanned<String>, templates: &[String]) -> bool {
+    let name = queue.get_ref();
+    if name.contains('/') || name.contains('\\') || name.starts_with('.') || !name.ends_with(".md")
+    {
+        ctx.error(
+            Code::InvalidValue,
+            queue.span(),
+            format!("`queue` is `{name}`; it must be the file name of a template in planning/queue/templates/"),
+        )
+        .hint = Some("for example `queue = \"weekly-review.md\"`".into());
+        return false;
+    }
+    if templates.iter().any(|t| t == name) {
+        return true;
+    }
+    let hint = suggest::did_you_mean(name, templates.iter().map(String::as_str))
+        .unwrap_or_else(|| format!("create planning/queue/templates/{name}"));
+    ctx.error(
+        Code::InvalidValue,
+        queue.span(),
+        format!("the schedule's template planning/queue/templates/{name} does not exist"),
+    )
+    .hint = Some(hint);
+    false
+}
+
+fn read_sandbox(ctx: &mut Ctx<'_>, root: &Table<'_, '_>) -> Option<Sandbox> {
+    let t = root.table(ctx, "sandbox", "[sandbox]", SANDBOX_KEYS)?;
+    let mut sandbox = Sandbox::default();
+    if let Some(b) = t.boolean(ctx, "enabled") {
+        sandbox.enabled = b.into_inner();
+    }
+    if let Some(list) = t.string_array(ctx, "env_allow") {
+        sandbox.env_allow.clear();
+        for name in list.into_inner() {
+            let valid = !name.get_ref().is_empty()
+                && name
+                    .get_ref()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.get_ref().starts_with(|c: char| c.is_ascii_digit());
+            if valid {
+                sandbox.env_allow.push(name.into_inner());
+            } else {
+                ctx.error(
+                    Code::InvalidValue,
+                    name.span(),
+                    format!(
+                        "`{}` in `env_allow` is not an environment variable name",
+                        name.get_ref()
+                    ),
+                )
+                .hint = Some(
+                    "names are letters, digits and `_`, for example `ANTHROPIC_API_KEY`".into(),
+                );
+            }
+        }
+    }
+    t.finish(ctx);
+    Some(sandbox)
+}
+
+/// The rules of `git check-ref-format --branch` that matter for names people type.
+pub fn check_branch_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("it is empty".into());
+    }
+    if name.starts_with('-') {
+        return Err("it starts with `-`".into());
+    }
+    if name.starts_with("refs/") {
+        return Err("give the short name, without `refs/heads/`".into());
+    }
+    if name.contains("..") || name.contains("@{") || name.contains("//") {
+        return Err("it contains `..`, `@{` or `//`".into());
+    }
+    if name.ends_with('/')
+        || name.ends_with('.')
+        || name.ends_with(".lock")
+        || name.starts_with('/')
+    {
+        return Err("it starts or ends with `/`, or ends with `.` or `.lock`".into());
+    }
+    if name == "@" {
+        return Err("`@` alone is not a branch".into());
+    }
+    if let Some(c) = name.chars().find(|c| {
+        c.is_ascii_control()
+            || c.is_whitespace()
+            || matches!(c, '~' | '^' | ':' | '?' | '*' | '[' | '\\')
+    }) {
+        return Err(format!("it contains `{}`", c.escape_default()));
+    }
+    if name.split('/').any(|part| part.starts_with('.')) {
+        return Err("a component starts with `.`".into());
+    }
+    Ok(())
+}
+
+fn to_u32(n: i64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile_text(text: &str) -> (CompiledConfig, Vec<super::super::Diagnostic>) {
+        let file = SourceFile {
+            path: CONFIG_PATH.into(),
+            text: text.into(),
+        };
+        let mut diags = Vec::new();
+        let c = compile(&file, &["weekly.md".to_owned()], &mut diags);
+        (c, diags)
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let (c, diags) = compile_text("");
+        assert!(c.valid && diags.is_empty());
+        assert_eq!(c.config, default_config());
+    }
+
+    #[test]
+    fn status_branch_follows_base_branch() {
+        let (c, _) = compile_text("[reconcile]\nbase_branch = \"trunk\"\n");
+        assert_eq!(c.config.reconcile.status_branch, "trunk");
+    }
+
+    #[test]
+    fn reads_every_section() {
+        let text = r#"
+[reconcile]
+max_agents = 2
+backoff = { base = "10s", factor = 3, max = "1h" }
+default_harness = "agent"
+[invariants.test]
+kind = "test_suite"
+command = "cargo"
+args = ["test"]
+timeout = "5m"
+[merge]
+invariants = ["test"]
+[harness.agent]
+kind = "command"
+command = "./agent.sh"
+args = ["{prompt_file}"]
+models = { narrow = "small" }
+[forge]
+kind = "github"
+repo = "acme/widgets"
+[[schedule]]
+cron = "0 9 * * MON"
+queue = "weekly.md"
+[sandbox]
+enabled = true
+env_allow = ["PATH"]
+"#;
+        let (c, diags) = compile_text(text);
+        assert!(diags.is_empty(), "{diags:?}");
+        let config = c.config;
+        assert_eq!(config.reconcile.max_agents, 2);
+        assert_eq!(config.reconcile.backoff.factor, 3.0);
+        assert_eq!(config.invariants["test"].timeout.as_secs(), 300);
+        assert_eq!(config.merge.invariants, ["test"]);
+        assert_eq!(config.harnesses["agent"].models[&Scope::Narrow], "small");
+        assert!(config.harnesses.contains_key("sim"));
+        assert_eq!(
+            config.forge,
+            Forge::Github {
+                repo: "acme/widgets".into()
+            }
+        );
+        assert_eq!(config.schedules.len(), 1);
+        assert!(config.sandbox.enabled);
+    }
+
+    #[test]
+    fn reports_every_problem() {
+        let text = r#"
+[reconcile]
+max_agnts = 2
+actions_per_tick = 0
+interval = "soon"
+[invariants.Build]
+kind = "typecheck"
+command = "cargo"
+[invariants.test]
+kind = "tests"
+[merge]
+invariants = ["tset"]
+[harness.x]
+kind = "command"
+[[schedule]]
+cron = "0 9 * *"
+queue = "weekly.md"
+"#;
+        let (c, diags) = compile_text(text);
+        assert!(!c.valid);
+        let codes: Vec<_> = diags.iter().map(|d| d.code.as_str()).collect();
+        for expected in [
+            "unknown-key",
+            "invalid-value",
+            "invalid-duration",
+            "invalid-name",
+            "missing-field",
+            "unknown-invariant",
+            "invalid-cron",
+        ] {
+            assert!(
+                codes.contains(&expected),
+                "{expected} missing from {codes:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn branch_names() {
+        assert!(check_branch_name("main").is_ok());
+        assert!(check_branch_name("release/1.0").is_ok());
+        for bad in [
+            "",
+            "-x",
+            "a..b",
+            "a b",
+            "x.lock",
+            "refs/heads/main",
+            "a~1",
+            ".hidden",
+        ] {
+            assert!(check_branch_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cron_needs_five_fields() {
+        assert!(validate_cron("0 9 * * MON").is_ok());
+        assert!(validate_cron("*/5 * * * *").is_ok());
+        assert!(validate_cron("0 0 9 * * MON").is_err());
+        assert!(validate_cron("61 * * * *").is_err());
+    }
+}

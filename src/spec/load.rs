@@ -1,0 +1,519 @@
+//! Gathering the files of `planning/` (from a directory or a git tree) and
+//! compiling them into a [`Spec`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::Path;
+
+use super::approval;
+use super::config::{self, CONFIG_PATH};
+use super::diag::{self, Code, Diagnostic, Location};
+use super::model::{QUEUE_PLAN, Spec};
+use super::names;
+use super::plan;
+use super::queue;
+use super::toml_walk::SourceFile;
+
+/// Files larger than this are refused without being parsed.
+pub const MAX_FILE_SIZE: u64 = 1024 * 1024;
+
+pub const PLANNING_DIR: &str = "planning";
+
+/// The raw content of one file of `planning/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    Bytes(Vec<u8>),
+    /// Over [`MAX_FILE_SIZE`]; only the size was read.
+    TooLarge(u64),
+    /// A symbolic link; converge does not follow links in `planning/`.
+    Symlink,
+}
+
+/// The files of `planning/` that converge reads, keyed by their path from the
+/// repository root (`planning/plans/auth.toml`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanningFiles {
+    /// Whether `planning/` exists at all.
+    pub exists: bool,
+    pub files: BTreeMap<String, Content>,
+}
+
+/// Whether a path below `planning/` (given relative to it, `/`-separated) is one
+/// converge reads. Status, the dashboard and processed queue items are not input.
+pub fn is_input(relative: &str) -> bool {
+    let parts: Vec<&str> = relative.split('/').collect();
+    match parts.as_slice() {
+        ["converge.toml" | "goal.md" | "capabilities.md"] => true,
+        ["plans", _] => true,
+        ["queue", file] => *file != "README.md",
+        ["queue", "templates", _] => true,
+        ["approvals", _, _] => true,
+        _ => false,
+    }
+}
+
+/// Whether a directory below `planning/` can contain input files.
+pub fn may_contain_input(relative_dir: &str) -> bool {
+    let parts: Vec<&str> = relative_dir.split('/').collect();
+    matches!(
+        parts.as_slice(),
+        ["plans"] | ["queue"] | ["queue", "templates"] | ["approvals"] | ["approvals", _]
+    )
+}
+
+impl PlanningFiles {
+    /// Reads `planning/` from a working tree. Never follows symbolic links.
+    pub fn read_dir(repo_root: &Path) -> io::Result<PlanningFiles> {
+        let root = repo_root.join(PLANNING_DIR);
+        let mut out = PlanningFiles::default();
+        match std::fs::symlink_metadata(&root) {
+            Ok(meta) if meta.is_dir() => out.exists = true,
+            Ok(_) => return Ok(out),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        }
+        read_dir_into(&root, "", &mut out.files)?;
+        Ok(out)
+    }
+}
+
+fn read_dir_into(
+    dir: &Path,
+    relative: &str,
+    out: &mut BTreeMap<String, Content>,
+) -> io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    for entry in entries {
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let child = if relative.is_empty() {
+            name.clone()
+        } else {
+            format!("{relative}/{name}")
+        };
+        let meta = entry.path().symlink_metadata()?;
+        if meta.is_dir() {
+            if may_contain_input(&child) {
+                read_dir_into(&entry.path(), &child, out)?;
+            }
+            continue;
+        }
+        if !is_input(&child) {
+            continue;
+        }
+        let key = format!("{PLANNING_DIR}/{child}");
+        let content = if meta.file_type().is_symlink() {
+            Content::Symlink
+        } else if meta.len() > MAX_FILE_SIZE {
+            Content::TooLarge(meta.len())
+        } else {
+            Content::Bytes(std::fs::read(entry.path())?)
+        };
+        out.insert(key, content);
+    }
+    Ok(())
+}
+
+/// The result of compiling `planning/`: the spec (absent when the configuration
+/// itself is invalid) and every diagnostic, sorted.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub spec: Option<Spec>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Decodes a file, recording size, link and UTF-8 problems.
+fn decode(path: &str, content: &Content, diags: &mut Vec<Diagnostic>) -> Option<SourceFile> {
+    match content {
+        Content::TooLarge(size) => {
+            diags.push(
+                Diagnostic::error(
+                    Code::FileTooLarge,
+                    path,
+                    format!("the file is {size} bytes; planning files are limited to {MAX_FILE_SIZE} bytes (1 MiB)"),
+                )
+                .with_hint("split the plan into several plan files"),
+            );
+            None
+        }
+        Content::Symlink => {
+            diags.push(
+                Diagnostic::warning(
+                    Code::IgnoredFile,
+                    path,
+                    "the file is a symbolic link, which converge does not follow",
+                )
+                .with_hint("replace the link with the file itself"),
+            );
+            None
+        }
+        Content::Bytes(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) => Some(SourceFile {
+                path: path.to_owned(),
+                text: text.strip_prefix('\u{feff}').unwrap_or(text).to_owned(),
+            }),
+            Err(error) => {
+                let valid = &bytes[..error.valid_up_to()];
+                let prefix = String::from_utf8_lossy(valid);
+                let location = Location::from_span(&prefix, prefix.len()..prefix.len());
+                diags.push(
+                    Diagnostic::error(
+                        Code::InvalidUtf8,
+                        path,
+                        format!(
+                            "the file is not valid UTF-8 (invalid byte 0x{:02x} at offset {})",
+                            bytes[error.valid_up_to()],
+                            error.valid_up_to()
+                        ),
+                    )
+                    .at_location(location)
+                    .with_hint("save the file as UTF-8"),
+                );
+                None
+            }
+        },
+    }
+}
+
+/// The stem of `dir/<stem>.<ext>` when the path is directly in `dir` with that extension.
+fn stem<'p>(path: &'p str, dir: &str, ext: &str) -> Option<&'p str> {
+    path.strip_prefix(dir)?.strip_prefix('/')?.strip_suffix(ext)
+}
+
+/// Compiles everything under `planning/`.
+pub fn compile(files: &PlanningFiles) -> Loaded {
+    let mut diags = Vec::new();
+    if !files.exists {
+        diags.push(
+            Diagnostic::error(
+                Code::NoPlanning,
+                "planning/",
+                "there is no planning/ directory",
+            )
+            .with_hint("run `converge init` to create one"),
+        );
+        return Loaded {
+            spec: None,
+            diagnostics: diags,
+        };
+    }
+    let mut sources: BTreeMap<&str, SourceFile> = BTreeMap::new();
+    for (path, content) in &files.files {
+        if let Some(source) = decode(path, content, &mut diags) {
+            sources.insert(path.as_str(), source);
+        }
+    }
+    let templates: Vec<String> = files
+        .files
+        .keys()
+        .filter_map(|p| p.strip_prefix("planning/queue/templates/"))
+        .filter(|name| name.ends_with(".md"))
+        .map(str::to_owned)
+        .collect();
+
+    let compiled = match sources.get(CONFIG_PATH) {
+        Some(file) => config::compile(file, &templates, &mut diags),
+        None if files.files.contains_key(CONFIG_PATH) => config::CompiledConfig {
+            config: config::default_config(),
+            valid: false,
+        },
+        None => config::CompiledConfig {
+            config: config::default_config(),
+            valid: true,
+        },
+    };
+    let config = compiled.config;
+
+    let text_of = |path: &str| sources.get(path).map(|s| s.text.clone());
+    let goal = text_of("planning/goal.md").unwrap_or_default();
+    if goal.trim().is_empty() && !files.files.contains_key("planning/goal.md") {
+        diags.push(
+            Diagnostic::warning(
+                Code::MissingGoal,
+                "planning/goal.md",
+                "there is no goal.md; agents get no project context",
+            )
+            .with_hint("describe the vision in planning/goal.md; every agent reads it"),
+        );
+    } else if goal.trim().is_empty() && sources.contains_key("planning/goal.md") {
+        diags.push(
+            Diagnostic::warning(
+                Code::MissingGoal,
+                "planning/goal.md",
+                "goal.md is empty; agents get no project context",
+            )
+            .with_hint("describe the vision in planning/goal.md; every agent reads it"),
+        );
+    }
+
+    // Plans.
+    let mut plans = BTreeMap::new();
+    let mut all_plan_ids = Vec::new();
+    let mut invalid_plans = Vec::new();
+    let mut plan_names: BTreeMap<String, String> = BTreeMap::new();
+    for path in files
+        .files
+        .keys()
+        .filter(|p| p.starts_with("planning/plans/"))
+    {
+        let Some(id) = stem(path, "planning/plans", ".toml") else {
+            diags.push(
+                Diagnostic::warning(
+                    Code::IgnoredFile,
+                    path.as_str(),
+                    "not a `.toml` file, so not read as a plan",
+                )
+                .with_hint("plan files are named planning/plans/<id>.toml"),
+            );
+            continue;
+        };
+        all_plan_ids.push(id.to_owned());
+        let mut id_ok = true;
+        if let Err(problem) = names::check(id) {
+            diags.push(
+                Diagnostic::error(
+                    Code::InvalidName,
+                    path.as_str(),
+                    format!("plan id `{id}` (from the file name) {}", problem.reason),
+                )
+                .with_hint(format!(
+                    "rename the file to planning/plans/{}.toml",
+                    names::suggest(id)
+                )),
+            );
+            id_ok = false;
+        } else if id == QUEUE_PLAN {
+            diags.push(
+                Diagnostic::error(
+                    Code::ReservedName,
+                    path.as_str(),
+                    "the plan id `queue` is reserved for promoted queue items",
+                )
+                .with_hint("rename the file, for example to planning/plans/queue-work.toml"),
+            );
+            id_ok = false;
+        }
+        let Some(file) = sources.get(path.as_str()) else {
+            invalid_plans.push(id.to_owned());
+            continue;
+        };
+        match plan::compile(file, id, &config, &mut diags) {
+            Some(plan) if id_ok => {
+                if let Some(other) = plan_names.get(&plan.name) {
+                    let location =
+                        Location::from_line_column(&file.text, plan_name_line(&file.text), 1);
+                    diags.push(
+                        Diagnostic::error(Code::DuplicatePlan, path.as_str(), format!("the plan name `{}` is also used by {other}", plan.name))
+                            .at_location(location)
+                            .with_hint("give each plan its own `name`; STATUS.md and reviews tell plans apart by it"),
+                    );
+                    invalid_plans.push(id.to_owned());
+                    continue;
+                }
+                plan_names.insert(plan.name.clone(), path.clone());
+                plans.insert(id.to_owned(), plan);
+            }
+            _ => invalid_plans.push(id.to_owned()),
+        }
+    }
+
+    // Queue items and templates.
+    let mut queue_items = BTreeMap::new();
+    for path in files.files.keys() {
+        let (name, is_template) = if let Some(name) = stem(path, "planning/queue/templates", ".md")
+        {
+            (name, true)
+        } else if let Some(name) = stem(path, "planning/queue", ".md") {
+            (name, false)
+        } else {
+            if path.starts_with("planning/queue/") {
+                diags.push(
+                    Diagnostic::warning(
+                        Code::IgnoredFile,
+                        path.as_str(),
+                        "not a `.md` file, so not read as a queue item",
+                    )
+                    .with_hint("queue items are named planning/queue/<name>.md"),
+                );
+            }
+            continue;
+        };
+        let Some(file) = sources.get(path.as_str()) else {
+            continue;
+        };
+        if let Some(item) = queue::compile(file, name, &config, &plans, &all_plan_ids, &mut diags)
+            && !is_template
+        {
+            queue_items.insert(name.to_owned(), item);
+        }
+    }
+
+    // Approvals.
+    let mut approvals = BTreeMap::new();
+    for path in files.files.keys() {
+        let Some(rest) = path.strip_prefix("planning/approvals/") else {
+            continue;
+        };
+        let Some((plan_id, task)) = rest
+            .split_once('/')
+            .and_then(|(p, t)| Some((p, t.strip_suffix(".toml")?)))
+        else {
+            diags.push(
+                Diagnostic::warning(Code::IgnoredFile, path.as_str(), "not read as an approval")
+                    .with_hint("approvals are named planning/approvals/<plan>/<task>.toml"),
+            );
+            continue;
+        };
+        let Some(file) = sources.get(path.as_str()) else {
+            continue;
+        };
+        let Some(approval) = approval::compile(file, plan_id, task, &mut diags) else {
+            continue;
+        };
+        let known_task =
+            plans.get(plan_id).is_some_and(|p| p.task(task).is_some()) || (plan_id == QUEUE_PLAN);
+        if !known_task && !invalid_plans.iter().any(|p| p == plan_id) {
+            diags.push(
+                Diagnostic::warning(
+                    Code::UnknownApprovalTarget,
+                    path.as_str(),
+                    format!(
+                        "the approval is for `{plan_id}/{task}`, which is not a task of any plan"
+                    ),
+                )
+                .with_hint("delete it if the task was removed, or fix the file name"),
+            );
+        }
+        approvals.insert((plan_id.to_owned(), task.to_owned()), approval);
+    }
+
+    diag::sort(&mut diags);
+    let spec = compiled.valid.then(|| Spec {
+        config,
+        goal,
+        capabilities: text_of("planning/capabilities.md").unwrap_or_default(),
+        plans,
+        invalid_plans: invalid_plans
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+        queue: queue_items,
+        approvals,
+        templates,
+    });
+    Loaded {
+        spec,
+        diagnostics: diags,
+    }
+}
+
+/// The line of the `name` key of `[plan]`, for messages about the plan as a whole.
+fn plan_name_line(text: &str) -> usize {
+    let mut in_plan = false;
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            in_plan = trimmed == "[plan]";
+        } else if in_plan && trimmed.starts_with("name") {
+            return i + 1;
+        }
+    }
+    1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(entries: &[(&str, &str)]) -> PlanningFiles {
+        PlanningFiles {
+            exists: true,
+            files: entries
+                .iter()
+                .map(|(p, t)| ((*p).to_owned(), Content::Bytes(t.as_bytes().to_vec())))
+                .collect(),
+        }
+    }
+
+    const PLAN: &str = "[plan]\nname = \"P\"\n[[tasks]]\nname = \"a\"\ndescription = \"A\"\nscope = \"narrow\"\ngate = \"auto\"\n";
+
+    #[test]
+    fn input_paths() {
+        assert!(is_input("plans/x.toml"));
+        assert!(is_input("queue/x.md"));
+        assert!(!is_input("queue/README.md"));
+        assert!(!is_input("status/x.toml"));
+        assert!(!is_input("STATUS.md"));
+        assert!(!is_input("queue/done/x.md"));
+        assert!(may_contain_input("approvals/auth"));
+        assert!(!may_contain_input("queue/done"));
+    }
+
+    #[test]
+    fn valid_plans_survive_invalid_siblings() {
+        let loaded = compile(&files(&[
+            ("planning/goal.md", "Goal"),
+            ("planning/plans/good.toml", PLAN),
+            ("planning/plans/bad.toml", "[plan]\n"),
+        ]));
+        let spec = loaded.spec.expect("config is valid");
+        assert!(spec.plans.contains_key("good"));
+        assert_eq!(spec.invalid_plans, ["bad"]);
+        assert!(
+            loaded
+                .diagnostics
+                .iter()
+                .any(|d| d.file == "planning/plans/bad.toml")
+        );
+    }
+
+    #[test]
+    fn duplicate_plan_names_are_refused() {
+        let loaded = compile(&files(&[
+            ("planning/goal.md", "Goal"),
+            ("planning/plans/a.toml", PLAN),
+            ("planning/plans/b.toml", PLAN),
+        ]));
+        let dup: Vec<_> = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.code == Code::DuplicatePlan)
+            .collect();
+        assert_eq!(dup.len(), 1);
+        assert_eq!(dup[0].file, "planning/plans/b.toml");
+        assert_eq!(dup[0].location.as_ref().map(|l| l.line), Some(2));
+    }
+
+    #[test]
+    fn invalid_utf8_points_at_the_byte() {
+        let mut f = files(&[("planning/goal.md", "Goal")]);
+        f.files.insert(
+            "planning/plans/x.toml".into(),
+            Content::Bytes(b"[plan]\nname = \"\xff\"\n".to_vec()),
+        );
+        let loaded = compile(&f);
+        let d = loaded
+            .diagnostics
+            .iter()
+            .find(|d| d.code == Code::InvalidUtf8)
+            .expect("reported");
+        let loc = d.location.as_ref().expect("located");
+        assert_eq!((loc.line, loc.column), (2, 9));
+    }
+
+    #[test]
+    fn missing_planning_dir_suggests_init() {
+        let loaded = compile(&PlanningFiles::default());
+        assert!(loaded.spec.is_none());
+        assert_eq!(loaded.diagnostics[0].code, Code::NoPlanning);
+    }
+}

@@ -1,0 +1,459 @@
+//! The validated desired state. Everything here has passed validation: names are
+//! safe, references resolve, the task graph is a DAG, defaults are applied.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// The name of the implicit plan that promoted queue items join.
+pub const QUEUE_PLAN: &str = "queue";
+
+/// Harness names that exist without a `[harness.<name>]` table.
+pub const BUILTIN_HARNESSES: &[(&str, HarnessKind)] = &[
+    ("claude-code", HarnessKind::ClaudeCode),
+    ("codex", HarnessKind::Codex),
+    ("opencode", HarnessKind::Opencode),
+    ("sim", HarnessKind::Sim),
+];
+
+/// Everything converge was asked to do, read from one `planning/` tree.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Spec {
+    pub config: Config,
+    /// `planning/goal.md`, given to every agent.
+    pub goal: String,
+    /// `planning/capabilities.md`.
+    pub capabilities: String,
+    /// Valid plans by id (the file stem of `planning/plans/<id>.toml`).
+    pub plans: BTreeMap<String, Plan>,
+    /// Ids of plans that failed validation: converge does not act on them.
+    pub invalid_plans: Vec<String>,
+    /// Valid queue items by name (file stem of `planning/queue/<name>.md`).
+    pub queue: BTreeMap<String, QueueItem>,
+    /// Human decisions by (plan, task).
+    pub approvals: BTreeMap<(String, String), Approval>,
+    /// Names of files under `planning/queue/templates/`.
+    pub templates: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    pub reconcile: Reconcile,
+    pub invariants: BTreeMap<String, Invariant>,
+    pub merge: Merge,
+    pub harnesses: BTreeMap<String, Harness>,
+    pub forge: Forge,
+    pub schedules: Vec<Schedule>,
+    pub sandbox: Sandbox,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reconcile {
+    pub base_branch: String,
+    pub status_branch: String,
+    pub remote: Option<String>,
+    pub actions_per_tick: u32,
+    #[serde(with = "duration_text")]
+    pub interval: Duration,
+    pub max_agents: u32,
+    pub dispatches_per_hour: u32,
+    #[serde(with = "duration_text")]
+    pub task_timeout: Duration,
+    pub backoff: Backoff,
+    /// The harness of tasks whose plan and task name none.
+    pub default_harness: String,
+}
+
+impl Default for Reconcile {
+    fn default() -> Self {
+        Reconcile {
+            base_branch: "main".into(),
+            status_branch: "main".into(),
+            remote: None,
+            actions_per_tick: 1,
+            interval: Duration::from_secs(30),
+            max_agents: 4,
+            dispatches_per_hour: 20,
+            task_timeout: Duration::from_secs(30 * 60),
+            backoff: Backoff::default(),
+            default_harness: "claude-code".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Backoff {
+    #[serde(with = "duration_text")]
+    pub base: Duration,
+    pub factor: f64,
+    #[serde(with = "duration_text")]
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            base: Duration::from_secs(30),
+            factor: 2.0,
+            max: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvariantKind {
+    TestSuite,
+    Typecheck,
+    Lint,
+    Coverage,
+    Custom,
+}
+
+impl InvariantKind {
+    pub const NAMES: &'static [&'static str] =
+        &["test_suite", "typecheck", "lint", "coverage", "custom"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "test_suite" => Self::TestSuite,
+            "typecheck" => Self::Typecheck,
+            "lint" => Self::Lint,
+            "coverage" => Self::Coverage,
+            "custom" => Self::Custom,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TestSuite => "test_suite",
+            Self::Typecheck => "typecheck",
+            Self::Lint => "lint",
+            Self::Coverage => "coverage",
+            Self::Custom => "custom",
+        }
+    }
+}
+
+/// A check that converge runs (never the agent) in a task's worktree or on a merge result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Invariant {
+    pub name: String,
+    pub kind: InvariantKind,
+    /// The program; run directly, never through a shell.
+    pub command: String,
+    pub args: Vec<String>,
+    #[serde(with = "duration_text")]
+    pub timeout: Duration,
+    pub expected_exit_code: i32,
+    /// Advisory failures are reported but do not fail the gate.
+    pub advisory: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Merge {
+    /// Invariants run on the merge result before the base ref moves.
+    pub invariants: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HarnessKind {
+    ClaudeCode,
+    Codex,
+    Opencode,
+    Command,
+    Sim,
+}
+
+impl HarnessKind {
+    pub const NAMES: &'static [&'static str] =
+        &["claude-code", "codex", "opencode", "command", "sim"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "claude-code" => Self::ClaudeCode,
+            "codex" => Self::Codex,
+            "opencode" => Self::Opencode,
+            "command" => Self::Command,
+            "sim" => Self::Sim,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClaudeCode => "claude-code",
+            Self::Codex => "codex",
+            Self::Opencode => "opencode",
+            Self::Command => "command",
+            Self::Sim => "sim",
+        }
+    }
+}
+
+/// How an agent is run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Harness {
+    pub name: String,
+    pub kind: HarnessKind,
+    /// The program, for `command` harnesses (and an override of the CLI path for others).
+    pub command: Option<String>,
+    /// Arguments; `{prompt_file}`, `{worktree}` and `{task}` are replaced.
+    pub args: Vec<String>,
+    /// Model per task scope.
+    pub models: BTreeMap<Scope, String>,
+    /// Declared in `converge.toml` (false for built-in defaults).
+    pub declared: bool,
+}
+
+impl Harness {
+    pub fn builtin(name: &str, kind: HarnessKind) -> Self {
+        Harness {
+            name: name.into(),
+            kind,
+            command: None,
+            args: Vec::new(),
+            models: BTreeMap::new(),
+            declared: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Forge {
+    Local,
+    Github { repo: String },
+}
+
+/// A crontab line that enqueues a template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Schedule {
+    pub cron: String,
+    /// File name under `planning/queue/templates/`.
+    pub queue: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Sandbox {
+    pub enabled: bool,
+    pub env_allow: Vec<String>,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Sandbox {
+            enabled: false,
+            env_allow: DEFAULT_ENV_ALLOW.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+}
+
+pub const DEFAULT_ENV_ALLOW: &[&str] = &["PATH", "HOME", "LANG", "TERM", "TMPDIR"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanState {
+    Draft,
+    Active,
+    Paused,
+}
+
+impl PlanState {
+    pub const NAMES: &'static [&'static str] = &["draft", "active", "paused"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "draft" => Self::Draft,
+            "active" => Self::Active,
+            "paused" => Self::Paused,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Draft => "draft",
+            Self::Active => "active",
+            Self::Paused => "paused",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    Worktree,
+    Sandbox,
+}
+
+impl Isolation {
+    pub const NAMES: &'static [&'static str] = &["worktree", "sandbox"];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Narrow,
+    Medium,
+    Broad,
+}
+
+impl Scope {
+    pub const NAMES: &'static [&'static str] = &["narrow", "medium", "broad"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "narrow" => Self::Narrow,
+            "medium" => Self::Medium,
+            "broad" => Self::Broad,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Narrow => "narrow",
+            Self::Medium => "medium",
+            Self::Broad => "broad",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    /// Merge when the invariants pass.
+    Auto,
+    /// A human reviews the passed work before it merges.
+    HumanReview,
+    /// A human approves before it merges (the same mechanism, a stronger word).
+    HumanApprove,
+}
+
+impl Gate {
+    pub const NAMES: &'static [&'static str] = &["auto", "human_review", "human_approve"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "auto" => Self::Auto,
+            "human_review" => Self::HumanReview,
+            "human_approve" => Self::HumanApprove,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::HumanReview => "human_review",
+            Self::HumanApprove => "human_approve",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// The file stem; used in branch names and status paths.
+    pub id: String,
+    /// Path of the plan file, relative to the repository root.
+    pub file: String,
+    pub name: String,
+    pub base_branch: String,
+    pub state: PlanState,
+    pub token_budget: Option<u64>,
+    pub default_harness: Option<String>,
+    pub isolation: Isolation,
+    /// Tasks in file order.
+    pub tasks: Vec<Task>,
+}
+
+impl Plan {
+    pub fn task(&self, name: &str) -> Option<&Task> {
+        self.tasks.iter().find(|t| t.name == name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Task {
+    pub name: String,
+    pub description: String,
+    pub scope: Scope,
+    pub gate: Gate,
+    pub depends_on: Vec<String>,
+    pub invariants: Vec<String>,
+    pub retry_max: u32,
+    /// The effective harness: the task's, else the plan's default, else the
+    /// configuration's default.
+    pub harness: String,
+    pub model: Option<String>,
+    #[serde(with = "option_duration_text")]
+    pub timeout: Option<Duration>,
+    pub paths: Vec<String>,
+    pub reset: u64,
+    /// Hash of the normalized task spec; see [`super::generation`].
+    pub generation: String,
+    /// 1-based line of the task's `name` in the plan file, for messages.
+    #[serde(skip)]
+    pub line: usize,
+}
+
+/// An ad-hoc task from `planning/queue/<name>.md`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueItem {
+    pub name: String,
+    pub file: String,
+    pub description: String,
+    pub scope: Scope,
+    pub gate: Gate,
+    pub invariants: Vec<String>,
+    pub harness: Option<String>,
+    pub model: Option<String>,
+    #[serde(with = "option_duration_text")]
+    pub timeout: Option<Duration>,
+    pub retry_max: u32,
+    pub paths: Vec<String>,
+    /// `plan/task` references.
+    pub depends_on: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+/// A human decision on one task, bound to the commit that was reviewed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Approval {
+    pub plan: String,
+    pub task: String,
+    pub decision: Decision,
+    pub commit: String,
+    pub reason: Option<String>,
+    pub by: Option<String>,
+    pub file: String,
+}
+
+mod duration_text {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::spec::duration::format(*d))
+    }
+}
+
+mod option_duration_text {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&crate::spec::duration::format(*d)),
+            None => s.serialize_none(),
+        }
+    }
+}

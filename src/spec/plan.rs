@@ -1,0 +1,625 @@
+//! `planning/plans/<id>.toml`: a plan and its DAG of tasks.
+
+use std::collections::{BTreeMap, HashMap};
+
+use toml::Spanned;
+
+use super::config::{self, check_branch_name};
+use super::dag;
+use super::diag::Code;
+use super::generation;
+use super::model::{Config, Gate, Isolation, Plan, PlanState, Scope, Task};
+use super::names;
+use super::paths;
+use super::suggest;
+use super::toml_walk::{Ctx, SourceFile, Table};
+
+const ROOT_KEYS: &[&str] = &["plan", "tasks"];
+const PLAN_KEYS: &[&str] = &[
+    "name",
+    "base_branch",
+    "state",
+    "token_budget",
+    "default_harness",
+    "isolation",
+];
+pub const TASK_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "scope",
+    "gate",
+    "depends_on",
+    "invariants",
+    "retry_max",
+    "harness",
+    "model",
+    "timeout",
+    "paths",
+    "reset",
+];
+
+/// The default number of attempts before a task escalates.
+pub const DEFAULT_RETRY_MAX: u32 = 3;
+/// The largest `retry_max` accepted.
+pub const MAX_RETRY_MAX: i64 = 100;
+
+/// A task as read, before cross-task checks.
+struct RawTask {
+    name: Spanned<String>,
+    description: String,
+    scope: Scope,
+    gate: Gate,
+    depends_on: Vec<Spanned<String>>,
+    invariants: Vec<String>,
+    retry_max: u32,
+    harness: Option<String>,
+    model: Option<String>,
+    timeout: Option<std::time::Duration>,
+    paths: Vec<String>,
+    reset: u64,
+}
+
+/// Compiles one plan file. Returns the plan only if the file has no errors; all
+/// problems go to `out`.
+pub fn compile(
+    file: &SourceFile,
+    id: &str,
+    config: &Config,
+    out: &mut Vec<super::Diagnostic>,
+) -> Option<Plan> {
+    let mut ctx = Ctx::new(file);
+    let plan = compile_inner(&mut ctx, id, config);
+    let valid = !ctx.has_errors();
+    out.append(&mut ctx.diags);
+    plan.filter(|_| valid)
+}
+
+fn compile_inner(ctx: &mut Ctx<'_>, id: &str, config: &Config) -> Option<Plan> {
+    let root = ctx.parse()?;
+    let root = Table::new(root.get_ref(), root.span(), "the plan file", ROOT_KEYS);
+    let header = read_header(ctx, &root, config);
+    let tasks_value = root.array_of_tables(ctx, "tasks");
+    root.finish(ctx);
+    let mut raw_tasks = Vec::new();
+    match tasks_value {
+        Some(items) => {
+            for (span, table) in items {
+                let t = Table::new(table, span, "a task", TASK_KEYS);
+                if let Some(task) = read_task(ctx, t, config) {
+                    raw_tasks.push(task);
+                }
+            }
+            if raw_tasks.is_empty() && !ctx.has_errors() {
+                empty_plan(ctx, &root);
+            }
+        }
+        None if root.get("tasks").is_none() => empty_plan(ctx, &root),
+        None => {}
+    }
+    let (name, base_branch, state, token_budget, default_harness, isolation) = header?;
+    let tasks = check_tasks(
+        ctx,
+        raw_tasks,
+        default_harness.as_deref(),
+        &config.reconcile.default_harness,
+    );
+    Some(Plan {
+        id: id.to_owned(),
+        file: ctx.file.path.clone(),
+        name,
+        base_branch: base_branch.unwrap_or_else(|| config.reconcile.base_branch.clone()),
+        state,
+        token_budget,
+        default_harness,
+        isolation,
+        tasks,
+    })
+}
+
+fn empty_plan(ctx: &mut Ctx<'_>, root: &Table<'_, '_>) {
+    let span = root.key_span("plan").unwrap_or(0..0);
+    ctx.error(Code::EmptyPlan, span, "the plan has no tasks").hint = Some(
+        "add at least one `[[tasks]]` table with `name`, `description`, `scope` and `gate`; see docs/plan-format.md"
+            .into(),
+    );
+}
+
+type Header = (
+    String,
+    Option<String>,
+    PlanState,
+    Option<u64>,
+    Option<String>,
+    Isolation,
+);
+
+fn read_header(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, config: &Config) -> Option<Header> {
+    let Some(t) = root.table(ctx, "plan", "[plan]", PLAN_KEYS) else {
+        if root.get("plan").is_none() {
+            ctx.error(
+                Code::MissingField,
+                0..0,
+                "the plan file has no `[plan]` table",
+            )
+            .hint = Some("start the file with `[plan]` and `name = \"...\"`".into());
+        }
+        return None;
+    };
+    let name = t.required_string(ctx, "name", "\"Add user authentication\"");
+    let base_branch =
+        t.string(ctx, "base_branch")
+            .and_then(|b| match check_branch_name(b.get_ref()) {
+                Ok(()) => Some(b.into_inner()),
+                Err(reason) => {
+                    ctx.error(
+                        Code::InvalidValue,
+                        b.span(),
+                        format!("`base_branch` in [plan] is not a valid branch name: {reason}"),
+                    )
+                    .hint = Some("write the short branch name, for example `main`".into());
+                    None
+                }
+            });
+    let state = t
+        .enumeration(ctx, "state", PlanState::NAMES)
+        .and_then(|s| PlanState::parse(s.get_ref()))
+        .unwrap_or(PlanState::Active);
+    let token_budget = t
+        .integer_in(ctx, "token_budget", 1, i64::MAX)
+        .map(|n| u64::try_from(*n.get_ref()).unwrap_or(u64::MAX));
+    let default_harness = t.string(ctx, "default_harness").and_then(|h| {
+        if config.harnesses.contains_key(h.get_ref()) {
+            Some(h.into_inner())
+        } else {
+            config::unknown_harness(ctx, h.span(), h.get_ref(), &config.harnesses);
+            None
+        }
+    });
+    let isolation = match t.enumeration(ctx, "isolation", Isolation::NAMES) {
+        Some(i) if i.get_ref() == "sandbox" => Isolation::Sandbox,
+        _ => Isolation::Worktree,
+    };
+    t.finish(ctx);
+    Some((
+        name?.into_inner(),
+        base_branch,
+        state,
+        token_budget,
+        default_harness,
+        isolation,
+    ))
+}
+
+fn read_task(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>, config: &Config) -> Option<RawTask> {
+    let name = t.required_string(ctx, "name", "\"define-types\"");
+    let name = name.and_then(|n| match names::check(n.get_ref()) {
+        Ok(()) => Some(n),
+        Err(problem) => {
+            ctx.error(
+                Code::InvalidName,
+                n.span(),
+                format!("task name `{}` {}", n.get_ref(), problem.reason),
+            )
+            .hint = Some(problem.hint);
+            None
+        }
+    });
+    if let Some(n) = &name {
+        t.what = format!("task `{}`", n.get_ref());
+    }
+    let description = t.required_string(
+        ctx,
+        "description",
+        "\"\"\"What to build and how to know it works.\"\"\"",
+    );
+    let scope = t
+        .required_enumeration(ctx, "scope", Scope::NAMES)
+        .and_then(|s| Scope::parse(s.get_ref()));
+    let gate = t
+        .required_enumeration(ctx, "gate", Gate::NAMES)
+        .and_then(|g| Gate::parse(g.get_ref()));
+    let depends_on = t
+        .string_array(ctx, "depends_on")
+        .map(Spanned::into_inner)
+        .unwrap_or_default();
+    let mut invariants = Vec::new();
+    if let Some(list) = t.string_array(ctx, "invariants") {
+        for inv in list.into_inner() {
+            if !config.invariants.contains_key(inv.get_ref()) {
+                config::unknown_invariant(ctx, &inv, &config.invariants);
+            } else if invariants.contains(inv.get_ref()) {
+                ctx.warning(
+                    Code::DuplicateDependency,
+                    inv.span(),
+                    format!(
+                        "invariant `{}` is listed twice in {}",
+                        inv.get_ref(),
+                        t.what
+                    ),
+                )
+                .hint = Some("remove the second mention".into());
+            } else {
+                invariants.push(inv.into_inner());
+            }
+        }
+    }
+    let retry_max = t
+        .integer_in(ctx, "retry_max", 0, MAX_RETRY_MAX)
+        .map_or(DEFAULT_RETRY_MAX, |n| {
+            u32::try_from(*n.get_ref()).unwrap_or(DEFAULT_RETRY_MAX)
+        });
+    let harness = t.string(ctx, "harness").and_then(|h| {
+        if config.harnesses.contains_key(h.get_ref()) {
+            Some(h.into_inner())
+        } else {
+            config::unknown_harness(ctx, h.span(), h.get_ref(), &config.harnesses);
+            None
+        }
+    });
+    let model = t.string(ctx, "model").and_then(|m| {
+        if m.get_ref().trim().is_empty() || m.get_ref().starts_with('-') {
+            ctx.error(
+                Code::InvalidValue,
+                m.span(),
+                format!("`model` in {} must be a model name", t.what),
+            )
+            .hint = Some("leave it out to use the harness's model for the task's scope".into());
+            None
+        } else {
+            Some(m.into_inner())
+        }
+    });
+    let timeout = t.duration(ctx, "timeout").and_then(|d| {
+        if d.get_ref().is_zero() {
+            ctx.error(
+                Code::InvalidValue,
+                d.span(),
+                format!("`timeout` in {} must be longer than zero", t.what),
+            )
+            .hint = Some("for example `timeout = \"30m\"`".into());
+            None
+        } else {
+            Some(d.into_inner())
+        }
+    });
+    let mut task_paths = Vec::new();
+    if let Some(list) = t.string_array(ctx, "paths") {
+        for p in list.into_inner() {
+            if paths::check(ctx, &p, &t.what) {
+                task_paths.push(p.into_inner());
+            }
+        }
+    }
+    let reset = t
+        .integer_in(ctx, "reset", 0, i64::MAX)
+        .map_or(0, |n| u64::try_from(*n.get_ref()).unwrap_or(0));
+    t.finish(ctx);
+    Some(RawTask {
+        // Broken fields fall back to defaults so that the cross-task checks still see
+        // this task; the errors already recorded keep the plan invalid.
+        name: name?,
+        description: description.map(Spanned::into_inner).unwrap_or_default(),
+        scope: scope.unwrap_or(Scope::Narrow),
+        gate: gate.unwrap_or(Gate::Auto),
+        depends_on,
+        invariants,
+        retry_max,
+        harness,
+        model,
+        timeout,
+        paths: task_paths,
+        reset,
+    })
+}
+
+/// Cross-task checks: duplicate names, dependencies, cycles. Then generations.
+fn check_tasks(
+    ctx: &mut Ctx<'_>,
+    raw: Vec<RawTask>,
+    plan_harness: Option<&str>,
+    default_harness: &str,
+) -> Vec<Task> {
+    let mut first_line: HashMap<String, usize> = HashMap::new();
+    let mut unique: Vec<RawTask> = Vec::with_capacity(raw.len());
+    for task in raw {
+        let line = super::diag::Location::from_span(&ctx.file.text, task.name.span()).line;
+        if let Some(previous) = first_line.get(task.name.get_ref()) {
+            ctx.error(
+                Code::DuplicateTask,
+                task.name.span(),
+                format!("task `{}` is defined twice", task.name.get_ref()),
+            )
+            .hint = Some(format!(
+                "the first definition is on line {previous}; rename or remove one of them"
+            ));
+            continue;
+        }
+        first_line.insert(task.name.get_ref().clone(), line);
+        unique.push(task);
+    }
+    let index: BTreeMap<&str, usize> = unique
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.name.get_ref().as_str(), i))
+        .collect();
+    let mut edges = Vec::new();
+    for (i, task) in unique.iter().enumerate() {
+        let mut seen: Vec<&str> = Vec::new();
+        for dep in &task.depends_on {
+            let dep_name = dep.get_ref().as_str();
+            if seen.contains(&dep_name) {
+                ctx.warning(
+                    Code::DuplicateDependency,
+                    dep.span(),
+                    format!(
+                        "task `{}` lists dependency `{dep_name}` twice",
+                        task.name.get_ref()
+                    ),
+                )
+                .hint = Some("remove the second mention".into());
+                continue;
+            }
+            seen.push(dep_name);
+            if dep_name == task.name.get_ref() {
+                ctx.error(
+                    Code::SelfDependency,
+                    dep.span(),
+                    format!("task `{dep_name}` depends on itself"),
+                )
+                .hint = Some(format!("remove `{dep_name}` from its `depends_on`"));
+                continue;
+            }
+            match index.get(dep_name) {
+                Some(&j) => edges.push((i, j)),
+                None => {
+                    let hint = suggest::did_you_mean(dep_name, index.keys().copied())
+                        .unwrap_or_else(|| {
+                            if dep_name.contains('/') {
+                                "plan tasks may depend only on tasks of the same plan".into()
+                            } else {
+                                format!(
+                                    "the tasks of this plan are {}",
+                                    suggest::one_of(
+                                        &index.keys().copied().take(8).collect::<Vec<_>>()
+                                    )
+                                )
+                            }
+                        });
+                    ctx.error(
+                        Code::UnknownDependency,
+                        dep.span(),
+                        format!(
+                            "task `{}` depends on `{dep_name}`, which is not a task of this plan",
+                            task.name.get_ref()
+                        ),
+                    )
+                    .hint = Some(hint);
+                }
+            }
+        }
+    }
+    for cycle in dag::cycles(unique.len(), &edges) {
+        let path: Vec<&str> = cycle
+            .iter()
+            .map(|&i| unique[i].name.get_ref().as_str())
+            .collect();
+        let first = &unique[cycle[0]];
+        let second = unique[cycle[1]].name.get_ref();
+        let span = first
+            .depends_on
+            .iter()
+            .find(|d| d.get_ref() == second)
+            .map_or(first.name.span(), Spanned::span);
+        ctx.error(
+            Code::DependencyCycle,
+            span,
+            format!("dependency cycle: {}", path.join(" -> ")),
+        )
+        .hint = Some(format!(
+            "each task depends on the next; remove one of these dependencies, for example `{second}` from `{}`",
+            first.name.get_ref()
+        ));
+    }
+    unique
+        .into_iter()
+        .map(|raw| {
+            let line = first_line.get(raw.name.get_ref()).copied().unwrap_or(0);
+            let mut depends_on: Vec<String> = Vec::new();
+            for dep in raw.depends_on {
+                if !depends_on.contains(dep.get_ref()) {
+                    depends_on.push(dep.into_inner());
+                }
+            }
+            let mut task = Task {
+                name: raw.name.into_inner(),
+                description: raw.description,
+                scope: raw.scope,
+                gate: raw.gate,
+                depends_on,
+                invariants: raw.invariants,
+                retry_max: raw.retry_max,
+                harness: raw
+                    .harness
+                    .or_else(|| plan_harness.map(str::to_owned))
+                    .unwrap_or_else(|| default_harness.to_owned()),
+                model: raw.model,
+                timeout: raw.timeout,
+                paths: raw.paths,
+                reset: raw.reset,
+                generation: String::new(),
+                line,
+            };
+            task.generation = generation::of(&task);
+            task
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::config::default_config;
+    use crate::spec::diag::Diagnostic;
+
+    fn compile_text(text: &str) -> (Option<Plan>, Vec<Diagnostic>) {
+        let file = SourceFile {
+            path: "planning/plans/p.toml".into(),
+            text: text.into(),
+        };
+        let mut config = default_config();
+        config.invariants.insert(
+            "test".into(),
+            crate::spec::model::Invariant {
+                name: "test".into(),
+                kind: crate::spec::model::InvariantKind::TestSuite,
+                command: "true".into(),
+                args: vec![],
+                timeout: std::time::Duration::from_secs(1),
+                expected_exit_code: 0,
+                advisory: false,
+            },
+        );
+        let mut diags = Vec::new();
+        let plan = compile(&file, "p", &config, &mut diags);
+        (plan, diags)
+    }
+
+    const DIAMOND: &str = r#"
+[plan]
+name = "Diamond"
+
+[[tasks]]
+name = "a"
+description = "A"
+scope = "narrow"
+gate = "auto"
+invariants = ["test"]
+
+[[tasks]]
+name = "b"
+description = "B"
+scope = "medium"
+gate = "auto"
+depends_on = ["a"]
+
+[[tasks]]
+name = "c"
+description = "C"
+scope = "broad"
+gate = "human_review"
+depends_on = ["a"]
+
+[[tasks]]
+name = "d"
+description = "D"
+scope = "narrow"
+gate = "auto"
+depends_on = ["b", "c"]
+"#;
+
+    #[test]
+    fn compiles_a_diamond_with_defaults() {
+        let (plan, diags) = compile_text(DIAMOND);
+        assert!(diags.is_empty(), "{diags:?}");
+        let plan = plan.expect("valid");
+        assert_eq!(plan.tasks.len(), 4);
+        assert_eq!(plan.base_branch, "main");
+        assert_eq!(plan.state, PlanState::Active);
+        let d = plan.task("d").expect("d");
+        assert_eq!(d.depends_on, ["b", "c"]);
+        assert_eq!(d.retry_max, DEFAULT_RETRY_MAX);
+        assert_eq!(d.harness, "claude-code");
+        assert_eq!(d.line, 27);
+    }
+
+    #[test]
+    fn generation_ignores_formatting_but_not_content() {
+        let (a, _) = compile_text(DIAMOND);
+        let reordered = DIAMOND.replace(
+            "name = \"a\"\ndescription = \"A\"\nscope = \"narrow\"",
+            "scope   =   \"narrow\"   # a comment\nname = \"a\"\ndescription = '''A'''",
+        );
+        assert_ne!(reordered, DIAMOND);
+        let (b, _) = compile_text(&reordered);
+        let gen_of = |p: &Option<Plan>, t: &str| {
+            p.as_ref()
+                .expect("valid")
+                .task(t)
+                .expect("task")
+                .generation
+                .clone()
+        };
+        assert_eq!(gen_of(&a, "a"), gen_of(&b, "a"));
+        let (c, _) = compile_text(&DIAMOND.replace("description = \"A\"", "description = \"A2\""));
+        assert_ne!(gen_of(&a, "a"), gen_of(&c, "a"));
+        let (d, _) = compile_text(
+            &DIAMOND.replace("depends_on = [\"b\", \"c\"]", "depends_on = [\"c\", \"b\"]"),
+        );
+        assert_eq!(gen_of(&a, "d"), gen_of(&d, "d"));
+    }
+
+    #[test]
+    fn reports_cycles_as_paths() {
+        let text = DIAMOND.replace("name = \"a\"\n", "name = \"a\"\ndepends_on = [\"d\"]\n");
+        let (plan, diags) = compile_text(&text);
+        assert!(plan.is_none());
+        let cycle: Vec<_> = diags
+            .iter()
+            .filter(|d| d.code == Code::DependencyCycle)
+            .collect();
+        assert_eq!(cycle.len(), 1, "{diags:?}");
+        assert_eq!(cycle[0].message, "dependency cycle: a -> d -> b -> a");
+    }
+
+    #[test]
+    fn reports_every_task_problem_at_once() {
+        let text = r#"
+[plan]
+name = "Broken"
+[[tasks]]
+name = "a"
+description = "A"
+scope = "narow"
+gate = "auto"
+depnds_on = []
+[[tasks]]
+name = "a"
+description = "dup"
+scope = "narrow"
+gate = "auto"
+[[tasks]]
+name = "b"
+description = "B"
+scope = "narrow"
+gate = "auto"
+depends_on = ["b", "zz", "a"]
+invariants = ["tets"]
+"#;
+        let (plan, mut diags) = compile_text(text);
+        assert!(plan.is_none());
+        crate::spec::diag::sort(&mut diags);
+        let summary: Vec<String> = diags
+            .iter()
+            .map(|d| format!("{}:{}", d.location.as_ref().map_or(0, |l| l.line), d.code))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "7:invalid-value",
+                "9:unknown-key",
+                "11:duplicate-task",
+                "20:self-dependency",
+                "20:unknown-dependency",
+                "21:unknown-invariant",
+            ]
+        );
+        let unknown_key = diags
+            .iter()
+            .find(|d| d.code == Code::UnknownKey)
+            .expect("present");
+        assert_eq!(
+            unknown_key.hint.as_deref(),
+            Some("did you mean `depends_on`?")
+        );
+    }
+}

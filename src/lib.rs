@@ -2,4 +2,7 @@
 //!
 //! See `docs/architecture.md` for the bird's-eye view and the code map.
 
+pub mod act;
+pub mod cli;
+pub mod git;
 pub mod spec;

@@ -64,7 +64,12 @@ pub fn may_contain_input(relative_dir: &str) -> bool {
 impl PlanningFiles {
     /// Reads `planning/` from a working tree. Never follows symbolic links.
     pub fn read_dir(repo_root: &Path) -> io::Result<PlanningFiles> {
-        let root = repo_root.join(PLANNING_DIR);
+        Self::read_planning_dir(&repo_root.join(PLANNING_DIR))
+    }
+
+    /// Reads a directory laid out like `planning/`, whatever its name.
+    pub fn read_planning_dir(root: &Path) -> io::Result<PlanningFiles> {
+        let root = root.to_owned();
         let mut out = PlanningFiles::default();
         match std::fs::symlink_metadata(&root) {
             Ok(meta) if meta.is_dir() => out.exists = true,

@@ -192,6 +192,9 @@ fn read_header(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, config: &Config) -> Opti
 
 fn read_task(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>, config: &Config) -> Option<RawTask> {
     let name = t.required_string(ctx, "name", "\"define-types\"");
+    if let Some(n) = &name {
+        t.what = format!("task `{}`", n.get_ref());
+    }
     let name = name.and_then(|n| match names::check(n.get_ref()) {
         Ok(()) => Some(n),
         Err(problem) => {
@@ -204,9 +207,6 @@ fn read_task(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>, config: &Config) -> Option
             None
         }
     });
-    if let Some(n) = &name {
-        t.what = format!("task `{}`", n.get_ref());
-    }
     let description = t.required_string(
         ctx,
         "description",

@@ -1,0 +1,3 @@
+//! Side effects. For now: running commands with deadlines (invariants).
+
+pub mod exec;

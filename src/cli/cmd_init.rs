@@ -1,0 +1,218 @@
+//! `converge init [--force] [--commit]`: write planning-template/ into the repository.
+
+use std::path::Path;
+
+use toml_edit::{Array, DocumentMut, value};
+
+use super::cmd_invariant_add::write_atomically;
+use super::source;
+use super::{CliError, CliResult, Ctx, InitArgs, print};
+
+/// The template, embedded at build time: (path in the repository, content).
+pub const TEMPLATE: &[(&str, &str)] = &[
+    (
+        "planning/goal.md",
+        include_str!("../../planning-template/goal.md"),
+    ),
+    (
+        "planning/capabilities.md",
+        include_str!("../../planning-template/capabilities.md"),
+    ),
+    (
+        "planning/converge.toml",
+        include_str!("../../planning-template/converge.toml"),
+    ),
+    (
+        "planning/plans/example.toml",
+        include_str!("../../planning-template/plans/example.toml"),
+    ),
+    (
+        "planning/queue/README.md",
+        include_str!("../../planning-template/queue/README.md"),
+    ),
+];
+
+/// A kind of project and the commands its `build` and `test` invariants run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Project {
+    pub name: &'static str,
+    pub marker: &'static str,
+    pub build: (&'static str, &'static [&'static str]),
+    pub test: (&'static str, &'static [&'static str]),
+}
+
+/// Recognized projects, by the file at the repository root that marks them.
+pub const PROJECTS: &[Project] = &[
+    Project {
+        name: "Rust",
+        marker: "Cargo.toml",
+        build: ("cargo", &["build", "--all-targets"]),
+        test: ("cargo", &["test"]),
+    },
+    Project {
+        name: "Go",
+        marker: "go.mod",
+        build: ("go", &["build", "./..."]),
+        test: ("go", &["test", "./..."]),
+    },
+    Project {
+        name: "Node.js",
+        marker: "package.json",
+        build: ("npm", &["run", "build", "--if-present"]),
+        test: ("npm", &["test"]),
+    },
+    Project {
+        name: "Python",
+        marker: "pyproject.toml",
+        build: ("python3", &["-m", "compileall", "-q", "."]),
+        test: ("python3", &["-m", "pytest"]),
+    },
+];
+
+pub fn detect(root: &Path) -> Option<&'static Project> {
+    PROJECTS.iter().find(|p| root.join(p.marker).is_file())
+}
+
+/// The template's converge.toml with `build` and `test` adapted to the project.
+fn configure(template: &str, project: &Project) -> CliResult<String> {
+    let mut doc: DocumentMut = template.parse().map_err(|e: toml_edit::TomlError| {
+        CliError::failure("the built-in template is not valid TOML").source(e)
+    })?;
+    for (name, (command, args)) in [("build", project.build), ("test", project.test)] {
+        let Some(table) = doc
+            .get_mut("invariants")
+            .and_then(|i| i.get_mut(name))
+            .and_then(|t| t.as_table_mut())
+        else {
+            continue;
+        };
+        // Keep the trailing comments of the template lines.
+        let command_decor = table
+            .get("command")
+            .and_then(|v| v.as_value())
+            .map(|v| v.decor().clone());
+        let args_decor = table
+            .get("args")
+            .and_then(|v| v.as_value())
+            .map(|v| v.decor().clone());
+        table.insert("command", value(command));
+        let mut list = Array::new();
+        for arg in args {
+            list.push(*arg);
+        }
+        table.insert("args", value(list));
+        if let (Some(decor), Some(v)) = (
+            command_decor,
+            table.get_mut("command").and_then(|v| v.as_value_mut()),
+        ) {
+            *v.decor_mut() = decor;
+        }
+        if let (Some(decor), Some(v)) = (
+            args_decor,
+            table.get_mut("args").and_then(|v| v.as_value_mut()),
+        ) {
+            *v.decor_mut() = decor;
+        }
+    }
+    Ok(doc.to_string())
+}
+
+pub fn run(ctx: &Ctx, args: &InitArgs) -> CliResult {
+    let repo = source::open_repo(ctx)?;
+    let root = repo.workdir()?.to_owned();
+    let project = detect(&root);
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for (path, content) in TEMPLATE {
+        let content = match (*path, project) {
+            ("planning/converge.toml", Some(project)) => configure(content, project)?,
+            _ => (*content).to_owned(),
+        };
+        files.push(((*path).to_owned(), content.into_bytes()));
+    }
+    let existing: Vec<&str> = files
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .filter(|p| root.join(p).symlink_metadata().is_ok())
+        .collect();
+    if !existing.is_empty() && !args.force {
+        return Err(CliError::bad_input(format!(
+            "planning/ already has {}: {}",
+            if existing.len() == 1 {
+                "this file"
+            } else {
+                "these files"
+            },
+            existing.join(", ")
+        ))
+        .hint("nothing was written; pass --force to overwrite them with the template"));
+    }
+    if args.commit {
+        // Refuse before writing anything if the commit could not be made.
+        if repo.head_branch()?.is_none() {
+            return Err(CliError::from(crate::git::GitError::DetachedHead));
+        }
+    }
+    let mut out = String::new();
+    if let Some(project) = project {
+        out.push_str(&format!(
+            "detected a {} project ({}): the build and test invariants run `{} {}` and `{} {}`\n",
+            project.name,
+            project.marker,
+            project.build.0,
+            project.build.1.join(" "),
+            project.test.0,
+            project.test.1.join(" ")
+        ));
+    }
+    for (path, bytes) in &files {
+        let target = root.join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                CliError::failure(format!("cannot create {}", parent.display())).source(e)
+            })?;
+        }
+        let overwritten = target.exists();
+        write_atomically(&target, &String::from_utf8_lossy(bytes))
+            .map_err(|e| CliError::failure(format!("cannot write {path}")).source(e))?;
+        out.push_str(&format!(
+            "{} {path}\n",
+            if overwritten { "overwrote" } else { "wrote" }
+        ));
+    }
+    if args.commit {
+        let commit = repo.commit_files(
+            &files,
+            "converge: init planning/\n\nScaffolded by `converge init`.\n",
+        )?;
+        let branch = repo.head_branch()?.unwrap_or_default();
+        out.push_str(&format!(
+            "committed {} files as {} on {branch}\n",
+            files.len(),
+            commit.to_hex_with_len(7)
+        ));
+    }
+    out.push_str(
+        "\nnext:\n  edit planning/goal.md and planning/plans/example.toml\n  converge plan validate\n  set `state = \"active\"` in a plan and commit it for converge to start work\n",
+    );
+    print(&out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configured_template_keeps_comments_and_sets_commands() {
+        let rust = &PROJECTS[0];
+        let text = configure(TEMPLATE[2].1, rust).expect("configures");
+        let doc: toml::Table = text.parse().expect("valid toml");
+        let build = &doc["invariants"]["build"];
+        assert_eq!(build["command"].as_str(), Some("cargo"));
+        assert_eq!(build["args"].as_array().map(Vec::len), Some(2));
+        assert!(
+            text.contains("command = \"cargo\"                  # the program"),
+            "{text}"
+        );
+        assert!(text.contains("# converge configuration."));
+    }
+}

@@ -1,0 +1,192 @@
+//! The one error type of the command line: a message, an optional hint, the cause
+//! chain, and the exit code class. Exit codes are documented in docs/cli.md.
+
+use std::fmt;
+
+/// Exit codes. Stable: scripts and CI jobs branch on them.
+pub mod exit {
+    /// Success; for checks, everything passed.
+    pub const OK: u8 = 0;
+    /// The command ran and the outcome is a failure (an invariant failed), or an
+    /// operation failed (git, I/O).
+    pub const FAILURE: u8 = 1;
+    /// Bad input: invalid planning files, bad arguments, a refused edit.
+    pub const BAD_INPUT: u8 = 2;
+    /// Busy or deferred: another reconciler holds the lock, or a dirty worktree
+    /// made converge wait. Retrying later is the right response.
+    pub const BUSY: u8 = 3;
+}
+
+/// Which class of failure, deciding the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Failure,
+    BadInput,
+    Busy,
+}
+
+impl Kind {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Kind::Failure => exit::FAILURE,
+            Kind::BadInput => exit::BAD_INPUT,
+            Kind::Busy => exit::BUSY,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct CliError {
+    pub kind: Kind,
+    pub message: String,
+    pub hint: Option<String>,
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// The error was already reported in full (e.g. as diagnostics); print nothing more.
+    pub reported: bool,
+}
+
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+impl CliError {
+    pub fn new(kind: Kind, message: impl Into<String>) -> Self {
+        CliError {
+            kind,
+            message: message.into(),
+            hint: None,
+            source: None,
+            reported: false,
+        }
+    }
+
+    pub fn failure(message: impl Into<String>) -> Self {
+        Self::new(Kind::Failure, message)
+    }
+
+    pub fn bad_input(message: impl Into<String>) -> Self {
+        Self::new(Kind::BadInput, message)
+    }
+
+    /// An error whose details were already printed; only the exit code remains.
+    pub fn reported(kind: Kind) -> Self {
+        CliError {
+            reported: true,
+            ..Self::new(kind, String::new())
+        }
+    }
+
+    #[must_use]
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    #[must_use]
+    pub fn source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+}
+
+impl fmt::Display for CliError {
+    /// `error: message`, then `  caused by: ...` for each cause, then `hint: ...`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "error: {}", self.message)?;
+        let mut cause: Option<&(dyn std::error::Error + 'static)> =
+            self.source.as_deref().map(|e| e as _);
+        let mut previous = self.message.clone();
+        while let Some(error) = cause {
+            let text = error.to_string();
+            // Some errors repeat their source's text in their own; print each once.
+            if !text.is_empty() && !previous.contains(&text) {
+                writeln!(f, "  caused by: {text}")?;
+            }
+            previous = text;
+            cause = error.source();
+        }
+        if let Some(hint) = &self.hint {
+            writeln!(f, "hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<crate::git::GitError> for CliError {
+    fn from(error: crate::git::GitError) -> Self {
+        use crate::git::GitError;
+        let (kind, hint) = match &error {
+            GitError::NotARepository { .. } => (
+                Kind::BadInput,
+                Some(
+                    "run converge inside a git repository, or pass `-C <dir>`; `git init` creates one",
+                ),
+            ),
+            GitError::BadRevision { .. } => (
+                Kind::BadInput,
+                Some("give a branch, tag or commit id, e.g. `--rev main`"),
+            ),
+            GitError::NoBaseBranch { .. } => (
+                Kind::BadInput,
+                Some(
+                    "commit planning/ on your main branch, set `git config converge.baseBranch <branch>`, or pass `--rev`/`--worktree`",
+                ),
+            ),
+            GitError::DetachedHead => (Kind::BadInput, Some("`git switch <branch>` first")),
+            GitError::Bare { .. } => (
+                Kind::BadInput,
+                Some("run converge in a clone with a working tree"),
+            ),
+            _ => (Kind::Failure, None),
+        };
+        let mut e = CliError::new(kind, error.to_string());
+        e.hint = hint.map(str::to_owned);
+        e.source = std::error::Error::source(&error)
+            .map(|s| -> Box<dyn std::error::Error + Send + Sync> { Box::new(Chain::of(s)) });
+        e
+    }
+}
+
+/// A snapshot of an error chain as owned text, for errors that cannot be moved.
+#[derive(Debug)]
+struct Chain {
+    text: String,
+    next: Option<Box<Chain>>,
+}
+
+impl Chain {
+    fn of(error: &(dyn std::error::Error + 'static)) -> Chain {
+        Chain {
+            text: error.to_string(),
+            next: error.source().map(|s| Box::new(Chain::of(s))),
+        }
+    }
+}
+
+impl fmt::Display for Chain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for Chain {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.next.as_deref().map(|c| c as _)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_message_causes_and_hint() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = CliError::failure("cannot read planning/goal.md")
+            .source(io)
+            .hint("run `converge init`");
+        assert_eq!(
+            e.to_string(),
+            "error: cannot read planning/goal.md\n  caused by: no such file\nhint: run `converge init`\n"
+        );
+        assert_eq!(e.kind.exit_code(), exit::FAILURE);
+    }
+}

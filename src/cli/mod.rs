@@ -1,0 +1,265 @@
+//! The command line: clap definitions here, one file per command.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub mod cmd_completions;
+pub mod cmd_init;
+pub mod cmd_invariant_add;
+pub mod cmd_invariant_list;
+pub mod cmd_invariant_test;
+pub mod cmd_plan_graph;
+pub mod cmd_plan_show;
+pub mod cmd_plan_validate;
+pub mod error;
+pub mod source;
+pub mod table;
+
+pub use error::{CliError, CliResult, Kind, exit};
+
+const AFTER_HELP: &str = "\
+Examples:
+  converge init --commit          scaffold planning/ and commit it
+  converge plan validate          check planning/ in the working tree
+  converge plan show              the tasks converge will act on
+  converge plan graph auth --format mermaid
+
+Exit codes: 0 ok, 1 failure, 2 bad input, 3 busy or deferred (docs/cli.md).";
+
+/// converge: run fleets of coding agents from plan files committed in git.
+///
+/// People commit planning/ files (a goal, plans with a DAG of tasks, a queue,
+/// configuration); converge compares that desired state with what exists and
+/// takes one rate-limited action per tick, recording status as git commits.
+#[derive(Debug, Parser)]
+#[command(name = "converge", version, about, long_about, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    /// Run as if converge was started in DIR.
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Scaffold planning/ in the current repository.
+    #[command(
+        after_help = "Examples:\n  converge init\n  converge init --commit\n  converge init --force   # overwrite existing template files"
+    )]
+    Init(InitArgs),
+    /// Validate, show and graph plans.
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// List, test and add invariants (the checks converge runs on agents' work).
+    #[command(subcommand)]
+    Invariant(InvariantCommand),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  converge completions bash > ~/.local/share/bash-completion/completions/converge\n  converge completions zsh > ~/.zfunc/_converge\n  converge completions fish > ~/.config/fish/completions/converge.fish"
+    )]
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Overwrite template files that already exist.
+    #[arg(long)]
+    pub force: bool,
+    /// Commit the new files on the checked-out branch.
+    #[arg(long)]
+    pub commit: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Check planning files and report every problem at once.
+    ///
+    /// Without PATH, checks planning/ in the working tree (or at --rev). A PATH may
+    /// be a directory that contains planning/, a file under planning/, or a plan or
+    /// queue file elsewhere (checked against the repository's converge.toml).
+    #[command(
+        after_help = "Examples:\n  converge plan validate\n  converge plan validate planning/plans/auth.toml\n  converge plan validate --rev main --format json\n  converge plan validate examples/auth\n\nExit status: 0 when there are no errors (warnings allowed), 2 otherwise."
+    )]
+    Validate(ValidateArgs),
+    /// Show the tasks of a plan: scope, gate, dependencies, invariants, harness.
+    #[command(
+        after_help = "Examples:\n  converge plan show\n  converge plan show auth\n  converge plan show auth --worktree"
+    )]
+    Show(ShowArgs),
+    /// Print the task graph as Graphviz DOT or Mermaid.
+    #[command(
+        after_help = "Examples:\n  converge plan graph auth | dot -Tsvg > auth.svg\n  converge plan graph --format mermaid"
+    )]
+    Graph(GraphArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InvariantCommand {
+    /// List the invariants defined in converge.toml.
+    #[command(
+        after_help = "Examples:\n  converge invariant list\n  converge invariant list --worktree"
+    )]
+    List(ListArgs),
+    /// Run an invariant in the current directory and report its result.
+    #[command(
+        after_help = "Examples:\n  converge invariant test build\n  converge invariant test test --rev main\n\nExit status: 0 when it passes, 1 when it fails or times out."
+    )]
+    Test(TestArgs),
+    /// Add an invariant to planning/converge.toml, keeping its comments.
+    #[command(
+        after_help = "Examples:\n  converge invariant add test --kind test_suite --command cargo --args test --args --workspace\n  converge invariant add lint --kind lint --command npm --args run --args lint --advisory"
+    )]
+    Add(AddArgs),
+}
+
+/// Where to read planning/ from.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SourceArgs {
+    /// Read planning/ from this commit, branch or tag.
+    #[arg(long, value_name = "REV", conflicts_with = "worktree")]
+    pub rev: Option<String>,
+    /// Read planning/ from the working tree, including uncommitted edits.
+    #[arg(long)]
+    pub worktree: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Mermaid,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Files or directories to check (default: planning/ of this repository).
+    pub paths: Vec<PathBuf>,
+    /// Check planning/ at this commit instead of the working tree.
+    #[arg(long, value_name = "REV", conflicts_with = "paths")]
+    pub rev: Option<String>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The plan id (file stem under planning/plans/); all plans when omitted.
+    pub plan: Option<String>,
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// The plan id; all plans when omitted.
+    pub plan: Option<String>,
+    #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+    pub format: GraphFormat,
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The invariant to run.
+    pub name: String,
+    /// Read the invariant from planning/ at this commit instead of the working tree.
+    #[arg(long, value_name = "REV")]
+    pub rev: Option<String>,
+    /// How many lines of output to show.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub lines: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The invariant's name ([a-z0-9][a-z0-9-]*).
+    pub name: String,
+    /// What kind of check it is.
+    #[arg(long, value_parser = ["test_suite", "typecheck", "lint", "coverage", "custom"])]
+    pub kind: String,
+    /// The program to run (directly, never through a shell).
+    #[arg(long)]
+    pub command: String,
+    /// An argument; repeat for several (`--args test --args --workspace`).
+    #[arg(long = "args", value_name = "ARG", allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    /// How long it may run, e.g. `5m`.
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// The exit code that means success.
+    #[arg(long, value_name = "CODE")]
+    pub expected_exit_code: Option<u8>,
+    /// Report failures without failing the gate.
+    #[arg(long)]
+    pub advisory: bool,
+    /// Replace an invariant of the same name.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
+}
+
+/// What every command gets: where it runs and where it writes.
+#[derive(Debug)]
+pub struct Ctx {
+    pub cwd: PathBuf,
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> CliResult {
+    let cwd = std::env::current_dir()
+        .map_err(|e| CliError::failure("cannot determine the current directory").source(e))?;
+    let cwd = match cli.directory {
+        Some(dir) => {
+            let dir = cwd.join(dir);
+            if !dir.is_dir() {
+                return Err(CliError::bad_input(format!(
+                    "-C {}: not a directory",
+                    dir.display()
+                )));
+            }
+            dir
+        }
+        None => cwd,
+    };
+    let ctx = Ctx { cwd };
+    match &cli.command {
+        Command::Init(args) => cmd_init::run(&ctx, args),
+        Command::Plan(PlanCommand::Validate(args)) => cmd_plan_validate::run(&ctx, args),
+        Command::Plan(PlanCommand::Show(args)) => cmd_plan_show::run(&ctx, args),
+        Command::Plan(PlanCommand::Graph(args)) => cmd_plan_graph::run(&ctx, args),
+        Command::Invariant(InvariantCommand::List(args)) => cmd_invariant_list::run(&ctx, args),
+        Command::Invariant(InvariantCommand::Test(args)) => cmd_invariant_test::run(&ctx, args),
+        Command::Invariant(InvariantCommand::Add(args)) => cmd_invariant_add::run(&ctx, args),
+        Command::Completions(args) => cmd_completions::run(args),
+    }
+}
+
+/// Writes to stdout; a closed pipe (`converge ... | head`) is not an error.
+pub fn print(text: &str) -> CliResult {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(CliError::failure("cannot write to standard output").source(e)),
+    }
+}

@@ -1,0 +1,384 @@
+//! The git layer: a small wrapper around gix so that gix's frequent API changes
+//! stay in this module. Reads never touch a working tree.
+
+use std::path::{Path, PathBuf};
+
+use gix::ObjectId;
+use gix::bstr::{BStr, ByteSlice};
+use gix::objs::tree::EntryKind;
+
+use crate::spec::load::{self, Content, MAX_FILE_SIZE, PLANNING_DIR, PlanningFiles};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("{} is not inside a git repository", path.display())]
+    NotARepository {
+        path: PathBuf,
+        #[source]
+        source: gix::Error,
+    },
+    #[error("the repository at {} has no working tree", path.display())]
+    Bare { path: PathBuf },
+    #[error("`{rev}` does not name a commit")]
+    BadRevision {
+        rev: String,
+        #[source]
+        source: gix::Error,
+    },
+    #[error("no base branch found: none of {candidates} exists")]
+    NoBaseBranch { candidates: String },
+    #[error("cannot read {what}")]
+    Read {
+        what: String,
+        #[source]
+        source: gix::Error,
+    },
+    #[error("cannot write {what}")]
+    Write {
+        what: String,
+        #[source]
+        source: gix::Error,
+    },
+    #[error("HEAD is detached; check out a branch to commit to")]
+    DetachedHead,
+    #[error("cannot update the index at {}", path.display())]
+    Index {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+type Result<T, E = GitError> = std::result::Result<T, E>;
+
+fn read_err(what: impl Into<String>) -> impl FnOnce(gix::Error) -> GitError {
+    let what = what.into();
+    move |source| GitError::Read { what, source }
+}
+
+fn write_err(what: impl Into<String>) -> impl FnOnce(gix::Error) -> GitError {
+    let what = what.into();
+    move |source| GitError::Write { what, source }
+}
+
+/// An open repository.
+#[derive(Debug)]
+pub struct Repo {
+    repo: gix::Repository,
+}
+
+/// Where a spec was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitSource {
+    /// What the user asked for, or the branch that was chosen.
+    pub rev: String,
+    pub commit: ObjectId,
+}
+
+impl Repo {
+    /// Finds the repository containing `dir`, like `git` does.
+    pub fn discover(dir: &Path) -> Result<Repo> {
+        let repo = gix::discover(dir).map_err(|source| GitError::NotARepository {
+            path: dir.to_owned(),
+            source,
+        })?;
+        Ok(Repo { repo })
+    }
+
+    pub fn gix(&self) -> &gix::Repository {
+        &self.repo
+    }
+
+    /// The root of the working tree.
+    pub fn workdir(&self) -> Result<&Path> {
+        self.repo.workdir().ok_or_else(|| GitError::Bare {
+            path: self.repo.git_dir().to_owned(),
+        })
+    }
+
+    /// The directory shared by all worktrees (`.git` of the main worktree).
+    pub fn common_dir(&self) -> &Path {
+        self.repo.common_dir()
+    }
+
+    /// Resolves any revision (`main`, `HEAD~2`, a sha) to a commit.
+    pub fn resolve_commit(&self, rev: &str) -> Result<ObjectId> {
+        let bad = |source| GitError::BadRevision {
+            rev: rev.to_owned(),
+            source,
+        };
+        let id = self.repo.rev_parse_single(rev).map_err(bad)?;
+        let commit = id.object().map_err(bad)?.peel_to_commit().map_err(bad)?;
+        Ok(commit.id)
+    }
+
+    /// The tip of `refs/heads/<branch>`, if the branch exists.
+    pub fn branch_tip(&self, branch: &str) -> Result<Option<ObjectId>> {
+        let name = format!("refs/heads/{branch}");
+        let reference = self
+            .repo
+            .try_find_reference(name.as_str())
+            .map_err(read_err(format!("the ref {name}")))?;
+        let Some(mut reference) = reference else {
+            return Ok(None);
+        };
+        let commit = reference
+            .peel_to_commit()
+            .map_err(read_err(format!("the ref {name}")))?;
+        Ok(Some(commit.id))
+    }
+
+    /// A git configuration value, e.g. `converge.baseBranch`.
+    pub fn config_string(&self, key: &str) -> Option<String> {
+        self.repo
+            .config_snapshot()
+            .string(key)
+            .map(|v| v.to_str_lossy().into_owned())
+    }
+
+    /// The short name of the branch HEAD points to (also when it has no commit yet).
+    pub fn head_branch(&self) -> Result<Option<String>> {
+        let name = self.repo.head_name().map_err(read_err("HEAD"))?;
+        Ok(name.map(|n| n.shorten().to_str_lossy().into_owned()))
+    }
+
+    /// The commit HEAD points to, if any.
+    pub fn head_commit(&self) -> Result<Option<ObjectId>> {
+        let head = self.repo.head_id();
+        Ok(head.ok().map(gix::Id::detach))
+    }
+
+    /// Chooses the branch whose `planning/` is the desired state: the git config
+    /// `converge.baseBranch` if set, else the first of `main`, `master`, `trunk`
+    /// and the checked-out branch that exists. If that branch's converge.toml names
+    /// another existing `base_branch`, that one is used (policy comes from the base
+    /// branch itself).
+    pub fn base_source(&self) -> Result<CommitSource> {
+        let configured = self.config_string("converge.baseBranch");
+        let mut candidates: Vec<String> = Vec::new();
+        if let Some(branch) = configured {
+            candidates.push(branch);
+        } else {
+            candidates.extend(["main", "master", "trunk"].map(String::from));
+            if let Some(head) = self.head_branch()?
+                && !head.starts_with("converge/")
+            {
+                candidates.push(head);
+            }
+        }
+        for branch in &candidates {
+            let Some(commit) = self.branch_tip(branch)? else {
+                continue;
+            };
+            let source = CommitSource {
+                rev: branch.clone(),
+                commit,
+            };
+            if let Some(named) = self.configured_base_branch(commit)?
+                && &named != branch
+                && let Some(tip) = self.branch_tip(&named)?
+            {
+                return Ok(CommitSource {
+                    rev: named,
+                    commit: tip,
+                });
+            }
+            return Ok(source);
+        }
+        Err(GitError::NoBaseBranch {
+            candidates: candidates
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
+    /// `[reconcile].base_branch` from the converge.toml at `commit`, read leniently
+    /// (full validation happens when the spec is compiled).
+    fn configured_base_branch(&self, commit: ObjectId) -> Result<Option<String>> {
+        let Some(bytes) = self.read_blob_at(commit, "planning/converge.toml")? else {
+            return Ok(None);
+        };
+        let Ok(text) = std::str::from_utf8(&bytes) else {
+            return Ok(None);
+        };
+        let Ok(value) = text.parse::<toml::Table>() else {
+            return Ok(None);
+        };
+        Ok(value
+            .get("reconcile")
+            .and_then(|r| r.get("base_branch"))
+            .and_then(|b| b.as_str())
+            .map(str::to_owned))
+    }
+
+    /// The content of `path` in the tree of `commit`, if it is a blob there.
+    pub fn read_blob_at(&self, commit: ObjectId, path: &str) -> Result<Option<Vec<u8>>> {
+        let what = || format!("{path} at {commit}");
+        let commit = self.repo.find_commit(commit).map_err(read_err(what()))?;
+        let tree = commit.tree().map_err(read_err(what()))?;
+        let Some(entry) = tree.lookup_entry_by_path(path).map_err(read_err(what()))? else {
+            return Ok(None);
+        };
+        if !entry.mode().is_blob() {
+            return Ok(None);
+        }
+        let object = entry.object().map_err(read_err(what()))?;
+        Ok(Some(object.data.clone()))
+    }
+
+    /// Reads the input files of `planning/` from the tree of `commit`, without
+    /// touching any working tree.
+    pub fn read_planning(&self, commit: ObjectId) -> Result<PlanningFiles> {
+        let what = || format!("planning/ at {commit}");
+        let commit_obj = self.repo.find_commit(commit).map_err(read_err(what()))?;
+        let tree = commit_obj.tree().map_err(read_err(what()))?;
+        let mut out = PlanningFiles::default();
+        let Some(entry) = tree
+            .lookup_entry_by_path(PLANNING_DIR)
+            .map_err(read_err(what()))?
+        else {
+            return Ok(out);
+        };
+        if !entry.mode().is_tree() {
+            return Ok(out);
+        }
+        out.exists = true;
+        self.walk_tree(entry.oid().to_owned(), "", &mut out)?;
+        Ok(out)
+    }
+
+    fn walk_tree(&self, tree_id: ObjectId, relative: &str, out: &mut PlanningFiles) -> Result<()> {
+        let what = || format!("the tree planning/{relative}");
+        let tree = self.repo.find_tree(tree_id).map_err(read_err(what()))?;
+        let decoded = tree.decode().map_err(read_err(what()))?;
+        for entry in &decoded.entries {
+            let Ok(name) = entry.filename.to_str() else {
+                continue;
+            };
+            let child = if relative.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{relative}/{name}")
+            };
+            let kind = entry.mode.kind();
+            if kind == EntryKind::Tree {
+                if load::may_contain_input(&child) {
+                    self.walk_tree(entry.oid.to_owned(), &child, out)?;
+                }
+                continue;
+            }
+            if !load::is_input(&child) {
+                continue;
+            }
+            let key = format!("{PLANNING_DIR}/{child}");
+            let content = match kind {
+                EntryKind::Link => Content::Symlink,
+                EntryKind::Blob | EntryKind::BlobExecutable => {
+                    let header = self
+                        .repo
+                        .find_header(entry.oid)
+                        .map_err(read_err(key.clone()))?;
+                    if header.size() > MAX_FILE_SIZE {
+                        Content::TooLarge(header.size())
+                    } else {
+                        let object = self
+                            .repo
+                            .find_object(entry.oid)
+                            .map_err(read_err(key.clone()))?;
+                        Content::Bytes(object.data.clone())
+                    }
+                }
+                EntryKind::Tree | EntryKind::Commit => continue,
+            };
+            out.files.insert(key, content);
+        }
+        Ok(())
+    }
+
+    /// Commits `files` (paths relative to the repository root) on top of the branch
+    /// HEAD points to, keeping everything else of HEAD's tree, and stages the same
+    /// content in the index so that `git status` stays clean for them. Other staged
+    /// changes remain staged and are not committed.
+    pub fn commit_files(&self, files: &[(String, Vec<u8>)], message: &str) -> Result<ObjectId> {
+        let head_ref = self
+            .repo
+            .head_name()
+            .map_err(read_err("HEAD"))?
+            .ok_or(GitError::DetachedHead)?;
+        let parent = self.head_commit()?;
+        let base_tree = match parent {
+            Some(parent) => self
+                .repo
+                .find_commit(parent)
+                .map_err(read_err("HEAD"))?
+                .tree_id()
+                .map_err(read_err("HEAD"))?
+                .detach(),
+            None => ObjectId::empty_tree(self.repo.object_hash()),
+        };
+        let mut editor = self
+            .repo
+            .edit_tree(base_tree)
+            .map_err(write_err("a tree"))?;
+        let mut blobs = Vec::with_capacity(files.len());
+        for (path, bytes) in files {
+            let id = self
+                .repo
+                .write_blob(bytes)
+                .map_err(write_err(path.clone()))?
+                .detach();
+            editor
+                .upsert(path.as_str(), EntryKind::Blob, id)
+                .map_err(write_err(path.clone()))?;
+            blobs.push((path.as_str(), id));
+        }
+        let tree = editor.write().map_err(write_err("a tree"))?.detach();
+        let commit = self
+            .repo
+            .commit(head_ref.as_ref(), message, tree, parent)
+            .map_err(write_err(format!("a commit on {}", head_ref.as_bstr())))?
+            .detach();
+        self.stage(&blobs)?;
+        Ok(commit)
+    }
+
+    /// Adds or replaces index entries for files whose blobs are already written.
+    fn stage(&self, blobs: &[(&str, ObjectId)]) -> Result<()> {
+        let workdir = self.workdir()?.to_owned();
+        let index_path = self.repo.index_path();
+        let index_err = |source: Box<dyn std::error::Error + Send + Sync>| GitError::Index {
+            path: index_path.clone(),
+            source,
+        };
+        let mut index = if index_path.exists() {
+            self.repo.open_index().map_err(|e| index_err(Box::new(e)))?
+        } else {
+            gix::index::File::from_state(
+                gix::index::State::new(self.repo.object_hash()),
+                index_path.clone(),
+            )
+        };
+        let replaced: Vec<&BStr> = blobs.iter().map(|(p, _)| p.as_bytes().as_bstr()).collect();
+        index.remove_entries(|_, path, _| replaced.contains(&path));
+        for (path, id) in blobs {
+            let metadata = gix::index::fs::Metadata::from_path_no_follow(&workdir.join(path))
+                .map_err(|e| index_err(Box::new(e)))?;
+            let stat =
+                gix::index::entry::Stat::from_fs(&metadata).map_err(|e| index_err(Box::new(e)))?;
+            index.dangerously_push_entry(
+                stat,
+                *id,
+                gix::index::entry::Flags::empty(),
+                gix::index::entry::Mode::FILE,
+                path.as_bytes().as_bstr(),
+            );
+        }
+        index.sort_entries();
+        index
+            .write(gix::index::write::Options::default())
+            .map_err(|e| index_err(Box::new(e)))?;
+        Ok(())
+    }
+}

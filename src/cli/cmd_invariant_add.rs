@@ -24,7 +24,9 @@ pub fn run(ctx: &Ctx, args: &AddArgs) -> CliResult {
             );
         }
         Err(e) => {
-            return Err(CliError::failure(format!("cannot read {}", config::CONFIG_PATH)).source(e));
+            return Err(
+                CliError::failure(format!("cannot read {}", config::CONFIG_PATH)).source(e),
+            );
         }
     };
     if let Err(problem) = names::check(&args.name) {

@@ -14,6 +14,8 @@ use crate::spec::{self, Diagnostic, Loaded, PlanningFiles, diag};
 struct Checked {
     what: String,
     loaded: Loaded,
+    /// A whole planning/ tree (summaries count its plans), not a single file.
+    tree: bool,
 }
 
 pub fn run(ctx: &Ctx, args: &ValidateArgs) -> CliResult {
@@ -30,6 +32,7 @@ pub fn run(ctx: &Ctx, args: &ValidateArgs) -> CliResult {
         checked.push(Checked {
             what: loaded.origin.to_string(),
             loaded: loaded.loaded,
+            tree: true,
         });
     } else if args.paths.is_empty() {
         let root = worktree_root(&ctx.cwd)?;
@@ -66,6 +69,7 @@ fn check_tree(root: &Path, what: String) -> CliResult<Checked> {
     Ok(Checked {
         what,
         loaded: spec::compile(&files),
+        tree: true,
     })
 }
 
@@ -94,6 +98,7 @@ fn check_path(ctx: &Ctx, path: &Path, shown: &Path) -> CliResult<Checked> {
             return Ok(Checked {
                 what: shown_dir,
                 loaded,
+                tree: true,
             });
         }
         return Err(CliError::bad_input(format!("{} is not a planning directory and contains none", shown.display()))
@@ -118,6 +123,7 @@ fn check_path(ctx: &Ctx, path: &Path, shown: &Path) -> CliResult<Checked> {
             return Ok(Checked {
                 what: relative,
                 loaded,
+                tree: false,
             });
         }
     }
@@ -177,6 +183,7 @@ fn check_standalone(ctx: &Ctx, absolute: &Path, shown: &Path) -> CliResult<Check
     Ok(Checked {
         what: shown_text,
         loaded,
+        tree: false,
     })
 }
 
@@ -271,7 +278,7 @@ fn report(checked: &[Checked], format: OutputFormat) -> CliResult {
 fn summary(c: &Checked) -> String {
     let (errors, warnings) = diag::counts(&c.loaded.diagnostics);
     let mut counts = Vec::new();
-    if let Some(spec) = &c.loaded.spec {
+    if let Some(spec) = c.loaded.spec.as_ref().filter(|_| c.tree) {
         let tasks: usize = spec.plans.values().map(|p| p.tasks.len()).sum();
         counts.push(plural(spec.plans.len(), "valid plan"));
         counts.push(plural(tasks, "task"));

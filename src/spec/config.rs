@@ -588,9 +588,13 @@ pub fn validate_cron(expr: &str) -> Result<(), String> {
             "a crontab line has 5 fields (minute hour day-of-month month day-of-week), this one has {fields}"
         ));
     }
-    croner::Cron::from_str(expr)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    croner::Cron::from_str(expr).map(|_| ()).map_err(|e| {
+        // croner's messages are capitalized sentences; fit them to ours.
+        let text = e.to_string();
+        let text = text.trim_end_matches('.');
+        let text = text.strip_prefix("Component error: ").unwrap_or(text);
+        text.to_lowercase()
+    })
 }
 
 fn check_cron(ctx: &mut Ctx<'_>, cron: &toml::Spanned<String>) -> bool {

@@ -179,7 +179,13 @@ fn read_header(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, config: &Config) -> Opti
         Some(i) if i.get_ref() == "sandbox" => Isolation::Sandbox,
         _ => Isolation::Worktree,
     };
-    t.finish(ctx);
+    t.finish_with_hints(
+        ctx,
+        &[(
+            "tasks",
+            "in TOML, keys below `[plan]` belong to it; write each task as a `[[tasks]]` table after the [plan] keys",
+        )],
+    );
     Some((
         name?.into_inner(),
         base_branch,

@@ -196,13 +196,7 @@ fn compile_inner(
             let (line, column) = error
                 .location()
                 .map_or((1, 1), |l| (l.line() as usize, l.column() as usize));
-            let message = error.to_string();
-            let message = message
-                .lines()
-                .next()
-                .unwrap_or("invalid YAML")
-                .trim()
-                .to_owned();
+            let message = yaml_message(&error.to_string());
             let location = Location::from_line_column(&text, line + 1, column);
             ctx.diags.push(
                 Diagnostic::error(
@@ -331,7 +325,7 @@ fn compile_inner(
         }
     }
     let description = body.trim();
-    if description.is_empty() {
+    if without_html_comments(description).trim().is_empty() {
         let line = text[..text.len() - body.len()].matches('\n').count() + 1;
         let location = Location::from_line_column(&text, line, 1);
         fm.push(
@@ -355,6 +349,33 @@ fn compile_inner(
         paths: item_paths,
         depends_on,
     })
+}
+
+/// The parser's message without its own prefix and position (which counts lines
+/// from the start of the front matter, not of the file).
+fn yaml_message(raw: &str) -> String {
+    let first = raw.lines().next().unwrap_or("invalid YAML").trim();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let without_position = match first.strip_prefix("line ") {
+        Some(rest) => rest.split_once(": ").map_or(first, |(_, message)| message),
+        None => first,
+    };
+    without_position.to_owned()
+}
+
+/// Markdown text without `<!-- ... -->` comments, which render as nothing.
+fn without_html_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("<!--") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find("-->") {
+            Some(end) => rest = &rest[start + end + 3..],
+            None => return out,
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn resolve_dependency(
@@ -561,6 +582,24 @@ mod tests {
             compile_text("---\nscope: narrow\ngate: auto\nmodel: \"*star\"\n---\nbody\n");
         assert!(diags.is_empty(), "{diags:?}");
         assert_eq!(item.expect("valid").model.as_deref(), Some("*star"));
+    }
+
+    #[test]
+    fn yaml_messages_lose_their_relative_position() {
+        assert_eq!(
+            yaml_message("error: line 2 column 7: unclosed bracket '['\nmore"),
+            "unclosed bracket '['"
+        );
+        assert_eq!(yaml_message("something else"), "something else");
+    }
+
+    #[test]
+    fn a_body_of_only_comments_is_empty() {
+        let (item, diags) =
+            compile_text("---\nscope: narrow\ngate: auto\n---\n<!-- describe the task -->\n");
+        assert!(item.is_none());
+        assert_eq!(diags[0].code, Code::MissingField);
+        assert_eq!(without_html_comments("a<!-- x -->b<!-- y"), "ab");
     }
 
     #[test]

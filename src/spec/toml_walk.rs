@@ -440,12 +440,22 @@ impl<'t, 'i> Table<'t, 'i> {
 
     /// Reports every key that is not in `known`, with a suggestion.
     pub fn finish(&self, ctx: &mut Ctx<'_>) {
+        self.finish_with_hints(ctx, &[]);
+    }
+
+    /// Like [`Table::finish`], with tailored hints for known mistakes: `(key, hint)`.
+    pub fn finish_with_hints(&self, ctx: &mut Ctx<'_>, special: &[(&str, &str)]) {
         for (key, _) in self.table.iter() {
             let name: &str = key.get_ref();
             if self.known.contains(&name) {
                 continue;
             }
-            let hint = suggest::did_you_mean(name, self.known.iter().copied())
+            let tailored = special
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, h)| (*h).to_owned());
+            let hint = tailored
+                .or_else(|| suggest::did_you_mean(name, self.known.iter().copied()))
                 .unwrap_or_else(|| format!("known keys are {}", suggest::one_of(self.known)));
             ctx.error(
                 Code::UnknownKey,

@@ -1,0 +1,9 @@
+//! Integration tests: the real `converge` binary on temporary directories and
+//! git repositories. One test binary; modules by area.
+
+mod corpus;
+mod init;
+mod invariants;
+mod plans;
+mod spec_source;
+mod support;

@@ -47,7 +47,7 @@ fn compile_inner(ctx: &mut Ctx<'_>, plan: &str, task: &str) -> Option<Approval> 
             None
         }
     });
-    let decision = match decision?.get_ref().as_str() {
+    let decision = match *decision?.get_ref() {
         "approve" => Decision::Approve,
         _ => Decision::Reject,
     };

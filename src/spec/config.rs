@@ -497,7 +497,7 @@ fn read_forge(ctx: &mut Ctx<'_>, root: &Table<'_, '_>) -> Option<Forge> {
     let kind = t.enumeration(ctx, "kind", &["local", "github"]);
     let repo = t.string(ctx, "repo");
     t.finish(ctx);
-    match kind.as_ref().map(|k| k.get_ref().as_str()) {
+    match kind.as_ref().map(|k| *k.get_ref()) {
         Some("github") => {
             let Some(repo) = repo else {
                 ctx.error(

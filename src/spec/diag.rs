@@ -183,16 +183,46 @@ pub struct Location {
     pub width: usize,
 }
 
+/// The start offset of every line of a text, for resolving many offsets to lines
+/// in O(log n) each instead of rescanning the text every time.
+#[derive(Debug, Clone)]
+pub struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    pub fn new(text: &str) -> Self {
+        let mut starts = Vec::with_capacity(text.len() / 32 + 1);
+        starts.push(0);
+        starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
+        LineIndex { starts }
+    }
+
+    /// The 1-based line of a byte offset.
+    pub fn line(&self, offset: usize) -> usize {
+        self.starts.partition_point(|&start| start <= offset)
+    }
+
+    fn line_start(&self, line: usize) -> usize {
+        self.starts[line - 1]
+    }
+}
+
 impl Location {
     /// Resolves a byte range of `text` to line, column and excerpt. Offsets past the end
     /// or inside a multi-byte character are clamped, so any range is safe.
     pub fn from_span(text: &str, span: Range<usize>) -> Location {
+        Self::from_span_indexed(text, &LineIndex::new(text), span)
+    }
+
+    /// [`Location::from_span`] with a prebuilt index of `text`'s lines.
+    pub fn from_span_indexed(text: &str, index: &LineIndex, span: Range<usize>) -> Location {
         let start = clamp_to_char_boundary(text, span.start);
         let end = clamp_to_char_boundary(text, span.end.max(start));
-        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line = index.line(start);
+        let line_start = index.line_start(line);
         let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
         let line_text = text[line_start..line_end].trim_end_matches('\r');
-        let line = text[..start].matches('\n').count() + 1;
         let column = text[line_start..start].chars().count() + 1;
         let visible_end = end.min(line_end);
         let width = text[start..visible_end].chars().count().max(1);
@@ -410,6 +440,16 @@ mod tests {
     }
 
     #[test]
+    fn line_index_agrees_with_scanning() {
+        let text = "a\nbb\n\nccc\n";
+        let index = LineIndex::new(text);
+        for offset in 0..=text.len() {
+            let scanned = text[..offset].matches('\n').count() + 1;
+            assert_eq!(index.line(offset), scanned, "offset {offset}");
+        }
+    }
+
+    #[test]
     fn location_clamps_out_of_range_spans() {
         let text = "é";
         let loc = Location::from_span(text, 1..99);
@@ -431,5 +471,21 @@ mod tests {
     #[test]
     fn control_characters_are_escaped_in_excerpts() {
         assert_eq!(printable("a\u{202E}b\u{1b}"), "a\\u{202e}b\\u{1b}");
+    }
+}
+
+#[cfg(test)]
+mod docs_tests {
+    use super::Code;
+
+    #[test]
+    fn every_code_is_documented() {
+        let doc = include_str!("../../docs/diagnostics.md");
+        for code in Code::ALL {
+            assert!(
+                doc.contains(&format!("| `{code}` |")),
+                "docs/diagnostics.md does not document `{code}`"
+            );
+        }
     }
 }

@@ -259,6 +259,15 @@ pub fn compile(files: &PlanningFiles) -> Loaded {
         );
     }
 
+    // Plans compile independently of each other, in parallel when there are
+    // several; results are merged in path order, so output does not depend on
+    // scheduling.
+    let plan_sources: Vec<(&str, &str, &SourceFile)> = sources
+        .iter()
+        .filter_map(|(path, file)| Some((*path, stem(path, "planning/plans", ".toml")?, file)))
+        .collect();
+    let mut compiled_plans = compile_plans(&plan_sources, &config);
+
     // Plans.
     let mut plans = BTreeMap::new();
     let mut all_plan_ids = Vec::new();
@@ -310,7 +319,9 @@ pub fn compile(files: &PlanningFiles) -> Loaded {
             invalid_plans.push(id.to_owned());
             continue;
         };
-        match plan::compile(file, id, &config, &mut diags) {
+        let (compiled, mut plan_diags) = compiled_plans.remove(path.as_str()).unwrap_or_default();
+        diags.append(&mut plan_diags);
+        match compiled {
             Some(plan) if id_ok => {
                 if let Some(other) = plan_names.get(&plan.name) {
                     let location =
@@ -419,6 +430,44 @@ pub fn compile(files: &PlanningFiles) -> Loaded {
         spec,
         diagnostics: diags,
     }
+}
+
+type CompiledPlan = (Option<super::model::Plan>, Vec<Diagnostic>);
+
+/// Below this many plan files, threads cost more than they save.
+const PARALLEL_PLANS: usize = 4;
+
+fn compile_plans<'p>(
+    plans: &[(&'p str, &str, &SourceFile)],
+    config: &super::model::Config,
+) -> BTreeMap<&'p str, CompiledPlan> {
+    let compile_one = |(path, id, file): &(&'p str, &str, &SourceFile)| {
+        let mut diags = Vec::new();
+        let plan = plan::compile(file, id, config, &mut diags);
+        (*path, (plan, diags))
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(8);
+    if plans.len() < PARALLEL_PLANS || workers < 2 {
+        return plans.iter().map(compile_one).collect();
+    }
+    let chunk = plans.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = plans
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(compile_one).collect::<Vec<_>>()))
+            .collect();
+        let mut out = BTreeMap::new();
+        for handle in handles {
+            // A panic in a worker is a bug; re-raise it rather than lose plans.
+            let part = handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            out.extend(part);
+        }
+        out
+    })
 }
 
 /// The line of the `name` key of `[plan]`, for messages about the plan as a whole.

@@ -176,7 +176,7 @@ fn read_header(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, config: &Config) -> Opti
         }
     });
     let isolation = match t.enumeration(ctx, "isolation", Isolation::NAMES) {
-        Some(i) if i.get_ref() == "sandbox" => Isolation::Sandbox,
+        Some(i) if *i.get_ref() == "sandbox" => Isolation::Sandbox,
         _ => Isolation::Worktree,
     };
     t.finish_with_hints(
@@ -328,7 +328,7 @@ fn check_tasks(
     let mut first_line: HashMap<String, usize> = HashMap::new();
     let mut unique: Vec<RawTask> = Vec::with_capacity(raw.len());
     for task in raw {
-        let line = super::diag::Location::from_span(&ctx.file.text, task.name.span()).line;
+        let line = ctx.line_of(task.name.span().start);
         if let Some(previous) = first_line.get(task.name.get_ref()) {
             ctx.error(
                 Code::DuplicateTask,

@@ -6,7 +6,7 @@ use std::ops::Range;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::diag::{Code, Diagnostic};
+use super::diag::{Code, Diagnostic, LineIndex, Location};
 use super::suggest;
 
 /// One file of `planning/`, decoded as UTF-8.
@@ -22,6 +22,7 @@ pub struct SourceFile {
 pub struct Ctx<'s> {
     pub file: &'s SourceFile,
     pub diags: Vec<Diagnostic>,
+    lines: std::cell::OnceCell<LineIndex>,
 }
 
 impl<'s> Ctx<'s> {
@@ -29,7 +30,22 @@ impl<'s> Ctx<'s> {
         Ctx {
             file,
             diags: Vec::new(),
+            lines: std::cell::OnceCell::new(),
         }
+    }
+
+    fn lines(&self) -> &LineIndex {
+        self.lines.get_or_init(|| LineIndex::new(&self.file.text))
+    }
+
+    /// The location of a byte range of this file.
+    pub fn locate(&self, span: Range<usize>) -> Location {
+        Location::from_span_indexed(&self.file.text, self.lines(), span)
+    }
+
+    /// The 1-based line of a byte offset of this file.
+    pub fn line_of(&self, offset: usize) -> usize {
+        self.lines().line(offset)
     }
 
     pub fn error(
@@ -38,7 +54,8 @@ impl<'s> Ctx<'s> {
         span: Range<usize>,
         message: impl Into<String>,
     ) -> &mut Diagnostic {
-        let d = Diagnostic::error(code, self.file.path.clone(), message).at(&self.file.text, span);
+        let d =
+            Diagnostic::error(code, self.file.path.clone(), message).at_location(self.locate(span));
         self.diags.push(d);
         let last = self.diags.len() - 1;
         &mut self.diags[last]
@@ -50,8 +67,8 @@ impl<'s> Ctx<'s> {
         span: Range<usize>,
         message: impl Into<String>,
     ) -> &mut Diagnostic {
-        let d =
-            Diagnostic::warning(code, self.file.path.clone(), message).at(&self.file.text, span);
+        let d = Diagnostic::warning(code, self.file.path.clone(), message)
+            .at_location(self.locate(span));
         self.diags.push(d);
         let last = self.diags.len() - 1;
         &mut self.diags[last]
@@ -312,15 +329,27 @@ impl<'t, 'i> Table<'t, 'i> {
         Some(Spanned::new(value.span(), out))
     }
 
+    /// A string borrowed from the parsed document (no allocation).
+    pub fn str(&self, ctx: &mut Ctx<'_>, key: &str) -> Option<Spanned<&'t str>> {
+        let value = self.get(key)?;
+        match value.get_ref() {
+            DeValue::String(s) => Some(Spanned::new(value.span(), s.as_ref())),
+            _ => {
+                self.wrong_type(ctx, key, value, "a string");
+                None
+            }
+        }
+    }
+
     /// One of a fixed set of string values.
     pub fn enumeration(
         &self,
         ctx: &mut Ctx<'_>,
         key: &str,
         allowed: &[&str],
-    ) -> Option<Spanned<String>> {
-        let s = self.string(ctx, key)?;
-        if allowed.contains(&s.get_ref().as_str()) {
+    ) -> Option<Spanned<&'t str>> {
+        let s = self.str(ctx, key)?;
+        if allowed.contains(s.get_ref()) {
             return Some(s);
         }
         let hint = suggest::did_you_mean(s.get_ref(), allowed.iter().copied())
@@ -344,7 +373,7 @@ impl<'t, 'i> Table<'t, 'i> {
         ctx: &mut Ctx<'_>,
         key: &str,
         allowed: &[&str],
-    ) -> Option<Spanned<String>> {
+    ) -> Option<Spanned<&'t str>> {
         if self.get(key).is_none() {
             self.missing(
                 ctx,

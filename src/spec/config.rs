@@ -10,7 +10,6 @@ use super::model::{
     BUILTIN_HARNESSES, Backoff, Config, Forge, Harness, HarnessKind, Invariant, InvariantKind,
     Merge, Reconcile, Sandbox, Schedule, Scope,
 };
-use super::names;
 use super::suggest;
 use super::toml_walk::{Ctx, SourceFile, Table};
 
@@ -240,32 +239,13 @@ fn read_backoff(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Backoff {
 
 fn read_invariants(ctx: &mut Ctx<'_>, root: &Table<'_, '_>) -> BTreeMap<String, Invariant> {
     let mut out = BTreeMap::new();
-    let Some(table) = root.named_tables(ctx, "invariants") else {
-        return out;
-    };
-    for (key, value) in table.iter() {
-        let name: &str = key.get_ref();
-        if let Err(problem) = names::check(name) {
-            ctx.error(
-                Code::InvalidName,
-                key.span(),
-                format!("invariant name `{name}` {}", problem.reason),
-            )
-            .hint = Some(problem.hint);
-            continue;
-        }
-        let DeValue::Table(t) = value.get_ref() else {
-            ctx.error(
-                Code::WrongType,
-                value.span(),
-                format!("`invariants.{name}` must be a table"),
-            )
-            .hint = Some(format!(
-                "write `[invariants.{name}]` with `kind` and `command` below it"
-            ));
-            continue;
-        };
-        let t = Table::new(t, key.span(), format!("invariant `{name}`"), INVARIANT_KEYS);
+    for (name, t) in root.named_subtables(
+        ctx,
+        "invariants",
+        "invariant",
+        "`kind` and `command`",
+        INVARIANT_KEYS,
+    ) {
         let kind = t.required_enumeration(ctx, "kind", InvariantKind::NAMES);
         let command = t.required_string(ctx, "command", "\"cargo\"");
         let args = t.string_array(ctx, "args");
@@ -349,30 +329,7 @@ pub fn unknown_invariant(
 }
 
 fn read_harnesses(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, out: &mut BTreeMap<String, Harness>) {
-    let Some(table) = root.named_tables(ctx, "harness") else {
-        return;
-    };
-    for (key, value) in table.iter() {
-        let name: &str = key.get_ref();
-        if let Err(problem) = names::check(name) {
-            ctx.error(
-                Code::InvalidName,
-                key.span(),
-                format!("harness name `{name}` {}", problem.reason),
-            )
-            .hint = Some(problem.hint);
-            continue;
-        }
-        let DeValue::Table(t) = value.get_ref() else {
-            ctx.error(
-                Code::WrongType,
-                value.span(),
-                format!("`harness.{name}` must be a table"),
-            )
-            .hint = Some(format!("write `[harness.{name}]` with `kind` below it"));
-            continue;
-        };
-        let t = Table::new(t, key.span(), format!("harness `{name}`"), HARNESS_KEYS);
+    for (name, t) in root.named_subtables(ctx, "harness", "harness", "`kind`", HARNESS_KEYS) {
         let kind = t.required_enumeration(ctx, "kind", HarnessKind::NAMES);
         let command = t.string(ctx, "command");
         let args = t.string_array(ctx, "args");

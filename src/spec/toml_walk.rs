@@ -432,6 +432,50 @@ impl<'t, 'i> Table<'t, 'i> {
         }
     }
 
+    /// The tables under `key` whose keys are user-chosen names
+    /// (`[invariants.<name>]`): each name is checked (see [`super::names`]) and
+    /// must hold a table; problems are recorded and those entries skipped.
+    /// `noun` names one entry in messages; `needs` says what its table holds.
+    pub fn named_subtables(
+        &self,
+        ctx: &mut Ctx<'_>,
+        key: &str,
+        noun: &str,
+        needs: &str,
+        known: &'static [&'static str],
+    ) -> Vec<(&'t str, Table<'t, 'i>)> {
+        let Some(table) = self.named_tables(ctx, key) else {
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(table.len());
+        for (entry_key, value) in table.iter() {
+            let name: &'t str = entry_key.get_ref();
+            if let Err(problem) = super::names::check(name) {
+                ctx.error(
+                    Code::InvalidName,
+                    entry_key.span(),
+                    format!("{noun} name `{name}` {}", problem.reason),
+                )
+                .hint = Some(problem.hint);
+                continue;
+            }
+            let DeValue::Table(t) = value.get_ref() else {
+                ctx.error(
+                    Code::WrongType,
+                    value.span(),
+                    format!("`{key}.{name}` must be a table"),
+                )
+                .hint = Some(format!("write `[{key}.{name}]` with {needs} below it"));
+                continue;
+            };
+            out.push((
+                name,
+                Table::new(t, entry_key.span(), format!("{noun} `{name}`"), known),
+            ));
+        }
+        out
+    }
+
     /// An array of tables (`[[tasks]]`). Elements that are not tables are reported.
     pub fn array_of_tables(
         &self,

@@ -150,3 +150,40 @@ fn json_output_lists_every_diagnostic_with_position() {
         .collect();
     assert_eq!(lines, [serde_json::json!(6), serde_json::json!(7)]);
 }
+
+#[test]
+fn warnings_are_reported_without_failing_validation() {
+    let sandbox = Sandbox::new();
+    sandbox.write("planning/converge.toml", CONFIG);
+    sandbox.write(
+        "planning/plans/base.toml",
+        &BASE_PLAN.replace(
+            "gate = \"auto\"\n",
+            "gate = \"auto\"\ninvariants = [\"build\", \"build\"]\n",
+        ),
+    );
+    sandbox.write("planning/plans/notes.txt", "not a plan\n");
+    sandbox.write(
+        "planning/approvals/base/gone.toml",
+        format!("decision = \"approve\"\ncommit = \"{}\"\n", "c".repeat(40)),
+    );
+    let run = sandbox.converge(&["plan", "validate"]);
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    for expected in [
+        "planning/goal.md: warning[missing-goal]",
+        "planning/plans/base.toml:9:24: warning[duplicate-dependency]: invariant `build` is listed twice in task `setup`",
+        "planning/plans/notes.txt: warning[ignored-file]",
+        "planning/approvals/base/gone.toml: warning[unknown-approval-target]",
+    ] {
+        assert!(
+            run.stdout.contains(expected),
+            "missing `{expected}`:\n{}",
+            run.transcript()
+        );
+    }
+    assert!(
+        run.stdout.ends_with("— 4 warnings\n"),
+        "{}",
+        run.transcript()
+    );
+}

@@ -122,3 +122,31 @@ fn init_outside_a_repository_explains() {
     );
     assert!(sandbox.tree().is_empty());
 }
+
+#[test]
+fn init_commit_leaves_other_staged_changes_staged_and_uncommitted() {
+    let sandbox = Sandbox::repo();
+    sandbox.write("README.md", "hello\n");
+    sandbox.commit_all("initial");
+    sandbox.write("README.md", "hello, staged edit\n");
+    sandbox.write("notes.txt", "staged new file\n");
+    sandbox.git(&["add", "README.md", "notes.txt"]);
+    sandbox.write("README.md", "hello, staged edit\nand an unstaged line\n");
+    sandbox.converge(&["init", "--commit"]).success();
+    // The commit holds the template only.
+    let changed = sandbox.git(&["show", "--name-only", "--format=", "HEAD"]);
+    assert!(
+        changed.lines().all(|l| l.starts_with("planning/")),
+        "{changed}"
+    );
+    // The user's staged and unstaged work is exactly as it was.
+    assert_eq!(
+        sandbox.git(&["status", "--porcelain"]),
+        "MM README.md\nA  notes.txt\n"
+    );
+    assert_eq!(sandbox.git(&["show", ":README.md"]), "hello, staged edit\n");
+    assert_eq!(
+        sandbox.read("README.md"),
+        "hello, staged edit\nand an unstaged line\n"
+    );
+}

@@ -157,7 +157,7 @@ fn warnings_are_reported_without_failing_validation() {
     sandbox.write("planning/converge.toml", CONFIG);
     sandbox.write(
         "planning/plans/base.toml",
-        &BASE_PLAN.replace(
+        BASE_PLAN.replace(
             "gate = \"auto\"\n",
             "gate = \"auto\"\ninvariants = [\"build\", \"build\"]\n",
         ),

@@ -1,0 +1,8 @@
+//! Status: the record converge keeps in `planning/status/` (model and encoding).
+//! Rendering `STATUS.md` and recording status commits build on this.
+
+pub mod model;
+
+pub use model::{
+    AttemptRecord, Condition, Evidence, Failure, Phase, PlanStatus, Status, TaskStatus,
+};

@@ -1,0 +1,327 @@
+//! The status converge records per plan in `planning/status/<plan>.toml`.
+//!
+//! Status is a record, not the truth (DESIGN §1.2): "merged" is re-read from git
+//! ancestry and "running" from a live lease on every tick. What only status can
+//! hold is history: attempts, failures and their reasons, backoff, gate evidence.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Timestamp;
+
+/// Where a task is in its life. `decide` derives the next step from this, the
+/// spec and what it observes.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Not started; waiting for its plan, dependencies or limits.
+    #[default]
+    Pending,
+    /// An agent is working on an attempt.
+    Running,
+    /// The attempt finished; converge is running its invariants.
+    Checking,
+    /// Invariants passed; a human gate waits for `converge approve`.
+    AwaitingApproval,
+    /// Invariants passed and the gate allows merging.
+    Passed,
+    /// Merged into the base branch.
+    Merged,
+    /// The attempt failed; another follows after backoff.
+    Failed,
+    /// Attempts are exhausted or the failure cannot be retried: a human decides.
+    Escalated,
+    /// A dependency escalated or was cancelled.
+    Blocked,
+    /// Removed from the plan.
+    Cancelled,
+}
+
+impl Phase {
+    pub const ALL: &'static [Phase] = &[
+        Phase::Pending,
+        Phase::Running,
+        Phase::Checking,
+        Phase::AwaitingApproval,
+        Phase::Passed,
+        Phase::Merged,
+        Phase::Failed,
+        Phase::Escalated,
+        Phase::Blocked,
+        Phase::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "pending",
+            Phase::Running => "running",
+            Phase::Checking => "checking",
+            Phase::AwaitingApproval => "awaiting_approval",
+            Phase::Passed => "passed",
+            Phase::Merged => "merged",
+            Phase::Failed => "failed",
+            Phase::Escalated => "escalated",
+            Phase::Blocked => "blocked",
+            Phase::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the task is finished for good (until a human resets it).
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Merged | Phase::Escalated | Phase::Cancelled)
+    }
+}
+
+/// The status of one plan.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PlanStatus {
+    /// The planning commit this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<String>,
+    /// Validation errors when the plan is invalid (converge does not act on it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    #[serde(default)]
+    pub tasks: BTreeMap<String, TaskStatus>,
+}
+
+/// The status of one task.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TaskStatus {
+    pub phase: Phase,
+    /// The spec generation this status was computed for; a different generation
+    /// in the spec means the task was edited.
+    #[serde(default)]
+    pub generation: String,
+    /// The current (or last) attempt; 0 before the first dispatch.
+    #[serde(default)]
+    pub attempt: u32,
+    /// Failed attempts of this generation.
+    #[serde(default)]
+    pub failures: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// The head commit of the task branch when last observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
+    /// The commit on the base branch that merged the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_as: Option<String>,
+    /// No retry before this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_eligible_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<Failure>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Gate evidence of the current attempt, by invariant.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gate: BTreeMap<String, Evidence>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// A fact about a task, Kubernetes style.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: bool,
+    /// A reason code (see `decide::Reason`).
+    pub reason: String,
+    pub message: String,
+    pub since: Timestamp,
+}
+
+/// Why an attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub attempt: u32,
+    /// A reason code: `invariant-failed`, `timeout`, `crashed`, `merge-conflict`, `rejected`, ...
+    pub reason: String,
+    pub message: String,
+    /// The end of the relevant output, fed to the next attempt's prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tail: Option<String>,
+}
+
+/// The result of one invariant on one attempt, bound to the tree it ran on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub passed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub advisory: bool,
+    pub duration_ms: u64,
+    /// The tree id the invariant ran on.
+    pub tree: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub output_tail: String,
+    /// SHA-256 of the full log under the run directory.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub log_digest: String,
+}
+
+/// One attempt, kept for history, reports and rate limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub number: u32,
+    pub generation: String,
+    pub started_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Timestamp>,
+    /// `passed`, `failed`, `cancelled`, ... once the attempt is over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    #[serde(default)]
+    pub tokens_in: u64,
+    #[serde(default)]
+    pub tokens_out: u64,
+    #[serde(default)]
+    pub cost_usd: f64,
+}
+
+/// Status of every plan, by plan id.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Status {
+    pub plans: BTreeMap<String, PlanStatus>,
+}
+
+impl Status {
+    pub fn task(&self, plan: &str, task: &str) -> Option<&TaskStatus> {
+        self.plans.get(plan).and_then(|p| p.tasks.get(task))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("{file} is not a valid status file: {message}")]
+    Parse { file: String, message: String },
+    #[error("cannot encode the status of plan `{plan}`")]
+    Encode {
+        plan: String,
+        #[source]
+        source: toml::ser::Error,
+    },
+}
+
+/// The header of every status file.
+const HEADER: &str = "# Written by converge; do not edit. Humans decide through planning/approvals/\n# and the plan files; see docs/status.md.\n\n";
+
+/// Encodes a plan's status as TOML with every table's keys sorted, so that the
+/// same status always gives the same bytes and diffs stay minimal.
+pub fn to_toml(plan: &str, status: &PlanStatus) -> Result<String, StatusError> {
+    let encode = |source| StatusError::Encode {
+        plan: plan.to_owned(),
+        source,
+    };
+    // Through toml::Value, whose tables are ordered maps: sorted keys at every level.
+    let value = toml::Value::try_from(status).map_err(encode)?;
+    let body = toml::to_string(&value).map_err(encode)?;
+    Ok(format!("{HEADER}{body}"))
+}
+
+/// Decodes a status file. Status is converge's own output, so a file it cannot
+/// read is reported with its path and treated by callers as absent (status is
+/// rebuilt from observation) rather than trusted partially.
+pub fn from_toml(file: &str, text: &str) -> Result<PlanStatus, StatusError> {
+    toml::from_str(text).map_err(|e: toml::de::Error| StatusError::Parse {
+        file: file.to_owned(),
+        message: e.message().to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> PlanStatus {
+        let mut tasks = BTreeMap::new();
+        tasks.insert(
+            "define-types".into(),
+            TaskStatus {
+                phase: Phase::Failed,
+                generation: "0123456789abcdef".into(),
+                attempt: 2,
+                failures: 2,
+                branch: Some("converge/auth/define-types".into()),
+                head: Some("a".repeat(40)),
+                next_eligible_at: Some(Timestamp::from_unix(1_700_000_000)),
+                last_failure: Some(Failure {
+                    attempt: 2,
+                    reason: "invariant-failed".into(),
+                    message: "`test` exited with 101".into(),
+                    output_tail: Some("thread 'main' panicked\n".into()),
+                }),
+                gate: BTreeMap::from([(
+                    "test".into(),
+                    Evidence {
+                        passed: false,
+                        exit_code: Some(101),
+                        advisory: false,
+                        duration_ms: 1234,
+                        tree: "b".repeat(40),
+                        output_tail: "panicked".into(),
+                        log_digest: "c".repeat(64),
+                    },
+                )]),
+                attempts: vec![AttemptRecord {
+                    number: 1,
+                    generation: "0123456789abcdef".into(),
+                    started_at: Timestamp::from_unix(1_699_999_000),
+                    ended_at: Some(Timestamp::from_unix(1_699_999_500)),
+                    outcome: Some("failed".into()),
+                    tokens_in: 1000,
+                    tokens_out: 200,
+                    cost_usd: 0.01,
+                }],
+                ..TaskStatus::default()
+            },
+        );
+        tasks.insert("a-first".into(), TaskStatus::default());
+        PlanStatus {
+            spec: Some("d".repeat(40)),
+            errors: vec![],
+            tasks,
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let status = sample();
+        let text = to_toml("auth", &status).expect("encodes");
+        assert_eq!(from_toml("x", &text).expect("decodes"), status);
+    }
+
+    #[test]
+    fn output_is_sorted_and_stable() {
+        let text = to_toml("auth", &sample()).expect("encodes");
+        assert_eq!(text, to_toml("auth", &sample()).expect("encodes"));
+        let a = text.find("[tasks.a-first]").expect("a-first");
+        let d = text.find("[tasks.define-types]").expect("define-types");
+        assert!(a < d, "{text}");
+        // Keys inside a table are sorted too.
+        let attempt = text.find("\nattempt = 2").expect("attempt");
+        let phase = text.find("\nphase = \"failed\"").expect("phase");
+        assert!(attempt < phase, "{text}");
+        assert!(
+            text.contains("next_eligible_at = \"2023-11-14T22:13:20Z\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn corrupt_files_are_reported_with_their_path() {
+        let error = from_toml("planning/status/auth.toml", "tasks = 3").expect_err("invalid");
+        assert!(
+            error
+                .to_string()
+                .starts_with("planning/status/auth.toml is not a valid status file"),
+            "{error}"
+        );
+    }
+}

@@ -4,5 +4,9 @@
 
 pub mod act;
 pub mod cli;
+pub mod decide;
 pub mod git;
+pub mod observe;
 pub mod spec;
+pub mod status;
+pub mod time;

@@ -1,0 +1,766 @@
+//! `decide`: the pure heart of the reconciler.
+//!
+//! `decide(spec, observation, status, now, limits)` derives, for every task, the
+//! next step and the reason for it, then picks at most `actions_per_tick` actions
+//! in a fixed priority order under the limits. It does no IO and reads no clock:
+//! the same inputs always give the same decision. Every task that is not acted on
+//! gets a reason with a stable code, shown by `--explain` and in STATUS.md.
+//!
+//! No gix, tokio, `std::fs` or `std::process` here; side effects live in `act`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use crate::observe::{Observation, RunState, TaskKey, TaskObs};
+use crate::spec::{Decision as Verdict, Gate, Plan, PlanState, Reconcile, Spec, Task};
+use crate::status::{Phase, Status, TaskStatus};
+use crate::time::Timestamp;
+
+/// The limits a tick runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub actions_per_tick: u32,
+    pub max_agents: u32,
+    pub dispatches_per_hour: u32,
+}
+
+impl From<&Reconcile> for Limits {
+    fn from(r: &Reconcile) -> Self {
+        Limits {
+            actions_per_tick: r.actions_per_tick,
+            max_agents: r.max_agents,
+            dispatches_per_hour: r.dispatches_per_hour,
+        }
+    }
+}
+
+/// A side effect for `act` to carry out. Every action is idempotent there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Kill a run past its deadline or record one whose agent vanished.
+    Reap {
+        key: TaskKey,
+        attempt: u32,
+        reason: Reason,
+    },
+    /// Stop a run whose task was removed or edited.
+    Cancel {
+        key: TaskKey,
+        attempt: u32,
+        reason: Reason,
+    },
+    /// Check a finished attempt: leftovers, paths, invariants.
+    Gate { key: TaskKey, attempt: u32 },
+    /// Merge the passed work at `head` into the base branch.
+    Merge { key: TaskKey, head: String },
+    /// Start attempt `attempt` after a failure, a rejection or an edit.
+    Retry {
+        key: TaskKey,
+        attempt: u32,
+        reason: Reason,
+    },
+    /// Stop retrying: a human decides.
+    Escalate { key: TaskKey, reason: Reason },
+    /// Start the first attempt of a ready task.
+    Dispatch { key: TaskKey, attempt: u32 },
+    /// Move a queue item into the `queue` plan.
+    Promote { item: String },
+    /// Remove the worktree and branch of a merged or removed task.
+    Cleanup { key: TaskKey },
+}
+
+/// Action kinds in priority order, highest first (DESIGN §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ActionKind {
+    Reap,
+    Cancel,
+    Gate,
+    Merge,
+    Retry,
+    Escalate,
+    Dispatch,
+    Promote,
+    Cleanup,
+}
+
+impl ActionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Reap => "reap",
+            ActionKind::Cancel => "cancel",
+            ActionKind::Gate => "gate",
+            ActionKind::Merge => "merge",
+            ActionKind::Retry => "retry",
+            ActionKind::Escalate => "escalate",
+            ActionKind::Dispatch => "dispatch",
+            ActionKind::Promote => "promote",
+            ActionKind::Cleanup => "cleanup",
+        }
+    }
+}
+
+impl Action {
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Action::Reap { .. } => ActionKind::Reap,
+            Action::Cancel { .. } => ActionKind::Cancel,
+            Action::Gate { .. } => ActionKind::Gate,
+            Action::Merge { .. } => ActionKind::Merge,
+            Action::Retry { .. } => ActionKind::Retry,
+            Action::Escalate { .. } => ActionKind::Escalate,
+            Action::Dispatch { .. } => ActionKind::Dispatch,
+            Action::Promote { .. } => ActionKind::Promote,
+            Action::Cleanup { .. } => ActionKind::Cleanup,
+        }
+    }
+
+    pub fn key(&self) -> Option<&TaskKey> {
+        match self {
+            Action::Reap { key, .. }
+            | Action::Cancel { key, .. }
+            | Action::Gate { key, .. }
+            | Action::Merge { key, .. }
+            | Action::Retry { key, .. }
+            | Action::Escalate { key, .. }
+            | Action::Dispatch { key, .. }
+            | Action::Cleanup { key } => Some(key),
+            Action::Promote { .. } => None,
+        }
+    }
+
+    /// Whether the action starts an agent (and so counts against the agent limits).
+    pub fn starts_agent(&self) -> bool {
+        matches!(self, Action::Retry { .. } | Action::Dispatch { .. })
+    }
+}
+
+/// Why a task is, or is not, acted on. The code is stable (STATUS.md, `--explain`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    // Reasons for acting.
+    Timeout,
+    AgentVanished,
+    AgentFinished,
+    RemovedFromPlan,
+    SpecChanged,
+    GatePassed,
+    Approved,
+    Rejected,
+    FailedBefore { failures: u32 },
+    AttemptsExhausted { failures: u32 },
+    Ready,
+    Queued,
+    CleanupAfterMerge,
+    // Reasons for waiting.
+    Running { deadline: Timestamp },
+    PlanDraft,
+    PlanPaused,
+    WaitingOnDependency { task: String },
+    DependencyBlocked { task: String },
+    Backoff { until: Timestamp },
+    AwaitingApproval,
+    ApprovalStale { approved: String, head: String },
+    Escalated,
+    Merged,
+    MergeLost,
+    // Reasons for deferring an action this tick.
+    MaxAgents { running: u32 },
+    DispatchRateLimited { last_hour: u32 },
+    ActionsPerTick,
+}
+
+impl Reason {
+    /// The stable reason code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Reason::Timeout => "timeout",
+            Reason::AgentVanished => "agent-vanished",
+            Reason::AgentFinished => "agent-finished",
+            Reason::RemovedFromPlan => "removed-from-plan",
+            Reason::SpecChanged => "spec-changed",
+            Reason::GatePassed => "gate-passed",
+            Reason::Approved => "approved",
+            Reason::Rejected => "rejected",
+            Reason::FailedBefore { .. } => "retry-after-failure",
+            Reason::AttemptsExhausted { .. } => "attempts-exhausted",
+            Reason::Ready => "ready",
+            Reason::Queued => "queued",
+            Reason::CleanupAfterMerge => "cleanup-after-merge",
+            Reason::Running { .. } => "running",
+            Reason::PlanDraft => "plan-draft",
+            Reason::PlanPaused => "plan-paused",
+            Reason::WaitingOnDependency { .. } => "waiting-on-dependency",
+            Reason::DependencyBlocked { .. } => "dependency-blocked",
+            Reason::Backoff { .. } => "backoff",
+            Reason::AwaitingApproval => "awaiting-approval",
+            Reason::ApprovalStale { .. } => "approval-stale",
+            Reason::Escalated => "escalated",
+            Reason::Merged => "merged",
+            Reason::MergeLost => "merge-lost",
+            Reason::MaxAgents { .. } => "max-agents",
+            Reason::DispatchRateLimited { .. } => "dispatch-rate-limited",
+            Reason::ActionsPerTick => "actions-per-tick",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Timeout => f.write_str("the attempt ran past its deadline"),
+            Reason::AgentVanished => {
+                f.write_str("the agent's process is gone and it never reported done")
+            }
+            Reason::AgentFinished => f.write_str("the agent finished; its work is checked next"),
+            Reason::RemovedFromPlan => f.write_str("the task is no longer in its plan"),
+            Reason::SpecChanged => {
+                f.write_str("the task's spec changed since this attempt started")
+            }
+            Reason::GatePassed => f.write_str("its invariants passed"),
+            Reason::Approved => f.write_str("a human approved the reviewed commit"),
+            Reason::Rejected => f.write_str(
+                "a human rejected the reviewed commit; the reason goes to the next attempt",
+            ),
+            Reason::FailedBefore { failures } => {
+                write!(f, "{failures} failed attempt(s); trying again")
+            }
+            Reason::AttemptsExhausted { failures } => {
+                write!(f, "{failures} failed attempt(s) used up `retry_max`")
+            }
+            Reason::Ready => f.write_str("its plan is active and its dependencies are merged"),
+            Reason::Queued => f.write_str("a queue item waits to join the `queue` plan"),
+            Reason::CleanupAfterMerge => {
+                f.write_str("merged; its worktree and branch are no longer needed")
+            }
+            Reason::Running { deadline } => {
+                write!(f, "an agent is working on it (deadline {deadline})")
+            }
+            Reason::PlanDraft => {
+                f.write_str("its plan is a draft; set `state = \"active\"` to start")
+            }
+            Reason::PlanPaused => write!(f, "its plan is paused; `converge resume` continues it"),
+            Reason::WaitingOnDependency { task } => write!(f, "waiting for `{task}` to merge"),
+            Reason::DependencyBlocked { task } => {
+                write!(f, "dependency `{task}` escalated or was cancelled")
+            }
+            Reason::Backoff { until } => write!(f, "backing off after a failure until {until}"),
+            Reason::AwaitingApproval => {
+                f.write_str("waiting for a human: `converge approve` or `converge reject`")
+            }
+            Reason::ApprovalStale { approved, head } => write!(
+                f,
+                "the approval is for {}, but the branch is at {}; review it again",
+                short(approved),
+                short(head)
+            ),
+            Reason::Escalated => f.write_str("needs a human: `converge retry` starts it again"),
+            Reason::Merged => f.write_str("merged"),
+            Reason::MergeLost => {
+                f.write_str("status says merged but the base branch does not contain the work")
+            }
+            Reason::MaxAgents { running } => {
+                write!(f, "{running} agent(s) running, the `max_agents` limit")
+            }
+            Reason::DispatchRateLimited { last_hour } => {
+                write!(
+                    f,
+                    "{last_hour} attempt(s) started in the last hour, the `dispatches_per_hour` limit"
+                )
+            }
+            Reason::ActionsPerTick => f.write_str("this tick's `actions_per_tick` is used up"),
+        }
+    }
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
+/// For one task: its phase as derived this tick, and either the action chosen
+/// for it or the reason there is none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskReport {
+    pub key: TaskKey,
+    pub phase: Phase,
+    /// The action taken this tick, if any.
+    pub action: Option<ActionKind>,
+    /// Why it is acted on, waiting, or deferred.
+    pub reason: Reason,
+}
+
+/// The outcome of one `decide`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// At most `actions_per_tick` actions, in priority order.
+    pub actions: Vec<Action>,
+    /// Every task, with its reason, in plan and task order.
+    pub report: Vec<TaskReport>,
+    /// Queue items and the reason they are or are not promoted.
+    pub queue: Vec<(String, Option<ActionKind>, Reason)>,
+    /// The earliest time something changes without any event (a backoff ends, a
+    /// deadline passes), for watchers.
+    pub wake_at: Option<Timestamp>,
+}
+
+/// One task's derived state before limits are applied.
+struct Candidate {
+    key: TaskKey,
+    phase: Phase,
+    step: Result<Action, Reason>,
+    reason: Reason,
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+pub fn decide(
+    spec: &Spec,
+    obs: &Observation,
+    status: &Status,
+    now: Timestamp,
+    limits: &Limits,
+) -> Decision {
+    let default_status = TaskStatus::default();
+    let default_obs = TaskObs::default();
+    let mut candidates = Vec::new();
+    let mut wake_at: Option<Timestamp> = None;
+    let mut wake = |t: Timestamp| {
+        if t > now {
+            wake_at = Some(wake_at.map_or(t, |w| w.min(t)));
+        }
+    };
+
+    for plan in spec.plans.values() {
+        for task in &plan.tasks {
+            let key = TaskKey::new(&plan.id, &task.name);
+            let st = status.task(&plan.id, &task.name).unwrap_or(&default_status);
+            let ob = obs.task(&key).unwrap_or(&default_obs);
+            let candidate = classify(spec, plan, task, &key, st, ob, obs, status, now);
+            match &candidate.reason {
+                Reason::Backoff { until } => wake(*until),
+                Reason::Running { deadline } => wake(*deadline),
+                _ => {}
+            }
+            candidates.push(candidate);
+        }
+    }
+    // Things that exist for tasks no valid plan has. Plans that failed validation
+    // are left alone: an invalid edit must not cancel running work.
+    for (key, ob) in &obs.tasks {
+        let in_spec = spec
+            .plans
+            .get(&key.plan)
+            .is_some_and(|p| p.task(&key.task).is_some());
+        if in_spec || spec.invalid_plans.contains(&key.plan) {
+            continue;
+        }
+        let step = match &ob.run {
+            Some(run) if matches!(run.state, RunState::Running { .. }) => Ok(Action::Cancel {
+                key: key.clone(),
+                attempt: run.attempt,
+                reason: Reason::RemovedFromPlan,
+            }),
+            _ if ob.worktree || ob.branch_head.is_some() => {
+                Ok(Action::Cleanup { key: key.clone() })
+            }
+            _ => continue,
+        };
+        candidates.push(Candidate {
+            key: key.clone(),
+            phase: Phase::Cancelled,
+            step,
+            reason: Reason::RemovedFromPlan,
+        });
+    }
+
+    // Every possible action, task actions and promotions alike, in priority order
+    // (then by task or item name), picked under the limits.
+    let mut possible: Vec<(Action, Option<usize>)> = candidates
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| c.step.as_ref().ok().map(|a| (a.clone(), Some(i))))
+        .collect();
+    for name in spec.queue.keys().filter(|n| !obs.promoted.contains(*n)) {
+        possible.push((Action::Promote { item: name.clone() }, None));
+    }
+    possible.sort_by(|(a, _), (b, _)| {
+        let name = |x: &Action| match x {
+            Action::Promote { item } => (String::new(), item.clone()),
+            other => other
+                .key()
+                .map(|k| (k.plan.clone(), k.task.clone()))
+                .unwrap_or_default(),
+        };
+        (a.kind(), name(a)).cmp(&(b.kind(), name(b)))
+    });
+    let running = u32::try_from(obs.running()).unwrap_or(u32::MAX);
+    let mut started_last_hour = dispatches_since(status, now.minus(HOUR));
+    let mut agents = running;
+    let mut actions = Vec::new();
+    let mut deferred: BTreeMap<usize, Reason> = BTreeMap::new();
+    let mut queue = Vec::new();
+    for (action, index) in possible {
+        let verdict = if actions.len() >= limits.actions_per_tick as usize {
+            Err(Reason::ActionsPerTick)
+        } else if action.starts_agent() && agents >= limits.max_agents {
+            Err(Reason::MaxAgents { running: agents })
+        } else if action.starts_agent() && started_last_hour >= limits.dispatches_per_hour {
+            Err(Reason::DispatchRateLimited {
+                last_hour: started_last_hour,
+            })
+        } else {
+            Ok(())
+        };
+        if let Action::Promote { item } = &action {
+            let (taken, reason) = match &verdict {
+                Ok(()) => (Some(ActionKind::Promote), Reason::Queued),
+                Err(why) => (None, why.clone()),
+            };
+            queue.push((item.clone(), taken, reason));
+        }
+        match (verdict, index) {
+            (Ok(()), _) => {
+                if action.starts_agent() {
+                    agents += 1;
+                    started_last_hour += 1;
+                }
+                actions.push(action);
+            }
+            (Err(why), Some(i)) => {
+                deferred.insert(i, why);
+            }
+            (Err(_), None) => {}
+        }
+    }
+    queue.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let report = candidates
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (action, reason) = match (&c.step, deferred.remove(&i)) {
+                (Ok(_), Some(why)) => (None, why),
+                (Ok(a), None) => (Some(a.kind()), c.reason),
+                (Err(why), _) => (None, why.clone()),
+            };
+            TaskReport {
+                key: c.key,
+                phase: c.phase,
+                action,
+                reason,
+            }
+        })
+        .collect();
+    Decision {
+        actions,
+        report,
+        queue,
+        wake_at,
+    }
+}
+
+/// Attempts started since `since`, from the attempt records in status.
+fn dispatches_since(status: &Status, since: Timestamp) -> u32 {
+    let count = status
+        .plans
+        .values()
+        .flat_map(|p| p.tasks.values())
+        .flat_map(|t| &t.attempts)
+        .filter(|a| a.started_at > since)
+        .count();
+    u32::try_from(count).unwrap_or(u32::MAX)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn classify(
+    spec: &Spec,
+    plan: &Plan,
+    task: &Task,
+    key: &TaskKey,
+    st: &TaskStatus,
+    ob: &TaskObs,
+    obs: &Observation,
+    status: &Status,
+    now: Timestamp,
+) -> Candidate {
+    let act = |phase: Phase, action: Action, reason: Reason| Candidate {
+        key: key.clone(),
+        phase,
+        step: Ok(action),
+        reason,
+    };
+    let wait = |phase: Phase, reason: Reason| Candidate {
+        key: key.clone(),
+        phase,
+        step: Err(reason.clone()),
+        reason,
+    };
+    // A run record newer than status means the tick that started it crashed
+    // before recording: adopt it rather than start another.
+    let attempt = ob
+        .run
+        .as_ref()
+        .map_or(st.attempt, |r| r.attempt.max(st.attempt));
+    let edited = st.attempt > 0 && st.generation != task.generation;
+
+    // Merged is read from git, not from status.
+    if ob.merged {
+        if ob.worktree || ob.branch_head.is_some() {
+            return act(
+                Phase::Merged,
+                Action::Cleanup { key: key.clone() },
+                Reason::CleanupAfterMerge,
+            );
+        }
+        return wait(Phase::Merged, Reason::Merged);
+    }
+
+    if let Some(run) = ob.run.as_ref().filter(|r| r.attempt == attempt) {
+        match &run.state {
+            RunState::Running { deadline } => {
+                if now >= *deadline {
+                    return act(
+                        Phase::Running,
+                        Action::Reap {
+                            key: key.clone(),
+                            attempt,
+                            reason: Reason::Timeout,
+                        },
+                        Reason::Timeout,
+                    );
+                }
+                if edited {
+                    return act(
+                        Phase::Running,
+                        Action::Cancel {
+                            key: key.clone(),
+                            attempt,
+                            reason: Reason::SpecChanged,
+                        },
+                        Reason::SpecChanged,
+                    );
+                }
+                return wait(
+                    Phase::Running,
+                    Reason::Running {
+                        deadline: *deadline,
+                    },
+                );
+            }
+            RunState::Vanished if !gated(st, attempt) => {
+                return act(
+                    Phase::Running,
+                    Action::Reap {
+                        key: key.clone(),
+                        attempt,
+                        reason: Reason::AgentVanished,
+                    },
+                    Reason::AgentVanished,
+                );
+            }
+            RunState::Exited { .. } if !gated(st, attempt) => {
+                return act(
+                    Phase::Checking,
+                    Action::Gate {
+                        key: key.clone(),
+                        attempt,
+                    },
+                    Reason::AgentFinished,
+                );
+            }
+            _ => {}
+        }
+    } else if matches!(st.phase, Phase::Running | Phase::Checking) {
+        // Status says an agent runs, but there is no run record for it.
+        return act(
+            Phase::Running,
+            Action::Reap {
+                key: key.clone(),
+                attempt,
+                reason: Reason::AgentVanished,
+            },
+            Reason::AgentVanished,
+        );
+    }
+
+    let next = attempt + 1;
+    let start = |reason: Reason, first: bool| -> Candidate {
+        if let Some(why) = plan_blocks_start(plan) {
+            return wait(st.phase, why);
+        }
+        let action = if first {
+            Action::Dispatch {
+                key: key.clone(),
+                attempt: next,
+            }
+        } else {
+            Action::Retry {
+                key: key.clone(),
+                attempt: next,
+                reason: reason.clone(),
+            }
+        };
+        act(st.phase, action, reason)
+    };
+
+    match st.phase {
+        Phase::Passed | Phase::AwaitingApproval => {
+            if edited {
+                return start(Reason::SpecChanged, false);
+            }
+            let head = st
+                .head
+                .clone()
+                .or_else(|| ob.branch_head.clone())
+                .unwrap_or_default();
+            let approval = spec.approvals.get(&(key.plan.clone(), key.task.clone()));
+            let reason = match task.gate {
+                Gate::Auto => Reason::GatePassed,
+                Gate::HumanReview | Gate::HumanApprove => match approval {
+                    None => return wait(Phase::AwaitingApproval, Reason::AwaitingApproval),
+                    Some(a) if a.commit != head => {
+                        return wait(
+                            Phase::AwaitingApproval,
+                            Reason::ApprovalStale {
+                                approved: a.commit.clone(),
+                                head,
+                            },
+                        );
+                    }
+                    Some(a) if a.decision == Verdict::Reject => {
+                        if st.failures + 1 >= task.retry_max.max(1) {
+                            return act(
+                                Phase::Failed,
+                                Action::Escalate {
+                                    key: key.clone(),
+                                    reason: Reason::Rejected,
+                                },
+                                Reason::Rejected,
+                            );
+                        }
+                        return start(Reason::Rejected, false);
+                    }
+                    Some(_) => Reason::Approved,
+                },
+            };
+            if let Some(dep) = unmerged_dependency(plan, task, obs) {
+                return wait(st.phase, Reason::WaitingOnDependency { task: dep });
+            }
+            act(
+                st.phase,
+                Action::Merge {
+                    key: key.clone(),
+                    head,
+                },
+                reason,
+            )
+        }
+        Phase::Failed => {
+            if edited {
+                return start(Reason::SpecChanged, false);
+            }
+            if st.failures >= task.retry_max {
+                return act(
+                    Phase::Failed,
+                    Action::Escalate {
+                        key: key.clone(),
+                        reason: Reason::AttemptsExhausted {
+                            failures: st.failures,
+                        },
+                    },
+                    Reason::AttemptsExhausted {
+                        failures: st.failures,
+                    },
+                );
+            }
+            if let Some(until) = st.next_eligible_at.filter(|t| now < *t) {
+                return wait(Phase::Failed, Reason::Backoff { until });
+            }
+            start(
+                Reason::FailedBefore {
+                    failures: st.failures,
+                },
+                false,
+            )
+        }
+        Phase::Escalated => {
+            if edited {
+                start(Reason::SpecChanged, false)
+            } else {
+                wait(Phase::Escalated, Reason::Escalated)
+            }
+        }
+        Phase::Merged => wait(Phase::Merged, Reason::MergeLost),
+        Phase::Running | Phase::Checking => {
+            // The attempt's run exists but was already gated (a record raced):
+            // nothing to do until status catches up.
+            wait(st.phase, Reason::AgentFinished)
+        }
+        Phase::Pending | Phase::Blocked | Phase::Cancelled => {
+            if let Some(dep) = blocked_dependency(plan, task, obs, status) {
+                return wait(Phase::Blocked, Reason::DependencyBlocked { task: dep });
+            }
+            if let Some(dep) = unmerged_dependency(plan, task, obs) {
+                return wait(Phase::Pending, Reason::WaitingOnDependency { task: dep });
+            }
+            if let Some(why) = plan_blocks_start(plan) {
+                return wait(Phase::Pending, why);
+            }
+            if attempt == 0 {
+                start(Reason::Ready, true)
+            } else {
+                start(Reason::SpecChanged, false)
+            }
+        }
+    }
+}
+
+/// Whether the attempt's outcome was already recorded by a gate.
+fn gated(st: &TaskStatus, attempt: u32) -> bool {
+    st.attempt == attempt && !matches!(st.phase, Phase::Pending | Phase::Running | Phase::Checking)
+}
+
+fn plan_blocks_start(plan: &Plan) -> Option<Reason> {
+    match plan.state {
+        PlanState::Active => None,
+        PlanState::Draft => Some(Reason::PlanDraft),
+        PlanState::Paused => Some(Reason::PlanPaused),
+    }
+}
+
+/// The first dependency whose work is not on the base branch yet.
+fn unmerged_dependency(plan: &Plan, task: &Task, obs: &Observation) -> Option<String> {
+    task.depends_on
+        .iter()
+        .find(|dep| {
+            !obs.task(&TaskKey::new(&plan.id, dep.as_str()))
+                .is_some_and(|o| o.merged)
+        })
+        .cloned()
+}
+
+/// The first dependency that escalated, was cancelled, or is itself blocked.
+fn blocked_dependency(
+    plan: &Plan,
+    task: &Task,
+    obs: &Observation,
+    status: &Status,
+) -> Option<String> {
+    task.depends_on
+        .iter()
+        .find(|dep| {
+            let merged = obs
+                .task(&TaskKey::new(&plan.id, dep.as_str()))
+                .is_some_and(|o| o.merged);
+            let phase = status.task(&plan.id, dep).map(|s| s.phase);
+            !merged
+                && matches!(
+                    phase,
+                    Some(Phase::Escalated | Phase::Cancelled | Phase::Blocked)
+                )
+        })
+        .cloned()
+}
+
+#[cfg(test)]
+mod tests;

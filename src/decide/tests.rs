@@ -1,0 +1,878 @@
+//! Table tests for `decide`: every action, every reason, the limits.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::observe::RunObs;
+use crate::spec::load::{Content, PlanningFiles};
+use crate::status::{AttemptRecord, PlanStatus};
+
+const CONFIG: &str = "[invariants.test]\nkind = \"test_suite\"\ncommand = \"true\"\n";
+
+/// A diamond: b and c depend on a, d on b and c; c is human-reviewed.
+const DIAMOND: &str = r#"
+[plan]
+name = "Diamond"
+[[tasks]]
+name = "a"
+description = "A"
+scope = "narrow"
+gate = "auto"
+[[tasks]]
+name = "b"
+description = "B"
+scope = "narrow"
+gate = "auto"
+depends_on = ["a"]
+[[tasks]]
+name = "c"
+description = "C"
+scope = "narrow"
+gate = "human_review"
+depends_on = ["a"]
+retry_max = 2
+[[tasks]]
+name = "d"
+description = "D"
+scope = "narrow"
+gate = "auto"
+depends_on = ["b", "c"]
+"#;
+
+const NOW: Timestamp = Timestamp::from_unix(1_800_000_000);
+const SHA: &str = "1111111111111111111111111111111111111111";
+const OTHER: &str = "2222222222222222222222222222222222222222";
+
+fn spec_with(plan: &str, extra: &[(&str, &str)]) -> Spec {
+    let mut files: BTreeMap<String, Content> = [
+        ("planning/goal.md", "Goal"),
+        ("planning/converge.toml", CONFIG),
+        ("planning/plans/p.toml", plan),
+    ]
+    .iter()
+    .chain(extra)
+    .map(|(p, t)| ((*p).to_owned(), Content::Bytes(t.as_bytes().to_vec())))
+    .collect();
+    files.retain(|_, c| !matches!(c, Content::Bytes(b) if b.is_empty()));
+    let loaded = crate::spec::compile(&PlanningFiles {
+        exists: true,
+        files,
+    });
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    loaded.spec.expect("valid spec")
+}
+
+fn spec() -> Spec {
+    spec_with(DIAMOND, &[])
+}
+
+fn key(task: &str) -> TaskKey {
+    TaskKey::new("p", task)
+}
+
+fn generation(spec: &Spec, task: &str) -> String {
+    spec.plans["p"].task(task).expect("task").generation.clone()
+}
+
+/// Status for one task, at the spec's current generation.
+fn st(spec: &Spec, task: &str, phase: Phase, attempt: u32) -> TaskStatus {
+    TaskStatus {
+        phase,
+        attempt,
+        generation: generation(spec, task),
+        head: (attempt > 0).then(|| SHA.to_owned()),
+        ..TaskStatus::default()
+    }
+}
+
+fn status(entries: Vec<(&str, TaskStatus)>) -> Status {
+    let tasks = entries
+        .into_iter()
+        .map(|(t, s)| (t.to_owned(), s))
+        .collect();
+    Status {
+        plans: BTreeMap::from([(
+            "p".to_owned(),
+            PlanStatus {
+                tasks,
+                ..PlanStatus::default()
+            },
+        )]),
+    }
+}
+
+fn merged(tasks: &[&str]) -> Observation {
+    let mut obs = Observation::default();
+    for t in tasks {
+        obs.tasks.insert(
+            key(t),
+            TaskObs {
+                merged: true,
+                ..TaskObs::default()
+            },
+        );
+    }
+    obs
+}
+
+fn with_run(mut obs: Observation, task: &str, attempt: u32, state: RunState) -> Observation {
+    let entry = obs.tasks.entry(key(task)).or_default();
+    entry.run = Some(RunObs { attempt, state });
+    entry.worktree = true;
+    entry.branch_head = Some(SHA.to_owned());
+    obs
+}
+
+const WIDE: Limits = Limits {
+    actions_per_tick: 100,
+    max_agents: 100,
+    dispatches_per_hour: 100,
+};
+
+fn run(spec: &Spec, obs: &Observation, status: &Status) -> Decision {
+    decide(spec, obs, status, NOW, &WIDE)
+}
+
+/// The actions chosen for one task.
+fn actions_for(decision: &Decision, task: &str) -> Vec<Action> {
+    decision
+        .actions
+        .iter()
+        .filter(|a| a.key() == Some(&key(task)))
+        .cloned()
+        .collect()
+}
+
+/// The report line of a task: (action, reason code, phase).
+fn line(decision: &Decision, task: &str) -> (Option<&'static str>, &'static str, &'static str) {
+    let r = decision
+        .report
+        .iter()
+        .find(|r| r.key == key(task))
+        .expect("task reported");
+    (
+        r.action.map(ActionKind::as_str),
+        r.reason.code(),
+        r.phase.as_str(),
+    )
+}
+
+#[test]
+fn a_fresh_plan_dispatches_its_roots_and_explains_the_rest() {
+    let spec = spec();
+    let d = run(&spec, &Observation::default(), &Status::default());
+    assert_eq!(
+        d.actions,
+        [Action::Dispatch {
+            key: key("a"),
+            attempt: 1
+        }]
+    );
+    assert_eq!(line(&d, "a"), (Some("dispatch"), "ready", "pending"));
+    assert_eq!(line(&d, "b"), (None, "waiting-on-dependency", "pending"));
+    assert_eq!(line(&d, "d"), (None, "waiting-on-dependency", "pending"));
+    assert_eq!(
+        d.report
+            .iter()
+            .find(|r| r.key == key("d"))
+            .map(|r| r.reason.to_string()),
+        Some("waiting for `b` to merge".into())
+    );
+}
+
+#[test]
+fn draft_and_paused_plans_dispatch_nothing() {
+    for (state, code) in [("draft", "plan-draft"), ("paused", "plan-paused")] {
+        let spec = spec_with(
+            &DIAMOND.replace(
+                "name = \"Diamond\"",
+                &format!("name = \"Diamond\"\nstate = \"{state}\""),
+            ),
+            &[],
+        );
+        let d = run(&spec, &Observation::default(), &Status::default());
+        assert!(d.actions.is_empty(), "{state}");
+        assert_eq!(line(&d, "a"), (None, code, "pending"));
+    }
+}
+
+#[test]
+fn running_agents_are_left_alone_until_their_deadline() {
+    let spec = spec();
+    let status = status(vec![("a", st(&spec, "a", Phase::Running, 1))]);
+    let later = Timestamp::from_unix(NOW.unix() + 60);
+    let obs = with_run(
+        Observation::default(),
+        "a",
+        1,
+        RunState::Running { deadline: later },
+    );
+    let d = run(&spec, &obs, &status);
+    assert!(d.actions.is_empty());
+    assert_eq!(line(&d, "a"), (None, "running", "running"));
+    assert_eq!(d.wake_at, Some(later));
+    let obs = with_run(
+        Observation::default(),
+        "a",
+        1,
+        RunState::Running { deadline: NOW },
+    );
+    let d = run(&spec, &obs, &status);
+    assert_eq!(
+        d.actions,
+        [Action::Reap {
+            key: key("a"),
+            attempt: 1,
+            reason: Reason::Timeout
+        }]
+    );
+}
+
+#[test]
+fn editing_a_running_task_cancels_its_attempt() {
+    let spec = spec();
+    let mut a = st(&spec, "a", Phase::Running, 1);
+    a.generation = "0000000000000000".into();
+    let obs = with_run(
+        Observation::default(),
+        "a",
+        1,
+        RunState::Running {
+            deadline: Timestamp::from_unix(NOW.unix() + 60),
+        },
+    );
+    let d = run(&spec, &obs, &status(vec![("a", a)]));
+    assert_eq!(
+        d.actions,
+        [Action::Cancel {
+            key: key("a"),
+            attempt: 1,
+            reason: Reason::SpecChanged
+        }]
+    );
+}
+
+#[test]
+fn vanished_agents_are_reaped() {
+    let spec = spec();
+    let status = status(vec![("a", st(&spec, "a", Phase::Running, 1))]);
+    let obs = with_run(Observation::default(), "a", 1, RunState::Vanished);
+    assert_eq!(
+        line(&run(&spec, &obs, &status), "a"),
+        (Some("reap"), "agent-vanished", "running")
+    );
+    // Status says running, but no run record exists at all.
+    assert_eq!(
+        line(&run(&spec, &Observation::default(), &status), "a"),
+        (Some("reap"), "agent-vanished", "running")
+    );
+}
+
+#[test]
+fn finished_attempts_are_gated_once() {
+    let spec = spec();
+    let obs = with_run(
+        Observation::default(),
+        "a",
+        1,
+        RunState::Exited {
+            done: true,
+            exit_code: Some(0),
+        },
+    );
+    let running = status(vec![("a", st(&spec, "a", Phase::Running, 1))]);
+    assert_eq!(
+        run(&spec, &obs, &running).actions,
+        [Action::Gate {
+            key: key("a"),
+            attempt: 1
+        }]
+    );
+    // Once the gate recorded its result, the same run record is not gated again.
+    let passed = status(vec![("a", st(&spec, "a", Phase::Passed, 1))]);
+    assert_eq!(
+        run(&spec, &obs, &passed).actions,
+        [Action::Merge {
+            key: key("a"),
+            head: SHA.into()
+        }]
+    );
+}
+
+#[test]
+fn a_run_newer_than_status_is_adopted_not_duplicated() {
+    // The tick that dispatched attempt 1 crashed before recording it.
+    let spec = spec();
+    let obs = with_run(
+        Observation::default(),
+        "a",
+        1,
+        RunState::Running {
+            deadline: Timestamp::from_unix(NOW.unix() + 60),
+        },
+    );
+    let d = run(&spec, &obs, &Status::default());
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(line(&d, "a"), (None, "running", "running"));
+    let obs = with_run(
+        Observation::default(),
+        "a",
+        1,
+        RunState::Exited {
+            done: true,
+            exit_code: Some(0),
+        },
+    );
+    assert_eq!(
+        run(&spec, &obs, &Status::default()).actions,
+        [Action::Gate {
+            key: key("a"),
+            attempt: 1
+        }]
+    );
+}
+
+#[test]
+fn passed_auto_tasks_merge_once_dependencies_are_merged() {
+    let spec = spec();
+    let s = status(vec![("b", st(&spec, "b", Phase::Passed, 1))]);
+    assert_eq!(
+        line(&run(&spec, &Observation::default(), &s), "b"),
+        (None, "waiting-on-dependency", "passed")
+    );
+    let d = run(&spec, &merged(&["a"]), &s);
+    assert_eq!(
+        actions_for(&d, "b"),
+        [Action::Merge {
+            key: key("b"),
+            head: SHA.into()
+        }]
+    );
+    assert_eq!(line(&d, "b"), (Some("merge"), "gate-passed", "passed"));
+    // Its sibling became ready with the same merge.
+    assert_eq!(
+        actions_for(&d, "c"),
+        [Action::Dispatch {
+            key: key("c"),
+            attempt: 1
+        }]
+    );
+}
+
+#[test]
+fn human_gates_wait_for_an_approval_of_the_reviewed_commit() {
+    let approval = |decision: &str, commit: &str| {
+        format!("decision = \"{decision}\"\ncommit = \"{commit}\"\n")
+    };
+    let base = spec();
+    let s = status(vec![("c", st(&base, "c", Phase::AwaitingApproval, 1))]);
+    let obs = merged(&["a"]);
+    assert_eq!(
+        line(&run(&base, &obs, &s), "c"),
+        (None, "awaiting-approval", "awaiting_approval")
+    );
+
+    let stale = spec_with(
+        DIAMOND,
+        &[("planning/approvals/p/c.toml", &approval("approve", OTHER))],
+    );
+    assert_eq!(
+        line(&run(&stale, &obs, &s), "c"),
+        (None, "approval-stale", "awaiting_approval")
+    );
+
+    let approved = spec_with(
+        DIAMOND,
+        &[("planning/approvals/p/c.toml", &approval("approve", SHA))],
+    );
+    let d = run(&approved, &obs, &s);
+    assert_eq!(
+        actions_for(&d, "c"),
+        [Action::Merge {
+            key: key("c"),
+            head: SHA.into()
+        }]
+    );
+    assert_eq!(line(&d, "c").1, "approved");
+
+    let rejected = spec_with(
+        DIAMOND,
+        &[("planning/approvals/p/c.toml", &approval("reject", SHA))],
+    );
+    let d = run(&rejected, &obs, &s);
+    assert_eq!(
+        actions_for(&d, "c"),
+        [Action::Retry {
+            key: key("c"),
+            attempt: 2,
+            reason: Reason::Rejected
+        }]
+    );
+    // c allows 2 attempts: a rejection after a failure escalates.
+    let mut failed_once = st(&base, "c", Phase::AwaitingApproval, 2);
+    failed_once.failures = 1;
+    let d = run(&rejected, &obs, &status(vec![("c", failed_once)]));
+    assert_eq!(
+        actions_for(&d, "c"),
+        [Action::Escalate {
+            key: key("c"),
+            reason: Reason::Rejected
+        }]
+    );
+}
+
+#[test]
+fn failures_back_off_retry_and_escalate() {
+    let spec = spec();
+    let mut a = st(&spec, "a", Phase::Failed, 1);
+    a.failures = 1;
+    a.next_eligible_at = Some(Timestamp::from_unix(NOW.unix() + 30));
+    let d = run(
+        &spec,
+        &Observation::default(),
+        &status(vec![("a", a.clone())]),
+    );
+    assert_eq!(line(&d, "a"), (None, "backoff", "failed"));
+    assert_eq!(d.wake_at, a.next_eligible_at);
+
+    a.next_eligible_at = Some(NOW);
+    let d = run(
+        &spec,
+        &Observation::default(),
+        &status(vec![("a", a.clone())]),
+    );
+    assert_eq!(
+        d.actions,
+        [Action::Retry {
+            key: key("a"),
+            attempt: 2,
+            reason: Reason::FailedBefore { failures: 1 }
+        }]
+    );
+
+    a.failures = 3;
+    let d = run(&spec, &Observation::default(), &status(vec![("a", a)]));
+    assert_eq!(
+        d.actions,
+        [Action::Escalate {
+            key: key("a"),
+            reason: Reason::AttemptsExhausted { failures: 3 }
+        }]
+    );
+}
+
+#[test]
+fn escalated_tasks_wait_for_a_human_and_restart_when_edited() {
+    let spec = spec();
+    let mut a = st(&spec, "a", Phase::Escalated, 3);
+    let d = run(
+        &spec,
+        &Observation::default(),
+        &status(vec![("a", a.clone())]),
+    );
+    assert_eq!(line(&d, "a"), (None, "escalated", "escalated"));
+    // `converge retry` bumps `reset`, which changes the generation.
+    a.generation = "0000000000000000".into();
+    let d = run(&spec, &Observation::default(), &status(vec![("a", a)]));
+    assert_eq!(
+        d.actions,
+        [Action::Retry {
+            key: key("a"),
+            attempt: 4,
+            reason: Reason::SpecChanged
+        }]
+    );
+}
+
+#[test]
+fn dependents_of_an_escalated_task_are_blocked() {
+    let spec = spec();
+    let d = run(
+        &spec,
+        &Observation::default(),
+        &status(vec![("a", st(&spec, "a", Phase::Escalated, 3))]),
+    );
+    assert_eq!(line(&d, "b"), (None, "dependency-blocked", "blocked"));
+    assert_eq!(
+        d.report
+            .iter()
+            .find(|r| r.key == key("b"))
+            .map(|r| r.reason.to_string()),
+        Some("dependency `a` escalated or was cancelled".into())
+    );
+}
+
+#[test]
+fn merged_is_read_from_git() {
+    let spec = spec();
+    let mut obs = merged(&["a"]);
+    let d = run(&spec, &obs, &Status::default());
+    assert_eq!(line(&d, "a"), (None, "merged", "merged"));
+    obs.tasks.get_mut(&key("a")).expect("a").worktree = true;
+    assert_eq!(
+        line(&run(&spec, &obs, &Status::default()), "a"),
+        (Some("cleanup"), "cleanup-after-merge", "merged")
+    );
+    // Status says merged but the base branch lost the work: a human must look.
+    let d = run(
+        &spec,
+        &Observation::default(),
+        &status(vec![("a", st(&spec, "a", Phase::Merged, 1))]),
+    );
+    assert_eq!(line(&d, "a"), (None, "merge-lost", "merged"));
+}
+
+#[test]
+fn removed_tasks_are_cancelled_and_cleaned_up_but_invalid_plans_are_left_alone() {
+    let spec = spec();
+    let deadline = RunState::Running {
+        deadline: Timestamp::from_unix(NOW.unix() + 60),
+    };
+    let mut obs = with_run(merged(&["a", "b", "c", "d"]), "gone", 1, deadline.clone());
+    obs.tasks.insert(
+        TaskKey::new("p", "leftover"),
+        TaskObs {
+            worktree: true,
+            ..TaskObs::default()
+        },
+    );
+    obs.tasks.insert(
+        TaskKey::new("broken", "x"),
+        TaskObs {
+            run: Some(RunObs {
+                attempt: 1,
+                state: deadline,
+            }),
+            ..TaskObs::default()
+        },
+    );
+    let spec_with_broken = Spec {
+        invalid_plans: vec!["broken".into()],
+        ..spec
+    };
+    let d = run(&spec_with_broken, &obs, &Status::default());
+    assert_eq!(
+        d.actions,
+        [
+            Action::Cancel {
+                key: key("gone"),
+                attempt: 1,
+                reason: Reason::RemovedFromPlan
+            },
+            Action::Cleanup {
+                key: key("leftover")
+            },
+        ]
+    );
+}
+
+#[test]
+fn actions_come_in_priority_order_and_respect_actions_per_tick() {
+    let spec = spec();
+    // a timed out (reap) and a queue item waits (promote).
+    let obs = with_run(
+        Observation::default(),
+        "a",
+        1,
+        RunState::Running { deadline: NOW },
+    );
+    let status = status(vec![("a", st(&spec, "a", Phase::Running, 1))]);
+    let spec = Spec {
+        queue: spec_with(
+            DIAMOND,
+            &[(
+                "planning/queue/fix.md",
+                "---\nscope: narrow\ngate: auto\n---\nFix it.\n",
+            )],
+        )
+        .queue,
+        ..spec
+    };
+    let one = Limits {
+        actions_per_tick: 1,
+        ..WIDE
+    };
+    let d = decide(&spec, &obs, &status, NOW, &one);
+    assert_eq!(
+        d.actions,
+        [Action::Reap {
+            key: key("a"),
+            attempt: 1,
+            reason: Reason::Timeout
+        }]
+    );
+    assert_eq!(d.queue, [("fix".to_owned(), None, Reason::ActionsPerTick)]);
+    let d = decide(&spec, &obs, &status, NOW, &WIDE);
+    assert_eq!(
+        d.actions.iter().map(Action::kind).collect::<Vec<_>>(),
+        [ActionKind::Reap, ActionKind::Promote]
+    );
+    // Already promoted items are not promoted again.
+    let mut promoted = obs;
+    promoted.promoted.insert("fix".into());
+    assert!(
+        decide(&spec, &promoted, &status, NOW, &WIDE)
+            .queue
+            .is_empty()
+    );
+}
+
+#[test]
+fn agent_limits_defer_dispatches_with_a_reason() {
+    let wide_plan = r#"
+[plan]
+name = "Wide"
+[[tasks]]
+name = "x"
+description = "X"
+scope = "narrow"
+gate = "auto"
+[[tasks]]
+name = "y"
+description = "Y"
+scope = "narrow"
+gate = "auto"
+"#;
+    let spec = spec_with(wide_plan, &[]);
+    let two = Limits {
+        max_agents: 1,
+        ..WIDE
+    };
+    let d = decide(
+        &spec,
+        &Observation::default(),
+        &Status::default(),
+        NOW,
+        &two,
+    );
+    assert_eq!(
+        d.actions,
+        [Action::Dispatch {
+            key: key("x"),
+            attempt: 1
+        }]
+    );
+    assert_eq!(line(&d, "y"), (None, "max-agents", "pending"));
+
+    let recent = AttemptRecord {
+        number: 1,
+        generation: String::new(),
+        started_at: Timestamp::from_unix(NOW.unix() - 600),
+        ended_at: None,
+        outcome: None,
+        tokens_in: 0,
+        tokens_out: 0,
+        cost_usd: 0.0,
+    };
+    let elsewhere = TaskStatus {
+        attempts: vec![
+            recent.clone(),
+            AttemptRecord {
+                started_at: Timestamp::from_unix(NOW.unix() - 7200),
+                ..recent
+            },
+        ],
+        ..TaskStatus::default()
+    };
+    let mut s = Status::default();
+    s.plans.insert(
+        "other".into(),
+        PlanStatus {
+            tasks: BTreeMap::from([("t".to_owned(), elsewhere)]),
+            ..PlanStatus::default()
+        },
+    );
+    let hourly = Limits {
+        dispatches_per_hour: 2,
+        ..WIDE
+    };
+    let d = decide(&spec, &Observation::default(), &s, NOW, &hourly);
+    assert_eq!(
+        d.actions,
+        [Action::Dispatch {
+            key: key("x"),
+            attempt: 1
+        }]
+    );
+    assert_eq!(line(&d, "y"), (None, "dispatch-rate-limited", "pending"));
+}
+
+#[test]
+fn every_reason_code_is_distinct() {
+    let reasons = [
+        Reason::Timeout,
+        Reason::AgentVanished,
+        Reason::AgentFinished,
+        Reason::RemovedFromPlan,
+        Reason::SpecChanged,
+        Reason::GatePassed,
+        Reason::Approved,
+        Reason::Rejected,
+        Reason::FailedBefore { failures: 1 },
+        Reason::AttemptsExhausted { failures: 1 },
+        Reason::Ready,
+        Reason::Queued,
+        Reason::CleanupAfterMerge,
+        Reason::Running { deadline: NOW },
+        Reason::PlanDraft,
+        Reason::PlanPaused,
+        Reason::WaitingOnDependency { task: "x".into() },
+        Reason::DependencyBlocked { task: "x".into() },
+        Reason::Backoff { until: NOW },
+        Reason::AwaitingApproval,
+        Reason::ApprovalStale {
+            approved: SHA.into(),
+            head: OTHER.into(),
+        },
+        Reason::Escalated,
+        Reason::Merged,
+        Reason::MergeLost,
+        Reason::MaxAgents { running: 1 },
+        Reason::DispatchRateLimited { last_hour: 1 },
+        Reason::ActionsPerTick,
+    ];
+    let codes: std::collections::BTreeSet<&str> = reasons.iter().map(Reason::code).collect();
+    assert_eq!(codes.len(), reasons.len());
+    assert!(reasons.iter().all(|r| !r.to_string().is_empty()));
+}
+
+/// A small deterministic PRNG for the property test.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[test]
+fn limits_are_never_exceeded_and_decisions_are_deterministic() {
+    let tasks: String = (0..12)
+        .map(|i| {
+            let deps = if i > 2 { format!("depends_on = [\"t{}\"]\n", i / 3) } else { String::new() };
+            format!("[[tasks]]\nname = \"t{i}\"\ndescription = \"T\"\nscope = \"narrow\"\ngate = \"auto\"\n{deps}\n")
+        })
+        .collect();
+    let spec = spec_with(&format!("[plan]\nname = \"Random\"\n\n{tasks}"), &[]);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for _ in 0..2000 {
+        let limits = Limits {
+            actions_per_tick: 1 + rng.below(4) as u32,
+            max_agents: rng.below(5) as u32,
+            dispatches_per_hour: rng.below(6) as u32,
+        };
+        let mut obs = Observation::default();
+        let mut st = Status::default();
+        let plan = st.plans.entry("p".into()).or_default();
+        for i in 0..12 {
+            let name = format!("t{i}");
+            let phase = Phase::ALL[rng.below(Phase::ALL.len() as u64) as usize];
+            let attempt = rng.below(3) as u32;
+            let mut t = TaskStatus {
+                phase,
+                attempt,
+                failures: rng.below(4) as u32,
+                generation: if rng.below(5) == 0 {
+                    "stale".into()
+                } else {
+                    generation(&spec, &name)
+                },
+                head: Some(SHA.into()),
+                ..TaskStatus::default()
+            };
+            if rng.below(3) == 0 {
+                t.attempts.push(AttemptRecord {
+                    number: 1,
+                    generation: String::new(),
+                    started_at: Timestamp::from_unix(NOW.unix() - rng.below(7200) as i64),
+                    ended_at: None,
+                    outcome: None,
+                    tokens_in: 0,
+                    tokens_out: 0,
+                    cost_usd: 0.0,
+                });
+            }
+            plan.tasks.insert(name.clone(), t);
+            let state = match rng.below(5) {
+                0 => None,
+                1 => Some(RunState::Running {
+                    deadline: Timestamp::from_unix(NOW.unix() + rng.below(120) as i64 - 60),
+                }),
+                2 => Some(RunState::Exited {
+                    done: true,
+                    exit_code: Some(0),
+                }),
+                3 => Some(RunState::Vanished),
+                _ => None,
+            };
+            let ob = TaskObs {
+                merged: rng.below(4) == 0,
+                worktree: rng.below(2) == 0,
+                branch_head: Some(SHA.into()),
+                run: state.map(|state| RunObs { attempt, state }),
+            };
+            obs.tasks.insert(key(&name), ob);
+        }
+        let running = obs.running() as u32;
+        let last_hour = dispatches_since(&st, NOW.minus(HOUR));
+        let d = decide(&spec, &obs, &st, NOW, &limits);
+        assert!(d.actions.len() <= limits.actions_per_tick as usize);
+        let starts = d.actions.iter().filter(|a| a.starts_agent()).count() as u32;
+        assert!(
+            starts == 0 || running + starts <= limits.max_agents,
+            "{starts} starts with {running} running, limit {}",
+            limits.max_agents
+        );
+        assert!(starts == 0 || last_hour + starts <= limits.dispatches_per_hour);
+        let mut keys: Vec<_> = d.actions.iter().filter_map(Action::key).collect();
+        let total = keys.len();
+        keys.dedup();
+        assert_eq!(
+            keys.len(),
+            total,
+            "two actions for one task: {:?}",
+            d.actions
+        );
+        let kinds: Vec<_> = d.actions.iter().map(Action::kind).collect();
+        assert!(
+            kinds.windows(2).all(|w| w[0] <= w[1]),
+            "not in priority order: {kinds:?}"
+        );
+        assert_eq!(decide(&spec, &obs, &st, NOW, &limits), d);
+    }
+}
+
+#[test]
+fn decide_stays_pure() {
+    // DESIGN §1.3: no IO and no clock in decide. A failing line here means a
+    // side effect crept in; move it to act/ or observe/.
+    for (file, source) in [("mod.rs", include_str!("mod.rs"))] {
+        let code: Vec<&str> = source
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect();
+        for forbidden in [
+            "std::fs",
+            "std::process",
+            "std::net",
+            "gix",
+            "tokio",
+            "Timestamp::now",
+            "SystemTime",
+            "Instant::now",
+            "std::env",
+        ] {
+            assert!(
+                !code.iter().any(|l| l.contains(forbidden)),
+                "src/decide/{file} uses `{forbidden}`"
+            );
+        }
+    }
+}

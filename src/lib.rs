@@ -3,6 +3,7 @@
 //! See `docs/architecture.md` for the bird's-eye view and the code map.
 
 pub mod act;
+pub mod agent;
 pub mod cli;
 pub mod decide;
 pub mod git;

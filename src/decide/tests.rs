@@ -117,7 +117,11 @@ fn merged(tasks: &[&str]) -> Observation {
 
 fn with_run(mut obs: Observation, task: &str, attempt: u32, state: RunState) -> Observation {
     let entry = obs.tasks.entry(key(task)).or_default();
-    entry.run = Some(RunObs { attempt, state });
+    entry.run = Some(RunObs {
+        attempt,
+        state,
+        rejected_events: 0,
+    });
     entry.worktree = true;
     entry.branch_head = Some(SHA.to_owned());
     obs
@@ -542,6 +546,7 @@ fn removed_tasks_are_cancelled_and_cleaned_up_but_invalid_plans_are_left_alone()
             run: Some(RunObs {
                 attempt: 1,
                 state: deadline,
+                rejected_events: 0,
             }),
             ..TaskObs::default()
         },
@@ -816,7 +821,11 @@ fn limits_are_never_exceeded_and_decisions_are_deterministic() {
                 merged: rng.below(4) == 0,
                 worktree: rng.below(2) == 0,
                 branch_head: Some(SHA.into()),
-                run: state.map(|state| RunObs { attempt, state }),
+                run: state.map(|state| RunObs {
+                    attempt,
+                    state,
+                    rejected_events: 0,
+                }),
             };
             obs.tasks.insert(key(&name), ob);
         }

@@ -297,6 +297,94 @@ impl Repo {
         Ok(())
     }
 
+    /// Local branches under `refs/heads/<prefix>`, as (short name, tip commit).
+    pub fn branches_with_prefix(&self, prefix: &str) -> Result<Vec<(String, ObjectId)>> {
+        let full = format!("refs/heads/{prefix}");
+        let what = || format!("the branches {full}*");
+        let platform = self.repo.references().map_err(read_err(what()))?;
+        let iter = platform.prefixed(full.as_str()).map_err(read_err(what()))?;
+        let mut out = Vec::new();
+        for reference in iter {
+            let mut reference = reference.map_err(read_err(what()))?;
+            let name = reference.name().shorten().to_str_lossy().into_owned();
+            let commit = reference
+                .peel_to_commit()
+                .map_err(read_err(format!("the branch {name}")))?;
+            out.push((name, commit.id));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Whether `ancestor` is reachable from `descendant` (a commit is its own ancestor).
+    pub fn is_ancestor(&self, ancestor: ObjectId, descendant: ObjectId) -> Result<bool> {
+        if ancestor == descendant {
+            return Ok(true);
+        }
+        let base = self
+            .repo
+            .merge_base(ancestor, descendant)
+            .map_err(read_err(format!(
+                "the merge base of {ancestor} and {descendant}"
+            )))
+            .map(|id| id.map(gix::Id::detach));
+        match base {
+            Ok(base) => Ok(base == Some(ancestor)),
+            // Unrelated histories have no merge base.
+            Err(GitError::Read { source, .. }) if source.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Linked worktrees: (checkout path, the branch checked out there if any).
+    pub fn linked_worktrees(&self) -> Result<Vec<(PathBuf, Option<String>)>> {
+        let proxies = self
+            .repo
+            .worktrees()
+            .map_err(read_err("the worktree list"))?;
+        let mut out = Vec::new();
+        for proxy in proxies {
+            let base = proxy.base().map_err(read_err("a worktree's path"))?;
+            let head = std::fs::read_to_string(proxy.git_dir().join("HEAD")).ok();
+            let branch = head
+                .as_deref()
+                .and_then(|h| h.trim().strip_prefix("ref: refs/heads/"))
+                .map(str::to_owned);
+            out.push((base, branch));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The names of the entries of the directory `path` in the tree of `commit`.
+    pub fn list_dir_at(&self, commit: ObjectId, path: &str) -> Result<Vec<String>> {
+        let what = || format!("{path} at {commit}");
+        let tree = self
+            .repo
+            .find_commit(commit)
+            .map_err(read_err(what()))?
+            .tree()
+            .map_err(read_err(what()))?;
+        let Some(entry) = tree.lookup_entry_by_path(path).map_err(read_err(what()))? else {
+            return Ok(Vec::new());
+        };
+        if !entry.mode().is_tree() {
+            return Ok(Vec::new());
+        }
+        let subtree = self
+            .repo
+            .find_tree(entry.oid().to_owned())
+            .map_err(read_err(what()))?;
+        let decoded = subtree.decode().map_err(read_err(what()))?;
+        let mut names: Vec<String> = decoded
+            .entries
+            .iter()
+            .filter_map(|e| e.filename.to_str().ok().map(str::to_owned))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// Commits `files` (paths relative to the repository root) on top of the branch
     /// HEAD points to, keeping everything else of HEAD's tree, and stages the same
     /// content in the index so that `git status` stays clean for them. Other staged

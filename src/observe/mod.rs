@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::time::Timestamp;
 
+pub mod runs;
+
 /// A task, by plan id and task name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TaskKey {
@@ -85,6 +87,8 @@ pub struct TaskObs {
 pub struct RunObs {
     pub attempt: u32,
     pub state: RunState,
+    /// Events whose token did not verify for this attempt: ignored, and reported.
+    pub rejected_events: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,4 +99,88 @@ pub enum RunState {
     Exited { done: bool, exit_code: Option<i32> },
     /// The lease names a process that is gone, and no exit was recorded.
     Vanished,
+}
+
+/// Parses `converge/<plan>/<task>` into a task key.
+pub fn key_of_branch(branch: &str) -> Option<TaskKey> {
+    let rest = branch.strip_prefix("converge/")?;
+    let (plan, task) = rest.split_once('/')?;
+    if plan.is_empty() || task.is_empty() || task.contains('/') {
+        return None;
+    }
+    Some(TaskKey::new(plan, task))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObserveError {
+    #[error(transparent)]
+    Git(#[from] crate::git::GitError),
+    #[error(transparent)]
+    Run(#[from] runs::RunError),
+}
+
+/// Observes everything `decide` needs: run records (checked against live
+/// processes and tokens), task branches and whether their work is on the base
+/// branch, linked worktrees, and promoted queue items at `base`.
+///
+/// A task's work counts as merged when the commit status recorded as its merge
+/// is in the base branch, or when its branch has moved past the commit it was
+/// forked from and that head is in the base branch. A branch still at its fork
+/// point (dispatched, no work yet) is not merged even though it is an ancestor.
+pub fn observe(
+    repo: &crate::git::Repo,
+    status: &crate::status::Status,
+    base: gix::ObjectId,
+    secret: &crate::agent::Secret,
+) -> Result<Observation, ObserveError> {
+    let mut obs = Observation {
+        base_tip: base.to_string(),
+        ..Observation::default()
+    };
+    let mut forks: BTreeMap<TaskKey, gix::ObjectId> = BTreeMap::new();
+    for (key, attempt, dir) in runs::latest_attempts(repo.common_dir())? {
+        let record = runs::read_run(&dir, &key, attempt, secret)?;
+        if let Some(fork) = record.lease.as_ref().and_then(|l| parse_oid(&l.fork)) {
+            forks.insert(key.clone(), fork);
+        }
+        obs.tasks.entry(key).or_default().run = Some(record.obs);
+    }
+    for (branch, head) in repo.branches_with_prefix("converge/")? {
+        let Some(key) = key_of_branch(&branch) else {
+            continue;
+        };
+        let moved = forks.get(&key).is_some_and(|fork| *fork != head);
+        let merged = moved && repo.is_ancestor(head, base)?;
+        let entry = obs.tasks.entry(key).or_default();
+        entry.branch_head = Some(head.to_string());
+        entry.merged |= merged;
+    }
+    for (plan, plan_status) in &status.plans {
+        for (task, task_status) in &plan_status.tasks {
+            let Some(merged_as) = task_status.merged_as.as_deref().and_then(parse_oid) else {
+                continue;
+            };
+            if repo.is_ancestor(merged_as, base)? {
+                obs.tasks
+                    .entry(TaskKey::new(plan, task))
+                    .or_default()
+                    .merged = true;
+            }
+        }
+    }
+    for (_, branch) in repo.linked_worktrees()? {
+        if let Some(key) = branch.as_deref().and_then(key_of_branch) {
+            obs.tasks.entry(key).or_default().worktree = true;
+        }
+    }
+    obs.promoted = repo
+        .list_dir_at(base, "planning/queue/done")?
+        .into_iter()
+        .filter_map(|name| name.strip_suffix(".md").map(str::to_owned))
+        .collect();
+    Ok(obs)
+}
+
+fn parse_oid(hex: &str) -> Option<gix::ObjectId> {
+    gix::ObjectId::from_hex(hex.as_bytes()).ok()
 }

@@ -4,6 +4,7 @@
 mod corpus;
 mod init;
 mod invariants;
+mod observe;
 mod plans;
 mod spec_source;
 mod support;

@@ -1,0 +1,115 @@
+//! `observe` on a real repository: branches, ancestry, worktrees, run records,
+//! promoted queue items.
+
+use converge::agent::Secret;
+use converge::git::Repo;
+use converge::observe::runs::{Lease, process_start_ticks, run_dir};
+use converge::observe::{RunState, TaskKey, observe};
+use converge::status::{PlanStatus, Status, TaskStatus};
+use converge::time::Timestamp;
+
+use crate::support::Sandbox;
+
+fn lease(fork: &str, pid: u32) -> String {
+    serde_json::to_string(&Lease {
+        pid,
+        start_ticks: process_start_ticks(pid),
+        started_at: Timestamp::from_unix(1_000),
+        deadline: Timestamp::from_unix(4_000_000_000),
+        fork: fork.to_owned(),
+        generation: "g".into(),
+        harness: "sim".into(),
+    })
+    .expect("json")
+}
+
+#[test]
+fn observe_reads_branches_ancestry_worktrees_runs_and_the_queue() {
+    let sandbox = Sandbox::repo();
+    sandbox.write("README.md", "start\n");
+    sandbox.write(
+        "planning/queue/done/fix-typo.md",
+        "---\nscope: narrow\ngate: auto\n---\nFix.\n",
+    );
+    let fork = sandbox.commit_all("initial");
+
+    // a: work merged into main (a merge commit).
+    sandbox.git(&["switch", "-q", "-c", "converge/p/a"]);
+    sandbox.write("a.txt", "a\n");
+    sandbox.commit_all("a's work");
+    sandbox.git(&["switch", "-q", "main"]);
+    sandbox.git(&["merge", "-q", "--no-ff", "-m", "merge a", "converge/p/a"]);
+    // b: dispatched, no work yet: at its fork, an ancestor of main, not merged.
+    sandbox.git(&["branch", "converge/p/b", &fork]);
+    // c: work not merged, checked out in a linked worktree.
+    sandbox.git(&["branch", "converge/p/c", "main"]);
+    let worktree = sandbox.path().join(".worktrees-c");
+    sandbox.git(&[
+        "worktree",
+        "add",
+        "-q",
+        worktree.to_str().expect("utf-8"),
+        "converge/p/c",
+    ]);
+    std::fs::write(worktree.join("c.txt"), "c\n").expect("write");
+    sandbox.git(&["-C", worktree.to_str().expect("utf-8"), "add", "c.txt"]);
+    sandbox.git(&[
+        "-C",
+        worktree.to_str().expect("utf-8"),
+        "commit",
+        "-q",
+        "-m",
+        "c's work",
+    ]);
+    let main = sandbox.git(&["rev-parse", "main"]).trim().to_owned();
+
+    let repo = Repo::discover(sandbox.path()).expect("repo");
+    let common = repo.common_dir().to_owned();
+    let secret = Secret::from_bytes(b"observe test secret, long enough".to_vec());
+    for (task, attempt) in [("a", 1), ("b", 1), ("c", 2)] {
+        let dir = run_dir(&common, &TaskKey::new("p", task), attempt);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let fork_of = if task == "c" { &main } else { &fork };
+        std::fs::write(dir.join("lease.json"), lease(fork_of, std::process::id())).expect("lease");
+    }
+    // z: merged earlier and cleaned up; only status remembers its merge.
+    let mut status = Status::default();
+    status.plans.insert(
+        "p".into(),
+        PlanStatus {
+            tasks: [(
+                "z".to_owned(),
+                TaskStatus {
+                    merged_as: Some(fork.clone()),
+                    ..TaskStatus::default()
+                },
+            )]
+            .into(),
+            ..PlanStatus::default()
+        },
+    );
+
+    let base = repo.resolve_commit("main").expect("main");
+    let obs = observe(&repo, &status, base, &secret).expect("observes");
+
+    assert_eq!(obs.base_tip, main);
+    let task = |t: &str| {
+        obs.tasks
+            .get(&TaskKey::new("p", t))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(task("a").merged, "a's work is in main");
+    assert!(
+        !task("b").merged,
+        "b is at its fork point: dispatched, not merged"
+    );
+    assert_eq!(task("b").branch_head.as_deref(), Some(fork.as_str()));
+    assert!(!task("c").merged && task("c").worktree);
+    assert!(task("z").merged && task("z").branch_head.is_none());
+    let running = task("c").run.expect("c has a run");
+    assert_eq!(running.attempt, 2);
+    assert!(matches!(running.state, RunState::Running { .. }));
+    assert_eq!(obs.running(), 3);
+    assert_eq!(obs.promoted.iter().collect::<Vec<_>>(), ["fix-typo"]);
+}

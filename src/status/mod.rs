@@ -1,7 +1,9 @@
 //! Status: the record converge keeps in `planning/status/` (model and encoding).
 //! Rendering `STATUS.md` and recording status commits build on this.
 
+pub mod load;
 pub mod model;
+pub mod render;
 
 pub use model::{
     AttemptRecord, Condition, Evidence, Failure, Phase, PlanStatus, Status, TaskStatus,

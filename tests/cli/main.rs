@@ -7,4 +7,5 @@ mod invariants;
 mod observe;
 mod plans;
 mod spec_source;
+mod status_md;
 mod support;

@@ -147,6 +147,16 @@ fn actions_for(decision: &Decision, task: &str) -> Vec<Action> {
         .collect()
 }
 
+/// The human-readable reason reported for a task.
+fn reason_text(decision: &Decision, task: &str) -> String {
+    decision
+        .report
+        .iter()
+        .find(|r| r.key == key(task))
+        .map(|r| r.reason.to_string())
+        .expect("task reported")
+}
+
 /// The report line of a task: (action, reason code, phase).
 fn line(decision: &Decision, task: &str) -> (Option<&'static str>, &'static str, &'static str) {
     let r = decision
@@ -175,13 +185,7 @@ fn a_fresh_plan_dispatches_its_roots_and_explains_the_rest() {
     assert_eq!(line(&d, "a"), (Some("dispatch"), "ready", "pending"));
     assert_eq!(line(&d, "b"), (None, "waiting-on-dependency", "pending"));
     assert_eq!(line(&d, "d"), (None, "waiting-on-dependency", "pending"));
-    assert_eq!(
-        d.report
-            .iter()
-            .find(|r| r.key == key("d"))
-            .map(|r| r.reason.to_string()),
-        Some("waiting for `b` to merge".into())
-    );
+    assert_eq!(reason_text(&d, "d"), "waiting for `b` to merge");
 }
 
 #[test]
@@ -498,11 +502,8 @@ fn dependents_of_an_escalated_task_are_blocked() {
     );
     assert_eq!(line(&d, "b"), (None, "dependency-blocked", "blocked"));
     assert_eq!(
-        d.report
-            .iter()
-            .find(|r| r.key == key("b"))
-            .map(|r| r.reason.to_string()),
-        Some("dependency `a` escalated or was cancelled".into())
+        reason_text(&d, "b"),
+        "dependency `a` escalated or was cancelled"
     );
 }
 

@@ -41,6 +41,14 @@ pub enum GitError {
     },
     #[error("HEAD is detached; check out a branch to commit to")]
     DetachedHead,
+    #[error("{branch} is at {found}, not at the commit converge expected")]
+    Conflict { branch: String, found: String },
+    #[error("cannot write {}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot update the index at {}", path.display())]
     Index {
         path: PathBuf,
@@ -385,6 +393,131 @@ impl Repo {
         Ok(names)
     }
 
+    /// The working tree where `branch` is checked out (the main one or a linked
+    /// one), if any.
+    pub fn checkout_of(&self, branch: &str) -> Result<Option<PathBuf>> {
+        if self.head_branch()?.as_deref() == Some(branch)
+            && let Some(workdir) = self.repo.workdir()
+        {
+            return Ok(Some(workdir.to_owned()));
+        }
+        Ok(self
+            .linked_worktrees()?
+            .into_iter()
+            .find(|(_, b)| b.as_deref() == Some(branch))
+            .map(|(path, _)| path))
+    }
+
+    /// Whether the working tree or index differ from HEAD (untracked files do not count).
+    pub fn is_dirty(&self) -> Result<bool> {
+        self.repo
+            .is_dirty()
+            .map_err(read_err("the working tree's status"))
+    }
+
+    /// Who converge commits as: the configured committer (including
+    /// `GIT_COMMITTER_*`), else `converge <converge@localhost>` at the current time.
+    pub fn signature(&self) -> gix::actor::Signature {
+        let configured = self.repo.committer().and_then(Result::ok).and_then(|s| {
+            let time = s.time().ok()?;
+            Some(gix::actor::Signature {
+                name: s.name.to_owned(),
+                email: s.email.to_owned(),
+                time,
+            })
+        });
+        configured.unwrap_or_else(|| gix::actor::Signature {
+            name: "converge".into(),
+            email: "converge@localhost".into(),
+            time: gix::date::Time::now_utc(),
+        })
+    }
+
+    /// Moves `refs/heads/<branch>` from `expected` to `new`, only if it is still at
+    /// `expected`; a stale expectation is a [`GitError::Conflict`].
+    pub fn compare_and_swap(
+        &self,
+        branch: &str,
+        expected: ObjectId,
+        new: ObjectId,
+        log: &str,
+    ) -> Result<()> {
+        use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
+        let name = format!("refs/heads/{branch}");
+        let full: gix::refs::FullName =
+            name.as_str()
+                .try_into()
+                .map_err(|e: gix::validate::reference::name::Error| GitError::Write {
+                    what: name.clone(),
+                    source: gix::Error::from_error(e),
+                })?;
+        let edit = RefEdit {
+            change: Change::Update {
+                log: LogChange {
+                    mode: RefLog::AndReference,
+                    force_create_reflog: false,
+                    message: log.into(),
+                },
+                expected: PreviousValue::MustExistAndMatch(gix::refs::Target::Object(expected)),
+                new: gix::refs::Target::Object(new),
+            },
+            name: full,
+            deref: false,
+        };
+        match self.repo.edit_reference(edit) {
+            Ok(_) => Ok(()),
+            Err(source) => {
+                let found = self.branch_tip(branch)?;
+                if found != Some(expected) {
+                    return Err(GitError::Conflict {
+                        branch: branch.to_owned(),
+                        found: found
+                            .map_or_else(|| "nothing (deleted)".to_owned(), |f| f.to_string()),
+                    });
+                }
+                Err(GitError::Write { what: name, source })
+            }
+        }
+    }
+
+    /// Writes files into the working tree (or deletes them, for `None`) and
+    /// stages exactly those paths, so that the checkout matches a commit that
+    /// changed them.
+    pub fn write_and_stage(&self, files: &[(&str, Option<&[u8]>)]) -> Result<()> {
+        let workdir = self.workdir()?.to_owned();
+        let mut entries = Vec::with_capacity(files.len());
+        for (path, content) in files {
+            let target = workdir.join(path);
+            let io = |source| GitError::Io {
+                path: target.clone(),
+                source,
+            };
+            match content {
+                Some(bytes) => {
+                    if let Some(parent) = target.parent() {
+                        std::fs::create_dir_all(parent).map_err(io)?;
+                    }
+                    std::fs::write(&target, bytes).map_err(io)?;
+                    let id = self
+                        .repo
+                        .write_blob(bytes)
+                        .map_err(write_err(path.to_string()))?
+                        .detach();
+                    entries.push((*path, Some(id)));
+                }
+                None => {
+                    match std::fs::remove_file(&target) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(io(e)),
+                    }
+                    entries.push((*path, None));
+                }
+            }
+        }
+        self.stage(&entries)
+    }
+
     /// Commits `files` (paths relative to the repository root) on top of the branch
     /// HEAD points to, keeping everything else of HEAD's tree, and stages the same
     /// content in the index so that `git status` stays clean for them. Other staged
@@ -420,7 +553,7 @@ impl Repo {
             editor
                 .upsert(path.as_str(), EntryKind::Blob, id)
                 .map_err(write_err(path.clone()))?;
-            blobs.push((path.as_str(), id));
+            blobs.push((path.as_str(), Some(id)));
         }
         let tree = editor.write().map_err(write_err("a tree"))?.detach();
         let commit = self
@@ -432,8 +565,9 @@ impl Repo {
         Ok(commit)
     }
 
-    /// Adds or replaces index entries for files whose blobs are already written.
-    fn stage(&self, blobs: &[(&str, ObjectId)]) -> Result<()> {
+    /// Adds or replaces index entries for files whose blobs are already written
+    /// (`Some(blob)`), or removes entries (`None`), matching the working tree.
+    fn stage(&self, entries: &[(&str, Option<ObjectId>)]) -> Result<()> {
         let workdir = self.workdir()?.to_owned();
         let index_path = self.repo.index_path();
         let index_err = |source: Box<dyn std::error::Error + Send + Sync>| GitError::Index {
@@ -448,9 +582,15 @@ impl Repo {
                 index_path.clone(),
             )
         };
-        let replaced: Vec<&BStr> = blobs.iter().map(|(p, _)| p.as_bytes().as_bstr()).collect();
+        let replaced: Vec<&BStr> = entries
+            .iter()
+            .map(|(p, _)| p.as_bytes().as_bstr())
+            .collect();
         index.remove_entries(|_, path, _| replaced.contains(&path));
-        for (path, id) in blobs {
+        for (path, id) in entries {
+            let Some(id) = id else {
+                continue;
+            };
             let metadata = gix::index::fs::Metadata::from_path_no_follow(&workdir.join(path))
                 .map_err(|e| index_err(Box::new(e)))?;
             let stat =

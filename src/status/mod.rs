@@ -3,6 +3,7 @@
 
 pub mod load;
 pub mod model;
+pub mod record;
 pub mod render;
 
 pub use model::{

@@ -6,6 +6,7 @@ mod init;
 mod invariants;
 mod observe;
 mod plans;
+mod record;
 mod spec_source;
 mod status_md;
 mod support;

@@ -1,3 +1,5 @@
-//! Side effects. For now: running commands with deadlines (invariants).
+//! Side effects: running commands with deadlines (invariants), detached agent
+//! runs under a supervisor; the reconcile actions build on these.
 
 pub mod exec;
+pub mod run;

@@ -62,6 +62,9 @@ pub enum Command {
         after_help = "Examples:\n  converge completions bash > ~/.local/share/bash-completion/completions/converge\n  converge completions zsh > ~/.zfunc/_converge\n  converge completions fish > ~/.config/fish/completions/converge.fish"
     )]
     Completions(CompletionsArgs),
+    /// Internal: supervises one agent run; started by converge itself.
+    #[command(name = "__supervise", hide = true)]
+    Supervise { run_dir: PathBuf },
 }
 
 #[derive(Debug, Args)]
@@ -251,6 +254,10 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Invariant(InvariantCommand::Test(args)) => cmd_invariant_test::run(&ctx, args),
         Command::Invariant(InvariantCommand::Add(args)) => cmd_invariant_add::run(&ctx, args),
         Command::Completions(args) => cmd_completions::run(args),
+        Command::Supervise { run_dir } => crate::act::run::supervise(&ctx.cwd.join(run_dir))
+            .map_err(|e| {
+                CliError::failure("the run supervisor could not record the run").source(e)
+            }),
     }
 }
 

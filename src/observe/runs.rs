@@ -46,6 +46,9 @@ pub struct Lease {
     pub fork: String,
     pub generation: String,
     pub harness: String,
+    /// The agent's process (leader of its own process group), once spawned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_pid: Option<u32>,
 }
 
 /// Written by the supervisor when the agent exits.
@@ -54,6 +57,12 @@ pub struct ExitRecord {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub ended_at: Timestamp,
+    /// The supervisor killed the agent at its deadline.
+    #[serde(default)]
+    pub timed_out: bool,
+    /// The agent could not be started; the reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spawn_error: Option<String>,
 }
 
 /// One line of `events.jsonl`.
@@ -270,6 +279,7 @@ mod tests {
             fork: "f".repeat(40),
             generation: "g".into(),
             harness: "sim".into(),
+            agent_pid: None,
         })
         .expect("json")
     }

@@ -7,6 +7,7 @@ mod invariants;
 mod observe;
 mod plans;
 mod record;
+mod runs;
 mod spec_source;
 mod status_md;
 mod support;

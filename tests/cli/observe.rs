@@ -19,6 +19,7 @@ fn lease(fork: &str, pid: u32) -> String {
         fork: fork.to_owned(),
         generation: "g".into(),
         harness: "sim".into(),
+        agent_pid: None,
     })
     .expect("json")
 }

@@ -7,6 +7,7 @@ pub mod agent;
 pub mod cli;
 pub mod decide;
 pub mod git;
+pub mod harness;
 pub mod observe;
 pub mod spec;
 pub mod status;

@@ -1,5 +1,6 @@
 //! Side effects: running commands with deadlines (invariants), detached agent
 //! runs under a supervisor; the reconcile actions build on these.
 
+pub mod dispatch;
 pub mod exec;
 pub mod run;

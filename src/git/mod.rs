@@ -480,6 +480,97 @@ impl Repo {
         }
     }
 
+    /// Creates the ref `full_name` (e.g. `refs/heads/x`) at `id`; fails if it
+    /// exists (compare-and-swap against "absent").
+    pub fn create_ref(&self, full_name: &str, id: ObjectId, log: &str) -> Result<()> {
+        use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
+        let name: gix::refs::FullName =
+            full_name
+                .try_into()
+                .map_err(|e: gix::validate::reference::name::Error| GitError::Write {
+                    what: full_name.to_owned(),
+                    source: gix::Error::from_error(e),
+                })?;
+        let edit = RefEdit {
+            change: Change::Update {
+                log: LogChange {
+                    mode: RefLog::AndReference,
+                    force_create_reflog: false,
+                    message: log.into(),
+                },
+                expected: PreviousValue::MustNotExist,
+                new: gix::refs::Target::Object(id),
+            },
+            name,
+            deref: false,
+        };
+        match self.repo.edit_reference(edit) {
+            Ok(_) => Ok(()),
+            Err(source) => match self.ref_target(full_name)? {
+                Some(found) => Err(GitError::Conflict {
+                    branch: full_name.to_owned(),
+                    found: found.to_string(),
+                }),
+                None => Err(GitError::Write {
+                    what: full_name.to_owned(),
+                    source,
+                }),
+            },
+        }
+    }
+
+    /// The object a ref points to (peeled), if the ref exists.
+    pub fn ref_target(&self, full_name: &str) -> Result<Option<ObjectId>> {
+        let reference = self
+            .repo
+            .try_find_reference(full_name)
+            .map_err(read_err(format!("the ref {full_name}")))?;
+        let Some(mut reference) = reference else {
+            return Ok(None);
+        };
+        let id = reference
+            .peel_to_id()
+            .map_err(read_err(format!("the ref {full_name}")))?;
+        Ok(Some(id.detach()))
+    }
+
+    /// Checks out the existing branch `branch` in a new linked worktree at `path`.
+    pub fn add_worktree(&self, path: &Path, branch: &str) -> Result<()> {
+        let full = format!("refs/heads/{branch}");
+        let name: gix::refs::FullName =
+            full.as_str()
+                .try_into()
+                .map_err(|e: gix::validate::reference::name::Error| GitError::Write {
+                    what: full.clone(),
+                    source: gix::Error::from_error(e),
+                })?;
+        let interrupt = std::sync::atomic::AtomicBool::new(false);
+        self.repo
+            .add_worktree(
+                path,
+                gix::worktree::add::Head::Attached(name),
+                gix::progress::Discard,
+                &interrupt,
+            )
+            .map_err(write_err(format!(
+                "a worktree for {branch} at {}",
+                path.display()
+            )))?;
+        Ok(())
+    }
+
+    /// Removes the linked worktree at `path`, discarding its changes (converge
+    /// only removes worktrees it created, after their work was committed).
+    pub fn remove_worktree(&self, path: &Path) -> Result<()> {
+        self.repo
+            .remove_worktree(
+                path,
+                gix::worktree::remove::Force::DiscardChanges,
+                gix::progress::Discard,
+            )
+            .map_err(write_err(format!("the worktree at {}", path.display())))
+    }
+
     /// Writes files into the working tree (or deletes them, for `None`) and
     /// stages exactly those paths, so that the checkout matches a commit that
     /// changed them.

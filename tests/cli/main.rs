@@ -2,6 +2,7 @@
 //! git repositories. One test binary; modules by area.
 
 mod corpus;
+mod dispatch;
 mod init;
 mod invariants;
 mod observe;

@@ -1,0 +1,213 @@
+//! Dispatch (and retry): start an attempt of a task.
+//!
+//! Idempotent at every step, so re-running it after a crash anywhere converges:
+//!
+//! 1. The task branch `converge/<plan>/<task>` is created at the fork commit
+//!    (the current base tip) by compare-and-swap, or adopted if already there.
+//!    On a later attempt the previous head is kept as
+//!    `refs/converge/attempts/<plan>/<task>/<n>` before the branch moves, so no
+//!    attempt's work is lost.
+//! 2. A fresh linked worktree is checked out at
+//!    `<git-common-dir>/converge/worktrees/<plan>/<task>`, or adopted.
+//! 3. The prompt is written and the run is started under its supervisor, or an
+//!    existing lease for this attempt is adopted.
+
+use std::path::{Path, PathBuf};
+
+use gix::ObjectId;
+
+use crate::agent::Secret;
+use crate::git::{GitError, Repo};
+use crate::harness::Launch;
+use crate::observe::TaskKey;
+use crate::observe::runs::run_dir;
+use crate::time::Timestamp;
+
+use super::run::{RunError, RunPlan, start, write_atomically};
+
+/// Everything one attempt needs.
+#[derive(Debug, Clone)]
+pub struct Attempt<'a> {
+    pub key: &'a TaskKey,
+    pub attempt: u32,
+    /// The base tip the branch starts from.
+    pub fork: ObjectId,
+    pub launch: Launch,
+    /// The agent's environment, without converge's per-attempt variables.
+    pub env: Vec<(String, String)>,
+    pub prompt: String,
+    pub deadline: Timestamp,
+    pub generation: String,
+    pub harness: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    pub run_dir: PathBuf,
+    pub worktree: PathBuf,
+    /// Whether an existing run of this attempt was adopted instead of started.
+    pub adopted: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("cannot check out {branch} at {}", path.display())]
+    Worktree {
+        branch: String,
+        path: PathBuf,
+        #[source]
+        source: gix::Error,
+    },
+    #[error("cannot find the converge executable to supervise the run")]
+    Exe(#[source] std::io::Error),
+}
+
+pub fn worktree_path(common_dir: &Path, key: &TaskKey) -> PathBuf {
+    common_dir
+        .join("converge")
+        .join("worktrees")
+        .join(&key.plan)
+        .join(&key.task)
+}
+
+/// Starts (or adopts) one attempt.
+pub fn dispatch(
+    repo: &Repo,
+    secret: &Secret,
+    attempt: &Attempt<'_>,
+    converge: &Path,
+) -> Result<Started, DispatchError> {
+    let key = attempt.key;
+    let common = repo.common_dir().to_owned();
+    let run = run_dir(&common, key, attempt.attempt);
+    let worktree = worktree_path(&common, key);
+    if run.join("lease.json").exists() {
+        // This attempt already started; a crash hit after the lease was written.
+        return Ok(Started {
+            run_dir: run,
+            worktree,
+            adopted: true,
+        });
+    }
+    let branch = key.branch();
+    let fresh = prepare_branch(repo, key, &branch, attempt.attempt, attempt.fork)?;
+    prepare_worktree(repo, &branch, &worktree, fresh)?;
+
+    std::fs::create_dir_all(&run).map_err(|source| RunError::Write {
+        path: run.clone(),
+        source,
+    })?;
+    let prompt_file = run.join("prompt.md");
+    write_atomically(&prompt_file, attempt.prompt.as_bytes())?;
+    let token = secret.mint(&key.plan, &key.task, attempt.attempt);
+    let mut env = attempt.env.clone();
+    env.extend([
+        ("CONVERGE_AGENT_TOKEN".to_owned(), token),
+        (
+            "CONVERGE_RUN_DIR".to_owned(),
+            run.to_string_lossy().into_owned(),
+        ),
+        ("CONVERGE_TASK".to_owned(), key.to_string()),
+        (
+            "CONVERGE_PROMPT_FILE".to_owned(),
+            prompt_file.to_string_lossy().into_owned(),
+        ),
+    ]);
+    let plan = RunPlan {
+        program: attempt.launch.program.clone(),
+        args: attempt.launch.args.clone(),
+        cwd: worktree.clone(),
+        env,
+        deadline: attempt.deadline,
+        fork: attempt.fork.to_string(),
+        generation: attempt.generation.clone(),
+        harness: attempt.harness.clone(),
+    };
+    start(&run, &plan, converge)?;
+    Ok(Started {
+        run_dir: run,
+        worktree,
+        adopted: false,
+    })
+}
+
+/// Puts the task branch at `fork`. Returns whether it moved (then any existing
+/// worktree is from an earlier attempt and is replaced).
+fn prepare_branch(
+    repo: &Repo,
+    key: &TaskKey,
+    branch: &str,
+    attempt: u32,
+    fork: ObjectId,
+) -> Result<bool, DispatchError> {
+    match repo.branch_tip(branch)? {
+        None => {
+            repo.create_ref(&format!("refs/heads/{branch}"), fork, "converge: dispatch")?;
+            Ok(true)
+        }
+        Some(head) if head == fork => Ok(false),
+        Some(head) => {
+            // An earlier attempt's work: keep it reachable, then start over.
+            let previous = attempt.saturating_sub(1);
+            let keep = format!(
+                "refs/converge/attempts/{}/{}/{previous}",
+                key.plan, key.task
+            );
+            if repo.ref_target(&keep)?.is_none() {
+                repo.create_ref(&keep, head, "converge: keep attempt")?;
+            }
+            repo.compare_and_swap(branch, head, fork, "converge: retry from the base tip")?;
+            Ok(true)
+        }
+    }
+}
+
+fn prepare_worktree(
+    repo: &Repo,
+    branch: &str,
+    path: &Path,
+    replace: bool,
+) -> Result<(), DispatchError> {
+    let registered = repo
+        .linked_worktrees()?
+        .into_iter()
+        .find(|(p, _)| same_path(p, path));
+    match registered {
+        Some((_, Some(b))) if b == branch && !replace => return Ok(()),
+        Some(_) => repo.remove_worktree(path)?,
+        None if path.exists() => {
+            // Left over from a crash before registration: converge's own directory.
+            std::fs::remove_dir_all(path).map_err(|source| GitError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        }
+        None => {}
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| GitError::Io {
+            path: parent.to_owned(),
+            source,
+        })?;
+    }
+    repo.add_worktree(path, branch)
+        .map_err(|source| match source {
+            GitError::Write { source, .. } => DispatchError::Worktree {
+                branch: branch.to_owned(),
+                path: path.to_owned(),
+                source,
+            },
+            other => DispatchError::Git(other),
+        })
+}
+
+fn same_path(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}

@@ -1,0 +1,271 @@
+//! Harnesses turn (task, attempt, prompt, worktree) into a process. This module
+//! renders the prompt, builds the agent's environment, and launches `command`
+//! harnesses; the simulated and real agent CLIs build on the same `Launch`.
+
+use std::path::Path;
+
+use crate::spec::{Config, Harness, HarnessKind, Plan, Task};
+use crate::status::Failure;
+
+/// The program an attempt runs, before the supervisor adds its environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    pub program: String,
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HarnessError {
+    #[error(
+        "harness `{name}` is of kind `{kind}`, which this version of converge cannot launch yet"
+    )]
+    Unsupported { name: String, kind: &'static str },
+    #[error("harness `{name}` has no `command`")]
+    NoCommand { name: String },
+}
+
+/// The argv of a `command` harness, with `{prompt_file}`, `{worktree}` and
+/// `{task}` replaced in its arguments. No shell is involved.
+pub fn launch(
+    harness: &Harness,
+    prompt_file: &Path,
+    worktree: &Path,
+    task: &str,
+) -> Result<Launch, HarnessError> {
+    match harness.kind {
+        HarnessKind::Command => {
+            let program = harness
+                .command
+                .clone()
+                .ok_or_else(|| HarnessError::NoCommand {
+                    name: harness.name.clone(),
+                })?;
+            let args = harness
+                .args
+                .iter()
+                .map(|a| {
+                    a.replace("{prompt_file}", &prompt_file.to_string_lossy())
+                        .replace("{worktree}", &worktree.to_string_lossy())
+                        .replace("{task}", task)
+                })
+                .collect();
+            Ok(Launch { program, args })
+        }
+        other => Err(HarnessError::Unsupported {
+            name: harness.name.clone(),
+            kind: other.as_str(),
+        }),
+    }
+}
+
+/// Environment variables that never reach an agent, whatever `env_allow` says.
+pub const NEVER_PASSED: &[&str] = &[crate::agent::token::SECRET_ENV];
+
+/// The agent's environment: the allowed variables that are set in converge's
+/// own environment, then converge's per-attempt variables.
+pub fn agent_env(
+    config: &Config,
+    from: &dyn Fn(&str) -> Option<String>,
+    extra: &[(&str, String)],
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = config
+        .sandbox
+        .env_allow
+        .iter()
+        .filter(|name| !NEVER_PASSED.contains(&name.as_str()))
+        .filter_map(|name| from(name).map(|value| (name.clone(), value)))
+        .collect();
+    for (name, value) in extra {
+        env.retain(|(n, _)| n != name);
+        env.push(((*name).to_owned(), value.clone()));
+    }
+    env
+}
+
+/// The prompt of one attempt (DESIGN §5): the goal, the task, how its work is
+/// checked, the previous attempt's failure, and the agent protocol.
+pub fn prompt(
+    goal: &str,
+    plan: &Plan,
+    task: &Task,
+    config: &Config,
+    attempt: u32,
+    previous: Option<&Failure>,
+) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "# Task `{}` of plan `{}` ({})\n\n",
+        task.name, plan.id, plan.name
+    ));
+    out.push_str(&format!(
+        "Attempt {attempt} of at most {}. Scope: {}.\n\n",
+        task.retry_max.max(attempt),
+        task.scope.as_str()
+    ));
+    out.push_str("## What to do\n\n");
+    out.push_str(task.description.trim());
+    out.push_str("\n\n");
+    if !task.paths.is_empty() {
+        out.push_str("Change only files matching: ");
+        out.push_str(
+            &task
+                .paths
+                .iter()
+                .map(|p| format!("`{p}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        out.push_str(". Changes elsewhere fail the check.\n\n");
+    }
+    out.push_str("Never change `planning/` or `.github/`: such changes fail the check.\n\n");
+    if !task.invariants.is_empty() {
+        out.push_str("## How your work is checked\n\nWhen you are done, converge runs these in your worktree; all must pass:\n\n");
+        for name in &task.invariants {
+            if let Some(inv) = config.invariants.get(name) {
+                let command = std::iter::once(inv.command.as_str())
+                    .chain(inv.args.iter().map(String::as_str))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                out.push_str(&format!(
+                    "- `{name}` ({}): `{command}`\n",
+                    inv.kind.as_str()
+                ));
+            }
+        }
+        out.push_str("\nRun `converge check` to run them yourself before you finish.\n\n");
+    }
+    if let Some(failure) = previous {
+        out.push_str(&format!(
+            "## The previous attempt ({}) failed\n\n{} ({})\n",
+            failure.attempt, failure.message, failure.reason
+        ));
+        if let Some(tail) = failure
+            .output_tail
+            .as_deref()
+            .filter(|t| !t.trim().is_empty())
+        {
+            out.push_str("\n```\n");
+            out.push_str(tail.trim_end());
+            out.push_str("\n```\n");
+        }
+        out.push_str("\nFix that first.\n\n");
+    }
+    out.push_str("## Protocol\n\n");
+    out.push_str(
+        "- `converge task` prints this task; `converge progress \"MESSAGE\"` reports progress.\n",
+    );
+    out.push_str("- Commit your work on the current branch, or leave it in the worktree: converge commits leftovers.\n");
+    out.push_str(
+        "- Finish with `converge done`. Exiting without it counts as an unfinished attempt.\n\n",
+    );
+    out.push_str("## Project goal\n\n");
+    out.push_str(goal.trim());
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::load::{Content, PlanningFiles};
+
+    fn spec() -> crate::spec::Spec {
+        let plan = "[plan]\nname = \"Auth\"\n[[tasks]]\nname = \"login\"\ndescription = \"Add a login form.\"\nscope = \"medium\"\ngate = \"auto\"\ninvariants = [\"test\"]\npaths = [\"src/**\"]\n";
+        let config = "[invariants.test]\nkind = \"test_suite\"\ncommand = \"cargo\"\nargs = [\"test\"]\n[harness.mine]\nkind = \"command\"\ncommand = \"./agent.sh\"\nargs = [\"--prompt\", \"{prompt_file}\", \"--in={worktree}\", \"{task}\"]\n[sandbox]\nenv_allow = [\"PATH\", \"HOME\", \"CONVERGE_SECRET\"]\n";
+        let files = PlanningFiles {
+            exists: true,
+            files: [
+                ("planning/goal.md", "Ship a secure app."),
+                ("planning/converge.toml", config),
+                ("planning/plans/auth.toml", plan),
+            ]
+            .iter()
+            .map(|(p, t)| ((*p).to_owned(), Content::Bytes(t.as_bytes().to_vec())))
+            .collect(),
+        };
+        crate::spec::compile(&files).spec.expect("valid")
+    }
+
+    #[test]
+    fn command_harness_placeholders_are_replaced_without_a_shell() {
+        let spec = spec();
+        let launch = launch(
+            &spec.config.harnesses["mine"],
+            Path::new("/runs/1/prompt.md"),
+            Path::new("/wt/login"),
+            "auth/login",
+        )
+        .expect("launches");
+        assert_eq!(launch.program, "./agent.sh");
+        assert_eq!(
+            launch.args,
+            [
+                "--prompt",
+                "/runs/1/prompt.md",
+                "--in=/wt/login",
+                "auth/login"
+            ]
+        );
+        let unsupported = launch_err(&spec);
+        assert_eq!(
+            unsupported,
+            HarnessError::Unsupported {
+                name: "codex".into(),
+                kind: "codex"
+            }
+        );
+    }
+
+    fn launch_err(spec: &crate::spec::Spec) -> HarnessError {
+        launch(
+            &spec.config.harnesses["codex"],
+            Path::new("p"),
+            Path::new("w"),
+            "t",
+        )
+        .expect_err("not yet")
+    }
+
+    #[test]
+    fn the_secret_never_reaches_an_agent_even_if_allowed() {
+        let spec = spec();
+        let from = |name: &str| match name {
+            "PATH" => Some("/usr/bin".to_owned()),
+            "CONVERGE_SECRET" => Some("hunter2".to_owned()),
+            _ => None,
+        };
+        let env = agent_env(
+            &spec.config,
+            &from,
+            &[("CONVERGE_AGENT_TOKEN", "cvg1.x".into())],
+        );
+        assert_eq!(
+            env,
+            [
+                ("PATH".to_owned(), "/usr/bin".to_owned()),
+                ("CONVERGE_AGENT_TOKEN".to_owned(), "cvg1.x".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn the_prompt_carries_goal_task_checks_and_the_previous_failure() {
+        let spec = spec();
+        let plan = &spec.plans["auth"];
+        let failure = Failure {
+            attempt: 1,
+            reason: "invariant-failed".into(),
+            message: "`test` exited with 101".into(),
+            output_tail: Some("assertion failed: login works\n".into()),
+        };
+        let text = prompt(
+            &spec.goal,
+            plan,
+            &plan.tasks[0],
+            &spec.config,
+            2,
+            Some(&failure),
+        );
+        insta::assert_snapshot!(text);
+    }
+}

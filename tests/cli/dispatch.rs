@@ -1,0 +1,138 @@
+//! Dispatch on a real repository: branch at the base tip, a linked worktree,
+//! the agent running there with its token; idempotent re-runs; retries that keep
+//! the earlier attempt's commits.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use converge::act::dispatch::{Attempt, dispatch, worktree_path};
+use converge::agent::Secret;
+use converge::git::Repo;
+use converge::harness::Launch;
+use converge::observe::TaskKey;
+use converge::time::Timestamp;
+
+use crate::support::{BIN, Sandbox};
+
+fn attempt<'a>(key: &'a TaskKey, number: u32, fork: &str) -> Attempt<'a> {
+    Attempt {
+        key,
+        attempt: number,
+        fork: gix::ObjectId::from_hex(fork.as_bytes()).expect("sha"),
+        launch: Launch {
+            program: "sh".into(),
+            args: vec![
+                "-c".into(),
+                "echo \"attempt $CONVERGE_TASK\" >> agent-was-here.txt; printf %s \"$CONVERGE_AGENT_TOKEN\" > token.txt".into(),
+            ],
+        },
+        env: vec![("PATH".into(), std::env::var("PATH").unwrap_or_default())],
+        prompt: "Do the thing.\n".into(),
+        deadline: Timestamp::from_unix(Timestamp::now().unix() + 120),
+        generation: "g".into(),
+        harness: "mine".into(),
+    }
+}
+
+fn wait_for(path: &Path) {
+    let started = Instant::now();
+    while !path.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn dispatch_starts_an_agent_in_a_fresh_worktree_and_is_idempotent() {
+    let sandbox = Sandbox::repo();
+    sandbox.write("README.md", "hello\n");
+    let fork = sandbox.commit_all("initial");
+    let repo = Repo::discover(sandbox.path()).expect("repo");
+    let secret = Secret::from_bytes(b"dispatch test secret, long enough".to_vec());
+    let key = TaskKey::new("p", "a");
+
+    let started =
+        dispatch(&repo, &secret, &attempt(&key, 1, &fork), Path::new(BIN)).expect("dispatches");
+    assert!(!started.adopted);
+    assert_eq!(started.worktree, worktree_path(repo.common_dir(), &key));
+    assert_eq!(sandbox.git(&["rev-parse", "converge/p/a"]).trim(), fork);
+    let worktrees = sandbox.git(&["worktree", "list", "--porcelain"]);
+    assert!(
+        worktrees.contains("branch refs/heads/converge/p/a"),
+        "{worktrees}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(started.run_dir.join("prompt.md")).expect("prompt"),
+        "Do the thing.\n"
+    );
+
+    wait_for(&started.run_dir.join("exit.json"));
+    let token = std::fs::read_to_string(started.worktree.join("token.txt"))
+        .expect("the agent ran in the worktree");
+    assert_eq!(secret.verify(&token, "p", "a", 1), Ok(()));
+    assert!(
+        !sandbox.path().join("agent-was-here.txt").exists(),
+        "the agent wrote outside its worktree"
+    );
+
+    // Running dispatch again for the same attempt adopts it: no second agent.
+    let again = dispatch(&repo, &secret, &attempt(&key, 1, &fork), Path::new(BIN)).expect("adopts");
+    assert!(again.adopted);
+    std::thread::sleep(Duration::from_millis(300));
+    let marks =
+        std::fs::read_to_string(started.worktree.join("agent-was-here.txt")).expect("marks");
+    assert_eq!(marks.lines().count(), 1, "the agent ran twice:\n{marks}");
+}
+
+#[test]
+fn a_retry_keeps_the_earlier_attempt_and_starts_from_the_new_base() {
+    let sandbox = Sandbox::repo();
+    sandbox.write("README.md", "hello\n");
+    let fork = sandbox.commit_all("initial");
+    let repo = Repo::discover(sandbox.path()).expect("repo");
+    let secret = Secret::from_bytes(b"dispatch test secret, long enough".to_vec());
+    let key = TaskKey::new("p", "a");
+    let first =
+        dispatch(&repo, &secret, &attempt(&key, 1, &fork), Path::new(BIN)).expect("dispatches");
+    wait_for(&first.run_dir.join("exit.json"));
+    // Attempt 1's work, committed in its worktree.
+    let wt = first.worktree.to_str().expect("utf-8").to_owned();
+    sandbox.git(&["-C", &wt, "add", "agent-was-here.txt"]);
+    sandbox.git(&["-C", &wt, "commit", "-q", "-m", "attempt 1's work"]);
+    let attempt_one = sandbox
+        .git(&["rev-parse", "converge/p/a"])
+        .trim()
+        .to_owned();
+    // The base moves on.
+    sandbox.write("NEWS.md", "news\n");
+    let new_base = sandbox.commit_all("base moves");
+
+    let second =
+        dispatch(&repo, &secret, &attempt(&key, 2, &new_base), Path::new(BIN)).expect("retries");
+    assert!(!second.adopted);
+    assert_eq!(
+        sandbox
+            .git(&["rev-parse", "refs/converge/attempts/p/a/1"])
+            .trim(),
+        attempt_one,
+        "attempt 1's work was lost"
+    );
+    assert_eq!(sandbox.git(&["rev-parse", "converge/p/a"]).trim(), new_base);
+    wait_for(&second.run_dir.join("exit.json"));
+    assert!(
+        second.worktree.join("NEWS.md").exists(),
+        "the retry must start from the current base"
+    );
+    let marks = std::fs::read_to_string(second.worktree.join("agent-was-here.txt")).expect("marks");
+    assert_eq!(
+        marks.lines().count(),
+        1,
+        "attempt 1's uncommitted state leaked into attempt 2:\n{marks}"
+    );
+    let token = std::fs::read_to_string(second.worktree.join("token.txt")).expect("token");
+    assert_eq!(secret.verify(&token, "p", "a", 2), Ok(()));
+}

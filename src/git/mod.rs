@@ -59,6 +59,15 @@ pub enum GitError {
 
 type Result<T, E = GitError> = std::result::Result<T, E>;
 
+/// A validated full ref name such as `refs/heads/main`.
+fn full_name(name: &str) -> Result<gix::refs::FullName> {
+    name.try_into()
+        .map_err(|e: gix::validate::reference::name::Error| GitError::Write {
+            what: name.to_owned(),
+            source: gix::Error::from_error(e),
+        })
+}
+
 fn read_err(what: impl Into<String>) -> impl FnOnce(gix::Error) -> GitError {
     let what = what.into();
     move |source| GitError::Read { what, source }
@@ -442,30 +451,12 @@ impl Repo {
         new: ObjectId,
         log: &str,
     ) -> Result<()> {
-        use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
         let name = format!("refs/heads/{branch}");
-        let full: gix::refs::FullName =
-            name.as_str()
-                .try_into()
-                .map_err(|e: gix::validate::reference::name::Error| GitError::Write {
-                    what: name.clone(),
-                    source: gix::Error::from_error(e),
-                })?;
-        let edit = RefEdit {
-            change: Change::Update {
-                log: LogChange {
-                    mode: RefLog::AndReference,
-                    force_create_reflog: false,
-                    message: log.into(),
-                },
-                expected: PreviousValue::MustExistAndMatch(gix::refs::Target::Object(expected)),
-                new: gix::refs::Target::Object(new),
-            },
-            name: full,
-            deref: false,
-        };
-        match self.repo.edit_reference(edit) {
-            Ok(_) => Ok(()),
+        let expected_value = gix::refs::transaction::PreviousValue::MustExistAndMatch(
+            gix::refs::Target::Object(expected),
+        );
+        match self.edit_ref(&name, expected_value, new, log)? {
+            Ok(()) => Ok(()),
             Err(source) => {
                 let found = self.branch_tip(branch)?;
                 if found != Some(expected) {
@@ -480,17 +471,17 @@ impl Repo {
         }
     }
 
-    /// Creates the ref `full_name` (e.g. `refs/heads/x`) at `id`; fails if it
-    /// exists (compare-and-swap against "absent").
-    pub fn create_ref(&self, full_name: &str, id: ObjectId, log: &str) -> Result<()> {
-        use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
-        let name: gix::refs::FullName =
-            full_name
-                .try_into()
-                .map_err(|e: gix::validate::reference::name::Error| GitError::Write {
-                    what: full_name.to_owned(),
-                    source: gix::Error::from_error(e),
-                })?;
+    /// Points `full_name` at `new` if its current value satisfies `expected`, in
+    /// one ref transaction with a reflog entry. The outer error is a bad name;
+    /// the inner one is a refused or failed edit, for the caller to classify.
+    fn edit_ref(
+        &self,
+        name: &str,
+        expected: gix::refs::transaction::PreviousValue,
+        new: ObjectId,
+        log: &str,
+    ) -> Result<std::result::Result<(), gix::Error>> {
+        use gix::refs::transaction::{Change, LogChange, RefEdit, RefLog};
         let edit = RefEdit {
             change: Change::Update {
                 log: LogChange {
@@ -498,14 +489,21 @@ impl Repo {
                     force_create_reflog: false,
                     message: log.into(),
                 },
-                expected: PreviousValue::MustNotExist,
-                new: gix::refs::Target::Object(id),
+                expected,
+                new: gix::refs::Target::Object(new),
             },
-            name,
+            name: full_name(name)?,
             deref: false,
         };
-        match self.repo.edit_reference(edit) {
-            Ok(_) => Ok(()),
+        Ok(self.repo.edit_reference(edit).map(|_| ()))
+    }
+
+    /// Creates the ref `full_name` (e.g. `refs/heads/x`) at `id`; fails if it
+    /// exists (compare-and-swap against "absent").
+    pub fn create_ref(&self, full_name: &str, id: ObjectId, log: &str) -> Result<()> {
+        let absent = gix::refs::transaction::PreviousValue::MustNotExist;
+        match self.edit_ref(full_name, absent, id, log)? {
+            Ok(()) => Ok(()),
             Err(source) => match self.ref_target(full_name)? {
                 Some(found) => Err(GitError::Conflict {
                     branch: full_name.to_owned(),
@@ -536,14 +534,7 @@ impl Repo {
 
     /// Checks out the existing branch `branch` in a new linked worktree at `path`.
     pub fn add_worktree(&self, path: &Path, branch: &str) -> Result<()> {
-        let full = format!("refs/heads/{branch}");
-        let name: gix::refs::FullName =
-            full.as_str()
-                .try_into()
-                .map_err(|e: gix::validate::reference::name::Error| GitError::Write {
-                    what: full.clone(),
-                    source: gix::Error::from_error(e),
-                })?;
+        let name = full_name(&format!("refs/heads/{branch}"))?;
         let interrupt = std::sync::atomic::AtomicBool::new(false);
         self.repo
             .add_worktree(

@@ -23,7 +23,7 @@ use crate::observe::TaskKey;
 use crate::observe::runs::run_dir;
 use crate::time::Timestamp;
 
-use super::run::{RunError, RunPlan, start, write_atomically};
+use super::run::{RunError, RunPlan, start, write_record};
 
 /// Everything one attempt needs.
 #[derive(Debug, Clone)]
@@ -102,7 +102,7 @@ pub fn dispatch(
         source,
     })?;
     let prompt_file = run.join("prompt.md");
-    write_atomically(&prompt_file, attempt.prompt.as_bytes())?;
+    write_record(&prompt_file, attempt.prompt.as_bytes())?;
     let token = secret.mint(&key.plan, &key.task, attempt.attempt);
     let mut env = attempt.env.clone();
     env.extend([

@@ -3,4 +3,5 @@
 
 pub mod dispatch;
 pub mod exec;
+pub mod files;
 pub mod run;

@@ -65,23 +65,12 @@ const LEASE_WAIT: Duration = Duration::from_secs(10);
 /// Between TERM and KILL at the deadline.
 const GRACE: Duration = Duration::from_secs(5);
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
-    let write = |source| RunError::Write {
+/// [`super::files::write_atomically`] for run records.
+pub fn write_record(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
+    super::files::write_atomically(path, bytes).map_err(|source| RunError::Write {
         path: path.to_owned(),
         source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(write)?;
-    let temp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    std::fs::write(&temp, bytes).map_err(write)?;
-    std::fs::rename(&temp, path).map_err(write)
+    })
 }
 
 fn json<T: Serialize>(value: &T) -> Vec<u8> {
@@ -92,7 +81,7 @@ fn json<T: Serialize>(value: &T) -> Vec<u8> {
 /// Starts the supervisor for `plan` in `run_dir`, detached, and returns its pid
 /// once its lease exists.
 pub fn start(run_dir: &Path, plan: &RunPlan, converge: &Path) -> Result<u32, RunError> {
-    write_atomically(&run_dir.join("run.json"), &json(plan))?;
+    write_record(&run_dir.join("run.json"), &json(plan))?;
     let log = run_dir.join("supervisor.log");
     let log_file = std::fs::File::create(&log).map_err(|source| RunError::Write {
         path: log.clone(),
@@ -158,7 +147,7 @@ pub fn supervise(run_dir: &Path) -> Result<(), RunError> {
         agent_pid: None,
     };
     let lease_path = run_dir.join("lease.json");
-    write_atomically(&lease_path, &json(&lease))?;
+    write_record(&lease_path, &json(&lease))?;
 
     let log_path = run_dir.join("agent.log");
     let exit = match spawn_agent(&plan, &log_path) {
@@ -171,11 +160,11 @@ pub fn supervise(run_dir: &Path) -> Result<(), RunError> {
         },
         Ok(mut child) => {
             lease.agent_pid = Some(child.id());
-            write_atomically(&lease_path, &json(&lease))?;
+            write_record(&lease_path, &json(&lease))?;
             wait_with_deadline(&mut child, plan.deadline)
         }
     };
-    write_atomically(&run_dir.join("exit.json"), &json(&exit))
+    write_record(&run_dir.join("exit.json"), &json(&exit))
 }
 
 fn spawn_agent(plan: &RunPlan, log_path: &Path) -> std::io::Result<std::process::Child> {

@@ -4,9 +4,9 @@ use std::path::Path;
 
 use toml_edit::{Array, DocumentMut, value};
 
-use super::cmd_invariant_add::write_atomically;
 use super::source;
 use super::{CliError, CliResult, Ctx, InitArgs, print};
+use crate::act::files::write_atomically;
 
 /// The template, embedded at build time: (path in the repository, content).
 pub const TEMPLATE: &[(&str, &str)] = &[
@@ -166,13 +166,8 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> CliResult {
     }
     for (path, bytes) in &files {
         let target = root.join(path);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                CliError::failure(format!("cannot create {}", parent.display())).source(e)
-            })?;
-        }
         let overwritten = target.exists();
-        write_atomically(&target, &String::from_utf8_lossy(bytes))
+        write_atomically(&target, bytes)
             .map_err(|e| CliError::failure(format!("cannot write {path}")).source(e))?;
         out.push_str(&format!(
             "{} {path}\n",

@@ -9,6 +9,7 @@ use toml_edit::{Array, DocumentMut, Item, Table, value};
 
 use super::source;
 use super::{AddArgs, CliError, CliResult, Ctx, print};
+use crate::act::files::write_atomically;
 use crate::spec::{self, config, duration, names};
 
 pub fn run(ctx: &Ctx, args: &AddArgs) -> CliResult {
@@ -48,7 +49,7 @@ pub fn run(ctx: &Ctx, args: &AddArgs) -> CliResult {
     }
     let edited = edit(&original, args)?;
     check(&root, &edited)?;
-    write_atomically(&path, &edited).map_err(|e| {
+    write_atomically(&path, edited.as_bytes()).map_err(|e| {
         CliError::failure(format!("cannot write {}", config::CONFIG_PATH)).source(e)
     })?;
     let verb = if args.force && original != edited && has_invariant(&original, &args.name) {
@@ -155,22 +156,4 @@ fn check(root: &Path, edited: &str) -> CliResult {
         config::CONFIG_PATH
     ))
     .hint("fix the errors above first (`converge plan validate`)"))
-}
-
-/// Writes via a temporary file in the same directory and a rename, so readers
-/// never see a half-written file.
-pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = dir.join(format!(".{name}.converge-tmp-{}", std::process::id()));
-    std::fs::write(&temp, text)?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        let _ = std::fs::set_permissions(&temp, meta.permissions());
-    }
-    std::fs::rename(&temp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&temp);
-    })
 }

@@ -124,9 +124,12 @@ pub fn record(
         source,
     };
     // Refuse before changing anything if the branch's checkout is dirty.
-    let checkout = repo.checkout_of(branch)?;
-    if let Some(path) = &checkout
-        && Repo::discover(path)?.is_dirty()?
+    let checkout = match repo.checkout_of(branch)? {
+        Some(path) => Some((Repo::discover(&path)?, path)),
+        None => None,
+    };
+    if let Some((worktree, path)) = &checkout
+        && worktree.is_dirty()?
     {
         return Err(RecordError::Deferred {
             branch: branch.to_owned(),
@@ -182,8 +185,7 @@ pub fn record(
         },
         other => RecordError::Git(other),
     })?;
-    if let Some(path) = &checkout {
-        let worktree = Repo::discover(path)?;
+    if let Some((worktree, path)) = &checkout {
         let files: Vec<(&str, Option<&[u8]>)> = changes
             .iter()
             .map(|c| (c.path.as_str(), c.content.as_deref()))
@@ -200,7 +202,7 @@ pub fn record(
     }
     Ok(Outcome::Committed {
         commit: new,
-        worktree: checkout,
+        worktree: checkout.map(|(_, path)| path),
     })
 }
 

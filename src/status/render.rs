@@ -106,7 +106,8 @@ pub fn status_md(
         let key = &report.key;
         let st = status.task(&key.plan, &key.task);
         let attempt = st.map_or(0, |s| s.attempt);
-        let entry = match section_of(report) {
+        let section = section_of(report);
+        let entry = match section {
             Section::AwaitingApproval => format!(
                 "**{key}** — {}. Review `git diff {base}...{branch}`, then `converge approve {key}` or `converge reject {key} --reason \"...\"`.",
                 match &report.reason {
@@ -163,7 +164,7 @@ pub fn status_md(
                 None => format!("{key} — merged."),
             },
         };
-        sections.entry(section_of(report)).or_default().push(entry);
+        sections.entry(section).or_default().push(entry);
     }
     for (item, _, reason) in &decision.queue {
         let what = match reason {

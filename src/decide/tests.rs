@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::observe::RunObs;
-use crate::spec::load::{Content, PlanningFiles};
+use crate::spec::load::PlanningFiles;
 use crate::status::{AttemptRecord, PlanStatus};
 
 const CONFIG: &str = "[invariants.test]\nkind = \"test_suite\"\ncommand = \"true\"\n";
@@ -44,20 +44,14 @@ const SHA: &str = "1111111111111111111111111111111111111111";
 const OTHER: &str = "2222222222222222222222222222222222222222";
 
 fn spec_with(plan: &str, extra: &[(&str, &str)]) -> Spec {
-    let mut files: BTreeMap<String, Content> = [
+    let base = [
         ("planning/goal.md", "Goal"),
         ("planning/converge.toml", CONFIG),
         ("planning/plans/p.toml", plan),
-    ]
-    .iter()
-    .chain(extra)
-    .map(|(p, t)| ((*p).to_owned(), Content::Bytes(t.as_bytes().to_vec())))
-    .collect();
-    files.retain(|_, c| !matches!(c, Content::Bytes(b) if b.is_empty()));
-    let loaded = crate::spec::compile(&PlanningFiles {
-        exists: true,
-        files,
-    });
+    ];
+    let loaded = crate::spec::compile(&PlanningFiles::from_texts(
+        base.into_iter().chain(extra.iter().copied()),
+    ));
     assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
     loaded.spec.expect("valid spec")
 }

@@ -167,22 +167,16 @@ pub fn prompt(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::load::{Content, PlanningFiles};
+    use crate::spec::load::PlanningFiles;
 
     fn spec() -> crate::spec::Spec {
         let plan = "[plan]\nname = \"Auth\"\n[[tasks]]\nname = \"login\"\ndescription = \"Add a login form.\"\nscope = \"medium\"\ngate = \"auto\"\ninvariants = [\"test\"]\npaths = [\"src/**\"]\n";
         let config = "[invariants.test]\nkind = \"test_suite\"\ncommand = \"cargo\"\nargs = [\"test\"]\n[harness.mine]\nkind = \"command\"\ncommand = \"./agent.sh\"\nargs = [\"--prompt\", \"{prompt_file}\", \"--in={worktree}\", \"{task}\"]\n[sandbox]\nenv_allow = [\"PATH\", \"HOME\", \"CONVERGE_SECRET\"]\n";
-        let files = PlanningFiles {
-            exists: true,
-            files: [
-                ("planning/goal.md", "Ship a secure app."),
-                ("planning/converge.toml", config),
-                ("planning/plans/auth.toml", plan),
-            ]
-            .iter()
-            .map(|(p, t)| ((*p).to_owned(), Content::Bytes(t.as_bytes().to_vec())))
-            .collect(),
-        };
+        let files = PlanningFiles::from_texts([
+            ("planning/goal.md", "Ship a secure app."),
+            ("planning/converge.toml", config),
+            ("planning/plans/auth.toml", plan),
+        ]);
         crate::spec::compile(&files).spec.expect("valid")
     }
 

@@ -62,6 +62,18 @@ pub fn may_contain_input(relative_dir: &str) -> bool {
 }
 
 impl PlanningFiles {
+    /// An in-memory `planning/` from (repository path, text) pairs, for tools
+    /// and tests that build specs without a filesystem.
+    pub fn from_texts<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> PlanningFiles {
+        PlanningFiles {
+            exists: true,
+            files: entries
+                .into_iter()
+                .map(|(path, text)| (path.to_owned(), Content::Bytes(text.as_bytes().to_vec())))
+                .collect(),
+        }
+    }
+
     /// Reads `planning/` from a working tree. Never follows symbolic links.
     pub fn read_dir(repo_root: &Path) -> io::Result<PlanningFiles> {
         Self::read_planning_dir(&repo_root.join(PLANNING_DIR))
@@ -489,13 +501,7 @@ mod tests {
     use super::*;
 
     fn files(entries: &[(&str, &str)]) -> PlanningFiles {
-        PlanningFiles {
-            exists: true,
-            files: entries
-                .iter()
-                .map(|(p, t)| ((*p).to_owned(), Content::Bytes(t.as_bytes().to_vec())))
-                .collect(),
-        }
+        PlanningFiles::from_texts(entries.iter().copied())
     }
 
     const PLAN: &str = "[plan]\nname = \"P\"\n[[tasks]]\nname = \"a\"\ndescription = \"A\"\nscope = \"narrow\"\ngate = \"auto\"\n";

@@ -3,7 +3,7 @@
 
 use converge::decide::{Limits, decide};
 use converge::observe::{Observation, RunObs, RunState, TaskKey, TaskObs};
-use converge::spec::load::{Content, PlanningFiles};
+use converge::spec::load::PlanningFiles;
 use converge::status::render::status_md;
 use converge::status::{Failure, Phase, PlanStatus, Status, TaskStatus};
 use converge::time::Timestamp;
@@ -68,21 +68,15 @@ gate = "auto"
 
 #[test]
 fn status_md_has_a_section_for_every_state() {
-    let files = PlanningFiles {
-        exists: true,
-        files: [
-            ("planning/goal.md", "Goal."),
-            ("planning/plans/shop.toml", PLAN),
-            ("planning/plans/broken.toml", "[plan]\n"),
-            (
-                "planning/queue/fix-typo.md",
-                "---\nscope: narrow\ngate: auto\n---\nFix the typo.\n",
-            ),
-        ]
-        .iter()
-        .map(|(p, t)| ((*p).to_owned(), Content::Bytes(t.as_bytes().to_vec())))
-        .collect(),
-    };
+    let files = PlanningFiles::from_texts([
+        ("planning/goal.md", "Goal."),
+        ("planning/plans/shop.toml", PLAN),
+        ("planning/plans/broken.toml", "[plan]\n"),
+        (
+            "planning/queue/fix-typo.md",
+            "---\nscope: narrow\ngate: auto\n---\nFix the typo.\n",
+        ),
+    ]);
     let spec = converge::spec::compile(&files)
         .spec
         .expect("config is valid");

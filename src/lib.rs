@@ -9,6 +9,7 @@ pub mod decide;
 pub mod git;
 pub mod harness;
 pub mod observe;
+pub mod runtime;
 pub mod spec;
 pub mod status;
 pub mod time;

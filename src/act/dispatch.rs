@@ -39,6 +39,8 @@ pub struct Attempt<'a> {
     pub deadline: Timestamp,
     pub generation: String,
     pub harness: String,
+    /// `brief.json` for the agent-mode commands.
+    pub brief: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +105,7 @@ pub fn dispatch(
     })?;
     let prompt_file = run.join("prompt.md");
     write_record(&prompt_file, attempt.prompt.as_bytes())?;
+    write_record(&run.join(crate::agent::Brief::FILE), &attempt.brief)?;
     let token = secret.mint(&key.plan, &key.task, attempt.attempt);
     let mut env = attempt.env.clone();
     env.extend([

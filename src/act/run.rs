@@ -109,7 +109,13 @@ pub fn start(run_dir: &Path, plan: &RunPlan, converge: &Path) -> Result<u32, Run
     let started = Instant::now();
     while started.elapsed() < LEASE_WAIT {
         if lease.exists() {
-            return Ok(child.id());
+            let pid = child.id();
+            // Reap the supervisor when it exits, so that a long-running
+            // reconciler (`--until-idle`, `watch`) does not collect zombies.
+            std::thread::spawn(move || {
+                let _ = child.wait();
+            });
+            return Ok(pid);
         }
         if let Ok(Some(_)) = child.try_wait() {
             // It may have written the lease just before exiting.

@@ -1,6 +1,8 @@
-//! Agent mode and the trust boundary with agents: scoped tokens (now), and the
-//! `task`/`check`/`progress`/`done` commands agents run (next).
+//! Agent mode and the trust boundary with agents: scoped tokens, and the
+//! brief and events behind the `task`/`check`/`progress`/`done` commands.
 
+pub mod mode;
 pub mod token;
 
+pub use mode::{AgentEnv, AgentError, Brief};
 pub use token::{Secret, SecretError, Token, TokenError};

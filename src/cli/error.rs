@@ -23,6 +23,8 @@ pub enum Kind {
     Failure,
     BadInput,
     Busy,
+    /// A specific exit code (the simulated agent's `exit_code`).
+    Exit(u8),
 }
 
 impl Kind {
@@ -31,6 +33,7 @@ impl Kind {
             Kind::Failure => exit::FAILURE,
             Kind::BadInput => exit::BAD_INPUT,
             Kind::Busy => exit::BUSY,
+            Kind::Exit(code) => code,
         }
     }
 }

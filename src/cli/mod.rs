@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub mod cmd_agent;
 pub mod cmd_completions;
 pub mod cmd_init;
 pub mod cmd_invariant_add;
@@ -13,6 +14,7 @@ pub mod cmd_invariant_test;
 pub mod cmd_plan_graph;
 pub mod cmd_plan_show;
 pub mod cmd_plan_validate;
+pub mod cmd_reconcile;
 pub mod error;
 pub mod source;
 pub mod table;
@@ -62,9 +64,67 @@ pub enum Command {
         after_help = "Examples:\n  converge completions bash > ~/.local/share/bash-completion/completions/converge\n  converge completions zsh > ~/.zfunc/_converge\n  converge completions fish > ~/.config/fish/completions/converge.fish"
     )]
     Completions(CompletionsArgs),
+    /// Run reconcile ticks: observe, decide, act, record.
+    ///
+    /// One tick by default: compare planning/ on the base branch with what exists,
+    /// take at most `actions_per_tick` actions, and record status as one commit.
+    #[command(
+        after_help = "Examples:\n  converge reconcile --once            one tick (cron, CI)\n  converge reconcile --dry-run --explain\n  converge reconcile --until-idle      tick while there is something to do now\n  converge reconcile --wait            ...and wait for running agents and backoffs\n\nExit status: 0 ok, 1 an action failed, 2 planning/ is invalid, 3 busy or deferred."
+    )]
+    Reconcile(ReconcileArgs),
+    /// Agent mode: print the task of this attempt.
+    #[command(after_help = "Only inside an attempt (CONVERGE_AGENT_TOKEN is set).")]
+    Task,
+    /// Agent mode: run the task's invariants in the current directory.
+    #[command(
+        after_help = "Only inside an attempt (CONVERGE_AGENT_TOKEN is set).\n\nExample:\n  converge check"
+    )]
+    Check,
+    /// Agent mode: report progress.
+    #[command(
+        after_help = "Only inside an attempt (CONVERGE_AGENT_TOKEN is set).\n\nExample:\n  converge progress \"tests written, fixing the parser\""
+    )]
+    Progress {
+        /// What the agent is doing.
+        message: String,
+    },
+    /// Agent mode: the attempt is finished; converge checks it next.
+    #[command(
+        after_help = "Only inside an attempt (CONVERGE_AGENT_TOKEN is set).\n\nExample:\n  converge done"
+    )]
+    Done,
     /// Internal: supervises one agent run; started by converge itself.
     #[command(name = "__supervise", hide = true)]
     Supervise { run_dir: PathBuf },
+    /// Internal: the built-in simulated agent.
+    #[command(name = "__sim", hide = true)]
+    Sim,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// One tick (the default; accepted for scripts that say so).
+    #[arg(long, conflicts_with_all = ["until_idle", "wait"])]
+    pub once: bool,
+    /// Decide and show, change nothing: the actions and the status diff.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// For every task, why it is or is not acted on, with a reason code.
+    #[arg(long)]
+    pub explain: bool,
+    /// Tick again while a tick acts.
+    #[arg(long)]
+    pub until_idle: bool,
+    /// Like --until-idle, and also wait for running agents and backoffs (for CI
+    /// jobs, where a detached agent would die with the job).
+    #[arg(long)]
+    pub wait: bool,
+    /// One JSON object per tick.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop with an error after this many ticks.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub max_ticks: u32,
 }
 
 #[derive(Debug, Args)]
@@ -245,6 +305,23 @@ pub fn run(cli: Cli) -> CliResult {
         None => cwd,
     };
     let ctx = Ctx { cwd };
+    let agent_mode = crate::agent::AgentEnv::active(&|n| std::env::var(n).ok());
+    let agent_command = matches!(
+        cli.command,
+        Command::Task
+            | Command::Check
+            | Command::Progress { .. }
+            | Command::Done
+            | Command::Sim
+            | Command::Supervise { .. }
+            | Command::Completions(_)
+    );
+    if agent_mode && !agent_command {
+        return Err(CliError::bad_input(
+            "inside an attempt (CONVERGE_AGENT_TOKEN is set) converge offers only `task`, `check`, `progress` and `done`",
+        )
+        .hint("`converge task` prints your task; `converge done` finishes the attempt"));
+    }
     match &cli.command {
         Command::Init(args) => cmd_init::run(&ctx, args),
         Command::Plan(PlanCommand::Validate(args)) => cmd_plan_validate::run(&ctx, args),
@@ -254,6 +331,12 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Invariant(InvariantCommand::Test(args)) => cmd_invariant_test::run(&ctx, args),
         Command::Invariant(InvariantCommand::Add(args)) => cmd_invariant_add::run(&ctx, args),
         Command::Completions(args) => cmd_completions::run(args),
+        Command::Reconcile(args) => cmd_reconcile::run(&ctx, args),
+        Command::Task => cmd_agent::task(),
+        Command::Check => cmd_agent::check(&ctx),
+        Command::Progress { message } => cmd_agent::progress(message),
+        Command::Done => cmd_agent::done(),
+        Command::Sim => cmd_agent::sim(&ctx),
         Command::Supervise { run_dir } => crate::act::run::supervise(&ctx.cwd.join(run_dir))
             .map_err(|e| {
                 CliError::failure("the run supervisor could not record the run").source(e)

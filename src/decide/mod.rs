@@ -242,7 +242,7 @@ impl fmt::Display for Reason {
             Reason::PlanPaused => write!(f, "its plan is paused; `converge resume` continues it"),
             Reason::WaitingOnDependency { task } => write!(f, "waiting for `{task}` to merge"),
             Reason::DependencyBlocked { task } => {
-                write!(f, "dependency `{task}` escalated or was cancelled")
+                write!(f, "dependency `{task}` escalated or is blocked")
             }
             Reason::Backoff { until } => write!(f, "backing off after a failure until {until}"),
             Reason::AwaitingApproval => {
@@ -728,18 +728,28 @@ fn plan_blocks_start(plan: &Plan) -> Option<Reason> {
     }
 }
 
+/// The task a dependency names: a task of the same plan, or `plan/task` (queue
+/// items may depend on any plan's task).
+fn dependency_key(plan: &Plan, dep: &str) -> TaskKey {
+    match dep.split_once('/') {
+        Some((p, t)) => TaskKey::new(p, t),
+        None => TaskKey::new(&plan.id, dep),
+    }
+}
+
 /// The first dependency whose work is not on the base branch yet.
 fn unmerged_dependency(plan: &Plan, task: &Task, obs: &Observation) -> Option<String> {
     task.depends_on
         .iter()
         .find(|dep| {
-            !obs.task(&TaskKey::new(&plan.id, dep.as_str()))
+            !obs.task(&dependency_key(plan, dep))
                 .is_some_and(|o| o.merged)
         })
         .cloned()
 }
 
-/// The first dependency that escalated, was cancelled, or is itself blocked.
+/// The first dependency that escalated or is itself blocked. (A dependency's
+/// attempt that was cancelled because its spec changed restarts: not blocking.)
 fn blocked_dependency(
     plan: &Plan,
     task: &Task,
@@ -749,15 +759,10 @@ fn blocked_dependency(
     task.depends_on
         .iter()
         .find(|dep| {
-            let merged = obs
-                .task(&TaskKey::new(&plan.id, dep.as_str()))
-                .is_some_and(|o| o.merged);
-            let phase = status.task(&plan.id, dep).map(|s| s.phase);
-            !merged
-                && matches!(
-                    phase,
-                    Some(Phase::Escalated | Phase::Cancelled | Phase::Blocked)
-                )
+            let key = dependency_key(plan, dep);
+            let merged = obs.task(&key).is_some_and(|o| o.merged);
+            let phase = status.task(&key.plan, &key.task).map(|s| s.phase);
+            !merged && matches!(phase, Some(Phase::Escalated | Phase::Blocked))
         })
         .cloned()
 }

@@ -497,7 +497,7 @@ fn dependents_of_an_escalated_task_are_blocked() {
     assert_eq!(line(&d, "b"), (None, "dependency-blocked", "blocked"));
     assert_eq!(
         reason_text(&d, "b"),
-        "dependency `a` escalated or was cancelled"
+        "dependency `a` escalated or is blocked"
     );
 }
 

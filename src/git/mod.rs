@@ -9,6 +9,9 @@ use gix::objs::tree::EntryKind;
 
 use crate::spec::load::{self, Content, MAX_FILE_SIZE, PLANNING_DIR, PlanningFiles};
 
+mod work;
+pub use work::{Advanced, TrialMerge};
+
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
     #[error("{} is not inside a git repository", path.display())]
@@ -43,6 +46,8 @@ pub enum GitError {
     DetachedHead,
     #[error("{branch} is at {found}, not at the commit converge expected")]
     Conflict { branch: String, found: String },
+    #[error("{branch} is checked out in {} with uncommitted changes; converge does not touch a dirty worktree", worktree.display())]
+    Dirty { branch: String, worktree: PathBuf },
     #[error("cannot write {}", path.display())]
     Io {
         path: PathBuf,

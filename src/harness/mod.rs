@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+pub mod sim;
+
 use crate::spec::{Config, Harness, HarnessKind, Plan, Task};
 use crate::status::Failure;
 
@@ -31,8 +33,15 @@ pub fn launch(
     prompt_file: &Path,
     worktree: &Path,
     task: &str,
+    converge: &Path,
 ) -> Result<Launch, HarnessError> {
     match harness.kind {
+        // The simulated agent is converge itself, reading its script from the
+        // run's brief.
+        HarnessKind::Sim => Ok(Launch {
+            program: converge.to_string_lossy().into_owned(),
+            args: vec!["__sim".into()],
+        }),
         HarnessKind::Command => {
             let program = harness
                 .command
@@ -188,6 +197,7 @@ mod tests {
             Path::new("/runs/1/prompt.md"),
             Path::new("/wt/login"),
             "auth/login",
+            Path::new("/bin/converge"),
         )
         .expect("launches");
         assert_eq!(launch.program, "./agent.sh");
@@ -216,6 +226,7 @@ mod tests {
             Path::new("p"),
             Path::new("w"),
             "t",
+            Path::new("/bin/converge"),
         )
         .expect_err("not yet")
     }

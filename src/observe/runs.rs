@@ -151,6 +151,16 @@ fn sorted_dirs(dir: &Path) -> Result<Vec<String>, RunError> {
 
 /// What one run directory says, with the lease checked against the live process
 /// and `done` events checked against the attempt's token.
+/// The exit record of a run, if the supervisor wrote one.
+pub fn read_exit(dir: &Path) -> Result<Option<ExitRecord>, RunError> {
+    read_json(&dir.join("exit.json"))
+}
+
+/// The lease of a run, if one was written.
+pub fn read_lease(dir: &Path) -> Result<Option<Lease>, RunError> {
+    read_json(&dir.join("lease.json"))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunRecord {
     pub obs: RunObs,

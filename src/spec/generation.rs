@@ -77,6 +77,11 @@ pub fn of(task: &Task) -> String {
     // Paths are a set too: their order does not change what may be touched.
     e.list("paths", task.paths.iter().map(String::as_str));
     e.field("reset", &task.reset.to_le_bytes());
+    if let Some(sim) = &task.sim {
+        // The simulated agent's script is part of the work it is asked to do.
+        let encoded = serde_json::to_vec(sim).unwrap_or_default();
+        e.field("sim", &encoded);
+    }
     let digest = Sha256::digest(&e.0);
     let mut hex = String::with_capacity(LEN);
     for byte in digest.iter().take(LEN / 2) {
@@ -105,6 +110,7 @@ mod tests {
             timeout: None,
             paths: vec![],
             reset: 0,
+            sim: None,
             generation: String::new(),
             line: 1,
         }

@@ -47,6 +47,7 @@ pub fn is_input(relative: &str) -> bool {
         ["plans", _] => true,
         ["queue", file] => *file != "README.md",
         ["queue", "templates", _] => true,
+        ["queue", "done", _] => true,
         ["approvals", _, _] => true,
         _ => false,
     }
@@ -57,7 +58,12 @@ pub fn may_contain_input(relative_dir: &str) -> bool {
     let parts: Vec<&str> = relative_dir.split('/').collect();
     matches!(
         parts.as_slice(),
-        ["plans"] | ["queue"] | ["queue", "templates"] | ["approvals"] | ["approvals", _]
+        ["plans"]
+            | ["queue"]
+            | ["queue", "templates"]
+            | ["queue", "done"]
+            | ["approvals"]
+            | ["approvals", _]
     )
 }
 
@@ -355,7 +361,18 @@ pub fn compile(files: &PlanningFiles) -> Loaded {
 
     // Queue items and templates.
     let mut queue_items = BTreeMap::new();
+    let mut promoted = Vec::new();
     for path in files.files.keys() {
+        if let Some(name) = stem(path, "planning/queue/done", ".md") {
+            // Promoted items are the tasks of the implicit `queue` plan.
+            if let Some(file) = sources.get(path.as_str())
+                && let Some(item) =
+                    queue::compile(file, name, &config, &plans, &all_plan_ids, &mut diags)
+            {
+                promoted.push(item);
+            }
+            continue;
+        }
         let (name, is_template) = if let Some(name) = stem(path, "planning/queue/templates", ".md")
         {
             (name, true)
@@ -382,6 +399,10 @@ pub fn compile(files: &PlanningFiles) -> Loaded {
         {
             queue_items.insert(name.to_owned(), item);
         }
+    }
+
+    if !promoted.is_empty() {
+        plans.insert(QUEUE_PLAN.to_owned(), queue::plan_of(promoted, &config));
     }
 
     // Approvals.
@@ -513,9 +534,11 @@ mod tests {
         assert!(!is_input("queue/README.md"));
         assert!(!is_input("status/x.toml"));
         assert!(!is_input("STATUS.md"));
-        assert!(!is_input("queue/done/x.md"));
+        // Promoted queue items are the tasks of the `queue` plan.
+        assert!(is_input("queue/done/x.md"));
         assert!(may_contain_input("approvals/auth"));
-        assert!(!may_contain_input("queue/done"));
+        assert!(may_contain_input("queue/done"));
+        assert!(!may_contain_input("status"));
     }
 
     #[test]

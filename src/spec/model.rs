@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The name of the implicit plan that promoted queue items join.
 pub const QUEUE_PLAN: &str = "queue";
@@ -101,7 +101,7 @@ impl Default for Backoff {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InvariantKind {
     TestSuite,
@@ -138,7 +138,7 @@ impl InvariantKind {
 }
 
 /// A check that converge runs (never the agent) in a task's worktree or on a merge result.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Invariant {
     pub name: String,
     pub kind: InvariantKind,
@@ -396,9 +396,53 @@ pub struct Task {
     pub reset: u64,
     /// Hash of the normalized task spec; see [`super::generation`].
     pub generation: String,
+    /// What the built-in `sim` agent does for this task (`[tasks.sim]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sim: Option<Sim>,
     /// 1-based line of the task's `name` in the plan file, for messages.
     #[serde(skip)]
     pub line: usize,
+}
+
+/// The script of the built-in simulated agent for one task: deterministic edits,
+/// a commit, and a way to fail on purpose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sim {
+    pub files: Vec<SimFile>,
+    /// The commit message of the agent's commit.
+    pub message: Option<String>,
+    /// Attempts up to this number fail: files with `on_fail` get that content
+    /// instead; if no file has one, the agent exits with code 1 without `done`.
+    pub fail_attempts: u32,
+    #[serde(with = "duration_text")]
+    pub sleep: Duration,
+    pub exit_code: i32,
+    /// Whether the agent calls `converge done` (default true).
+    pub done: bool,
+    /// Whether the agent commits its edits (default true); otherwise converge
+    /// commits them as leftovers.
+    pub commit: bool,
+}
+
+/// One file the simulated agent writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimFile {
+    /// Relative to the worktree root.
+    pub path: String,
+    pub edit: SimEdit,
+    /// Content written instead on a failing attempt.
+    pub on_fail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SimEdit {
+    /// Replace the file with this content.
+    Content(String),
+    /// Append this to the file (creating it).
+    Append(String),
+    /// Delete the file.
+    Delete,
 }
 
 /// An ad-hoc task from `planning/queue/<name>.md`.
@@ -444,6 +488,11 @@ mod duration_text {
 
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&crate::spec::duration::format(*d))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        crate::spec::duration::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 

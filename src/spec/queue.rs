@@ -14,7 +14,7 @@ use serde_saphyr::Spanned as YSpanned;
 
 use super::config::{unknown_harness_hint, unknown_invariant_hint};
 use super::diag::{Code, Diagnostic, Location};
-use super::model::{Config, Gate, Plan, QueueItem, Scope};
+use super::model::{Config, Gate, Plan, QUEUE_PLAN, QueueItem, Scope};
 use super::names;
 use super::paths;
 use super::plan::{DEFAULT_RETRY_MAX, MAX_RETRY_MAX};
@@ -510,6 +510,52 @@ impl FrontMatter<'_, '_, '_> {
             }
         }
         out
+    }
+}
+
+/// The implicit `queue` plan: promoted items as tasks, always active. A
+/// dependency on another plan's task is written `plan/task`.
+pub fn plan_of(items: Vec<QueueItem>, config: &Config) -> Plan {
+    let tasks = items
+        .into_iter()
+        .map(|item| {
+            let mut task = super::model::Task {
+                name: item.name,
+                description: item.description,
+                scope: item.scope,
+                gate: item.gate,
+                depends_on: item
+                    .depends_on
+                    .into_iter()
+                    .map(|(plan, task)| format!("{plan}/{task}"))
+                    .collect(),
+                invariants: item.invariants,
+                retry_max: item.retry_max,
+                harness: item
+                    .harness
+                    .unwrap_or_else(|| config.reconcile.default_harness.clone()),
+                model: item.model,
+                timeout: item.timeout,
+                paths: item.paths,
+                reset: 0,
+                sim: None,
+                generation: String::new(),
+                line: 1,
+            };
+            task.generation = super::generation::of(&task);
+            task
+        })
+        .collect();
+    Plan {
+        id: QUEUE_PLAN.to_owned(),
+        file: "planning/queue/done".to_owned(),
+        name: "Queue".to_owned(),
+        base_branch: config.reconcile.base_branch.clone(),
+        state: super::model::PlanState::Active,
+        token_budget: None,
+        default_harness: None,
+        isolation: super::model::Isolation::Worktree,
+        tasks,
     }
 }
 

@@ -11,7 +11,6 @@
 use std::path::PathBuf;
 
 use gix::ObjectId;
-use gix::bstr::BString;
 
 use crate::git::{GitError, Repo};
 
@@ -123,25 +122,8 @@ pub fn record(
         branch: branch.to_owned(),
         source,
     };
-    // Refuse before changing anything if the branch's checkout is dirty.
-    let checkout = match repo.checkout_of(branch)? {
-        Some(path) => Some((Repo::discover(&path)?, path)),
-        None => None,
-    };
-    if let Some((worktree, path)) = &checkout
-        && worktree.is_dirty()?
-    {
-        return Err(RecordError::Deferred {
-            branch: branch.to_owned(),
-            worktree: path.clone(),
-        });
-    }
     let gix = repo.gix();
-    let base_tree = gix
-        .find_commit(expected)
-        .and_then(|c| c.tree_id())
-        .map_err(write_err)?
-        .detach();
+    let base_tree = repo.tree_of(expected)?;
     let mut editor = gix.edit_tree(base_tree).map_err(write_err)?;
     for change in changes {
         match &change.content {
@@ -160,49 +142,33 @@ pub fn record(
     if tree == base_tree {
         return Ok(Outcome::Unchanged);
     }
-    let signature = repo.signature();
-    let commit = gix::objs::Commit {
-        tree,
-        parents: [expected].into_iter().collect(),
-        author: signature.clone(),
-        committer: signature,
-        encoding: None,
-        message: BString::from(message.render()),
-        extra_headers: Vec::new(),
-    };
-    let new = gix.write_object(&commit).map_err(write_err)?.detach();
-    repo.compare_and_swap(
-        branch,
-        expected,
-        new,
-        &format!("converge: {}", message.action),
-    )
-    .map_err(|e| match e {
-        GitError::Conflict { found, .. } => RecordError::Conflict {
-            branch: branch.to_owned(),
-            expected: expected.to_string(),
-            found,
-        },
-        other => RecordError::Git(other),
-    })?;
-    if let Some((worktree, path)) = &checkout {
-        let files: Vec<(&str, Option<&[u8]>)> = changes
-            .iter()
-            .map(|c| (c.path.as_str(), c.content.as_deref()))
-            .collect();
-        worktree
-            .write_and_stage(&files)
-            .map_err(|source| match source {
-                GitError::Io { source, .. } => RecordError::Worktree {
-                    worktree: path.clone(),
-                    source,
-                },
-                other => RecordError::Git(other),
-            })?;
-    }
+    let new = repo.write_commit(tree, &[expected], &message.render())?;
+    let advanced = repo
+        .advance_branch(
+            branch,
+            expected,
+            new,
+            &format!("converge: {}", message.action),
+        )
+        .map_err(|e| match e {
+            GitError::Conflict { found, .. } => RecordError::Conflict {
+                branch: branch.to_owned(),
+                expected: expected.to_string(),
+                found,
+            },
+            GitError::Dirty { worktree, .. } => RecordError::Deferred {
+                branch: branch.to_owned(),
+                worktree,
+            },
+            GitError::Io { path, source } => RecordError::Worktree {
+                worktree: path,
+                source,
+            },
+            other => RecordError::Git(other),
+        })?;
     Ok(Outcome::Committed {
         commit: new,
-        worktree: checkout.map(|(_, path)| path),
+        worktree: advanced.worktree,
     })
 }
 

@@ -6,7 +6,6 @@ use std::fmt::Write;
 
 use crate::decide::{ActionKind, Decision, Reason, TaskReport};
 use crate::spec::Spec;
-use crate::time::Timestamp;
 
 use super::model::{Phase, Status};
 
@@ -62,7 +61,7 @@ impl Section {
                 "Failed an attempt; converge retries after a backoff, with the failure in the next prompt."
             }
             Section::Running => "An agent is working, or converge is checking what it did.",
-            Section::Blocked => "A dependency escalated or was cancelled.",
+            Section::Blocked => "A dependency escalated or is itself blocked.",
             Section::Ready => "Ready to start or to merge; waiting only for a slot.",
             Section::Queued => {
                 "Waiting for dependencies, a draft or paused plan, or promotion from the queue."
@@ -92,14 +91,11 @@ fn section_of(report: &TaskReport) -> Section {
     }
 }
 
-/// Renders STATUS.md. `spec_commit` is the planning commit the tick read.
-pub fn status_md(
-    spec: &Spec,
-    status: &Status,
-    decision: &Decision,
-    spec_commit: &str,
-    now: Timestamp,
-) -> String {
+/// Renders STATUS.md from the state after a tick: `decision` is what the next
+/// tick would do. Nothing here depends on the clock or on the commit the tick
+/// read, so a tick that changes nothing renders the same bytes (and writes no
+/// commit); the commit itself says when and from which planning commit.
+pub fn status_md(spec: &Spec, status: &Status, decision: &Decision) -> String {
     let mut sections: std::collections::BTreeMap<Section, Vec<String>> =
         std::collections::BTreeMap::new();
     for report in &decision.report {
@@ -152,11 +148,7 @@ pub fn status_md(
             ),
             Section::Blocked => format!("**{key}** — {}.", report.reason),
             Section::Ready | Section::Queued => match report.action {
-                Some(kind) => format!(
-                    "{key} — {}; {} on this tick.",
-                    report.reason,
-                    past_tense(kind)
-                ),
+                Some(kind) => format!("{key} — {}; next: {}.", report.reason, kind.as_str()),
                 None => format!("{key} — {}.", report.reason),
             },
             Section::Merged => match st.and_then(|s| s.merged_as.as_deref()) {
@@ -168,7 +160,7 @@ pub fn status_md(
     }
     for (item, _, reason) in &decision.queue {
         let what = match reason {
-            Reason::Queued => "promoted into the `queue` plan on this tick".to_owned(),
+            Reason::Queued => "next: promote into the `queue` plan".to_owned(),
             other => format!("waiting to be promoted: {other}"),
         };
         sections
@@ -185,8 +177,7 @@ pub fn status_md(
         .collect();
     let _ = writeln!(
         out,
-        "Planning commit `{}` · {now}\n\n{}\n",
-        short(spec_commit),
+        "{}\n",
         if counts.is_empty() {
             "Nothing to do.".to_owned()
         } else {
@@ -224,20 +215,6 @@ pub fn status_md(
     out.truncate(out.trim_end().len());
     out.push('\n');
     out
-}
-
-fn past_tense(kind: ActionKind) -> &'static str {
-    match kind {
-        ActionKind::Reap => "reaped",
-        ActionKind::Cancel => "cancelled",
-        ActionKind::Gate => "checked",
-        ActionKind::Merge => "merged",
-        ActionKind::Retry => "retried",
-        ActionKind::Escalate => "escalated",
-        ActionKind::Dispatch => "dispatched",
-        ActionKind::Promote => "promoted",
-        ActionKind::Cleanup => "cleaned up",
-    }
 }
 
 fn short(sha: &str) -> &str {

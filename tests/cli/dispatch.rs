@@ -31,6 +31,7 @@ fn attempt<'a>(key: &'a TaskKey, number: u32, fork: &str) -> Attempt<'a> {
         deadline: Timestamp::from_unix(Timestamp::now().unix() + 120),
         generation: "g".into(),
         harness: "mine".into(),
+        brief: b"{}".to_vec(),
     }
 }
 

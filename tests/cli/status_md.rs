@@ -180,13 +180,7 @@ fn status_md_has_a_section_for_every_state() {
         dispatches_per_hour: 20,
     };
     let decision = decide(&spec, &obs, &status, now, &limits);
-    let text = status_md(
-        &spec,
-        &status,
-        &decision,
-        "fedcba9876543210fedcba9876543210fedcba98",
-        now,
-    );
+    let text = status_md(&spec, &status, &decision);
     for section in [
         "Awaiting approval",
         "Escalated",

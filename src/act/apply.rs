@@ -1,0 +1,1005 @@
+//! One function per action (DESIGN §4). Each carries out its side effects
+//! idempotently and updates the status the tick will record. An action that
+//! cannot proceed because a human's worktree is dirty is `Deferred`, with
+//! nothing changed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gix::ObjectId;
+
+use crate::agent::{Brief, Secret};
+use crate::decide::{Action, Reason};
+use crate::git::{GitError, Repo, TrialMerge};
+use crate::harness;
+use crate::observe::TaskKey;
+use crate::observe::runs::{self, ExitRecord, run_dir};
+use crate::spec::{Backoff, Decision as Verdict, Gate, Plan, Spec, Task};
+use crate::status::{AttemptRecord, Evidence, Failure, Phase, Status, TaskStatus};
+use crate::time::Timestamp;
+
+use super::check::{CheckResult, run_check};
+use super::dispatch::{self, Attempt, DispatchError, worktree_path};
+
+/// Everything the actions of one tick share.
+pub struct ActCtx<'a> {
+    pub repo: &'a Repo,
+    pub spec: &'a Spec,
+    pub secret: &'a Secret,
+    /// The converge executable (supervisor and `sim` agent).
+    pub converge: &'a Path,
+    pub now: Timestamp,
+    /// Where the agent's allowed environment variables are read from.
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    pub base_branch: String,
+    /// The base tip; moves when this tick merges.
+    pub base_tip: ObjectId,
+}
+
+impl std::fmt::Debug for ActCtx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActCtx")
+            .field("base_branch", &self.base_branch)
+            .field("base_tip", &self.base_tip)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an action did, for the tick's output and commit message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// One line for people: `dispatch auth/login (attempt 1)`.
+    pub line: String,
+    /// Files the status commit must also change (queue moves).
+    pub files: Vec<(String, Option<Vec<u8>>)>,
+    /// Set when the action could not proceed and changed nothing.
+    pub deferred: Option<String>,
+}
+
+impl Applied {
+    fn done(line: String) -> Applied {
+        Applied {
+            line,
+            files: Vec::new(),
+            deferred: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Dispatch(#[from] DispatchError),
+    #[error(transparent)]
+    Run(#[from] runs::RunError),
+    #[error(transparent)]
+    Record(#[from] super::run::RunError),
+    #[error(transparent)]
+    Harness(#[from] harness::HarnessError),
+    #[error("the base branch {branch} moved while merging; the tick is recomputed")]
+    BaseMoved { branch: String },
+    #[error("task {key} is not in the spec")]
+    UnknownTask { key: TaskKey },
+}
+
+/// Carries out one action.
+pub fn apply(
+    ctx: &mut ActCtx<'_>,
+    status: &mut Status,
+    action: &Action,
+) -> Result<Applied, ActError> {
+    match action {
+        Action::Reap {
+            key,
+            attempt,
+            reason,
+        } => reap(ctx, status, key, *attempt, reason),
+        Action::Cancel {
+            key,
+            attempt,
+            reason,
+        } => cancel(ctx, status, key, *attempt, reason),
+        Action::Gate { key, attempt } => gate(ctx, status, key, *attempt),
+        Action::Merge { key, head } => merge(ctx, status, key, head),
+        Action::Retry {
+            key,
+            attempt,
+            reason,
+        } => start(ctx, status, key, *attempt, Some(reason)),
+        Action::Escalate { key, reason } => Ok(escalate(ctx, status, key, reason)),
+        Action::Dispatch { key, attempt } => start(ctx, status, key, *attempt, None),
+        Action::Promote { item } => promote(ctx, item),
+        Action::Cleanup { key } => cleanup(ctx, status, key),
+    }
+}
+
+fn task_of<'s>(spec: &'s Spec, key: &TaskKey) -> Result<(&'s Plan, &'s Task), ActError> {
+    spec.plans
+        .get(&key.plan)
+        .and_then(|p| p.task(&key.task).map(|t| (p, t)))
+        .ok_or_else(|| ActError::UnknownTask { key: key.clone() })
+}
+
+fn entry<'s>(status: &'s mut Status, key: &TaskKey) -> &'s mut TaskStatus {
+    status
+        .plans
+        .entry(key.plan.clone())
+        .or_default()
+        .tasks
+        .entry(key.task.clone())
+        .or_default()
+}
+
+/// The wait before retry `failures + 1`: `base * factor^(failures-1)`, at most `max`.
+pub fn backoff_delay(backoff: &Backoff, failures: u32) -> Duration {
+    let exponent = i32::try_from(failures.saturating_sub(1)).unwrap_or(i32::MAX);
+    let secs = backoff.base.as_secs_f64() * backoff.factor.powi(exponent);
+    let max = backoff.max.as_secs_f64();
+    Duration::from_secs_f64(if secs.is_finite() { secs.min(max) } else { max })
+}
+
+/// Records a failed attempt: the failure, the count, the backoff.
+fn fail(ctx: &ActCtx<'_>, st: &mut TaskStatus, attempt: u32, failure: Failure) {
+    st.failures += 1;
+    st.phase = Phase::Failed;
+    st.next_eligible_at = Some(ctx.now.plus(backoff_delay(
+        &ctx.spec.config.reconcile.backoff,
+        st.failures,
+    )));
+    finish_attempt(st, attempt, ctx.now, &failure.reason);
+    st.last_failure = Some(Failure { attempt, ..failure });
+}
+
+fn finish_attempt(st: &mut TaskStatus, attempt: u32, now: Timestamp, outcome: &str) {
+    if let Some(record) = st.attempts.iter_mut().find(|a| a.number == attempt) {
+        record.ended_at.get_or_insert(now);
+        record.outcome = Some(outcome.to_owned());
+    }
+}
+
+fn tail_of(path: &Path, lines: usize) -> Option<String> {
+    let text = std::fs::read(path).ok()?;
+    let text = String::from_utf8_lossy(&text);
+    let all: Vec<&str> = text.lines().collect();
+    let kept = all[all.len().saturating_sub(lines)..].join("\n");
+    (!kept.trim().is_empty()).then_some(kept)
+}
+
+/// Kills the run's supervisor and agent process groups, if they are still the
+/// processes the lease names.
+fn kill_run(dir: &Path) -> Result<(), ActError> {
+    let Some(lease) = runs::read_lease(dir)? else {
+        return Ok(());
+    };
+    let kill = rustix::process::Signal::KILL;
+    if let Some(agent) = lease.agent_pid
+        && is_group_leader(agent)
+    {
+        super::run::signal_group(agent, kill);
+    }
+    if runs::process_alive(lease.pid, lease.start_ticks) {
+        super::run::signal_group(lease.pid, kill);
+    }
+    Ok(())
+}
+
+/// Whether `pid` is alive and leads its own process group (as converge's agents
+/// do), so that signalling the group cannot hit an unrelated process.
+fn is_group_leader(pid: u32) -> bool {
+    let Some(raw) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    runs::process_alive(pid, None)
+        && rustix::process::getpgid(Some(raw)).is_ok_and(|group| group == raw)
+}
+
+/// Writes the exit record the supervisor could not write.
+fn write_exit(dir: &Path, now: Timestamp, timed_out: bool) -> Result<(), ActError> {
+    if runs::read_exit(dir)?.is_some() {
+        return Ok(());
+    }
+    let record = ExitRecord {
+        exit_code: None,
+        signal: Some(9),
+        ended_at: now,
+        timed_out,
+        spawn_error: None,
+    };
+    let bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();
+    super::run::write_record(&dir.join("exit.json"), &bytes)?;
+    Ok(())
+}
+
+fn reap(
+    ctx: &mut ActCtx<'_>,
+    status: &mut Status,
+    key: &TaskKey,
+    attempt: u32,
+    reason: &Reason,
+) -> Result<Applied, ActError> {
+    let dir = run_dir(ctx.repo.common_dir(), key, attempt);
+    kill_run(&dir)?;
+    let timed_out = matches!(reason, Reason::Timeout);
+    write_exit(&dir, ctx.now, timed_out)?;
+    let st = entry(status, key);
+    st.attempt = st.attempt.max(attempt);
+    let (code, message) = if timed_out {
+        (
+            "timeout",
+            "the attempt ran past its deadline; its processes were killed",
+        )
+    } else {
+        (
+            "agent-vanished",
+            "the agent's process disappeared without `converge done`",
+        )
+    };
+    fail(
+        ctx,
+        st,
+        attempt,
+        Failure {
+            attempt,
+            reason: code.into(),
+            message: message.into(),
+            output_tail: tail_of(&dir.join("agent.log"), super::check::TAIL_LINES),
+        },
+    );
+    Ok(Applied::done(format!(
+        "reap {key} (attempt {attempt}): {reason}"
+    )))
+}
+
+fn cancel(
+    ctx: &mut ActCtx<'_>,
+    status: &mut Status,
+    key: &TaskKey,
+    attempt: u32,
+    reason: &Reason,
+) -> Result<Applied, ActError> {
+    let dir = run_dir(ctx.repo.common_dir(), key, attempt);
+    kill_run(&dir)?;
+    write_exit(&dir, ctx.now, false)?;
+    match reason {
+        Reason::RemovedFromPlan => {
+            // The task is gone from its plan: so is its status. Cleanup keeps its
+            // work under refs/converge/attempts/ and removes the worktree.
+            if let Some(plan) = status.plans.get_mut(&key.plan) {
+                plan.tasks.remove(&key.task);
+            }
+        }
+        _ => {
+            let st = entry(status, key);
+            st.phase = Phase::Cancelled;
+            finish_attempt(st, attempt, ctx.now, "cancelled");
+        }
+    }
+    Ok(Applied::done(format!(
+        "cancel {key} (attempt {attempt}): {reason}"
+    )))
+}
+
+fn escalate(ctx: &ActCtx<'_>, status: &mut Status, key: &TaskKey, reason: &Reason) -> Applied {
+    let st = entry(status, key);
+    if matches!(reason, Reason::Rejected) {
+        st.failures += 1;
+        st.last_failure = Some(rejection(ctx.spec, key, st.attempt));
+    }
+    st.phase = Phase::Escalated;
+    st.next_eligible_at = None;
+    Applied::done(format!("escalate {key}: {reason}"))
+}
+
+/// The failure a human's rejection stands for.
+fn rejection(spec: &Spec, key: &TaskKey, attempt: u32) -> Failure {
+    let approval = spec.approvals.get(&(key.plan.clone(), key.task.clone()));
+    Failure {
+        attempt,
+        reason: "rejected".into(),
+        message: approval.and_then(|a| a.reason.clone()).map_or_else(
+            || "a reviewer rejected the work".to_owned(),
+            |r| format!("a reviewer rejected the work: {r}"),
+        ),
+        output_tail: None,
+    }
+}
+
+/// Dispatch (first attempt) and retry (later ones).
+fn start(
+    ctx: &mut ActCtx<'_>,
+    status: &mut Status,
+    key: &TaskKey,
+    attempt: u32,
+    reason: Option<&Reason>,
+) -> Result<Applied, ActError> {
+    let (plan, task) = task_of(ctx.spec, key)?;
+    let config = &ctx.spec.config;
+    let st = entry(status, key);
+    if matches!(reason, Some(Reason::Rejected)) {
+        st.failures += 1;
+        st.last_failure = Some(rejection(ctx.spec, key, st.attempt));
+    }
+    if st.generation != task.generation {
+        // An edited task starts over: earlier failures were of another spec.
+        st.failures = 0;
+        if matches!(reason, Some(Reason::SpecChanged)) {
+            st.last_failure = None;
+        }
+    }
+    let previous = match reason {
+        Some(_) => st.last_failure.clone(),
+        None => None,
+    };
+    let Some(harness_def) = config.harnesses.get(&task.harness) else {
+        return Err(ActError::UnknownTask { key: key.clone() });
+    };
+    let common = ctx.repo.common_dir().to_owned();
+    let run = run_dir(&common, key, attempt);
+    let worktree = worktree_path(&common, key);
+    let launch = harness::launch(
+        harness_def,
+        &run.join("prompt.md"),
+        &worktree,
+        &key.to_string(),
+        ctx.converge,
+    )?;
+    let prompt = harness::prompt(
+        &ctx.spec.goal,
+        plan,
+        task,
+        config,
+        attempt,
+        previous.as_ref(),
+    );
+    let brief = Brief {
+        task: key.to_string(),
+        attempt,
+        invariants: task
+            .invariants
+            .iter()
+            .filter_map(|n| config.invariants.get(n).cloned())
+            .collect(),
+        sim: task.sim.clone(),
+    };
+    let timeout = task.timeout.unwrap_or(config.reconcile.task_timeout);
+    let started = dispatch::dispatch(
+        ctx.repo,
+        ctx.secret,
+        &Attempt {
+            key,
+            attempt,
+            fork: ctx.base_tip,
+            launch,
+            env: harness::agent_env(config, ctx.env, &[]),
+            prompt,
+            deadline: ctx.now.plus(timeout),
+            generation: task.generation.clone(),
+            harness: task.harness.clone(),
+            brief: serde_json::to_vec_pretty(&brief).unwrap_or_default(),
+        },
+        ctx.converge,
+    )?;
+    st.phase = Phase::Running;
+    st.attempt = attempt;
+    st.generation = task.generation.clone();
+    st.branch = Some(key.branch());
+    st.head = Some(ctx.base_tip.to_string());
+    st.merged_as = None;
+    st.next_eligible_at = None;
+    st.gate.clear();
+    if !st.attempts.iter().any(|a| a.number == attempt) {
+        st.attempts.push(AttemptRecord {
+            number: attempt,
+            generation: task.generation.clone(),
+            started_at: ctx.now,
+            ended_at: None,
+            outcome: None,
+            tokens_in: 0,
+            tokens_out: 0,
+            cost_usd: 0.0,
+        });
+    }
+    let verb = if reason.is_some() {
+        "retry"
+    } else {
+        "dispatch"
+    };
+    let adopted = if started.adopted { ", adopted" } else { "" };
+    let why = reason.map(|r| format!(": {r}")).unwrap_or_default();
+    Ok(Applied::done(format!(
+        "{verb} {key} (attempt {attempt}, {harness}{adopted}){why}",
+        harness = task.harness
+    )))
+}
+
+/// Why a gate failed before any invariant ran.
+fn precheck(
+    exit: Option<&ExitRecord>,
+    done: bool,
+    head: ObjectId,
+    fork: Option<ObjectId>,
+) -> Option<(&'static str, String)> {
+    let Some(exit) = exit else {
+        return Some((
+            "agent-vanished",
+            "the agent's process disappeared without recording its exit".into(),
+        ));
+    };
+    if let Some(error) = &exit.spawn_error {
+        return Some((
+            "spawn-failed",
+            format!("the agent could not start: {error}"),
+        ));
+    }
+    if exit.timed_out {
+        return Some((
+            "timeout",
+            "the attempt ran past its deadline; its processes were killed".into(),
+        ));
+    }
+    let code = exit
+        .exit_code
+        .map_or_else(|| "a signal".to_owned(), |c| format!("code {c}"));
+    if !done {
+        return Some((
+            "no-done",
+            format!("the agent exited ({code}) without running `converge done`"),
+        ));
+    }
+    if exit.exit_code != Some(0) {
+        return Some((
+            "agent-failed",
+            format!("the agent ran `converge done` but exited with {code}"),
+        ));
+    }
+    if fork == Some(head) {
+        return Some((
+            "no-changes",
+            "the attempt changed nothing: the task branch is still at its fork".into(),
+        ));
+    }
+    None
+}
+
+/// Files the attempt changed that it may not: protected paths, and paths
+/// outside the task's `paths` globs.
+fn path_violations(task: &Task, changed: &[String]) -> Result<Vec<String>, globset::Error> {
+    let mut builder = globset::GlobSetBuilder::new();
+    for pattern in &task.paths {
+        builder.add(
+            globset::GlobBuilder::new(pattern.trim_start_matches("./"))
+                .literal_separator(true)
+                .build()?,
+        );
+    }
+    let allowed = builder.build()?;
+    Ok(changed
+        .iter()
+        .filter_map(|path| {
+            let protected = crate::spec::paths::PROTECTED
+                .iter()
+                .any(|p| path.starts_with(p));
+            if protected {
+                Some(format!("{path} (protected)"))
+            } else if !task.paths.is_empty() && !allowed.is_match(path) {
+                Some(format!("{path} (outside `paths`)"))
+            } else {
+                None
+            }
+        })
+        .collect())
+}
+
+fn evidence(result: &CheckResult, tree: ObjectId) -> Evidence {
+    Evidence {
+        passed: result.passed,
+        exit_code: result.exit_code,
+        advisory: result.advisory,
+        duration_ms: u64::try_from(result.duration.as_millis()).unwrap_or(u64::MAX),
+        tree: tree.to_string(),
+        output_tail: result.output_tail.clone(),
+        log_digest: result.log_digest.clone(),
+    }
+}
+
+fn gate(
+    ctx: &mut ActCtx<'_>,
+    status: &mut Status,
+    key: &TaskKey,
+    attempt: u32,
+) -> Result<Applied, ActError> {
+    let (_, task) = task_of(ctx.spec, key)?;
+    let common = ctx.repo.common_dir().to_owned();
+    let dir = run_dir(&common, key, attempt);
+    let worktree = worktree_path(&common, key);
+    let record = runs::read_run(&dir, key, attempt, ctx.secret)?;
+    let exit = runs::read_exit(&dir)?;
+    let done = matches!(
+        record.obs.state,
+        crate::observe::RunState::Exited { done: true, .. }
+    );
+    let fork = record
+        .lease
+        .as_ref()
+        .and_then(|l| ObjectId::from_hex(l.fork.as_bytes()).ok());
+    // Work the agent left uncommitted is committed, so nothing is lost and the
+    // gate judges exactly what would merge.
+    let mut leftovers = false;
+    if worktree.exists() {
+        let wt = Repo::discover(&worktree)?;
+        if wt.head_branch()?.as_deref() == Some(key.branch().as_str()) {
+            let message = format!("converge: leftovers of {key} (attempt {attempt})");
+            leftovers = wt.commit_leftovers(&message)?.is_some();
+        }
+    }
+    let branch = key.branch();
+    let Some(head) = ctx.repo.branch_tip(&branch)? else {
+        let st = entry(status, key);
+        st.attempt = st.attempt.max(attempt);
+        fail(
+            ctx,
+            st,
+            attempt,
+            Failure {
+                attempt,
+                reason: "branch-missing".into(),
+                message: format!("the task branch {branch} is gone"),
+                output_tail: None,
+            },
+        );
+        return Ok(Applied::done(format!(
+            "gate {key} (attempt {attempt}): failed, the branch is gone"
+        )));
+    };
+    let st_head = head.to_string();
+    if let Some((code, message)) = precheck(exit.as_ref(), done, head, fork) {
+        let st = entry(status, key);
+        st.attempt = st.attempt.max(attempt);
+        st.head = Some(st_head);
+        fail(
+            ctx,
+            st,
+            attempt,
+            Failure {
+                attempt,
+                reason: code.into(),
+                message: message.clone(),
+                output_tail: tail_of(&dir.join("agent.log"), super::check::TAIL_LINES),
+            },
+        );
+        return Ok(Applied::done(format!(
+            "gate {key} (attempt {attempt}): failed, {message}"
+        )));
+    }
+    if let Some(fork) = fork {
+        let changed: Vec<String> = ctx
+            .repo
+            .changed_files(fork, head)?
+            .into_iter()
+            .map(|(path, _)| path)
+            .collect();
+        let violations = path_violations(task, &changed).unwrap_or_default();
+        if !violations.is_empty() {
+            let message = format!(
+                "the attempt changed files it may not: {}",
+                violations.join(", ")
+            );
+            let st = entry(status, key);
+            st.attempt = st.attempt.max(attempt);
+            st.head = Some(st_head);
+            fail(
+                ctx,
+                st,
+                attempt,
+                Failure {
+                    attempt,
+                    reason: "forbidden-paths".into(),
+                    message: message.clone(),
+                    output_tail: None,
+                },
+            );
+            return Ok(Applied::done(format!(
+                "gate {key} (attempt {attempt}): failed, {message}"
+            )));
+        }
+    }
+    let tree = ctx.repo.tree_of(head)?;
+    let mut results = Vec::new();
+    for name in &task.invariants {
+        if let Some(invariant) = ctx.spec.config.invariants.get(name) {
+            results.push(run_check(invariant, &worktree, Some(&dir.join("gate"))));
+        }
+    }
+    let st = entry(status, key);
+    st.attempt = st.attempt.max(attempt);
+    st.head = Some(st_head);
+    st.gate = results
+        .iter()
+        .map(|r| (r.name.clone(), evidence(r, tree)))
+        .collect();
+    let leftover_note = if leftovers {
+        " (committed leftovers)"
+    } else {
+        ""
+    };
+    if let Some(failed) = results.iter().find(|r| r.blocks()) {
+        let message = format!("invariant `{}` failed: {}", failed.name, failed.ending);
+        fail(
+            ctx,
+            st,
+            attempt,
+            Failure {
+                attempt,
+                reason: "invariant-failed".into(),
+                message: message.clone(),
+                output_tail: Some(failed.output_tail.clone()).filter(|t| !t.is_empty()),
+            },
+        );
+        return Ok(Applied::done(format!(
+            "gate {key} (attempt {attempt}){leftover_note}: failed, {message}"
+        )));
+    }
+    st.phase = match task.gate {
+        Gate::Auto => Phase::Passed,
+        Gate::HumanReview | Gate::HumanApprove => Phase::AwaitingApproval,
+    };
+    st.next_eligible_at = None;
+    finish_attempt(st, attempt, ctx.now, "passed");
+    let checks = if results.is_empty() {
+        "no invariants".to_owned()
+    } else {
+        results
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r.name,
+                    if r.passed {
+                        "passed"
+                    } else {
+                        "failed (advisory)"
+                    }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let next = match task.gate {
+        Gate::Auto => "",
+        _ => "; awaiting approval",
+    };
+    Ok(Applied::done(format!(
+        "gate {key} (attempt {attempt}){leftover_note}: passed ({checks}){next}"
+    )))
+}
+
+/// Where the merge result is checked out for `[merge].invariants`.
+fn merge_check_path(common: &Path, key: &TaskKey) -> PathBuf {
+    common
+        .join("converge")
+        .join("merge-checks")
+        .join(format!("{}--{}", key.plan, key.task))
+}
+
+fn merge(
+    ctx: &mut ActCtx<'_>,
+    status: &mut Status,
+    key: &TaskKey,
+    head: &str,
+) -> Result<Applied, ActError> {
+    let (plan, task) = task_of(ctx.spec, key)?;
+    let branch = key.branch();
+    let tip = ctx.repo.branch_tip(&branch)?;
+    let attempt = status.task(&key.plan, &key.task).map_or(0, |s| s.attempt);
+    let wanted = ObjectId::from_hex(head.as_bytes()).ok();
+    let Some(head_id) = tip.filter(|t| Some(*t) == wanted) else {
+        // The branch moved after its gate: what passed is not what would merge.
+        let st = entry(status, key);
+        fail(
+            ctx,
+            st,
+            attempt,
+            Failure {
+                attempt,
+                reason: "branch-moved".into(),
+                message: format!(
+                    "{branch} moved after its invariants passed; the work is checked again on a new attempt"
+                ),
+                output_tail: None,
+            },
+        );
+        return Ok(Applied::done(format!(
+            "merge {key}: refused, the branch moved after its gate"
+        )));
+    };
+    let base = ctx.base_tip;
+    let tree = match ctx.repo.trial_merge(base, head_id)? {
+        TrialMerge::Clean { tree } => tree,
+        TrialMerge::Conflicts { paths } => {
+            let message = format!(
+                "merging into {} conflicts in {}; the next attempt starts from the new base",
+                ctx.base_branch,
+                paths.join(", ")
+            );
+            let st = entry(status, key);
+            fail(
+                ctx,
+                st,
+                attempt,
+                Failure {
+                    attempt,
+                    reason: "merge-conflict".into(),
+                    message: message.clone(),
+                    output_tail: None,
+                },
+            );
+            return Ok(Applied::done(format!("merge {key}: {message}")));
+        }
+    };
+    let approval = ctx
+        .spec
+        .approvals
+        .get(&(key.plan.clone(), key.task.clone()))
+        .filter(|a| a.decision == Verdict::Approve && a.commit == head);
+    let mut message = format!(
+        "converge: merge {key} (attempt {attempt})\n\n{}\n\n",
+        first_line(&task.description)
+    );
+    if let Some(a) = approval {
+        message.push_str(&format!(
+            "Approved-by: {}\n",
+            a.by.as_deref().unwrap_or("a reviewer")
+        ));
+    }
+    message.push_str(&format!(
+        "Converge-Action: merge\nConverge-Plan: {}\nConverge-Task: {}\nConverge-Attempt: {attempt}\n",
+        plan.id, task.name
+    ));
+    let commit = ctx.repo.write_commit(tree, &[base, head_id], &message)?;
+
+    let merge_invariants = &ctx.spec.config.merge.invariants;
+    if !merge_invariants.is_empty() {
+        let common = ctx.repo.common_dir().to_owned();
+        let path = merge_check_path(&common, key);
+        remove_checkout(ctx.repo, &path)?;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| GitError::Io {
+                path: parent.to_owned(),
+                source,
+            })?;
+        }
+        ctx.repo.add_detached_worktree(&path, commit)?;
+        let log_dir = run_dir(&common, key, attempt).join("merge");
+        let results: Vec<CheckResult> = merge_invariants
+            .iter()
+            .filter_map(|n| ctx.spec.config.invariants.get(n))
+            .map(|inv| run_check(inv, &path, Some(&log_dir)))
+            .collect();
+        remove_checkout(ctx.repo, &path)?;
+        if let Some(failed) = results.iter().find(|r| r.blocks()) {
+            let message = format!(
+                "merge invariant `{}` failed on the merge result: {}",
+                failed.name, failed.ending
+            );
+            let st = entry(status, key);
+            fail(
+                ctx,
+                st,
+                attempt,
+                Failure {
+                    attempt,
+                    reason: "merge-invariant-failed".into(),
+                    message: message.clone(),
+                    output_tail: Some(failed.output_tail.clone()).filter(|t| !t.is_empty()),
+                },
+            );
+            return Ok(Applied::done(format!("merge {key}: {message}")));
+        }
+    }
+
+    match ctx.repo.advance_branch(
+        &ctx.base_branch,
+        base,
+        commit,
+        &format!("converge: merge {key}"),
+    ) {
+        Ok(_) => {}
+        Err(GitError::Dirty { worktree, .. }) => {
+            return Ok(Applied {
+                line: format!("merge {key}: deferred"),
+                files: Vec::new(),
+                deferred: Some(format!(
+                    "{} is checked out in {} with uncommitted changes; converge does not touch a dirty worktree. Commit or stash them.",
+                    ctx.base_branch,
+                    worktree.display()
+                )),
+            });
+        }
+        Err(GitError::Conflict { .. }) => {
+            return Err(ActError::BaseMoved {
+                branch: ctx.base_branch.clone(),
+            });
+        }
+        Err(other) => return Err(other.into()),
+    }
+    ctx.base_tip = commit;
+    let st = entry(status, key);
+    st.phase = Phase::Merged;
+    st.merged_as = Some(commit.to_string());
+    st.next_eligible_at = None;
+    finish_attempt(st, attempt, ctx.now, "merged");
+    Ok(Applied::done(format!(
+        "merge {key} (attempt {attempt}) into {} as {}",
+        ctx.base_branch,
+        &commit.to_string()[..7]
+    )))
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+}
+
+/// Removes a checkout converge made, registered or not.
+fn remove_checkout(repo: &Repo, path: &Path) -> Result<(), ActError> {
+    let registered = repo.linked_worktrees()?.into_iter().any(|(p, _)| {
+        p == path
+            || (p
+                .canonicalize()
+                .ok()
+                .is_some_and(|c| Some(c) == path.canonicalize().ok()))
+    });
+    if registered {
+        repo.remove_worktree(path)?;
+    } else if path.exists() {
+        std::fs::remove_dir_all(path).map_err(|source| GitError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+fn promote(ctx: &mut ActCtx<'_>, item: &str) -> Result<Applied, ActError> {
+    let from = format!("planning/queue/{item}.md");
+    let to = format!("planning/queue/done/{item}.md");
+    let content = ctx.repo.read_blob_at(ctx.base_tip, &from)?;
+    let Some(content) = content else {
+        return Ok(Applied::done(format!("promote {item}: already promoted")));
+    };
+    Ok(Applied {
+        line: format!("promote queue item {item} into the `queue` plan"),
+        files: vec![(from, None), (to, Some(content))],
+        deferred: None,
+    })
+}
+
+fn cleanup(ctx: &mut ActCtx<'_>, status: &mut Status, key: &TaskKey) -> Result<Applied, ActError> {
+    let common = ctx.repo.common_dir().to_owned();
+    let worktree = worktree_path(&common, key);
+    let branch = key.branch();
+    let merged = status
+        .task(&key.plan, &key.task)
+        .is_some_and(|s| s.phase == Phase::Merged || s.merged_as.is_some());
+    // Unmerged work (a cancelled task) is committed and kept reachable.
+    if !merged && worktree.exists() {
+        let wt = Repo::discover(&worktree)?;
+        if wt.head_branch()?.as_deref() == Some(branch.as_str()) {
+            wt.commit_leftovers(&format!("converge: leftovers of {key} before cleanup"))?;
+        }
+    }
+    remove_checkout(ctx.repo, &worktree)?;
+    if let Some(head) = ctx.repo.branch_tip(&branch)? {
+        if !ctx.repo.is_ancestor(head, ctx.base_tip)? {
+            let attempt = status.task(&key.plan, &key.task).map_or(0, |s| s.attempt);
+            let keep = format!("refs/converge/attempts/{}/{}/{attempt}", key.plan, key.task);
+            if ctx.repo.ref_target(&keep)?.is_none() {
+                ctx.repo
+                    .create_ref(&keep, head, "converge: keep work of a removed task")?;
+            }
+        }
+        ctx.repo.delete_branch(&branch, head)?;
+    }
+    let in_spec = ctx
+        .spec
+        .plans
+        .get(&key.plan)
+        .is_some_and(|p| p.task(&key.task).is_some());
+    if !in_spec && let Some(plan) = status.plans.get_mut(&key.plan) {
+        plan.tasks.remove(&key.task);
+    }
+    Ok(Applied::done(format!(
+        "cleanup {key}: removed its worktree and branch"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_by_the_factor_up_to_the_maximum() {
+        let b = Backoff {
+            base: Duration::from_secs(30),
+            factor: 2.0,
+            max: Duration::from_secs(300),
+        };
+        let delays: Vec<u64> = (1..=6).map(|n| backoff_delay(&b, n).as_secs()).collect();
+        assert_eq!(delays, [30, 60, 120, 240, 300, 300]);
+        assert_eq!(backoff_delay(&b, 0).as_secs(), 30);
+        assert_eq!(backoff_delay(&b, u32::MAX).as_secs(), 300);
+    }
+
+    #[test]
+    fn the_gate_refuses_protected_paths_and_paths_outside_the_task() {
+        let mut task = crate::spec::compile(&crate::spec::PlanningFiles::from_texts([
+            ("planning/goal.md", "g"),
+            (
+                "planning/plans/p.toml",
+                "[plan]\nname = \"P\"\n[[tasks]]\nname = \"t\"\ndescription = \"d\"\nscope = \"narrow\"\ngate = \"auto\"\npaths = [\"src/*.rs\"]\n",
+            ),
+        ]))
+        .spec
+        .expect("valid")
+        .plans["p"]
+            .tasks[0]
+            .clone();
+        let changed =
+            |paths: &[&str]| -> Vec<String> { paths.iter().map(|p| (*p).to_owned()).collect() };
+        assert!(
+            path_violations(&task, &changed(&["src/lib.rs"]))
+                .expect("globs")
+                .is_empty()
+        );
+        assert_eq!(
+            path_violations(
+                &task,
+                &changed(&["src/a/deep.rs", "planning/plans/p.toml", ".github/x.yml"])
+            )
+            .expect("globs"),
+            [
+                "src/a/deep.rs (outside `paths`)",
+                "planning/plans/p.toml (protected)",
+                ".github/x.yml (protected)"
+            ]
+        );
+        task.paths.clear();
+        assert_eq!(
+            path_violations(&task, &changed(&["anything.txt", "planning/goal.md"])).expect("globs"),
+            ["planning/goal.md (protected)"]
+        );
+    }
+
+    #[test]
+    fn prechecks_classify_how_an_attempt_ended() {
+        let id = |n: u8| ObjectId::from_bytes_or_panic(&[n; 20]);
+        let exit = |code: Option<i32>| ExitRecord {
+            exit_code: code,
+            signal: None,
+            ended_at: Timestamp::from_unix(0),
+            timed_out: false,
+            spawn_error: None,
+        };
+        let code = |e: Option<&ExitRecord>, done: bool, head: u8| {
+            precheck(e, done, id(head), Some(id(1))).map(|(c, _)| c)
+        };
+        assert_eq!(code(None, true, 2), Some("agent-vanished"));
+        assert_eq!(code(Some(&exit(Some(0))), false, 2), Some("no-done"));
+        assert_eq!(code(Some(&exit(Some(3))), true, 2), Some("agent-failed"));
+        assert_eq!(code(Some(&exit(Some(0))), true, 1), Some("no-changes"));
+        assert_eq!(code(Some(&exit(Some(0))), true, 2), None);
+        let timed_out = ExitRecord {
+            timed_out: true,
+            ..exit(None)
+        };
+        assert_eq!(code(Some(&timed_out), false, 2), Some("timeout"));
+    }
+}

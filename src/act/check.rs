@@ -1,0 +1,152 @@
+//! Running invariants: in a task's worktree for the gate and `converge check`,
+//! and on a merge result before the base branch moves.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::spec::Invariant;
+use crate::spec::duration;
+
+use super::exec::{self, Ending, RunSpec};
+
+/// Lines of output kept in status and fed to the next prompt.
+pub const TAIL_LINES: usize = 30;
+
+/// The result of one invariant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckResult {
+    pub name: String,
+    pub passed: bool,
+    pub advisory: bool,
+    pub exit_code: Option<i32>,
+    /// How it ended, for people: `exit code 1 (expected 0)`, `timed out after 5m`.
+    pub ending: String,
+    pub duration: Duration,
+    /// The last [`TAIL_LINES`] lines of output.
+    pub output_tail: String,
+    /// Where the kept output was written, if anywhere.
+    pub log: Option<PathBuf>,
+    /// SHA-256 of that log.
+    pub log_digest: String,
+}
+
+impl CheckResult {
+    /// Whether this result fails a gate (advisory failures do not).
+    pub fn blocks(&self) -> bool {
+        !self.passed && !self.advisory
+    }
+}
+
+/// Runs one invariant in `cwd`. The output (its last 64 KiB) is written to
+/// `log_dir/<name>.log` when a directory is given. A program that cannot start
+/// is a failed check, not an error: the gate must still decide.
+pub fn run_check(invariant: &Invariant, cwd: &Path, log_dir: Option<&Path>) -> CheckResult {
+    let outcome = exec::run(&RunSpec {
+        program: invariant.command.clone(),
+        args: invariant.args.clone(),
+        cwd: cwd.to_owned(),
+        timeout: invariant.timeout,
+    });
+    let (passed, exit_code, ending, elapsed, output) = match outcome {
+        Ok(outcome) => {
+            let passed = outcome.ending == Ending::Exited(invariant.expected_exit_code);
+            let (code, ending) = match &outcome.ending {
+                Ending::Exited(code) => (
+                    Some(*code),
+                    format!(
+                        "exit code {code} (expected {})",
+                        invariant.expected_exit_code
+                    ),
+                ),
+                Ending::Signaled(signal) => (None, format!("killed by signal {signal}")),
+                Ending::TimedOut => (
+                    None,
+                    format!(
+                        "timed out after {}; its process group was killed",
+                        duration::format(invariant.timeout)
+                    ),
+                ),
+            };
+            (passed, code, ending, outcome.duration, outcome.output_tail)
+        }
+        Err(e) => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            (false, None, text.clone(), Duration::ZERO, text)
+        }
+    };
+    let lines: Vec<&str> = output.lines().collect();
+    let output_tail = lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n");
+    let log_digest = format!("{:x}", Sha256::digest(output.as_bytes()));
+    let log = log_dir.and_then(|dir| {
+        let path = dir.join(format!("{}.log", invariant.name));
+        std::fs::create_dir_all(dir).ok()?;
+        super::files::write_atomically(&path, output.as_bytes()).ok()?;
+        Some(path)
+    });
+    CheckResult {
+        name: invariant.name.clone(),
+        passed,
+        advisory: invariant.advisory,
+        exit_code,
+        ending,
+        duration: elapsed,
+        output_tail,
+        log,
+        log_digest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::InvariantKind;
+
+    fn invariant(command: &str, args: &[&str], advisory: bool) -> Invariant {
+        Invariant {
+            name: "t".into(),
+            kind: InvariantKind::Custom,
+            command: command.into(),
+            args: args.iter().map(|s| (*s).to_owned()).collect(),
+            timeout: Duration::from_secs(10),
+            expected_exit_code: 0,
+            advisory,
+        }
+    }
+
+    #[test]
+    fn results_carry_the_verdict_tail_and_a_digest_of_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let failing = run_check(
+            &invariant("sh", &["-c", "echo one; echo two; exit 3"], false),
+            dir.path(),
+            Some(&dir.path().join("logs")),
+        );
+        assert!(!failing.passed && failing.blocks());
+        assert_eq!(failing.exit_code, Some(3));
+        assert_eq!(failing.output_tail, "one\ntwo");
+        let log = std::fs::read(failing.log.as_ref().expect("log")).expect("read");
+        assert_eq!(failing.log_digest, format!("{:x}", Sha256::digest(&log)));
+
+        let advisory = run_check(&invariant("false", &[], true), dir.path(), None);
+        assert!(!advisory.passed && !advisory.blocks());
+
+        let missing = run_check(
+            &invariant("/nonexistent/converge-check", &[], false),
+            dir.path(),
+            None,
+        );
+        assert!(missing.blocks());
+        assert!(
+            missing.ending.contains("cannot start"),
+            "{}",
+            missing.ending
+        );
+    }
+}

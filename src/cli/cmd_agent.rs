@@ -1,0 +1,100 @@
+//! Agent mode (`CONVERGE_AGENT_TOKEN` set): `task`, `check`, `progress`, `done`,
+//! and the built-in simulated agent (`__sim`).
+
+use super::{CliError, CliResult, Ctx, Kind, print};
+use crate::act::check::run_check;
+use crate::agent::{AgentEnv, AgentError, Brief};
+
+fn env() -> CliResult<AgentEnv> {
+    AgentEnv::from_env(&|name| std::env::var(name).ok()).map_err(agent_error)
+}
+
+fn agent_error(e: AgentError) -> CliError {
+    let hint = match &e {
+        AgentError::NotInAttempt { .. } => {
+            "agent commands are for agents that converge started; people use `converge status`"
+        }
+        _ => "the run directory may have been cleaned up; the attempt cannot report any more",
+    };
+    CliError::failure(e.to_string()).source(e).hint(hint)
+}
+
+/// `converge task`: the assigned task (the prompt of this attempt).
+pub fn task() -> CliResult {
+    let agent = env()?;
+    let path = agent
+        .prompt_file
+        .clone()
+        .unwrap_or_else(|| agent.run_dir.join("prompt.md"));
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| CliError::failure(format!("cannot read {}", path.display())).source(e))?;
+    print(&text)
+}
+
+/// `converge check`: runs the task's invariants here, as the gate will.
+pub fn check(ctx: &Ctx) -> CliResult {
+    let agent = env()?;
+    let brief = Brief::read(&agent.run_dir).map_err(agent_error)?;
+    if brief.invariants.is_empty() {
+        return print("this task has no invariants; the gate checks only which files changed\n");
+    }
+    let mut out = String::new();
+    let mut failed = false;
+    for invariant in &brief.invariants {
+        let result = run_check(invariant, &ctx.cwd, None);
+        let verdict = match (result.passed, result.advisory) {
+            (true, _) => "passed",
+            (false, true) => "failed (advisory)",
+            (false, false) => "FAILED",
+        };
+        failed |= result.blocks();
+        out.push_str(&format!(
+            "{verdict}: {} ({}, {:.1}s)\n",
+            invariant.name,
+            result.ending,
+            result.duration.as_secs_f64()
+        ));
+        if !result.passed && !result.output_tail.is_empty() {
+            for line in result.output_tail.lines() {
+                out.push_str(&format!("  | {line}\n"));
+            }
+        }
+    }
+    let _ = agent.emit(
+        "check",
+        Some(if failed {
+            "invariants failed"
+        } else {
+            "invariants passed"
+        }),
+    );
+    print(&out)?;
+    if failed {
+        Err(CliError::reported(Kind::Failure))
+    } else {
+        Ok(())
+    }
+}
+
+/// `converge progress MSG`.
+pub fn progress(message: &str) -> CliResult {
+    env()?.emit("progress", Some(message)).map_err(agent_error)
+}
+
+/// `converge done`: the attempt is finished; converge checks it next.
+pub fn done() -> CliResult {
+    env()?.emit("done", None).map_err(agent_error)?;
+    print("done: converge commits what is left and runs the invariants next\n")
+}
+
+/// `converge __sim`: the built-in simulated agent.
+pub fn sim(ctx: &Ctx) -> CliResult {
+    let agent = env()?;
+    let code = crate::harness::sim::run(&ctx.cwd, &agent)
+        .map_err(|e| CliError::failure("the simulated agent failed").source(e))?;
+    match u8::try_from(code) {
+        Ok(0) => Ok(()),
+        Ok(code) => Err(CliError::reported(Kind::Exit(code))),
+        Err(_) => Err(CliError::reported(Kind::Failure)),
+    }
+}

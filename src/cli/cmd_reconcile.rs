@@ -1,0 +1,274 @@
+//! `converge reconcile`: run ticks.
+
+use std::time::Duration;
+
+use super::source::open_repo;
+use super::{CliError, CliResult, Ctx, Kind, ReconcileArgs, print};
+use crate::decide::Decision;
+use crate::runtime::{self, LoopError, LoopOptions, Recorded, TickError, TickReport, Until};
+use crate::time::Timestamp;
+
+pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> CliResult {
+    let repo = open_repo(ctx)?;
+    let converge = converge_exe()?;
+    let until = if args.wait {
+        Until::Settled
+    } else if args.until_idle {
+        Until::Idle
+    } else {
+        Until::Once
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    let clock = Timestamp::now;
+    let options = LoopOptions {
+        until,
+        dry_run: args.dry_run,
+        converge,
+        env: &env,
+        lock_wait: if args.wait {
+            Duration::from_secs(600)
+        } else {
+            Duration::ZERO
+        },
+        max_ticks: args.max_ticks,
+        clock: &clock,
+    };
+    let mut deferred = false;
+    let mut failed = false;
+    let mut output = Ok(());
+    let result = runtime::reconcile(&repo, &options, &mut |report| {
+        deferred |= matches!(report.recorded, Recorded::Deferred { .. })
+            || report.applied.iter().any(|a| a.deferred.is_some());
+        failed |= report.failed.is_some();
+        let text = if args.json {
+            format!("{}\n", json_report(report))
+        } else {
+            text_report(report, args.explain)
+        };
+        if output.is_ok() {
+            output = print(&text);
+        }
+    });
+    output?;
+    match result {
+        Ok(_) => {}
+        Err(e) => return Err(loop_error(e)),
+    }
+    if failed {
+        return Err(CliError::reported(Kind::Failure));
+    }
+    if deferred {
+        return Err(CliError::reported(Kind::Busy));
+    }
+    Ok(())
+}
+
+pub fn converge_exe() -> CliResult<std::path::PathBuf> {
+    std::env::current_exe().map_err(|e| {
+        CliError::failure("cannot find the converge executable to start agents with").source(e)
+    })
+}
+
+pub fn loop_error(e: LoopError) -> CliError {
+    match e {
+        LoopError::Lock(lock @ runtime::LockError::Busy { .. }) => {
+            CliError::new(Kind::Busy, lock.to_string())
+                .hint("wait for it to finish, or pass `--wait` to wait for the lock")
+        }
+        LoopError::Lock(other) => {
+            CliError::failure("cannot take the reconciler lock").source(other)
+        }
+        LoopError::Tick(TickError::InvalidSpec {
+            commit,
+            diagnostics,
+        }) => {
+            for d in diagnostics
+                .iter()
+                .filter(|d| d.severity == crate::spec::Severity::Error)
+            {
+                eprint!("{d}");
+            }
+            CliError::bad_input(format!(
+                "planning/ at {} has errors that stop every plan; nothing was done",
+                &commit[..commit.len().min(7)]
+            ))
+            .hint("fix them on the base branch; `converge plan validate --rev <base>` lists them")
+        }
+        LoopError::Tick(TickError::Git(git)) => git.into(),
+        LoopError::Tick(TickError::Record(
+            e @ crate::status::record::RecordError::Conflict { .. },
+        )) => CliError::new(
+            Kind::Busy,
+            "the status branch moved during the tick; nothing was recorded",
+        )
+        .source(e)
+        .hint("run the tick again; it recomputes from the new state"),
+        LoopError::Tick(other) => CliError::failure("the tick failed").source(other),
+        LoopError::TooManyTicks { ticks } => {
+            CliError::failure(format!("stopped after {ticks} ticks without settling"))
+                .hint("raise `--max-ticks`, or look at `converge reconcile --explain`")
+        }
+    }
+}
+
+fn short(id: &gix::ObjectId) -> String {
+    id.to_string()[..7].to_owned()
+}
+
+/// One tick for people: what was done, what was recorded.
+pub fn text_report(report: &TickReport, explain: bool) -> String {
+    let mut out = String::new();
+    for problem in &report.status_problems {
+        out.push_str(&format!("warning: {problem}; rebuilt from what exists\n"));
+    }
+    for plan in &report.spec.invalid_plans {
+        out.push_str(&format!(
+            "warning: plan `{plan}` does not validate and is not acted on; `converge plan validate` lists why\n"
+        ));
+    }
+    for done in &report.applied {
+        match &done.deferred {
+            None => out.push_str(&format!("{}\n", done.line)),
+            Some(why) => out.push_str(&format!("{} ({why})\n", done.line)),
+        }
+    }
+    if let Some(failure) = &report.failed {
+        out.push_str(&format!("error: {failure}\n"));
+    }
+    match &report.recorded {
+        Recorded::Committed { commit } => out.push_str(&format!(
+            "recorded status as {} on {}\n",
+            short(commit),
+            report.status_branch
+        )),
+        Recorded::Unchanged => {
+            if report.applied.is_empty() && !explain {
+                out.push_str("nothing to do\n");
+            }
+        }
+        Recorded::DryRun { diff } => {
+            out.push_str("dry run: nothing was changed\n\nwould do:\n");
+            if report.decision.actions.is_empty() {
+                out.push_str("  nothing\n");
+            }
+            for action in &report.decision.actions {
+                out.push_str(&format!("  {}\n", describe(action)));
+            }
+            if diff.is_empty() {
+                out.push_str("\nstatus files would not change\n");
+            } else {
+                out.push_str("\nstatus files before acting (actions change them further):\n");
+                out.push_str(diff);
+            }
+        }
+        Recorded::Deferred { reason } => out.push_str(&format!("status not recorded: {reason}\n")),
+    }
+    if explain {
+        out.push_str(&explain_text(&report.decision));
+    }
+    out
+}
+
+pub fn describe(action: &crate::decide::Action) -> String {
+    use crate::decide::Action;
+    match action {
+        Action::Reap {
+            key,
+            attempt,
+            reason,
+        } => format!("reap {key} (attempt {attempt}): {reason}"),
+        Action::Cancel {
+            key,
+            attempt,
+            reason,
+        } => {
+            format!("cancel {key} (attempt {attempt}): {reason}")
+        }
+        Action::Gate { key, attempt } => format!("gate {key} (attempt {attempt})"),
+        Action::Merge { key, head } => format!("merge {key} at {}", &head[..head.len().min(7)]),
+        Action::Retry {
+            key,
+            attempt,
+            reason,
+        } => format!("retry {key} (attempt {attempt}): {reason}"),
+        Action::Escalate { key, reason } => format!("escalate {key}: {reason}"),
+        Action::Dispatch { key, attempt } => format!("dispatch {key} (attempt {attempt})"),
+        Action::Promote { item } => format!("promote queue item {item}"),
+        Action::Cleanup { key } => format!("cleanup {key}"),
+    }
+}
+
+/// `--explain`: every task, its phase, and why it is or is not acted on.
+pub fn explain_text(decision: &Decision) -> String {
+    let mut rows = Vec::new();
+    for r in &decision.report {
+        rows.push(vec![
+            r.key.to_string(),
+            r.phase.as_str().to_owned(),
+            r.action.map_or("-", |a| a.as_str()).to_owned(),
+            r.reason.code().to_owned(),
+            r.reason.to_string(),
+        ]);
+    }
+    for (item, action, reason) in &decision.queue {
+        rows.push(vec![
+            format!("queue item {item}"),
+            "queued".to_owned(),
+            action.map_or("-", |a| a.as_str()).to_owned(),
+            reason.code().to_owned(),
+            reason.to_string(),
+        ]);
+    }
+    let mut out = String::from("\n");
+    out.push_str(&super::table::render(
+        &["TASK", "PHASE", "ACTION", "REASON", "WHY"],
+        &rows,
+    ));
+    if let Some(wake) = decision.wake_at {
+        out.push_str(&format!("next change expected without any event: {wake}\n"));
+    }
+    out
+}
+
+/// One tick as a JSON object.
+pub fn json_report(report: &TickReport) -> serde_json::Value {
+    let recorded = match &report.recorded {
+        Recorded::Committed { commit } => {
+            serde_json::json!({"kind": "committed", "commit": commit.to_string()})
+        }
+        Recorded::Unchanged => serde_json::json!({"kind": "unchanged"}),
+        Recorded::DryRun { diff } => serde_json::json!({"kind": "dry_run", "diff": diff}),
+        Recorded::Deferred { reason } => serde_json::json!({"kind": "deferred", "reason": reason}),
+    };
+    serde_json::json!({
+        "base_branch": report.base_branch,
+        "status_branch": report.status_branch,
+        "spec_commit": report.spec_commit.to_string(),
+        "actions": report.decision.actions.iter().map(|a| serde_json::json!({
+            "kind": a.kind().as_str(),
+            "task": a.key().map(ToString::to_string),
+            "text": describe(a),
+        })).collect::<Vec<_>>(),
+        "applied": report.applied.iter().map(|a| serde_json::json!({
+            "text": a.line,
+            "deferred": a.deferred,
+        })).collect::<Vec<_>>(),
+        "failed": report.failed,
+        "recorded": recorded,
+        "tasks": report.decision.report.iter().map(|r| serde_json::json!({
+            "task": r.key.to_string(),
+            "phase": r.phase.as_str(),
+            "action": r.action.map(|a| a.as_str()),
+            "reason": r.reason.code(),
+            "message": r.reason.to_string(),
+        })).collect::<Vec<_>>(),
+        "queue": report.decision.queue.iter().map(|(item, action, reason)| serde_json::json!({
+            "item": item,
+            "action": action.map(|a| a.as_str()),
+            "reason": reason.code(),
+            "message": reason.to_string(),
+        })).collect::<Vec<_>>(),
+        "wake_at": report.decision.wake_at.map(|w| w.to_string()),
+        "invalid_plans": report.spec.invalid_plans,
+    })
+}

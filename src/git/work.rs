@@ -1,0 +1,408 @@
+//! Writes beyond single refs: tree diffs, trial merges, commits of a worktree's
+//! leftovers, and moving a branch that may be checked out somewhere.
+
+use std::path::{Path, PathBuf};
+
+use gix::ObjectId;
+use gix::bstr::{BString, ByteSlice};
+use gix::objs::tree::EntryKind;
+
+use super::{GitError, Repo, Result, full_name, read_err, write_err};
+
+/// The outcome of merging two commits without touching any worktree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrialMerge {
+    /// The merge is clean; its tree is written.
+    Clean { tree: ObjectId },
+    /// The merge conflicts in these paths.
+    Conflicts { paths: Vec<String> },
+}
+
+/// How a branch was moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advanced {
+    /// The checkout of the branch that was brought along, if any.
+    pub worktree: Option<PathBuf>,
+}
+
+impl Repo {
+    /// The tree of `commit`.
+    pub fn tree_of(&self, commit: ObjectId) -> Result<ObjectId> {
+        let what = || format!("the tree of {commit}");
+        Ok(self
+            .repo
+            .find_commit(commit)
+            .map_err(read_err(what()))?
+            .tree_id()
+            .map_err(read_err(what()))?
+            .detach())
+    }
+
+    /// The files that differ between the trees of two commits: each path with its
+    /// new blob, or `None` where the file was deleted. Renames are a deletion and
+    /// an addition.
+    pub fn changed_files(
+        &self,
+        old: ObjectId,
+        new: ObjectId,
+    ) -> Result<Vec<(String, Option<ObjectId>)>> {
+        let what = || format!("the changes from {old} to {new}");
+        let old_tree = self
+            .repo
+            .find_tree(self.tree_of(old)?)
+            .map_err(read_err(what()))?;
+        let new_tree = self
+            .repo
+            .find_tree(self.tree_of(new)?)
+            .map_err(read_err(what()))?;
+        let changes = self
+            .repo
+            .diff_tree_to_tree(&old_tree, &new_tree, gix::diff::Options::default())
+            .map_err(read_err(what()))?;
+        let mut out = Vec::new();
+        for change in changes {
+            use gix::object::tree::diff::ChangeDetached as C;
+            let path = change.location().to_str_lossy().into_owned();
+            match &change {
+                C::Deletion { entry_mode, .. } if !entry_mode.is_tree() => out.push((path, None)),
+                C::Addition { entry_mode, id, .. } | C::Modification { entry_mode, id, .. }
+                    if !entry_mode.is_tree() =>
+                {
+                    out.push((path, Some(*id)));
+                }
+                C::Rewrite { .. } => {
+                    let source = change.source_location().to_str_lossy().into_owned();
+                    out.push((source, None));
+                    let (mode, id) = change.entry_mode_and_id();
+                    if !mode.is_tree() {
+                        out.push((path, Some(id.to_owned())));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Merges `theirs` into `ours` in memory, like `git merge-tree --write-tree`.
+    pub fn trial_merge(&self, ours: ObjectId, theirs: ObjectId) -> Result<TrialMerge> {
+        let what = || format!("a merge of {theirs} into {ours}");
+        let options = self.repo.tree_merge_options().map_err(read_err(what()))?;
+        let labels = gix::merge::blob::builtin_driver::text::Labels {
+            ancestor: Some("base".into()),
+            current: Some("ours".into()),
+            other: Some("theirs".into()),
+        };
+        let mut outcome = self
+            .repo
+            .merge_commits(ours, theirs, labels, options.into())
+            .map_err(write_err(what()))?;
+        let how = gix::merge::tree::TreatAsUnresolved::default();
+        if outcome.tree_merge.has_unresolved_conflicts(how) {
+            let mut paths: Vec<String> = outcome
+                .tree_merge
+                .conflicts
+                .iter()
+                .filter(|c| c.is_unresolved(how))
+                .flat_map(|c| [c.ours.location(), c.theirs.location()])
+                .filter(|p| !p.is_empty())
+                .map(|p| p.to_str_lossy().into_owned())
+                .collect();
+            paths.sort();
+            paths.dedup();
+            return Ok(TrialMerge::Conflicts { paths });
+        }
+        let tree = outcome
+            .tree_merge
+            .tree
+            .write()
+            .map_err(|e| GitError::Write {
+                what: what(),
+                source: gix::Error::from_error(e),
+            })?
+            .detach();
+        Ok(TrialMerge::Clean { tree })
+    }
+
+    /// Writes a commit object (no ref moves).
+    pub fn write_commit(
+        &self,
+        tree: ObjectId,
+        parents: &[ObjectId],
+        message: &str,
+    ) -> Result<ObjectId> {
+        let signature = self.signature();
+        let commit = gix::objs::Commit {
+            tree,
+            parents: parents.iter().copied().collect(),
+            author: signature.clone(),
+            committer: signature,
+            encoding: None,
+            message: BString::from(message),
+            extra_headers: Vec::new(),
+        };
+        Ok(self
+            .repo
+            .write_object(&commit)
+            .map_err(write_err("a commit"))?
+            .detach())
+    }
+
+    /// Moves `branch` from `expected` to `new` by compare-and-swap. When the
+    /// branch is checked out, that worktree is updated too if it is clean (git's
+    /// `updateInstead`); if it is dirty nothing moves and the result is
+    /// [`GitError::Dirty`].
+    pub fn advance_branch(
+        &self,
+        branch: &str,
+        expected: ObjectId,
+        new: ObjectId,
+        log: &str,
+    ) -> Result<Advanced> {
+        let checkout = match self.checkout_of(branch)? {
+            Some(path) => Some((Repo::discover(&path)?, path)),
+            None => None,
+        };
+        if let Some((worktree, path)) = &checkout
+            && worktree.is_dirty()?
+        {
+            return Err(GitError::Dirty {
+                branch: branch.to_owned(),
+                worktree: path.clone(),
+            });
+        }
+        let changed = match &checkout {
+            Some(_) => self.changed_files(expected, new)?,
+            None => Vec::new(),
+        };
+        self.compare_and_swap(branch, expected, new, log)?;
+        if let Some((worktree, path)) = &checkout {
+            let mut contents = Vec::with_capacity(changed.len());
+            for (file, blob) in &changed {
+                let bytes = match blob {
+                    Some(id) => Some(self.blob(*id)?),
+                    None => None,
+                };
+                contents.push((file.as_str(), bytes));
+            }
+            let files: Vec<(&str, Option<&[u8]>)> =
+                contents.iter().map(|(p, b)| (*p, b.as_deref())).collect();
+            worktree.write_and_stage(&files)?;
+            return Ok(Advanced {
+                worktree: Some(path.clone()),
+            });
+        }
+        Ok(Advanced { worktree: None })
+    }
+
+    /// The bytes of a blob.
+    pub fn blob(&self, id: ObjectId) -> Result<Vec<u8>> {
+        Ok(self
+            .repo
+            .find_blob(id)
+            .map_err(read_err(format!("the blob {id}")))?
+            .take_data())
+    }
+
+    /// Paths that differ between this worktree and its HEAD commit: modified,
+    /// staged, deleted and untracked files (ignored files are not included).
+    pub fn touched_paths(&self) -> Result<Vec<String>> {
+        let what = || "the worktree's status".to_owned();
+        let iter = self
+            .repo
+            .status(gix::progress::Discard)
+            .map_err(read_err(what()))?
+            .untracked_files(gix::status::UntrackedFiles::Files)
+            .index_worktree_rewrites(None)
+            .tree_index_track_renames(gix::status::tree_index::TrackRenames::Disabled)
+            .into_iter(None)
+            .map_err(read_err(what()))?;
+        let mut out = Vec::new();
+        for item in iter {
+            let item = item.map_err(read_err(what()))?;
+            let path = match &item {
+                gix::status::Item::IndexWorktree(i) => {
+                    if let gix::status::index_worktree::Item::DirectoryContents { entry, .. } = i
+                        && entry.status != gix::dir::entry::Status::Untracked
+                    {
+                        continue;
+                    }
+                    i.rela_path().to_owned()
+                }
+                gix::status::Item::TreeIndex(change) => change.location().to_owned(),
+            };
+            out.push(path.to_str_lossy().into_owned());
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Commits everything left in this worktree (see [`Repo::touched_paths`]) on
+    /// the branch it has checked out, and resets the index to match. Returns the
+    /// new commit, or `None` when there was nothing to commit.
+    pub fn commit_leftovers(&self, message: &str) -> Result<Option<ObjectId>> {
+        let paths = self.touched_paths()?;
+        if paths.is_empty() {
+            return Ok(None);
+        }
+        let workdir = self.workdir()?.to_owned();
+        let head = self.head_commit()?;
+        let branch = self.head_branch()?.ok_or(GitError::DetachedHead)?;
+        let base_tree = match head {
+            Some(h) => self.tree_of(h)?,
+            None => ObjectId::empty_tree(self.repo.object_hash()),
+        };
+        let mut editor = self
+            .repo
+            .edit_tree(base_tree)
+            .map_err(write_err("a tree"))?;
+        let mut staged: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+        for path in &paths {
+            let file = workdir.join(path);
+            let io = |source| GitError::Io {
+                path: file.clone(),
+                source,
+            };
+            match std::fs::symlink_metadata(&file) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    let target = std::fs::read_link(&file).map_err(io)?;
+                    let bytes = target.to_string_lossy().into_owned().into_bytes();
+                    let id = self
+                        .repo
+                        .write_blob(&bytes)
+                        .map_err(write_err(path.clone()))?;
+                    editor
+                        .upsert(path.as_str(), EntryKind::Link, id)
+                        .map_err(write_err(path.clone()))?;
+                }
+                Ok(meta) if meta.is_file() => {
+                    let bytes = std::fs::read(&file).map_err(io)?;
+                    let id = self
+                        .repo
+                        .write_blob(&bytes)
+                        .map_err(write_err(path.clone()))?;
+                    let kind = if is_executable(&meta) {
+                        EntryKind::BlobExecutable
+                    } else {
+                        EntryKind::Blob
+                    };
+                    editor
+                        .upsert(path.as_str(), kind, id)
+                        .map_err(write_err(path.clone()))?;
+                    staged.push((path.clone(), Some(bytes)));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    editor
+                        .remove(path.as_str())
+                        .map_err(write_err(path.clone()))?;
+                    staged.push((path.clone(), None));
+                }
+                Err(e) => return Err(io(e)),
+            }
+        }
+        let tree = editor.write().map_err(write_err("a tree"))?.detach();
+        if tree == base_tree {
+            return Ok(None);
+        }
+        let parents: Vec<ObjectId> = head.into_iter().collect();
+        let commit = self.write_commit(tree, &parents, message)?;
+        match head {
+            Some(h) => self.compare_and_swap(&branch, h, commit, message)?,
+            None => self.create_ref(&format!("refs/heads/{branch}"), commit, message)?,
+        }
+        let files: Vec<(&str, Option<&[u8]>)> = staged
+            .iter()
+            .map(|(p, b)| (p.as_str(), b.as_deref()))
+            .collect();
+        // The files are already on disk; staging rewrites them unchanged.
+        self.write_and_stage(&files)?;
+        Ok(Some(commit))
+    }
+
+    /// Deletes `refs/heads/<branch>` if it is still at `expected`.
+    pub fn delete_branch(&self, branch: &str, expected: ObjectId) -> Result<()> {
+        use gix::refs::transaction::{Change, PreviousValue, RefEdit, RefLog};
+        let name = format!("refs/heads/{branch}");
+        let edit = RefEdit {
+            change: Change::Delete {
+                expected: PreviousValue::MustExistAndMatch(gix::refs::Target::Object(expected)),
+                log: RefLog::AndReference,
+            },
+            name: full_name(&name)?,
+            deref: false,
+        };
+        match self.repo.edit_reference(edit) {
+            Ok(_) => Ok(()),
+            Err(source) => match self.branch_tip(branch)? {
+                None => Ok(()),
+                Some(found) if found != expected => Err(GitError::Conflict {
+                    branch: branch.to_owned(),
+                    found: found.to_string(),
+                }),
+                Some(_) => Err(GitError::Write { what: name, source }),
+            },
+        }
+    }
+
+    /// Checks out `commit` detached in a new linked worktree at `path`.
+    pub fn add_detached_worktree(&self, path: &Path, commit: ObjectId) -> Result<()> {
+        let interrupt = std::sync::atomic::AtomicBool::new(false);
+        self.repo
+            .add_worktree(
+                path,
+                gix::worktree::add::Head::Detached(commit),
+                gix::progress::Discard,
+                &interrupt,
+            )
+            .map_err(write_err(format!(
+                "a worktree at {} for {commit}",
+                path.display()
+            )))?;
+        Ok(())
+    }
+
+    /// The full message of a commit.
+    pub fn commit_message(&self, commit: ObjectId) -> Result<String> {
+        let c = self
+            .repo
+            .find_commit(commit)
+            .map_err(read_err(format!("the commit {commit}")))?;
+        Ok(c.message_raw_sloppy().to_str_lossy().into_owned())
+    }
+
+    /// Commits reachable from `tip`, newest first, at most `limit`.
+    pub fn log(&self, tip: ObjectId, limit: usize) -> Result<Vec<(ObjectId, i64, String)>> {
+        let walk = self
+            .repo
+            .rev_walk([tip])
+            .all()
+            .map_err(read_err("the history"))?;
+        let mut out = Vec::new();
+        for info in walk.take(limit) {
+            let info = info.map_err(|e| GitError::Read {
+                what: "the history".into(),
+                source: gix::Error::from_error(e),
+            })?;
+            let commit = info.object().map_err(read_err("a commit"))?;
+            let time = commit.time().map(|t| t.seconds).unwrap_or(0);
+            let message = commit.message_raw_sloppy().to_str_lossy().into_owned();
+            out.push((info.id, time, message));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(unix)]
+fn is_executable(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(not(unix))]
+fn is_executable(_: &std::fs::Metadata) -> bool {
+    false
+}

@@ -1,0 +1,127 @@
+//! The tick loop: one tick (`--once`), ticks until nothing is left to do
+//! without waiting (`--until-idle`), or until running agents and backoffs are
+//! over too (`--wait`). Each tick takes the reconciler lock.
+
+use std::time::Duration;
+
+pub mod lock;
+pub mod tick;
+
+use crate::git::Repo;
+use crate::time::Timestamp;
+
+pub use lock::{Lock, LockError};
+pub use tick::{Recorded, TickError, TickOptions, TickReport, tick};
+
+/// How long ticks repeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// One tick.
+    Once,
+    /// Repeat while a tick acts.
+    Idle,
+    /// Repeat while a tick acts, and also wait out running agents and backoffs.
+    Settled,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoopError {
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Tick(#[from] TickError),
+    #[error("stopped after {ticks} ticks without settling (`--max-ticks`)")]
+    TooManyTicks { ticks: u32 },
+}
+
+/// Options of the loop.
+#[allow(missing_debug_implementations)] // holds closures
+pub struct LoopOptions<'a> {
+    pub until: Until,
+    pub dry_run: bool,
+    pub converge: std::path::PathBuf,
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// How long to wait for another reconciler's lock.
+    pub lock_wait: Duration,
+    pub max_ticks: u32,
+    /// The clock; tests and the demo may substitute their own.
+    pub clock: &'a dyn Fn() -> Timestamp,
+}
+
+/// Polling interval while waiting for agents.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Runs ticks; `on_tick` sees every report as it happens.
+pub fn reconcile(
+    repo: &Repo,
+    options: &LoopOptions<'_>,
+    on_tick: &mut dyn FnMut(&TickReport),
+) -> Result<u32, LoopError> {
+    let mut ticks = 0u32;
+    loop {
+        let report = {
+            let _lock = Lock::acquire(repo.common_dir(), options.lock_wait)?;
+            tick(
+                repo,
+                &TickOptions {
+                    dry_run: options.dry_run,
+                    converge: options.converge.clone(),
+                    now: (options.clock)(),
+                    env: options.env,
+                },
+            )?
+        };
+        ticks += 1;
+        on_tick(&report);
+        if options.until == Until::Once || options.dry_run || report.failed.is_some() {
+            return Ok(ticks);
+        }
+        if ticks >= options.max_ticks {
+            return Err(LoopError::TooManyTicks { ticks });
+        }
+        if report.acted() {
+            continue;
+        }
+        if options.until == Until::Idle {
+            return Ok(ticks);
+        }
+        // Settled: wait while agents run or a backoff is pending.
+        let running = report.observation.running() > 0;
+        let wake = report.decision.wake_at;
+        if !running && wake.is_none() {
+            return Ok(ticks);
+        }
+        wait_for_change(repo, &report, options);
+    }
+}
+
+/// Sleeps until a running agent exits or the decision's wake time passes.
+fn wait_for_change(repo: &Repo, report: &TickReport, options: &LoopOptions<'_>) {
+    let runs: Vec<std::path::PathBuf> = report
+        .observation
+        .tasks
+        .iter()
+        .filter_map(|(key, t)| {
+            let run = t.run.as_ref()?;
+            matches!(run.state, crate::observe::RunState::Running { .. }).then(|| {
+                crate::observe::runs::run_dir(repo.common_dir(), key, run.attempt).join("exit.json")
+            })
+        })
+        .collect();
+    loop {
+        if runs.iter().any(|p| p.exists()) {
+            return;
+        }
+        if report
+            .decision
+            .wake_at
+            .is_some_and(|w| (options.clock)() >= w)
+        {
+            return;
+        }
+        if runs.is_empty() && report.decision.wake_at.is_none() {
+            return;
+        }
+        std::thread::sleep(POLL);
+    }
+}

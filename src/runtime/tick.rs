@@ -1,0 +1,435 @@
+//! One tick: load spec (base branch commit) → observe → decide → act (≤ N) →
+//! record (DESIGN §4). The caller holds the lock.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use gix::ObjectId;
+
+use crate::act::apply::{self, ActCtx, ActError, Applied};
+use crate::agent::{Secret, SecretError};
+use crate::decide::{self, Action, Decision, Limits};
+use crate::git::{GitError, Repo};
+use crate::observe::{self, Observation, ObserveError};
+use crate::spec::{Diagnostic, Severity, Spec};
+use crate::status::load::STATUS_DIR;
+use crate::status::model::{StatusError, to_toml};
+use crate::status::record::{self, Change, Message, Outcome, RecordError};
+use crate::status::render::status_md;
+use crate::status::{Phase, Status};
+use crate::time::Timestamp;
+
+pub const STATUS_MD: &str = "planning/STATUS.md";
+
+/// How to run a tick.
+#[allow(missing_debug_implementations)] // holds a closure
+pub struct TickOptions<'a> {
+    /// Decide and show, change nothing.
+    pub dry_run: bool,
+    /// The converge executable, for supervisors and the `sim` agent.
+    pub converge: PathBuf,
+    pub now: Timestamp,
+    /// The environment agents' allowed variables are read from.
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+/// What a tick saw, decided and did.
+#[derive(Debug)]
+pub struct TickReport {
+    pub base_branch: String,
+    pub status_branch: String,
+    /// The planning commit the tick read.
+    pub spec_commit: ObjectId,
+    pub spec: Spec,
+    pub observation: Observation,
+    /// The decision acted on.
+    pub decision: Decision,
+    /// What each action did, in order.
+    pub applied: Vec<Applied>,
+    /// An action that failed; acting stopped there (what came before is recorded).
+    pub failed: Option<String>,
+    pub recorded: Recorded,
+    /// Diagnostics of the planning files (invalid plans are set aside).
+    pub diagnostics: Vec<Diagnostic>,
+    /// Status files that could not be read (rebuilt from observation).
+    pub status_problems: Vec<String>,
+}
+
+impl TickReport {
+    /// Whether the tick carried out at least one action.
+    pub fn acted(&self) -> bool {
+        self.applied.iter().any(|a| a.deferred.is_none())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    Committed {
+        commit: ObjectId,
+    },
+    /// Nothing changed: no commit.
+    Unchanged,
+    /// `--dry-run`: the unified diff of the status files the tick would write.
+    DryRun {
+        diff: String,
+    },
+    /// The status branch is checked out with uncommitted changes.
+    Deferred {
+        reason: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TickError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error("planning/ at {commit} has errors that stop every plan")]
+    InvalidSpec {
+        commit: String,
+        diagnostics: Vec<Diagnostic>,
+    },
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Observe(#[from] ObserveError),
+    #[error(transparent)]
+    Status(#[from] StatusError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error(transparent)]
+    Act(#[from] ActError),
+}
+
+/// Runs one tick.
+pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickError> {
+    let base = repo.base_source()?;
+    let files = repo.read_planning(base.commit)?;
+    let loaded = crate::spec::compile(&files);
+    let Some(spec) = loaded.spec else {
+        return Err(TickError::InvalidSpec {
+            commit: base.commit.to_string(),
+            diagnostics: loaded.diagnostics,
+        });
+    };
+    let diagnostics = loaded.diagnostics;
+    let base_branch = base.rev.clone();
+    // The default status branch is the base branch, whatever it is called.
+    let configured = &spec.config.reconcile.status_branch;
+    let status_branch = if *configured == spec.config.reconcile.base_branch {
+        base_branch.clone()
+    } else {
+        configured.clone()
+    };
+    let status_tip = repo.branch_tip(&status_branch)?;
+    let status_read_at = status_tip.unwrap_or(base.commit);
+    let (status, problems) = crate::status::load::load(repo, status_read_at)?;
+    let status_problems = problems.iter().map(ToString::to_string).collect();
+    let secret = Secret::load_or_create(repo.common_dir())?;
+    let observation = observe::observe(repo, &status, base.commit, &secret)?;
+    let limits = Limits::from(&spec.config.reconcile);
+    let decision = decide::decide(&spec, &observation, &status, options.now, &limits);
+
+    let mut new_status = status.clone();
+    let mut applied = Vec::new();
+    let mut failed = None;
+    let mut ctx = ActCtx {
+        repo,
+        spec: &spec,
+        secret: &secret,
+        converge: &options.converge,
+        now: options.now,
+        env: options.env,
+        base_branch: base_branch.clone(),
+        base_tip: base.commit,
+    };
+    if !options.dry_run {
+        for action in &decision.actions {
+            match apply::apply(&mut ctx, &mut new_status, action) {
+                Ok(done) => applied.push(done),
+                Err(ActError::BaseMoved { branch }) => {
+                    // Someone else moved the base: nothing of this merge happened;
+                    // record what came before and let the next tick recompute.
+                    failed = Some(format!(
+                        "{branch} moved during the tick; recomputed next tick"
+                    ));
+                    break;
+                }
+                Err(e) => {
+                    failed = Some(error_chain(&e));
+                    break;
+                }
+            }
+        }
+    }
+    let base_tip = ctx.base_tip;
+
+    // What the next tick would do, for STATUS.md: re-observed after acting so
+    // that a tick with nothing to do renders the same bytes.
+    let acted = applied.iter().any(|a: &Applied| a.deferred.is_none());
+    let (after_obs, after) = if acted {
+        let obs = observe::observe(repo, &new_status, base_tip, &secret)?;
+        let d = decide::decide(&spec, &obs, &new_status, options.now, &limits);
+        (obs, d)
+    } else {
+        (observation.clone(), decision.clone())
+    };
+    sync(
+        &mut new_status,
+        &status,
+        &spec,
+        &after,
+        &after_obs,
+        &diagnostics,
+        base.commit,
+    );
+
+    // The files of the status commit.
+    let status_tip_now = if status_branch == base_branch {
+        Some(base_tip)
+    } else {
+        status_tip
+    };
+    let read_from = status_tip_now.unwrap_or(base_tip);
+    let mut wanted: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
+    for (plan, plan_status) in &new_status.plans {
+        wanted.insert(
+            format!("{STATUS_DIR}/{plan}.toml"),
+            Some(to_toml(plan, plan_status)?.into_bytes()),
+        );
+    }
+    for name in repo.list_dir_at(read_from, STATUS_DIR)? {
+        if let Some(plan) = name.strip_suffix(".toml")
+            && !new_status.plans.contains_key(plan)
+        {
+            wanted.insert(format!("{STATUS_DIR}/{name}"), None);
+        }
+    }
+    wanted.insert(
+        STATUS_MD.to_owned(),
+        Some(status_md(&spec, &new_status, &after).into_bytes()),
+    );
+    for done in &applied {
+        for (path, content) in &done.files {
+            wanted.insert(path.clone(), content.clone());
+        }
+    }
+    let mut changes = Vec::new();
+    let mut diff = String::new();
+    for (path, content) in wanted {
+        let current = repo.read_blob_at(read_from, &path)?;
+        if current == content {
+            continue;
+        }
+        if options.dry_run {
+            diff.push_str(&unified_diff(&path, current.as_deref(), content.as_deref()));
+        }
+        changes.push(Change { path, content });
+    }
+
+    let recorded = if options.dry_run {
+        Recorded::DryRun { diff }
+    } else if changes.is_empty() {
+        Recorded::Unchanged
+    } else {
+        let expected = match status_tip_now {
+            Some(tip) => tip,
+            None => {
+                // A dedicated status branch that does not exist yet starts at the base.
+                repo.create_ref(
+                    &format!("refs/heads/{status_branch}"),
+                    base_tip,
+                    "converge: create the status branch",
+                )?;
+                base_tip
+            }
+        };
+        let message = message_of(&decision.actions, &applied, base.commit);
+        match record::record(repo, &status_branch, expected, &changes, &message) {
+            Ok(Outcome::Committed { commit, .. }) => Recorded::Committed { commit },
+            Ok(Outcome::Unchanged) => Recorded::Unchanged,
+            Err(RecordError::Deferred { worktree, .. }) => Recorded::Deferred {
+                reason: format!(
+                    "{status_branch} is checked out in {} with uncommitted changes; commit or stash them and status is recorded on the next tick",
+                    worktree.display()
+                ),
+            },
+            Err(e) => return Err(e.into()),
+        }
+    };
+    Ok(TickReport {
+        base_branch,
+        status_branch,
+        spec_commit: base.commit,
+        spec,
+        observation,
+        decision,
+        applied,
+        failed,
+        recorded,
+        diagnostics,
+        status_problems,
+    })
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+/// Brings status in line with the spec and what was observed: every task of a
+/// valid plan has an entry; phases that are derived (waiting, blocked, merged,
+/// awaiting approval) follow the decision; tasks and plans that are gone for
+/// good are dropped; invalid plans carry their errors.
+fn sync(
+    status: &mut Status,
+    before: &Status,
+    spec: &Spec,
+    decision: &Decision,
+    obs: &Observation,
+    diagnostics: &[Diagnostic],
+    spec_commit: ObjectId,
+) {
+    for plan in spec.plans.values() {
+        let plan_status = status.plans.entry(plan.id.clone()).or_default();
+        plan_status.errors.clear();
+        for task in &plan.tasks {
+            let st = plan_status.tasks.entry(task.name.clone()).or_default();
+            if st.attempt == 0 {
+                st.generation = task.generation.clone();
+            }
+        }
+    }
+    for report in &decision.report {
+        let derived = matches!(
+            report.phase,
+            Phase::Pending | Phase::Blocked | Phase::Merged | Phase::AwaitingApproval
+        );
+        if !derived || report.action.is_some() {
+            continue;
+        }
+        if let Some(st) = status
+            .plans
+            .get_mut(&report.key.plan)
+            .and_then(|p| p.tasks.get_mut(&report.key.task))
+            && st.phase != report.phase
+            && !(report.phase == Phase::Pending && st.phase == Phase::Cancelled)
+        {
+            st.phase = report.phase;
+        }
+    }
+    for (plan_id, plan_status) in &mut status.plans {
+        if spec.invalid_plans.contains(plan_id) {
+            let file = format!("planning/plans/{plan_id}.toml");
+            plan_status.errors = diagnostics
+                .iter()
+                .filter(|d| d.file == file && d.severity == Severity::Error)
+                .map(|d| match &d.location {
+                    Some(l) => format!("{}:{}:{}: {}", d.file, l.line, l.column, d.message),
+                    None => format!("{}: {}", d.file, d.message),
+                })
+                .collect();
+            continue;
+        }
+        let plan = spec.plans.get(plan_id);
+        plan_status.tasks.retain(|task, _| {
+            let in_spec = plan.is_some_and(|p| p.task(task).is_some());
+            let key = observe::TaskKey::new(plan_id.as_str(), task.as_str());
+            let lingering = obs.task(&key).is_some_and(|o| {
+                o.worktree
+                    || o.branch_head.is_some()
+                    || matches!(
+                        o.run.as_ref().map(|r| &r.state),
+                        Some(observe::RunState::Running { .. })
+                    )
+            });
+            in_spec || lingering
+        });
+    }
+    for plan in &spec.invalid_plans {
+        let entry = status.plans.entry(plan.clone()).or_default();
+        if entry.errors.is_empty() {
+            entry.errors.push(format!(
+                "planning/plans/{plan}.toml does not validate; `converge plan validate` lists why"
+            ));
+        }
+    }
+    status.plans.retain(|id, p| {
+        spec.plans.contains_key(id) || spec.invalid_plans.contains(id) || !p.tasks.is_empty()
+    });
+    // `spec` says which planning commit a plan's status was computed from; it
+    // moves only when something else about the plan changed.
+    for (id, plan_status) in &mut status.plans {
+        let previous = before.plans.get(id);
+        let mut comparable = plan_status.clone();
+        comparable.spec = previous.and_then(|p| p.spec.clone());
+        if previous != Some(&comparable) {
+            plan_status.spec = Some(spec_commit.to_string());
+        } else {
+            plan_status.spec = comparable.spec;
+        }
+    }
+}
+
+/// The commit message of a tick: the one action's subject, or a summary.
+fn message_of(actions: &[Action], applied: &[Applied], spec: ObjectId) -> Message {
+    let done: Vec<(&Action, &Applied)> = actions
+        .iter()
+        .zip(applied)
+        .filter(|(_, a)| a.deferred.is_none())
+        .collect();
+    let body: Vec<String> = applied.iter().map(|a| a.line.clone()).collect();
+    let (action, plan, task, attempt) = match done.as_slice() {
+        [(one, _)] => {
+            let attempt = match one {
+                Action::Reap { attempt, .. }
+                | Action::Cancel { attempt, .. }
+                | Action::Gate { attempt, .. }
+                | Action::Retry { attempt, .. }
+                | Action::Dispatch { attempt, .. } => Some(*attempt),
+                _ => None,
+            };
+            let (plan, task) = match one {
+                Action::Promote { item } => (Some("queue".to_owned()), Some(item.clone())),
+                other => match other.key() {
+                    Some(k) => (Some(k.plan.clone()), Some(k.task.clone())),
+                    None => (None, None),
+                },
+            };
+            (one.kind().as_str().to_owned(), plan, task, attempt)
+        }
+        [] => ("status".to_owned(), None, None, None),
+        _ => ("tick".to_owned(), None, None, None),
+    };
+    Message {
+        action,
+        plan,
+        task,
+        attempt,
+        spec: spec.to_string(),
+        body,
+    }
+}
+
+fn unified_diff(path: &str, old: Option<&[u8]>, new: Option<&[u8]>) -> String {
+    let old_text = old.map(String::from_utf8_lossy).unwrap_or_default();
+    let new_text = new.map(String::from_utf8_lossy).unwrap_or_default();
+    let from = if old.is_some() {
+        format!("a/{path}")
+    } else {
+        "/dev/null".to_owned()
+    };
+    let to = if new.is_some() {
+        format!("b/{path}")
+    } else {
+        "/dev/null".to_owned()
+    };
+    similar::TextDiff::from_lines(old_text.as_ref(), new_text.as_ref())
+        .unified_diff()
+        .header(&from, &to)
+        .to_string()
+}

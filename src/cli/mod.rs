@@ -6,16 +6,25 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub mod cmd_agent;
+pub mod cmd_approve;
 pub mod cmd_completions;
+pub mod cmd_demo;
+pub mod cmd_gate;
+pub mod cmd_history;
 pub mod cmd_init;
 pub mod cmd_invariant_add;
 pub mod cmd_invariant_list;
 pub mod cmd_invariant_test;
+pub mod cmd_log;
+pub mod cmd_pause;
 pub mod cmd_plan_graph;
 pub mod cmd_plan_show;
 pub mod cmd_plan_validate;
 pub mod cmd_reconcile;
+pub mod cmd_retry;
+pub mod cmd_status;
 pub mod error;
+pub mod human;
 pub mod source;
 pub mod table;
 
@@ -23,7 +32,10 @@ pub use error::{CliError, CliResult, Kind, exit};
 
 const AFTER_HELP: &str = "\
 Examples:
+  converge demo                   a whole run with simulated agents (no API key)
   converge init --commit          scaffold planning/ and commit it
+  converge reconcile --once       one tick: observe, decide, act, record
+  converge status                 what converge is doing and why
   converge plan validate          check planning/ in the working tree
   converge plan show              the tasks converge will act on
   converge plan graph auth --format mermaid
@@ -72,6 +84,46 @@ pub enum Command {
         after_help = "Examples:\n  converge reconcile --once            one tick (cron, CI)\n  converge reconcile --dry-run --explain\n  converge reconcile --until-idle      tick while there is something to do now\n  converge reconcile --wait            ...and wait for running agents and backoffs\n\nExit status: 0 ok, 1 an action failed, 2 planning/ is invalid, 3 busy or deferred."
     )]
     Reconcile(ReconcileArgs),
+    /// Run a whole demo: a throwaway repository, seven tasks, simulated agents.
+    #[command(
+        after_help = "Examples:\n  converge demo\n  converge demo --dir /tmp/greeter   # keep the repository somewhere known"
+    )]
+    Demo(DemoArgs),
+    /// The dashboard: every task, its phase, and what happens next.
+    #[command(
+        after_help = "Examples:\n  converge status\n  converge status auth\n  converge status --json"
+    )]
+    Status(StatusArgs),
+    /// An attempt's agent output and events.
+    #[command(
+        after_help = "Examples:\n  converge log auth/login\n  converge log auth/login --attempt 1\n  converge log auth/login --follow"
+    )]
+    Log(LogArgs),
+    /// The gate evidence of a task: each invariant's result, bound to a tree.
+    #[command(after_help = "Examples:\n  converge gate auth/login")]
+    Gate(GateArgs),
+    /// Approve a task's reviewed commit (human_review / human_approve gates).
+    #[command(
+        after_help = "Examples:\n  converge approve auth/login\n  converge approve auth/login --commit 1a2b3c4 --reason \"looks right\""
+    )]
+    Approve(ApproveArgs),
+    /// Reject a task's reviewed commit; the reason goes to the next attempt.
+    #[command(
+        after_help = "Examples:\n  converge reject auth/login --reason \"the form has no CSRF token\""
+    )]
+    Reject(ApproveArgs),
+    /// Start a task afresh: bumps its `reset` in the plan file and commits it.
+    #[command(after_help = "Examples:\n  converge retry auth/login")]
+    Retry(TaskArg),
+    /// Pause a plan: nothing new starts; running attempts finish.
+    #[command(after_help = "Examples:\n  converge pause auth")]
+    Pause(PlanArg),
+    /// Resume a paused plan.
+    #[command(after_help = "Examples:\n  converge resume auth")]
+    Resume(PlanArg),
+    /// The status commits, newest first, read back from their trailers.
+    #[command(after_help = "Examples:\n  converge history\n  converge history auth --limit 20")]
+    History(HistoryArgs),
     /// Agent mode: print the task of this attempt.
     #[command(after_help = "Only inside an attempt (CONVERGE_AGENT_TOKEN is set).")]
     Task,
@@ -99,6 +151,73 @@ pub enum Command {
     /// Internal: the built-in simulated agent.
     #[command(name = "__sim", hide = true)]
     Sim,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Build the demo repository here (a new or empty directory) instead of a
+    /// temporary one.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this plan.
+    pub plan: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// PLAN/TASK
+    pub task: String,
+    /// The attempt (default: the latest).
+    #[arg(long, value_name = "N")]
+    pub attempt: Option<u32>,
+    /// Keep printing until the attempt ends.
+    #[arg(long)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// PLAN/TASK
+    pub task: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// PLAN/TASK
+    pub task: String,
+    /// Why; a rejection's reason is given to the next attempt's agent.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// The reviewed commit (default: the task branch's head now).
+    #[arg(long, value_name = "REV")]
+    pub commit: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TaskArg {
+    /// PLAN/TASK
+    pub task: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArg {
+    /// The plan id (file stem under planning/plans/).
+    pub plan: String,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only this plan.
+    pub plan: Option<String>,
+    /// At most this many commits.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub limit: usize,
 }
 
 #[derive(Debug, Args)]
@@ -332,6 +451,16 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Invariant(InvariantCommand::Add(args)) => cmd_invariant_add::run(&ctx, args),
         Command::Completions(args) => cmd_completions::run(args),
         Command::Reconcile(args) => cmd_reconcile::run(&ctx, args),
+        Command::Demo(args) => cmd_demo::run(&ctx, args),
+        Command::Status(args) => cmd_status::run(&ctx, args),
+        Command::Log(args) => cmd_log::run(&ctx, args),
+        Command::Gate(args) => cmd_gate::run(&ctx, args),
+        Command::Approve(args) => cmd_approve::run(&ctx, args, true),
+        Command::Reject(args) => cmd_approve::run(&ctx, args, false),
+        Command::Retry(args) => cmd_retry::run(&ctx, args),
+        Command::Pause(args) => cmd_pause::run(&ctx, args, true),
+        Command::Resume(args) => cmd_pause::run(&ctx, args, false),
+        Command::History(args) => cmd_history::run(&ctx, args),
         Command::Task => cmd_agent::task(),
         Command::Check => cmd_agent::check(&ctx),
         Command::Progress { message } => cmd_agent::progress(message),

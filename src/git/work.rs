@@ -26,6 +26,22 @@ pub struct Advanced {
 }
 
 impl Repo {
+    /// Creates a repository in `dir` whose unborn HEAD is `refs/heads/<branch>`.
+    pub fn init(dir: &Path, branch: &str) -> Result<Repo> {
+        let repo = gix::init(dir).map_err(|source| GitError::Write {
+            what: format!("a repository in {}", dir.display()),
+            source,
+        })?;
+        let head = repo.git_dir().join("HEAD");
+        std::fs::write(&head, format!("ref: refs/heads/{branch}\n")).map_err(|source| {
+            GitError::Io {
+                path: head.clone(),
+                source,
+            }
+        })?;
+        Repo::discover(dir)
+    }
+
     /// The tree of `commit`.
     pub fn tree_of(&self, commit: ObjectId) -> Result<ObjectId> {
         let what = || format!("the tree of {commit}");
@@ -374,11 +390,13 @@ impl Repo {
         Ok(c.message_raw_sloppy().to_str_lossy().into_owned())
     }
 
-    /// Commits reachable from `tip`, newest first, at most `limit`.
+    /// Commits reachable from `tip` through first parents (the branch's own
+    /// history: merges and status commits), newest first, at most `limit`.
     pub fn log(&self, tip: ObjectId, limit: usize) -> Result<Vec<(ObjectId, i64, String)>> {
         let walk = self
             .repo
             .rev_walk([tip])
+            .first_parent_only()
             .all()
             .map_err(read_err("the history"))?;
         let mut out = Vec::new();

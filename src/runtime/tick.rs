@@ -44,6 +44,10 @@ pub struct TickReport {
     pub observation: Observation,
     /// The decision acted on.
     pub decision: Decision,
+    /// Status after the tick (for a dry run: as it stands, brought in line
+    /// with the spec), and what the next tick would do.
+    pub status: Status,
+    pub next: Decision,
     /// What each action did, in order.
     pub applied: Vec<Applied>,
     /// An action that failed; acting stopped there (what came before is recorded).
@@ -263,6 +267,8 @@ pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickEr
         spec,
         observation,
         decision,
+        status: new_status,
+        next: after,
         applied,
         failed,
         recorded,
@@ -383,6 +389,18 @@ fn message_of(actions: &[Action], applied: &[Applied], spec: ObjectId) -> Messag
         .filter(|(_, a)| a.deferred.is_none())
         .collect();
     let body: Vec<String> = applied.iter().map(|a| a.line.clone()).collect();
+    let summary = (done.len() > 1).then(|| {
+        done.iter()
+            .map(|(a, _)| match a {
+                Action::Promote { item } => format!("promote queue/{item}"),
+                other => match other.key() {
+                    Some(k) => format!("{} {k}", other.kind().as_str()),
+                    None => other.kind().as_str().to_owned(),
+                },
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
     let (action, plan, task, attempt) = match done.as_slice() {
         [(one, _)] => {
             let attempt = match one {
@@ -412,6 +430,7 @@ fn message_of(actions: &[Action], applied: &[Applied], spec: ObjectId) -> Messag
         attempt,
         spec: spec.to_string(),
         body,
+        summary,
     }
 }
 

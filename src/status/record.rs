@@ -33,6 +33,8 @@ pub struct Message {
     pub spec: String,
     /// Lines for the body, one per action taken.
     pub body: Vec<String>,
+    /// Replaces the subject after `converge: ` (for ticks with several actions).
+    pub summary: Option<String>,
 }
 
 impl Message {
@@ -47,6 +49,9 @@ impl Message {
         }
         if let Some(attempt) = self.attempt {
             subject.push_str(&format!(" (attempt {attempt})"));
+        }
+        if let Some(summary) = &self.summary {
+            subject = format!("converge: {summary}");
         }
         let mut out = format!("{subject}\n\n");
         for line in &self.body {

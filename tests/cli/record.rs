@@ -14,6 +14,7 @@ fn message() -> Message {
         attempt: Some(1),
         spec: "0123456789abcdef0123456789abcdef01234567".into(),
         body: vec!["dispatch auth/define-types (attempt 1): ready".into()],
+        summary: None,
     }
 }
 

@@ -1,0 +1,48 @@
+//! `converge history [PLAN]`: the status commits, read back from their trailers.
+
+use super::human::short;
+use super::source::open_repo;
+use super::{CliResult, Ctx, HistoryArgs, print};
+use crate::status::record::trailers;
+use crate::time::Timestamp;
+
+pub fn run(ctx: &Ctx, args: &HistoryArgs) -> CliResult {
+    let repo = open_repo(ctx)?;
+    let base = repo.base_source()?;
+    let mut rows = Vec::new();
+    for (id, time, message) in repo.log(base.commit, args.limit.saturating_mul(20).max(1000))? {
+        let t = trailers(&message);
+        let get = |k: &str| t.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        let Some(action) = get("Converge-Action") else {
+            continue;
+        };
+        let plan = get("Converge-Plan");
+        if args.plan.as_ref().is_some_and(|p| plan.as_ref() != Some(p)) {
+            continue;
+        }
+        let task = match (plan, get("Converge-Task")) {
+            (Some(p), Some(t)) => format!("{p}/{t}"),
+            (Some(p), None) => p,
+            _ => "-".to_owned(),
+        };
+        let subject = message.lines().next().unwrap_or("").to_owned();
+        rows.push(vec![
+            short(&id.to_string()).to_owned(),
+            Timestamp::from_unix(time).to_string(),
+            action,
+            task,
+            get("Converge-Attempt").unwrap_or_else(|| "-".into()),
+            subject,
+        ]);
+        if rows.len() >= args.limit {
+            break;
+        }
+    }
+    if rows.is_empty() {
+        return print("no converge commits yet\n");
+    }
+    print(&super::table::render(
+        &["COMMIT", "DATE", "ACTION", "TASK", "ATTEMPT", "SUBJECT"],
+        &rows,
+    ))
+}

@@ -1,0 +1,69 @@
+//! `converge log PLAN/TASK`: an attempt's agent output and events.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::time::Duration;
+
+use super::human::task_key;
+use super::source::open_repo;
+use super::{CliError, CliResult, Ctx, LogArgs, print};
+use crate::observe::runs::{latest_attempts, run_dir};
+
+pub fn run(ctx: &Ctx, args: &LogArgs) -> CliResult {
+    let key = task_key(&args.task)?;
+    let repo = open_repo(ctx)?;
+    let common = repo.common_dir().to_owned();
+    let attempt = match args.attempt {
+        Some(n) => n,
+        None => latest_attempts(&common)
+            .map_err(|e| CliError::failure("cannot read the run records").source(e))?
+            .into_iter()
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, n, _)| n)
+            .ok_or_else(|| {
+                CliError::bad_input(format!("{key} has no attempts yet"))
+                    .hint("`converge status` shows which tasks have run")
+            })?,
+    };
+    let dir = run_dir(&common, &key, attempt);
+    if !dir.exists() {
+        return Err(
+            CliError::bad_input(format!("{key} has no attempt {attempt}"))
+                .hint(format!("its run records would be in {}", dir.display())),
+        );
+    }
+    let mut out = format!("# {key}, attempt {attempt} ({})\n", dir.display());
+    if let Ok(events) = std::fs::read_to_string(dir.join("events.jsonl")) {
+        for line in events.lines() {
+            if let Ok(event) = serde_json::from_str::<crate::observe::runs::Event>(line) {
+                let at = event.at.map(|t| t.to_string()).unwrap_or_default();
+                out.push_str(&format!(
+                    "event {at} {}{}\n",
+                    event.kind,
+                    event.message.map(|m| format!(": {m}")).unwrap_or_default()
+                ));
+            }
+        }
+    }
+    out.push_str("--- agent.log\n");
+    print(&out)?;
+    let log = dir.join("agent.log");
+    let mut offset = 0u64;
+    loop {
+        if let Ok(mut file) = std::fs::File::open(&log) {
+            let _ = file.seek(SeekFrom::Start(offset));
+            let mut chunk = Vec::new();
+            let _ = file.read_to_end(&mut chunk);
+            offset += chunk.len() as u64;
+            print(&String::from_utf8_lossy(&chunk))?;
+        }
+        let exited = dir.join("exit.json").exists();
+        if !args.follow || exited {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    if let Ok(exit) = std::fs::read_to_string(dir.join("exit.json")) {
+        print(&format!("--- exit.json\n{}\n", exit.trim_end()))?;
+    }
+    Ok(())
+}

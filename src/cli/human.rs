@@ -1,0 +1,120 @@
+//! What the human-facing commands share: naming a task, reading the current
+//! spec and status, and committing a human decision on the base branch.
+
+use super::{CliError, CliResult};
+use crate::git::Repo;
+use crate::observe::TaskKey;
+use crate::runtime::{TickOptions, TickReport, tick};
+use crate::status::record::{self, Change, Message, Outcome, RecordError};
+use crate::time::Timestamp;
+
+/// Parses `PLAN/TASK`.
+pub fn task_key(text: &str) -> CliResult<TaskKey> {
+    let parsed = text
+        .split_once('/')
+        .filter(|(p, t)| !p.is_empty() && !t.is_empty() && !t.contains('/'));
+    match parsed {
+        Some((plan, task)) => Ok(TaskKey::new(plan, task)),
+        None => Err(
+            CliError::bad_input(format!("`{text}` does not name a task")).hint(
+                "name a task as PLAN/TASK, for example `auth/login`; `converge status` lists them",
+            ),
+        ),
+    }
+}
+
+/// A dry tick: the spec, the status brought in line with it, and what the next
+/// tick would do. Changes nothing.
+pub fn snapshot(repo: &Repo) -> CliResult<TickReport> {
+    let env = |name: &str| std::env::var(name).ok();
+    let converge = super::cmd_reconcile::converge_exe()?;
+    tick(
+        repo,
+        &TickOptions {
+            dry_run: true,
+            converge,
+            now: Timestamp::now(),
+            env: &env,
+        },
+    )
+    .map_err(|e| super::cmd_reconcile::loop_error(crate::runtime::LoopError::Tick(e)))
+}
+
+/// Checks that the task exists in a valid plan of the spec.
+pub fn known_task(report: &TickReport, key: &TaskKey) -> CliResult<()> {
+    let plan = report.spec.plans.get(&key.plan);
+    if plan.is_some_and(|p| p.task(&key.task).is_some()) {
+        return Ok(());
+    }
+    let hint = match plan {
+        Some(p) => match crate::spec::suggest::did_you_mean(
+            &key.task,
+            p.tasks.iter().map(|t| t.name.as_str()),
+        ) {
+            Some(h) => h,
+            None => format!("`converge plan show {}` lists its tasks", p.id),
+        },
+        None => match crate::spec::suggest::did_you_mean(
+            &key.plan,
+            report.spec.plans.keys().map(String::as_str),
+        ) {
+            Some(h) => h,
+            None => "`converge status` lists the plans and tasks".to_owned(),
+        },
+    };
+    Err(CliError::bad_input(format!(
+        "there is no task `{key}` on {}",
+        report.base_branch
+    ))
+    .hint(hint))
+}
+
+/// Commits `files` on the base branch as a human decision, compare-and-swap
+/// from the tip read in `report`.
+pub fn commit_decision(
+    repo: &Repo,
+    report: &TickReport,
+    files: Vec<(String, Option<Vec<u8>>)>,
+    action: &str,
+    key: Option<&TaskKey>,
+    body: Vec<String>,
+) -> CliResult<gix::ObjectId> {
+    let changes: Vec<Change> = files
+        .into_iter()
+        .map(|(path, content)| Change { path, content })
+        .collect();
+    let message = Message {
+        action: action.to_owned(),
+        plan: key.map(|k| k.plan.clone()),
+        task: key.map(|k| k.task.clone()),
+        attempt: None,
+        spec: report.spec_commit.to_string(),
+        body,
+        summary: None,
+    };
+    match record::record(
+        repo,
+        &report.base_branch,
+        report.spec_commit,
+        &changes,
+        &message,
+    ) {
+        Ok(Outcome::Committed { commit, .. }) => Ok(commit),
+        Ok(Outcome::Unchanged) => Err(CliError::bad_input(format!(
+            "nothing to change: {} already says so",
+            report.base_branch
+        ))),
+        Err(e @ RecordError::Deferred { .. }) => {
+            Err(CliError::new(super::Kind::Busy, e.to_string())
+                .hint("commit or stash your changes, then run the command again"))
+        }
+        Err(e @ RecordError::Conflict { .. }) => {
+            Err(CliError::new(super::Kind::Busy, e.to_string()).hint("run the command again"))
+        }
+        Err(e) => Err(CliError::failure("cannot commit the decision").source(e)),
+    }
+}
+
+pub fn short(id: &str) -> &str {
+    id.get(..7).unwrap_or(id)
+}

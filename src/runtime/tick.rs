@@ -230,6 +230,14 @@ pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickEr
         changes.push(Change { path, content });
     }
 
+    // STATUS.md is a view: it is refreshed with every change to status (and
+    // written when missing), never on its own, so that timing (an agent that
+    // just exited, a slot that just freed) does not make commits.
+    let dashboard_only = changes.iter().all(|c| c.path == STATUS_MD);
+    if dashboard_only && repo.read_blob_at(read_from, STATUS_MD)?.is_some() {
+        changes.clear();
+        diff.clear();
+    }
     let recorded = if options.dry_run {
         Recorded::DryRun { diff }
     } else if changes.is_empty() {

@@ -7,6 +7,7 @@ mod init;
 mod invariants;
 mod observe;
 mod plans;
+mod reconcile;
 mod record;
 mod runs;
 mod spec_source;

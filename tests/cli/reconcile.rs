@@ -1,0 +1,693 @@
+//! End to end: the real binary reconciles temporary repositories with `sim`
+//! agents until their plans converge.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::support::Sandbox;
+
+const CONFIG: &str = r#"[reconcile]
+default_harness = "sim"
+max_agents = 4
+backoff = { base = "1s", factor = 2, max = "2s" }
+
+[invariants.deps-present]
+kind = "custom"
+command = "sh"
+args = ["-c", "test -f a.txt && test -f b.txt && test -f c.txt"]
+
+[invariants.never]
+kind = "test_suite"
+command = "sh"
+args = ["-c", "echo 'assertion failed: 1 == 2'; exit 1"]
+"#;
+
+const DIAMOND: &str = r#"[plan]
+name = "Diamond"
+state = "active"
+
+[[tasks]]
+name = "a"
+description = "Write a."
+scope = "narrow"
+gate = "auto"
+[tasks.sim]
+files = [{ path = "a.txt", content = "a\n" }]
+
+[[tasks]]
+name = "b"
+description = "Write b."
+scope = "narrow"
+gate = "auto"
+depends_on = ["a"]
+[tasks.sim]
+files = [{ path = "b.txt", content = "b\n" }]
+
+[[tasks]]
+name = "c"
+description = "Write c."
+scope = "narrow"
+gate = "auto"
+depends_on = ["a"]
+[tasks.sim]
+files = [{ path = "c.txt", content = "c\n" }]
+commit = false
+
+[[tasks]]
+name = "d"
+description = "Join: needs every file of its dependencies."
+scope = "narrow"
+gate = "auto"
+depends_on = ["b", "c"]
+invariants = ["deps-present"]
+[tasks.sim]
+files = [{ path = "d.txt", content = "d\n" }]
+"#;
+
+fn setup(plans: &[(&str, &str)]) -> Sandbox {
+    let sb = Sandbox::repo();
+    sb.write("README.md", "project\n");
+    sb.write("planning/goal.md", "Converge.\n");
+    sb.write("planning/converge.toml", CONFIG);
+    for (id, text) in plans {
+        sb.write(&format!("planning/plans/{id}.toml"), text);
+    }
+    sb.commit_all("plan");
+    sb
+}
+
+/// One plan of one task with this sim table and these extra task keys.
+fn single(extra: &str, sim: &str) -> String {
+    format!(
+        "[plan]\nname = \"One\"\nstate = \"active\"\n\n[[tasks]]\nname = \"t\"\ndescription = \"Do it.\"\nscope = \"narrow\"\ngate = \"auto\"\n{extra}\n[tasks.sim]\n{sim}\n"
+    )
+}
+
+fn tick(sb: &Sandbox) -> crate::support::Run {
+    sb.converge(&["reconcile", "--once"])
+}
+
+fn settle(sb: &Sandbox) -> crate::support::Run {
+    let run = sb.converge(&["reconcile", "--wait", "--max-ticks", "200"]);
+    run.success();
+    run
+}
+
+fn status(sb: &Sandbox, plan: &str) -> toml::Table {
+    let text = sb.git(&["show", &format!("main:planning/status/{plan}.toml")]);
+    text.parse().expect("status toml")
+}
+
+fn task<'a>(status: &'a toml::Table, name: &str) -> &'a toml::Table {
+    status["tasks"][name].as_table().expect("task table")
+}
+
+fn phase(sb: &Sandbox, plan: &str, name: &str) -> String {
+    task(&status(sb, plan), name)["phase"]
+        .as_str()
+        .expect("phase")
+        .to_owned()
+}
+
+fn subjects(sb: &Sandbox) -> Vec<String> {
+    sb.git(&["log", "--first-parent", "--format=%s", "main"])
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn run_dir(sb: &Sandbox, plan: &str, task: &str, attempt: u32) -> PathBuf {
+    sb.path()
+        .join(".git/converge/runs")
+        .join(plan)
+        .join(task)
+        .join(attempt.to_string())
+}
+
+/// The supervisor and agent pids of a run.
+fn pids(sb: &Sandbox, plan: &str, task: &str, attempt: u32) -> (i32, Option<i32>) {
+    let lease: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir(sb, plan, task, attempt).join("lease.json"))
+            .expect("lease"),
+    )
+    .expect("lease json");
+    let pid = |k: &str| lease[k].as_i64().and_then(|p| i32::try_from(p).ok());
+    (pid("pid").expect("pid"), pid("agent_pid"))
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+fn kill_group(pid: i32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pid}")])
+        .status();
+}
+
+/// Waits for the agent of a run to have started.
+fn wait_for_agent(sb: &Sandbox, plan: &str, task: &str, attempt: u32) -> (i32, i32) {
+    for _ in 0..200 {
+        if let (pid, Some(agent)) = pids(sb, plan, task, attempt) {
+            return (pid, agent);
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("the agent of {plan}/{task} attempt {attempt} never started");
+}
+
+fn refs(sb: &Sandbox) -> String {
+    sb.git(&["for-each-ref", "--format=%(refname) %(objectname)"])
+}
+
+fn worktrees(sb: &Sandbox) -> usize {
+    sb.git(&["worktree", "list", "--porcelain"])
+        .lines()
+        .filter(|l| l.starts_with("worktree "))
+        .count()
+}
+
+#[test]
+fn a_diamond_converges_and_dependents_see_their_dependencies_work() {
+    let sb = setup(&[("diamond", DIAMOND)]);
+    // One agent at a time, so that the order of status commits is fixed.
+    sb.write(
+        "planning/converge.toml",
+        CONFIG.replace("max_agents = 4", "max_agents = 1"),
+    );
+    sb.commit_all("one agent at a time");
+    let run = settle(&sb);
+    for name in ["a", "b", "c", "d"] {
+        assert_eq!(
+            phase(&sb, "diamond", name),
+            "merged",
+            "{}",
+            run.transcript()
+        );
+    }
+    // d's gate ran `deps-present` in its own worktree: it passed, so the files
+    // merged from a, b and c were there when d was dispatched.
+    let d = status(&sb, "diamond");
+    let evidence = task(&d, "d")["gate"]["deps-present"]
+        .as_table()
+        .expect("evidence");
+    assert_eq!(evidence["passed"].as_bool(), Some(true));
+    for file in ["a.txt", "b.txt", "c.txt", "d.txt"] {
+        assert!(sb.path().join(file).exists(), "{file} is in the checkout");
+    }
+    // The checkout of main was brought along and is clean.
+    assert_eq!(sb.git(&["status", "--porcelain"]), "");
+    // Every task merged exactly once, and nothing is left behind.
+    let subjects = subjects(&sb);
+    for name in ["a", "b", "c", "d"] {
+        let merges = subjects
+            .iter()
+            .filter(|s| s.starts_with(&format!("converge: merge diamond/{name} (attempt")))
+            .count();
+        assert_eq!(merges, 1, "{name}: {subjects:#?}");
+    }
+    assert_eq!(worktrees(&sb), 1, "only the main checkout remains");
+    assert!(!refs(&sb).contains("refs/heads/converge/"), "{}", refs(&sb));
+    // c left its work uncommitted; converge committed it.
+    let log = sb.git(&["log", "--format=%s", "main"]);
+    assert!(
+        log.contains("converge: leftovers of diamond/c (attempt 1)"),
+        "{log}"
+    );
+    // The commit sequence, first parent only (the status and merge commits).
+    let mut seen: Vec<String> = subjects
+        .iter()
+        .rev()
+        .filter(|s| s.starts_with("converge: "))
+        .cloned()
+        .collect();
+    seen.dedup();
+    insta::assert_snapshot!(seen.join("\n"));
+    // Settled: another tick has nothing to do and writes nothing.
+    let before = sb.git(&["rev-parse", "main"]);
+    tick(&sb).success();
+    assert_eq!(sb.git(&["rev-parse", "main"]), before);
+    let status_md = sb.read("planning/STATUS.md");
+    assert!(status_md.contains("4 merged"), "{status_md}");
+}
+
+#[test]
+fn reconcile_once_twice_never_duplicates_work() {
+    let sb = setup(&[("diamond", DIAMOND)]);
+    let mut commits = Vec::new();
+    for step in 0..200 {
+        let first = tick(&sb);
+        assert!(first.code == 0 || first.code == 3, "{}", first.transcript());
+        let after_first = sb.git(&["rev-parse", "main"]);
+        let second = tick(&sb);
+        assert!(
+            second.code == 0 || second.code == 3,
+            "{}",
+            second.transcript()
+        );
+        // Never two branches, worktrees or live runs for one task.
+        assert!(worktrees(&sb) <= 1 + 4);
+        let runs_root = sb.path().join(".git/converge/runs/diamond");
+        for name in ["a", "b", "c", "d"] {
+            let attempts = std::fs::read_dir(runs_root.join(name)).map_or(0, |d| d.count());
+            assert!(attempts <= 1, "step {step}: {name} has {attempts} attempts");
+        }
+        commits.push(after_first);
+        let done = ["a", "b", "c", "d"].iter().all(|n| {
+            sb.git(&["show", "main:planning/status/diamond.toml"])
+                .contains(&format!("[tasks.{n}]"))
+                && phase(&sb, "diamond", n) == "merged"
+        });
+        if done && first.stdout.contains("nothing to do") && second.stdout.contains("nothing to do")
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    for name in ["a", "b", "c", "d"] {
+        assert_eq!(phase(&sb, "diamond", name), "merged");
+        let dispatches = subjects(&sb)
+            .iter()
+            .filter(|s| s.contains(&format!("dispatch diamond/{name}")))
+            .count();
+        assert_eq!(dispatches, 1, "{name} was dispatched once");
+    }
+}
+
+#[test]
+fn failing_invariants_retry_with_backoff_then_escalate() {
+    let plan = single(
+        "invariants = [\"never\"]\nretry_max = 2",
+        "files = [{ path = \"x.txt\", content = \"x\\n\" }]",
+    );
+    let sb = setup(&[("one", &plan)]);
+    settle(&sb);
+    let st = status(&sb, "one");
+    let t = task(&st, "t");
+    assert_eq!(t["phase"].as_str(), Some("escalated"));
+    assert_eq!(t["failures"].as_integer(), Some(2));
+    assert_eq!(
+        t["last_failure"]["reason"].as_str(),
+        Some("invariant-failed")
+    );
+    let attempts = t["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 2);
+    let at = |v: &toml::Value, k: &str| {
+        converge::time::Timestamp::parse_rfc3339(v[k].as_str().expect("time"))
+            .expect("rfc3339")
+            .unix()
+    };
+    // The second attempt waited out the backoff after the first failed.
+    assert!(at(&attempts[1], "started_at") > at(&attempts[0], "ended_at"));
+    // The failure reached the second attempt's prompt.
+    let prompt =
+        std::fs::read_to_string(run_dir(&sb, "one", "t", 2).join("prompt.md")).expect("prompt");
+    assert!(prompt.contains("assertion failed: 1 == 2"), "{prompt}");
+    let md = sb.read("planning/STATUS.md");
+    assert!(
+        md.contains("## Escalated") && md.contains("converge retry one/t"),
+        "{md}"
+    );
+    // `converge retry` bumps reset and the task starts over.
+    sb.converge(&["retry", "one/t"]).success();
+    assert!(sb.read("planning/plans/one.toml").contains("reset = 1"));
+    let run = tick(&sb);
+    assert!(
+        run.stdout.contains("retry one/t (attempt 3"),
+        "{}",
+        run.transcript()
+    );
+}
+
+#[test]
+fn human_review_waits_for_an_approval_of_the_current_head() {
+    let plan = single(
+        "gate = \"human_review\"",
+        "files = [{ path = \"x.txt\", content = \"x\\n\" }]",
+    )
+    .replacen("gate = \"auto\"\n", "", 1);
+    let sb = setup(&[("one", &plan)]);
+    settle(&sb);
+    assert_eq!(phase(&sb, "one", "t"), "awaiting_approval");
+    let explain = sb.converge(&["reconcile", "--once", "--explain"]);
+    assert!(
+        explain.stdout.contains("awaiting-approval"),
+        "{}",
+        explain.transcript()
+    );
+    // An approval of another commit (here: the base) is stale and ignored.
+    let base = sb.git(&["rev-parse", "main"]).trim().to_owned();
+    sb.converge(&["approve", "one/t", "--commit", &base])
+        .success();
+    let explain = sb.converge(&["reconcile", "--once", "--explain"]);
+    assert!(
+        explain.stdout.contains("approval-stale"),
+        "{}",
+        explain.transcript()
+    );
+    assert_eq!(phase(&sb, "one", "t"), "awaiting_approval");
+    // Approving the reviewed head merges it.
+    sb.converge(&["approve", "one/t"]).success();
+    settle(&sb);
+    assert_eq!(phase(&sb, "one", "t"), "merged");
+    assert_eq!(sb.read("x.txt"), "x\n");
+}
+
+#[test]
+fn a_rejection_reason_reaches_the_next_attempt() {
+    let plan = single(
+        "gate = \"human_approve\"",
+        "files = [{ path = \"x.txt\", content = \"x\\n\" }]",
+    )
+    .replacen("gate = \"auto\"\n", "", 1);
+    let sb = setup(&[("one", &plan)]);
+    settle(&sb);
+    let no_reason = sb.converge(&["reject", "one/t"]);
+    assert_eq!(no_reason.code, 2, "{}", no_reason.transcript());
+    sb.converge(&["reject", "one/t", "--reason", "x.txt must say why"])
+        .success();
+    let run = tick(&sb);
+    assert!(
+        run.stdout.contains("retry one/t (attempt 2"),
+        "{}",
+        run.transcript()
+    );
+    let prompt =
+        std::fs::read_to_string(run_dir(&sb, "one", "t", 2).join("prompt.md")).expect("prompt");
+    assert!(prompt.contains("x.txt must say why"), "{prompt}");
+}
+
+#[test]
+fn a_killed_agent_is_reaped_and_retried() {
+    let plan = single(
+        "",
+        "sleep = \"60s\"\nfiles = [{ path = \"x.txt\", content = \"x\\n\" }]",
+    );
+    let sb = setup(&[("one", &plan)]);
+    tick(&sb).success();
+    let (supervisor, agent) = wait_for_agent(&sb, "one", "t", 1);
+    kill_group(agent);
+    kill_group(supervisor);
+    for _ in 0..100 {
+        if !alive(supervisor) && !alive(agent) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let run = tick(&sb);
+    assert!(
+        run.stdout.contains("reap one/t (attempt 1)"),
+        "{}",
+        run.transcript()
+    );
+    let st = status(&sb, "one");
+    assert_eq!(
+        task(&st, "t")["last_failure"]["reason"].as_str(),
+        Some("agent-vanished")
+    );
+    // After the backoff, attempt 2 starts.
+    std::thread::sleep(Duration::from_millis(1100));
+    let run = tick(&sb);
+    assert!(
+        run.stdout.contains("retry one/t (attempt 2"),
+        "{}",
+        run.transcript()
+    );
+    let (s2, a2) = wait_for_agent(&sb, "one", "t", 2);
+    kill_group(a2);
+    kill_group(s2);
+}
+
+#[test]
+fn a_task_removed_while_running_is_cancelled_and_cleaned_up() {
+    let plan = single(
+        "",
+        "sleep = \"60s\"\nfiles = [{ path = \"x.txt\", content = \"x\\n\" }]",
+    );
+    let other =
+        single("", "files = [{ path = \"y.txt\", content = \"y\\n\" }]").replace("One", "Other");
+    let sb = setup(&[("one", &plan), ("other", &other)]);
+    tick(&sb).success();
+    let (supervisor, agent) = wait_for_agent(&sb, "one", "t", 1);
+    std::fs::remove_file(sb.path().join("planning/plans/one.toml")).expect("rm");
+    sb.commit_all("drop plan one");
+    let mut out = String::new();
+    for _ in 0..10 {
+        let run = tick(&sb);
+        out.push_str(&run.stdout);
+        if out.contains("cleanup one/t") {
+            break;
+        }
+    }
+    assert!(
+        out.contains("cancel one/t (attempt 1): the task is no longer in its plan"),
+        "{out}"
+    );
+    assert!(out.contains("cleanup one/t"), "{out}");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!alive(agent) && !alive(supervisor), "the agent was killed");
+    assert!(!refs(&sb).contains("refs/heads/converge/one/t"));
+    assert!(!sb.path().join(".git/converge/worktrees/one/t").exists());
+    assert!(!sb.path().join("planning/status/one.toml").exists());
+}
+
+#[test]
+fn editing_a_running_task_restarts_it() {
+    let plan = single(
+        "",
+        "sleep = \"60s\"\nfiles = [{ path = \"x.txt\", content = \"x\\n\" }]",
+    );
+    let sb = setup(&[("one", &plan)]);
+    tick(&sb).success();
+    let (supervisor, agent) = wait_for_agent(&sb, "one", "t", 1);
+    sb.write(
+        "planning/plans/one.toml",
+        plan.replace("Do it.", "Do it better."),
+    );
+    sb.commit_all("edit the task");
+    let run = tick(&sb);
+    assert!(
+        run.stdout
+            .contains("cancel one/t (attempt 1): the task's spec changed"),
+        "{}",
+        run.transcript()
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!alive(agent) && !alive(supervisor));
+    let run = tick(&sb);
+    assert!(
+        run.stdout.contains("retry one/t (attempt 2"),
+        "{}",
+        run.transcript()
+    );
+    let prompt =
+        std::fs::read_to_string(run_dir(&sb, "one", "t", 2).join("prompt.md")).expect("prompt");
+    assert!(prompt.contains("Do it better."));
+    let (s2, a2) = wait_for_agent(&sb, "one", "t", 2);
+    kill_group(a2);
+    kill_group(s2);
+}
+
+#[test]
+fn conflicting_siblings_converge_after_a_retry_on_the_new_base() {
+    let plan = r#"[plan]
+name = "Siblings"
+state = "active"
+
+[[tasks]]
+name = "x"
+description = "Say x."
+scope = "narrow"
+gate = "auto"
+[tasks.sim]
+files = [{ path = "shared.txt", content = "from x\n" }]
+
+[[tasks]]
+name = "y"
+description = "Say y."
+scope = "narrow"
+gate = "auto"
+[tasks.sim]
+files = [{ path = "shared.txt", content = "from y\n" }]
+"#;
+    let sb = setup(&[("sib", plan)]);
+    sb.write("shared.txt", "base\n");
+    sb.commit_all("shared file");
+    settle(&sb);
+    assert_eq!(phase(&sb, "sib", "x"), "merged");
+    assert_eq!(phase(&sb, "sib", "y"), "merged");
+    let st = status(&sb, "sib");
+    let y = task(&st, "y");
+    assert_eq!(y["attempt"].as_integer(), Some(2));
+    assert_eq!(y["last_failure"]["reason"].as_str(), Some("merge-conflict"));
+    assert!(
+        y["last_failure"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("shared.txt"),
+        "{y:?}"
+    );
+    assert_eq!(sb.read("shared.txt"), "from y\n");
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let sb = setup(&[("diamond", DIAMOND)]);
+    // Get some history first: a merged task and a dispatched one.
+    for _ in 0..4 {
+        tick(&sb);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let files = sb.tree();
+    let refs_before = refs(&sb);
+    let runs_before = crate::support::tree_of(&sb.path().join(".git/converge/runs"));
+    let run = sb.converge(&["reconcile", "--dry-run", "--explain"]);
+    run.success();
+    assert!(
+        run.stdout.contains("dry run: nothing was changed"),
+        "{}",
+        run.transcript()
+    );
+    assert!(run.stdout.contains("would do:"));
+    assert_eq!(sb.tree(), files);
+    assert_eq!(refs(&sb), refs_before);
+    assert_eq!(
+        crate::support::tree_of(&sb.path().join(".git/converge/runs")),
+        runs_before
+    );
+}
+
+#[test]
+fn the_gate_refuses_changes_to_planning_and_outside_paths() {
+    let plan = single(
+        "paths = [\"src/**\"]\nretry_max = 1",
+        "files = [{ path = \"src/ok.rs\", content = \"\" }, { path = \"planning/goal.md\", content = \"pwned\" }, { path = \"notes.txt\", content = \"n\" }]",
+    );
+    let sb = setup(&[("one", &plan)]);
+    settle(&sb);
+    let st = status(&sb, "one");
+    let t = task(&st, "t");
+    assert_eq!(t["phase"].as_str(), Some("escalated"));
+    let message = t["last_failure"]["message"].as_str().expect("message");
+    assert_eq!(
+        t["last_failure"]["reason"].as_str(),
+        Some("forbidden-paths")
+    );
+    assert!(
+        message.contains("planning/goal.md (protected)"),
+        "{message}"
+    );
+    assert!(message.contains("notes.txt (outside `paths`)"), "{message}");
+    assert_eq!(sb.read("planning/goal.md"), "Converge.\n");
+}
+
+#[test]
+fn an_invalid_plan_is_set_aside_while_valid_plans_proceed() {
+    let good = single("", "files = [{ path = \"x.txt\", content = \"x\\n\" }]");
+    let bad =
+        "[plan]\nname = \"Bad\"\n[[tasks]]\nname = \"t\"\nscope = \"narrow\"\ngate = \"auto\"\n";
+    let sb = setup(&[("good", &good), ("bad", bad)]);
+    let run = settle(&sb);
+    assert!(
+        run.stdout.contains("plan `bad` does not validate"),
+        "{}",
+        run.transcript()
+    );
+    assert_eq!(phase(&sb, "good", "t"), "merged");
+    let bad_status = status(&sb, "bad");
+    let errors = bad_status["errors"].as_array().expect("errors");
+    assert!(
+        errors[0]
+            .as_str()
+            .unwrap_or("")
+            .contains("planning/plans/bad.toml:"),
+        "{errors:?}"
+    );
+    assert!(sb.read("planning/STATUS.md").contains("## Invalid plans"));
+}
+
+#[test]
+fn a_dirty_checkout_of_the_base_branch_is_never_touched() {
+    let plan = single("", "files = [{ path = \"x.txt\", content = \"x\\n\" }]");
+    let sb = setup(&[("one", &plan)]);
+    sb.write("README.md", "my unsaved edit\n");
+    let head = sb.git(&["rev-parse", "main"]);
+    let run = tick(&sb);
+    assert_eq!(run.code, 3, "{}", run.transcript());
+    assert!(
+        run.stdout.contains("uncommitted changes"),
+        "{}",
+        run.transcript()
+    );
+    assert_eq!(sb.read("README.md"), "my unsaved edit\n");
+    assert_eq!(sb.git(&["rev-parse", "main"]), head, "main did not move");
+}
+
+#[test]
+fn a_second_reconciler_is_refused_while_one_holds_the_lock() {
+    let sb = setup(&[("diamond", DIAMOND)]);
+    let common = sb.path().join(".git");
+    let _held = converge::runtime::Lock::acquire(&common, Duration::ZERO).expect("lock");
+    let run = tick(&sb);
+    assert_eq!(run.code, 3, "{}", run.transcript());
+    assert!(
+        run.stderr.contains("another converge reconciler"),
+        "{}",
+        run.transcript()
+    );
+}
+
+#[test]
+fn agent_commands_refuse_to_run_without_an_attempt_and_people_commands_inside_one() {
+    let sb = setup(&[("diamond", DIAMOND)]);
+    let run = sb.converge(&["done"]);
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    assert!(
+        run.stderr.contains("CONVERGE_AGENT_TOKEN"),
+        "{}",
+        run.transcript()
+    );
+    let mut command = std::process::Command::new(crate::support::BIN);
+    let output = command
+        .args(["reconcile", "--once"])
+        .current_dir(sb.path())
+        .env("CONVERGE_AGENT_TOKEN", "cvg1.diamond.a.1.00")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("offers only"));
+}
+
+#[test]
+fn queue_items_are_promoted_into_the_queue_plan_and_run() {
+    let sb = setup(&[(
+        "diamond",
+        &DIAMOND.replace("state = \"active\"", "state = \"draft\""),
+    )]);
+    sb.write(
+        "planning/queue/fix-typo.md",
+        "---\nscope: narrow\ngate: auto\nharness: sim\n---\nFix the typo in README.md.\n",
+    );
+    sb.commit_all("queue an item");
+    let run = settle(&sb);
+    assert!(
+        run.stdout.contains("promote queue item fix-typo"),
+        "{}",
+        run.transcript()
+    );
+    assert!(sb.path().join("planning/queue/done/fix-typo.md").exists());
+    assert!(!sb.path().join("planning/queue/fix-typo.md").exists());
+    // The item became task queue/fix-typo. A sim without a script changes
+    // nothing, which its gate refuses.
+    let st = status(&sb, "queue");
+    assert_eq!(
+        task(&st, "fix-typo")["last_failure"]["reason"].as_str(),
+        Some("no-changes")
+    );
+}

@@ -83,6 +83,9 @@ fn write_err(what: impl Into<String>) -> impl FnOnce(gix::Error) -> GitError {
     move |source| GitError::Write { what, source }
 }
 
+/// Bytes of decoded objects kept per open repository.
+const OBJECT_CACHE: usize = 16 * 1024 * 1024;
+
 /// An open repository.
 #[derive(Debug)]
 pub struct Repo {
@@ -100,10 +103,13 @@ pub struct CommitSource {
 impl Repo {
     /// Finds the repository containing `dir`, like `git` does.
     pub fn discover(dir: &Path) -> Result<Repo> {
-        let repo = gix::discover(dir).map_err(|source| GitError::NotARepository {
+        let mut repo = gix::discover(dir).map_err(|source| GitError::NotARepository {
             path: dir.to_owned(),
             source,
         })?;
+        // Ancestry checks and history walks read the same commits again and
+        // again; decoded objects are kept (most are loose in active repositories).
+        repo.object_cache_size_if_unset(OBJECT_CACHE);
         Ok(Repo { repo })
     }
 

@@ -142,6 +142,60 @@ impl Repo {
         Ok(TrialMerge::Clean { tree })
     }
 
+    /// Which of `candidates` are reachable from `tip` (a commit reaches itself),
+    /// in one walk for all of them. The walk goes newest first and stops at
+    /// commits older than the oldest candidate (less a day, for clock skew), so
+    /// asking about recent commits never walks a long history.
+    pub fn reachable_among(
+        &self,
+        tip: ObjectId,
+        candidates: &std::collections::BTreeSet<ObjectId>,
+    ) -> Result<std::collections::BTreeSet<ObjectId>> {
+        const SKEW: i64 = 24 * 3600;
+        let mut found = std::collections::BTreeSet::new();
+        if candidates.is_empty() {
+            return Ok(found);
+        }
+        let mut oldest = i64::MAX;
+        for id in candidates {
+            let time = self
+                .repo
+                .find_commit(*id)
+                .and_then(|c| c.time())
+                .map(|t| t.seconds);
+            match time {
+                Ok(t) => oldest = oldest.min(t),
+                // A candidate that is not a commit here cannot be reachable.
+                Err(_) => continue,
+            }
+        }
+        if oldest == i64::MAX {
+            return Ok(found);
+        }
+        let walk = self
+            .repo
+            .rev_walk([tip])
+            .sorting(gix::revision::walk::Sorting::ByCommitTimeCutoff {
+                order: gix::traverse::commit::simple::CommitTimeOrder::NewestFirst,
+                seconds: oldest.saturating_sub(SKEW),
+            })
+            .all()
+            .map_err(read_err("the history"))?;
+        for info in walk {
+            let info = info.map_err(|e| GitError::Read {
+                what: "the history".into(),
+                source: gix::Error::from_error(e),
+            })?;
+            if candidates.contains(&info.id) {
+                found.insert(info.id);
+                if found.len() == candidates.len() {
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Writes a commit object (no ref moves).
     pub fn write_commit(
         &self,

@@ -145,27 +145,40 @@ pub fn observe(
         }
         obs.tasks.entry(key).or_default().run = Some(record.obs);
     }
-    for (branch, head) in repo.branches_with_prefix("converge/")? {
-        let Some(key) = key_of_branch(&branch) else {
-            continue;
-        };
+    // One walk answers every "is this in the base branch" question of the tick.
+    let branches: Vec<(TaskKey, gix::ObjectId)> = repo
+        .branches_with_prefix("converge/")?
+        .into_iter()
+        .filter_map(|(branch, head)| key_of_branch(&branch).map(|k| (k, head)))
+        .collect();
+    let recorded: Vec<(TaskKey, gix::ObjectId)> = status
+        .plans
+        .iter()
+        .flat_map(|(plan, p)| {
+            p.tasks.iter().filter_map(move |(task, t)| {
+                let merged_as = t.merged_as.as_deref().and_then(parse_oid)?;
+                Some((TaskKey::new(plan, task), merged_as))
+            })
+        })
+        .collect();
+    let mut candidates = BTreeSet::new();
+    for (key, head) in &branches {
+        if forks.get(key).is_some_and(|fork| fork != head) {
+            candidates.insert(*head);
+        }
+    }
+    candidates.extend(recorded.iter().map(|(_, id)| *id));
+    let in_base = repo.reachable_among(base, &candidates)?;
+    for (key, head) in branches {
         let moved = forks.get(&key).is_some_and(|fork| *fork != head);
-        let merged = moved && repo.is_ancestor(head, base)?;
+        let merged = moved && in_base.contains(&head);
         let entry = obs.tasks.entry(key).or_default();
         entry.branch_head = Some(head.to_string());
         entry.merged |= merged;
     }
-    for (plan, plan_status) in &status.plans {
-        for (task, task_status) in &plan_status.tasks {
-            let Some(merged_as) = task_status.merged_as.as_deref().and_then(parse_oid) else {
-                continue;
-            };
-            if repo.is_ancestor(merged_as, base)? {
-                obs.tasks
-                    .entry(TaskKey::new(plan, task))
-                    .or_default()
-                    .merged = true;
-            }
+    for (key, merged_as) in recorded {
+        if in_base.contains(&merged_as) {
+            obs.tasks.entry(key).or_default().merged = true;
         }
     }
     for (_, branch) in repo.linked_worktrees()? {

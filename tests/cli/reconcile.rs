@@ -691,3 +691,40 @@ fn queue_items_are_promoted_into_the_queue_plan_and_run() {
         Some("no-changes")
     );
 }
+
+#[test]
+fn the_demo_converges_with_a_retry_and_an_approval() {
+    let sb = Sandbox::new();
+    let dir = sb.path().join("demo");
+    let run = sb.converge(&["demo", "--dir", dir.to_str().expect("utf-8")]);
+    run.success();
+    assert!(
+        run.stdout.contains("7 of 7 tasks merged"),
+        "{}",
+        run.transcript()
+    );
+    assert!(
+        run.stdout.contains("retry greeter/tests (attempt 2"),
+        "{}",
+        run.transcript()
+    );
+    assert!(
+        run.stdout.contains("approved greeter/docs"),
+        "{}",
+        run.transcript()
+    );
+    assert!(
+        run.stdout
+            .contains("git log --oneline --first-parent main:")
+    );
+    // Its merge invariant ran on merge results, and the repository is clean.
+    let readme = std::fs::read_to_string(dir.join("README.md")).expect("readme");
+    assert!(readme.contains("## Usage"), "{readme}");
+    let again = sb.converge(&["demo", "--dir", dir.to_str().expect("utf-8")]);
+    assert_eq!(
+        again.code,
+        2,
+        "a non-empty --dir is refused: {}",
+        again.transcript()
+    );
+}

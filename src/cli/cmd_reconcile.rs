@@ -38,7 +38,8 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> CliResult {
     let mut output = Ok(());
     let result = runtime::reconcile(&repo, &options, &mut |report| {
         deferred |= matches!(report.recorded, Recorded::Deferred { .. })
-            || report.applied.iter().any(|a| a.deferred.is_some());
+            || report.applied.iter().any(|a| a.deferred.is_some())
+            || report.push_rejected.is_some();
         failed |= report.failed.is_some();
         let text = if args.json {
             format!("{}\n", json_report(report))
@@ -95,6 +96,8 @@ pub fn loop_error(e: LoopError) -> CliError {
             .hint("fix them on the base branch; `converge plan validate --rev <base>` lists them")
         }
         LoopError::Tick(TickError::Git(git)) => git.into(),
+        LoopError::Tick(e @ TickError::Diverged { .. }) => CliError::failure(e.to_string())
+            .hint("merge or rebase one onto the other yourself; converge never force-pushes or rewrites history"),
         LoopError::Tick(TickError::Record(
             e @ crate::status::record::RecordError::Conflict { .. },
         )) => CliError::new(
@@ -134,6 +137,12 @@ pub fn text_report(report: &TickReport, explain: bool) -> String {
     }
     if let Some(failure) = &report.failed {
         out.push_str(&format!("error: {failure}\n"));
+    }
+    for line in &report.remote {
+        out.push_str(&format!("{line}\n"));
+    }
+    if let Some(rejected) = &report.push_rejected {
+        out.push_str(&format!("{rejected}\n"));
     }
     match &report.recorded {
         Recorded::Committed { commit } => out.push_str(&format!(
@@ -270,5 +279,7 @@ pub fn json_report(report: &TickReport) -> serde_json::Value {
         })).collect::<Vec<_>>(),
         "wake_at": report.decision.wake_at.map(|w| w.to_string()),
         "invalid_plans": report.spec.invalid_plans,
+        "remote": report.remote,
+        "push_rejected": report.push_rejected,
     })
 }

@@ -134,6 +134,11 @@ impl From<crate::git::GitError> for CliError {
                 ),
             ),
             GitError::DetachedHead => (Kind::BadInput, Some("`git switch <branch>` first")),
+            GitError::Dirty { .. } => (
+                Kind::Busy,
+                Some("commit or stash your changes; converge tries again on the next run"),
+            ),
+            GitError::Conflict { .. } => (Kind::Busy, Some("run the command again")),
             GitError::Bare { .. } => (
                 Kind::BadInput,
                 Some("run converge in a clone with a working tree"),

@@ -9,7 +9,9 @@ use gix::objs::tree::EntryKind;
 
 use crate::spec::load::{self, Content, MAX_FILE_SIZE, PLANNING_DIR, PlanningFiles};
 
+mod remote;
 mod work;
+pub use remote::{Pushed, RemoteError};
 pub use work::{Advanced, TrialMerge};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,8 @@ pub enum GitError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
     #[error("cannot update the index at {}", path.display())]
     Index {
         path: PathBuf,
@@ -220,6 +224,29 @@ impl Repo {
                 .collect::<Vec<_>>()
                 .join(", "),
         })
+    }
+
+    /// `[reconcile].remote` and `.status_branch` from the converge.toml at
+    /// `commit`, read leniently (before the spec is compiled: the remote is
+    /// fetched first).
+    pub fn remote_settings(&self, commit: ObjectId) -> Result<(Option<String>, Option<String>)> {
+        let Some(bytes) = self.read_blob_at(commit, "planning/converge.toml")? else {
+            return Ok((None, None));
+        };
+        let Ok(value) = std::str::from_utf8(&bytes).map(str::parse::<toml::Table>) else {
+            return Ok((None, None));
+        };
+        let Ok(value) = value else {
+            return Ok((None, None));
+        };
+        let get = |key: &str| {
+            value
+                .get("reconcile")
+                .and_then(|r| r.get(key))
+                .and_then(|b| b.as_str())
+                .map(str::to_owned)
+        };
+        Ok((get("remote"), get("status_branch")))
     }
 
     /// `[reconcile].base_branch` from the converge.toml at `commit`, read leniently

@@ -79,7 +79,7 @@ pub fn reconcile(
         if ticks >= options.max_ticks {
             return Err(LoopError::TooManyTicks { ticks });
         }
-        if report.acted() {
+        if report.acted() || report.push_rejected.is_some() {
             continue;
         }
         if options.until == Until::Idle {

@@ -57,6 +57,11 @@ pub struct TickReport {
     pub diagnostics: Vec<Diagnostic>,
     /// Status files that could not be read (rebuilt from observation).
     pub status_problems: Vec<String>,
+    /// What was fetched and pushed (`[reconcile].remote`).
+    pub remote: Vec<String>,
+    /// The push lost a race: this tick's commits were taken back locally and
+    /// the next tick recomputes from the remote's state.
+    pub push_rejected: Option<String>,
 }
 
 impl TickReport {
@@ -102,10 +107,108 @@ pub enum TickError {
     Record(#[from] RecordError),
     #[error(transparent)]
     Act(#[from] ActError),
+    #[error("{branch} here and on `{remote}` have diverged; converge does not rewrite either")]
+    Diverged { branch: String, remote: String },
 }
 
-/// Runs one tick.
+/// Brings `branch` up to date with `remote`: fetches it and fast-forwards the
+/// local branch (and a clean checkout of it) when the remote is ahead. Returns
+/// the remote's tip (the lease for the push) and whether the local branch moved.
+fn sync_from_remote(
+    repo: &Repo,
+    remote: &str,
+    branch: &str,
+) -> Result<(Option<ObjectId>, bool), TickError> {
+    let remote_tip = repo.fetch_branch(remote, branch)?;
+    let Some(theirs) = remote_tip else {
+        return Ok((None, false));
+    };
+    match repo.branch_tip(branch)? {
+        None => {
+            repo.create_ref(&format!("refs/heads/{branch}"), theirs, "converge: fetch")?;
+            Ok((Some(theirs), true))
+        }
+        Some(ours) if ours == theirs => Ok((Some(theirs), false)),
+        Some(ours) if repo.is_ancestor(ours, theirs)? => {
+            repo.advance_branch(
+                branch,
+                ours,
+                theirs,
+                "converge: fast-forward from the remote",
+            )?;
+            Ok((Some(theirs), true))
+        }
+        Some(ours) if repo.is_ancestor(theirs, ours)? => Ok((Some(theirs), false)),
+        Some(_) => Err(TickError::Diverged {
+            branch: branch.to_owned(),
+            remote: remote.to_owned(),
+        }),
+    }
+}
+
+/// Runs one tick. With `[reconcile].remote`, the base and status branches are
+/// first fetched and fast-forwarded, and what the tick committed is pushed with
+/// a lease on the fetched values: across machines, the push is the
+/// compare-and-swap. A dry run does not fetch.
 pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickError> {
+    let base = repo.base_source()?;
+    let (remote, status_branch) = repo.remote_settings(base.commit)?;
+    let remote = remote.filter(|_| !options.dry_run);
+    let Some(remote) = remote else {
+        return tick_local(repo, options);
+    };
+    let mut branches = vec![base.rev.clone()];
+    if let Some(status) = status_branch.filter(|s| *s != base.rev && s != "main") {
+        branches.push(status);
+    }
+    let mut leases = BTreeMap::new();
+    let mut lines = Vec::new();
+    for branch in &branches {
+        let (tip, moved) = sync_from_remote(repo, &remote, branch)?;
+        if moved {
+            lines.push(format!("fast-forwarded {branch} from {remote}"));
+        }
+        leases.insert(branch.clone(), tip);
+    }
+    let mut report = tick_local(repo, options)?;
+    report.remote = lines;
+    if report.status_branch != report.base_branch && !leases.contains_key(&report.status_branch) {
+        let (tip, _) = sync_from_remote(repo, &remote, &report.status_branch)?;
+        leases.insert(report.status_branch.clone(), tip);
+    }
+    for (branch, lease) in &leases {
+        let Some(ours) = repo.branch_tip(branch)? else {
+            continue;
+        };
+        if *lease == Some(ours) {
+            continue;
+        }
+        match repo.push_with_lease(&remote, branch, ours, *lease)? {
+            crate::git::Pushed::Ok => report.remote.push(format!(
+                "pushed {branch} to {remote} ({})",
+                &ours.to_string()[..7]
+            )),
+            crate::git::Pushed::Rejected { message } => {
+                // Another reconciler pushed first. Take this tick's commits back
+                // so that the next tick starts from the remote's state; its
+                // side effects are adopted there (every action is idempotent).
+                if let Some(theirs) = lease
+                    && repo.is_ancestor(*theirs, ours)?
+                {
+                    repo.advance_branch(branch, ours, *theirs, "converge: lost a push race")?;
+                }
+                report.push_rejected = Some(format!(
+                    "pushing {branch} to {remote} was rejected: another reconciler pushed first; the next tick recomputes ({message})"
+                ));
+                break;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// One tick on the local branches.
+fn tick_local(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickError> {
     let base = repo.base_source()?;
     let files = repo.read_planning(base.commit)?;
     let loaded = crate::spec::compile(&files);
@@ -282,6 +385,8 @@ pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickEr
         recorded,
         diagnostics,
         status_problems,
+        remote: Vec::new(),
+        push_rejected: None,
     })
 }
 

@@ -728,3 +728,113 @@ fn the_demo_converges_with_a_retry_and_an_approval() {
         again.transcript()
     );
 }
+
+/// A bare repository next to the sandbox's, with `main` pushed, as `origin`.
+fn with_remote(sb: &Sandbox) -> PathBuf {
+    let bare = sb.path().join("remote.git");
+    sb.git(&[
+        "init",
+        "-q",
+        "--bare",
+        "-b",
+        "main",
+        bare.to_str().expect("utf-8"),
+    ]);
+    sb.git(&["remote", "add", "origin", bare.to_str().expect("utf-8")]);
+    sb.write(
+        "planning/converge.toml",
+        CONFIG.replacen("[reconcile]\n", "[reconcile]\nremote = \"origin\"\n", 1),
+    );
+    sb.commit_all("push to origin");
+    sb.git(&["push", "-q", "origin", "main"]);
+    bare
+}
+
+fn remote_git(bare: &std::path::Path, sb: &Sandbox, args: &[&str]) -> String {
+    let mut all = vec!["--git-dir", bare.to_str().expect("utf-8")];
+    all.extend_from_slice(args);
+    sb.git(&all)
+}
+
+#[test]
+fn with_a_remote_merges_and_status_are_pushed_with_a_lease() {
+    let plan = single("", "files = [{ path = \"x.txt\", content = \"x\\n\" }]");
+    let sb = setup(&[("one", &plan)]);
+    // A .gitignore keeps the bare remote out of the sandbox's own status.
+    sb.write(".gitignore", "remote.git/\n");
+    sb.commit_all("ignore the remote");
+    let bare = with_remote(&sb);
+    let run = settle(&sb);
+    assert!(
+        run.stdout.contains("pushed main to origin"),
+        "{}",
+        run.transcript()
+    );
+    assert_eq!(phase(&sb, "one", "t"), "merged");
+    assert_eq!(
+        remote_git(&bare, &sb, &["rev-parse", "main"]),
+        sb.git(&["rev-parse", "main"]),
+        "the remote has every status and merge commit"
+    );
+}
+
+#[test]
+fn a_push_that_loses_a_race_is_taken_back_and_recomputed() {
+    let plan = single("", "files = [{ path = \"x.txt\", content = \"x\\n\" }]");
+    let sb = setup(&[("one", &plan)]);
+    sb.write(".gitignore", "remote.git/\n");
+    sb.commit_all("ignore the remote");
+    let bare = with_remote(&sb);
+    // Someone else's commit on top of main waits on a side branch; a hook moves
+    // the remote's main to it during converge's first push, as if another
+    // reconciler had pushed between converge's fetch and its push.
+    let base = sb.git(&["rev-parse", "main"]).trim().to_owned();
+    sb.write("other.txt", "someone else\n");
+    sb.git(&["add", "other.txt"]);
+    let tree = sb.git(&["write-tree"]).trim().to_owned();
+    sb.git(&["reset", "-q", "other.txt"]);
+    std::fs::remove_file(sb.path().join("other.txt")).expect("rm");
+    let theirs = sb
+        .git(&["commit-tree", &tree, "-p", &base, "-m", "someone else"])
+        .trim()
+        .to_owned();
+    sb.git(&["push", "-q", "origin", &format!("{theirs}:refs/heads/side")]);
+    let hook = bare.join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        format!(
+            // (Ref updates are refused inside the hook's quarantine, so it
+            // writes the loose ref itself.)
+            "#!/bin/sh\nif [ -f \"$GIT_DIR/race\" ]; then rm \"$GIT_DIR/race\"; echo {theirs} > \"$GIT_DIR/refs/heads/main\"; fi\nexit 0\n"
+        ),
+    )
+    .expect("hook");
+    std::process::Command::new("chmod")
+        .args(["+x", hook.to_str().expect("utf-8")])
+        .status()
+        .expect("chmod");
+    std::fs::write(bare.join("race"), "").expect("race");
+
+    let run = tick(&sb);
+    assert_eq!(run.code, 3, "{}", run.transcript());
+    assert!(
+        run.stdout.contains("another reconciler pushed first"),
+        "{}",
+        run.transcript()
+    );
+    // The local branch was taken back to what was fetched.
+    assert_eq!(sb.git(&["rev-parse", "main"]).trim(), base);
+    // The next ticks fast-forward to the remote and converge on top of it.
+    let run = settle(&sb);
+    assert!(
+        run.stdout.contains("fast-forwarded main from origin"),
+        "{}",
+        run.transcript()
+    );
+    assert_eq!(phase(&sb, "one", "t"), "merged");
+    assert_eq!(sb.read("other.txt"), "someone else\n");
+    assert_eq!(
+        remote_git(&bare, &sb, &["rev-parse", "main"]),
+        sb.git(&["rev-parse", "main"])
+    );
+}

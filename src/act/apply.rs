@@ -376,7 +376,7 @@ fn start(
             attempt,
             fork: ctx.base_tip,
             launch,
-            env: harness::agent_env(config, ctx.env, &[]),
+            env: with_converge_on_path(harness::agent_env(config, ctx.env, &[]), ctx.converge),
             prompt,
             deadline: ctx.now.plus(timeout),
             generation: task.generation.clone(),
@@ -416,6 +416,22 @@ fn start(
         "{verb} {key} (attempt {attempt}, {harness}{adopted}){why}",
         harness = task.harness
     )))
+}
+
+/// Puts the directory of the running converge first on the agent's `PATH`, so
+/// that `converge done` and friends reach this very binary.
+fn with_converge_on_path(mut env: Vec<(String, String)>, converge: &Path) -> Vec<(String, String)> {
+    let Some(dir) = converge.parent().map(|d| d.to_string_lossy().into_owned()) else {
+        return env;
+    };
+    match env.iter_mut().find(|(name, _)| name == "PATH") {
+        Some((_, value)) if value.split(':').next() != Some(dir.as_str()) => {
+            *value = format!("{dir}:{value}");
+        }
+        Some(_) => {}
+        None => env.push(("PATH".to_owned(), dir)),
+    }
+    env
 }
 
 /// Why a gate failed before any invariant ran.

@@ -63,7 +63,7 @@ pub fn run(ctx: &Ctx, args: &ApproveArgs, approve: bool) -> CliResult {
         &report,
         vec![(path.clone(), Some(text.into_bytes()))],
         action,
-        Some(&key),
+        (Some(&key.plan), Some(&key.task)),
         vec![format!("{action} {key} at {commit} by {by}")],
     )?;
     let mut out = String::new();

@@ -41,7 +41,7 @@ pub fn run(ctx: &Ctx, args: &PlanArg, pause: bool) -> CliResult {
         &report,
         vec![(plan.file.clone(), Some(doc.to_string().into_bytes()))],
         action,
-        None,
+        (Some(&plan.id), None),
         vec![format!("state = \"{state}\" for plan {}", plan.id)],
     )?;
     print(&format!(

@@ -38,7 +38,7 @@ pub fn run(ctx: &Ctx, args: &TaskArg) -> CliResult {
         &report,
         vec![(plan.file.clone(), Some(doc.to_string().into_bytes()))],
         "retry",
-        Some(&key),
+        (Some(&key.plan), Some(&key.task)),
         vec![format!("reset = {reset}: start {key} afresh")],
     )?;
     print(&format!(

@@ -76,7 +76,7 @@ pub fn commit_decision(
     report: &TickReport,
     files: Vec<(String, Option<Vec<u8>>)>,
     action: &str,
-    key: Option<&TaskKey>,
+    (plan, task): (Option<&str>, Option<&str>),
     body: Vec<String>,
 ) -> CliResult<gix::ObjectId> {
     let changes: Vec<Change> = files
@@ -85,8 +85,8 @@ pub fn commit_decision(
         .collect();
     let message = Message {
         action: action.to_owned(),
-        plan: key.map(|k| k.plan.clone()),
-        task: key.map(|k| k.task.clone()),
+        plan: plan.map(str::to_owned),
+        task: task.map(str::to_owned),
         attempt: None,
         spec: report.spec_commit.to_string(),
         body,

@@ -838,3 +838,83 @@ fn a_push_that_loses_a_race_is_taken_back_and_recomputed() {
         sb.git(&["rev-parse", "main"])
     );
 }
+
+#[test]
+fn a_command_agent_uses_the_agent_commands_and_its_work_merges() {
+    let config = format!(
+        "{CONFIG}\n[harness.script]\nkind = \"command\"\ncommand = \"sh\"\nargs = [\"-c\", \"converge task | head -1 > task.txt && converge progress 'wrote task.txt' && converge check && converge done\"]\n"
+    );
+    let plan = single("harness = \"script\"", "").replace("\n[tasks.sim]\n", "\n");
+    let sb = setup(&[("one", &plan)]);
+    sb.write("planning/converge.toml", config);
+    sb.commit_all("a command agent");
+    settle(&sb);
+    assert_eq!(phase(&sb, "one", "t"), "merged");
+    assert_eq!(sb.read("task.txt"), "# Task `t` of plan `one` (One)\n");
+    let log = sb.converge(&["log", "one/t"]);
+    log.success();
+    assert!(
+        log.stdout.contains("progress: wrote task.txt"),
+        "{}",
+        log.transcript()
+    );
+    assert!(
+        log.stdout.contains("event") && log.stdout.contains("done"),
+        "{}",
+        log.transcript()
+    );
+}
+
+#[test]
+fn people_commands_show_and_steer_the_plans() {
+    let sb = setup(&[("diamond", DIAMOND)]);
+    let explain = sb.converge(&["reconcile", "--dry-run", "--explain"]);
+    explain.success();
+    insta::assert_snapshot!("dry_run_explain", explain.stdout);
+    sb.converge(&["pause", "diamond"]).success();
+    assert!(
+        sb.read("planning/plans/diamond.toml")
+            .contains("state = \"paused\"")
+    );
+    let run = tick(&sb);
+    run.success();
+    let status = sb.converge(&["status"]);
+    assert!(
+        status.stdout.contains("its plan is paused"),
+        "{}",
+        status.transcript()
+    );
+    let json = sb.converge(&["status", "diamond", "--json"]);
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    assert_eq!(value["tasks"][0]["reason"], "plan-paused");
+    sb.converge(&["resume", "diamond"]).success();
+    assert!(
+        sb.read("planning/plans/diamond.toml")
+            .contains("state = \"active\"")
+    );
+    settle(&sb);
+    let gate = sb.converge(&["gate", "diamond/d"]);
+    assert!(
+        gate.stdout.contains("passed: deps-present"),
+        "{}",
+        gate.transcript()
+    );
+    let history = sb.converge(&["history", "diamond", "--limit", "100"]);
+    for action in ["pause", "resume", "dispatch", "gate", "merge"] {
+        assert!(
+            history
+                .stdout
+                .lines()
+                .any(|l| l.split_whitespace().nth(2) == Some(action)),
+            "{action}: {}",
+            history.stdout
+        );
+    }
+    let unknown = sb.converge(&["gate", "diamond/e"]);
+    assert_eq!(unknown.code, 2);
+    assert!(
+        unknown.stderr.contains("there is no task `diamond/e`"),
+        "{}",
+        unknown.transcript()
+    );
+}

@@ -201,7 +201,9 @@ fn is_group_leader(pid: u32) -> bool {
 
 /// Writes the exit record the supervisor could not write.
 fn write_exit(dir: &Path, now: Timestamp, timed_out: bool) -> Result<(), ActError> {
-    if runs::read_exit(dir)?.is_some() {
+    // No run directory: status said "running" but the run left no record here
+    // (it was cleaned up, or started on another machine). Nothing to close.
+    if !dir.exists() || runs::read_exit(dir)?.is_some() {
         return Ok(());
     }
     let record = ExitRecord {
@@ -342,13 +344,30 @@ fn start(
     let common = ctx.repo.common_dir().to_owned();
     let run = run_dir(&common, key, attempt);
     let worktree = worktree_path(&common, key);
-    let launch = harness::launch(
+    let launch = match harness::launch(
         harness_def,
         &run.join("prompt.md"),
         &worktree,
         &key.to_string(),
         ctx.converge,
-    )?;
+    ) {
+        Ok(launch) => launch,
+        Err(e) => {
+            // Retrying cannot help until the configuration changes: a human
+            // decides, and `converge retry` starts it again after the fix.
+            st.phase = Phase::Escalated;
+            st.generation = task.generation.clone();
+            st.last_failure = Some(Failure {
+                attempt,
+                reason: "harness-unavailable".into(),
+                message: format!(
+                    "{e}; run this task with the `sim` harness or a `command` harness (docs/configuration.md)"
+                ),
+                output_tail: None,
+            });
+            return Ok(Applied::done(format!("escalate {key}: {e}")));
+        }
+    };
     let prompt = harness::prompt(
         &ctx.spec.goal,
         plan,

@@ -501,7 +501,10 @@ fn classify(
         .run
         .as_ref()
         .map_or(st.attempt, |r| r.attempt.max(st.attempt));
-    let edited = st.attempt > 0 && st.generation != task.generation;
+    // A task that never started has no generation to be stale against, unless
+    // it was escalated before its first attempt (its harness could not start).
+    let started = st.attempt > 0 || st.phase == Phase::Escalated;
+    let edited = started && st.generation != task.generation;
 
     // Merged is read from git, not from status.
     if ob.merged {

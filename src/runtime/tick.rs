@@ -418,7 +418,7 @@ fn sync(
         plan_status.errors.clear();
         for task in &plan.tasks {
             let st = plan_status.tasks.entry(task.name.clone()).or_default();
-            if st.attempt == 0 {
+            if st.attempt == 0 && st.phase != Phase::Escalated {
                 st.generation = task.generation.clone();
             }
         }

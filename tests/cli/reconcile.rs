@@ -931,3 +931,37 @@ fn people_commands_show_and_steer_the_plans() {
         unknown.transcript()
     );
 }
+
+#[test]
+fn a_harness_that_cannot_start_escalates_and_retry_resumes_after_the_fix() {
+    let plan = single(
+        "harness = \"codex\"",
+        "files = [{ path = \"x.txt\", content = \"x\\n\" }]",
+    );
+    let sb = setup(&[("one", &plan)]);
+    let run = tick(&sb);
+    run.success();
+    assert!(
+        run.stdout.contains("escalate one/t"),
+        "{}",
+        run.transcript()
+    );
+    let st = status(&sb, "one");
+    assert_eq!(task(&st, "t")["phase"].as_str(), Some("escalated"));
+    assert_eq!(
+        task(&st, "t")["last_failure"]["reason"].as_str(),
+        Some("harness-unavailable")
+    );
+    // Nothing more happens on its own.
+    let before = sb.git(&["rev-parse", "main"]);
+    tick(&sb).success();
+    assert_eq!(sb.git(&["rev-parse", "main"]), before);
+    // Fix the plan; the edit restarts it.
+    sb.write(
+        "planning/plans/one.toml",
+        plan.replace("harness = \"codex\"", "harness = \"sim\""),
+    );
+    sb.commit_all("use the sim harness");
+    settle(&sb);
+    assert_eq!(phase(&sb, "one", "t"), "merged");
+}

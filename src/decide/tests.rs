@@ -880,3 +880,56 @@ fn decide_stays_pure() {
         }
     }
 }
+
+#[test]
+fn a_task_escalated_before_its_first_attempt_restarts_when_edited() {
+    let spec = spec();
+    // Escalated at attempt 0 (its harness could not start), for this generation.
+    let a = st(&spec, "a", Phase::Escalated, 0);
+    let d = run(
+        &spec,
+        &Observation::default(),
+        &status(vec![("a", a.clone())]),
+    );
+    assert_eq!(line(&d, "a"), (None, "escalated", "escalated"));
+    // An edit (or `converge retry`) changes the generation: it starts again.
+    let edited = TaskStatus {
+        generation: "0000000000000000".into(),
+        ..a
+    };
+    let d = run(&spec, &Observation::default(), &status(vec![("a", edited)]));
+    assert_eq!(
+        d.actions,
+        [Action::Retry {
+            key: key("a"),
+            attempt: 1,
+            reason: Reason::SpecChanged
+        }]
+    );
+}
+
+#[test]
+fn queue_tasks_wait_for_the_plan_tasks_they_depend_on() {
+    let files = PlanningFiles::from_texts([
+        ("planning/goal.md", "g"),
+        ("planning/converge.toml", CONFIG),
+        ("planning/plans/p.toml", DIAMOND),
+        (
+            "planning/queue/done/fix.md",
+            "---\nscope: narrow\ngate: auto\ndepends_on: [p/a]\n---\nFix it.\n",
+        ),
+    ]);
+    let spec = crate::spec::compile(&files).spec.expect("valid");
+    let fix = TaskKey::new("queue", "fix");
+    let d = run(&spec, &Observation::default(), &Status::default());
+    let report = d.report.iter().find(|r| r.key == fix).expect("queue task");
+    assert_eq!(
+        report.reason,
+        Reason::WaitingOnDependency { task: "p/a".into() }
+    );
+    let d = run(&spec, &merged(&["a"]), &Status::default());
+    assert!(d.actions.contains(&Action::Dispatch {
+        key: fix,
+        attempt: 1
+    }));
+}

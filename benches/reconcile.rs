@@ -17,20 +17,14 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{
-    Cmd, Rng, Row, Stats, build_history_with, git, measure, print_rows, run_supervised, supervise,
-};
+use common::{Cmd, Rng, Row, Stats, build_history_with, git, measure, print_rows, run_supervised};
 
 const BIN: &str = env!("CARGO_BIN_EXE_converge");
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--supervise") {
-        supervise(&args[2] == "capture", &args[3..]);
+    let Some(runs) = common::rounds(21) else {
         return;
-    }
-    let quick = args.iter().any(|a| a == "--quick");
-    let runs = if quick { 3 } else { 21 };
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     let mut rows = Vec::new();
 
@@ -110,23 +104,20 @@ fn write(root: &Path, path: &str, text: &str) {
     std::fs::write(full, text).expect("write");
 }
 
-fn init(repo: &Path) {
+/// A new repository with a README, `planning/goal.md` and this configuration.
+fn project(repo: &Path, config: &str) {
     std::fs::create_dir_all(repo).expect("mkdir");
     git(repo, &["init", "-q", "-b", "main"], None);
     git(repo, &["config", "user.name", "Bench"], None);
     git(repo, &["config", "user.email", "bench@example.com"], None);
+    write(repo, "README.md", "bench\n");
+    write(repo, "planning/goal.md", "Benchmark.\n");
+    write(repo, "planning/converge.toml", config);
 }
 
 /// A repository with one sim task (no invariants), main not checked out.
 fn one_task_template(repo: &Path) {
-    init(repo);
-    write(repo, "README.md", "bench\n");
-    write(repo, "planning/goal.md", "Benchmark.\n");
-    write(
-        repo,
-        "planning/converge.toml",
-        "[reconcile]\ndefault_harness = \"sim\"\n",
-    );
+    project(repo, "[reconcile]\ndefault_harness = \"sim\"\n");
     write(
         repo,
         "planning/plans/one.toml",
@@ -248,12 +239,8 @@ fn one_task(template: &Path, scratch: &Path, runs: usize) -> (Stats, Stats) {
 
 /// A plan of `tasks` sim tasks, each depending on up to two earlier ones.
 fn dag_repo(repo: &Path, tasks: usize) {
-    init(repo);
-    write(repo, "README.md", "bench\n");
-    write(repo, "planning/goal.md", "Benchmark.\n");
-    write(
+    project(
         repo,
-        "planning/converge.toml",
         "[reconcile]\ndefault_harness = \"sim\"\nmax_agents = 8\nactions_per_tick = 8\ndispatches_per_hour = 100000\n\n[invariants.ok]\nkind = \"custom\"\ncommand = \"true\"\n",
     );
     let mut rng = Rng(7);

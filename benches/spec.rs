@@ -13,18 +13,14 @@ mod common;
 
 use std::path::Path;
 
-use common::{Cmd, Rng, Row, build_history, measure, print_rows, supervise};
+use common::{Cmd, Rng, Row, build_history, measure, print_rows};
 
 const BIN: &str = env!("CARGO_BIN_EXE_converge");
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--supervise") {
-        supervise(&args[2] == "capture", &args[3..]);
+    let Some(runs) = common::rounds(31) else {
         return;
-    }
-    let quick = args.iter().any(|a| a == "--quick");
-    let runs = if quick { 3 } else { 31 };
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     let mut rows = Vec::new();
 

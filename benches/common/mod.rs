@@ -277,6 +277,22 @@ pub fn git(repo: &Path, args: &[&str], stdin: Option<&[u8]>) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// The arguments every bench takes: when started as its own supervisor
+/// (`--supervise`), supervises and returns `None`; otherwise the number of
+/// rounds (`--quick`: 3).
+pub fn rounds(full: usize) -> Option<usize> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--supervise") {
+        supervise(&args[2] == "capture", &args[3..]);
+        return None;
+    }
+    Some(if args.iter().any(|a| a == "--quick") {
+        3
+    } else {
+        full
+    })
+}
+
 /// Prints the rows as a markdown table.
 pub fn print_rows(rows: Vec<Row>, runs: usize) {
     println!("| benchmark | median wall | peak RSS | baseline (same run) | ratio | target |");

@@ -153,6 +153,23 @@ fn fail(ctx: &ActCtx<'_>, st: &mut TaskStatus, attempt: u32, failure: Failure) {
     st.last_failure = Some(Failure { attempt, ..failure });
 }
 
+/// Records the failure of `attempt` (and the head it was judged at).
+fn fail_at(
+    ctx: &ActCtx<'_>,
+    status: &mut Status,
+    key: &TaskKey,
+    attempt: u32,
+    head: Option<String>,
+    failure: Failure,
+) {
+    let st = entry(status, key);
+    st.attempt = st.attempt.max(attempt);
+    if head.is_some() {
+        st.head = head;
+    }
+    fail(ctx, st, attempt, failure);
+}
+
 fn finish_attempt(st: &mut TaskStatus, attempt: u32, now: Timestamp, outcome: &str) {
     if let Some(record) = st.attempts.iter_mut().find(|a| a.number == attempt) {
         record.ended_at.get_or_insert(now);
@@ -229,8 +246,6 @@ fn reap(
     kill_run(&dir)?;
     let timed_out = matches!(reason, Reason::Timeout);
     write_exit(&dir, ctx.now, timed_out)?;
-    let st = entry(status, key);
-    st.attempt = st.attempt.max(attempt);
     let (code, message) = if timed_out {
         (
             "timeout",
@@ -242,10 +257,12 @@ fn reap(
             "the agent's process disappeared without `converge done`",
         )
     };
-    fail(
+    fail_at(
         ctx,
-        st,
+        status,
+        key,
         attempt,
+        None,
         Failure {
             attempt,
             reason: code.into(),
@@ -575,12 +592,12 @@ fn gate(
     }
     let branch = key.branch();
     let Some(head) = ctx.repo.branch_tip(&branch)? else {
-        let st = entry(status, key);
-        st.attempt = st.attempt.max(attempt);
-        fail(
+        fail_at(
             ctx,
-            st,
+            status,
+            key,
             attempt,
+            None,
             Failure {
                 attempt,
                 reason: "branch-missing".into(),
@@ -594,13 +611,12 @@ fn gate(
     };
     let st_head = head.to_string();
     if let Some((code, message)) = precheck(exit.as_ref(), done, head, fork) {
-        let st = entry(status, key);
-        st.attempt = st.attempt.max(attempt);
-        st.head = Some(st_head);
-        fail(
+        fail_at(
             ctx,
-            st,
+            status,
+            key,
             attempt,
+            Some(st_head),
             Failure {
                 attempt,
                 reason: code.into(),
@@ -625,13 +641,12 @@ fn gate(
                 "the attempt changed files it may not: {}",
                 violations.join(", ")
             );
-            let st = entry(status, key);
-            st.attempt = st.attempt.max(attempt);
-            st.head = Some(st_head);
-            fail(
+            fail_at(
                 ctx,
-                st,
+                status,
+                key,
                 attempt,
+                Some(st_head),
                 Failure {
                     attempt,
                     reason: "forbidden-paths".into(),
@@ -735,11 +750,12 @@ fn merge(
     let wanted = ObjectId::from_hex(head.as_bytes()).ok();
     let Some(head_id) = tip.filter(|t| Some(*t) == wanted) else {
         // The branch moved after its gate: what passed is not what would merge.
-        let st = entry(status, key);
-        fail(
+        fail_at(
             ctx,
-            st,
+            status,
+            key,
             attempt,
+            None,
             Failure {
                 attempt,
                 reason: "branch-moved".into(),
@@ -762,11 +778,12 @@ fn merge(
                 ctx.base_branch,
                 paths.join(", ")
             );
-            let st = entry(status, key);
-            fail(
+            fail_at(
                 ctx,
-                st,
+                status,
+                key,
                 attempt,
+                None,
                 Failure {
                     attempt,
                     reason: "merge-conflict".into(),
@@ -822,11 +839,12 @@ fn merge(
                 "merge invariant `{}` failed on the merge result: {}",
                 failed.name, failed.ending
             );
-            let st = entry(status, key);
-            fail(
+            fail_at(
                 ctx,
-                st,
+                status,
+                key,
                 attempt,
+                None,
                 Failure {
                     attempt,
                     reason: "merge-invariant-failed".into(),

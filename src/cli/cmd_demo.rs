@@ -176,7 +176,8 @@ pub fn run(_ctx: &Ctx, args: &DemoArgs) -> CliResult {
     };
     std::fs::create_dir_all(&dir)
         .map_err(|e| CliError::failure(format!("cannot create {}", dir.display())).source(e))?;
-    let repo = create_repo(&dir)?;
+    let mut repo = create_repo(&dir)?;
+    repo.cache_objects();
     print(&format!(
         "converge demo in {}\nplan `{PLAN}`: 7 tasks run by simulated agents, checked by real commands (sh)\n\n",
         dir.display()

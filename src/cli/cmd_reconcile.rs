@@ -9,7 +9,8 @@ use crate::runtime::{self, LoopError, LoopOptions, Recorded, TickError, TickRepo
 use crate::time::Timestamp;
 
 pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> CliResult {
-    let repo = open_repo(ctx)?;
+    let mut repo = open_repo(ctx)?;
+    repo.cache_objects();
     let converge = converge_exe()?;
     let until = if args.wait {
         Until::Settled

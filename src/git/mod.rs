@@ -107,14 +107,19 @@ pub struct CommitSource {
 impl Repo {
     /// Finds the repository containing `dir`, like `git` does.
     pub fn discover(dir: &Path) -> Result<Repo> {
-        let mut repo = gix::discover(dir).map_err(|source| GitError::NotARepository {
+        let repo = gix::discover(dir).map_err(|source| GitError::NotARepository {
             path: dir.to_owned(),
             source,
         })?;
-        // Ancestry checks and history walks read the same commits again and
-        // again; decoded objects are kept (most are loose in active repositories).
-        repo.object_cache_size_if_unset(OBJECT_CACHE);
         Ok(Repo { repo })
+    }
+
+    /// Keeps decoded objects in memory: for long-lived users (the tick loop),
+    /// whose ancestry checks and walks read the same commits again and again
+    /// (most of them loose in an active repository). One-shot reads are faster
+    /// and smaller without it.
+    pub fn cache_objects(&mut self) {
+        self.repo.object_cache_size_if_unset(OBJECT_CACHE);
     }
 
     pub fn gix(&self) -> &gix::Repository {

@@ -3,6 +3,7 @@
 
 mod corpus;
 mod dispatch;
+mod git_layer;
 mod init;
 mod invariants;
 mod observe;

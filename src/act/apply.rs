@@ -187,7 +187,7 @@ fn tail_of(path: &Path, lines: usize) -> Option<String> {
 
 /// Kills the run's supervisor and agent process groups, if they are still the
 /// processes the lease names.
-fn kill_run(dir: &Path) -> Result<(), ActError> {
+pub fn kill_run(dir: &Path) -> Result<(), ActError> {
     let Some(lease) = runs::read_lease(dir)? else {
         return Ok(());
     };
@@ -936,31 +936,8 @@ fn promote(ctx: &mut ActCtx<'_>, item: &str) -> Result<Applied, ActError> {
 }
 
 fn cleanup(ctx: &mut ActCtx<'_>, status: &mut Status, key: &TaskKey) -> Result<Applied, ActError> {
-    let common = ctx.repo.common_dir().to_owned();
-    let worktree = worktree_path(&common, key);
-    let branch = key.branch();
-    let merged = status
-        .task(&key.plan, &key.task)
-        .is_some_and(|s| s.phase == Phase::Merged || s.merged_as.is_some());
-    // Unmerged work (a cancelled task) is committed and kept reachable.
-    if !merged && worktree.exists() {
-        let wt = Repo::discover(&worktree)?;
-        if wt.head_branch()?.as_deref() == Some(branch.as_str()) {
-            wt.commit_leftovers(&format!("converge: leftovers of {key} before cleanup"))?;
-        }
-    }
-    remove_checkout(ctx.repo, &worktree)?;
-    if let Some(head) = ctx.repo.branch_tip(&branch)? {
-        if !ctx.repo.is_ancestor(head, ctx.base_tip)? {
-            let attempt = status.task(&key.plan, &key.task).map_or(0, |s| s.attempt);
-            let keep = format!("refs/converge/attempts/{}/{}/{attempt}", key.plan, key.task);
-            if ctx.repo.ref_target(&keep)?.is_none() {
-                ctx.repo
-                    .create_ref(&keep, head, "converge: keep work of a removed task")?;
-            }
-        }
-        ctx.repo.delete_branch(&branch, head)?;
-    }
+    let attempt = status.task(&key.plan, &key.task).map_or(0, |s| s.attempt);
+    retire(ctx.repo, key, ctx.base_tip, attempt)?;
     let in_spec = ctx
         .spec
         .plans
@@ -972,6 +949,32 @@ fn cleanup(ctx: &mut ActCtx<'_>, status: &mut Status, key: &TaskKey) -> Result<A
     Ok(Applied::done(format!(
         "cleanup {key}: removed its worktree and branch"
     )))
+}
+
+/// Removes a task's worktree and branch without losing work: what the worktree
+/// holds uncommitted is committed first, and a head that is not in `base` is
+/// kept as `refs/converge/attempts/<plan>/<task>/<attempt>`. Shared by
+/// `cleanup` and `converge doctor --fix`.
+pub fn retire(repo: &Repo, key: &TaskKey, base: ObjectId, attempt: u32) -> Result<(), ActError> {
+    let worktree = worktree_path(repo.common_dir(), key);
+    let branch = key.branch();
+    if worktree.exists()
+        && let Ok(wt) = Repo::discover(&worktree)
+        && wt.head_branch()?.as_deref() == Some(branch.as_str())
+    {
+        wt.commit_leftovers(&format!("converge: leftovers of {key} before cleanup"))?;
+    }
+    remove_checkout(repo, &worktree)?;
+    if let Some(head) = repo.branch_tip(&branch)? {
+        if !repo.is_ancestor(head, base)? {
+            let keep = format!("refs/converge/attempts/{}/{}/{attempt}", key.plan, key.task);
+            if repo.ref_target(&keep)?.is_none() {
+                repo.create_ref(&keep, head, "converge: keep work of a removed task")?;
+            }
+        }
+        repo.delete_branch(&branch, head)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

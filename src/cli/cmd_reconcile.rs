@@ -107,6 +107,9 @@ pub fn loop_error(e: LoopError) -> CliError {
         )
         .source(e)
         .hint("run the tick again; it recomputes from the new state"),
+        LoopError::Tick(TickError::Secret(e)) => CliError::failure("the tick failed")
+            .source(e)
+            .hint("`converge doctor --fix` makes the secret private (chmod 600); if others may have read it, delete it: agents' tokens are minted anew"),
         LoopError::Tick(other) => CliError::failure("the tick failed").source(other),
         LoopError::TooManyTicks { ticks } => {
             CliError::failure(format!("stopped after {ticks} ticks without settling"))

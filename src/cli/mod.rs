@@ -9,6 +9,7 @@ pub mod cmd_agent;
 pub mod cmd_approve;
 pub mod cmd_completions;
 pub mod cmd_demo;
+pub mod cmd_doctor;
 pub mod cmd_gate;
 pub mod cmd_history;
 pub mod cmd_init;
@@ -121,6 +122,12 @@ pub enum Command {
     /// Resume a paused plan.
     #[command(after_help = "Examples:\n  converge resume auth")]
     Resume(PlanArg),
+    /// Consistency checks: orphans, stray processes, status against git, the
+    /// secret, git and Landlock; `--fix` applies the safe fixes.
+    #[command(
+        after_help = "Examples:\n  converge doctor\n  converge doctor --fix\n\nExit status: 0 when no problem remains (warnings allowed), 1 otherwise."
+    )]
+    Doctor(DoctorArgs),
     /// The status commits, newest first, read back from their trailers.
     #[command(after_help = "Examples:\n  converge history\n  converge history auth --limit 20")]
     History(HistoryArgs),
@@ -209,6 +216,15 @@ pub struct TaskArg {
 pub struct PlanArg {
     /// The plan id (file stem under planning/plans/).
     pub plan: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Apply the safe fixes (under the reconciler lock), then check again.
+    #[arg(long)]
+    pub fix: bool,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -461,6 +477,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Pause(args) => cmd_pause::run(&ctx, args, true),
         Command::Resume(args) => cmd_pause::run(&ctx, args, false),
         Command::History(args) => cmd_history::run(&ctx, args),
+        Command::Doctor(args) => cmd_doctor::run(&ctx, args),
         Command::Task => cmd_agent::task(),
         Command::Check => cmd_agent::check(&ctx),
         Command::Progress { message } => cmd_agent::progress(message),

@@ -418,6 +418,31 @@ impl Repo {
         }
     }
 
+    /// Forgets linked worktrees whose directory is gone, like `git worktree
+    /// prune`: their administrative directories are removed.
+    pub fn prune_worktrees(&self) -> Result<usize> {
+        let admin = self.common_dir().join("worktrees");
+        let Ok(entries) = std::fs::read_dir(&admin) else {
+            return Ok(0);
+        };
+        let mut pruned = 0;
+        for entry in entries.filter_map(std::result::Result::ok) {
+            let dir = entry.path();
+            let Ok(gitdir) = std::fs::read_to_string(dir.join("gitdir")) else {
+                continue;
+            };
+            let checkout_git = PathBuf::from(gitdir.trim());
+            if !checkout_git.exists() {
+                std::fs::remove_dir_all(&dir).map_err(|source| GitError::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
+                pruned += 1;
+            }
+        }
+        Ok(pruned)
+    }
+
     /// Checks out `commit` detached in a new linked worktree at `path`.
     pub fn add_detached_worktree(&self, path: &Path, commit: ObjectId) -> Result<()> {
         let interrupt = std::sync::atomic::AtomicBool::new(false);

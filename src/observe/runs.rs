@@ -149,8 +149,6 @@ fn sorted_dirs(dir: &Path) -> Result<Vec<String>, RunError> {
     Ok(names)
 }
 
-/// What one run directory says, with the lease checked against the live process
-/// and `done` events checked against the attempt's token.
 /// The exit record of a run, if the supervisor wrote one.
 pub fn read_exit(dir: &Path) -> Result<Option<ExitRecord>, RunError> {
     read_json(&dir.join("exit.json"))
@@ -167,6 +165,8 @@ pub struct RunRecord {
     pub lease: Option<Lease>,
 }
 
+/// What one run directory says, with the lease checked against the live process
+/// and `done` events checked against the attempt's token.
 pub fn read_run(
     dir: &Path,
     key: &TaskKey,

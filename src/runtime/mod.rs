@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+pub mod doctor;
 pub mod lock;
 pub mod tick;
 

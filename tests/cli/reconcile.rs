@@ -965,3 +965,101 @@ fn a_harness_that_cannot_start_escalates_and_retry_resumes_after_the_fix() {
     settle(&sb);
     assert_eq!(phase(&sb, "one", "t"), "merged");
 }
+
+#[test]
+fn doctor_finds_orphans_stray_processes_and_an_open_secret_and_fixes_them() {
+    let plan = single(
+        "",
+        "sleep = \"60s\"\nfiles = [{ path = \"x.txt\", content = \"x\\n\" }]",
+    );
+    let sb = setup(&[("one", &plan)]);
+    let clean = sb.converge(&["doctor"]);
+    assert_eq!(clean.code, 0, "{}", clean.transcript());
+    tick(&sb).success();
+    let (supervisor, agent) = wait_for_agent(&sb, "one", "t", 1);
+    // The plan is dropped behind converge's back, and a directory appears
+    // where worktrees live.
+    std::fs::remove_file(sb.path().join("planning/plans/one.toml")).expect("rm");
+    sb.commit_all("drop the plan");
+    std::fs::create_dir_all(sb.path().join(".git/converge/worktrees/ghost/task")).expect("mkdir");
+    let found = sb.converge(&["doctor"]);
+    assert_eq!(found.code, 1, "{}", found.transcript());
+    for needle in [
+        "attempt 1 of one/t still runs",
+        "is not a worktree git knows",
+    ] {
+        assert!(
+            found.stdout.contains(needle),
+            "{needle}: {}",
+            found.transcript()
+        );
+    }
+    // An open secret stops ticks (with a hint) and the other checks.
+    let secret = sb.path().join(".git/converge/secret");
+    std::process::Command::new("chmod")
+        .args(["644", secret.to_str().expect("utf-8")])
+        .status()
+        .expect("chmod");
+    let refused = tick(&sb);
+    assert_eq!(refused.code, 1, "{}", refused.transcript());
+    assert!(
+        refused.stderr.contains("converge doctor --fix"),
+        "{}",
+        refused.transcript()
+    );
+    let found = sb.converge(&["doctor"]);
+    assert_eq!(found.code, 1, "{}", found.transcript());
+    assert!(
+        found.stdout.contains("others may read it"),
+        "{}",
+        found.transcript()
+    );
+    // Work the agent had not committed yet must survive the clean-up.
+    std::fs::write(
+        sb.path().join(".git/converge/worktrees/one/t/notes.txt"),
+        "draft\n",
+    )
+    .expect("write");
+    let fixed = sb.converge(&["doctor", "--fix"]);
+    assert_eq!(fixed.code, 0, "{}", fixed.transcript());
+    assert!(
+        fixed.stdout.contains("fixed: made"),
+        "{}",
+        fixed.transcript()
+    );
+    assert!(
+        fixed.stdout.contains("fixed: killed the processes"),
+        "{}",
+        fixed.transcript()
+    );
+    assert!(
+        fixed
+            .stdout
+            .contains("fixed: removed the worktree and branch of one/t"),
+        "{}",
+        fixed.transcript()
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!alive(agent) && !alive(supervisor));
+    // The work of the removed task is kept.
+    assert!(
+        refs(&sb).contains("refs/converge/attempts/one/t/1"),
+        "{}",
+        refs(&sb)
+    );
+    assert_eq!(
+        sb.git(&["show", "refs/converge/attempts/one/t/1:notes.txt"]),
+        "draft\n"
+    );
+    assert!(!refs(&sb).contains("refs/heads/converge/"));
+    let again = sb.converge(&["doctor", "--json"]);
+    assert_eq!(again.code, 0, "{}", again.transcript());
+    let findings: serde_json::Value = serde_json::from_str(&again.stdout).expect("json");
+    assert!(
+        findings
+            .as_array()
+            .expect("array")
+            .iter()
+            .all(|f| f["level"] != "problem")
+    );
+}

@@ -1,0 +1,112 @@
+//! `converge doctor [--fix]`: consistency checks with a fix for each.
+
+use std::time::Duration;
+
+use super::human::snapshot;
+use super::source::open_repo;
+use super::{CliError, CliResult, Ctx, DoctorArgs, Kind, print};
+use crate::runtime::doctor::{self, Finding, Level};
+use crate::runtime::{Lock, LockError};
+
+pub fn run(ctx: &Ctx, args: &DoctorArgs) -> CliResult {
+    let repo = open_repo(ctx)?;
+    // Fixing while a tick acts could remove what the tick just made.
+    let _lock = if args.fix {
+        Some(
+            Lock::acquire(repo.common_dir(), Duration::from_secs(60)).map_err(|e| match e {
+                busy @ LockError::Busy { .. } => CliError::new(Kind::Busy, busy.to_string())
+                    .hint("run `converge doctor --fix` when no reconciler is running"),
+                other => CliError::failure("cannot take the reconciler lock").source(other),
+            })?,
+        )
+    } else {
+        None
+    };
+    let mut out = String::new();
+    let secret = doctor::check_secret(&repo);
+    if secret.fix.is_some() {
+        if !args.fix {
+            let mut text = render(std::slice::from_ref(&secret));
+            text.push_str("the other checks need a private secret; `converge doctor --fix` makes it 0600 and runs them\n");
+            print(&text)?;
+            return Err(CliError::reported(Kind::Failure));
+        }
+        let report_free =
+            doctor::fix_secret(&secret).map_err(|e| CliError::failure("a fix failed").source(e))?;
+        out.push_str(&format!("fixed: {report_free}\n"));
+    }
+    let mut report = snapshot(&repo)?;
+    let diagnose = |report: &crate::runtime::TickReport| {
+        doctor::diagnose(&repo, report)
+            .map_err(|e| CliError::failure("the checks failed").source(e))
+    };
+    let mut findings = diagnose(&report)?;
+    // A fix can uncover the next one (a killed agent leaves its worktree):
+    // a few rounds, each on a fresh look.
+    for _ in 0..3 {
+        if !args.fix || !findings.iter().any(|f| f.fix.is_some()) {
+            break;
+        }
+        let done = doctor::fix(&repo, &report, &findings)
+            .map_err(|e| CliError::failure("a fix failed").source(e))?;
+        for line in &done {
+            out.push_str(&format!("fixed: {line}\n"));
+        }
+        report = snapshot(&repo)?;
+        findings = diagnose(&report)?;
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    if args.json {
+        let value: Vec<serde_json::Value> = findings
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "check": f.check,
+                    "level": f.level.as_str(),
+                    "message": f.message,
+                    "hint": f.hint,
+                    "fixable": f.fix.is_some(),
+                })
+            })
+            .collect();
+        print(&format!("{:#}\n", serde_json::Value::Array(value)))?;
+    } else {
+        out.push_str(&render(&findings));
+        print(&out)?;
+    }
+    if findings.iter().any(|f| f.level == Level::Problem) {
+        Err(CliError::reported(Kind::Failure))
+    } else {
+        Ok(())
+    }
+}
+
+fn render(findings: &[Finding]) -> String {
+    let mut out = String::new();
+    for f in findings {
+        out.push_str(&format!(
+            "{:<8} {:<10} {}\n",
+            f.level.as_str(),
+            f.check,
+            f.message
+        ));
+        if let Some(hint) = &f.hint {
+            out.push_str(&format!("{:<19} hint: {hint}\n", ""));
+        }
+        if f.fix.is_some() {
+            out.push_str(&format!("{:<19} fix: `converge doctor --fix`\n", ""));
+        }
+    }
+    let problems = findings
+        .iter()
+        .filter(|f| f.level == Level::Problem)
+        .count();
+    let warnings = findings
+        .iter()
+        .filter(|f| f.level == Level::Warning)
+        .count();
+    out.push_str(&format!("\n{problems} problem(s), {warnings} warning(s)\n"));
+    out
+}

@@ -1,0 +1,479 @@
+//! `converge doctor`: consistency checks of what converge keeps outside git's
+//! history (worktrees, task branches, run records, processes, the secret) and of
+//! the machine, each with the fix; `--fix` applies the safe ones.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use crate::act::apply::{kill_run, retire};
+use crate::act::dispatch::worktree_path;
+use crate::agent::Secret;
+use crate::git::Repo;
+use crate::observe::TaskKey;
+use crate::observe::runs::{self, read_exit, read_lease, runs_root};
+use crate::status::Phase;
+
+use super::tick::TickReport;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Ok,
+    Warning,
+    Problem,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Ok => "ok",
+            Level::Warning => "warning",
+            Level::Problem => "problem",
+        }
+    }
+}
+
+/// What `--fix` would do about a finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fix {
+    /// Remove the task's worktree and branch, keeping unmerged work under
+    /// `refs/converge/attempts/`.
+    Retire { key: TaskKey, attempt: u32 },
+    /// Remove a directory converge made and git does not know.
+    RemoveDir(PathBuf),
+    /// Kill the processes of a run that nothing will look at again.
+    Kill { run_dir: PathBuf },
+    /// `chmod 600` the secret.
+    SecretMode(PathBuf),
+    /// Forget worktree registrations whose directory is gone (`git worktree prune`).
+    Prune,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub check: &'static str,
+    pub level: Level,
+    pub message: String,
+    /// What a person can do, when `--fix` cannot.
+    pub hint: Option<String>,
+    pub fix: Option<Fix>,
+}
+
+impl Finding {
+    fn ok(check: &'static str, message: impl Into<String>) -> Finding {
+        Finding {
+            check,
+            level: Level::Ok,
+            message: message.into(),
+            hint: None,
+            fix: None,
+        }
+    }
+
+    fn new(check: &'static str, level: Level, message: impl Into<String>) -> Finding {
+        Finding {
+            check,
+            level,
+            message: message.into(),
+            hint: None,
+            fix: None,
+        }
+    }
+
+    fn hint(mut self, hint: impl Into<String>) -> Finding {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    fn fix(mut self, fix: Fix) -> Finding {
+        self.fix = Some(fix);
+        self
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DoctorError {
+    #[error(transparent)]
+    Git(#[from] crate::git::GitError),
+    #[error(transparent)]
+    Run(#[from] runs::RunError),
+    #[error(transparent)]
+    Act(#[from] crate::act::apply::ActError),
+    #[error("cannot fix {what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The secret's check on its own: the other checks need a tick's view, and a
+/// tick refuses a secret others may read.
+pub fn check_secret(repo: &Repo) -> Finding {
+    let secret = Secret::path(repo.common_dir());
+    match std::fs::metadata(&secret) {
+        Ok(meta) => {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                Finding::new(
+                    "secret",
+                    Level::Problem,
+                    format!("{} has mode {mode:o}; others may read it", secret.display()),
+                )
+                .fix(Fix::SecretMode(secret))
+            } else {
+                Finding::ok("secret", format!("{} is 0600", secret.display()))
+            }
+        }
+        Err(_) if std::env::var_os(crate::agent::token::SECRET_ENV).is_some() => {
+            Finding::ok("secret", "from CONVERGE_SECRET")
+        }
+        Err(_) => Finding::ok(
+            "secret",
+            "not created yet (the first tick creates it, 0600)",
+        ),
+    }
+}
+
+/// Runs every check against the state a dry tick saw.
+pub fn diagnose(repo: &Repo, report: &TickReport) -> Result<Vec<Finding>, DoctorError> {
+    let mut out = Vec::new();
+    let spec = &report.spec;
+    let in_spec = |key: &TaskKey| {
+        spec.plans
+            .get(&key.plan)
+            .is_some_and(|p| p.task(&key.task).is_some())
+    };
+    let set_aside = |key: &TaskKey| spec.invalid_plans.contains(&key.plan);
+    let attempt_of = |key: &TaskKey| {
+        report
+            .status
+            .task(&key.plan, &key.task)
+            .map_or(0, |s| s.attempt)
+    };
+    let base = report.observation.base_tip.as_str();
+    let base = gix::ObjectId::from_hex(base.as_bytes()).ok();
+
+    // Worktrees and branches of tasks that are gone or merged.
+    let mut leftovers = 0;
+    let mut seen: BTreeSet<TaskKey> = BTreeSet::new();
+    for (key, obs) in &report.observation.tasks {
+        if !(obs.worktree || obs.branch_head.is_some()) || set_aside(key) {
+            continue;
+        }
+        let running = matches!(
+            obs.run.as_ref().map(|r| &r.state),
+            Some(crate::observe::RunState::Running { .. })
+        );
+        let why = if !in_spec(key) {
+            "is in no plan"
+        } else if obs.merged {
+            "is merged"
+        } else {
+            continue;
+        };
+        if running {
+            continue;
+        }
+        leftovers += 1;
+        seen.insert(key.clone());
+        out.push(
+            Finding::new(
+                "orphans",
+                Level::Problem,
+                format!("{key} {why}, but its worktree or branch remains"),
+            )
+            .hint("the next tick's cleanup removes it; `converge doctor --fix` does it now")
+            .fix(Fix::Retire {
+                key: key.clone(),
+                attempt: attempt_of(key),
+            }),
+        );
+    }
+    // Registrations whose directory is gone, and directories git does not know.
+    let registered = repo.linked_worktrees()?;
+    for (path, _) in &registered {
+        if !path.exists() {
+            leftovers += 1;
+            out.push(
+                Finding::new(
+                    "orphans",
+                    Level::Problem,
+                    format!(
+                        "a worktree is registered at {}, which is gone",
+                        path.display()
+                    ),
+                )
+                .fix(Fix::Prune),
+            );
+        }
+    }
+    let root = repo.common_dir().join("converge").join("worktrees");
+    for plan in list_dirs(&root) {
+        for task in list_dirs(&root.join(&plan)) {
+            let path = worktree_path(repo.common_dir(), &TaskKey::new(&plan, &task));
+            let known = registered.iter().any(|(p, _)| same(p, &path));
+            if !known {
+                leftovers += 1;
+                out.push(
+                    Finding::new(
+                        "orphans",
+                        Level::Problem,
+                        format!("{} is not a worktree git knows", path.display()),
+                    )
+                    .fix(Fix::RemoveDir(path)),
+                );
+            }
+        }
+    }
+    if leftovers == 0 {
+        out.push(Finding::ok("orphans", "no orphan worktrees or branches"));
+    }
+
+    // Processes and leases.
+    let mut processes = 0;
+    let latest: BTreeSet<(TaskKey, u32)> = runs::latest_attempts(repo.common_dir())?
+        .into_iter()
+        .map(|(k, n, _)| (k, n))
+        .collect();
+    let runs_dir = runs_root(repo.common_dir());
+    for plan in list_dirs(&runs_dir) {
+        for task in list_dirs(&runs_dir.join(&plan)) {
+            let key = TaskKey::new(&plan, &task);
+            for attempt in list_dirs(&runs_dir.join(&plan).join(&task)) {
+                let Ok(n) = attempt.parse::<u32>() else {
+                    continue;
+                };
+                let dir = runs::run_dir(repo.common_dir(), &key, n);
+                let Some(lease) = read_lease(&dir)? else {
+                    continue;
+                };
+                let alive = runs::process_alive(lease.pid, lease.start_ticks)
+                    || lease
+                        .agent_pid
+                        .is_some_and(|p| runs::process_alive(p, None));
+                let finished = read_exit(&dir)?.is_some();
+                let current = latest.contains(&(key.clone(), n));
+                if alive && (!current || (!in_spec(&key) && !set_aside(&key))) {
+                    processes += 1;
+                    out.push(
+                        Finding::new(
+                            "processes",
+                            Level::Problem,
+                            format!(
+                                "attempt {n} of {key} still runs (pid {}), but {}",
+                                lease.pid,
+                                if current {
+                                    "its task is in no plan"
+                                } else {
+                                    "a later attempt replaced it"
+                                }
+                            ),
+                        )
+                        .fix(Fix::Kill {
+                            run_dir: dir.clone(),
+                        }),
+                    );
+                } else if !alive && !finished && current {
+                    processes += 1;
+                    out.push(
+                        Finding::new(
+                            "processes",
+                            Level::Warning,
+                            format!("attempt {n} of {key} is gone without an exit record"),
+                        )
+                        .hint("the next tick reaps it and records the failure"),
+                    );
+                }
+            }
+        }
+    }
+    if processes == 0 {
+        out.push(Finding::ok(
+            "processes",
+            "every live agent belongs to a current attempt",
+        ));
+    }
+
+    // Status against git.
+    let mut disagreements = 0;
+    for (plan, plan_status) in &report.status.plans {
+        for (task, st) in &plan_status.tasks {
+            let key = TaskKey::new(plan, task);
+            let obs = report.observation.task(&key);
+            let merged = obs.is_some_and(|o| o.merged);
+            if st.phase == Phase::Merged && !merged {
+                disagreements += 1;
+                out.push(
+                    Finding::new(
+                        "status",
+                        Level::Problem,
+                        format!("status says {key} is merged, but the base branch does not contain its work"),
+                    )
+                    .hint(format!("if the merge was reverted on purpose, `converge retry {key}` does it again")),
+                );
+            }
+            let running = obs.and_then(|o| o.run.as_ref()).is_some_and(|r| {
+                r.attempt == st.attempt
+                    && matches!(r.state, crate::observe::RunState::Running { .. })
+            });
+            if st.phase == Phase::Running && !running && !seen.contains(&key) {
+                disagreements += 1;
+                out.push(
+                    Finding::new(
+                        "status",
+                        Level::Warning,
+                        format!(
+                            "status says attempt {} of {key} runs, but no agent is alive for it",
+                            st.attempt
+                        ),
+                    )
+                    .hint("the next tick gates or reaps it"),
+                );
+            }
+        }
+    }
+    for plan in &spec.invalid_plans {
+        disagreements += 1;
+        out.push(
+            Finding::new(
+                "status",
+                Level::Warning,
+                format!("plan `{plan}` does not validate and is not acted on"),
+            )
+            .hint(format!(
+                "`converge plan validate planning/plans/{plan}.toml` lists why"
+            )),
+        );
+    }
+    if disagreements == 0 && base.is_some() {
+        out.push(Finding::ok(
+            "status",
+            "status agrees with git and the run records",
+        ));
+    }
+
+    out.push(check_secret(repo));
+
+    // The machine.
+    out.push(git_version());
+    out.push(landlock());
+    Ok(out)
+}
+
+fn git_version() -> Finding {
+    let output = std::process::Command::new("git").arg("--version").output();
+    let Some(output) = output.ok().filter(|o| o.status.success()) else {
+        return Finding::new("git", Level::Warning, "the git command is not on PATH")
+            .hint("converge needs it only to fetch and push (`[reconcile].remote`)");
+    };
+    let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let version: Vec<u32> = text
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or("")
+        .split('.')
+        .take(2)
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    if version.len() == 2 && (version[0], version[1]) < (2, 38) {
+        return Finding::new("git", Level::Warning, format!("{text}: older than 2.38"))
+            .hint("push with a lease works, but use git 2.38 or newer to compare merges with `git merge-tree --write-tree`");
+    }
+    Finding::ok("git", text)
+}
+
+fn landlock() -> Finding {
+    match std::fs::read_to_string("/sys/kernel/security/lsm") {
+        Ok(lsm) if lsm.split(',').any(|m| m.trim() == "landlock") => {
+            Finding::ok("landlock", "available (listed in /sys/kernel/security/lsm)")
+        }
+        Ok(_) => Finding::new(
+            "landlock",
+            Level::Warning,
+            "this kernel does not enable Landlock",
+        )
+        .hint("agents cannot be sandboxed here; `[sandbox] enabled` will warn"),
+        Err(_) => Finding::new(
+            "landlock",
+            Level::Warning,
+            "unknown: /sys/kernel/security/lsm is not readable",
+        )
+        .hint("securityfs may not be mounted; the sandbox issue checks by asking the kernel"),
+    }
+}
+
+fn list_dirs(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn same(a: &std::path::Path, b: &std::path::Path) -> bool {
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+}
+
+/// Applies the fixes of `findings`; returns a line per fix.
+pub fn fix(
+    repo: &Repo,
+    report: &TickReport,
+    findings: &[Finding],
+) -> Result<Vec<String>, DoctorError> {
+    let base = gix::ObjectId::from_hex(report.observation.base_tip.as_bytes()).map_err(|e| {
+        DoctorError::Io {
+            what: "the base tip".into(),
+            source: std::io::Error::other(e.to_string()),
+        }
+    })?;
+    let mut done = Vec::new();
+    let mut pruned = false;
+    for finding in findings {
+        match &finding.fix {
+            Some(Fix::Retire { key, attempt }) => {
+                retire(repo, key, base, *attempt)?;
+                done.push(format!("removed the worktree and branch of {key}"));
+            }
+            Some(Fix::RemoveDir(path)) => {
+                std::fs::remove_dir_all(path).map_err(|source| DoctorError::Io {
+                    what: path.display().to_string(),
+                    source,
+                })?;
+                done.push(format!("removed {}", path.display()));
+            }
+            Some(Fix::Kill { run_dir }) => {
+                kill_run(run_dir)?;
+                done.push(format!("killed the processes of {}", run_dir.display()));
+            }
+            Some(Fix::SecretMode(_)) => done.push(fix_secret(finding)?),
+            Some(Fix::Prune) if !pruned => {
+                pruned = true;
+                repo.prune_worktrees()?;
+                done.push("forgot worktrees whose directories are gone".into());
+            }
+            _ => {}
+        }
+    }
+    Ok(done)
+}
+
+/// Makes the secret private (the fix of [`check_secret`]'s finding).
+pub fn fix_secret(finding: &Finding) -> Result<String, DoctorError> {
+    let Some(Fix::SecretMode(path)) = &finding.fix else {
+        return Ok("nothing to fix".into());
+    };
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
+        DoctorError::Io {
+            what: path.display().to_string(),
+            source,
+        }
+    })?;
+    Ok(format!("made {} 0600", path.display()))
+}

@@ -5,6 +5,7 @@
 pub mod act;
 pub mod agent;
 pub mod cli;
+pub mod crash;
 pub mod decide;
 pub mod git;
 pub mod harness;

@@ -189,6 +189,7 @@ fn tail_of(path: &Path, lines: usize) -> Option<String> {
 /// processes the lease names.
 pub fn kill_run(dir: &Path) -> Result<(), ActError> {
     let Some(lease) = runs::read_lease(dir)? else {
+        kill_stragglers(dir);
         return Ok(());
     };
     let kill = rustix::process::Signal::KILL;
@@ -200,7 +201,22 @@ pub fn kill_run(dir: &Path) -> Result<(), ActError> {
     if runs::process_alive(lease.pid, lease.start_ticks) {
         super::run::signal_group(lease.pid, kill);
     }
+    kill_stragglers(dir);
     Ok(())
+}
+
+/// Kills what is left of a run by its environment: an agent whose pid never
+/// reached the lease (its supervisor died first), or a process that left the
+/// agent's group.
+fn kill_stragglers(dir: &Path) {
+    for pid in runs::processes_of_run(dir) {
+        if let Some(raw) = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(raw, rustix::process::Signal::KILL);
+        }
+    }
 }
 
 /// Whether `pid` is alive and leads its own process group (as converge's agents
@@ -478,6 +494,15 @@ fn precheck(
     fork: Option<ObjectId>,
 ) -> Option<(&'static str, String)> {
     let Some(exit) = exit else {
+        if done {
+            // The supervisor died; the agent reported done (see `read_run`).
+            return (fork == Some(head)).then(|| {
+                (
+                    "no-changes",
+                    "the attempt changed nothing: the task branch is still at its fork".into(),
+                )
+            });
+        }
         return Some((
             "agent-vanished",
             "the agent's process disappeared without recording its exit".into(),
@@ -814,6 +839,7 @@ fn merge(
         plan.id, task.name
     ));
     let commit = ctx.repo.write_commit(tree, &[base, head_id], &message)?;
+    crate::crash::point("mid-merge");
 
     let merge_invariants = &ctx.spec.config.merge.invariants;
     if !merge_invariants.is_empty() {
@@ -882,6 +908,7 @@ fn merge(
         Err(other) => return Err(other.into()),
     }
     ctx.base_tip = commit;
+    crate::crash::point("after-merge");
     let st = entry(status, key);
     st.phase = Phase::Merged;
     st.merged_as = Some(commit.to_string());
@@ -937,12 +964,26 @@ fn promote(ctx: &mut ActCtx<'_>, item: &str) -> Result<Applied, ActError> {
 
 fn cleanup(ctx: &mut ActCtx<'_>, status: &mut Status, key: &TaskKey) -> Result<Applied, ActError> {
     let attempt = status.task(&key.plan, &key.task).map_or(0, |s| s.attempt);
-    retire(ctx.repo, key, ctx.base_tip, attempt)?;
+    // The branch is the last proof of a merge whose status was never recorded
+    // (a crash right after merging): keep its head as the merge record before
+    // the branch goes, or the task would later look un-merged.
     let in_spec = ctx
         .spec
         .plans
         .get(&key.plan)
         .is_some_and(|p| p.task(&key.task).is_some());
+    if in_spec
+        && let Some(head) = ctx.repo.branch_tip(&key.branch())?
+        && status
+            .task(&key.plan, &key.task)
+            .is_none_or(|s| s.merged_as.is_none())
+        && ctx.repo.is_ancestor(head, ctx.base_tip)?
+    {
+        let st = entry(status, key);
+        st.merged_as = Some(head.to_string());
+        st.phase = Phase::Merged;
+    }
+    retire(ctx.repo, key, ctx.base_tip, attempt)?;
     if !in_spec && let Some(plan) = status.plans.get_mut(&key.plan) {
         plan.tasks.remove(&key.task);
     }
@@ -973,6 +1014,17 @@ pub fn retire(repo: &Repo, key: &TaskKey, base: ObjectId, attempt: u32) -> Resul
             }
         }
         repo.delete_branch(&branch, head)?;
+    }
+    match std::fs::remove_file(runs::fork_marker(repo.common_dir(), key)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(GitError::Io {
+                path: runs::fork_marker(repo.common_dir(), key),
+                source,
+            }
+            .into());
+        }
     }
     Ok(())
 }
@@ -1047,7 +1099,10 @@ mod tests {
         let code = |e: Option<&ExitRecord>, done: bool, head: u8| {
             precheck(e, done, id(head), Some(id(1))).map(|(c, _)| c)
         };
-        assert_eq!(code(None, true, 2), Some("agent-vanished"));
+        assert_eq!(code(None, false, 2), Some("agent-vanished"));
+        // The supervisor died after the agent reported done: its work counts.
+        assert_eq!(code(None, true, 2), None);
+        assert_eq!(code(None, true, 1), Some("no-changes"));
         assert_eq!(code(Some(&exit(Some(0))), false, 2), Some("no-done"));
         assert_eq!(code(Some(&exit(Some(3))), true, 2), Some("agent-failed"));
         assert_eq!(code(Some(&exit(Some(0))), true, 1), Some("no-changes"));

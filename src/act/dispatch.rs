@@ -96,8 +96,22 @@ pub fn dispatch(
         });
     }
     let branch = key.branch();
-    let fresh = prepare_branch(repo, key, &branch, attempt.attempt, attempt.fork)?;
-    prepare_worktree(repo, &branch, &worktree, fresh)?;
+    // Whatever an earlier attempt left uncommitted in its worktree goes onto
+    // the branch first, so that keeping the branch's head keeps it too.
+    if worktree.exists()
+        && let Ok(wt) = Repo::discover(&worktree)
+        && wt.head_branch()?.as_deref() == Some(branch.as_str())
+    {
+        wt.commit_leftovers(&format!(
+            "converge: leftovers of {key} before attempt {}",
+            attempt.attempt
+        ))?;
+    }
+    prepare_branch(repo, key, &branch, attempt.attempt, attempt.fork)?;
+    crate::crash::point("after-branch");
+    // Always a fresh checkout: a worktree left by a crash may show another
+    // commit than the branch (the branch moved without it).
+    prepare_worktree(repo, &branch, &worktree)?;
 
     std::fs::create_dir_all(&run).map_err(|source| RunError::Write {
         path: run.clone(),
@@ -138,21 +152,29 @@ pub fn dispatch(
     })
 }
 
-/// Puts the task branch at `fork`. Returns whether it moved (then any existing
-/// worktree is from an earlier attempt and is replaced).
+/// Puts the task branch at `fork`, keeping an earlier attempt's head.
 fn prepare_branch(
     repo: &Repo,
     key: &TaskKey,
     branch: &str,
     attempt: u32,
     fork: ObjectId,
-) -> Result<bool, DispatchError> {
+) -> Result<(), DispatchError> {
+    // Note the fork before the branch moves (see `fork_marker`).
+    let marker = crate::observe::runs::fork_marker(repo.common_dir(), key);
+    if let Some(parent) = marker.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| GitError::Io {
+            path: parent.to_owned(),
+            source,
+        })?;
+    }
+    write_record(&marker, fork.to_string().as_bytes())?;
     match repo.branch_tip(branch)? {
         None => {
             repo.create_ref(&format!("refs/heads/{branch}"), fork, "converge: dispatch")?;
-            Ok(true)
+            Ok(())
         }
-        Some(head) if head == fork => Ok(false),
+        Some(head) if head == fork => Ok(()),
         Some(head) => {
             // An earlier attempt's work: keep it reachable, then start over.
             let previous = attempt.saturating_sub(1);
@@ -164,23 +186,17 @@ fn prepare_branch(
                 repo.create_ref(&keep, head, "converge: keep attempt")?;
             }
             repo.compare_and_swap(branch, head, fork, "converge: retry from the base tip")?;
-            Ok(true)
+            Ok(())
         }
     }
 }
 
-fn prepare_worktree(
-    repo: &Repo,
-    branch: &str,
-    path: &Path,
-    replace: bool,
-) -> Result<(), DispatchError> {
+fn prepare_worktree(repo: &Repo, branch: &str, path: &Path) -> Result<(), DispatchError> {
     let registered = repo
         .linked_worktrees()?
         .into_iter()
         .find(|(p, _)| same_path(p, path));
     match registered {
-        Some((_, Some(b))) if b == branch && !replace => return Ok(()),
         Some(_) => repo.remove_worktree(path)?,
         None if path.exists() => {
             // Left over from a crash before registration: converge's own directory.

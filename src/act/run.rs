@@ -98,6 +98,11 @@ pub fn start(run_dir: &Path, plan: &RunPlan, converge: &Path) -> Result<u32, Run
             .arg(run_dir)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(
+                std::env::var_os(crate::crash::ENV)
+                    .filter(|_| cfg!(feature = "crash-points"))
+                    .map(|v| (crate::crash::ENV, v)),
+            )
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(log_err)
@@ -165,6 +170,7 @@ pub fn supervise(run_dir: &Path) -> Result<(), RunError> {
             spawn_error: Some(format!("cannot start `{}`: {error}", plan.program)),
         },
         Ok(mut child) => {
+            crate::crash::point("after-spawn");
             lease.agent_pid = Some(child.id());
             write_record(&lease_path, &json(&lease))?;
             wait_with_deadline(&mut child, plan.deadline)

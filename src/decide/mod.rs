@@ -506,9 +506,11 @@ fn classify(
     let started = st.attempt > 0 || st.phase == Phase::Escalated;
     let edited = started && st.generation != task.generation;
 
-    // Merged is read from git, not from status.
+    // Merged is read from git, not from status. The branch is cleaned up only
+    // once status records the merge: until then it is the only proof (a crash
+    // right after merging loses the tick's status).
     if ob.merged {
-        if ob.worktree || ob.branch_head.is_some() {
+        if (ob.worktree || ob.branch_head.is_some()) && st.merged_as.is_some() {
             return act(
                 Phase::Merged,
                 Action::Cleanup { key: key.clone() },

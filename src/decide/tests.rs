@@ -508,8 +508,19 @@ fn merged_is_read_from_git() {
     let d = run(&spec, &obs, &Status::default());
     assert_eq!(line(&d, "a"), (None, "merged", "merged"));
     obs.tasks.get_mut(&key("a")).expect("a").worktree = true;
+    // Its branch and worktree stay until status records the merge (the tick
+    // records it): a crash between merging and recording must not lose the
+    // only proof that the work merged.
     assert_eq!(
         line(&run(&spec, &obs, &Status::default()), "a"),
+        (None, "merged", "merged")
+    );
+    let recorded = TaskStatus {
+        merged_as: Some(SHA.to_owned()),
+        ..st(&spec, "a", Phase::Merged, 1)
+    };
+    assert_eq!(
+        line(&run(&spec, &obs, &status(vec![("a", recorded)])), "a"),
         (Some("cleanup"), "cleanup-after-merge", "merged")
     );
     // Status says merged but the base branch lost the work: a human must look.
@@ -932,4 +943,23 @@ fn queue_tasks_wait_for_the_plan_tasks_they_depend_on() {
         key: fix,
         attempt: 1
     }));
+}
+
+#[test]
+fn a_merged_branch_is_kept_until_status_records_the_merge() {
+    // Found by crash injection: a crash right after a merge lost its status;
+    // cleanup then deleted the branch, the last proof of the merge, and the
+    // task looked un-merged ("merge-lost") forever.
+    let spec = spec();
+    let mut obs = merged(&["a"]);
+    let a = obs.tasks.get_mut(&key("a")).expect("a");
+    a.branch_head = Some(SHA.to_owned());
+    let unrecorded = st(&spec, "a", Phase::Passed, 1);
+    let d = run(&spec, &obs, &status(vec![("a", unrecorded)]));
+    assert!(
+        !d.actions.contains(&Action::Cleanup { key: key("a") }),
+        "{:?}",
+        d.actions
+    );
+    assert_eq!(line(&d, "a"), (None, "merged", "merged"));
 }

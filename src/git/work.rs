@@ -142,10 +142,13 @@ impl Repo {
         Ok(TrialMerge::Clean { tree })
     }
 
-    /// Which of `candidates` are reachable from `tip` (a commit reaches itself),
-    /// in one walk for all of them. The walk goes newest first and stops at
-    /// commits older than the oldest candidate (less a day, for clock skew), so
-    /// asking about recent commits never walks a long history.
+    /// Which of `candidates` are reachable from `tip` (a commit reaches itself).
+    ///
+    /// One walk, newest first, answers most questions at once: it stops at
+    /// commits older than the oldest candidate and than `tip` (less a day, for
+    /// clock skew). Commit times are only a hint, though (clocks differ between
+    /// machines, and agents' commits carry their own), so a candidate the walk
+    /// did not meet is checked exactly with a merge base.
     pub fn reachable_among(
         &self,
         tip: ObjectId,
@@ -156,20 +159,23 @@ impl Repo {
         if candidates.is_empty() {
             return Ok(found);
         }
-        let mut oldest = i64::MAX;
-        for id in candidates {
-            let time = self
-                .repo
-                .find_commit(*id)
+        let time_of = |id: ObjectId| {
+            self.repo
+                .find_commit(id)
                 .and_then(|c| c.time())
-                .map(|t| t.seconds);
-            match time {
-                Ok(t) => oldest = oldest.min(t),
-                // A candidate that is not a commit here cannot be reachable.
-                Err(_) => continue,
+                .map(|t| t.seconds)
+                .ok()
+        };
+        let mut oldest = time_of(tip).unwrap_or(i64::MAX);
+        let mut commits = std::collections::BTreeSet::new();
+        for id in candidates {
+            // A candidate that is not a commit here cannot be reachable.
+            if let Some(t) = time_of(*id) {
+                oldest = oldest.min(t);
+                commits.insert(*id);
             }
         }
-        if oldest == i64::MAX {
+        if commits.is_empty() {
             return Ok(found);
         }
         let walk = self
@@ -186,11 +192,16 @@ impl Repo {
                 what: "the history".into(),
                 source: gix::Error::from_error(e),
             })?;
-            if candidates.contains(&info.id) {
+            if commits.contains(&info.id) {
                 found.insert(info.id);
-                if found.len() == candidates.len() {
-                    break;
+                if found.len() == commits.len() {
+                    return Ok(found);
                 }
+            }
+        }
+        for id in commits.difference(&found.clone()) {
+            if self.is_ancestor(*id, tip)? {
+                found.insert(*id);
             }
         }
         Ok(found)

@@ -161,6 +161,14 @@ pub fn observe(
             })
         })
         .collect();
+    // The fork noted when the branch last moved wins over the lease's: it is
+    // written first, so it is right even when a crash kept the lease from being
+    // written.
+    for (key, _) in &branches {
+        if let Some(fork) = runs::read_fork(repo.common_dir(), key).and_then(|f| parse_oid(&f)) {
+            forks.insert(key.clone(), fork);
+        }
+    }
     let mut candidates = BTreeSet::new();
     for (key, head) in &branches {
         if forks.get(key).is_some_and(|fork| fork != head) {

@@ -106,6 +106,23 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Run
     }
 }
 
+/// Where the fork of a task's current attempt is noted: written before the task
+/// branch moves, so that a crash between moving the branch and writing the
+/// run's lease can never make a fresh branch at the base tip look merged.
+pub fn fork_marker(common_dir: &Path, key: &TaskKey) -> PathBuf {
+    common_dir
+        .join("converge")
+        .join("forks")
+        .join(&key.plan)
+        .join(&key.task)
+}
+
+/// The fork noted for a task, if any.
+pub fn read_fork(common_dir: &Path, key: &TaskKey) -> Option<String> {
+    let text = std::fs::read_to_string(fork_marker(common_dir, key)).ok()?;
+    Some(text.trim().to_owned()).filter(|t| !t.is_empty())
+}
+
 /// The newest attempt with a run directory, per task.
 pub fn latest_attempts(common_dir: &Path) -> Result<Vec<(TaskKey, u32, PathBuf)>, RunError> {
     let root = runs_root(common_dir);
@@ -184,6 +201,18 @@ pub fn read_run(
         (None, Some(lease)) if process_alive(lease.pid, lease.start_ticks) => RunState::Running {
             deadline: lease.deadline,
         },
+        // The supervisor died, but its agent still works: running until its
+        // deadline, when it is reaped (found by its environment).
+        (None, Some(lease)) if !processes_of_run(dir).is_empty() => RunState::Running {
+            deadline: lease.deadline,
+        },
+        // The supervisor died, and the agent reported done before it ended:
+        // finished, with its exit code unknown. Counting that as a failure
+        // would charge the task for converge's crash.
+        (None, Some(_)) if done => RunState::Exited {
+            done: true,
+            exit_code: None,
+        },
         // No exit record and no live process (or no lease at all: the dispatch
         // crashed before writing it).
         (None, _) => RunState::Vanished,
@@ -250,6 +279,29 @@ pub fn process_start_ticks(pid: u32) -> Option<u64> {
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     // after_name starts at field 3 (state); field 22 is starttime.
     fields.get(19)?.parse().ok()
+}
+
+/// Live processes whose environment names `run_dir` as `CONVERGE_RUN_DIR`: an
+/// attempt's agent and everything it started, even processes that left its
+/// process group, and even when the supervisor died before recording the
+/// agent's pid. (Only processes of the same user are readable, which is enough:
+/// agents run as converge's user.)
+pub fn processes_of_run(run_dir: &Path) -> Vec<u32> {
+    let wanted = format!("CONVERGE_RUN_DIR={}", run_dir.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out: Vec<u32> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == wanted.as_bytes()))
+        })
+        .filter(|pid| process_alive(*pid, None))
+        .collect();
+    out.sort_unstable();
+    out
 }
 
 /// Whether `pid` is alive, not a zombie, and (when known) started at `start_ticks`.
@@ -410,6 +462,33 @@ mod tests {
                 .to_string()
                 .contains("lease.json is not a valid run record"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn an_agent_that_reported_done_counts_when_its_supervisor_died() {
+        // Found by crash injection: a supervisor that died right after starting
+        // its agent left a finished, done-reporting agent looking vanished, and
+        // the task was charged a failure for converge's crash.
+        let common = tempfile::tempdir().expect("dir");
+        let key = TaskKey::new("p", "a");
+        let s = secret();
+        let dir = run_dir(common.path(), &key, 1);
+        write(&dir, "lease.json", &lease(std::process::id(), Some(1)));
+        write(
+            &dir,
+            "events.jsonl",
+            &format!(
+                "{{\"type\":\"done\",\"token\":\"{}\"}}\n",
+                s.mint("p", "a", 1)
+            ),
+        );
+        assert_eq!(
+            read_run(&dir, &key, 1, &s).expect("reads").obs.state,
+            RunState::Exited {
+                done: true,
+                exit_code: None
+            }
         );
     }
 }

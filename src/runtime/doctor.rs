@@ -251,9 +251,24 @@ pub fn diagnose(repo: &Repo, report: &TickReport) -> Result<Vec<Finding>, Doctor
                 let alive = runs::process_alive(lease.pid, lease.start_ticks)
                     || lease
                         .agent_pid
-                        .is_some_and(|p| runs::process_alive(p, None));
+                        .is_some_and(|p| runs::process_alive(p, None))
+                    || !runs::processes_of_run(&dir).is_empty();
                 let finished = read_exit(&dir)?.is_some();
                 let current = latest.contains(&(key.clone(), n));
+                let supervised = runs::process_alive(lease.pid, lease.start_ticks);
+                if alive && !supervised {
+                    processes += 1;
+                    out.push(
+                        Finding::new(
+                            "processes",
+                            Level::Problem,
+                            format!("processes of attempt {n} of {key} outlived their supervisor"),
+                        )
+                        .hint("the next tick reaps the attempt; `converge doctor --fix` kills them now")
+                        .fix(Fix::Kill { run_dir: dir.clone() }),
+                    );
+                    continue;
+                }
                 if alive && (!current || (!in_spec(&key) && !set_aside(&key))) {
                     processes += 1;
                     out.push(

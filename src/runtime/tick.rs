@@ -269,6 +269,9 @@ fn tick_local(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, Tick
         }
     }
     let base_tip = ctx.base_tip;
+    if !applied.is_empty() {
+        crate::crash::point("after-act");
+    }
 
     // What the next tick would do, for STATUS.md: re-observed after acting so
     // that a tick with nothing to do renders the same bytes.
@@ -431,14 +434,23 @@ fn sync(
         if !derived || report.action.is_some() {
             continue;
         }
-        if let Some(st) = status
+        let Some(st) = status
             .plans
             .get_mut(&report.key.plan)
             .and_then(|p| p.tasks.get_mut(&report.key.task))
-            && st.phase != report.phase
+        else {
+            continue;
+        };
+        if st.phase != report.phase
             && !(report.phase == Phase::Pending && st.phase == Phase::Cancelled)
         {
             st.phase = report.phase;
+        }
+        // Work found merged in git (after a crash lost the merge's status, or a
+        // person merged the branch) is recorded, so that cleaning up its
+        // branch later cannot lose the proof.
+        if report.phase == Phase::Merged && st.merged_as.is_none() {
+            st.merged_as = obs.task(&report.key).and_then(|o| o.branch_head.clone());
         }
     }
     for (plan_id, plan_status) in &mut status.plans {

@@ -148,6 +148,7 @@ pub fn record(
         return Ok(Outcome::Unchanged);
     }
     let new = repo.write_commit(tree, &[expected], &message.render())?;
+    crate::crash::point("mid-record");
     let advanced = repo
         .advance_branch(
             branch,

@@ -115,12 +115,16 @@ fn a_retry_keeps_the_earlier_attempt_and_starts_from_the_new_base() {
     let second =
         dispatch(&repo, &secret, &attempt(&key, 2, &new_base), Path::new(BIN)).expect("retries");
     assert!(!second.adopted);
+    // Attempt 1's commits are kept, with what it left uncommitted on top.
+    let kept = sandbox
+        .git(&["rev-parse", "refs/converge/attempts/p/a/1"])
+        .trim()
+        .to_owned();
+    sandbox.git(&["merge-base", "--is-ancestor", &attempt_one, &kept]);
     assert_eq!(
-        sandbox
-            .git(&["rev-parse", "refs/converge/attempts/p/a/1"])
-            .trim(),
-        attempt_one,
-        "attempt 1's work was lost"
+        sandbox.git(&["log", "-1", "--format=%s", &kept]).trim(),
+        "converge: leftovers of p/a before attempt 2",
+        "attempt 1's uncommitted work was lost"
     );
     assert_eq!(sandbox.git(&["rev-parse", "converge/p/a"]).trim(), new_base);
     wait_for(&second.run_dir.join("exit.json"));
@@ -136,4 +140,40 @@ fn a_retry_keeps_the_earlier_attempt_and_starts_from_the_new_base() {
     );
     let token = std::fs::read_to_string(second.worktree.join("token.txt")).expect("token");
     assert_eq!(secret.verify(&token, "p", "a", 2), Ok(()));
+}
+
+#[test]
+fn a_crash_between_moving_the_branch_and_the_worktree_never_reuses_the_old_checkout() {
+    // Found by crash injection: the retry moved the branch, crashed before
+    // replacing the worktree, and the next dispatch adopted the stale checkout;
+    // the agent then committed the difference (status files included) as work.
+    let sandbox = Sandbox::repo();
+    sandbox.write("README.md", "hello\n");
+    let fork = sandbox.commit_all("initial");
+    let repo = Repo::discover(sandbox.path()).expect("repo");
+    let secret = Secret::from_bytes(b"dispatch test secret, long enough".to_vec());
+    let key = TaskKey::new("p", "a");
+    let first =
+        dispatch(&repo, &secret, &attempt(&key, 1, &fork), Path::new(BIN)).expect("dispatches");
+    wait_for(&first.run_dir.join("exit.json"));
+    sandbox.write("planning/status/p.toml", "# status\n");
+    let new_base = sandbox.commit_all("base moves");
+    // The retry's branch move happened; its worktree replacement did not.
+    sandbox.git(&["update-ref", "refs/heads/converge/p/a", &new_base]);
+    let second =
+        dispatch(&repo, &secret, &attempt(&key, 2, &new_base), Path::new(BIN)).expect("retries");
+    wait_for(&second.run_dir.join("exit.json"));
+    let wt = second.worktree.to_str().expect("utf-8").to_owned();
+    assert_eq!(
+        sandbox.git(&["-C", &wt, "rev-parse", "HEAD"]).trim(),
+        new_base,
+        "the checkout is the new base"
+    );
+    let status = sandbox.git(&["-C", &wt, "status", "--porcelain"]);
+    assert!(
+        !status.contains("planning/"),
+        "the old checkout leaked into the new attempt:\n{status}"
+    );
+    let marks = std::fs::read_to_string(second.worktree.join("agent-was-here.txt")).expect("marks");
+    assert_eq!(marks.lines().count(), 1, "{marks}");
 }

@@ -2,6 +2,8 @@
 //! git repositories. One test binary; modules by area.
 
 mod corpus;
+#[cfg(feature = "crash-points")]
+mod crash;
 mod dispatch;
 mod git_layer;
 mod init;

@@ -114,3 +114,38 @@ fn observe_reads_branches_ancestry_worktrees_runs_and_the_queue() {
     assert_eq!(obs.running(), 3);
     assert_eq!(obs.promoted.iter().collect::<Vec<_>>(), ["fix-typo"]);
 }
+
+#[test]
+fn a_fresh_branch_at_the_base_tip_is_not_merged_when_its_lease_is_missing() {
+    // Found by crash injection: a retry moved the task branch to the base tip
+    // and crashed before writing the new lease; against the old lease's fork
+    // the branch looked "moved and in the base", so dependents merged early.
+    let sandbox = Sandbox::repo();
+    sandbox.write("README.md", "start\n");
+    let old_fork = sandbox.commit_all("initial");
+    sandbox.write("NEWS.md", "news\n");
+    let base = sandbox.commit_all("base moves");
+    sandbox.git(&["branch", "converge/p/a", &base]);
+    let common = sandbox.path().join(".git");
+    let key = TaskKey::new("p", "a");
+    let run = run_dir(&common, &key, 1);
+    std::fs::create_dir_all(&run).expect("mkdir");
+    std::fs::write(run.join("lease.json"), lease(&old_fork, u32::MAX - 3)).expect("lease");
+    std::fs::write(
+        run.join("exit.json"),
+        "{\"exit_code\":1,\"signal\":null,\"ended_at\":\"2026-01-01T00:00:00Z\"}",
+    )
+    .expect("exit");
+    // Dispatch notes the new fork before it moves the branch.
+    let marker = converge::observe::runs::fork_marker(&common, &key);
+    std::fs::create_dir_all(marker.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&marker, &base).expect("marker");
+    let repo = Repo::discover(sandbox.path()).expect("repo");
+    let secret = Secret::from_bytes(b"observe test secret, long enough".to_vec());
+    let base_id = gix::ObjectId::from_hex(base.as_bytes()).expect("sha");
+    let obs = observe(&repo, &Status::default(), base_id, &secret).expect("observes");
+    assert!(
+        !obs.task(&key).expect("a").merged,
+        "a fresh branch is not merged work"
+    );
+}

@@ -10,6 +10,7 @@ mod init;
 mod invariants;
 mod observe;
 mod plans;
+mod race;
 mod reconcile;
 mod record;
 mod runs;

@@ -9,6 +9,8 @@ pub mod config;
 pub mod dag;
 pub mod diag;
 pub mod duration;
+#[cfg(test)]
+mod fuzz;
 pub mod generation;
 pub mod load;
 pub mod model;

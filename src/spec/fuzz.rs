@@ -3,8 +3,8 @@
 //! and every rejection must carry a located diagnostic.
 //!
 //! `cargo test --lib spec::fuzz` runs a short pass (256 cases per target);
-//! `PROPTEST_CASES=30000 cargo test --release --lib spec::fuzz` runs about five
-//! minutes on a 2-core machine (docs/benchmarks.md).
+//! `PROPTEST_CASES=550000 cargo test --release --lib spec::fuzz` runs about five
+//! minutes on a 2-core machine (550,000 cases per target; README, Development).
 
 use proptest::prelude::*;
 

@@ -610,6 +610,12 @@ fn gate(
     let mut leftovers = false;
     if worktree.exists() {
         let wt = Repo::discover(&worktree)?;
+        // An agent killed mid-commit (at its deadline, or when its supervisor
+        // died) leaves git's locks behind; none of its processes is alive now.
+        if runs::processes_of_run(&dir).is_empty() {
+            wt.clear_index_lock()?;
+            ctx.repo.clear_ref_lock(&key.branch())?;
+        }
         if wt.head_branch()?.as_deref() == Some(key.branch().as_str()) {
             let message = format!("converge: leftovers of {key} (attempt {attempt})");
             leftovers = wt.commit_leftovers(&message)?.is_some();
@@ -999,10 +1005,14 @@ fn cleanup(ctx: &mut ActCtx<'_>, status: &mut Status, key: &TaskKey) -> Result<A
 pub fn retire(repo: &Repo, key: &TaskKey, base: ObjectId, attempt: u32) -> Result<(), ActError> {
     let worktree = worktree_path(repo.common_dir(), key);
     let branch = key.branch();
+    let run = run_dir(repo.common_dir(), key, attempt);
+    kill_stragglers(&run);
+    repo.clear_ref_lock(&branch)?;
     if worktree.exists()
         && let Ok(wt) = Repo::discover(&worktree)
         && wt.head_branch()?.as_deref() == Some(branch.as_str())
     {
+        wt.clear_index_lock()?;
         wt.commit_leftovers(&format!("converge: leftovers of {key} before cleanup"))?;
     }
     remove_checkout(repo, &worktree)?;

@@ -96,12 +96,22 @@ pub fn dispatch(
         });
     }
     let branch = key.branch();
+    // An agent killed while it committed leaves the branch's lock behind; with
+    // none of the earlier attempt's processes alive, nobody else holds it.
+    let earlier = run_dir(&common, key, attempt.attempt.saturating_sub(1));
+    let quiet = crate::observe::runs::processes_of_run(&earlier).is_empty();
+    if quiet {
+        repo.clear_ref_lock(&branch)?;
+    }
     // Whatever an earlier attempt left uncommitted in its worktree goes onto
     // the branch first, so that keeping the branch's head keeps it too.
     if worktree.exists()
         && let Ok(wt) = Repo::discover(&worktree)
         && wt.head_branch()?.as_deref() == Some(branch.as_str())
     {
+        if quiet {
+            wt.clear_index_lock()?;
+        }
         wt.commit_leftovers(&format!(
             "converge: leftovers of {key} before attempt {}",
             attempt.attempt

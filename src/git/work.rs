@@ -404,6 +404,35 @@ impl Repo {
         Ok(Some(commit))
     }
 
+    /// Removes the lock file of `refs/heads/<branch>` left by a process that
+    /// was killed while it updated the branch (an agent reaped mid-commit).
+    /// Callers make sure nothing that could hold the lock is alive.
+    pub fn clear_ref_lock(&self, branch: &str) -> Result<bool> {
+        let lock = self
+            .common_dir()
+            .join("refs")
+            .join("heads")
+            .join(format!("{branch}.lock"));
+        match std::fs::remove_file(&lock) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(GitError::Io { path: lock, source }),
+        }
+    }
+
+    /// Removes this checkout's `index.lock`, left by a process killed while it
+    /// staged files. Callers make sure nothing that could hold it is alive.
+    pub fn clear_index_lock(&self) -> Result<bool> {
+        let mut lock = self.repo.index_path().into_os_string();
+        lock.push(".lock");
+        let lock = PathBuf::from(lock);
+        match std::fs::remove_file(&lock) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(GitError::Io { path: lock, source }),
+        }
+    }
+
     /// Deletes `refs/heads/<branch>` if it is still at `expected`.
     pub fn delete_branch(&self, branch: &str, expected: ObjectId) -> Result<()> {
         use gix::refs::transaction::{Change, PreviousValue, RefEdit, RefLog};

@@ -5,52 +5,14 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{BIN, Sandbox, isolate};
-
-/// xorshift64*: the seeds make a failing run reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use crate::support::{BIN, Sandbox, isolate, random_dag, seeds};
 
 const TASKS: usize = 20;
-
-fn plan(rng: &mut Rng) -> String {
-    let mut text = String::from("[plan]\nname = \"Crashy\"\nstate = \"active\"\n");
-    for i in 0..TASKS {
-        let mut deps: Vec<String> = Vec::new();
-        for _ in 0..2.min(i) {
-            let d = format!("\"t{}\"", rng.below(i as u64));
-            if !deps.contains(&d) {
-                deps.push(d);
-            }
-        }
-        let fail = if i % 2 == 1 {
-            "fail_attempts = 1\n"
-        } else {
-            ""
-        };
-        text.push_str(&format!(
-            "\n[[tasks]]\nname = \"t{i}\"\ndescription = \"Task {i}.\"\nscope = \"narrow\"\ngate = \"auto\"\ndepends_on = [{}]\n[tasks.sim]\n{fail}files = [{{ path = \"f/{i}.txt\", content = \"{i}\\n\" }}]\n",
-            deps.join(", ")
-        ));
-    }
-    text
-}
 
 struct Tick {
     code: Option<i32>,
     stdout: String,
+    stderr: String,
 }
 
 fn tick(sb: &Sandbox, home: &std::path::Path, armed: &str) -> Tick {
@@ -67,20 +29,31 @@ fn tick(sb: &Sandbox, home: &std::path::Path, armed: &str) -> Tick {
     Tick {
         code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: stderr.into_owned(),
     }
 }
 
 fn run_seed(seed: u64) {
     let sb = Sandbox::repo();
     let home = tempfile::tempdir().expect("home");
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    // Which points are armed on each tick comes from the seed too.
+    let mut state = seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1;
+    let mut below = move |n: u64| {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    };
     sb.write("README.md", "crash test\n");
     sb.write("planning/goal.md", "Survive crashes.\n");
     sb.write(
         "planning/converge.toml",
         "[reconcile]\ndefault_harness = \"sim\"\nmax_agents = 4\nactions_per_tick = 1\ndispatches_per_hour = 10000\nbackoff = { base = \"1s\", factor = 1, max = \"1s\" }\n",
     );
-    sb.write("planning/plans/crashy.toml", plan(&mut rng));
+    sb.write(
+        "planning/plans/crashy.toml",
+        random_dag("Crashy", TASKS, seed, |i| i % 2 == 1),
+    );
     sb.commit_all("plan");
 
     let mut crashed = 0;
@@ -92,7 +65,7 @@ fn run_seed(seed: u64) {
             converge::crash::POINTS
                 .iter()
                 .copied()
-                .filter(|_| rng.below(4) != 0)
+                .filter(|_| below(4) != 0)
                 .collect()
         } else {
             Vec::new()
@@ -103,7 +76,21 @@ fn run_seed(seed: u64) {
             // Aborted (killed by SIGABRT): no exit code.
             None => crashed += 1,
             Some(0 | 3) => {}
-            Some(code) => panic!("seed {seed}: tick exited with {code}: {}", t.stdout),
+            Some(code) => {
+                let keep = std::env::temp_dir().join(format!("converge-crash-seed-{seed}"));
+                let _ = std::fs::remove_dir_all(&keep);
+                let _ = Command::new("cp")
+                    .arg("-a")
+                    .arg(sb.path())
+                    .arg(&keep)
+                    .status();
+                panic!(
+                    "seed {seed}: tick exited with {code} (kept in {}): {}{}",
+                    keep.display(),
+                    t.stdout,
+                    t.stderr
+                )
+            }
         }
         if t.code == Some(0) && t.stdout.contains("nothing to do") && armed.is_empty() {
             calm += 1;
@@ -222,12 +209,7 @@ fn supervisor_crashes(sb: &Sandbox) -> usize {
 #[test]
 fn a_plan_converges_through_crashes_at_every_point_without_losing_or_repeating_work() {
     // More seeds: CONVERGE_CRASH_SEEDS=1-20
-    let seeds = std::env::var("CONVERGE_CRASH_SEEDS").unwrap_or_else(|_| "1-2".into());
-    let (from, to) = seeds
-        .split_once('-')
-        .map(|(a, b)| (a.parse().unwrap_or(1), b.parse().unwrap_or(2)))
-        .unwrap_or((1, 2));
-    for seed in from..=to {
+    for seed in seeds("CONVERGE_CRASH_SEEDS", (1, 2)) {
         run_seed(seed);
     }
 }

@@ -5,32 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{BIN, Sandbox, isolate};
-
-fn plan(seed: u64, tasks: usize) -> String {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move |n: u64| {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        state.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-    };
-    let mut text = String::from("[plan]\nname = \"Race\"\nstate = \"active\"\n");
-    for i in 0..tasks {
-        let mut deps: Vec<String> = Vec::new();
-        for _ in 0..2.min(i) {
-            let d = format!("\"t{}\"", next(i as u64));
-            if !deps.contains(&d) {
-                deps.push(d);
-            }
-        }
-        text.push_str(&format!(
-            "\n[[tasks]]\nname = \"t{i}\"\ndescription = \"Task {i}.\"\nscope = \"narrow\"\ngate = \"auto\"\ndepends_on = [{}]\n[tasks.sim]\nfiles = [{{ path = \"f/{i}.txt\", content = \"{i}\\n\" }}]\n",
-            deps.join(", ")
-        ));
-    }
-    text
-}
+use crate::support::{BIN, Sandbox, isolate, random_dag, seeds};
 
 fn run_seed(seed: u64) {
     const TASKS: usize = 20;
@@ -41,7 +16,10 @@ fn run_seed(seed: u64) {
         "planning/converge.toml",
         "[reconcile]\ndefault_harness = \"sim\"\nmax_agents = 4\nactions_per_tick = 2\ndispatches_per_hour = 10000\n",
     );
-    sb.write("planning/plans/race.toml", plan(seed, TASKS));
+    sb.write(
+        "planning/plans/race.toml",
+        random_dag("Race", TASKS, seed, |_| false),
+    );
     sb.commit_all("plan");
     let dir = sb.path().to_owned();
     let loops: Vec<_> = (0..2)
@@ -112,12 +90,7 @@ fn run_seed(seed: u64) {
 #[test]
 fn two_reconcilers_on_one_repository_never_dispatch_or_merge_twice() {
     // More seeds: CONVERGE_RACE_SEEDS=1-20
-    let seeds = std::env::var("CONVERGE_RACE_SEEDS").unwrap_or_else(|_| "1-2".into());
-    let (from, to) = seeds
-        .split_once('-')
-        .map(|(a, b)| (a.parse().unwrap_or(1), b.parse().unwrap_or(2)))
-        .unwrap_or((1, 2));
-    for seed in from..=to {
+    for seed in seeds("CONVERGE_RACE_SEEDS", (1, 2)) {
         run_seed(seed);
     }
 }

@@ -1063,3 +1063,41 @@ fn doctor_finds_orphans_stray_processes_and_an_open_secret_and_fixes_them() {
             .all(|f| f["level"] != "problem")
     );
 }
+
+#[test]
+fn git_locks_left_by_a_killed_agent_do_not_stop_its_gate() {
+    // Found by crash injection: an agent killed mid-commit left index.lock and
+    // the branch's lock behind, and every later gate of the task failed.
+    let plan = single(
+        "",
+        "commit = false\nfiles = [{ path = \"x.txt\", content = \"x\\n\" }]",
+    );
+    let sb = setup(&[("one", &plan)]);
+    tick(&sb).success();
+    let exit = run_dir(&sb, "one", "t", 1).join("exit.json");
+    for _ in 0..200 {
+        if exit.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let worktree = sb.path().join(".git/converge/worktrees/one/t");
+    let git_dir = sb.git(&[
+        "-C",
+        worktree.to_str().expect("utf-8"),
+        "rev-parse",
+        "--absolute-git-dir",
+    ]);
+    std::fs::write(PathBuf::from(git_dir.trim()).join("index.lock"), "").expect("index lock");
+    std::fs::write(sb.path().join(".git/refs/heads/converge/one/t.lock"), "").expect("ref lock");
+    let run = tick(&sb);
+    run.success();
+    assert!(
+        run.stdout
+            .contains("gate one/t (attempt 1) (committed leftovers): passed"),
+        "{}",
+        run.transcript()
+    );
+    settle(&sb);
+    assert_eq!(phase(&sb, "one", "t"), "merged");
+}

@@ -202,3 +202,44 @@ fn copy_dir(from: &Path, to: &Path) {
 pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
+
+/// The seeds a randomized test runs: `VAR=FROM-TO` (inclusive), else `default`.
+pub fn seeds(var: &str, default: (u64, u64)) -> std::ops::RangeInclusive<u64> {
+    let (from, to) = std::env::var(var)
+        .ok()
+        .and_then(|v| {
+            let (a, b) = v.split_once('-')?;
+            Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+        })
+        .unwrap_or(default);
+    from..=to
+}
+
+/// A plan of `tasks` sim tasks named `t0..`, each depending on up to two random
+/// earlier tasks (seeded, so a failing run can be repeated) and writing its own
+/// file `f/<i>.txt`; tasks for which `fails(i)` is true fail their first attempt.
+pub fn random_dag(name: &str, tasks: usize, seed: u64, fails: impl Fn(usize) -> bool) -> String {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut below = |n: u64| {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    };
+    let mut text = format!("[plan]\nname = \"{name}\"\nstate = \"active\"\n");
+    for i in 0..tasks {
+        let mut deps: Vec<String> = Vec::new();
+        for _ in 0..2.min(i) {
+            let d = format!("\"t{}\"", below(i as u64));
+            if !deps.contains(&d) {
+                deps.push(d);
+            }
+        }
+        let fail = if fails(i) { "fail_attempts = 1\n" } else { "" };
+        text.push_str(&format!(
+            "\n[[tasks]]\nname = \"t{i}\"\ndescription = \"Task {i}.\"\nscope = \"narrow\"\ngate = \"auto\"\ndepends_on = [{}]\n[tasks.sim]\n{fail}files = [{{ path = \"f/{i}.txt\", content = \"{i}\\n\" }}]\n",
+            deps.join(", ")
+        ));
+    }
+    text
+}

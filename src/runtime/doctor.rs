@@ -418,6 +418,23 @@ fn landlock() -> Finding {
     }
 }
 
+/// Waits (up to a few seconds) for a killed run's processes to be gone, so that
+/// the next look sees what the kill left behind.
+fn wait_until_gone(run_dir: &std::path::Path) -> Result<(), DoctorError> {
+    let lease = read_lease(run_dir)?;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < until {
+        let supervisor = lease
+            .as_ref()
+            .is_some_and(|l| runs::process_alive(l.pid, l.start_ticks));
+        if !supervisor && runs::processes_of_run(run_dir).is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(())
+}
+
 fn list_dirs(dir: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|d| {
@@ -464,6 +481,7 @@ pub fn fix(
             }
             Some(Fix::Kill { run_dir }) => {
                 kill_run(run_dir)?;
+                wait_until_gone(run_dir)?;
                 done.push(format!("killed the processes of {}", run_dir.display()));
             }
             Some(Fix::SecretMode(_)) => done.push(fix_secret(finding)?),

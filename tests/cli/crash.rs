@@ -77,13 +77,7 @@ fn run_seed(seed: u64) {
             None => crashed += 1,
             Some(0 | 3) => {}
             Some(code) => {
-                let keep = std::env::temp_dir().join(format!("converge-crash-seed-{seed}"));
-                let _ = std::fs::remove_dir_all(&keep);
-                let _ = Command::new("cp")
-                    .arg("-a")
-                    .arg(sb.path())
-                    .arg(&keep)
-                    .status();
+                let keep = keep(&sb, seed);
                 panic!(
                     "seed {seed}: tick exited with {code} (kept in {}): {}{}",
                     keep.display(),
@@ -116,13 +110,7 @@ fn run_seed(seed: u64) {
             .current_dir(sb.path())
             .output()
             .expect("explain");
-        let keep = std::env::temp_dir().join(format!("converge-crash-seed-{seed}"));
-        let _ = std::fs::remove_dir_all(&keep);
-        let _ = Command::new("cp")
-            .arg("-a")
-            .arg(sb.path())
-            .arg(&keep)
-            .status();
+        let keep = keep(&sb, seed);
         panic!(
             "seed {seed}: did not converge (kept in {}) ({crashed} crashes):\n{}{}",
             keep.display(),
@@ -177,6 +165,18 @@ fn run_seed(seed: u64) {
         String::from_utf8_lossy(&doctor.stdout)
     );
     assert_eq!(sb.git(&["status", "--porcelain"]), "", "seed {seed}");
+}
+
+/// Copies a failed run's repository where a person can look at it.
+fn keep(sb: &Sandbox, seed: u64) -> std::path::PathBuf {
+    let keep = std::env::temp_dir().join(format!("converge-crash-seed-{seed}"));
+    let _ = std::fs::remove_dir_all(&keep);
+    let _ = Command::new("cp")
+        .arg("-a")
+        .arg(sb.path())
+        .arg(&keep)
+        .status();
+    keep
 }
 
 fn all_merged(sb: &Sandbox) -> bool {

@@ -180,8 +180,7 @@ fn finish_attempt(st: &mut TaskStatus, attempt: u32, now: Timestamp, outcome: &s
 fn tail_of(path: &Path, lines: usize) -> Option<String> {
     let text = std::fs::read(path).ok()?;
     let text = String::from_utf8_lossy(&text);
-    let all: Vec<&str> = text.lines().collect();
-    let kept = all[all.len().saturating_sub(lines)..].join("\n");
+    let kept = super::exec::last_lines(&text, lines).join("\n");
     (!kept.trim().is_empty()).then_some(kept)
 }
 
@@ -210,10 +209,7 @@ pub fn kill_run(dir: &Path) -> Result<(), ActError> {
 /// agent's group.
 fn kill_stragglers(dir: &Path) {
     for pid in runs::processes_of_run(dir) {
-        if let Some(raw) = i32::try_from(pid)
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-        {
+        if let Some(raw) = super::run::pid_of(pid) {
             let _ = rustix::process::kill_process(raw, rustix::process::Signal::KILL);
         }
     }
@@ -222,10 +218,7 @@ fn kill_stragglers(dir: &Path) {
 /// Whether `pid` is alive and leads its own process group (as converge's agents
 /// do), so that signalling the group cannot hit an unrelated process.
 fn is_group_leader(pid: u32) -> bool {
-    let Some(raw) = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    else {
+    let Some(raw) = super::run::pid_of(pid) else {
         return false;
     };
     runs::process_alive(pid, None)
@@ -851,7 +844,7 @@ fn merge(
     if !merge_invariants.is_empty() {
         let common = ctx.repo.common_dir().to_owned();
         let path = merge_check_path(&common, key);
-        remove_checkout(ctx.repo, &path)?;
+        ctx.repo.remove_checkout(&path)?;
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|source| GitError::Io {
                 path: parent.to_owned(),
@@ -865,7 +858,7 @@ fn merge(
             .filter_map(|n| ctx.spec.config.invariants.get(n))
             .map(|inv| run_check(inv, &path, Some(&log_dir)))
             .collect();
-        remove_checkout(ctx.repo, &path)?;
+        ctx.repo.remove_checkout(&path)?;
         if let Some(failed) = results.iter().find(|r| r.blocks()) {
             let message = format!(
                 "merge invariant `{}` failed on the merge result: {}",
@@ -934,26 +927,6 @@ fn first_line(text: &str) -> &str {
         .unwrap_or("")
 }
 
-/// Removes a checkout converge made, registered or not.
-fn remove_checkout(repo: &Repo, path: &Path) -> Result<(), ActError> {
-    let registered = repo.linked_worktrees()?.into_iter().any(|(p, _)| {
-        p == path
-            || (p
-                .canonicalize()
-                .ok()
-                .is_some_and(|c| Some(c) == path.canonicalize().ok()))
-    });
-    if registered {
-        repo.remove_worktree(path)?;
-    } else if path.exists() {
-        std::fs::remove_dir_all(path).map_err(|source| GitError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-    }
-    Ok(())
-}
-
 fn promote(ctx: &mut ActCtx<'_>, item: &str) -> Result<Applied, ActError> {
     let from = format!("planning/queue/{item}.md");
     let to = format!("planning/queue/done/{item}.md");
@@ -1015,27 +988,14 @@ pub fn retire(repo: &Repo, key: &TaskKey, base: ObjectId, attempt: u32) -> Resul
         wt.clear_index_lock()?;
         wt.commit_leftovers(&format!("converge: leftovers of {key} before cleanup"))?;
     }
-    remove_checkout(repo, &worktree)?;
+    repo.remove_checkout(&worktree)?;
     if let Some(head) = repo.branch_tip(&branch)? {
         if !repo.is_ancestor(head, base)? {
-            let keep = format!("refs/converge/attempts/{}/{}/{attempt}", key.plan, key.task);
-            if repo.ref_target(&keep)?.is_none() {
-                repo.create_ref(&keep, head, "converge: keep work of a removed task")?;
-            }
+            dispatch::keep_attempt(repo, key, attempt, head)?;
         }
         repo.delete_branch(&branch, head)?;
     }
-    match std::fs::remove_file(runs::fork_marker(repo.common_dir(), key)) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => {
-            return Err(GitError::Io {
-                path: runs::fork_marker(repo.common_dir(), key),
-                source,
-            }
-            .into());
-        }
-    }
+    crate::git::remove_file_if_exists(&runs::fork_marker(repo.common_dir(), key))?;
     Ok(())
 }
 

@@ -72,17 +72,11 @@ pub fn run_check(invariant: &Invariant, cwd: &Path, log_dir: Option<&Path>) -> C
             (passed, code, ending, outcome.duration, outcome.output_tail)
         }
         Err(e) => {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                text.push_str(&format!(": {s}"));
-                source = s.source();
-            }
+            let text = super::error_chain(&e);
             (false, None, text.clone(), Duration::ZERO, text)
         }
     };
-    let lines: Vec<&str> = output.lines().collect();
-    let output_tail = lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n");
+    let output_tail = exec::last_lines(&output, TAIL_LINES).join("\n");
     let log_digest = format!("{:x}", Sha256::digest(output.as_bytes()));
     let log = log_dir.and_then(|dir| {
         let path = dir.join(format!("{}.log", invariant.name));

@@ -187,36 +187,31 @@ fn prepare_branch(
         Some(head) if head == fork => Ok(()),
         Some(head) => {
             // An earlier attempt's work: keep it reachable, then start over.
-            let previous = attempt.saturating_sub(1);
-            let keep = format!(
-                "refs/converge/attempts/{}/{}/{previous}",
-                key.plan, key.task
-            );
-            if repo.ref_target(&keep)?.is_none() {
-                repo.create_ref(&keep, head, "converge: keep attempt")?;
-            }
+            keep_attempt(repo, key, attempt.saturating_sub(1), head)?;
             repo.compare_and_swap(branch, head, fork, "converge: retry from the base tip")?;
             Ok(())
         }
     }
 }
 
-fn prepare_worktree(repo: &Repo, branch: &str, path: &Path) -> Result<(), DispatchError> {
-    let registered = repo
-        .linked_worktrees()?
-        .into_iter()
-        .find(|(p, _)| same_path(p, path));
-    match registered {
-        Some(_) => repo.remove_worktree(path)?,
-        None if path.exists() => {
-            // Left over from a crash before registration: converge's own directory.
-            std::fs::remove_dir_all(path).map_err(|source| GitError::Io {
-                path: path.to_owned(),
-                source,
-            })?;
-        }
-        None => {}
+/// Keeps `head`, an attempt's work, reachable as
+/// `refs/converge/attempts/<plan>/<task>/<attempt>` (once: an existing ref is
+/// left as it is).
+pub fn keep_attempt(
+    repo: &Repo,
+    key: &TaskKey,
+    attempt: u32,
+    head: ObjectId,
+) -> Result<(), GitError> {
+    let keep = format!("refs/converge/attempts/{}/{}/{attempt}", key.plan, key.task);
+    if repo.ref_target(&keep)?.is_none() {
+        repo.create_ref(&keep, head, "converge: keep an attempt's work")?;
     }
+    Ok(())
+}
+
+fn prepare_worktree(repo: &Repo, branch: &str, path: &Path) -> Result<(), DispatchError> {
+    repo.remove_checkout(path)?;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|source| GitError::Io {
             path: parent.to_owned(),
@@ -232,11 +227,4 @@ fn prepare_worktree(repo: &Repo, branch: &str, path: &Path) -> Result<(), Dispat
             },
             other => DispatchError::Git(other),
         })
-}
-
-fn same_path(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    }
 }

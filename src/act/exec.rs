@@ -44,9 +44,14 @@ pub struct RunOutcome {
 impl RunOutcome {
     /// The last `lines` lines of output.
     pub fn last_lines(&self, lines: usize) -> Vec<&str> {
-        let all: Vec<&str> = self.output_tail.lines().collect();
-        all[all.len().saturating_sub(lines)..].to_vec()
+        last_lines(&self.output_tail, lines)
     }
+}
+
+/// The last `lines` lines of `text`.
+pub fn last_lines(text: &str, lines: usize) -> Vec<&str> {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].to_vec()
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -118,10 +118,6 @@ pub fn loop_error(e: LoopError) -> CliError {
     }
 }
 
-fn short(id: &gix::ObjectId) -> String {
-    id.to_string()[..7].to_owned()
-}
-
 /// One tick for people: what was done, what was recorded.
 pub fn text_report(report: &TickReport, explain: bool) -> String {
     let mut out = String::new();
@@ -151,7 +147,7 @@ pub fn text_report(report: &TickReport, explain: bool) -> String {
     match &report.recorded {
         Recorded::Committed { commit } => out.push_str(&format!(
             "recorded status as {} on {}\n",
-            short(commit),
+            super::human::short(&commit.to_string()),
             report.status_branch
         )),
         Recorded::Unchanged => {

@@ -12,7 +12,7 @@ use crate::spec::load::{self, Content, MAX_FILE_SIZE, PLANNING_DIR, PlanningFile
 mod remote;
 mod work;
 pub use remote::{Pushed, RemoteError};
-pub use work::{Advanced, TrialMerge};
+pub use work::{Advanced, TrialMerge, remove_file_if_exists, same_path};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -631,11 +631,7 @@ impl Repo {
                     entries.push((*path, Some(id)));
                 }
                 None => {
-                    match std::fs::remove_file(&target) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(io(e)),
-                    }
+                    remove_file_if_exists(&target)?;
                     entries.push((*path, None));
                 }
             }

@@ -404,20 +404,37 @@ impl Repo {
         Ok(Some(commit))
     }
 
+    /// Removes a checkout converge made at `path`: through git when it is a
+    /// registered worktree, else (left by a crash before registration) the
+    /// directory itself.
+    pub fn remove_checkout(&self, path: &Path) -> Result<()> {
+        let registered = self
+            .linked_worktrees()?
+            .into_iter()
+            .any(|(p, _)| same_path(&p, path));
+        if registered {
+            self.remove_worktree(path)
+        } else if path.exists() {
+            std::fs::remove_dir_all(path).map_err(|source| GitError::Io {
+                path: path.to_owned(),
+                source,
+            })
+        } else {
+            Ok(())
+        }
+    }
+
     /// Removes the lock file of `refs/heads/<branch>` left by a process that
     /// was killed while it updated the branch (an agent reaped mid-commit).
     /// Callers make sure nothing that could hold the lock is alive.
     pub fn clear_ref_lock(&self, branch: &str) -> Result<bool> {
-        let lock = self
-            .common_dir()
-            .join("refs")
-            .join("heads")
-            .join(format!("{branch}.lock"));
-        match std::fs::remove_file(&lock) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(source) => Err(GitError::Io { path: lock, source }),
-        }
+        remove_file_if_exists(
+            &self
+                .common_dir()
+                .join("refs")
+                .join("heads")
+                .join(format!("{branch}.lock")),
+        )
     }
 
     /// Removes this checkout's `index.lock`, left by a process killed while it
@@ -425,12 +442,7 @@ impl Repo {
     pub fn clear_index_lock(&self) -> Result<bool> {
         let mut lock = self.repo.index_path().into_os_string();
         lock.push(".lock");
-        let lock = PathBuf::from(lock);
-        match std::fs::remove_file(&lock) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(source) => Err(GitError::Io { path: lock, source }),
-        }
+        remove_file_if_exists(&PathBuf::from(lock))
     }
 
     /// Deletes `refs/heads/<branch>` if it is still at `expected`.
@@ -530,6 +542,23 @@ impl Repo {
             out.push((info.id, time, message));
         }
         Ok(out)
+    }
+}
+
+/// Whether two paths name the same place (compared as written, then resolved).
+pub fn same_path(a: &Path, b: &Path) -> bool {
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+}
+
+/// Removes a file; one that is already gone is fine. Returns whether it existed.
+pub fn remove_file_if_exists(path: &Path) -> Result<bool> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(GitError::Io {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 

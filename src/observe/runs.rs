@@ -146,7 +146,8 @@ pub fn latest_attempts(common_dir: &Path) -> Result<Vec<(TaskKey, u32, PathBuf)>
     Ok(out)
 }
 
-fn sorted_dirs(dir: &Path) -> Result<Vec<String>, RunError> {
+/// The names of the directories in `dir`, sorted (none if `dir` is missing).
+pub fn sorted_dirs(dir: &Path) -> Result<Vec<String>, RunError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

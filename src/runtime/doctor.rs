@@ -209,10 +209,12 @@ pub fn diagnose(repo: &Repo, report: &TickReport) -> Result<Vec<Finding>, Doctor
         }
     }
     let root = repo.common_dir().join("converge").join("worktrees");
-    for plan in list_dirs(&root) {
-        for task in list_dirs(&root.join(&plan)) {
+    for plan in runs::sorted_dirs(&root)? {
+        for task in runs::sorted_dirs(&root.join(&plan))? {
             let path = worktree_path(repo.common_dir(), &TaskKey::new(&plan, &task));
-            let known = registered.iter().any(|(p, _)| same(p, &path));
+            let known = registered
+                .iter()
+                .any(|(p, _)| crate::git::same_path(p, &path));
             if !known {
                 leftovers += 1;
                 out.push(
@@ -237,10 +239,10 @@ pub fn diagnose(repo: &Repo, report: &TickReport) -> Result<Vec<Finding>, Doctor
         .map(|(k, n, _)| (k, n))
         .collect();
     let runs_dir = runs_root(repo.common_dir());
-    for plan in list_dirs(&runs_dir) {
-        for task in list_dirs(&runs_dir.join(&plan)) {
+    for plan in runs::sorted_dirs(&runs_dir)? {
+        for task in runs::sorted_dirs(&runs_dir.join(&plan))? {
             let key = TaskKey::new(&plan, &task);
-            for attempt in list_dirs(&runs_dir.join(&plan).join(&task)) {
+            for attempt in runs::sorted_dirs(&runs_dir.join(&plan).join(&task))? {
                 let Ok(n) = attempt.parse::<u32>() else {
                     continue;
                 };
@@ -433,23 +435,6 @@ fn wait_until_gone(run_dir: &std::path::Path) -> Result<(), DoctorError> {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     Ok(())
-}
-
-fn list_dirs(dir: &std::path::Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .filter_map(|e| e.file_name().into_string().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
-fn same(a: &std::path::Path, b: &std::path::Path) -> bool {
-    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
 }
 
 /// Applies the fixes of `findings`; returns a line per fix.

@@ -262,7 +262,7 @@ fn tick_local(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, Tick
                     break;
                 }
                 Err(e) => {
-                    failed = Some(error_chain(&e));
+                    failed = Some(crate::act::error_chain(&e));
                     break;
                 }
             }
@@ -391,16 +391,6 @@ fn tick_local(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, Tick
         remote: Vec::new(),
         push_rejected: None,
     })
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
 }
 
 /// Brings status in line with the spec and what was observed: every task of a

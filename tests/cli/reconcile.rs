@@ -1101,3 +1101,41 @@ fn git_locks_left_by_a_killed_agent_do_not_stop_its_gate() {
     settle(&sb);
     assert_eq!(phase(&sb, "one", "t"), "merged");
 }
+
+#[test]
+fn a_branch_that_diverged_from_the_remote_is_reported_and_left_alone() {
+    let plan = single("", "files = [{ path = \"x.txt\", content = \"x\\n\" }]");
+    let sb = setup(&[("one", &plan)]);
+    sb.write(".gitignore", "remote.git/\n");
+    sb.commit_all("ignore the remote");
+    let bare = with_remote(&sb);
+    let base = sb.git(&["rev-parse", "main"]).trim().to_owned();
+    // The remote gets one commit, main here another.
+    let tree = sb.git(&["rev-parse", "main^{tree}"]).trim().to_owned();
+    let theirs = sb
+        .git(&["commit-tree", &tree, "-p", &base, "-m", "theirs"])
+        .trim()
+        .to_owned();
+    sb.git(&[
+        "push",
+        "-q",
+        "--force",
+        "origin",
+        &format!("{theirs}:refs/heads/main"),
+    ]);
+    sb.write("local.txt", "ours\n");
+    let ours = sb.commit_all("ours");
+    let run = tick(&sb);
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    assert!(run.stderr.contains("have diverged"), "{}", run.transcript());
+    assert!(
+        run.stderr.contains("never force-pushes"),
+        "{}",
+        run.transcript()
+    );
+    assert_eq!(sb.git(&["rev-parse", "main"]).trim(), ours);
+    assert_eq!(
+        remote_git(&bare, &sb, &["rev-parse", "main"]).trim(),
+        theirs
+    );
+}

@@ -255,16 +255,21 @@ fn reap(
     kill_run(&dir)?;
     let timed_out = matches!(reason, Reason::Timeout);
     write_exit(&dir, ctx.now, timed_out)?;
-    let (code, message) = if timed_out {
-        (
+    let (code, message) = match reason {
+        Reason::Timeout => (
             "timeout",
-            "the attempt ran past its deadline; its processes were killed",
-        )
-    } else {
-        (
+            "the attempt ran past its deadline; its processes were killed".to_owned(),
+        ),
+        Reason::ClaimExpired { by } => (
+            "claim-expired",
+            format!(
+                "reconciler `{by}` claimed the attempt and did not finish it by the claim's deadline"
+            ),
+        ),
+        _ => (
             "agent-vanished",
-            "the agent's process disappeared without `converge done`",
-        )
+            "the agent's process disappeared without `converge done`".to_owned(),
+        ),
     };
     fail_at(
         ctx,
@@ -275,7 +280,7 @@ fn reap(
         Failure {
             attempt,
             reason: code.into(),
-            message: message.into(),
+            message,
             output_tail: tail_of(&dir.join("agent.log"), super::check::TAIL_LINES),
         },
     );

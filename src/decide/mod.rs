@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::observe::{Observation, RunState, TaskKey, TaskObs};
 use crate::spec::{Decision as Verdict, Gate, Plan, PlanState, Reconcile, Spec, Task};
-use crate::status::{Phase, Status, TaskStatus};
+use crate::status::{Claim, Phase, Status, TaskStatus};
 use crate::time::Timestamp;
 
 /// The limits a tick runs under.
@@ -152,6 +152,7 @@ pub enum Reason {
     Ready,
     Queued,
     CleanupAfterMerge,
+    ClaimExpired { by: String },
     // Reasons for waiting.
     Running { deadline: Timestamp },
     PlanDraft,
@@ -164,6 +165,7 @@ pub enum Reason {
     Escalated,
     Merged,
     MergeLost,
+    ClaimedElsewhere { by: String, until: Timestamp },
     // Reasons for deferring an action this tick.
     MaxAgents { running: u32 },
     DispatchRateLimited { last_hour: u32 },
@@ -187,6 +189,8 @@ impl Reason {
             Reason::Ready => "ready",
             Reason::Queued => "queued",
             Reason::CleanupAfterMerge => "cleanup-after-merge",
+            Reason::ClaimExpired { .. } => "claim-expired",
+            Reason::ClaimedElsewhere { .. } => "claimed-elsewhere",
             Reason::Running { .. } => "running",
             Reason::PlanDraft => "plan-draft",
             Reason::PlanPaused => "plan-paused",
@@ -233,6 +237,14 @@ impl fmt::Display for Reason {
             Reason::CleanupAfterMerge => {
                 f.write_str("merged; its worktree and branch are no longer needed")
             }
+            Reason::ClaimExpired { by } => write!(
+                f,
+                "reconciler `{by}` claimed it and did not finish by the claim's deadline"
+            ),
+            Reason::ClaimedElsewhere { by, until } => write!(
+                f,
+                "reconciler `{by}` owns the attempt (claim valid until {until}, or until it passes its gate and merges)"
+            ),
             Reason::Running { deadline } => {
                 write!(f, "an agent is working on it (deadline {deadline})")
             }
@@ -339,6 +351,7 @@ pub fn decide(
             match &candidate.reason {
                 Reason::Backoff { until } => wake(*until),
                 Reason::Running { deadline } => wake(*deadline),
+                Reason::ClaimedElsewhere { until, .. } => wake(*until),
                 _ => {}
             }
             candidates.push(candidate);
@@ -393,7 +406,8 @@ pub fn decide(
         };
         (a.kind(), name(a)).cmp(&(b.kind(), name(b)))
     });
-    let running = u32::try_from(obs.running()).unwrap_or(u32::MAX);
+    let running =
+        u32::try_from(obs.running()).unwrap_or(u32::MAX) + claimed_elsewhere(status, obs, now);
     let mut started_last_hour = dispatches_since(status, now.minus(HOUR));
     let mut agents = running;
     let mut actions = Vec::new();
@@ -459,6 +473,30 @@ pub fn decide(
     }
 }
 
+/// A claim on the task by another reconciler, when reconcilers share a remote.
+fn foreign_claim<'a>(st: &'a TaskStatus, obs: &Observation) -> Option<&'a Claim> {
+    let me = obs.reconciler.as_ref()?;
+    st.claim.as_ref().filter(|c| c.by != *me)
+}
+
+/// Agents other reconcilers run or are about to start: their live claims on
+/// tasks that are not past their gate. They count against `max_agents`.
+fn claimed_elsewhere(status: &Status, obs: &Observation, now: Timestamp) -> u32 {
+    let count = status
+        .plans
+        .values()
+        .flat_map(|p| p.tasks.values())
+        .filter(|st| {
+            foreign_claim(st, obs).is_some_and(|c| {
+                now < c.until
+                    && (matches!(st.phase, Phase::Running | Phase::Checking)
+                        || c.attempt > st.attempt)
+            })
+        })
+        .count();
+    u32::try_from(count).unwrap_or(u32::MAX)
+}
+
 /// Attempts started since `since`, from the attempt records in status.
 fn dispatches_since(status: &Status, since: Timestamp) -> u32 {
     let count = status
@@ -518,6 +556,43 @@ fn classify(
             );
         }
         return wait(Phase::Merged, Reason::Merged);
+    }
+
+    // Another reconciler owns the attempt: it runs, gates and merges it. Its
+    // claim lapses at `until` while no gate has passed (the machine is gone);
+    // a passed attempt's commits live only there, so only an edit (`converge
+    // retry`) takes it over.
+    let gated_phase = matches!(st.phase, Phase::Passed | Phase::AwaitingApproval);
+    let in_flight = matches!(st.phase, Phase::Running | Phase::Checking);
+    if let Some(claim) =
+        foreign_claim(st, obs).filter(|c| c.attempt > st.attempt || in_flight || gated_phase)
+    {
+        let expired = now >= claim.until;
+        if expired && in_flight {
+            return act(
+                Phase::Running,
+                Action::Reap {
+                    key: key.clone(),
+                    attempt,
+                    reason: Reason::ClaimExpired {
+                        by: claim.by.clone(),
+                    },
+                },
+                Reason::ClaimExpired {
+                    by: claim.by.clone(),
+                },
+            );
+        }
+        let released = (expired && !gated_phase) || (edited && !in_flight);
+        if !released {
+            return wait(
+                st.phase,
+                Reason::ClaimedElsewhere {
+                    by: claim.by.clone(),
+                    until: claim.until,
+                },
+            );
+        }
     }
 
     if let Some(run) = ob.run.as_ref().filter(|r| r.attempt == attempt) {

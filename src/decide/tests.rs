@@ -963,3 +963,162 @@ fn a_merged_branch_is_kept_until_status_records_the_merge() {
     );
     assert_eq!(line(&d, "a"), (None, "merged", "merged"));
 }
+
+/// An observation by reconciler `me`, as when reconcilers share a remote.
+fn as_me(mut obs: Observation) -> Observation {
+    obs.reconciler = Some("me".to_owned());
+    obs
+}
+
+fn claimed(mut st: TaskStatus, by: &str, attempt: u32, until: Timestamp) -> TaskStatus {
+    st.claim = Some(Claim {
+        by: by.to_owned(),
+        attempt,
+        until,
+    });
+    st
+}
+
+#[test]
+fn another_reconcilers_running_attempt_is_left_alone_until_its_claim_lapses() {
+    let spec = spec();
+    let later = Timestamp::from_unix(NOW.unix() + 60);
+    let a = claimed(st(&spec, "a", Phase::Running, 1), "them", 1, later);
+    let status = status(vec![("a", a)]);
+    // Without a local run record, a single-repository reconciler reaps ...
+    let d = run(&spec, &Observation::default(), &status);
+    assert_eq!(line(&d, "a"), (Some("reap"), "agent-vanished", "running"));
+    // ... but the run is the other reconciler's: wait for it.
+    let d = run(&spec, &as_me(Observation::default()), &status);
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(line(&d, "a"), (None, "claimed-elsewhere", "running"));
+    assert_eq!(d.wake_at, Some(later));
+    assert!(reason_text(&d, "a").starts_with("reconciler `them` owns the attempt"));
+    // Its own claim is no reason to wait.
+    let mine = claimed(st(&spec, "a", Phase::Running, 1), "me", 1, later);
+    let d = run(&spec, &as_me(Observation::default()), &status_of_a(mine));
+    assert_eq!(line(&d, "a"), (Some("reap"), "agent-vanished", "running"));
+    // Past the claim's deadline, the owner is presumed gone.
+    let lapsed = claimed(st(&spec, "a", Phase::Running, 1), "them", 1, NOW);
+    let d = run(&spec, &as_me(Observation::default()), &status_of_a(lapsed));
+    assert_eq!(
+        d.actions,
+        [Action::Reap {
+            key: key("a"),
+            attempt: 1,
+            reason: Reason::ClaimExpired { by: "them".into() }
+        }]
+    );
+}
+
+fn status_of_a(a: TaskStatus) -> Status {
+    status(vec![("a", a)])
+}
+
+#[test]
+fn a_claimed_retry_is_not_started_twice_and_lapses_at_its_deadline() {
+    let spec = spec();
+    let mut failed = st(&spec, "a", Phase::Failed, 1);
+    failed.failures = 1;
+    let later = Timestamp::from_unix(NOW.unix() + 60);
+    let d = run(
+        &spec,
+        &as_me(Observation::default()),
+        &status_of_a(claimed(failed.clone(), "them", 2, later)),
+    );
+    assert_eq!(line(&d, "a"), (None, "claimed-elsewhere", "failed"));
+    let d = run(
+        &spec,
+        &as_me(Observation::default()),
+        &status_of_a(claimed(failed.clone(), "them", 2, NOW)),
+    );
+    assert_eq!(
+        line(&d, "a"),
+        (Some("retry"), "retry-after-failure", "failed")
+    );
+    // A claim on the attempt that already failed is over: anyone may retry.
+    let d = run(
+        &spec,
+        &as_me(Observation::default()),
+        &status_of_a(claimed(failed, "them", 1, later)),
+    );
+    assert_eq!(
+        line(&d, "a"),
+        (Some("retry"), "retry-after-failure", "failed")
+    );
+}
+
+#[test]
+fn a_passed_attempt_stays_with_its_owner_until_it_is_edited() {
+    let spec = spec();
+    // Its commits exist only on the owner's machine: even a lapsed claim holds.
+    let passed = claimed(st(&spec, "a", Phase::Passed, 1), "them", 1, NOW);
+    let d = run(
+        &spec,
+        &as_me(Observation::default()),
+        &status_of_a(passed.clone()),
+    );
+    assert_eq!(line(&d, "a"), (None, "claimed-elsewhere", "passed"));
+    let mut edited = passed;
+    edited.generation = "0000000000000000".into();
+    let d = run(&spec, &as_me(Observation::default()), &status_of_a(edited));
+    assert_eq!(line(&d, "a"), (Some("retry"), "spec-changed", "passed"));
+}
+
+#[test]
+fn other_reconcilers_claims_count_against_max_agents() {
+    let spec = spec_with(
+        r#"
+[plan]
+name = "Wide"
+[[tasks]]
+name = "a"
+description = "A"
+scope = "narrow"
+gate = "auto"
+[[tasks]]
+name = "b"
+description = "B"
+scope = "narrow"
+gate = "auto"
+[[tasks]]
+name = "c"
+description = "C"
+scope = "narrow"
+gate = "auto"
+"#,
+        &[],
+    );
+    let later = Timestamp::from_unix(NOW.unix() + 60);
+    let status = status(vec![
+        (
+            "a",
+            claimed(st(&spec, "a", Phase::Running, 1), "them", 1, later),
+        ),
+        // Claimed, not started yet: it will be running soon.
+        (
+            "b",
+            claimed(st(&spec, "b", Phase::Pending, 0), "them", 1, later),
+        ),
+    ]);
+    let two = Limits {
+        actions_per_tick: 10,
+        max_agents: 2,
+        dispatches_per_hour: 100,
+    };
+    let d = decide(&spec, &as_me(Observation::default()), &status, NOW, &two);
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(line(&d, "c"), (None, "max-agents", "pending"));
+    let three = Limits {
+        max_agents: 3,
+        ..two
+    };
+    let d = decide(&spec, &as_me(Observation::default()), &status, NOW, &three);
+    assert_eq!(
+        d.actions,
+        [Action::Dispatch {
+            key: key("c"),
+            attempt: 1
+        }]
+    );
+}

@@ -44,6 +44,10 @@ pub struct Observation {
     pub tasks: BTreeMap<TaskKey, TaskObs>,
     /// Queue items already promoted (found under `planning/queue/done/`).
     pub promoted: BTreeSet<String>,
+    /// This reconciler's id when reconcilers share a remote and own their
+    /// attempts through claims in status; `None` on a single repository, where
+    /// the file lock is all the coordination there is.
+    pub reconciler: Option<String>,
 }
 
 impl Observation {

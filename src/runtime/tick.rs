@@ -107,6 +107,12 @@ pub enum TickError {
     Record(#[from] RecordError),
     #[error(transparent)]
     Act(#[from] ActError),
+    #[error("cannot read or create the reconciler id {}", path.display())]
+    Identity {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{branch} here and on `{remote}` have diverged; converge does not rewrite either")]
     Diverged { branch: String, remote: String },
 }
@@ -155,7 +161,7 @@ pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickEr
     let (remote, status_branch) = repo.remote_settings(base.commit)?;
     let remote = remote.filter(|_| !options.dry_run);
     let Some(remote) = remote else {
-        return tick_local(repo, options);
+        return tick_local(repo, options, None);
     };
     let mut branches = vec![base.rev.clone()];
     if let Some(status) = status_branch.filter(|s| *s != base.rev && s != "main") {
@@ -170,7 +176,11 @@ pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickEr
         }
         leases.insert(branch.clone(), tip);
     }
-    let mut report = tick_local(repo, options)?;
+    let me = reconciler_id(repo)?;
+    if let Some(rejected) = claim(repo, options, &me, &remote, &mut leases, &mut lines)? {
+        return Ok(rejected);
+    }
+    let mut report = tick_local(repo, options, Some(&me))?;
     report.remote = lines;
     if report.status_branch != report.base_branch && !leases.contains_key(&report.status_branch) {
         let (tip, _) = sync_from_remote(repo, &remote, &report.status_branch)?;
@@ -207,8 +217,226 @@ pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickEr
     Ok(report)
 }
 
-/// One tick on the local branches.
-fn tick_local(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickError> {
+/// How long after a claimed attempt's deadline its claim lapses: the owner
+/// reaps its own timed-out attempts at the deadline, so a claim still there
+/// this much later belongs to a reconciler that is gone.
+pub const CLAIM_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// This reconciler's id for claims: `CONVERGE_RECONCILER_ID`, else the one kept
+/// in `<git-common-dir>/converge/reconciler-id` (the host name and a random
+/// suffix, made on first use).
+pub fn reconciler_id(repo: &Repo) -> Result<String, TickError> {
+    if let Some(id) = std::env::var("CONVERGE_RECONCILER_ID")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+    {
+        return Ok(id.trim().to_owned());
+    }
+    let path = repo.common_dir().join("converge").join("reconciler-id");
+    let io = |source| TickError::Identity {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    let mut bytes = [0u8; 4];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .map_err(io)?;
+    let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let id = format!("{host}-{suffix}");
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    std::fs::write(&path, format!("{id}\n")).map_err(io)?;
+    Ok(id)
+}
+
+/// Before a tick with a remote starts agents, it claims their tasks: a status
+/// commit naming this reconciler, pushed with a lease. Only a reconciler whose
+/// claim reached the remote starts the agent, so two machines never both start
+/// one task. Returns the tick's report when the claim lost a push race (nothing
+/// was started; the next tick recomputes from the remote's state).
+fn claim(
+    repo: &Repo,
+    options: &TickOptions<'_>,
+    me: &str,
+    remote: &str,
+    leases: &mut BTreeMap<String, Option<ObjectId>>,
+    lines: &mut Vec<String>,
+) -> Result<Option<TickReport>, TickError> {
+    let prepared = prepare(repo, options, Some(me))?;
+    let mut status = prepared.status.clone();
+    let mut claimed = Vec::new();
+    for action in &prepared.decision.actions {
+        let (Action::Dispatch { key, attempt } | Action::Retry { key, attempt, .. }) = action
+        else {
+            continue;
+        };
+        let Some(task) = prepared
+            .spec
+            .plans
+            .get(&key.plan)
+            .and_then(|p| p.task(&key.task))
+        else {
+            continue;
+        };
+        let timeout = task
+            .timeout
+            .unwrap_or(prepared.spec.config.reconcile.task_timeout);
+        let st = status
+            .plans
+            .entry(key.plan.clone())
+            .or_default()
+            .tasks
+            .entry(key.task.clone())
+            .or_default();
+        if st
+            .claim
+            .as_ref()
+            .is_some_and(|c| c.by == me && c.attempt == *attempt)
+        {
+            continue;
+        }
+        st.claim = Some(crate::status::Claim {
+            by: me.to_owned(),
+            attempt: *attempt,
+            until: options.now.plus(timeout).plus(CLAIM_GRACE),
+        });
+        claimed.push((key.clone(), *attempt));
+    }
+    if claimed.is_empty() {
+        return Ok(None);
+    }
+    let branch = prepared.status_branch.clone();
+    let expected = match prepared.status_tip {
+        Some(tip) => tip,
+        None => {
+            repo.create_ref(
+                &format!("refs/heads/{branch}"),
+                prepared.base.commit,
+                "converge: create the status branch",
+            )?;
+            prepared.base.commit
+        }
+    };
+    let mut changes = Vec::new();
+    for (plan, plan_status) in &status.plans {
+        if prepared.status.plans.get(plan) != Some(plan_status) {
+            changes.push(Change {
+                path: format!("{STATUS_DIR}/{plan}.toml"),
+                content: Some(to_toml(plan, plan_status)?.into_bytes()),
+            });
+        }
+    }
+    let (plan, task, attempt) = match claimed.as_slice() {
+        [(key, attempt)] => (
+            Some(key.plan.clone()),
+            Some(key.task.clone()),
+            Some(*attempt),
+        ),
+        _ => (None, None, None),
+    };
+    let claimed: Vec<String> = claimed
+        .iter()
+        .map(|(key, attempt)| format!("{key} (attempt {attempt})"))
+        .collect();
+    let message = Message {
+        action: "claim".to_owned(),
+        plan,
+        task,
+        attempt,
+        spec: prepared.base.commit.to_string(),
+        body: claimed
+            .iter()
+            .map(|c| format!("claim {c} for reconciler {me}"))
+            .collect(),
+        summary: (claimed.len() > 1).then(|| format!("claim {}", claimed.join(", "))),
+    };
+    let commit = match record::record(repo, &branch, expected, &changes, &message)? {
+        Outcome::Committed { commit, .. } => commit,
+        Outcome::Unchanged => return Ok(None),
+    };
+    let lease = leases.get(&branch).copied().flatten();
+    match repo.push_with_lease(remote, &branch, commit, lease)? {
+        crate::git::Pushed::Ok => {
+            lines.push(format!(
+                "claimed {} on {remote} ({})",
+                claimed.join(", "),
+                &commit.to_string()[..7]
+            ));
+            leases.insert(branch, Some(commit));
+            Ok(None)
+        }
+        crate::git::Pushed::Rejected { message } => {
+            repo.advance_branch(&branch, commit, expected, "converge: lost a claim race")?;
+            let Prepared {
+                base,
+                spec,
+                diagnostics,
+                status_branch,
+                status,
+                status_problems,
+                observation,
+                decision,
+                ..
+            } = prepared;
+            Ok(Some(TickReport {
+                base_branch: base.rev.clone(),
+                status_branch,
+                spec_commit: base.commit,
+                spec,
+                observation,
+                decision: Decision {
+                    actions: Vec::new(),
+                    ..decision.clone()
+                },
+                status,
+                next: decision,
+                applied: Vec::new(),
+                failed: None,
+                recorded: Recorded::Unchanged,
+                diagnostics,
+                status_problems,
+                remote: std::mem::take(lines),
+                push_rejected: Some(format!(
+                    "claiming {} on {remote} was rejected: another reconciler pushed first; nothing was started and the next tick recomputes ({message})",
+                    claimed.join(", ")
+                )),
+            }))
+        }
+    }
+}
+
+/// What a tick reads and decides before it acts.
+struct Prepared {
+    base: crate::git::CommitSource,
+    spec: Spec,
+    diagnostics: Vec<Diagnostic>,
+    status_branch: String,
+    status_tip: Option<ObjectId>,
+    status: Status,
+    status_problems: Vec<String>,
+    secret: Secret,
+    observation: Observation,
+    limits: Limits,
+    decision: Decision,
+}
+
+fn prepare(
+    repo: &Repo,
+    options: &TickOptions<'_>,
+    reconciler: Option<&str>,
+) -> Result<Prepared, TickError> {
     let base = repo.base_source()?;
     let files = repo.read_planning(base.commit)?;
     let loaded = crate::spec::compile(&files);
@@ -219,11 +447,10 @@ fn tick_local(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, Tick
         });
     };
     let diagnostics = loaded.diagnostics;
-    let base_branch = base.rev.clone();
     // The default status branch is the base branch, whatever it is called.
     let configured = &spec.config.reconcile.status_branch;
     let status_branch = if *configured == spec.config.reconcile.base_branch {
-        base_branch.clone()
+        base.rev.clone()
     } else {
         configured.clone()
     };
@@ -232,9 +459,45 @@ fn tick_local(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, Tick
     let (status, problems) = crate::status::load::load(repo, status_read_at)?;
     let status_problems = problems.iter().map(ToString::to_string).collect();
     let secret = Secret::load_or_create(repo.common_dir())?;
-    let observation = observe::observe(repo, &status, base.commit, &secret)?;
+    let mut observation = observe::observe(repo, &status, base.commit, &secret)?;
+    observation.reconciler = reconciler.map(str::to_owned);
     let limits = Limits::from(&spec.config.reconcile);
     let decision = decide::decide(&spec, &observation, &status, options.now, &limits);
+    Ok(Prepared {
+        base,
+        spec,
+        diagnostics,
+        status_branch,
+        status_tip,
+        status,
+        status_problems,
+        secret,
+        observation,
+        limits,
+        decision,
+    })
+}
+
+/// One tick on the local branches.
+fn tick_local(
+    repo: &Repo,
+    options: &TickOptions<'_>,
+    reconciler: Option<&str>,
+) -> Result<TickReport, TickError> {
+    let Prepared {
+        base,
+        spec,
+        diagnostics,
+        status_branch,
+        status_tip,
+        status,
+        status_problems,
+        secret,
+        observation,
+        limits,
+        decision,
+    } = prepare(repo, options, reconciler)?;
+    let base_branch = base.rev.clone();
 
     let mut new_status = status.clone();
     let mut applied = Vec::new();
@@ -482,6 +745,22 @@ fn sync(
     status.plans.retain(|id, p| {
         spec.plans.contains_key(id) || spec.invalid_plans.contains(id) || !p.tasks.is_empty()
     });
+    // A claim ends with its attempt: failed, escalated, merged or cancelled
+    // attempts are free for any reconciler to take up again.
+    for st in status.plans.values_mut().flat_map(|p| p.tasks.values_mut()) {
+        let ended = matches!(
+            st.phase,
+            Phase::Pending
+                | Phase::Failed
+                | Phase::Escalated
+                | Phase::Merged
+                | Phase::Blocked
+                | Phase::Cancelled
+        );
+        if ended && st.claim.as_ref().is_some_and(|c| c.attempt <= st.attempt) {
+            st.claim = None;
+        }
+    }
     // `spec` says which planning commit a plan's status was computed from; it
     // moves only when something else about the plan changed.
     for (id, plan_status) in &mut status.plans {

@@ -7,5 +7,5 @@ pub mod record;
 pub mod render;
 
 pub use model::{
-    AttemptRecord, Condition, Evidence, Failure, Phase, PlanStatus, Status, TaskStatus,
+    AttemptRecord, Claim, Condition, Evidence, Failure, Phase, PlanStatus, Status, TaskStatus,
 };

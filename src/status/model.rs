@@ -122,6 +122,26 @@ pub struct TaskStatus {
     pub gate: BTreeMap<String, Evidence>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<AttemptRecord>,
+    /// Which reconciler owns the task's current attempt, when reconcilers on
+    /// several machines share a remote (`[reconcile].remote`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<Claim>,
+}
+
+/// A reconciler's claim on a task: pushed before it starts an agent, so that two
+/// machines sharing a remote never both start the same task. The owner runs,
+/// gates and merges its attempt; others leave the task alone, and count it
+/// against `max_agents`, until the owner lets go (the attempt failed, escalated
+/// or merged) or, while no gate has passed, until `until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    /// The reconciler's id (`<git-common-dir>/converge/reconciler-id`).
+    pub by: String,
+    /// The attempt the claim is for.
+    pub attempt: u32,
+    /// The claimed attempt's deadline plus a grace period: a claim whose owner
+    /// never started or finished the attempt by then is treated as abandoned.
+    pub until: Timestamp,
 }
 
 /// A fact about a task, Kubernetes style.

@@ -1,27 +1,39 @@
-//! Reconcile benchmarks:
+//! Reconcile benchmarks, each next to a git baseline measured in the same run
+//! where git does comparable work:
 //!
 //! 1. a no-op tick (`reconcile --once` with nothing to do) on a 10,000-commit
 //!    repository with 1,000 tasks;
-//! 2. the orchestration overhead of one task (the dispatch, gate, merge and
-//!    cleanup ticks; the agent's own time excluded) against raw `git` doing the
-//!    same work (`worktree add`, `commit`, `merge-tree --write-tree`,
-//!    `commit-tree`, `update-ref`, `worktree remove`, `branch -D`), measured in
-//!    the same run;
-//! 3. a 100-task DAG with instant `sim` agents and `true` invariants, from
-//!    nothing to merged (`reconcile --wait`).
+//! 2. `decide` alone (in process) at 1,000 and 10,000 tasks, against
+//!    `git for-each-ref` listing as many task branches;
+//! 3. one task's orchestration (the dispatch, gate, merge and cleanup ticks; the
+//!    agent's own time excluded), as a whole and per step: dispatch against
+//!    `git worktree add` + `git add` + `git commit`, merge against
+//!    `git merge-tree --write-tree` + `git commit-tree` + `git update-ref`;
+//! 4. full convergence of 100- and 1,000-task DAGs with instant `sim` agents
+//!    and `true` invariants (`reconcile --wait`), against a script of raw git
+//!    doing each task's worktree, commit, merge and cleanup in order.
 //!
-//! Run: `cargo bench --bench reconcile` (add `-- --quick` for a smoke run).
+//! Run: `cargo bench --bench reconcile` (add `-- --quick` for a smoke run,
+//! which skips the 1,000-task convergence). Workloads come from
+//! `benches/common/workload.rs`, also a program:
+//! `cargo run --release --example workload -- --help`.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Cmd, Rng, Row, Stats, build_history_with, git, measure, print_rows, run_supervised};
+use common::workload::{Shape, Workload};
+use common::{Cmd, Row, Stats, build_history_with, git, measure, print_rows, run_supervised};
 
 const BIN: &str = env!("CARGO_BIN_EXE_converge");
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--decide") {
+        decide_mode(&args[2..]);
+        return;
+    }
     let Some(runs) = common::rounds(21) else {
         return;
     };
@@ -38,7 +50,9 @@ fn main() {
             "the first tick records status: {out}"
         );
     });
-    let [noop] = measure(runs, &repo, &[tick])[..] else {
+    // The baseline: git's own "anything to do here?" on the same repository.
+    let status = Cmd::new(&["git", "status", "--porcelain"]);
+    let [git_status, noop] = measure(runs, &repo, &[status, tick])[..] else {
         unreachable!()
     };
     let after = std::process::Command::new(BIN)
@@ -53,49 +67,269 @@ fn main() {
     rows.push(Row {
         name: "no-op tick, 10,000 commits, 1,000 tasks (20 draft plans)".into(),
         measured: noop,
-        baseline: None,
+        baseline: Some(("git status --porcelain", git_status)),
         target: "< 50 ms, < 64 MiB",
     });
 
-    // 2. One task's orchestration against raw git.
+    // 2. `decide` alone.
+    for tasks in [1_000usize, 10_000] {
+        let (decide, listing) = decide_alone(dir.path(), tasks, runs);
+        rows.push(Row {
+            name: format!(
+                "`decide` alone, {tasks} tasks (half merged), in process; peak RSS of the process"
+            ),
+            measured: decide,
+            baseline: Some(("git for-each-ref over as many task branches", listing)),
+            target: "-",
+        });
+    }
+
+    // 3. One task's orchestration against raw git, as a whole and per step.
     let template = dir.path().join("one-template");
     one_task_template(&template);
-    let (converge, git_baseline) = one_task(&template, dir.path(), runs);
+    let one = one_task(&template, dir.path(), runs);
+    rows.push(Row {
+        name: "one task: dispatch tick (branch, worktree, lease, agent started, status commit)"
+            .into(),
+        measured: one.dispatch,
+        baseline: Some(("git worktree add -b, add, commit", one.git_dispatch)),
+        target: "-",
+    });
+    rows.push(Row {
+        name: "one task: merge tick (trial merge, CAS, status commit)".into(),
+        measured: one.merge,
+        baseline: Some((
+            "git merge-tree --write-tree, commit-tree, update-ref",
+            one.git_merge,
+        )),
+        target: "-",
+    });
     rows.push(Row {
         name: "one task: dispatch + gate + merge + cleanup ticks (agent excluded)".into(),
-        measured: converge,
+        measured: one.total,
         baseline: Some((
             "git worktree add, commit, merge-tree, commit-tree, update-ref, worktree remove, branch -D",
-            git_baseline,
+            one.git_total,
         )),
         target: "< 1.5x git",
     });
 
-    // 3. A 100-task DAG from nothing to merged.
-    let dag = dir.path().join("dag");
-    dag_repo(&dag, 100);
-    let started = Instant::now();
+    // 4. DAGs from nothing to merged, against git doing each task's work.
+    let quick = runs < 5;
+    for (tasks, target) in [(100usize, "< 30 s"), (1_000, "-")] {
+        if quick && tasks > 100 {
+            println!("(--quick: the {tasks}-task convergence is skipped)\n");
+            continue;
+        }
+        let (converge, git_script) = converge_dag(dir.path(), tasks);
+        rows.push(Row {
+            name: format!(
+                "{tasks}-task DAG, instant sim agents, `true` invariants, to merged (--wait)"
+            ),
+            measured: converge,
+            baseline: Some((
+                "a sh script of git: per task worktree add, add, commit, merge-tree, commit-tree, update-ref, worktree remove, branch -D",
+                git_script,
+            )),
+            target,
+        });
+    }
+
+    print_rows(rows, runs);
+    println!("The DAG convergences run once each.");
+}
+
+/// The bench binary started as `--decide DIR ITERATIONS`: loads `planning/` from
+/// DIR, marks the first half of every plan's tasks merged (in status and in the
+/// observation), times `decide` ITERATIONS times and prints the median in
+/// nanoseconds and the number of actions.
+fn decide_mode(args: &[String]) {
+    use converge::decide::{Limits, decide};
+    use converge::observe::{Observation, TaskKey, TaskObs};
+    use converge::status::{Phase, Status, TaskStatus};
+    let root = Path::new(&args[0]);
+    let iterations: usize = args[1].parse().expect("iterations");
+    let files = converge::spec::PlanningFiles::read_dir(root).expect("planning/");
+    let spec = converge::spec::compile(&files).spec.expect("a valid spec");
+    let mut status = Status::default();
+    let mut obs = Observation::default();
+    for plan in spec.plans.values() {
+        let half = plan.tasks.len() / 2;
+        let plan_status = status.plans.entry(plan.id.clone()).or_default();
+        for (i, task) in plan.tasks.iter().enumerate() {
+            let merged = i < half;
+            plan_status.tasks.insert(
+                task.name.clone(),
+                TaskStatus {
+                    phase: if merged {
+                        Phase::Merged
+                    } else {
+                        Phase::Pending
+                    },
+                    generation: task.generation.clone(),
+                    attempt: u32::from(merged),
+                    merged_as: merged.then(|| "1".repeat(40)),
+                    ..TaskStatus::default()
+                },
+            );
+            if merged {
+                obs.tasks.insert(
+                    TaskKey::new(&plan.id, &task.name),
+                    TaskObs {
+                        merged: true,
+                        ..TaskObs::default()
+                    },
+                );
+            }
+        }
+    }
+    let limits = Limits::from(&spec.config.reconcile);
+    let now = converge::time::Timestamp::from_unix(1_800_000_000);
+    let mut times = Vec::with_capacity(iterations);
+    let mut actions = 0;
+    for _ in 0..iterations {
+        let started = Instant::now();
+        let decision = decide(&spec, &obs, &status, now, &limits);
+        times.push(started.elapsed());
+        actions = decision.actions.len();
+        std::hint::black_box(decision);
+    }
+    times.sort();
+    println!("{} {actions}", times[times.len() / 2].as_nanos());
+}
+
+/// `decide` at `tasks` tasks (plans of 1,000) against `git for-each-ref`
+/// listing `tasks` branches, in the same rounds.
+fn decide_alone(scratch: &Path, tasks: usize, runs: usize) -> (Stats, Stats) {
+    let root = scratch.join(format!("decide-{tasks}"));
+    let workload = Workload {
+        plans: tasks / 1_000,
+        tasks: 1_000,
+        shape: Shape::Random { density: 0.002 },
+        ..Workload::default()
+    };
+    workload.create(&root);
+    let mut refs = String::new();
+    for p in 0..workload.plans {
+        for t in 0..workload.tasks {
+            refs.push_str(&format!("create refs/heads/converge/p{p}/t{t} main\n"));
+        }
+    }
+    git(&root, &["update-ref", "--stdin"], Some(refs.as_bytes()));
+    git(&root, &["pack-refs", "--all"], None);
+    let me = std::env::current_exe().expect("current exe");
+    let me = me.to_string_lossy().into_owned();
+    let root_s = root.to_string_lossy().into_owned();
+    let listing = [
+        "git",
+        "for-each-ref",
+        "--format=%(refname)",
+        "refs/heads/converge/",
+    ];
+    assert_eq!(
+        git(&root, &listing[1..], None).lines().count(),
+        tasks,
+        "git lists every task branch"
+    );
+    let listing = Cmd::new(&listing);
+    let mut decide_times = Vec::new();
+    let mut decide_rss = 0;
+    let mut git_times = Vec::new();
+    let mut git_rss = 0;
+    for round in 0..=runs {
+        let (_, rss, out) =
+            run_supervised(&root, &Cmd::new(&[&me, "--decide", &root_s, "21"]), true);
+        let nanos: u64 = out
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("decide prints its time");
+        let [listed] = measure(1, &root, std::slice::from_ref(&listing))[..] else {
+            unreachable!()
+        };
+        if round > 0 {
+            decide_times.push(Duration::from_nanos(nanos));
+            decide_rss = decide_rss.max(rss);
+            git_times.push(listed.median);
+            git_rss = git_rss.max(listed.max_rss_kib);
+        }
+    }
+    (
+        Stats {
+            median: median(decide_times),
+            max_rss_kib: decide_rss,
+        },
+        Stats {
+            median: median(git_times),
+            max_rss_kib: git_rss,
+        },
+    )
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// A DAG of `tasks` sim tasks (random, about two dependencies each) from
+/// nothing to merged with `reconcile --wait`, and a git script doing the same
+/// work per task in the same order, each once.
+fn converge_dag(scratch: &Path, tasks: usize) -> (Stats, Stats) {
+    let workload = Workload {
+        tasks,
+        shape: Shape::Random {
+            density: 4.0 / tasks as f64,
+        },
+        ..Workload::default()
+    };
+    let repo = scratch.join(format!("dag-{tasks}"));
+    let generated = workload.create(&repo);
     let (elapsed, rss, out) = run_supervised(
-        &dag,
-        &Cmd::new(&[BIN, "reconcile", "--wait", "--max-ticks", "5000"]),
+        &repo,
+        &Cmd::new(&[BIN, "reconcile", "--wait", "--max-ticks", "100000"]),
         true,
     );
-    let _ = started;
-    let status = git(&dag, &["show", "main:planning/status/dag.toml"], None);
+    let status = git(&repo, &["show", "main:planning/status/p0.toml"], None);
     let merged = status.matches("phase = \"merged\"").count();
-    assert_eq!(merged, 100, "all tasks merged: {out}");
-    rows.push(Row {
-        name: "100-task DAG, instant sim agents, `true` invariants, to merged (--wait)".into(),
-        measured: Stats {
+    assert_eq!(merged, tasks, "all tasks merged: {out:.2000}");
+    eprintln!(
+        "{tasks}-task DAG ({} dependencies) converged in {:.1} s",
+        generated.edges,
+        elapsed.as_secs_f64()
+    );
+
+    let baseline = scratch.join(format!("dag-git-{tasks}"));
+    workload.create(&baseline);
+    let mut script = String::from("set -e\n");
+    for i in 0..tasks {
+        script.push_str(&format!(
+            "git worktree add -q -b converge/p0/t{i} ../wt-{tasks} main\n             mkdir -p ../wt-{tasks}/p0 && echo {i} > ../wt-{tasks}/p0/{i}.txt\n             git -C ../wt-{tasks} add -A\n             git -C ../wt-{tasks} commit -q -m 'task {i}'\n             old=$(git rev-parse main)\n             tree=$(git merge-tree --write-tree main converge/p0/t{i})\n             c=$(git commit-tree \"$tree\" -p main -p converge/p0/t{i} -m 'merge t{i}')\n             git update-ref refs/heads/main \"$c\" \"$old\"\n             git worktree remove --force ../wt-{tasks}\n             git branch -q -D converge/p0/t{i}\n"
+        ));
+    }
+    let script_path = scratch.join(format!("dag-git-{tasks}.sh"));
+    std::fs::write(&script_path, script).expect("script");
+    let script_s = script_path.to_string_lossy().into_owned();
+    let (git_elapsed, git_rss, _) = run_supervised(&baseline, &Cmd::new(&["sh", &script_s]), true);
+    let files = git(
+        &baseline,
+        &["ls-tree", "-r", "--name-only", "main", "p0"],
+        None,
+    );
+    assert_eq!(
+        files.lines().count(),
+        tasks,
+        "the git script merged every task"
+    );
+    (
+        Stats {
             median: elapsed,
             max_rss_kib: rss,
         },
-        baseline: None,
-        target: "< 30 s",
-    });
-
-    print_rows(rows, runs);
-    println!("The 100-task DAG runs once.");
+        Stats {
+            median: git_elapsed,
+            max_rss_kib: git_rss,
+        },
+    )
 }
 
 fn write(root: &Path, path: &str, text: &str) {
@@ -140,16 +374,27 @@ fn fresh_copy(template: &Path, into: &Path) -> PathBuf {
     into.to_owned()
 }
 
+/// One task's medians, converge's and git's, per step and in total.
+struct OneTask {
+    dispatch: Stats,
+    merge: Stats,
+    total: Stats,
+    git_dispatch: Stats,
+    git_merge: Stats,
+    git_total: Stats,
+}
+
 /// Per round, on fresh copies: converge's four ticks (timed, waiting untimed
 /// for the agent between dispatch and gate) and git's commands doing the same.
-fn one_task(template: &Path, scratch: &Path, runs: usize) -> (Stats, Stats) {
-    let mut converge_times = Vec::new();
-    let mut git_times = Vec::new();
-    let mut converge_rss = 0;
-    let mut git_rss = 0;
+fn one_task(template: &Path, scratch: &Path, runs: usize) -> OneTask {
+    // [dispatch, merge, total] for converge, then for git.
+    let mut times: [Vec<Duration>; 6] = Default::default();
+    let mut converge_rss = [0u64; 3];
+    let mut git_rss = [0u64; 3];
     for round in 0..=runs {
         let repo = fresh_copy(template, &scratch.join("one-converge"));
         let mut total = Duration::ZERO;
+        let mut steps = [Duration::ZERO; 4];
         let expect = [
             "dispatch one/t",
             "gate one/t",
@@ -168,97 +413,94 @@ fn one_task(template: &Path, scratch: &Path, runs: usize) -> (Stats, Stats) {
                 run_supervised(&repo, &Cmd::new(&[BIN, "reconcile", "--once"]), true);
             assert!(out.contains(expected), "expected `{expected}`: {out}");
             total += t;
-            converge_rss = converge_rss.max(rss);
+            steps[i] = t;
+            let slot = match i {
+                0 => 0,
+                2 => 1,
+                _ => 2,
+            };
+            converge_rss[slot] = converge_rss[slot].max(rss);
+            converge_rss[2] = converge_rss[2].max(rss);
         }
         let repo = fresh_copy(template, &scratch.join("one-git"));
         let wt = scratch.join("one-git-wt");
         let _ = std::fs::remove_dir_all(&wt);
         let wt_s = wt.to_string_lossy().into_owned();
-        let started = Instant::now();
-        let mut step = |args: &[&str]| -> String {
-            let (_, rss, out) = run_supervised(&repo, &Cmd::new(args), true);
-            git_rss = git_rss.max(rss);
+        let mut git_steps = [Duration::ZERO; 3];
+        let mut step = |slot: usize, args: &[&str]| -> String {
+            let (t, rss, out) = run_supervised(&repo, &Cmd::new(args), true);
+            git_rss[slot] = git_rss[slot].max(rss);
+            git_rss[2] = git_rss[2].max(rss);
+            git_steps[slot] += t;
+            if slot != 2 {
+                git_steps[2] += t;
+            }
             out.trim().to_owned()
         };
-        step(&[
-            "git",
-            "worktree",
-            "add",
-            "-q",
-            "-b",
-            "converge/one/t",
-            &wt_s,
-            "main",
-        ]);
+        step(
+            0,
+            &[
+                "git",
+                "worktree",
+                "add",
+                "-q",
+                "-b",
+                "converge/one/t",
+                &wt_s,
+                "main",
+            ],
+        );
         std::fs::write(wt.join("work.txt"), "work\n").expect("write");
-        step(&["git", "-C", &wt_s, "add", "-A"]);
-        step(&["git", "-C", &wt_s, "commit", "-q", "-m", "work"]);
-        let old = step(&["git", "rev-parse", "main"]);
-        let tree = step(&[
-            "git",
-            "merge-tree",
-            "--write-tree",
-            "main",
-            "converge/one/t",
-        ]);
-        let commit = step(&[
-            "git",
-            "commit-tree",
-            &tree,
-            "-p",
-            "main",
-            "-p",
-            "converge/one/t",
-            "-m",
-            "merge",
-        ]);
-        step(&["git", "update-ref", "refs/heads/main", &commit, &old]);
-        step(&["git", "worktree", "remove", "--force", &wt_s]);
-        step(&["git", "branch", "-q", "-D", "converge/one/t"]);
-        let git_total = started.elapsed();
+        step(0, &["git", "-C", &wt_s, "add", "-A"]);
+        step(0, &["git", "-C", &wt_s, "commit", "-q", "-m", "work"]);
+        let old = step(2, &["git", "rev-parse", "main"]);
+        let tree = step(
+            1,
+            &[
+                "git",
+                "merge-tree",
+                "--write-tree",
+                "main",
+                "converge/one/t",
+            ],
+        );
+        let commit = step(
+            1,
+            &[
+                "git",
+                "commit-tree",
+                &tree,
+                "-p",
+                "main",
+                "-p",
+                "converge/one/t",
+                "-m",
+                "merge",
+            ],
+        );
+        step(1, &["git", "update-ref", "refs/heads/main", &commit, &old]);
+        step(2, &["git", "worktree", "remove", "--force", &wt_s]);
+        step(2, &["git", "branch", "-q", "-D", "converge/one/t"]);
         if round > 0 {
-            converge_times.push(total);
-            git_times.push(git_total);
+            times[0].push(steps[0]);
+            times[1].push(steps[2]);
+            times[2].push(total);
+            times[3].push(git_steps[0]);
+            times[4].push(git_steps[1]);
+            times[5].push(git_steps[2]);
         }
     }
-    let median = |mut v: Vec<Duration>| {
-        v.sort();
-        v[v.len() / 2]
+    let [d, m, t, gd, gm, gt] = times.map(median);
+    let stats = |median, max_rss_kib| Stats {
+        median,
+        max_rss_kib,
     };
-    (
-        Stats {
-            median: median(converge_times),
-            max_rss_kib: converge_rss,
-        },
-        Stats {
-            median: median(git_times),
-            max_rss_kib: git_rss,
-        },
-    )
-}
-
-/// A plan of `tasks` sim tasks, each depending on up to two earlier ones.
-fn dag_repo(repo: &Path, tasks: usize) {
-    project(
-        repo,
-        "[reconcile]\ndefault_harness = \"sim\"\nmax_agents = 8\nactions_per_tick = 8\ndispatches_per_hour = 100000\n\n[invariants.ok]\nkind = \"custom\"\ncommand = \"true\"\n",
-    );
-    let mut rng = Rng(7);
-    let mut text = String::from("[plan]\nname = \"DAG\"\n");
-    for i in 0..tasks {
-        let mut deps: Vec<String> = Vec::new();
-        for _ in 0..2.min(i) {
-            let d = format!("\"t{}\"", rng.below(i as u64));
-            if !deps.contains(&d) {
-                deps.push(d);
-            }
-        }
-        text.push_str(&format!(
-            "\n[[tasks]]\nname = \"t{i}\"\ndescription = \"Task {i}.\"\nscope = \"narrow\"\ngate = \"auto\"\ninvariants = [\"ok\"]\ndepends_on = [{}]\n[tasks.sim]\nfiles = [{{ path = \"f/{i}.txt\", content = \"{i}\\n\" }}]\n",
-            deps.join(", ")
-        ));
+    OneTask {
+        dispatch: stats(d, converge_rss[0]),
+        merge: stats(m, converge_rss[1]),
+        total: stats(t, converge_rss[2]),
+        git_dispatch: stats(gd, git_rss[0]),
+        git_merge: stats(gm, git_rss[1]),
+        git_total: stats(gt, git_rss[2]),
     }
-    write(repo, "planning/plans/dag.toml", &text);
-    git(repo, &["add", "-A"], None);
-    git(repo, &["commit", "-q", "-m", "plan"], None);
 }

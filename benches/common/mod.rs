@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each bench uses a part
 
+pub mod workload;
+
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -79,9 +79,12 @@ pub enum ActionKind {
     Merge,
     Retry,
     Escalate,
+    /// Before dispatch: a merged task's worktree is freed before a new one is
+    /// made, so that a steady stream of work never lets finished worktrees
+    /// pile up (they made every tick slower, and fill the disk).
+    Cleanup,
     Dispatch,
     Promote,
-    Cleanup,
 }
 
 impl ActionKind {

@@ -1122,3 +1122,24 @@ gate = "auto"
         }]
     );
 }
+
+#[test]
+fn finished_worktrees_are_cleaned_up_before_new_ones_are_dispatched() {
+    // With a steady stream of work, cleanup last starved: 424 merged worktrees
+    // piled up in the 1,000-task benchmark and every tick slowed down.
+    let spec = spec();
+    let mut obs = merged(&["a"]);
+    let a = obs.tasks.get_mut(&key("a")).expect("a");
+    a.worktree = true;
+    a.branch_head = Some(SHA.to_owned());
+    let mut a_status = st(&spec, "a", Phase::Merged, 1);
+    a_status.merged_as = Some(OTHER.to_owned());
+    let one = Limits {
+        actions_per_tick: 1,
+        max_agents: 10,
+        dispatches_per_hour: 100,
+    };
+    let d = decide(&spec, &obs, &status(vec![("a", a_status)]), NOW, &one);
+    assert_eq!(d.actions, [Action::Cleanup { key: key("a") }]);
+    assert_eq!(line(&d, "b"), (None, "actions-per-tick", "pending"));
+}

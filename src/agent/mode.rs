@@ -61,6 +61,18 @@ pub enum AgentError {
     },
     #[error("{} is not a valid brief: {message}", path.display())]
     BadBrief { path: PathBuf, message: String },
+    #[error("CONVERGE_AGENT_TOKEN is not a converge token")]
+    BadToken,
+    #[error("this token is for {token_for}, but the run directory is for {run}")]
+    WrongAttempt { token_for: String, run: String },
+    #[error("attempt {attempt} of {task} is over; its events are no longer accepted")]
+    AttemptOver { task: String, attempt: u32 },
+    #[error("cannot read the run record in {}", path.display())]
+    Run {
+        path: PathBuf,
+        #[source]
+        source: crate::observe::runs::RunError,
+    },
     #[error("cannot record the event in {}", path.display())]
     Event {
         path: PathBuf,
@@ -98,9 +110,43 @@ impl AgentEnv {
         })
     }
 
-    /// Appends one event. Each line is written with a single `write` on a file
-    /// opened for appending, so concurrent writers do not interleave lines.
+    /// Checks what an agent can check without the secret: the token names the
+    /// task and attempt of this run directory, and the attempt is not over.
+    /// (Whether the token is genuine only the reconciler can tell: it verifies
+    /// every event's token and ignores, and reports, those that fail.)
+    pub fn check_attempt(&self) -> Result<Brief, AgentError> {
+        let token = crate::agent::Token::parse(&self.token).map_err(|_| AgentError::BadToken)?;
+        let brief = Brief::read(&self.run_dir)?;
+        let token_for = format!("{}/{}", token.plan, token.task);
+        if token_for != brief.task || token.attempt != brief.attempt {
+            return Err(AgentError::WrongAttempt {
+                token_for: format!("{token_for} attempt {}", token.attempt),
+                run: format!("{} attempt {}", brief.task, brief.attempt),
+            });
+        }
+        let exit =
+            crate::observe::runs::read_exit(&self.run_dir).map_err(|source| AgentError::Run {
+                path: self.run_dir.clone(),
+                source,
+            })?;
+        if exit.is_some() {
+            return Err(AgentError::AttemptOver {
+                task: brief.task,
+                attempt: brief.attempt,
+            });
+        }
+        Ok(brief)
+    }
+
+    /// Appends one event, after [`AgentEnv::check_attempt`]. Each line is
+    /// written with a single `write` on a file opened for appending, so
+    /// concurrent writers do not interleave lines.
     pub fn emit(&self, kind: &str, message: Option<&str>) -> Result<(), AgentError> {
+        self.check_attempt()?;
+        self.append(kind, message)
+    }
+
+    fn append(&self, kind: &str, message: Option<&str>) -> Result<(), AgentError> {
         let path = self.run_dir.join("events.jsonl");
         let event = Event {
             kind: kind.to_owned(),
@@ -130,9 +176,24 @@ mod tests {
     use crate::observe::TaskKey;
     use crate::observe::runs::read_run;
 
+    fn write_brief(dir: &Path, task: &str, attempt: u32) {
+        let brief = Brief {
+            task: task.to_owned(),
+            attempt,
+            invariants: Vec::new(),
+            sim: None,
+        };
+        std::fs::write(
+            dir.join(Brief::FILE),
+            serde_json::to_vec(&brief).expect("json"),
+        )
+        .expect("brief");
+    }
+
     #[test]
     fn events_carry_the_token_and_only_a_valid_one_counts_as_done() {
         let dir = tempfile::tempdir().expect("tempdir");
+        write_brief(dir.path(), "auth/login", 1);
         let secret = Secret::from_bytes(vec![7; 32]);
         let key = TaskKey::new("auth", "login");
         let forged = AgentEnv {
@@ -164,6 +225,54 @@ mod tests {
             }
         );
         assert_eq!(record.obs.rejected_events, 1);
+    }
+
+    #[test]
+    fn tokens_of_another_task_or_attempt_or_of_a_finished_attempt_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_brief(dir.path(), "auth/login", 2);
+        let secret = Secret::from_bytes(vec![7; 32]);
+        let with = |token: String| AgentEnv {
+            token,
+            run_dir: dir.path().to_owned(),
+            prompt_file: None,
+        };
+        let other_task = with(secret.mint("auth", "logout", 2))
+            .emit("done", None)
+            .expect_err("another task");
+        assert_eq!(
+            other_task.to_string(),
+            "this token is for auth/logout attempt 2, but the run directory is for auth/login attempt 2"
+        );
+        let old_attempt = with(secret.mint("auth", "login", 1))
+            .emit("done", None)
+            .expect_err("another attempt");
+        assert!(
+            old_attempt.to_string().contains("auth/login attempt 1"),
+            "{old_attempt}"
+        );
+        let garbage = with("let me in".into())
+            .emit("done", None)
+            .expect_err("garbage");
+        assert_eq!(
+            garbage.to_string(),
+            "CONVERGE_AGENT_TOKEN is not a converge token"
+        );
+        let current = with(secret.mint("auth", "login", 2));
+        current.emit("progress", Some("working")).expect("accepted");
+        std::fs::write(
+            dir.path().join("exit.json"),
+            r#"{"exit_code":0,"signal":null,"ended_at":"2026-01-01T00:00:00Z"}"#,
+        )
+        .expect("exit");
+        let over = current.emit("done", None).expect_err("finished");
+        assert_eq!(
+            over.to_string(),
+            "attempt 2 of auth/login is over; its events are no longer accepted"
+        );
+        // Nothing refused reached the events file.
+        let events = std::fs::read_to_string(dir.path().join("events.jsonl")).expect("events");
+        assert_eq!(events.lines().count(), 1, "{events}");
     }
 
     #[test]

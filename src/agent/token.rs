@@ -97,6 +97,17 @@ impl Secret {
         }
     }
 
+    /// Forms in which the secret could appear in text: as it is (when it is
+    /// text, as `$CONVERGE_SECRET` is) and in hex. For redaction.
+    pub fn as_text(&self) -> Vec<String> {
+        let mut forms = Vec::new();
+        if let Ok(text) = std::str::from_utf8(&self.0) {
+            forms.push(text.to_owned());
+        }
+        forms.push(self.0.iter().map(|b| format!("{b:02x}")).collect());
+        forms
+    }
+
     pub fn path(common_dir: &Path) -> PathBuf {
         common_dir.join("converge").join("secret")
     }

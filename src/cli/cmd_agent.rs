@@ -14,6 +14,12 @@ fn agent_error(e: AgentError) -> CliError {
         AgentError::NotInAttempt { .. } => {
             "agent commands are for agents that converge started; people use `converge status`"
         }
+        AgentError::BadToken | AgentError::WrongAttempt { .. } => {
+            "use the CONVERGE_AGENT_TOKEN and CONVERGE_RUN_DIR converge gave this attempt, unchanged"
+        }
+        AgentError::AttemptOver { .. } => {
+            "the agent exited or was stopped; a later attempt gets its own token"
+        }
         _ => "the run directory may have been cleaned up; the attempt cannot report any more",
     };
     CliError::failure(e.to_string()).source(e).hint(hint)

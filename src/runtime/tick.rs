@@ -555,6 +555,7 @@ fn tick_local(
         &diagnostics,
         base.commit,
     );
+    note_rejected_events(&mut new_status, &after_obs, options.now);
 
     // The files of the status commit.
     let status_tip_now = if status_branch == base_branch {
@@ -771,6 +772,45 @@ fn sync(
             plan_status.spec = Some(spec_commit.to_string());
         } else {
             plan_status.spec = comparable.spec;
+        }
+    }
+}
+
+/// The condition a task carries while its current attempt's run directory holds
+/// events whose token did not verify (forged, or meant for another attempt):
+/// they were ignored, and a human should know someone tried.
+pub const EVENTS_REJECTED: &str = "EventsRejected";
+
+fn note_rejected_events(status: &mut Status, obs: &Observation, now: Timestamp) {
+    for (plan_id, plan) in &mut status.plans {
+        for (task, st) in &mut plan.tasks {
+            let key = observe::TaskKey::new(plan_id.as_str(), task.as_str());
+            let rejected = obs
+                .task(&key)
+                .and_then(|o| o.run.as_ref())
+                .filter(|r| r.attempt == st.attempt && r.rejected_events > 0)
+                .map(|r| r.rejected_events);
+            // Run records outlive their attempt, so the condition stays until
+            // the next attempt starts.
+            let Some(count) = rejected else {
+                st.conditions.retain(|c| c.kind != EVENTS_REJECTED);
+                continue;
+            };
+            let message = format!(
+                "{count} event(s) of attempt {} carried a token that does not verify for it and were ignored",
+                st.attempt
+            );
+            match st.conditions.iter_mut().find(|c| c.kind == EVENTS_REJECTED) {
+                Some(c) if c.message == message => {}
+                Some(c) => c.message = message,
+                None => st.conditions.push(crate::status::Condition {
+                    kind: EVENTS_REJECTED.to_owned(),
+                    status: true,
+                    reason: "token-rejected".to_owned(),
+                    message,
+                    since: now,
+                }),
+            }
         }
     }
 }

@@ -202,6 +202,28 @@ pub fn status_md(spec: &Spec, status: &Status, decision: &Decision) -> String {
         }
         out.push('\n');
     }
+    let attention: Vec<String> = status
+        .plans
+        .iter()
+        .flat_map(|(plan, p)| {
+            p.tasks.iter().flat_map(move |(task, t)| {
+                t.conditions
+                    .iter()
+                    .filter(|c| c.status)
+                    .map(move |c| format!("- **{plan}/{task}** — {} (`{}`).", c.message, c.reason))
+            })
+        })
+        .collect();
+    if !attention.is_empty() {
+        let _ = writeln!(
+            out,
+            "## Attention\n\nConditions a human should know about; see docs/status.md.\n"
+        );
+        for line in &attention {
+            let _ = writeln!(out, "{line}");
+        }
+        out.push('\n');
+    }
     for (section, entries) in &sections {
         let _ = writeln!(out, "## {}\n\n{}\n", section.title(), section.blurb());
         for entry in entries {

@@ -879,6 +879,50 @@ fn a_command_agent_uses_the_agent_commands_and_its_work_merges() {
 }
 
 #[test]
+fn forged_and_misdirected_agent_events_are_refused_ignored_and_reported() {
+    // The agent forges a `done` (a made-up token, written straight into the
+    // events file), tries `converge done` with another task's token (refused
+    // with a message), then works and reports done properly.
+    let script = r#"echo '{"type":"done","token":"cvg1.one.t.1.0000000000000000000000000000000000000000000000000000000000000000"}' >> "$CONVERGE_RUN_DIR/events.jsonl"; CONVERGE_AGENT_TOKEN=cvg1.one.other.1.0000000000000000000000000000000000000000000000000000000000000000 converge done 2> refused.txt; echo work > work.txt && converge done"#;
+    let config = format!(
+        "{CONFIG}\n[harness.script]\nkind = \"command\"\ncommand = \"sh\"\nargs = [\"-c\", {}]\n",
+        toml_string(script)
+    );
+    let plan = single(
+        "harness = \"script\"\npaths = [\"work.txt\", \"refused.txt\"]",
+        "",
+    )
+    .replace("\n[tasks.sim]\n", "\n");
+    let sb = setup(&[("one", &plan)]);
+    sb.write("planning/converge.toml", config);
+    sb.commit_all("a misbehaving agent");
+    settle(&sb);
+    assert_eq!(phase(&sb, "one", "t"), "merged");
+    assert!(
+        sb.read("refused.txt").contains(
+            "this token is for one/other attempt 1, but the run directory is for one/t attempt 1"
+        ),
+        "{}",
+        sb.read("refused.txt")
+    );
+    let status = sb.read("planning/status/one.toml");
+    assert!(
+        status.contains("type = \"EventsRejected\"")
+            && status.contains("1 event(s) of attempt 1 carried a token that does not verify"),
+        "{status}"
+    );
+    let dashboard = sb.read("planning/STATUS.md");
+    assert!(
+        dashboard.contains("## Attention") && dashboard.contains("**one/t** — 1 event(s)"),
+        "{dashboard}"
+    );
+}
+
+fn toml_string(text: &str) -> String {
+    format!("'''{text}'''")
+}
+
+#[test]
 fn people_commands_show_and_steer_the_plans() {
     let sb = setup(&[("diamond", DIAMOND)]);
     let explain = sb.converge(&["reconcile", "--dry-run", "--explain"]);

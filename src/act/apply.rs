@@ -34,6 +34,8 @@ pub struct ActCtx<'a> {
     pub base_branch: String,
     /// The base tip; moves when this tick merges.
     pub base_tip: ObjectId,
+    /// Masks the secret and sensitive environment values in what acts write.
+    pub redactor: crate::agent::Redactor,
 }
 
 impl std::fmt::Debug for ActCtx<'_> {
@@ -692,7 +694,12 @@ fn gate(
     let mut results = Vec::new();
     for name in &task.invariants {
         if let Some(invariant) = ctx.spec.config.invariants.get(name) {
-            results.push(run_check(invariant, &worktree, Some(&dir.join("gate"))));
+            results.push(run_check(
+                invariant,
+                &worktree,
+                Some(&dir.join("gate")),
+                &ctx.redactor,
+            ));
         }
     }
     let st = entry(status, key);
@@ -861,7 +868,7 @@ fn merge(
         let results: Vec<CheckResult> = merge_invariants
             .iter()
             .filter_map(|n| ctx.spec.config.invariants.get(n))
-            .map(|inv| run_check(inv, &path, Some(&log_dir)))
+            .map(|inv| run_check(inv, &path, Some(&log_dir), &ctx.redactor))
             .collect();
         ctx.repo.remove_checkout(&path)?;
         if let Some(failed) = results.iter().find(|r| r.blocks()) {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::agent::Redactor;
 use crate::spec::Invariant;
 use crate::spec::duration;
 
@@ -39,10 +40,16 @@ impl CheckResult {
     }
 }
 
-/// Runs one invariant in `cwd`. The output (its last 64 KiB) is written to
-/// `log_dir/<name>.log` when a directory is given. A program that cannot start
-/// is a failed check, not an error: the gate must still decide.
-pub fn run_check(invariant: &Invariant, cwd: &Path, log_dir: Option<&Path>) -> CheckResult {
+/// Runs one invariant in `cwd`. The output (its last 64 KiB), with sensitive
+/// values masked by `redactor`, is written to `log_dir/<name>.log` when a
+/// directory is given. A program that cannot start is a failed check, not an
+/// error: the gate must still decide.
+pub fn run_check(
+    invariant: &Invariant,
+    cwd: &Path,
+    log_dir: Option<&Path>,
+    redactor: &Redactor,
+) -> CheckResult {
     let outcome = exec::run(&RunSpec {
         program: invariant.command.clone(),
         args: invariant.args.clone(),
@@ -76,6 +83,7 @@ pub fn run_check(invariant: &Invariant, cwd: &Path, log_dir: Option<&Path>) -> C
             (false, None, text.clone(), Duration::ZERO, text)
         }
     };
+    let output = redactor.redact(&output).into_owned();
     let output_tail = exec::last_lines(&output, TAIL_LINES).join("\n");
     let log_digest = format!("{:x}", Sha256::digest(output.as_bytes()));
     let log = log_dir.and_then(|dir| {
@@ -121,6 +129,7 @@ mod tests {
             &invariant("sh", &["-c", "echo one; echo two; exit 3"], false),
             dir.path(),
             Some(&dir.path().join("logs")),
+            &Redactor::default(),
         );
         assert!(!failing.passed && failing.blocks());
         assert_eq!(failing.exit_code, Some(3));
@@ -128,13 +137,19 @@ mod tests {
         let log = std::fs::read(failing.log.as_ref().expect("log")).expect("read");
         assert_eq!(failing.log_digest, format!("{:x}", Sha256::digest(&log)));
 
-        let advisory = run_check(&invariant("false", &[], true), dir.path(), None);
+        let advisory = run_check(
+            &invariant("false", &[], true),
+            dir.path(),
+            None,
+            &Redactor::default(),
+        );
         assert!(!advisory.passed && !advisory.blocks());
 
         let missing = run_check(
             &invariant("/nonexistent/converge-check", &[], false),
             dir.path(),
             None,
+            &Redactor::default(),
         );
         assert!(missing.blocks());
         assert!(
@@ -142,5 +157,20 @@ mod tests {
             "{}",
             missing.ending
         );
+    }
+
+    #[test]
+    fn sensitive_values_never_reach_the_log_or_the_tail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let redactor = Redactor::new(["sk-live-0123456789".to_owned()]);
+        let result = run_check(
+            &invariant("sh", &["-c", "echo key=sk-live-0123456789; exit 1"], false),
+            dir.path(),
+            Some(&dir.path().join("logs")),
+            &redactor,
+        );
+        assert_eq!(result.output_tail, "key=[redacted]");
+        let log = std::fs::read_to_string(result.log.as_ref().expect("log")).expect("read");
+        assert_eq!(log, "key=[redacted]\n");
     }
 }

@@ -149,6 +149,7 @@ pub fn dispatch(
         args: attempt.launch.args.clone(),
         cwd: worktree.clone(),
         env,
+        secret_env: Vec::new(),
         deadline: attempt.deadline,
         fork: attempt.fork.to_string(),
         generation: attempt.generation.clone(),

@@ -7,8 +7,10 @@
 //! 1. writes `lease.json` with its own pid and start time **before** starting the
 //!    agent, so a crash anywhere after this point leaves a record that `observe`
 //!    can see and `reap` can act on;
-//! 2. starts the agent in its own process group, stdin closed, stdout and stderr
-//!    to `agent.log`, with exactly the environment in `run.json`;
+//! 2. starts the agent in its own process group, stdin closed, with exactly the
+//!    environment in `run.json`; its stdout and stderr go through a pipe to
+//!    `agent.log`, with the token and sensitive values masked and at most
+//!    [`LOG_CAP`] bytes kept (the oldest half is dropped when it is reached);
 //! 3. kills the agent's whole process group at the deadline (TERM, then KILL);
 //! 4. writes `exit.json`, atomically.
 //!
@@ -32,6 +34,12 @@ pub struct RunPlan {
     pub cwd: PathBuf,
     /// The agent's whole environment (built from an allowlist; never the secret).
     pub env: Vec<(String, String)>,
+    /// Variables of `env` whose values are sensitive (the token, `*KEY*`,
+    /// `*TOKEN*`, `*SECRET*`): `run.json` holds them empty, and the supervisor
+    /// gets their values through its own environment, so that they are never
+    /// written to disk.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_env: Vec<String>,
     pub deadline: Timestamp,
     pub fork: String,
     pub generation: String,
@@ -81,7 +89,15 @@ fn json<T: Serialize>(value: &T) -> Vec<u8> {
 /// Starts the supervisor for `plan` in `run_dir`, detached, and returns its pid
 /// once its lease exists.
 pub fn start(run_dir: &Path, plan: &RunPlan, converge: &Path) -> Result<u32, RunError> {
-    write_record(&run_dir.join("run.json"), &json(plan))?;
+    let mut recorded = plan.clone();
+    let mut sensitive = Vec::new();
+    for (name, value) in &mut recorded.env {
+        if crate::agent::redact::is_sensitive_name(name) {
+            sensitive.push((name.clone(), std::mem::take(value)));
+            recorded.secret_env.push(name.clone());
+        }
+    }
+    write_record(&run_dir.join("run.json"), &json(&recorded))?;
     let log = run_dir.join("supervisor.log");
     let log_file = std::fs::File::create(&log).map_err(|source| RunError::Write {
         path: log.clone(),
@@ -103,6 +119,7 @@ pub fn start(run_dir: &Path, plan: &RunPlan, converge: &Path) -> Result<u32, Run
                     .filter(|_| cfg!(feature = "crash-points"))
                     .map(|v| (crate::crash::ENV, v)),
             )
+            .envs(sensitive.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(log_err)
@@ -142,10 +159,15 @@ pub fn supervise(run_dir: &Path) -> Result<(), RunError> {
         path: plan_path.clone(),
         source,
     })?;
-    let plan: RunPlan = serde_json::from_slice(&bytes).map_err(|e| RunError::Invalid {
+    let mut plan: RunPlan = serde_json::from_slice(&bytes).map_err(|e| RunError::Invalid {
         path: plan_path.clone(),
         message: e.to_string(),
     })?;
+    for (name, value) in &mut plan.env {
+        if plan.secret_env.contains(name) {
+            *value = std::env::var(name.as_str()).unwrap_or_default();
+        }
+    }
     let me = std::process::id();
     let mut lease = Lease {
         pid: me,
@@ -161,7 +183,11 @@ pub fn supervise(run_dir: &Path) -> Result<(), RunError> {
     write_record(&lease_path, &json(&lease))?;
 
     let log_path = run_dir.join("agent.log");
-    let exit = match spawn_agent(&plan, &log_path) {
+    let mut copier = None;
+    let exit = match spawn_agent(&plan, &log_path).map(|(child, c)| {
+        copier = Some(c);
+        child
+    }) {
         Err(error) => ExitRecord {
             exit_code: None,
             signal: None,
@@ -176,26 +202,132 @@ pub fn supervise(run_dir: &Path) -> Result<(), RunError> {
             wait_with_deadline(&mut child, plan.deadline)
         }
     };
+    // The agent's output is in the log before its exit is recorded, unless
+    // something it left running still holds the pipe open.
+    if let Some(copier) = copier {
+        let until = Instant::now() + Duration::from_secs(2);
+        while !copier.is_finished() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
     write_record(&run_dir.join("exit.json"), &json(&exit))
 }
 
-fn spawn_agent(plan: &RunPlan, log_path: &Path) -> std::io::Result<std::process::Child> {
+/// Bytes of agent output kept in `agent.log`. When a flood reaches it, the
+/// oldest half is dropped (and a line says how much), so the tail survives.
+pub const LOG_CAP: u64 = 8 * 1024 * 1024;
+
+/// The longest piece of output redacted at once: lines longer than this are
+/// cut, and a value split across the cut is not masked.
+const LINE_MAX: u64 = 64 * 1024;
+
+/// Copies the agent's output to the log, line by line, masked and capped.
+/// If the log cannot be written, the rest of the output is read and dropped,
+/// so that the agent never blocks on a full pipe.
+fn copy_output(
+    reader: impl std::io::Read,
+    log: std::fs::File,
+    log_path: &Path,
+    redactor: &crate::agent::Redactor,
+    cap: u64,
+) {
+    let mut reader = std::io::BufReader::with_capacity(LINE_MAX as usize, reader);
+    if copy_lines(&mut reader, log, log_path, redactor, cap).is_err() {
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+    }
+}
+
+fn copy_lines(
+    reader: &mut impl std::io::BufRead,
+    mut log: std::fs::File,
+    log_path: &Path,
+    redactor: &crate::agent::Redactor,
+    cap: u64,
+) -> std::io::Result<()> {
+    use std::io::{BufRead, Read, Write};
+    let mut written = log.metadata()?.len();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader
+            .by_ref()
+            .take(LINE_MAX)
+            .read_until(b'\n', &mut line)?
+            == 0
+        {
+            return Ok(());
+        }
+        let masked = redactor.redact_bytes(&line);
+        log.write_all(&masked)?;
+        written += masked.len() as u64;
+        if written > cap {
+            written = keep_tail(&mut log, log_path, written, cap / 2)?;
+        }
+    }
+}
+
+/// Shrinks the log to its last `keep` bytes (from a line start), after a line
+/// saying how much was dropped. Returns the new length.
+fn keep_tail(
+    log: &mut std::fs::File,
+    log_path: &Path,
+    len: u64,
+    keep: u64,
+) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut tail = Vec::with_capacity(keep as usize);
+    let mut file = std::fs::File::open(log_path)?;
+    file.seek(SeekFrom::Start(len.saturating_sub(keep)))?;
+    file.read_to_end(&mut tail)?;
+    let start = memchr::memchr(b'\n', &tail).map_or(0, |i| i + 1);
+    let kept = &tail[start..];
+    let dropped = len - kept.len() as u64;
+    log.set_len(0)?;
+    let marker = format!("[converge: {dropped} earlier bytes of output were dropped]\n");
+    log.write_all(marker.as_bytes())?;
+    log.write_all(kept)?;
+    Ok((marker.len() + kept.len()) as u64)
+}
+
+fn spawn_agent(
+    plan: &RunPlan,
+    log_path: &Path,
+) -> std::io::Result<(std::process::Child, std::thread::JoinHandle<()>)> {
     use std::os::unix::process::CommandExt;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log_path)?;
-    let log_err = log.try_clone()?;
-    Command::new(&plan.program)
+    let (reader, writer) = std::io::pipe()?;
+    let writer_err = writer.try_clone()?;
+    let mut command = Command::new(&plan.program);
+    command
         .args(&plan.args)
         .current_dir(&plan.cwd)
         .env_clear()
         .envs(plan.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err)
-        .process_group(0)
-        .spawn()
+        .stdout(writer)
+        .stderr(writer_err)
+        .process_group(0);
+    let child = command.spawn()?;
+    // The agent holds the only write ends now: EOF comes when it (and what it
+    // started) close them.
+    drop(command);
+    // The agent's token and sensitive variables, and the supervisor's own
+    // (`CONVERGE_SECRET` when the secret comes from the environment).
+    let own: Vec<(String, String)> = std::env::vars().collect();
+    let redactor = crate::agent::Redactor::from_env(
+        plan.env
+            .iter()
+            .chain(own.iter())
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+        [],
+    );
+    let log_path = log_path.to_owned();
+    let copier =
+        std::thread::spawn(move || copy_output(reader, log, &log_path, &redactor, LOG_CAP));
+    Ok((child, copier))
 }
 
 fn wait_with_deadline(child: &mut std::process::Child, deadline: Timestamp) -> ExitRecord {
@@ -243,4 +375,57 @@ pub fn pid_of(pid: u32) -> Option<rustix::process::Pid> {
     i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy(input: &[u8], cap: u64) -> String {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("agent.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .expect("log");
+        let redactor = crate::agent::Redactor::from_env(
+            [
+                ("CONVERGE_AGENT_TOKEN", "cvg1.p.t.1.abcdef"),
+                ("ANTHROPIC_API_KEY", "sk-ant-0123456789"),
+            ],
+            [],
+        );
+        copy_output(input, log, &path, &redactor, cap);
+        std::fs::read_to_string(&path).expect("read")
+    }
+
+    #[test]
+    fn agent_output_is_masked() {
+        let out = copy(
+            b"token cvg1.p.t.1.abcdef\nkey=sk-ant-0123456789 and more\nplain\n",
+            LOG_CAP,
+        );
+        assert_eq!(out, "token [redacted]\nkey=[redacted] and more\nplain\n");
+    }
+
+    #[test]
+    fn a_flood_keeps_the_tail_under_the_cap() {
+        let mut flood = Vec::new();
+        for i in 0..10_000 {
+            flood.extend_from_slice(format!("line {i:05} sk-ant-0123456789\n").as_bytes());
+        }
+        let out = copy(&flood, 64 * 1024);
+        assert!(out.len() as u64 <= 64 * 1024, "{} bytes kept", out.len());
+        assert!(
+            out.starts_with("[converge: ") && out.contains("earlier bytes of output were dropped]"),
+            "{}",
+            &out[..200]
+        );
+        assert!(out.ends_with("line 09999 [redacted]\n"), "the tail is kept");
+        assert!(!out.contains("sk-ant"));
+        // Whole lines only after the marker.
+        let second = out.lines().nth(1).expect("a kept line");
+        assert!(second.starts_with("line "), "{second}");
+    }
 }

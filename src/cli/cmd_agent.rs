@@ -47,7 +47,7 @@ pub fn check(ctx: &Ctx) -> CliResult {
     let mut out = String::new();
     let mut failed = false;
     for invariant in &brief.invariants {
-        let result = run_check(invariant, &ctx.cwd, None);
+        let result = run_check(invariant, &ctx.cwd, None, &redactor());
         let verdict = match (result.passed, result.advisory) {
             (true, _) => "passed",
             (false, true) => "failed (advisory)",
@@ -82,9 +82,17 @@ pub fn check(ctx: &Ctx) -> CliResult {
     }
 }
 
+/// Masks the agent's token and its sensitive environment values.
+fn redactor() -> crate::agent::Redactor {
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    crate::agent::Redactor::from_env(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())), [])
+}
+
 /// `converge progress MSG`.
 pub fn progress(message: &str) -> CliResult {
-    env()?.emit("progress", Some(message)).map_err(agent_error)
+    env()?
+        .emit("progress", Some(&redactor().redact(message)))
+        .map_err(agent_error)
 }
 
 /// `converge done`: the attempt is finished; converge checks it next.

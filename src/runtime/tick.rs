@@ -511,6 +511,7 @@ fn tick_local(
         env: options.env,
         base_branch: base_branch.clone(),
         base_tip: base.commit,
+        redactor: crate::agent::Redactor::for_reconciler(&secret),
     };
     if !options.dry_run {
         for action in &decision.actions {

@@ -918,6 +918,70 @@ fn forged_and_misdirected_agent_events_are_refused_ignored_and_reported() {
     );
 }
 
+#[test]
+fn secrets_tokens_and_sensitive_values_are_redacted_from_every_log() {
+    const KEY: &str = "sk-test-6f1d2c3b4a59";
+    const SECRET: &str = "converge-secret-from-the-environment";
+    // The agent prints its token and an allowed API key and reports progress
+    // with the key; its invariant prints the key and converge's secret.
+    let script = r#"echo "token=$CONVERGE_AGENT_TOKEN key=$SERVICE_API_KEY"; converge progress "calling the API with $SERVICE_API_KEY"; echo work >> work.txt; converge done"#;
+    let config = format!(
+        "{CONFIG}\n[harness.script]\nkind = \"command\"\ncommand = \"sh\"\nargs = [\"-c\", {}]\n\n[invariants.leaky]\nkind = \"custom\"\ncommand = \"sh\"\nargs = [\"-c\", \"echo key=$SERVICE_API_KEY secret=$CONVERGE_SECRET\"]\n\n[sandbox]\nenv_allow = [\"PATH\", \"HOME\", \"SERVICE_API_KEY\"]\n",
+        toml_string(script)
+    );
+    let plan = single(
+        "harness = \"script\"\ninvariants = [\"leaky\"]\npaths = [\"work.txt\"]",
+        "",
+    )
+    .replace("\n[tasks.sim]\n", "\n");
+    let sb = setup(&[("one", &plan)]);
+    sb.write("planning/converge.toml", config);
+    sb.commit_all("a leaky agent");
+    let with_env = |args: &[&str]| {
+        let home = tempfile::tempdir().expect("home");
+        let mut command = std::process::Command::new(crate::support::BIN);
+        crate::support::isolate(&mut command, home.path());
+        let out = command
+            .args(args)
+            .env("SERVICE_API_KEY", KEY)
+            .env("CONVERGE_SECRET", SECRET)
+            .current_dir(sb.path())
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    with_env(&["reconcile", "--wait", "--max-ticks", "200"]);
+    assert_eq!(phase(&sb, "one", "t"), "merged");
+    // Everything converge wrote: run records, gate logs, status, STATUS.md, history.
+    let mut written = crate::support::tree_of(&sb.path().join(".git/converge/runs"));
+    for file in ["planning/status/one.toml", "planning/STATUS.md"] {
+        written.insert(file.to_owned(), sb.read(file).into_bytes());
+    }
+    written.insert(
+        "git log".to_owned(),
+        sb.git(&["log", "-p", "--all"]).into_bytes(),
+    );
+    let mut redacted = 0;
+    for (path, bytes) in &written {
+        let text = String::from_utf8_lossy(bytes);
+        for leak in [KEY, SECRET, "cvg1.one.t."] {
+            // events.jsonl carries tokens by design: that is how events are verified.
+            if leak == "cvg1.one.t." && path.ends_with("events.jsonl") {
+                continue;
+            }
+            assert!(!text.contains(leak), "{path} contains {leak}:\n{text}");
+        }
+        redacted += text.matches("[redacted]").count();
+    }
+    // agent.log (token, key), the progress event, the gate log (key, secret),
+    // the evidence's output tail in status (key, secret).
+    assert!(redacted >= 7, "{redacted} masks in {:?}", written.keys());
+}
+
 fn toml_string(text: &str) -> String {
     format!("'''{text}'''")
 }

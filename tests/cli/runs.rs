@@ -21,6 +21,7 @@ fn plan(dir: &Path, script: &str, seconds: i64) -> RunPlan {
             ("PATH".into(), std::env::var("PATH").unwrap_or_default()),
             ("CONVERGE_AGENT_TOKEN".into(), "cvg1.p.a.1.token".into()),
         ],
+        secret_env: Vec::new(),
         deadline: Timestamp::from_unix(Timestamp::now().unix() + seconds),
         fork: "f".repeat(40),
         generation: "g".into(),
@@ -67,8 +68,14 @@ fn a_run_records_its_lease_output_and_exit() {
     let exit = wait_for_exit(&run_dir, Duration::from_secs(20));
     assert_eq!((exit.exit_code, exit.timed_out), (Some(3), false));
     let log = std::fs::read_to_string(run_dir.join("agent.log")).expect("log");
-    // The agent sees exactly the planned environment: no HOME leaked from converge.
-    assert_eq!(log, "working\ntoken=cvg1.p.a.1.token home=unset\n");
+    // The agent sees exactly the planned environment: its token (masked in the
+    // log; an empty value would print `token= `), no HOME leaked from converge.
+    assert_eq!(log, "working\ntoken=[redacted] home=unset\n");
+    let recorded = std::fs::read_to_string(run_dir.join("run.json")).expect("run.json");
+    assert!(
+        !recorded.contains("cvg1.p.a.1.token") && recorded.contains("\"secret_env\""),
+        "the token is not written to disk: {recorded}"
+    );
     assert!(lease(&run_dir).agent_pid.is_some());
     let record = read_run(&run_dir, &key, 1, &secret).expect("reads");
     assert_eq!(

@@ -20,6 +20,7 @@ use crate::time::Timestamp;
 
 use super::check::{CheckResult, run_check};
 use super::dispatch::{self, Attempt, DispatchError, worktree_path};
+use crate::observe::Availability;
 
 /// Everything the actions of one tick share.
 pub struct ActCtx<'a> {
@@ -36,7 +37,12 @@ pub struct ActCtx<'a> {
     pub base_tip: ObjectId,
     /// Masks the secret and sensitive environment values in what acts write.
     pub redactor: crate::agent::Redactor,
+    /// Whether Landlock works here, when `[sandbox] enabled` asked.
+    pub sandbox: Option<Availability>,
 }
+
+/// The condition of a task whose attempt runs without the sandbox it asked for.
+pub const UNCONFINED: &str = "Unconfined";
 
 impl std::fmt::Debug for ActCtx<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -434,9 +440,26 @@ fn start(
             generation: task.generation.clone(),
             harness: task.harness.clone(),
             brief: serde_json::to_vec_pretty(&brief).unwrap_or_default(),
+            sandbox: config.sandbox.enabled.then_some(config.sandbox.required),
         },
         ctx.converge,
     )?;
+    // Enabled but not enforceable here (and not required, or decide would
+    // have held the dispatch back): the agent runs unconfined, and status says so.
+    st.conditions.retain(|c| c.kind != UNCONFINED);
+    if config.sandbox.enabled
+        && let Some(Availability::Unavailable { reason }) = &ctx.sandbox
+    {
+        st.conditions.push(crate::status::Condition {
+            kind: UNCONFINED.to_owned(),
+            status: true,
+            reason: "sandbox-unavailable".to_owned(),
+            message: format!(
+                "attempt {attempt} runs without the sandbox `[sandbox] enabled` asks for: {reason}; `[sandbox] required = true` refuses to dispatch instead"
+            ),
+            since: ctx.now,
+        });
+    }
     st.phase = Phase::Running;
     st.attempt = attempt;
     st.generation = task.generation.clone();

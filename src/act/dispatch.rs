@@ -41,6 +41,9 @@ pub struct Attempt<'a> {
     pub harness: String,
     /// `brief.json` for the agent-mode commands.
     pub brief: Vec<u8>,
+    /// Run the agent under the Landlock sandbox; `Some(true)`: refuse to run
+    /// it unconfined.
+    pub sandbox: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,7 +147,29 @@ pub fn dispatch(
             prompt_file.to_string_lossy().into_owned(),
         ),
     ]);
+    let sandbox = match attempt.sandbox {
+        None => None,
+        Some(required) => {
+            // A private temporary directory: /tmp may hold other checkouts.
+            let tmp = run.join("tmp");
+            std::fs::create_dir_all(&tmp).map_err(|source| RunError::Write {
+                path: tmp.clone(),
+                source,
+            })?;
+            env.retain(|(k, _)| k != "TMPDIR");
+            env.push(("TMPDIR".to_owned(), tmp.to_string_lossy().into_owned()));
+            Some(super::sandbox::Policy::for_attempt(
+                &common,
+                &worktree,
+                &run,
+                &key.plan,
+                &worktree_admin(&worktree),
+                required,
+            ))
+        }
+    };
     let plan = RunPlan {
+        sandbox,
         program: attempt.launch.program.clone(),
         args: attempt.launch.args.clone(),
         cwd: worktree.clone(),
@@ -228,4 +253,17 @@ fn prepare_worktree(repo: &Repo, branch: &str, path: &Path) -> Result<(), Dispat
             },
             other => DispatchError::Git(other),
         })
+}
+
+/// A linked worktree's admin directory under `<git-common-dir>/worktrees/`, from
+/// its `.git` file (`gitdir: <path>`).
+fn worktree_admin(worktree: &Path) -> PathBuf {
+    std::fs::read_to_string(worktree.join(".git"))
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("gitdir: "))
+                .map(|p| PathBuf::from(p.trim()))
+        })
+        .unwrap_or_else(|| worktree.join(".git"))
 }

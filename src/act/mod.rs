@@ -7,6 +7,7 @@ pub mod dispatch;
 pub mod exec;
 pub mod files;
 pub mod run;
+pub mod sandbox;
 
 /// An error and its causes on one line: `cannot start `x`: No such file`.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

@@ -40,6 +40,9 @@ pub struct RunPlan {
     /// written to disk.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secret_env: Vec<String>,
+    /// Run the agent under this Landlock policy (`converge __sandbox`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<super::sandbox::Policy>,
     pub deadline: Timestamp,
     pub fork: String,
     pub generation: String,
@@ -300,7 +303,19 @@ fn spawn_agent(
         .open(log_path)?;
     let (reader, writer) = std::io::pipe()?;
     let writer_err = writer.try_clone()?;
-    let mut command = Command::new(&plan.program);
+    let mut command = match &plan.sandbox {
+        // The wrapper restricts itself, then becomes the agent.
+        Some(_) => {
+            let mut wrapper = Command::new(std::env::current_exe()?);
+            wrapper
+                .arg("__sandbox")
+                .arg(log_path.parent().unwrap_or(Path::new(".")))
+                .arg("--")
+                .arg(&plan.program);
+            wrapper
+        }
+        None => Command::new(&plan.program),
+    };
     command
         .args(&plan.args)
         .current_dir(&plan.cwd)

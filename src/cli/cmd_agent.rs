@@ -112,3 +112,44 @@ pub fn sim(ctx: &Ctx) -> CliResult {
         Err(_) => Err(CliError::reported(Kind::Failure)),
     }
 }
+
+/// `converge __sandbox RUN_DIR -- AGENT...`: restricts this process with the
+/// run's Landlock policy and executes the agent in its place.
+pub fn sandbox(run_dir: &std::path::Path, agent: &[String]) -> CliResult {
+    use std::os::unix::process::CommandExt;
+    let plan_path = run_dir.join("run.json");
+    let bytes = std::fs::read(&plan_path)
+        .map_err(|e| CliError::failure(format!("cannot read {}", plan_path.display())).source(e))?;
+    let plan: crate::act::run::RunPlan = serde_json::from_slice(&bytes).map_err(|e| {
+        CliError::failure(format!(
+            "{} is not a valid run plan: {e}",
+            plan_path.display()
+        ))
+    })?;
+    let Some(policy) = plan.sandbox else {
+        return Err(CliError::failure(format!(
+            "{} has no sandbox policy",
+            plan_path.display()
+        )));
+    };
+    let [program, args @ ..] = agent else {
+        return Err(CliError::bad_input("no agent command given after `--`"));
+    };
+    match crate::act::sandbox::restrict(&policy) {
+        Ok(crate::act::sandbox::Enforced::Fully) => {}
+        Ok(crate::act::sandbox::Enforced::Partially) => eprintln!(
+            "converge: warning: this kernel's Landlock is older than converge asks for; some access is not restricted"
+        ),
+        Ok(crate::act::sandbox::Enforced::Not) => eprintln!(
+            "converge: WARNING: the sandbox is not enforced here; the agent runs unconfined"
+        ),
+        Err(e) => {
+            return Err(CliError::failure("the agent was not started").source(e).hint(
+                "`converge doctor` checks Landlock; `[sandbox] required = false` runs agents unconfined where it is missing",
+            ));
+        }
+    }
+    // Only returns when the agent could not be executed.
+    let error = std::process::Command::new(program).args(args).exec();
+    Err(CliError::failure(format!("cannot start `{program}`")).source(error))
+}

@@ -158,6 +158,14 @@ pub enum Command {
     /// Internal: the built-in simulated agent.
     #[command(name = "__sim", hide = true)]
     Sim,
+    /// Internal: restricts itself with a run's Landlock policy, then becomes
+    /// the agent; started by a run's supervisor.
+    #[command(name = "__sandbox", hide = true)]
+    Sandbox {
+        run_dir: PathBuf,
+        #[arg(last = true, required = true)]
+        agent: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -449,6 +457,7 @@ pub fn run(cli: Cli) -> CliResult {
             | Command::Done
             | Command::Sim
             | Command::Supervise { .. }
+            | Command::Sandbox { .. }
             | Command::Completions(_)
     );
     if agent_mode && !agent_command {
@@ -483,6 +492,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Progress { message } => cmd_agent::progress(message),
         Command::Done => cmd_agent::done(),
         Command::Sim => cmd_agent::sim(&ctx),
+        Command::Sandbox { run_dir, agent } => cmd_agent::sandbox(&ctx.cwd.join(run_dir), agent),
         Command::Supervise { run_dir } => crate::act::run::supervise(&ctx.cwd.join(run_dir))
             .map_err(|e| {
                 CliError::failure("the run supervisor could not record the run").source(e)

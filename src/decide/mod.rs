@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use crate::observe::{Observation, RunState, TaskKey, TaskObs};
+use crate::observe::{Availability, Observation, RunState, TaskKey, TaskObs};
 use crate::spec::{Decision as Verdict, Gate, Plan, PlanState, Reconcile, Spec, Task};
 use crate::status::{Claim, Phase, Status, TaskStatus};
 use crate::time::Timestamp;
@@ -169,6 +169,7 @@ pub enum Reason {
     Merged,
     MergeLost,
     ClaimedElsewhere { by: String, until: Timestamp },
+    SandboxUnavailable { reason: String },
     // Reasons for deferring an action this tick.
     MaxAgents { running: u32 },
     DispatchRateLimited { last_hour: u32 },
@@ -194,6 +195,7 @@ impl Reason {
             Reason::CleanupAfterMerge => "cleanup-after-merge",
             Reason::ClaimExpired { .. } => "claim-expired",
             Reason::ClaimedElsewhere { .. } => "claimed-elsewhere",
+            Reason::SandboxUnavailable { .. } => "sandbox-unavailable",
             Reason::Running { .. } => "running",
             Reason::PlanDraft => "plan-draft",
             Reason::PlanPaused => "plan-paused",
@@ -251,6 +253,10 @@ impl fmt::Display for Reason {
             Reason::Running { deadline } => {
                 write!(f, "an agent is working on it (deadline {deadline})")
             }
+            Reason::SandboxUnavailable { reason } => write!(
+                f,
+                "`[sandbox] required` and the sandbox cannot be enforced here: {reason}"
+            ),
             Reason::PlanDraft => {
                 f.write_str("its plan is a draft; set `state = \"active\"` to start")
             }
@@ -671,6 +677,9 @@ fn classify(
         if let Some(why) = plan_blocks_start(plan) {
             return wait(st.phase, why);
         }
+        if let Some(why) = sandbox_blocks_start(spec, obs) {
+            return wait(st.phase, why);
+        }
         let action = if first {
             Action::Dispatch {
                 key: key.clone(),
@@ -801,6 +810,19 @@ fn classify(
 /// Whether the attempt's outcome was already recorded by a gate.
 fn gated(st: &TaskStatus, attempt: u32) -> bool {
     st.attempt == attempt && !matches!(st.phase, Phase::Pending | Phase::Running | Phase::Checking)
+}
+
+/// `[sandbox] required`, and Landlock does not work here: no agent starts.
+fn sandbox_blocks_start(spec: &Spec, obs: &Observation) -> Option<Reason> {
+    let sandbox = &spec.config.sandbox;
+    match &obs.sandbox {
+        Some(Availability::Unavailable { reason }) if sandbox.enabled && sandbox.required => {
+            Some(Reason::SandboxUnavailable {
+                reason: reason.clone(),
+            })
+        }
+        _ => None,
+    }
 }
 
 fn plan_blocks_start(plan: &Plan) -> Option<Reason> {

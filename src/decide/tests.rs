@@ -1143,3 +1143,50 @@ fn finished_worktrees_are_cleaned_up_before_new_ones_are_dispatched() {
     assert_eq!(d.actions, [Action::Cleanup { key: key("a") }]);
     assert_eq!(line(&d, "b"), (None, "actions-per-tick", "pending"));
 }
+
+#[test]
+fn a_required_sandbox_that_cannot_be_enforced_holds_every_dispatch_back() {
+    let unavailable = |mut obs: Observation| {
+        obs.sandbox = Some(Availability::Unavailable {
+            reason: "no Landlock".into(),
+        });
+        obs
+    };
+    let required = spec_with(
+        DIAMOND,
+        &[(
+            "planning/converge.toml",
+            "[invariants.test]\nkind = \"test_suite\"\ncommand = \"true\"\n[sandbox]\nenabled = true\nrequired = true\n",
+        )],
+    );
+    let d = run(
+        &required,
+        &unavailable(Observation::default()),
+        &Status::default(),
+    );
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(line(&d, "a"), (None, "sandbox-unavailable", "pending"));
+    assert!(reason_text(&d, "a").ends_with("cannot be enforced here: no Landlock"));
+    // Where it works, or when it is only enabled, dispatch goes ahead.
+    let available = Observation {
+        sandbox: Some(Availability::Available { abi: "V5".into() }),
+        ..Observation::default()
+    };
+    assert_eq!(
+        run(&required, &available, &Status::default()).actions.len(),
+        1
+    );
+    let enabled = spec_with(
+        DIAMOND,
+        &[(
+            "planning/converge.toml",
+            "[invariants.test]\nkind = \"test_suite\"\ncommand = \"true\"\n[sandbox]\nenabled = true\n",
+        )],
+    );
+    let d = run(
+        &enabled,
+        &unavailable(Observation::default()),
+        &Status::default(),
+    );
+    assert_eq!(line(&d, "a"), (Some("dispatch"), "ready", "pending"));
+}

@@ -48,6 +48,15 @@ pub struct Observation {
     /// attempts through claims in status; `None` on a single repository, where
     /// the file lock is all the coordination there is.
     pub reconciler: Option<String>,
+    /// Whether Landlock works here; probed only when `[sandbox] enabled`.
+    pub sandbox: Option<Availability>,
+}
+
+/// Whether the kernel enforces the Landlock sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Availability {
+    Available { abi: String },
+    Unavailable { reason: String },
 }
 
 impl Observation {

@@ -401,22 +401,16 @@ fn git_version() -> Finding {
 }
 
 fn landlock() -> Finding {
-    match std::fs::read_to_string("/sys/kernel/security/lsm") {
-        Ok(lsm) if lsm.split(',').any(|m| m.trim() == "landlock") => {
-            Finding::ok("landlock", "available (listed in /sys/kernel/security/lsm)")
+    match crate::act::sandbox::probe() {
+        crate::observe::Availability::Available { abi } => Finding::ok(
+            "landlock",
+            format!("available (ABI {abi}): `[sandbox] enabled = true` confines agents"),
+        ),
+        crate::observe::Availability::Unavailable { reason } => {
+            Finding::new("landlock", Level::Warning, reason).hint(
+                "agents cannot be sandboxed here: `[sandbox] enabled` runs them unconfined (and says so in status), `required = true` refuses to dispatch",
+            )
         }
-        Ok(_) => Finding::new(
-            "landlock",
-            Level::Warning,
-            "this kernel does not enable Landlock",
-        )
-        .hint("agents cannot be sandboxed here; `[sandbox] enabled` will warn"),
-        Err(_) => Finding::new(
-            "landlock",
-            Level::Warning,
-            "unknown: /sys/kernel/security/lsm is not readable",
-        )
-        .hint("securityfs may not be mounted; the sandbox issue checks by asking the kernel"),
     }
 }
 

@@ -461,6 +461,9 @@ fn prepare(
     let secret = Secret::load_or_create(repo.common_dir())?;
     let mut observation = observe::observe(repo, &status, base.commit, &secret)?;
     observation.reconciler = reconciler.map(str::to_owned);
+    if spec.config.sandbox.enabled {
+        observation.sandbox = Some(crate::act::sandbox::probe());
+    }
     let limits = Limits::from(&spec.config.reconcile);
     let decision = decide::decide(&spec, &observation, &status, options.now, &limits);
     Ok(Prepared {
@@ -512,6 +515,7 @@ fn tick_local(
         base_branch: base_branch.clone(),
         base_tip: base.commit,
         redactor: crate::agent::Redactor::for_reconciler(&secret),
+        sandbox: observation.sandbox.clone(),
     };
     if !options.dry_run {
         for action in &decision.actions {

@@ -49,7 +49,7 @@ const MERGE_KEYS: &[&str] = &["invariants"];
 const HARNESS_KEYS: &[&str] = &["kind", "command", "args", "models"];
 const FORGE_KEYS: &[&str] = &["kind", "repo"];
 const SCHEDULE_KEYS: &[&str] = &["cron", "queue"];
-const SANDBOX_KEYS: &[&str] = &["enabled", "env_allow"];
+const SANDBOX_KEYS: &[&str] = &["enabled", "required", "env_allow"];
 
 /// The default timeout of an invariant that names none.
 pub const DEFAULT_INVARIANT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
@@ -601,6 +601,9 @@ fn read_sandbox(ctx: &mut Ctx<'_>, root: &Table<'_, '_>) -> Option<Sandbox> {
     let mut sandbox = Sandbox::default();
     if let Some(b) = t.boolean(ctx, "enabled") {
         sandbox.enabled = b.into_inner();
+    }
+    if let Some(b) = t.boolean(ctx, "required") {
+        sandbox.required = b.into_inner();
     }
     if let Some(list) = t.string_array(ctx, "env_allow") {
         sandbox.env_allow.clear();

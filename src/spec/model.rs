@@ -239,7 +239,12 @@ pub struct Schedule {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Sandbox {
+    /// Agents run under Landlock: they may write only their worktree, their
+    /// run directory and a private temporary directory.
     pub enabled: bool,
+    /// Refuse to dispatch when the sandbox cannot be enforced (instead of
+    /// warning and running unconfined).
+    pub required: bool,
     pub env_allow: Vec<String>,
 }
 
@@ -247,6 +252,7 @@ impl Default for Sandbox {
     fn default() -> Self {
         Sandbox {
             enabled: false,
+            required: false,
             env_allow: DEFAULT_ENV_ALLOW.iter().map(|s| (*s).to_owned()).collect(),
         }
     }

@@ -32,6 +32,7 @@ fn attempt<'a>(key: &'a TaskKey, number: u32, fork: &str) -> Attempt<'a> {
         generation: "g".into(),
         harness: "mine".into(),
         brief: b"{}".to_vec(),
+        sandbox: None,
     }
 }
 

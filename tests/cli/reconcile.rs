@@ -982,6 +982,55 @@ fn secrets_tokens_and_sensitive_values_are_redacted_from_every_log() {
     assert!(redacted >= 7, "{redacted} masks in {:?}", written.keys());
 }
 
+#[test]
+fn a_sandboxed_agent_cannot_read_the_secret_or_write_outside_its_worktree() {
+    // Task x holds its worktree open for a while; task y probes the sandbox,
+    // then does its job: a commit of its own and `converge done`.
+    let slow = "sleep 3; echo x > x.txt; converge done";
+    let probe = r#"common=$(git rev-parse --path-format=absolute --git-common-dir)
+main=$(dirname "$common")
+r() { if eval "$2" >/dev/null 2>&1; then echo "$1: allowed"; else echo "$1: denied"; fi; }
+{
+r "read the secret" "cat $common/converge/secret"
+r "read another run" "cat $common/converge/runs/one/x/1/prompt.md"
+r "write the main worktree" "touch $main/escape.txt"
+r "write another worktree" "touch $common/converge/worktrees/one/x/escape.txt"
+r "write its TMPDIR" "touch \$TMPDIR/ok"
+r "read the main worktree" "cat $main/README.md"
+} > probe.txt
+git add probe.txt && git commit -q -m probe && converge done"#;
+    let config = format!(
+        "{CONFIG}\n[harness.slow]\nkind = \"command\"\ncommand = \"sh\"\nargs = [\"-c\", {}]\n\n[harness.probe]\nkind = \"command\"\ncommand = \"sh\"\nargs = [\"-c\", {}]\n\n[sandbox]\nenabled = true\nrequired = true\n",
+        toml_string(slow),
+        toml_string(probe)
+    );
+    let plan = "[plan]\nname = \"One\"\nstate = \"active\"\n\n[[tasks]]\nname = \"x\"\ndescription = \"Slow.\"\nscope = \"narrow\"\ngate = \"auto\"\nharness = \"slow\"\n\n[[tasks]]\nname = \"y\"\ndescription = \"Probe.\"\nscope = \"narrow\"\ngate = \"auto\"\nharness = \"probe\"\n";
+    let sb = setup(&[("one", plan)]);
+    sb.write("planning/converge.toml", config);
+    sb.commit_all("sandboxed agents");
+    let available = sb.converge(&["reconcile", "--dry-run", "--explain"]);
+    if available.stdout.contains("sandbox-unavailable") {
+        // A kernel without Landlock: `required` holds every dispatch back.
+        assert!(
+            available
+                .stdout
+                .contains("the sandbox cannot be enforced here"),
+            "{}",
+            available.transcript()
+        );
+        eprintln!("Landlock is not available here; only the refusal was tested");
+        return;
+    }
+    settle(&sb);
+    assert_eq!(phase(&sb, "one", "x"), "merged");
+    assert_eq!(phase(&sb, "one", "y"), "merged");
+    assert_eq!(
+        sb.read("probe.txt"),
+        "read the secret: denied\nread another run: denied\nwrite the main worktree: denied\nwrite another worktree: denied\nwrite its TMPDIR: allowed\nread the main worktree: allowed\n"
+    );
+    assert!(!sb.path().join("escape.txt").exists());
+}
+
 fn toml_string(text: &str) -> String {
     format!("'''{text}'''")
 }

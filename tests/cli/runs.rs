@@ -22,6 +22,7 @@ fn plan(dir: &Path, script: &str, seconds: i64) -> RunPlan {
             ("CONVERGE_AGENT_TOKEN".into(), "cvg1.p.a.1.token".into()),
         ],
         secret_env: Vec::new(),
+        sandbox: None,
         deadline: Timestamp::from_unix(Timestamp::now().unix() + seconds),
         fork: "f".repeat(40),
         generation: "g".into(),

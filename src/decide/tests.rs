@@ -109,6 +109,13 @@ fn merged(tasks: &[&str]) -> Observation {
     obs
 }
 
+/// `task` merged (in git), its branch still there.
+fn merged_with_branch(task: &str) -> Observation {
+    let mut obs = merged(&[task]);
+    obs.tasks.get_mut(&key(task)).expect("task").branch_head = Some(SHA.to_owned());
+    obs
+}
+
 fn with_run(mut obs: Observation, task: &str, attempt: u32, state: RunState) -> Observation {
     let entry = obs.tasks.entry(key(task)).or_default();
     entry.run = Some(RunObs {
@@ -951,9 +958,7 @@ fn a_merged_branch_is_kept_until_status_records_the_merge() {
     // cleanup then deleted the branch, the last proof of the merge, and the
     // task looked un-merged ("merge-lost") forever.
     let spec = spec();
-    let mut obs = merged(&["a"]);
-    let a = obs.tasks.get_mut(&key("a")).expect("a");
-    a.branch_head = Some(SHA.to_owned());
+    let obs = merged_with_branch("a");
     let unrecorded = st(&spec, "a", Phase::Passed, 1);
     let d = run(&spec, &obs, &status(vec![("a", unrecorded)]));
     assert!(
@@ -1128,10 +1133,8 @@ fn finished_worktrees_are_cleaned_up_before_new_ones_are_dispatched() {
     // With a steady stream of work, cleanup last starved: 424 merged worktrees
     // piled up in the 1,000-task benchmark and every tick slowed down.
     let spec = spec();
-    let mut obs = merged(&["a"]);
-    let a = obs.tasks.get_mut(&key("a")).expect("a");
-    a.worktree = true;
-    a.branch_head = Some(SHA.to_owned());
+    let mut obs = merged_with_branch("a");
+    obs.tasks.get_mut(&key("a")).expect("a").worktree = true;
     let mut a_status = st(&spec, "a", Phase::Merged, 1);
     a_status.merged_as = Some(OTHER.to_owned());
     let one = Limits {

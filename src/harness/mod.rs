@@ -5,6 +5,7 @@
 use std::path::Path;
 
 pub mod sim;
+pub mod stream;
 
 use crate::spec::{Config, Harness, HarnessKind, Plan, Task};
 use crate::status::Failure;

@@ -478,6 +478,7 @@ fn start(
             tokens_in: 0,
             tokens_out: 0,
             cost_usd: 0.0,
+            harness: Some(task.harness.clone()),
         });
     }
     let verb = if reason.is_some() {

@@ -22,6 +22,7 @@ pub mod cmd_plan_graph;
 pub mod cmd_plan_show;
 pub mod cmd_plan_validate;
 pub mod cmd_reconcile;
+pub mod cmd_report;
 pub mod cmd_retry;
 pub mod cmd_status;
 pub mod error;
@@ -128,6 +129,9 @@ pub enum Command {
         after_help = "Examples:\n  converge doctor\n  converge doctor --fix\n\nExit status: 0 when no problem remains (warnings allowed), 1 otherwise."
     )]
     Doctor(DoctorArgs),
+    /// Tokens, cost and duration per task, attempt and harness, and the budgets.
+    #[command(after_help = "Examples:\n  converge report\n  converge report auth --json")]
+    Report(ReportArgs),
     /// The status commits, newest first, read back from their trailers.
     #[command(after_help = "Examples:\n  converge history\n  converge history auth --limit 20")]
     History(HistoryArgs),
@@ -242,6 +246,15 @@ pub struct HistoryArgs {
     /// At most this many commits.
     #[arg(long, default_value_t = 50, value_name = "N")]
     pub limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Only this plan.
+    pub plan: Option<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -486,6 +499,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Pause(args) => cmd_pause::run(&ctx, args, true),
         Command::Resume(args) => cmd_pause::run(&ctx, args, false),
         Command::History(args) => cmd_history::run(&ctx, args),
+        Command::Report(args) => cmd_report::run(&ctx, args),
         Command::Doctor(args) => cmd_doctor::run(&ctx, args),
         Command::Task => cmd_agent::task(),
         Command::Check => cmd_agent::check(&ctx),

@@ -150,29 +150,60 @@ pub enum Reason {
     GatePassed,
     Approved,
     Rejected,
-    FailedBefore { failures: u32 },
-    AttemptsExhausted { failures: u32 },
+    FailedBefore {
+        failures: u32,
+    },
+    AttemptsExhausted {
+        failures: u32,
+    },
     Ready,
     Queued,
     CleanupAfterMerge,
-    ClaimExpired { by: String },
+    ClaimExpired {
+        by: String,
+    },
     // Reasons for waiting.
-    Running { deadline: Timestamp },
+    Running {
+        deadline: Timestamp,
+    },
     PlanDraft,
     PlanPaused,
-    WaitingOnDependency { task: String },
-    DependencyBlocked { task: String },
-    Backoff { until: Timestamp },
+    WaitingOnDependency {
+        task: String,
+    },
+    DependencyBlocked {
+        task: String,
+    },
+    Backoff {
+        until: Timestamp,
+    },
     AwaitingApproval,
-    ApprovalStale { approved: String, head: String },
+    ApprovalStale {
+        approved: String,
+        head: String,
+    },
     Escalated,
     Merged,
     MergeLost,
-    ClaimedElsewhere { by: String, until: Timestamp },
-    SandboxUnavailable { reason: String },
+    ClaimedElsewhere {
+        by: String,
+        until: Timestamp,
+    },
+    SandboxUnavailable {
+        reason: String,
+    },
+    BudgetSpent {
+        budget: String,
+        used: String,
+        until: Option<Timestamp>,
+    },
     // Reasons for deferring an action this tick.
-    MaxAgents { running: u32 },
-    DispatchRateLimited { last_hour: u32 },
+    MaxAgents {
+        running: u32,
+    },
+    DispatchRateLimited {
+        last_hour: u32,
+    },
     ActionsPerTick,
 }
 
@@ -196,6 +227,7 @@ impl Reason {
             Reason::ClaimExpired { .. } => "claim-expired",
             Reason::ClaimedElsewhere { .. } => "claimed-elsewhere",
             Reason::SandboxUnavailable { .. } => "sandbox-unavailable",
+            Reason::BudgetSpent { .. } => "budget-spent",
             Reason::Running { .. } => "running",
             Reason::PlanDraft => "plan-draft",
             Reason::PlanPaused => "plan-paused",
@@ -253,6 +285,20 @@ impl fmt::Display for Reason {
             Reason::Running { deadline } => {
                 write!(f, "an agent is working on it (deadline {deadline})")
             }
+            Reason::BudgetSpent {
+                budget,
+                used,
+                until,
+            } => match until {
+                Some(until) => write!(
+                    f,
+                    "the {budget} is spent ({used}); dispatch resumes at {until}"
+                ),
+                None => write!(
+                    f,
+                    "the {budget} is spent ({used}); raise it to go on (`converge report` shows the spending)"
+                ),
+            },
             Reason::SandboxUnavailable { reason } => write!(
                 f,
                 "`[sandbox] required` and the sandbox cannot be enforced here: {reason}"
@@ -361,6 +407,9 @@ pub fn decide(
                 Reason::Backoff { until } => wake(*until),
                 Reason::Running { deadline } => wake(*deadline),
                 Reason::ClaimedElsewhere { until, .. } => wake(*until),
+                Reason::BudgetSpent {
+                    until: Some(until), ..
+                } => wake(*until),
                 _ => {}
             }
             candidates.push(candidate);
@@ -680,6 +729,9 @@ fn classify(
         if let Some(why) = sandbox_blocks_start(spec, obs) {
             return wait(st.phase, why);
         }
+        if let Some(why) = budget_blocks_start(spec, plan, status, now) {
+            return wait(st.phase, why);
+        }
         let action = if first {
             Action::Dispatch {
                 key: key.clone(),
@@ -810,6 +862,68 @@ fn classify(
 /// Whether the attempt's outcome was already recorded by a gate.
 fn gated(st: &TaskStatus, attempt: u32) -> bool {
     st.attempt == attempt && !matches!(st.phase, Phase::Pending | Phase::Running | Phase::Checking)
+}
+
+const DAY: i64 = 24 * 60 * 60;
+
+/// A spent budget: the plan's `token_budget` (tokens of all its attempts), or
+/// `[budget]` per UTC day (tokens or USD of the attempts started that day,
+/// across all plans). Counted from the attempt records in status.
+fn budget_blocks_start(
+    spec: &Spec,
+    plan: &Plan,
+    status: &Status,
+    now: Timestamp,
+) -> Option<Reason> {
+    let attempts = |p: &crate::status::PlanStatus| {
+        p.tasks
+            .values()
+            .flat_map(|t| t.attempts.iter())
+            .map(|a| (a.started_at, a.tokens_in + a.tokens_out, a.cost_usd))
+            .collect::<Vec<_>>()
+    };
+    if let Some(limit) = plan.token_budget {
+        let used: u64 = status
+            .plans
+            .get(&plan.id)
+            .map_or(0, |p| attempts(p).iter().map(|(_, tokens, _)| tokens).sum());
+        if used >= limit {
+            return Some(Reason::BudgetSpent {
+                budget: "plan's `token_budget`".to_owned(),
+                used: format!("{used} of {limit} tokens"),
+                until: None,
+            });
+        }
+    }
+    let budget = &spec.config.budget;
+    if budget.tokens_per_day.is_none() && budget.usd_per_day.is_none() {
+        return None;
+    }
+    let day_start = Timestamp::from_unix(now.unix() - now.unix().rem_euclid(DAY));
+    let next_day = Timestamp::from_unix(day_start.unix() + DAY);
+    let today: Vec<(Timestamp, u64, f64)> = status
+        .plans
+        .values()
+        .flat_map(attempts)
+        .filter(|(started, _, _)| *started >= day_start)
+        .collect();
+    let tokens: u64 = today.iter().map(|(_, t, _)| t).sum();
+    let usd: f64 = today.iter().map(|(_, _, c)| c).sum();
+    if let Some(limit) = budget.tokens_per_day.filter(|l| tokens >= *l) {
+        return Some(Reason::BudgetSpent {
+            budget: "daily token budget (`[budget] tokens_per_day`)".into(),
+            used: format!("{tokens} of {limit} tokens today"),
+            until: Some(next_day),
+        });
+    }
+    if let Some(limit) = budget.usd_per_day.filter(|l| usd >= *l) {
+        return Some(Reason::BudgetSpent {
+            budget: "daily cost budget (`[budget] usd_per_day`)".into(),
+            used: format!("${usd:.2} of ${limit:.2} today"),
+            until: Some(next_day),
+        });
+    }
+    None
 }
 
 /// `[sandbox] required`, and Landlock does not work here: no agent starts.

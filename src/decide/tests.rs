@@ -681,6 +681,7 @@ gate = "auto"
         tokens_in: 0,
         tokens_out: 0,
         cost_usd: 0.0,
+        harness: None,
     };
     let elsewhere = TaskStatus {
         attempts: vec![
@@ -815,6 +816,7 @@ fn limits_are_never_exceeded_and_decisions_are_deterministic() {
                     tokens_in: 0,
                     tokens_out: 0,
                     cost_usd: 0.0,
+                    harness: None,
                 });
             }
             plan.tasks.insert(name.clone(), t);
@@ -1192,4 +1194,62 @@ fn a_required_sandbox_that_cannot_be_enforced_holds_every_dispatch_back() {
         &Status::default(),
     );
     assert_eq!(line(&d, "a"), (Some("dispatch"), "ready", "pending"));
+}
+
+#[test]
+fn a_spent_daily_budget_holds_dispatch_until_the_next_utc_day() {
+    let config = |budget: &str| {
+        spec_with(
+            DIAMOND,
+            &[(
+                "planning/converge.toml",
+                format!("[invariants.test]\nkind = \"test_suite\"\ncommand = \"true\"\n[budget]\n{budget}\n").leak(),
+            )],
+        )
+    };
+    // Attempts started today (UTC) and yesterday: only today's count.
+    let day = NOW.unix() - NOW.unix().rem_euclid(86_400);
+    let record = |started: i64, tokens: u64, usd: f64| AttemptRecord {
+        number: 1,
+        generation: "g".into(),
+        started_at: Timestamp::from_unix(started),
+        ended_at: None,
+        outcome: Some("failed".into()),
+        tokens_in: tokens,
+        tokens_out: 0,
+        cost_usd: usd,
+        harness: None,
+    };
+    let mut spent = st(&spec(), "a", Phase::Escalated, 1);
+    spent.attempts = vec![record(day - 10, 5_000, 9.0), record(day + 10, 600, 1.5)];
+    let status = Status {
+        plans: BTreeMap::from([(
+            "other".to_owned(),
+            PlanStatus {
+                tasks: BTreeMap::from([("x".to_owned(), spent)]),
+                ..PlanStatus::default()
+            },
+        )]),
+    };
+    let tokens = config("tokens_per_day = 600");
+    let d = run(&tokens, &Observation::default(), &status);
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(line(&d, "a"), (None, "budget-spent", "pending"));
+    assert!(
+        reason_text(&d, "a").contains("600 of 600 tokens today"),
+        "{}",
+        reason_text(&d, "a")
+    );
+    assert_eq!(d.wake_at, Some(Timestamp::from_unix(day + 86_400)));
+    let usd = config("usd_per_day = 1.5");
+    assert_eq!(
+        line(&run(&usd, &Observation::default(), &status), "a").1,
+        "budget-spent"
+    );
+    // Yesterday's 9 USD and 5,000 tokens do not count against today.
+    let roomy = config("tokens_per_day = 601\nusd_per_day = 2");
+    assert_eq!(
+        run(&roomy, &Observation::default(), &status).actions.len(),
+        1
+    );
 }

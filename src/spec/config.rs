@@ -7,8 +7,8 @@ use toml::de::DeValue;
 
 use super::diag::Code;
 use super::model::{
-    BUILTIN_HARNESSES, Backoff, Config, Forge, Harness, HarnessKind, Invariant, InvariantKind,
-    Merge, Reconcile, Sandbox, Schedule, Scope,
+    BUILTIN_HARNESSES, Backoff, Budget, Config, Forge, Harness, HarnessKind, Invariant,
+    InvariantKind, Merge, Reconcile, Sandbox, Schedule, Scope,
 };
 use super::suggest;
 use super::toml_walk::{Ctx, SourceFile, Table};
@@ -23,6 +23,7 @@ const ROOT_KEYS: &[&str] = &[
     "forge",
     "schedule",
     "sandbox",
+    "budget",
 ];
 const RECONCILE_KEYS: &[&str] = &[
     "base_branch",
@@ -50,6 +51,7 @@ const HARNESS_KEYS: &[&str] = &["kind", "command", "args", "models"];
 const FORGE_KEYS: &[&str] = &["kind", "repo"];
 const SCHEDULE_KEYS: &[&str] = &["cron", "queue"];
 const SANDBOX_KEYS: &[&str] = &["enabled", "required", "env_allow"];
+const BUDGET_KEYS: &[&str] = &["tokens_per_day", "usd_per_day"];
 
 /// The default timeout of an invariant that names none.
 pub const DEFAULT_INVARIANT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
@@ -77,6 +79,7 @@ pub fn default_config() -> Config {
         forge: Forge::Local,
         schedules: Vec::new(),
         sandbox: Sandbox::default(),
+        budget: Budget::default(),
     }
 }
 
@@ -101,6 +104,9 @@ pub fn compile(
         config.schedules = read_schedules(&mut ctx, &root, templates);
         if let Some(sandbox) = read_sandbox(&mut ctx, &root) {
             config.sandbox = sandbox;
+        }
+        if let Some(budget) = read_budget(&mut ctx, &root) {
+            config.budget = budget;
         }
         check_default_harness(&mut ctx, &root, &config);
         root.finish(&mut ctx);
@@ -594,6 +600,29 @@ fn check_template(ctx: &mut Ctx<'_>, queue: &toml::Spanned<String>, templates: &
     )
     .hint = Some(hint);
     false
+}
+
+fn read_budget(ctx: &mut Ctx<'_>, root: &Table<'_, '_>) -> Option<Budget> {
+    let t = root.table(ctx, "budget", "[budget]", BUDGET_KEYS)?;
+    let mut budget = Budget::default();
+    if let Some(n) = t.integer_in(ctx, "tokens_per_day", 1, i64::MAX) {
+        budget.tokens_per_day = u64::try_from(n.into_inner()).ok();
+    }
+    if let Some(usd) = t.number(ctx, "usd_per_day") {
+        let span = usd.span();
+        let usd = usd.into_inner();
+        if usd > 0.0 {
+            budget.usd_per_day = Some(usd);
+        } else {
+            ctx.error(
+                Code::InvalidValue,
+                span,
+                format!("`usd_per_day` in [budget] must be more than 0, not {usd}"),
+            );
+        }
+    }
+    t.finish(ctx);
+    Some(budget)
 }
 
 fn read_sandbox(ctx: &mut Ctx<'_>, root: &Table<'_, '_>) -> Option<Sandbox> {

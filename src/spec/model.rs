@@ -46,6 +46,16 @@ pub struct Config {
     pub forge: Forge,
     pub schedules: Vec<Schedule>,
     pub sandbox: Sandbox,
+    pub budget: Budget,
+}
+
+/// Daily spending limits across all plans (`[budget]`), per UTC day, counted
+/// from the attempts recorded in status. When one is spent, nothing is
+/// dispatched until the next day.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Budget {
+    pub tokens_per_day: Option<u64>,
+    pub usd_per_day: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

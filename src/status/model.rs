@@ -203,6 +203,9 @@ pub struct AttemptRecord {
     pub tokens_out: u64,
     #[serde(default)]
     pub cost_usd: f64,
+    /// The harness that ran the attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub harness: Option<String>,
 }
 
 /// Status of every plan, by plan id.
@@ -298,6 +301,7 @@ mod tests {
                     tokens_in: 1000,
                     tokens_out: 200,
                     cost_usd: 0.01,
+                    harness: Some("claude-code".into()),
                 }],
                 ..TaskStatus::default()
             },

@@ -1031,6 +1031,74 @@ git add probe.txt && git commit -q -m probe && converge done"#;
     assert!(!sb.path().join("escape.txt").exists());
 }
 
+#[test]
+fn a_spent_token_budget_stops_dispatch_and_report_shows_the_spending() {
+    let plan = "[plan]\nname = \"One\"\nstate = \"active\"\ntoken_budget = 100\n\n[[tasks]]\nname = \"a\"\ndescription = \"A.\"\nscope = \"narrow\"\ngate = \"auto\"\n[tasks.sim]\nfiles = [{ path = \"a.txt\", content = \"a\\n\" }]\n\n[[tasks]]\nname = \"b\"\ndescription = \"B.\"\nscope = \"narrow\"\ngate = \"auto\"\n[tasks.sim]\nfiles = [{ path = \"b.txt\", content = \"b\\n\" }]\n";
+    let sb = setup(&[("one", plan)]);
+    // An earlier attempt of `a` (by a real agent CLI) used 150 tokens.
+    sb.write(
+        "planning/status/one.toml",
+        "[tasks.a]\nphase = \"escalated\"\nattempt = 1\nfailures = 1\ngeneration = \"0000000000000000\"\n\n[[tasks.a.attempts]]\nnumber = 1\ngeneration = \"0000000000000000\"\nstarted_at = \"2026-01-01T00:00:00Z\"\nended_at = \"2026-01-01T00:01:40Z\"\noutcome = \"failed\"\ntokens_in = 120\ntokens_out = 30\ncost_usd = 0.5\nharness = \"claude-code\"\n",
+    );
+    sb.commit_all("spent");
+    let explain = sb.converge(&["reconcile", "--dry-run", "--explain"]);
+    explain.success();
+    assert!(
+        explain.stdout.contains("would do:\n  nothing")
+            && explain.stdout.contains("budget-spent")
+            && explain.stdout.contains("150 of 100 tokens"),
+        "{}",
+        explain.transcript()
+    );
+    tick(&sb).success();
+    assert!(
+        !sb.path().join(".git/converge/runs/one/b").exists(),
+        "nothing dispatched"
+    );
+    assert!(
+        sb.read("planning/STATUS.md")
+            .contains("the plan's `token_budget` is spent (150 of 100 tokens)"),
+        "{}",
+        sb.read("planning/STATUS.md")
+    );
+    let report = sb.converge(&["report"]);
+    report.success();
+    for expected in [
+        "one/a",
+        "claude-code",
+        "100s",
+        "0.5000",
+        "claude-code: 1 attempt(s), 150 tokens, $0.5000",
+        "total: 1 attempt(s), 150 tokens, $0.5000",
+        "budget: plan `one` token_budget: 150 of 100 tokens",
+    ] {
+        assert!(
+            report.stdout.contains(expected),
+            "{expected}: {}",
+            report.transcript()
+        );
+    }
+    let json = sb.converge(&["report", "one", "--json"]);
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    assert_eq!(value["total"]["tokens"], 150);
+    assert_eq!(value["attempts"][0]["seconds"], 100);
+    let unknown = sb.converge(&["report", "onr"]);
+    assert_eq!(unknown.code, 2, "{}", unknown.transcript());
+    assert!(
+        unknown.stderr.contains("did you mean"),
+        "{}",
+        unknown.transcript()
+    );
+    // Raising the budget lets the work go on.
+    sb.write(
+        "planning/plans/one.toml",
+        plan.replace("token_budget = 100", "token_budget = 1000"),
+    );
+    sb.commit_all("raise the budget");
+    settle(&sb);
+    assert_eq!(phase(&sb, "one", "b"), "merged");
+}
+
 fn toml_string(text: &str) -> String {
     format!("'''{text}'''")
 }

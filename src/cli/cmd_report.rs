@@ -141,19 +141,14 @@ fn budget_lines(
     status: &crate::status::Status,
     only: Option<&str>,
 ) -> Vec<String> {
+    let now = Timestamp::now();
     let mut lines = Vec::new();
     for plan in spec.plans.values() {
         if only.is_some_and(|p| p != plan.id) {
             continue;
         }
         if let Some(limit) = plan.token_budget {
-            let used: u64 = status.plans.get(&plan.id).map_or(0, |p| {
-                p.tasks
-                    .values()
-                    .flat_map(|t| &t.attempts)
-                    .map(|a| a.tokens_in + a.tokens_out)
-                    .sum()
-            });
+            let used = crate::decide::spending(status, Some(&plan.id), now).plan_tokens;
             lines.push(format!(
                 "budget: plan `{}` token_budget: {used} of {limit} tokens",
                 plan.id
@@ -161,24 +156,18 @@ fn budget_lines(
         }
     }
     let budget = &spec.config.budget;
-    if budget.tokens_per_day.is_some() || budget.usd_per_day.is_some() {
-        let now = Timestamp::now().unix();
-        let day_start = Timestamp::from_unix(now - now.rem_euclid(86_400));
-        let today: Vec<&crate::status::AttemptRecord> = status
-            .plans
-            .values()
-            .flat_map(|p| p.tasks.values())
-            .flat_map(|t| &t.attempts)
-            .filter(|a| a.started_at >= day_start)
-            .collect();
-        if let Some(limit) = budget.tokens_per_day {
-            let used: u64 = today.iter().map(|a| a.tokens_in + a.tokens_out).sum();
-            lines.push(format!("budget: today (UTC) {used} of {limit} tokens"));
-        }
-        if let Some(limit) = budget.usd_per_day {
-            let used: f64 = today.iter().map(|a| a.cost_usd).sum();
-            lines.push(format!("budget: today (UTC) ${used:.2} of ${limit:.2}"));
-        }
+    let today = crate::decide::spending(status, None, now);
+    if let Some(limit) = budget.tokens_per_day {
+        lines.push(format!(
+            "budget: today (UTC) {} of {limit} tokens",
+            today.today_tokens
+        ));
+    }
+    if let Some(limit) = budget.usd_per_day {
+        lines.push(format!(
+            "budget: today (UTC) ${:.2} of ${limit:.2}",
+            today.today_usd
+        ));
     }
     lines
 }

@@ -866,6 +866,44 @@ fn gated(st: &TaskStatus, attempt: u32) -> bool {
 
 const DAY: i64 = 24 * 60 * 60;
 
+/// What the attempts recorded in status spent, for the budgets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spending {
+    /// Tokens of all attempts of the plan asked about.
+    pub plan_tokens: u64,
+    /// Tokens and cost of all attempts (every plan) started this UTC day.
+    pub today_tokens: u64,
+    pub today_usd: f64,
+    /// When this UTC day began, and when the next begins.
+    pub day_start: Timestamp,
+    pub next_day: Timestamp,
+}
+
+/// Counts `plan`'s tokens and today's (UTC) tokens and cost across all plans.
+pub fn spending(status: &Status, plan: Option<&str>, now: Timestamp) -> Spending {
+    let day_start = Timestamp::from_unix(now.unix() - now.unix().rem_euclid(DAY));
+    let mut out = Spending {
+        plan_tokens: 0,
+        today_tokens: 0,
+        today_usd: 0.0,
+        day_start,
+        next_day: Timestamp::from_unix(day_start.unix() + DAY),
+    };
+    for (id, p) in &status.plans {
+        for a in p.tasks.values().flat_map(|t| &t.attempts) {
+            let tokens = a.tokens_in + a.tokens_out;
+            if plan == Some(id.as_str()) {
+                out.plan_tokens += tokens;
+            }
+            if a.started_at >= day_start {
+                out.today_tokens += tokens;
+                out.today_usd += a.cost_usd;
+            }
+        }
+    }
+    out
+}
+
 /// A spent budget: the plan's `token_budget` (tokens of all its attempts), or
 /// `[budget]` per UTC day (tokens or USD of the attempts started that day,
 /// across all plans). Counted from the attempt records in status.
@@ -875,52 +913,33 @@ fn budget_blocks_start(
     status: &Status,
     now: Timestamp,
 ) -> Option<Reason> {
-    let attempts = |p: &crate::status::PlanStatus| {
-        p.tasks
-            .values()
-            .flat_map(|t| t.attempts.iter())
-            .map(|a| (a.started_at, a.tokens_in + a.tokens_out, a.cost_usd))
-            .collect::<Vec<_>>()
-    };
-    if let Some(limit) = plan.token_budget {
-        let used: u64 = status
-            .plans
-            .get(&plan.id)
-            .map_or(0, |p| attempts(p).iter().map(|(_, tokens, _)| tokens).sum());
-        if used >= limit {
-            return Some(Reason::BudgetSpent {
-                budget: "plan's `token_budget`".to_owned(),
-                used: format!("{used} of {limit} tokens"),
-                until: None,
-            });
-        }
-    }
     let budget = &spec.config.budget;
-    if budget.tokens_per_day.is_none() && budget.usd_per_day.is_none() {
+    if plan.token_budget.is_none()
+        && budget.tokens_per_day.is_none()
+        && budget.usd_per_day.is_none()
+    {
         return None;
     }
-    let day_start = Timestamp::from_unix(now.unix() - now.unix().rem_euclid(DAY));
-    let next_day = Timestamp::from_unix(day_start.unix() + DAY);
-    let today: Vec<(Timestamp, u64, f64)> = status
-        .plans
-        .values()
-        .flat_map(attempts)
-        .filter(|(started, _, _)| *started >= day_start)
-        .collect();
-    let tokens: u64 = today.iter().map(|(_, t, _)| t).sum();
-    let usd: f64 = today.iter().map(|(_, _, c)| c).sum();
-    if let Some(limit) = budget.tokens_per_day.filter(|l| tokens >= *l) {
+    let spent = spending(status, Some(&plan.id), now);
+    if let Some(limit) = plan.token_budget.filter(|l| spent.plan_tokens >= *l) {
         return Some(Reason::BudgetSpent {
-            budget: "daily token budget (`[budget] tokens_per_day`)".into(),
-            used: format!("{tokens} of {limit} tokens today"),
-            until: Some(next_day),
+            budget: "plan's `token_budget`".to_owned(),
+            used: format!("{} of {limit} tokens", spent.plan_tokens),
+            until: None,
         });
     }
-    if let Some(limit) = budget.usd_per_day.filter(|l| usd >= *l) {
+    if let Some(limit) = budget.tokens_per_day.filter(|l| spent.today_tokens >= *l) {
+        return Some(Reason::BudgetSpent {
+            budget: "daily token budget (`[budget] tokens_per_day`)".into(),
+            used: format!("{} of {limit} tokens today", spent.today_tokens),
+            until: Some(spent.next_day),
+        });
+    }
+    if let Some(limit) = budget.usd_per_day.filter(|l| spent.today_usd >= *l) {
         return Some(Reason::BudgetSpent {
             budget: "daily cost budget (`[budget] usd_per_day`)".into(),
-            used: format!("${usd:.2} of ${limit:.2} today"),
-            until: Some(next_day),
+            used: format!("${:.2} of ${limit:.2} today", spent.today_usd),
+            until: Some(spent.next_day),
         });
     }
     None

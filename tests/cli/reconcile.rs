@@ -1099,6 +1099,38 @@ fn a_spent_token_budget_stops_dispatch_and_report_shows_the_spending() {
     assert_eq!(phase(&sb, "one", "b"), "merged");
 }
 
+#[test]
+fn an_agent_that_floods_its_output_keeps_the_tail_and_its_work_merges() {
+    // 20 MB of output, then the work and `done`: the log keeps at most 8 MiB,
+    // ending with what the agent said last.
+    let script = "head -c 20000000 /dev/zero | tr '\\0' x | fold -w 1000; echo the-last-line; echo work > work.txt; converge done";
+    let config = format!(
+        "{CONFIG}\n[harness.noisy]\nkind = \"command\"\ncommand = \"sh\"\nargs = [\"-c\", {}]\n",
+        toml_string(script)
+    );
+    let plan = single("harness = \"noisy\"", "").replace("\n[tasks.sim]\n", "\n");
+    let sb = setup(&[("one", &plan)]);
+    sb.write("planning/converge.toml", config);
+    sb.commit_all("a noisy agent");
+    settle(&sb);
+    assert_eq!(phase(&sb, "one", "t"), "merged");
+    let log = std::fs::read(sb.path().join(".git/converge/runs/one/t/1/agent.log")).expect("log");
+    assert!(log.len() <= 8 * 1024 * 1024, "{} bytes kept", log.len());
+    assert!(
+        log.len() > 1024 * 1024,
+        "the tail is kept: {} bytes",
+        log.len()
+    );
+    let text = String::from_utf8_lossy(&log);
+    assert!(text.starts_with("[converge: "), "{}", &text[..100]);
+    assert!(
+        text.contains("the-last-line"),
+        "the end of the output survives"
+    );
+    let tail = sb.converge(&["log", "one/t"]);
+    tail.success();
+}
+
 fn toml_string(text: &str) -> String {
     format!("'''{text}'''")
 }

@@ -331,14 +331,8 @@ fn spawn_agent(
     drop(command);
     // The agent's token and sensitive variables, and the supervisor's own
     // (`CONVERGE_SECRET` when the secret comes from the environment).
-    let own: Vec<(String, String)> = std::env::vars().collect();
-    let redactor = crate::agent::Redactor::from_env(
-        plan.env
-            .iter()
-            .chain(own.iter())
-            .map(|(k, v)| (k.as_str(), v.as_str())),
-        [],
-    );
+    let redactor =
+        crate::agent::Redactor::from_env(plan.env.iter().cloned().chain(std::env::vars()), []);
     let log_path = log_path.to_owned();
     let copier =
         std::thread::spawn(move || copy_output(reader, log, &log_path, &redactor, LOG_CAP));

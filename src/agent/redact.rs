@@ -47,25 +47,22 @@ impl Redactor {
     }
 
     /// Masks the sensitive variables of an environment (by name), and `extra`.
-    pub fn from_env<'a>(
-        env: impl IntoIterator<Item = (&'a str, &'a str)>,
+    /// `std::env::vars()` may be passed as it is.
+    pub fn from_env<K: AsRef<str>, V: AsRef<str>>(
+        env: impl IntoIterator<Item = (K, V)>,
         extra: impl IntoIterator<Item = String>,
     ) -> Self {
         let sensitive = env
             .into_iter()
-            .filter(|(name, _)| is_sensitive_name(name))
-            .map(|(_, value)| value.to_owned());
+            .filter(|(name, _)| is_sensitive_name(name.as_ref()))
+            .map(|(_, value)| value.as_ref().to_owned());
         Redactor::new(sensitive.chain(extra))
     }
 
     /// The values of converge's own sensitive environment variables and the
     /// secret (when it is text), for logs the reconciler writes.
     pub fn for_reconciler(secret: &super::Secret) -> Self {
-        let env: Vec<(String, String)> = std::env::vars().collect();
-        Redactor::from_env(
-            env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            secret.as_text(),
-        )
+        Redactor::from_env(std::env::vars(), secret.as_text())
     }
 
     pub fn is_empty(&self) -> bool {

@@ -104,7 +104,7 @@ impl Secret {
         if let Ok(text) = std::str::from_utf8(&self.0) {
             forms.push(text.to_owned());
         }
-        forms.push(self.0.iter().map(|b| format!("{b:02x}")).collect());
+        forms.push(hex(&self.0));
         forms
     }
 
@@ -160,11 +160,7 @@ impl Secret {
     /// A token for one attempt of one task.
     pub fn mint(&self, plan: &str, task: &str, attempt: u32) -> String {
         let tag = self.mac(plan, task, attempt).finalize().into_bytes();
-        let mut hex = String::with_capacity(64);
-        for byte in tag {
-            hex.push_str(&format!("{byte:02x}"));
-        }
-        format!("{PREFIX}.{plan}.{task}.{attempt}.{hex}")
+        format!("{PREFIX}.{plan}.{task}.{attempt}.{}", hex(&tag))
     }
 
     /// Verifies that `token` was minted for exactly this plan, task and attempt.
@@ -247,6 +243,11 @@ pub enum TokenError {
     WrongTask { token_for: String },
     #[error("the token is for attempt {token_for}, but attempt {current} is current")]
     WrongAttempt { token_for: u32, current: u32 },
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {

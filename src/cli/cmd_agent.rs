@@ -84,8 +84,7 @@ pub fn check(ctx: &Ctx) -> CliResult {
 
 /// Masks the agent's token and its sensitive environment values.
 fn redactor() -> crate::agent::Redactor {
-    let vars: Vec<(String, String)> = std::env::vars().collect();
-    crate::agent::Redactor::from_env(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())), [])
+    crate::agent::Redactor::from_env(std::env::vars(), [])
 }
 
 /// `converge progress MSG`.

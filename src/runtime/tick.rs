@@ -252,8 +252,7 @@ pub fn reconciler_id(repo: &Repo) -> Result<String, TickError> {
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
         .map_err(io)?;
-    let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let id = format!("{host}-{suffix}");
+    let id = format!("{host}-{}", crate::agent::token::hex(&bytes));
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;
     }

@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{BIN, Sandbox, isolate, random_dag, seeds};
+use crate::support::{Sandbox, converge_at, random_dag, seeds};
 
 const TASKS: usize = 20;
 
@@ -16,14 +16,12 @@ struct Tick {
 }
 
 fn tick(sb: &Sandbox, home: &std::path::Path, armed: &str) -> Tick {
-    let mut command = Command::new(BIN);
-    isolate(&mut command, home);
-    let output = command
-        .args(["reconcile", "--once"])
-        .env(converge::crash::ENV, armed)
-        .current_dir(sb.path())
-        .output()
-        .expect("converge runs");
+    let output = converge_at(
+        sb.path(),
+        home,
+        &["reconcile", "--once"],
+        &[(converge::crash::ENV, armed)],
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("panicked"), "converge panicked: {stderr}");
     Tick {
@@ -103,13 +101,12 @@ fn run_seed(seed: u64) {
         "seed {seed}: only {crashed} + {spawn_crashes} crashes in {armed_ticks} armed ticks"
     );
     if !all_merged(&sb) {
-        let mut command = Command::new(BIN);
-        isolate(&mut command, home.path());
-        let explain = command
-            .args(["reconcile", "--dry-run", "--explain"])
-            .current_dir(sb.path())
-            .output()
-            .expect("explain");
+        let explain = converge_at(
+            sb.path(),
+            home.path(),
+            &["reconcile", "--dry-run", "--explain"],
+            &[],
+        );
         let keep = keep(&sb, seed);
         panic!(
             "seed {seed}: did not converge (kept in {}) ({crashed} crashes):\n{}{}",
@@ -152,13 +149,7 @@ fn run_seed(seed: u64) {
             );
         }
     }
-    let mut command = Command::new(BIN);
-    isolate(&mut command, home.path());
-    let doctor = command
-        .args(["doctor"])
-        .current_dir(sb.path())
-        .output()
-        .expect("doctor");
+    let doctor = converge_at(sb.path(), home.path(), &["doctor"], &[]);
     assert!(
         doctor.status.success(),
         "seed {seed}: doctor: {}",

@@ -5,22 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{BIN, Sandbox, isolate, random_dag, seeds};
-
-/// Runs converge in `dir` with the isolated environment.
-fn converge_in(
-    dir: &std::path::Path,
-    home: &std::path::Path,
-    args: &[&str],
-) -> std::process::Output {
-    let mut command = Command::new(BIN);
-    isolate(&mut command, home);
-    command
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("converge runs")
-}
+use crate::support::{Sandbox, converge_at, isolate, random_dag, seeds};
 
 fn run_seed(seed: u64) {
     const TASKS: usize = 20;
@@ -45,7 +30,7 @@ fn run_seed(seed: u64) {
                 let mut busy = 0;
                 let mut calm = 0;
                 for _ in 0..3000 {
-                    let out = converge_in(&dir, home.path(), &["reconcile", "--once"]);
+                    let out = converge_at(&dir, home.path(), &["reconcile", "--once"], &[]);
                     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
                     match out.status.code() {
                         Some(3) => busy += 1,
@@ -194,7 +179,7 @@ fn run_seed_on_two_clones(seed: u64) {
                 let mut lost = 0;
                 while ticks < 600 {
                     ticks += 1;
-                    let out = converge_in(&dir, home.path(), &["reconcile", "--once"]);
+                    let out = converge_at(&dir, home.path(), &["reconcile", "--once"], &[]);
                     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
                     // Exit 3: the tick lost a push race and changed nothing.
                     let lost_race = out.status.code() == Some(3) && stdout.contains("rejected");
@@ -221,8 +206,12 @@ fn run_seed_on_two_clones(seed: u64) {
                     }
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                let explain =
-                    converge_in(&dir, home.path(), &["reconcile", "--dry-run", "--explain"]);
+                let explain = converge_at(
+                    &dir,
+                    home.path(),
+                    &["reconcile", "--dry-run", "--explain"],
+                    &[],
+                );
                 panic!(
                     "seed {seed}: {} never saw the plan converge:\n{}\n{}",
                     dir.display(),

@@ -855,9 +855,13 @@ fn a_push_that_loses_a_race_is_taken_back_and_recomputed() {
 #[test]
 fn a_command_agent_uses_the_agent_commands_and_its_work_merges() {
     let config = format!(
-        "{CONFIG}\n[harness.script]\nkind = \"command\"\ncommand = \"sh\"\nargs = [\"-c\", \"converge task | head -1 > task.txt && converge progress 'wrote task.txt' && converge check && converge done\"]\n"
+        "{CONFIG}{}",
+        sh_harness(
+            "script",
+            "converge task | head -1 > task.txt && converge progress 'wrote task.txt' && converge check && converge done"
+        )
     );
-    let plan = single("harness = \"script\"", "").replace("\n[tasks.sim]\n", "\n");
+    let plan = single_on("script", "");
     let sb = setup(&[("one", &plan)]);
     sb.write("planning/converge.toml", config);
     sb.commit_all("a command agent");
@@ -884,15 +888,8 @@ fn forged_and_misdirected_agent_events_are_refused_ignored_and_reported() {
     // events file), tries `converge done` with another task's token (refused
     // with a message), then works and reports done properly.
     let script = r#"echo '{"type":"done","token":"cvg1.one.t.1.0000000000000000000000000000000000000000000000000000000000000000"}' >> "$CONVERGE_RUN_DIR/events.jsonl"; CONVERGE_AGENT_TOKEN=cvg1.one.other.1.0000000000000000000000000000000000000000000000000000000000000000 converge done 2> refused.txt; echo work > work.txt && converge done"#;
-    let config = format!(
-        "{CONFIG}\n[harness.script]\nkind = \"command\"\ncommand = \"sh\"\nargs = [\"-c\", {}]\n",
-        toml_string(script)
-    );
-    let plan = single(
-        "harness = \"script\"\npaths = [\"work.txt\", \"refused.txt\"]",
-        "",
-    )
-    .replace("\n[tasks.sim]\n", "\n");
+    let config = format!("{CONFIG}{}", sh_harness("script", script));
+    let plan = single_on("script", "paths = [\"work.txt\", \"refused.txt\"]");
     let sb = setup(&[("one", &plan)]);
     sb.write("planning/converge.toml", config);
     sb.commit_all("a misbehaving agent");
@@ -926,35 +923,25 @@ fn secrets_tokens_and_sensitive_values_are_redacted_from_every_log() {
     // with the key; its invariant prints the key and converge's secret.
     let script = r#"echo "token=$CONVERGE_AGENT_TOKEN key=$SERVICE_API_KEY"; converge progress "calling the API with $SERVICE_API_KEY"; echo work >> work.txt; converge done"#;
     let config = format!(
-        "{CONFIG}\n[harness.script]\nkind = \"command\"\ncommand = \"sh\"\nargs = [\"-c\", {}]\n\n[invariants.leaky]\nkind = \"custom\"\ncommand = \"sh\"\nargs = [\"-c\", \"echo key=$SERVICE_API_KEY secret=$CONVERGE_SECRET\"]\n\n[sandbox]\nenv_allow = [\"PATH\", \"HOME\", \"SERVICE_API_KEY\"]\n",
-        toml_string(script)
+        "{CONFIG}{}\n[invariants.leaky]\nkind = \"custom\"\ncommand = \"sh\"\nargs = [\"-c\", \"echo key=$SERVICE_API_KEY secret=$CONVERGE_SECRET\"]\n\n[sandbox]\nenv_allow = [\"PATH\", \"HOME\", \"SERVICE_API_KEY\"]\n",
+        sh_harness("script", script)
     );
-    let plan = single(
-        "harness = \"script\"\ninvariants = [\"leaky\"]\npaths = [\"work.txt\"]",
-        "",
-    )
-    .replace("\n[tasks.sim]\n", "\n");
+    let plan = single_on("script", "invariants = [\"leaky\"]\npaths = [\"work.txt\"]");
     let sb = setup(&[("one", &plan)]);
     sb.write("planning/converge.toml", config);
     sb.commit_all("a leaky agent");
-    let with_env = |args: &[&str]| {
-        let home = tempfile::tempdir().expect("home");
-        let mut command = std::process::Command::new(crate::support::BIN);
-        crate::support::isolate(&mut command, home.path());
-        let out = command
-            .args(args)
-            .env("SERVICE_API_KEY", KEY)
-            .env("CONVERGE_SECRET", SECRET)
-            .current_dir(sb.path())
-            .output()
-            .expect("runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    with_env(&["reconcile", "--wait", "--max-ticks", "200"]);
+    let home = tempfile::tempdir().expect("home");
+    let out = crate::support::converge_at(
+        sb.path(),
+        home.path(),
+        &["reconcile", "--wait", "--max-ticks", "200"],
+        &[("SERVICE_API_KEY", KEY), ("CONVERGE_SECRET", SECRET)],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(phase(&sb, "one", "t"), "merged");
     // Everything converge wrote: run records, gate logs, status, STATUS.md, history.
     let mut written = crate::support::tree_of(&sb.path().join(".git/converge/runs"));
@@ -1000,9 +987,9 @@ r "read the main worktree" "cat $main/README.md"
 } > probe.txt
 git add probe.txt && git commit -q -m probe && converge done"#;
     let config = format!(
-        "{CONFIG}\n[harness.slow]\nkind = \"command\"\ncommand = \"sh\"\nargs = [\"-c\", {}]\n\n[harness.probe]\nkind = \"command\"\ncommand = \"sh\"\nargs = [\"-c\", {}]\n\n[sandbox]\nenabled = true\nrequired = true\n",
-        toml_string(slow),
-        toml_string(probe)
+        "{CONFIG}{}{}\n[sandbox]\nenabled = true\nrequired = true\n",
+        sh_harness("slow", slow),
+        sh_harness("probe", probe)
     );
     let plan = "[plan]\nname = \"One\"\nstate = \"active\"\n\n[[tasks]]\nname = \"x\"\ndescription = \"Slow.\"\nscope = \"narrow\"\ngate = \"auto\"\nharness = \"slow\"\n\n[[tasks]]\nname = \"y\"\ndescription = \"Probe.\"\nscope = \"narrow\"\ngate = \"auto\"\nharness = \"probe\"\n";
     let sb = setup(&[("one", plan)]);
@@ -1104,11 +1091,8 @@ fn an_agent_that_floods_its_output_keeps_the_tail_and_its_work_merges() {
     // 20 MB of output, then the work and `done`: the log keeps at most 8 MiB,
     // ending with what the agent said last.
     let script = "head -c 20000000 /dev/zero | tr '\\0' x | fold -w 1000; echo the-last-line; echo work > work.txt; converge done";
-    let config = format!(
-        "{CONFIG}\n[harness.noisy]\nkind = \"command\"\ncommand = \"sh\"\nargs = [\"-c\", {}]\n",
-        toml_string(script)
-    );
-    let plan = single("harness = \"noisy\"", "").replace("\n[tasks.sim]\n", "\n");
+    let config = format!("{CONFIG}{}", sh_harness("noisy", script));
+    let plan = single_on("noisy", "");
     let sb = setup(&[("one", &plan)]);
     sb.write("planning/converge.toml", config);
     sb.commit_all("a noisy agent");
@@ -1131,8 +1115,16 @@ fn an_agent_that_floods_its_output_keeps_the_tail_and_its_work_merges() {
     tail.success();
 }
 
-fn toml_string(text: &str) -> String {
-    format!("'''{text}'''")
+/// A `[harness.<name>]` table that runs `script` with `sh -c` (no sim table).
+fn sh_harness(name: &str, script: &str) -> String {
+    format!(
+        "\n[harness.{name}]\nkind = \"command\"\ncommand = \"sh\"\nargs = [\"-c\", '''{script}''']\n"
+    )
+}
+
+/// One plan of one task on harness `harness`, with these extra task keys.
+fn single_on(harness: &str, extra: &str) -> String {
+    single(&format!("harness = \"{harness}\"\n{extra}"), "").replace("\n[tasks.sim]\n", "\n")
 }
 
 #[test]

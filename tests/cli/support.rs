@@ -28,6 +28,24 @@ pub fn isolate(command: &mut Command, home: &Path) {
         .env("NO_COLOR", "1");
 }
 
+/// Runs converge in `dir` (which need not be a [`Sandbox`]: a clone, a repository
+/// shared between threads) with the isolated environment and `env` on top.
+pub fn converge_at(
+    dir: &Path,
+    home: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let mut command = Command::new(BIN);
+    isolate(&mut command, home);
+    command
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(dir)
+        .output()
+        .expect("converge runs")
+}
+
 /// The result of running the binary.
 #[derive(Debug)]
 pub struct Run {

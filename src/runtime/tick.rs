@@ -161,7 +161,7 @@ pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickEr
     let (remote, status_branch) = repo.remote_settings(base.commit)?;
     let remote = remote.filter(|_| !options.dry_run);
     let Some(remote) = remote else {
-        return tick_local(repo, options, None);
+        return tick_local(repo, options, None, None);
     };
     let mut branches = vec![base.rev.clone()];
     if let Some(status) = status_branch.filter(|s| *s != base.rev && s != "main") {
@@ -177,10 +177,14 @@ pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickEr
         leases.insert(branch.clone(), tip);
     }
     let me = reconciler_id(repo)?;
-    if let Some(rejected) = claim(repo, options, &me, &remote, &mut leases, &mut lines)? {
-        return Ok(rejected);
-    }
-    let mut report = tick_local(repo, options, Some(&me))?;
+    // A tick that claimed nothing acts on what it read; one whose claims were
+    // pushed reads status again (it changed).
+    let prepared = match claim(repo, options, &me, &remote, &mut leases, &mut lines)? {
+        Claimed::Nothing(prepared) => Some(*prepared),
+        Claimed::Pushed => None,
+        Claimed::Lost(report) => return Ok(*report),
+    };
+    let mut report = tick_local(repo, options, Some(&me), prepared)?;
     report.remote = lines;
     if report.status_branch != report.base_branch && !leases.contains_key(&report.status_branch) {
         let (tip, _) = sync_from_remote(repo, &remote, &report.status_branch)?;
@@ -260,11 +264,21 @@ pub fn reconciler_id(repo: &Repo) -> Result<String, TickError> {
     Ok(id)
 }
 
+/// What claiming did.
+enum Claimed {
+    /// Nothing to claim: the tick goes on with what it read.
+    Nothing(Box<Prepared>),
+    /// Claims were pushed: status changed.
+    Pushed,
+    /// The claim lost a push race: nothing was started; the tick's report.
+    Lost(Box<TickReport>),
+}
+
 /// Before a tick with a remote starts agents, it claims their tasks: a status
 /// commit naming this reconciler, pushed with a lease. Only a reconciler whose
 /// claim reached the remote starts the agent, so two machines never both start
-/// one task. Returns the tick's report when the claim lost a push race (nothing
-/// was started; the next tick recomputes from the remote's state).
+/// one task. A claim that loses the push race starts nothing; the next tick
+/// recomputes from the remote's state.
 fn claim(
     repo: &Repo,
     options: &TickOptions<'_>,
@@ -272,7 +286,7 @@ fn claim(
     remote: &str,
     leases: &mut BTreeMap<String, Option<ObjectId>>,
     lines: &mut Vec<String>,
-) -> Result<Option<TickReport>, TickError> {
+) -> Result<Claimed, TickError> {
     let prepared = prepare(repo, options, Some(me))?;
     let mut status = prepared.status.clone();
     let mut claimed = Vec::new();
@@ -314,7 +328,7 @@ fn claim(
         claimed.push((key.clone(), *attempt));
     }
     if claimed.is_empty() {
-        return Ok(None);
+        return Ok(Claimed::Nothing(Box::new(prepared)));
     }
     let branch = prepared.status_branch.clone();
     let expected = match prepared.status_tip {
@@ -363,7 +377,7 @@ fn claim(
     };
     let commit = match record::record(repo, &branch, expected, &changes, &message)? {
         Outcome::Committed { commit, .. } => commit,
-        Outcome::Unchanged => return Ok(None),
+        Outcome::Unchanged => return Ok(Claimed::Nothing(Box::new(prepared))),
     };
     let lease = leases.get(&branch).copied().flatten();
     match repo.push_with_lease(remote, &branch, commit, lease)? {
@@ -374,7 +388,7 @@ fn claim(
                 &commit.to_string()[..7]
             ));
             leases.insert(branch, Some(commit));
-            Ok(None)
+            Ok(Claimed::Pushed)
         }
         crate::git::Pushed::Rejected { message } => {
             repo.advance_branch(&branch, commit, expected, "converge: lost a claim race")?;
@@ -389,7 +403,7 @@ fn claim(
                 decision,
                 ..
             } = prepared;
-            Ok(Some(TickReport {
+            Ok(Claimed::Lost(Box::new(TickReport {
                 base_branch: base.rev.clone(),
                 status_branch,
                 spec_commit: base.commit,
@@ -411,7 +425,7 @@ fn claim(
                     "claiming {} on {remote} was rejected: another reconciler pushed first; nothing was started and the next tick recomputes ({message})",
                     claimed.join(", ")
                 )),
-            }))
+            })))
         }
     }
 }
@@ -481,10 +495,12 @@ fn prepare(
 }
 
 /// One tick on the local branches.
+/// `prepared`: what the tick already read and decided, if anything.
 fn tick_local(
     repo: &Repo,
     options: &TickOptions<'_>,
     reconciler: Option<&str>,
+    prepared: Option<Prepared>,
 ) -> Result<TickReport, TickError> {
     let Prepared {
         base,
@@ -498,7 +514,10 @@ fn tick_local(
         observation,
         limits,
         decision,
-    } = prepare(repo, options, reconciler)?;
+    } = match prepared {
+        Some(prepared) => prepared,
+        None => prepare(repo, options, reconciler)?,
+    };
     let base_branch = base.rev.clone();
 
     let mut new_status = status.clone();

@@ -122,6 +122,16 @@ fn short(text: &str) -> String {
     }
 }
 
+/// The failure a CLI reported: its message (shortened, or `fallback` when it
+/// gave none), classified by its HTTP status, else by what the message says.
+fn reported(status: Option<u64>, message: Option<&str>, fallback: &str) -> StreamError {
+    let message = message.map_or_else(|| fallback.to_owned(), short);
+    StreamError {
+        kind: classify(status, &message),
+        message,
+    }
+}
+
 /// Classifies an error by its HTTP status, else by what its message says.
 fn classify(status: Option<u64>, message: &str) -> ErrorKind {
     let lower = message.to_ascii_lowercase();
@@ -206,14 +216,12 @@ fn claude(event: &Value, s: &mut Summary, turns: &mut (u64, u64)) -> bool {
                 }
             }
             if event.get("is_error").and_then(Value::as_bool) == Some(true) {
-                let message = str_at(event, &["result"])
-                    .map(short)
-                    .unwrap_or_else(|| "the run ended with an error".to_owned());
                 let status = event.get("api_error_status").and_then(Value::as_u64);
-                s.error = Some(StreamError {
-                    kind: classify(status, &message),
-                    message,
-                });
+                s.error = Some(reported(
+                    status,
+                    str_at(event, &["result"]),
+                    "the run ended with an error",
+                ));
             }
             true
         }
@@ -252,14 +260,9 @@ fn codex(event: &Value, s: &mut Summary) -> bool {
             true
         }
         Some("turn.failed" | "error") => {
-            let message = str_at(event, &["error", "message"])
-                .or_else(|| str_at(event, &["message"]))
-                .map(short)
-                .unwrap_or_else(|| "the turn failed".to_owned());
-            s.error = Some(StreamError {
-                kind: classify(None, &message),
-                message,
-            });
+            let message =
+                str_at(event, &["error", "message"]).or_else(|| str_at(event, &["message"]));
+            s.error = Some(reported(None, message, "the turn failed"));
             true
         }
         _ => false,
@@ -297,16 +300,11 @@ fn opencode(event: &Value, s: &mut Summary) -> bool {
         }
         Some("error") => {
             let message = str_at(event, &["error", "data", "message"])
-                .or_else(|| str_at(event, &["error", "message"]))
-                .map(short)
-                .unwrap_or_else(|| "the run failed".to_owned());
+                .or_else(|| str_at(event, &["error", "message"]));
             let status = event
                 .pointer("/error/data/statusCode")
                 .and_then(Value::as_u64);
-            s.error = Some(StreamError {
-                kind: classify(status, &message),
-                message,
-            });
+            s.error = Some(reported(status, message, "the run failed"));
             true
         }
         _ => false,

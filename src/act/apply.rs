@@ -1012,8 +1012,9 @@ fn cleanup(ctx: &mut ActCtx<'_>, status: &mut Status, key: &TaskKey) -> Result<A
 /// kept as `refs/converge/attempts/<plan>/<task>/<attempt>`. Shared by
 /// `cleanup` and `converge doctor --fix`.
 pub fn retire(repo: &Repo, key: &TaskKey, base: ObjectId, attempt: u32) -> Result<(), ActError> {
-    let worktree = worktree_path(repo.common_dir(), key);
     let branch = key.branch();
+    let worktree = dispatch::checkout_of(repo, &branch)?
+        .unwrap_or_else(|| worktree_path(repo.common_dir(), key));
     let run = run_dir(repo.common_dir(), key, attempt);
     kill_stragglers(&run);
     repo.clear_ref_lock(&branch)?;

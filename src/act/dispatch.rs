@@ -8,7 +8,8 @@
 //!    `refs/converge/attempts/<plan>/<task>/<n>` before the branch moves, so no
 //!    attempt's work is lost.
 //! 2. A fresh linked worktree is checked out at
-//!    `<git-common-dir>/converge/worktrees/<plan>/<task>`, or adopted.
+//!    `<checkout>/.converge/worktrees/<plan>/<task>` (see [`worktree_root`]),
+//!    or adopted.
 //! 3. The prompt is written and the run is started under its supervisor, or an
 //!    existing lease for this attempt is adopted.
 
@@ -71,12 +72,84 @@ pub enum DispatchError {
     Exe(#[source] std::io::Error),
 }
 
+/// Where task worktrees live: `<checkout>/.converge/worktrees` when the git
+/// common directory is a checkout's `.git`, else (a bare repository, a
+/// submodule's `.git/modules/..`) `<git-common-dir>/converge/worktrees`.
+///
+/// Not inside `.git/`: agent CLIs refuse to edit files under a `.git`
+/// directory (Claude Code calls them sensitive, Codex keeps them read-only),
+/// so a worktree there could not be edited at all. The checkout's
+/// `.git/info/exclude` lists `/.converge/` (see [`exclude_worktree_root`]), and
+/// `git clean -fdx` in the checkout leaves the worktrees alone because they
+/// are repositories of their own.
+pub fn worktree_root(common_dir: &Path) -> PathBuf {
+    match (common_dir.file_name(), common_dir.parent()) {
+        (Some(name), Some(checkout)) if name == ".git" && !checkout.as_os_str().is_empty() => {
+            checkout.join(".converge").join("worktrees")
+        }
+        _ => legacy_worktree_root(common_dir),
+    }
+}
+
+/// Where earlier versions kept every worktree (and where they still live for
+/// bare repositories):
+/// `<git-common-dir>/converge/worktrees`. Worktrees there are retired where
+/// they are; the next attempt checks out at [`worktree_root`].
+pub fn legacy_worktree_root(common_dir: &Path) -> PathBuf {
+    common_dir.join("converge").join("worktrees")
+}
+
 pub fn worktree_path(common_dir: &Path, key: &TaskKey) -> PathBuf {
-    common_dir
-        .join("converge")
-        .join("worktrees")
-        .join(&key.plan)
-        .join(&key.task)
+    worktree_root(common_dir).join(&key.plan).join(&key.task)
+}
+
+/// Where `branch` is checked out now among the linked worktrees, if anywhere:
+/// usually [`worktree_path`], elsewhere for a worktree an earlier version
+/// made.
+pub fn checkout_of(repo: &Repo, branch: &str) -> Result<Option<PathBuf>, GitError> {
+    Ok(repo
+        .linked_worktrees()?
+        .into_iter()
+        .find(|(_, b)| b.as_deref() == Some(branch))
+        .map(|(path, _)| path))
+}
+
+/// Lists `/.converge/` in `<git-common-dir>/info/exclude` when task worktrees
+/// live in the checkout, so that `git status` and `git add -A` there do not
+/// see them. Idempotent; leaves every other line of the file as it was.
+pub fn exclude_worktree_root(common_dir: &Path) -> Result<(), GitError> {
+    if worktree_root(common_dir) == legacy_worktree_root(common_dir) {
+        return Ok(());
+    }
+    let info = common_dir.join("info");
+    let path = info.join("exclude");
+    let io = |source| GitError::Io {
+        path: path.clone(),
+        source,
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(io(e)),
+    };
+    if text.lines().any(|l| {
+        matches!(
+            l.trim(),
+            "/.converge/" | "/.converge" | ".converge/" | ".converge"
+        )
+    }) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&info).map_err(|source| GitError::Io {
+        path: info.clone(),
+        source,
+    })?;
+    let mut text = text;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str("# converge: task worktrees (see docs/agent-protocol.md)\n/.converge/\n");
+    crate::act::files::write_atomically(&path, text.as_bytes()).map_err(io)
 }
 
 /// Starts (or adopts) one attempt.
@@ -107,9 +180,11 @@ pub fn dispatch(
         repo.clear_ref_lock(&branch)?;
     }
     // Whatever an earlier attempt left uncommitted in its worktree goes onto
-    // the branch first, so that keeping the branch's head keeps it too.
-    if worktree.exists()
-        && let Ok(wt) = Repo::discover(&worktree)
+    // the branch first, so that keeping the branch's head keeps it too. The
+    // branch may still be checked out where earlier versions kept worktrees.
+    let current = checkout_of(repo, &branch)?.unwrap_or_else(|| worktree.clone());
+    if current.exists()
+        && let Ok(wt) = Repo::discover(&current)
         && wt.head_branch()?.as_deref() == Some(branch.as_str())
     {
         if quiet {
@@ -120,6 +195,10 @@ pub fn dispatch(
             attempt.attempt
         ))?;
     }
+    if !crate::git::same_path(&current, &worktree) {
+        repo.remove_checkout(&current)?;
+    }
+    exclude_worktree_root(&common)?;
     prepare_branch(repo, key, &branch, attempt.attempt, attempt.fork)?;
     crate::crash::point("after-branch");
     // Always a fresh checkout: a worktree left by a crash may show another

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use crate::act::apply::{kill_run, retire};
-use crate::act::dispatch::worktree_path;
+use crate::act::dispatch::{legacy_worktree_root, worktree_root};
 use crate::agent::Secret;
 use crate::git::Repo;
 use crate::observe::TaskKey;
@@ -208,23 +208,29 @@ pub fn diagnose(repo: &Repo, report: &TickReport) -> Result<Vec<Finding>, Doctor
             );
         }
     }
-    let root = repo.common_dir().join("converge").join("worktrees");
-    for plan in runs::sorted_dirs(&root)? {
-        for task in runs::sorted_dirs(&root.join(&plan))? {
-            let path = worktree_path(repo.common_dir(), &TaskKey::new(&plan, &task));
-            let known = registered
-                .iter()
-                .any(|(p, _)| crate::git::same_path(p, &path));
-            if !known {
-                leftovers += 1;
-                out.push(
-                    Finding::new(
-                        "orphans",
-                        Level::Problem,
-                        format!("{} is not a worktree git knows", path.display()),
-                    )
-                    .fix(Fix::RemoveDir(path)),
-                );
+    let mut roots = vec![worktree_root(repo.common_dir())];
+    let legacy = legacy_worktree_root(repo.common_dir());
+    if roots[0] != legacy {
+        roots.push(legacy);
+    }
+    for root in &roots {
+        for plan in runs::sorted_dirs(root)? {
+            for task in runs::sorted_dirs(&root.join(&plan))? {
+                let path = root.join(&plan).join(&task);
+                let known = registered
+                    .iter()
+                    .any(|(p, _)| crate::git::same_path(p, &path));
+                if !known {
+                    leftovers += 1;
+                    out.push(
+                        Finding::new(
+                            "orphans",
+                            Level::Problem,
+                            format!("{} is not a worktree git knows", path.display()),
+                        )
+                        .fix(Fix::RemoveDir(path)),
+                    );
+                }
             }
         }
     }

@@ -453,7 +453,7 @@ fn a_task_removed_while_running_is_cancelled_and_cleaned_up() {
     std::thread::sleep(Duration::from_millis(100));
     assert!(!alive(agent) && !alive(supervisor), "the agent was killed");
     assert!(!refs(&sb).contains("refs/heads/converge/one/t"));
-    assert!(!sb.path().join(".git/converge/worktrees/one/t").exists());
+    assert!(!sb.path().join(".converge/worktrees/one/t").exists());
     assert!(!sb.path().join("planning/status/one.toml").exists());
 }
 
@@ -981,7 +981,7 @@ r() { if eval "$2" >/dev/null 2>&1; then echo "$1: allowed"; else echo "$1: deni
 r "read the secret" "cat $common/converge/secret"
 r "read another run" "cat $common/converge/runs/one/x/1/prompt.md"
 r "write the main worktree" "touch $main/escape.txt"
-r "write another worktree" "touch $common/converge/worktrees/one/x/escape.txt"
+r "write another worktree" "touch $main/.converge/worktrees/one/x/escape.txt"
 r "write its TMPDIR" "touch \$TMPDIR/ok"
 r "read the main worktree" "cat $main/README.md"
 } > probe.txt
@@ -1230,7 +1230,9 @@ fn doctor_finds_orphans_stray_processes_and_an_open_secret_and_fixes_them() {
     // where worktrees live.
     std::fs::remove_file(sb.path().join("planning/plans/one.toml")).expect("rm");
     sb.commit_all("drop the plan");
-    std::fs::create_dir_all(sb.path().join(".git/converge/worktrees/ghost/task")).expect("mkdir");
+    std::fs::create_dir_all(sb.path().join(".converge/worktrees/ghost/task")).expect("mkdir");
+    // One where worktrees lived before they moved out of `.git`, too.
+    std::fs::create_dir_all(sb.path().join(".git/converge/worktrees/ghost/old")).expect("mkdir");
     let found = sb.converge(&["doctor"]);
     assert_eq!(found.code, 1, "{}", found.transcript());
     for needle in [
@@ -1265,7 +1267,7 @@ fn doctor_finds_orphans_stray_processes_and_an_open_secret_and_fixes_them() {
     );
     // Work the agent had not committed yet must survive the clean-up.
     std::fs::write(
-        sb.path().join(".git/converge/worktrees/one/t/notes.txt"),
+        sb.path().join(".converge/worktrees/one/t/notes.txt"),
         "draft\n",
     )
     .expect("write");
@@ -1330,7 +1332,7 @@ fn git_locks_left_by_a_killed_agent_do_not_stop_its_gate() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let worktree = sb.path().join(".git/converge/worktrees/one/t");
+    let worktree = sb.path().join(".converge/worktrees/one/t");
     let git_dir = sb.git(&[
         "-C",
         worktree.to_str().expect("utf-8"),
@@ -1386,5 +1388,55 @@ fn a_branch_that_diverged_from_the_remote_is_reported_and_left_alone() {
     assert_eq!(
         remote_git(&bare, &sb, &["rev-parse", "main"]).trim(),
         theirs
+    );
+}
+
+#[test]
+fn task_worktrees_live_in_the_checkout_hidden_from_git_and_old_ones_in_git_dir_are_retired() {
+    let sb = setup(&[(
+        "one",
+        &single("", "files = [{ path = \"t.txt\", content = \"t\\n\" }]"),
+    )]);
+    // A worktree where converge kept them before they moved out of `.git`,
+    // with work nobody committed.
+    sb.git(&[
+        "worktree",
+        "add",
+        "-q",
+        "-b",
+        "converge/one/t",
+        ".git/converge/worktrees/one/t",
+    ]);
+    std::fs::write(
+        sb.path().join(".git/converge/worktrees/one/t/legacy.txt"),
+        "kept\n",
+    )
+    .expect("write");
+    tick(&sb).success();
+    let worktree = sb.path().join(".converge/worktrees/one/t");
+    assert!(
+        worktree.join(".git").is_file(),
+        "no worktree at {worktree:?}"
+    );
+    assert!(!sb.path().join(".git/converge/worktrees/one/t").exists());
+    let exclude = sb.read(".git/info/exclude");
+    assert_eq!(exclude.matches("/.converge/").count(), 1, "{exclude}");
+    assert_eq!(sb.git(&["status", "--porcelain", "--ignored=no"]), "");
+    // The old worktree's work went onto the branch before the branch was
+    // reset for attempt 1, and is kept.
+    let kept = sb.git(&["show", "refs/converge/attempts/one/t/0:legacy.txt"]);
+    assert_eq!(kept, "kept\n");
+    settle(&sb);
+    assert_eq!(phase(&sb, "one", "t"), "merged");
+    assert!(
+        !worktree.exists(),
+        "the merged task's worktree is cleaned up"
+    );
+    let listed = sb.git(&["worktree", "list", "--porcelain"]);
+    assert!(!listed.contains("converge/one/t"), "{listed}");
+    // Excluding is idempotent.
+    assert_eq!(
+        sb.read(".git/info/exclude").matches("/.converge/").count(),
+        1
     );
 }

@@ -41,6 +41,28 @@ pub struct ActCtx<'a> {
     pub sandbox: Option<Availability>,
 }
 
+/// What a CLI harness needs in its agent's environment besides `env_allow`:
+/// its API settings from converge's environment, and for Claude Code a private
+/// configuration directory in the run directory and no traffic but the model's.
+fn harness_extra_env(
+    harness: &crate::spec::Harness,
+    env: &dyn Fn(&str) -> Option<String>,
+    run: &Path,
+) -> Vec<(&'static str, String)> {
+    let mut extra: Vec<(&'static str, String)> = harness::harness_env(harness.kind)
+        .iter()
+        .filter_map(|name| env(name).map(|value| (*name, value)))
+        .collect();
+    if harness.kind == crate::spec::HarnessKind::ClaudeCode {
+        extra.push((
+            "CLAUDE_CONFIG_DIR",
+            run.join("claude").to_string_lossy().into_owned(),
+        ));
+        extra.push(("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".to_owned()));
+    }
+    extra
+}
+
 /// The condition of a task whose attempt runs without the sandbox it asked for.
 pub const UNCONFINED: &str = "Unconfined";
 
@@ -383,12 +405,36 @@ fn start(
     let common = ctx.repo.common_dir().to_owned();
     let run = run_dir(&common, key, attempt);
     let worktree = worktree_path(&common, key);
+    let prompt = harness::prompt(
+        &ctx.spec.goal,
+        plan,
+        task,
+        config,
+        attempt,
+        previous.as_ref(),
+    );
+    let prompt_file = run.join("prompt.md");
+    let task_name = key.to_string();
+    let model = task
+        .model
+        .as_deref()
+        .or_else(|| harness_def.models.get(&task.scope).map(String::as_str));
+    let invariants: Vec<&crate::spec::Invariant> = task
+        .invariants
+        .iter()
+        .filter_map(|n| config.invariants.get(n))
+        .collect();
     let launch = match harness::launch(
         harness_def,
-        &run.join("prompt.md"),
-        &worktree,
-        &key.to_string(),
-        ctx.converge,
+        &harness::LaunchInput {
+            prompt_file: &prompt_file,
+            prompt: &prompt,
+            worktree: &worktree,
+            task: &task_name,
+            converge: ctx.converge,
+            model,
+            invariants,
+        },
     ) {
         Ok(launch) => launch,
         Err(e) => {
@@ -407,14 +453,6 @@ fn start(
             return Ok(Applied::done(format!("escalate {key}: {e}")));
         }
     };
-    let prompt = harness::prompt(
-        &ctx.spec.goal,
-        plan,
-        task,
-        config,
-        attempt,
-        previous.as_ref(),
-    );
     let brief = Brief {
         task: key.to_string(),
         attempt,
@@ -434,7 +472,14 @@ fn start(
             attempt,
             fork: ctx.base_tip,
             launch,
-            env: with_converge_on_path(harness::agent_env(config, ctx.env, &[]), ctx.converge),
+            env: with_converge_on_path(
+                harness::agent_env(
+                    config,
+                    ctx.env,
+                    &harness_extra_env(harness_def, ctx.env, &run),
+                ),
+                ctx.converge,
+            ),
             prompt,
             deadline: ctx.now.plus(timeout),
             generation: task.generation.clone(),

@@ -7,7 +7,7 @@ use std::path::Path;
 pub mod sim;
 pub mod stream;
 
-use crate::spec::{Config, Harness, HarnessKind, Plan, Task};
+use crate::spec::{Config, Harness, HarnessKind, Invariant, Plan, Task};
 use crate::status::Failure;
 
 /// The program an attempt runs, before the supervisor adds its environment.
@@ -27,15 +27,104 @@ pub enum HarnessError {
     NoCommand { name: String },
 }
 
-/// The argv of a `command` harness, with `{prompt_file}`, `{worktree}` and
-/// `{task}` replaced in its arguments. No shell is involved.
-pub fn launch(
-    harness: &Harness,
-    prompt_file: &Path,
-    worktree: &Path,
-    task: &str,
-    converge: &Path,
-) -> Result<Launch, HarnessError> {
+/// What a harness needs to build an attempt's command line.
+#[derive(Debug, Clone)]
+pub struct LaunchInput<'a> {
+    pub prompt_file: &'a Path,
+    pub prompt: &'a str,
+    pub worktree: &'a Path,
+    /// `plan/task`.
+    pub task: &'a str,
+    /// The converge executable.
+    pub converge: &'a Path,
+    /// The task's `model`, else the harness's model for the task's scope.
+    pub model: Option<&'a str>,
+    /// The task's invariants: the agent may run them.
+    pub invariants: Vec<&'a Invariant>,
+}
+
+/// The environment variables a CLI harness needs from converge's environment,
+/// on top of `[sandbox].env_allow` (only those that are set are passed).
+pub fn harness_env(kind: HarnessKind) -> &'static [&'static str] {
+    match kind {
+        HarnessKind::ClaudeCode => &[
+            "ANTHROPIC_API_KEY",
+            "ANTHROPIC_AUTH_TOKEN",
+            "ANTHROPIC_BASE_URL",
+        ],
+        _ => &[],
+    }
+}
+
+/// Linux refuses a single argument over 128 KiB (`MAX_ARG_STRLEN`); a prompt
+/// that long is passed as a pointer to its file instead.
+const ARGV_PROMPT_MAX: usize = 96 * 1024;
+
+/// The prompt as the CLI's argument: itself, or when too long for one
+/// argument, a request to read it from `prompt_file`.
+fn argv_prompt(prompt: &str, prompt_file: &Path) -> String {
+    if prompt.len() <= ARGV_PROMPT_MAX {
+        prompt.to_owned()
+    } else {
+        format!(
+            "Your task is too long to pass here. Read all of {} first; it is your task.",
+            prompt_file.display()
+        )
+    }
+}
+
+/// `word` as a POSIX shell would need it typed: as it is when it holds only
+/// safe characters, else in single quotes.
+fn shell_word(word: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_-./:=@%+,".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// The tools Claude Code may use without asking besides editing files in its
+/// working directory (the worktree), which `--permission-mode acceptEdits`
+/// grants and nothing outside it: reading and searching, the converge agent
+/// commands, and the task's invariants as they are written. Nothing else runs
+/// (a headless run cannot ask; a denied call is reported).
+pub fn claude_allowed_tools(invariants: &[&Invariant]) -> Vec<String> {
+    let mut tools: Vec<String> = ["Read", "Glob", "Grep", "LS", "TodoWrite"]
+        .iter()
+        .map(|t| (*t).to_owned())
+        .collect();
+    for command in [
+        "converge task",
+        "converge check",
+        "converge progress:*",
+        "converge done",
+    ] {
+        tools.push(format!("Bash({command})"));
+    }
+    for invariant in invariants {
+        let line = std::iter::once(invariant.command.as_str())
+            .chain(invariant.args.iter().map(String::as_str))
+            .map(shell_word)
+            .collect::<Vec<_>>()
+            .join(" ");
+        tools.push(format!("Bash({line})"));
+    }
+    tools
+}
+
+/// The argv of an attempt: for `command` harnesses, `{prompt_file}`,
+/// `{worktree}` and `{task}` replaced in their arguments (no shell is
+/// involved); for `claude-code`, its headless stream-JSON mode with the
+/// prompt, the model and the allowed tools.
+pub fn launch(harness: &Harness, input: &LaunchInput<'_>) -> Result<Launch, HarnessError> {
+    let LaunchInput {
+        prompt_file,
+        worktree,
+        task,
+        converge,
+        ..
+    } = *input;
     match harness.kind {
         // The simulated agent is converge itself, reading its script from the
         // run's brief.
@@ -59,6 +148,28 @@ pub fn launch(
                         .replace("{task}", task)
                 })
                 .collect();
+            Ok(Launch { program, args })
+        }
+        HarnessKind::ClaudeCode => {
+            let program = harness.command.clone().unwrap_or_else(|| "claude".into());
+            let mut args: Vec<String> = [
+                "-p",
+                &argv_prompt(input.prompt, prompt_file),
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--no-session-persistence",
+                "--permission-mode",
+                "acceptEdits",
+                "--allowedTools",
+            ]
+            .iter()
+            .map(|a| (*a).to_owned())
+            .collect();
+            args.push(claude_allowed_tools(&input.invariants).join(","));
+            if let Some(model) = input.model {
+                args.extend(["--model".to_owned(), model.to_owned()]);
+            }
             Ok(Launch { program, args })
         }
         other => Err(HarnessError::Unsupported {
@@ -195,10 +306,11 @@ mod tests {
         let spec = spec();
         let launch = launch(
             &spec.config.harnesses["mine"],
-            Path::new("/runs/1/prompt.md"),
-            Path::new("/wt/login"),
-            "auth/login",
-            Path::new("/bin/converge"),
+            &input(
+                Path::new("/runs/1/prompt.md"),
+                Path::new("/wt/login"),
+                "auth/login",
+            ),
         )
         .expect("launches");
         assert_eq!(launch.program, "./agent.sh");
@@ -221,15 +333,85 @@ mod tests {
         );
     }
 
+    fn input<'a>(prompt_file: &'a Path, worktree: &'a Path, task: &'a str) -> LaunchInput<'a> {
+        LaunchInput {
+            prompt_file,
+            prompt: "Do it.",
+            worktree,
+            task,
+            converge: Path::new("/bin/converge"),
+            model: None,
+            invariants: Vec::new(),
+        }
+    }
+
     fn launch_err(spec: &crate::spec::Spec) -> HarnessError {
         launch(
             &spec.config.harnesses["codex"],
-            Path::new("p"),
-            Path::new("w"),
-            "t",
-            Path::new("/bin/converge"),
+            &input(Path::new("p"), Path::new("w"), "t"),
         )
         .expect_err("not yet")
+    }
+
+    #[test]
+    fn claude_code_runs_headless_with_only_the_tools_it_needs() {
+        let spec = spec();
+        let test = &spec.config.invariants["test"];
+        let mut with = input(Path::new("p"), Path::new("w"), "auth/login");
+        with.model = Some("claude-sonnet-4-5");
+        with.invariants = vec![test];
+        let launch = launch(
+            &Harness::builtin("claude-code", HarnessKind::ClaudeCode),
+            &with,
+        )
+        .expect("launches");
+        assert_eq!(launch.program, "claude");
+        assert_eq!(
+            launch.args,
+            [
+                "-p",
+                "Do it.",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--no-session-persistence",
+                "--permission-mode",
+                "acceptEdits",
+                "--allowedTools",
+                "Read,Glob,Grep,LS,TodoWrite,Bash(converge task),Bash(converge check),Bash(converge progress:*),Bash(converge done),Bash(cargo test)",
+                "--model",
+                "claude-sonnet-4-5",
+            ]
+        );
+    }
+
+    #[test]
+    fn claude_code_gets_invariants_quoted_and_a_long_prompt_through_its_file() {
+        let spec = spec();
+        let odd = Invariant {
+            args: vec!["-c".into(), "test -f 'a b.txt'".into()],
+            command: "sh".into(),
+            ..spec.config.invariants["test"].clone()
+        };
+        let tools = claude_allowed_tools(&[&odd]);
+        assert_eq!(
+            tools.last().map(String::as_str),
+            Some(r#"Bash(sh -c 'test -f '\''a b.txt'\''')"#)
+        );
+        let long = "x".repeat(ARGV_PROMPT_MAX + 1);
+        let mut with = input(Path::new("/runs/1/prompt.md"), Path::new("w"), "a/b");
+        with.prompt = &long;
+        let launch = launch(
+            &Harness::builtin("claude-code", HarnessKind::ClaudeCode),
+            &with,
+        )
+        .expect("launches");
+        assert!(
+            launch.args[1].contains("/runs/1/prompt.md"),
+            "{}",
+            launch.args[1]
+        );
+        assert!(launch.args[1].len() < 200);
     }
 
     #[test]

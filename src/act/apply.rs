@@ -60,6 +60,11 @@ fn harness_extra_env(
         ));
         extra.push(("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".to_owned()));
     }
+    if harness.kind.streams() {
+        // Clock times in rate-limit messages ("try again at 8:29 AM") are
+        // then UTC, which is how converge reads them.
+        extra.push(("TZ", "UTC".to_owned()));
+    }
     extra
 }
 
@@ -395,8 +400,13 @@ fn start(
             st.last_failure = None;
         }
     }
+    // The next prompt tells the agent why the last attempt failed; a rate
+    // limit was not the agent's doing.
     let previous = match reason {
-        Some(_) => st.last_failure.clone(),
+        Some(_) => st
+            .last_failure
+            .clone()
+            .filter(|f| f.reason != "rate-limited"),
         None => None,
     };
     let Some(harness_def) = config.harnesses.get(&task.harness) else {
@@ -524,6 +534,8 @@ fn start(
             tokens_out: 0,
             cost_usd: 0.0,
             harness: Some(task.harness.clone()),
+            model: model.map(str::to_owned),
+            cooldown_until: None,
         });
     }
     let verb = if reason.is_some() {
@@ -553,6 +565,114 @@ fn with_converge_on_path(mut env: Vec<(String, String)>, converge: &Path) -> Vec
         None => env.push(("PATH".to_owned(), dir)),
     }
     env
+}
+
+/// Reads the attempt's event stream from `agent.log` when its harness is an
+/// agent CLI, and records the tokens and cost it reports in the attempt's
+/// record (priced from the price table when the CLI reports no cost).
+fn read_stream(
+    ctx: &ActCtx<'_>,
+    status: &mut Status,
+    key: &TaskKey,
+    attempt: u32,
+    dir: &Path,
+) -> Option<harness::stream::Summary> {
+    let st = entry(status, key);
+    let record = st.attempts.iter_mut().find(|a| a.number == attempt)?;
+    let name = record.harness.clone()?;
+    let kind = ctx.spec.config.harnesses.get(&name)?.kind;
+    if !kind.streams() {
+        return None;
+    }
+    let log = std::fs::read(dir.join("agent.log")).unwrap_or_default();
+    let summary = harness::stream::summarize(kind, ctx.now, &String::from_utf8_lossy(&log));
+    record.tokens_in = summary.tokens_in;
+    record.tokens_out = summary.tokens_out;
+    record.cost_usd = summary.cost_usd.filter(|c| *c > 0.0).unwrap_or_else(|| {
+        harness::prices::cost(
+            &ctx.spec.config.prices,
+            record.model.as_deref(),
+            summary.tokens_in,
+            summary.tokens_out,
+        )
+    });
+    Some(summary)
+}
+
+/// Records how an unfinished attempt of an agent CLI ended (see
+/// `harness::outcome`): a rate limit cools its harness down without using up
+/// the attempt, refused credentials escalate, anything else fails.
+fn ended(
+    ctx: &ActCtx<'_>,
+    status: &mut Status,
+    key: &TaskKey,
+    attempt: u32,
+    head: String,
+    ending: harness::outcome::Ending,
+    dir: &Path,
+) -> Applied {
+    use harness::outcome::Ending;
+    let output_tail = tail_of(&dir.join("agent.log"), super::check::TAIL_LINES);
+    let st = entry(status, key);
+    st.attempt = st.attempt.max(attempt);
+    st.head = Some(head);
+    match ending {
+        Ending::RateLimited { until, message } => {
+            st.phase = Phase::Failed;
+            st.next_eligible_at = Some(until);
+            finish_attempt(st, attempt, ctx.now, "rate-limited");
+            let harness = st
+                .attempts
+                .iter_mut()
+                .find(|a| a.number == attempt)
+                .map(|a| {
+                    a.cooldown_until = Some(until);
+                    a.harness.clone().unwrap_or_default()
+                })
+                .unwrap_or_default();
+            st.last_failure = Some(Failure {
+                attempt,
+                reason: "rate-limited".into(),
+                message: format!(
+                    "{message}; harness `{harness}` cools down until {until}, and this attempt does not count against `retry_max`"
+                ),
+                output_tail: None,
+            });
+            Applied::done(format!(
+                "gate {key} (attempt {attempt}): rate-limited, harness `{harness}` cools down until {until}"
+            ))
+        }
+        Ending::Authentication { message } => {
+            st.failures += 1;
+            st.phase = Phase::Escalated;
+            finish_attempt(st, attempt, ctx.now, "authentication");
+            st.last_failure = Some(Failure {
+                attempt,
+                reason: "authentication".into(),
+                message: format!(
+                    "{message}; the model API refused the credentials the agent got: check the API key in converge's environment (docs/configuration.md, harnesses), then `converge retry {key}`"
+                ),
+                output_tail,
+            });
+            Applied::done(format!(
+                "gate {key} (attempt {attempt}): escalated, the model API refused the credentials"
+            ))
+        }
+        Ending::Failed { reason, message } => {
+            fail(
+                ctx,
+                st,
+                attempt,
+                Failure {
+                    attempt,
+                    reason: reason.into(),
+                    message: message.clone(),
+                    output_tail,
+                },
+            );
+            Applied::done(format!("gate {key} (attempt {attempt}): failed, {message}"))
+        }
+    }
 }
 
 /// Why a gate failed before any invariant ran.
@@ -710,7 +830,16 @@ fn gate(
         )));
     };
     let st_head = head.to_string();
+    let summary = read_stream(ctx, status, key, attempt, &dir);
     if let Some((code, message)) = precheck(exit.as_ref(), done, head, fork) {
+        let ending = summary
+            .as_ref()
+            .filter(|_| matches!(code, "no-done" | "agent-failed"));
+        if let Some(ending) = ending.and_then(|s| {
+            harness::outcome::ending(s, exit.as_ref().and_then(|e| e.exit_code), ctx.now)
+        }) {
+            return Ok(ended(ctx, status, key, attempt, st_head, ending, &dir));
+        }
         fail_at(
             ctx,
             status,

@@ -156,6 +156,10 @@ pub enum Reason {
     AttemptsExhausted {
         failures: u32,
     },
+    /// The harness's rate limit has passed; the attempt it cost is not counted.
+    RateLimitOver {
+        harness: String,
+    },
     Ready,
     Queued,
     CleanupAfterMerge,
@@ -192,6 +196,11 @@ pub enum Reason {
     SandboxUnavailable {
         reason: String,
     },
+    /// An attempt on this harness hit a rate limit or usage window.
+    HarnessCooling {
+        harness: String,
+        until: Timestamp,
+    },
     BudgetSpent {
         budget: String,
         used: String,
@@ -227,6 +236,8 @@ impl Reason {
             Reason::ClaimExpired { .. } => "claim-expired",
             Reason::ClaimedElsewhere { .. } => "claimed-elsewhere",
             Reason::SandboxUnavailable { .. } => "sandbox-unavailable",
+            Reason::HarnessCooling { .. } => "harness-cooling",
+            Reason::RateLimitOver { .. } => "rate-limit-over",
             Reason::BudgetSpent { .. } => "budget-spent",
             Reason::Running { .. } => "running",
             Reason::PlanDraft => "plan-draft",
@@ -299,6 +310,14 @@ impl fmt::Display for Reason {
                     "the {budget} is spent ({used}); raise it to go on (`converge report` shows the spending)"
                 ),
             },
+            Reason::HarnessCooling { harness, until } => write!(
+                f,
+                "harness `{harness}` hit a rate limit or usage window; no agent starts on it until {until}"
+            ),
+            Reason::RateLimitOver { harness } => write!(
+                f,
+                "the rate limit of harness `{harness}` has passed; trying again (the limited attempt is not counted)"
+            ),
             Reason::SandboxUnavailable { reason } => write!(
                 f,
                 "`[sandbox] required` and the sandbox cannot be enforced here: {reason}"
@@ -390,6 +409,7 @@ pub fn decide(
     let default_status = TaskStatus::default();
     let default_obs = TaskObs::default();
     let mut candidates = Vec::new();
+    let cooling = cooldowns(status, now);
     let mut wake_at: Option<Timestamp> = None;
     let mut wake = |t: Timestamp| {
         if t > now {
@@ -402,11 +422,13 @@ pub fn decide(
             let key = TaskKey::new(&plan.id, &task.name);
             let st = status.task(&plan.id, &task.name).unwrap_or(&default_status);
             let ob = obs.task(&key).unwrap_or(&default_obs);
-            let candidate = classify(spec, plan, task, &key, st, ob, obs, status, now);
+            let candidate = classify(spec, plan, task, &key, st, ob, obs, status, &cooling, now);
             match &candidate.reason {
                 Reason::Backoff { until } => wake(*until),
                 Reason::Running { deadline } => wake(*deadline),
-                Reason::ClaimedElsewhere { until, .. } => wake(*until),
+                Reason::ClaimedElsewhere { until, .. } | Reason::HarnessCooling { until, .. } => {
+                    wake(*until);
+                }
                 Reason::BudgetSpent {
                     until: Some(until), ..
                 } => wake(*until),
@@ -577,6 +599,7 @@ fn classify(
     ob: &TaskObs,
     obs: &Observation,
     status: &Status,
+    cooling: &BTreeMap<&str, Timestamp>,
     now: Timestamp,
 ) -> Candidate {
     let act = |phase: Phase, action: Action, reason: Reason| Candidate {
@@ -732,6 +755,15 @@ fn classify(
         if let Some(why) = budget_blocks_start(spec, plan, status, now) {
             return wait(st.phase, why);
         }
+        if let Some(until) = cooling.get(task.harness.as_str()) {
+            return wait(
+                st.phase,
+                Reason::HarnessCooling {
+                    harness: task.harness.clone(),
+                    until: *until,
+                },
+            );
+        }
         let action = if first {
             Action::Dispatch {
                 key: key.clone(),
@@ -819,6 +851,13 @@ fn classify(
             }
             if let Some(until) = st.next_eligible_at.filter(|t| now < *t) {
                 return wait(Phase::Failed, Reason::Backoff { until });
+            }
+            let limited = st.attempts.iter().find(|a| a.number == attempt);
+            if let Some(harness) = limited
+                .filter(|a| a.cooldown_until.is_some())
+                .and_then(|a| a.harness.clone())
+            {
+                return start(Reason::RateLimitOver { harness }, false);
             }
             start(
                 Reason::FailedBefore {
@@ -943,6 +982,26 @@ fn budget_blocks_start(
         });
     }
     None
+}
+
+/// Harnesses cooling down after a rate limit or usage window, until when: the
+/// latest `cooldown_until` of their attempts that is still ahead.
+fn cooldowns(status: &Status, now: Timestamp) -> BTreeMap<&str, Timestamp> {
+    let mut out: BTreeMap<&str, Timestamp> = BTreeMap::new();
+    for a in status
+        .plans
+        .values()
+        .flat_map(|p| p.tasks.values())
+        .flat_map(|t| &t.attempts)
+    {
+        if let (Some(until), Some(harness)) = (a.cooldown_until, a.harness.as_deref())
+            && until > now
+        {
+            let slot = out.entry(harness).or_insert(until);
+            *slot = (*slot).max(until);
+        }
+    }
+    out
 }
 
 /// `[sandbox] required`, and Landlock does not work here: no agent starts.

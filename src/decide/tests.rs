@@ -682,6 +682,8 @@ gate = "auto"
         tokens_out: 0,
         cost_usd: 0.0,
         harness: None,
+        model: None,
+        cooldown_until: None,
     };
     let elsewhere = TaskStatus {
         attempts: vec![
@@ -817,6 +819,8 @@ fn limits_are_never_exceeded_and_decisions_are_deterministic() {
                     tokens_out: 0,
                     cost_usd: 0.0,
                     harness: None,
+                    model: None,
+                    cooldown_until: None,
                 });
             }
             plan.tasks.insert(name.clone(), t);
@@ -1219,6 +1223,8 @@ fn a_spent_daily_budget_holds_dispatch_until_the_next_utc_day() {
         tokens_out: 0,
         cost_usd: usd,
         harness: None,
+        model: None,
+        cooldown_until: None,
     };
     let mut spent = st(&spec(), "a", Phase::Escalated, 1);
     spent.attempts = vec![record(day - 10, 5_000, 9.0), record(day + 10, 600, 1.5)];
@@ -1251,5 +1257,70 @@ fn a_spent_daily_budget_holds_dispatch_until_the_next_utc_day() {
     assert_eq!(
         run(&roomy, &Observation::default(), &status).actions.len(),
         1
+    );
+}
+
+#[test]
+fn a_rate_limited_harness_cools_down_and_the_limited_attempt_is_not_counted() {
+    let spec = spec();
+    let harness = spec.plans["p"].task("a").expect("a").harness.clone();
+    let until = Timestamp::from_unix(NOW.unix() + 600);
+    let limited = |number: u32| AttemptRecord {
+        number,
+        generation: generation(&spec, "a"),
+        started_at: NOW,
+        ended_at: Some(NOW),
+        outcome: Some("rate-limited".into()),
+        tokens_in: 0,
+        tokens_out: 0,
+        cost_usd: 0.0,
+        harness: Some(harness.clone()),
+        model: None,
+        cooldown_until: Some(until),
+    };
+    // Another plan's attempt on the same harness hit the limit: `a` waits.
+    let mut other = st(&spec, "a", Phase::Failed, 1);
+    other.attempts = vec![limited(1)];
+    let elsewhere = Status {
+        plans: BTreeMap::from([(
+            "other".to_owned(),
+            PlanStatus {
+                tasks: BTreeMap::from([("x".to_owned(), other)]),
+                ..PlanStatus::default()
+            },
+        )]),
+    };
+    let d = run(&spec, &Observation::default(), &elsewhere);
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(line(&d, "a"), (None, "harness-cooling", "pending"));
+    assert!(
+        reason_text(&d, "a").contains(&harness),
+        "{}",
+        reason_text(&d, "a")
+    );
+    assert_eq!(d.wake_at, Some(until));
+    // Once the cooldown is over, it starts.
+    let later = Timestamp::from_unix(until.unix() + 1);
+    let d = decide(&spec, &Observation::default(), &elsewhere, later, &WIDE);
+    assert_eq!(line(&d, "a"), (Some("dispatch"), "ready", "pending"));
+
+    // `a`'s own attempt was limited, with every other attempt used up: it is
+    // tried again after the cooldown, not escalated.
+    let mut own = st(&spec, "a", Phase::Failed, 2);
+    own.failures = spec.plans["p"].task("a").expect("a").retry_max - 1;
+    own.next_eligible_at = Some(until);
+    own.attempts = vec![limited(2)];
+    let status = status(vec![("a", own)]);
+    let d = run(&spec, &Observation::default(), &status);
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    let d = decide(&spec, &Observation::default(), &status, later, &WIDE);
+    assert_eq!(line(&d, "a"), (Some("retry"), "rate-limit-over", "failed"));
+    assert_eq!(
+        actions_for(&d, "a"),
+        [Action::Retry {
+            key: key("a"),
+            attempt: 3,
+            reason: Reason::RateLimitOver { harness },
+        }]
     );
 }

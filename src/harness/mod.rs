@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+pub mod outcome;
+pub mod prices;
 pub mod sim;
 pub mod stream;
 
@@ -51,6 +53,7 @@ pub fn harness_env(kind: HarnessKind) -> &'static [&'static str] {
             "ANTHROPIC_API_KEY",
             "ANTHROPIC_AUTH_TOKEN",
             "ANTHROPIC_BASE_URL",
+            "CLAUDE_CODE_OAUTH_TOKEN",
         ],
         _ => &[],
     }

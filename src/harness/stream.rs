@@ -8,9 +8,12 @@
 //! Event shapes follow recorded output of the real CLIs
 //! (`tests/fixtures/agent-cli/`).
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use crate::spec::HarnessKind;
+use crate::time::Timestamp;
 
 /// Progress texts longer than this are cut (with `…`).
 const PROGRESS_CHARS: usize = 200;
@@ -41,6 +44,12 @@ pub struct Summary {
 pub struct StreamError {
     pub kind: ErrorKind,
     pub message: String,
+    /// When a rate limit or usage window says it ends: Claude Code's
+    /// `rate_limit_event`, a `retry-after` header OpenCode passes on, or the
+    /// message's "try again in 20s", "try again at 8:29 AM", "resets 8:29am
+    /// (UTC)" (clock times are read as UTC: converge runs the CLIs with
+    /// `TZ=UTC`).
+    pub retry_at: Option<Timestamp>,
 }
 
 /// How a failure is classified: the reconciler treats them differently (a
@@ -66,10 +75,13 @@ impl ErrorKind {
     }
 }
 
-/// Summarizes `output` as the stream of a `kind` harness. Harnesses without a
-/// stream (`command`, `sim`) give an empty summary.
-pub fn summarize(kind: HarnessKind, output: &str) -> Summary {
+/// Summarizes `output` as the stream of a `kind` harness, read at `now` (the
+/// time relative reset times count from). Harnesses without a stream
+/// (`command`, `sim`) give an empty summary.
+pub fn summarize(kind: HarnessKind, now: Timestamp, output: &str) -> Summary {
     let mut summary = Summary::default();
+    // Claude Code announces a rejected usage window before its error result.
+    let mut window: Option<Timestamp> = None;
     // Token counts of the CLI's final report win over the sum of the per-turn
     // counts, which a crashed run still has.
     let mut turn_tokens = (0u64, 0u64);
@@ -86,9 +98,9 @@ pub fn summarize(kind: HarnessKind, output: &str) -> Summary {
             continue;
         };
         let recognized = match kind {
-            HarnessKind::ClaudeCode => claude(&event, &mut summary, &mut turn_tokens),
+            HarnessKind::ClaudeCode => claude(&event, &mut summary, &mut turn_tokens, &mut window),
             HarnessKind::Codex => codex(&event, &mut summary),
-            HarnessKind::Opencode => opencode(&event, &mut summary),
+            HarnessKind::Opencode => opencode(&event, &mut summary, now),
             HarnessKind::Command | HarnessKind::Sim => false,
         };
         if recognized {
@@ -100,7 +112,101 @@ pub fn summarize(kind: HarnessKind, output: &str) -> Summary {
     if kind == HarnessKind::ClaudeCode && !summary.finished {
         (summary.tokens_in, summary.tokens_out) = turn_tokens;
     }
+    if let Some(error) = summary.error.as_mut()
+        && error.kind == ErrorKind::RateLimit
+        && error.retry_at.is_none()
+    {
+        error.retry_at = window.or_else(|| retry_time(&error.message, now));
+    }
     summary
+}
+
+/// The end of a rate limit a message states: "try again in 20s" (or "in 2
+/// hours 5 minutes"), else a UTC clock time, "try again at 8:29 AM" or
+/// "resets 8:29am (UTC)", the next such time after `now`.
+pub fn retry_time(message: &str, now: Timestamp) -> Option<Timestamp> {
+    let lower = message.to_ascii_lowercase();
+    if let Some(at) = lower.find("try again in ") {
+        let seconds = relative_seconds(&lower[at + "try again in ".len()..])?;
+        return Some(now.plus(Duration::from_secs(seconds)));
+    }
+    let rest = ["try again at ", "resets at ", "resets "]
+        .iter()
+        .find_map(|p| lower.find(p).map(|at| &lower[at + p.len()..]))?;
+    // A clock time in a named zone other than UTC cannot be placed here.
+    if let Some(zone) = rest.split('(').nth(1)
+        && !zone.starts_with("utc")
+    {
+        return None;
+    }
+    let (hour, minute) = clock(rest)?;
+    let day = now.unix().div_euclid(86_400) * 86_400;
+    let mut at = day + i64::from(hour) * 3600 + i64::from(minute) * 60;
+    if at <= now.unix() {
+        at += 86_400;
+    }
+    Some(Timestamp::from_unix(at))
+}
+
+/// "20s", "1m30s", "2 hours 5 minutes", "4 days 2 hours": the total seconds.
+fn relative_seconds(text: &str) -> Option<u64> {
+    let mut total = 0u64;
+    let mut seen = false;
+    let mut rest = text.trim_start();
+    loop {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            break;
+        }
+        let Ok(number) = rest[..digits].parse::<f64>() else {
+            break;
+        };
+        let after = rest[digits..].trim_start();
+        let unit_len = after
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(after.len());
+        let unit = &after[..unit_len];
+        let scale = match unit {
+            "ms" | "millisecond" | "milliseconds" => 0.001,
+            "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
+            "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
+            "h" | "hr" | "hrs" | "hour" | "hours" => 3600.0,
+            "d" | "day" | "days" => 86_400.0,
+            _ => break,
+        };
+        // Whole seconds, rounded up: waiting a little longer is harmless.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let seconds = (number * scale).ceil().max(0.0) as u64;
+        total = total.saturating_add(seconds);
+        seen = true;
+        rest = after[unit_len..].trim_start_matches([' ', ',']);
+        rest = rest.strip_prefix("and ").unwrap_or(rest);
+    }
+    seen.then_some(total)
+}
+
+/// "8:29 am", "8:29am", "8am", "20:29": hour and minute of a 24-hour day.
+fn clock(text: &str) -> Option<(u32, u32)> {
+    let text = text.trim_start();
+    let end = text
+        .find(|c: char| !c.is_ascii_digit() && c != ':')
+        .unwrap_or(text.len());
+    let (time, after) = text.split_at(end);
+    let (hour, minute) = match time.split_once(':') {
+        Some((h, m)) => (h.parse::<u32>().ok()?, m.get(..2)?.parse::<u32>().ok()?),
+        None => (time.parse::<u32>().ok()?, 0),
+    };
+    let after = after.trim_start();
+    let hour = if after.starts_with("pm") || after.starts_with("p.m.") {
+        (hour % 12) + 12
+    } else if after.starts_with("am") || after.starts_with("a.m.") {
+        hour % 12
+    } else {
+        hour
+    };
+    (hour < 24 && minute < 60).then_some((hour, minute))
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -129,6 +235,7 @@ fn reported(status: Option<u64>, message: Option<&str>, fallback: &str) -> Strea
     StreamError {
         kind: classify(status, &message),
         message,
+        retry_at: None,
     }
 }
 
@@ -178,9 +285,26 @@ fn classify(status: Option<u64>, message: &str) -> ErrorKind {
 
 /// Claude Code: `system/init`, `assistant` and `user` messages, a final
 /// `result` with usage, cost, `is_error` and `permission_denials`.
-fn claude(event: &Value, s: &mut Summary, turns: &mut (u64, u64)) -> bool {
+fn claude(
+    event: &Value,
+    s: &mut Summary,
+    turns: &mut (u64, u64),
+    window: &mut Option<Timestamp>,
+) -> bool {
     match event.get("type").and_then(Value::as_str) {
         Some("system") => true,
+        // Sent with each response of a subscription login; `rejected` means
+        // the usage window is spent until `resetsAt`.
+        Some("rate_limit_event") => {
+            let info = &event["rate_limit_info"];
+            if info.get("status").and_then(Value::as_str) == Some("rejected") {
+                *window = info
+                    .get("resetsAt")
+                    .and_then(Value::as_i64)
+                    .map(Timestamp::from_unix);
+            }
+            true
+        }
         Some("assistant") => {
             let message = &event["message"];
             turns.0 += u64_at(message, &["usage", "input_tokens"]);
@@ -254,6 +378,8 @@ fn codex(event: &Value, s: &mut Summary) -> bool {
             true
         }
         Some("turn.completed") => {
+            // Errors before a completed turn were retried away.
+            s.error = None;
             s.finished = true;
             s.tokens_in += u64_at(event, &["usage", "input_tokens"]);
             s.tokens_out += u64_at(event, &["usage", "output_tokens"]);
@@ -271,7 +397,7 @@ fn codex(event: &Value, s: &mut Summary) -> bool {
 
 /// OpenCode: `step_start`, `text` and tool parts, `step_finish` with tokens and
 /// cost (0 unless the model has prices configured), `error`.
-fn opencode(event: &Value, s: &mut Summary) -> bool {
+fn opencode(event: &Value, s: &mut Summary, now: Timestamp) -> bool {
     let part = &event["part"];
     match event.get("type").and_then(Value::as_str) {
         Some("step_start") => true,
@@ -304,7 +430,18 @@ fn opencode(event: &Value, s: &mut Summary) -> bool {
             let status = event
                 .pointer("/error/data/statusCode")
                 .and_then(Value::as_u64);
-            s.error = Some(reported(status, message, "the run failed"));
+            let mut error = reported(status, message, "the run failed");
+            if event.pointer("/error/name").and_then(Value::as_str) == Some("ContextOverflowError")
+            {
+                error.kind = ErrorKind::ContextOverflow;
+            }
+            // The provider's `retry-after` (seconds), which the CLI passes on.
+            error.retry_at = event
+                .pointer("/error/data/responseHeaders/retry-after")
+                .and_then(Value::as_str)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(|secs| now.plus(Duration::from_secs(secs)));
+            s.error = Some(error);
             true
         }
         _ => false,
@@ -315,6 +452,9 @@ fn opencode(event: &Value, s: &mut Summary) -> bool {
 mod tests {
     use super::*;
 
+    /// 2026-11-23T07:30:00Z: the fixtures' usage windows end at 08:29:03.
+    const NOW: Timestamp = Timestamp::from_unix(1_795_419_000);
+
     fn fixture(name: &str) -> String {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/agent-cli")
@@ -324,7 +464,11 @@ mod tests {
 
     #[test]
     fn claude_code_success() {
-        let s = summarize(HarnessKind::ClaudeCode, &fixture("claude-stream.jsonl"));
+        let s = summarize(
+            HarnessKind::ClaudeCode,
+            NOW,
+            &fixture("claude-stream.jsonl"),
+        );
         assert_eq!((s.events, s.other_lines), (3, 0));
         assert!(s.finished && s.error.is_none());
         assert_eq!((s.tokens_in, s.tokens_out), (1234, 7));
@@ -338,6 +482,7 @@ mod tests {
     fn claude_code_tool_denied_and_allowed() {
         let denied = summarize(
             HarnessKind::ClaudeCode,
+            NOW,
             &fixture("claude-tool-denied.jsonl"),
         );
         assert_eq!(denied.denied_tools, ["Write"]);
@@ -345,6 +490,7 @@ mod tests {
         assert_eq!((denied.tokens_in, denied.tokens_out), (2234, 27));
         let allowed = summarize(
             HarnessKind::ClaudeCode,
+            NOW,
             &fixture("claude-tool-allowed.jsonl"),
         );
         assert!(allowed.denied_tools.is_empty() && allowed.error.is_none());
@@ -363,7 +509,7 @@ mod tests {
             ("null", "Prompt is too long", ErrorKind::ContextOverflow),
             ("500", "API Error: 500 overloaded", ErrorKind::Api),
         ] {
-            let s = summarize(HarnessKind::ClaudeCode, &result(status, text));
+            let s = summarize(HarnessKind::ClaudeCode, NOW, &result(status, text));
             assert_eq!(s.error.as_ref().map(|e| e.kind), Some(kind), "{text}");
         }
     }
@@ -372,14 +518,107 @@ mod tests {
     fn a_crashed_claude_run_still_counts_its_turns() {
         let stream = fixture("claude-tool-denied.jsonl");
         let cut: Vec<&str> = stream.lines().take(4).collect();
-        let s = summarize(HarnessKind::ClaudeCode, &cut.join("\n"));
+        let s = summarize(HarnessKind::ClaudeCode, NOW, &cut.join("\n"));
         assert!(!s.finished);
         assert_eq!((s.tokens_in, s.tokens_out), (2234, 2));
     }
 
     #[test]
+    fn recorded_failures_of_the_real_clis_are_classified_with_their_reset_times() {
+        use ErrorKind::{Api, Authentication, ContextOverflow, RateLimit};
+        let at = |unix: i64| Some(Timestamp::from_unix(unix));
+        for (kind, name, expected, retry_at) in [
+            (
+                HarnessKind::ClaudeCode,
+                "claude-rate-limit",
+                RateLimit,
+                None,
+            ),
+            // The usage window's `rate_limit_event` carries the reset time.
+            (
+                HarnessKind::ClaudeCode,
+                "claude-usage-window",
+                RateLimit,
+                at(1_795_422_543),
+            ),
+            (HarnessKind::ClaudeCode, "claude-api-error", Api, None),
+            (HarnessKind::ClaudeCode, "claude-overloaded", Api, None),
+            (HarnessKind::ClaudeCode, "claude-auth", Authentication, None),
+            (
+                HarnessKind::ClaudeCode,
+                "claude-context",
+                ContextOverflow,
+                None,
+            ),
+            (HarnessKind::Codex, "codex-rate-limit", RateLimit, None),
+            // "try again at 8:29 AM": the next 08:29 UTC after NOW.
+            (
+                HarnessKind::Codex,
+                "codex-usage-window",
+                RateLimit,
+                at(1_795_422_540),
+            ),
+            (HarnessKind::Codex, "codex-api-error", Api, None),
+            (HarnessKind::Codex, "codex-auth", Authentication, None),
+            (HarnessKind::Codex, "codex-context", ContextOverflow, None),
+            // OpenCode passes the provider's `retry-after: 1` on.
+            (
+                HarnessKind::Opencode,
+                "opencode-rate-limit",
+                RateLimit,
+                at(1_795_419_001),
+            ),
+            (HarnessKind::Opencode, "opencode-api-error", Api, None),
+            (HarnessKind::Opencode, "opencode-auth", Authentication, None),
+            (
+                HarnessKind::Opencode,
+                "opencode-context",
+                ContextOverflow,
+                None,
+            ),
+        ] {
+            let s = summarize(kind, NOW, &fixture(&format!("{name}.jsonl")));
+            let error = s
+                .error
+                .clone()
+                .unwrap_or_else(|| panic!("{name}: no error in {s:?}"));
+            assert_eq!(error.kind, expected, "{name}: {}", error.message);
+            assert_eq!(error.retry_at, retry_at, "{name}: {}", error.message);
+            assert!(!error.message.is_empty());
+            assert_eq!(s.other_lines, 0, "{name}: every line is an event");
+        }
+    }
+
+    #[test]
+    fn reset_times_are_read_from_what_the_message_says() {
+        let in_secs = |n: u64| Some(NOW.plus(Duration::from_secs(n)));
+        for (message, expected) in [
+            ("Please try again in 20s.", in_secs(20)),
+            ("Please try again in 1.5s.", in_secs(2)),
+            ("try again in 1m30s", in_secs(90)),
+            ("try again in 2 hours 5 minutes.", in_secs(2 * 3600 + 300)),
+            (
+                "try again in 4 days, 2 hours and 3 minutes",
+                in_secs(4 * 86_400 + 7200 + 180),
+            ),
+            // NOW is 07:30 UTC.
+            (
+                "You've hit your session limit · resets 8:29am (UTC)",
+                in_secs(59 * 60),
+            ),
+            ("try again at 7:00 AM.", in_secs(23 * 3600 + 30 * 60)),
+            ("resets 9pm", in_secs(13 * 3600 + 30 * 60)),
+            ("resets 8am (America/New_York)", None),
+            ("Please try again later.", None),
+            ("try again in a moment", None),
+        ] {
+            assert_eq!(retry_time(message, NOW), expected, "{message}");
+        }
+    }
+
+    #[test]
     fn codex_success_ignores_warning_items() {
-        let s = summarize(HarnessKind::Codex, &fixture("codex-stream.jsonl"));
+        let s = summarize(HarnessKind::Codex, NOW, &fixture("codex-stream.jsonl"));
         assert_eq!((s.events, s.other_lines), (5, 0));
         assert!(s.finished && s.error.is_none(), "{s:?}");
         assert_eq!((s.tokens_in, s.tokens_out), (1234, 7));
@@ -387,6 +626,7 @@ mod tests {
         assert_eq!(s.progress, ["FAKE-MODEL-REPLY: done."]);
         let failed = summarize(
             HarnessKind::Codex,
+            NOW,
             r#"{"type":"turn.failed","error":{"message":"stream error: 429 Too Many Requests; rate limit reached"}}"#,
         );
         assert_eq!(failed.error.map(|e| e.kind), Some(ErrorKind::RateLimit));
@@ -394,7 +634,11 @@ mod tests {
 
     #[test]
     fn opencode_success() {
-        let s = summarize(HarnessKind::Opencode, &fixture("opencode-stream.jsonl"));
+        let s = summarize(
+            HarnessKind::Opencode,
+            NOW,
+            &fixture("opencode-stream.jsonl"),
+        );
         assert_eq!((s.events, s.other_lines), (3, 0));
         assert!(s.finished && s.error.is_none());
         assert_eq!((s.tokens_in, s.tokens_out), (1234, 7));
@@ -408,12 +652,12 @@ mod tests {
             String::from("warning: something on stderr\n{\"type\":\"result\", trunc\n[1,2]\n\n");
         stream.push_str(&fixture("claude-stream.jsonl"));
         stream.push_str("\n{\"type\":\"unknown_future_event\"}\n");
-        let s = summarize(HarnessKind::ClaudeCode, &stream);
+        let s = summarize(HarnessKind::ClaudeCode, NOW, &stream);
         assert_eq!((s.events, s.other_lines), (3, 4));
         assert!(s.finished);
         // Not a stream harness: nothing is read.
         assert_eq!(
-            summarize(HarnessKind::Command, &stream),
+            summarize(HarnessKind::Command, NOW, &stream),
             Summary {
                 other_lines: 7,
                 ..Summary::default()
@@ -423,7 +667,7 @@ mod tests {
             "{{\"type\":\"text\",\"part\":{{\"text\":\"{}\"}}}}",
             "x".repeat(500)
         );
-        let s = summarize(HarnessKind::Opencode, &long);
+        let s = summarize(HarnessKind::Opencode, NOW, &long);
         assert_eq!(s.progress[0].chars().count(), PROGRESS_CHARS + 1);
     }
 }

@@ -8,7 +8,7 @@ use toml::de::DeValue;
 use super::diag::Code;
 use super::model::{
     BUILTIN_HARNESSES, Backoff, Budget, Config, Forge, Harness, HarnessKind, Invariant,
-    InvariantKind, Merge, Reconcile, Sandbox, Schedule, Scope,
+    InvariantKind, Merge, ModelPrice, Reconcile, Sandbox, Schedule, Scope,
 };
 use super::suggest;
 use super::toml_walk::{Ctx, SourceFile, Table};
@@ -24,6 +24,7 @@ const ROOT_KEYS: &[&str] = &[
     "schedule",
     "sandbox",
     "budget",
+    "prices",
 ];
 const RECONCILE_KEYS: &[&str] = &[
     "base_branch",
@@ -52,6 +53,7 @@ const FORGE_KEYS: &[&str] = &["kind", "repo"];
 const SCHEDULE_KEYS: &[&str] = &["cron", "queue"];
 const SANDBOX_KEYS: &[&str] = &["enabled", "required", "env_allow"];
 const BUDGET_KEYS: &[&str] = &["tokens_per_day", "usd_per_day"];
+const PRICE_KEYS: &[&str] = &["input", "output"];
 
 /// The default timeout of an invariant that names none.
 pub const DEFAULT_INVARIANT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
@@ -80,6 +82,7 @@ pub fn default_config() -> Config {
         schedules: Vec::new(),
         sandbox: Sandbox::default(),
         budget: Budget::default(),
+        prices: BTreeMap::new(),
     }
 }
 
@@ -108,6 +111,7 @@ pub fn compile(
         if let Some(budget) = read_budget(&mut ctx, &root) {
             config.budget = budget;
         }
+        config.prices = read_prices(&mut ctx, &root);
         check_default_harness(&mut ctx, &root, &config);
         root.finish(&mut ctx);
     }
@@ -600,6 +604,64 @@ fn check_template(ctx: &mut Ctx<'_>, queue: &toml::Spanned<String>, templates: &
     )
     .hint = Some(hint);
     false
+}
+
+/// `[prices]`: `"model-or-prefix" = { input = 3.0, output = 15.0 }`, USD per
+/// million tokens.
+fn read_prices(ctx: &mut Ctx<'_>, root: &Table<'_, '_>) -> BTreeMap<String, ModelPrice> {
+    let mut out = BTreeMap::new();
+    let Some(table) = root.named_tables(ctx, "prices") else {
+        return out;
+    };
+    for (key, value) in table.iter() {
+        let model: &str = key.get_ref();
+        let DeValue::Table(t) = value.get_ref() else {
+            ctx.error(
+                Code::WrongType,
+                value.span(),
+                format!("the price of `{model}` in [prices] must be a table"),
+            )
+            .hint = Some(format!(
+                "write `\"{model}\" = {{ input = 3.0, output = 15.0 }}` (USD per million tokens)"
+            ));
+            continue;
+        };
+        let t = Table::new(
+            t,
+            value.span(),
+            format!("the price of `{model}`"),
+            PRICE_KEYS,
+        );
+        let mut price = ModelPrice::new(0.0, 0.0);
+        let mut complete = true;
+        for (field, slot) in [("input", &mut price.input), ("output", &mut price.output)] {
+            match t.number(ctx, field) {
+                Some(n) if n.get_ref().is_finite() && *n.get_ref() >= 0.0 => *slot = n.into_inner(),
+                Some(n) => {
+                    ctx.error(
+                        Code::InvalidValue,
+                        n.span(),
+                        format!("`{field}` of the price of `{model}` must be 0 or more"),
+                    );
+                    complete = false;
+                }
+                None => {
+                    ctx.error(
+                        Code::MissingField,
+                        value.span(),
+                        format!("the price of `{model}` in [prices] is missing `{field}`"),
+                    )
+                    .hint = Some("both `input` and `output` are USD per million tokens".into());
+                    complete = false;
+                }
+            }
+        }
+        t.finish(ctx);
+        if complete && !model.trim().is_empty() {
+            out.insert(model.to_owned(), price);
+        }
+    }
+    out
 }
 
 fn read_budget(ctx: &mut Ctx<'_>, root: &Table<'_, '_>) -> Option<Budget> {

@@ -47,6 +47,22 @@ pub struct Config {
     pub schedules: Vec<Schedule>,
     pub sandbox: Sandbox,
     pub budget: Budget,
+    /// USD per million tokens by model name (or name prefix), for CLIs that
+    /// report no cost (`[prices]`).
+    pub prices: BTreeMap<String, ModelPrice>,
+}
+
+/// A model's price in USD per million input and output tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ModelPrice {
+    pub input: f64,
+    pub output: f64,
+}
+
+impl ModelPrice {
+    pub const fn new(input: f64, output: f64) -> Self {
+        ModelPrice { input, output }
+    }
 }
 
 /// Daily spending limits across all plans (`[budget]`), per UTC day, counted
@@ -191,6 +207,11 @@ impl HarnessKind {
             "sim" => Self::Sim,
             _ => return None,
         })
+    }
+
+    /// The agent CLIs, whose output is a JSON event stream converge reads.
+    pub fn streams(self) -> bool {
+        matches!(self, Self::ClaudeCode | Self::Codex | Self::Opencode)
     }
 
     pub fn as_str(self) -> &'static str {

@@ -206,6 +206,15 @@ pub struct AttemptRecord {
     /// The harness that ran the attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub harness: Option<String>,
+    /// The model it was asked to use (the task's `model`, else the harness's
+    /// `models[scope]`), when one was named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The attempt hit a rate limit or usage window of its harness, which
+    /// cools down until then: no task starts on it before. Such an attempt
+    /// does not count against `retry_max`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown_until: Option<Timestamp>,
 }
 
 /// Status of every plan, by plan id.
@@ -302,6 +311,8 @@ mod tests {
                     tokens_out: 200,
                     cost_usd: 0.01,
                     harness: Some("claude-code".into()),
+                    model: None,
+                    cooldown_until: None,
                 }],
                 ..TaskStatus::default()
             },

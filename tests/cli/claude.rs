@@ -65,6 +65,18 @@ fn sse(content: &Value, stop_reason: &str) -> String {
 /// Serves the scripted replies, one per step of the conversation, then "Done.".
 /// Returns the base URL and the count of requests served.
 fn fake_messages_api(script: Vec<(Value, &'static str)>) -> (String, Arc<AtomicUsize>) {
+    serve(Reply::Script(script))
+}
+
+/// What the fake answers.
+enum Reply {
+    /// A conversation, one reply per step.
+    Script(Vec<(Value, &'static str)>),
+    /// Every request: this HTTP status line, extra headers and JSON body.
+    Error(&'static str, String, String),
+}
+
+fn serve(reply: Reply) -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let served = Arc::new(AtomicUsize::new(0));
@@ -100,6 +112,17 @@ fn fake_messages_api(script: Vec<(Value, &'static str)>) -> (String, Arc<AtomicU
                 .flat_map(|m| m["content"].as_array().into_iter().flatten())
                 .filter(|block| block["type"] == "tool_result")
                 .count();
+            let script = match &reply {
+                Reply::Error(status, headers, body) => {
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    continue;
+                }
+                Reply::Script(script) => script,
+            };
             let (content, stop) = if request.get("tools").is_none() {
                 (json!({"type": "text", "text": "ok"}), "end_turn")
             } else {
@@ -119,12 +142,12 @@ fn fake_messages_api(script: Vec<(Value, &'static str)>) -> (String, Arc<AtomicU
     (url, served)
 }
 
-#[test]
-fn claude_code_writes_a_file_runs_done_and_its_work_merges() {
-    let Some(claude) = std::env::var("CONVERGE_CLAUDE_BIN")
+/// The `claude` binary to test, or `None` (and a note) outside CI.
+fn claude_bin() -> Option<String> {
+    let bin = std::env::var("CONVERGE_CLAUDE_BIN")
         .ok()
-        .filter(|p| !p.is_empty())
-    else {
+        .filter(|p| !p.is_empty());
+    if bin.is_none() {
         assert!(
             std::env::var_os("CI").is_none(),
             "CI must install Claude Code and set CONVERGE_CLAUDE_BIN (see .ci/run)"
@@ -132,9 +155,44 @@ fn claude_code_writes_a_file_runs_done_and_its_work_merges() {
         eprintln!(
             "skipped: set CONVERGE_CLAUDE_BIN to a `claude` binary (npm @anthropic-ai/claude-code) to run this test"
         );
+    }
+    bin
+}
+
+/// A repository with one sandboxed task `one/t` on Claude Code that must
+/// write hello.txt.
+fn claude_repo(claude: &str, env_allow: &str) -> Sandbox {
+    let sb = Sandbox::repo();
+    sb.write("README.md", "project\n");
+    sb.write("planning/goal.md", "Say hello.\n");
+    sb.write(
+        "planning/converge.toml",
+        format!(
+            "[reconcile]\ndefault_harness = \"claude\"\n\n[harness.claude]\nkind = \"claude-code\"\ncommand = \"{claude}\"\nmodels = {{ narrow = \"claude-sonnet-4-5\" }}\n\n[invariants.hello]\nkind = \"custom\"\ncommand = \"test\"\nargs = [\"-f\", \"hello.txt\"]\n\n[sandbox]\nenabled = true\nenv_allow = [{env_allow}]\n"
+        ),
+    );
+    sb.write(
+        "planning/plans/one.toml",
+        "[plan]\nname = \"One\"\nstate = \"active\"\n\n[[tasks]]\nname = \"t\"\ndescription = \"Write hello.txt, then run `converge done`.\"\nscope = \"narrow\"\ngate = \"auto\"\ninvariants = [\"hello\"]\ntimeout = \"2m\"\n",
+    );
+    sb.commit_all("a claude task");
+    sb
+}
+
+fn agent_log(sb: &Sandbox, attempt: u32) -> String {
+    std::fs::read_to_string(
+        sb.path()
+            .join(format!(".git/converge/runs/one/t/{attempt}/agent.log")),
+    )
+    .unwrap_or_default()
+}
+
+#[test]
+fn claude_code_writes_a_file_runs_done_and_its_work_merges() {
+    let Some(claude) = claude_bin() else {
         return;
     };
-    let sb = Sandbox::repo();
+    let sb = claude_repo(&claude, "\"PATH\", \"HOME\"");
     let worktree = sb.path().join(".converge/worktrees/one/t");
     let (url, served) = fake_messages_api(vec![
         (
@@ -163,19 +221,6 @@ fn claude_code_writes_a_file_runs_done_and_its_work_merges() {
         ),
         (json!({"type": "text", "text": "Done."}), "end_turn"),
     ]);
-    sb.write("README.md", "project\n");
-    sb.write("planning/goal.md", "Say hello.\n");
-    sb.write(
-        "planning/converge.toml",
-        format!(
-            "[reconcile]\ndefault_harness = \"claude\"\n\n[harness.claude]\nkind = \"claude-code\"\ncommand = \"{claude}\"\nmodels = {{ narrow = \"claude-sonnet-4-5\" }}\n\n[invariants.hello]\nkind = \"custom\"\ncommand = \"test\"\nargs = [\"-f\", \"hello.txt\"]\n\n[sandbox]\nenabled = true\nenv_allow = [\"PATH\", \"HOME\"]\n"
-        ),
-    );
-    sb.write(
-        "planning/plans/one.toml",
-        "[plan]\nname = \"One\"\nstate = \"active\"\n\n[[tasks]]\nname = \"t\"\ndescription = \"Write hello.txt, then run `converge done`.\"\nscope = \"narrow\"\ngate = \"auto\"\ninvariants = [\"hello\"]\ntimeout = \"2m\"\n",
-    );
-    sb.commit_all("a claude task");
     let home = tempfile::tempdir().expect("home");
     let out = crate::support::converge_at(
         sb.path(),
@@ -186,21 +231,33 @@ fn claude_code_writes_a_file_runs_done_and_its_work_merges() {
             ("ANTHROPIC_API_KEY", "sk-ant-fake-test-key"),
         ],
     );
-    let log = std::fs::read_to_string(sb.path().join(".git/converge/runs/one/t/1/agent.log"))
-        .unwrap_or_default();
+    let log = agent_log(&sb, 1);
     assert!(
         out.status.success(),
         "{}{}\nagent.log:\n{log}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let status = sb.read("planning/status/one.toml");
-    assert!(
-        status.contains("phase = \"merged\""),
+    let status: toml::Table = sb.read("planning/status/one.toml").parse().expect("status");
+    let task = &status["tasks"]["t"];
+    assert_eq!(
+        task["phase"].as_str(),
+        Some("merged"),
         "{status}\nagent.log:\n{log}"
     );
     assert_eq!(sb.read("hello.txt"), "written by claude\n");
     assert!(served.load(Ordering::SeqCst) >= 4, "four turns at least");
+    // Tokens and cost come from the CLI's stream: the fake reports 100 input
+    // tokens per turn, and Claude Code prices them itself.
+    let record = &task["attempts"][0];
+    assert!(record["tokens_in"].as_integer() >= Some(400), "{record}");
+    assert!(record["tokens_out"].as_integer() > Some(0), "{record}");
+    assert!(record["cost_usd"].as_float() > Some(0.0), "{record}");
+    assert_eq!(
+        record["model"].as_str(),
+        Some("claude-sonnet-4-5"),
+        "{record}"
+    );
     let events = std::fs::read_to_string(sb.path().join(".git/converge/runs/one/t/1/events.jsonl"))
         .unwrap_or_default();
     assert!(
@@ -213,4 +270,92 @@ fn claude_code_writes_a_file_runs_done_and_its_work_merges() {
     );
     // The API key reached the CLI but never the log.
     assert!(!log.contains("sk-ant-fake-test-key"), "{log}");
+}
+
+#[test]
+fn a_spent_usage_window_cools_claude_down_until_its_reset_without_using_up_the_attempt() {
+    let Some(claude) = claude_bin() else {
+        return;
+    };
+    // A subscription login (`claude setup-token`) whose five-hour window is
+    // spent: the API answers 429 with the window's reset time.
+    let sb = claude_repo(&claude, "\"PATH\", \"HOME\", \"CLAUDE_CODE_MAX_RETRIES\"");
+    let reset = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 3 * 3600;
+    let (url, served) = serve(Reply::Error(
+        "429 Too Many Requests",
+        format!(
+            "anthropic-ratelimit-unified-status: rejected\r\nanthropic-ratelimit-unified-reset: {reset}\r\nanthropic-ratelimit-unified-representative-claim: five_hour\r\n"
+        ),
+        r#"{"type":"error","error":{"type":"rate_limit_error","message":"rate limited"}}"#.into(),
+    ));
+    let home = tempfile::tempdir().expect("home");
+    let env = [
+        ("ANTHROPIC_BASE_URL", url.as_str()),
+        ("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-fake-test-token"),
+        ("CLAUDE_CODE_MAX_RETRIES", "0"),
+    ];
+    // Tick until the attempt is judged (the agent runs detached).
+    let mut out =
+        crate::support::converge_at(sb.path(), home.path(), &["reconcile", "--once"], &env);
+    for _ in 0..120 {
+        let text = sb.read("planning/status/one.toml");
+        if text.contains("outcome = ") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        out = crate::support::converge_at(sb.path(), home.path(), &["reconcile", "--once"], &env);
+    }
+    let log = agent_log(&sb, 1);
+    let transcript = format!(
+        "{}{}\nagent.log:\n{log}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(served.load(Ordering::SeqCst) >= 1, "{transcript}");
+    let status: toml::Table = sb.read("planning/status/one.toml").parse().expect("status");
+    let task = &status["tasks"]["t"];
+    assert_eq!(
+        task["phase"].as_str(),
+        Some("failed"),
+        "{status}\n{transcript}"
+    );
+    assert_eq!(
+        task["failures"].as_integer(),
+        Some(0),
+        "not counted: {status}"
+    );
+    assert_eq!(
+        task["last_failure"]["reason"].as_str(),
+        Some("rate-limited")
+    );
+    let record = &task["attempts"][0];
+    assert_eq!(record["outcome"].as_str(), Some("rate-limited"), "{record}");
+    let until = record["cooldown_until"].as_str().expect("cooldown_until");
+    let expected = converge::time::Timestamp::from_unix(i64::try_from(reset).expect("i64"));
+    assert_eq!(until, expected.to_string(), "the window's own reset time");
+    // Nothing else starts on the harness; the reason is in --explain and STATUS.md.
+    let explain = crate::support::converge_at(
+        sb.path(),
+        home.path(),
+        &["reconcile", "--dry-run", "--explain"],
+        &env,
+    );
+    let explained = String::from_utf8_lossy(&explain.stdout);
+    assert!(
+        explained.contains("backoff") || explained.contains("harness-cooling"),
+        "{explained}"
+    );
+    assert!(!explained.contains("retry one/t"), "{explained}");
+    let status_md = sb.read("planning/STATUS.md");
+    assert!(
+        status_md.contains("harness `claude` cools down until")
+            && status_md.contains("does not count against `retry_max`"),
+        "{status_md}"
+    );
+    // The OAuth token reached the CLI but never the log.
+    assert!(!log.contains("sk-ant-oat01-fake-test-token"), "{log}");
 }

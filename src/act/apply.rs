@@ -48,11 +48,15 @@ fn harness_extra_env(
     harness: &crate::spec::Harness,
     env: &dyn Fn(&str) -> Option<String>,
     run: &Path,
-) -> Vec<(&'static str, String)> {
+) -> Result<Vec<(&'static str, String)>, super::run::RunError> {
     let mut extra: Vec<(&'static str, String)> = harness::harness_env(harness.kind)
         .iter()
         .filter_map(|name| env(name).map(|value| (*name, value)))
         .collect();
+    if harness.kind == crate::spec::HarnessKind::Codex {
+        let home = codex_home(env, run)?;
+        extra.push(("CODEX_HOME", home.to_string_lossy().into_owned()));
+    }
     if harness.kind == crate::spec::HarnessKind::ClaudeCode {
         extra.push((
             "CLAUDE_CONFIG_DIR",
@@ -65,7 +69,38 @@ fn harness_extra_env(
         // then UTC, which is how converge reads them.
         extra.push(("TZ", "UTC".to_owned()));
     }
-    extra
+    Ok(extra)
+}
+
+/// Codex writes its sessions and logs under `CODEX_HOME`, which the sandbox
+/// must let it write, so each run gets `<run>/codex`: a copy of the user's
+/// `config.toml` (providers, profiles) from `$CODEX_HOME` or `~/.codex`, and a
+/// link to their `auth.json` (a ChatGPT login), when they exist.
+fn codex_home(
+    env: &dyn Fn(&str) -> Option<String>,
+    run: &Path,
+) -> Result<PathBuf, super::run::RunError> {
+    let home = run.join("codex");
+    let write = |path: &Path| {
+        let path = path.to_owned();
+        move |source| super::run::RunError::Write { path, source }
+    };
+    std::fs::create_dir_all(&home).map_err(write(&home))?;
+    let user = env("CODEX_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|h| Path::new(&h).join(".codex")));
+    if let Some(user) = user.filter(|u| u != &home) {
+        let config = user.join("config.toml");
+        if config.is_file() {
+            std::fs::copy(&config, home.join("config.toml")).map_err(write(&home))?;
+        }
+        let auth = user.join("auth.json");
+        let link = home.join("auth.json");
+        if auth.is_file() && !link.exists() {
+            std::os::unix::fs::symlink(&auth, &link).map_err(write(&link))?;
+        }
+    }
+    Ok(home)
 }
 
 /// The condition of a task whose attempt runs without the sandbox it asked for.
@@ -444,6 +479,7 @@ fn start(
             converge: ctx.converge,
             model,
             invariants,
+            confined: config.sandbox.enabled,
         },
     ) {
         Ok(launch) => launch,
@@ -486,7 +522,7 @@ fn start(
                 harness::agent_env(
                     config,
                     ctx.env,
-                    &harness_extra_env(harness_def, ctx.env, &run),
+                    &harness_extra_env(harness_def, ctx.env, &run)?,
                 ),
                 ctx.converge,
             ),

@@ -43,6 +43,8 @@ pub struct LaunchInput<'a> {
     pub model: Option<&'a str>,
     /// The task's invariants: the agent may run them.
     pub invariants: Vec<&'a Invariant>,
+    /// converge's Landlock sandbox confines the agent (`[sandbox] enabled`).
+    pub confined: bool,
 }
 
 /// The environment variables a CLI harness needs from converge's environment,
@@ -55,6 +57,7 @@ pub fn harness_env(kind: HarnessKind) -> &'static [&'static str] {
             "ANTHROPIC_BASE_URL",
             "CLAUDE_CODE_OAUTH_TOKEN",
         ],
+        HarnessKind::Codex => &["OPENAI_API_KEY", "CODEX_API_KEY", "OPENAI_BASE_URL"],
         _ => &[],
     }
 }
@@ -74,6 +77,21 @@ fn argv_prompt(prompt: &str, prompt_file: &Path) -> String {
             prompt_file.display()
         )
     }
+}
+
+/// `text` as a TOML basic string.
+fn toml_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// `word` as a POSIX shell would need it typed: as it is when it holds only
@@ -173,6 +191,48 @@ pub fn launch(harness: &Harness, input: &LaunchInput<'_>) -> Result<Launch, Harn
             if let Some(model) = input.model {
                 args.extend(["--model".to_owned(), model.to_owned()]);
             }
+            args.extend(harness.args.iter().cloned());
+            Ok(Launch { program, args })
+        }
+        HarnessKind::Codex => {
+            let program = harness.command.clone().unwrap_or_else(|| "codex".into());
+            let mut args: Vec<String> = vec![
+                "exec".into(),
+                "--json".into(),
+                "--skip-git-repo-check".into(),
+                "-C".into(),
+                worktree.to_string_lossy().into_owned(),
+                "-c".into(),
+                "approval_policy=\"never\"".into(),
+                // A login shell's profile resets PATH, which would lose the
+                // converge binary converge puts first on it.
+                "-c".into(),
+                "allow_login_shell=false".into(),
+                "--sandbox".into(),
+            ];
+            if input.confined {
+                // Codex's sandbox (bubblewrap) cannot set up its namespaces
+                // inside converge's Landlock domain, which already confines
+                // every file write; Codex's own is then off.
+                args.push("danger-full-access".into());
+            } else {
+                // Codex's own sandbox lets commands write the worktree and
+                // temp dirs; `converge done` also writes the run directory.
+                let run = prompt_file.parent().unwrap_or(prompt_file);
+                args.extend([
+                    "workspace-write".into(),
+                    "-c".into(),
+                    format!(
+                        "sandbox_workspace_write.writable_roots=[{}]",
+                        toml_string(&run.to_string_lossy())
+                    ),
+                ]);
+            }
+            if let Some(model) = input.model {
+                args.extend(["--model".to_owned(), model.to_owned()]);
+            }
+            args.extend(harness.args.iter().cloned());
+            args.push(argv_prompt(input.prompt, prompt_file));
             Ok(Launch { program, args })
         }
         other => Err(HarnessError::Unsupported {
@@ -330,8 +390,8 @@ mod tests {
         assert_eq!(
             unsupported,
             HarnessError::Unsupported {
-                name: "codex".into(),
-                kind: "codex"
+                name: "opencode".into(),
+                kind: "opencode"
             }
         );
     }
@@ -345,15 +405,58 @@ mod tests {
             converge: Path::new("/bin/converge"),
             model: None,
             invariants: Vec::new(),
+            confined: false,
         }
     }
 
     fn launch_err(spec: &crate::spec::Spec) -> HarnessError {
         launch(
-            &spec.config.harnesses["codex"],
+            &spec.config.harnesses["opencode"],
             &input(Path::new("p"), Path::new("w"), "t"),
         )
         .expect_err("not yet")
+    }
+
+    #[test]
+    fn codex_runs_headless_in_its_sandbox_with_the_run_directory_writable() {
+        let mut with = input(
+            Path::new("/runs/a \"b\"/prompt.md"),
+            Path::new("/wt/login"),
+            "auth/login",
+        );
+        with.model = Some("gpt-5-codex");
+        let mut codex = Harness::builtin("codex", HarnessKind::Codex);
+        codex.args = vec!["--profile".into(), "ci".into()];
+        let plain = launch(&codex, &with).expect("launches");
+        assert_eq!(plain.program, "codex");
+        assert_eq!(
+            plain.args,
+            [
+                "exec",
+                "--json",
+                "--skip-git-repo-check",
+                "-C",
+                "/wt/login",
+                "-c",
+                "approval_policy=\"never\"",
+                "-c",
+                "allow_login_shell=false",
+                "--sandbox",
+                "workspace-write",
+                "-c",
+                r#"sandbox_workspace_write.writable_roots=["/runs/a \"b\""]"#,
+                "--model",
+                "gpt-5-codex",
+                "--profile",
+                "ci",
+                "Do it.",
+            ]
+        );
+        // Under converge's Landlock sandbox, Codex's own is off.
+        with.confined = true;
+        let confined = launch(&codex, &with).expect("launches");
+        assert_eq!(confined.args[9..11], ["--sandbox", "danger-full-access"]);
+        assert!(!confined.args.iter().any(|a| a.contains("writable_roots")));
     }
 
     #[test]

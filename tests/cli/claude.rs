@@ -7,17 +7,16 @@
 //! package `@anthropic-ai/claude-code` and sets it). Without it the test says
 //! so and passes locally; under CI (`CI` set) a missing CLI fails the test.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
 
+use crate::fake_api::{Answer, cli_bin, serve, sse};
 use crate::support::Sandbox;
 
 /// One streamed reply of the Messages API (server-sent events).
-fn sse(content: &Value, stop_reason: &str) -> String {
+fn reply(content: &Value, stop_reason: &str) -> String {
     let mut events = vec![json!({
         "type": "message_start",
         "message": {
@@ -56,107 +55,36 @@ fn sse(content: &Value, stop_reason: &str) -> String {
         "usage": {"output_tokens": 10}
     }));
     events.push(json!({"type": "message_stop"}));
-    events
-        .iter()
-        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or("")))
-        .collect()
+    sse(&events)
 }
 
-/// Serves the scripted replies, one per step of the conversation, then "Done.".
-/// Returns the base URL and the count of requests served.
+/// Serves the scripted replies, one per step of the conversation (how many
+/// tool results came back), then "Done."; requests without tools (the CLI's
+/// own side calls) get a plain reply.
 fn fake_messages_api(script: Vec<(Value, &'static str)>) -> (String, Arc<AtomicUsize>) {
-    serve(Reply::Script(script))
-}
-
-/// What the fake answers.
-enum Reply {
-    /// A conversation, one reply per step.
-    Script(Vec<(Value, &'static str)>),
-    /// Every request: this HTTP status line, extra headers and JSON body.
-    Error(&'static str, String, String),
-}
-
-fn serve(reply: Reply) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let served = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&served);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-            let mut length = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    break;
-                }
-                let lower = line.to_ascii_lowercase();
-                if let Some(v) = lower.strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-                if line == "\r\n" {
-                    break;
-                }
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
-            counter.fetch_add(1, Ordering::SeqCst);
-            // The step of the conversation: how many tool results came back.
-            // Requests without tools (the CLI's own side calls) get a plain reply.
-            let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let step = request["messages"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|m| m["content"].as_array().into_iter().flatten())
-                .filter(|block| block["type"] == "tool_result")
-                .count();
-            let script = match &reply {
-                Reply::Error(status, headers, body) => {
-                    let _ = write!(
-                        stream,
-                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    continue;
-                }
-                Reply::Script(script) => script,
-            };
-            let (content, stop) = if request.get("tools").is_none() {
-                (json!({"type": "text", "text": "ok"}), "end_turn")
-            } else {
-                script
-                    .get(step)
-                    .cloned()
-                    .unwrap_or((json!({"type": "text", "text": "Done."}), "end_turn"))
-            };
-            let reply = sse(&content, stop);
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
-                reply.len()
-            );
-        }
-    });
-    (url, served)
+    serve(move |request| {
+        let step = request["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|m| m["content"].as_array().into_iter().flatten())
+            .filter(|block| block["type"] == "tool_result")
+            .count();
+        let (content, stop) = if request.get("tools").is_none() {
+            (json!({"type": "text", "text": "ok"}), "end_turn")
+        } else {
+            script
+                .get(step)
+                .cloned()
+                .unwrap_or((json!({"type": "text", "text": "Done."}), "end_turn"))
+        };
+        Answer::events(reply(&content, stop))
+    })
 }
 
 /// The `claude` binary to test, or `None` (and a note) outside CI.
 fn claude_bin() -> Option<String> {
-    let bin = std::env::var("CONVERGE_CLAUDE_BIN")
-        .ok()
-        .filter(|p| !p.is_empty());
-    if bin.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install Claude Code and set CONVERGE_CLAUDE_BIN (see .ci/run)"
-        );
-        eprintln!(
-            "skipped: set CONVERGE_CLAUDE_BIN to a `claude` binary (npm @anthropic-ai/claude-code) to run this test"
-        );
-    }
-    bin
+    cli_bin("CONVERGE_CLAUDE_BIN", "@anthropic-ai/claude-code", true)
 }
 
 /// A repository with one sandboxed task `one/t` on Claude Code that must
@@ -285,13 +213,15 @@ fn a_spent_usage_window_cools_claude_down_until_its_reset_without_using_up_the_a
         .expect("clock")
         .as_secs()
         + 3 * 3600;
-    let (url, served) = serve(Reply::Error(
-        "429 Too Many Requests",
-        format!(
+    let (url, served) = serve(move |_| Answer {
+        status: "429 Too Many Requests",
+        headers: format!(
             "anthropic-ratelimit-unified-status: rejected\r\nanthropic-ratelimit-unified-reset: {reset}\r\nanthropic-ratelimit-unified-representative-claim: five_hour\r\n"
         ),
-        r#"{"type":"error","error":{"type":"rate_limit_error","message":"rate limited"}}"#.into(),
-    ));
+        content_type: "application/json",
+        body: r#"{"type":"error","error":{"type":"rate_limit_error","message":"rate limited"}}"#
+            .into(),
+    });
     let home = tempfile::tempdir().expect("home");
     let env = [
         ("ANTHROPIC_BASE_URL", url.as_str()),

@@ -2,10 +2,12 @@
 //! git repositories. One test binary; modules by area.
 
 mod claude;
+mod codex;
 mod corpus;
 #[cfg(feature = "crash-points")]
 mod crash;
 mod dispatch;
+mod fake_api;
 mod git_layer;
 mod init;
 mod invariants;

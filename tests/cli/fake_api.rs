@@ -1,0 +1,96 @@
+//! A scripted local fake of a model API for the agent CLI end-to-end tests:
+//! one thread accepting HTTP/1.1 requests on 127.0.0.1, each answered by a
+//! handler from the request's JSON body, then closed.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::Value;
+
+/// An answer: status line (`200 OK`), extra header lines (each ending in
+/// `\r\n`), content type and body.
+pub struct Answer {
+    pub status: &'static str,
+    pub headers: String,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+impl Answer {
+    /// A `200 OK` server-sent event stream.
+    pub fn events(body: String) -> Self {
+        Answer {
+            status: "200 OK",
+            headers: "Cache-Control: no-cache\r\n".into(),
+            content_type: "text/event-stream",
+            body,
+        }
+    }
+}
+
+/// Server-sent events, each `event: <type>` and its JSON.
+pub fn sse(events: &[Value]) -> String {
+    events
+        .iter()
+        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or("")))
+        .collect()
+}
+
+/// Serves `handler`'s answers; returns the base URL and the count of requests.
+pub fn serve(handler: impl Fn(&Value) -> Answer + Send + 'static) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let served = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&served);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            counter.fetch_add(1, Ordering::SeqCst);
+            let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let answer = handler(&request);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {}\r\nContent-Type: {}\r\n{}Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+                answer.status,
+                answer.content_type,
+                answer.headers,
+                answer.body.len(),
+                answer.body
+            );
+        }
+    });
+    (url, served)
+}
+
+/// The binary an opt-in end-to-end test runs: `$var`, or `None` with a note
+/// (under CI, only `required` ones fail instead).
+pub fn cli_bin(var: &str, package: &str, required_in_ci: bool) -> Option<String> {
+    let bin = std::env::var(var).ok().filter(|p| !p.is_empty());
+    if bin.is_none() {
+        assert!(
+            !required_in_ci || std::env::var_os("CI").is_none(),
+            "CI must install {package} and set {var} (see .ci/run)"
+        );
+        eprintln!("skipped: set {var} to a binary of npm {package} to run this test");
+    }
+    bin
+}

@@ -48,6 +48,7 @@ fn harness_extra_env(
     harness: &crate::spec::Harness,
     env: &dyn Fn(&str) -> Option<String>,
     run: &Path,
+    invariants: &[&crate::spec::Invariant],
 ) -> Result<Vec<(&'static str, String)>, super::run::RunError> {
     let mut extra: Vec<(&'static str, String)> = harness::harness_env(harness.kind)
         .iter()
@@ -56,6 +57,24 @@ fn harness_extra_env(
     if harness.kind == crate::spec::HarnessKind::Codex {
         let home = codex_home(env, run)?;
         extra.push(("CODEX_HOME", home.to_string_lossy().into_owned()));
+    }
+    if harness.kind == crate::spec::HarnessKind::Opencode {
+        // OpenCode keeps sessions, logs and caches under the XDG data, state
+        // and cache homes, which the sandbox must let it write: the run's.
+        let base = run.join("opencode");
+        for (name, dir) in [
+            ("XDG_DATA_HOME", "data"),
+            ("XDG_STATE_HOME", "state"),
+            ("XDG_CACHE_HOME", "cache"),
+        ] {
+            extra.push((name, base.join(dir).to_string_lossy().into_owned()));
+        }
+        extra.push((
+            "OPENCODE_CONFIG_CONTENT",
+            harness::opencode_permissions(invariants),
+        ));
+        extra.push(("OPENCODE_DISABLE_AUTOUPDATE", "1".to_owned()));
+        extra.push(("OPENCODE_DISABLE_MODELS_FETCH", "1".to_owned()));
     }
     if harness.kind == crate::spec::HarnessKind::ClaudeCode {
         extra.push((
@@ -70,6 +89,18 @@ fn harness_extra_env(
         extra.push(("TZ", "UTC".to_owned()));
     }
     Ok(extra)
+}
+
+/// Whether `program` can be executed: a path that exists, or a name found in
+/// one of `path`'s directories.
+fn program_exists(program: &str, path: Option<&str>) -> bool {
+    if program.contains('/') {
+        return Path::new(program).is_file();
+    }
+    path.unwrap_or_default()
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .any(|d| Path::new(d).join(program).is_file())
 }
 
 /// Codex writes its sessions and logs under `CODEX_HOME`, which the sandbox
@@ -478,10 +509,24 @@ fn start(
             task: &task_name,
             converge: ctx.converge,
             model,
-            invariants,
+            invariants: invariants.clone(),
             confined: config.sandbox.enabled,
         },
-    ) {
+    )
+    .map_err(|e| e.to_string())
+    .and_then(|launch| {
+        // An agent CLI that is not installed fails every attempt the same way.
+        if harness_def.kind.streams()
+            && !program_exists(&launch.program, (ctx.env)("PATH").as_deref())
+        {
+            Err(format!(
+                "the `{}` CLI of harness `{}` is not installed here (not found on PATH); install it, or set `command` in [harness.{}] to its path",
+                launch.program, task.harness, task.harness
+            ))
+        } else {
+            Ok(launch)
+        }
+    }) {
         Ok(launch) => launch,
         Err(e) => {
             // Retrying cannot help until the configuration changes: a human
@@ -522,7 +567,7 @@ fn start(
                 harness::agent_env(
                     config,
                     ctx.env,
-                    &harness_extra_env(harness_def, ctx.env, &run)?,
+                    &harness_extra_env(harness_def, ctx.env, &run, &invariants)?,
                 ),
                 ctx.converge,
             ),

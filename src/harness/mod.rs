@@ -21,10 +21,6 @@ pub struct Launch {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HarnessError {
-    #[error(
-        "harness `{name}` is of kind `{kind}`, which this version of converge cannot launch yet"
-    )]
-    Unsupported { name: String, kind: &'static str },
     #[error("harness `{name}` has no `command`")]
     NoCommand { name: String },
 }
@@ -58,6 +54,15 @@ pub fn harness_env(kind: HarnessKind) -> &'static [&'static str] {
             "CLAUDE_CODE_OAUTH_TOKEN",
         ],
         HarnessKind::Codex => &["OPENAI_API_KEY", "CODEX_API_KEY", "OPENAI_BASE_URL"],
+        // Its providers' keys, and where the user's configuration lives.
+        HarnessKind::Opencode => &[
+            "ANTHROPIC_API_KEY",
+            "OPENAI_API_KEY",
+            "OPENROUTER_API_KEY",
+            "GEMINI_API_KEY",
+            "XDG_CONFIG_HOME",
+            "OPENCODE_CONFIG",
+        ],
         _ => &[],
     }
 }
@@ -77,6 +82,43 @@ fn argv_prompt(prompt: &str, prompt_file: &Path) -> String {
             prompt_file.display()
         )
     }
+}
+
+/// OpenCode's permissions for an attempt (`OPENCODE_CONFIG_CONTENT`, merged
+/// over the user's configuration): edits allowed (in its working directory,
+/// the worktree; other directories denied), shell commands denied but the
+/// converge agent commands and the task's invariants, no web fetches, and no
+/// questions (a headless run cannot answer them).
+pub fn opencode_permissions(invariants: &[&Invariant]) -> String {
+    let mut bash = serde_json::Map::new();
+    bash.insert("*".into(), "deny".into());
+    for command in [
+        "converge task",
+        "converge check",
+        "converge progress *",
+        "converge done",
+    ] {
+        bash.insert(command.into(), "allow".into());
+    }
+    for invariant in invariants {
+        let line = std::iter::once(invariant.command.as_str())
+            .chain(invariant.args.iter().map(String::as_str))
+            .map(shell_word)
+            .collect::<Vec<_>>()
+            .join(" ");
+        bash.insert(line, "allow".into());
+    }
+    serde_json::json!({
+        "permission": {
+            "edit": "allow",
+            "bash": bash,
+            "webfetch": "deny",
+            "external_directory": "deny",
+        },
+        "autoupdate": false,
+        "share": "disabled",
+    })
+    .to_string()
 }
 
 /// `text` as a TOML basic string.
@@ -235,10 +277,16 @@ pub fn launch(harness: &Harness, input: &LaunchInput<'_>) -> Result<Launch, Harn
             args.push(argv_prompt(input.prompt, prompt_file));
             Ok(Launch { program, args })
         }
-        other => Err(HarnessError::Unsupported {
-            name: harness.name.clone(),
-            kind: other.as_str(),
-        }),
+        HarnessKind::Opencode => {
+            let program = harness.command.clone().unwrap_or_else(|| "opencode".into());
+            let mut args: Vec<String> = vec!["run".into(), "--format".into(), "json".into()];
+            if let Some(model) = input.model {
+                args.extend(["--model".to_owned(), model.to_owned()]);
+            }
+            args.extend(harness.args.iter().cloned());
+            args.push(argv_prompt(input.prompt, prompt_file));
+            Ok(Launch { program, args })
+        }
     }
 }
 
@@ -386,14 +434,6 @@ mod tests {
                 "auth/login"
             ]
         );
-        let unsupported = launch_err(&spec);
-        assert_eq!(
-            unsupported,
-            HarnessError::Unsupported {
-                name: "opencode".into(),
-                kind: "opencode"
-            }
-        );
     }
 
     fn input<'a>(prompt_file: &'a Path, worktree: &'a Path, task: &'a str) -> LaunchInput<'a> {
@@ -407,14 +447,6 @@ mod tests {
             invariants: Vec::new(),
             confined: false,
         }
-    }
-
-    fn launch_err(spec: &crate::spec::Spec) -> HarnessError {
-        launch(
-            &spec.config.harnesses["opencode"],
-            &input(Path::new("p"), Path::new("w"), "t"),
-        )
-        .expect_err("not yet")
     }
 
     #[test]

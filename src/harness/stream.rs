@@ -410,6 +410,15 @@ fn opencode(event: &Value, s: &mut Summary, now: Timestamp) -> bool {
         Some("tool" | "tool_use") => {
             let name = part.get("tool").and_then(Value::as_str).unwrap_or("?");
             s.progress.push(format!("tool: {name}"));
+            // A call a permission rule refused ends in an error saying so.
+            let refused = part.pointer("/state/status").and_then(Value::as_str) == Some("error")
+                && part
+                    .pointer("/state/error")
+                    .and_then(Value::as_str)
+                    .is_some_and(|e| e.contains("specified a rule which prevents"));
+            if refused {
+                s.denied_tools.push(name.to_owned());
+            }
             true
         }
         Some("step_finish") => {
@@ -630,6 +639,24 @@ mod tests {
             r#"{"type":"turn.failed","error":{"message":"stream error: 429 Too Many Requests; rate limit reached"}}"#,
         );
         assert_eq!(failed.error.map(|e| e.kind), Some(ErrorKind::RateLimit));
+    }
+
+    #[test]
+    fn opencode_reports_calls_its_permission_rules_refused() {
+        // As OpenCode 1.18.33 printed it under converge's rules (trimmed ids).
+        let line = r#"{"type":"tool_use","timestamp":1795420376330,"sessionID":"ses_1","part":{"type":"tool","tool":"bash","callID":"call_done","state":{"status":"error","input":{"command":"ls / > listing.txt","description":"Forbidden"},"error":"The user has specified a rule which prevents you from using this specific tool call."}}}"#;
+        let s = summarize(HarnessKind::Opencode, NOW, line);
+        assert_eq!(s.denied_tools, ["bash"]);
+        // A tool that failed for another reason is not a refusal.
+        let failed = line.replace(
+            "The user has specified a rule which prevents you from using this specific tool call.",
+            "exit status 1",
+        );
+        assert!(
+            summarize(HarnessKind::Opencode, NOW, &failed)
+                .denied_tools
+                .is_empty()
+        );
     }
 
     #[test]

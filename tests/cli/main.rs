@@ -12,6 +12,7 @@ mod git_layer;
 mod init;
 mod invariants;
 mod observe;
+mod opencode;
 mod plans;
 mod race;
 mod reconcile;

@@ -1201,6 +1201,14 @@ fn a_harness_that_cannot_start_escalates_and_retry_resumes_after_the_fix() {
         task(&st, "t")["last_failure"]["reason"].as_str(),
         Some("harness-unavailable")
     );
+    let message = task(&st, "t")["last_failure"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.contains("the `codex` CLI of harness `codex` is not installed here"),
+        "{message}"
+    );
     // Nothing more happens on its own.
     let before = sb.git(&["rev-parse", "main"]);
     tick(&sb).success();

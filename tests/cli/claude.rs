@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
 
-use crate::fake_api::{Answer, cli_bin, serve, sse};
+use crate::fake_api::{Answer, agent_log, assert_merged, cli_bin, cli_repo, serve, settle, sse};
 use crate::support::Sandbox;
 
 /// One streamed reply of the Messages API (server-sent events).
@@ -87,32 +87,15 @@ fn claude_bin() -> Option<String> {
     cli_bin("CONVERGE_CLAUDE_BIN", "@anthropic-ai/claude-code", true)
 }
 
-/// A repository with one sandboxed task `one/t` on Claude Code that must
-/// write hello.txt.
+/// The task on Claude Code, sandboxed, with these variables allowed.
 fn claude_repo(claude: &str, env_allow: &str) -> Sandbox {
-    let sb = Sandbox::repo();
-    sb.write("README.md", "project\n");
-    sb.write("planning/goal.md", "Say hello.\n");
-    sb.write(
-        "planning/converge.toml",
-        format!(
-            "[reconcile]\ndefault_harness = \"claude\"\n\n[harness.claude]\nkind = \"claude-code\"\ncommand = \"{claude}\"\nmodels = {{ narrow = \"claude-sonnet-4-5\" }}\n\n[invariants.hello]\nkind = \"custom\"\ncommand = \"test\"\nargs = [\"-f\", \"hello.txt\"]\n\n[sandbox]\nenabled = true\nenv_allow = [{env_allow}]\n"
-        ),
-    );
-    sb.write(
-        "planning/plans/one.toml",
-        "[plan]\nname = \"One\"\nstate = \"active\"\n\n[[tasks]]\nname = \"t\"\ndescription = \"Write hello.txt, then run `converge done`.\"\nscope = \"narrow\"\ngate = \"auto\"\ninvariants = [\"hello\"]\ntimeout = \"2m\"\n",
-    );
-    sb.commit_all("a claude task");
-    sb
-}
-
-fn agent_log(sb: &Sandbox, attempt: u32) -> String {
-    std::fs::read_to_string(
-        sb.path()
-            .join(format!(".git/converge/runs/one/t/{attempt}/agent.log")),
+    cli_repo(
+        "claude-code",
+        claude,
+        "claude-sonnet-4-5",
+        &format!("[sandbox]\nenabled = true\nenv_allow = [{env_allow}]\n"),
+        "",
     )
-    .unwrap_or_default()
 }
 
 #[test]
@@ -149,31 +132,15 @@ fn claude_code_writes_a_file_runs_done_and_its_work_merges() {
         ),
         (json!({"type": "text", "text": "Done."}), "end_turn"),
     ]);
-    let home = tempfile::tempdir().expect("home");
-    let out = crate::support::converge_at(
-        sb.path(),
-        home.path(),
-        &["reconcile", "--wait", "--max-ticks", "200"],
+    let (status, log) = settle(
+        &sb,
         &[
             ("ANTHROPIC_BASE_URL", &url),
             ("ANTHROPIC_API_KEY", "sk-ant-fake-test-key"),
         ],
     );
-    let log = agent_log(&sb, 1);
-    assert!(
-        out.status.success(),
-        "{}{}\nagent.log:\n{log}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status: toml::Table = sb.read("planning/status/one.toml").parse().expect("status");
+    assert_merged(&sb, &status, &log, "written by claude\n");
     let task = &status["tasks"]["t"];
-    assert_eq!(
-        task["phase"].as_str(),
-        Some("merged"),
-        "{status}\nagent.log:\n{log}"
-    );
-    assert_eq!(sb.read("hello.txt"), "written by claude\n");
     assert!(served.load(Ordering::SeqCst) >= 4, "four turns at least");
     // Tokens and cost come from the CLI's stream: the fake reports 100 input
     // tokens per turn, and Claude Code prices them itself.
@@ -282,7 +249,7 @@ fn a_spent_usage_window_cools_claude_down_until_its_reset_without_using_up_the_a
     assert!(!explained.contains("retry one/t"), "{explained}");
     let status_md = sb.read("planning/STATUS.md");
     assert!(
-        status_md.contains("harness `claude` cools down until")
+        status_md.contains("harness `claude-code` cools down until")
             && status_md.contains("does not count against `retry_max`"),
         "{status_md}"
     );

@@ -8,8 +8,7 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
 
-use crate::fake_api::{Answer, cli_bin, serve, sse};
-use crate::support::Sandbox;
+use crate::fake_api::{Answer, assert_merged, cli_bin, cli_repo, serve, settle, sse};
 
 /// One streamed Responses API reply holding `item`, with usage.
 fn response(item: &Value) -> String {
@@ -66,20 +65,15 @@ fn codex_task(converge_sandbox: bool) {
         };
         Answer::events(response(&item))
     });
-    let sb = Sandbox::repo();
-    sb.write("README.md", "project\n");
-    sb.write("planning/goal.md", "Say hello.\n");
-    sb.write(
-        "planning/converge.toml",
-        format!(
-            "[reconcile]\ndefault_harness = \"codex\"\n\n[harness.codex]\nkind = \"codex\"\ncommand = \"{codex}\"\nmodels = {{ narrow = \"fake-model\" }}\n\n[invariants.hello]\nkind = \"custom\"\ncommand = \"test\"\nargs = [\"-f\", \"hello.txt\"]\n\n[prices]\n\"fake-model\" = {{ input = 2.0, output = 10.0 }}\n\n[sandbox]\nenabled = {converge_sandbox}\nenv_allow = [\"PATH\", \"HOME\", \"FAKE_API_KEY\"]\n"
+    let sb = cli_repo(
+        "codex",
+        &codex,
+        "fake-model",
+        &format!(
+            "[prices]\n\"fake-model\" = {{ input = 2.0, output = 10.0 }}\n\n[sandbox]\nenabled = {converge_sandbox}\nenv_allow = [\"PATH\", \"HOME\", \"FAKE_API_KEY\"]\n"
         ),
+        "",
     );
-    sb.write(
-        "planning/plans/one.toml",
-        "[plan]\nname = \"One\"\nstate = \"active\"\n\n[[tasks]]\nname = \"t\"\ndescription = \"Write hello.txt, then run `converge done`.\"\nscope = \"narrow\"\ngate = \"auto\"\ninvariants = [\"hello\"]\ntimeout = \"2m\"\n",
-    );
-    sb.commit_all("a codex task");
     // The user's Codex configuration: a provider for the fake.
     let codex_home = tempfile::tempdir().expect("codex home");
     std::fs::write(
@@ -89,32 +83,15 @@ fn codex_task(converge_sandbox: bool) {
         ),
     )
     .expect("config");
-    let home = tempfile::tempdir().expect("home");
-    let out = crate::support::converge_at(
-        sb.path(),
-        home.path(),
-        &["reconcile", "--wait", "--max-ticks", "200"],
+    let (status, log) = settle(
+        &sb,
         &[
             ("CODEX_HOME", codex_home.path().to_str().expect("utf-8")),
             ("FAKE_API_KEY", "sk-fake-codex-test-key"),
         ],
     );
-    let log = std::fs::read_to_string(sb.path().join(".git/converge/runs/one/t/1/agent.log"))
-        .unwrap_or_default();
-    assert!(
-        out.status.success(),
-        "{}{}\nagent.log:\n{log}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status: toml::Table = sb.read("planning/status/one.toml").parse().expect("status");
+    assert_merged(&sb, &status, &log, "written by codex\n");
     let task = &status["tasks"]["t"];
-    assert_eq!(
-        task["phase"].as_str(),
-        Some("merged"),
-        "{status}\nagent.log:\n{log}"
-    );
-    assert_eq!(sb.read("hello.txt"), "written by codex\n");
     assert!(served.load(Ordering::SeqCst) >= 3, "three turns at least");
     // Codex reports tokens but no cost: priced from [prices].
     let record = &task["attempts"][0];

@@ -1,6 +1,7 @@
-//! A scripted local fake of a model API for the agent CLI end-to-end tests:
-//! one thread accepting HTTP/1.1 requests on 127.0.0.1, each answered by a
-//! handler from the request's JSON body, then closed.
+//! Support for the agent CLI end-to-end tests: a scripted local fake of a
+//! model API (one thread accepting HTTP/1.1 requests on 127.0.0.1, each
+//! answered by a handler from the request's JSON body, then closed), and the
+//! one-task repository they all run.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -8,6 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
+
+use crate::support::Sandbox;
 
 /// An answer: status line (`200 OK`), extra header lines (each ending in
 /// `\r\n`), content type and body.
@@ -93,4 +96,69 @@ pub fn cli_bin(var: &str, package: &str, required_in_ci: bool) -> Option<String>
         eprintln!("skipped: set {var} to a binary of npm {package} to run this test");
     }
     bin
+}
+
+/// A repository with one task `one/t` ("write hello.txt, then run `converge
+/// done`", checked by the invariant `hello`) on a harness `kind` named like
+/// it, at `bin`, with `model` for narrow tasks; `config` is appended to
+/// `converge.toml` (`[sandbox]`, `[prices]`) and `task_keys` to the task.
+pub fn cli_repo(kind: &str, bin: &str, model: &str, config: &str, task_keys: &str) -> Sandbox {
+    let sb = Sandbox::repo();
+    sb.write("README.md", "project\n");
+    sb.write("planning/goal.md", "Say hello.\n");
+    sb.write(
+        "planning/converge.toml",
+        format!(
+            "[reconcile]\ndefault_harness = \"{kind}\"\n\n[harness.{kind}]\nkind = \"{kind}\"\ncommand = \"{bin}\"\nmodels = {{ narrow = \"{model}\" }}\n\n[invariants.hello]\nkind = \"custom\"\ncommand = \"test\"\nargs = [\"-f\", \"hello.txt\"]\n\n{config}"
+        ),
+    );
+    sb.write(
+        "planning/plans/one.toml",
+        format!(
+            "[plan]\nname = \"One\"\nstate = \"active\"\n\n[[tasks]]\nname = \"t\"\ndescription = \"Write hello.txt, then run `converge done`.\"\nscope = \"narrow\"\ngate = \"auto\"\ninvariants = [\"hello\"]\ntimeout = \"2m\"\n{task_keys}"
+        ),
+    );
+    sb.commit_all(&format!("a {kind} task"));
+    sb
+}
+
+/// The agent log of `one/t`'s attempt.
+pub fn agent_log(sb: &Sandbox, attempt: u32) -> String {
+    std::fs::read_to_string(
+        sb.path()
+            .join(format!(".git/converge/runs/one/t/{attempt}/agent.log")),
+    )
+    .unwrap_or_default()
+}
+
+/// Reconciles until nothing is left to do, with `env` on top of the isolated
+/// environment; asserts that converge succeeded and returns plan `one`'s
+/// status and attempt 1's agent log.
+pub fn settle(sb: &Sandbox, env: &[(&str, &str)]) -> (toml::Table, String) {
+    let home = tempfile::tempdir().expect("home");
+    let out = crate::support::converge_at(
+        sb.path(),
+        home.path(),
+        &["reconcile", "--wait", "--max-ticks", "300"],
+        env,
+    );
+    let log = agent_log(sb, 1);
+    assert!(
+        out.status.success(),
+        "{}{}\nagent.log:\n{log}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = sb.read("planning/status/one.toml").parse().expect("status");
+    (status, log)
+}
+
+/// Asserts that `one/t` merged with hello.txt as `content`.
+pub fn assert_merged(sb: &Sandbox, status: &toml::Table, log: &str, content: &str) {
+    assert_eq!(
+        status["tasks"]["t"]["phase"].as_str(),
+        Some("merged"),
+        "{status}\nagent.log:\n{log}"
+    );
+    assert_eq!(sb.read("hello.txt"), content);
 }

@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use crate::fake_api::{Answer, cli_bin, serve};
+use crate::fake_api::{Answer, assert_merged, cli_bin, cli_repo, serve, settle};
 use crate::support::Sandbox;
 
 /// A streamed chat completion: `delta` in one chunk, then the finish with usage.
@@ -40,16 +40,9 @@ fn opencode_writes_a_file_runs_done_and_its_work_merges() {
     let Some(opencode) = cli_bin("CONVERGE_OPENCODE_BIN", "opencode-ai", false) else {
         return;
     };
-    let (sb, log) = opencode_task(&opencode, "converge done", "");
-    let status: toml::Table = sb.read("planning/status/one.toml").parse().expect("status");
-    let task = &status["tasks"]["t"];
-    assert_eq!(
-        task["phase"].as_str(),
-        Some("merged"),
-        "{status}\nagent.log:\n{log}"
-    );
-    assert_eq!(sb.read("hello.txt"), "written by opencode\n");
-    let record = &task["attempts"][0];
+    let (sb, status, log) = opencode_task(&opencode, "converge done", "");
+    assert_merged(&sb, &status, &log, "written by opencode\n");
+    let record = &status["tasks"]["t"]["attempts"][0];
     assert!(record["tokens_in"].as_integer() >= Some(300), "{record}");
     assert!(
         record["cost_usd"].as_float() > Some(0.0),
@@ -64,8 +57,7 @@ fn opencode_is_refused_commands_converge_does_not_allow() {
     let Some(opencode) = cli_bin("CONVERGE_OPENCODE_BIN", "opencode-ai", false) else {
         return;
     };
-    let (sb, log) = opencode_task(&opencode, "ls / > listing.txt", "retry_max = 1\n");
-    let status: toml::Table = sb.read("planning/status/one.toml").parse().expect("status");
+    let (sb, status, log) = opencode_task(&opencode, "ls / > listing.txt", "retry_max = 1\n");
     let failure = &status["tasks"]["t"]["last_failure"];
     assert_eq!(
         failure["reason"].as_str(),
@@ -87,9 +79,20 @@ fn opencode_is_refused_commands_converge_does_not_allow() {
 }
 
 /// Runs one task on OpenCode until it settles, its agent scripted to write
-/// hello.txt, then run `command`; returns the repository and the agent's log.
-fn opencode_task(opencode: &str, command: &'static str, task_keys: &str) -> (Sandbox, String) {
-    let sb = Sandbox::repo();
+/// hello.txt, then run `command`; returns the repository, its status and the
+/// agent's log.
+fn opencode_task(
+    opencode: &str,
+    command: &'static str,
+    task_keys: &str,
+) -> (Sandbox, toml::Table, String) {
+    let sb = cli_repo(
+        "opencode",
+        opencode,
+        "fake/fake-model",
+        "[prices]\n\"fake-model\" = { input = 1.0, output = 5.0 }\n\n[sandbox]\nenabled = true\nenv_allow = [\"PATH\", \"HOME\"]\n",
+        task_keys,
+    );
     let worktree = sb.path().join(".converge/worktrees/one/t");
     let file = worktree.join("hello.txt").to_string_lossy().into_owned();
     let (url, _served) = serve(move |request| {
@@ -127,20 +130,6 @@ fn opencode_task(opencode: &str, command: &'static str, task_keys: &str) -> (San
         };
         Answer::events(completion(&delta, finish))
     });
-    sb.write("README.md", "project\n");
-    sb.write("planning/goal.md", "Say hello.\n");
-    sb.write(
-        "planning/converge.toml",
-        format!(
-            "[reconcile]\ndefault_harness = \"opencode\"\n\n[harness.opencode]\nkind = \"opencode\"\ncommand = \"{opencode}\"\nmodels = {{ narrow = \"fake/fake-model\" }}\n\n[invariants.hello]\nkind = \"custom\"\ncommand = \"test\"\nargs = [\"-f\", \"hello.txt\"]\n\n[prices]\n\"fake-model\" = {{ input = 1.0, output = 5.0 }}\n\n[sandbox]\nenabled = true\nenv_allow = [\"PATH\", \"HOME\"]\n"
-        ),
-    );
-    sb.write(
-        "planning/plans/one.toml",
-        format!("[plan]\nname = \"One\"\nstate = \"active\"\n\n[[tasks]]\nname = \"t\"\ndescription = \"Write hello.txt, then run `converge done`.\"\nscope = \"narrow\"\ngate = \"auto\"\ninvariants = [\"hello\"]\ntimeout = \"2m\"\n{task_keys}"
-        ),
-    );
-    sb.commit_all("an opencode task");
     // The user's OpenCode configuration: a provider for the fake.
     let config_home = tempfile::tempdir().expect("config home");
     std::fs::create_dir_all(config_home.path().join("opencode")).expect("mkdir");
@@ -156,23 +145,12 @@ fn opencode_task(opencode: &str, command: &'static str, task_keys: &str) -> (San
         .to_string(),
     )
     .expect("config");
-    let home = tempfile::tempdir().expect("home");
-    let out = crate::support::converge_at(
-        sb.path(),
-        home.path(),
-        &["reconcile", "--wait", "--max-ticks", "300"],
+    let (status, log) = settle(
+        &sb,
         &[(
             "XDG_CONFIG_HOME",
             config_home.path().to_str().expect("utf-8"),
         )],
     );
-    let log = std::fs::read_to_string(sb.path().join(".git/converge/runs/one/t/1/agent.log"))
-        .unwrap_or_default();
-    assert!(
-        out.status.success(),
-        "{}{}\nagent.log:\n{log}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (sb, log)
+    (sb, status, log)
 }

@@ -84,29 +84,41 @@ fn argv_prompt(prompt: &str, prompt_file: &Path) -> String {
     }
 }
 
-/// OpenCode's permissions for an attempt (`OPENCODE_CONFIG_CONTENT`, merged
-/// over the user's configuration): edits allowed (in its working directory,
-/// the worktree; other directories denied), shell commands denied but the
-/// converge agent commands and the task's invariants, no web fetches, and no
-/// questions (a headless run cannot answer them).
-pub fn opencode_permissions(invariants: &[&Invariant]) -> String {
-    let mut bash = serde_json::Map::new();
-    bash.insert("*".into(), "deny".into());
-    for command in [
+/// The shell commands an agent CLI may run: the converge agent commands
+/// (`converge progress` with any message, written as `progress_any`
+/// in the CLI's own pattern syntax) and the task's invariants as they are
+/// written, shell-quoted.
+fn allowed_commands(progress_any: &str, invariants: &[&Invariant]) -> Vec<String> {
+    let mut commands: Vec<String> = [
         "converge task",
         "converge check",
-        "converge progress *",
+        progress_any,
         "converge done",
-    ] {
-        bash.insert(command.into(), "allow".into());
-    }
+    ]
+    .iter()
+    .map(|c| (*c).to_owned())
+    .collect();
     for invariant in invariants {
         let line = std::iter::once(invariant.command.as_str())
             .chain(invariant.args.iter().map(String::as_str))
             .map(shell_word)
             .collect::<Vec<_>>()
             .join(" ");
-        bash.insert(line, "allow".into());
+        commands.push(line);
+    }
+    commands
+}
+
+/// OpenCode's permissions for an attempt (`OPENCODE_CONFIG_CONTENT`, merged
+/// over the user's configuration): edits allowed (in its working directory,
+/// the worktree; other directories denied), shell commands denied but the
+/// converge agent commands and the task's invariants, no web fetches; no
+/// autoupdate and no sharing.
+pub fn opencode_permissions(invariants: &[&Invariant]) -> String {
+    let mut bash = serde_json::Map::new();
+    bash.insert("*".into(), "deny".into());
+    for command in allowed_commands("converge progress *", invariants) {
+        bash.insert(command, "allow".into());
     }
     serde_json::json!({
         "permission": {
@@ -157,29 +169,28 @@ pub fn claude_allowed_tools(invariants: &[&Invariant]) -> Vec<String> {
         .iter()
         .map(|t| (*t).to_owned())
         .collect();
-    for command in [
-        "converge task",
-        "converge check",
-        "converge progress:*",
-        "converge done",
-    ] {
+    for command in allowed_commands("converge progress:*", invariants) {
         tools.push(format!("Bash({command})"));
-    }
-    for invariant in invariants {
-        let line = std::iter::once(invariant.command.as_str())
-            .chain(invariant.args.iter().map(String::as_str))
-            .map(shell_word)
-            .collect::<Vec<_>>()
-            .join(" ");
-        tools.push(format!("Bash({line})"));
     }
     tools
 }
 
+/// What every agent CLI's command line ends with: `--model M` when a model
+/// is named, then the harness's own `args`.
+fn model_and_args(model: Option<&str>, harness: &Harness) -> Vec<String> {
+    let model = model.map(|m| ["--model".to_owned(), m.to_owned()]);
+    model
+        .into_iter()
+        .flatten()
+        .chain(harness.args.iter().cloned())
+        .collect()
+}
+
 /// The argv of an attempt: for `command` harnesses, `{prompt_file}`,
 /// `{worktree}` and `{task}` replaced in their arguments (no shell is
-/// involved); for `claude-code`, its headless stream-JSON mode with the
-/// prompt, the model and the allowed tools.
+/// involved); for the agent CLIs, their headless JSON mode with the prompt,
+/// the model, the permissions converge grants, then the harness's `args`
+/// (docs/agent-protocol.md, "Agent CLIs").
 pub fn launch(harness: &Harness, input: &LaunchInput<'_>) -> Result<Launch, HarnessError> {
     let LaunchInput {
         prompt_file,
@@ -230,10 +241,7 @@ pub fn launch(harness: &Harness, input: &LaunchInput<'_>) -> Result<Launch, Harn
             .map(|a| (*a).to_owned())
             .collect();
             args.push(claude_allowed_tools(&input.invariants).join(","));
-            if let Some(model) = input.model {
-                args.extend(["--model".to_owned(), model.to_owned()]);
-            }
-            args.extend(harness.args.iter().cloned());
+            args.extend(model_and_args(input.model, harness));
             Ok(Launch { program, args })
         }
         HarnessKind::Codex => {
@@ -270,20 +278,14 @@ pub fn launch(harness: &Harness, input: &LaunchInput<'_>) -> Result<Launch, Harn
                     ),
                 ]);
             }
-            if let Some(model) = input.model {
-                args.extend(["--model".to_owned(), model.to_owned()]);
-            }
-            args.extend(harness.args.iter().cloned());
+            args.extend(model_and_args(input.model, harness));
             args.push(argv_prompt(input.prompt, prompt_file));
             Ok(Launch { program, args })
         }
         HarnessKind::Opencode => {
             let program = harness.command.clone().unwrap_or_else(|| "opencode".into());
             let mut args: Vec<String> = vec!["run".into(), "--format".into(), "json".into()];
-            if let Some(model) = input.model {
-                args.extend(["--model".to_owned(), model.to_owned()]);
-            }
-            args.extend(harness.args.iter().cloned());
+            args.extend(model_and_args(input.model, harness));
             args.push(argv_prompt(input.prompt, prompt_file));
             Ok(Launch { program, args })
         }
@@ -489,6 +491,47 @@ mod tests {
         let confined = launch(&codex, &with).expect("launches");
         assert_eq!(confined.args[9..11], ["--sandbox", "danger-full-access"]);
         assert!(!confined.args.iter().any(|a| a.contains("writable_roots")));
+    }
+
+    #[test]
+    fn opencode_runs_headless_with_rules_for_the_commands_it_may_run() {
+        let spec = spec();
+        let test = &spec.config.invariants["test"];
+        let mut with = input(Path::new("/runs/1/prompt.md"), Path::new("w"), "a/b");
+        with.model = Some("fake/fake-model");
+        let mut opencode = Harness::builtin("opencode", HarnessKind::Opencode);
+        opencode.args = vec!["--agent".into(), "build".into()];
+        let run = launch(&opencode, &with).expect("launches");
+        assert_eq!(run.program, "opencode");
+        assert_eq!(
+            run.args,
+            [
+                "run",
+                "--format",
+                "json",
+                "--model",
+                "fake/fake-model",
+                "--agent",
+                "build",
+                "Do it."
+            ]
+        );
+        let rules: serde_json::Value =
+            serde_json::from_str(&opencode_permissions(&[test])).expect("json");
+        assert_eq!(
+            rules["permission"]["bash"],
+            serde_json::json!({
+                "*": "deny",
+                "converge task": "allow",
+                "converge check": "allow",
+                "converge progress *": "allow",
+                "converge done": "allow",
+                "cargo test": "allow",
+            })
+        );
+        assert_eq!(rules["permission"]["edit"], "allow");
+        assert_eq!(rules["permission"]["external_directory"], "deny");
+        assert_eq!(rules["permission"]["webfetch"], "deny");
     }
 
     #[test]

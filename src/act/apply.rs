@@ -42,8 +42,9 @@ pub struct ActCtx<'a> {
 }
 
 /// What a CLI harness needs in its agent's environment besides `env_allow`:
-/// its API settings from converge's environment, and for Claude Code a private
-/// configuration directory in the run directory and no traffic but the model's.
+/// its API settings from converge's environment, its own homes in the run
+/// directory (which the sandbox lets it write), OpenCode's permission rules,
+/// and `TZ=UTC`.
 fn harness_extra_env(
     harness: &crate::spec::Harness,
     env: &dyn Fn(&str) -> Option<String>,
@@ -54,34 +55,38 @@ fn harness_extra_env(
         .iter()
         .filter_map(|name| env(name).map(|value| (*name, value)))
         .collect();
-    if harness.kind == crate::spec::HarnessKind::Codex {
-        let home = codex_home(env, run)?;
-        extra.push(("CODEX_HOME", home.to_string_lossy().into_owned()));
-    }
-    if harness.kind == crate::spec::HarnessKind::Opencode {
-        // OpenCode keeps sessions, logs and caches under the XDG data, state
-        // and cache homes, which the sandbox must let it write: the run's.
-        let base = run.join("opencode");
-        for (name, dir) in [
-            ("XDG_DATA_HOME", "data"),
-            ("XDG_STATE_HOME", "state"),
-            ("XDG_CACHE_HOME", "cache"),
-        ] {
-            extra.push((name, base.join(dir).to_string_lossy().into_owned()));
+    match harness.kind {
+        crate::spec::HarnessKind::ClaudeCode => {
+            extra.push((
+                "CLAUDE_CONFIG_DIR",
+                run.join("claude").to_string_lossy().into_owned(),
+            ));
+            extra.push(("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".to_owned()));
         }
-        extra.push((
-            "OPENCODE_CONFIG_CONTENT",
-            harness::opencode_permissions(invariants),
-        ));
-        extra.push(("OPENCODE_DISABLE_AUTOUPDATE", "1".to_owned()));
-        extra.push(("OPENCODE_DISABLE_MODELS_FETCH", "1".to_owned()));
-    }
-    if harness.kind == crate::spec::HarnessKind::ClaudeCode {
-        extra.push((
-            "CLAUDE_CONFIG_DIR",
-            run.join("claude").to_string_lossy().into_owned(),
-        ));
-        extra.push(("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".to_owned()));
+        crate::spec::HarnessKind::Codex => {
+            let home = codex_home(env, run)?;
+            extra.push(("CODEX_HOME", home.to_string_lossy().into_owned()));
+        }
+        crate::spec::HarnessKind::Opencode => {
+            // OpenCode keeps sessions, logs and caches under the XDG data,
+            // state and cache homes, which the sandbox must let it write: the
+            // run's.
+            let base = run.join("opencode");
+            for (name, dir) in [
+                ("XDG_DATA_HOME", "data"),
+                ("XDG_STATE_HOME", "state"),
+                ("XDG_CACHE_HOME", "cache"),
+            ] {
+                extra.push((name, base.join(dir).to_string_lossy().into_owned()));
+            }
+            extra.push((
+                "OPENCODE_CONFIG_CONTENT",
+                harness::opencode_permissions(invariants),
+            ));
+            extra.push(("OPENCODE_DISABLE_AUTOUPDATE", "1".to_owned()));
+            extra.push(("OPENCODE_DISABLE_MODELS_FETCH", "1".to_owned()));
+        }
+        crate::spec::HarnessKind::Command | crate::spec::HarnessKind::Sim => {}
     }
     if harness.kind.streams() {
         // Clock times in rate-limit messages ("try again at 8:29 AM") are
@@ -1294,6 +1299,78 @@ pub fn retire(repo: &Repo, key: &TaskKey, base: ObjectId, attempt: u32) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_agent_cli_gets_its_credentials_its_homes_in_the_run_and_utc() {
+        let run = tempfile::tempdir().expect("run");
+        let user = tempfile::tempdir().expect("codex home");
+        std::fs::write(user.path().join("config.toml"), "model = \"m\"\n").expect("write");
+        let user_home = user.path().to_string_lossy().into_owned();
+        let env = |name: &str| match name {
+            "ANTHROPIC_API_KEY" | "OPENAI_API_KEY" => Some(format!("{name}-value")),
+            "CODEX_HOME" => Some(user_home.clone()),
+            _ => None,
+        };
+        let names = |kind: crate::spec::HarnessKind| -> Vec<&'static str> {
+            let harness = crate::spec::Harness::builtin("h", kind);
+            harness_extra_env(&harness, &env, run.path(), &[])
+                .expect("env")
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect()
+        };
+        use crate::spec::HarnessKind::{ClaudeCode, Codex, Command, Opencode, Sim};
+        assert_eq!(
+            names(ClaudeCode),
+            [
+                "ANTHROPIC_API_KEY",
+                "CLAUDE_CONFIG_DIR",
+                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
+                "TZ"
+            ]
+        );
+        assert_eq!(names(Codex), ["OPENAI_API_KEY", "CODEX_HOME", "TZ"]);
+        // Codex's home is the run's, with the user's configuration copied.
+        assert_eq!(
+            std::fs::read_to_string(run.path().join("codex/config.toml")).expect("copied"),
+            "model = \"m\"\n"
+        );
+        assert_eq!(
+            names(Opencode),
+            [
+                "ANTHROPIC_API_KEY",
+                "OPENAI_API_KEY",
+                "XDG_DATA_HOME",
+                "XDG_STATE_HOME",
+                "XDG_CACHE_HOME",
+                "OPENCODE_CONFIG_CONTENT",
+                "OPENCODE_DISABLE_AUTOUPDATE",
+                "OPENCODE_DISABLE_MODELS_FETCH",
+                "TZ"
+            ]
+        );
+        assert!(names(Command).is_empty() && names(Sim).is_empty());
+        let claude = crate::spec::Harness::builtin("h", ClaudeCode);
+        let env = harness_extra_env(&claude, &env, run.path(), &[]).expect("env");
+        assert!(env.contains(&("TZ", "UTC".to_owned())));
+        assert!(env.contains(&(
+            "CLAUDE_CONFIG_DIR",
+            run.path().join("claude").to_string_lossy().into_owned()
+        )));
+    }
+
+    #[test]
+    fn only_existing_programs_count_as_installed() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("claude"), "").expect("write");
+        let path = format!("/nowhere::{}", dir.path().display());
+        assert!(program_exists("claude", Some(&path)));
+        assert!(!program_exists("codex", Some(&path)));
+        assert!(!program_exists("claude", None));
+        let full = dir.path().join("claude");
+        assert!(program_exists(full.to_str().expect("utf-8"), None));
+        assert!(!program_exists("/nowhere/claude", Some(&path)));
+    }
 
     #[test]
     fn backoff_grows_by_the_factor_up_to_the_maximum() {

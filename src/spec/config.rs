@@ -882,6 +882,36 @@ queue = "weekly.md"
     }
 
     #[test]
+    fn prices_are_read_and_bad_ones_are_located() {
+        let (c, diags) = compile_text(
+            "[prices]\n\"gpt-5-codex\" = { input = 1.25, output = 10 }\n\"fake/m\" = { input = 0, output = 0 }\n",
+        );
+        assert!(c.valid && diags.is_empty(), "{diags:?}");
+        assert_eq!(c.config.prices["gpt-5-codex"], ModelPrice::new(1.25, 10.0));
+        assert_eq!(c.config.prices["fake/m"], ModelPrice::new(0.0, 0.0));
+        let (c, diags) = compile_text(
+            "[prices]\n\"a\" = { input = -1, output = 2 }\n\"b\" = { input = 1 }\n\"c\" = 3\n\"d\" = { input = 1, output = 1, cached = 0 }\n",
+        );
+        assert!(!c.valid);
+        let found: Vec<(&str, usize)> = diags
+            .iter()
+            .map(|d| (d.code.as_str(), d.location.as_ref().map_or(0, |l| l.line)))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("invalid-value", 2),
+                ("missing-field", 3),
+                ("wrong-type", 4),
+                ("unknown-key", 5)
+            ],
+            "{diags:?}"
+        );
+        // Only the complete price is kept (the unknown key is reported).
+        assert_eq!(c.config.prices.keys().collect::<Vec<_>>(), ["d"]);
+    }
+
+    #[test]
     fn branch_names() {
         assert!(check_branch_name("main").is_ok());
         assert!(check_branch_name("release/1.0").is_ok());

@@ -7,7 +7,8 @@
 //! (task branch created, no worktree yet), `mid-merge` (merge commit written,
 //! base not moved), `after-merge` (base moved, status not recorded),
 //! `after-spawn` (agent started, its pid not in the lease yet), `mid-record`
-//! (status commit written, status branch not moved).
+//! (status commit written, status branch not moved), `mid-checkout` (a
+//! checked-out branch moved, its files and index not updated yet).
 
 /// The environment variable that arms crash points.
 pub const ENV: &str = "CONVERGE_CRASH_AT";
@@ -20,6 +21,7 @@ pub const POINTS: &[&str] = &[
     "after-merge",
     "after-spawn",
     "mid-record",
+    "mid-checkout",
 ];
 
 /// Aborts here if this point is armed (only with the `crash-points` feature).

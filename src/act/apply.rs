@@ -975,17 +975,46 @@ fn gate(
         }
     }
     let tree = ctx.repo.tree_of(head)?;
-    let mut results = Vec::new();
-    for name in &task.invariants {
-        if let Some(invariant) = ctx.spec.config.invariants.get(name) {
-            results.push(run_check(
-                invariant,
-                &worktree,
-                Some(&dir.join("gate")),
-                &ctx.redactor,
-            ));
+    let invariants: Vec<&crate::spec::Invariant> = task
+        .invariants
+        .iter()
+        .filter_map(|name| ctx.spec.config.invariants.get(name))
+        .collect();
+    let fingerprint = super::check::invariants_fingerprint(&invariants);
+    // A gate whose tick could not record its status (the person's checkout
+    // had changes in the status paths) is not run again on the same commit.
+    let kept = super::check::kept_gate(
+        &common,
+        &key.plan,
+        &key.task,
+        attempt,
+        &st_head,
+        &fingerprint,
+    );
+    let reused = kept.is_some();
+    let results = match kept {
+        Some(results) => results,
+        None => {
+            let results: Vec<CheckResult> = invariants
+                .iter()
+                .map(|invariant| {
+                    run_check(invariant, &worktree, Some(&dir.join("gate")), &ctx.redactor)
+                })
+                .collect();
+            let record = super::check::GateRecord {
+                head: st_head.clone(),
+                invariants: fingerprint,
+                results,
+            };
+            super::check::keep_gate(&common, &key.plan, &key.task, attempt, &record).map_err(
+                |source| GitError::Io {
+                    path: common.join("converge").join("gates"),
+                    source,
+                },
+            )?;
+            record.results
         }
-    }
+    };
     let st = entry(status, key);
     st.attempt = st.attempt.max(attempt);
     st.head = Some(st_head);
@@ -993,10 +1022,10 @@ fn gate(
         .iter()
         .map(|r| (r.name.clone(), evidence(r, tree)))
         .collect();
-    let leftover_note = if leftovers {
-        " (committed leftovers)"
-    } else {
-        ""
+    let leftover_note = match (leftovers, reused) {
+        (true, _) => " (committed leftovers)",
+        (false, true) => " (results kept from an earlier tick)",
+        (false, false) => "",
     };
     if let Some(failed) = results.iter().find(|r| r.blocks()) {
         let message = format!("invariant `{}` failed: {}", failed.name, failed.ending);
@@ -1184,14 +1213,12 @@ fn merge(
         &format!("converge: merge {key}"),
     ) {
         Ok(_) => {}
-        Err(GitError::Dirty { worktree, .. }) => {
+        Err(e @ GitError::Dirty { .. }) => {
             return Ok(Applied {
                 line: format!("merge {key}: deferred"),
                 files: Vec::new(),
                 deferred: Some(format!(
-                    "{} is checked out in {} with uncommitted changes; converge does not touch a dirty worktree. Commit or stash them.",
-                    ctx.base_branch,
-                    worktree.display()
+                    "{e}; commit or stash them (`git stash push -- <path>`), or run converge in a clone of its own; the merge goes ahead on the first tick they are out of the way"
                 )),
             });
         }
@@ -1293,6 +1320,7 @@ pub fn retire(repo: &Repo, key: &TaskKey, base: ObjectId, attempt: u32) -> Resul
         repo.delete_branch(&branch, head)?;
     }
     crate::git::remove_file_if_exists(&runs::fork_marker(repo.common_dir(), key))?;
+    super::check::forget_gates(repo.common_dir(), &key.plan, &key.task);
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use super::exec::{self, Ending, RunSpec};
 pub const TAIL_LINES: usize = 30;
 
 /// The result of one invariant.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CheckResult {
     pub name: String,
     pub passed: bool,
@@ -102,6 +102,73 @@ pub fn run_check(
         output_tail,
         log,
         log_digest,
+    }
+}
+
+/// The results of a gate, kept where agents cannot write
+/// (`<git-common-dir>/converge/gates/`), so that a tick whose status commit
+/// was deferred (the person's checkout had changes in `planning/STATUS.md`)
+/// does not run the same invariants on the same commit again: the next tick
+/// takes them from here. Keyed by task, attempt, the head gated and the
+/// invariants as configured; anything else runs the gate afresh.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GateRecord {
+    pub head: String,
+    pub invariants: String,
+    pub results: Vec<CheckResult>,
+}
+
+fn gate_record_path(common: &Path, plan: &str, task: &str, attempt: u32) -> PathBuf {
+    common
+        .join("converge")
+        .join("gates")
+        .join(format!("{plan}--{task}--{attempt}.json"))
+}
+
+/// What identifies the invariants a gate ran: their definitions, in order.
+pub fn invariants_fingerprint(invariants: &[&Invariant]) -> String {
+    let text = serde_json::to_string(invariants).unwrap_or_default();
+    crate::agent::token::hex(&Sha256::digest(text.as_bytes()))
+}
+
+/// The results kept for this gate, if they were taken on `head` with the same
+/// invariants.
+pub fn kept_gate(
+    common: &Path,
+    plan: &str,
+    task: &str,
+    attempt: u32,
+    head: &str,
+    invariants: &str,
+) -> Option<Vec<CheckResult>> {
+    let bytes = std::fs::read(gate_record_path(common, plan, task, attempt)).ok()?;
+    let record: GateRecord = serde_json::from_slice(&bytes).ok()?;
+    (record.head == head && record.invariants == invariants).then_some(record.results)
+}
+
+/// Keeps a gate's results for the next tick.
+pub fn keep_gate(
+    common: &Path,
+    plan: &str,
+    task: &str,
+    attempt: u32,
+    record: &GateRecord,
+) -> std::io::Result<()> {
+    let path = gate_record_path(common, plan, task, attempt);
+    let bytes = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+    super::files::write_atomically(&path, &bytes)
+}
+
+/// Forgets every kept gate of a task (when its worktree is retired).
+pub fn forget_gates(common: &Path, plan: &str, task: &str) {
+    let dir = common.join("converge").join("gates");
+    let prefix = format!("{plan}--{task}--");
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.filter_map(Result::ok) {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 }
 

@@ -9,8 +9,10 @@ use gix::objs::tree::EntryKind;
 
 use crate::spec::load::{self, Content, MAX_FILE_SIZE, PLANNING_DIR, PlanningFiles};
 
+mod checkout;
 mod remote;
 mod work;
+pub use checkout::{Blocked, Delta, Journal, Recovered, unsafe_path};
 pub use remote::{Pushed, RemoteError};
 pub use work::{Advanced, TrialMerge, remove_file_if_exists, same_path};
 
@@ -48,8 +50,15 @@ pub enum GitError {
     DetachedHead,
     #[error("{branch} is at {found}, not at the commit converge expected")]
     Conflict { branch: String, found: String },
-    #[error("{branch} is checked out in {} with uncommitted changes; converge does not touch a dirty worktree", worktree.display())]
-    Dirty { branch: String, worktree: PathBuf },
+    #[error("{branch} is checked out in {} and paths converge would update have uncommitted changes: {}", worktree.display(), paths.join(", "))]
+    Dirty {
+        branch: String,
+        worktree: PathBuf,
+        /// Each path in the way, with why (`a.txt (modified in the worktree)`).
+        paths: Vec<String>,
+    },
+    #[error("the tree holds paths git refuses to check out: {}", paths.join("; "))]
+    UnsafePaths { paths: Vec<String> },
     #[error("cannot write {}", path.display())]
     Io {
         path: PathBuf,
@@ -605,40 +614,6 @@ impl Repo {
             .map_err(write_err(format!("the worktree at {}", path.display())))
     }
 
-    /// Writes files into the working tree (or deletes them, for `None`) and
-    /// stages exactly those paths, so that the checkout matches a commit that
-    /// changed them.
-    pub fn write_and_stage(&self, files: &[(&str, Option<&[u8]>)]) -> Result<()> {
-        let workdir = self.workdir()?.to_owned();
-        let mut entries = Vec::with_capacity(files.len());
-        for (path, content) in files {
-            let target = workdir.join(path);
-            let io = |source| GitError::Io {
-                path: target.clone(),
-                source,
-            };
-            match content {
-                Some(bytes) => {
-                    if let Some(parent) = target.parent() {
-                        std::fs::create_dir_all(parent).map_err(io)?;
-                    }
-                    std::fs::write(&target, bytes).map_err(io)?;
-                    let id = self
-                        .repo
-                        .write_blob(bytes)
-                        .map_err(write_err(path.to_string()))?
-                        .detach();
-                    entries.push((*path, Some(id)));
-                }
-                None => {
-                    remove_file_if_exists(&target)?;
-                    entries.push((*path, None));
-                }
-            }
-        }
-        self.stage(&entries)
-    }
-
     /// Commits `files` (paths relative to the repository root) on top of the branch
     /// HEAD points to, keeping everything else of HEAD's tree, and stages the same
     /// content in the index so that `git status` stays clean for them. Other staged
@@ -674,7 +649,7 @@ impl Repo {
             editor
                 .upsert(path.as_str(), EntryKind::Blob, id)
                 .map_err(write_err(path.clone()))?;
-            blobs.push((path.as_str(), Some(id)));
+            blobs.push((path.as_str(), Some((id, EntryKind::Blob))));
         }
         let tree = editor.write().map_err(write_err("a tree"))?.detach();
         let commit = self
@@ -687,16 +662,31 @@ impl Repo {
     }
 
     /// Adds or replaces index entries for files whose blobs are already written
-    /// (`Some(blob)`), or removes entries (`None`), matching the working tree.
-    fn stage(&self, entries: &[(&str, Option<ObjectId>)]) -> Result<()> {
+    /// (`Some((blob, kind))`, with stat data from the file on disk), or removes
+    /// entries (`None`), under git's index lock; the cache-tree is dropped so
+    /// that git rebuilds the tree of the next commit from the entries.
+    fn stage(&self, entries: &[(&str, Option<(ObjectId, EntryKind)>)]) -> Result<()> {
         let workdir = self.workdir()?.to_owned();
         let index_path = self.repo.index_path();
         let index_err = |source: Box<dyn std::error::Error + Send + Sync>| GitError::Index {
             path: index_path.clone(),
             source,
         };
+        let lock = gix::lock::File::acquire_to_update_resource(
+            &index_path,
+            gix::lock::acquire::Fail::AfterDurationWithBackoff(std::time::Duration::from_secs(5)),
+            None,
+            0,
+        )
+        .map_err(|e| index_err(Box::new(e)))?;
         let mut index = if index_path.exists() {
-            self.repo.open_index().map_err(|e| index_err(Box::new(e)))?
+            gix::index::File::at(
+                &index_path,
+                self.repo.object_hash(),
+                false,
+                Default::default(),
+            )
+            .map_err(|e| index_err(Box::new(e)))?
         } else {
             gix::index::File::from_state(
                 gix::index::State::new(self.repo.object_hash()),
@@ -708,8 +698,8 @@ impl Repo {
             .map(|(p, _)| p.as_bytes().as_bstr())
             .collect();
         index.remove_entries(|_, path, _| replaced.contains(&path));
-        for (path, id) in entries {
-            let Some(id) = id else {
+        for (path, entry) in entries {
+            let Some((id, kind)) = entry else {
                 continue;
             };
             let metadata = gix::index::fs::Metadata::from_path_no_follow(&workdir.join(path))
@@ -720,14 +710,11 @@ impl Repo {
                 stat,
                 *id,
                 gix::index::entry::Flags::empty(),
-                gix::index::entry::Mode::FILE,
+                checkout::index_mode(*kind),
                 path.as_bytes().as_bstr(),
             );
         }
         index.sort_entries();
-        index
-            .write(gix::index::write::Options::default())
-            .map_err(|e| index_err(Box::new(e)))?;
-        Ok(())
+        checkout::write_index(&mut index, lock).map_err(index_err)
     }
 }

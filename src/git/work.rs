@@ -232,9 +232,12 @@ impl Repo {
     }
 
     /// Moves `branch` from `expected` to `new` by compare-and-swap. When the
-    /// branch is checked out, that worktree is updated too if it is clean (git's
-    /// `updateInstead`); if it is dirty nothing moves and the result is
-    /// [`GitError::Dirty`].
+    /// branch is checked out, that checkout follows like `git read-tree -m -u`
+    /// would move it (see the `checkout` module): only the paths that differ
+    /// between the two commits are written, and only if none of them has
+    /// uncommitted changes; otherwise nothing moves and the result is
+    /// [`GitError::Dirty`] naming the paths in the way. Changes elsewhere in
+    /// the checkout do not matter.
     pub fn advance_branch(
         &self,
         branch: &str,
@@ -242,40 +245,37 @@ impl Repo {
         new: ObjectId,
         log: &str,
     ) -> Result<Advanced> {
-        let checkout = match self.checkout_of(branch)? {
-            Some(path) => Some((Repo::discover(&path)?, path)),
-            None => None,
+        let Some(path) = self.checkout_of(branch)? else {
+            self.compare_and_swap(branch, expected, new, log)?;
+            return Ok(Advanced { worktree: None });
         };
-        if let Some((worktree, path)) = &checkout
-            && worktree.is_dirty()?
-        {
+        // An update a crash interrupted is finished before the next one.
+        self.recover_checkouts()?;
+        let worktree = Repo::discover(&path)?;
+        let plan = worktree.plan_checkout(self.tree_of(expected)?, self.tree_of(new)?)?;
+        if !plan.blocked.is_empty() {
             return Err(GitError::Dirty {
                 branch: branch.to_owned(),
-                worktree: path.clone(),
+                worktree: path,
+                paths: plan.blocked.iter().map(ToString::to_string).collect(),
             });
         }
-        let changed = match &checkout {
-            Some(_) => self.changed_files(expected, new)?,
-            None => Vec::new(),
-        };
-        self.compare_and_swap(branch, expected, new, log)?;
-        if let Some((worktree, path)) = &checkout {
-            let mut contents = Vec::with_capacity(changed.len());
-            for (file, blob) in &changed {
-                let bytes = match blob {
-                    Some(id) => Some(self.blob(*id)?),
-                    None => None,
-                };
-                contents.push((file.as_str(), bytes));
-            }
-            let files: Vec<(&str, Option<&[u8]>)> =
-                contents.iter().map(|(p, b)| (*p, b.as_deref())).collect();
-            worktree.write_and_stage(&files)?;
-            return Ok(Advanced {
-                worktree: Some(path.clone()),
-            });
+        self.begin_checkout_journal(&super::Journal {
+            branch: branch.to_owned(),
+            worktree: path.clone(),
+            from: expected.to_string(),
+            to: new.to_string(),
+        })?;
+        if let Err(e) = self.compare_and_swap(branch, expected, new, log) {
+            self.end_checkout_journal(branch)?;
+            return Err(e);
         }
-        Ok(Advanced { worktree: None })
+        crate::crash::point("mid-checkout");
+        worktree.apply_checkout(&plan)?;
+        self.end_checkout_journal(branch)?;
+        Ok(Advanced {
+            worktree: Some(path),
+        })
     }
 
     /// The bytes of a blob.
@@ -340,50 +340,48 @@ impl Repo {
             .repo
             .edit_tree(base_tree)
             .map_err(write_err("a tree"))?;
-        let mut staged: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+        let mut staged: Vec<(String, Option<(ObjectId, EntryKind)>)> = Vec::new();
         for path in &paths {
             let file = workdir.join(path);
             let io = |source| GitError::Io {
                 path: file.clone(),
                 source,
             };
-            match std::fs::symlink_metadata(&file) {
+            let (bytes, kind) = match std::fs::symlink_metadata(&file) {
                 Ok(meta) if meta.file_type().is_symlink() => {
                     let target = std::fs::read_link(&file).map_err(io)?;
-                    let bytes = target.to_string_lossy().into_owned().into_bytes();
-                    let id = self
-                        .repo
-                        .write_blob(&bytes)
-                        .map_err(write_err(path.clone()))?;
-                    editor
-                        .upsert(path.as_str(), EntryKind::Link, id)
-                        .map_err(write_err(path.clone()))?;
+                    (
+                        super::checkout::link_bytes(&target).to_vec(),
+                        EntryKind::Link,
+                    )
                 }
                 Ok(meta) if meta.is_file() => {
-                    let bytes = std::fs::read(&file).map_err(io)?;
-                    let id = self
-                        .repo
-                        .write_blob(&bytes)
-                        .map_err(write_err(path.clone()))?;
-                    let kind = if is_executable(&meta) {
+                    let kind = if super::checkout::is_executable(&meta) {
                         EntryKind::BlobExecutable
                     } else {
                         EntryKind::Blob
                     };
-                    editor
-                        .upsert(path.as_str(), kind, id)
-                        .map_err(write_err(path.clone()))?;
-                    staged.push((path.clone(), Some(bytes)));
+                    (std::fs::read(&file).map_err(io)?, kind)
                 }
-                Ok(_) => {}
+                Ok(_) => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     editor
                         .remove(path.as_str())
                         .map_err(write_err(path.clone()))?;
                     staged.push((path.clone(), None));
+                    continue;
                 }
                 Err(e) => return Err(io(e)),
-            }
+            };
+            let id = self
+                .repo
+                .write_blob(&bytes)
+                .map_err(write_err(path.clone()))?
+                .detach();
+            editor
+                .upsert(path.as_str(), kind, id)
+                .map_err(write_err(path.clone()))?;
+            staged.push((path.clone(), Some((id, kind))));
         }
         let tree = editor.write().map_err(write_err("a tree"))?.detach();
         if tree == base_tree {
@@ -395,12 +393,9 @@ impl Repo {
             Some(h) => self.compare_and_swap(&branch, h, commit, message)?,
             None => self.create_ref(&format!("refs/heads/{branch}"), commit, message)?,
         }
-        let files: Vec<(&str, Option<&[u8]>)> = staged
-            .iter()
-            .map(|(p, b)| (p.as_str(), b.as_deref()))
-            .collect();
-        // The files are already on disk; staging rewrites them unchanged.
-        self.write_and_stage(&files)?;
+        let entries: Vec<(&str, Option<(ObjectId, EntryKind)>)> =
+            staged.iter().map(|(p, e)| (p.as_str(), *e)).collect();
+        self.stage(&entries)?;
         Ok(Some(commit))
     }
 
@@ -560,15 +555,4 @@ pub fn remove_file_if_exists(path: &Path) -> Result<bool> {
             source,
         }),
     }
-}
-
-#[cfg(unix)]
-fn is_executable(meta: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    meta.permissions().mode() & 0o111 != 0
-}
-
-#[cfg(not(unix))]
-fn is_executable(_: &std::fs::Metadata) -> bool {
-    false
 }

@@ -157,6 +157,10 @@ fn sync_from_remote(
 /// a lease on the fetched values: across machines, the push is the
 /// compare-and-swap. A dry run does not fetch.
 pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickError> {
+    if !options.dry_run {
+        // A checkout left behind its branch by a crash is brought along first.
+        repo.recover_checkouts()?;
+    }
     let base = repo.base_source()?;
     let (remote, status_branch) = repo.remote_settings(base.commit)?;
     let remote = remote.filter(|_| !options.dry_run);
@@ -652,10 +656,9 @@ fn tick_local(
         match record::record(repo, &status_branch, expected, &changes, &message) {
             Ok(Outcome::Committed { commit, .. }) => Recorded::Committed { commit },
             Ok(Outcome::Unchanged) => Recorded::Unchanged,
-            Err(RecordError::Deferred { worktree, .. }) => Recorded::Deferred {
+            Err(e @ RecordError::Deferred { .. }) => Recorded::Deferred {
                 reason: format!(
-                    "{status_branch} is checked out in {} with uncommitted changes; commit or stash them and status is recorded on the next tick",
-                    worktree.display()
+                    "{e}; commit or stash them (`git stash push -- <path>`), set `[reconcile] status_branch` to a branch nobody has checked out, or run converge in a clone of its own; status is recorded on the next tick"
                 ),
             },
             Err(e) => return Err(e.into()),

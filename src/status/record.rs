@@ -97,8 +97,13 @@ pub enum RecordError {
         expected: String,
         found: String,
     },
-    #[error("{branch} is checked out in {} with uncommitted changes; converge does not touch a dirty worktree", worktree.display())]
-    Deferred { branch: String, worktree: PathBuf },
+    #[error("{branch} is checked out in {} and paths the commit would update have uncommitted changes: {}", worktree.display(), paths.join(", "))]
+    Deferred {
+        branch: String,
+        worktree: PathBuf,
+        /// Each path in the way, with why.
+        paths: Vec<String>,
+    },
     #[error(transparent)]
     Git(#[from] GitError),
     #[error("cannot record on {branch}")]
@@ -162,9 +167,12 @@ pub fn record(
                 expected: expected.to_string(),
                 found,
             },
-            GitError::Dirty { worktree, .. } => RecordError::Deferred {
+            GitError::Dirty {
+                worktree, paths, ..
+            } => RecordError::Deferred {
                 branch: branch.to_owned(),
                 worktree,
+                paths,
             },
             GitError::Io { path, source } => RecordError::Worktree {
                 worktree: path,

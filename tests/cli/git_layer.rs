@@ -100,3 +100,242 @@ fn advancing_a_checked_out_branch_updates_a_clean_checkout_and_refuses_a_dirty_o
     assert_eq!(sb.read("base.txt"), "ahead\n");
     assert_eq!(sb.git(&["status", "--porcelain"]), "");
 }
+
+/// Two commits on `main`'s history that differ in every way a checkout can:
+/// content, executable bit both ways, links (added, retargeted, replaced by a
+/// file), a file that becomes a directory and a directory that becomes a
+/// file, deletions that empty a directory, nested additions.
+fn every_kind_of_change(sb: &Sandbox) -> (String, String) {
+    use std::os::unix::fs::{PermissionsExt as _, symlink};
+    let exec = |path: &str, on: bool| {
+        let p = sb.path().join(path);
+        let mode = if on { 0o755 } else { 0o644 };
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    sb.write("same.txt", "same\n");
+    sb.write("content.txt", "old\n");
+    sb.write("to-exec.sh", "#!/bin/sh\n");
+    sb.write("from-exec.sh", "#!/bin/sh\n");
+    exec("from-exec.sh", true);
+    symlink("same.txt", sb.path().join("link")).expect("link");
+    symlink("same.txt", sb.path().join("link-to-file")).expect("link");
+    sb.write("becomes-dir", "a file\n");
+    sb.write("becomes-file/inner.txt", "inner\n");
+    sb.write("emptied/only.txt", "only\n");
+    let old = sb.commit_all("old");
+    sb.write("content.txt", "new\n");
+    exec("to-exec.sh", true);
+    exec("from-exec.sh", false);
+    std::fs::remove_file(sb.path().join("link")).expect("rm");
+    symlink("content.txt", sb.path().join("link")).expect("link");
+    std::fs::remove_file(sb.path().join("link-to-file")).expect("rm");
+    sb.write("link-to-file", "now a file\n");
+    std::fs::remove_file(sb.path().join("becomes-dir")).expect("rm");
+    sb.write("becomes-dir/x.txt", "x\n");
+    std::fs::remove_dir_all(sb.path().join("becomes-file")).expect("rm");
+    sb.write("becomes-file", "a file now\n");
+    std::fs::remove_dir_all(sb.path().join("emptied")).expect("rm");
+    sb.write("deep/er/new.txt", "new\n");
+    symlink("../../same.txt", sb.path().join("deep/er/up")).expect("link");
+    let new = sb.commit_all("new");
+    (old.trim().to_owned(), new.trim().to_owned())
+}
+
+/// What a checkout holds: each file with its kind, mode and content.
+fn checkout_state(dir: &std::path::Path) -> Vec<(String, String)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("dir") {
+            let entry = entry.expect("entry");
+            let path = entry.path();
+            let rel = path.strip_prefix(dir).expect("below").display().to_string();
+            if rel == ".git" {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&path).expect("meta");
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).expect("target");
+                out.push((rel, format!("link {}", target.display())));
+            } else if meta.is_dir() {
+                out.push((rel.clone(), "dir".into()));
+                stack.push(path);
+            } else {
+                let content = std::fs::read_to_string(&path).expect("read");
+                let exec = meta.permissions().mode() & 0o111 != 0;
+                out.push((rel, format!("file exec={exec} {content}")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn advancing_a_checked_out_branch_leaves_what_git_read_tree_leaves() {
+    let sb = Sandbox::repo();
+    let (old, new) = every_kind_of_change(&sb);
+    // The oracle: a clone moved by git itself.
+    let oracle = Sandbox::new();
+    let clone = std::process::Command::new("git")
+        .args(["clone", "-q", &sb.path().display().to_string(), "."])
+        .current_dir(oracle.path())
+        .output()
+        .expect("clone");
+    assert!(clone.status.success());
+    oracle.git(&["reset", "-q", "--hard", &old]);
+    oracle.git(&["read-tree", "-m", "-u", &old, &new]);
+    oracle.git(&["update-ref", "refs/heads/main", &new]);
+    assert_eq!(oracle.git(&["status", "--porcelain"]), "");
+
+    sb.git(&["reset", "-q", "--hard", &old]);
+    // The person has unrelated work in progress: it stays.
+    sb.write("same.txt", "same, edited\n");
+    sb.write("untracked.txt", "mine\n");
+    let repo = Repo::discover(sb.path()).expect("repo");
+    repo.advance_branch("main", oid(&old), oid(&new), "test")
+        .expect("advance");
+    assert_eq!(sb.git(&["rev-parse", "main"]).trim(), new);
+    assert_eq!(
+        sb.git(&["status", "--porcelain"]),
+        " M same.txt\n?? untracked.txt\n"
+    );
+    sb.git(&["fsck", "--strict", "--no-progress"]);
+    // Index entries (mode, blob, path) are exactly git's.
+    assert_eq!(sb.git(&["ls-files", "-s"]), oracle.git(&["ls-files", "-s"]));
+    // A commit now would write the new tree: no stale cached trees.
+    sb.git(&["checkout", "--", "same.txt"]);
+    assert_eq!(
+        sb.git(&["write-tree"]).trim(),
+        sb.git(&["rev-parse", &format!("{new}^{{tree}}")]).trim()
+    );
+    std::fs::remove_file(sb.path().join("untracked.txt")).expect("rm");
+    assert_eq!(checkout_state(sb.path()), checkout_state(oracle.path()));
+}
+
+#[test]
+fn a_path_converge_would_change_blocks_the_update_when_git_would_refuse_it() {
+    type Setup = fn(&Sandbox);
+    let cases: &[(&str, Setup, Option<&str>)] = &[
+        (
+            "modified",
+            |sb| sb.write("content.txt", "mine\n"),
+            Some("content.txt (modified in the worktree)"),
+        ),
+        (
+            "staged",
+            |sb| {
+                sb.write("content.txt", "mine\n");
+                sb.git(&["add", "content.txt"]);
+                sb.write("content.txt", "old\n");
+            },
+            Some("content.txt (staged changes)"),
+        ),
+        (
+            "untracked in the way",
+            |sb| sb.write("deep/er/new.txt", "mine\n"),
+            Some("deep/er/new.txt (untracked file in the way)"),
+        ),
+        (
+            "mode changed",
+            |sb| {
+                use std::os::unix::fs::PermissionsExt as _;
+                let p = sb.path().join("content.txt");
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+            },
+            Some("content.txt (modified in the worktree)"),
+        ),
+        (
+            "already the new content",
+            |sb| sb.write("content.txt", "new\n"),
+            None,
+        ),
+        (
+            "unrelated edit",
+            |sb| sb.write("same.txt", "edited\n"),
+            None,
+        ),
+        (
+            "file in a directory that goes",
+            |sb| sb.write("emptied/mine.txt", "mine\n"),
+            None,
+        ),
+        (
+            "modified file that becomes a directory",
+            |sb| sb.write("becomes-dir", "mine\n"),
+            Some("becomes-dir (modified in the worktree)"),
+        ),
+    ];
+    for (name, prepare, blocked) in cases {
+        let sb = Sandbox::repo();
+        let (old, new) = every_kind_of_change(&sb);
+        sb.git(&["reset", "-q", "--hard", &old]);
+        prepare(&sb);
+        let before = checkout_state(sb.path());
+        let repo = Repo::discover(sb.path()).expect("repo");
+        let result = repo.advance_branch("main", oid(&old), oid(&new), "test");
+        match blocked {
+            Some(path) => {
+                let Err(GitError::Dirty { paths, .. }) = &result else {
+                    panic!("{name}: {result:?}");
+                };
+                assert!(
+                    paths.iter().any(|p| p.starts_with(path)),
+                    "{name}: {paths:?}"
+                );
+                assert_eq!(sb.git(&["rev-parse", "main"]).trim(), old, "{name}");
+                assert_eq!(checkout_state(sb.path()), before, "{name}: files changed");
+            }
+            None => {
+                result.unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(sb.git(&["rev-parse", "main"]).trim(), new, "{name}");
+                sb.git(&["fsck", "--strict", "--no-progress"]);
+                // What the person had is still there.
+                for (path, state) in &before {
+                    if path == "same.txt" || path.starts_with("emptied/mine") {
+                        let now = checkout_state(sb.path());
+                        assert!(
+                            now.contains(&(path.clone(), state.clone())),
+                            "{name}: {path} lost"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn an_update_interrupted_after_the_branch_moved_is_finished_by_the_next_one() {
+    let sb = Sandbox::repo();
+    let (old, new) = every_kind_of_change(&sb);
+    sb.git(&["reset", "-q", "--hard", &old]);
+    // What a crash between moving the ref and updating the files leaves: the
+    // journal, the moved branch, and one file already written.
+    let journal = sb.path().join(".git/converge/checkouts/main.json");
+    std::fs::create_dir_all(journal.parent().expect("dir")).expect("mkdir");
+    std::fs::write(
+        &journal,
+        format!(
+            r#"{{"branch":"main","worktree":"{}","from":"{old}","to":"{new}"}}"#,
+            sb.path().display()
+        ),
+    )
+    .expect("journal");
+    sb.git(&["update-ref", "refs/heads/main", &new, &old]);
+    sb.write("content.txt", "new\n");
+    let repo = Repo::discover(sb.path()).expect("repo");
+    assert_eq!(repo.interrupted_checkouts().expect("journals").len(), 1);
+    let recovered = repo.recover_checkouts().expect("recover");
+    assert!(
+        matches!(
+            recovered.as_slice(),
+            [converge::git::Recovered::Finished { .. }]
+        ),
+        "{recovered:?}"
+    );
+    assert_eq!(sb.git(&["status", "--porcelain"]), "");
+    assert!(!journal.exists());
+    assert!(repo.interrupted_checkouts().expect("journals").is_empty());
+}

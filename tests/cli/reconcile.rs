@@ -626,20 +626,32 @@ fn an_invalid_plan_is_set_aside_while_valid_plans_proceed() {
 }
 
 #[test]
-fn a_dirty_checkout_of_the_base_branch_is_never_touched() {
+fn a_dirty_path_in_the_base_checkout_is_never_touched() {
+    // git's two-way rule: an edit converge's writes would not touch is left
+    // alone and holds nothing back; a file in the way of a merge holds that
+    // merge (and only it), untouched, and is named.
     let plan = single("", "files = [{ path = \"x.txt\", content = \"x\\n\" }]");
     let sb = setup(&[("one", &plan)]);
     sb.write("README.md", "my unsaved edit\n");
-    let head = sb.git(&["rev-parse", "main"]);
-    let run = tick(&sb);
-    assert_eq!(run.code, 3, "{}", run.transcript());
-    assert!(
-        run.stdout.contains("uncommitted changes"),
-        "{}",
-        run.transcript()
-    );
+    sb.write("x.txt", "mine\n");
+    let mut said = String::new();
+    for _ in 0..6 {
+        let run = tick(&sb);
+        assert!(matches!(run.code, 0 | 3), "{}", run.transcript());
+        said.push_str(&run.stdout);
+    }
+    assert!(said.contains("x.txt (untracked file in the way)"), "{said}");
     assert_eq!(sb.read("README.md"), "my unsaved edit\n");
-    assert_eq!(sb.git(&["rev-parse", "main"]), head, "main did not move");
+    assert_eq!(sb.read("x.txt"), "mine\n");
+    assert_eq!(phase(&sb, "one", "t"), "passed", "status is still recorded");
+    assert!(
+        sb.git(&["ls-tree", "main", "x.txt"]).is_empty(),
+        "merged over the file"
+    );
+    std::fs::remove_file(sb.path().join("x.txt")).expect("rm");
+    settle(&sb);
+    assert_eq!(phase(&sb, "one", "t"), "merged");
+    assert_eq!(sb.read("README.md"), "my unsaved edit\n");
 }
 
 #[test]

@@ -105,16 +105,28 @@ fn a_clean_checkout_moves_with_the_status_commit() {
 }
 
 #[test]
-fn a_dirty_checkout_defers_and_nothing_moves() {
+fn a_dirty_path_defers_and_nothing_moves_but_unrelated_edits_do_not() {
     let (sandbox, head) = repo_with_history();
+    // The status file the commit writes is modified in the checkout.
+    sandbox.write("planning/status/auth.toml", "# my notes\n");
     sandbox.write("README.md", "hello, uncommitted edit\n");
     let repo = Repo::discover(sandbox.path()).expect("repo");
     let error = record(&repo, "main", head, &changes("x = 1\n"), &message()).expect_err("deferred");
     assert!(matches!(error, RecordError::Deferred { .. }), "{error}");
-    assert!(error.to_string().contains("uncommitted changes"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("planning/status/auth.toml (untracked file in the way)"),
+        "{error}"
+    );
     assert_eq!(sandbox.git(&["rev-parse", "main"]).trim(), head.to_string());
     assert_eq!(sandbox.read("README.md"), "hello, uncommitted edit\n");
-    assert!(!sandbox.path().join("planning/status/auth.toml").exists());
+    assert_eq!(sandbox.read("planning/status/auth.toml"), "# my notes\n");
+    // Out of the way, the commit goes through; the unrelated edit stays.
+    std::fs::remove_file(sandbox.path().join("planning/status/auth.toml")).expect("rm");
+    record(&repo, "main", head, &changes("x = 1\n"), &message()).expect("recorded");
+    assert_eq!(sandbox.read("README.md"), "hello, uncommitted edit\n");
+    assert_eq!(sandbox.git(&["status", "--porcelain"]), " M README.md\n");
 }
 
 #[test]

@@ -1,0 +1,827 @@
+//! Updating a checkout the way git does: when converge moves a branch that is
+//! checked out (the base branch in the person's own checkout, a status branch
+//! in a linked worktree), the files and the index of that checkout follow, with
+//! the rules of `git read-tree -m -u <old> <new>`:
+//!
+//! - only the paths that differ between the two commits are touched; every
+//!   other file, staged change and untracked file stays exactly as it is;
+//! - a path converge would change must be unmodified in the index and in the
+//!   worktree (or already hold the new content); otherwise nothing at all is
+//!   written and the caller gets the list of paths in the way;
+//! - files are written with their modes (100644, 100755), symbolic links as
+//!   links, gitlinks as directories; directory/file swaps are handled;
+//! - nothing is ever written through a symbolic link: a path whose leading
+//!   directory is a link in the worktree is in the way;
+//! - each file is replaced atomically (written beside it, then renamed), and the
+//!   index is rewritten under git's `index.lock` with its cache-tree dropped, so
+//!   that the next `git commit` builds its tree from the entries.
+//!
+//! Because a file is always either its old or its new content, applying the
+//! same update again after a crash finishes it: paths already at the new
+//! content count as done. [`Repo::advance_branch`] keeps a small journal of the
+//! update it is making (`<git-common-dir>/converge/checkouts/`) so that the next
+//! converge process finishes an update a crash interrupted.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use gix::ObjectId;
+use gix::bstr::{BStr, BString, ByteSlice};
+use gix::objs::tree::EntryKind;
+
+use super::{GitError, Repo, Result, read_err};
+
+/// The entry of one path in a tree: its kind and object.
+pub type Entry = (EntryKind, ObjectId);
+
+/// One path (never a directory) whose entry differs between two trees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delta {
+    pub path: BString,
+    pub old: Option<Entry>,
+    pub new: Option<Entry>,
+}
+
+/// Why a path blocks an update of a checkout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocked {
+    pub path: String,
+    pub why: &'static str,
+}
+
+impl std::fmt::Display for Blocked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.path, self.why)
+    }
+}
+
+/// What updating a checkout from one tree to another takes.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Paths to write, delete or restage.
+    pub deltas: Vec<Delta>,
+    /// Paths in the way: modified, staged, untracked or behind a link.
+    pub blocked: Vec<Blocked>,
+}
+
+/// What an interrupted update of a checked-out branch was doing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Journal {
+    pub branch: String,
+    pub worktree: PathBuf,
+    pub from: String,
+    pub to: String,
+}
+
+/// What finishing an interrupted update did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovered {
+    /// The checkout was brought to the branch's commit.
+    Finished { branch: String, worktree: PathBuf },
+    /// The branch never moved: nothing had been written.
+    NothingToDo { branch: String },
+    /// The update could not be finished without touching a person's changes;
+    /// these paths still show the old content (or the person's).
+    Blocked {
+        branch: String,
+        worktree: PathBuf,
+        paths: Vec<String>,
+    },
+}
+
+/// How paths are checked: git's defaults on Linux (`core.protectNTFS` is on
+/// everywhere since git 2.24) plus HFS aliases of `.git`, which an agent could
+/// aim at a colleague's Mac.
+const VALIDATE: gix::validate::path::component::Options = gix::validate::path::component::Options {
+    protect_windows: false,
+    protect_hfs: true,
+    protect_ntfs: true,
+};
+
+/// Whether git would check out `path` (components split on `/`): no empty,
+/// `.`, `..` or `.git` component (with its case, NTFS and HFS aliases), no
+/// symbolic link named `.gitmodules`. Returns the reason if not.
+pub fn unsafe_path(path: &BStr, is_link: bool) -> Option<String> {
+    let components: Vec<&[u8]> = path.split(|b| *b == b'/').collect();
+    let last = components.len().saturating_sub(1);
+    for (i, component) in components.iter().enumerate() {
+        let mode = (i == last && is_link).then_some(gix::validate::path::component::Mode::Symlink);
+        if let Err(e) = gix::validate::path::component(component.as_bstr(), mode, VALIDATE) {
+            return Some(format!("`{}`: {e}", path.to_str_lossy()));
+        }
+        if component.contains(&0) {
+            return Some(format!("`{}`: contains a NUL byte", path.to_str_lossy()));
+        }
+    }
+    None
+}
+
+fn journal_dir(common: &Path) -> PathBuf {
+    common.join("converge").join("checkouts")
+}
+
+fn journal_path(common: &Path, branch: &str) -> PathBuf {
+    journal_dir(common).join(format!("{}.json", branch.replace('/', "%2F")))
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> GitError + '_ {
+    move |source| GitError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl Repo {
+    /// The paths whose entries differ between two trees (`None`: the empty
+    /// tree), in path order. Directories are not listed; a directory that
+    /// became a file lists each file below it as deleted and the file as added.
+    pub fn tree_delta(&self, old: Option<ObjectId>, new: Option<ObjectId>) -> Result<Vec<Delta>> {
+        let mut out = Vec::new();
+        self.tree_delta_into(old, new, BStr::new(""), &mut out)?;
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    fn tree_entries(&self, tree: Option<ObjectId>) -> Result<BTreeMap<BString, Entry>> {
+        let mut out = BTreeMap::new();
+        let Some(tree) = tree else {
+            return Ok(out);
+        };
+        let what = || format!("the tree {tree}");
+        let object = self.repo.find_tree(tree).map_err(read_err(what()))?;
+        let decoded = object.decode().map_err(read_err(what()))?;
+        for entry in &decoded.entries {
+            out.insert(
+                entry.filename.to_owned(),
+                (entry.mode.kind(), entry.oid.to_owned()),
+            );
+        }
+        Ok(out)
+    }
+
+    fn tree_delta_into(
+        &self,
+        old: Option<ObjectId>,
+        new: Option<ObjectId>,
+        prefix: &BStr,
+        out: &mut Vec<Delta>,
+    ) -> Result<()> {
+        if old == new {
+            return Ok(());
+        }
+        let old_entries = self.tree_entries(old)?;
+        let new_entries = self.tree_entries(new)?;
+        let mut names: Vec<&BString> = old_entries.keys().chain(new_entries.keys()).collect();
+        names.sort();
+        names.dedup();
+        for name in names {
+            let o = old_entries.get(name).copied();
+            let n = new_entries.get(name).copied();
+            if o == n {
+                continue;
+            }
+            let mut path = BString::from(prefix.to_vec());
+            if !path.is_empty() {
+                path.push(b'/');
+            }
+            path.extend_from_slice(name);
+            let tree_id =
+                |e: Option<Entry>| e.filter(|(k, _)| *k == EntryKind::Tree).map(|(_, id)| id);
+            let leaf = |e: Option<Entry>| e.filter(|(k, _)| *k != EntryKind::Tree);
+            let (old_tree, new_tree) = (tree_id(o), tree_id(n));
+            if old_tree.is_some() || new_tree.is_some() {
+                self.tree_delta_into(old_tree, new_tree, path.as_bstr(), out)?;
+            }
+            let (old_leaf, new_leaf) = (leaf(o), leaf(n));
+            if old_leaf.is_some() || new_leaf.is_some() {
+                out.push(Delta {
+                    path,
+                    old: old_leaf,
+                    new: new_leaf,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Plans updating this checkout from `from` to `to` (trees), without
+    /// writing anything. See the module documentation for the rules.
+    pub fn plan_checkout(&self, from: ObjectId, to: ObjectId) -> Result<Plan> {
+        let workdir = self.workdir()?.to_owned();
+        let deltas = self.tree_delta(Some(from), Some(to))?;
+        let index = self.read_index()?;
+        let mut blocked = Vec::new();
+        let mut unsafe_paths = Vec::new();
+        for delta in &deltas {
+            let path_str = delta.path.to_str_lossy().into_owned();
+            if let Some((kind, _)) = delta.new
+                && let Some(why) = unsafe_path(delta.path.as_bstr(), kind == EntryKind::Link)
+            {
+                unsafe_paths.push(why);
+                continue;
+            }
+            let staged = index.as_ref().and_then(|i| {
+                i.entry_by_path_and_stage(
+                    delta.path.as_bstr(),
+                    gix::index::entry::Stage::Unconflicted,
+                )
+                .map(|e| (e.mode, e.id))
+            });
+            let conflicted = index.as_ref().is_some_and(|i| {
+                i.entry_index_by_path(delta.path.as_bstr()).is_ok()
+                    && i.entry_by_path_and_stage(
+                        delta.path.as_bstr(),
+                        gix::index::entry::Stage::Unconflicted,
+                    )
+                    .is_none()
+            });
+            if conflicted {
+                blocked.push(Blocked {
+                    path: path_str,
+                    why: "unmerged in the index",
+                });
+                continue;
+            }
+            if let Some(why) = self.leading_path_problem(&workdir, delta, &deltas) {
+                blocked.push(Blocked {
+                    path: path_str,
+                    why,
+                });
+                continue;
+            }
+            let file = workdir.join(fs_path(&delta.path));
+            let index_is = |e: Option<Entry>| match (e, staged) {
+                (None, None) => true,
+                (Some((kind, id)), Some((mode, staged_id))) => {
+                    index_mode(kind) == mode && id == staged_id
+                }
+                _ => false,
+            };
+            let disk_is = |e: Option<Entry>| {
+                if e.is_none() && is_dir(&file) {
+                    // A directory where the tree gets a file: fine when all it
+                    // holds are tracked files this update deletes (each
+                    // checked as its own delta).
+                    return Ok(only_deleted_below(&file, delta.path.as_bstr(), &deltas));
+                }
+                self.disk_holds(&file, e)
+            };
+            let index_old = index_is(delta.old);
+            let index_new = index_is(delta.new);
+            let disk_new = disk_is(delta.new)?;
+            let disk_old = disk_is(delta.old)?;
+            let ok = (index_old || index_new) && (disk_old || disk_new);
+            if !ok {
+                let why = if !(index_old || index_new) {
+                    if staged.is_none() && delta.old.is_none() {
+                        "untracked file in the way"
+                    } else {
+                        "staged changes"
+                    }
+                } else if delta.old.is_none() && staged.is_none() {
+                    "untracked file in the way"
+                } else {
+                    "modified in the worktree"
+                };
+                blocked.push(Blocked {
+                    path: path_str,
+                    why,
+                });
+            }
+        }
+        if !unsafe_paths.is_empty() {
+            return Err(GitError::UnsafePaths {
+                paths: unsafe_paths,
+            });
+        }
+        Ok(Plan { deltas, blocked })
+    }
+
+    /// Whether a directory leading to `delta`'s path is something converge
+    /// must not write through or replace: a symbolic link, or a file that the
+    /// update does not itself remove.
+    fn leading_path_problem(
+        &self,
+        workdir: &Path,
+        delta: &Delta,
+        all: &[Delta],
+    ) -> Option<&'static str> {
+        let components: Vec<&[u8]> = delta.path.split(|b| *b == b'/').collect();
+        let mut prefix = BString::default();
+        let mut dir = workdir.to_owned();
+        for component in &components[..components.len().saturating_sub(1)] {
+            if !prefix.is_empty() {
+                prefix.push(b'/');
+            }
+            prefix.extend_from_slice(component);
+            dir.push(fs_path(component));
+            let Ok(meta) = std::fs::symlink_metadata(&dir) else {
+                // Missing: created when needed.
+                return None;
+            };
+            if meta.is_dir() {
+                continue;
+            }
+            // A link or a file where a directory must be: fine only if this
+            // very update removes that entry (a file or link that becomes a
+            // directory), and the entry is unmodified (checked as its own delta).
+            let removed = all
+                .iter()
+                .any(|d| d.path == prefix && d.old.is_some() && d.new.is_none());
+            if removed {
+                return None;
+            }
+            return Some(if meta.file_type().is_symlink() {
+                "a leading directory is a symbolic link in the worktree"
+            } else {
+                "a file is in the way of a directory"
+            });
+        }
+        None
+    }
+
+    /// Whether the worktree has `entry` at `file` (`None`: nothing there, or
+    /// an empty directory).
+    fn disk_holds(&self, file: &Path, entry: Option<Entry>) -> Result<bool> {
+        let meta = match std::fs::symlink_metadata(file) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(entry.is_none()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => return Ok(entry.is_none()),
+            Err(source) => return Err(io_err(file)(source)),
+        };
+        let Some((kind, id)) = entry else {
+            // A directory at a path the tree has no file for: fine while empty
+            // (what is inside it is checked path by path).
+            return Ok(meta.is_dir() && is_empty_dir(file));
+        };
+        let hash = self.repo.object_hash();
+        let blob_id = |bytes: &[u8]| {
+            gix::objs::compute_hash(hash, gix::objs::Kind::Blob, bytes).map_err(|e| {
+                GitError::Read {
+                    what: file.display().to_string(),
+                    source: gix::Error::from_error(e),
+                }
+            })
+        };
+        match kind {
+            EntryKind::Blob | EntryKind::BlobExecutable => {
+                if !meta.is_file() || is_executable(&meta) != (kind == EntryKind::BlobExecutable) {
+                    return Ok(false);
+                }
+                let bytes = std::fs::read(file).map_err(io_err(file))?;
+                Ok(blob_id(&bytes)? == id)
+            }
+            EntryKind::Link => {
+                if !meta.file_type().is_symlink() {
+                    return Ok(false);
+                }
+                let target = std::fs::read_link(file).map_err(io_err(file))?;
+                Ok(blob_id(link_bytes(&target))? == id)
+            }
+            EntryKind::Commit => Ok(meta.is_dir()),
+            EntryKind::Tree => Ok(false),
+        }
+    }
+
+    /// The index of this checkout as it is on disk, if there is one.
+    fn read_index(&self) -> Result<Option<gix::index::File>> {
+        let path = self.repo.index_path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        gix::index::File::at(&path, self.repo.object_hash(), false, Default::default())
+            .map(Some)
+            .map_err(|e| GitError::Index {
+                path: path.clone(),
+                source: Box::new(e),
+            })
+    }
+
+    /// Writes a planned update: deletions first (and directories they empty),
+    /// then files, links and gitlinks, each replaced atomically, then the index.
+    /// The plan must have nothing blocked.
+    pub fn apply_checkout(&self, plan: &Plan) -> Result<()> {
+        let workdir = self.workdir()?.to_owned();
+        let disk = |d: &Delta| workdir.join(fs_path(&d.path));
+        // Remove what goes away or changes kind (a file that becomes a link,
+        // a link that becomes a file: replaced by rename anyway, but a file
+        // whose path becomes a directory must go first).
+        let mut emptied: Vec<PathBuf> = Vec::new();
+        for delta in &plan.deltas {
+            if delta.new.is_none() {
+                let file = disk(delta);
+                match std::fs::symlink_metadata(&file) {
+                    Ok(meta) if meta.is_dir() => {
+                        // An empty directory where a file was (checked by the plan).
+                        let _ = std::fs::remove_dir(&file);
+                    }
+                    Ok(_) => std::fs::remove_file(&file).map_err(io_err(&file))?,
+                    Err(_) => {}
+                }
+                if let Some(parent) = file.parent() {
+                    emptied.push(parent.to_owned());
+                }
+            }
+        }
+        // Directories left empty by deletions go too, deepest first, never the root.
+        emptied.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for dir in emptied {
+            let mut dir = dir.as_path();
+            while dir != workdir && dir.starts_with(&workdir) && std::fs::remove_dir(dir).is_ok() {
+                match dir.parent() {
+                    Some(parent) => dir = parent,
+                    None => break,
+                }
+            }
+        }
+        let mut written: Vec<(&Delta, PathBuf)> = Vec::new();
+        for delta in &plan.deltas {
+            let Some((kind, id)) = delta.new else {
+                continue;
+            };
+            let file = disk(delta);
+            let parent = file.parent().unwrap_or(&workdir).to_owned();
+            create_dirs(&workdir, &parent)?;
+            if self.disk_holds(&file, delta.new)? {
+                written.push((delta, file));
+                continue;
+            }
+            match kind {
+                EntryKind::Blob | EntryKind::BlobExecutable => {
+                    let bytes = self.blob(id)?;
+                    let mode = if kind == EntryKind::BlobExecutable {
+                        0o777
+                    } else {
+                        0o666
+                    };
+                    replace_with(&file, |tmp| {
+                        let mut out = open_new(tmp, mode)?;
+                        out.write_all(&bytes)?;
+                        out.sync_data()
+                    })?;
+                }
+                EntryKind::Link => {
+                    let bytes = self.blob(id)?;
+                    let target = fs_path(&bytes).to_owned();
+                    replace_with(&file, |tmp| std::os::unix::fs::symlink(&target, tmp))?;
+                }
+                EntryKind::Commit => {
+                    if let Ok(meta) = std::fs::symlink_metadata(&file)
+                        && !meta.is_dir()
+                    {
+                        std::fs::remove_file(&file).map_err(io_err(&file))?;
+                    }
+                    std::fs::create_dir_all(&file).map_err(io_err(&file))?;
+                }
+                EntryKind::Tree => {}
+            }
+            written.push((delta, file));
+        }
+        self.restage(plan, &written)
+    }
+
+    /// Rewrites the index for the planned paths, under git's lock, with the
+    /// cache-tree dropped (git rebuilds it on the next commit).
+    fn restage(&self, plan: &Plan, written: &[(&Delta, PathBuf)]) -> Result<()> {
+        let index_path = self.repo.index_path();
+        let index_err = |source: Box<dyn std::error::Error + Send + Sync>| GitError::Index {
+            path: index_path.clone(),
+            source,
+        };
+        let lock = gix::lock::File::acquire_to_update_resource(
+            &index_path,
+            gix::lock::acquire::Fail::AfterDurationWithBackoff(std::time::Duration::from_secs(5)),
+            None,
+            0,
+        )
+        .map_err(|e| index_err(Box::new(e)))?;
+        let mut index = match self.read_index()? {
+            Some(index) => index,
+            None => gix::index::File::from_state(
+                gix::index::State::new(self.repo.object_hash()),
+                index_path.clone(),
+            ),
+        };
+        let touched: std::collections::BTreeSet<&BStr> =
+            plan.deltas.iter().map(|d| d.path.as_bstr()).collect();
+        index.remove_entries(|_, path, _| touched.contains(path));
+        for (delta, file) in written {
+            let Some((kind, id)) = delta.new else {
+                continue;
+            };
+            let metadata = gix::index::fs::Metadata::from_path_no_follow(file)
+                .map_err(|e| index_err(Box::new(e)))?;
+            let stat =
+                gix::index::entry::Stat::from_fs(&metadata).map_err(|e| index_err(Box::new(e)))?;
+            index.dangerously_push_entry(
+                stat,
+                id,
+                gix::index::entry::Flags::empty(),
+                index_mode(kind),
+                delta.path.as_bstr(),
+            );
+        }
+        index.sort_entries();
+        write_index(&mut index, lock).map_err(index_err)
+    }
+
+    /// Updates this checkout from commit `from` to commit `to`: all or nothing.
+    /// Paths in the way are a [`GitError::Dirty`] naming them.
+    pub fn update_checkout(&self, branch: &str, from: ObjectId, to: ObjectId) -> Result<()> {
+        let plan = self.plan_checkout(self.tree_of(from)?, self.tree_of(to)?)?;
+        if !plan.blocked.is_empty() {
+            return Err(GitError::Dirty {
+                branch: branch.to_owned(),
+                worktree: self.workdir()?.to_owned(),
+                paths: plan.blocked.iter().map(ToString::to_string).collect(),
+            });
+        }
+        self.apply_checkout(&plan)
+    }
+
+    /// Notes that `branch`, checked out at `worktree`, is being moved from
+    /// `from` to `to`, before the ref moves.
+    pub(super) fn begin_checkout_journal(&self, journal: &Journal) -> Result<()> {
+        let path = journal_path(self.common_dir(), &journal.branch);
+        let text = serde_json::to_vec(journal).map_err(|e| GitError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        replace_with(&path, |tmp| {
+            let mut out = open_new(tmp, 0o666)?;
+            out.write_all(&text)?;
+            out.sync_data()
+        })
+    }
+
+    pub(super) fn end_checkout_journal(&self, branch: &str) -> Result<()> {
+        super::work::remove_file_if_exists(&journal_path(self.common_dir(), branch)).map(|_| ())
+    }
+
+    /// Interrupted checkout updates (by a crash between moving a checked-out
+    /// branch and updating its files), as their journals say.
+    pub fn interrupted_checkouts(&self) -> Result<Vec<Journal>> {
+        let dir = journal_dir(self.common_dir());
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in entries.filter_map(std::result::Result::ok) {
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            match serde_json::from_slice::<Journal>(&bytes) {
+                Ok(journal) => out.push(journal),
+                // A journal cut short by a crash while it was written: the ref
+                // had not moved yet (the journal comes first).
+                Err(_) => {
+                    super::work::remove_file_if_exists(&path)?;
+                }
+            }
+        }
+        out.sort_by(|a, b| a.branch.cmp(&b.branch));
+        Ok(out)
+    }
+
+    /// Finishes every interrupted checkout update: where the branch moved, the
+    /// checkout is brought along (paths already updated count as done); where
+    /// it did not, nothing had been written. A path a person changed since is
+    /// left alone and reported, and its journal kept for the next call.
+    pub fn recover_checkouts(&self) -> Result<Vec<Recovered>> {
+        let mut out = Vec::new();
+        for journal in self.interrupted_checkouts()? {
+            let parse = |hex: &str| ObjectId::from_hex(hex.as_bytes()).ok();
+            let (Some(from), Some(to)) = (parse(&journal.from), parse(&journal.to)) else {
+                self.end_checkout_journal(&journal.branch)?;
+                continue;
+            };
+            let tip = self.branch_tip(&journal.branch)?;
+            let checkout = self.checkout_of(&journal.branch)?;
+            let same = checkout
+                .as_deref()
+                .is_some_and(|p| super::work::same_path(p, &journal.worktree));
+            if tip != Some(to) || !same {
+                // The ref never moved (or moved on, or the branch is no longer
+                // checked out there): the journal is all that is left.
+                self.end_checkout_journal(&journal.branch)?;
+                out.push(Recovered::NothingToDo {
+                    branch: journal.branch,
+                });
+                continue;
+            }
+            let worktree = Repo::discover(&journal.worktree)?;
+            let mut plan = worktree.plan_checkout(self.tree_of(from)?, self.tree_of(to)?)?;
+            let blocked: Vec<String> = plan.blocked.iter().map(ToString::to_string).collect();
+            let paths: std::collections::BTreeSet<String> =
+                plan.blocked.iter().map(|b| b.path.clone()).collect();
+            plan.deltas
+                .retain(|d| !paths.contains(d.path.to_str_lossy().as_ref()));
+            plan.blocked.clear();
+            worktree.apply_checkout(&plan)?;
+            // A blocked update keeps its journal: the next call finishes it
+            // once the person's changes are out of the way, and doctor shows it.
+            if blocked.is_empty() {
+                self.end_checkout_journal(&journal.branch)?;
+            }
+            out.push(if blocked.is_empty() {
+                Recovered::Finished {
+                    branch: journal.branch,
+                    worktree: journal.worktree,
+                }
+            } else {
+                Recovered::Blocked {
+                    branch: journal.branch,
+                    worktree: journal.worktree,
+                    paths: blocked,
+                }
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The index mode of a tree entry kind.
+pub(super) fn index_mode(kind: EntryKind) -> gix::index::entry::Mode {
+    use gix::index::entry::Mode;
+    match kind {
+        EntryKind::BlobExecutable => Mode::FILE_EXECUTABLE,
+        EntryKind::Link => Mode::SYMLINK,
+        EntryKind::Commit => Mode::COMMIT,
+        EntryKind::Tree => Mode::DIR,
+        EntryKind::Blob => Mode::FILE,
+    }
+}
+
+/// Writes `index` through the held `lock` and puts it in place, dropping the
+/// cache-tree: gix writes it back as it was read, still marked valid for the
+/// directories whose entries just changed, and git would trust it.
+pub(super) fn write_index(
+    index: &mut gix::index::File,
+    lock: gix::lock::File,
+) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    index.remove_tree();
+    let mut out = std::io::BufWriter::new(lock);
+    index.write_to(&mut out, gix::index::write::Options::default())?;
+    let lock = out.into_inner().map_err(|e| e.into_error())?;
+    lock.commit().map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// A repository path as a file system path (bytes as they are, as git does on Unix).
+fn fs_path(bytes: &[u8]) -> &Path {
+    use std::os::unix::ffi::OsStrExt as _;
+    Path::new(std::ffi::OsStr::from_bytes(bytes))
+}
+
+/// The bytes git stores for a symbolic link's target.
+pub(super) fn link_bytes(target: &Path) -> &[u8] {
+    use std::os::unix::ffi::OsStrExt as _;
+    target.as_os_str().as_bytes()
+}
+
+fn is_dir(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+}
+
+/// Whether everything below the directory `dir` (the worktree's `prefix`) is
+/// a file or link that `deltas` delete; empty directories do not count.
+fn only_deleted_below(dir: &Path, prefix: &BStr, deltas: &[Delta]) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    for entry in entries {
+        let Ok(entry) = entry else {
+            return false;
+        };
+        let mut path = BString::from(prefix.to_vec());
+        path.push(b'/');
+        path.extend_from_slice(link_bytes(Path::new(&entry.file_name())));
+        let child = entry.path();
+        if is_dir(&child) {
+            if !only_deleted_below(&child, path.as_bstr(), deltas) {
+                return false;
+            }
+            continue;
+        }
+        let deleted = deltas
+            .binary_search_by(|d| d.path.as_bstr().cmp(path.as_bstr()))
+            .ok()
+            .is_some_and(|i| deltas[i].old.is_some() && deltas[i].new.is_none());
+        if !deleted {
+            return false;
+        }
+    }
+    true
+}
+
+fn is_empty_dir(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
+}
+
+/// Creates the directories from `root` down to `dir`, refusing to go through
+/// anything that is not a directory (the plan checked; this is the last guard
+/// against a link appearing meanwhile).
+fn create_dirs(root: &Path, dir: &Path) -> Result<()> {
+    let Ok(relative) = dir.strip_prefix(root) else {
+        return Ok(());
+    };
+    let mut current = root.to_owned();
+    for component in relative.components() {
+        current.push(component);
+        match std::fs::symlink_metadata(&current) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(GitError::Io {
+                    path: current.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        "not a directory (converge never writes through a link)",
+                    ),
+                });
+            }
+            Err(_) => std::fs::create_dir(&current).map_err(io_err(&current))?,
+        }
+    }
+    Ok(())
+}
+
+fn open_new(path: &Path, mode: u32) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+}
+
+/// Replaces `target` atomically: `make` creates the new content at a
+/// temporary name beside it, which is then renamed over the target (an empty
+/// directory in the target's place is removed first).
+fn replace_with(target: &Path, make: impl FnOnce(&Path) -> std::io::Result<()>) -> Result<()> {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = target.with_file_name(format!(".{name}.converge-{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    make(&tmp).map_err(io_err(&tmp))?;
+    if let Ok(meta) = std::fs::symlink_metadata(target)
+        && meta.is_dir()
+    {
+        std::fs::remove_dir(target).map_err(io_err(target))?;
+    }
+    if let Err(source) = std::fs::rename(&tmp, target) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_err(target)(source));
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+pub(super) fn is_executable(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    meta.is_file() && meta.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_git_refuses_are_unsafe() {
+        for bad in [
+            "..",
+            "a/../b",
+            ".git/config",
+            "x/.GIT/hooks",
+            "GIT~1/config",
+            ".git ",
+            ".git./x",
+            "a//b",
+            ".",
+            "x/./y",
+            ".git\u{200c}/config",
+        ] {
+            assert!(unsafe_path(BStr::new(bad), false).is_some(), "{bad} passed");
+        }
+        assert!(unsafe_path(BStr::new(".gitmodules"), true).is_some());
+        for good in [
+            "a/b.txt",
+            ".github/workflows/ci.yml",
+            ".gitignore",
+            "git/x",
+            "a b/c",
+        ] {
+            assert_eq!(unsafe_path(BStr::new(good), false), None, "{good}");
+        }
+        assert_eq!(unsafe_path(BStr::new(".gitmodules"), false), None);
+    }
+}

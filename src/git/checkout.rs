@@ -63,6 +63,9 @@ pub struct Plan {
     pub deltas: Vec<Delta>,
     /// Paths in the way: modified, staged, untracked or behind a link.
     pub blocked: Vec<Blocked>,
+    /// Paths outside a sparse checkout (`skip-worktree` in the index): their
+    /// index entries follow, their files are not written.
+    pub sparse: std::collections::BTreeSet<BString>,
 }
 
 /// What an interrupted update of a checked-out branch was doing.
@@ -211,8 +214,15 @@ impl Repo {
         let workdir = self.workdir()?.to_owned();
         let deltas = self.tree_delta(Some(from), Some(to))?;
         let index = self.read_index()?;
+        if index.as_ref().is_some_and(|i| i.is_sparse()) {
+            return Err(GitError::Unsupported {
+                worktree: workdir,
+                what: "a sparse index (`index.sparse`)".into(),
+            });
+        }
         let mut blocked = Vec::new();
         let mut unsafe_paths = Vec::new();
+        let mut sparse = std::collections::BTreeSet::new();
         for delta in &deltas {
             let path_str = delta.path.to_str_lossy().into_owned();
             if let Some((kind, _)) = delta.new
@@ -226,8 +236,12 @@ impl Repo {
                     delta.path.as_bstr(),
                     gix::index::entry::Stage::Unconflicted,
                 )
-                .map(|e| (e.mode, e.id))
+                .map(|e| (e.mode, e.id, e.flags))
             });
+            let skip_worktree = staged.is_some_and(|(_, _, flags)| {
+                flags.contains(gix::index::entry::Flags::SKIP_WORKTREE)
+            });
+            let staged = staged.map(|(mode, id, _)| (mode, id));
             let conflicted = index.as_ref().is_some_and(|i| {
                 i.entry_index_by_path(delta.path.as_bstr()).is_ok()
                     && i.entry_by_path_and_stage(
@@ -269,6 +283,11 @@ impl Repo {
             };
             let index_old = index_is(delta.old);
             let index_new = index_is(delta.new);
+            if skip_worktree && delta.new.is_some() && (index_old || index_new) {
+                // Outside the sparse checkout: git keeps the file off the disk.
+                sparse.insert(delta.path.clone());
+                continue;
+            }
             let disk_new = disk_is(delta.new)?;
             let disk_old = disk_is(delta.old)?;
             let ok = (index_old || index_new) && (disk_old || disk_new);
@@ -295,7 +314,11 @@ impl Repo {
                 paths: unsafe_paths,
             });
         }
-        Ok(Plan { deltas, blocked })
+        Ok(Plan {
+            deltas,
+            blocked,
+            sparse,
+        })
     }
 
     /// Whether a directory leading to `delta`'s path is something converge
@@ -398,31 +421,53 @@ impl Repo {
             })
     }
 
+    /// Whether the file of `delta` holds its old or its new entry right now
+    /// (checked again just before it is replaced: a person may have saved it
+    /// since the plan was made).
+    fn still_expected(&self, file: &Path, delta: &Delta, all: &[Delta]) -> Result<bool> {
+        for entry in [delta.old, delta.new] {
+            let holds = if entry.is_none() && is_dir(file) {
+                only_deleted_below(file, delta.path.as_bstr(), all) || is_empty_dir(file)
+            } else {
+                self.disk_holds(file, entry)?
+            };
+            if holds {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Writes a planned update: deletions first (and directories they empty),
     /// then files, links and gitlinks, each replaced atomically, then the index.
-    /// The plan must have nothing blocked.
-    pub fn apply_checkout(&self, plan: &Plan) -> Result<()> {
+    /// The plan must have nothing blocked. Returns the paths it left alone
+    /// because they changed since the plan was made (their index entries too).
+    pub fn apply_checkout(&self, plan: &Plan) -> Result<Vec<Blocked>> {
         let workdir = self.workdir()?.to_owned();
         let disk = |d: &Delta| workdir.join(fs_path(&d.path));
-        // Remove what goes away or changes kind (a file that becomes a link,
-        // a link that becomes a file: replaced by rename anyway, but a file
-        // whose path becomes a directory must go first).
+        let mut skipped: Vec<Blocked> = Vec::new();
+        let mut done: Vec<(&Delta, Option<PathBuf>)> = Vec::new();
         let mut emptied: Vec<PathBuf> = Vec::new();
-        for delta in &plan.deltas {
-            if delta.new.is_none() {
-                let file = disk(delta);
-                match std::fs::symlink_metadata(&file) {
-                    Ok(meta) if meta.is_dir() => {
-                        // An empty directory where a file was (checked by the plan).
-                        let _ = std::fs::remove_dir(&file);
-                    }
-                    Ok(_) => std::fs::remove_file(&file).map_err(io_err(&file))?,
-                    Err(_) => {}
-                }
-                if let Some(parent) = file.parent() {
-                    emptied.push(parent.to_owned());
-                }
+        for delta in plan.deltas.iter().filter(|d| d.new.is_none()) {
+            let file = disk(delta);
+            if !self.still_expected(&file, delta, &plan.deltas)? {
+                skipped.push(Blocked {
+                    path: delta.path.to_str_lossy().into_owned(),
+                    why: "changed while converge updated the checkout",
+                });
+                continue;
             }
+            match std::fs::symlink_metadata(&file) {
+                // A directory where a file was: emptied by the deletions below
+                // it, removed with the other emptied directories.
+                Ok(meta) if meta.is_dir() => emptied.push(file.clone()),
+                Ok(_) => std::fs::remove_file(&file).map_err(io_err(&file))?,
+                Err(_) => {}
+            }
+            if let Some(parent) = file.parent() {
+                emptied.push(parent.to_owned());
+            }
+            done.push((delta, None));
         }
         // Directories left empty by deletions go too, deepest first, never the root.
         emptied.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
@@ -435,55 +480,67 @@ impl Repo {
                 }
             }
         }
-        let mut written: Vec<(&Delta, PathBuf)> = Vec::new();
-        for delta in &plan.deltas {
+        for delta in plan.deltas.iter().filter(|d| d.new.is_some()) {
             let Some((kind, id)) = delta.new else {
                 continue;
             };
-            let file = disk(delta);
-            let parent = file.parent().unwrap_or(&workdir).to_owned();
-            create_dirs(&workdir, &parent)?;
-            if self.disk_holds(&file, delta.new)? {
-                written.push((delta, file));
+            if plan.sparse.contains(&delta.path) {
+                done.push((delta, None));
                 continue;
             }
-            match kind {
-                EntryKind::Blob | EntryKind::BlobExecutable => {
-                    let bytes = self.blob(id)?;
-                    let mode = if kind == EntryKind::BlobExecutable {
-                        0o777
-                    } else {
-                        0o666
-                    };
-                    replace_with(&file, |tmp| {
-                        let mut out = open_new(tmp, mode)?;
-                        out.write_all(&bytes)?;
-                        out.sync_data()
-                    })?;
-                }
-                EntryKind::Link => {
-                    let bytes = self.blob(id)?;
-                    let target = fs_path(&bytes).to_owned();
-                    replace_with(&file, |tmp| std::os::unix::fs::symlink(&target, tmp))?;
-                }
-                EntryKind::Commit => {
-                    if let Ok(meta) = std::fs::symlink_metadata(&file)
-                        && !meta.is_dir()
-                    {
-                        std::fs::remove_file(&file).map_err(io_err(&file))?;
-                    }
-                    std::fs::create_dir_all(&file).map_err(io_err(&file))?;
-                }
-                EntryKind::Tree => {}
+            let file = disk(delta);
+            if !self.still_expected(&file, delta, &plan.deltas)? {
+                skipped.push(Blocked {
+                    path: delta.path.to_str_lossy().into_owned(),
+                    why: "changed while converge updated the checkout",
+                });
+                continue;
             }
-            written.push((delta, file));
+            let parent = file.parent().unwrap_or(&workdir).to_owned();
+            create_dirs(&workdir, &parent)?;
+            if !self.disk_holds(&file, delta.new)? {
+                match kind {
+                    EntryKind::Blob | EntryKind::BlobExecutable => {
+                        let bytes = self.blob(id)?;
+                        let mode = if kind == EntryKind::BlobExecutable {
+                            0o777
+                        } else {
+                            0o666
+                        };
+                        replace_with(&file, |tmp| {
+                            let mut out = open_new(tmp, mode)?;
+                            out.write_all(&bytes)?;
+                            out.sync_data()
+                        })?;
+                    }
+                    EntryKind::Link => {
+                        let bytes = self.blob(id)?;
+                        let target = fs_path(&bytes).to_owned();
+                        replace_with(&file, |tmp| std::os::unix::fs::symlink(&target, tmp))?;
+                    }
+                    EntryKind::Commit => {
+                        if let Ok(meta) = std::fs::symlink_metadata(&file)
+                            && !meta.is_dir()
+                        {
+                            std::fs::remove_file(&file).map_err(io_err(&file))?;
+                        }
+                        std::fs::create_dir_all(&file).map_err(io_err(&file))?;
+                    }
+                    EntryKind::Tree => {}
+                }
+            }
+            done.push((delta, Some(file)));
         }
-        self.restage(plan, &written)
+        self.restage(&done)?;
+        Ok(skipped)
     }
 
-    /// Rewrites the index for the planned paths, under git's lock, with the
-    /// cache-tree dropped (git rebuilds it on the next commit).
-    fn restage(&self, plan: &Plan, written: &[(&Delta, PathBuf)]) -> Result<()> {
+    /// Rewrites the index entries of the updated paths (`Some(file)`: with the
+    /// stat data of the file written; `None`: deleted, or outside a sparse
+    /// checkout), under git's lock, with the cache-tree dropped (git rebuilds
+    /// it on the next commit). An entry a person staged meanwhile is kept.
+    fn restage(&self, done: &[(&Delta, Option<PathBuf>)]) -> Result<()> {
+        use gix::index::entry::{Flags, Stage};
         let index_path = self.repo.index_path();
         let index_err = |source: Box<dyn std::error::Error + Send + Sync>| GitError::Index {
             path: index_path.clone(),
@@ -503,41 +560,40 @@ impl Repo {
                 index_path.clone(),
             ),
         };
-        let touched: std::collections::BTreeSet<&BStr> =
-            plan.deltas.iter().map(|d| d.path.as_bstr()).collect();
-        index.remove_entries(|_, path, _| touched.contains(path));
-        for (delta, file) in written {
-            let Some((kind, id)) = delta.new else {
+        let mut replace: BTreeMap<&BStr, Flags> = BTreeMap::new();
+        for (delta, _) in done {
+            let current = index.entry_by_path_and_stage(delta.path.as_bstr(), Stage::Unconflicted);
+            let matches = |e: Option<Entry>| match (e, current) {
+                (None, None) => true,
+                (Some((kind, id)), Some(c)) => index_mode(kind) == c.mode && id == c.id,
+                _ => false,
+            };
+            if matches(delta.old) || matches(delta.new) {
+                let keep = current.map_or(Flags::empty(), |c| {
+                    c.flags & (Flags::SKIP_WORKTREE | Flags::EXTENDED)
+                });
+                replace.insert(delta.path.as_bstr(), keep);
+            }
+        }
+        index.remove_entries(|_, path, _| replace.contains_key(path));
+        for (delta, file) in done {
+            let (Some((kind, id)), Some(&flags)) = (delta.new, replace.get(delta.path.as_bstr()))
+            else {
                 continue;
             };
-            let metadata = gix::index::fs::Metadata::from_path_no_follow(file)
-                .map_err(|e| index_err(Box::new(e)))?;
-            let stat =
-                gix::index::entry::Stat::from_fs(&metadata).map_err(|e| index_err(Box::new(e)))?;
-            index.dangerously_push_entry(
-                stat,
-                id,
-                gix::index::entry::Flags::empty(),
-                index_mode(kind),
-                delta.path.as_bstr(),
-            );
+            let stat = match file {
+                Some(file) => {
+                    let metadata = gix::index::fs::Metadata::from_path_no_follow(file)
+                        .map_err(|e| index_err(Box::new(e)))?;
+                    gix::index::entry::Stat::from_fs(&metadata)
+                        .map_err(|e| index_err(Box::new(e)))?
+                }
+                None => gix::index::entry::Stat::default(),
+            };
+            index.dangerously_push_entry(stat, id, flags, index_mode(kind), delta.path.as_bstr());
         }
         index.sort_entries();
         write_index(&mut index, lock).map_err(index_err)
-    }
-
-    /// Updates this checkout from commit `from` to commit `to`: all or nothing.
-    /// Paths in the way are a [`GitError::Dirty`] naming them.
-    pub fn update_checkout(&self, branch: &str, from: ObjectId, to: ObjectId) -> Result<()> {
-        let plan = self.plan_checkout(self.tree_of(from)?, self.tree_of(to)?)?;
-        if !plan.blocked.is_empty() {
-            return Err(GitError::Dirty {
-                branch: branch.to_owned(),
-                worktree: self.workdir()?.to_owned(),
-                paths: plan.blocked.iter().map(ToString::to_string).collect(),
-            });
-        }
-        self.apply_checkout(&plan)
     }
 
     /// Notes that `branch`, checked out at `worktree`, is being moved from
@@ -625,7 +681,13 @@ impl Repo {
             plan.deltas
                 .retain(|d| !paths.contains(d.path.to_str_lossy().as_ref()));
             plan.blocked.clear();
-            worktree.apply_checkout(&plan)?;
+            let mut blocked = blocked;
+            blocked.extend(
+                worktree
+                    .apply_checkout(&plan)?
+                    .iter()
+                    .map(ToString::to_string),
+            );
             // A blocked update keeps its journal: the next call finishes it
             // once the person's changes are out of the way, and doctor shows it.
             if blocked.is_empty() {

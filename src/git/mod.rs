@@ -59,6 +59,8 @@ pub enum GitError {
     },
     #[error("the tree holds paths git refuses to check out: {}", paths.join("; "))]
     UnsafePaths { paths: Vec<String> },
+    #[error("converge cannot update the checkout at {}: it uses {what}", worktree.display())]
+    Unsupported { worktree: PathBuf, what: String },
     #[error("cannot write {}", path.display())]
     Io {
         path: PathBuf,

@@ -271,8 +271,11 @@ impl Repo {
             return Err(e);
         }
         crate::crash::point("mid-checkout");
-        worktree.apply_checkout(&plan)?;
-        self.end_checkout_journal(branch)?;
+        // A path the person saved in the meantime is left as they saved it;
+        // the journal stays, so the next tick finishes it and doctor shows it.
+        if worktree.apply_checkout(&plan)?.is_empty() {
+            self.end_checkout_journal(branch)?;
+        }
         Ok(Advanced {
             worktree: Some(path),
         })

@@ -50,6 +50,24 @@ fn tick(sb: &Sandbox) -> crate::support::Run {
     run
 }
 
+/// Single ticks until `done` holds for what they printed (at most 100), then
+/// `more` ticks; returns everything printed.
+fn tick_until(sb: &Sandbox, done: impl Fn(&str) -> bool, more: usize) -> String {
+    let mut said = String::new();
+    for _ in 0..100 {
+        said.push_str(&tick(sb).stdout);
+        if done(&said) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(done(&said), "never happened:\n{said}");
+    for _ in 0..more {
+        said.push_str(&tick(sb).stdout);
+    }
+    said
+}
+
 fn settle(sb: &Sandbox) -> crate::support::Run {
     let run = sb.converge(&["reconcile", "--wait", "--max-ticks", "200"]);
     run.success();
@@ -115,8 +133,13 @@ fn a_persons_commit_after_converge_ticks_keeps_every_file() {
     // `git commit -am` wrote a tree that dropped files and listed a directory
     // twice (the index's cache-tree was stale but marked valid).
     let sb = setup(CONFIG, &plan(&[("t", "", &file("src/t.txt", "t"))]));
-    for _ in 0..5 {
+    // Single ticks, as cron runs them, until the task merged.
+    for _ in 0..100 {
         tick(&sb);
+        if phase(&sb, "t") == "merged" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert_eq!(phase(&sb, "t"), "merged");
     sound(&sb, &[]);
@@ -248,10 +271,7 @@ fn a_persons_untracked_link_in_the_way_holds_the_merge_and_is_named() {
     let outside = tempfile::tempdir().expect("outside");
     let sb = setup(CONFIG, &plan(&[("t", "", &file("gen/x.txt", "x"))]));
     std::os::unix::fs::symlink(outside.path(), sb.path().join("gen")).expect("link");
-    let mut last = String::new();
-    for _ in 0..6 {
-        last = tick(&sb).stdout;
-    }
+    let said = tick_until(&sb, |s| s.contains("merge one/t: deferred"), 2);
     assert_ne!(phase(&sb, "t"), "merged");
     assert!(
         std::fs::read_dir(outside.path())
@@ -260,8 +280,6 @@ fn a_persons_untracked_link_in_the_way_holds_the_merge_and_is_named() {
             .is_none(),
         "converge wrote through the link"
     );
-    let explain = sb.converge(&["reconcile", "--once"]);
-    let said = format!("{last}{}", explain.stdout);
     assert!(
         said.contains("gen/x.txt"),
         "the blocking path is not named:\n{said}"
@@ -325,10 +343,7 @@ fn a_merge_into_a_modified_file_waits_names_the_path_and_keeps_its_gate() {
     );
     let sb = setup(&config, &text);
     sb.write("README.md", "project\nthe person's edit\n");
-    let mut said = String::new();
-    for _ in 0..6 {
-        said.push_str(&tick(&sb).stdout);
-    }
+    let said = tick_until(&sb, |s| s.contains("merge one/t: deferred"), 3);
     assert_ne!(phase(&sb, "t"), "merged");
     assert_eq!(sb.read("README.md"), "project\nthe person's edit\n");
     assert!(
@@ -360,10 +375,7 @@ fn a_deferred_status_commit_does_not_run_the_gate_again() {
     tick(&sb);
     // The person edits the dashboard converge rewrites on every status change.
     sb.write("planning/STATUS.md", "my notes\n");
-    let mut said = String::new();
-    for _ in 0..8 {
-        said.push_str(&tick(&sb).stdout);
-    }
+    let said = tick_until(&sb, |s| s.contains("gate one/t"), 3);
     assert_eq!(
         runs(&log),
         1,

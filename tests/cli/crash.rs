@@ -156,6 +156,13 @@ fn run_seed(seed: u64) {
         String::from_utf8_lossy(&doctor.stdout)
     );
     assert_eq!(sb.git(&["status", "--porcelain"]), "", "seed {seed}");
+    sb.git(&["fsck", "--strict", "--no-progress"]);
+    // What a person's next commit would write is what main holds.
+    assert_eq!(
+        sb.git(&["write-tree"]),
+        sb.git(&["rev-parse", "main^{tree}"]),
+        "seed {seed}: the index would commit other files"
+    );
 }
 
 /// Copies a failed run's repository where a person can look at it.

@@ -339,3 +339,31 @@ fn an_update_interrupted_after_the_branch_moved_is_finished_by_the_next_one() {
     assert!(!journal.exists());
     assert!(repo.interrupted_checkouts().expect("journals").is_empty());
 }
+
+#[test]
+fn a_sparse_checkout_stays_sparse_and_clean() {
+    let sb = Sandbox::repo();
+    sb.write("in/a.txt", "a\n");
+    sb.write("out/b.txt", "b\n");
+    let old = sb.commit_all("old");
+    sb.write("in/a.txt", "a2\n");
+    sb.write("out/b.txt", "b2\n");
+    sb.write("out/c.txt", "c\n");
+    let new = sb.commit_all("new");
+    sb.git(&["reset", "-q", "--hard", old.trim()]);
+    sb.git(&["sparse-checkout", "set", "--no-cone", "/in/"]);
+    assert!(!sb.path().join("out").exists());
+    let repo = Repo::discover(sb.path()).expect("repo");
+    repo.advance_branch("main", oid(&old), oid(&new), "test")
+        .expect("advance");
+    assert_eq!(sb.read("in/a.txt"), "a2\n");
+    assert!(
+        !sb.path().join("out/b.txt").exists(),
+        "wrote outside the sparse checkout"
+    );
+    assert_eq!(sb.git(&["status", "--porcelain"]), "");
+    // Leaving the sparse checkout brings the new content.
+    sb.git(&["sparse-checkout", "disable"]);
+    assert_eq!(sb.read("out/b.txt"), "b2\n");
+    assert_eq!(sb.git(&["status", "--porcelain"]), "");
+}

@@ -2,7 +2,8 @@
 //! of the OpenAI Responses API (a custom model provider in its
 //! `config.toml`): it writes a file through its `exec_command` tool inside
 //! its own sandbox, runs `converge done`, and the task passes its gate and
-//! merges. Opt-in: set `CONVERGE_CODEX_BIN` (npm `@openai/codex` 0.169.0).
+//! merges. Ignored by a plain `cargo test`: set `CONVERGE_CODEX_BIN` (npm
+//! `@openai/codex` 0.169.0) and pass `-- --ignored`.
 
 use std::sync::atomic::Ordering;
 
@@ -32,6 +33,7 @@ fn shell(id: &str, cmd: &str) -> Value {
 }
 
 #[test]
+#[ignore = "runs the real agent CLI: set CONVERGE_CODEX_BIN and pass `-- --ignored` (see the README)"]
 fn codex_writes_a_file_runs_done_and_its_work_merges() {
     codex_task(true);
 }
@@ -39,14 +41,13 @@ fn codex_writes_a_file_runs_done_and_its_work_merges() {
 /// Without converge's sandbox, Codex's own (bubblewrap) confines commands,
 /// with the run directory writable for `converge done`.
 #[test]
+#[ignore = "runs the real agent CLI: set CONVERGE_CODEX_BIN and pass `-- --ignored` (see the README)"]
 fn codex_in_its_own_sandbox_writes_runs_done_and_merges() {
     codex_task(false);
 }
 
 fn codex_task(converge_sandbox: bool) {
-    let Some(codex) = cli_bin("CONVERGE_CODEX_BIN", "@openai/codex", false) else {
-        return;
-    };
+    let codex = cli_bin("CONVERGE_CODEX_BIN", "@openai/codex");
     // The step is the number of tool outputs the request carries.
     let (url, served) = serve(|request| {
         let step = request["input"]

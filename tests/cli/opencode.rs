@@ -36,10 +36,9 @@ fn tool(id: &str, name: &str, arguments: &Value) -> Value {
 }
 
 #[test]
+#[ignore = "runs the real agent CLI: set CONVERGE_OPENCODE_BIN and pass `-- --ignored` (see the README)"]
 fn opencode_writes_a_file_runs_done_and_its_work_merges() {
-    let Some(opencode) = cli_bin("CONVERGE_OPENCODE_BIN", "opencode-ai", false) else {
-        return;
-    };
+    let opencode = cli_bin("CONVERGE_OPENCODE_BIN", "opencode-ai");
     let (sb, status, log) = opencode_task(&opencode, "converge done", "");
     assert_merged(&sb, &status, &log, "written by opencode\n");
     let record = &status["tasks"]["t"]["attempts"][0];
@@ -53,10 +52,9 @@ fn opencode_writes_a_file_runs_done_and_its_work_merges() {
 /// A shell command outside what converge allows is refused by OpenCode's
 /// permission rules, and the attempt fails as `tool-denied`.
 #[test]
+#[ignore = "runs the real agent CLI: set CONVERGE_OPENCODE_BIN and pass `-- --ignored` (see the README)"]
 fn opencode_is_refused_commands_converge_does_not_allow() {
-    let Some(opencode) = cli_bin("CONVERGE_OPENCODE_BIN", "opencode-ai", false) else {
-        return;
-    };
+    let opencode = cli_bin("CONVERGE_OPENCODE_BIN", "opencode-ai");
     let (sb, status, log) = opencode_task(&opencode, "ls / > listing.txt", "retry_max = 1\n");
     let failure = &status["tasks"]["t"]["last_failure"];
     assert_eq!(

@@ -46,6 +46,8 @@ pub enum Fix {
     SecretMode(PathBuf),
     /// Forget worktree registrations whose directory is gone (`git worktree prune`).
     Prune,
+    /// Finish the interrupted updates of checked-out branches that can be finished.
+    FinishCheckouts,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -377,11 +379,46 @@ pub fn diagnose(repo: &Repo, report: &TickReport) -> Result<Vec<Finding>, Doctor
     }
 
     out.push(check_secret(repo));
+    out.extend(interrupted_checkouts(repo)?);
 
     // The machine.
     out.push(git_version());
     out.push(landlock());
     Ok(out)
+}
+
+/// Checkouts a crash (or a person saving a file at that instant) left behind
+/// the branch converge moved: the next tick finishes them where it can.
+fn interrupted_checkouts(repo: &Repo) -> Result<Vec<Finding>, DoctorError> {
+    let journals = repo.interrupted_checkouts()?;
+    if journals.is_empty() {
+        return Ok(vec![Finding::ok(
+            "checkouts",
+            "every checked-out branch's files and index match it",
+        )]);
+    }
+    Ok(journals
+        .into_iter()
+        .map(|j| {
+            Finding::new(
+                "checkouts",
+                Level::Problem,
+                format!(
+                    "the checkout of {} at {} was not fully moved from {} to {}",
+                    j.branch,
+                    j.worktree.display(),
+                    short(&j.from),
+                    short(&j.to)
+                ),
+            )
+            .hint("`converge doctor --fix` (or the next tick) finishes it; paths you changed since are left as they are and listed")
+            .fix(Fix::FinishCheckouts)
+        })
+        .collect())
+}
+
+fn short(id: &str) -> &str {
+    id.get(..7).unwrap_or(id)
 }
 
 fn git_version() -> Finding {
@@ -451,6 +488,7 @@ pub fn fix(
     })?;
     let mut done = Vec::new();
     let mut pruned = false;
+    let mut finished = false;
     for finding in findings {
         match &finding.fix {
             Some(Fix::Retire { key, attempt }) => {
@@ -470,6 +508,29 @@ pub fn fix(
                 done.push(format!("killed the processes of {}", run_dir.display()));
             }
             Some(Fix::SecretMode(_)) => done.push(fix_secret(finding)?),
+            Some(Fix::FinishCheckouts) if !finished => {
+                finished = true;
+                for recovered in repo.recover_checkouts()? {
+                    done.push(match recovered {
+                        crate::git::Recovered::Finished { branch, worktree } => format!(
+                            "brought the checkout of {branch} at {} to its branch",
+                            worktree.display()
+                        ),
+                        crate::git::Recovered::NothingToDo { branch } => {
+                            format!("forgot an update of {branch} that never started")
+                        }
+                        crate::git::Recovered::Blocked {
+                            branch,
+                            worktree,
+                            paths,
+                        } => format!(
+                            "brought the checkout of {branch} at {} to its branch except {}: commit, stash or restore them and run doctor again",
+                            worktree.display(),
+                            paths.join(", ")
+                        ),
+                    });
+                }
+            }
             Some(Fix::Prune) if !pruned => {
                 pruned = true;
                 repo.prune_worktrees()?;

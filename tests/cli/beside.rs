@@ -488,3 +488,49 @@ fn converge_and_a_person_take_turns_with_git_all_day() {
         assert_eq!(n, 1, "t{i} merged {n} times:\n{merges}");
     }
 }
+
+#[test]
+fn doctor_finds_and_finishes_a_checkout_left_behind_its_branch() {
+    let sb = setup(CONFIG, &plan(&[("t", "", &file("t.txt", "t"))]));
+    settle(&sb);
+    // What a crash between moving main and updating the checkout leaves: the
+    // journal converge writes first, main one commit ahead, the files behind.
+    let old = sb.git(&["rev-parse", "HEAD"]).trim().to_owned();
+    sb.write("docs.txt", "docs\n");
+    sb.git(&["add", "docs.txt"]);
+    let tree = sb.git(&["write-tree"]).trim().to_owned();
+    sb.git(&["rm", "-q", "--cached", "docs.txt"]);
+    std::fs::remove_file(sb.path().join("docs.txt")).expect("rm");
+    let new = sb
+        .git(&["commit-tree", &tree, "-p", &old, "-m", "ahead"])
+        .trim()
+        .to_owned();
+    let journal = sb.path().join(".git/converge/checkouts/main.json");
+    std::fs::create_dir_all(journal.parent().expect("dir")).expect("mkdir");
+    std::fs::write(
+        &journal,
+        format!(
+            r#"{{"branch":"main","worktree":"{}","from":"{old}","to":"{new}"}}"#,
+            sb.path().display()
+        ),
+    )
+    .expect("journal");
+    sb.git(&["update-ref", "refs/heads/main", &new, &old]);
+    let doctor = sb.converge(&["doctor"]);
+    assert_eq!(doctor.code, 1, "{}", doctor.transcript());
+    assert!(
+        doctor.stdout.contains("was not fully moved"),
+        "{}",
+        doctor.transcript()
+    );
+    let fixed = sb.converge(&["doctor", "--fix"]);
+    fixed.success();
+    assert!(
+        fixed.stdout.contains("brought the checkout of main"),
+        "{}",
+        fixed.transcript()
+    );
+    assert_eq!(sb.read("docs.txt"), "docs\n");
+    sound(&sb, &[]);
+    sb.converge(&["doctor"]).success();
+}

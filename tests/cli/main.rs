@@ -3,6 +3,7 @@
 
 mod claude;
 mod codex;
+mod commit_time;
 mod corpus;
 #[cfg(feature = "crash-points")]
 mod crash;

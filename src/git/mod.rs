@@ -9,8 +9,10 @@ use gix::objs::tree::EntryKind;
 
 use crate::spec::load::{self, Content, MAX_FILE_SIZE, PLANNING_DIR, PlanningFiles};
 
+mod files;
 mod remote;
 mod work;
+pub use files::PathState;
 pub use remote::{Pushed, RemoteError};
 pub use work::{Advanced, TrialMerge, remove_file_if_exists, same_path};
 

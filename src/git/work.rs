@@ -564,12 +564,12 @@ pub fn remove_file_if_exists(path: &Path) -> Result<bool> {
 }
 
 #[cfg(unix)]
-fn is_executable(meta: &std::fs::Metadata) -> bool {
+pub(super) fn is_executable(meta: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::PermissionsExt;
     meta.permissions().mode() & 0o111 != 0
 }
 
 #[cfg(not(unix))]
-fn is_executable(_: &std::fs::Metadata) -> bool {
+pub(super) fn is_executable(_: &std::fs::Metadata) -> bool {
     false
 }

@@ -1,6 +1,7 @@
 //! Integration tests: the real `converge` binary on temporary directories and
 //! git repositories. One test binary; modules by area.
 
+mod agent_check;
 mod claude;
 mod codex;
 mod commit_time;

@@ -146,8 +146,14 @@ impl Snapshot {
     /// Puts back every path whose state differs from the snapshot (what
     /// changed since, from any source: the caller runs invariants in the
     /// meantime, in the foreground). The version found is first copied below
-    /// `keep`, for the agent to read.
-    pub fn take_back(&self, repo: &Repo, keep: &Path) -> Result<Vec<TakenBack>, GitError> {
+    /// `keep` for the agent to read, if it is text, masked by `redactor` like
+    /// every log converge writes.
+    pub fn take_back(
+        &self,
+        repo: &Repo,
+        keep: &Path,
+        redactor: &Redactor,
+    ) -> Result<Vec<TakenBack>, GitError> {
         let mut paths: BTreeSet<String> = repo.touched_paths()?.into_iter().collect();
         paths.extend(self.touched.keys().cloned());
         let root = repo.workdir()?.to_owned();
@@ -162,7 +168,7 @@ impl Snapshot {
                 continue;
             }
             let kept = matches!(now, PathState::File { .. })
-                .then(|| keep_copy(&root.join(&path), &keep.join(&path)))
+                .then(|| keep_copy(&root.join(&path), &keep.join(&path), redactor))
                 .flatten();
             repo.restore_path(&path, &before)?;
             out.push(TakenBack { path, kept });
@@ -171,10 +177,14 @@ impl Snapshot {
     }
 }
 
-/// Copies `from` to `to` (replacing it), if it can.
-fn keep_copy(from: &Path, to: &Path) -> Option<PathBuf> {
+/// Copies the text file `from` to `to` (replacing it) with sensitive values
+/// masked, if it can. Other files are not copied: a mask could not be
+/// applied to them.
+fn keep_copy(from: &Path, to: &Path, redactor: &Redactor) -> Option<PathBuf> {
+    let bytes = std::fs::read(from).ok()?;
+    let text = std::str::from_utf8(&bytes).ok()?;
     std::fs::create_dir_all(to.parent()?).ok()?;
-    std::fs::copy(from, to).ok()?;
+    super::files::write_atomically(to, redactor.redact(text).as_bytes()).ok()?;
     Some(to.to_owned())
 }
 

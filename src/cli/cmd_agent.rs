@@ -83,7 +83,7 @@ pub fn check(ctx: &Ctx) -> CliResult {
             }
         }
     }
-    let taken = snapshot.take_back(&repo, &keep).map_err(|e| {
+    let taken = snapshot.take_back(&repo, &keep, &redactor()).map_err(|e| {
         CliError::failure("cannot take back what the invariants changed in the worktree")
             .source(e)
             .hint("look at `git status`: files the check wrote would become part of the attempt")

@@ -109,6 +109,7 @@ fn what_an_agents_check_writes_is_taken_back_and_never_merged() {
 #[test]
 fn taking_back_restores_the_agents_own_state_exactly_and_keeps_ignored_files() {
     use converge::act::check::Snapshot;
+    use converge::agent::Redactor;
     use std::os::unix::fs::PermissionsExt;
 
     let sb = Sandbox::repo();
@@ -136,13 +137,21 @@ fn taking_back_restores_the_agents_own_state_exactly_and_keeps_ignored_files() {
     sb.write("new.txt", "overwritten\n");
     sb.write("tracked.txt", "recreated\n");
     sb.write("reports/junit.xml", "<testsuite/>\n");
+    sb.write("reports/env.txt", "KEY=sk-live-0123456789\n");
+    std::fs::write(sb.path().join("reports/core"), b"\xff\xfe binary").expect("write");
     sb.write("cache/build.o", "cache\n");
     exec("run.sh", 0o644);
     std::fs::remove_file(sb.path().join("link")).expect("rm link");
     std::os::unix::fs::symlink("/etc/passwd", sb.path().join("link")).expect("symlink");
 
     let keep = tempfile::tempdir().expect("keep");
-    let taken = snapshot.take_back(&repo, keep.path()).expect("take back");
+    let taken = snapshot
+        .take_back(
+            &repo,
+            keep.path(),
+            &Redactor::new(["sk-live-0123456789".to_owned()]),
+        )
+        .expect("take back");
     let paths: Vec<&str> = taken.iter().map(|t| t.path.as_str()).collect();
     assert_eq!(
         paths,
@@ -150,6 +159,8 @@ fn taking_back_restores_the_agents_own_state_exactly_and_keeps_ignored_files() {
             "edited.txt",
             "link",
             "new.txt",
+            "reports/core",
+            "reports/env.txt",
             "reports/junit.xml",
             "run.sh",
             "tracked.txt"
@@ -171,7 +182,17 @@ fn taking_back_restores_the_agents_own_state_exactly_and_keeps_ignored_files() {
     assert_eq!(mode & 0o111, 0o111, "{mode:o}");
     // Ignored files stay (caches), and never count as the attempt's.
     assert_eq!(sb.read("cache/build.o"), "cache\n");
-    // The versions the invariants left are kept.
+    // The versions the invariants left are kept, masked; a binary file is not.
+    assert_eq!(
+        std::fs::read_to_string(keep.path().join("reports/env.txt")).expect("kept"),
+        "KEY=[redacted]\n"
+    );
+    assert!(!keep.path().join("reports/core").exists());
+    assert!(
+        taken
+            .iter()
+            .all(|t| t.kept.is_some() == (t.path != "reports/core" && t.path != "link"))
+    );
     assert_eq!(
         std::fs::read_to_string(keep.path().join("reports/junit.xml")).expect("kept"),
         "<testsuite/>\n"
@@ -182,5 +203,10 @@ fn taking_back_restores_the_agents_own_state_exactly_and_keeps_ignored_files() {
     );
     // Nothing changed since: nothing to take back.
     let again = Snapshot::capture(&repo).expect("capture");
-    assert_eq!(again.take_back(&repo, keep.path()).expect("take back"), []);
+    assert_eq!(
+        again
+            .take_back(&repo, keep.path(), &Redactor::default())
+            .expect("take back"),
+        []
+    );
 }

@@ -759,11 +759,11 @@ impl Repo {
             blobs.push((path.as_str(), Some(id)));
         }
         let tree = editor.write().map_err(write_err("a tree"))?.detach();
-        let (converge, committer) = self.commit_signatures(parent)?;
+        let (dated, committer) = self.commit_signatures(parent)?;
         // The person's own author identity when configured (these commits are
         // made on their behalf: `init`, the demo), dated like the committer.
         let mut author = self.signature_of(Persona::Author, None);
-        author.time = converge.time;
+        author.time = dated.time;
         let commit = self
             .repo
             .commit_as(

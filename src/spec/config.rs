@@ -469,9 +469,27 @@ pub fn unknown_harness_hint(name: &str, harnesses: &BTreeMap<String, Harness>) -
 
 fn read_forge(ctx: &mut Ctx<'_>, root: &Table<'_, '_>) -> Option<Forge> {
     let t = root.table(ctx, "forge", "[forge]", FORGE_KEYS)?;
-    let kind = t.enumeration(ctx, "kind", &["local", "github"]);
+    let kind = t.str(ctx, "kind");
     let repo = t.string(ctx, "repo");
     t.finish(ctx);
+    if let Some(other) = kind
+        .as_ref()
+        .filter(|k| !matches!(*k.get_ref(), "local" | "github"))
+    {
+        // Not "did you mean `github`", which is refused too.
+        ctx.error(
+            Code::InvalidValue,
+            other.span(),
+            format!(
+                "`kind` in [forge] is `{}`; the only forge converge has is `local`",
+                other.get_ref()
+            ),
+        )
+        .hint = Some(
+            "remove the [forge] table (or write `kind = \"local\"`) to merge into the base branch here".into(),
+        );
+        return None;
+    }
     match kind.as_ref().map(|k| *k.get_ref()) {
         Some("github") => {
             if let Some(kind) = &kind {
@@ -898,6 +916,17 @@ queue = "weekly.md"
         // The local forge, and no schedule or interval, are accepted.
         let (c, diags) = compile_text("[forge]\nkind = \"local\"\n");
         assert!(c.valid && diags.is_empty(), "{diags:?}");
+        // Any other forge is unknown, and not suggested as `github`.
+        let (c, diags) = compile_text("[forge]\nkind = \"gitlab\"\n");
+        assert!(!c.valid);
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert_eq!(diags[0].code.as_str(), "invalid-value");
+        assert!(
+            diags[0]
+                .message
+                .contains("only forge converge has is `local`")
+        );
+        assert!(!diags[0].hint.as_deref().unwrap_or("").contains("github"));
     }
 
     #[test]

@@ -96,10 +96,16 @@ fn what_an_agents_check_writes_is_taken_back_and_never_merged() {
     changed.dedup();
     assert_eq!(changed, ["work.txt"]);
 
-    // What the check wrote is kept for the agent to read, in its run directory.
-    let kept = sb
-        .path()
-        .join(".git/converge/runs/checks/scoped/1/check/reports/junit.xml");
+    // The agent is told, and what the check wrote is kept for it to read in
+    // its run directory.
+    let run_dir = sb.path().join(".git/converge/runs/checks/scoped/1");
+    let log = std::fs::read_to_string(run_dir.join("agent.log")).expect("agent.log");
+    assert!(
+        log.contains("passed: tests")
+            && log.contains("took back what the invariants changed, so that it is not part of the attempt: LICENSE, README.md, reports/junit.xml"),
+        "{log}"
+    );
+    let kept = run_dir.join("check/reports/junit.xml");
     assert_eq!(
         std::fs::read_to_string(&kept).expect("the report is kept"),
         "<testsuite/>\n"

@@ -477,8 +477,8 @@ impl Repo {
     }
 
     /// Who converge commits as: the configured committer (including
-    /// `GIT_COMMITTER_*`), else `converge <converge@localhost>`, at the time
-    /// [`Repo::commit_time`] gives for a commit without parents.
+    /// `GIT_COMMITTER_*`), else `converge <converge@localhost>`, dated now
+    /// (or by `GIT_COMMITTER_DATE`): the clock is read at each call.
     pub fn signature(&self) -> gix::actor::Signature {
         self.signature_of(Persona::Committer, None)
     }

@@ -207,8 +207,8 @@ impl Repo {
         Ok(found)
     }
 
-    /// Writes a commit object (no ref moves), dated now (see
-    /// [`Repo::commit_signatures`]).
+    /// Writes a commit object (no ref moves), dated now and never before its
+    /// first parent, unless `GIT_COMMITTER_DATE`/`GIT_AUTHOR_DATE` fix the dates.
     pub fn write_commit(
         &self,
         tree: ObjectId,

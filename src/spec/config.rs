@@ -179,7 +179,7 @@ fn read_reconcile(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, out: &mut Reconcile) 
             ctx,
             span,
             "`interval` in [reconcile] is not supported yet: there is no `converge watch` to tick on it",
-            "remove the `interval` line; converge runs nothing while it is set. Tick with `converge reconcile --once` from cron or CI, or `converge reconcile --wait`",
+            "remove the `interval` line; converge runs nothing while it is set. Run `converge reconcile --once` from cron or CI instead (`--wait` ticks until everything settles)",
         );
     }
     if let Some(d) = t.duration(ctx, "interval") {

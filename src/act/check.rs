@@ -137,7 +137,7 @@ impl Snapshot {
         };
         let mut touched = BTreeMap::new();
         for path in repo.touched_paths()? {
-            let state = repo.state_on_disk(&path)?;
+            let state = repo.save_state_on_disk(&path)?;
             touched.insert(path, state);
         }
         Ok(Snapshot { head_tree, touched })

@@ -50,9 +50,19 @@ impl Repo {
         })
     }
 
-    /// What `path` is in the working tree now. Contents are written as blobs
-    /// (as `git add` would), so that a state can be put back later.
+    /// What `path` is in the working tree now, its contents written as blobs
+    /// (as `git add` would) so that [`Repo::restore_path`] can put it back.
+    pub fn save_state_on_disk(&self, path: &str) -> Result<PathState> {
+        self.disk_state(path, true)
+    }
+
+    /// What `path` is in the working tree now, to compare with a saved state
+    /// (contents are hashed, not written).
     pub fn state_on_disk(&self, path: &str) -> Result<PathState> {
+        self.disk_state(path, false)
+    }
+
+    fn disk_state(&self, path: &str, save: bool) -> Result<PathState> {
         let file = self.workdir()?.join(path);
         let io = |source| GitError::Io {
             path: file.clone(),
@@ -67,7 +77,7 @@ impl Repo {
             let target = std::fs::read_link(&file).map_err(io)?;
             let bytes = target.as_os_str().as_encoded_bytes();
             return Ok(PathState::Link {
-                target: self.store_blob(path, bytes)?,
+                target: self.blob_id(path, bytes, save)?,
             });
         }
         if !meta.is_file() {
@@ -75,17 +85,22 @@ impl Repo {
         }
         let bytes = std::fs::read(&file).map_err(io)?;
         Ok(PathState::File {
-            blob: self.store_blob(path, &bytes)?,
+            blob: self.blob_id(path, &bytes, save)?,
             executable: super::work::is_executable(&meta),
         })
     }
 
-    fn store_blob(&self, path: &str, bytes: &[u8]) -> Result<ObjectId> {
-        Ok(self
-            .repo
-            .write_blob(bytes)
-            .map_err(write_err(path.to_owned()))?
-            .detach())
+    /// The id of a blob of `bytes`, written to the object database if `save`.
+    fn blob_id(&self, path: &str, bytes: &[u8], save: bool) -> Result<ObjectId> {
+        if save {
+            return Ok(self
+                .repo
+                .write_blob(bytes)
+                .map_err(write_err(path.to_owned()))?
+                .detach());
+        }
+        gix::objs::compute_hash(self.repo.object_hash(), gix::objs::Kind::Blob, bytes)
+            .map_err(|e| write_err(path.to_owned())(gix::Error::from_error(e)))
     }
 
     /// Makes `path` in the working tree hold `state` again. A file or link in

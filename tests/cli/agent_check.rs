@@ -20,7 +20,7 @@ args = ["-c", "mkdir -p reports && echo '<testsuite/>' > reports/junit.xml && ec
 [harness.leaves]
 kind = "command"
 command = "sh"
-args = ["-c", '''echo scoped > work.txt && converge check && converge done''']
+args = ["-c", '''echo scoped > work.txt && mkdir -p deep/er && cd deep/er && converge check && converge done''']
 
 [harness.commits]
 kind = "command"
@@ -28,8 +28,10 @@ command = "sh"
 args = ["-c", '''echo open > work.txt && converge check && git add -A && git commit -qm work && converge done''']
 "#;
 
-/// `scoped` may change only work.txt and leaves its work for converge to
-/// commit; `open` has no `paths` and commits everything itself (`git add -A`).
+/// `scoped` may change only work.txt, runs its check from a subdirectory (the
+/// invariants still run at the worktree's root, as at the gate) and leaves its
+/// work for converge to commit; `open` has no `paths` and commits everything
+/// itself (`git add -A`).
 const PLAN: &str = r#"[plan]
 name = "Checks"
 state = "active"

@@ -1,12 +1,17 @@
 //! Running invariants: in a task's worktree for the gate and `converge check`,
-//! and on a merge result before the base branch moves.
+//! and on a merge result before the base branch moves. What `converge check`'s
+//! invariants change in the worktree is taken back ([`Snapshot`]), so that it
+//! never becomes part of the attempt.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use gix::ObjectId;
 use sha2::{Digest, Sha256};
 
 use crate::agent::Redactor;
+use crate::git::{GitError, PathState, Repo};
 use crate::spec::Invariant;
 use crate::spec::duration;
 
@@ -170,6 +175,84 @@ pub fn forget_gates(common: &Path, plan: &str, task: &str) {
             }
         }
     }
+}
+
+/// A worktree's changed paths as `converge check` found them before running
+/// the invariants, so that it can take back whatever they change: a report,
+/// an edited or deleted file. Only non-ignored paths count (ignored files,
+/// such as build caches, are never swept into an attempt).
+#[derive(Debug)]
+pub struct Snapshot {
+    head_tree: Option<ObjectId>,
+    /// Every path that differed from HEAD, with what it held.
+    touched: BTreeMap<String, PathState>,
+}
+
+/// A path the invariants changed, and whether its version was kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TakenBack {
+    pub path: String,
+    /// Where the version the invariants left was copied to, if it was a file.
+    pub kept: Option<PathBuf>,
+}
+
+impl Snapshot {
+    pub fn capture(repo: &Repo) -> Result<Snapshot, GitError> {
+        let head_tree = match repo.head_commit()? {
+            Some(commit) => Some(repo.tree_of(commit)?),
+            None => None,
+        };
+        let mut touched = BTreeMap::new();
+        for path in repo.touched_paths()? {
+            let state = repo.save_state_on_disk(&path)?;
+            touched.insert(path, state);
+        }
+        Ok(Snapshot { head_tree, touched })
+    }
+
+    /// Puts back every path whose state differs from the snapshot (what
+    /// changed since, from any source: the caller runs invariants in the
+    /// meantime, in the foreground). The version found is first copied below
+    /// `keep` for the agent to read, if it is text, masked by `redactor` like
+    /// every log converge writes.
+    pub fn take_back(
+        &self,
+        repo: &Repo,
+        keep: &Path,
+        redactor: &Redactor,
+    ) -> Result<Vec<TakenBack>, GitError> {
+        let mut paths: BTreeSet<String> = repo.touched_paths()?.into_iter().collect();
+        paths.extend(self.touched.keys().cloned());
+        let root = repo.workdir()?.to_owned();
+        let mut out = Vec::new();
+        for path in paths {
+            let before = match self.touched.get(&path) {
+                Some(state) => state.clone(),
+                None => repo.state_in_tree(self.head_tree, &path)?,
+            };
+            let now = repo.state_on_disk(&path)?;
+            if now == before {
+                continue;
+            }
+            let kept = matches!(now, PathState::File { .. })
+                .then(|| keep_copy(&root.join(&path), &keep.join(&path), redactor))
+                .flatten();
+            repo.restore_path(&path, &before)?;
+            out.push(TakenBack { path, kept });
+        }
+        Ok(out)
+    }
+}
+
+/// Copies the text file `from` to `to` (replacing it) with sensitive values
+/// masked, if it can. Other files are not copied: a mask could not be
+/// applied to them.
+fn keep_copy(from: &Path, to: &Path, redactor: &Redactor) -> Option<PathBuf> {
+    let bytes = std::fs::read(from).ok()?;
+    let text = std::str::from_utf8(&bytes).ok()?;
+    std::fs::create_dir_all(to.parent()?).ok()?;
+    super::files::write_atomically(to, redactor.redact(text).as_bytes()).ok()?;
+    Some(to.to_owned())
 }
 
 #[cfg(test)]

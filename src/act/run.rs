@@ -136,7 +136,7 @@ pub fn start(run_dir: &Path, plan: &RunPlan, converge: &Path) -> Result<u32, Run
         if lease.exists() {
             let pid = child.id();
             // Reap the supervisor when it exits, so that a long-running
-            // reconciler (`--until-idle`, `watch`) does not collect zombies.
+            // reconciler (`--until-idle`, `--wait`) does not collect zombies.
             std::thread::spawn(move || {
                 let _ = child.wait();
             });

@@ -2,8 +2,9 @@
 //! and the built-in simulated agent (`__sim`).
 
 use super::{CliError, CliResult, Ctx, Kind, print};
-use crate::act::check::run_check;
+use crate::act::check::{Snapshot, run_check};
 use crate::agent::{AgentEnv, AgentError, Brief};
+use crate::git::{GitError, Repo};
 
 fn env() -> CliResult<AgentEnv> {
     AgentEnv::from_env(&|name| std::env::var(name).ok()).map_err(agent_error)
@@ -37,17 +38,33 @@ pub fn task() -> CliResult {
     print(&text)
 }
 
-/// `converge check`: runs the task's invariants here, as the gate will.
+/// `converge check`: runs the task's invariants at the root of this worktree,
+/// as the gate will, then takes back whatever they changed there (a report,
+/// an edited file), keeping a copy in `<run-dir>/check/`: what a check writes
+/// never becomes part of the attempt.
 pub fn check(ctx: &Ctx) -> CliResult {
     let agent = env()?;
     let brief = Brief::read(&agent.run_dir).map_err(agent_error)?;
     if brief.invariants.is_empty() {
         return print("this task has no invariants; the gate checks only which files changed\n");
     }
+    let worktree_err = |e: GitError| {
+        CliError::failure("cannot read the task's worktree")
+            .source(e)
+            .hint("run `converge check` inside the worktree converge gave this attempt")
+    };
+    let repo = Repo::discover(&ctx.cwd).map_err(worktree_err)?;
+    let root = repo.workdir().map_err(worktree_err)?.to_owned();
+    let keep = agent.run_dir.join("check");
+    if keep.exists() {
+        std::fs::remove_dir_all(&keep)
+            .map_err(|e| CliError::failure(format!("cannot clear {}", keep.display())).source(e))?;
+    }
+    let snapshot = Snapshot::capture(&repo).map_err(worktree_err)?;
     let mut out = String::new();
     let mut failed = false;
     for invariant in &brief.invariants {
-        let result = run_check(invariant, &ctx.cwd, None, &redactor());
+        let result = run_check(invariant, &root, None, &redactor());
         let verdict = match (result.passed, result.advisory) {
             (true, _) => "passed",
             (false, true) => "failed (advisory)",
@@ -64,6 +81,24 @@ pub fn check(ctx: &Ctx) -> CliResult {
             for line in result.output_tail.lines() {
                 out.push_str(&format!("  | {line}\n"));
             }
+        }
+    }
+    let taken = snapshot.take_back(&repo, &keep, &redactor()).map_err(|e| {
+        CliError::failure("cannot take back what the invariants changed in the worktree")
+            .source(e)
+            .hint("look at `git status`: files the check wrote would become part of the attempt")
+    })?;
+    if !taken.is_empty() {
+        out.push_str(&format!(
+            "took back what the invariants changed, so that it is not part of the attempt: {}\n",
+            taken
+                .iter()
+                .map(|t| t.path.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        if taken.iter().any(|t| t.kept.is_some()) {
+            out.push_str(&format!("their versions are in {}\n", keep.display()));
         }
     }
     let _ = agent.emit(

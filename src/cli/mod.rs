@@ -138,9 +138,9 @@ pub enum Command {
     /// Agent mode: print the task of this attempt.
     #[command(after_help = "Only inside an attempt (CONVERGE_AGENT_TOKEN is set).")]
     Task,
-    /// Agent mode: run the task's invariants in the current directory.
+    /// Agent mode: run the task's invariants in this worktree, leaving nothing behind.
     #[command(
-        after_help = "Only inside an attempt (CONVERGE_AGENT_TOKEN is set).\n\nExample:\n  converge check"
+        after_help = "Only inside an attempt (CONVERGE_AGENT_TOKEN is set). The invariants run at the worktree's root, as the gate runs them; what they change there is taken back afterwards (copies in $CONVERGE_RUN_DIR/check/).\n\nExample:\n  converge check"
     )]
     Check,
     /// Agent mode: report progress.

@@ -10,9 +10,11 @@ use gix::objs::tree::EntryKind;
 use crate::spec::load::{self, Content, MAX_FILE_SIZE, PLANNING_DIR, PlanningFiles};
 
 mod checkout;
+mod files;
 mod remote;
 mod work;
 pub use checkout::{Blocked, Delta, Journal, Recovered, unsafe_path};
+pub use files::PathState;
 pub use remote::{Pushed, RemoteError};
 pub use work::{Advanced, TrialMerge, remove_file_if_exists, same_path};
 
@@ -105,6 +107,13 @@ const OBJECT_CACHE: usize = 16 * 1024 * 1024;
 #[derive(Debug)]
 pub struct Repo {
     repo: gix::Repository,
+}
+
+/// Whose identity a signature carries.
+#[derive(Debug, Clone, Copy)]
+enum Persona {
+    Committer,
+    Author,
 }
 
 /// Where a spec was read from.
@@ -479,21 +488,94 @@ impl Repo {
     }
 
     /// Who converge commits as: the configured committer (including
-    /// `GIT_COMMITTER_*`), else `converge <converge@localhost>` at the current time.
+    /// `GIT_COMMITTER_*`), else `converge <converge@localhost>`, dated now
+    /// (or by `GIT_COMMITTER_DATE`): the clock is read at each call.
     pub fn signature(&self) -> gix::actor::Signature {
-        let configured = self.repo.committer().and_then(Result::ok).and_then(|s| {
-            let time = s.time().ok()?;
-            Some(gix::actor::Signature {
-                name: s.name.to_owned(),
-                email: s.email.to_owned(),
-                time,
-            })
+        self.signature_of(Persona::Committer, None)
+    }
+
+    /// The author and committer of a commit written now on top of
+    /// `first_parent`: converge's identity ([`Repo::signature`]) for both, the
+    /// author dated by `GIT_AUTHOR_DATE` and the committer by
+    /// `GIT_COMMITTER_DATE` when set, else both by the clock.
+    pub(crate) fn commit_signatures(
+        &self,
+        first_parent: Option<ObjectId>,
+    ) -> Result<(gix::actor::Signature, gix::actor::Signature)> {
+        let not_before = self.committed_at(first_parent)?;
+        let committer = self.signature_of(Persona::Committer, not_before);
+        let mut author = committer.clone();
+        author.time = self.commit_time(Persona::Author, not_before);
+        Ok((author, committer))
+    }
+
+    /// The configured identity of `persona` (name and email, from git's
+    /// configuration and environment), else converge's own, dated now.
+    fn signature_of(
+        &self,
+        persona: Persona,
+        not_before: Option<gix::date::Time>,
+    ) -> gix::actor::Signature {
+        let configured = match persona {
+            Persona::Committer => self.repo.committer(),
+            Persona::Author => self.repo.author(),
+        };
+        let (name, email) = configured
+            .and_then(Result::ok)
+            .map(|s| (s.name.to_owned(), s.email.to_owned()))
+            .unwrap_or_else(|| ("converge".into(), "converge@localhost".into()));
+        gix::actor::Signature {
+            name,
+            email,
+            time: self.commit_time(persona, not_before),
+        }
+    }
+
+    /// When a commit written now is dated. A date fixed by the environment
+    /// (`GIT_COMMITTER_DATE`, `GIT_AUTHOR_DATE`) or by
+    /// `gitoxide.commit.committerDate`/`authorDate` applies as it is, like git
+    /// does. Otherwise the clock is read at each call (gix's own
+    /// `Repository::committer` keeps the time it read when the repository was
+    /// opened, which dated every commit of a long run at its start), and never
+    /// earlier than `not_before`, the first parent's commit time: a commit is
+    /// not dated before the one it builds on, even if that one came from a
+    /// clock running ahead.
+    fn commit_time(
+        &self,
+        persona: Persona,
+        not_before: Option<gix::date::Time>,
+    ) -> gix::date::Time {
+        let key = match persona {
+            Persona::Committer => "gitoxide.commit.committerDate",
+            Persona::Author => "gitoxide.commit.authorDate",
+        };
+        let fixed = self.repo.config_snapshot().string(key).and_then(|text| {
+            let text = text.to_str().ok()?.to_owned();
+            gix::date::parse(&text, Some(gix::date::Zoned::now())).ok()
         });
-        configured.unwrap_or_else(|| gix::actor::Signature {
-            name: "converge".into(),
-            email: "converge@localhost".into(),
-            time: gix::date::Time::now_utc(),
-        })
+        if let Some(fixed) = fixed {
+            return fixed;
+        }
+        let now = gix::date::Time::now_local_or_utc();
+        match not_before {
+            Some(parent) if parent.seconds > now.seconds => gix::date::Time {
+                seconds: parent.seconds,
+                offset: now.offset,
+            },
+            _ => now,
+        }
+    }
+
+    /// The committer time of `commit`, if there is one and it can be read.
+    fn committed_at(&self, commit: Option<ObjectId>) -> Result<Option<gix::date::Time>> {
+        let Some(id) = commit else {
+            return Ok(None);
+        };
+        let commit = self
+            .repo
+            .find_commit(id)
+            .map_err(read_err(format!("the commit {id}")))?;
+        Ok(commit.committer().ok().and_then(|s| s.time().ok()))
     }
 
     /// Moves `refs/heads/<branch>` from `expected` to `new`, only if it is still at
@@ -654,9 +736,21 @@ impl Repo {
             blobs.push((path.as_str(), Some((id, EntryKind::Blob))));
         }
         let tree = editor.write().map_err(write_err("a tree"))?.detach();
+        let (dated, committer) = self.commit_signatures(parent)?;
+        // The person's own author identity when configured (these commits are
+        // made on their behalf: `init`, the demo), dated like the committer.
+        let mut author = self.signature_of(Persona::Author, None);
+        author.time = dated.time;
         let commit = self
             .repo
-            .commit(head_ref.as_ref(), message, tree, parent)
+            .commit_as(
+                committer.to_ref(&mut gix::date::parse::TimeBuf::default()),
+                author.to_ref(&mut gix::date::parse::TimeBuf::default()),
+                head_ref.as_ref(),
+                message,
+                tree,
+                parent,
+            )
             .map_err(write_err(format!("a commit on {}", head_ref.as_bstr())))?
             .detach();
         self.stage(&blobs)?;

@@ -207,19 +207,20 @@ impl Repo {
         Ok(found)
     }
 
-    /// Writes a commit object (no ref moves).
+    /// Writes a commit object (no ref moves), dated now and never before its
+    /// first parent, unless `GIT_COMMITTER_DATE`/`GIT_AUTHOR_DATE` fix the dates.
     pub fn write_commit(
         &self,
         tree: ObjectId,
         parents: &[ObjectId],
         message: &str,
     ) -> Result<ObjectId> {
-        let signature = self.signature();
+        let (author, committer) = self.commit_signatures(parents.first().copied())?;
         let commit = gix::objs::Commit {
             tree,
             parents: parents.iter().copied().collect(),
-            author: signature.clone(),
-            committer: signature,
+            author,
+            committer,
             encoding: None,
             message: BString::from(message),
             extra_headers: Vec::new(),

@@ -174,6 +174,14 @@ fn read_reconcile(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, out: &mut Reconcile) 
     if let Some(n) = t.integer_in(ctx, "dispatches_per_hour", 0, 1_000_000) {
         out.dispatches_per_hour = to_u32(*n.get_ref());
     }
+    if let Some(span) = t.key_span("interval") {
+        not_supported(
+            ctx,
+            span,
+            "`interval` in [reconcile] is not supported yet: there is no `converge watch` to tick on it",
+            "remove the `interval` line; converge runs nothing while it is set. Run `converge reconcile --once` from cron or CI instead (`--wait` ticks until everything settles)",
+        );
+    }
     if let Some(d) = t.duration(ctx, "interval") {
         if d.get_ref().is_zero() {
             ctx.error(
@@ -461,11 +469,37 @@ pub fn unknown_harness_hint(name: &str, harnesses: &BTreeMap<String, Harness>) -
 
 fn read_forge(ctx: &mut Ctx<'_>, root: &Table<'_, '_>) -> Option<Forge> {
     let t = root.table(ctx, "forge", "[forge]", FORGE_KEYS)?;
-    let kind = t.enumeration(ctx, "kind", &["local", "github"]);
+    let kind = t.str(ctx, "kind");
     let repo = t.string(ctx, "repo");
     t.finish(ctx);
+    if let Some(other) = kind
+        .as_ref()
+        .filter(|k| !matches!(*k.get_ref(), "local" | "github"))
+    {
+        // Not "did you mean `github`", which is refused too.
+        ctx.error(
+            Code::InvalidValue,
+            other.span(),
+            format!(
+                "`kind` in [forge] is `{}`; the only forge converge has is `local`",
+                other.get_ref()
+            ),
+        )
+        .hint = Some(
+            "remove the [forge] table (or write `kind = \"local\"`) to merge into the base branch here".into(),
+        );
+        return None;
+    }
     match kind.as_ref().map(|k| *k.get_ref()) {
         Some("github") => {
+            if let Some(kind) = &kind {
+                not_supported(
+                    ctx,
+                    kind.span(),
+                    "the `github` forge is not supported yet: converge would merge into the local base branch instead of opening pull requests",
+                    "remove the [forge] table (or write `kind = \"local\"`); converge runs nothing while it is set",
+                );
+            }
             let Some(repo) = repo else {
                 ctx.error(
                     Code::MissingField,
@@ -509,6 +543,14 @@ fn read_forge(ctx: &mut Ctx<'_>, root: &Table<'_, '_>) -> Option<Forge> {
     }
 }
 
+/// A setting converge reads but does not implement yet: an error, so that
+/// nothing runs as if it were honoured (reconcile refuses an invalid
+/// `converge.toml`). The value is still checked below, for the day the
+/// refusal is lifted; `hint` says what to remove.
+fn not_supported(ctx: &mut Ctx<'_>, span: std::ops::Range<usize>, message: &str, hint: &str) {
+    ctx.error(Code::NotSupported, span, message).hint = Some(hint.to_owned());
+}
+
 fn valid_github_segment(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 100
@@ -524,6 +566,12 @@ fn read_schedules(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, templates: &[String])
         return out;
     };
     for (index, (span, table)) in items.into_iter().enumerate() {
+        not_supported(
+            ctx,
+            span.clone(),
+            "[[schedule]] is not supported yet: schedules do not fire",
+            "remove this [[schedule]] table and its keys; converge runs nothing while it is set. To run a task now, commit it as planning/queue/<name>.md",
+        );
         let t = Table::new(
             table,
             span,
@@ -814,11 +862,7 @@ command = "./agent.sh"
 args = ["{prompt_file}"]
 models = { narrow = "small" }
 [forge]
-kind = "github"
-repo = "acme/widgets"
-[[schedule]]
-cron = "0 9 * * MON"
-queue = "weekly.md"
+kind = "local"
 [sandbox]
 enabled = true
 env_allow = ["PATH"]
@@ -832,14 +876,57 @@ env_allow = ["PATH"]
         assert_eq!(config.merge.invariants, ["test"]);
         assert_eq!(config.harnesses["agent"].models[&Scope::Narrow], "small");
         assert!(config.harnesses.contains_key("sim"));
-        assert_eq!(
-            config.forge,
-            Forge::Github {
-                repo: "acme/widgets".into()
-            }
-        );
-        assert_eq!(config.schedules.len(), 1);
+        assert_eq!(config.forge, Forge::Local);
         assert!(config.sandbox.enabled);
+    }
+
+    #[test]
+    fn settings_not_implemented_yet_are_refused_where_they_are() {
+        let text = r#"[reconcile]
+interval = "30s"
+[forge]
+kind = "github"
+repo = "acme/widgets"
+[[schedule]]
+cron = "0 9 * * MON"
+queue = "weekly.md"
+"#;
+        let (c, diags) = compile_text(text);
+        assert!(!c.valid);
+        let found: Vec<(&str, usize, usize)> = diags
+            .iter()
+            .map(|d| {
+                let l = d.location.as_ref().expect("located");
+                (d.code.as_str(), l.line, l.column)
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("not-supported", 2, 1),
+                ("not-supported", 4, 8),
+                ("not-supported", 6, 1)
+            ],
+            "{diags:?}"
+        );
+        assert!(diags.iter().all(|d| {
+            d.message.contains("not supported yet")
+                && d.hint.as_deref().is_some_and(|h| h.starts_with("remove "))
+        }));
+        // The local forge, and no schedule or interval, are accepted.
+        let (c, diags) = compile_text("[forge]\nkind = \"local\"\n");
+        assert!(c.valid && diags.is_empty(), "{diags:?}");
+        // Any other forge is unknown, and not suggested as `github`.
+        let (c, diags) = compile_text("[forge]\nkind = \"gitlab\"\n");
+        assert!(!c.valid);
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert_eq!(diags[0].code.as_str(), "invalid-value");
+        assert!(
+            diags[0]
+                .message
+                .contains("only forge converge has is `local`")
+        );
+        assert!(!diags[0].hint.as_deref().unwrap_or("").contains("github"));
     }
 
     #[test]

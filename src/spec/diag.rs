@@ -83,6 +83,8 @@ pub enum Code {
     IgnoredFile,
     /// `goal.md` is missing or empty.
     MissingGoal,
+    /// A setting converge accepts in its format but does not implement yet.
+    NotSupported,
 }
 
 impl Code {
@@ -118,6 +120,7 @@ impl Code {
         Code::UnknownApprovalTarget,
         Code::IgnoredFile,
         Code::MissingGoal,
+        Code::NotSupported,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -152,6 +155,7 @@ impl Code {
             Code::UnknownApprovalTarget => "unknown-approval-target",
             Code::IgnoredFile => "ignored-file",
             Code::MissingGoal => "missing-goal",
+            Code::NotSupported => "not-supported",
         }
     }
 }

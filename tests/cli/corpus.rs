@@ -187,3 +187,30 @@ fn warnings_are_reported_without_failing_validation() {
         run.transcript()
     );
 }
+
+#[test]
+fn reconcile_refuses_a_setting_that_is_not_supported_and_says_what_to_remove() {
+    let sandbox = Sandbox::repo();
+    sandbox.write("planning/goal.md", "Goal.\n");
+    sandbox.write(
+        "planning/converge.toml",
+        "[reconcile]\ndefault_harness = \"sim\"\n\n[forge]\nkind = \"github\"\nrepo = \"acme/widgets\"\n",
+    );
+    sandbox.write(
+        "planning/plans/base.toml",
+        BASE_PLAN.replace("[plan]\n", "[plan]\nstate = \"active\"\n"),
+    );
+    let head = sandbox.commit_all("plan");
+    let run = sandbox.converge(&["reconcile", "--once"]);
+    assert_eq!(run.code, 2, "{}", run.transcript());
+    let out = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        out.contains("planning/converge.toml:5:8: error[not-supported]: the `github` forge is not supported yet")
+            && out.contains("hint: remove the [forge] table"),
+        "{}",
+        run.transcript()
+    );
+    // Nothing ran: no status commit, no task branch.
+    assert_eq!(sandbox.git(&["rev-parse", "main"]).trim(), head);
+    assert_eq!(sandbox.git(&["branch", "--list", "converge/*"]), "");
+}

@@ -150,3 +150,21 @@ fn init_commit_leaves_other_staged_changes_staged_and_uncommitted() {
         "hello, staged edit\nand an unstaged line\n"
     );
 }
+
+#[test]
+fn init_writes_no_setting_that_converge_refuses_and_no_watch() {
+    // Issue 11: the template promised `converge watch`, which does not exist,
+    // and showed settings that did nothing (`interval`, `[[schedule]]`, the
+    // github forge); those are refused now, so the template shows none of them.
+    let sandbox = Sandbox::repo();
+    sandbox.converge(&["init"]).success();
+    let written = sandbox.tree();
+    assert!(written.contains_key("planning/converge.toml"));
+    for (path, content) in &written {
+        let text = String::from_utf8_lossy(content);
+        for word in ["watch", "interval", "schedule", "github"] {
+            assert!(!text.contains(word), "{path} mentions `{word}`:\n{text}");
+        }
+    }
+    sandbox.converge(&["plan", "validate"]).success();
+}

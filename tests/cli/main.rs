@@ -1,9 +1,11 @@
 //! Integration tests: the real `converge` binary on temporary directories and
 //! git repositories. One test binary; modules by area.
 
+mod agent_check;
 mod beside;
 mod claude;
 mod codex;
+mod commit_time;
 mod corpus;
 #[cfg(feature = "crash-points")]
 mod crash;

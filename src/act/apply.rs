@@ -880,6 +880,14 @@ fn gate(
         .lease
         .as_ref()
         .and_then(|l| ObjectId::from_hex(l.fork.as_bytes()).ok());
+    // A tree git cannot check out fails here, before anything reads it through
+    // a checkout (it would break the base branch's checkouts once merged).
+    let branch = key.branch();
+    if let Some(tip) = ctx.repo.branch_tip(&branch)?
+        && let Some(applied) = refuse_unsafe_tree(ctx, status, key, attempt, tip)?
+    {
+        return Ok(applied);
+    }
     // Work the agent left uncommitted is committed, so nothing is lost and the
     // gate judges exactly what would merge.
     let mut leftovers = false;
@@ -896,7 +904,6 @@ fn gate(
             leftovers = wt.commit_leftovers(&message)?.is_some();
         }
     }
-    let branch = key.branch();
     let Some(head) = ctx.repo.branch_tip(&branch)? else {
         fail_at(
             ctx,
@@ -915,6 +922,9 @@ fn gate(
             "gate {key} (attempt {attempt}): failed, the branch is gone"
         )));
     };
+    if leftovers && let Some(applied) = refuse_unsafe_tree(ctx, status, key, attempt, head)? {
+        return Ok(applied);
+    }
     let st_head = head.to_string();
     let summary = read_stream(ctx, status, key, attempt, &dir);
     if let Some((code, message)) = precheck(exit.as_ref(), done, head, fork) {
@@ -1047,6 +1057,45 @@ fn gate(
     Ok(Applied::done(format!(
         "gate {key} (attempt {attempt}){leftover_note}: passed ({checks}){next}"
     )))
+}
+
+/// Fails the attempt whose commit `head` holds tree entries git refuses to
+/// check out (`..`, `.git` and its aliases; see `git::safe`), with reason
+/// `unsafe-path`. `None` when the tree is safe.
+fn refuse_unsafe_tree(
+    ctx: &ActCtx<'_>,
+    status: &mut Status,
+    key: &TaskKey,
+    attempt: u32,
+    head: ObjectId,
+) -> Result<Option<Applied>, ActError> {
+    let unsafe_entries = ctx.repo.unsafe_entries(ctx.repo.tree_of(head)?)?;
+    if unsafe_entries.is_empty() {
+        return Ok(None);
+    }
+    let dir = run_dir(ctx.repo.common_dir(), key, attempt);
+    read_stream(ctx, status, key, attempt, &dir);
+    let message = format!(
+        "the attempt's commit {} holds tree entries git refuses to check out: {}",
+        &head.to_string()[..7],
+        unsafe_entries.join(", ")
+    );
+    fail_at(
+        ctx,
+        status,
+        key,
+        attempt,
+        Some(head.to_string()),
+        Failure {
+            attempt,
+            reason: "unsafe-path".into(),
+            message: message.clone(),
+            output_tail: None,
+        },
+    );
+    Ok(Some(Applied::done(format!(
+        "gate {key} (attempt {attempt}): failed, {message}"
+    ))))
 }
 
 /// Where the merge result is checked out for `[merge].invariants`.

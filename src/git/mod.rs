@@ -10,8 +10,10 @@ use gix::objs::tree::EntryKind;
 use crate::spec::load::{self, Content, MAX_FILE_SIZE, PLANNING_DIR, PlanningFiles};
 
 mod remote;
+mod safe;
 mod work;
 pub use remote::{Pushed, RemoteError};
+pub use safe::refused_name;
 pub use work::{Advanced, TrialMerge, remove_file_if_exists, same_path};
 
 #[derive(Debug, thiserror::Error)]

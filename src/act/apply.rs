@@ -161,6 +161,9 @@ pub struct Applied {
     pub files: Vec<(String, Option<Vec<u8>>)>,
     /// Set when the action could not proceed and changed nothing.
     pub deferred: Option<String>,
+    /// Set when the action failed with this error (chain); the failure is
+    /// recorded on its task (see [`action_failed`]).
+    pub failed: Option<String>,
 }
 
 impl Applied {
@@ -169,6 +172,7 @@ impl Applied {
             line,
             files: Vec::new(),
             deferred: None,
+            failed: None,
         }
     }
 }
@@ -257,6 +261,108 @@ fn fail(ctx: &ActCtx<'_>, st: &mut TaskStatus, attempt: u32, failure: Failure) {
     )));
     finish_attempt(st, attempt, ctx.now, &failure.reason);
     st.last_failure = Some(Failure { attempt, ..failure });
+}
+
+/// Records that `action` failed with `error` (its chain) on its task, after
+/// the tick took back what the action had changed in status: the condition
+/// `ActionFailed` (reason `action-failed`) naming the action and the error,
+/// and a backoff (`[reconcile].backoff`) that `decide` honours, so the task
+/// does not come first again next tick and hold back the others. The task's
+/// `retry_max` failures in a row (at least one) escalate it with that
+/// failure. An action of no task (a promotion) is only reported.
+pub fn action_failed(
+    ctx: &ActCtx<'_>,
+    status: &mut Status,
+    action: &Action,
+    error: &str,
+) -> Applied {
+    let what = match (action, action.key()) {
+        (_, Some(key)) => format!("{} {key}", action.kind().as_str()),
+        (Action::Promote { item }, None) => format!("promote queue item {item}"),
+        (_, None) => action.kind().as_str().to_owned(),
+    };
+    let failed = |line: String| Applied {
+        line,
+        files: Vec::new(),
+        deferred: None,
+        failed: Some(error.to_owned()),
+    };
+    let Some(key) = action.key() else {
+        return failed(format!("{what} failed: {error}"));
+    };
+    let task = ctx
+        .spec
+        .plans
+        .get(&key.plan)
+        .and_then(|p| p.task(&key.task));
+    let st = entry(status, key);
+    if st.phase == Phase::Escalated && task.is_some_and(|t| t.generation != st.generation) {
+        // A human restarted the task (`converge retry`): count afresh.
+        st.action_failures = 0;
+    }
+    st.action_failures += 1;
+    let count = st.action_failures;
+    // A task removed from its plan (its cleanup failing) has no `retry_max`
+    // and nobody to `converge retry` it: it only backs off.
+    let limit = task.map(|t| t.retry_max.max(1));
+    let message = format!("`{what}` failed: {error}");
+    let of = limit.map_or_else(String::new, |l| format!(" of {l}"));
+    let condition = crate::status::Condition {
+        kind: crate::decide::ACTION_FAILED.to_owned(),
+        status: true,
+        reason: "action-failed".to_owned(),
+        message: format!("{message} (failure {count}{of} in a row)"),
+        since: ctx.now,
+    };
+    match st
+        .conditions
+        .iter_mut()
+        .find(|c| c.kind == crate::decide::ACTION_FAILED)
+    {
+        Some(c) => {
+            c.message = condition.message;
+        }
+        None => st.conditions.push(condition),
+    }
+    if limit.is_some_and(|l| count >= l) {
+        st.phase = Phase::Escalated;
+        st.next_eligible_at = None;
+        if let Some(task) = task {
+            st.generation = task.generation.clone();
+        }
+        st.last_failure = Some(Failure {
+            attempt: st.attempt,
+            reason: "action-failed".into(),
+            message: format!(
+                "{message}; it failed {count} time(s) in a row, so a human decides (fix the cause, then `converge retry {key}`)"
+            ),
+            output_tail: None,
+        });
+        return failed(format!(
+            "{what} failed {count} time(s) in a row, escalated: {error}"
+        ));
+    }
+    let until = ctx
+        .now
+        .plus(backoff_delay(&ctx.spec.config.reconcile.backoff, count));
+    st.next_eligible_at = Some(until);
+    failed(format!(
+        "{what} failed ({count}{of}), tried again after {until}: {error}"
+    ))
+}
+
+/// An action on the task succeeded: failures of earlier actions are over.
+pub fn action_succeeded(status: &mut Status, key: &TaskKey) {
+    if let Some(st) = status
+        .plans
+        .get_mut(&key.plan)
+        .and_then(|p| p.tasks.get_mut(&key.task))
+        && st.action_failures > 0
+    {
+        st.action_failures = 0;
+        st.conditions
+            .retain(|c| c.kind != crate::decide::ACTION_FAILED);
+    }
 }
 
 /// Records the failure of `attempt` (and the head it was judged at).
@@ -460,24 +566,23 @@ fn start(
     let (plan, task) = task_of(ctx.spec, key)?;
     let config = &ctx.spec.config;
     let st = entry(status, key);
-    if matches!(reason, Some(Reason::Rejected)) {
-        st.failures += 1;
-        st.last_failure = Some(rejection(ctx.spec, key, st.attempt));
-    }
-    if st.generation != task.generation {
-        // An edited task starts over: earlier failures were of another spec.
-        st.failures = 0;
-        if matches!(reason, Some(Reason::SpecChanged)) {
-            st.last_failure = None;
-        }
-    }
+    // Nothing of `st` changes before the attempt has started (below): a
+    // dispatch that fails leaves status as it was, so that the failure is
+    // recorded once, as such, and a rejection is counted once, not once per
+    // failed try.
+    let edited = st.generation != task.generation;
+    let rejected =
+        matches!(reason, Some(Reason::Rejected)).then(|| rejection(ctx.spec, key, st.attempt));
     // The next prompt tells the agent why the last attempt failed; a rate
-    // limit was not the agent's doing.
+    // limit or a failed action of converge's own was not the agent's doing.
     let previous = match reason {
+        Some(_) if rejected.is_some() => rejected.clone(),
+        // An edited task starts over: earlier failures were of another spec.
+        Some(Reason::SpecChanged) if edited => None,
         Some(_) => st
             .last_failure
             .clone()
-            .filter(|f| f.reason != "rate-limited"),
+            .filter(|f| f.reason != "rate-limited" && f.reason != "action-failed"),
         None => None,
     };
     let Some(harness_def) = config.harnesses.get(&task.harness) else {
@@ -600,6 +705,16 @@ fn start(
             ),
             since: ctx.now,
         });
+    }
+    if edited {
+        st.failures = 0;
+        if matches!(reason, Some(Reason::SpecChanged)) {
+            st.last_failure = None;
+        }
+    }
+    if let Some(failure) = rejected {
+        st.failures += 1;
+        st.last_failure = Some(failure);
     }
     st.phase = Phase::Running;
     st.attempt = attempt;
@@ -1242,6 +1357,7 @@ fn merge(
                     ctx.base_branch,
                     worktree.display()
                 )),
+                failed: None,
             });
         }
         Err(GitError::Conflict { .. }) => {
@@ -1283,6 +1399,7 @@ fn promote(ctx: &mut ActCtx<'_>, item: &str) -> Result<Applied, ActError> {
         line: format!("promote queue item {item} into the `queue` plan"),
         files: vec![(from, None), (to, Some(content))],
         deferred: None,
+        failed: None,
     })
 }
 
@@ -1330,6 +1447,7 @@ pub fn retire(repo: &Repo, key: &TaskKey, base: ObjectId, attempt: u32) -> Resul
     if worktree.exists()
         && let Ok(wt) = Repo::discover(&worktree)
         && wt.head_branch()?.as_deref() == Some(branch.as_str())
+        && wt.head_is_safe()?
     {
         wt.clear_index_lock()?;
         wt.commit_leftovers(&format!("converge: leftovers of {key} before cleanup"))?;

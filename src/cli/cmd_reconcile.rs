@@ -261,6 +261,7 @@ pub fn json_report(report: &TickReport) -> serde_json::Value {
         "applied": report.applied.iter().map(|a| serde_json::json!({
             "text": a.line,
             "deferred": a.deferred,
+            "failed": a.failed,
         })).collect::<Vec<_>>(),
         "failed": report.failed,
         "recorded": recorded,

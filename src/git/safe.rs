@@ -69,6 +69,16 @@ impl Repo {
         out.sort();
         Ok(out)
     }
+
+    /// Whether the tree of this checkout's HEAD is one git can check out (no
+    /// commit yet counts as one). Reading the status of a checkout whose HEAD
+    /// is not fails, so callers that commit leftovers ask first.
+    pub fn head_is_safe(&self) -> Result<bool> {
+        match self.head_commit()? {
+            Some(head) => Ok(self.unsafe_entries(self.tree_of(head)?)?.is_empty()),
+            None => Ok(true),
+        }
+    }
 }
 
 #[cfg(test)]

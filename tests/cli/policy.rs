@@ -3,11 +3,14 @@
 //! refuses to check out fails its gate; a paused plan merges nothing; exit
 //! codes a CI job can trust.
 
+use std::time::Duration;
+
 use crate::support::Sandbox;
 
 const CONFIG: &str = r#"[reconcile]
 default_harness = "sim"
 max_agents = 4
+actions_per_tick = 10
 backoff = { base = "2s", factor = 1, max = "2s" }
 
 [harness.poison]
@@ -81,6 +84,15 @@ fn worktrees(sb: &Sandbox) -> usize {
         .count()
 }
 
+/// The explain row of a task: its columns.
+fn explain_row(run: &crate::support::Run, task: &str) -> String {
+    run.stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(task))
+        .unwrap_or_else(|| panic!("no row for {task}:\n{}", run.transcript()))
+        .to_owned()
+}
+
 #[test]
 fn a_tree_git_cannot_check_out_fails_its_gate_and_the_other_tasks_merge() {
     // `a-poison` sorts first, so on the old code its merge was the first
@@ -88,7 +100,7 @@ fn a_tree_git_cannot_check_out_fails_its_gate_and_the_other_tasks_merge() {
     let sb = setup(
         "pills",
         &plan(&[
-            task("a-poison", "harness = \"poison\"\nretry_max = 1"),
+            task("a-poison", "harness = \"poison\"\nretry_max = 2"),
             task("b", ""),
             task("c", ""),
         ]),
@@ -105,7 +117,12 @@ fn a_tree_git_cannot_check_out_fails_its_gate_and_the_other_tasks_merge() {
     assert!(!heads.contains("converge/pills/c"), "{heads}");
     assert_eq!(worktrees(&sb), 2, "main and the escalated task's");
     // The poisoned task failed its gate with the reason, and escalated.
+    // Its retry replaced the worktree git could not read the status of.
     assert_eq!(phase(&sb, "pills", "a-poison"), "escalated");
+    assert_eq!(
+        field(&sb, "pills", "a-poison", "attempt").as_integer(),
+        Some(2)
+    );
     let failure = field(&sb, "pills", "a-poison", "last_failure");
     assert_eq!(failure["reason"].as_str(), Some("unsafe-path"), "{failure}");
     let message = failure["message"].as_str().expect("message");
@@ -125,5 +142,120 @@ fn a_tree_git_cannot_check_out_fails_its_gate_and_the_other_tasks_merge() {
         gate.stdout.contains("[unsafe-path]"),
         "{}",
         gate.transcript()
+    );
+}
+
+#[test]
+fn a_persistently_failing_dispatch_escalates_and_the_other_tasks_progress() {
+    let sb = setup(
+        "blocked",
+        &plan(&[
+            task("a-stuck", "retry_max = 2"),
+            task("b", ""),
+            task("c", ""),
+        ]),
+    );
+    // A file where the task's worktree must go: every dispatch of it fails.
+    std::fs::create_dir_all(sb.path().join(".git/info")).expect("info");
+    std::fs::write(sb.path().join(".git/info/exclude"), "/.converge/\n").expect("exclude");
+    sb.write(".converge/worktrees/blocked/a-stuck", "in the way\n");
+    let first = sb.converge(&["reconcile", "--once"]);
+    first.success();
+    assert!(
+        first.stdout.contains("dispatch blocked/b") && first.stdout.contains("dispatch blocked/c"),
+        "{}",
+        first.transcript()
+    );
+    assert!(
+        first.stdout.contains("dispatch blocked/a-stuck failed"),
+        "{}",
+        first.transcript()
+    );
+    // Backing off: `--explain` names the failure.
+    let explain = sb.converge(&["reconcile", "--dry-run", "--explain"]);
+    let row = explain_row(&explain, "blocked/a-stuck");
+    assert!(row.contains("action-failed"), "{}", explain.transcript());
+    let md = sb.git(&["show", "main:planning/STATUS.md"]);
+    assert!(md.contains("(`action-failed`)"), "{md}");
+    // The others converge; the stuck task escalates after its second failure.
+    let run = settle(&sb);
+    run.success();
+    assert_eq!(phase(&sb, "blocked", "b"), "merged", "{}", run.transcript());
+    assert_eq!(phase(&sb, "blocked", "c"), "merged", "{}", run.transcript());
+    assert_eq!(phase(&sb, "blocked", "a-stuck"), "escalated");
+    let failure = field(&sb, "blocked", "a-stuck", "last_failure");
+    assert_eq!(
+        failure["reason"].as_str(),
+        Some("action-failed"),
+        "{failure}"
+    );
+    let message = failure["message"].as_str().expect("message");
+    assert!(
+        message.contains("dispatch") && message.contains("a-stuck"),
+        "{message}"
+    );
+    assert_eq!(
+        field(&sb, "blocked", "a-stuck", "attempt").as_integer(),
+        Some(0)
+    );
+    let md = sb.git(&["show", "main:planning/STATUS.md"]);
+    assert!(md.contains("(action-failed)"), "{md}");
+    let explain = sb.converge(&["reconcile", "--once", "--explain"]);
+    let row = explain_row(&explain, "blocked/a-stuck");
+    assert!(
+        row.contains("escalated") && row.contains("needs a human"),
+        "{}",
+        explain.transcript()
+    );
+    // After the fix, `converge retry` starts it.
+    std::fs::remove_file(sb.path().join(".converge/worktrees/blocked/a-stuck")).expect("rm");
+    sb.converge(&["retry", "blocked/a-stuck"]).success();
+    settle(&sb).success();
+    assert_eq!(phase(&sb, "blocked", "a-stuck"), "merged");
+}
+
+#[test]
+fn a_rejection_is_counted_once_however_often_its_retry_fails() {
+    let sb = setup(
+        "review",
+        &plan(&[task("t", "retry_max = 3").replace("gate = \"auto\"", "gate = \"human_review\"")]),
+    );
+    settle(&sb).success();
+    assert_eq!(phase(&sb, "review", "t"), "awaiting_approval");
+    sb.converge(&["reject", "review/t", "--reason", "say why"])
+        .success();
+    // The retry cannot check out its worktree: a file is in the way.
+    let worktree = sb.path().join(".converge/worktrees/review/t");
+    sb.git(&[
+        "worktree",
+        "remove",
+        "--force",
+        worktree.to_str().expect("utf-8"),
+    ]);
+    std::fs::write(&worktree, "in the way\n").expect("block");
+    for _ in 0..2 {
+        sb.converge(&["reconcile", "--once"]);
+        std::thread::sleep(Duration::from_millis(2100));
+    }
+    assert_eq!(
+        field(&sb, "review", "t", "failures").as_integer(),
+        Some(0),
+        "no attempt started, so the rejection is not counted yet"
+    );
+    assert_eq!(phase(&sb, "review", "t"), "awaiting_approval");
+    std::fs::remove_file(&worktree).expect("unblock");
+    let run = sb.converge(&["reconcile", "--once"]);
+    assert!(
+        run.stdout.contains("retry review/t (attempt 2"),
+        "{}",
+        run.transcript()
+    );
+    assert_eq!(field(&sb, "review", "t", "failures").as_integer(), Some(1));
+    let failure = field(&sb, "review", "t", "last_failure");
+    assert_eq!(failure["reason"].as_str(), Some("rejected"), "{failure}");
+    let conditions = field(&sb, "review", "t", "conditions");
+    assert!(
+        !conditions.to_string().contains("action-failed"),
+        "the attempt started: {conditions}"
     );
 }

@@ -333,7 +333,10 @@ impl fmt::Display for Reason {
             Reason::PlanDraft => {
                 f.write_str("its plan is a draft; set `state = \"active\"` to start")
             }
-            Reason::PlanPaused => write!(f, "its plan is paused; `converge resume` continues it"),
+            Reason::PlanPaused => write!(
+                f,
+                "its plan is paused: nothing of it starts or merges; `converge resume` continues it"
+            ),
             Reason::WaitingOnDependency { task } => write!(f, "waiting for `{task}` to merge"),
             Reason::DependencyBlocked { task } => {
                 write!(f, "dependency `{task}` escalated or is blocked")
@@ -862,6 +865,11 @@ fn classify(
             };
             if let Some(dep) = unmerged_dependency(plan, task, obs) {
                 return wait(st.phase, Reason::WaitingOnDependency { task: dep });
+            }
+            // `pause` is an emergency brake: attempts still finish and are
+            // gated (the evidence is ready at resume), nothing merges.
+            if let Some(why) = plan_blocks_start(plan) {
+                return wait(st.phase, why);
             }
             act(
                 st.phase,

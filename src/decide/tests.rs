@@ -206,6 +206,71 @@ fn draft_and_paused_plans_dispatch_nothing() {
 }
 
 #[test]
+fn a_paused_plan_gates_finished_attempts_but_merges_nothing() {
+    let spec = spec_with(
+        &DIAMOND.replace(
+            "name = \"Diamond\"",
+            "name = \"Diamond\"\nstate = \"paused\"",
+        ),
+        &[],
+    );
+    // The attempt that finished is gated, so its evidence is ready at resume.
+    let obs = with_run(
+        Observation::default(),
+        "a",
+        1,
+        RunState::Exited {
+            done: true,
+            exit_code: Some(0),
+        },
+    );
+    let running = status(vec![("a", st(&spec, "a", Phase::Running, 1))]);
+    assert_eq!(
+        run(&spec, &obs, &running).actions,
+        [Action::Gate {
+            key: key("a"),
+            attempt: 1
+        }]
+    );
+    // Passed, approved or not: held until the plan is resumed.
+    let passed = status(vec![
+        ("a", st(&spec, "a", Phase::Passed, 1)),
+        ("c", st(&spec, "c", Phase::AwaitingApproval, 1)),
+    ]);
+    let approved = spec_with(
+        &DIAMOND.replace(
+            "name = \"Diamond\"",
+            "name = \"Diamond\"\nstate = \"paused\"",
+        ),
+        &[(
+            "planning/approvals/p/c.toml",
+            &format!("decision = \"approve\"\ncommit = \"{SHA}\"\n"),
+        )],
+    );
+    let d = run(&approved, &merged(&[]), &passed);
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(line(&d, "a"), (None, "plan-paused", "passed"));
+    let d = run(&approved, &merged(&["a"]), &passed);
+    assert_eq!(line(&d, "c"), (None, "plan-paused", "awaiting_approval"));
+    // Resumed, both merge.
+    let active = spec_with(
+        DIAMOND,
+        &[(
+            "planning/approvals/p/c.toml",
+            &format!("decision = \"approve\"\ncommit = \"{SHA}\"\n"),
+        )],
+    );
+    assert_eq!(
+        line(&run(&active, &merged(&[]), &passed), "a"),
+        (Some("merge"), "gate-passed", "passed")
+    );
+    assert_eq!(
+        line(&run(&active, &merged(&["a"]), &passed), "c"),
+        (Some("merge"), "approved", "awaiting_approval")
+    );
+}
+
+#[test]
 fn running_agents_are_left_alone_until_their_deadline() {
     let spec = spec();
     let status = status(vec![("a", st(&spec, "a", Phase::Running, 1))]);

@@ -259,3 +259,27 @@ fn a_rejection_is_counted_once_however_often_its_retry_fails() {
         "the attempt started: {conditions}"
     );
 }
+
+#[test]
+fn a_paused_plan_gates_its_attempts_but_merges_nothing_until_resumed() {
+    let sb = setup("p", &plan(&[task("t", "")]));
+    sb.converge(&["reconcile", "--once"]).success();
+    sb.converge(&["pause", "p"]).success();
+    // The agent finishes; its gate runs, its merge waits.
+    std::thread::sleep(Duration::from_millis(500));
+    let run = sb.converge(&["reconcile", "--wait", "--max-ticks", "50"]);
+    run.success();
+    assert_eq!(phase(&sb, "p", "t"), "passed", "{}", run.transcript());
+    assert!(!sb.path().join("t.txt").exists());
+    let explain = sb.converge(&["reconcile", "--once", "--explain"]);
+    let row = explain_row(&explain, "p/t");
+    assert!(
+        row.contains("passed") && row.contains("plan-paused"),
+        "{}",
+        explain.transcript()
+    );
+    sb.converge(&["resume", "p"]).success();
+    settle(&sb).success();
+    assert_eq!(phase(&sb, "p", "t"), "merged");
+    assert_eq!(sb.read("t.txt"), "t\n");
+}

@@ -281,6 +281,28 @@ pub struct ReconcileArgs {
     /// Stop with an error after this many ticks.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub max_ticks: u32,
+    /// Exit 1, listing them, when tasks are in this state after the ticks (for
+    /// CI jobs). Repeatable, or comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "STATE")]
+    pub fail_on: Vec<FailOn>,
+}
+
+/// Task states `converge reconcile --fail-on` fails for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum FailOn {
+    /// Escalated, or about to be: a human must decide.
+    Escalated,
+    /// Passed its invariants and waits for `converge approve` or `reject`.
+    AwaitingApproval,
+}
+
+impl FailOn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailOn::Escalated => "escalated",
+            FailOn::AwaitingApproval => "awaiting-approval",
+        }
+    }
 }
 
 #[derive(Debug, Args)]

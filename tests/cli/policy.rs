@@ -137,12 +137,16 @@ fn a_tree_git_cannot_check_out_fails_its_gate_and_the_other_tasks_merge() {
         !files.contains("ok.txt") && !files.lines().any(|l| l == ".." || l == ".git"),
         "{files}"
     );
+    // `converge gate` says so, and exits 1 for the failed gate.
     let gate = sb.converge(&["gate", "pills/a-poison"]);
+    assert_eq!(gate.code, 1, "{}", gate.transcript());
     assert!(
         gate.stdout.contains("[unsafe-path]"),
         "{}",
         gate.transcript()
     );
+    let passed = sb.converge(&["gate", "pills/b"]);
+    assert_eq!(passed.code, 0, "{}", passed.transcript());
 }
 
 #[test]
@@ -282,4 +286,52 @@ fn a_paused_plan_gates_its_attempts_but_merges_nothing_until_resumed() {
     settle(&sb).success();
     assert_eq!(phase(&sb, "p", "t"), "merged");
     assert_eq!(sb.read("t.txt"), "t\n");
+}
+
+#[test]
+fn fail_on_exits_1_with_the_tasks_a_ci_job_must_see() {
+    let sb = setup(
+        "ci",
+        &plan(&[
+            task("broken", "retry_max = 1")
+                .replace("[tasks.sim]\n", "[tasks.sim]\nfail_attempts = 9\n"),
+            task("reviewed", "").replace("gate = \"auto\"", "gate = \"human_review\""),
+            task("fine", ""),
+        ]),
+    );
+    settle(&sb).success();
+    let run = sb.converge(&[
+        "reconcile",
+        "--once",
+        "--fail-on",
+        "escalated",
+        "--fail-on",
+        "awaiting-approval",
+    ]);
+    let same = sb.converge(&[
+        "reconcile",
+        "--once",
+        "--fail-on",
+        "escalated,awaiting-approval",
+    ]);
+    assert_eq!(run.transcript(), same.transcript());
+    insta::assert_snapshot!("fail_on_both", run.transcript());
+    let escalated = sb.converge(&["reconcile", "--once", "--fail-on", "escalated"]);
+    assert_eq!(escalated.code, 1, "{}", escalated.transcript());
+    assert!(!escalated.stderr.contains("ci/reviewed"));
+    let json = sb.converge(&["reconcile", "--once", "--json", "--fail-on", "escalated"]);
+    assert_eq!(json.code, 1, "{}", json.transcript());
+    let value: serde_json::Value = serde_json::from_str(json.stdout.trim()).expect("json");
+    assert_eq!(
+        value["fail_on"],
+        serde_json::json!([{"task": "ci/broken", "phase": "escalated", "reason": "escalated"}])
+    );
+    // Without --fail-on (or with nothing matching), the same state exits 0.
+    sb.converge(&["reconcile", "--once"]).success();
+    sb.converge(&["approve", "ci/reviewed"]).success();
+    settle(&sb).success();
+    sb.converge(&["reconcile", "--once", "--fail-on", "awaiting-approval"])
+        .success();
+    let bad = sb.converge(&["reconcile", "--once", "--fail-on", "failed"]);
+    assert_eq!(bad.code, 2, "{}", bad.transcript());
 }

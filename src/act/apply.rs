@@ -263,6 +263,10 @@ fn fail(ctx: &ActCtx<'_>, st: &mut TaskStatus, attempt: u32, failure: Failure) {
     st.last_failure = Some(Failure { attempt, ..failure });
 }
 
+/// Failures in a row that escalate an action on a task removed from its plan
+/// (which has no `retry_max`): the default `retry_max`.
+const REMOVED_TASK_ACTION_FAILURES: u32 = 3;
+
 /// Records that `action` failed with `error` (its chain) on its task, after
 /// the tick took back what the action had changed in status: the condition
 /// `ActionFailed` (reason `action-failed`) naming the action and the error,
@@ -302,16 +306,15 @@ pub fn action_failed(
     }
     st.action_failures += 1;
     let count = st.action_failures;
-    // A task removed from its plan (its cleanup failing) has no `retry_max`
-    // and nobody to `converge retry` it: it only backs off.
-    let limit = task.map(|t| t.retry_max.max(1));
+    // A task removed from its plan (its cleanup failing) has no `retry_max`:
+    // the default's.
+    let limit = task.map_or(REMOVED_TASK_ACTION_FAILURES, |t| t.retry_max.max(1));
     let message = format!("`{what}` failed: {error}");
-    let of = limit.map_or_else(String::new, |l| format!(" of {l}"));
     let condition = crate::status::Condition {
         kind: crate::decide::ACTION_FAILED.to_owned(),
         status: true,
         reason: "action-failed".to_owned(),
-        message: format!("{message} (failure {count}{of} in a row)"),
+        message: format!("{message} (failure {count} of {limit} in a row)"),
         since: ctx.now,
     };
     match st
@@ -324,7 +327,7 @@ pub fn action_failed(
         }
         None => st.conditions.push(condition),
     }
-    if limit.is_some_and(|l| count >= l) {
+    if count >= limit {
         st.phase = Phase::Escalated;
         st.next_eligible_at = None;
         if let Some(task) = task {
@@ -333,9 +336,14 @@ pub fn action_failed(
         st.last_failure = Some(Failure {
             attempt: st.attempt,
             reason: "action-failed".into(),
-            message: format!(
-                "{message}; it failed {count} time(s) in a row, so a human decides (fix the cause, then `converge retry {key}`)"
-            ),
+            message: match task {
+                Some(_) => format!(
+                    "{message}; it failed {count} time(s) in a row, so a human decides (fix the cause, then `converge retry {key}`)"
+                ),
+                None => format!(
+                    "{message}; it failed {count} time(s) in a row and the task is no longer in its plan (fix the cause, then `converge doctor --fix` removes what is left of it)"
+                ),
+            },
             output_tail: None,
         });
         return failed(format!(
@@ -347,7 +355,7 @@ pub fn action_failed(
         .plus(backoff_delay(&ctx.spec.config.reconcile.backoff, count));
     st.next_eligible_at = Some(until);
     failed(format!(
-        "{what} failed ({count}{of}), tried again after {until}: {error}"
+        "{what} failed ({count} of {limit}), tried again after {until}: {error}"
     ))
 }
 

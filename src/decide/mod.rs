@@ -468,7 +468,7 @@ pub fn decide(
         }
         // A removed task whose cleanup (or cancel) keeps failing is held
         // like any other task, or it would take a slot every tick.
-        if let Some((_, why)) = status
+        if let Some((phase, why)) = status
             .task(&key.plan, &key.task)
             .and_then(|st| held_after_action_failure(st, now))
         {
@@ -477,7 +477,11 @@ pub fn decide(
             }
             candidates.push(Candidate {
                 key: key.clone(),
-                phase: Phase::Cancelled,
+                phase: if phase == Phase::Escalated {
+                    phase
+                } else {
+                    Phase::Cancelled
+                },
                 step: Err(why.clone()),
                 reason: why,
             });

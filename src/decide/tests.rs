@@ -1456,3 +1456,36 @@ fn a_failed_action_waits_out_its_backoff_and_does_not_starve_the_others() {
     let d = run(&spec, &Observation::default(), &s);
     assert_eq!(line(&d, "a"), (Some("retry"), "spec-changed", "escalated"));
 }
+
+#[test]
+fn a_removed_task_whose_cleanup_keeps_failing_takes_no_slot() {
+    let spec = spec();
+    let later = NOW.plus(Duration::from_secs(60));
+    let mut obs = Observation::default();
+    obs.tasks.insert(
+        key("gone"),
+        TaskObs {
+            worktree: true,
+            branch_head: Some(SHA.into()),
+            ..TaskObs::default()
+        },
+    );
+    let d = run(&spec, &obs, &Status::default());
+    assert_eq!(
+        line(&d, "gone"),
+        (Some("cleanup"), "removed-from-plan", "cancelled")
+    );
+    let held = status(vec![(
+        "gone",
+        action_failed(TaskStatus::default(), 1, later),
+    )]);
+    let d = run(&spec, &obs, &held);
+    assert_eq!(line(&d, "gone"), (None, "action-failed", "cancelled"));
+    assert!(!d.actions.iter().any(|a| a.kind() == ActionKind::Cleanup));
+    assert_eq!(d.wake_at, Some(later));
+    let mut escalated = action_failed(TaskStatus::default(), 3, later);
+    escalated.phase = Phase::Escalated;
+    escalated.next_eligible_at = None;
+    let d = run(&spec, &obs, &status(vec![("gone", escalated)]));
+    assert_eq!(line(&d, "gone"), (None, "escalated", "escalated"));
+}

@@ -83,7 +83,7 @@ pub enum Command {
     /// One tick by default: compare planning/ on the base branch with what exists,
     /// take at most `actions_per_tick` actions, and record status as one commit.
     #[command(
-        after_help = "Examples:\n  converge reconcile --once            one tick (cron, CI)\n  converge reconcile --dry-run --explain\n  converge reconcile --until-idle      tick while there is something to do now\n  converge reconcile --wait            ...and wait for running agents and backoffs\n\nExit status: 0 ok, 1 an action failed, 2 planning/ is invalid, 3 busy or deferred."
+        after_help = "Examples:\n  converge reconcile --once            one tick (cron, CI)\n  converge reconcile --dry-run --explain\n  converge reconcile --until-idle      tick while there is something to do now\n  converge reconcile --wait            ...and wait for running agents and backoffs\n  converge reconcile --wait --fail-on escalated,awaiting-approval   in CI\n\nExit status: 0 ok (a failed action is recorded on its task), 1 the tick failed or --fail-on matched, 2 planning/ is invalid, 3 busy or deferred."
     )]
     Reconcile(ReconcileArgs),
     /// Run a whole demo: a throwaway repository, seven tasks, simulated agents.
@@ -102,7 +102,9 @@ pub enum Command {
     )]
     Log(LogArgs),
     /// The gate evidence of a task: each invariant's result, bound to a tree.
-    #[command(after_help = "Examples:\n  converge gate auth/login")]
+    #[command(
+        after_help = "Examples:\n  converge gate auth/login\n\nExit status: 0 passed or not gated yet, 1 the last attempt failed (or the task escalated), 2 unknown task."
+    )]
     Gate(GateArgs),
     /// Approve a task's reviewed commit (human_review / human_approve gates).
     #[command(

@@ -52,7 +52,8 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> CliResult {
                     .map(|m| {
                         serde_json::json!({
                             "task": m.task,
-                            "phase": m.state.as_str(),
+                            "state": m.state.as_str(),
+                            "phase": m.phase.as_str(),
                             "reason": m.reason,
                         })
                     })
@@ -100,6 +101,7 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> CliResult {
 struct Matched {
     task: String,
     state: FailOn,
+    phase: crate::status::Phase,
     /// The reason code of the task in the decision after the tick.
     reason: &'static str,
     why: String,
@@ -140,6 +142,7 @@ fn fail_on(report: &TickReport, states: &[FailOn]) -> Vec<Matched> {
             Some(Matched {
                 task: r.key.to_string(),
                 state,
+                phase: r.phase,
                 reason: r.reason.code(),
                 why,
             })

@@ -324,7 +324,7 @@ fn fail_on_exits_1_with_the_tasks_a_ci_job_must_see() {
     let value: serde_json::Value = serde_json::from_str(json.stdout.trim()).expect("json");
     assert_eq!(
         value["fail_on"],
-        serde_json::json!([{"task": "ci/broken", "phase": "escalated", "reason": "escalated"}])
+        serde_json::json!([{"task": "ci/broken", "state": "escalated", "phase": "escalated", "reason": "escalated"}])
     );
     // Without --fail-on (or with nothing matching), the same state exits 0.
     sb.converge(&["reconcile", "--once"]).success();

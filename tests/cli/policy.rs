@@ -159,6 +159,15 @@ fn a_persistently_failing_dispatch_escalates_and_the_other_tasks_progress() {
             task("c", ""),
         ]),
     );
+    // A backoff long enough that the second look below falls inside it.
+    sb.write(
+        "planning/converge.toml",
+        CONFIG.replace(
+            "backoff = { base = \"2s\", factor = 1, max = \"2s\" }",
+            "backoff = { base = \"5s\", factor = 1, max = \"5s\" }",
+        ),
+    );
+    sb.commit_all("a longer backoff");
     // A file where the task's worktree must go: every dispatch of it fails.
     std::fs::create_dir_all(sb.path().join(".git/info")).expect("info");
     std::fs::write(sb.path().join(".git/info/exclude"), "/.converge/\n").expect("exclude");

@@ -161,6 +161,9 @@ pub struct Applied {
     pub files: Vec<(String, Option<Vec<u8>>)>,
     /// Set when the action could not proceed and changed nothing.
     pub deferred: Option<String>,
+    /// Set when the action failed with this error (chain); the failure is
+    /// recorded on its task (see [`action_failed`]).
+    pub failed: Option<String>,
 }
 
 impl Applied {
@@ -169,6 +172,7 @@ impl Applied {
             line,
             files: Vec::new(),
             deferred: None,
+            failed: None,
         }
     }
 }
@@ -257,6 +261,116 @@ fn fail(ctx: &ActCtx<'_>, st: &mut TaskStatus, attempt: u32, failure: Failure) {
     )));
     finish_attempt(st, attempt, ctx.now, &failure.reason);
     st.last_failure = Some(Failure { attempt, ..failure });
+}
+
+/// Failures in a row that escalate an action on a task removed from its plan
+/// (which has no `retry_max`): the default `retry_max`.
+const REMOVED_TASK_ACTION_FAILURES: u32 = 3;
+
+/// Records that `action` failed with `error` (its chain) on its task, after
+/// the tick took back what the action had changed in status: the condition
+/// `ActionFailed` (reason `action-failed`) naming the action and the error,
+/// and a backoff (`[reconcile].backoff`) that `decide` honours, so the task
+/// does not come first again next tick and hold back the others. The task's
+/// `retry_max` failures in a row (at least one) escalate it with that
+/// failure. An action of no task (a promotion) is only reported.
+pub fn action_failed(
+    ctx: &ActCtx<'_>,
+    status: &mut Status,
+    action: &Action,
+    error: &str,
+) -> Applied {
+    let what = match (action, action.key()) {
+        (_, Some(key)) => format!("{} {key}", action.kind().as_str()),
+        (Action::Promote { item }, None) => format!("promote queue item {item}"),
+        (_, None) => action.kind().as_str().to_owned(),
+    };
+    let failed = |line: String| Applied {
+        line,
+        files: Vec::new(),
+        deferred: None,
+        failed: Some(error.to_owned()),
+    };
+    let Some(key) = action.key() else {
+        return failed(format!("{what} failed: {error}"));
+    };
+    let task = ctx
+        .spec
+        .plans
+        .get(&key.plan)
+        .and_then(|p| p.task(&key.task));
+    let st = entry(status, key);
+    if st.phase == Phase::Escalated && task.is_some_and(|t| t.generation != st.generation) {
+        // A human restarted the task (`converge retry`): count afresh.
+        st.action_failures = 0;
+    }
+    st.action_failures += 1;
+    let count = st.action_failures;
+    // A task removed from its plan (its cleanup failing) has no `retry_max`:
+    // the default's.
+    let limit = task.map_or(REMOVED_TASK_ACTION_FAILURES, |t| t.retry_max.max(1));
+    let message = format!("`{what}` failed: {error}");
+    let condition = crate::status::Condition {
+        kind: crate::decide::ACTION_FAILED.to_owned(),
+        status: true,
+        reason: "action-failed".to_owned(),
+        message: format!("{message} (failure {count} of {limit} in a row)"),
+        since: ctx.now,
+    };
+    match st
+        .conditions
+        .iter_mut()
+        .find(|c| c.kind == crate::decide::ACTION_FAILED)
+    {
+        Some(c) => {
+            c.message = condition.message;
+        }
+        None => st.conditions.push(condition),
+    }
+    if count >= limit {
+        st.phase = Phase::Escalated;
+        st.next_eligible_at = None;
+        if let Some(task) = task {
+            st.generation = task.generation.clone();
+        }
+        st.last_failure = Some(Failure {
+            attempt: st.attempt,
+            reason: "action-failed".into(),
+            message: match task {
+                Some(_) => format!(
+                    "{message}; it failed {count} time(s) in a row, so a human decides (fix the cause, then `converge retry {key}`)"
+                ),
+                None => format!(
+                    "{message}; it failed {count} time(s) in a row and the task is no longer in its plan (fix the cause, then `converge doctor --fix` removes what is left of it)"
+                ),
+            },
+            output_tail: None,
+        });
+        return failed(format!(
+            "{what} failed {count} time(s) in a row, escalated: {error}"
+        ));
+    }
+    let until = ctx
+        .now
+        .plus(backoff_delay(&ctx.spec.config.reconcile.backoff, count));
+    st.next_eligible_at = Some(until);
+    failed(format!(
+        "{what} failed ({count} of {limit}), tried again after {until}: {error}"
+    ))
+}
+
+/// An action on the task succeeded: failures of earlier actions are over.
+pub fn action_succeeded(status: &mut Status, key: &TaskKey) {
+    if let Some(st) = status
+        .plans
+        .get_mut(&key.plan)
+        .and_then(|p| p.tasks.get_mut(&key.task))
+        && st.action_failures > 0
+    {
+        st.action_failures = 0;
+        st.conditions
+            .retain(|c| c.kind != crate::decide::ACTION_FAILED);
+    }
 }
 
 /// Records the failure of `attempt` (and the head it was judged at).
@@ -460,24 +574,23 @@ fn start(
     let (plan, task) = task_of(ctx.spec, key)?;
     let config = &ctx.spec.config;
     let st = entry(status, key);
-    if matches!(reason, Some(Reason::Rejected)) {
-        st.failures += 1;
-        st.last_failure = Some(rejection(ctx.spec, key, st.attempt));
-    }
-    if st.generation != task.generation {
-        // An edited task starts over: earlier failures were of another spec.
-        st.failures = 0;
-        if matches!(reason, Some(Reason::SpecChanged)) {
-            st.last_failure = None;
-        }
-    }
+    // Nothing of `st` changes before the attempt has started (below): a
+    // dispatch that fails leaves status as it was, so that the failure is
+    // recorded once, as such, and a rejection is counted once, not once per
+    // failed try.
+    let edited = st.generation != task.generation;
+    let rejected =
+        matches!(reason, Some(Reason::Rejected)).then(|| rejection(ctx.spec, key, st.attempt));
     // The next prompt tells the agent why the last attempt failed; a rate
-    // limit was not the agent's doing.
+    // limit or a failed action of converge's own was not the agent's doing.
     let previous = match reason {
+        Some(_) if rejected.is_some() => rejected.clone(),
+        // An edited task starts over: earlier failures were of another spec.
+        Some(Reason::SpecChanged) if edited => None,
         Some(_) => st
             .last_failure
             .clone()
-            .filter(|f| f.reason != "rate-limited"),
+            .filter(|f| f.reason != "rate-limited" && f.reason != "action-failed"),
         None => None,
     };
     let Some(harness_def) = config.harnesses.get(&task.harness) else {
@@ -600,6 +713,16 @@ fn start(
             ),
             since: ctx.now,
         });
+    }
+    if edited {
+        st.failures = 0;
+        if matches!(reason, Some(Reason::SpecChanged)) {
+            st.last_failure = None;
+        }
+    }
+    if let Some(failure) = rejected {
+        st.failures += 1;
+        st.last_failure = Some(failure);
     }
     st.phase = Phase::Running;
     st.attempt = attempt;
@@ -880,6 +1003,14 @@ fn gate(
         .lease
         .as_ref()
         .and_then(|l| ObjectId::from_hex(l.fork.as_bytes()).ok());
+    // A tree git cannot check out fails here, before anything reads it through
+    // a checkout (it would break the base branch's checkouts once merged).
+    let branch = key.branch();
+    if let Some(tip) = ctx.repo.branch_tip(&branch)?
+        && let Some(applied) = refuse_unsafe_tree(ctx, status, key, attempt, tip)?
+    {
+        return Ok(applied);
+    }
     // Work the agent left uncommitted is committed, so nothing is lost and the
     // gate judges exactly what would merge.
     let mut leftovers = false;
@@ -896,7 +1027,6 @@ fn gate(
             leftovers = wt.commit_leftovers(&message)?.is_some();
         }
     }
-    let branch = key.branch();
     let Some(head) = ctx.repo.branch_tip(&branch)? else {
         fail_at(
             ctx,
@@ -915,6 +1045,9 @@ fn gate(
             "gate {key} (attempt {attempt}): failed, the branch is gone"
         )));
     };
+    if leftovers && let Some(applied) = refuse_unsafe_tree(ctx, status, key, attempt, head)? {
+        return Ok(applied);
+    }
     let st_head = head.to_string();
     let summary = read_stream(ctx, status, key, attempt, &dir);
     if let Some((code, message)) = precheck(exit.as_ref(), done, head, fork) {
@@ -1078,6 +1211,45 @@ fn gate(
     )))
 }
 
+/// Fails the attempt whose commit `head` holds tree entries git refuses to
+/// check out (`..`, `.git` and its aliases; see `git::safe`), with reason
+/// `unsafe-path`. `None` when the tree is safe.
+fn refuse_unsafe_tree(
+    ctx: &ActCtx<'_>,
+    status: &mut Status,
+    key: &TaskKey,
+    attempt: u32,
+    head: ObjectId,
+) -> Result<Option<Applied>, ActError> {
+    let unsafe_entries = ctx.repo.unsafe_entries(ctx.repo.tree_of(head)?)?;
+    if unsafe_entries.is_empty() {
+        return Ok(None);
+    }
+    let dir = run_dir(ctx.repo.common_dir(), key, attempt);
+    read_stream(ctx, status, key, attempt, &dir);
+    let message = format!(
+        "the attempt's commit {} holds tree entries git refuses to check out: {}",
+        &head.to_string()[..7],
+        unsafe_entries.join(", ")
+    );
+    fail_at(
+        ctx,
+        status,
+        key,
+        attempt,
+        Some(head.to_string()),
+        Failure {
+            attempt,
+            reason: "unsafe-path".into(),
+            message: message.clone(),
+            output_tail: None,
+        },
+    );
+    Ok(Some(Applied::done(format!(
+        "gate {key} (attempt {attempt}): failed, {message}"
+    ))))
+}
+
 /// Where the merge result is checked out for `[merge].invariants`.
 fn merge_check_path(common: &Path, key: &TaskKey) -> PathBuf {
     common
@@ -1220,6 +1392,7 @@ fn merge(
                 deferred: Some(format!(
                     "{e}; commit or stash them (`git stash push -- <path>`), or run converge in a clone of its own; the merge goes ahead on the first tick they are out of the way"
                 )),
+                failed: None,
             });
         }
         Err(GitError::Conflict { .. }) => {
@@ -1261,6 +1434,7 @@ fn promote(ctx: &mut ActCtx<'_>, item: &str) -> Result<Applied, ActError> {
         line: format!("promote queue item {item} into the `queue` plan"),
         files: vec![(from, None), (to, Some(content))],
         deferred: None,
+        failed: None,
     })
 }
 
@@ -1308,6 +1482,7 @@ pub fn retire(repo: &Repo, key: &TaskKey, base: ObjectId, attempt: u32) -> Resul
     if worktree.exists()
         && let Ok(wt) = Repo::discover(&worktree)
         && wt.head_branch()?.as_deref() == Some(branch.as_str())
+        && wt.head_is_safe()?
     {
         wt.clear_index_lock()?;
         wt.commit_leftovers(&format!("converge: leftovers of {key} before cleanup"))?;

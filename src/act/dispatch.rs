@@ -182,10 +182,13 @@ pub fn dispatch(
     // Whatever an earlier attempt left uncommitted in its worktree goes onto
     // the branch first, so that keeping the branch's head keeps it too. The
     // branch may still be checked out where earlier versions kept worktrees.
+    // A head git cannot check out (its gate failed with `unsafe-path`) has no
+    // status to read: its head is kept, the worktree is replaced.
     let current = checkout_of(repo, &branch)?.unwrap_or_else(|| worktree.clone());
     if current.exists()
         && let Ok(wt) = Repo::discover(&current)
         && wt.head_branch()?.as_deref() == Some(branch.as_str())
+        && wt.head_is_safe()?
     {
         if quiet {
             wt.clear_index_lock()?;

@@ -55,5 +55,15 @@ pub fn run(ctx: &Ctx, args: &GateArgs) -> CliResult {
             }
         }
     }
-    print(&out)
+    print(&out)?;
+    // For scripts and CI jobs: the last attempt failed its gate (or failed
+    // otherwise and is retried or escalated).
+    let failed = matches!(
+        st.phase,
+        crate::status::Phase::Failed | crate::status::Phase::Escalated
+    ) || st.gate.values().any(|e| !e.passed && !e.advisory);
+    if failed {
+        return Err(super::CliError::reported(super::Kind::Failure));
+    }
+    Ok(())
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::source::open_repo;
-use super::{CliError, CliResult, Ctx, Kind, ReconcileArgs, print};
+use super::{CliError, CliResult, Ctx, FailOn, Kind, ReconcileArgs, print};
 use crate::decide::Decision;
 use crate::runtime::{self, LoopError, LoopOptions, Recorded, TickError, TickReport, Until};
 use crate::time::Timestamp;
@@ -37,13 +37,29 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> CliResult {
     let mut deferred = false;
     let mut failed = false;
     let mut output = Ok(());
+    let mut matched = Vec::new();
     let result = runtime::reconcile(&repo, &options, &mut |report| {
         deferred |= matches!(report.recorded, Recorded::Deferred { .. })
             || report.applied.iter().any(|a| a.deferred.is_some())
             || report.push_rejected.is_some();
         failed |= report.failed.is_some();
+        matched = fail_on(report, &args.fail_on);
         let text = if args.json {
-            format!("{}\n", json_report(report))
+            let mut value = json_report(report);
+            if !args.fail_on.is_empty() {
+                value["fail_on"] = matched
+                    .iter()
+                    .map(|m| {
+                        serde_json::json!({
+                            "task": m.task,
+                            "state": m.state.as_str(),
+                            "phase": m.phase.as_str(),
+                            "reason": m.reason,
+                        })
+                    })
+                    .collect();
+            }
+            format!("{value}\n")
         } else {
             text_report(report, args.explain)
         };
@@ -59,10 +75,79 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> CliResult {
     if failed {
         return Err(CliError::reported(Kind::Failure));
     }
+    if !matched.is_empty() {
+        if !args.json {
+            let lines: String = matched
+                .iter()
+                .map(|m| format!("{}: {} — {}\n", m.state.as_str(), m.task, m.why))
+                .collect();
+            print(&lines)?;
+        }
+        let states: Vec<&str> = args.fail_on.iter().map(|s| s.as_str()).collect();
+        return Err(CliError::failure(format!(
+            "{} task(s) match --fail-on {}",
+            matched.len(),
+            states.join(",")
+        ))
+        .hint("`converge status` shows what each needs; `converge gate PLAN/TASK` the evidence"));
+    }
     if deferred {
         return Err(CliError::reported(Kind::Busy));
     }
     Ok(())
+}
+
+/// A task in a state `--fail-on` asked about.
+struct Matched {
+    task: String,
+    state: FailOn,
+    phase: crate::status::Phase,
+    /// The reason code of the task in the decision after the tick.
+    reason: &'static str,
+    why: String,
+}
+
+/// The tasks in a `--fail-on` state after the tick, as the next tick sees
+/// them: escalated (or about to be), or awaiting approval.
+fn fail_on(report: &TickReport, states: &[FailOn]) -> Vec<Matched> {
+    use crate::decide::ActionKind;
+    use crate::status::Phase;
+    if states.is_empty() {
+        return Vec::new();
+    }
+    report
+        .next
+        .report
+        .iter()
+        .filter_map(|r| {
+            let state = if r.phase == Phase::Escalated || r.action == Some(ActionKind::Escalate) {
+                FailOn::Escalated
+            } else if r.phase == Phase::AwaitingApproval {
+                FailOn::AwaitingApproval
+            } else {
+                return None;
+            };
+            if !states.contains(&state) {
+                return None;
+            }
+            let failure = report
+                .status
+                .task(&r.key.plan, &r.key.task)
+                .and_then(|s| s.last_failure.as_ref())
+                .filter(|_| state == FailOn::Escalated);
+            let why = failure.map_or_else(
+                || r.reason.to_string(),
+                |f| format!("{} ({})", f.message, f.reason),
+            );
+            Some(Matched {
+                task: r.key.to_string(),
+                state,
+                phase: r.phase,
+                reason: r.reason.code(),
+                why,
+            })
+        })
+        .collect()
 }
 
 pub fn converge_exe() -> CliResult<std::path::PathBuf> {
@@ -261,6 +346,7 @@ pub fn json_report(report: &TickReport) -> serde_json::Value {
         "applied": report.applied.iter().map(|a| serde_json::json!({
             "text": a.line,
             "deferred": a.deferred,
+            "failed": a.failed,
         })).collect::<Vec<_>>(),
         "failed": report.failed,
         "recorded": recorded,

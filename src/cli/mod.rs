@@ -83,7 +83,7 @@ pub enum Command {
     /// One tick by default: compare planning/ on the base branch with what exists,
     /// take at most `actions_per_tick` actions, and record status as one commit.
     #[command(
-        after_help = "Examples:\n  converge reconcile --once            one tick (cron, CI)\n  converge reconcile --dry-run --explain\n  converge reconcile --until-idle      tick while there is something to do now\n  converge reconcile --wait            ...and wait for running agents and backoffs\n\nExit status: 0 ok, 1 an action failed, 2 planning/ is invalid, 3 busy or deferred."
+        after_help = "Examples:\n  converge reconcile --once            one tick (cron, CI)\n  converge reconcile --dry-run --explain\n  converge reconcile --until-idle      tick while there is something to do now\n  converge reconcile --wait            ...and wait for running agents and backoffs\n  converge reconcile --wait --fail-on escalated,awaiting-approval   in CI\n\nExit status: 0 ok (a failed action is recorded on its task), 1 the tick failed or --fail-on matched, 2 planning/ is invalid, 3 busy or deferred."
     )]
     Reconcile(ReconcileArgs),
     /// Run a whole demo: a throwaway repository, seven tasks, simulated agents.
@@ -102,7 +102,9 @@ pub enum Command {
     )]
     Log(LogArgs),
     /// The gate evidence of a task: each invariant's result, bound to a tree.
-    #[command(after_help = "Examples:\n  converge gate auth/login")]
+    #[command(
+        after_help = "Examples:\n  converge gate auth/login\n\nExit status: 0 passed or not gated yet, 1 the last attempt failed (or the task escalated), 2 unknown task."
+    )]
     Gate(GateArgs),
     /// Approve a task's reviewed commit (human_review / human_approve gates).
     #[command(
@@ -281,6 +283,28 @@ pub struct ReconcileArgs {
     /// Stop with an error after this many ticks.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub max_ticks: u32,
+    /// Exit 1, listing them, when tasks are in this state after the ticks (for
+    /// CI jobs). Repeatable, or comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "STATE")]
+    pub fail_on: Vec<FailOn>,
+}
+
+/// Task states `converge reconcile --fail-on` fails for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum FailOn {
+    /// Escalated, or about to be: a human must decide.
+    Escalated,
+    /// Passed its invariants and waits for `converge approve` or `reject`.
+    AwaitingApproval,
+}
+
+impl FailOn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailOn::Escalated => "escalated",
+            FailOn::AwaitingApproval => "awaiting-approval",
+        }
+    }
 }
 
 #[derive(Debug, Args)]

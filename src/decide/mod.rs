@@ -181,6 +181,13 @@ pub enum Reason {
     Backoff {
         until: Timestamp,
     },
+    /// One of converge's actions on the task failed (the condition
+    /// `ActionFailed` says which and why); the task waits out a backoff so
+    /// that it does not come first again and hold back the others.
+    ActionFailed {
+        message: String,
+        until: Timestamp,
+    },
     AwaitingApproval,
     ApprovalStale {
         approved: String,
@@ -245,6 +252,7 @@ impl Reason {
             Reason::WaitingOnDependency { .. } => "waiting-on-dependency",
             Reason::DependencyBlocked { .. } => "dependency-blocked",
             Reason::Backoff { .. } => "backoff",
+            Reason::ActionFailed { .. } => "action-failed",
             Reason::AwaitingApproval => "awaiting-approval",
             Reason::ApprovalStale { .. } => "approval-stale",
             Reason::Escalated => "escalated",
@@ -325,12 +333,18 @@ impl fmt::Display for Reason {
             Reason::PlanDraft => {
                 f.write_str("its plan is a draft; set `state = \"active\"` to start")
             }
-            Reason::PlanPaused => write!(f, "its plan is paused; `converge resume` continues it"),
+            Reason::PlanPaused => write!(
+                f,
+                "its plan is paused: nothing of it starts or merges; `converge resume` continues it"
+            ),
             Reason::WaitingOnDependency { task } => write!(f, "waiting for `{task}` to merge"),
             Reason::DependencyBlocked { task } => {
                 write!(f, "dependency `{task}` escalated or is blocked")
             }
             Reason::Backoff { until } => write!(f, "backing off after a failure until {until}"),
+            Reason::ActionFailed { message, until } => {
+                write!(f, "{message}; tried again after {until}")
+            }
             Reason::AwaitingApproval => {
                 f.write_str("waiting for a human: `converge approve` or `converge reject`")
             }
@@ -399,6 +413,11 @@ struct Candidate {
 
 const HOUR: Duration = Duration::from_secs(3600);
 
+/// The condition of a task one of whose actions failed: the action and the
+/// error chain (reason code `action-failed`). The tick records it; a success
+/// of any action on the task clears it.
+pub const ACTION_FAILED: &str = "ActionFailed";
+
 pub fn decide(
     spec: &Spec,
     obs: &Observation,
@@ -424,7 +443,7 @@ pub fn decide(
             let ob = obs.task(&key).unwrap_or(&default_obs);
             let candidate = classify(spec, plan, task, &key, st, ob, obs, status, &cooling, now);
             match &candidate.reason {
-                Reason::Backoff { until } => wake(*until),
+                Reason::Backoff { until } | Reason::ActionFailed { until, .. } => wake(*until),
                 Reason::Running { deadline } => wake(*deadline),
                 Reason::ClaimedElsewhere { until, .. } | Reason::HarnessCooling { until, .. } => {
                     wake(*until);
@@ -445,6 +464,27 @@ pub fn decide(
             .get(&key.plan)
             .is_some_and(|p| p.task(&key.task).is_some());
         if in_spec || spec.invalid_plans.contains(&key.plan) {
+            continue;
+        }
+        // A removed task whose cleanup (or cancel) keeps failing is held
+        // like any other task, or it would take a slot every tick.
+        if let Some((phase, why)) = status
+            .task(&key.plan, &key.task)
+            .and_then(|st| held_after_action_failure(st, now))
+        {
+            if let Reason::ActionFailed { until, .. } = &why {
+                wake(*until);
+            }
+            candidates.push(Candidate {
+                key: key.clone(),
+                phase: if phase == Phase::Escalated {
+                    phase
+                } else {
+                    Phase::Cancelled
+                },
+                step: Err(why.clone()),
+                reason: why,
+            });
             continue;
         }
         let step = match &ob.run {
@@ -624,6 +664,14 @@ fn classify(
     // it was escalated before its first attempt (its harness could not start).
     let started = st.attempt > 0 || st.phase == Phase::Escalated;
     let edited = started && st.generation != task.generation;
+
+    // An action of converge's own failed on this task: it waits out its
+    // backoff (else, decide being deterministic, the same action would come
+    // first again every tick and hold back everything of lower priority), and
+    // failures in a row escalated it. An edit (`converge retry`) starts over.
+    if !edited && let Some((phase, why)) = held_after_action_failure(st, now) {
+        return wait(phase, why);
+    }
 
     // Merged is read from git, not from status. The branch is cleaned up only
     // once status records the merge: until then it is the only proof (a crash
@@ -822,6 +870,11 @@ fn classify(
             if let Some(dep) = unmerged_dependency(plan, task, obs) {
                 return wait(st.phase, Reason::WaitingOnDependency { task: dep });
             }
+            // `pause` is an emergency brake: attempts still finish and are
+            // gated (the evidence is ready at resume), nothing merges.
+            if let Some(why) = plan_blocks_start(plan) {
+                return wait(st.phase, why);
+            }
             act(
                 st.phase,
                 Action::Merge {
@@ -896,6 +949,24 @@ fn classify(
             }
         }
     }
+}
+
+/// Why a task one of whose actions failed is not acted on now: it waits out
+/// the backoff, or failures in a row escalated it.
+fn held_after_action_failure(st: &TaskStatus, now: Timestamp) -> Option<(Phase, Reason)> {
+    if st.action_failures == 0 {
+        return None;
+    }
+    if st.phase == Phase::Escalated {
+        return Some((Phase::Escalated, Reason::Escalated));
+    }
+    let until = st.next_eligible_at.filter(|t| now < *t)?;
+    let message = st
+        .conditions
+        .iter()
+        .find(|c| c.kind == ACTION_FAILED)
+        .map_or_else(|| "an action failed".to_owned(), |c| c.message.clone());
+    Some((st.phase, Reason::ActionFailed { message, until }))
 }
 
 /// Whether the attempt's outcome was already recorded by a gate.

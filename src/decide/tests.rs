@@ -206,6 +206,71 @@ fn draft_and_paused_plans_dispatch_nothing() {
 }
 
 #[test]
+fn a_paused_plan_gates_finished_attempts_but_merges_nothing() {
+    let spec = spec_with(
+        &DIAMOND.replace(
+            "name = \"Diamond\"",
+            "name = \"Diamond\"\nstate = \"paused\"",
+        ),
+        &[],
+    );
+    // The attempt that finished is gated, so its evidence is ready at resume.
+    let obs = with_run(
+        Observation::default(),
+        "a",
+        1,
+        RunState::Exited {
+            done: true,
+            exit_code: Some(0),
+        },
+    );
+    let running = status(vec![("a", st(&spec, "a", Phase::Running, 1))]);
+    assert_eq!(
+        run(&spec, &obs, &running).actions,
+        [Action::Gate {
+            key: key("a"),
+            attempt: 1
+        }]
+    );
+    // Passed, approved or not: held until the plan is resumed.
+    let passed = status(vec![
+        ("a", st(&spec, "a", Phase::Passed, 1)),
+        ("c", st(&spec, "c", Phase::AwaitingApproval, 1)),
+    ]);
+    let approved = spec_with(
+        &DIAMOND.replace(
+            "name = \"Diamond\"",
+            "name = \"Diamond\"\nstate = \"paused\"",
+        ),
+        &[(
+            "planning/approvals/p/c.toml",
+            &format!("decision = \"approve\"\ncommit = \"{SHA}\"\n"),
+        )],
+    );
+    let d = run(&approved, &merged(&[]), &passed);
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(line(&d, "a"), (None, "plan-paused", "passed"));
+    let d = run(&approved, &merged(&["a"]), &passed);
+    assert_eq!(line(&d, "c"), (None, "plan-paused", "awaiting_approval"));
+    // Resumed, both merge.
+    let active = spec_with(
+        DIAMOND,
+        &[(
+            "planning/approvals/p/c.toml",
+            &format!("decision = \"approve\"\ncommit = \"{SHA}\"\n"),
+        )],
+    );
+    assert_eq!(
+        line(&run(&active, &merged(&[]), &passed), "a"),
+        (Some("merge"), "gate-passed", "passed")
+    );
+    assert_eq!(
+        line(&run(&active, &merged(&["a"]), &passed), "c"),
+        (Some("merge"), "approved", "awaiting_approval")
+    );
+}
+
+#[test]
 fn running_agents_are_left_alone_until_their_deadline() {
     let spec = spec();
     let status = status(vec![("a", st(&spec, "a", Phase::Running, 1))]);
@@ -740,6 +805,10 @@ fn every_reason_code_is_distinct() {
         Reason::WaitingOnDependency { task: "x".into() },
         Reason::DependencyBlocked { task: "x".into() },
         Reason::Backoff { until: NOW },
+        Reason::ActionFailed {
+            message: "x".into(),
+            until: NOW,
+        },
         Reason::AwaitingApproval,
         Reason::ApprovalStale {
             approved: SHA.into(),
@@ -1323,4 +1392,100 @@ fn a_rate_limited_harness_cools_down_and_the_limited_attempt_is_not_counted() {
             reason: Reason::RateLimitOver { harness },
         }]
     );
+}
+
+/// A task one of whose actions failed, as the tick records it.
+fn action_failed(mut st: TaskStatus, failures: u32, until: Timestamp) -> TaskStatus {
+    st.action_failures = failures;
+    st.next_eligible_at = Some(until);
+    st.conditions.push(crate::status::Condition {
+        kind: ACTION_FAILED.to_owned(),
+        status: true,
+        reason: "action-failed".to_owned(),
+        message: "`merge p/a` failed: disk full".to_owned(),
+        since: NOW,
+    });
+    st
+}
+
+#[test]
+fn a_failed_action_waits_out_its_backoff_and_does_not_starve_the_others() {
+    let spec = spec_with(
+        "[plan]\nname = \"P\"\n[[tasks]]\nname = \"a\"\ndescription = \"A\"\nscope = \"narrow\"\ngate = \"auto\"\n[[tasks]]\nname = \"b\"\ndescription = \"B\"\nscope = \"narrow\"\ngate = \"auto\"\n",
+        &[],
+    );
+    let later = NOW.plus(Duration::from_secs(60));
+    // a passed and its merge failed; b passed too.
+    let s = status(vec![
+        (
+            "a",
+            action_failed(st(&spec, "a", Phase::Passed, 1), 1, later),
+        ),
+        ("b", st(&spec, "b", Phase::Passed, 1)),
+    ]);
+    let one = Limits {
+        actions_per_tick: 1,
+        ..WIDE
+    };
+    let d = decide(&spec, &Observation::default(), &s, NOW, &one);
+    assert_eq!(line(&d, "a"), (None, "action-failed", "passed"));
+    let why = d.report.iter().find(|r| r.key == key("a")).expect("a");
+    assert!(why.reason.to_string().contains("disk full"), "{d:?}");
+    // With one action per tick, b's merge is the one taken (a's would come
+    // first by name), and the decision wakes when a's backoff ends.
+    assert_eq!(
+        d.actions,
+        [Action::Merge {
+            key: key("b"),
+            head: SHA.into()
+        }]
+    );
+    assert_eq!(d.wake_at, Some(later));
+    // Once the backoff is over, the merge is tried again.
+    let d = decide(&spec, &Observation::default(), &s, later, &one);
+    assert_eq!(line(&d, "a"), (Some("merge"), "gate-passed", "passed"));
+    // Escalated by failures in a row: a human decides, even for a merged
+    // task whose cleanup kept failing; an edit starts over.
+    let mut escalated = action_failed(st(&spec, "a", Phase::Escalated, 1), 3, later);
+    escalated.next_eligible_at = None;
+    let s = status(vec![("a", escalated.clone())]);
+    let d = run(&spec, &merged_with_branch("a"), &s);
+    assert_eq!(line(&d, "a"), (None, "escalated", "escalated"));
+    escalated.generation = "edited".into();
+    let s = status(vec![("a", escalated)]);
+    let d = run(&spec, &Observation::default(), &s);
+    assert_eq!(line(&d, "a"), (Some("retry"), "spec-changed", "escalated"));
+}
+
+#[test]
+fn a_removed_task_whose_cleanup_keeps_failing_takes_no_slot() {
+    let spec = spec();
+    let later = NOW.plus(Duration::from_secs(60));
+    let mut obs = Observation::default();
+    obs.tasks.insert(
+        key("gone"),
+        TaskObs {
+            worktree: true,
+            branch_head: Some(SHA.into()),
+            ..TaskObs::default()
+        },
+    );
+    let d = run(&spec, &obs, &Status::default());
+    assert_eq!(
+        line(&d, "gone"),
+        (Some("cleanup"), "removed-from-plan", "cancelled")
+    );
+    let held = status(vec![(
+        "gone",
+        action_failed(TaskStatus::default(), 1, later),
+    )]);
+    let d = run(&spec, &obs, &held);
+    assert_eq!(line(&d, "gone"), (None, "action-failed", "cancelled"));
+    assert!(!d.actions.iter().any(|a| a.kind() == ActionKind::Cleanup));
+    assert_eq!(d.wake_at, Some(later));
+    let mut escalated = action_failed(TaskStatus::default(), 3, later);
+    escalated.phase = Phase::Escalated;
+    escalated.next_eligible_at = None;
+    let d = run(&spec, &obs, &status(vec![("gone", escalated)]));
+    assert_eq!(line(&d, "gone"), (None, "escalated", "escalated"));
 }

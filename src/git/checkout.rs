@@ -93,31 +93,15 @@ pub enum Recovered {
     },
 }
 
-/// How paths are checked: git's defaults on Linux (`core.protectNTFS` is on
-/// everywhere since git 2.24) plus HFS aliases of `.git`, which an agent could
-/// aim at a colleague's Mac.
-const VALIDATE: gix::validate::path::component::Options = gix::validate::path::component::Options {
-    protect_windows: false,
-    protect_hfs: true,
-    protect_ntfs: true,
-};
-
-/// Whether git would check out `path` (components split on `/`): no empty,
-/// `.`, `..` or `.git` component (with its case, NTFS and HFS aliases), no
-/// symbolic link named `.gitmodules`. Returns the reason if not.
+/// Whether git would check out `path` (components split on `/`), by the
+/// rules of [`super::safe::refused_name`]. Returns the reason if not.
 pub fn unsafe_path(path: &BStr, is_link: bool) -> Option<String> {
     let components: Vec<&[u8]> = path.split(|b| *b == b'/').collect();
     let last = components.len().saturating_sub(1);
-    for (i, component) in components.iter().enumerate() {
-        let mode = (i == last && is_link).then_some(gix::validate::path::component::Mode::Symlink);
-        if let Err(e) = gix::validate::path::component(component.as_bstr(), mode, VALIDATE) {
-            return Some(format!("`{}`: {e}", path.to_str_lossy()));
-        }
-        if component.contains(&0) {
-            return Some(format!("`{}`: contains a NUL byte", path.to_str_lossy()));
-        }
-    }
-    None
+    components.iter().enumerate().find_map(|(i, component)| {
+        super::safe::refused_name(component.as_bstr(), i == last && is_link)
+            .map(|why| format!("`{}`: {why}", path.to_str_lossy()))
+    })
 }
 
 fn journal_dir(common: &Path) -> PathBuf {

@@ -12,10 +12,12 @@ use crate::spec::load::{self, Content, MAX_FILE_SIZE, PLANNING_DIR, PlanningFile
 mod checkout;
 mod files;
 mod remote;
+mod safe;
 mod work;
 pub use checkout::{Blocked, Delta, Journal, Recovered, unsafe_path};
 pub use files::PathState;
 pub use remote::{Pushed, RemoteError};
+pub use safe::refused_name;
 pub use work::{Advanced, TrialMerge, remove_file_if_exists, same_path};
 
 #[derive(Debug, thiserror::Error)]

@@ -50,7 +50,9 @@ pub struct TickReport {
     pub next: Decision,
     /// What each action did, in order.
     pub applied: Vec<Applied>,
-    /// An action that failed; acting stopped there (what came before is recorded).
+    /// Why acting stopped early (the base branch moved under a merge); what
+    /// came before is recorded. An action that fails is not this: it is
+    /// recorded on its task (`Applied::failed`) and the others go on.
     pub failed: Option<String>,
     pub recorded: Recorded,
     /// Diagnostics of the planning files (invalid plans are set aside).
@@ -541,8 +543,15 @@ fn tick_local(
     };
     if !options.dry_run {
         for action in &decision.actions {
+            let key = action.key();
+            let before = key.map(|k| new_status.task(&k.plan, &k.task).cloned());
             match apply::apply(&mut ctx, &mut new_status, action) {
-                Ok(done) => applied.push(done),
+                Ok(done) => {
+                    if let Some(key) = key {
+                        apply::action_succeeded(&mut new_status, key);
+                    }
+                    applied.push(done);
+                }
                 Err(ActError::BaseMoved { branch }) => {
                     // Someone else moved the base: nothing of this merge happened;
                     // record what came before and let the next tick recompute.
@@ -552,8 +561,15 @@ fn tick_local(
                     break;
                 }
                 Err(e) => {
-                    failed = Some(crate::act::error_chain(&e));
-                    break;
+                    // The failure is the task's, not the tick's: what the action
+                    // changed in status is taken back, the failure is recorded
+                    // on the task (a backoff, escalation when it repeats), and
+                    // the other actions go on.
+                    if let (Some(key), Some(before)) = (key, before) {
+                        restore(&mut new_status, key, before);
+                    }
+                    let error = crate::act::error_chain(&e);
+                    applied.push(apply::action_failed(&ctx, &mut new_status, action, &error));
                 }
             }
         }
@@ -681,6 +697,19 @@ fn tick_local(
         remote: Vec::new(),
         push_rejected: None,
     })
+}
+
+/// Puts a task's status back to what it was before an action that failed.
+fn restore(status: &mut Status, key: &observe::TaskKey, before: Option<crate::status::TaskStatus>) {
+    let tasks = &mut status.plans.entry(key.plan.clone()).or_default().tasks;
+    match before {
+        Some(st) => {
+            tasks.insert(key.task.clone(), st);
+        }
+        None => {
+            tasks.remove(&key.task);
+        }
+    }
 }
 
 /// Brings status in line with the spec and what was observed: every task of a
@@ -846,7 +875,7 @@ fn message_of(actions: &[Action], applied: &[Applied], spec: ObjectId) -> Messag
     let done: Vec<(&Action, &Applied)> = actions
         .iter()
         .zip(applied)
-        .filter(|(_, a)| a.deferred.is_none())
+        .filter(|(_, a)| a.deferred.is_none() && a.failed.is_none())
         .collect();
     let body: Vec<String> = applied.iter().map(|a| a.line.clone()).collect();
     let summary = (done.len() > 1).then(|| {

@@ -102,6 +102,12 @@ pub struct TaskStatus {
     /// Failed attempts of this generation.
     #[serde(default)]
     pub failures: u32,
+    /// Failures in a row of converge's own actions on this task (a dispatch,
+    /// gate, merge or cleanup that returned an error), each recorded with the
+    /// condition `ActionFailed` and a backoff; reset when one succeeds.
+    /// `retry_max` of them (at least one) escalate the task.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub action_failures: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branch: Option<String>,
     /// The head commit of the task branch when last observed.
@@ -126,6 +132,10 @@ pub struct TaskStatus {
     /// several machines share a remote (`[reconcile].remote`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim: Option<Claim>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A reconciler's claim on a task: pushed before it starts an agent, so that two

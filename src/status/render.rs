@@ -80,7 +80,10 @@ fn section_of(report: &TaskReport) -> Section {
         Phase::Running | Phase::Checking => Section::Running,
         Phase::Blocked => Section::Blocked,
         Phase::Merged => Section::Merged,
-        Phase::Passed => Section::Ready,
+        Phase::Passed => match report.reason {
+            Reason::PlanPaused | Reason::PlanDraft => Section::Queued,
+            _ => Section::Ready,
+        },
         Phase::Pending | Phase::Cancelled => match report.reason {
             Reason::Ready
             | Reason::MaxAgents { .. }

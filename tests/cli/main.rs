@@ -17,6 +17,7 @@ mod invariants;
 mod observe;
 mod opencode;
 mod plans;
+mod policy;
 mod race;
 mod reconcile;
 mod record;

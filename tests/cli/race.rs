@@ -177,6 +177,9 @@ fn run_seed_on_two_clones(seed: u64) {
                 let mut ticks = 0;
                 let mut calm = 0;
                 let mut lost = 0;
+                // The tick before, for the failure message: a wedge shows
+                // what the tick that caused it did.
+                let mut previous = String::new();
                 while ticks < 600 {
                     ticks += 1;
                     let out = converge_at(&dir, home.path(), &["reconcile", "--once"], &[]);
@@ -185,12 +188,17 @@ fn run_seed_on_two_clones(seed: u64) {
                     let lost_race = out.status.code() == Some(3) && stdout.contains("rejected");
                     if out.status.code() != Some(0) && !lost_race {
                         panic!(
-                            "seed {seed}: tick in {} exited {:?}: {stdout}{}",
+                            "seed {seed}: tick in {} exited {:?}: {stdout}{}\n--- the tick before:\n{previous}",
                             dir.display(),
                             out.status.code(),
                             String::from_utf8_lossy(&out.stderr)
                         );
                     }
+                    previous = format!(
+                        "exit {:?}\n{stdout}{}",
+                        out.status.code(),
+                        String::from_utf8_lossy(&out.stderr)
+                    );
                     if lost_race {
                         lost += 1;
                     }

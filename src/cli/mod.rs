@@ -407,7 +407,7 @@ pub struct TestArgs {
 
 #[derive(Debug, Args)]
 pub struct AddArgs {
-    /// The invariant's name ([a-z0-9][a-z0-9-]*).
+    /// The invariant's name ([a-z0-9][a-z0-9_-]*).
     pub name: String,
     /// What kind of check it is.
     #[arg(long, value_parser = ["test_suite", "typecheck", "lint", "coverage", "custom"])]

@@ -330,7 +330,7 @@ pub enum InvariantCommand {
     Test(TestArgs),
     /// Add an invariant to planning/converge.toml, keeping its comments.
     #[command(
-        after_help = "Examples:\n  converge invariant add test --kind test_suite --command cargo --args test --args --workspace\n  converge invariant add lint --kind lint --command npm --args run --args lint --advisory"
+        after_help = "Examples:\n  converge invariant add test --kind test_suite --command cargo --args test,--workspace\n  converge invariant add lint --kind lint --command npm --advisory -- run lint\n  converge invariant add --preset rust\n\nPresets (the same checks as gator's):\n  rust    rust_build, rust_test, rust_clippy, rust_fmt_check\n  node    node_test, node_build, node_lint\n  python  python_test, python_ruff, python_typecheck\n  go      go_build, go_test, go_vet"
     )]
     Add(AddArgs),
 }
@@ -408,17 +408,29 @@ pub struct TestArgs {
 #[derive(Debug, Args)]
 pub struct AddArgs {
     /// The invariant's name ([a-z0-9][a-z0-9_-]*).
-    pub name: String,
+    #[arg(required_unless_present = "preset", conflicts_with = "preset")]
+    pub name: Option<String>,
     /// What kind of check it is.
-    #[arg(long, value_parser = ["test_suite", "typecheck", "lint", "coverage", "custom"])]
-    pub kind: String,
+    #[arg(long, value_parser = ["test_suite", "typecheck", "lint", "coverage", "custom"], required_unless_present = "preset", conflicts_with = "preset")]
+    pub kind: Option<String>,
     /// The program to run (directly, never through a shell).
-    #[arg(long)]
-    pub command: String,
-    /// An argument; repeat for several (`--args test --args --workspace`).
-    #[arg(long = "args", value_name = "ARG", allow_hyphen_values = true)]
+    #[arg(long, required_unless_present = "preset", conflicts_with = "preset")]
+    pub command: Option<String>,
+    /// Arguments, comma-separated as gator writes them (`--args test,--workspace`);
+    /// repeatable. Arguments that contain a comma go after `--`.
+    #[arg(long = "args", value_name = "ARGS", allow_hyphen_values = true, value_delimiter = ',', conflicts_with = "preset")]
     pub args: Vec<String>,
-    /// How long it may run, e.g. `5m`.
+    /// Arguments taken as they are, after the other arguments.
+    #[arg(last = true, value_name = "ARG", conflicts_with = "preset")]
+    pub rest: Vec<String>,
+    /// What it checks, in words (shown by `converge invariant list`).
+    #[arg(long, value_name = "TEXT", conflicts_with = "preset")]
+    pub description: Option<String>,
+    /// Add the usual checks of a kind of project (gator's presets), e.g.
+    /// `rust_build`, `rust_test`, `rust_clippy`, `rust_fmt_check` for rust.
+    #[arg(long, value_parser = ["rust", "node", "python", "go"])]
+    pub preset: Option<String>,
+    /// How long it may run: a duration (`5m`) or a number of seconds (`300`).
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
     /// The exit code that means success.

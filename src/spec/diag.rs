@@ -83,6 +83,9 @@ pub enum Code {
     IgnoredFile,
     /// `goal.md` is missing or empty.
     MissingGoal,
+    /// A setting of gator's plan or invariant format that converge reads
+    /// differently or does not use.
+    GatorCompat,
 }
 
 impl Code {
@@ -118,6 +121,7 @@ impl Code {
         Code::UnknownApprovalTarget,
         Code::IgnoredFile,
         Code::MissingGoal,
+        Code::GatorCompat,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -152,6 +156,7 @@ impl Code {
             Code::UnknownApprovalTarget => "unknown-approval-target",
             Code::IgnoredFile => "ignored-file",
             Code::MissingGoal => "missing-goal",
+            Code::GatorCompat => "gator-compat",
         }
     }
 }

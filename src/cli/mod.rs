@@ -19,6 +19,7 @@ pub mod cmd_invariant_test;
 pub mod cmd_log;
 pub mod cmd_pause;
 pub mod cmd_plan_graph;
+pub mod cmd_plan_import;
 pub mod cmd_plan_show;
 pub mod cmd_plan_validate;
 pub mod cmd_reconcile;
@@ -314,6 +315,16 @@ pub enum PlanCommand {
         after_help = "Examples:\n  converge plan graph auth | dot -Tsvg > auth.svg\n  converge plan graph --format mermaid"
     )]
     Graph(GraphArgs),
+    /// Convert a gator plan file into planning/plans/<id>.toml, as a draft.
+    ///
+    /// Keeps comments and layout; removes gator's write-backs (`[plan] id`, each
+    /// task's `status`); renames gator's harness names (`codex-cli`, `open-code`);
+    /// writes `state = "draft"`; lists the invariants the plan uses that
+    /// converge.toml lacks. The id is the file stem unless --id is given.
+    #[command(
+        after_help = "Examples:\n  converge plan import ~/gator/plans/auth.toml\n  converge plan import plan.toml --id auth\n  converge invariant add --preset rust   # the invariants gator plans use\n\nExit status: 0 when the plan was written (problems to fix are listed), 2 when nothing was written."
+    )]
+    Import(ImportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -388,6 +399,18 @@ pub struct GraphArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The gator plan file.
+    pub file: PathBuf,
+    /// The plan id, i.e. the file name under planning/plans/ (default: FILE's stem).
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// Replace planning/plans/<id>.toml if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct ListArgs {
     #[command(flatten)]
     pub source: SourceArgs,
@@ -418,7 +441,13 @@ pub struct AddArgs {
     pub command: Option<String>,
     /// Arguments, comma-separated as gator writes them (`--args test,--workspace`);
     /// repeatable. Arguments that contain a comma go after `--`.
-    #[arg(long = "args", value_name = "ARGS", allow_hyphen_values = true, value_delimiter = ',', conflicts_with = "preset")]
+    #[arg(
+        long = "args",
+        value_name = "ARGS",
+        allow_hyphen_values = true,
+        value_delimiter = ',',
+        conflicts_with = "preset"
+    )]
     pub args: Vec<String>,
     /// Arguments taken as they are, after the other arguments.
     #[arg(last = true, value_name = "ARG", conflicts_with = "preset")]
@@ -496,6 +525,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Plan(PlanCommand::Validate(args)) => cmd_plan_validate::run(&ctx, args),
         Command::Plan(PlanCommand::Show(args)) => cmd_plan_show::run(&ctx, args),
         Command::Plan(PlanCommand::Graph(args)) => cmd_plan_graph::run(&ctx, args),
+        Command::Plan(PlanCommand::Import(args)) => cmd_plan_import::run(&ctx, args),
         Command::Invariant(InvariantCommand::List(args)) => cmd_invariant_list::run(&ctx, args),
         Command::Invariant(InvariantCommand::Test(args)) => cmd_invariant_test::run(&ctx, args),
         Command::Invariant(InvariantCommand::Add(args)) => cmd_invariant_add::run(&ctx, args),

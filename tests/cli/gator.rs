@@ -1,5 +1,5 @@
 //! gator's material as written: its example plans, its invariant commands and
-//! presets, and its write-backs. The plans are copies from
+//! presets, its write-backs, and `converge plan import`. The plans are copies from
 //! gator's repository (tests/fixtures/gator/README.md says which and under what
 //! license).
 
@@ -75,6 +75,85 @@ fn gator_example_plans_validate_as_written() {
         insta::assert_snapshot!(format!("validate-{stem}"), run.transcript());
         std::fs::remove_file(sandbox.path().join(&placed)).expect("remove");
     }
+}
+
+#[test]
+fn plan_import_round_trip() {
+    for stem in FIXTURES {
+        let sandbox = repo_with_gator_invariants();
+        let source = fixture(stem);
+        let original = std::fs::read_to_string(&source).expect("fixture");
+        let run = sandbox.converge(&["plan", "import", &source]);
+        run.success();
+        let written_path = format!("planning/plans/{stem}.toml");
+        let written = sandbox.read(&written_path);
+        assert!(written.contains("state = \"draft\""), "{stem}:\n{written}");
+        assert!(
+            !written
+                .lines()
+                .any(|l| l.starts_with("status =") || l.starts_with("id =")),
+            "{stem}:\n{written}"
+        );
+        for comment in original.lines().filter(|l| l.starts_with('#')) {
+            assert!(
+                written.contains(comment),
+                "{stem} lost `{comment}`:\n{written}"
+            );
+        }
+        // What converge reads back has no warnings: the write-backs are gone.
+        let validate = sandbox.converge(&["plan", "validate"]);
+        assert_eq!(validate.code, 0, "{stem}:\n{}", validate.transcript());
+        assert!(
+            validate.stdout.contains("no problems"),
+            "{stem}:\n{}",
+            validate.transcript()
+        );
+        let show = sandbox.converge(&["plan", "show", stem, "--worktree"]);
+        show.success();
+        // A second import refuses to overwrite and changes nothing; --force does.
+        let again = sandbox.converge(&["plan", "import", &source]);
+        assert_eq!(again.code, 2, "{}", again.transcript());
+        assert!(again.stderr.contains("--force"), "{}", again.transcript());
+        assert_eq!(sandbox.read(&written_path), written);
+        sandbox.write(&written_path, "# changed by hand\n");
+        sandbox
+            .converge(&["plan", "import", &source, "--force"])
+            .success();
+        assert_eq!(sandbox.read(&written_path), written);
+    }
+}
+
+#[test]
+fn plan_import_reports_what_it_changed_and_what_is_missing() {
+    let sandbox = Sandbox::repo();
+    sandbox.write("planning/goal.md", "Goal.\n");
+    sandbox.write(
+        "planning/converge.toml",
+        "[invariants.rust_build]\nkind = \"typecheck\"\ncommand = \"cargo\"\n",
+    );
+    let run = sandbox.converge(&["plan", "import", &fixture("plan-export"), "--id", "auth"]);
+    let out = run.transcript().replace(&fixture("plan-export"), "FILE");
+    insta::assert_snapshot!(out);
+    run.success();
+    insta::assert_snapshot!(sandbox.read("planning/plans/auth.toml"));
+}
+
+#[test]
+fn plan_import_refuses_bad_ids_and_writes_nothing() {
+    let sandbox = repo_with_gator_invariants();
+    let before = sandbox.tree();
+    for (args, message) in [
+        (vec!["--id", "Auth"], "uppercase"),
+        (vec!["--id", "queue"], "reserved"),
+    ] {
+        let source = fixture("minimal");
+        let mut full: Vec<&str> = vec!["plan", "import", &source];
+        full.extend(args);
+        let run = sandbox.converge(&full);
+        assert_eq!(run.code, 2, "{}", run.transcript());
+        assert!(run.stderr.contains(message), "{}", run.transcript());
+    }
+    assert_eq!(sandbox.tree(), before);
 }
 
 #[test]
@@ -179,4 +258,21 @@ fn gator_settings_converge_does_not_use_are_located_warnings() {
     let run = sandbox.converge(&["plan", "validate"]);
     assert_eq!(run.code, 2, "{}", run.transcript());
     insta::assert_snapshot!(run.transcript());
+}
+
+#[test]
+fn plan_import_writes_a_plan_with_problems_as_a_draft_and_lists_them() {
+    let sandbox = Sandbox::repo();
+    sandbox.write(
+        "gator/container plan.toml",
+        "# From gator.\n[plan]\nname = \"Boxed\"\nbase_branch = \"main\"\nisolation = \"container\"  # docker\ncontainer_image = \"gator-agent:latest\"\n\n[[tasks]]\nname = \"t\"\ndescription = \"T\"\nscope = \"narrow\"\ngate = \"auto\"\nharness = \"codex-cli\"  # was codex\ninvariants = [\"node_test\"]\n",
+    );
+    let run = sandbox.converge(&["plan", "import", "gator/container plan.toml"]);
+    insta::assert_snapshot!(run.transcript());
+    run.success();
+    let written = sandbox.read("planning/plans/container-plan.toml");
+    assert!(
+        written.contains("harness = \"codex\"  # was codex") && written.contains("# From gator."),
+        "{written}"
+    );
 }

@@ -13,6 +13,7 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> CliResult {
         out.push_str("no invariants: add one with `converge invariant add NAME --kind KIND --command PROGRAM`\n");
         return print(&out);
     }
+    let descriptions = &spec.config.invariant_descriptions;
     let rows: Vec<Vec<String>> = spec
         .config
         .invariants
@@ -45,19 +46,25 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> CliResult {
             if inv.advisory {
                 kind.push_str(" (advisory)");
             }
-            vec![
+            let mut row = vec![
                 inv.name.clone(),
                 kind,
                 command,
                 duration::format(inv.timeout),
                 list(&users),
-            ]
+            ];
+            if !descriptions.is_empty() {
+                let text = descriptions.get(&inv.name).map_or("-", String::as_str);
+                row.push(text.lines().next().unwrap_or("-").to_owned());
+            }
+            row
         })
         .collect();
-    out.push_str(&table::render(
-        &["INVARIANT", "KIND", "COMMAND", "TIMEOUT", "USED BY"],
-        &rows,
-    ));
+    let mut header = vec!["INVARIANT", "KIND", "COMMAND", "TIMEOUT", "USED BY"];
+    if !descriptions.is_empty() {
+        header.push("DESCRIPTION");
+    }
+    out.push_str(&table::render(&header, &rows));
     print(&out)
 }
 

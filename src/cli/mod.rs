@@ -19,6 +19,7 @@ pub mod cmd_invariant_test;
 pub mod cmd_log;
 pub mod cmd_pause;
 pub mod cmd_plan_graph;
+pub mod cmd_plan_import;
 pub mod cmd_plan_show;
 pub mod cmd_plan_validate;
 pub mod cmd_reconcile;
@@ -338,6 +339,16 @@ pub enum PlanCommand {
         after_help = "Examples:\n  converge plan graph auth | dot -Tsvg > auth.svg\n  converge plan graph --format mermaid"
     )]
     Graph(GraphArgs),
+    /// Convert a gator plan file into planning/plans/<id>.toml, as a draft.
+    ///
+    /// Keeps comments and layout; removes gator's write-backs (`[plan] id`, each
+    /// task's `status`); renames gator's harness names (`codex-cli`, `open-code`);
+    /// writes `state = "draft"`; lists the invariants the plan uses that
+    /// converge.toml lacks. The id is the file stem unless --id is given.
+    #[command(
+        after_help = "Examples:\n  converge plan import ~/gator/plans/auth.toml\n  converge plan import plan.toml --id auth\n  converge invariant add --preset rust   # the invariants gator plans use\n\nExit status: 0 when the plan was written (problems to fix are listed), 2 when nothing was written."
+    )]
+    Import(ImportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -354,7 +365,7 @@ pub enum InvariantCommand {
     Test(TestArgs),
     /// Add an invariant to planning/converge.toml, keeping its comments.
     #[command(
-        after_help = "Examples:\n  converge invariant add test --kind test_suite --command cargo --args test --args --workspace\n  converge invariant add lint --kind lint --command npm --args run --args lint --advisory"
+        after_help = "Examples:\n  converge invariant add test --kind test_suite --command cargo --args test,--workspace\n  converge invariant add lint --kind lint --command npm --advisory -- run lint\n  converge invariant add --preset rust\n\nPresets (the same checks as gator's):\n  rust    rust_build, rust_test, rust_clippy, rust_fmt_check\n  node    node_test, node_build, node_lint\n  python  python_test, python_ruff, python_typecheck\n  go      go_build, go_test, go_vet"
     )]
     Add(AddArgs),
 }
@@ -412,6 +423,18 @@ pub struct GraphArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The gator plan file.
+    pub file: PathBuf,
+    /// The plan id, i.e. the file name under planning/plans/ (default: FILE's stem).
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// Replace planning/plans/<id>.toml if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct ListArgs {
     #[command(flatten)]
     pub source: SourceArgs,
@@ -431,18 +454,36 @@ pub struct TestArgs {
 
 #[derive(Debug, Args)]
 pub struct AddArgs {
-    /// The invariant's name ([a-z0-9][a-z0-9-]*).
-    pub name: String,
+    /// The invariant's name ([a-z0-9][a-z0-9_-]*).
+    #[arg(required_unless_present = "preset", conflicts_with = "preset")]
+    pub name: Option<String>,
     /// What kind of check it is.
-    #[arg(long, value_parser = ["test_suite", "typecheck", "lint", "coverage", "custom"])]
-    pub kind: String,
+    #[arg(long, value_parser = ["test_suite", "typecheck", "lint", "coverage", "custom"], required_unless_present = "preset", conflicts_with = "preset")]
+    pub kind: Option<String>,
     /// The program to run (directly, never through a shell).
-    #[arg(long)]
-    pub command: String,
-    /// An argument; repeat for several (`--args test --args --workspace`).
-    #[arg(long = "args", value_name = "ARG", allow_hyphen_values = true)]
+    #[arg(long, required_unless_present = "preset", conflicts_with = "preset")]
+    pub command: Option<String>,
+    /// Arguments, comma-separated as gator writes them (`--args test,--workspace`);
+    /// repeatable. Arguments that contain a comma go after `--`.
+    #[arg(
+        long = "args",
+        value_name = "ARGS",
+        allow_hyphen_values = true,
+        value_delimiter = ',',
+        conflicts_with = "preset"
+    )]
     pub args: Vec<String>,
-    /// How long it may run, e.g. `5m`.
+    /// Arguments taken as they are, after the other arguments.
+    #[arg(last = true, value_name = "ARG", conflicts_with = "preset")]
+    pub rest: Vec<String>,
+    /// What it checks, in words (shown by `converge invariant list`).
+    #[arg(long, value_name = "TEXT", conflicts_with = "preset")]
+    pub description: Option<String>,
+    /// Add the usual checks of a kind of project (gator's presets), e.g.
+    /// `rust_build`, `rust_test`, `rust_clippy`, `rust_fmt_check` for rust.
+    #[arg(long, value_parser = ["rust", "node", "python", "go"])]
+    pub preset: Option<String>,
+    /// How long it may run: a duration (`5m`) or a number of seconds (`300`).
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
     /// The exit code that means success.
@@ -508,6 +549,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Plan(PlanCommand::Validate(args)) => cmd_plan_validate::run(&ctx, args),
         Command::Plan(PlanCommand::Show(args)) => cmd_plan_show::run(&ctx, args),
         Command::Plan(PlanCommand::Graph(args)) => cmd_plan_graph::run(&ctx, args),
+        Command::Plan(PlanCommand::Import(args)) => cmd_plan_import::run(&ctx, args),
         Command::Invariant(InvariantCommand::List(args)) => cmd_invariant_list::run(&ctx, args),
         Command::Invariant(InvariantCommand::Test(args)) => cmd_invariant_test::run(&ctx, args),
         Command::Invariant(InvariantCommand::Add(args)) => cmd_invariant_add::run(&ctx, args),

@@ -46,7 +46,14 @@ const INVARIANT_KEYS: &[&str] = &[
     "timeout",
     "expected_exit_code",
     "advisory",
+    "description",
+    "threshold",
+    "scope",
 ];
+/// The longest invariant timeout written as a number of seconds (gator's form): a week.
+const MAX_TIMEOUT_SECS: i64 = 7 * 24 * 3600;
+/// gator's harness names, and the built-in harness each means.
+pub const HARNESS_ALIASES: &[(&str, &str)] = &[("codex-cli", "codex"), ("open-code", "opencode")];
 const MERGE_KEYS: &[&str] = &["invariants"];
 const HARNESS_KEYS: &[&str] = &["kind", "command", "args", "models"];
 const FORGE_KEYS: &[&str] = &["kind", "repo"];
@@ -83,6 +90,7 @@ pub fn default_config() -> Config {
         sandbox: Sandbox::default(),
         budget: Budget::default(),
         prices: BTreeMap::new(),
+        invariant_descriptions: BTreeMap::new(),
     }
 }
 
@@ -98,7 +106,7 @@ pub fn compile(
     if let Some(root) = ctx.parse() {
         let root = Table::new(root.get_ref(), root.span(), "converge.toml", ROOT_KEYS);
         read_reconcile(&mut ctx, &root, &mut config.reconcile);
-        config.invariants = read_invariants(&mut ctx, &root);
+        (config.invariants, config.invariant_descriptions) = read_invariants(&mut ctx, &root);
         read_harnesses(&mut ctx, &root, &mut config.harnesses);
         config.merge = read_merge(&mut ctx, &root, &config.invariants);
         if let Some(forge) = read_forge(&mut ctx, &root) {
@@ -112,7 +120,7 @@ pub fn compile(
             config.budget = budget;
         }
         config.prices = read_prices(&mut ctx, &root);
-        check_default_harness(&mut ctx, &root, &config);
+        check_default_harness(&mut ctx, &root, &mut config);
         root.finish(&mut ctx);
     }
     let valid = !ctx.has_errors();
@@ -255,8 +263,11 @@ fn read_backoff(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Backoff {
     backoff
 }
 
-fn read_invariants(ctx: &mut Ctx<'_>, root: &Table<'_, '_>) -> BTreeMap<String, Invariant> {
+type Invariants = (BTreeMap<String, Invariant>, BTreeMap<String, String>);
+
+fn read_invariants(ctx: &mut Ctx<'_>, root: &Table<'_, '_>) -> Invariants {
     let mut out = BTreeMap::new();
+    let mut descriptions = BTreeMap::new();
     for (name, t) in root.named_subtables(
         ctx,
         "invariants",
@@ -267,19 +278,13 @@ fn read_invariants(ctx: &mut Ctx<'_>, root: &Table<'_, '_>) -> BTreeMap<String, 
         let kind = t.required_enumeration(ctx, "kind", InvariantKind::NAMES);
         let command = t.required_string(ctx, "command", "\"cargo\"");
         let args = t.string_array(ctx, "args");
-        let timeout = t.duration(ctx, "timeout");
+        let timeout = invariant_timeout(ctx, &t, name);
         let exit = t.integer_in(ctx, "expected_exit_code", 0, 255);
         let advisory = t.boolean(ctx, "advisory");
-        if let Some(timeout) = &timeout
-            && timeout.get_ref().is_zero()
-        {
-            ctx.error(
-                Code::InvalidValue,
-                timeout.span(),
-                format!("`timeout` of invariant `{name}` must be longer than zero"),
-            )
-            .hint = Some("for example `timeout = \"5m\"`".into());
+        if let Some(d) = t.string(ctx, "description") {
+            descriptions.insert(name.to_owned(), d.into_inner());
         }
+        gator_invariant_fields(ctx, &t, name);
         t.finish(ctx);
         let (Some(kind), Some(command)) = (kind, command) else {
             continue;
@@ -293,13 +298,68 @@ fn read_invariants(ctx: &mut Ctx<'_>, root: &Table<'_, '_>) -> BTreeMap<String, 
                 args: args
                     .map(|a| a.into_inner().into_iter().map(|s| s.into_inner()).collect())
                     .unwrap_or_default(),
-                timeout: timeout.map_or(DEFAULT_INVARIANT_TIMEOUT, |t| t.into_inner()),
+                timeout: timeout.unwrap_or(DEFAULT_INVARIANT_TIMEOUT),
                 expected_exit_code: exit.map_or(0, |e| i32::try_from(*e.get_ref()).unwrap_or(0)),
                 advisory: advisory.is_some_and(|a| *a.get_ref()),
             },
         );
     }
-    out
+    (out, descriptions)
+}
+
+/// An invariant's `timeout`: a duration (`"5m"`) or, as gator writes it, a whole
+/// number of seconds (`300`).
+fn invariant_timeout(
+    ctx: &mut Ctx<'_>,
+    t: &Table<'_, '_>,
+    name: &str,
+) -> Option<std::time::Duration> {
+    let seconds = t
+        .get("timeout")
+        .is_some_and(|v| matches!(v.get_ref(), DeValue::Integer(_)));
+    let timeout = if seconds {
+        let n = t.integer_in(ctx, "timeout", 0, MAX_TIMEOUT_SECS)?;
+        toml::Spanned::new(
+            n.span(),
+            std::time::Duration::from_secs(u64::try_from(*n.get_ref()).unwrap_or(0)),
+        )
+    } else {
+        t.duration(ctx, "timeout")?
+    };
+    if timeout.get_ref().is_zero() {
+        ctx.error(
+            Code::InvalidValue,
+            timeout.span(),
+            format!("`timeout` of invariant `{name}` must be longer than zero"),
+        )
+        .hint = Some("for example `timeout = \"5m\"` or `timeout = 300` (seconds)".into());
+        return None;
+    }
+    Some(timeout.into_inner())
+}
+
+/// gator's `threshold` and `scope`: read and checked, and reported as not used,
+/// because converge does nothing with them (neither does gator's gate: it stores
+/// them and decides on the exit code alone).
+fn gator_invariant_fields(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, name: &str) {
+    if let Some(threshold) = t.number(ctx, "threshold") {
+        ctx.warning(
+            Code::GatorCompat,
+            threshold.span(),
+            format!("converge does not use `threshold` of invariant `{name}`: an invariant passes or fails on its exit code"),
+        )
+        .hint = Some(
+            "make the command fail below the threshold itself (for example `cargo llvm-cov --fail-under-lines 80`), then remove `threshold`".into(),
+        );
+    }
+    if let Some(scope) = t.enumeration(ctx, "scope", &["project", "global"]) {
+        ctx.warning(
+            Code::GatorCompat,
+            scope.span(),
+            format!("converge does not use `scope` of invariant `{name}`: the invariants of converge.toml belong to this repository and any task of it may use them"),
+        )
+        .hint = Some("remove `scope`".into());
+    }
 }
 
 fn read_merge(
@@ -425,7 +485,7 @@ fn read_harnesses(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, out: &mut BTreeMap<St
     }
 }
 
-fn check_default_harness(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, config: &Config) {
+fn check_default_harness(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, config: &mut Config) {
     let name = &config.reconcile.default_harness;
     if config.harnesses.contains_key(name) {
         return;
@@ -439,7 +499,38 @@ fn check_default_harness(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, config: &Confi
             .map_or(reconcile.span(), toml::Spanned::span),
         _ => return,
     };
-    unknown_harness(ctx, span, name, &config.harnesses);
+    let name = toml::Spanned::new(span, name.clone());
+    if let Some(resolved) = resolve_harness(ctx, &name, &config.harnesses) {
+        config.reconcile.default_harness = resolved;
+    }
+}
+
+/// The harness a name written in a plan or in `[reconcile]` means: a harness of
+/// converge.toml or a built-in one, or gator's name for a built-in one
+/// (`codex-cli`, `open-code`), which works with a warning saying what converge
+/// calls it. Anything else is reported as unknown.
+pub fn resolve_harness(
+    ctx: &mut Ctx<'_>,
+    name: &toml::Spanned<String>,
+    harnesses: &BTreeMap<String, Harness>,
+) -> Option<String> {
+    let written = name.get_ref();
+    if harnesses.contains_key(written) {
+        return Some(written.clone());
+    }
+    if let Some((_, target)) = HARNESS_ALIASES.iter().find(|(alias, _)| alias == written)
+        && harnesses.contains_key(*target)
+    {
+        ctx.warning(
+            Code::GatorCompat,
+            name.span(),
+            format!("harness `{written}` is gator's name for converge's `{target}`"),
+        )
+        .hint = Some(format!("write `\"{target}\"`"));
+        return Some((*target).to_owned());
+    }
+    unknown_harness(ctx, name.span(), written, harnesses);
+    None
 }
 
 /// Reports a reference to a harness that is neither declared nor built in.
@@ -818,6 +909,7 @@ fn to_u32(n: i64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::diag::Severity;
 
     fn compile_text(text: &str) -> (CompiledConfig, Vec<super::super::Diagnostic>) {
         let file = SourceFile {
@@ -1022,5 +1114,60 @@ queue = "weekly.md"
         assert!(validate_cron("*/5 * * * *").is_ok());
         assert!(validate_cron("0 0 9 * * MON").is_err());
         assert!(validate_cron("61 * * * *").is_err());
+    }
+
+    #[test]
+    fn gator_invariant_fields_are_read_or_reported() {
+        let (c, diags) = compile_text(
+            "[invariants.rust_build]\ndescription = \"Build the workspace\"\nkind = \"typecheck\"\ncommand = \"cargo\"\ntimeout = 300\nthreshold = 80.0\nscope = \"project\"\n",
+        );
+        assert!(c.valid, "{diags:?}");
+        let inv = &c.config.invariants["rust_build"];
+        assert_eq!(inv.timeout.as_secs(), 300);
+        assert_eq!(
+            c.config.invariant_descriptions["rust_build"],
+            "Build the workspace"
+        );
+        let found: Vec<(&str, usize, Severity)> = diags
+            .iter()
+            .map(|d| {
+                (
+                    d.code.as_str(),
+                    d.location.as_ref().map_or(0, |l| l.line),
+                    d.severity,
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("gator-compat", 6, Severity::Warning),
+                ("gator-compat", 7, Severity::Warning)
+            ]
+        );
+        assert!(diags[0].message.contains("does not use `threshold`"));
+        // Wrong values are still errors.
+        let (c, diags) = compile_text(
+            "[invariants.a]\nkind = \"lint\"\ncommand = \"x\"\ntimeout = 0\nscope = \"planet\"\n",
+        );
+        assert!(!c.valid);
+        let codes: Vec<_> = diags.iter().map(|d| d.code.as_str()).collect();
+        assert_eq!(codes, ["invalid-value", "invalid-value"], "{diags:?}");
+    }
+
+    #[test]
+    fn gator_harness_names_are_aliases_with_a_warning() {
+        let (c, diags) = compile_text("[reconcile]\ndefault_harness = \"codex-cli\"\n");
+        assert!(c.valid, "{diags:?}");
+        assert_eq!(c.config.reconcile.default_harness, "codex");
+        assert_eq!(diags.len(), 1);
+        assert_eq!(diags[0].code, Code::GatorCompat);
+        assert_eq!(diags[0].hint.as_deref(), Some("write `\"codex\"`"));
+        // A declared harness of that name is used as declared, without a warning.
+        let (c, diags) = compile_text(
+            "[reconcile]\ndefault_harness = \"open-code\"\n[harness.open-code]\nkind = \"command\"\ncommand = \"oc\"\n",
+        );
+        assert!(c.valid && diags.is_empty(), "{diags:?}");
+        assert_eq!(c.config.reconcile.default_harness, "open-code");
     }
 }

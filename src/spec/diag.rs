@@ -85,6 +85,9 @@ pub enum Code {
     MissingGoal,
     /// A setting converge accepts in its format but does not implement yet.
     NotSupported,
+    /// A setting of gator's plan or invariant format that converge reads
+    /// differently or does not use.
+    GatorCompat,
 }
 
 impl Code {
@@ -121,6 +124,7 @@ impl Code {
         Code::IgnoredFile,
         Code::MissingGoal,
         Code::NotSupported,
+        Code::GatorCompat,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -156,6 +160,7 @@ impl Code {
             Code::IgnoredFile => "ignored-file",
             Code::MissingGoal => "missing-goal",
             Code::NotSupported => "not-supported",
+            Code::GatorCompat => "gator-compat",
         }
     }
 }

@@ -50,6 +50,10 @@ pub struct Config {
     /// USD per million tokens by model name (or name prefix), for CLIs that
     /// report no cost (`[prices]`).
     pub prices: BTreeMap<String, ModelPrice>,
+    /// What each invariant checks, in words (`description`), for `invariant list`.
+    /// Kept apart from [`Invariant`] so that the description is not part of the
+    /// definition a gate's evidence is bound to.
+    pub invariant_descriptions: BTreeMap<String, String>,
 }
 
 /// A model's price in USD per million input and output tokens.

@@ -2,7 +2,9 @@
 //!
 //! A name becomes a branch name (`converge/<plan>/<task>`) and a path segment
 //! (`planning/status/<plan>.toml`, run directories), so it must be safe as both on
-//! every platform: `[a-z0-9][a-z0-9-]{0,62}`.
+//! every platform: `[a-z0-9][a-z0-9_-]{0,62}`. `_` is allowed because gator's
+//! names use it (`rust_build`); it is safe in branch names, paths and tokens
+//! (`cvg1.<plan>.<task>...` splits on `.`, which no name contains).
 
 /// The longest allowed name, in bytes (all allowed characters are ASCII).
 pub const MAX_NAME_LEN: usize = 63;
@@ -14,9 +16,9 @@ pub struct NameProblem {
     pub hint: String,
 }
 
-/// Checks a name against `[a-z0-9][a-z0-9-]{0,62}`.
+/// Checks a name against `[a-z0-9][a-z0-9_-]{0,62}`.
 pub fn check(name: &str) -> Result<(), NameProblem> {
-    let rule = "names match [a-z0-9][a-z0-9-]{0,62}: lowercase ASCII letters, digits and `-`, not starting with `-`";
+    let rule = "names match [a-z0-9][a-z0-9_-]{0,62}: lowercase ASCII letters, digits, `-` and `_`, starting with a letter or digit";
     let problem = |reason: String, hint: String| Err(NameProblem { reason, hint });
     if name.is_empty() {
         return problem("the name is empty".into(), rule.into());
@@ -54,6 +56,12 @@ pub fn check(name: &str) -> Result<(), NameProblem> {
             format!("try `{}`", suggest(name)),
         );
     }
+    if name.starts_with('_') {
+        return problem(
+            "starts with `_`; names start with a letter or digit".into(),
+            format!("try `{}`", suggest(name)),
+        );
+    }
     if name.len() > MAX_NAME_LEN {
         return problem(
             format!(
@@ -71,7 +79,7 @@ pub fn check(name: &str) -> Result<(), NameProblem> {
     }
     if let Some(c) = name
         .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
     {
         return problem(
             format!("contains `{}`", c.escape_default()),
@@ -81,21 +89,21 @@ pub fn check(name: &str) -> Result<(), NameProblem> {
     Ok(())
 }
 
-/// A valid name close to `name`: lowercased, look-alikes replaced, other characters
-/// turned into `-`, trimmed and shortened.
+/// A valid name close to `name`: lowercased, look-alikes replaced, `_` kept, other
+/// characters turned into `-`, trimmed and shortened.
 pub fn suggest(name: &str) -> String {
     let mut out = String::new();
     for c in name.chars() {
         let c = lookalike(c).unwrap_or(c).to_ascii_lowercase();
-        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() || (c == '_' && !out.is_empty()) {
             out.push(c);
         } else if !out.ends_with('-') {
             out.push('-');
         }
     }
-    let mut out = out.trim_matches('-').to_owned();
+    let mut out = out.trim_matches(['-', '_']).to_owned();
     out.truncate(MAX_NAME_LEN);
-    let out = out.trim_end_matches('-').to_owned();
+    let out = out.trim_end_matches(['-', '_']).to_owned();
     if out.is_empty() { "task".into() } else { out }
 }
 
@@ -144,7 +152,16 @@ mod tests {
 
     #[test]
     fn accepts_valid_names() {
-        for name in ["a", "define-types", "x1", "0", &"a".repeat(63)] {
+        for name in [
+            "a",
+            "define-types",
+            "x1",
+            "0",
+            "rust_build",
+            "rust_fmt_check",
+            "a_-b",
+            &"a".repeat(63),
+        ] {
             assert_eq!(check(name), Ok(()), "{name}");
         }
     }
@@ -157,7 +174,8 @@ mod tests {
             ("a/b", "path separator"),
             ("-a", "starts with `-`"),
             ("Auth", "uppercase"),
-            ("a_b", "`_`"),
+            ("_a", "starts with `_`"),
+            ("a.b", "`.`"),
             ("a b", "` `"),
             ("dеfine", "look-alike of `e`"),
         ];
@@ -173,6 +191,7 @@ mod tests {
         for name in [
             "Auth",
             "a_b",
+            "_x_",
             "-x-",
             "dеfine",
             "ＡＢ",
@@ -183,5 +202,24 @@ mod tests {
             assert_eq!(check(&s), Ok(()), "{name} -> {s}");
         }
         assert_eq!(suggest("dеfine Types"), "define-types");
+        assert_eq!(suggest("Rust_Build"), "rust_build");
+    }
+
+    #[test]
+    fn names_with_underscores_stay_safe_where_names_are_joined() {
+        use crate::agent::token::{Secret, Token};
+        let secret = Secret::from_bytes(vec![7; 32]);
+        for (plan, task) in [("gator_serve", "rust_build"), ("a_", "b_-c"), ("x", "_y")] {
+            if check(plan).is_err() || check(task).is_err() {
+                assert_eq!(task, "_y", "only the leading `_` is refused");
+                continue;
+            }
+            let branch = format!("converge/{plan}/{task}");
+            assert_eq!(crate::spec::config::check_branch_name(&branch), Ok(()));
+            let token = secret.mint(plan, task, 2);
+            let parsed = Token::parse(&token).expect("parses");
+            assert_eq!((parsed.plan, parsed.task, parsed.attempt), (plan, task, 2));
+            assert!(secret.verify(&token, plan, task, 2).is_ok());
+        }
     }
 }

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use toml::Spanned;
+use toml::de::DeValue;
 
 use super::config::{self, check_branch_name};
 use super::dag;
@@ -22,6 +23,9 @@ const PLAN_KEYS: &[&str] = &[
     "token_budget",
     "default_harness",
     "isolation",
+    // gator's: read only to say what converge does instead.
+    "id",
+    "container_image",
 ];
 pub const TASK_KEYS: &[&str] = &[
     "name",
@@ -37,6 +41,8 @@ pub const TASK_KEYS: &[&str] = &[
     "paths",
     "reset",
     "sim",
+    // gator's write-back: read only to say that converge keeps status elsewhere.
+    "status",
 ];
 const SIM_KEYS: &[&str] = &[
     "files",
@@ -179,18 +185,18 @@ fn read_header(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, config: &Config) -> Opti
     let token_budget = t
         .integer_in(ctx, "token_budget", 1, i64::MAX)
         .map(|n| u64::try_from(*n.get_ref()).unwrap_or(u64::MAX));
-    let default_harness = t.string(ctx, "default_harness").and_then(|h| {
-        if config.harnesses.contains_key(h.get_ref()) {
-            Some(h.into_inner())
-        } else {
-            config::unknown_harness(ctx, h.span(), h.get_ref(), &config.harnesses);
-            None
-        }
-    });
-    let isolation = match t.enumeration(ctx, "isolation", Isolation::NAMES) {
-        Some(i) if *i.get_ref() == "sandbox" => Isolation::Sandbox,
-        _ => Isolation::Worktree,
-    };
+    let default_harness = t
+        .string(ctx, "default_harness")
+        .and_then(|h| config::resolve_harness(ctx, &h, &config.harnesses));
+    let isolation = read_isolation(ctx, &t);
+    if let Some(id) = t.get("id") {
+        ctx.warning(
+            Code::GatorCompat,
+            t.key_span("id").unwrap_or(id.span()),
+            "`id` in [plan] is the database id `gator plan create` writes back; converge names a plan by its file name and keeps its status in planning/status/",
+        )
+        .hint = Some("remove the line".into());
+    }
     t.finish_with_hints(
         ctx,
         &[(
@@ -206,6 +212,36 @@ fn read_header(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, config: &Config) -> Opti
         default_harness,
         isolation,
     ))
+}
+
+/// `isolation`: converge's `worktree` or `sandbox`; gator's `container` (and its
+/// `container_image`) are answered with what converge offers instead.
+fn read_isolation(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Isolation {
+    const OFFER: &str = "converge runs each agent in its own git worktree; `isolation = \"sandbox\"` adds the Landlock sandbox (filesystem and network limits, `[sandbox]` in planning/converge.toml)";
+    if let Some(image) = t.string(ctx, "container_image") {
+        ctx.warning(
+            Code::GatorCompat,
+            t.key_span("container_image").unwrap_or(image.span()),
+            "converge does not run agents in containers, so it does not use `container_image`",
+        )
+        .hint = Some(format!("{OFFER}; remove the line"));
+    }
+    if let Some(DeValue::String(s)) = t.get("isolation").map(Spanned::get_ref)
+        && s == "container"
+    {
+        let span = t.get("isolation").map_or(0..0, Spanned::span);
+        ctx.error(
+            Code::InvalidValue,
+            span,
+            "`isolation` in [plan] is `container`: converge does not run agents in containers",
+        )
+        .hint = Some(format!("{OFFER}; write `isolation = \"sandbox\"`"));
+        return Isolation::Worktree;
+    }
+    match t.enumeration(ctx, "isolation", Isolation::NAMES) {
+        Some(i) if *i.get_ref() == "sandbox" => Isolation::Sandbox,
+        _ => Isolation::Worktree,
+    }
 }
 
 fn read_task(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>, config: &Config) -> Option<RawTask> {
@@ -266,14 +302,22 @@ fn read_task(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>, config: &Config) -> Option
         .map_or(DEFAULT_RETRY_MAX, |n| {
             u32::try_from(*n.get_ref()).unwrap_or(DEFAULT_RETRY_MAX)
         });
-    let harness = t.string(ctx, "harness").and_then(|h| {
-        if config.harnesses.contains_key(h.get_ref()) {
-            Some(h.into_inner())
-        } else {
-            config::unknown_harness(ctx, h.span(), h.get_ref(), &config.harnesses);
-            None
-        }
-    });
+    let harness = t
+        .string(ctx, "harness")
+        .and_then(|h| config::resolve_harness(ctx, &h, &config.harnesses));
+    if let Some(status) = t.get("status") {
+        ctx.warning(
+            Code::GatorCompat,
+            t.key_span("status").unwrap_or(status.span()),
+            format!(
+                "`status` in {} is gator's record of progress (written by `gator plan export`); converge does not read it and keeps status in planning/status/",
+                t.what
+            ),
+        )
+        .hint = Some(
+            "remove the line; `converge status` shows where each task is".into(),
+        );
+    }
     let model = t.string(ctx, "model").and_then(|m| {
         if m.get_ref().trim().is_empty() || m.get_ref().starts_with('-') {
             ctx.error(
@@ -722,6 +766,68 @@ invariants = ["tets"]
         assert_eq!(
             unknown_key.hint.as_deref(),
             Some("did you mean `depends_on`?")
+        );
+    }
+
+    #[test]
+    fn gator_write_backs_and_harness_names_are_warnings() {
+        let text = r#"[plan]
+id = "6f1c2a3e-8b7d-4c1e-9f20-3a5b7c9d1e2f"
+name = "Exported"
+default_harness = "codex-cli"
+container_image = "gator-agent:latest"
+
+[[tasks]]
+name = "rust_types"
+description = "A"
+scope = "narrow"
+gate = "auto"
+status = "passed"
+harness = "open-code"
+"#;
+        let (plan, diags) = compile_text(text);
+        let plan = plan.expect("warnings only");
+        assert_eq!(plan.default_harness.as_deref(), Some("codex"));
+        assert_eq!(plan.tasks[0].harness, "opencode");
+        let found: Vec<(usize, &str)> = diags
+            .iter()
+            .map(|d| (d.location.as_ref().map_or(0, |l| l.line), d.code.as_str()))
+            .collect();
+        assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+        assert_eq!(
+            found,
+            [
+                (4, "gator-compat"),
+                (5, "gator-compat"),
+                (2, "gator-compat"),
+                (13, "gator-compat"),
+                (12, "gator-compat"),
+            ]
+        );
+        let status = &diags[4];
+        assert!(status.message.contains("planning/status/"), "{status:?}");
+        assert!(
+            diags[1]
+                .hint
+                .as_deref()
+                .is_some_and(|h| h.contains("[sandbox]"))
+        );
+    }
+
+    #[test]
+    fn container_isolation_is_refused_with_what_converge_offers() {
+        let text = DIAMOND.replace(
+            "name = \"Diamond\"",
+            "name = \"Diamond\"\nisolation = \"container\"",
+        );
+        let (plan, diags) = compile_text(&text);
+        assert!(plan.is_none());
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert_eq!(diags[0].code, Code::InvalidValue);
+        let hint = diags[0].hint.as_deref().unwrap_or_default();
+        assert!(
+            hint.contains("Landlock") && hint.contains("isolation = \"sandbox\""),
+            "{hint}"
         );
     }
 }

@@ -11,6 +11,7 @@ mod corpus;
 mod crash;
 mod dispatch;
 mod fake_api;
+mod gator;
 mod git_layer;
 mod init;
 mod invariants;

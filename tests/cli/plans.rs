@@ -16,6 +16,7 @@ fn every_command_has_help_with_an_example() {
         vec!["plan", "validate"],
         vec!["plan", "show"],
         vec!["plan", "graph"],
+        vec!["plan", "import"],
         vec!["invariant", "list"],
         vec!["invariant", "test"],
         vec!["invariant", "add"],

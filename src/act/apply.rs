@@ -1255,7 +1255,8 @@ fn merge_check_path(common: &Path, key: &TaskKey) -> PathBuf {
     common
         .join("converge")
         .join("merge-checks")
-        .join(format!("{}--{}", key.plan, key.task))
+        .join(&key.plan)
+        .join(&key.task)
 }
 
 fn merge(

@@ -124,10 +124,13 @@ pub struct GateRecord {
 }
 
 fn gate_record_path(common: &Path, plan: &str, task: &str, attempt: u32) -> PathBuf {
-    common
-        .join("converge")
-        .join("gates")
-        .join(format!("{plan}--{task}--{attempt}.json"))
+    gates_of(common, plan, task).join(format!("{attempt}.json"))
+}
+
+/// `<git-common-dir>/converge/gates/<plan>/<task>`: one directory per task
+/// (names may contain `-`, so joining them with a separator could collide).
+fn gates_of(common: &Path, plan: &str, task: &str) -> PathBuf {
+    common.join("converge").join("gates").join(plan).join(task)
 }
 
 /// What identifies the invariants a gate ran: their definitions, in order.
@@ -166,15 +169,7 @@ pub fn keep_gate(
 
 /// Forgets every kept gate of a task (when its worktree is retired).
 pub fn forget_gates(common: &Path, plan: &str, task: &str) {
-    let dir = common.join("converge").join("gates");
-    let prefix = format!("{plan}--{task}--");
-    if let Ok(entries) = std::fs::read_dir(&dir) {
-        for entry in entries.filter_map(Result::ok) {
-            if entry.file_name().to_string_lossy().starts_with(&prefix) {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-    }
+    let _ = std::fs::remove_dir_all(gates_of(common, plan, task));
 }
 
 /// A worktree's changed paths as `converge check` found them before running
@@ -322,5 +317,36 @@ mod tests {
         assert_eq!(result.output_tail, "key=[redacted]");
         let log = std::fs::read_to_string(result.log.as_ref().expect("log")).expect("read");
         assert_eq!(log, "key=[redacted]\n");
+    }
+}
+
+#[cfg(test)]
+mod gate_record_tests {
+    use super::*;
+
+    fn record(head: &str) -> GateRecord {
+        GateRecord {
+            head: head.into(),
+            invariants: "fp".into(),
+            results: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn kept_gates_are_per_task_and_attempt_and_names_never_collide() {
+        let dir = tempfile::tempdir().expect("dir");
+        let common = dir.path();
+        keep_gate(common, "a", "b--c", 1, &record("h1")).expect("keep");
+        keep_gate(common, "a--b", "c", 1, &record("h2")).expect("keep");
+        assert!(kept_gate(common, "a", "b--c", 1, "h1", "fp").is_some());
+        assert!(kept_gate(common, "a--b", "c", 1, "h2", "fp").is_some());
+        // Another head, other invariants or another attempt: not reused.
+        assert!(kept_gate(common, "a", "b--c", 1, "h2", "fp").is_none());
+        assert!(kept_gate(common, "a", "b--c", 1, "h1", "other").is_none());
+        assert!(kept_gate(common, "a", "b--c", 2, "h1", "fp").is_none());
+        forget_gates(common, "a", "b");
+        forget_gates(common, "a", "b--c");
+        assert!(kept_gate(common, "a", "b--c", 1, "h1", "fp").is_none());
+        assert!(kept_gate(common, "a--b", "c", 1, "h2", "fp").is_some());
     }
 }

@@ -264,8 +264,9 @@ fn fail(ctx: &ActCtx<'_>, st: &mut TaskStatus, attempt: u32, failure: Failure) {
 }
 
 /// Failures in a row that escalate an action on a task removed from its plan
-/// (which has no `retry_max`): the default `retry_max`.
-const REMOVED_TASK_ACTION_FAILURES: u32 = 3;
+/// (which has no `retry_max`): as many as the default `retry_max` (3) allows,
+/// the first and three retries.
+const REMOVED_TASK_ACTION_FAILURES: u32 = 4;
 
 /// Records that `action` failed with `error` (its chain) on its task, after
 /// the tick took back what the action had changed in status: the condition
@@ -308,7 +309,8 @@ pub fn action_failed(
     let count = st.action_failures;
     // A task removed from its plan (its cleanup failing) has no `retry_max`:
     // the default's.
-    let limit = task.map_or(REMOVED_TASK_ACTION_FAILURES, |t| t.retry_max.max(1));
+    // As for attempts, `retry_max` counts the tries after the first.
+    let limit = task.map_or(REMOVED_TASK_ACTION_FAILURES, |t| t.retry_max + 1);
     let message = format!("`{what}` failed: {error}");
     let condition = crate::status::Condition {
         kind: crate::decide::ACTION_FAILED.to_owned(),

@@ -283,10 +283,13 @@ impl fmt::Display for Reason {
                 "a human rejected the reviewed commit; the reason goes to the next attempt",
             ),
             Reason::FailedBefore { failures } => {
-                write!(f, "{failures} failed attempt(s); trying again")
+                write!(f, "{failures} failed attempt(s); retry {failures} follows")
             }
             Reason::AttemptsExhausted { failures } => {
-                write!(f, "{failures} failed attempt(s) used up `retry_max`")
+                write!(
+                    f,
+                    "{failures} failed attempt(s): the first and every retry `retry_max` allows"
+                )
             }
             Reason::Ready => f.write_str("its plan is active and its dependencies are merged"),
             Reason::Queued => f.write_str("a queue item waits to join the `queue` plan"),
@@ -852,7 +855,10 @@ fn classify(
                         );
                     }
                     Some(a) if a.decision == Verdict::Reject => {
-                        if st.failures + 1 >= task.retry_max.max(1) {
+                        // `retry_max` counts retries after the first
+                        // attempt (gator's meaning): this rejection is the
+                        // last allowed when no retry is left.
+                        if st.failures >= task.retry_max {
                             return act(
                                 Phase::Failed,
                                 Action::Escalate {
@@ -888,7 +894,9 @@ fn classify(
             if edited {
                 return start(Reason::SpecChanged, false);
             }
-            if st.failures >= task.retry_max {
+            // `retry_max` retries after the first attempt: `retry_max + 1`
+            // failed attempts escalate.
+            if st.failures > task.retry_max {
                 return act(
                     Phase::Failed,
                     Action::Escalate {

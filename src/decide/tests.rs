@@ -482,10 +482,23 @@ fn human_gates_wait_for_an_approval_of_the_reviewed_commit() {
             reason: Reason::Rejected
         }]
     );
-    // c allows 2 attempts: a rejection after a failure escalates.
+    // c allows 2 retries after its first attempt: a rejection after one
+    // failure retries, after two it escalates.
     let mut failed_once = st(&base, "c", Phase::AwaitingApproval, 2);
     failed_once.failures = 1;
-    let d = run(&rejected, &obs, &status(vec![("c", failed_once)]));
+    let d = run(&rejected, &obs, &status(vec![("c", failed_once.clone())]));
+    assert_eq!(
+        actions_for(&d, "c"),
+        [Action::Retry {
+            key: key("c"),
+            attempt: 3,
+            reason: Reason::Rejected
+        }]
+    );
+    let mut failed_twice = failed_once;
+    failed_twice.attempt = 3;
+    failed_twice.failures = 2;
+    let d = run(&rejected, &obs, &status(vec![("c", failed_twice)]));
     assert_eq!(
         actions_for(&d, "c"),
         [Action::Escalate {
@@ -524,13 +537,31 @@ fn failures_back_off_retry_and_escalate() {
         }]
     );
 
+    // `retry_max` (3 by default) counts retries after the first attempt, as
+    // gator does: three failures still retry, the fourth escalates.
     a.failures = 3;
+    a.attempt = 3;
+    let d = run(
+        &spec,
+        &Observation::default(),
+        &status(vec![("a", a.clone())]),
+    );
+    assert_eq!(
+        d.actions,
+        [Action::Retry {
+            key: key("a"),
+            attempt: 4,
+            reason: Reason::FailedBefore { failures: 3 }
+        }]
+    );
+    a.failures = 4;
+    a.attempt = 4;
     let d = run(&spec, &Observation::default(), &status(vec![("a", a)]));
     assert_eq!(
         d.actions,
         [Action::Escalate {
             key: key("a"),
-            reason: Reason::AttemptsExhausted { failures: 3 }
+            reason: Reason::AttemptsExhausted { failures: 4 }
         }]
     );
 }

@@ -332,8 +332,9 @@ pub fn prompt(
         task.name, plan.id, plan.name
     ));
     out.push_str(&format!(
-        "Attempt {attempt} of at most {}. Scope: {}.\n\n",
-        task.retry_max.max(attempt),
+        "Attempt {attempt} of at most {} (the first and {} retries). Scope: {}.\n\n",
+        (task.retry_max + 1).max(attempt),
+        task.retry_max,
         task.scope.as_str()
     ));
     out.push_str("## What to do\n\n");

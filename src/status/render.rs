@@ -140,8 +140,9 @@ pub fn status_md(spec: &Spec, status: &Status, decision: &Decision) -> String {
                 let why = st
                     .and_then(|s| s.last_failure.as_ref())
                     .map_or_else(String::new, |f| format!(": {}", f.message));
+                let failures = st.map_or(0, |s| s.failures);
                 format!(
-                    "**{key}** (attempt {attempt} of {max}){why}. {}. `converge log {key}` shows the output.",
+                    "**{key}** (attempt {attempt} failed; retry {failures} of {max}){why}. {}. `converge log {key}` shows the output.",
                     capitalize(&report.reason.to_string())
                 )
             }

@@ -100,7 +100,7 @@ fn a_tree_git_cannot_check_out_fails_its_gate_and_the_other_tasks_merge() {
     let sb = setup(
         "pills",
         &plan(&[
-            task("a-poison", "harness = \"poison\"\nretry_max = 2"),
+            task("a-poison", "harness = \"poison\"\nretry_max = 1"),
             task("b", ""),
             task("c", ""),
         ]),

@@ -282,8 +282,10 @@ fn reconcile_once_twice_never_duplicates_work() {
 
 #[test]
 fn failing_invariants_retry_with_backoff_then_escalate() {
+    // `retry_max` counts retries after the first attempt (gator's meaning):
+    // one retry, two attempts.
     let plan = single(
-        "invariants = [\"never\"]\nretry_max = 2",
+        "invariants = [\"never\"]\nretry_max = 1",
         "files = [{ path = \"x.txt\", content = \"x\\n\" }]",
     );
     let sb = setup(&[("one", &plan)]);

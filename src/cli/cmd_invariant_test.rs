@@ -1,4 +1,5 @@
-//! `converge invariant test NAME`: run one invariant here and report.
+//! `converge invariant test NAME`: run one invariant at the root of the
+//! working tree, as the gate does, and report.
 
 use super::cmd_invariant_list::shell_word;
 use super::source::{self, Default};
@@ -30,15 +31,22 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> CliResult {
         .map(shell_word)
         .collect::<Vec<_>>()
         .join(" ");
+    // At the root of the working tree, where the gate runs invariants (in the
+    // task's worktree), whichever directory the command was started in.
+    let root = crate::git::Repo::discover(&ctx.cwd)
+        .ok()
+        .and_then(|repo| repo.workdir().ok().map(std::path::Path::to_owned))
+        .unwrap_or_else(|| ctx.cwd.clone());
     eprintln!(
-        "running invariant `{}`: {command_line} (timeout {})",
+        "running invariant `{}` in {}: {command_line} (timeout {})",
         invariant.name,
+        root.display(),
         duration::format(invariant.timeout)
     );
     let outcome = exec::run(&RunSpec {
         program: invariant.command.clone(),
         args: invariant.args.clone(),
-        cwd: ctx.cwd.clone(),
+        cwd: root,
         timeout: invariant.timeout,
     })
     .map_err(|e| {

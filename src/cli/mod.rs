@@ -358,7 +358,7 @@ pub enum InvariantCommand {
         after_help = "Examples:\n  converge invariant list\n  converge invariant list --worktree"
     )]
     List(ListArgs),
-    /// Run an invariant in the current directory and report its result.
+    /// Run an invariant at the root of the working tree, as the gate does, and report its result.
     #[command(
         after_help = "Examples:\n  converge invariant test build\n  converge invariant test test --rev main\n\nExit status: 0 when it passes, 1 when it fails or times out."
     )]

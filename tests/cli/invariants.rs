@@ -245,3 +245,26 @@ fn test_of_an_unknown_invariant_suggests() {
         run.transcript()
     );
 }
+
+#[test]
+fn test_runs_at_the_root_of_the_working_tree_as_the_gate_does() {
+    let sandbox = repo_with_config(
+        "[invariants.at-root]\nkind = \"custom\"\ncommand = \"sh\"\nargs = [\"-c\", \"test -f planning/converge.toml && pwd\"]\n",
+    );
+    sandbox.write("src/deep/file.txt", "x\n");
+    let run = sandbox.converge_in("src/deep", &["invariant", "test", "at-root"]);
+    run.success();
+    let root = sandbox.path().canonicalize().expect("root");
+    assert!(
+        run.stdout.contains(&format!("| {}", root.display())),
+        "{}",
+        run.transcript()
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("in {}", sandbox.path().display()))
+            || run.stderr.contains(&format!("in {}", root.display())),
+        "{}",
+        run.transcript()
+    );
+}

@@ -88,6 +88,9 @@ pub enum Code {
     /// A setting of gator's plan or invariant format that converge reads
     /// differently or does not use.
     GatorCompat,
+    /// A queue item that would run on the built-in `sim` agent, which has no
+    /// script for queue items and would change nothing.
+    SimWithoutScript,
 }
 
 impl Code {
@@ -125,6 +128,7 @@ impl Code {
         Code::MissingGoal,
         Code::NotSupported,
         Code::GatorCompat,
+        Code::SimWithoutScript,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -161,6 +165,7 @@ impl Code {
             Code::MissingGoal => "missing-goal",
             Code::NotSupported => "not-supported",
             Code::GatorCompat => "gator-compat",
+            Code::SimWithoutScript => "sim-without-script",
         }
     }
 }

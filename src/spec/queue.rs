@@ -271,6 +271,32 @@ fn compile_inner(
             None
         }
     });
+    // The `sim` agent only acts from a plan's `[tasks.sim]` table; a queue
+    // item has none, so on `sim` it would change nothing and fail its gate on
+    // every attempt.
+    let effective = harness
+        .clone()
+        .unwrap_or_else(|| config.reconcile.default_harness.clone());
+    if config
+        .harnesses
+        .get(&effective)
+        .is_some_and(|h| h.kind == super::model::HarnessKind::Sim)
+    {
+        let (location, how) = match fm.values.get("harness") {
+            Some((_, location)) => (location.clone(), "it names"),
+            None => (fm.header.clone(), "`[reconcile] default_harness` is"),
+        };
+        let d = Diagnostic::warning(
+            Code::SimWithoutScript,
+            fm.ctx.file.path.clone(),
+            format!(
+                "this item would run on the built-in `sim` agent ({how} `{effective}`), which has no script for queue items: it would change nothing and fail every attempt"
+            ),
+        )
+        .at_location(location)
+        .with_hint("set `harness:` to an agent harness (`claude-code`, `codex`, `opencode` or one declared in converge.toml); `sim` scripts live in a plan's `[tasks.sim]`");
+        fm.ctx.diags.push(d);
+    }
     let model = fm.string("model").map(|(m, _)| m);
     let timeout = fm
         .string("timeout")

@@ -220,3 +220,45 @@ fn completions_are_generated() {
         assert!(run.stdout.contains("validate"), "{shell}");
     }
 }
+
+#[test]
+fn a_queue_item_on_the_sim_agent_is_warned_about_where_it_says_so() {
+    let sandbox = Sandbox::repo();
+    sandbox.write("planning/goal.md", "Goal.\n");
+    sandbox.write(
+        "planning/converge.toml",
+        "[reconcile]\ndefault_harness = \"sim\"\n",
+    );
+    sandbox.write(
+        "planning/queue/implicit.md",
+        "---\nscope: narrow\ngate: auto\n---\n\nFix the thing.\n",
+    );
+    sandbox.write(
+        "planning/queue/explicit.md",
+        "---\nscope: narrow\ngate: auto\nharness: sim\n---\n\nFix it too.\n",
+    );
+    sandbox.write(
+        "planning/queue/agent.md",
+        "---\nscope: narrow\ngate: auto\nharness: claude-code\n---\n\nA real agent.\n",
+    );
+    let run = sandbox.converge(&["plan", "validate"]);
+    run.success();
+    let text = &run.stdout;
+    assert!(
+        text.contains("planning/queue/implicit.md:1:1: warning[sim-without-script]")
+            && text.contains("`[reconcile] default_harness` is `sim`"),
+        "{}",
+        run.transcript()
+    );
+    assert!(
+        text.contains("planning/queue/explicit.md:4:")
+            && text.contains("warning[sim-without-script]"),
+        "{}",
+        run.transcript()
+    );
+    assert!(
+        !text.contains("planning/queue/agent.md"),
+        "{}",
+        run.transcript()
+    );
+}

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use toml_edit::{Array, DocumentMut, value};
+use toml_edit::{Array, DocumentMut};
 
 use super::source;
 use super::{CliError, CliResult, Ctx, InitArgs, print};
@@ -86,35 +86,51 @@ fn configure(template: &str, project: &Project) -> CliResult<String> {
         else {
             continue;
         };
-        // Keep the trailing comments of the template lines.
-        let command_decor = table
-            .get("command")
-            .and_then(|v| v.as_value())
-            .map(|v| v.decor().clone());
-        let args_decor = table
-            .get("args")
-            .and_then(|v| v.as_value())
-            .map(|v| v.decor().clone());
-        table.insert("command", value(command));
-        let mut list = Array::new();
-        for arg in args {
-            list.push(*arg);
-        }
-        table.insert("args", value(list));
-        if let (Some(decor), Some(v)) = (
-            command_decor,
-            table.get_mut("command").and_then(|v| v.as_value_mut()),
-        ) {
-            *v.decor_mut() = decor;
-        }
-        if let (Some(decor), Some(v)) = (
-            args_decor,
-            table.get_mut("args").and_then(|v| v.as_value_mut()),
-        ) {
-            *v.decor_mut() = decor;
+        // Keep the trailing comments of the template lines, at the column
+        // where the template has them.
+        for key in ["command", "args"] {
+            let old = table.get(key).and_then(|v| v.as_value()).cloned();
+            let new = if key == "command" {
+                toml_edit::Value::from(command)
+            } else {
+                let mut list = Array::new();
+                for arg in args {
+                    list.push(*arg);
+                }
+                toml_edit::Value::Array(list)
+            };
+            table.insert(key, toml_edit::Item::Value(new));
+            let (Some(old), Some(v)) = (old, table.get_mut(key).and_then(|v| v.as_value_mut()))
+            else {
+                continue;
+            };
+            *v.decor_mut() = aligned(key, &old, v);
         }
     }
     Ok(doc.to_string())
+}
+
+/// The decor of `old` (the template's value of `key`) for `new`, with its
+/// trailing comment moved to stay at the column the template put it in.
+fn aligned(key: &str, old: &toml_edit::Value, new: &toml_edit::Value) -> toml_edit::Decor {
+    let mut decor = old.decor().clone();
+    let bare = |v: &toml_edit::Value| {
+        let mut v = v.clone();
+        v.decor_mut().clear();
+        v.to_string().trim().len()
+    };
+    let suffix = decor
+        .suffix()
+        .and_then(|s| s.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let comment = suffix.trim_start();
+    if comment.starts_with('#') {
+        let column = key.len() + 3 + bare(old) + (suffix.len() - comment.len());
+        let pad = column.saturating_sub(key.len() + 3 + bare(new)).max(1);
+        decor.set_suffix(format!("{}{comment}", " ".repeat(pad)));
+    }
+    decor
 }
 
 pub fn run(ctx: &Ctx, args: &InitArgs) -> CliResult {
@@ -205,9 +221,34 @@ mod tests {
         assert_eq!(build["command"].as_str(), Some("cargo"));
         assert_eq!(build["args"].as_array().map(Vec::len), Some(2));
         assert!(
-            text.contains("command = \"cargo\"                  # the program"),
+            text.contains("command = \"cargo\"                 # the program"),
             "{text}"
         );
         assert!(text.contains("# converge configuration."));
+    }
+
+    #[test]
+    fn every_project_kind_keeps_the_comments_in_their_column() {
+        for project in PROJECTS {
+            let text = configure(TEMPLATE[2].1, project).expect("configures");
+            let line = |prefix: &str| {
+                text.lines()
+                    .find(|l| l.starts_with(prefix))
+                    .unwrap_or_else(|| panic!("{prefix} in {text}"))
+                    .to_owned()
+            };
+            let comment = |l: &str| l.find(" #").map(|i| i + 1);
+            let kind = comment(&line("kind = \"typecheck\"")).expect("kind's comment");
+            for prefix in ["command = ", "args = "] {
+                let l = line(prefix);
+                let at = comment(&l).unwrap_or_else(|| panic!("{prefix}: no comment in {text}"));
+                // At the template's column, or one space after a longer value.
+                let one_space_after = at > kind && !l[..at - 1].ends_with(' ');
+                assert!(
+                    at == kind || one_space_after,
+                    "{l:?}: comment at {at}, not {kind}"
+                );
+            }
+        }
     }
 }

@@ -9,6 +9,7 @@ use gix::objs::tree::EntryKind;
 
 use crate::spec::load::{self, Content, MAX_FILE_SIZE, PLANNING_DIR, PlanningFiles};
 
+pub mod intent;
 mod remote;
 mod work;
 pub use remote::{Pushed, RemoteError};
@@ -538,6 +539,7 @@ impl Repo {
             name: full_name(name)?,
             deref: false,
         };
+        let _noted = intent::note(self.common_dir(), &intent::Intent::Ref(name.to_owned()));
         Ok(self.repo.edit_reference(edit).map(|_| ()))
     }
 
@@ -579,6 +581,10 @@ impl Repo {
     pub fn add_worktree(&self, path: &Path, branch: &str) -> Result<()> {
         let name = full_name(&format!("refs/heads/{branch}"))?;
         let interrupt = std::sync::atomic::AtomicBool::new(false);
+        let _noted = intent::note(
+            self.common_dir(),
+            &intent::Intent::Worktree(path.to_owned()),
+        );
         self.repo
             .add_worktree(
                 path,
@@ -596,6 +602,10 @@ impl Repo {
     /// Removes the linked worktree at `path`, discarding its changes (converge
     /// only removes worktrees it created, after their work was committed).
     pub fn remove_worktree(&self, path: &Path) -> Result<()> {
+        let _noted = intent::note(
+            self.common_dir(),
+            &intent::Intent::Worktree(path.to_owned()),
+        );
         self.repo
             .remove_worktree(
                 path,
@@ -677,6 +687,10 @@ impl Repo {
             blobs.push((path.as_str(), Some(id)));
         }
         let tree = editor.write().map_err(write_err("a tree"))?.detach();
+        let _noted = intent::note(
+            self.common_dir(),
+            &intent::Intent::Ref(head_ref.as_bstr().to_string()),
+        );
         let commit = self
             .repo
             .commit(head_ref.as_ref(), message, tree, parent)

@@ -11,6 +11,7 @@ mod fake_api;
 mod git_layer;
 mod init;
 mod invariants;
+mod leftovers;
 mod observe;
 mod opencode;
 mod plans;

@@ -262,3 +262,69 @@ fn a_persons_worktree_elsewhere_is_never_touched() {
     assert!(dir.exists() && admin.join("locked").exists());
 }
 
+/// A kill between noting a retry's fork (the new base tip) and moving the task
+/// branch there left the failed attempt's branch behind its noted fork: that
+/// head, with no work, is in the base, and the task counted as merged without
+/// its work ever merging (found by the random-kill test).
+#[test]
+fn a_branch_behind_its_noted_fork_is_not_merged_work() {
+    let sb = Sandbox::repo();
+    sb.write("README.md", "fork\n");
+    sb.write("planning/goal.md", "Recover.\n");
+    sb.write(
+        "planning/converge.toml",
+        "[reconcile]\ndefault_harness = \"sim\"\nbackoff = { base = \"1s\", factor = 1, max = \"1s\" }\n",
+    );
+    sb.write(
+        "planning/plans/p.toml",
+        "[plan]\nname = \"P\"\nstate = \"active\"\n\n[[tasks]]\nname = \"t\"\ndescription = \"T.\"\nscope = \"narrow\"\ngate = \"auto\"\n[tasks.sim]\nfail_attempts = 1\nfiles = [{ path = \"t.txt\", content = \"t\\n\" }]\n",
+    );
+    sb.commit_all("plan");
+    sb.converge(&["reconcile", "--once"]).success();
+    // The first attempt fails; its gate records that.
+    let mut gated = false;
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let run = sb.converge(&["reconcile", "--once"]);
+        run.success();
+        if run.stdout.contains("gate p/t (attempt 1): failed") {
+            gated = true;
+            break;
+        }
+    }
+    assert!(gated, "the first attempt was never gated");
+    let failed_head = sb.git(&["rev-parse", "converge/p/t"]).trim().to_owned();
+    // The base moves on; a retry notes its new fork and is killed before the
+    // branch moves.
+    sb.write("other.txt", "other\n");
+    let tip = sb.commit_all("other");
+    assert_ne!(tip, failed_head);
+    std::fs::write(git_dir(&sb).join("converge/forks/p/t"), &tip).expect("marker");
+    // Clean ticks finish the task with its work merged.
+    let mut merged = false;
+    for _ in 0..60 {
+        let _ = sb.converge(&["reconcile", "--once"]);
+        let status = sb.read("planning/status/p.toml");
+        if status.contains("phase = \"merged\"") {
+            merged = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(merged, "{}", sb.read("planning/status/p.toml"));
+    assert_eq!(
+        std::fs::read_to_string(sb.path().join("t.txt"))
+            .ok()
+            .as_deref(),
+        Some("t\n"),
+        "the task counted as merged without its work"
+    );
+    let merges = sb.git(&[
+        "log",
+        "--first-parent",
+        "--min-parents=2",
+        "--format=%B",
+        "main",
+    ]);
+    assert_eq!(merges.matches("Converge-Task: t\n").count(), 1, "{merges}");
+}

@@ -11,6 +11,7 @@ mod fake_api;
 mod git_layer;
 mod init;
 mod invariants;
+mod kill;
 mod leftovers;
 mod observe;
 mod opencode;

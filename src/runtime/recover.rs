@@ -44,6 +44,11 @@ pub enum Leftover {
     },
     /// A journal note whose process is gone, with nothing else left.
     Note { file: PathBuf },
+    /// An attempt's run directory from a dispatch killed before its
+    /// supervisor wrote the lease: nothing ran. Removed, the dispatch is done
+    /// again instead of counting as an agent that vanished (a failure the task
+    /// did not cause, and with a few of them the task escalated).
+    UnstartedRun { dir: PathBuf },
 }
 
 /// A leftover, with what it is for people.
@@ -142,6 +147,26 @@ fn busy(dir: &Path) -> bool {
             .and_then(|p| p.parse::<u32>().ok())
             .is_some()
             && std::fs::read_link(proc.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(&dir))
+    })
+}
+
+/// Whether a live process names `dir` on its command line (a supervisor,
+/// `converge __supervise <run-dir>`) or in its environment (its agent).
+fn run_named(dir: &Path) -> bool {
+    if !runs::processes_of_run(dir).is_empty() {
+        return true;
+    }
+    let wanted = dir.to_string_lossy().into_owned();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|proc| {
+        proc.file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_some()
+            && std::fs::read(proc.path().join("cmdline"))
+                .is_ok_and(|cmd| cmd.split(|b| *b == 0).any(|arg| arg == wanted.as_bytes()))
     })
 }
 
@@ -480,6 +505,20 @@ pub fn scan(repo: &Repo, branches: &[String]) -> Vec<Found> {
             );
         }
     }
+    // 4. Dispatches killed before their supervisor wrote the lease.
+    for (key, attempt, dir) in runs::latest_attempts(&common).unwrap_or_default() {
+        if dir.join("lease.json").exists() || dir.join("exit.json").exists() || run_named(&dir) {
+            continue;
+        }
+        add(
+            &mut out,
+            Leftover::UnstartedRun { dir: dir.clone() },
+            format!(
+                "attempt {attempt} of {key} was never started: its dispatch was killed before the agent's supervisor ran ({})",
+                dir.display()
+            ),
+        );
+    }
     out
 }
 
@@ -526,6 +565,13 @@ pub fn repair(found: &Found) -> Result<String, RecoverError> {
         Leftover::Note { file } => {
             remove_file_if_exists(file).map_err(io(file))?;
             Ok(format!("removed the note {}", file.display()))
+        }
+        Leftover::UnstartedRun { dir } => {
+            remove_dir(dir)?;
+            Ok(format!(
+                "removed {}, a dispatch that never started; it is done again",
+                dir.display()
+            ))
         }
     }
 }

@@ -328,3 +328,32 @@ fn a_branch_behind_its_noted_fork_is_not_merged_work() {
     ]);
     assert_eq!(merges.matches("Converge-Task: t\n").count(), 1, "{merges}");
 }
+
+/// A dispatch killed after it made the attempt's run directory but before its
+/// supervisor wrote the lease started nothing: the attempt is dispatched
+/// again, not reaped as an agent that vanished (which counted as a failure,
+/// and a few of them escalated the task).
+#[test]
+fn a_dispatch_killed_before_its_supervisor_started_is_done_again() {
+    let sb = repo();
+    let run_dir = git_dir(&sb).join("converge/runs/p/t/1");
+    std::fs::create_dir_all(&run_dir).expect("mkdir");
+    std::fs::write(run_dir.join("prompt.md"), "T.\n").expect("prompt");
+    let doctor = sb.converge(&["doctor"]);
+    assert!(
+        doctor.stdout.contains("attempt 1 of p/t was never started"),
+        "{}",
+        doctor.transcript()
+    );
+    let run = sb.converge(&["reconcile", "--once"]);
+    run.success();
+    assert!(
+        run.stdout.contains("recovered: removed")
+            && run.stdout.contains("dispatch p/t (attempt 1,"),
+        "{}",
+        run.transcript()
+    );
+    assert!(!run.stdout.contains("reap"), "{}", run.transcript());
+    let status = sb.read("planning/status/p.toml");
+    assert!(!status.contains("agent-vanished"), "{status}");
+}

@@ -20,6 +20,10 @@
 //!   an add had checked out nothing of an agent's yet, and a removal had
 //!   committed the worktree's leftovers before it started. Never one where a
 //!   live process works.
+//! - The newest attempt's run directory of a dispatch killed before its
+//!   supervisor wrote the lease (no lease, no exit record, named by no live
+//!   process): nothing ran, so it is removed and the dispatch is done again
+//!   rather than reaped as a vanished agent.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -9,7 +9,8 @@
 //!   `refs/heads/converge/..`, `refs/converge/attempts/../N.lock`,
 //!   `packed-refs.lock`). Removed when a note in converge's journal
 //!   ([`crate::git::intent`]) says a converge process that is gone was about to
-//!   take it; a lock in converge's own namespaces (`refs/converge/`, and a task
+//!   take it, and the lock was made within a second after the note (a later
+//!   one is someone else's); a lock in converge's own namespaces (`refs/converge/`, and a task
 //!   branch none of whose agent's processes is alive) also without a note; any
 //!   other ref lock only once it is older than [`STALE_AFTER`] (git holds ref
 //!   locks for milliseconds). Never one that a live process has open.
@@ -202,6 +203,21 @@ fn task_alive(common: &Path, relative: &Path) -> bool {
         })
 }
 
+/// How long after its note a lock may be made and still count as the noting
+/// process's: converge takes the lock right after it writes the note.
+const NOTE_TO_LOCK: Duration = Duration::from_secs(1);
+
+/// Whether `lock` was made (or last written) within [`NOTE_TO_LOCK`] after
+/// `note` (timestamps may be a few milliseconds coarse).
+fn made_right_after(note: &Path, lock: &Path) -> bool {
+    let modified = |p: &Path| std::fs::symlink_metadata(p).ok()?.modified().ok();
+    let (Some(noted), Some(locked)) = (modified(note), modified(lock)) else {
+        return false;
+    };
+    let slack = Duration::from_millis(50);
+    locked + slack >= noted && locked <= noted + NOTE_TO_LOCK
+}
+
 fn age(path: &Path) -> Option<Duration> {
     std::fs::symlink_metadata(path)
         .ok()?
@@ -299,6 +315,12 @@ pub fn scan(repo: &Repo, branches: &[String]) -> Vec<Found> {
                     }
                     if held_open(&lock) {
                         pending = true;
+                        continue;
+                    }
+                    // Taken right after the note, by the process that wrote
+                    // it: a lock made later is someone else's (rule 2 below
+                    // decides on it).
+                    if !made_right_after(&note.file, &lock) {
                         continue;
                     }
                     add(

@@ -75,9 +75,9 @@ fn ticks_succeed(sb: &Sandbox) {
 #[test]
 fn a_base_branch_lock_left_by_a_killed_converge_is_removed_by_the_next_tick() {
     let sb = repo();
+    dead_note(&sb, "ref refs/heads/main\n");
     let lock = git_dir(&sb).join("refs/heads/main.lock");
     std::fs::write(&lock, "").expect("lock");
-    dead_note(&sb, "ref refs/heads/main\n");
     let run = sb.converge(&["reconcile", "--once"]);
     run.success();
     assert!(
@@ -99,9 +99,9 @@ fn a_base_branch_lock_left_by_a_killed_converge_is_removed_by_the_next_tick() {
 #[test]
 fn doctor_fixes_a_base_branch_lock_left_by_a_killed_converge() {
     let sb = repo();
+    dead_note(&sb, "ref refs/heads/main\n");
     let lock = git_dir(&sb).join("refs/heads/main.lock");
     std::fs::write(&lock, "").expect("lock");
-    dead_note(&sb, "ref refs/heads/main\n");
     doctor_finds_and_fixes(&sb, "main.lock");
     assert!(!lock.exists());
     ticks_succeed(&sb);
@@ -125,6 +125,12 @@ fn a_fresh_base_branch_lock_that_no_converge_took_is_left_to_its_owner() {
         lock.exists(),
         "converge removed a lock it cannot know is stale"
     );
+    // Nor when a converge that died long ago had noted the same ref: the lock
+    // was made long after that note.
+    let note = dead_note(&sb, "ref refs/heads/main\n");
+    make_old(&note);
+    let _ = sb.converge(&["reconcile", "--once"]);
+    assert!(lock.exists(), "converge removed a lock made after its note");
     // Once it is older than a minute, no git still holds it.
     make_old(&lock);
     let run = sb.converge(&["reconcile", "--once"]);

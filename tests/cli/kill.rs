@@ -9,6 +9,7 @@
 //! `FROM-TO`) and `CONVERGE_KILL_ROUNDS=300` (kills per seed); see
 //! docs/reconcile.md.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -135,6 +136,33 @@ fn killed_tick(sb: &Sandbox, home: &Path, delay: Duration) -> bool {
     status.code().is_none()
 }
 
+/// Counts the `recovered: ...` lines of a tick by kind of leftover.
+fn tally(out: &str, counts: &mut BTreeMap<String, u32>) {
+    for line in out.lines().filter(|l| l.starts_with("recovered: ")) {
+        let kind = if line.contains("never started") {
+            "unstarted run".to_owned()
+        } else if line.contains("unfinished worktree") {
+            if line.contains("merge-checks") {
+                "merge check".to_owned()
+            } else {
+                "task worktree".to_owned()
+            }
+        } else if let Some((_, lock)) = line.split_once("/.git/") {
+            let lock = lock.trim();
+            if lock.starts_with("refs/heads/converge/") {
+                "refs/heads/converge/*.lock".to_owned()
+            } else if lock.starts_with("refs/converge/") {
+                "refs/converge/*.lock".to_owned()
+            } else {
+                lock.to_owned()
+            }
+        } else {
+            line.to_owned()
+        };
+        *counts.entry(kind).or_default() += 1;
+    }
+}
+
 /// Copies a failed run's repository where a person can look at it.
 fn keep(sb: &Sandbox, seed: &str) -> PathBuf {
     let keep = std::env::temp_dir().join(format!("converge-kill-seed-{seed}"));
@@ -205,6 +233,8 @@ fn run_episode(seed: u64, episode: u32, rng: &mut Rng, budget: u32, checked_out:
     // Clean ticks that failed during the kill phase: what a crash left behind
     // that the next tick could not get past on its own.
     let mut failures: Vec<String> = Vec::new();
+    // What clean ticks recovered from, by kind.
+    let mut recovered: BTreeMap<String, u32> = BTreeMap::new();
     let mut rounds = 0;
     while kills < budget && rounds < budget * 4 && !all_merged(&sb, home.path()) {
         rounds += 1;
@@ -213,6 +243,7 @@ fn run_episode(seed: u64, episode: u32, rng: &mut Rng, budget: u32, checked_out:
         kills += u32::from(killed_tick(&sb, home.path(), delay));
         if rng.below(4) == 0 {
             let t = tick(&sb, home.path());
+            tally(&t.out, &mut recovered);
             if !matches!(t.code, Some(0 | 3)) {
                 failures.push(t.out);
             }
@@ -224,6 +255,7 @@ fn run_episode(seed: u64, episode: u32, rng: &mut Rng, budget: u32, checked_out:
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(120) {
         let t = tick(&sb, home.path());
+        tally(&t.out, &mut recovered);
         if matches!(t.code, Some(0 | 3)) {
             failed_in_a_row = 0;
         } else {
@@ -261,8 +293,7 @@ fn run_episode(seed: u64, episode: u32, rng: &mut Rng, budget: u32, checked_out:
         );
     }
     eprintln!(
-        "seed {seed}: converged through {kills} kills in {rounds} rounds ({} failed clean ticks)",
-        failures.len()
+        "seed {seed}: converged through {kills} kills in {rounds} rounds; clean ticks recovered {recovered:?}"
     );
     // A clean tick after a kill recovers by itself: none fails.
     if !failures.is_empty() {

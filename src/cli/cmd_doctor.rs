@@ -35,9 +35,35 @@ pub fn run(ctx: &Ctx, args: &DoctorArgs) -> CliResult {
             doctor::fix_secret(&secret).map_err(|e| CliError::failure("a fix failed").source(e))?;
         out.push_str(&format!("fixed: {report_free}\n"));
     }
-    let mut report = snapshot(&repo)?;
+    // What a killed process left comes first: it can make the dry tick the
+    // other checks need fail.
+    let mut leftovers = doctor::check_leftovers(&repo);
+    if args.fix && leftovers.iter().any(|f| f.fix.is_some()) {
+        let done = doctor::fix_leftovers(&leftovers)
+            .map_err(|e| CliError::failure("a fix failed").source(e))?;
+        for line in &done {
+            out.push_str(&format!("fixed: {line}\n"));
+        }
+        leftovers = doctor::check_leftovers(&repo);
+    }
+    let mut report = match snapshot(&repo) {
+        Ok(report) => report,
+        Err(e) => {
+            if leftovers.iter().any(|f| f.fix.is_some()) {
+                out.push_str(&render(&leftovers));
+                out.push_str("the other checks need a tick's view, which fails; `converge doctor --fix` removes the above first\n");
+                print(&out)?;
+            }
+            return Err(e);
+        }
+    };
     let diagnose = |report: &crate::runtime::TickReport| {
         doctor::diagnose(&repo, report)
+            .map(|mut found| {
+                let mut all = doctor::check_leftovers(&repo);
+                all.append(&mut found);
+                all
+            })
             .map_err(|e| CliError::failure("the checks failed").source(e))
     };
     let mut findings = diagnose(&report)?;

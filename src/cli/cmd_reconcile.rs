@@ -196,6 +196,9 @@ pub fn loop_error(e: LoopError) -> CliError {
             .source(e)
             .hint("`converge doctor --fix` makes the secret private (chmod 600); if others may have read it, delete it: agents' tokens are minted anew"),
         LoopError::Tick(other) => CliError::failure("the tick failed").source(other),
+        LoopError::Recover(e) => CliError::failure("cannot remove what a killed process left behind")
+            .source(e)
+            .hint("`converge doctor` lists it; check the path's permissions"),
         LoopError::TooManyTicks { ticks } => {
             CliError::failure(format!("stopped after {ticks} ticks without settling"))
                 .hint("raise `--max-ticks`, or look at `converge reconcile --explain`")
@@ -206,6 +209,9 @@ pub fn loop_error(e: LoopError) -> CliError {
 /// One tick for people: what was done, what was recorded.
 pub fn text_report(report: &TickReport, explain: bool) -> String {
     let mut out = String::new();
+    for line in &report.recovered {
+        out.push_str(&format!("{line}\n"));
+    }
     for problem in &report.status_problems {
         out.push_str(&format!("warning: {problem}; rebuilt from what exists\n"));
     }
@@ -367,5 +373,6 @@ pub fn json_report(report: &TickReport) -> serde_json::Value {
         "invalid_plans": report.spec.invalid_plans,
         "remote": report.remote,
         "push_rejected": report.push_rejected,
+        "recovered": report.recovered,
     })
 }

@@ -530,6 +530,10 @@ impl Repo {
             path: index_path.clone(),
             source,
         };
+        let _noted = super::intent::note(
+            self.common_dir(),
+            &super::intent::Intent::Index(index_path.clone()),
+        );
         let lock = gix::lock::File::acquire_to_update_resource(
             &index_path,
             gix::lock::acquire::Fail::AfterDurationWithBackoff(std::time::Duration::from_secs(5)),

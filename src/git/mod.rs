@@ -11,6 +11,7 @@ use crate::spec::load::{self, Content, MAX_FILE_SIZE, PLANNING_DIR, PlanningFile
 
 mod checkout;
 mod files;
+pub mod intent;
 mod remote;
 mod safe;
 mod work;
@@ -633,6 +634,7 @@ impl Repo {
             name: full_name(name)?,
             deref: false,
         };
+        let _noted = intent::note(self.common_dir(), &intent::Intent::Ref(name.to_owned()));
         Ok(self.repo.edit_reference(edit).map(|_| ()))
     }
 
@@ -674,6 +676,10 @@ impl Repo {
     pub fn add_worktree(&self, path: &Path, branch: &str) -> Result<()> {
         let name = full_name(&format!("refs/heads/{branch}"))?;
         let interrupt = std::sync::atomic::AtomicBool::new(false);
+        let _noted = intent::note(
+            self.common_dir(),
+            &intent::Intent::Worktree(path.to_owned()),
+        );
         self.repo
             .add_worktree(
                 path,
@@ -691,6 +697,10 @@ impl Repo {
     /// Removes the linked worktree at `path`, discarding its changes (converge
     /// only removes worktrees it created, after their work was committed).
     pub fn remove_worktree(&self, path: &Path) -> Result<()> {
+        let _noted = intent::note(
+            self.common_dir(),
+            &intent::Intent::Worktree(path.to_owned()),
+        );
         self.repo
             .remove_worktree(
                 path,
@@ -743,6 +753,10 @@ impl Repo {
         // made on their behalf: `init`, the demo), dated like the committer.
         let mut author = self.signature_of(Persona::Author, None);
         author.time = dated.time;
+        let _noted = intent::note(
+            self.common_dir(),
+            &intent::Intent::Ref(head_ref.as_bstr().to_string()),
+        );
         let commit = self
             .repo
             .commit_as(
@@ -770,6 +784,10 @@ impl Repo {
             path: index_path.clone(),
             source,
         };
+        let _noted = intent::note(
+            self.common_dir(),
+            &intent::Intent::Index(index_path.clone()),
+        );
         let lock = gix::lock::File::acquire_to_update_resource(
             &index_path,
             gix::lock::acquire::Fail::AfterDurationWithBackoff(std::time::Duration::from_secs(5)),

@@ -456,6 +456,8 @@ impl Repo {
             name: full_name(&name)?,
             deref: false,
         };
+        let _noted =
+            super::intent::note(self.common_dir(), &super::intent::Intent::Ref(name.clone()));
         match self.repo.edit_reference(edit) {
             Ok(_) => Ok(()),
             Err(source) => match self.branch_tip(branch)? {
@@ -497,6 +499,10 @@ impl Repo {
     /// Checks out `commit` detached in a new linked worktree at `path`.
     pub fn add_detached_worktree(&self, path: &Path, commit: ObjectId) -> Result<()> {
         let interrupt = std::sync::atomic::AtomicBool::new(false);
+        let _noted = super::intent::note(
+            self.common_dir(),
+            &super::intent::Intent::Worktree(path.to_owned()),
+        );
         self.repo
             .add_worktree(
                 path,

@@ -139,7 +139,9 @@ pub enum ObserveError {
 /// A task's work counts as merged when the commit status recorded as its merge
 /// is in the base branch, or when its branch has moved past the commit it was
 /// forked from and that head is in the base branch. A branch still at its fork
-/// point (dispatched, no work yet) is not merged even though it is an ancestor.
+/// point (dispatched, no work yet), or behind it (a crash between noting a new
+/// attempt's fork and moving the branch), is not merged even though it is an
+/// ancestor.
 pub fn observe(
     repo: &crate::git::Repo,
     status: &crate::status::Status,
@@ -182,17 +184,29 @@ pub fn observe(
             forks.insert(key.clone(), fork);
         }
     }
+    // A branch has moved past its fork when it holds commits the fork does
+    // not: a head behind the fork is a branch a crash caught between noting a
+    // new attempt's fork and moving the branch there (the previous attempt's
+    // head, with no work of its own, is in the base but was never merged).
+    let mut moved: BTreeSet<TaskKey> = BTreeSet::new();
+    for (key, head) in &branches {
+        if let Some(fork) = forks.get(key)
+            && fork != head
+            && !repo.is_ancestor(*head, *fork)?
+        {
+            moved.insert(key.clone());
+        }
+    }
     let mut candidates = BTreeSet::new();
     for (key, head) in &branches {
-        if forks.get(key).is_some_and(|fork| fork != head) {
+        if moved.contains(key) {
             candidates.insert(*head);
         }
     }
     candidates.extend(recorded.iter().map(|(_, id)| *id));
     let in_base = repo.reachable_among(base, &candidates)?;
     for (key, head) in branches {
-        let moved = forks.get(&key).is_some_and(|fork| *fork != head);
-        let merged = moved && in_base.contains(&head);
+        let merged = moved.contains(&key) && in_base.contains(&head);
         let entry = obs.tasks.entry(key).or_default();
         entry.branch_head = Some(head.to_string());
         entry.merged |= merged;

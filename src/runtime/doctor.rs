@@ -48,6 +48,9 @@ pub enum Fix {
     Prune,
     /// Finish the interrupted updates of checked-out branches that can be finished.
     FinishCheckouts,
+    /// Remove what a killed process left: a stale ref lock, an unfinished
+    /// worktree (see [`super::recover`]).
+    Recover(super::recover::Found),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +103,8 @@ pub enum DoctorError {
     Run(#[from] runs::RunError),
     #[error(transparent)]
     Act(#[from] crate::act::apply::ActError),
+    #[error(transparent)]
+    Recover(#[from] super::recover::RecoverError),
     #[error("cannot fix {what}")]
     Io {
         what: String,
@@ -135,6 +140,53 @@ pub fn check_secret(repo: &Repo) -> Finding {
             "not created yet (the first tick creates it, 0600)",
         ),
     }
+}
+
+/// What killed processes left behind (stale ref locks, unfinished worktrees):
+/// needs no tick, because these are what can make every tick fail. The tick
+/// removes each of them too, at its start.
+pub fn check_leftovers(repo: &Repo) -> Vec<Finding> {
+    use super::recover::{self, Leftover};
+    let found = recover::scan(repo, &recover::converge_branches(repo));
+    if found.is_empty() {
+        return vec![Finding::ok(
+            "crash",
+            "no locks or worktrees left by a killed process",
+        )];
+    }
+    found
+        .into_iter()
+        .map(|f| {
+            let level = match f.leftover {
+                Leftover::Note { .. } => Level::Warning,
+                _ => Level::Problem,
+            };
+            Finding::new("crash", level, f.message.clone())
+                .hint("the next `converge reconcile` removes it before it looks; `converge doctor --fix` does it now")
+                .fix(Fix::Recover(f))
+        })
+        .collect()
+}
+
+/// Applies the fixes of [`check_leftovers`]'s findings.
+pub fn fix_leftovers(findings: &[Finding]) -> Result<Vec<String>, DoctorError> {
+    let mut done = Vec::new();
+    // Notes last: one names what is removed before it.
+    let (notes, others): (Vec<&Finding>, Vec<&Finding>) = findings.iter().partition(|f| {
+        matches!(
+            &f.fix,
+            Some(Fix::Recover(super::recover::Found {
+                leftover: super::recover::Leftover::Note { .. },
+                ..
+            }))
+        )
+    });
+    for f in others.into_iter().chain(notes) {
+        if let Some(Fix::Recover(found)) = &f.fix {
+            done.push(super::recover::repair(found)?);
+        }
+    }
+    Ok(done)
 }
 
 /// Runs every check against the state a dry tick saw.
@@ -536,6 +588,7 @@ pub fn fix(
                 repo.prune_worktrees()?;
                 done.push("forgot worktrees whose directories are gone".into());
             }
+            Some(Fix::Recover(found)) => done.push(super::recover::repair(found)?),
             _ => {}
         }
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 pub mod doctor;
 pub mod lock;
+pub mod recover;
 pub mod tick;
 
 use crate::git::Repo;
@@ -31,6 +32,8 @@ pub enum LoopError {
     Lock(#[from] LockError),
     #[error(transparent)]
     Tick(#[from] TickError),
+    #[error(transparent)]
+    Recover(#[from] recover::RecoverError),
     #[error("stopped after {ticks} ticks without settling (`--max-ticks`)")]
     TooManyTicks { ticks: u32 },
 }
@@ -62,7 +65,14 @@ pub fn reconcile(
     loop {
         let report = {
             let _lock = Lock::acquire(repo.common_dir(), options.lock_wait)?;
-            tick(
+            // The lock proves no other reconciler runs here: what a killed one
+            // left behind is removed before the tick looks.
+            let recovered = if options.dry_run {
+                Vec::new()
+            } else {
+                recover::recover(repo)?
+            };
+            let mut report = tick(
                 repo,
                 &TickOptions {
                     dry_run: options.dry_run,
@@ -70,7 +80,9 @@ pub fn reconcile(
                     now: (options.clock)(),
                     env: options.env,
                 },
-            )?
+            )?;
+            report.recovered = recovered;
+            report
         };
         ticks += 1;
         on_tick(&report);

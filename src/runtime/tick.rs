@@ -64,6 +64,9 @@ pub struct TickReport {
     /// The push lost a race: this tick's commits were taken back locally and
     /// the next tick recomputes from the remote's state.
     pub push_rejected: Option<String>,
+    /// What recovery removed before the tick: locks and worktrees a killed
+    /// process left (see `runtime::recover`).
+    pub recovered: Vec<String>,
 }
 
 impl TickReport {
@@ -427,6 +430,7 @@ fn claim(
                 diagnostics,
                 status_problems,
                 remote: std::mem::take(lines),
+                recovered: Vec::new(),
                 push_rejected: Some(format!(
                     "claiming {} on {remote} was rejected: another reconciler pushed first; nothing was started and the next tick recomputes ({message})",
                     claimed.join(", ")
@@ -696,6 +700,7 @@ fn tick_local(
         status_problems,
         remote: Vec::new(),
         push_rejected: None,
+        recovered: Vec::new(),
     })
 }
 

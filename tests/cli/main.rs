@@ -15,6 +15,8 @@ mod gator;
 mod git_layer;
 mod init;
 mod invariants;
+mod kill;
+mod leftovers;
 mod observe;
 mod opencode;
 mod plans;

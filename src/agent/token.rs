@@ -84,6 +84,16 @@ impl Secret {
                         mode: mode & 0o777,
                     });
                 }
+                if bytes.is_empty() {
+                    // What an earlier version left when it was killed while
+                    // creating the secret: never used (nothing accepts an
+                    // empty key), so it is made anew.
+                    std::fs::remove_file(&path).map_err(|source| SecretError::Create {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    return Self::create(&path);
+                }
                 if bytes.len() < 16 {
                     return Err(SecretError::TooShort {
                         path,
@@ -123,19 +133,26 @@ impl Secret {
         let mut bytes = vec![0u8; SECRET_LEN];
         let mut random = std::fs::File::open("/dev/urandom").map_err(create_err)?;
         std::io::Read::read_exact(&mut random, &mut bytes).map_err(create_err)?;
-        // create_new: if another reconciler raced us, use the file it wrote.
-        match std::fs::OpenOptions::new()
+        // Written whole under a name of this process's, then linked into place:
+        // a process killed at any instant leaves either no secret or a whole
+        // one (never an empty file that stops every later tick), and if
+        // another reconciler raced us, the link fails and we use its file.
+        let temp = path.with_extension(format!("{}.tmp", std::process::id()));
+        let _ = std::fs::remove_file(&temp);
+        let written = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(path)
-        {
-            Ok(mut file) => {
-                file.write_all(&bytes)
-                    .and_then(|()| file.sync_all())
-                    .map_err(create_err)?;
-                Ok(Secret(bytes))
-            }
+            .open(&temp)
+            .and_then(|mut file| file.write_all(&bytes).and_then(|()| file.sync_all()));
+        if let Err(source) = written {
+            let _ = std::fs::remove_file(&temp);
+            return Err(create_err(source));
+        }
+        let linked = std::fs::hard_link(&temp, path);
+        let _ = std::fs::remove_file(&temp);
+        match linked {
+            Ok(()) => Ok(Secret(bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let bytes = std::fs::read(path).map_err(|source| SecretError::Read {
                     path: path.to_owned(),
@@ -344,6 +361,41 @@ mod tests {
         assert!(matches!(
             Secret::load_or_create(dir.path()),
             Err(SecretError::Permissions { .. })
+        ));
+    }
+
+    #[test]
+    fn an_empty_secret_left_by_a_killed_creation_is_made_anew_and_no_temp_stays() {
+        if std::env::var_os(SECRET_ENV).is_some() {
+            return;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = Secret::path(dir.path());
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .expect("empty secret");
+        let made = Secret::load_or_create(dir.path()).expect("made anew");
+        assert_eq!(std::fs::read(&path).expect("secret").len(), SECRET_LEN);
+        assert_eq!(
+            Secret::load_or_create(dir.path())
+                .expect("read")
+                .mint("p", "t", 1),
+            made.mint("p", "t", 1)
+        );
+        let files: Vec<_> = std::fs::read_dir(path.parent().expect("dir"))
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        // A short one a person wrote is still refused.
+        std::fs::write(&path, b"short").expect("write");
+        assert!(matches!(
+            Secret::load_or_create(dir.path()),
+            Err(SecretError::TooShort { .. })
         ));
     }
 

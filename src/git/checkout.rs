@@ -75,6 +75,37 @@ pub struct Journal {
     pub worktree: PathBuf,
     pub from: String,
     pub to: String,
+    /// The process making the update (pid and start time, as in
+    /// `/proc/<pid>/stat`): while it lives, the update is its own to finish.
+    #[serde(default)]
+    pub pid: u32,
+    #[serde(default)]
+    pub started: u64,
+}
+
+impl Journal {
+    /// A journal of this process's update of `branch` at `worktree`.
+    pub fn new(branch: &str, worktree: &Path, from: ObjectId, to: ObjectId) -> Journal {
+        let pid = std::process::id();
+        Journal {
+            branch: branch.to_owned(),
+            worktree: worktree.to_owned(),
+            from: from.to_string(),
+            to: to.to_string(),
+            pid,
+            started: crate::observe::runs::process_start_ticks(pid).unwrap_or(0),
+        }
+    }
+
+    /// Whether another process that is still alive is making this update.
+    fn in_progress_elsewhere(&self) -> bool {
+        self.pid != 0
+            && self.pid != std::process::id()
+            && crate::observe::runs::process_alive(
+                self.pid,
+                (self.started != 0).then_some(self.started),
+            )
+    }
 }
 
 /// What finishing an interrupted update did.
@@ -613,8 +644,24 @@ impl Repo {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Ok(Vec::new());
         };
+        let entries: Vec<_> = entries.filter_map(std::result::Result::ok).collect();
+        for entry in &entries {
+            if entry.file_name().to_string_lossy().ends_with(".tmp") {
+                remove_stale_temps(
+                    &dir.join(
+                        entry
+                            .file_name()
+                            .to_string_lossy()
+                            .trim_start_matches('.')
+                            .split(".converge-")
+                            .next()
+                            .unwrap_or_default(),
+                    ),
+                );
+            }
+        }
         let mut out = Vec::new();
-        for entry in entries.filter_map(std::result::Result::ok) {
+        for entry in entries {
             let path = entry.path();
             if path.extension().is_none_or(|e| e != "json") {
                 continue;
@@ -642,6 +689,9 @@ impl Repo {
     pub fn recover_checkouts(&self) -> Result<Vec<Recovered>> {
         let mut out = Vec::new();
         for journal in self.interrupted_checkouts()? {
+            if journal.in_progress_elsewhere() {
+                continue;
+            }
             let parse = |hex: &str| ObjectId::from_hex(hex.as_bytes()).ok();
             let (Some(from), Some(to)) = (parse(&journal.from), parse(&journal.to)) else {
                 self.end_checkout_journal(&journal.branch)?;
@@ -663,6 +713,11 @@ impl Repo {
             }
             let worktree = Repo::discover(&journal.worktree)?;
             let mut plan = worktree.plan_checkout(self.tree_of(from)?, self.tree_of(to)?)?;
+            // Files a killed update was writing beside their targets.
+            let workdir = worktree.workdir()?.to_owned();
+            for delta in &plan.deltas {
+                remove_stale_temps(&workdir.join(fs_path(&delta.path)));
+            }
             let blocked: Vec<String> = plan.blocked.iter().map(ToString::to_string).collect();
             let paths: std::collections::BTreeSet<String> =
                 plan.blocked.iter().map(|b| b.path.clone()).collect();
@@ -812,15 +867,45 @@ fn open_new(path: &Path, mode: u32) -> std::io::Result<std::fs::File> {
         .open(path)
 }
 
-/// Replaces `target` atomically: `make` creates the new content at a
-/// temporary name beside it, which is then renamed over the target (an empty
-/// directory in the target's place is removed first).
-fn replace_with(target: &Path, make: impl FnOnce(&Path) -> std::io::Result<()>) -> Result<()> {
+/// The temporary name beside `target` that `pid` writes its new content to.
+fn temp_name(target: &Path, pid: &str) -> PathBuf {
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = target.with_file_name(format!(".{name}.converge-{}.tmp", std::process::id()));
+    target.with_file_name(format!(".{name}.converge-{pid}.tmp"))
+}
+
+/// Removes the temporary files beside `target` of processes that are gone
+/// (killed between writing one and renaming it into place).
+fn remove_stale_temps(target: &Path) {
+    let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.converge-", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !crate::observe::runs::process_alive(pid, None) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Replaces `target` atomically: `make` creates the new content at a
+/// temporary name beside it, which is then renamed over the target (an empty
+/// directory in the target's place is removed first).
+fn replace_with(target: &Path, make: impl FnOnce(&Path) -> std::io::Result<()>) -> Result<()> {
+    let tmp = temp_name(target, &std::process::id().to_string());
     let _ = std::fs::remove_file(&tmp);
     make(&tmp).map_err(io_err(&tmp))?;
     if let Ok(meta) = std::fs::symlink_metadata(target)

@@ -261,12 +261,7 @@ impl Repo {
                 paths: plan.blocked.iter().map(ToString::to_string).collect(),
             });
         }
-        self.begin_checkout_journal(&super::Journal {
-            branch: branch.to_owned(),
-            worktree: path.clone(),
-            from: expected.to_string(),
-            to: new.to_string(),
-        })?;
+        self.begin_checkout_journal(&super::Journal::new(branch, &path, expected, new))?;
         if let Err(e) = self.compare_and_swap(branch, expected, new, log) {
             self.end_checkout_journal(branch)?;
             return Err(e);

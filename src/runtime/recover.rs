@@ -441,6 +441,26 @@ pub fn scan(repo: &Repo, branches: &[String]) -> Vec<Found> {
         }
     }
 
+    // Registrations without their `gitdir` file (a removal killed half way
+    // leaves the admin directory with a file or two): nothing can use them,
+    // and `git worktree prune` removes exactly these. One that is locked
+    // (git's own `initializing`, or a person's `git worktree lock`) stays.
+    for admin in &admins {
+        if admin.dot_git.is_none() && !admin.dir.join("locked").exists() {
+            add(
+                &mut out,
+                Leftover::Worktree {
+                    admin: Some(admin.dir.clone()),
+                    dir: None,
+                },
+                format!(
+                    "{} is a worktree registration without its gitdir file, left by an interrupted removal",
+                    admin.dir.display()
+                ),
+            );
+        }
+    }
+
     // 2. Locks in converge's own namespaces; other ref locks once stale.
     let mut locks = Vec::new();
     lock_files(&common.join("refs"), &mut locks);

@@ -410,7 +410,6 @@ fn sigkill_at_random_instants_inside_ticks_leaves_nothing_that_needs_a_person() 
 /// The same with the base branch checked out where converge runs, so that
 /// kills also land inside the update of that checkout's index and files.
 #[test]
-#[ignore = "a kill inside advance_branch's update of the checked-out base leaves the checkout behind its branch; that update and its recovery are being rewritten in git/work.rs (issue 11, deliverables 1-2)"]
 fn sigkill_inside_ticks_with_the_base_branch_checked_out() {
     for seed in seeds("CONVERGE_KILL_SEEDS", (1, 1)) {
         run_seed(seed, rounds(), true);

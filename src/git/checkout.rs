@@ -466,10 +466,7 @@ impl Repo {
         for delta in plan.deltas.iter().filter(|d| d.new.is_none()) {
             let file = disk(delta);
             if !self.still_expected(&file, delta, &plan.deltas)? {
-                skipped.push(Blocked {
-                    path: delta.path.to_str_lossy().into_owned(),
-                    why: "changed while converge updated the checkout",
-                });
+                skipped.push(changed_meanwhile(delta));
                 continue;
             }
             match std::fs::symlink_metadata(&file) {
@@ -505,10 +502,7 @@ impl Repo {
             }
             let file = disk(delta);
             if !self.still_expected(&file, delta, &plan.deltas)? {
-                skipped.push(Blocked {
-                    path: delta.path.to_str_lossy().into_owned(),
-                    why: "changed while converge updated the checkout",
-                });
+                skipped.push(changed_meanwhile(delta));
                 continue;
             }
             let parent = file.parent().unwrap_or(&workdir).to_owned();
@@ -865,6 +859,14 @@ fn open_new(path: &Path, mode: u32) -> std::io::Result<std::fs::File> {
         .create_new(true)
         .mode(mode)
         .open(path)
+}
+
+/// A path a person saved between converge's plan and its write: left as saved.
+fn changed_meanwhile(delta: &Delta) -> Blocked {
+    Blocked {
+        path: delta.path.to_str_lossy().into_owned(),
+        why: "changed while converge updated the checkout",
+    }
 }
 
 /// The temporary name beside `target` that `pid` writes its new content to.

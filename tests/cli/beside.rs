@@ -505,16 +505,7 @@ fn doctor_finds_and_finishes_a_checkout_left_behind_its_branch() {
         .git(&["commit-tree", &tree, "-p", &old, "-m", "ahead"])
         .trim()
         .to_owned();
-    let journal = sb.path().join(".git/converge/checkouts/main.json");
-    std::fs::create_dir_all(journal.parent().expect("dir")).expect("mkdir");
-    std::fs::write(
-        &journal,
-        format!(
-            r#"{{"branch":"main","worktree":"{}","from":"{old}","to":"{new}"}}"#,
-            sb.path().display()
-        ),
-    )
-    .expect("journal");
+    crate::support::checkout_journal(&sb, &old, &new);
     sb.git(&["update-ref", "refs/heads/main", &new, &old]);
     let doctor = sb.converge(&["doctor"]);
     assert_eq!(doctor.code, 1, "{}", doctor.transcript());

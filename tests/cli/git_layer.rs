@@ -313,16 +313,7 @@ fn an_update_interrupted_after_the_branch_moved_is_finished_by_the_next_one() {
     sb.git(&["reset", "-q", "--hard", &old]);
     // What a crash between moving the ref and updating the files leaves: the
     // journal, the moved branch, and one file already written.
-    let journal = sb.path().join(".git/converge/checkouts/main.json");
-    std::fs::create_dir_all(journal.parent().expect("dir")).expect("mkdir");
-    std::fs::write(
-        &journal,
-        format!(
-            r#"{{"branch":"main","worktree":"{}","from":"{old}","to":"{new}"}}"#,
-            sb.path().display()
-        ),
-    )
-    .expect("journal");
+    let journal = crate::support::checkout_journal(&sb, &old, &new);
     sb.git(&["update-ref", "refs/heads/main", &new, &old]);
     sb.write("content.txt", "new\n");
     let repo = Repo::discover(sb.path()).expect("repo");

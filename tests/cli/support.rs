@@ -216,6 +216,24 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Writes the journal converge keeps while it moves `main` checked out in
+/// `sb` from `old` to `new` (`<git-common-dir>/converge/checkouts/main.json`),
+/// as a crash between moving the branch and updating the checkout leaves it;
+/// returns its path.
+pub fn checkout_journal(sb: &Sandbox, old: &str, new: &str) -> PathBuf {
+    let journal = sb.path().join(".git/converge/checkouts/main.json");
+    std::fs::create_dir_all(journal.parent().expect("dir")).expect("mkdir");
+    std::fs::write(
+        &journal,
+        format!(
+            r#"{{"branch":"main","worktree":"{}","from":"{old}","to":"{new}"}}"#,
+            sb.path().display()
+        ),
+    )
+    .expect("journal");
+    journal
+}
+
 /// A path in this repository (the crate root).
 pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)

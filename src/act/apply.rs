@@ -98,7 +98,7 @@ fn harness_extra_env(
 
 /// Whether `program` can be executed: a path that exists, or a name found in
 /// one of `path`'s directories.
-fn program_exists(program: &str, path: Option<&str>) -> bool {
+pub(crate) fn program_exists(program: &str, path: Option<&str>) -> bool {
     if program.contains('/') {
         return Path::new(program).is_file();
     }

@@ -191,6 +191,18 @@ fn model_and_args(model: Option<&str>, harness: &Harness) -> Vec<String> {
 /// involved); for the agent CLIs, their headless JSON mode with the prompt,
 /// the model, the permissions converge grants, then the harness's `args`
 /// (docs/agent-protocol.md, "Agent CLIs").
+/// The program an agent CLI harness runs: its `command`, else the CLI's own
+/// name. `None` for the kinds that are not agent CLIs (`command`, `sim`).
+pub fn cli_program(harness: &Harness) -> Option<String> {
+    let default = match harness.kind {
+        HarnessKind::ClaudeCode => "claude",
+        HarnessKind::Codex => "codex",
+        HarnessKind::Opencode => "opencode",
+        HarnessKind::Command | HarnessKind::Sim => return None,
+    };
+    Some(harness.command.clone().unwrap_or_else(|| default.into()))
+}
+
 pub fn launch(harness: &Harness, input: &LaunchInput<'_>) -> Result<Launch, HarnessError> {
     let LaunchInput {
         prompt_file,
@@ -225,7 +237,7 @@ pub fn launch(harness: &Harness, input: &LaunchInput<'_>) -> Result<Launch, Harn
             Ok(Launch { program, args })
         }
         HarnessKind::ClaudeCode => {
-            let program = harness.command.clone().unwrap_or_else(|| "claude".into());
+            let program = cli_program(harness).unwrap_or_else(|| "claude".into());
             let mut args: Vec<String> = [
                 "-p",
                 &argv_prompt(input.prompt, prompt_file),
@@ -245,7 +257,7 @@ pub fn launch(harness: &Harness, input: &LaunchInput<'_>) -> Result<Launch, Harn
             Ok(Launch { program, args })
         }
         HarnessKind::Codex => {
-            let program = harness.command.clone().unwrap_or_else(|| "codex".into());
+            let program = cli_program(harness).unwrap_or_else(|| "codex".into());
             let mut args: Vec<String> = vec![
                 "exec".into(),
                 "--json".into(),
@@ -283,7 +295,7 @@ pub fn launch(harness: &Harness, input: &LaunchInput<'_>) -> Result<Launch, Harn
             Ok(Launch { program, args })
         }
         HarnessKind::Opencode => {
-            let program = harness.command.clone().unwrap_or_else(|| "opencode".into());
+            let program = cli_program(harness).unwrap_or_else(|| "opencode".into());
             let mut args: Vec<String> = vec!["run".into(), "--format".into(), "json".into()];
             args.extend(model_and_args(input.model, harness));
             args.push(argv_prompt(input.prompt, prompt_file));

@@ -432,6 +432,7 @@ pub fn diagnose(repo: &Repo, report: &TickReport) -> Result<Vec<Finding>, Doctor
 
     out.push(check_secret(repo));
     out.extend(interrupted_checkouts(repo)?);
+    out.extend(agent_clis(report, std::env::var("PATH").ok().as_deref()));
 
     // The machine.
     out.push(git_version());
@@ -467,6 +468,76 @@ fn interrupted_checkouts(repo: &Repo) -> Result<Vec<Finding>, DoctorError> {
             .fix(Fix::FinishCheckouts)
         })
         .collect())
+}
+
+/// Whether the agent CLIs that tasks still to do will run are installed:
+/// without one, each such task escalates with `harness-unavailable` on its
+/// first dispatch.
+fn agent_clis(report: &TickReport, path: Option<&str>) -> Vec<Finding> {
+    use std::collections::BTreeMap;
+    let spec = &report.spec;
+    // program -> (harness, tasks that would run it)
+    let mut needed: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+    for plan in spec.plans.values() {
+        if plan.state == crate::spec::PlanState::Draft {
+            continue;
+        }
+        for task in &plan.tasks {
+            let done = report
+                .status
+                .task(&plan.id, &task.name)
+                .is_some_and(|s| matches!(s.phase, Phase::Merged | Phase::Cancelled));
+            let Some(harness) = spec.config.harnesses.get(&task.harness) else {
+                continue;
+            };
+            if done {
+                continue;
+            }
+            if let Some(program) = crate::harness::cli_program(harness) {
+                needed
+                    .entry(program)
+                    .or_insert_with(|| (task.harness.clone(), Vec::new()))
+                    .1
+                    .push(format!("{}/{}", plan.id, task.name));
+            }
+        }
+    }
+    if needed.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (program, (harness, tasks)) in &needed {
+        if crate::act::apply::program_exists(program, path) {
+            continue;
+        }
+        let shown = if tasks.len() > 3 {
+            format!("{} and {} more", tasks[..3].join(", "), tasks.len() - 3)
+        } else {
+            tasks.join(", ")
+        };
+        out.push(
+            Finding::new(
+                "agent CLIs",
+                Level::Problem,
+                format!(
+                    "`{program}` (harness `{harness}`) is not installed here (not on PATH), and tasks still to do run it: {shown}"
+                ),
+            )
+            .hint(format!(
+                "install it, or set `command` in [harness.{harness}] to its path; without it each of those tasks escalates with `harness-unavailable`"
+            )),
+        );
+    }
+    if out.is_empty() {
+        out.push(Finding::ok(
+            "agent CLIs",
+            format!(
+                "installed: {}",
+                needed.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    out
 }
 
 fn short(id: &str) -> &str {

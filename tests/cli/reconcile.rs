@@ -1462,3 +1462,29 @@ fn task_worktrees_live_in_the_checkout_hidden_from_git_and_old_ones_in_git_dir_a
         1
     );
 }
+
+#[test]
+fn doctor_says_when_an_agent_cli_that_tasks_need_is_not_installed() {
+    let config = format!(
+        "{CONFIG}\n[harness.missing]\nkind = \"claude-code\"\ncommand = \"no-such-agent-cli-xyz\"\n\n[harness.present]\nkind = \"codex\"\ncommand = \"/bin/true\"\n"
+    );
+    let plan = "[plan]\nname = \"One\"\nstate = \"active\"\n\n[[tasks]]\nname = \"a\"\ndescription = \"A.\"\nscope = \"narrow\"\ngate = \"auto\"\nharness = \"missing\"\n\n[[tasks]]\nname = \"b\"\ndescription = \"B.\"\nscope = \"narrow\"\ngate = \"auto\"\nharness = \"present\"\n";
+    let sb = setup(&[("one", plan)]);
+    sb.write("planning/converge.toml", config);
+    sb.commit_all("agent CLIs");
+    let doctor = sb.converge(&["doctor"]);
+    assert_eq!(doctor.code, 1, "{}", doctor.transcript());
+    assert!(
+        doctor
+            .stdout
+            .contains("`no-such-agent-cli-xyz` (harness `missing`) is not installed here")
+            && doctor.stdout.contains("one/a"),
+        "{}",
+        doctor.transcript()
+    );
+    assert!(
+        !doctor.stdout.contains("`/bin/true` (harness `present`)"),
+        "{}",
+        doctor.transcript()
+    );
+}

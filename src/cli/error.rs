@@ -136,7 +136,15 @@ impl From<crate::git::GitError> for CliError {
             GitError::DetachedHead => (Kind::BadInput, Some("`git switch <branch>` first")),
             GitError::Dirty { .. } => (
                 Kind::Busy,
-                Some("commit or stash your changes; converge tries again on the next run"),
+                Some(
+                    "commit or stash the changes to those paths (`git stash push -- <path>`); converge tries again on the next run",
+                ),
+            ),
+            GitError::Unsupported { .. } => (
+                Kind::Failure,
+                Some(
+                    "run converge in a clone of its own, or set `[reconcile] status_branch` to a branch nobody has checked out",
+                ),
             ),
             GitError::Conflict { .. } => (Kind::Busy, Some("run the command again")),
             GitError::Bare { .. } => (

@@ -15,7 +15,7 @@ pub mod intent;
 mod remote;
 mod safe;
 mod work;
-pub use checkout::{Blocked, Delta, Journal, Recovered, unsafe_path};
+pub use checkout::{Journal, Recovered};
 pub use files::PathState;
 pub use remote::{Pushed, RemoteError};
 pub use safe::refused_name;
@@ -483,12 +483,6 @@ impl Repo {
             .map(|(path, _)| path))
     }
 
-    /// Whether the working tree or index differ from HEAD (untracked files do not count).
-    pub fn is_dirty(&self) -> Result<bool> {
-        self.repo
-            .is_dirty()
-            .map_err(read_err("the working tree's status"))
-    }
 
     /// Who converge commits as: the configured committer (including
     /// `GIT_COMMITTER_*`), else `converge <converge@localhost>`, dated now

@@ -41,6 +41,13 @@ pub struct ActCtx<'a> {
     pub sandbox: Option<Availability>,
 }
 
+impl ActCtx<'_> {
+    /// Who converge's own commits are written as (see [`crate::spec::Reconcile::signer`]).
+    pub fn signer(&self) -> crate::git::Signer {
+        self.spec.config.reconcile.signer(self.env)
+    }
+}
+
 /// What a CLI harness needs in its agent's environment besides `env_allow`:
 /// its API settings from converge's environment, its own homes in the run
 /// directory (which the sandbox lets it write), OpenCode's permission rules,
@@ -697,6 +704,7 @@ fn start(
             harness: task.harness.clone(),
             brief: serde_json::to_vec_pretty(&brief).unwrap_or_default(),
             sandbox: config.sandbox.enabled.then_some(config.sandbox.required),
+            signer: ctx.signer(),
         },
         ctx.converge,
     )?;
@@ -1026,7 +1034,7 @@ fn gate(
         }
         if wt.head_branch()?.as_deref() == Some(key.branch().as_str()) {
             let message = format!("converge: leftovers of {key} (attempt {attempt})");
-            leftovers = wt.commit_leftovers(&message)?.is_some();
+            leftovers = wt.commit_leftovers(&message, &ctx.signer())?.is_some();
         }
     }
     let Some(head) = ctx.repo.branch_tip(&branch)? else {
@@ -1337,7 +1345,9 @@ fn merge(
         "Converge-Action: merge\nConverge-Plan: {}\nConverge-Task: {}\nConverge-Attempt: {attempt}\n",
         plan.id, task.name
     ));
-    let commit = ctx.repo.write_commit(tree, &[base, head_id], &message)?;
+    let commit = ctx
+        .repo
+        .write_commit(tree, &[base, head_id], &message, &ctx.signer())?;
     crate::crash::point("mid-merge");
 
     let merge_invariants = &ctx.spec.config.merge.invariants;
@@ -1462,7 +1472,7 @@ fn cleanup(ctx: &mut ActCtx<'_>, status: &mut Status, key: &TaskKey) -> Result<A
         st.merged_as = Some(head.to_string());
         st.phase = Phase::Merged;
     }
-    retire(ctx.repo, key, ctx.base_tip, attempt)?;
+    retire(ctx.repo, key, ctx.base_tip, attempt, &ctx.signer())?;
     if !in_spec && let Some(plan) = status.plans.get_mut(&key.plan) {
         plan.tasks.remove(&key.task);
     }
@@ -1475,7 +1485,13 @@ fn cleanup(ctx: &mut ActCtx<'_>, status: &mut Status, key: &TaskKey) -> Result<A
 /// holds uncommitted is committed first, and a head that is not in `base` is
 /// kept as `refs/converge/attempts/<plan>/<task>/<attempt>`. Shared by
 /// `cleanup` and `converge doctor --fix`.
-pub fn retire(repo: &Repo, key: &TaskKey, base: ObjectId, attempt: u32) -> Result<(), ActError> {
+pub fn retire(
+    repo: &Repo,
+    key: &TaskKey,
+    base: ObjectId,
+    attempt: u32,
+    signer: &crate::git::Signer,
+) -> Result<(), ActError> {
     let branch = key.branch();
     let worktree = dispatch::checkout_of(repo, &branch)?
         .unwrap_or_else(|| worktree_path(repo.common_dir(), key));
@@ -1488,7 +1504,10 @@ pub fn retire(repo: &Repo, key: &TaskKey, base: ObjectId, attempt: u32) -> Resul
         && wt.head_is_safe()?
     {
         wt.clear_index_lock()?;
-        wt.commit_leftovers(&format!("converge: leftovers of {key} before cleanup"))?;
+        wt.commit_leftovers(
+            &format!("converge: leftovers of {key} before cleanup"),
+            signer,
+        )?;
     }
     repo.remove_checkout(&worktree)?;
     if let Some(head) = repo.branch_tip(&branch)? {

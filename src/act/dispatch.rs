@@ -45,6 +45,8 @@ pub struct Attempt<'a> {
     /// Run the agent under the Landlock sandbox; `Some(true)`: refuse to run
     /// it unconfined.
     pub sandbox: Option<bool>,
+    /// Who converge's own commits (leftovers of an earlier attempt) are written as.
+    pub signer: crate::git::Signer,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,10 +195,13 @@ pub fn dispatch(
         if quiet {
             wt.clear_index_lock()?;
         }
-        wt.commit_leftovers(&format!(
-            "converge: leftovers of {key} before attempt {}",
-            attempt.attempt
-        ))?;
+        wt.commit_leftovers(
+            &format!(
+                "converge: leftovers of {key} before attempt {}",
+                attempt.attempt
+            ),
+            &attempt.signer,
+        )?;
     }
     if !crate::git::same_path(&current, &worktree) {
         repo.remove_checkout(&current)?;

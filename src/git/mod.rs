@@ -111,6 +111,18 @@ pub struct Repo {
     repo: gix::Repository,
 }
 
+/// Who a commit is written as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signer {
+    /// The person running converge, for commits that record their decision
+    /// or are made on their behalf: git's configured identity
+    /// (`GIT_COMMITTER_NAME`/`EMAIL`, `user.name`/`email`), else converge's.
+    Person,
+    /// converge itself (status, merges, leftovers): this name and email for
+    /// author and committer, whatever git's configuration says.
+    Converge { name: String, email: String },
+}
+
 /// Whose identity a signature carries.
 #[derive(Debug, Clone, Copy)]
 enum Persona {
@@ -497,15 +509,23 @@ impl Repo {
     }
 
     /// The author and committer of a commit written now on top of
-    /// `first_parent`: converge's identity ([`Repo::signature`]) for both, the
-    /// author dated by `GIT_AUTHOR_DATE` and the committer by
-    /// `GIT_COMMITTER_DATE` when set, else both by the clock.
+    /// `first_parent`: `signer`'s identity for both (for [`Signer::Person`],
+    /// git's configured committer), the author dated by `GIT_AUTHOR_DATE` and
+    /// the committer by `GIT_COMMITTER_DATE` when set, else both by the clock.
     pub(crate) fn commit_signatures(
         &self,
         first_parent: Option<ObjectId>,
+        signer: &Signer,
     ) -> Result<(gix::actor::Signature, gix::actor::Signature)> {
         let not_before = self.committed_at(first_parent)?;
-        let committer = self.signature_of(Persona::Committer, not_before);
+        let committer = match signer {
+            Signer::Person => self.signature_of(Persona::Committer, not_before),
+            Signer::Converge { name, email } => gix::actor::Signature {
+                name: name.as_str().into(),
+                email: email.as_str().into(),
+                time: self.commit_time(Persona::Committer, not_before),
+            },
+        };
         let mut author = committer.clone();
         author.time = self.commit_time(Persona::Author, not_before);
         Ok((author, committer))
@@ -738,7 +758,7 @@ impl Repo {
             blobs.push((path.as_str(), Some((id, EntryKind::Blob))));
         }
         let tree = editor.write().map_err(write_err("a tree"))?.detach();
-        let (dated, committer) = self.commit_signatures(parent)?;
+        let (dated, committer) = self.commit_signatures(parent, &Signer::Person)?;
         // The person's own author identity when configured (these commits are
         // made on their behalf: `init`, the demo), dated like the committer.
         let mut author = self.signature_of(Persona::Author, None);

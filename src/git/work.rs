@@ -208,14 +208,16 @@ impl Repo {
     }
 
     /// Writes a commit object (no ref moves), dated now and never before its
-    /// first parent, unless `GIT_COMMITTER_DATE`/`GIT_AUTHOR_DATE` fix the dates.
+    /// first parent, unless `GIT_COMMITTER_DATE`/`GIT_AUTHOR_DATE` fix the dates,
+    /// as `signer`.
     pub fn write_commit(
         &self,
         tree: ObjectId,
         parents: &[ObjectId],
         message: &str,
+        signer: &super::Signer,
     ) -> Result<ObjectId> {
-        let (author, committer) = self.commit_signatures(parents.first().copied())?;
+        let (author, committer) = self.commit_signatures(parents.first().copied(), signer)?;
         let commit = gix::objs::Commit {
             tree,
             parents: parents.iter().copied().collect(),
@@ -327,8 +329,12 @@ impl Repo {
 
     /// Commits everything left in this worktree (see [`Repo::touched_paths`]) on
     /// the branch it has checked out, and resets the index to match. Returns the
-    /// new commit, or `None` when there was nothing to commit.
-    pub fn commit_leftovers(&self, message: &str) -> Result<Option<ObjectId>> {
+    /// new commit (as `signer`), or `None` when there was nothing to commit.
+    pub fn commit_leftovers(
+        &self,
+        message: &str,
+        signer: &super::Signer,
+    ) -> Result<Option<ObjectId>> {
         let paths = self.touched_paths()?;
         if paths.is_empty() {
             return Ok(None);
@@ -392,7 +398,7 @@ impl Repo {
             return Ok(None);
         }
         let parents: Vec<ObjectId> = head.into_iter().collect();
-        let commit = self.write_commit(tree, &parents, message)?;
+        let commit = self.write_commit(tree, &parents, message, signer)?;
         match head {
             Some(h) => self.compare_and_swap(&branch, h, commit, message)?,
             None => self.create_ref(&format!("refs/heads/{branch}"), commit, message)?,

@@ -492,7 +492,9 @@ pub fn fix(
     for finding in findings {
         match &finding.fix {
             Some(Fix::Retire { key, attempt }) => {
-                retire(repo, key, base, *attempt)?;
+                let env = |name: &str| std::env::var(name).ok();
+                let signer = report.spec.config.reconcile.signer(&env);
+                retire(repo, key, base, *attempt, &signer)?;
                 done.push(format!("removed the worktree and branch of {key}"));
             }
             Some(Fix::RemoveDir(path)) => {

@@ -381,7 +381,8 @@ fn claim(
             .collect(),
         summary: (claimed.len() > 1).then(|| format!("claim {}", claimed.join(", "))),
     };
-    let commit = match record::record(repo, &branch, expected, &changes, &message)? {
+    let signer = prepared.spec.config.reconcile.signer(options.env);
+    let commit = match record::record(repo, &branch, expected, &changes, &message, &signer)? {
         Outcome::Committed { commit, .. } => commit,
         Outcome::Unchanged => return Ok(Claimed::Nothing(Box::new(prepared))),
     };
@@ -669,7 +670,8 @@ fn tick_local(
             }
         };
         let message = message_of(&decision.actions, &applied, base.commit);
-        match record::record(repo, &status_branch, expected, &changes, &message) {
+        let signer = spec.config.reconcile.signer(options.env);
+        match record::record(repo, &status_branch, expected, &changes, &message, &signer) {
             Ok(Outcome::Committed { commit, .. }) => Recorded::Committed { commit },
             Ok(Outcome::Unchanged) => Recorded::Unchanged,
             Err(e @ RecordError::Deferred { .. }) => Recorded::Deferred {

@@ -7,7 +7,7 @@ use toml::de::DeValue;
 
 use super::diag::Code;
 use super::model::{
-    BUILTIN_HARNESSES, Backoff, Budget, Config, Forge, Harness, HarnessKind, Invariant,
+    BUILTIN_HARNESSES, Backoff, Budget, Config, Forge, Harness, HarnessKind, Identity, Invariant,
     InvariantKind, Merge, ModelPrice, Reconcile, Sandbox, Schedule, Scope,
 };
 use super::suggest;
@@ -37,6 +37,7 @@ const RECONCILE_KEYS: &[&str] = &[
     "task_timeout",
     "backoff",
     "default_harness",
+    "committer",
 ];
 const BACKOFF_KEYS: &[&str] = &["base", "factor", "max"];
 const INVARIANT_KEYS: &[&str] = &[
@@ -221,7 +222,50 @@ fn read_reconcile(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, out: &mut Reconcile) 
     if let Some(h) = t.string(ctx, "default_harness") {
         out.default_harness = h.into_inner();
     }
+    if let Some(c) = t.string(ctx, "committer") {
+        match parse_identity(c.get_ref()) {
+            Ok(identity) => out.committer = Some(identity),
+            Err(reason) => {
+                ctx.error(
+                    Code::InvalidValue,
+                    c.span(),
+                    format!("`committer` in [reconcile] is not `Name <email>`: {reason}"),
+                )
+                .hint = Some(
+                    "for example `committer = \"converge <converge@localhost>\"`; leave it out for that default"
+                        .into(),
+                );
+            }
+        }
+    }
     t.finish(ctx);
+}
+
+/// Reads `Name <email>` as git writes an identity.
+pub fn parse_identity(text: &str) -> Result<Identity, String> {
+    if text.contains(['\n', '\r', '\0']) {
+        return Err("it spans more than one line".into());
+    }
+    let Some((name, rest)) = text.split_once('<') else {
+        return Err("the email in `<...>` is missing".into());
+    };
+    let Some(email) = rest.strip_suffix('>') else {
+        return Err("it must end with the email in `<...>`".into());
+    };
+    let name = name.trim();
+    if name.is_empty() {
+        return Err("the name before `<` is empty".into());
+    }
+    if email.trim().is_empty() || email.contains(['<', '>']) || email != email.trim() {
+        return Err("the email between `<` and `>` is empty or malformed".into());
+    }
+    if name.contains(['<', '>']) {
+        return Err("the name contains `<` or `>`".into());
+    }
+    Ok(Identity {
+        name: name.to_owned(),
+        email: email.to_owned(),
+    })
 }
 
 fn read_backoff(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Backoff {
@@ -1088,6 +1132,57 @@ queue = "weekly.md"
         );
         // Only the complete price is kept (the unknown key is reported).
         assert_eq!(c.config.prices.keys().collect::<Vec<_>>(), ["d"]);
+    }
+
+    #[test]
+    fn committer_is_name_and_email() {
+        let (c, diags) = compile_text("[reconcile]\ncommitter = \" Tidy Bot <bot@example.com>\"\n");
+        assert!(diags.is_empty(), "{diags:?}");
+        let identity = c.config.reconcile.committer.expect("set");
+        assert_eq!(
+            (identity.name.as_str(), identity.email.as_str()),
+            ("Tidy Bot", "bot@example.com")
+        );
+        for bad in [
+            "Tidy Bot",
+            "<bot@example.com>",
+            "Bot <>",
+            "Bot <a> b",
+            "Bot <a<b>",
+        ] {
+            let (c, diags) = compile_text(&format!("[reconcile]\ncommitter = \"{bad}\"\n"));
+            assert!(!c.valid, "{bad}");
+            assert_eq!(diags.len(), 1, "{bad}: {diags:?}");
+            assert!(
+                diags[0].message.contains("not `Name <email>`"),
+                "{bad}: {diags:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn configured_committer_wins_over_the_environment_which_wins_over_the_default() {
+        use crate::git::Signer;
+        let env = |name: &str| match name {
+            "GIT_COMMITTER_NAME" => Some("CI".to_owned()),
+            _ => None,
+        };
+        let none = |_: &str| None;
+        let converge = |name: &str, email: &str| Signer::Converge {
+            name: name.into(),
+            email: email.into(),
+        };
+        let mut reconcile = Reconcile::default();
+        assert_eq!(
+            reconcile.signer(&none),
+            converge("converge", "converge@localhost")
+        );
+        assert_eq!(reconcile.signer(&env), converge("CI", "converge@localhost"));
+        reconcile.committer = Some(Identity {
+            name: "Bot".into(),
+            email: "bot@example.com".into(),
+        });
+        assert_eq!(reconcile.signer(&env), converge("Bot", "bot@example.com"));
     }
 
     #[test]

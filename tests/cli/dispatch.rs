@@ -33,6 +33,7 @@ fn attempt<'a>(key: &'a TaskKey, number: u32, fork: &str) -> Attempt<'a> {
         harness: "mine".into(),
         brief: b"{}".to_vec(),
         sandbox: None,
+        signer: converge::git::Signer::Person,
     }
 }
 

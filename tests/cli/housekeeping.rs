@@ -1,0 +1,155 @@
+//! Housekeeping (issue 14): converge's own identity on its own commits, the
+//! worktree root, and what a reviewer reads on the base branch.
+
+use crate::support::Sandbox;
+
+const PLAN: &str = r#"[plan]
+name = "Tidy"
+state = "active"
+
+[[tasks]]
+name = "a"
+description = "Write a."
+scope = "narrow"
+gate = "auto"
+[tasks.sim]
+files = [{ path = "a.txt", content = "a\n" }]
+"#;
+
+/// A repository with `config` and one `auto` task, planned and committed.
+fn planned(config: &str) -> Sandbox {
+    let sb = Sandbox::repo();
+    sb.write("README.md", "project\n");
+    sb.write("planning/goal.md", "Tidy up.\n");
+    sb.write("planning/converge.toml", config);
+    sb.write("planning/plans/tidy.toml", PLAN);
+    sb.commit_all("plan");
+    sb
+}
+
+const SIM: &str = "[reconcile]\ndefault_harness = \"sim\"\n";
+
+/// Runs converge with the test environment, minus `remove`, plus `env`.
+fn run(sb: &Sandbox, args: &[&str], remove: &[&str], env: &[(&str, &str)]) {
+    let home = tempfile::tempdir().expect("home");
+    let mut command = std::process::Command::new(crate::support::BIN);
+    crate::support::isolate(&mut command, home.path());
+    for name in remove {
+        command.env_remove(name);
+    }
+    let output = command
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(sb.path())
+        .output()
+        .expect("converge runs");
+    assert!(
+        output.status.success(),
+        "{args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// `author | committer | subject` of each commit converge wrote on main (the
+/// agent's own commits are the agent's business).
+fn identities(sb: &Sandbox) -> Vec<String> {
+    sb.git(&["log", "--format=%an <%ae> | %cn <%ce> | %s", "main"])
+        .lines()
+        .filter(|l| l.contains("| converge: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+const NO_ENV_IDENTITY: &[&str] = &[
+    "GIT_COMMITTER_NAME",
+    "GIT_COMMITTER_EMAIL",
+    "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL",
+];
+
+#[test]
+fn converge_commits_as_itself_and_a_decision_as_the_person() {
+    // The person is `Test Committer` by user.name/user.email (Sandbox::repo).
+    let sb = planned(SIM);
+    run(
+        &sb,
+        &["reconcile", "--wait", "--max-ticks", "50"],
+        NO_ENV_IDENTITY,
+        &[],
+    );
+    run(&sb, &["pause", "tidy"], NO_ENV_IDENTITY, &[]);
+    let log = identities(&sb);
+    let (person, own): (Vec<&String>, Vec<&String>) = log
+        .iter()
+        .partition(|l| l.ends_with("| converge: pause tidy"));
+    assert_eq!(
+        person,
+        [
+            "Test Committer <committer@example.com> | Test Committer <committer@example.com> | converge: pause tidy"
+        ],
+        "{log:#?}"
+    );
+    assert!(own.len() >= 2, "a merge and status commits: {log:#?}");
+    for line in &own {
+        assert!(
+            line.starts_with("converge <converge@localhost> | converge <converge@localhost> | "),
+            "converge's own commit as someone else: {log:#?}"
+        );
+    }
+    assert!(own.iter().any(|l| l.contains("merge tidy/a")), "{log:#?}");
+}
+
+#[test]
+fn configured_committer_wins_over_the_environment() {
+    let sb = planned(&format!(
+        "{SIM}committer = \"Tidy Bot <bot@example.com>\"\n"
+    ));
+    // The test environment names `Test Committer` in GIT_COMMITTER_NAME.
+    run(&sb, &["reconcile", "--wait", "--max-ticks", "50"], &[], &[]);
+    run(&sb, &["pause", "tidy"], &[], &[]);
+    let log = identities(&sb);
+    for line in &log {
+        let expected = if line.ends_with("| converge: pause tidy") {
+            "Test Committer <committer@example.com> | "
+        } else {
+            "Tidy Bot <bot@example.com> | Tidy Bot <bot@example.com> | "
+        };
+        assert!(line.contains(expected), "{line} in {log:#?}");
+    }
+}
+
+#[test]
+fn without_configuration_the_environment_names_converge() {
+    let sb = planned(SIM);
+    run(
+        &sb,
+        &["reconcile", "--wait", "--max-ticks", "50"],
+        NO_ENV_IDENTITY,
+        &[
+            ("GIT_COMMITTER_NAME", "CI Runner"),
+            ("GIT_COMMITTER_EMAIL", "ci@example.com"),
+        ],
+    );
+    let log = identities(&sb);
+    assert!(!log.is_empty());
+    for line in &log {
+        assert!(
+            line.starts_with("CI Runner <ci@example.com> | CI Runner <ci@example.com> | "),
+            "{log:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_malformed_committer_is_located() {
+    let sb = planned(&format!("{SIM}committer = \"Tidy Bot\"\n"));
+    let out = sb.converge(&["plan", "validate"]);
+    assert_ne!(out.code, 0, "{}", out.transcript());
+    let text = out.transcript();
+    assert!(
+        text.contains("planning/converge.toml:3:")
+            && text.contains("`committer` in [reconcile] is not `Name <email>`"),
+        "{text}"
+    );
+}

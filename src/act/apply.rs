@@ -39,6 +39,8 @@ pub struct ActCtx<'a> {
     pub redactor: crate::agent::Redactor,
     /// Whether Landlock works here, when `[sandbox] enabled` asked.
     pub sandbox: Option<Availability>,
+    /// Where task worktrees live (`[reconcile] worktree_root`, resolved).
+    pub worktree_root: PathBuf,
 }
 
 impl ActCtx<'_> {
@@ -607,7 +609,7 @@ fn start(
     };
     let common = ctx.repo.common_dir().to_owned();
     let run = run_dir(&common, key, attempt);
-    let worktree = worktree_path(&common, key);
+    let worktree = worktree_path(&ctx.worktree_root, key);
     let prompt = harness::prompt(
         &ctx.spec.goal,
         plan,
@@ -705,6 +707,7 @@ fn start(
             brief: serde_json::to_vec_pretty(&brief).unwrap_or_default(),
             sandbox: config.sandbox.enabled.then_some(config.sandbox.required),
             signer: ctx.signer(),
+            worktree_root: ctx.worktree_root.clone(),
         },
         ctx.converge,
     )?;
@@ -1002,7 +1005,10 @@ fn gate(
     let (_, task) = task_of(ctx.spec, key)?;
     let common = ctx.repo.common_dir().to_owned();
     let dir = run_dir(&common, key, attempt);
-    let worktree = worktree_path(&common, key);
+    // Where the attempt was checked out: at the root it started under, which a
+    // change of `worktree_root` since then does not move.
+    let worktree = dispatch::checkout_of(ctx.repo, &key.branch())?
+        .unwrap_or_else(|| worktree_path(&ctx.worktree_root, key));
     let record = runs::read_run(&dir, key, attempt, ctx.secret)?;
     let exit = runs::read_exit(&dir)?;
     let done = matches!(
@@ -1472,7 +1478,13 @@ fn cleanup(ctx: &mut ActCtx<'_>, status: &mut Status, key: &TaskKey) -> Result<A
         st.merged_as = Some(head.to_string());
         st.phase = Phase::Merged;
     }
-    retire(ctx.repo, key, ctx.base_tip, attempt, &ctx.signer())?;
+    retire(
+        ctx.repo,
+        key,
+        ctx.base_tip,
+        attempt,
+        (&ctx.signer(), &ctx.worktree_root),
+    )?;
     if !in_spec && let Some(plan) = status.plans.get_mut(&key.plan) {
         plan.tasks.remove(&key.task);
     }
@@ -1490,11 +1502,11 @@ pub fn retire(
     key: &TaskKey,
     base: ObjectId,
     attempt: u32,
-    signer: &crate::git::Signer,
+    (signer, root): (&crate::git::Signer, &Path),
 ) -> Result<(), ActError> {
     let branch = key.branch();
-    let worktree = dispatch::checkout_of(repo, &branch)?
-        .unwrap_or_else(|| worktree_path(repo.common_dir(), key));
+    let worktree =
+        dispatch::checkout_of(repo, &branch)?.unwrap_or_else(|| worktree_path(root, key));
     let run = run_dir(repo.common_dir(), key, attempt);
     kill_stragglers(&run);
     repo.clear_ref_lock(&branch)?;

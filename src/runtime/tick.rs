@@ -115,6 +115,8 @@ pub enum TickError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    WorktreeRoot(#[from] crate::act::dispatch::WorktreeRootError),
     #[error("{branch} here and on `{remote}` have diverged; converge does not rewrite either")]
     Diverged { branch: String, remote: String },
 }
@@ -541,6 +543,10 @@ fn tick_local(
         base_tip: base.commit,
         redactor: crate::agent::Redactor::for_reconciler(&secret),
         sandbox: observation.sandbox.clone(),
+        worktree_root: crate::act::dispatch::worktree_root(
+            repo.common_dir(),
+            spec.config.reconcile.worktree_root.as_deref(),
+        )?,
     };
     if !options.dry_run {
         for action in &decision.actions {

@@ -38,6 +38,7 @@ const RECONCILE_KEYS: &[&str] = &[
     "backoff",
     "default_harness",
     "committer",
+    "worktree_root",
 ];
 const BACKOFF_KEYS: &[&str] = &["base", "factor", "max"];
 const INVARIANT_KEYS: &[&str] = &[
@@ -238,7 +239,64 @@ fn read_reconcile(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, out: &mut Reconcile) 
             }
         }
     }
+    if let Some(root) = t.string(ctx, "worktree_root") {
+        match check_worktree_root(root.get_ref()) {
+            Ok(()) => out.worktree_root = Some(root.into_inner()),
+            Err(reason) => {
+                ctx.error(
+                    Code::InvalidValue,
+                    root.span(),
+                    format!("`worktree_root` in [reconcile] {reason}"),
+                )
+                .hint = Some(
+                    "name a directory outside .git/ and planning/, relative to the checkout or absolute, for example `worktree_root = \"../worktrees\"`; leave it out for `.converge/worktrees`"
+                        .into(),
+                );
+            }
+        }
+    }
     t.finish(ctx);
+}
+
+/// Refuses a worktree root written relative to the checkout that is the
+/// checkout itself or lies inside its `planning/` or `.git/` (absolute roots
+/// are checked against the repository when the tick resolves them).
+fn check_worktree_root(text: &str) -> Result<(), String> {
+    if text.trim().is_empty() {
+        return Err("is empty".into());
+    }
+    if text.contains('\0') {
+        return Err("contains a NUL byte".into());
+    }
+    let path = std::path::Path::new(text);
+    if path.is_absolute() {
+        return Ok(());
+    }
+    // Resolve `.` and `..` lexically, relative to the checkout.
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    let mut above = false;
+    for component in path.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                if parts.pop().is_none() {
+                    above = true;
+                    break;
+                }
+            }
+            other => parts.push(other.as_os_str()),
+        }
+    }
+    if above {
+        // Outside the checkout: a sibling directory, for example.
+        return Ok(());
+    }
+    match parts.first().and_then(|p| p.to_str()) {
+        None => Err("is the checkout itself: worktrees would mix with the project's files".into()),
+        Some("planning") => Err("is inside planning/, which agents must not change".into()),
+        Some(".git") => Err("is inside .git/, where agent CLIs refuse to edit files".into()),
+        Some(_) => Ok(()),
+    }
 }
 
 /// Reads `Name <email>` as git writes an identity.
@@ -1183,6 +1241,35 @@ queue = "weekly.md"
             email: "bot@example.com".into(),
         });
         assert_eq!(reconcile.signer(&env), converge("Bot", "bot@example.com"));
+    }
+
+    #[test]
+    fn worktree_root_outside_planning_and_the_git_dir() {
+        for ok in [
+            "wt",
+            "build/wt",
+            "../sibling",
+            "/abs/wt",
+            "./.converge/trees",
+            "planning-wt",
+        ] {
+            assert_eq!(check_worktree_root(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "a/..",
+            "planning",
+            "./planning/wt",
+            "x/../planning/wt",
+            ".git/wt",
+        ] {
+            assert!(check_worktree_root(bad).is_err(), "{bad}");
+        }
+        let (c, diags) = compile_text("[reconcile]\nworktree_root = \"planning/wt\"\n");
+        assert!(!c.valid);
+        assert_eq!(c.config.reconcile.worktree_root, None);
+        assert!(diags[0].message.contains("inside planning/"), "{diags:?}");
     }
 
     #[test]

@@ -96,6 +96,9 @@ pub struct Reconcile {
     /// converge's own identity for the commits it makes by itself (status,
     /// merges, leftovers), when `committer` is set; see [`Reconcile::signer`].
     pub committer: Option<Identity>,
+    /// `[reconcile] worktree_root` as written: where task worktrees live,
+    /// relative to the checkout or absolute; unset: `.converge/worktrees`.
+    pub worktree_root: Option<String>,
 }
 
 /// A name and an email, as in `converge <converge@localhost>`.
@@ -152,6 +155,7 @@ impl Default for Reconcile {
             backoff: Backoff::default(),
             default_harness: "claude-code".into(),
             committer: None,
+            worktree_root: None,
         }
     }
 }

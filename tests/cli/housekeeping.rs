@@ -153,3 +153,89 @@ fn a_malformed_committer_is_located() {
         "{text}"
     );
 }
+
+#[test]
+fn worktrees_live_under_the_configured_root_which_git_status_ignores() {
+    let sb = planned(&format!("{SIM}worktree_root = \"build/wt\"\n"));
+    sb.converge(&["reconcile", "--once"]).success();
+    let worktree = sb.path().join("build/wt/tidy/a");
+    assert!(
+        worktree.join(".git").exists(),
+        "no worktree at {}",
+        worktree.display()
+    );
+    assert!(!sb.path().join(".converge").exists());
+    let exclude = sb.read(".git/info/exclude");
+    assert!(exclude.lines().any(|l| l == "/build/wt/"), "{exclude}");
+    // A second dispatch does not list it twice.
+    run(&sb, &["reconcile", "--wait", "--max-ticks", "50"], &[], &[]);
+    let exclude = sb.read(".git/info/exclude");
+    assert_eq!(exclude.matches("/build/wt/").count(), 1, "{exclude}");
+    assert_eq!(sb.git(&["status", "--porcelain"]), "");
+    assert_eq!(sb.read("a.txt"), "a\n");
+}
+
+#[test]
+fn a_worktree_root_in_planning_or_the_git_dir_is_refused_where_it_is_written() {
+    for (root, why) in [
+        ("planning/wt", "inside planning/"),
+        ("./.git/wt", "inside .git/"),
+        (".", "the checkout itself"),
+    ] {
+        let sb = planned(&format!("{SIM}worktree_root = \"{root}\"\n"));
+        let out = sb.converge(&["plan", "validate"]);
+        let text = out.transcript();
+        assert_ne!(out.code, 0, "{text}");
+        assert!(
+            text.contains("planning/converge.toml:3:") && text.contains(why),
+            "{root}: {text}"
+        );
+    }
+    // An absolute path is checked against the repository when it is used.
+    let sb = Sandbox::repo();
+    let inside = sb.path().join(".git/wt");
+    let sb = {
+        sb.write("README.md", "project\n");
+        sb.write("planning/goal.md", "Tidy up.\n");
+        sb.write(
+            "planning/converge.toml",
+            format!("{SIM}worktree_root = \"{}\"\n", inside.display()),
+        );
+        sb.write("planning/plans/tidy.toml", PLAN);
+        sb.commit_all("plan");
+        sb
+    };
+    let out = sb.converge(&["reconcile", "--once"]);
+    let text = out.transcript();
+    assert_eq!(out.code, 2, "{text}");
+    assert!(text.contains("inside the git directory"), "{text}");
+    assert!(!inside.exists(), "{text}");
+}
+
+#[test]
+fn a_worktree_at_the_old_root_is_found_by_branch_after_the_root_moves() {
+    let slow = PLAN.replace("[tasks.sim]\n", "[tasks.sim]\nsleep = \"1s\"\n");
+    let sb = Sandbox::repo();
+    sb.write("README.md", "project\n");
+    sb.write("planning/goal.md", "Tidy up.\n");
+    sb.write("planning/converge.toml", SIM);
+    sb.write("planning/plans/tidy.toml", &slow);
+    sb.commit_all("plan");
+    sb.converge(&["reconcile", "--once"]).success();
+    let old = sb.path().join(".converge/worktrees/tidy/a");
+    assert!(old.join(".git").exists());
+    sb.write(
+        "planning/converge.toml",
+        format!("{SIM}worktree_root = \"wt\"\n"),
+    );
+    sb.commit_all("move the worktree root");
+    run(&sb, &["reconcile", "--wait", "--max-ticks", "50"], &[], &[]);
+    assert_eq!(sb.read("a.txt"), "a\n");
+    assert!(!old.exists(), "the old worktree is retired");
+    assert_eq!(
+        sb.git(&["worktree", "list", "--porcelain"])
+            .matches("worktree ")
+            .count(),
+        1
+    );
+}

@@ -410,6 +410,25 @@ impl Repo {
         Ok(out)
     }
 
+    /// References under `prefix` (a full name such as `refs/converge/attempts/`),
+    /// as (full name, commit), sorted.
+    pub fn refs_with_prefix(&self, prefix: &str) -> Result<Vec<(String, ObjectId)>> {
+        let what = || format!("the references {prefix}*");
+        let platform = self.repo.references().map_err(read_err(what()))?;
+        let iter = platform.prefixed(prefix).map_err(read_err(what()))?;
+        let mut out = Vec::new();
+        for reference in iter {
+            let mut reference = reference.map_err(read_err(what()))?;
+            let name = reference.name().as_bstr().to_str_lossy().into_owned();
+            let commit = reference
+                .peel_to_commit()
+                .map_err(read_err(format!("the reference {name}")))?;
+            out.push((name, commit.id));
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Whether `ancestor` is reachable from `descendant` (a commit is its own ancestor).
     pub fn is_ancestor(&self, ancestor: ObjectId, descendant: ObjectId) -> Result<bool> {
         if ancestor == descendant {

@@ -475,6 +475,34 @@ impl Repo {
         }
     }
 
+    /// Deletes the reference `full_name` (`refs/...`) if it still points at
+    /// `expected`; one that is already gone is fine.
+    pub fn delete_ref(&self, full_name: &str, expected: ObjectId) -> Result<()> {
+        use gix::refs::transaction::{Change, PreviousValue, RefEdit, RefLog};
+        let edit = RefEdit {
+            change: Change::Delete {
+                expected: PreviousValue::MustExistAndMatch(gix::refs::Target::Object(expected)),
+                log: RefLog::AndReference,
+            },
+            name: super::full_name(full_name)?,
+            deref: false,
+        };
+        match self.repo.edit_reference(edit) {
+            Ok(_) => Ok(()),
+            Err(source) => match self.ref_target(full_name)? {
+                None => Ok(()),
+                Some(found) if found != expected => Err(GitError::Conflict {
+                    branch: full_name.to_owned(),
+                    found: found.to_string(),
+                }),
+                Some(_) => Err(GitError::Write {
+                    what: full_name.to_owned(),
+                    source,
+                }),
+            },
+        }
+    }
+
     /// Forgets linked worktrees whose directory is gone, like `git worktree
     /// prune`: their administrative directories are removed.
     pub fn prune_worktrees(&self) -> Result<usize> {

@@ -39,6 +39,7 @@ const RECONCILE_KEYS: &[&str] = &[
     "default_harness",
     "committer",
     "worktree_root",
+    "keep_attempts",
 ];
 const BACKOFF_KEYS: &[&str] = &["base", "factor", "max"];
 const INVARIANT_KEYS: &[&str] = &[
@@ -180,6 +181,9 @@ fn read_reconcile(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, out: &mut Reconcile) 
     }
     if let Some(n) = t.integer_in(ctx, "max_agents", 0, 10_000) {
         out.max_agents = to_u32(*n.get_ref());
+    }
+    if let Some(n) = t.integer_in(ctx, "keep_attempts", 1, 100_000) {
+        out.keep_attempts = to_u32(*n.get_ref());
     }
     if let Some(n) = t.integer_in(ctx, "dispatches_per_hour", 0, 1_000_000) {
         out.dispatches_per_hour = to_u32(*n.get_ref());
@@ -1270,6 +1274,21 @@ queue = "weekly.md"
         assert!(!c.valid);
         assert_eq!(c.config.reconcile.worktree_root, None);
         assert!(diags[0].message.contains("inside planning/"), "{diags:?}");
+    }
+
+    #[test]
+    fn keep_attempts_is_at_least_one() {
+        assert_eq!(default_config().reconcile.keep_attempts, 5);
+        let (c, _) = compile_text("[reconcile]\nkeep_attempts = 2\n");
+        assert_eq!(c.config.reconcile.keep_attempts, 2);
+        let (c, diags) = compile_text("[reconcile]\nkeep_attempts = 0\n");
+        assert!(!c.valid);
+        assert!(diags[0].message.contains("`keep_attempts`"), "{diags:?}");
+        assert_eq!(
+            diags[0].location.as_ref().map(|l| l.line),
+            Some(2),
+            "{diags:?}"
+        );
     }
 
     #[test]

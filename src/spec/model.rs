@@ -99,6 +99,9 @@ pub struct Reconcile {
     /// `[reconcile] worktree_root` as written: where task worktrees live,
     /// relative to the checkout or absolute; unset: `.converge/worktrees`.
     pub worktree_root: Option<String>,
+    /// How many attempts per task `converge gc` keeps the run records and
+    /// kept heads of (the newest; more are kept while running or unmerged).
+    pub keep_attempts: u32,
 }
 
 /// A name and an email, as in `converge <converge@localhost>`.
@@ -156,6 +159,7 @@ impl Default for Reconcile {
             default_harness: "claude-code".into(),
             committer: None,
             worktree_root: None,
+            keep_attempts: 5,
         }
     }
 }

@@ -239,3 +239,183 @@ fn a_worktree_at_the_old_root_is_found_by_branch_after_the_root_moves() {
         1
     );
 }
+
+const RETRIED: &str = r#"[plan]
+name = "Retried"
+state = "active"
+
+[[tasks]]
+name = "a"
+description = "Fails twice without work, then writes a."
+scope = "narrow"
+gate = "auto"
+invariants = ["present"]
+[tasks.sim]
+fail_attempts = 2
+files = [{ path = "a.txt", content = "a\n" }]
+
+[[tasks]]
+name = "b"
+description = "Writes bad work once, then good work."
+scope = "narrow"
+gate = "auto"
+invariants = ["good"]
+[tasks.sim]
+fail_attempts = 1
+files = [{ path = "b.txt", content = "good\n", on_fail = "bad\n" }]
+"#;
+
+const RETRY_CONFIG: &str = r#"[reconcile]
+default_harness = "sim"
+keep_attempts = 1
+backoff = { base = "1ms", factor = 1, max = "1ms" }
+
+[invariants.present]
+kind = "custom"
+command = "true"
+
+[invariants.good]
+kind = "custom"
+command = "grep"
+args = ["-q", "good", "b.txt"]
+"#;
+
+fn attempt_refs(sb: &Sandbox) -> String {
+    sb.git(&[
+        "for-each-ref",
+        "--format=%(refname)",
+        "refs/converge/attempts/",
+    ])
+}
+
+fn run_dirs(sb: &Sandbox) -> Vec<String> {
+    let root = sb.path().join(".git/converge/runs");
+    let mut out = Vec::new();
+    for plan in ["retried"] {
+        for task in ["a", "b"] {
+            let dir = root.join(plan).join(task);
+            let mut attempts: Vec<String> = std::fs::read_dir(&dir)
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            attempts.sort();
+            for a in attempts {
+                out.push(format!("{plan}/{task}/{a}"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn gc_keeps_the_newest_and_unmerged_attempts_and_removes_the_rest() {
+    let sb = Sandbox::repo();
+    sb.write("README.md", "project\n");
+    sb.write("planning/goal.md", "Retry.\n");
+    sb.write("planning/converge.toml", RETRY_CONFIG);
+    sb.write("planning/plans/retried.toml", RETRIED);
+    sb.commit_all("plan");
+    run(
+        &sb,
+        &["reconcile", "--wait", "--max-ticks", "200"],
+        &[],
+        &[],
+    );
+    assert_eq!(sb.read("a.txt"), "a\n");
+    assert_eq!(sb.read("b.txt"), "good\n");
+    let refs = attempt_refs(&sb);
+    let dirs = run_dirs(&sb);
+    assert_eq!(
+        dirs,
+        [
+            "retried/a/1",
+            "retried/a/2",
+            "retried/a/3",
+            "retried/b/1",
+            "retried/b/2"
+        ]
+    );
+    assert!(
+        refs.contains("refs/converge/attempts/retried/b/1"),
+        "{refs}"
+    );
+
+    let dry = sb.converge(&["gc", "--dry-run"]);
+    dry.success();
+    insta::assert_snapshot!("gc-dry-run", dry.transcript());
+    assert_eq!(run_dirs(&sb), dirs, "--dry-run removes nothing");
+    assert_eq!(attempt_refs(&sb), refs);
+
+    let done = sb.converge(&["gc"]);
+    done.success();
+    insta::assert_snapshot!("gc", done.transcript());
+    assert_eq!(run_dirs(&sb), ["retried/a/3", "retried/b/1", "retried/b/2"]);
+    let left = attempt_refs(&sb);
+    assert!(
+        left.contains("refs/converge/attempts/retried/b/1"),
+        "unmerged work stays: {left}"
+    );
+    assert!(!left.contains("retried/a/"), "{left}");
+    // The unmerged head still holds its work.
+    assert_eq!(
+        sb.git(&["show", "refs/converge/attempts/retried/b/1:b.txt"]),
+        "bad\n"
+    );
+
+    // Nothing more to do; a second run changes nothing.
+    let again = sb.converge(&["gc"]);
+    again.success();
+    assert!(
+        again.stdout.contains("removed 0 attempt(s)"),
+        "{}",
+        again.transcript()
+    );
+}
+
+#[test]
+fn gc_waits_for_the_reconciler_lock() {
+    let sb = planned(SIM);
+    sb.converge(&["gc", "--dry-run"]).success();
+    let lock = sb.path().join(".git/converge/lock");
+    let mut holder = std::process::Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", "120"])
+        .spawn()
+        .expect("flock");
+    // Give flock time to take the lock.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::process::Command::new("flock")
+        .args(["-n"])
+        .arg(&lock)
+        .arg("true")
+        .status()
+        .expect("flock -n")
+        .success()
+    {
+        assert!(
+            std::time::Instant::now() < until,
+            "flock never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let started = std::time::Instant::now();
+    let busy = converge_at_with_wait(&sb);
+    holder.kill().expect("kill");
+    holder.wait().expect("wait");
+    assert_eq!(busy.0, 3, "{}", busy.1);
+    assert!(busy.1.contains("another converge reconciler"), "{}", busy.1);
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+}
+
+/// `converge gc` while the lock is held: (exit code, stderr).
+fn converge_at_with_wait(sb: &Sandbox) -> (i32, String) {
+    let home = tempfile::tempdir().expect("home");
+    let out = crate::support::converge_at(sb.path(), home.path(), &["gc"], &[]);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -76,7 +76,7 @@ pub fn plan(
     let mut out = Vec::new();
     for (key, attempts) in tasks {
         let mut attempts = attempts.clone();
-        attempts.sort_by(|a, b| b.number.cmp(&a.number));
+        attempts.sort_by_key(|a| std::cmp::Reverse(a.number));
         let current = current(key);
         for (rank, attempt) in attempts.into_iter().enumerate() {
             let keep = if rank < keep_attempts.max(1) as usize {

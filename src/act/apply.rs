@@ -39,6 +39,15 @@ pub struct ActCtx<'a> {
     pub redactor: crate::agent::Redactor,
     /// Whether Landlock works here, when `[sandbox] enabled` asked.
     pub sandbox: Option<Availability>,
+    /// Where task worktrees live (`[reconcile] worktree_root`, resolved).
+    pub worktree_root: PathBuf,
+}
+
+impl ActCtx<'_> {
+    /// Who converge's own commits are written as (see [`crate::spec::Reconcile::signer`]).
+    pub fn signer(&self) -> crate::git::Signer {
+        self.spec.config.reconcile.signer(self.env)
+    }
 }
 
 /// What a CLI harness needs in its agent's environment besides `env_allow`:
@@ -600,7 +609,7 @@ fn start(
     };
     let common = ctx.repo.common_dir().to_owned();
     let run = run_dir(&common, key, attempt);
-    let worktree = worktree_path(&common, key);
+    let worktree = worktree_path(&ctx.worktree_root, key);
     let prompt = harness::prompt(
         &ctx.spec.goal,
         plan,
@@ -697,6 +706,8 @@ fn start(
             harness: task.harness.clone(),
             brief: serde_json::to_vec_pretty(&brief).unwrap_or_default(),
             sandbox: config.sandbox.enabled.then_some(config.sandbox.required),
+            signer: ctx.signer(),
+            worktree_root: ctx.worktree_root.clone(),
         },
         ctx.converge,
     )?;
@@ -994,7 +1005,10 @@ fn gate(
     let (_, task) = task_of(ctx.spec, key)?;
     let common = ctx.repo.common_dir().to_owned();
     let dir = run_dir(&common, key, attempt);
-    let worktree = worktree_path(&common, key);
+    // Where the attempt was checked out: at the root it started under, which a
+    // change of `worktree_root` since then does not move.
+    let worktree = dispatch::checkout_of(ctx.repo, &key.branch())?
+        .unwrap_or_else(|| worktree_path(&ctx.worktree_root, key));
     let record = runs::read_run(&dir, key, attempt, ctx.secret)?;
     let exit = runs::read_exit(&dir)?;
     let done = matches!(
@@ -1026,7 +1040,7 @@ fn gate(
         }
         if wt.head_branch()?.as_deref() == Some(key.branch().as_str()) {
             let message = format!("converge: leftovers of {key} (attempt {attempt})");
-            leftovers = wt.commit_leftovers(&message)?.is_some();
+            leftovers = wt.commit_leftovers(&message, &ctx.signer())?.is_some();
         }
     }
     let Some(head) = ctx.repo.branch_tip(&branch)? else {
@@ -1253,12 +1267,13 @@ fn refuse_unsafe_tree(
 }
 
 /// Where the merge result is checked out for `[merge].invariants`.
+/// `<plan>.<task>`: names never contain `.`, so no two tasks share one (a
+/// `--` could: plan `a`, task `b--c` and plan `a--b`, task `c`).
 fn merge_check_path(common: &Path, key: &TaskKey) -> PathBuf {
     common
         .join("converge")
         .join("merge-checks")
-        .join(&key.plan)
-        .join(&key.task)
+        .join(format!("{}.{}", key.plan, key.task))
 }
 
 fn merge(
@@ -1337,7 +1352,9 @@ fn merge(
         "Converge-Action: merge\nConverge-Plan: {}\nConverge-Task: {}\nConverge-Attempt: {attempt}\n",
         plan.id, task.name
     ));
-    let commit = ctx.repo.write_commit(tree, &[base, head_id], &message)?;
+    let commit = ctx
+        .repo
+        .write_commit(tree, &[base, head_id], &message, &ctx.signer())?;
     crate::crash::point("mid-merge");
 
     let merge_invariants = &ctx.spec.config.merge.invariants;
@@ -1462,7 +1479,13 @@ fn cleanup(ctx: &mut ActCtx<'_>, status: &mut Status, key: &TaskKey) -> Result<A
         st.merged_as = Some(head.to_string());
         st.phase = Phase::Merged;
     }
-    retire(ctx.repo, key, ctx.base_tip, attempt)?;
+    retire(
+        ctx.repo,
+        key,
+        ctx.base_tip,
+        attempt,
+        (&ctx.signer(), &ctx.worktree_root),
+    )?;
     if !in_spec && let Some(plan) = status.plans.get_mut(&key.plan) {
         plan.tasks.remove(&key.task);
     }
@@ -1475,10 +1498,16 @@ fn cleanup(ctx: &mut ActCtx<'_>, status: &mut Status, key: &TaskKey) -> Result<A
 /// holds uncommitted is committed first, and a head that is not in `base` is
 /// kept as `refs/converge/attempts/<plan>/<task>/<attempt>`. Shared by
 /// `cleanup` and `converge doctor --fix`.
-pub fn retire(repo: &Repo, key: &TaskKey, base: ObjectId, attempt: u32) -> Result<(), ActError> {
+pub fn retire(
+    repo: &Repo,
+    key: &TaskKey,
+    base: ObjectId,
+    attempt: u32,
+    (signer, root): (&crate::git::Signer, &Path),
+) -> Result<(), ActError> {
     let branch = key.branch();
-    let worktree = dispatch::checkout_of(repo, &branch)?
-        .unwrap_or_else(|| worktree_path(repo.common_dir(), key));
+    let worktree =
+        dispatch::checkout_of(repo, &branch)?.unwrap_or_else(|| worktree_path(root, key));
     let run = run_dir(repo.common_dir(), key, attempt);
     kill_stragglers(&run);
     repo.clear_ref_lock(&branch)?;
@@ -1488,7 +1517,10 @@ pub fn retire(repo: &Repo, key: &TaskKey, base: ObjectId, attempt: u32) -> Resul
         && wt.head_is_safe()?
     {
         wt.clear_index_lock()?;
-        wt.commit_leftovers(&format!("converge: leftovers of {key} before cleanup"))?;
+        wt.commit_leftovers(
+            &format!("converge: leftovers of {key} before cleanup"),
+            signer,
+        )?;
     }
     repo.remove_checkout(&worktree)?;
     if let Some(head) = repo.branch_tip(&branch)? {

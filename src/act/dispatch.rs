@@ -45,6 +45,10 @@ pub struct Attempt<'a> {
     /// Run the agent under the Landlock sandbox; `Some(true)`: refuse to run
     /// it unconfined.
     pub sandbox: Option<bool>,
+    /// Who converge's own commits (leftovers of an earlier attempt) are written as.
+    pub signer: crate::git::Signer,
+    /// Where task worktrees live (see [`worktree_root`]).
+    pub worktree_root: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,35 +76,105 @@ pub enum DispatchError {
     Exe(#[source] std::io::Error),
 }
 
-/// Where task worktrees live: `<checkout>/.converge/worktrees` when the git
-/// common directory is a checkout's `.git`, else (a bare repository, a
+/// Where task worktrees live by default: `<checkout>/.converge/worktrees` when
+/// the git common directory is a checkout's `.git`, else (a bare repository, a
 /// submodule's `.git/modules/..`) `<git-common-dir>/converge/worktrees`.
 ///
 /// Not inside `.git/`: agent CLIs refuse to edit files under a `.git`
 /// directory (Claude Code calls them sensitive, Codex keeps them read-only),
 /// so a worktree there could not be edited at all. The checkout's
-/// `.git/info/exclude` lists `/.converge/` (see [`exclude_worktree_root`]), and
-/// `git clean -fdx` in the checkout leaves the worktrees alone because they
-/// are repositories of their own.
-pub fn worktree_root(common_dir: &Path) -> PathBuf {
+/// `.git/info/exclude` lists the root when it is inside the checkout (see
+/// [`exclude_worktree_root`]), and `git clean -fdx` in the checkout leaves the
+/// worktrees alone because they are repositories of their own.
+pub fn default_worktree_root(common_dir: &Path) -> PathBuf {
+    match checkout_dir(common_dir) {
+        Some(checkout) => checkout.join(".converge").join("worktrees"),
+        None => legacy_worktree_root(common_dir),
+    }
+}
+
+/// The checkout whose `.git` is `common_dir`, if it is one.
+fn checkout_dir(common_dir: &Path) -> Option<&Path> {
     match (common_dir.file_name(), common_dir.parent()) {
         (Some(name), Some(checkout)) if name == ".git" && !checkout.as_os_str().is_empty() => {
-            checkout.join(".converge").join("worktrees")
+            Some(checkout)
         }
-        _ => legacy_worktree_root(common_dir),
+        _ => None,
     }
+}
+
+/// `[reconcile] worktree_root` names a directory converge cannot use.
+#[derive(Debug, thiserror::Error)]
+#[error("`worktree_root` in [reconcile] is {}, {reason}", root.display())]
+pub struct WorktreeRootError {
+    pub root: PathBuf,
+    pub reason: &'static str,
+}
+
+/// Where task worktrees live: `configured` (`[reconcile] worktree_root`,
+/// relative to the checkout, or to the directory holding a bare repository,
+/// or absolute), else [`default_worktree_root`]. A root inside the git
+/// directory or inside `planning/` is refused (the config layer refuses the
+/// relative ones with a located diagnostic; this catches absolute ones).
+pub fn worktree_root(
+    common_dir: &Path,
+    configured: Option<&str>,
+) -> Result<PathBuf, WorktreeRootError> {
+    let Some(configured) = configured else {
+        return Ok(default_worktree_root(common_dir));
+    };
+    let base = checkout_dir(common_dir)
+        .or_else(|| common_dir.parent())
+        .unwrap_or(common_dir);
+    let root = normalize(&base.join(configured));
+    let refuse = |reason| {
+        Err(WorktreeRootError {
+            root: root.clone(),
+            reason,
+        })
+    };
+    if root.starts_with(normalize(common_dir)) {
+        return refuse("inside the git directory, where agent CLIs cannot edit files");
+    }
+    if let Some(checkout) = checkout_dir(common_dir) {
+        let checkout = normalize(checkout);
+        if root.starts_with(checkout.join("planning")) {
+            return refuse("inside planning/, which agents must not change");
+        }
+        if checkout.starts_with(&root) {
+            return refuse("the checkout or a directory holding it");
+        }
+    }
+    Ok(root)
+}
+
+/// `path` with `.` and `..` components resolved lexically.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Where earlier versions kept every worktree (and where they still live for
 /// bare repositories):
-/// `<git-common-dir>/converge/worktrees`. Worktrees there are retired where
+/// `<git-common-dir>/converge/worktrees`. Worktrees there, or at a root
+/// configured before, are found by branch ([`checkout_of`]) and retired where
 /// they are; the next attempt checks out at [`worktree_root`].
 pub fn legacy_worktree_root(common_dir: &Path) -> PathBuf {
     common_dir.join("converge").join("worktrees")
 }
 
-pub fn worktree_path(common_dir: &Path, key: &TaskKey) -> PathBuf {
-    worktree_root(common_dir).join(&key.plan).join(&key.task)
+/// The worktree of `key` under `root` (see [`worktree_root`]).
+pub fn worktree_path(root: &Path, key: &TaskKey) -> PathBuf {
+    root.join(&key.plan).join(&key.task)
 }
 
 /// Where `branch` is checked out now among the linked worktrees, if anywhere:
@@ -114,13 +188,27 @@ pub fn checkout_of(repo: &Repo, branch: &str) -> Result<Option<PathBuf>, GitErro
         .map(|(path, _)| path))
 }
 
-/// Lists `/.converge/` in `<git-common-dir>/info/exclude` when task worktrees
-/// live in the checkout, so that `git status` and `git add -A` there do not
-/// see them. Idempotent; leaves every other line of the file as it was.
-pub fn exclude_worktree_root(common_dir: &Path) -> Result<(), GitError> {
-    if worktree_root(common_dir) == legacy_worktree_root(common_dir) {
+/// Lists `root` (as `/<path>/`) in `<git-common-dir>/info/exclude` when task
+/// worktrees live in the checkout, so that `git status` and `git add -A` there
+/// do not see them; the default root is listed as `/.converge/`. Idempotent;
+/// leaves every other line of the file as it was.
+pub fn exclude_worktree_root(common_dir: &Path, root: &Path) -> Result<(), GitError> {
+    let Some(checkout) = checkout_dir(common_dir) else {
         return Ok(());
-    }
+    };
+    let pattern = if root == default_worktree_root(common_dir) {
+        "/.converge/".to_owned()
+    } else {
+        let root = normalize(root);
+        let Ok(relative) = root.strip_prefix(normalize(checkout)) else {
+            return Ok(());
+        };
+        let relative: Vec<String> = relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        format!("/{}/", relative.join("/"))
+    };
     let info = common_dir.join("info");
     let path = info.join("exclude");
     let io = |source| GitError::Io {
@@ -132,11 +220,10 @@ pub fn exclude_worktree_root(common_dir: &Path) -> Result<(), GitError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(io(e)),
     };
+    let bare = pattern.trim_matches('/');
     if text.lines().any(|l| {
-        matches!(
-            l.trim(),
-            "/.converge/" | "/.converge" | ".converge/" | ".converge"
-        )
+        let l = l.trim();
+        l == pattern || l.trim_start_matches('/').trim_end_matches('/') == bare
     }) {
         return Ok(());
     }
@@ -148,7 +235,9 @@ pub fn exclude_worktree_root(common_dir: &Path) -> Result<(), GitError> {
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
-    text.push_str("# converge: task worktrees (see docs/agent-protocol.md)\n/.converge/\n");
+    text.push_str(&format!(
+        "# converge: task worktrees (see docs/agent-protocol.md)\n{pattern}\n"
+    ));
     crate::act::files::write_atomically(&path, text.as_bytes()).map_err(io)
 }
 
@@ -162,7 +251,7 @@ pub fn dispatch(
     let key = attempt.key;
     let common = repo.common_dir().to_owned();
     let run = run_dir(&common, key, attempt.attempt);
-    let worktree = worktree_path(&common, key);
+    let worktree = worktree_path(&attempt.worktree_root, key);
     if run.join("lease.json").exists() {
         // This attempt already started; a crash hit after the lease was written.
         return Ok(Started {
@@ -193,15 +282,18 @@ pub fn dispatch(
         if quiet {
             wt.clear_index_lock()?;
         }
-        wt.commit_leftovers(&format!(
-            "converge: leftovers of {key} before attempt {}",
-            attempt.attempt
-        ))?;
+        wt.commit_leftovers(
+            &format!(
+                "converge: leftovers of {key} before attempt {}",
+                attempt.attempt
+            ),
+            &attempt.signer,
+        )?;
     }
     if !crate::git::same_path(&current, &worktree) {
         repo.remove_checkout(&current)?;
     }
-    exclude_worktree_root(&common)?;
+    exclude_worktree_root(&common, &attempt.worktree_root)?;
     prepare_branch(repo, key, &branch, attempt.attempt, attempt.fork)?;
     crate::crash::point("after-branch");
     // Always a fresh checkout: a worktree left by a crash may show another
@@ -348,4 +440,41 @@ fn worktree_admin(worktree: &Path) -> PathBuf {
                 .map(|p| PathBuf::from(p.trim()))
         })
         .unwrap_or_else(|| worktree.join(".git"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worktree_root_is_resolved_against_the_checkout_and_refused_in_git_or_planning() {
+        let common = Path::new("/p/repo/.git");
+        let root = |c: Option<&str>| worktree_root(common, c).map_err(|e| e.reason);
+        assert_eq!(
+            root(None).ok(),
+            Some(PathBuf::from("/p/repo/.converge/worktrees"))
+        );
+        assert_eq!(root(Some("wt")).ok(), Some(PathBuf::from("/p/repo/wt")));
+        assert_eq!(root(Some("../trees")).ok(), Some(PathBuf::from("/p/trees")));
+        assert_eq!(
+            root(Some("/elsewhere")).ok(),
+            Some(PathBuf::from("/elsewhere"))
+        );
+        for bad in [
+            "/p/repo/.git/wt",
+            "../repo/planning/x",
+            "/p/repo",
+            "/p",
+            ".",
+        ] {
+            assert!(root(Some(bad)).is_err(), "{bad}");
+        }
+        // A bare repository: relative to the directory that holds it.
+        let bare = Path::new("/p/repo.git");
+        assert_eq!(
+            worktree_root(bare, Some("wt")).ok(),
+            Some(PathBuf::from("/p/wt"))
+        );
+        assert!(worktree_root(bare, Some("repo.git/wt")).is_err());
+    }
 }

@@ -192,6 +192,8 @@ pub fn loop_error(e: LoopError) -> CliError {
         )
         .source(e)
         .hint("run the tick again; it recomputes from the new state"),
+        LoopError::Tick(e @ TickError::WorktreeRoot(_)) => CliError::new(Kind::BadInput, e.to_string())
+            .hint("set `worktree_root` in planning/converge.toml to a directory outside .git/ and planning/, for example `worktree_root = \"../worktrees\"`, or remove it for `.converge/worktrees`"),
         LoopError::Tick(TickError::Secret(e)) => CliError::failure("the tick failed")
             .source(e)
             .hint("`converge doctor --fix` makes the secret private (chmod 600); if others may have read it, delete it: agents' tokens are minted anew"),

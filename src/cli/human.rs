@@ -98,6 +98,7 @@ pub fn commit_decision(
         report.spec_commit,
         &changes,
         &message,
+        &crate::git::Signer::Person,
     ) {
         Ok(Outcome::Committed { commit, .. }) => Ok(commit),
         Ok(Outcome::Unchanged) => Err(CliError::bad_input(format!(

@@ -11,6 +11,7 @@ pub mod cmd_completions;
 pub mod cmd_demo;
 pub mod cmd_doctor;
 pub mod cmd_gate;
+pub mod cmd_gc;
 pub mod cmd_history;
 pub mod cmd_init;
 pub mod cmd_invariant_add;
@@ -132,6 +133,12 @@ pub enum Command {
         after_help = "Examples:\n  converge doctor\n  converge doctor --fix\n\nExit status: 0 when no problem remains (warnings allowed), 1 otherwise."
     )]
     Doctor(DoctorArgs),
+    /// Remove old run records and kept attempt heads beyond `[reconcile]
+    /// keep_attempts`; never those of a running, current or unmerged attempt.
+    #[command(
+        after_help = "Examples:\n  converge gc --dry-run\n  converge gc\n\nExit status: 0 when done, 3 when a reconciler holds the lock."
+    )]
+    Gc(GcArgs),
     /// Tokens, cost and duration per task, attempt and harness, and the budgets.
     #[command(after_help = "Examples:\n  converge report\n  converge report auth --json")]
     Report(ReportArgs),
@@ -240,6 +247,13 @@ pub struct DoctorArgs {
     pub fix: bool,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// List what would be removed, remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -567,6 +581,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::History(args) => cmd_history::run(&ctx, args),
         Command::Report(args) => cmd_report::run(&ctx, args),
         Command::Doctor(args) => cmd_doctor::run(&ctx, args),
+        Command::Gc(args) => cmd_gc::run(&ctx, args),
         Command::Task => cmd_agent::task(),
         Command::Check => cmd_agent::check(&ctx),
         Command::Progress { message } => cmd_agent::progress(message),

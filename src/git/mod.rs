@@ -112,6 +112,18 @@ pub struct Repo {
     repo: gix::Repository,
 }
 
+/// Who a commit is written as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signer {
+    /// The person running converge, for commits that record their decision
+    /// or are made on their behalf: git's configured identity
+    /// (`GIT_COMMITTER_NAME`/`EMAIL`, `user.name`/`email`), else converge's.
+    Person,
+    /// converge itself (status, merges, leftovers): this name and email for
+    /// author and committer, whatever git's configuration says.
+    Converge { name: String, email: String },
+}
+
 /// Whose identity a signature carries.
 #[derive(Debug, Clone, Copy)]
 enum Persona {
@@ -399,6 +411,25 @@ impl Repo {
         Ok(out)
     }
 
+    /// References under `prefix` (a full name such as `refs/converge/attempts/`),
+    /// as (full name, commit), sorted.
+    pub fn refs_with_prefix(&self, prefix: &str) -> Result<Vec<(String, ObjectId)>> {
+        let what = || format!("the references {prefix}*");
+        let platform = self.repo.references().map_err(read_err(what()))?;
+        let iter = platform.prefixed(prefix).map_err(read_err(what()))?;
+        let mut out = Vec::new();
+        for reference in iter {
+            let mut reference = reference.map_err(read_err(what()))?;
+            let name = reference.name().as_bstr().to_str_lossy().into_owned();
+            let commit = reference
+                .peel_to_commit()
+                .map_err(read_err(format!("the reference {name}")))?;
+            out.push((name, commit.id));
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Whether `ancestor` is reachable from `descendant` (a commit is its own ancestor).
     pub fn is_ancestor(&self, ancestor: ObjectId, descendant: ObjectId) -> Result<bool> {
         if ancestor == descendant {
@@ -483,7 +514,6 @@ impl Repo {
             .map(|(path, _)| path))
     }
 
-
     /// Who converge commits as: the configured committer (including
     /// `GIT_COMMITTER_*`), else `converge <converge@localhost>`, dated now
     /// (or by `GIT_COMMITTER_DATE`): the clock is read at each call.
@@ -492,15 +522,23 @@ impl Repo {
     }
 
     /// The author and committer of a commit written now on top of
-    /// `first_parent`: converge's identity ([`Repo::signature`]) for both, the
-    /// author dated by `GIT_AUTHOR_DATE` and the committer by
-    /// `GIT_COMMITTER_DATE` when set, else both by the clock.
+    /// `first_parent`: `signer`'s identity for both (for [`Signer::Person`],
+    /// git's configured committer), the author dated by `GIT_AUTHOR_DATE` and
+    /// the committer by `GIT_COMMITTER_DATE` when set, else both by the clock.
     pub(crate) fn commit_signatures(
         &self,
         first_parent: Option<ObjectId>,
+        signer: &Signer,
     ) -> Result<(gix::actor::Signature, gix::actor::Signature)> {
         let not_before = self.committed_at(first_parent)?;
-        let committer = self.signature_of(Persona::Committer, not_before);
+        let committer = match signer {
+            Signer::Person => self.signature_of(Persona::Committer, not_before),
+            Signer::Converge { name, email } => gix::actor::Signature {
+                name: name.as_str().into(),
+                email: email.as_str().into(),
+                time: self.commit_time(Persona::Committer, not_before),
+            },
+        };
         let mut author = committer.clone();
         author.time = self.commit_time(Persona::Author, not_before);
         Ok((author, committer))
@@ -742,7 +780,7 @@ impl Repo {
             blobs.push((path.as_str(), Some((id, EntryKind::Blob))));
         }
         let tree = editor.write().map_err(write_err("a tree"))?.detach();
-        let (dated, committer) = self.commit_signatures(parent)?;
+        let (dated, committer) = self.commit_signatures(parent, &Signer::Person)?;
         // The person's own author identity when configured (these commits are
         // made on their behalf: `init`, the demo), dated like the committer.
         let mut author = self.signature_of(Persona::Author, None);

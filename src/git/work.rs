@@ -208,14 +208,16 @@ impl Repo {
     }
 
     /// Writes a commit object (no ref moves), dated now and never before its
-    /// first parent, unless `GIT_COMMITTER_DATE`/`GIT_AUTHOR_DATE` fix the dates.
+    /// first parent, unless `GIT_COMMITTER_DATE`/`GIT_AUTHOR_DATE` fix the dates,
+    /// as `signer`.
     pub fn write_commit(
         &self,
         tree: ObjectId,
         parents: &[ObjectId],
         message: &str,
+        signer: &super::Signer,
     ) -> Result<ObjectId> {
-        let (author, committer) = self.commit_signatures(parents.first().copied())?;
+        let (author, committer) = self.commit_signatures(parents.first().copied(), signer)?;
         let commit = gix::objs::Commit {
             tree,
             parents: parents.iter().copied().collect(),
@@ -322,8 +324,12 @@ impl Repo {
 
     /// Commits everything left in this worktree (see [`Repo::touched_paths`]) on
     /// the branch it has checked out, and resets the index to match. Returns the
-    /// new commit, or `None` when there was nothing to commit.
-    pub fn commit_leftovers(&self, message: &str) -> Result<Option<ObjectId>> {
+    /// new commit (as `signer`), or `None` when there was nothing to commit.
+    pub fn commit_leftovers(
+        &self,
+        message: &str,
+        signer: &super::Signer,
+    ) -> Result<Option<ObjectId>> {
         let paths = self.touched_paths()?;
         if paths.is_empty() {
             return Ok(None);
@@ -387,7 +393,7 @@ impl Repo {
             return Ok(None);
         }
         let parents: Vec<ObjectId> = head.into_iter().collect();
-        let commit = self.write_commit(tree, &parents, message)?;
+        let commit = self.write_commit(tree, &parents, message, signer)?;
         match head {
             Some(h) => self.compare_and_swap(&branch, h, commit, message)?,
             None => self.create_ref(&format!("refs/heads/{branch}"), commit, message)?,
@@ -462,6 +468,34 @@ impl Repo {
                     found: found.to_string(),
                 }),
                 Some(_) => Err(GitError::Write { what: name, source }),
+            },
+        }
+    }
+
+    /// Deletes the reference `full_name` (`refs/...`) if it still points at
+    /// `expected`; one that is already gone is fine.
+    pub fn delete_ref(&self, full_name: &str, expected: ObjectId) -> Result<()> {
+        use gix::refs::transaction::{Change, PreviousValue, RefEdit, RefLog};
+        let edit = RefEdit {
+            change: Change::Delete {
+                expected: PreviousValue::MustExistAndMatch(gix::refs::Target::Object(expected)),
+                log: RefLog::AndReference,
+            },
+            name: super::full_name(full_name)?,
+            deref: false,
+        };
+        match self.repo.edit_reference(edit) {
+            Ok(_) => Ok(()),
+            Err(source) => match self.ref_target(full_name)? {
+                None => Ok(()),
+                Some(found) if found != expected => Err(GitError::Conflict {
+                    branch: full_name.to_owned(),
+                    found: found.to_string(),
+                }),
+                Some(_) => Err(GitError::Write {
+                    what: full_name.to_owned(),
+                    source,
+                }),
             },
         }
     }

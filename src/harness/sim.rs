@@ -85,7 +85,7 @@ pub fn run(worktree: &Path, env: &AgentEnv) -> Result<i32, SimError> {
             .clone()
             .unwrap_or_else(|| format!("{}: simulated work", brief.task));
         let repo = Repo::discover(worktree)?;
-        match repo.commit_leftovers(&message)? {
+        match repo.commit_leftovers(&message, &crate::git::Signer::Person)? {
             Some(commit) => println!("sim: committed {commit}"),
             None => println!("sim: nothing to commit"),
         }

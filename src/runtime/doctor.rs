@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use crate::act::apply::{kill_run, retire};
-use crate::act::dispatch::{legacy_worktree_root, worktree_root};
+use crate::act::dispatch::{default_worktree_root, legacy_worktree_root, worktree_root};
 use crate::agent::Secret;
 use crate::git::Repo;
 use crate::observe::TaskKey;
@@ -262,13 +262,28 @@ pub fn diagnose(repo: &Repo, report: &TickReport) -> Result<Vec<Finding>, Doctor
             );
         }
     }
-    let mut roots = vec![worktree_root(repo.common_dir())];
-    let legacy = legacy_worktree_root(repo.common_dir());
-    if roots[0] != legacy {
-        roots.push(legacy);
+    // converge's own roots hold nothing else; a configured root may (a
+    // directory shared with other tools), so only its plans' directories count.
+    let configured = report.spec.config.reconcile.worktree_root.as_deref();
+    let mut roots = vec![
+        default_worktree_root(repo.common_dir()),
+        legacy_worktree_root(repo.common_dir()),
+    ];
+    roots.dedup();
+    let own = roots.len();
+    if let Ok(root) = worktree_root(repo.common_dir(), configured)
+        && !roots.contains(&root)
+    {
+        roots.push(root);
     }
-    for root in &roots {
+    for (i, root) in roots.iter().enumerate() {
         for plan in runs::sorted_dirs(root)? {
+            if i >= own
+                && !report.spec.plans.contains_key(&plan)
+                && !report.status.plans.contains_key(&plan)
+            {
+                continue;
+            }
             for task in runs::sorted_dirs(&root.join(&plan))? {
                 let path = root.join(&plan).join(&task);
                 let known = registered
@@ -615,7 +630,14 @@ pub fn fix(
     for finding in findings {
         match &finding.fix {
             Some(Fix::Retire { key, attempt }) => {
-                retire(repo, key, base, *attempt)?;
+                let env = |name: &str| std::env::var(name).ok();
+                let signer = report.spec.config.reconcile.signer(&env);
+                let root = worktree_root(
+                    repo.common_dir(),
+                    report.spec.config.reconcile.worktree_root.as_deref(),
+                )
+                .unwrap_or_else(|_| default_worktree_root(repo.common_dir()));
+                retire(repo, key, base, *attempt, (&signer, &root))?;
                 done.push(format!("removed the worktree and branch of {key}"));
             }
             Some(Fix::RemoveDir(path)) => {

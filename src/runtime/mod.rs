@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 pub mod doctor;
+pub mod gc;
 pub mod lock;
 pub mod recover;
 pub mod tick;

@@ -33,7 +33,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::act::dispatch::{legacy_worktree_root, worktree_root};
+use crate::act::dispatch::{default_worktree_root, legacy_worktree_root, worktree_root};
 use crate::git::intent::{self, Intent};
 use crate::git::{Repo, remove_file_if_exists, same_path};
 use crate::observe::runs;
@@ -78,16 +78,36 @@ pub struct RecoverError {
     pub source: std::io::Error,
 }
 
-/// Converge's worktree roots: task worktrees (current and legacy place) and
-/// merge checks.
-fn roots(common: &Path) -> Vec<PathBuf> {
+/// Converge's worktree roots: task worktrees (the configured root, the
+/// default and the legacy place) and merge checks.
+fn roots(common: &Path, configured: Option<&str>) -> Vec<PathBuf> {
     let mut out = vec![
-        worktree_root(common),
+        default_worktree_root(common),
         legacy_worktree_root(common),
         common.join("converge").join("merge-checks"),
     ];
+    if let Ok(root) = worktree_root(common, configured) {
+        out.push(root);
+    }
+    out.sort();
     out.dedup();
     out
+}
+
+/// `[reconcile] worktree_root` from the base branch's converge.toml, read
+/// leniently: recovery runs before the spec is compiled (a state it repairs
+/// may be what makes loading fail).
+fn configured_worktree_root(repo: &Repo) -> Option<String> {
+    let base = repo.base_source().ok()?;
+    let bytes = repo
+        .read_blob_at(base.commit, "planning/converge.toml")
+        .ok()??;
+    let table: toml::Table = std::str::from_utf8(&bytes).ok()?.parse().ok()?;
+    table
+        .get("reconcile")?
+        .get("worktree_root")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 fn canonical(path: &Path) -> PathBuf {
@@ -112,11 +132,9 @@ fn canonical(path: &Path) -> PathBuf {
     }
 }
 
-fn under_roots(common: &Path, path: &Path) -> bool {
+fn under_roots(roots: &[PathBuf], path: &Path) -> bool {
     let path = canonical(path);
-    roots(common)
-        .iter()
-        .any(|root| path.starts_with(canonical(root)))
+    roots.iter().any(|root| path.starts_with(canonical(root)))
 }
 
 /// Whether a live process has `path` open.
@@ -291,6 +309,7 @@ fn admins(common: &Path) -> Vec<Admin> {
 /// status branches (their locks may be a person's git's).
 pub fn scan(repo: &Repo, branches: &[String]) -> Vec<Found> {
     let common = repo.common_dir().to_owned();
+    let roots = roots(&common, configured_worktree_root(repo).as_deref());
     let mut out: Vec<Found> = Vec::new();
     let add = |out: &mut Vec<Found>, leftover: Leftover, message: String| {
         if !out.iter().any(|f| f.leftover == leftover) {
@@ -408,7 +427,7 @@ pub fn scan(repo: &Repo, branches: &[String]) -> Vec<Found> {
                 if !matched
                     && let Some(d) = &dir
                     && !d.join(".git").exists()
-                    && under_roots(&common, d)
+                    && under_roots(&roots, d)
                     && !busy(d)
                 {
                     add(
@@ -513,7 +532,7 @@ pub fn scan(repo: &Repo, branches: &[String]) -> Vec<Found> {
             continue;
         };
         let broken = admin.initializing || !dot_git.exists();
-        if !broken || !under_roots(&common, dir) {
+        if !broken || !under_roots(&roots, dir) {
             continue;
         }
         let live = notes
@@ -545,10 +564,10 @@ pub fn scan(repo: &Repo, branches: &[String]) -> Vec<Found> {
     }
     // Directories in converge's roots without a `.git` file that no
     // registration names.
-    for root in roots(&common) {
+    for root in &roots {
         let mut dirs = Vec::new();
         let merge_checks = root.ends_with("merge-checks");
-        for first in runs::sorted_dirs(&root).unwrap_or_default() {
+        for first in runs::sorted_dirs(root).unwrap_or_default() {
             if merge_checks {
                 dirs.push(root.join(first));
             } else {

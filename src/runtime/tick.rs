@@ -118,6 +118,8 @@ pub enum TickError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    WorktreeRoot(#[from] crate::act::dispatch::WorktreeRootError),
     #[error("{branch} here and on `{remote}` have diverged; converge does not rewrite either")]
     Diverged { branch: String, remote: String },
 }
@@ -384,7 +386,8 @@ fn claim(
             .collect(),
         summary: (claimed.len() > 1).then(|| format!("claim {}", claimed.join(", "))),
     };
-    let commit = match record::record(repo, &branch, expected, &changes, &message)? {
+    let signer = prepared.spec.config.reconcile.signer(options.env);
+    let commit = match record::record(repo, &branch, expected, &changes, &message, &signer)? {
         Outcome::Committed { commit, .. } => commit,
         Outcome::Unchanged => return Ok(Claimed::Nothing(Box::new(prepared))),
     };
@@ -544,6 +547,10 @@ fn tick_local(
         base_tip: base.commit,
         redactor: crate::agent::Redactor::for_reconciler(&secret),
         sandbox: observation.sandbox.clone(),
+        worktree_root: crate::act::dispatch::worktree_root(
+            repo.common_dir(),
+            spec.config.reconcile.worktree_root.as_deref(),
+        )?,
     };
     if !options.dry_run {
         for action in &decision.actions {
@@ -673,7 +680,8 @@ fn tick_local(
             }
         };
         let message = message_of(&decision.actions, &applied, base.commit);
-        match record::record(repo, &status_branch, expected, &changes, &message) {
+        let signer = spec.config.reconcile.signer(options.env);
+        match record::record(repo, &status_branch, expected, &changes, &message, &signer) {
             Ok(Outcome::Committed { commit, .. }) => Recorded::Committed { commit },
             Ok(Outcome::Unchanged) => Recorded::Unchanged,
             Err(e @ RecordError::Deferred { .. }) => Recorded::Deferred {

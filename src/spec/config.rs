@@ -7,7 +7,7 @@ use toml::de::DeValue;
 
 use super::diag::Code;
 use super::model::{
-    BUILTIN_HARNESSES, Backoff, Budget, Config, Forge, Harness, HarnessKind, Invariant,
+    BUILTIN_HARNESSES, Backoff, Budget, Config, Forge, Harness, HarnessKind, Identity, Invariant,
     InvariantKind, Merge, ModelPrice, Reconcile, Sandbox, Schedule, Scope,
 };
 use super::suggest;
@@ -37,6 +37,9 @@ const RECONCILE_KEYS: &[&str] = &[
     "task_timeout",
     "backoff",
     "default_harness",
+    "committer",
+    "worktree_root",
+    "keep_attempts",
 ];
 const BACKOFF_KEYS: &[&str] = &["base", "factor", "max"];
 const INVARIANT_KEYS: &[&str] = &[
@@ -179,6 +182,9 @@ fn read_reconcile(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, out: &mut Reconcile) 
     if let Some(n) = t.integer_in(ctx, "max_agents", 0, 10_000) {
         out.max_agents = to_u32(*n.get_ref());
     }
+    if let Some(n) = t.integer_in(ctx, "keep_attempts", 1, 100_000) {
+        out.keep_attempts = to_u32(*n.get_ref());
+    }
     if let Some(n) = t.integer_in(ctx, "dispatches_per_hour", 0, 1_000_000) {
         out.dispatches_per_hour = to_u32(*n.get_ref());
     }
@@ -221,7 +227,107 @@ fn read_reconcile(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, out: &mut Reconcile) 
     if let Some(h) = t.string(ctx, "default_harness") {
         out.default_harness = h.into_inner();
     }
+    if let Some(c) = t.string(ctx, "committer") {
+        match parse_identity(c.get_ref()) {
+            Ok(identity) => out.committer = Some(identity),
+            Err(reason) => {
+                ctx.error(
+                    Code::InvalidValue,
+                    c.span(),
+                    format!("`committer` in [reconcile] is not `Name <email>`: {reason}"),
+                )
+                .hint = Some(
+                    "for example `committer = \"converge <converge@localhost>\"`; leave it out for that default"
+                        .into(),
+                );
+            }
+        }
+    }
+    if let Some(root) = t.string(ctx, "worktree_root") {
+        match check_worktree_root(root.get_ref()) {
+            Ok(()) => out.worktree_root = Some(root.into_inner()),
+            Err(reason) => {
+                ctx.error(
+                    Code::InvalidValue,
+                    root.span(),
+                    format!("`worktree_root` in [reconcile] {reason}"),
+                )
+                .hint = Some(
+                    "name a directory outside .git/ and planning/, relative to the checkout or absolute, for example `worktree_root = \"../worktrees\"`; leave it out for `.converge/worktrees`"
+                        .into(),
+                );
+            }
+        }
+    }
     t.finish(ctx);
+}
+
+/// Refuses a worktree root written relative to the checkout that is the
+/// checkout itself or lies inside its `planning/` or `.git/` (absolute roots
+/// are checked against the repository when the tick resolves them).
+fn check_worktree_root(text: &str) -> Result<(), String> {
+    if text.trim().is_empty() {
+        return Err("is empty".into());
+    }
+    if text.contains('\0') {
+        return Err("contains a NUL byte".into());
+    }
+    let path = std::path::Path::new(text);
+    if path.is_absolute() {
+        return Ok(());
+    }
+    // Resolve `.` and `..` lexically, relative to the checkout.
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    let mut above = false;
+    for component in path.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                if parts.pop().is_none() {
+                    above = true;
+                    break;
+                }
+            }
+            other => parts.push(other.as_os_str()),
+        }
+    }
+    if above {
+        // Outside the checkout: a sibling directory, for example.
+        return Ok(());
+    }
+    match parts.first().and_then(|p| p.to_str()) {
+        None => Err("is the checkout itself: worktrees would mix with the project's files".into()),
+        Some("planning") => Err("is inside planning/, which agents must not change".into()),
+        Some(".git") => Err("is inside .git/, where agent CLIs refuse to edit files".into()),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Reads `Name <email>` as git writes an identity.
+pub fn parse_identity(text: &str) -> Result<Identity, String> {
+    if text.contains(['\n', '\r', '\0']) {
+        return Err("it spans more than one line".into());
+    }
+    let Some((name, rest)) = text.split_once('<') else {
+        return Err("the email in `<...>` is missing".into());
+    };
+    let Some(email) = rest.strip_suffix('>') else {
+        return Err("it must end with the email in `<...>`".into());
+    };
+    let name = name.trim();
+    if name.is_empty() {
+        return Err("the name before `<` is empty".into());
+    }
+    if email.trim().is_empty() || email.contains(['<', '>']) || email != email.trim() {
+        return Err("the email between `<` and `>` is empty or malformed".into());
+    }
+    if name.contains(['<', '>']) {
+        return Err("the name contains `<` or `>`".into());
+    }
+    Ok(Identity {
+        name: name.to_owned(),
+        email: email.to_owned(),
+    })
 }
 
 fn read_backoff(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Backoff {
@@ -1088,6 +1194,101 @@ queue = "weekly.md"
         );
         // Only the complete price is kept (the unknown key is reported).
         assert_eq!(c.config.prices.keys().collect::<Vec<_>>(), ["d"]);
+    }
+
+    #[test]
+    fn committer_is_name_and_email() {
+        let (c, diags) = compile_text("[reconcile]\ncommitter = \" Tidy Bot <bot@example.com>\"\n");
+        assert!(diags.is_empty(), "{diags:?}");
+        let identity = c.config.reconcile.committer.expect("set");
+        assert_eq!(
+            (identity.name.as_str(), identity.email.as_str()),
+            ("Tidy Bot", "bot@example.com")
+        );
+        for bad in [
+            "Tidy Bot",
+            "<bot@example.com>",
+            "Bot <>",
+            "Bot <a> b",
+            "Bot <a<b>",
+        ] {
+            let (c, diags) = compile_text(&format!("[reconcile]\ncommitter = \"{bad}\"\n"));
+            assert!(!c.valid, "{bad}");
+            assert_eq!(diags.len(), 1, "{bad}: {diags:?}");
+            assert!(
+                diags[0].message.contains("not `Name <email>`"),
+                "{bad}: {diags:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn configured_committer_wins_over_the_environment_which_wins_over_the_default() {
+        use crate::git::Signer;
+        let env = |name: &str| match name {
+            "GIT_COMMITTER_NAME" => Some("CI".to_owned()),
+            _ => None,
+        };
+        let none = |_: &str| None;
+        let converge = |name: &str, email: &str| Signer::Converge {
+            name: name.into(),
+            email: email.into(),
+        };
+        let mut reconcile = Reconcile::default();
+        assert_eq!(
+            reconcile.signer(&none),
+            converge("converge", "converge@localhost")
+        );
+        assert_eq!(reconcile.signer(&env), converge("CI", "converge@localhost"));
+        reconcile.committer = Some(Identity {
+            name: "Bot".into(),
+            email: "bot@example.com".into(),
+        });
+        assert_eq!(reconcile.signer(&env), converge("Bot", "bot@example.com"));
+    }
+
+    #[test]
+    fn worktree_root_outside_planning_and_the_git_dir() {
+        for ok in [
+            "wt",
+            "build/wt",
+            "../sibling",
+            "/abs/wt",
+            "./.converge/trees",
+            "planning-wt",
+        ] {
+            assert_eq!(check_worktree_root(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "a/..",
+            "planning",
+            "./planning/wt",
+            "x/../planning/wt",
+            ".git/wt",
+        ] {
+            assert!(check_worktree_root(bad).is_err(), "{bad}");
+        }
+        let (c, diags) = compile_text("[reconcile]\nworktree_root = \"planning/wt\"\n");
+        assert!(!c.valid);
+        assert_eq!(c.config.reconcile.worktree_root, None);
+        assert!(diags[0].message.contains("inside planning/"), "{diags:?}");
+    }
+
+    #[test]
+    fn keep_attempts_is_at_least_one() {
+        assert_eq!(default_config().reconcile.keep_attempts, 5);
+        let (c, _) = compile_text("[reconcile]\nkeep_attempts = 2\n");
+        assert_eq!(c.config.reconcile.keep_attempts, 2);
+        let (c, diags) = compile_text("[reconcile]\nkeep_attempts = 0\n");
+        assert!(!c.valid);
+        assert!(diags[0].message.contains("`keep_attempts`"), "{diags:?}");
+        assert_eq!(
+            diags[0].location.as_ref().map(|l| l.line),
+            Some(2),
+            "{diags:?}"
+        );
     }
 
     #[test]

@@ -93,6 +93,55 @@ pub struct Reconcile {
     pub backoff: Backoff,
     /// The harness of tasks whose plan and task name none.
     pub default_harness: String,
+    /// converge's own identity for the commits it makes by itself (status,
+    /// merges, leftovers), when `committer` is set; see [`Reconcile::signer`].
+    pub committer: Option<Identity>,
+    /// `[reconcile] worktree_root` as written: where task worktrees live,
+    /// relative to the checkout or absolute; unset: `.converge/worktrees`.
+    pub worktree_root: Option<String>,
+    /// How many attempts per task `converge gc` keeps the run records and
+    /// kept heads of (the newest; more are kept while running or unmerged).
+    pub keep_attempts: u32,
+}
+
+/// A name and an email, as in `converge <converge@localhost>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    pub name: String,
+    pub email: String,
+}
+
+/// converge's identity when neither `[reconcile] committer` nor
+/// `GIT_COMMITTER_NAME` names one.
+pub const DEFAULT_COMMITTER: (&str, &str) = ("converge", "converge@localhost");
+
+impl Reconcile {
+    /// Who converge's own commits are written as: `[reconcile] committer`
+    /// when set (explicit configuration wins over the environment), else
+    /// `GIT_COMMITTER_NAME`/`GIT_COMMITTER_EMAIL` from `env` (a run that fixes
+    /// its identity, like CI or a test), else `converge <converge@localhost>`.
+    /// git's `user.name`/`user.email` name the person and are not used.
+    pub fn signer(&self, env: &dyn Fn(&str) -> Option<String>) -> crate::git::Signer {
+        let (name, email) = match &self.committer {
+            Some(identity) => (identity.name.clone(), identity.email.clone()),
+            None => {
+                let name = env("GIT_COMMITTER_NAME").filter(|n| !n.trim().is_empty());
+                match name {
+                    Some(name) => (
+                        name,
+                        env("GIT_COMMITTER_EMAIL")
+                            .filter(|e| !e.trim().is_empty())
+                            .unwrap_or_else(|| DEFAULT_COMMITTER.1.to_owned()),
+                    ),
+                    None => (
+                        DEFAULT_COMMITTER.0.to_owned(),
+                        DEFAULT_COMMITTER.1.to_owned(),
+                    ),
+                }
+            }
+        };
+        crate::git::Signer::Converge { name, email }
+    }
 }
 
 impl Default for Reconcile {
@@ -108,6 +157,9 @@ impl Default for Reconcile {
             task_timeout: Duration::from_secs(30 * 60),
             backoff: Backoff::default(),
             default_harness: "claude-code".into(),
+            committer: None,
+            worktree_root: None,
+            keep_attempts: 5,
         }
     }
 }

@@ -127,6 +127,7 @@ pub fn record(
     expected: ObjectId,
     changes: &[Change],
     message: &Message,
+    signer: &crate::git::Signer,
 ) -> Result<Outcome, RecordError> {
     let write_err = |source| RecordError::Write {
         branch: branch.to_owned(),
@@ -152,7 +153,7 @@ pub fn record(
     if tree == base_tree {
         return Ok(Outcome::Unchanged);
     }
-    let new = repo.write_commit(tree, &[expected], &message.render())?;
+    let new = repo.write_commit(tree, &[expected], &message.render(), signer)?;
     crate::crash::point("mid-record");
     let advanced = repo
         .advance_branch(

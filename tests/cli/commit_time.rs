@@ -177,9 +177,11 @@ fn a_commit_on_a_parent_from_a_clock_running_ahead_is_not_dated_before_it() {
         .expect("clock")
         .as_secs() as i64;
     let on_ahead = repo
-        .write_commit(tree, &[ahead], "on ahead")
+        .write_commit(tree, &[ahead], "on ahead", &converge::git::Signer::Person)
         .expect("commit");
-    let first = repo.write_commit(tree, &[], "root").expect("commit");
+    let first = repo
+        .write_commit(tree, &[], "root", &converge::git::Signer::Person)
+        .expect("commit");
     let time = |id: gix::ObjectId| -> i64 {
         sb.git(&["log", "-1", "--format=%ct", &id.to_string()])
             .trim()

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use converge::act::dispatch::{Attempt, dispatch, worktree_path};
+use converge::act::dispatch::{Attempt, default_worktree_root, dispatch, worktree_path};
 use converge::agent::Secret;
 use converge::git::Repo;
 use converge::harness::Launch;
@@ -14,7 +14,7 @@ use converge::time::Timestamp;
 
 use crate::support::{BIN, Sandbox};
 
-fn attempt<'a>(key: &'a TaskKey, number: u32, fork: &str) -> Attempt<'a> {
+fn attempt<'a>(repo: &Repo, key: &'a TaskKey, number: u32, fork: &str) -> Attempt<'a> {
     Attempt {
         key,
         attempt: number,
@@ -33,6 +33,8 @@ fn attempt<'a>(key: &'a TaskKey, number: u32, fork: &str) -> Attempt<'a> {
         harness: "mine".into(),
         brief: b"{}".to_vec(),
         sandbox: None,
+        signer: converge::git::Signer::Person,
+        worktree_root: default_worktree_root(repo.common_dir()),
     }
 }
 
@@ -57,10 +59,18 @@ fn dispatch_starts_an_agent_in_a_fresh_worktree_and_is_idempotent() {
     let secret = Secret::from_bytes(b"dispatch test secret, long enough".to_vec());
     let key = TaskKey::new("p", "a");
 
-    let started =
-        dispatch(&repo, &secret, &attempt(&key, 1, &fork), Path::new(BIN)).expect("dispatches");
+    let started = dispatch(
+        &repo,
+        &secret,
+        &attempt(&repo, &key, 1, &fork),
+        Path::new(BIN),
+    )
+    .expect("dispatches");
     assert!(!started.adopted);
-    assert_eq!(started.worktree, worktree_path(repo.common_dir(), &key));
+    assert_eq!(
+        started.worktree,
+        worktree_path(&default_worktree_root(repo.common_dir()), &key)
+    );
     assert_eq!(sandbox.git(&["rev-parse", "converge/p/a"]).trim(), fork);
     let worktrees = sandbox.git(&["worktree", "list", "--porcelain"]);
     assert!(
@@ -82,7 +92,13 @@ fn dispatch_starts_an_agent_in_a_fresh_worktree_and_is_idempotent() {
     );
 
     // Running dispatch again for the same attempt adopts it: no second agent.
-    let again = dispatch(&repo, &secret, &attempt(&key, 1, &fork), Path::new(BIN)).expect("adopts");
+    let again = dispatch(
+        &repo,
+        &secret,
+        &attempt(&repo, &key, 1, &fork),
+        Path::new(BIN),
+    )
+    .expect("adopts");
     assert!(again.adopted);
     std::thread::sleep(Duration::from_millis(300));
     let marks =
@@ -98,8 +114,13 @@ fn a_retry_keeps_the_earlier_attempt_and_starts_from_the_new_base() {
     let repo = Repo::discover(sandbox.path()).expect("repo");
     let secret = Secret::from_bytes(b"dispatch test secret, long enough".to_vec());
     let key = TaskKey::new("p", "a");
-    let first =
-        dispatch(&repo, &secret, &attempt(&key, 1, &fork), Path::new(BIN)).expect("dispatches");
+    let first = dispatch(
+        &repo,
+        &secret,
+        &attempt(&repo, &key, 1, &fork),
+        Path::new(BIN),
+    )
+    .expect("dispatches");
     wait_for(&first.run_dir.join("exit.json"));
     // Attempt 1's work, committed in its worktree.
     let wt = first.worktree.to_str().expect("utf-8").to_owned();
@@ -113,8 +134,13 @@ fn a_retry_keeps_the_earlier_attempt_and_starts_from_the_new_base() {
     sandbox.write("NEWS.md", "news\n");
     let new_base = sandbox.commit_all("base moves");
 
-    let second =
-        dispatch(&repo, &secret, &attempt(&key, 2, &new_base), Path::new(BIN)).expect("retries");
+    let second = dispatch(
+        &repo,
+        &secret,
+        &attempt(&repo, &key, 2, &new_base),
+        Path::new(BIN),
+    )
+    .expect("retries");
     assert!(!second.adopted);
     // Attempt 1's commits are kept, with what it left uncommitted on top.
     let kept = sandbox
@@ -154,15 +180,25 @@ fn a_crash_between_moving_the_branch_and_the_worktree_never_reuses_the_old_check
     let repo = Repo::discover(sandbox.path()).expect("repo");
     let secret = Secret::from_bytes(b"dispatch test secret, long enough".to_vec());
     let key = TaskKey::new("p", "a");
-    let first =
-        dispatch(&repo, &secret, &attempt(&key, 1, &fork), Path::new(BIN)).expect("dispatches");
+    let first = dispatch(
+        &repo,
+        &secret,
+        &attempt(&repo, &key, 1, &fork),
+        Path::new(BIN),
+    )
+    .expect("dispatches");
     wait_for(&first.run_dir.join("exit.json"));
     sandbox.write("planning/status/p.toml", "# status\n");
     let new_base = sandbox.commit_all("base moves");
     // The retry's branch move happened; its worktree replacement did not.
     sandbox.git(&["update-ref", "refs/heads/converge/p/a", &new_base]);
-    let second =
-        dispatch(&repo, &secret, &attempt(&key, 2, &new_base), Path::new(BIN)).expect("retries");
+    let second = dispatch(
+        &repo,
+        &secret,
+        &attempt(&repo, &key, 2, &new_base),
+        Path::new(BIN),
+    )
+    .expect("retries");
     wait_for(&second.run_dir.join("exit.json"));
     let wt = second.worktree.to_str().expect("utf-8").to_owned();
     assert_eq!(

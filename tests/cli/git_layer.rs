@@ -70,14 +70,18 @@ fn leftovers_are_committed_with_untracked_files_but_not_ignored_ones() {
     std::fs::remove_file(sb.path().join("gone.txt")).expect("rm");
     let repo = Repo::discover(sb.path()).expect("repo");
     let commit = repo
-        .commit_leftovers("leftovers")
+        .commit_leftovers("leftovers", &converge::git::Signer::Person)
         .expect("commit")
         .expect("something to commit");
     let files = sb.git(&["show", "--name-status", "--format=", &commit.to_string()]);
     assert_eq!(files, "D\tgone.txt\nM\tkeep.txt\nA\tnew/deep.txt\n");
     // The index matches: only the ignored file is left outside git.
     assert_eq!(sb.git(&["status", "--porcelain"]), "");
-    assert_eq!(repo.commit_leftovers("again").expect("commit"), None);
+    assert_eq!(
+        repo.commit_leftovers("again", &converge::git::Signer::Person)
+            .expect("commit"),
+        None
+    );
 }
 
 #[test]

@@ -52,6 +52,7 @@ fn a_clean_checkout_moves_with_the_status_commit() {
         head,
         &changes("phase = 'running'\n"),
         &message(),
+        &converge::git::Signer::Person,
     )
     .expect("records");
     let Outcome::Committed { commit, worktree } = outcome else {
@@ -111,7 +112,15 @@ fn a_dirty_path_defers_and_nothing_moves_but_unrelated_edits_do_not() {
     sandbox.write("planning/status/auth.toml", "# my notes\n");
     sandbox.write("README.md", "hello, uncommitted edit\n");
     let repo = Repo::discover(sandbox.path()).expect("repo");
-    let error = record(&repo, "main", head, &changes("x = 1\n"), &message()).expect_err("deferred");
+    let error = record(
+        &repo,
+        "main",
+        head,
+        &changes("x = 1\n"),
+        &message(),
+        &converge::git::Signer::Person,
+    )
+    .expect_err("deferred");
     assert!(matches!(error, RecordError::Deferred { .. }), "{error}");
     assert!(
         error
@@ -124,7 +133,15 @@ fn a_dirty_path_defers_and_nothing_moves_but_unrelated_edits_do_not() {
     assert_eq!(sandbox.read("planning/status/auth.toml"), "# my notes\n");
     // Out of the way, the commit goes through; the unrelated edit stays.
     std::fs::remove_file(sandbox.path().join("planning/status/auth.toml")).expect("rm");
-    record(&repo, "main", head, &changes("x = 1\n"), &message()).expect("recorded");
+    record(
+        &repo,
+        "main",
+        head,
+        &changes("x = 1\n"),
+        &message(),
+        &converge::git::Signer::Person,
+    )
+    .expect("recorded");
     assert_eq!(sandbox.read("README.md"), "hello, uncommitted edit\n");
     assert_eq!(sandbox.git(&["status", "--porcelain"]), " M README.md\n");
 }
@@ -139,7 +156,15 @@ fn a_moved_branch_is_a_conflict_not_an_overwrite() {
     sandbox.git(&["merge", "-q", "--ff-only", "elsewhere"]);
     let moved = sandbox.git(&["rev-parse", "main"]).trim().to_owned();
     let repo = Repo::discover(sandbox.path()).expect("repo");
-    let error = record(&repo, "main", head, &changes("x = 1\n"), &message()).expect_err("conflict");
+    let error = record(
+        &repo,
+        "main",
+        head,
+        &changes("x = 1\n"),
+        &message(),
+        &converge::git::Signer::Person,
+    )
+    .expect_err("conflict");
     assert!(matches!(error, RecordError::Conflict { .. }), "{error}");
     assert_eq!(
         sandbox.git(&["rev-parse", "main"]).trim(),
@@ -157,7 +182,15 @@ fn nothing_changed_writes_nothing_and_other_branches_leave_the_checkout_alone() 
         content: Some(b"Goal.\n".to_vec()),
     }];
     assert_eq!(
-        record(&repo, "main", head, &unchanged, &message()).expect("ok"),
+        record(
+            &repo,
+            "main",
+            head,
+            &unchanged,
+            &message(),
+            &converge::git::Signer::Person
+        )
+        .expect("ok"),
         Outcome::Unchanged
     );
     assert_eq!(sandbox.git(&["rev-parse", "main"]).trim(), head.to_string());
@@ -172,6 +205,7 @@ fn nothing_changed_writes_nothing_and_other_branches_leave_the_checkout_alone() 
         head,
         &changes("x = 1\n"),
         &message(),
+        &converge::git::Signer::Person,
     )
     .expect("records");
     assert!(

@@ -9,8 +9,16 @@ use super::{CliError, CliResult, Ctx, LogArgs, print};
 use crate::observe::runs::{latest_attempts, run_dir};
 
 pub fn run(ctx: &Ctx, args: &LogArgs) -> CliResult {
-    let key = task_key(&args.task)?;
     let repo = open_repo(ctx)?;
+    let key = match task_key(&args.task) {
+        Ok(key) => key,
+        Err(error) => {
+            return Err(super::human::snapshot(&repo)
+                .ok()
+                .and_then(|report| super::human::known_task_named(&report, &args.task).err())
+                .unwrap_or(error));
+        }
+    };
     let common = repo.common_dir().to_owned();
     let attempt = match args.attempt {
         Some(n) => n,
@@ -19,10 +27,7 @@ pub fn run(ctx: &Ctx, args: &LogArgs) -> CliResult {
             .into_iter()
             .find(|(k, _, _)| *k == key)
             .map(|(_, n, _)| n)
-            .ok_or_else(|| {
-                CliError::bad_input(format!("{key} has no attempts yet"))
-                    .hint("`converge status` shows which tasks have run")
-            })?,
+            .map_or_else(|| Err(no_attempts(&repo, &key)), Ok)?,
     };
     let dir = run_dir(&common, &key, attempt);
     if !dir.exists() {
@@ -66,4 +71,18 @@ pub fn run(ctx: &Ctx, args: &LogArgs) -> CliResult {
         print(&format!("--- exit.json\n{}\n", exit.trim_end()))?;
     }
     Ok(())
+}
+
+/// Why a task has no run records: it does not exist (with a suggestion), or it
+/// has not run yet.
+fn no_attempts(repo: &crate::git::Repo, key: &crate::observe::TaskKey) -> CliError {
+    // A task that is gone from the plans may still have records; only the
+    // path without any is checked against the spec.
+    let unknown = super::human::snapshot(repo)
+        .ok()
+        .and_then(|report| super::human::known_task(&report, key).err());
+    unknown.unwrap_or_else(|| {
+        CliError::bad_input(format!("{key} has no attempts yet"))
+            .hint("`converge status` shows which tasks have run")
+    })
 }

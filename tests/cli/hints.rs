@@ -1,0 +1,110 @@
+//! Hints that are right and records that tell the truth (issue 14, items 8-10):
+//! what a new user was told, checked against what converge then does.
+
+use crate::support::Sandbox;
+
+const CONFIG: &str = r#"[reconcile]
+default_harness = "sim"
+max_agents = 4
+backoff = { base = "1s", factor = 2, max = "2s" }
+
+[invariants.never]
+kind = "test_suite"
+command = "sh"
+args = ["-c", "echo 'assertion failed: 1 == 2'; exit 1"]
+"#;
+
+const COUNTING: &str = r#"[plan]
+name = "Counting"
+state = "active"
+
+[[tasks]]
+name = "news"
+description = "Write the news."
+scope = "narrow"
+gate = "auto"
+[tasks.sim]
+files = [{ path = "news.txt", content = "news\n" }]
+
+[[tasks]]
+name = "review"
+description = "Reviewed work."
+scope = "narrow"
+gate = "human_review"
+[tasks.sim]
+files = [{ path = "review.txt", content = "review\n" }]
+"#;
+
+fn setup(config: &str, plans: &[(&str, &str)]) -> Sandbox {
+    let sb = Sandbox::repo();
+    sb.write("README.md", "project\n");
+    sb.write("planning/goal.md", "Converge.\n");
+    sb.write("planning/converge.toml", config);
+    for (id, text) in plans {
+        sb.write(&format!("planning/plans/{id}.toml"), text);
+    }
+    sb.commit_all("plan");
+    sb
+}
+
+fn settle(sb: &Sandbox) {
+    sb.converge(&["reconcile", "--wait", "--max-ticks", "200"])
+        .success();
+}
+
+#[test]
+fn task_names_and_decisions_are_answered_truthfully() {
+    let sb = setup(CONFIG, &[("counting", COUNTING)]);
+    settle(&sb);
+
+    // A merged task: `retry` says so instead of bumping `reset`.
+    let retry = sb.converge(&["retry", "counting/news"]);
+    assert_eq!(retry.code, 2, "{}", retry.transcript());
+    assert!(
+        retry.stderr.contains("counting/news is merged"),
+        "{}",
+        retry.transcript()
+    );
+    assert!(!sb.read("planning/plans/counting.toml").contains("reset"));
+
+    // A bare task name one plan has: the suggestion is that task.
+    let gate = sb.converge(&["gate", "news"]);
+    assert_eq!(gate.code, 2, "{}", gate.transcript());
+    assert!(
+        gate.stderr.contains("did you mean `counting/news`?"),
+        "{}",
+        gate.transcript()
+    );
+
+    // A task that does not exist: `log` says so, with a suggestion.
+    let log = sb.converge(&["log", "counting/nwes"]);
+    assert_eq!(log.code, 2, "{}", log.transcript());
+    assert!(
+        log.stderr.contains("there is no task `counting/nwes`")
+            && log.stderr.contains("did you mean `news`?"),
+        "{}",
+        log.transcript()
+    );
+    let log = sb.converge(&["log", "plan/nope"]);
+    assert!(
+        log.stderr.contains("there is no task `plan/nope`"),
+        "{}",
+        log.transcript()
+    );
+
+    // `reject` speaks English.
+    let reject = sb.converge(&["reject", "counting/review", "--reason", "too short"]);
+    reject.success();
+    assert!(
+        reject.stdout.contains("rejected counting/review at "),
+        "{}",
+        reject.transcript()
+    );
+    let approve = sb.converge(&["approve", "counting/review"]);
+    approve.success();
+    assert!(
+        approve.stdout.contains("approved counting/review at "),
+        "{}",
+        approve.transcript()
+    );
+}

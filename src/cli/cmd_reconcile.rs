@@ -237,7 +237,13 @@ pub fn text_report(report: &TickReport, explain: bool) -> String {
         )),
         Recorded::Unchanged => {
             if report.applied.is_empty() && !explain {
-                out.push_str("nothing to do\n");
+                let waiting = waiting_on(&report.decision);
+                if waiting.is_empty() {
+                    out.push_str("nothing to do\n");
+                }
+                for line in waiting {
+                    out.push_str(&format!("waiting: {line}\n"));
+                }
             }
         }
         Recorded::DryRun { diff } => {
@@ -261,6 +267,32 @@ pub fn text_report(report: &TickReport, explain: bool) -> String {
         out.push_str(&explain_text(&report.decision));
     }
     out
+}
+
+/// What holds back work that is ready, and until when: the limits and
+/// cool-downs of the tasks not acted on, each said once.
+pub fn waiting_on(decision: &Decision) -> Vec<String> {
+    use crate::decide::Reason;
+    let mut lines: Vec<String> = Vec::new();
+    let reasons = decision
+        .report
+        .iter()
+        .filter(|r| r.action.is_none())
+        .map(|r| &r.reason)
+        .chain(decision.queue.iter().map(|(_, _, reason)| reason));
+    for reason in reasons {
+        let line = match reason {
+            Reason::DispatchRateLimited { .. }
+            | Reason::MaxAgents { .. }
+            | Reason::HarnessCooling { .. }
+            | Reason::BudgetSpent { .. } => reason.to_string(),
+            _ => continue,
+        };
+        if !lines.contains(&line) {
+            lines.push(line);
+        }
+    }
+    lines
 }
 
 pub fn describe(action: &crate::decide::Action) -> String {

@@ -35,6 +35,18 @@ impl From<&Reconcile> for Limits {
     }
 }
 
+impl Limits {
+    /// The limits the dashboard (STATUS.md, `converge status`) is decided
+    /// under: without the one-tick `actions_per_tick` budget, so that a task
+    /// shows the limit it really waits for.
+    pub fn for_dashboard(self) -> Self {
+        Limits {
+            actions_per_tick: u32::MAX,
+            ..self
+        }
+    }
+}
+
 /// A side effect for `act` to carry out. Every action is idempotent there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -217,8 +229,12 @@ pub enum Reason {
     MaxAgents {
         running: u32,
     },
+    /// `dispatches_per_hour` attempts started in the last hour; the next can
+    /// start at `next_at`, when the oldest of them is an hour old.
     DispatchRateLimited {
         last_hour: u32,
+        limit: u32,
+        next_at: Timestamp,
     },
     ActionsPerTick,
 }
@@ -365,10 +381,14 @@ impl fmt::Display for Reason {
             Reason::MaxAgents { running } => {
                 write!(f, "{running} agent(s) running, the `max_agents` limit")
             }
-            Reason::DispatchRateLimited { last_hour } => {
+            Reason::DispatchRateLimited {
+                last_hour,
+                limit,
+                next_at,
+            } => {
                 write!(
                     f,
-                    "{last_hour} attempt(s) started in the last hour, the `dispatches_per_hour` limit"
+                    "dispatches_per_hour {limit}/h reached ({last_hour} started in the last hour), next dispatch at {next_at}"
                 )
             }
             Reason::ActionsPerTick => f.write_str("this tick's `actions_per_tick` is used up"),
@@ -531,7 +551,9 @@ pub fn decide(
     });
     let running =
         u32::try_from(obs.running()).unwrap_or(u32::MAX) + claimed_elsewhere(status, obs, now);
-    let mut started_last_hour = dispatches_since(status, now.minus(HOUR));
+    // Start times in the last hour, oldest first; this tick's starts join them.
+    let mut recent = starts_since(status, now.minus(HOUR));
+    let mut started_last_hour = u32::try_from(recent.len()).unwrap_or(u32::MAX);
     let mut agents = running;
     let mut actions = Vec::new();
     let mut deferred: BTreeMap<usize, Reason> = BTreeMap::new();
@@ -542,8 +564,14 @@ pub fn decide(
         } else if action.starts_agent() && agents >= limits.max_agents {
             Err(Reason::MaxAgents { running: agents })
         } else if action.starts_agent() && started_last_hour >= limits.dispatches_per_hour {
+            // A slot frees when enough of the starts are an hour old that
+            // fewer than the limit remain.
+            let over = (started_last_hour - limits.dispatches_per_hour) as usize;
+            let next_at = recent.get(over).map_or(now, |t| t.plus(HOUR));
             Err(Reason::DispatchRateLimited {
                 last_hour: started_last_hour,
+                limit: limits.dispatches_per_hour,
+                next_at,
             })
         } else {
             Ok(())
@@ -560,10 +588,16 @@ pub fn decide(
                 if action.starts_agent() {
                     agents += 1;
                     started_last_hour += 1;
+                    recent.push(now);
                 }
                 actions.push(action);
             }
             (Err(why), Some(i)) => {
+                // Nothing else may change by then: a watcher wakes when the
+                // rate limit lets the next attempt start.
+                if let Reason::DispatchRateLimited { next_at, .. } = &why {
+                    wake(*next_at);
+                }
                 deferred.insert(i, why);
             }
             (Err(_), None) => {}
@@ -621,15 +655,18 @@ fn claimed_elsewhere(status: &Status, obs: &Observation, now: Timestamp) -> u32 
 }
 
 /// Attempts started since `since`, from the attempt records in status.
-fn dispatches_since(status: &Status, since: Timestamp) -> u32 {
-    let count = status
+/// The start times of the attempts started after `since`, oldest first.
+fn starts_since(status: &Status, since: Timestamp) -> Vec<Timestamp> {
+    let mut starts: Vec<Timestamp> = status
         .plans
         .values()
         .flat_map(|p| p.tasks.values())
         .flat_map(|t| &t.attempts)
-        .filter(|a| a.started_at > since)
-        .count();
-    u32::try_from(count).unwrap_or(u32::MAX)
+        .map(|a| a.started_at)
+        .filter(|t| *t > since)
+        .collect();
+    starts.sort();
+    starts
 }
 
 #[allow(clippy::too_many_arguments)]

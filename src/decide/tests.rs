@@ -812,6 +812,26 @@ gate = "auto"
         }]
     );
     assert_eq!(line(&d, "y"), (None, "dispatch-rate-limited", "pending"));
+    // It says until when: the attempt started ten minutes ago is an hour old
+    // in fifty minutes, and then `y` can start; a watcher wakes then.
+    let next = Timestamp::from_unix(NOW.unix() - 600 + 3600);
+    let y = d.report.iter().find(|r| r.key == key("y")).expect("y");
+    assert_eq!(
+        y.reason,
+        Reason::DispatchRateLimited {
+            last_hour: 2,
+            limit: 2,
+            next_at: next
+        }
+    );
+    assert!(
+        y.reason.to_string().contains(&format!(
+            "dispatches_per_hour 2/h reached (2 started in the last hour), next dispatch at {next}"
+        )),
+        "{}",
+        y.reason
+    );
+    assert_eq!(d.wake_at, Some(next));
 }
 
 #[test]
@@ -849,7 +869,11 @@ fn every_reason_code_is_distinct() {
         Reason::Merged,
         Reason::MergeLost,
         Reason::MaxAgents { running: 1 },
-        Reason::DispatchRateLimited { last_hour: 1 },
+        Reason::DispatchRateLimited {
+            last_hour: 1,
+            limit: 1,
+            next_at: NOW,
+        },
         Reason::ActionsPerTick,
     ];
     let codes: std::collections::BTreeSet<&str> = reasons.iter().map(Reason::code).collect();
@@ -949,7 +973,7 @@ fn limits_are_never_exceeded_and_decisions_are_deterministic() {
             obs.tasks.insert(key(&name), ob);
         }
         let running = obs.running() as u32;
-        let last_hour = dispatches_since(&st, NOW.minus(HOUR));
+        let last_hour = u32::try_from(starts_since(&st, NOW.minus(HOUR)).len()).expect("few");
         let d = decide(&spec, &obs, &st, NOW, &limits);
         assert!(d.actions.len() <= limits.actions_per_tick as usize);
         let starts = d.actions.iter().filter(|a| a.starts_agent()).count() as u32;

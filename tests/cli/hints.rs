@@ -108,3 +108,66 @@ fn task_names_and_decisions_are_answered_truthfully() {
         approve.transcript()
     );
 }
+
+#[test]
+fn a_throttled_tick_says_what_it_waits_for_and_until_when() {
+    let config = CONFIG.replace("max_agents = 4", "max_agents = 4\ndispatches_per_hour = 1");
+    let sb = setup(&config, &[("counting", COUNTING)]);
+    let mut seen = None;
+    for _ in 0..100 {
+        let run = sb.converge(&["reconcile", "--once"]);
+        run.success();
+        assert!(
+            !run.stdout.contains("nothing to do"),
+            "a throttled tick is not idle:\n{}",
+            run.transcript()
+        );
+        if run.stdout.contains("waiting: ") {
+            seen = Some(run);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let run = seen.expect("a tick waits for the rate limit");
+    assert!(
+        run.stdout.contains(
+            "waiting: dispatches_per_hour 1/h reached (1 started in the last hour), next dispatch at "
+        ),
+        "{}",
+        run.transcript()
+    );
+    let json = sb.converge(&["reconcile", "--once", "--json"]);
+    json.success();
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    let wake = value["wake_at"].as_str().expect("wake_at is set");
+    assert!(run.stdout.contains(wake), "{wake}\n{}", run.transcript());
+    let md = sb.git(&["show", "main:planning/STATUS.md"]);
+    let ready = md.split("## Ready").nth(1).expect("a Ready section");
+    assert!(ready.contains(&format!("next dispatch at {wake}")), "{md}");
+}
+
+#[test]
+fn the_dashboard_never_blames_one_ticks_actions_per_tick() {
+    // One action per tick: the ready task waits for the next tick, a finished
+    // agent's work for its gate. Neither is "actions_per_tick is used up".
+    let config = CONFIG.replace("max_agents = 4", "max_agents = 4\nactions_per_tick = 1");
+    let plan = COUNTING.replace("gate = \"human_review\"", "gate = \"auto\"");
+    let sb = setup(&config, &[("counting", &plan)]);
+    for _ in 0..100 {
+        let run = sb.converge(&["reconcile", "--once"]);
+        run.success();
+        let md = sb.git(&["show", "main:planning/STATUS.md"]);
+        assert!(!md.contains("actions_per_tick"), "{md}");
+        let status = sb.converge(&["status"]);
+        assert!(
+            !status.stdout.contains("actions_per_tick"),
+            "{}",
+            status.transcript()
+        );
+        if md.contains("2 merged") {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the plan did not converge");
+}

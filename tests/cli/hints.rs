@@ -171,3 +171,22 @@ fn the_dashboard_never_blames_one_ticks_actions_per_tick() {
     }
     panic!("the plan did not converge");
 }
+
+#[test]
+fn errors_of_json_commands_are_json() {
+    let sb = Sandbox::new();
+    for args in [
+        &["plan", "validate", "--format", "json", "no/such/dir"][..],
+        &["status", "--json"][..],
+        &["reconcile", "--once", "--json"][..],
+    ] {
+        let run = sb.converge(args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.transcript());
+        assert!(run.stderr.is_empty(), "{args:?}: {}", run.transcript());
+        let value: serde_json::Value = serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", run.transcript()));
+        assert_eq!(value["error"]["exit_code"], 2, "{}", run.stdout);
+        assert!(value["error"]["message"].is_string(), "{}", run.stdout);
+        assert!(value["error"]["hint"].is_string(), "{}", run.stdout);
+    }
+}

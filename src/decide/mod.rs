@@ -184,8 +184,9 @@ pub enum Reason {
     },
     PlanDraft,
     PlanPaused,
+    /// Every dependency not merged yet, in `depends_on` order.
     WaitingOnDependency {
-        task: String,
+        tasks: Vec<String>,
     },
     DependencyBlocked {
         task: String,
@@ -356,7 +357,15 @@ impl fmt::Display for Reason {
                 f,
                 "its plan is paused: nothing of it starts or merges; `converge resume` continues it"
             ),
-            Reason::WaitingOnDependency { task } => write!(f, "waiting for `{task}` to merge"),
+            Reason::WaitingOnDependency { tasks } => {
+                let names: Vec<String> = tasks.iter().map(|t| format!("`{t}`")).collect();
+                let list = match names.split_last() {
+                    Some((last, [])) => last.clone(),
+                    Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+                    None => "its dependencies".to_owned(),
+                };
+                write!(f, "waiting for {list} to merge")
+            }
             Reason::DependencyBlocked { task } => {
                 write!(f, "dependency `{task}` escalated or is blocked")
             }
@@ -910,8 +919,9 @@ fn classify(
                     Some(_) => Reason::Approved,
                 },
             };
-            if let Some(dep) = unmerged_dependency(plan, task, obs) {
-                return wait(st.phase, Reason::WaitingOnDependency { task: dep });
+            let waiting = unmerged_dependencies(plan, task, obs);
+            if !waiting.is_empty() {
+                return wait(st.phase, Reason::WaitingOnDependency { tasks: waiting });
             }
             // `pause` is an emergency brake: attempts still finish and are
             // gated (the evidence is ready at resume), nothing merges.
@@ -981,8 +991,12 @@ fn classify(
             if let Some(dep) = blocked_dependency(plan, task, obs, status) {
                 return wait(Phase::Blocked, Reason::DependencyBlocked { task: dep });
             }
-            if let Some(dep) = unmerged_dependency(plan, task, obs) {
-                return wait(Phase::Pending, Reason::WaitingOnDependency { task: dep });
+            let waiting = unmerged_dependencies(plan, task, obs);
+            if !waiting.is_empty() {
+                return wait(
+                    Phase::Pending,
+                    Reason::WaitingOnDependency { tasks: waiting },
+                );
             }
             if let Some(why) = plan_blocks_start(plan) {
                 return wait(Phase::Pending, why);
@@ -1151,14 +1165,16 @@ fn dependency_key(plan: &Plan, dep: &str) -> TaskKey {
 }
 
 /// The first dependency whose work is not on the base branch yet.
-fn unmerged_dependency(plan: &Plan, task: &Task, obs: &Observation) -> Option<String> {
+/// Every dependency whose work is not merged yet.
+fn unmerged_dependencies(plan: &Plan, task: &Task, obs: &Observation) -> Vec<String> {
     task.depends_on
         .iter()
-        .find(|dep| {
+        .filter(|dep| {
             !obs.task(&dependency_key(plan, dep))
                 .is_some_and(|o| o.merged)
         })
         .cloned()
+        .collect()
 }
 
 /// The first dependency that escalated or is itself blocked. (A dependency's

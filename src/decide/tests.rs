@@ -186,7 +186,7 @@ fn a_fresh_plan_dispatches_its_roots_and_explains_the_rest() {
     assert_eq!(line(&d, "a"), (Some("dispatch"), "ready", "pending"));
     assert_eq!(line(&d, "b"), (None, "waiting-on-dependency", "pending"));
     assert_eq!(line(&d, "d"), (None, "waiting-on-dependency", "pending"));
-    assert_eq!(reason_text(&d, "d"), "waiting for `b` to merge");
+    assert_eq!(reason_text(&d, "d"), "waiting for `b` and `c` to merge");
 }
 
 #[test]
@@ -853,7 +853,9 @@ fn every_reason_code_is_distinct() {
         Reason::Running { deadline: NOW },
         Reason::PlanDraft,
         Reason::PlanPaused,
-        Reason::WaitingOnDependency { task: "x".into() },
+        Reason::WaitingOnDependency {
+            tasks: vec!["x".into()],
+        },
         Reason::DependencyBlocked { task: "x".into() },
         Reason::Backoff { until: NOW },
         Reason::ActionFailed {
@@ -1073,7 +1075,9 @@ fn queue_tasks_wait_for_the_plan_tasks_they_depend_on() {
     let report = d.report.iter().find(|r| r.key == fix).expect("queue task");
     assert_eq!(
         report.reason,
-        Reason::WaitingOnDependency { task: "p/a".into() }
+        Reason::WaitingOnDependency {
+            tasks: vec!["p/a".into()]
+        }
     );
     let d = run(&spec, &merged(&["a"]), &Status::default());
     assert!(d.actions.contains(&Action::Dispatch {
@@ -1543,4 +1547,24 @@ fn a_removed_task_whose_cleanup_keeps_failing_takes_no_slot() {
     escalated.next_eligible_at = None;
     let d = run(&spec, &obs, &status(vec![("gone", escalated)]));
     assert_eq!(line(&d, "gone"), (None, "escalated", "escalated"));
+}
+
+#[test]
+fn a_waiting_task_names_every_dependency_not_merged() {
+    let spec = spec();
+    let d = run(&spec, &merged(&["a"]), &Status::default());
+    let report = d.report.iter().find(|r| r.key == key("d")).expect("d");
+    assert_eq!(
+        report.reason,
+        Reason::WaitingOnDependency {
+            tasks: vec!["b".into(), "c".into()]
+        }
+    );
+    assert_eq!(
+        report.reason.to_string(),
+        "waiting for `b` and `c` to merge"
+    );
+    let d = run(&spec, &merged(&["a", "b"]), &Status::default());
+    let report = d.report.iter().find(|r| r.key == key("d")).expect("d");
+    assert_eq!(report.reason.to_string(), "waiting for `c` to merge");
 }

@@ -997,6 +997,16 @@ fn gate(
     let worktree = worktree_path(&common, key);
     let record = runs::read_run(&dir, key, attempt, ctx.secret)?;
     let exit = runs::read_exit(&dir)?;
+    // The attempt's run ended when its agent exited, not when it is gated
+    // (`converge report` durations are the agent's run).
+    if let Some(exit) = &exit
+        && let Some(run) = entry(status, key)
+            .attempts
+            .iter_mut()
+            .find(|a| a.number == attempt)
+    {
+        run.ended_at.get_or_insert(exit.ended_at);
+    }
     let done = matches!(
         record.obs.state,
         crate::observe::RunState::Exited { done: true, .. }

@@ -190,3 +190,37 @@ fn errors_of_json_commands_are_json() {
         assert!(value["error"]["hint"].is_string(), "{}", run.stdout);
     }
 }
+
+#[test]
+fn report_durations_are_the_agents_run_not_the_wait_for_the_gate() {
+    let plan = COUNTING
+        .split("\n[[tasks]]\nname = \"review\"")
+        .next()
+        .expect("news")
+        .to_owned();
+    let sb = setup(CONFIG, &[("counting", &plan)]);
+    sb.converge(&["reconcile", "--once"]).success();
+    let exit = sb
+        .path()
+        .join(".git/converge/runs/counting/news/1/exit.json");
+    for _ in 0..200 {
+        if exit.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(exit.exists(), "the sim agent exits");
+    // The gate comes three seconds after the agent exited.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    settle(&sb);
+    let report = sb.converge(&["report", "--json"]);
+    report.success();
+    let value: serde_json::Value = serde_json::from_str(&report.stdout).expect("json");
+    let attempt = &value["attempts"][0];
+    assert_eq!(attempt["task"], "counting/news", "{value}");
+    let seconds = attempt["seconds"].as_i64().expect("ended");
+    assert!(
+        seconds <= 1,
+        "{seconds}s: the agent ran for less than a second\n{value}"
+    );
+}

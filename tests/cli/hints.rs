@@ -224,3 +224,29 @@ fn report_durations_are_the_agents_run_not_the_wait_for_the_gate() {
         "{seconds}s: the agent ran for less than a second\n{value}"
     );
 }
+
+#[test]
+fn log_follow_shows_progress_events_as_they_come() {
+    let config = format!(
+        "{CONFIG}\n[harness.slow]\nkind = \"command\"\ncommand = \"sh\"\nargs = [\"-c\", '''sleep 1; converge progress 'half way'; sleep 1; converge progress 'almost there'; sleep 1; echo hi > hi.txt; git add hi.txt; git commit -qm hi; converge done''']\n"
+    );
+    let plan = "[plan]\nname = \"One\"\nstate = \"active\"\n\n[[tasks]]\nname = \"t\"\ndescription = \"Do it.\"\nscope = \"narrow\"\ngate = \"auto\"\nharness = \"slow\"\n";
+    let sb = setup(&config, &[("one", plan)]);
+    let tick = sb.converge(&["reconcile", "--once"]);
+    tick.success();
+    assert!(
+        tick.stdout.contains("dispatch one/t"),
+        "{}",
+        tick.transcript()
+    );
+    let log = sb.converge(&["log", "one/t", "--follow"]);
+    log.success();
+    let half = log.stdout.find("progress: half way");
+    let almost = log.stdout.find("progress: almost there");
+    assert!(
+        half.is_some() && almost.is_some() && half < almost,
+        "{}",
+        log.transcript()
+    );
+    assert!(log.stdout.contains("--- exit.json"), "{}", log.transcript());
+}

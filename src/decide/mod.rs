@@ -816,6 +816,20 @@ fn classify(
                     Reason::AgentVanished,
                 );
             }
+            // An attempt at a spec that was edited since it started is
+            // superseded: it is closed as cancelled (and the task starts
+            // afresh), never gated nor offered for approval.
+            RunState::Exited { .. } if !gated(st, attempt) && edited => {
+                return act(
+                    Phase::Running,
+                    Action::Cancel {
+                        key: key.clone(),
+                        attempt,
+                        reason: Reason::SpecChanged,
+                    },
+                    Reason::SpecChanged,
+                );
+            }
             RunState::Exited { .. } if !gated(st, attempt) => {
                 return act(
                     Phase::Checking,

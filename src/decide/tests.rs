@@ -327,6 +327,45 @@ fn editing_a_running_task_cancels_its_attempt() {
 }
 
 #[test]
+fn an_attempt_superseded_by_an_edit_is_neither_gated_nor_offered_for_approval() {
+    // The agent finished, but the task was edited while it worked: its work
+    // answers a spec that no longer exists.
+    let spec = spec();
+    let mut a = st(&spec, "a", Phase::Running, 1);
+    a.generation = "0000000000000000".into();
+    let obs = with_run(
+        Observation::default(),
+        "a",
+        1,
+        RunState::Exited {
+            done: true,
+            exit_code: Some(0),
+        },
+    );
+    let d = run(&spec, &obs, &status(vec![("a", a)]));
+    assert_eq!(
+        d.actions,
+        [Action::Cancel {
+            key: key("a"),
+            attempt: 1,
+            reason: Reason::SpecChanged
+        }]
+    );
+    // Cancelled, the task starts afresh on the edited spec.
+    let mut cancelled = st(&spec, "a", Phase::Cancelled, 1);
+    cancelled.generation = "0000000000000000".into();
+    let d = run(&spec, &obs, &status(vec![("a", cancelled)]));
+    assert_eq!(
+        d.actions,
+        [Action::Retry {
+            key: key("a"),
+            attempt: 2,
+            reason: Reason::SpecChanged
+        }]
+    );
+}
+
+#[test]
 fn vanished_agents_are_reaped() {
     let spec = spec();
     let status = status(vec![("a", st(&spec, "a", Phase::Running, 1))]);

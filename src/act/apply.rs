@@ -973,6 +973,10 @@ fn path_violations(task: &Task, changed: &[String]) -> Result<Vec<String>, globs
         .collect())
 }
 
+/// The prefix of a `[merge]` invariant's evidence in a task's `gate` table
+/// (`merge:NAME`; no invariant name contains `:`).
+pub const MERGE_EVIDENCE: &str = "merge:";
+
 fn evidence(result: &CheckResult, tree: ObjectId) -> Evidence {
     Evidence {
         passed: result.passed,
@@ -1369,6 +1373,14 @@ fn merge(
             .map(|inv| run_check(inv, &path, Some(&log_dir), &ctx.redactor))
             .collect();
         ctx.repo.remove_checkout(&path)?;
+        // The evidence, next to the gate's: `converge gate` shows it.
+        let st = entry(status, key);
+        for result in &results {
+            st.gate.insert(
+                format!("{MERGE_EVIDENCE}{}", result.name),
+                evidence(result, tree),
+            );
+        }
         if let Some(failed) = results.iter().find(|r| r.blocks()) {
             let message = format!(
                 "merge invariant `{}` failed on the merge result: {}",

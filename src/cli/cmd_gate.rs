@@ -31,6 +31,10 @@ pub fn run(ctx: &Ctx, args: &GateArgs) -> CliResult {
             (false, true) => "failed (advisory)",
             (false, false) => "FAILED",
         };
+        let name = match name.strip_prefix(crate::act::apply::MERGE_EVIDENCE) {
+            Some(merge) => format!("{merge} ([merge], on the merge result)"),
+            None => name.clone(),
+        };
         out.push_str(&format!(
             "\n{verdict}: {name} (exit {}, {} ms, tree {}, log sha256 {})\n",
             ev.exit_code

@@ -250,3 +250,28 @@ fn log_follow_shows_progress_events_as_they_come() {
     );
     assert!(log.stdout.contains("--- exit.json"), "{}", log.transcript());
 }
+
+#[test]
+fn merge_invariants_leave_evidence_that_gate_shows() {
+    let config = format!(
+        "{CONFIG}\n[invariants.on_merge]\nkind = \"custom\"\ncommand = \"sh\"\nargs = [\"-c\", \"echo merged tree checked; test -f news.txt\"]\n\n[merge]\ninvariants = [\"on_merge\"]\n"
+    );
+    let plan = COUNTING
+        .split("\n[[tasks]]\nname = \"review\"")
+        .next()
+        .expect("news")
+        .to_owned();
+    let sb = setup(&config, &[("counting", &plan)]);
+    settle(&sb);
+    let status = sb.git(&["show", "main:planning/status/counting.toml"]);
+    assert!(status.contains("merge:on_merge"), "{status}");
+    let gate = sb.converge(&["gate", "counting/news"]);
+    gate.success();
+    assert!(
+        gate.stdout
+            .contains("passed: on_merge ([merge], on the merge result)")
+            && gate.stdout.contains("  | merged tree checked"),
+        "{}",
+        gate.transcript()
+    );
+}

@@ -192,7 +192,7 @@ pub fn status_md(spec: &Spec, status: &Status, decision: &Decision) -> String {
         }
         sections.entry(section).or_default().push(entry);
     }
-    merged.sort_by(|a, b| b.0.cmp(&a.0));
+    merged.sort_by_key(|entry| std::cmp::Reverse(entry.0));
     let merged_total = merged.len();
     if merged_total > 0 {
         sections.insert(

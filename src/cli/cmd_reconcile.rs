@@ -76,13 +76,15 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> CliResult {
         return Err(CliError::reported(Kind::Failure));
     }
     if !matched.is_empty() {
-        if !args.json {
-            let lines: String = matched
-                .iter()
-                .map(|m| format!("{}: {} — {}\n", m.state.as_str(), m.task, m.why))
-                .collect();
-            print(&lines)?;
+        // With --json the tick's object already lists them (`fail_on`).
+        if args.json {
+            return Err(CliError::reported(Kind::Failure));
         }
+        let lines: String = matched
+            .iter()
+            .map(|m| format!("{}: {} — {}\n", m.state.as_str(), m.task, m.why))
+            .collect();
+        print(&lines)?;
         let states: Vec<&str> = args.fail_on.iter().map(|s| s.as_str()).collect();
         return Err(CliError::failure(format!(
             "{} task(s) match --fail-on {}",

@@ -1190,7 +1190,7 @@ fn gate(
             },
         );
         return Ok(Applied::done(format!(
-            "gate {key} (attempt {attempt}){leftover_note}: failed, {message}"
+            "gate {key} (attempt {attempt}){leftover_note}: failed, {message}; `converge gate {key}` shows its output"
         )));
     }
     st.phase = match task.gate {
@@ -1399,7 +1399,9 @@ fn merge(
                     output_tail: Some(failed.output_tail.clone()).filter(|t| !t.is_empty()),
                 },
             );
-            return Ok(Applied::done(format!("merge {key}: {message}")));
+            return Ok(Applied::done(format!(
+                "merge {key}: {message}; `converge gate {key}` shows its output"
+            )));
         }
     }
 

@@ -275,3 +275,37 @@ fn merge_invariants_leave_evidence_that_gate_shows() {
         gate.transcript()
     );
 }
+
+#[test]
+fn a_failed_invariant_points_to_converge_gate() {
+    let plan = COUNTING
+        .split("\n[[tasks]]\nname = \"review\"")
+        .next()
+        .expect("news")
+        .replace(
+            "gate = \"auto\"",
+            "gate = \"auto\"\ninvariants = [\"never\"]\nretry_max = 0",
+        );
+    let sb = setup(CONFIG, &[("counting", &plan)]);
+    let mut said = String::new();
+    for _ in 0..100 {
+        let run = sb.converge(&["reconcile", "--once"]);
+        run.success();
+        said.push_str(&run.stdout);
+        if said.contains("gate counting/news (attempt 1): failed") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        said.contains("; `converge gate counting/news` shows its output"),
+        "{said}"
+    );
+    let gate = sb.converge(&["gate", "counting/news"]);
+    assert_eq!(gate.code, 1, "{}", gate.transcript());
+    assert!(
+        gate.stdout.contains("  | assertion failed: 1 == 2"),
+        "{}",
+        gate.transcript()
+    );
+}

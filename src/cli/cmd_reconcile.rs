@@ -213,8 +213,13 @@ pub fn text_report(report: &TickReport, explain: bool) -> String {
     }
     for plan in &report.spec.invalid_plans {
         out.push_str(&format!(
-            "warning: plan `{plan}` does not validate and is not acted on; `converge plan validate` lists why\n"
+            "warning: plan `{plan}` does not validate and is not acted on; `converge plan validate` explains each error\n"
         ));
+        if explain {
+            for line in super::source::plan_errors(&report.diagnostics, plan) {
+                out.push_str(&format!("  {line}\n"));
+            }
+        }
     }
     for done in &report.applied {
         match &done.deferred {

@@ -309,3 +309,28 @@ fn a_failed_invariant_points_to_converge_gate() {
         gate.transcript()
     );
 }
+
+#[test]
+fn plan_show_and_explain_list_every_missing_dependency() {
+    let plan = COUNTING.replace(
+        "name = \"review\"\n",
+        "name = \"review\"\ndepends_on = [\"nwes\", \"setup\"]\n",
+    );
+    let sb = setup(CONFIG, &[("counting", &plan)]);
+    let show = sb.converge(&["plan", "show"]);
+    assert!(
+        !show.stdout.contains("no plans yet"),
+        "{}",
+        show.transcript()
+    );
+    let explain = sb.converge(&["reconcile", "--dry-run", "--explain"]);
+    for run in [&show, &explain] {
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            all.contains("depends on `nwes`, which is not a task of this plan")
+                && all.contains("depends on `setup`, which is not a task of this plan"),
+            "{}",
+            run.transcript()
+        );
+    }
+}

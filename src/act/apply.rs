@@ -984,6 +984,10 @@ fn path_violations(task: &Task, changed: &[String]) -> Result<Vec<String>, globs
         .collect())
 }
 
+/// The prefix of a `[merge]` invariant's evidence in a task's `gate` table
+/// (`merge:NAME`; no invariant name contains `:`).
+pub const MERGE_EVIDENCE: &str = "merge:";
+
 fn evidence(result: &CheckResult, tree: ObjectId) -> Evidence {
     Evidence {
         passed: result.passed,
@@ -1011,6 +1015,16 @@ fn gate(
         .unwrap_or_else(|| worktree_path(&ctx.worktree_root, key));
     let record = runs::read_run(&dir, key, attempt, ctx.secret)?;
     let exit = runs::read_exit(&dir)?;
+    // The attempt's run ended when its agent exited, not when it is gated
+    // (`converge report` durations are the agent's run).
+    if let Some(exit) = &exit
+        && let Some(run) = entry(status, key)
+            .attempts
+            .iter_mut()
+            .find(|a| a.number == attempt)
+    {
+        run.ended_at.get_or_insert(exit.ended_at);
+    }
     let done = matches!(
         record.obs.state,
         crate::observe::RunState::Exited { done: true, .. }
@@ -1190,7 +1204,7 @@ fn gate(
             },
         );
         return Ok(Applied::done(format!(
-            "gate {key} (attempt {attempt}){leftover_note}: failed, {message}"
+            "gate {key} (attempt {attempt}){leftover_note}: failed, {message}; `converge gate {key}` shows its output"
         )));
     }
     st.phase = match task.gate {
@@ -1376,6 +1390,14 @@ fn merge(
             .map(|inv| run_check(inv, &path, Some(&log_dir), &ctx.redactor))
             .collect();
         ctx.repo.remove_checkout(&path)?;
+        // The evidence, next to the gate's: `converge gate` shows it.
+        let st = entry(status, key);
+        for result in &results {
+            st.gate.insert(
+                format!("{MERGE_EVIDENCE}{}", result.name),
+                evidence(result, tree),
+            );
+        }
         if let Some(failed) = results.iter().find(|r| r.blocks()) {
             let message = format!(
                 "merge invariant `{}` failed on the merge result: {}",
@@ -1394,7 +1416,9 @@ fn merge(
                     output_tail: Some(failed.output_tail.clone()).filter(|t| !t.is_empty()),
                 },
             );
-            return Ok(Applied::done(format!("merge {key}: {message}")));
+            return Ok(Applied::done(format!(
+                "merge {key}: {message}; `converge gate {key}` shows its output"
+            )));
         }
     }
 

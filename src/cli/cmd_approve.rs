@@ -2,17 +2,16 @@
 //! that was reviewed, written to planning/approvals/ and committed on the base
 //! branch.
 
-use super::human::{commit_decision, known_task, short, snapshot, task_key};
+use super::human::{commit_decision, known_task_named, short, snapshot};
 use super::source::open_repo;
 use super::{ApproveArgs, CliError, CliResult, Ctx, print};
 use crate::status::Phase;
 use crate::time::Timestamp;
 
 pub fn run(ctx: &Ctx, args: &ApproveArgs, approve: bool) -> CliResult {
-    let key = task_key(&args.task)?;
     let repo = open_repo(ctx)?;
     let report = snapshot(&repo)?;
-    known_task(&report, &key)?;
+    let key = known_task_named(&report, &args.task)?;
     if !approve && args.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
         return Err(CliError::bad_input("a rejection needs a reason")
             .hint("pass `--reason \"...\"`: it is given to the next attempt's agent"));
@@ -72,8 +71,8 @@ pub fn run(ctx: &Ctx, args: &ApproveArgs, approve: bool) -> CliResult {
         out.push('\n');
     }
     out.push_str(&format!(
-        "{}d {key} at {} ({path}, committed as {} on {})\n",
-        action,
+        "{} {key} at {} ({path}, committed as {} on {})\n",
+        if approve { "approved" } else { "rejected" },
         short(&commit.to_string()),
         short(&committed.to_string()),
         report.base_branch

@@ -1,14 +1,13 @@
 //! `converge gate PLAN/TASK`: the evidence of the task's last gate.
 
-use super::human::{known_task, short, snapshot, task_key};
+use super::human::{known_task_named, short, snapshot};
 use super::source::open_repo;
 use super::{CliResult, Ctx, GateArgs, print};
 
 pub fn run(ctx: &Ctx, args: &GateArgs) -> CliResult {
-    let key = task_key(&args.task)?;
     let repo = open_repo(ctx)?;
     let report = snapshot(&repo)?;
-    known_task(&report, &key)?;
+    let key = known_task_named(&report, &args.task)?;
     let st = report
         .status
         .task(&key.plan, &key.task)
@@ -31,6 +30,10 @@ pub fn run(ctx: &Ctx, args: &GateArgs) -> CliResult {
             (true, _) => "passed",
             (false, true) => "failed (advisory)",
             (false, false) => "FAILED",
+        };
+        let name = match name.strip_prefix(crate::act::apply::MERGE_EVIDENCE) {
+            Some(merge) => format!("{merge} ([merge], on the merge result)"),
+            None => name.clone(),
         };
         out.push_str(&format!(
             "\n{verdict}: {name} (exit {}, {} ms, tree {}, log sha256 {})\n",

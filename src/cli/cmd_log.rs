@@ -9,8 +9,16 @@ use super::{CliError, CliResult, Ctx, LogArgs, print};
 use crate::observe::runs::{latest_attempts, run_dir};
 
 pub fn run(ctx: &Ctx, args: &LogArgs) -> CliResult {
-    let key = task_key(&args.task)?;
     let repo = open_repo(ctx)?;
+    let key = match task_key(&args.task) {
+        Ok(key) => key,
+        Err(error) => {
+            return Err(super::human::snapshot(&repo)
+                .ok()
+                .and_then(|report| super::human::known_task_named(&report, &args.task).err())
+                .unwrap_or(error));
+        }
+    };
     let common = repo.common_dir().to_owned();
     let attempt = match args.attempt {
         Some(n) => n,
@@ -19,10 +27,7 @@ pub fn run(ctx: &Ctx, args: &LogArgs) -> CliResult {
             .into_iter()
             .find(|(k, _, _)| *k == key)
             .map(|(_, n, _)| n)
-            .ok_or_else(|| {
-                CliError::bad_input(format!("{key} has no attempts yet"))
-                    .hint("`converge status` shows which tasks have run")
-            })?,
+            .map_or_else(|| Err(no_attempts(&repo, &key)), Ok)?,
     };
     let dir = run_dir(&common, &key, attempt);
     if !dir.exists() {
@@ -31,21 +36,13 @@ pub fn run(ctx: &Ctx, args: &LogArgs) -> CliResult {
                 .hint(format!("its run records would be in {}", dir.display())),
         );
     }
-    let mut out = format!("# {key}, attempt {attempt} ({})\n", dir.display());
-    if let Ok(events) = std::fs::read_to_string(dir.join("events.jsonl")) {
-        for line in events.lines() {
-            if let Ok(event) = serde_json::from_str::<crate::observe::runs::Event>(line) {
-                let at = event.at.map(|t| t.to_string()).unwrap_or_default();
-                out.push_str(&format!(
-                    "event {at} {}{}\n",
-                    event.kind,
-                    event.message.map(|m| format!(": {m}")).unwrap_or_default()
-                ));
-            }
-        }
-    }
-    out.push_str("--- agent.log\n");
-    print(&out)?;
+    print(&format!("# {key}, attempt {attempt} ({})\n", dir.display()))?;
+    // The events so far, then the agent's output; `--follow` goes on printing
+    // both as they come (a `progress` event as soon as the agent sends it).
+    let events = dir.join("events.jsonl");
+    let mut events_offset = 0u64;
+    print(&new_events(&events, &mut events_offset))?;
+    print("--- agent.log\n")?;
     let log = dir.join("agent.log");
     let mut offset = 0u64;
     loop {
@@ -57,7 +54,11 @@ pub fn run(ctx: &Ctx, args: &LogArgs) -> CliResult {
             print(&String::from_utf8_lossy(&chunk))?;
         }
         let exited = dir.join("exit.json").exists();
-        if !args.follow || exited {
+        if !args.follow {
+            break;
+        }
+        print(&new_events(&events, &mut events_offset))?;
+        if exited {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -66,4 +67,44 @@ pub fn run(ctx: &Ctx, args: &LogArgs) -> CliResult {
         print(&format!("--- exit.json\n{}\n", exit.trim_end()))?;
     }
     Ok(())
+}
+
+/// The events appended to `path` since `offset` (whole lines only), one
+/// `event AT KIND: MESSAGE` line each; moves `offset` past them.
+fn new_events(path: &std::path::Path, offset: &mut u64) -> String {
+    let mut out = String::new();
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return out;
+    };
+    let _ = file.seek(SeekFrom::Start(*offset));
+    let mut chunk = Vec::new();
+    let _ = file.read_to_end(&mut chunk);
+    // A line still being written is read on the next call.
+    let complete = chunk.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    *offset += complete as u64;
+    for line in String::from_utf8_lossy(&chunk[..complete]).lines() {
+        if let Ok(event) = serde_json::from_str::<crate::observe::runs::Event>(line) {
+            let at = event.at.map(|t| t.to_string()).unwrap_or_default();
+            out.push_str(&format!(
+                "event {at} {}{}\n",
+                event.kind,
+                event.message.map(|m| format!(": {m}")).unwrap_or_default()
+            ));
+        }
+    }
+    out
+}
+
+/// Why a task has no run records: it does not exist (with a suggestion), or it
+/// has not run yet.
+fn no_attempts(repo: &crate::git::Repo, key: &crate::observe::TaskKey) -> CliError {
+    // A task that is gone from the plans may still have records; only the
+    // path without any is checked against the spec.
+    let unknown = super::human::snapshot(repo)
+        .ok()
+        .and_then(|report| super::human::known_task(&report, key).err());
+    unknown.unwrap_or_else(|| {
+        CliError::bad_input(format!("{key} has no attempts yet"))
+            .hint("`converge status` shows which tasks have run")
+    })
 }

@@ -10,10 +10,13 @@ pub fn run(ctx: &Ctx, args: &ShowArgs) -> CliResult {
     let (spec, loaded) = source::require_spec(loaded)?;
     let plans = source::select_plans(&spec, &loaded, args.plan.as_deref())?;
     let mut out = format!("# {}\n", loaded.origin);
-    if plans.is_empty() {
+    if plans.is_empty() && spec.invalid_plans.is_empty() {
         out.push_str(
             "\nno plans yet: add one as planning/plans/<id>.toml (see docs/plan-format.md)\n",
         );
+    }
+    if plans.is_empty() && !spec.invalid_plans.is_empty() {
+        out.push_str("\nno valid plans: fix the errors above (`converge plan validate`)\n");
     }
     for plan in plans {
         out.push('\n');

@@ -76,13 +76,15 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> CliResult {
         return Err(CliError::reported(Kind::Failure));
     }
     if !matched.is_empty() {
-        if !args.json {
-            let lines: String = matched
-                .iter()
-                .map(|m| format!("{}: {} — {}\n", m.state.as_str(), m.task, m.why))
-                .collect();
-            print(&lines)?;
+        // With --json the tick's object already lists them (`fail_on`).
+        if args.json {
+            return Err(CliError::reported(Kind::Failure));
         }
+        let lines: String = matched
+            .iter()
+            .map(|m| format!("{}: {} — {}\n", m.state.as_str(), m.task, m.why))
+            .collect();
+        print(&lines)?;
         let states: Vec<&str> = args.fail_on.iter().map(|s| s.as_str()).collect();
         return Err(CliError::failure(format!(
             "{} task(s) match --fail-on {}",
@@ -219,8 +221,13 @@ pub fn text_report(report: &TickReport, explain: bool) -> String {
     }
     for plan in &report.spec.invalid_plans {
         out.push_str(&format!(
-            "warning: plan `{plan}` does not validate and is not acted on; `converge plan validate` lists why\n"
+            "warning: plan `{plan}` does not validate and is not acted on; `converge plan validate` explains each error\n"
         ));
+        if explain {
+            for line in super::source::plan_errors(&report.diagnostics, plan) {
+                out.push_str(&format!("  {line}\n"));
+            }
+        }
     }
     for done in &report.applied {
         match &done.deferred {
@@ -245,7 +252,13 @@ pub fn text_report(report: &TickReport, explain: bool) -> String {
         )),
         Recorded::Unchanged => {
             if report.applied.is_empty() && !explain {
-                out.push_str("nothing to do\n");
+                let waiting = waiting_on(&report.decision);
+                if waiting.is_empty() {
+                    out.push_str("nothing to do\n");
+                }
+                for line in waiting {
+                    out.push_str(&format!("waiting: {line}\n"));
+                }
             }
         }
         Recorded::DryRun { diff } => {
@@ -269,6 +282,32 @@ pub fn text_report(report: &TickReport, explain: bool) -> String {
         out.push_str(&explain_text(&report.decision));
     }
     out
+}
+
+/// What holds back work that is ready, and until when: the limits and
+/// cool-downs of the tasks not acted on, each said once.
+pub fn waiting_on(decision: &Decision) -> Vec<String> {
+    use crate::decide::Reason;
+    let mut lines: Vec<String> = Vec::new();
+    let reasons = decision
+        .report
+        .iter()
+        .filter(|r| r.action.is_none())
+        .map(|r| &r.reason)
+        .chain(decision.queue.iter().map(|(_, _, reason)| reason));
+    for reason in reasons {
+        let line = match reason {
+            Reason::DispatchRateLimited { .. }
+            | Reason::MaxAgents { .. }
+            | Reason::HarnessCooling { .. }
+            | Reason::BudgetSpent { .. } => reason.to_string(),
+            _ => continue,
+        };
+        if !lines.contains(&line) {
+            lines.push(line);
+        }
+    }
+    lines
 }
 
 pub fn describe(action: &crate::decide::Action) -> String {

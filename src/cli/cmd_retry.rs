@@ -1,15 +1,26 @@
 //! `converge retry PLAN/TASK`: bump the task's `reset`, which changes its
 //! generation, so the reconciler starts it afresh (a declarative retry).
 
-use super::human::{commit_decision, known_task, short, snapshot, task_key};
+use super::human::{commit_decision, known_task_named, short, snapshot};
 use super::source::open_repo;
 use super::{CliError, CliResult, Ctx, TaskArg, print};
 
 pub fn run(ctx: &Ctx, args: &TaskArg) -> CliResult {
-    let key = task_key(&args.task)?;
     let repo = open_repo(ctx)?;
     let report = snapshot(&repo)?;
-    known_task(&report, &key)?;
+    let key = known_task_named(&report, &args.task)?;
+    let st = report.status.task(&key.plan, &key.task);
+    if let Some(st) = st.filter(|s| s.phase == crate::status::Phase::Merged) {
+        let at = st
+            .merged_as
+            .as_deref()
+            .map_or_else(String::new, |c| format!(" as {}", short(c)));
+        return Err(
+            CliError::bad_input(format!("{key} is merged{at}; there is nothing to retry")).hint(
+                "to change merged work, add a new task (or a queue item) that describes the change",
+            ),
+        );
+    }
     if key.plan == crate::spec::QUEUE_PLAN {
         return Err(CliError::bad_input("queue items have no `reset` to bump")
             .hint("edit planning/queue/done/<item>.md (any change restarts it), or move it back to planning/queue/"));

@@ -9,7 +9,15 @@ use crate::status::render::status_md;
 pub fn run(ctx: &Ctx, args: &StatusArgs) -> CliResult {
     let repo = open_repo(ctx)?;
     let report = snapshot(&repo)?;
-    let mut decision = report.decision.clone();
+    // Decided as STATUS.md is: under the real limits, not one tick's budget.
+    let limits = crate::decide::Limits::from(&report.spec.config.reconcile).for_dashboard();
+    let mut decision = crate::decide::decide(
+        &report.spec,
+        &report.observation,
+        &report.status,
+        crate::time::Timestamp::now(),
+        &limits,
+    );
     if let Some(plan) = &args.plan {
         if !report.spec.plans.contains_key(plan) && !report.spec.invalid_plans.contains(plan) {
             let hint = crate::spec::suggest::did_you_mean(

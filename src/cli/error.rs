@@ -90,6 +90,33 @@ impl CliError {
     }
 }
 
+impl CliError {
+    /// The error as JSON, for commands asked for JSON output (`--json`,
+    /// `--format json`): `{"error": {message, causes, hint, exit_code}}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut causes = Vec::new();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> =
+            self.source.as_deref().map(|e| e as _);
+        let mut previous = self.message.clone();
+        while let Some(error) = cause {
+            let text = error.to_string();
+            if !text.is_empty() && !previous.contains(&text) {
+                causes.push(text.clone());
+            }
+            previous = text;
+            cause = error.source();
+        }
+        serde_json::json!({
+            "error": {
+                "message": self.message,
+                "causes": causes,
+                "hint": self.hint,
+                "exit_code": self.kind.exit_code(),
+            }
+        })
+    }
+}
+
 impl fmt::Display for CliError {
     /// `error: message`, then `  caused by: ...` for each cause, then `hint: ...`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

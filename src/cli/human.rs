@@ -23,6 +23,30 @@ pub fn task_key(text: &str) -> CliResult<TaskKey> {
     }
 }
 
+/// Parses `PLAN/TASK` and checks that the task exists, with a suggestion when
+/// it does not: a bare task name that one plan has gets `did you mean
+/// `plan/task`?`.
+pub fn known_task_named(report: &TickReport, text: &str) -> CliResult<TaskKey> {
+    match task_key(text) {
+        Ok(key) => known_task(report, &key).map(|()| key),
+        Err(error) if !text.contains('/') => {
+            let owners: Vec<String> = report
+                .spec
+                .plans
+                .values()
+                .filter(|p| p.task(text).is_some())
+                .map(|p| format!("`{}/{text}`", p.id))
+                .collect();
+            Err(match owners.as_slice() {
+                [] => error,
+                [one] => error.hint(format!("did you mean {one}?")),
+                many => error.hint(format!("did you mean one of {}?", many.join(", "))),
+            })
+        }
+        Err(error) => Err(error),
+    }
+}
+
 /// A dry tick: the spec, the status brought in line with it, and what the next
 /// tick would do. Changes nothing.
 pub fn snapshot(repo: &Repo) -> CliResult<TickReport> {

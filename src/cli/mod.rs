@@ -516,6 +516,21 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
+impl Cli {
+    /// Whether the command was asked for JSON output; its errors are then
+    /// printed as JSON too (see [`CliError::to_json`]).
+    pub fn wants_json(&self) -> bool {
+        match &self.command {
+            Command::Status(a) => a.json,
+            Command::Doctor(a) => a.json,
+            Command::Report(a) => a.json,
+            Command::Reconcile(a) => a.json,
+            Command::Plan(PlanCommand::Validate(a)) => a.format == OutputFormat::Json,
+            _ => false,
+        }
+    }
+}
+
 /// What every command gets: where it runs and where it writes.
 #[derive(Debug)]
 pub struct Ctx {

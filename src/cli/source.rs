@@ -164,11 +164,32 @@ pub fn select_plans<'s>(
         }
         None => {
             for id in &spec.invalid_plans {
-                eprintln!(
-                    "warning: plan `{id}` has errors and is not shown; run `converge plan validate`"
+                let mut text = format!(
+                    "warning: plan `{id}` has errors and is not shown; `converge plan validate` explains each:\n"
                 );
+                for line in plan_errors(&loaded.loaded.diagnostics, id) {
+                    text.push_str(&format!("  {line}\n"));
+                }
+                eprint!("{text}");
             }
             Ok(spec.plans.values().collect())
         }
     }
+}
+
+/// Every error of plan `id`, one line each (`file:line:col: code: message`), so
+/// that a summary lists all of them (every unknown dependency, not the first).
+pub fn plan_errors(diagnostics: &[Diagnostic], id: &str) -> Vec<String> {
+    let file = format!("planning/plans/{id}.toml");
+    diagnostics
+        .iter()
+        .filter(|d| d.file == file && d.is_error())
+        .map(|d| match &d.location {
+            Some(at) => format!(
+                "{}:{}:{}: {}: {}",
+                d.file, at.line, at.column, d.code, d.message
+            ),
+            None => format!("{}: {}: {}", d.file, d.code, d.message),
+        })
+        .collect()
 }

@@ -35,6 +35,18 @@ impl From<&Reconcile> for Limits {
     }
 }
 
+impl Limits {
+    /// The limits the dashboard (STATUS.md, `converge status`) is decided
+    /// under: without the one-tick `actions_per_tick` budget, so that a task
+    /// shows the limit it really waits for.
+    pub fn for_dashboard(self) -> Self {
+        Limits {
+            actions_per_tick: u32::MAX,
+            ..self
+        }
+    }
+}
+
 /// A side effect for `act` to carry out. Every action is idempotent there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -172,8 +184,9 @@ pub enum Reason {
     },
     PlanDraft,
     PlanPaused,
+    /// Every dependency not merged yet, in `depends_on` order.
     WaitingOnDependency {
-        task: String,
+        tasks: Vec<String>,
     },
     DependencyBlocked {
         task: String,
@@ -217,8 +230,12 @@ pub enum Reason {
     MaxAgents {
         running: u32,
     },
+    /// `dispatches_per_hour` attempts started in the last hour; the next can
+    /// start at `next_at`, when the oldest of them is an hour old.
     DispatchRateLimited {
         last_hour: u32,
+        limit: u32,
+        next_at: Timestamp,
     },
     ActionsPerTick,
 }
@@ -340,7 +357,15 @@ impl fmt::Display for Reason {
                 f,
                 "its plan is paused: nothing of it starts or merges; `converge resume` continues it"
             ),
-            Reason::WaitingOnDependency { task } => write!(f, "waiting for `{task}` to merge"),
+            Reason::WaitingOnDependency { tasks } => {
+                let names: Vec<String> = tasks.iter().map(|t| format!("`{t}`")).collect();
+                let list = match names.split_last() {
+                    Some((last, [])) => last.clone(),
+                    Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+                    None => "its dependencies".to_owned(),
+                };
+                write!(f, "waiting for {list} to merge")
+            }
             Reason::DependencyBlocked { task } => {
                 write!(f, "dependency `{task}` escalated or is blocked")
             }
@@ -365,10 +390,14 @@ impl fmt::Display for Reason {
             Reason::MaxAgents { running } => {
                 write!(f, "{running} agent(s) running, the `max_agents` limit")
             }
-            Reason::DispatchRateLimited { last_hour } => {
+            Reason::DispatchRateLimited {
+                last_hour,
+                limit,
+                next_at,
+            } => {
                 write!(
                     f,
-                    "{last_hour} attempt(s) started in the last hour, the `dispatches_per_hour` limit"
+                    "dispatches_per_hour {limit}/h reached ({last_hour} started in the last hour), next dispatch at {next_at}"
                 )
             }
             Reason::ActionsPerTick => f.write_str("this tick's `actions_per_tick` is used up"),
@@ -531,7 +560,9 @@ pub fn decide(
     });
     let running =
         u32::try_from(obs.running()).unwrap_or(u32::MAX) + claimed_elsewhere(status, obs, now);
-    let mut started_last_hour = dispatches_since(status, now.minus(HOUR));
+    // Start times in the last hour, oldest first; this tick's starts join them.
+    let mut recent = starts_since(status, now.minus(HOUR));
+    let mut started_last_hour = u32::try_from(recent.len()).unwrap_or(u32::MAX);
     let mut agents = running;
     let mut actions = Vec::new();
     let mut deferred: BTreeMap<usize, Reason> = BTreeMap::new();
@@ -542,8 +573,14 @@ pub fn decide(
         } else if action.starts_agent() && agents >= limits.max_agents {
             Err(Reason::MaxAgents { running: agents })
         } else if action.starts_agent() && started_last_hour >= limits.dispatches_per_hour {
+            // A slot frees when enough of the starts are an hour old that
+            // fewer than the limit remain.
+            let over = (started_last_hour - limits.dispatches_per_hour) as usize;
+            let next_at = recent.get(over).map_or(now, |t| t.plus(HOUR));
             Err(Reason::DispatchRateLimited {
                 last_hour: started_last_hour,
+                limit: limits.dispatches_per_hour,
+                next_at,
             })
         } else {
             Ok(())
@@ -560,10 +597,16 @@ pub fn decide(
                 if action.starts_agent() {
                     agents += 1;
                     started_last_hour += 1;
+                    recent.push(now);
                 }
                 actions.push(action);
             }
             (Err(why), Some(i)) => {
+                // Nothing else may change by then: a watcher wakes when the
+                // rate limit lets the next attempt start.
+                if let Reason::DispatchRateLimited { next_at, .. } = &why {
+                    wake(*next_at);
+                }
                 deferred.insert(i, why);
             }
             (Err(_), None) => {}
@@ -621,15 +664,18 @@ fn claimed_elsewhere(status: &Status, obs: &Observation, now: Timestamp) -> u32 
 }
 
 /// Attempts started since `since`, from the attempt records in status.
-fn dispatches_since(status: &Status, since: Timestamp) -> u32 {
-    let count = status
+/// The start times of the attempts started after `since`, oldest first.
+fn starts_since(status: &Status, since: Timestamp) -> Vec<Timestamp> {
+    let mut starts: Vec<Timestamp> = status
         .plans
         .values()
         .flat_map(|p| p.tasks.values())
         .flat_map(|t| &t.attempts)
-        .filter(|a| a.started_at > since)
-        .count();
-    u32::try_from(count).unwrap_or(u32::MAX)
+        .map(|a| a.started_at)
+        .filter(|t| *t > since)
+        .collect();
+    starts.sort();
+    starts
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -728,6 +774,14 @@ fn classify(
     }
 
     if let Some(run) = ob.run.as_ref().filter(|r| r.attempt == attempt) {
+        // Whether this run answers a spec that was edited since: by the
+        // generation its lease names; without one, by status when status
+        // knows this attempt (a run newer than status, adopted after a
+        // crash, is not the status entry's to judge).
+        let superseded = match run.generation.as_deref() {
+            Some(generation) => generation != task.generation,
+            None => edited && attempt == st.attempt,
+        };
         match &run.state {
             RunState::Running { deadline } => {
                 if now >= *deadline {
@@ -768,6 +822,20 @@ fn classify(
                         reason: Reason::AgentVanished,
                     },
                     Reason::AgentVanished,
+                );
+            }
+            // An attempt at a spec that was edited since it started is
+            // superseded: it is closed as cancelled (and the task starts
+            // afresh), never gated nor offered for approval.
+            RunState::Exited { .. } if !gated(st, attempt) && superseded => {
+                return act(
+                    Phase::Running,
+                    Action::Cancel {
+                        key: key.clone(),
+                        attempt,
+                        reason: Reason::SpecChanged,
+                    },
+                    Reason::SpecChanged,
                 );
             }
             RunState::Exited { .. } if !gated(st, attempt) => {
@@ -873,8 +941,9 @@ fn classify(
                     Some(_) => Reason::Approved,
                 },
             };
-            if let Some(dep) = unmerged_dependency(plan, task, obs) {
-                return wait(st.phase, Reason::WaitingOnDependency { task: dep });
+            let waiting = unmerged_dependencies(plan, task, obs);
+            if !waiting.is_empty() {
+                return wait(st.phase, Reason::WaitingOnDependency { tasks: waiting });
             }
             // `pause` is an emergency brake: attempts still finish and are
             // gated (the evidence is ready at resume), nothing merges.
@@ -944,8 +1013,12 @@ fn classify(
             if let Some(dep) = blocked_dependency(plan, task, obs, status) {
                 return wait(Phase::Blocked, Reason::DependencyBlocked { task: dep });
             }
-            if let Some(dep) = unmerged_dependency(plan, task, obs) {
-                return wait(Phase::Pending, Reason::WaitingOnDependency { task: dep });
+            let waiting = unmerged_dependencies(plan, task, obs);
+            if !waiting.is_empty() {
+                return wait(
+                    Phase::Pending,
+                    Reason::WaitingOnDependency { tasks: waiting },
+                );
             }
             if let Some(why) = plan_blocks_start(plan) {
                 return wait(Phase::Pending, why);
@@ -1114,14 +1187,16 @@ fn dependency_key(plan: &Plan, dep: &str) -> TaskKey {
 }
 
 /// The first dependency whose work is not on the base branch yet.
-fn unmerged_dependency(plan: &Plan, task: &Task, obs: &Observation) -> Option<String> {
+/// Every dependency whose work is not merged yet.
+fn unmerged_dependencies(plan: &Plan, task: &Task, obs: &Observation) -> Vec<String> {
     task.depends_on
         .iter()
-        .find(|dep| {
+        .filter(|dep| {
             !obs.task(&dependency_key(plan, dep))
                 .is_some_and(|o| o.merged)
         })
         .cloned()
+        .collect()
 }
 
 /// The first dependency that escalated or is itself blocked. (A dependency's

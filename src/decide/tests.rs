@@ -120,6 +120,7 @@ fn with_run(mut obs: Observation, task: &str, attempt: u32, state: RunState) -> 
     let entry = obs.tasks.entry(key(task)).or_default();
     entry.run = Some(RunObs {
         attempt,
+        generation: None,
         state,
         rejected_events: 0,
     });
@@ -186,7 +187,7 @@ fn a_fresh_plan_dispatches_its_roots_and_explains_the_rest() {
     assert_eq!(line(&d, "a"), (Some("dispatch"), "ready", "pending"));
     assert_eq!(line(&d, "b"), (None, "waiting-on-dependency", "pending"));
     assert_eq!(line(&d, "d"), (None, "waiting-on-dependency", "pending"));
-    assert_eq!(reason_text(&d, "d"), "waiting for `b` to merge");
+    assert_eq!(reason_text(&d, "d"), "waiting for `b` and `c` to merge");
 }
 
 #[test]
@@ -323,6 +324,85 @@ fn editing_a_running_task_cancels_its_attempt() {
             attempt: 1,
             reason: Reason::SpecChanged
         }]
+    );
+}
+
+#[test]
+fn an_attempt_superseded_by_an_edit_is_neither_gated_nor_offered_for_approval() {
+    // The agent finished, but the task was edited while it worked: its work
+    // answers a spec that no longer exists.
+    let spec = spec();
+    let mut a = st(&spec, "a", Phase::Running, 1);
+    a.generation = "0000000000000000".into();
+    let obs = with_run(
+        Observation::default(),
+        "a",
+        1,
+        RunState::Exited {
+            done: true,
+            exit_code: Some(0),
+        },
+    );
+    let d = run(&spec, &obs, &status(vec![("a", a)]));
+    assert_eq!(
+        d.actions,
+        [Action::Cancel {
+            key: key("a"),
+            attempt: 1,
+            reason: Reason::SpecChanged
+        }]
+    );
+    // Cancelled, the task starts afresh on the edited spec.
+    let mut cancelled = st(&spec, "a", Phase::Cancelled, 1);
+    cancelled.generation = "0000000000000000".into();
+    let d = run(&spec, &obs, &status(vec![("a", cancelled)]));
+    assert_eq!(
+        d.actions,
+        [Action::Retry {
+            key: key("a"),
+            attempt: 2,
+            reason: Reason::SpecChanged
+        }]
+    );
+}
+
+#[test]
+fn a_run_newer_than_status_is_judged_by_the_generation_of_its_lease() {
+    // A crash lost the status of attempt 2's dispatch (status still shows a
+    // cancelled attempt 1 with another generation). The run's lease says it
+    // was started for today's spec: it is gated, not cancelled (cancelling
+    // it left status behind again, and the task was cancelled forever).
+    let spec = spec();
+    let mut a = st(&spec, "a", Phase::Cancelled, 1);
+    a.generation = String::new();
+    let mut obs = with_run(
+        Observation::default(),
+        "a",
+        2,
+        RunState::Exited {
+            done: true,
+            exit_code: Some(0),
+        },
+    );
+    let current = spec.plans["p"].task("a").expect("a").generation.clone();
+    if let Some(run) = obs.tasks.get_mut(&key("a")).and_then(|t| t.run.as_mut()) {
+        run.generation = Some(current);
+    }
+    let d = run(&spec, &obs, &status(vec![("a", a.clone())]));
+    assert!(
+        matches!(d.actions.as_slice(), [Action::Gate { attempt: 2, .. }]),
+        "{:?}",
+        d.actions
+    );
+    // A lease for an older generation is superseded.
+    if let Some(run) = obs.tasks.get_mut(&key("a")).and_then(|t| t.run.as_mut()) {
+        run.generation = Some("0000000000000000".into());
+    }
+    let d = run(&spec, &obs, &status(vec![("a", a)]));
+    assert!(
+        matches!(d.actions.as_slice(), [Action::Cancel { attempt: 2, .. }]),
+        "{:?}",
+        d.actions
     );
 }
 
@@ -654,6 +734,7 @@ fn removed_tasks_are_cancelled_and_cleaned_up_but_invalid_plans_are_left_alone()
         TaskObs {
             run: Some(RunObs {
                 attempt: 1,
+                generation: None,
                 state: deadline,
                 rejected_events: 0,
             }),
@@ -812,6 +893,26 @@ gate = "auto"
         }]
     );
     assert_eq!(line(&d, "y"), (None, "dispatch-rate-limited", "pending"));
+    // It says until when: the attempt started ten minutes ago is an hour old
+    // in fifty minutes, and then `y` can start; a watcher wakes then.
+    let next = Timestamp::from_unix(NOW.unix() - 600 + 3600);
+    let y = d.report.iter().find(|r| r.key == key("y")).expect("y");
+    assert_eq!(
+        y.reason,
+        Reason::DispatchRateLimited {
+            last_hour: 2,
+            limit: 2,
+            next_at: next
+        }
+    );
+    assert!(
+        y.reason.to_string().contains(&format!(
+            "dispatches_per_hour 2/h reached (2 started in the last hour), next dispatch at {next}"
+        )),
+        "{}",
+        y.reason
+    );
+    assert_eq!(d.wake_at, Some(next));
 }
 
 #[test]
@@ -833,7 +934,9 @@ fn every_reason_code_is_distinct() {
         Reason::Running { deadline: NOW },
         Reason::PlanDraft,
         Reason::PlanPaused,
-        Reason::WaitingOnDependency { task: "x".into() },
+        Reason::WaitingOnDependency {
+            tasks: vec!["x".into()],
+        },
         Reason::DependencyBlocked { task: "x".into() },
         Reason::Backoff { until: NOW },
         Reason::ActionFailed {
@@ -849,7 +952,11 @@ fn every_reason_code_is_distinct() {
         Reason::Merged,
         Reason::MergeLost,
         Reason::MaxAgents { running: 1 },
-        Reason::DispatchRateLimited { last_hour: 1 },
+        Reason::DispatchRateLimited {
+            last_hour: 1,
+            limit: 1,
+            next_at: NOW,
+        },
         Reason::ActionsPerTick,
     ];
     let codes: std::collections::BTreeSet<&str> = reasons.iter().map(Reason::code).collect();
@@ -942,6 +1049,7 @@ fn limits_are_never_exceeded_and_decisions_are_deterministic() {
                 branch_head: Some(SHA.into()),
                 run: state.map(|state| RunObs {
                     attempt,
+                    generation: None,
                     state,
                     rejected_events: 0,
                 }),
@@ -949,7 +1057,7 @@ fn limits_are_never_exceeded_and_decisions_are_deterministic() {
             obs.tasks.insert(key(&name), ob);
         }
         let running = obs.running() as u32;
-        let last_hour = dispatches_since(&st, NOW.minus(HOUR));
+        let last_hour = u32::try_from(starts_since(&st, NOW.minus(HOUR)).len()).expect("few");
         let d = decide(&spec, &obs, &st, NOW, &limits);
         assert!(d.actions.len() <= limits.actions_per_tick as usize);
         let starts = d.actions.iter().filter(|a| a.starts_agent()).count() as u32;
@@ -1049,7 +1157,9 @@ fn queue_tasks_wait_for_the_plan_tasks_they_depend_on() {
     let report = d.report.iter().find(|r| r.key == fix).expect("queue task");
     assert_eq!(
         report.reason,
-        Reason::WaitingOnDependency { task: "p/a".into() }
+        Reason::WaitingOnDependency {
+            tasks: vec!["p/a".into()]
+        }
     );
     let d = run(&spec, &merged(&["a"]), &Status::default());
     assert!(d.actions.contains(&Action::Dispatch {
@@ -1519,4 +1629,24 @@ fn a_removed_task_whose_cleanup_keeps_failing_takes_no_slot() {
     escalated.next_eligible_at = None;
     let d = run(&spec, &obs, &status(vec![("gone", escalated)]));
     assert_eq!(line(&d, "gone"), (None, "escalated", "escalated"));
+}
+
+#[test]
+fn a_waiting_task_names_every_dependency_not_merged() {
+    let spec = spec();
+    let d = run(&spec, &merged(&["a"]), &Status::default());
+    let report = d.report.iter().find(|r| r.key == key("d")).expect("d");
+    assert_eq!(
+        report.reason,
+        Reason::WaitingOnDependency {
+            tasks: vec!["b".into(), "c".into()]
+        }
+    );
+    assert_eq!(
+        report.reason.to_string(),
+        "waiting for `b` and `c` to merge"
+    );
+    let d = run(&spec, &merged(&["a", "b"]), &Status::default());
+    let report = d.report.iter().find(|r| r.key == key("d")).expect("d");
+    assert_eq!(report.reason.to_string(), "waiting for `c` to merge");
 }

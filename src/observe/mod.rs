@@ -100,6 +100,10 @@ pub struct TaskObs {
 pub struct RunObs {
     pub attempt: u32,
     pub state: RunState,
+    /// The spec generation the attempt was started for (from its lease), if
+    /// known: what tells a superseded attempt, also when status lags behind
+    /// the runs after a crash.
+    pub generation: Option<String>,
     /// Events whose token did not verify for this attempt: ignored, and reported.
     pub rejected_events: u32,
 }

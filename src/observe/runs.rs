@@ -223,6 +223,7 @@ pub fn read_run(
             attempt,
             state,
             rejected_events,
+            generation: lease.as_ref().map(|l| l.generation.clone()),
         },
         lease,
     })

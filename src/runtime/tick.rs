@@ -632,9 +632,18 @@ fn tick_local(
             wanted.insert(format!("{STATUS_DIR}/{name}"), None);
         }
     }
+    // The dashboard shows what waits on a real limit (agents, the hourly
+    // rate), not on this one tick's `actions_per_tick` budget.
+    let dashboard = decide::decide(
+        &spec,
+        &after_obs,
+        &new_status,
+        options.now,
+        &limits.for_dashboard(),
+    );
     wanted.insert(
         STATUS_MD.to_owned(),
-        Some(status_md(&spec, &new_status, &after).into_bytes()),
+        Some(status_md(&spec, &new_status, &dashboard).into_bytes()),
     );
     for done in &applied {
         for (path, content) in &done.files {

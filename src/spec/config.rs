@@ -481,6 +481,14 @@ fn read_merge(
         for name in list.into_inner() {
             if invariants.contains_key(name.get_ref()) {
                 merge.invariants.push(name.into_inner());
+            } else if super::names::check(name.get_ref()).is_err()
+                && root
+                    .get("invariants")
+                    .and_then(|i| i.get_ref().as_table())
+                    .is_some_and(|t| t.contains_key(name.get_ref().as_str()))
+            {
+                // Its `[invariants.NAME]` table was refused for that name
+                // already: one bad name, one error.
             } else {
                 unknown_invariant(ctx, &name, invariants);
             }
@@ -493,7 +501,17 @@ fn read_merge(
 /// What to do about a reference to an undefined invariant.
 pub fn unknown_invariant_hint(name: &str, invariants: &BTreeMap<String, Invariant>) -> String {
     suggest::did_you_mean(name, invariants.keys().map(String::as_str)).unwrap_or_else(|| {
-        format!("define it in planning/converge.toml as `[invariants.{name}]`, or run `converge invariant add {name} ...`")
+        // Suggest only what converge accepts: an invalid name cannot be defined.
+        match super::names::check(name) {
+            Ok(()) => format!("define it in planning/converge.toml as `[invariants.{name}]`, or run `converge invariant add {name} ...`"),
+            Err(problem) => {
+                let valid = super::names::suggest(name);
+                format!(
+                    "`{name}` is not a name converge accepts ({}); name it `{valid}` here and define `[invariants.{valid}]` in planning/converge.toml (or run `converge invariant add {valid} ...`)",
+                    problem.reason
+                )
+            }
+        }
     })
 }
 
@@ -1025,6 +1043,22 @@ mod tests {
         let mut diags = Vec::new();
         let c = compile(&file, &["weekly.md".to_owned()], &mut diags);
         (c, diags)
+    }
+
+    #[test]
+    fn a_bad_invariant_name_is_one_error_and_hints_name_what_converge_accepts() {
+        let text = "[invariants.\"Rust Build\"]\nkind = \"custom\"\ncommand = \"cargo\"\n\n[merge]\ninvariants = [\"Rust Build\"]\n";
+        let (c, diags) = compile_text(text);
+        assert!(!c.valid);
+        let codes: Vec<String> = diags.iter().map(|d| d.code.to_string()).collect();
+        assert_eq!(codes, ["invalid-name"], "{diags:?}");
+
+        let hint = unknown_invariant_hint("Lint Check", &BTreeMap::new());
+        assert!(
+            hint.contains("name it `lint-check`") && !hint.contains("[invariants.Lint Check]"),
+            "{hint}"
+        );
+        assert!(unknown_invariant_hint("lint", &BTreeMap::new()).contains("`[invariants.lint]`"));
     }
 
     #[test]

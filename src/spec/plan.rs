@@ -63,6 +63,8 @@ pub const MAX_RETRY_MAX: i64 = 100;
 /// A task as read, before cross-task checks.
 struct RawTask {
     name: Spanned<String>,
+    /// Whether `name` is one converge accepts (an error was recorded if not).
+    name_valid: bool,
     description: String,
     scope: Scope,
     gate: Gate,
@@ -249,18 +251,24 @@ fn read_task(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>, config: &Config) -> Option
     if let Some(n) = &name {
         t.what = format!("task `{}`", n.get_ref());
     }
-    let name = name.and_then(|n| match names::check(n.get_ref()) {
-        Ok(()) => Some(n),
-        Err(problem) => {
-            ctx.error(
-                Code::InvalidName,
-                n.span(),
-                format!("task name `{}` {}", n.get_ref(), problem.reason),
-            )
-            .hint = Some(problem.hint);
-            None
-        }
-    });
+    // A task whose name is invalid is still read and checked with the others
+    // (its dependencies, the tasks that depend on it), so that one bad name
+    // neither hides other mistakes nor makes its dependents' `depends_on`
+    // errors too; it is left out of the plan at the end.
+    let name_valid = name
+        .as_ref()
+        .is_none_or(|n| match names::check(n.get_ref()) {
+            Ok(()) => true,
+            Err(problem) => {
+                ctx.error(
+                    Code::InvalidName,
+                    n.span(),
+                    format!("task name `{}` {}", n.get_ref(), problem.reason),
+                )
+                .hint = Some(problem.hint);
+                false
+            }
+        });
     let description = t.required_string(
         ctx,
         "description",
@@ -364,6 +372,7 @@ fn read_task(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>, config: &Config) -> Option
         // Broken fields fall back to defaults so that the cross-task checks still see
         // this task; the errors already recorded keep the plan invalid.
         name: name?,
+        name_valid,
         description: description.map(Spanned::into_inner).unwrap_or_default(),
         scope: scope.unwrap_or(Scope::Narrow),
         gate: gate.unwrap_or(Gate::Auto),
@@ -567,6 +576,7 @@ fn check_tasks(
     }
     unique
         .into_iter()
+        .filter(|raw| raw.name_valid)
         .map(|raw| {
             let line = first_line.get(raw.name.get_ref()).copied().unwrap_or(0);
             let mut depends_on: Vec<String> = Vec::new();
@@ -628,6 +638,49 @@ mod tests {
         let mut diags = Vec::new();
         let plan = compile(&file, "p", &config, &mut diags);
         (plan, diags)
+    }
+
+    #[test]
+    fn one_bad_task_name_is_one_error_and_hides_nothing() {
+        let text = r#"
+[plan]
+name = "P"
+
+[[tasks]]
+name = "Write Docs"
+description = "A"
+scope = "narrow"
+gate = "auto"
+depends_on = ["setpu"]
+
+[[tasks]]
+name = "setup"
+description = "B"
+scope = "narrow"
+gate = "auto"
+
+[[tasks]]
+name = "publish"
+description = "C"
+scope = "narrow"
+gate = "auto"
+depends_on = ["Write Docs"]
+"#;
+        let (plan, mut diags) = compile_text(text);
+        assert!(plan.is_none());
+        crate::spec::diag::sort(&mut diags);
+        let summary: Vec<String> = diags
+            .iter()
+            .map(|d| format!("{}:{}", d.location.as_ref().map_or(0, |l| l.line), d.code))
+            .collect();
+        // The invalid name, once; the misspelt dependency of the same task;
+        // nothing about `publish`, whose dependency is the badly named task.
+        assert_eq!(
+            summary,
+            ["6:invalid-name", "10:unknown-dependency"],
+            "{diags:?}"
+        );
+        assert_eq!(diags[1].hint.as_deref(), Some("did you mean `setup`?"));
     }
 
     const DIAMOND: &str = r#"

@@ -66,7 +66,7 @@ impl Section {
             Section::Queued => {
                 "Waiting for dependencies, a draft or paused plan, or promotion from the queue."
             }
-            Section::Merged => "Done.",
+            Section::Merged => "Done; the most recent first.",
         }
     }
 }
@@ -101,6 +101,7 @@ fn section_of(report: &TaskReport) -> Section {
 pub fn status_md(spec: &Spec, status: &Status, decision: &Decision) -> String {
     let mut sections: std::collections::BTreeMap<Section, Vec<String>> =
         std::collections::BTreeMap::new();
+    let mut merged: Vec<(Option<crate::time::Timestamp>, String)> = Vec::new();
     for report in &decision.report {
         let key = &report.key;
         let st = status.task(&key.plan, &key.task);
@@ -123,13 +124,27 @@ pub fn status_md(spec: &Spec, status: &Status, decision: &Decision) -> String {
                 branch = key.branch(),
             ),
             Section::Escalated => {
-                let why = st.and_then(|s| s.last_failure.as_ref()).map_or_else(
+                let failure = st.and_then(|s| s.last_failure.as_ref());
+                let why = failure.map_or_else(
                     || report.reason.to_string(),
                     |f| format!("{} ({})", f.message, f.reason),
                 );
-                format!(
-                    "**{key}** — {why}. `converge gate {key}` shows the evidence; `converge retry {key}` starts it again."
-                )
+                // A promoted queue item has no `reset`: its file starts it again.
+                let again = if key.plan == crate::spec::QUEUE_PLAN {
+                    format!(
+                        "edit `planning/queue/done/{}.md` (any change starts it again)",
+                        key.task
+                    )
+                } else {
+                    format!("`converge retry {key}` starts it again")
+                };
+                let mut entry = format!(
+                    "**{key}** — {why}. `converge gate {key}` shows the evidence; {again}."
+                );
+                if let Some(tail) = failure.and_then(|f| f.output_tail.as_deref()) {
+                    entry.push_str(&excerpt(tail));
+                }
+                entry
             }
             Section::FailedRetrying => {
                 let max = spec
@@ -141,8 +156,17 @@ pub fn status_md(spec: &Spec, status: &Status, decision: &Decision) -> String {
                     .and_then(|s| s.last_failure.as_ref())
                     .map_or_else(String::new, |f| format!(": {}", f.message));
                 let failures = st.map_or(0, |s| s.failures);
+                // A failed check's output is gate evidence; the agent's is its log.
+                let output = if st
+                    .and_then(|s| s.last_failure.as_ref())
+                    .is_some_and(|f| GATE_FAILURES.contains(&f.reason.as_str()))
+                {
+                    format!("`converge gate {key}` shows the failed check's output")
+                } else {
+                    format!("`converge log {key}` shows the agent's output")
+                };
                 format!(
-                    "**{key}** (attempt {attempt} failed; retry {failures} of {max}){why}. {}. `converge log {key}` shows the output.",
+                    "**{key}** (attempt {attempt} failed; retry {failures} of {max}){why}. {}. {output}.",
                     capitalize(&report.reason.to_string())
                 )
             }
@@ -160,7 +184,21 @@ pub fn status_md(spec: &Spec, status: &Status, decision: &Decision) -> String {
                 None => format!("{key} — merged."),
             },
         };
+        if section == Section::Merged {
+            // Ordered by when the work ended, so that the last ones are shown.
+            let ended = st.and_then(|s| s.attempts.iter().filter_map(|a| a.ended_at).max());
+            merged.push((ended, entry));
+            continue;
+        }
         sections.entry(section).or_default().push(entry);
+    }
+    merged.sort_by_key(|entry| std::cmp::Reverse(entry.0));
+    let merged_total = merged.len();
+    if merged_total > 0 {
+        sections.insert(
+            Section::Merged,
+            merged.into_iter().map(|(_, entry)| entry).collect(),
+        );
     }
     for (item, _, reason) in &decision.queue {
         let what = match reason {
@@ -230,8 +268,20 @@ pub fn status_md(spec: &Spec, status: &Status, decision: &Decision) -> String {
     }
     for (section, entries) in &sections {
         let _ = writeln!(out, "## {}\n\n{}\n", section.title(), section.blurb());
-        for entry in entries {
+        let shown = if *section == Section::Merged {
+            MERGED_SHOWN
+        } else {
+            usize::MAX
+        };
+        for entry in entries.iter().take(shown) {
             let _ = writeln!(out, "- {entry}");
+        }
+        if entries.len() > shown {
+            let _ = writeln!(
+                out,
+                "- … and {} merged before these ({merged_total} in all); `planning/status/` records every one.",
+                entries.len() - shown
+            );
         }
         out.push('\n');
     }
@@ -240,6 +290,37 @@ pub fn status_md(spec: &Spec, status: &Status, decision: &Decision) -> String {
     }
     out.truncate(out.trim_end().len());
     out.push('\n');
+    out
+}
+
+/// Failure reasons whose output is gate evidence (`converge gate`), not the
+/// agent's log.
+const GATE_FAILURES: &[&str] = &[
+    "invariant-failed",
+    "merge-invariant-failed",
+    "forbidden-paths",
+];
+
+/// How many lines of a failure's output an escalated entry shows.
+const EXCERPT_LINES: usize = 5;
+
+/// How many merged tasks the Merged section lists (the most recent).
+pub const MERGED_SHOWN: usize = 20;
+
+/// The last lines of a failure's output, as an indented block under the entry.
+fn excerpt(tail: &str) -> String {
+    let lines: Vec<&str> = tail.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = lines.len().saturating_sub(EXCERPT_LINES);
+    let mut out = String::new();
+    if lines.is_empty() {
+        return out;
+    }
+    out.push_str("\n\n  ```text\n");
+    for line in &lines[start..] {
+        // A fence inside the output must not end the block.
+        let _ = writeln!(out, "  {}", line.replace("```", "'''"));
+    }
+    out.push_str("  ```");
     out
 }
 
@@ -253,4 +334,209 @@ fn capitalize(text: &str) -> String {
         .next()
         .map(|c| c.to_uppercase().collect::<String>() + chars.as_str())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::{Limits, decide};
+    use crate::observe::{Observation, TaskKey, TaskObs};
+    use crate::spec::load::PlanningFiles;
+    use crate::status::{AttemptRecord, Failure, PlanStatus, TaskStatus};
+    use crate::time::Timestamp;
+
+    const NOW: Timestamp = Timestamp::from_unix(1_800_000_000);
+    const LIMITS: Limits = Limits {
+        actions_per_tick: 10,
+        max_agents: 4,
+        dispatches_per_hour: 100,
+    };
+
+    fn plan(tasks: usize) -> String {
+        let mut text = "[plan]\nname = \"P\"\nstate = \"active\"\n".to_owned();
+        for i in 0..tasks {
+            text.push_str(&format!(
+                "\n[[tasks]]\nname = \"t{i:02}\"\ndescription = \"T.\"\nscope = \"narrow\"\ngate = \"auto\"\n"
+            ));
+        }
+        text
+    }
+
+    fn spec(files: &[(&str, &str)]) -> Spec {
+        let mut all = vec![("planning/goal.md", "Goal.")];
+        all.extend_from_slice(files);
+        crate::spec::compile(&PlanningFiles::from_texts(all))
+            .spec
+            .expect("valid")
+    }
+
+    fn failed(spec: &Spec, plan: &str, task: &str, reason: &str, tail: &str) -> TaskStatus {
+        let t = spec.plans[plan].task(task).expect("task");
+        TaskStatus {
+            phase: Phase::Escalated,
+            attempt: 2,
+            failures: 2,
+            generation: t.generation.clone(),
+            last_failure: Some(Failure {
+                attempt: 2,
+                reason: reason.into(),
+                message: "`test` exited with 101".into(),
+                output_tail: Some(tail.into()),
+            }),
+            ..TaskStatus::default()
+        }
+    }
+
+    fn render(spec: &Spec, status: &Status, obs: &Observation) -> String {
+        let decision = decide(spec, obs, status, NOW, &LIMITS);
+        status_md(spec, status, &decision)
+    }
+
+    #[test]
+    fn an_escalated_entry_shows_the_end_of_its_failure_and_a_command_that_works() {
+        let spec = spec(&[
+            ("planning/plans/p.toml", &plan(1)),
+            (
+                "planning/queue/done/fix.md",
+                "---\nscope: narrow\ngate: auto\n---\nFix it.\n",
+            ),
+        ]);
+        let tail = "running 3 tests\nline 2\nline 3\nline 4\nline 5\nassertion failed: 1 == 2\n";
+        let mut status = Status::default();
+        status.plans.insert(
+            "p".into(),
+            PlanStatus {
+                tasks: [(
+                    "t00".to_owned(),
+                    failed(&spec, "p", "t00", "invariant-failed", tail),
+                )]
+                .into(),
+                ..PlanStatus::default()
+            },
+        );
+        status.plans.insert(
+            "queue".into(),
+            PlanStatus {
+                tasks: [(
+                    "fix".to_owned(),
+                    failed(&spec, "queue", "fix", "invariant-failed", "boom\n"),
+                )]
+                .into(),
+                ..PlanStatus::default()
+            },
+        );
+        let mut obs = Observation::default();
+        obs.promoted.insert("fix".into());
+        let md = render(&spec, &status, &obs);
+        let escalated = md.split("## Escalated").nth(1).expect("section");
+        assert!(
+            escalated.contains("  assertion failed: 1 == 2\n") && !escalated.contains("running 3"),
+            "the last lines of the output, not all of it:\n{md}"
+        );
+        assert!(
+            escalated.contains("`converge retry p/t00` starts it again"),
+            "{md}"
+        );
+        // `converge retry queue/fix` is refused: a queue item has no `reset`.
+        assert!(!md.contains("converge retry queue/fix"), "{md}");
+        assert!(
+            escalated.contains("edit `planning/queue/done/fix.md` (any change starts it again)"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn a_failed_check_points_to_the_gate_and_a_failed_agent_to_its_log() {
+        let spec = spec(&[("planning/plans/p.toml", &plan(2))]);
+        let retrying = |task: &str, reason: &str| TaskStatus {
+            phase: Phase::Failed,
+            failures: 1,
+            attempt: 1,
+            next_eligible_at: Some(Timestamp::from_unix(NOW.unix() + 60)),
+            ..failed(&spec, "p", task, reason, "x\n")
+        };
+        let mut status = Status::default();
+        status.plans.insert(
+            "p".into(),
+            PlanStatus {
+                tasks: [
+                    ("t00".to_owned(), retrying("t00", "invariant-failed")),
+                    ("t01".to_owned(), retrying("t01", "agent-exit")),
+                ]
+                .into(),
+                ..PlanStatus::default()
+            },
+        );
+        let md = render(&spec, &status, &Observation::default());
+        assert!(
+            md.contains("`converge gate p/t00` shows the failed check's output"),
+            "{md}"
+        );
+        assert!(
+            md.contains("`converge log p/t01` shows the agent's output"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn merged_lists_the_most_recent_and_counts_the_rest() {
+        let total = MERGED_SHOWN + 5;
+        let spec = spec(&[("planning/plans/p.toml", &plan(total))]);
+        let mut status = Status::default();
+        let mut obs = Observation::default();
+        let mut tasks = std::collections::BTreeMap::new();
+        for i in 0..total {
+            let name = format!("t{i:02}");
+            // Merged in reverse name order: t00 last.
+            let ended = Timestamp::from_unix(NOW.unix() - 60 * i64::try_from(i).expect("small"));
+            tasks.insert(
+                name.clone(),
+                TaskStatus {
+                    phase: Phase::Merged,
+                    attempt: 1,
+                    generation: spec.plans["p"].task(&name).expect("t").generation.clone(),
+                    merged_as: Some("0123456789abcdef".into()),
+                    attempts: vec![AttemptRecord {
+                        number: 1,
+                        generation: String::new(),
+                        started_at: ended,
+                        ended_at: Some(ended),
+                        outcome: Some("passed".into()),
+                        tokens_in: 0,
+                        tokens_out: 0,
+                        cost_usd: 0.0,
+                        harness: None,
+                        model: None,
+                        cooldown_until: None,
+                    }],
+                    ..TaskStatus::default()
+                },
+            );
+            obs.tasks.insert(
+                TaskKey::new("p", &name),
+                TaskObs {
+                    merged: true,
+                    ..TaskObs::default()
+                },
+            );
+        }
+        status.plans.insert(
+            "p".into(),
+            PlanStatus {
+                tasks,
+                ..PlanStatus::default()
+            },
+        );
+        let md = render(&spec, &status, &obs);
+        assert!(md.contains(&format!("{total} merged")), "{md}");
+        let section = md.split("## Merged").nth(1).expect("section");
+        let listed = section.lines().filter(|l| l.contains("merged as")).count();
+        assert_eq!(listed, MERGED_SHOWN, "{md}");
+        assert!(section.contains("p/t00 — merged as"), "the latest: {md}");
+        assert!(!section.contains("p/t24 — merged as"), "the oldest: {md}");
+        assert!(
+            section.contains(&format!("… and 5 merged before these ({total} in all)")),
+            "{md}"
+        );
+    }
 }

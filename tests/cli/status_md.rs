@@ -166,6 +166,7 @@ fn status_md_has_a_section_for_every_state() {
             branch_head: Some(sha.into()),
             run: Some(RunObs {
                 attempt: 1,
+                generation: None,
                 state: RunState::Running {
                     deadline: Timestamp::from_unix(now.unix() + 900),
                 },

@@ -782,6 +782,17 @@ fn classify(
             Some(generation) => generation != task.generation,
             None => edited && attempt == st.attempt,
         };
+        let cancel = || {
+            act(
+                Phase::Running,
+                Action::Cancel {
+                    key: key.clone(),
+                    attempt,
+                    reason: Reason::SpecChanged,
+                },
+                Reason::SpecChanged,
+            )
+        };
         match &run.state {
             RunState::Running { deadline } => {
                 if now >= *deadline {
@@ -795,16 +806,8 @@ fn classify(
                         Reason::Timeout,
                     );
                 }
-                if edited {
-                    return act(
-                        Phase::Running,
-                        Action::Cancel {
-                            key: key.clone(),
-                            attempt,
-                            reason: Reason::SpecChanged,
-                        },
-                        Reason::SpecChanged,
-                    );
+                if superseded {
+                    return cancel();
                 }
                 return wait(
                     Phase::Running,
@@ -828,15 +831,7 @@ fn classify(
             // superseded: it is closed as cancelled (and the task starts
             // afresh), never gated nor offered for approval.
             RunState::Exited { .. } if !gated(st, attempt) && superseded => {
-                return act(
-                    Phase::Running,
-                    Action::Cancel {
-                        key: key.clone(),
-                        attempt,
-                        reason: Reason::SpecChanged,
-                    },
-                    Reason::SpecChanged,
-                );
+                return cancel();
             }
             RunState::Exited { .. } if !gated(st, attempt) => {
                 return act(

@@ -68,6 +68,16 @@ pub struct Plan {
     pub sparse: std::collections::BTreeSet<BString>,
 }
 
+/// The index of a checkout, locked by converge (git's `index.lock`) for the
+/// whole of an update: from before its branch moves until the index is
+/// written, so that no other git process can write the index in between, and
+/// a branch never moves while someone else's git holds the index.
+#[derive(Debug)]
+pub struct IndexLock {
+    file: gix::lock::File,
+    _noted: super::intent::Noted,
+}
+
 /// What an interrupted update of a checked-out branch was doing.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Journal {
@@ -137,6 +147,23 @@ pub fn unsafe_path(path: &BStr, is_link: bool) -> Option<String> {
 
 fn journal_dir(common: &Path) -> PathBuf {
     common.join("converge").join("checkouts")
+}
+
+/// Paths an update left as a person had changed them (see
+/// [`Repo::note_left_alone`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LeftAlone {
+    pub branch: String,
+    pub worktree: PathBuf,
+    pub from: String,
+    pub to: String,
+    pub paths: Vec<String>,
+}
+
+fn left_alone_path(common: &Path, branch: &str, to: &str) -> PathBuf {
+    journal_dir(common)
+        .join("left-alone")
+        .join(format!("{}@{to}.json", branch.replace('/', "%2F")))
 }
 
 fn journal_path(common: &Path, branch: &str) -> PathBuf {
@@ -404,7 +431,11 @@ impl Repo {
         };
         match kind {
             EntryKind::Blob | EntryKind::BlobExecutable => {
-                if !meta.is_file() || is_executable(&meta) != (kind == EntryKind::BlobExecutable) {
+                // With `core.fileMode = false` (file systems without an
+                // executable bit), git ignores the bit on disk, and so do we.
+                let exec_differs = self.trusts_exec_bit()
+                    && is_executable(&meta) != (kind == EntryKind::BlobExecutable);
+                if !meta.is_file() || exec_differs {
                     return Ok(false);
                 }
                 let bytes = std::fs::read(file).map_err(io_err(file))?;
@@ -422,6 +453,15 @@ impl Repo {
         }
     }
 
+    /// Whether the executable bit on disk means something (`core.fileMode`,
+    /// true unless configured otherwise).
+    fn trusts_exec_bit(&self) -> bool {
+        self.repo
+            .config_snapshot()
+            .boolean("core.fileMode")
+            .unwrap_or(true)
+    }
+
     /// The index of this checkout as it is on disk, if there is one.
     fn read_index(&self) -> Result<Option<gix::index::File>> {
         let path = self.repo.index_path();
@@ -434,6 +474,40 @@ impl Repo {
                 path: path.clone(),
                 source: Box::new(e),
             })
+    }
+
+    /// Takes this checkout's `index.lock`, waiting a moment for another git
+    /// process to finish. One that keeps it is a [`GitError::Dirty`] naming
+    /// the lock: nothing has moved, and the next tick tries again.
+    pub fn lock_index(&self, branch: &str) -> Result<IndexLock> {
+        let index_path = self.repo.index_path();
+        let noted = super::intent::note(
+            self.common_dir(),
+            &super::intent::Intent::Index(index_path.clone()),
+        );
+        match gix::lock::File::acquire_to_update_resource(
+            &index_path,
+            gix::lock::acquire::Fail::AfterDurationWithBackoff(std::time::Duration::from_secs(2)),
+            None,
+            0,
+        ) {
+            Ok(file) => Ok(IndexLock {
+                file,
+                _noted: noted,
+            }),
+            Err(_) => {
+                let mut lock = index_path.into_os_string();
+                lock.push(".lock");
+                Err(GitError::Dirty {
+                    branch: branch.to_owned(),
+                    worktree: self.workdir()?.to_owned(),
+                    paths: vec![format!(
+                        "{} (another git process is using the index; converge never removes a lock it did not take)",
+                        PathBuf::from(lock).display()
+                    )],
+                })
+            }
+        }
     }
 
     /// Whether the file of `delta` holds its old or its new entry right now
@@ -457,7 +531,7 @@ impl Repo {
     /// then files, links and gitlinks, each replaced atomically, then the index.
     /// The plan must have nothing blocked. Returns the paths it left alone
     /// because they changed since the plan was made (their index entries too).
-    pub fn apply_checkout(&self, plan: &Plan) -> Result<Vec<Blocked>> {
+    pub fn apply_checkout(&self, plan: &Plan, lock: IndexLock) -> Result<Vec<Blocked>> {
         let workdir = self.workdir()?.to_owned();
         let disk = |d: &Delta| workdir.join(fs_path(&d.path));
         let mut skipped: Vec<Blocked> = Vec::new();
@@ -540,7 +614,16 @@ impl Repo {
             }
             done.push((delta, Some(file)));
         }
-        self.restage(&done)?;
+        // A path left as the person saved it gets the new entry in the index
+        // all the same: the index then agrees with HEAD, and only their own
+        // `git add`/`commit -a` can take their version (a stale staged entry
+        // would revert converge's change on a plain `git commit`).
+        let left: Vec<&Delta> = plan
+            .deltas
+            .iter()
+            .filter(|d| skipped.iter().any(|s| s.path == d.path.to_str_lossy()))
+            .collect();
+        self.restage(&done, &left, lock)?;
         Ok(skipped)
     }
 
@@ -548,24 +631,24 @@ impl Repo {
     /// stat data of the file written; `None`: deleted, or outside a sparse
     /// checkout), under git's lock, with the cache-tree dropped (git rebuilds
     /// it on the next commit). An entry a person staged meanwhile is kept.
-    fn restage(&self, done: &[(&Delta, Option<PathBuf>)]) -> Result<()> {
+    fn restage(
+        &self,
+        done: &[(&Delta, Option<PathBuf>)],
+        left: &[&Delta],
+        lock: IndexLock,
+    ) -> Result<()> {
         use gix::index::entry::{Flags, Stage};
         let index_path = self.repo.index_path();
         let index_err = |source: Box<dyn std::error::Error + Send + Sync>| GitError::Index {
             path: index_path.clone(),
             source,
         };
-        let _noted = super::intent::note(
-            self.common_dir(),
-            &super::intent::Intent::Index(index_path.clone()),
-        );
-        let lock = gix::lock::File::acquire_to_update_resource(
-            &index_path,
-            gix::lock::acquire::Fail::AfterDurationWithBackoff(std::time::Duration::from_secs(5)),
-            None,
-            0,
-        )
-        .map_err(|e| index_err(Box::new(e)))?;
+        let done: Vec<(&Delta, Option<PathBuf>)> = done
+            .iter()
+            .cloned()
+            .chain(left.iter().map(|d| (*d, None)))
+            .collect();
+        let done = done.as_slice();
         let mut index = match self.read_index()? {
             Some(index) => index,
             None => gix::index::File::from_state(
@@ -606,7 +689,7 @@ impl Repo {
             index.dangerously_push_entry(stat, id, flags, index_mode(kind), delta.path.as_bstr());
         }
         index.sort_entries();
-        write_index(&mut index, lock).map_err(index_err)
+        write_index(&mut index, lock.file).map_err(index_err)
     }
 
     /// Notes that `branch`, checked out at `worktree`, is being moved from
@@ -623,6 +706,45 @@ impl Repo {
         replace_with(&path, |tmp| open_new(tmp, 0o666)?.write_all(&text))
     }
 
+    /// Keeps, for `converge doctor`, the paths an update of `journal.branch`
+    /// left as the person had changed them: they hold the person's version,
+    /// not the one `journal.to` has.
+    pub(super) fn note_left_alone(&self, journal: &Journal, paths: &[Blocked]) -> Result<()> {
+        let path = left_alone_path(self.common_dir(), &journal.branch, &journal.to);
+        let note = LeftAlone {
+            branch: journal.branch.clone(),
+            worktree: journal.worktree.clone(),
+            from: journal.from.clone(),
+            to: journal.to.clone(),
+            paths: paths.iter().map(|b| b.path.clone()).collect(),
+        };
+        let text = serde_json::to_vec(&note).map_err(|e| GitError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        replace_with(&path, |tmp| open_new(tmp, 0o666)?.write_all(&text))
+    }
+
+    /// The notes of paths updates left as a person had changed them.
+    pub fn left_alone(&self) -> Vec<(PathBuf, LeftAlone)> {
+        let dir = journal_dir(self.common_dir()).join("left-alone");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(PathBuf, LeftAlone)> = entries
+            .flatten()
+            .filter_map(|e| {
+                let bytes = std::fs::read(e.path()).ok()?;
+                Some((e.path(), serde_json::from_slice(&bytes).ok()?))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     pub(super) fn end_checkout_journal(&self, branch: &str) -> Result<()> {
         super::work::remove_file_if_exists(&journal_path(self.common_dir(), branch)).map(|_| ())
     }
@@ -635,21 +757,8 @@ impl Repo {
             return Ok(Vec::new());
         };
         let entries: Vec<_> = entries.filter_map(std::result::Result::ok).collect();
-        for entry in &entries {
-            if entry.file_name().to_string_lossy().ends_with(".tmp") {
-                remove_stale_temps(
-                    &dir.join(
-                        entry
-                            .file_name()
-                            .to_string_lossy()
-                            .trim_start_matches('.')
-                            .split(".converge-")
-                            .next()
-                            .unwrap_or_default(),
-                    ),
-                );
-            }
-        }
+        // A journal being written when its process was killed.
+        remove_stale_temps(&dir.join("journal"));
         let mut out = Vec::new();
         for entry in entries {
             let path = entry.path();
@@ -702,30 +811,28 @@ impl Repo {
                 continue;
             }
             let worktree = Repo::discover(&journal.worktree)?;
+            let lock = worktree.lock_index(&journal.branch)?;
             let mut plan = worktree.plan_checkout(self.tree_of(from)?, self.tree_of(to)?)?;
             // Files a killed update was writing beside their targets.
             let workdir = worktree.workdir()?.to_owned();
             for delta in &plan.deltas {
                 remove_stale_temps(&workdir.join(fs_path(&delta.path)));
             }
-            let blocked: Vec<String> = plan.blocked.iter().map(ToString::to_string).collect();
-            let paths: std::collections::BTreeSet<String> =
-                plan.blocked.iter().map(|b| b.path.clone()).collect();
-            plan.deltas
-                .retain(|d| !paths.contains(d.path.to_str_lossy().as_ref()));
+            // Paths the person changed since the crash are left as they are
+            // (apply checks each again and skips them, giving them the new
+            // index entry); what is left to say goes into a note doctor shows.
+            let mut blocked: Vec<Blocked> = plan.blocked.clone();
             plan.blocked.clear();
-            let mut blocked = blocked;
-            blocked.extend(
-                worktree
-                    .apply_checkout(&plan)?
-                    .iter()
-                    .map(ToString::to_string),
-            );
-            // A blocked update keeps its journal: the next call finishes it
-            // once the person's changes are out of the way, and doctor shows it.
-            if blocked.is_empty() {
-                self.end_checkout_journal(&journal.branch)?;
+            for skipped in worktree.apply_checkout(&plan, lock)? {
+                if !blocked.iter().any(|b| b.path == skipped.path) {
+                    blocked.push(skipped);
+                }
             }
+            if !blocked.is_empty() {
+                self.note_left_alone(&journal, &blocked)?;
+            }
+            self.end_checkout_journal(&journal.branch)?;
+            let blocked: Vec<String> = blocked.iter().map(ToString::to_string).collect();
             out.push(if blocked.is_empty() {
                 Recovered::Finished {
                     branch: journal.branch,
@@ -866,28 +973,26 @@ fn changed_meanwhile(delta: &Delta) -> Blocked {
 }
 
 /// The temporary name beside `target` that `pid` writes its new content to.
+/// Not derived from the target's name: a name near the file system's limit
+/// (255 bytes) would make a longer one impossible to create.
 fn temp_name(target: &Path, pid: &str) -> PathBuf {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    target.with_file_name(format!(".{name}.converge-{pid}.tmp"))
+    target.with_file_name(format!(".converge-{pid}.tmp"))
 }
 
 /// Removes the temporary files beside `target` of processes that are gone
 /// (killed between writing one and renaming it into place).
 fn remove_stale_temps(target: &Path) {
-    let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+    let Some(dir) = target.parent() else {
         return;
     };
-    let prefix = format!(".{}.converge-", name.to_string_lossy());
+    let prefix = ".converge-";
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let file = entry.file_name().to_string_lossy().into_owned();
         let Some(pid) = file
-            .strip_prefix(&prefix)
+            .strip_prefix(prefix)
             .and_then(|rest| rest.strip_suffix(".tmp"))
             .and_then(|pid| pid.parse::<u32>().ok())
         else {

@@ -15,7 +15,7 @@ pub mod intent;
 mod remote;
 mod safe;
 mod work;
-pub use checkout::{Journal, Recovered};
+pub use checkout::{IndexLock, Journal, LeftAlone, Recovered};
 pub use files::PathState;
 pub use remote::{Pushed, RemoteError};
 pub use safe::refused_name;

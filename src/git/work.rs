@@ -255,6 +255,10 @@ impl Repo {
         // An update a crash interrupted is finished before the next one.
         self.recover_checkouts()?;
         let worktree = Repo::discover(&path)?;
+        // The index stays locked from before the branch moves until it is
+        // written: no other git process writes it in between, and the branch
+        // never moves while someone else's git holds it.
+        let lock = worktree.lock_index(branch)?;
         let plan = worktree.plan_checkout(self.tree_of(expected)?, self.tree_of(new)?)?;
         if !plan.blocked.is_empty() {
             return Err(GitError::Dirty {
@@ -263,17 +267,20 @@ impl Repo {
                 paths: plan.blocked.iter().map(ToString::to_string).collect(),
             });
         }
-        self.begin_checkout_journal(&super::Journal::new(branch, &path, expected, new))?;
+        let journal = super::Journal::new(branch, &path, expected, new);
+        self.begin_checkout_journal(&journal)?;
         if let Err(e) = self.compare_and_swap(branch, expected, new, log) {
             self.end_checkout_journal(branch)?;
             return Err(e);
         }
         crate::crash::point("mid-checkout");
-        // A path the person saved in the meantime is left as they saved it;
-        // the journal stays, so the next tick finishes it and doctor shows it.
-        if worktree.apply_checkout(&plan)?.is_empty() {
-            self.end_checkout_journal(branch)?;
+        // A path the person saved in the meantime is left as they saved it,
+        // and noted for doctor.
+        let left = worktree.apply_checkout(&plan, lock)?;
+        if !left.is_empty() {
+            self.note_left_alone(&journal, &left)?;
         }
+        self.end_checkout_journal(branch)?;
         Ok(Advanced {
             worktree: Some(path),
         })

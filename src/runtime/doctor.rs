@@ -48,6 +48,9 @@ pub enum Fix {
     Prune,
     /// Finish the interrupted updates of checked-out branches that can be finished.
     FinishCheckouts,
+    /// Forget a note of paths an update left as a person had changed them
+    /// (they were shown; what to do with them is the person's call).
+    ForgetLeftAlone(PathBuf),
     /// Remove what a killed process left: a stale ref lock, an unfinished
     /// worktree (see [`super::recover`]).
     Recover(super::recover::Found),
@@ -459,15 +462,42 @@ pub fn diagnose(repo: &Repo, report: &TickReport) -> Result<Vec<Finding>, Doctor
 /// the branch converge moved: the next tick finishes them where it can.
 fn interrupted_checkouts(repo: &Repo) -> Result<Vec<Finding>, DoctorError> {
     let journals = repo.interrupted_checkouts()?;
+    let left: Vec<Finding> = repo
+        .left_alone()
+        .into_iter()
+        .map(|(note, l)| {
+            Finding::new(
+                "checkouts",
+                Level::Problem,
+                format!(
+                    "in {}, {} kept the version you changed while converge moved {} to {}: they lack converge's change, and committing them (`git commit -a`) would undo it",
+                    l.worktree.display(),
+                    l.paths.join(", "),
+                    l.branch,
+                    short(&l.to)
+                ),
+            )
+            .hint(format!(
+                "compare with `git diff {} -- {}` and keep what you want (`git checkout {} -- <path>` takes converge's); `converge doctor --fix` then forgets this note",
+                short(&l.to),
+                l.paths.join(" "),
+                l.branch
+            ))
+            .fix(Fix::ForgetLeftAlone(note))
+        })
+        .collect();
+    if journals.is_empty() && !left.is_empty() {
+        return Ok(left);
+    }
     if journals.is_empty() {
         return Ok(vec![Finding::ok(
             "checkouts",
             "every checked-out branch's files and index match it",
         )]);
     }
-    Ok(journals
+    Ok(left
         .into_iter()
-        .map(|j| {
+        .chain(journals.into_iter().map(|j| {
             Finding::new(
                 "checkouts",
                 Level::Problem,
@@ -481,7 +511,7 @@ fn interrupted_checkouts(repo: &Repo) -> Result<Vec<Finding>, DoctorError> {
             )
             .hint("`converge doctor --fix` (or the next tick) finishes it; paths you changed since are left as they are and listed")
             .fix(Fix::FinishCheckouts)
-        })
+        }))
         .collect())
 }
 
@@ -675,6 +705,10 @@ pub fn fix(
                         ),
                     });
                 }
+            }
+            Some(Fix::ForgetLeftAlone(note)) => {
+                crate::git::remove_file_if_exists(note)?;
+                done.push(format!("forgot the note {}", note.display()));
             }
             Some(Fix::Prune) if !pruned => {
                 pruned = true;

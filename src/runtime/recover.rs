@@ -140,44 +140,33 @@ fn under_roots(roots: &[PathBuf], path: &Path) -> bool {
 /// Whether a live process has `path` open.
 fn held_open(path: &Path) -> bool {
     let wanted = canonical(path);
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    for proc in procs.flatten() {
-        if proc
-            .file_name()
-            .to_str()
-            .and_then(|p| p.parse::<u32>().ok())
-            .is_none()
-        {
-            continue;
-        }
-        let Ok(fds) = std::fs::read_dir(proc.path().join("fd")) else {
-            continue;
-        };
-        if fds
-            .flatten()
-            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == wanted))
-        {
-            return true;
-        }
-    }
-    false
+    processes().any(|proc| {
+        std::fs::read_dir(proc.join("fd")).is_ok_and(|fds| {
+            fds.flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == wanted))
+        })
+    })
+}
+
+/// The `/proc/<pid>` directories of the processes there are now.
+fn processes() -> impl Iterator<Item = PathBuf> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|proc| {
+            proc.file_name()
+                .to_str()
+                .is_some_and(|p| p.parse::<u32>().is_ok())
+        })
+        .map(|proc| proc.path())
 }
 
 /// Whether a live process works inside `dir` (its working directory is there).
 fn busy(dir: &Path) -> bool {
     let dir = canonical(dir);
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    procs.flatten().any(|proc| {
-        proc.file_name()
-            .to_str()
-            .and_then(|p| p.parse::<u32>().ok())
-            .is_some()
-            && std::fs::read_link(proc.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(&dir))
-    })
+    processes()
+        .any(|proc| std::fs::read_link(proc.join("cwd")).is_ok_and(|cwd| cwd.starts_with(&dir)))
 }
 
 /// Whether a live process names `dir` on its command line (a supervisor,
@@ -187,16 +176,9 @@ fn run_named(dir: &Path) -> bool {
         return true;
     }
     let wanted = dir.to_string_lossy().into_owned();
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    procs.flatten().any(|proc| {
-        proc.file_name()
-            .to_str()
-            .and_then(|p| p.parse::<u32>().ok())
-            .is_some()
-            && std::fs::read(proc.path().join("cmdline"))
-                .is_ok_and(|cmd| cmd.split(|b| *b == 0).any(|arg| arg == wanted.as_bytes()))
+    processes().any(|proc| {
+        std::fs::read(proc.join("cmdline"))
+            .is_ok_and(|cmd| cmd.split(|b| *b == 0).any(|arg| arg == wanted.as_bytes()))
     })
 }
 

@@ -362,3 +362,98 @@ fn a_sparse_checkout_stays_sparse_and_clean() {
     assert_eq!(sb.read("out/b.txt"), "b2\n");
     assert_eq!(sb.git(&["status", "--porcelain"]), "");
 }
+
+#[test]
+fn a_path_changed_after_a_crash_keeps_the_persons_version_and_no_staged_revert() {
+    let sb = Sandbox::repo();
+    let (old, new) = every_kind_of_change(&sb);
+    sb.git(&["reset", "-q", "--hard", &old]);
+    crate::support::checkout_journal(&sb, &old, &new);
+    sb.git(&["update-ref", "refs/heads/main", &new, &old]);
+    // The person saves content.txt (which the update changes) before the
+    // next converge process runs.
+    sb.write("content.txt", "the person's\n");
+    let repo = Repo::discover(sb.path()).expect("repo");
+    let recovered = repo.recover_checkouts().expect("recover");
+    assert!(
+        matches!(recovered.as_slice(), [converge::git::Recovered::Blocked { paths, .. }] if paths.iter().any(|p| p.starts_with("content.txt"))),
+        "{recovered:?}"
+    );
+    assert_eq!(sb.read("content.txt"), "the person's\n");
+    // Nothing staged: a plain `git commit` cannot undo converge's change.
+    assert_eq!(sb.git(&["diff", "--cached", "--name-only"]), "");
+    assert_eq!(sb.git(&["status", "--porcelain"]), " M content.txt\n");
+    let notes = repo.left_alone();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0].1.paths, ["content.txt"]);
+    assert!(repo.interrupted_checkouts().expect("journals").is_empty());
+}
+
+#[test]
+fn a_name_near_the_file_system_limit_is_written() {
+    let sb = Sandbox::repo();
+    sb.write("a.txt", "a\n");
+    let old = sb.commit_all("old");
+    let long = format!("{}.txt", "n".repeat(250));
+    sb.write(&long, "long\n");
+    let new = sb.commit_all("new");
+    sb.git(&["reset", "-q", "--hard", old.trim()]);
+    let repo = Repo::discover(sb.path()).expect("repo");
+    repo.advance_branch("main", oid(&old), oid(&new), "test")
+        .expect("advance");
+    assert_eq!(sb.read(&long), "long\n");
+    assert_eq!(sb.git(&["status", "--porcelain"]), "");
+}
+
+#[test]
+fn without_core_file_mode_an_executable_bit_on_disk_is_not_a_change() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let sb = Sandbox::repo();
+    sb.write("tool.sh", "old\n");
+    let old = sb.commit_all("old");
+    sb.write("tool.sh", "new\n");
+    let new = sb.commit_all("new");
+    sb.git(&["reset", "-q", "--hard", old.trim()]);
+    sb.git(&["config", "core.fileMode", "false"]);
+    std::fs::set_permissions(
+        sb.path().join("tool.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .expect("chmod");
+    assert_eq!(sb.git(&["status", "--porcelain"]), "", "git sees no change");
+    let repo = Repo::discover(sb.path()).expect("repo");
+    repo.advance_branch("main", oid(&old), oid(&new), "test")
+        .expect("advance");
+    assert_eq!(sb.read("tool.sh"), "new\n");
+    assert_eq!(sb.git(&["status", "--porcelain"]), "");
+}
+
+#[test]
+fn a_branch_never_moves_while_another_git_holds_the_index() {
+    let sb = Sandbox::repo();
+    sb.write("a.txt", "old\n");
+    let old = sb.commit_all("old");
+    sb.write("a.txt", "new\n");
+    let new = sb.commit_all("new");
+    sb.git(&["reset", "-q", "--hard", old.trim()]);
+    // A person's `git commit` waiting in its editor holds the index lock.
+    let lock = sb.path().join(".git/index.lock");
+    std::fs::write(&lock, b"").expect("lock");
+    let repo = Repo::discover(sb.path()).expect("repo");
+    let refused = repo.advance_branch("main", oid(&old), oid(&new), "test");
+    let Err(GitError::Dirty { paths, .. }) = &refused else {
+        panic!("{refused:?}");
+    };
+    assert!(paths[0].contains("index.lock"), "{paths:?}");
+    assert_eq!(
+        sb.git(&["rev-parse", "main"]).trim(),
+        old.trim(),
+        "main moved"
+    );
+    assert_eq!(sb.read("a.txt"), "old\n");
+    assert!(lock.exists(), "converge removed someone else's lock");
+    std::fs::remove_file(&lock).expect("rm");
+    repo.advance_branch("main", oid(&old), oid(&new), "test")
+        .expect("advance");
+    assert_eq!(sb.git(&["status", "--porcelain"]), "");
+}

@@ -53,7 +53,12 @@ pub fn check(ctx: &Ctx) -> CliResult {
             .source(e)
             .hint("run `converge check` inside the worktree converge gave this attempt")
     };
-    let repo = Repo::discover(&ctx.cwd).map_err(worktree_err)?;
+    // The worktree of this attempt's task, found from here: never the
+    // checkout above a worktree whose `.git` is gone.
+    let found = Repo::discover(&ctx.cwd).map_err(worktree_err)?;
+    let top = found.workdir().map_err(worktree_err)?.to_owned();
+    let repo = Repo::open_task_worktree(&top, &format!("converge/{}", brief.task))
+        .map_err(worktree_err)?;
     let root = repo.workdir().map_err(worktree_err)?.to_owned();
     let keep = agent.run_dir.join("check");
     if keep.exists() {

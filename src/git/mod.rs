@@ -66,6 +66,12 @@ pub enum GitError {
     UnsafePaths { paths: Vec<String> },
     #[error("converge cannot update the checkout at {}: it uses {what}", worktree.display())]
     Unsupported { worktree: PathBuf, what: String },
+    #[error("{} is not the worktree of {branch} (found {found}); its `.git` may be gone", path.display())]
+    NotTaskWorktree {
+        path: PathBuf,
+        branch: String,
+        found: String,
+    },
     #[error("cannot write {}", path.display())]
     Io {
         path: PathBuf,
@@ -147,6 +153,32 @@ impl Repo {
             source,
         })?;
         Ok(Repo { repo })
+    }
+
+    /// Opens the task worktree at `dir`, which must have `branch` checked out.
+    /// A worktree whose `.git` file is gone (removed while an agent still ran
+    /// in it) would otherwise be found as the checkout above it, and a commit
+    /// meant for the task would land on the person's branch.
+    pub fn open_task_worktree(dir: &Path, branch: &str) -> Result<Repo> {
+        let repo = Repo::discover(dir)?;
+        let found = repo.head_branch()?;
+        let here = repo.workdir().is_ok_and(|w| same_path(w, dir));
+        if !here || found.as_deref() != Some(branch) {
+            return Err(GitError::NotTaskWorktree {
+                path: dir.to_owned(),
+                branch: branch.to_owned(),
+                found: match (here, found) {
+                    (false, _) => format!(
+                        "the repository at {}",
+                        repo.workdir()
+                            .map_or_else(|_| "?".into(), |w| w.display().to_string())
+                    ),
+                    (true, Some(b)) => format!("{b} checked out"),
+                    (true, None) => "a detached HEAD".into(),
+                },
+            });
+        }
+        Ok(repo)
     }
 
     /// Keeps decoded objects in memory: for long-lived users (the tick loop),

@@ -84,7 +84,7 @@ pub fn run(worktree: &Path, env: &AgentEnv) -> Result<i32, SimError> {
             .message
             .clone()
             .unwrap_or_else(|| format!("{}: simulated work", brief.task));
-        let repo = Repo::discover(worktree)?;
+        let repo = Repo::open_task_worktree(worktree, &format!("converge/{}", brief.task))?;
         match repo.commit_leftovers(&message, &crate::git::Signer::Person)? {
             Some(commit) => println!("sim: committed {commit}"),
             None => println!("sim: nothing to commit"),

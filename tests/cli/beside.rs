@@ -537,3 +537,34 @@ fn doctor_finds_and_finishes_a_checkout_left_behind_its_branch() {
     sound(&sb, &[]);
     sb.converge(&["doctor"]).success();
 }
+
+#[test]
+fn an_agent_whose_worktree_lost_its_git_file_never_commits_on_the_persons_branch() {
+    // The worktree is nested in the person's checkout: with its `.git` file
+    // gone, looking for "the repository here" finds the checkout above it.
+    let text = plan(&[("t", "", &file("t.txt", "t"))])
+        .replace("[tasks.sim]\n", "[tasks.sim]\nsleep = \"2s\"\n");
+    let sb = setup(CONFIG, &text);
+    tick(&sb);
+    let dot_git = sb.path().join(".converge/worktrees/one/t/.git");
+    for _ in 0..100 {
+        if dot_git.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::fs::remove_file(&dot_git).expect("remove the worktree's .git");
+    sb.write("README.md", "project\nthe person's unsaved work\n");
+    let head = sb.git(&["rev-parse", "main"]);
+    std::thread::sleep(std::time::Duration::from_millis(3000));
+    assert_eq!(
+        sb.git(&["rev-parse", "main"]),
+        head,
+        "something committed on main"
+    );
+    assert_eq!(sb.read("README.md"), "project\nthe person's unsaved work\n");
+    assert_eq!(
+        sb.git(&["status", "--porcelain", "--", "README.md"]),
+        " M README.md\n"
+    );
+}

@@ -259,6 +259,14 @@ impl Repo {
         // written: no other git process writes it in between, and the branch
         // never moves while someone else's git holds it.
         let lock = worktree.lock_index(branch)?;
+        // A person may have switched that checkout to another branch since we
+        // looked (git holds the index lock while it checks out): then the
+        // branch is no longer checked out there, and only the ref moves.
+        if worktree.head_branch()?.as_deref() != Some(branch) {
+            drop(lock);
+            self.compare_and_swap(branch, expected, new, log)?;
+            return Ok(Advanced { worktree: None });
+        }
         let plan = worktree.plan_checkout(self.tree_of(expected)?, self.tree_of(new)?)?;
         if !plan.blocked.is_empty() {
             return Err(GitError::Dirty {

@@ -78,6 +78,25 @@ pub struct IndexLock {
     _noted: super::intent::Noted,
 }
 
+/// What is at one path of the worktree: read once per check, its content
+/// hashed at most once, however many tree entries it is compared with.
+struct OnDisk<'p> {
+    file: &'p Path,
+    /// `None`: nothing there.
+    meta: Option<std::fs::Metadata>,
+    /// `core.fileMode`: whether the executable bit on disk means something.
+    trusts_exec_bit: bool,
+    blob: std::cell::OnceCell<ObjectId>,
+}
+
+/// Which entry of a delta a path holds on disk now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holds {
+    Old,
+    New,
+    Neither,
+}
+
 /// What an interrupted update of a checked-out branch was doing.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Journal {
@@ -262,6 +281,7 @@ impl Repo {
                 what: "a sparse index (`index.sparse`)".into(),
             });
         }
+        let trusts_exec_bit = self.trusts_exec_bit();
         let mut blocked = Vec::new();
         let mut unsafe_paths = Vec::new();
         let mut sparse = std::collections::BTreeSet::new();
@@ -314,14 +334,15 @@ impl Repo {
                 }
                 _ => false,
             };
+            let disk = self.on_disk(&file, trusts_exec_bit)?;
             let disk_is = |e: Option<Entry>| {
-                if e.is_none() && is_dir(&file) {
+                if e.is_none() && disk.meta.as_ref().is_some_and(std::fs::Metadata::is_dir) {
                     // A directory where the tree gets a file: fine when all it
                     // holds are tracked files this update deletes (each
                     // checked as its own delta).
                     return Ok(only_deleted_below(&file, delta.path.as_bstr(), &deltas));
                 }
-                self.disk_holds(&file, e)
+                self.disk_holds(&disk, e)
             };
             let index_old = index_is(delta.old);
             let index_new = index_is(delta.new);
@@ -406,51 +427,86 @@ impl Repo {
         None
     }
 
-    /// Whether the worktree has `entry` at `file` (`None`: nothing there, or
-    /// an empty directory).
-    fn disk_holds(&self, file: &Path, entry: Option<Entry>) -> Result<bool> {
-        let meta = match std::fs::symlink_metadata(file) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(entry.is_none()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => return Ok(entry.is_none()),
-            Err(source) => return Err(io_err(file)(source)),
+    /// Whether the worktree has `entry` at the path of `disk` (`None`: nothing
+    /// there, or an empty directory).
+    fn disk_holds(&self, disk: &OnDisk<'_>, entry: Option<Entry>) -> Result<bool> {
+        let file = disk.file;
+        let Some(meta) = &disk.meta else {
+            return Ok(entry.is_none());
         };
         let Some((kind, id)) = entry else {
             // A directory at a path the tree has no file for: fine while empty
             // (what is inside it is checked path by path).
             return Ok(meta.is_dir() && is_empty_dir(file));
         };
-        let hash = self.repo.object_hash();
-        let blob_id = |bytes: &[u8]| {
-            gix::objs::compute_hash(hash, gix::objs::Kind::Blob, bytes).map_err(|e| {
-                GitError::Read {
-                    what: file.display().to_string(),
-                    source: gix::Error::from_error(e),
-                }
-            })
-        };
         match kind {
             EntryKind::Blob | EntryKind::BlobExecutable => {
                 // With `core.fileMode = false` (file systems without an
                 // executable bit), git ignores the bit on disk, and so do we.
-                let exec_differs = self.trusts_exec_bit()
-                    && is_executable(&meta) != (kind == EntryKind::BlobExecutable);
+                let exec_differs = disk.trusts_exec_bit
+                    && is_executable(meta) != (kind == EntryKind::BlobExecutable);
                 if !meta.is_file() || exec_differs {
                     return Ok(false);
                 }
-                let bytes = std::fs::read(file).map_err(io_err(file))?;
-                Ok(blob_id(&bytes)? == id)
+                Ok(self.disk_blob(disk)? == id)
             }
             EntryKind::Link => {
                 if !meta.file_type().is_symlink() {
                     return Ok(false);
                 }
-                let target = std::fs::read_link(file).map_err(io_err(file))?;
-                Ok(blob_id(link_bytes(&target))? == id)
+                Ok(self.disk_blob(disk)? == id)
             }
             EntryKind::Commit => Ok(meta.is_dir()),
             EntryKind::Tree => Ok(false),
         }
+    }
+
+    /// The blob id of what is at the path of `disk` (a file's content, a
+    /// link's target), hashed once however many entries it is compared with.
+    fn disk_blob(&self, disk: &OnDisk<'_>) -> Result<ObjectId> {
+        if let Some(id) = disk.blob.get() {
+            return Ok(*id);
+        }
+        let file = disk.file;
+        let is_link = disk
+            .meta
+            .as_ref()
+            .is_some_and(|m| m.file_type().is_symlink());
+        let bytes = if is_link {
+            let target = std::fs::read_link(file).map_err(io_err(file))?;
+            link_bytes(&target).to_vec()
+        } else {
+            std::fs::read(file).map_err(io_err(file))?
+        };
+        let id = gix::objs::compute_hash(self.repo.object_hash(), gix::objs::Kind::Blob, &bytes)
+            .map_err(|e| GitError::Read {
+                what: file.display().to_string(),
+                source: gix::Error::from_error(e),
+            })?;
+        let _ = disk.blob.set(id);
+        Ok(id)
+    }
+
+    /// What is at `file` now, read once (see [`OnDisk`]).
+    fn on_disk<'p>(&self, file: &'p Path, trusts_exec_bit: bool) -> Result<OnDisk<'p>> {
+        let meta = match std::fs::symlink_metadata(file) {
+            Ok(meta) => Some(meta),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                None
+            }
+            Err(source) => return Err(io_err(file)(source)),
+        };
+        Ok(OnDisk {
+            file,
+            meta,
+            trusts_exec_bit,
+            blob: std::cell::OnceCell::new(),
+        })
     }
 
     /// Whether the executable bit on disk means something (`core.fileMode`,
@@ -510,21 +566,29 @@ impl Repo {
         }
     }
 
-    /// Whether the file of `delta` holds its old or its new entry right now
-    /// (checked again just before it is replaced: a person may have saved it
-    /// since the plan was made).
-    fn still_expected(&self, file: &Path, delta: &Delta, all: &[Delta]) -> Result<bool> {
-        for entry in [delta.old, delta.new] {
-            let holds = if entry.is_none() && is_dir(file) {
-                only_deleted_below(file, delta.path.as_bstr(), all) || is_empty_dir(file)
-            } else {
-                self.disk_holds(file, entry)?
-            };
+    /// Which of its entries the file of `delta` holds right now (checked
+    /// again just before it is replaced: a person may have saved it since the
+    /// plan was made).
+    fn holds(
+        &self,
+        file: &Path,
+        delta: &Delta,
+        all: &[Delta],
+        trusts_exec_bit: bool,
+    ) -> Result<Holds> {
+        let disk = self.on_disk(file, trusts_exec_bit)?;
+        for (entry, which) in [(delta.old, Holds::Old), (delta.new, Holds::New)] {
+            let holds =
+                if entry.is_none() && disk.meta.as_ref().is_some_and(std::fs::Metadata::is_dir) {
+                    only_deleted_below(file, delta.path.as_bstr(), all) || is_empty_dir(file)
+                } else {
+                    self.disk_holds(&disk, entry)?
+                };
             if holds {
-                return Ok(true);
+                return Ok(which);
             }
         }
-        Ok(false)
+        Ok(Holds::Neither)
     }
 
     /// Writes a planned update: deletions first (and directories they empty),
@@ -537,9 +601,10 @@ impl Repo {
         let mut skipped: Vec<Blocked> = Vec::new();
         let mut done: Vec<(&Delta, Option<PathBuf>)> = Vec::new();
         let mut emptied: Vec<PathBuf> = Vec::new();
+        let trusts_exec_bit = self.trusts_exec_bit();
         for delta in plan.deltas.iter().filter(|d| d.new.is_none()) {
             let file = disk(delta);
-            if !self.still_expected(&file, delta, &plan.deltas)? {
+            if self.holds(&file, delta, &plan.deltas, trusts_exec_bit)? == Holds::Neither {
                 skipped.push(changed_meanwhile(delta));
                 continue;
             }
@@ -575,13 +640,14 @@ impl Repo {
                 continue;
             }
             let file = disk(delta);
-            if !self.still_expected(&file, delta, &plan.deltas)? {
+            let holds = self.holds(&file, delta, &plan.deltas, trusts_exec_bit)?;
+            if holds == Holds::Neither {
                 skipped.push(changed_meanwhile(delta));
                 continue;
             }
             let parent = file.parent().unwrap_or(&workdir).to_owned();
             create_dirs(&workdir, &parent)?;
-            if !self.disk_holds(&file, delta.new)? {
+            if holds == Holds::Old {
                 match kind {
                     EntryKind::Blob | EntryKind::BlobExecutable => {
                         let bytes = self.blob(id)?;

@@ -394,8 +394,10 @@ fn a_killed_agent_is_reaped_and_retried() {
     let sb = setup(&[("one", &plan)]);
     tick(&sb).success();
     let (supervisor, agent) = wait_for_agent(&sb, "one", "t", 1);
-    kill_group(agent);
+    // The supervisor first: killed after the agent, it could still record
+    // the agent's exit by signal (a failed gate, not a vanished agent).
     kill_group(supervisor);
+    kill_group(agent);
     for _ in 0..100 {
         if !alive(supervisor) && !alive(agent) {
             break;

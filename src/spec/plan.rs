@@ -371,10 +371,12 @@ fn read_task(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>, config: &Config) -> Option
     let allow_unchecked = t
         .boolean(ctx, "allow_unchecked")
         .is_some_and(|b| *b.get_ref());
-    if let (Some(Gate::Auto), Some(span)) = (gate, gate_span.clone()) {
-        if !allow_unchecked && !unknown_invariants && !checked(config, &invariants) {
-            unchecked(ctx, span, &t.what, config);
-        }
+    if let (Some(Gate::Auto), Some(span)) = (gate, gate_span)
+        && !allow_unchecked
+        && !unknown_invariants
+        && !checked(config, &invariants)
+    {
+        unchecked(ctx, span, &t.what, config);
     }
     let what = t.what.clone();
     let sim = t

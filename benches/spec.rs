@@ -93,7 +93,7 @@ fn plan_text(tasks: usize, deps: usize, seed: u64) -> (String, usize) {
         edges += chosen.len();
         let list: Vec<String> = chosen.iter().map(|d| format!("\"t{d}\"")).collect();
         out.push_str(&format!(
-            "{{name=\"t{i}\",description=\"d\",scope=\"narrow\",gate=\"auto\",depends_on=[{}]}},\n",
+            "{{name=\"t{i}\",description=\"d\",scope=\"narrow\",gate=\"auto\",allow_unchecked=true,depends_on=[{}]}},\n",
             list.join(",")
         ));
     }

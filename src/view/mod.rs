@@ -124,3 +124,57 @@ pub fn to_json(view: &impl Serialize) -> Result<serde_json::Value, serde_json::E
 pub fn short(id: &str) -> &str {
     id.get(..7).unwrap_or(id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_keys_are_sorted_and_fail_on_appears_only_when_asked() {
+        let mut view = TickView::of_decision(&Decision {
+            actions: Vec::new(),
+            report: Vec::new(),
+            queue: Vec::new(),
+            wake_at: None,
+        });
+        view.recorded = RecordedView::DryRun { diff: "d".into() };
+        let text = to_json(&view).unwrap().to_string();
+        assert!(
+            text.starts_with("{\"actions\":[],\"applied\":[],\"base_branch\":\"\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"recorded\":{\"diff\":\"d\",\"kind\":\"dry_run\"}"),
+            "{text}"
+        );
+        assert!(!text.contains("fail_on"));
+        view.fail_on = Some(Vec::new());
+        assert!(
+            to_json(&view)
+                .unwrap()
+                .to_string()
+                .contains("\"fail_on\":[]")
+        );
+    }
+
+    #[test]
+    fn doctor_findings_render_with_hint_fix_and_counts() {
+        let findings = [FindingView {
+            check: "secret".into(),
+            level: FindingLevel::Problem,
+            message: "readable by others".into(),
+            hint: Some("chmod 600".into()),
+            fixable: true,
+        }];
+        let text = doctor::render(&findings);
+        assert!(
+            text.starts_with("problem  secret     readable by others\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("\n1 problem(s), 0 warning(s)\n"), "{text}");
+        assert_eq!(
+            to_json(&findings[0]).unwrap()["level"],
+            serde_json::json!("problem")
+        );
+    }
+}

@@ -333,26 +333,27 @@ mod tests {
 
     #[test]
     fn bump_reset_counts_up_and_keeps_comments() {
-        let (text, reset) = bump_reset(PLAN, "planning/plans/a.toml", "one").unwrap();
+        let (text, reset) = bump_reset(PLAN, "planning/plans/a.toml", "one").expect("ok");
         assert_eq!(reset, 1);
         assert!(text.contains("name = \"one\"\nreset = 1\n"), "{text}");
-        let (text, reset) = bump_reset(&text, "planning/plans/a.toml", "two").unwrap();
+        let (text, reset) = bump_reset(&text, "planning/plans/a.toml", "two").expect("ok");
         assert_eq!(reset, 3);
         // The value is replaced, with its own decor (as before the move).
         assert!(text.contains("name = \"two\"\nreset = 3\n"), "{text}");
         assert!(text.starts_with("# the plan\n[plan]\nname = \"A\" # keep\n"));
-        let err = bump_reset(PLAN, "planning/plans/a.toml", "three").unwrap_err();
+        let err = bump_reset(PLAN, "planning/plans/a.toml", "three").expect_err("refused");
         assert_eq!(err.to_string(), "planning/plans/a.toml has no task `three`");
     }
 
     #[test]
     fn set_plan_state_changes_only_the_state() {
-        let text = set_plan_state(PLAN, "p.toml", "paused").unwrap();
+        let text = set_plan_state(PLAN, "p.toml", "paused").expect("ok");
         assert_eq!(
             text,
             PLAN.replace("state = \"active\"", "state = \"paused\"")
         );
-        let err = set_plan_state("[[tasks]]\nname = \"x\"\n", "p.toml", "paused").unwrap_err();
+        let err =
+            set_plan_state("[[tasks]]\nname = \"x\"\n", "p.toml", "paused").expect_err("refused");
         assert_eq!(err.to_string(), "p.toml has no [plan] table");
         assert!(matches!(
             set_plan_state("[plan", "p.toml", "paused"),
@@ -369,8 +370,8 @@ mod tests {
             by: "Ann <ann@example.com>".into(),
             at: Timestamp::from_unix(1_800_000_000),
         };
-        let text = encode_approval(&record).unwrap();
-        let value: toml::Table = toml::from_str(&text).unwrap();
+        let text = encode_approval(&record).expect("ok");
+        let value: toml::Table = toml::from_str(&text).expect("ok");
         assert_eq!(value["decision"].as_str(), Some("reject"));
         assert_eq!(value["reason"].as_str(), Some("no CSRF token"));
         assert_eq!(value["commit"].as_str(), Some("a".repeat(40).as_str()));
@@ -378,7 +379,7 @@ mod tests {
             reason: Some("  ".into()),
             ..record
         };
-        assert!(!encode_approval(&blank).unwrap().contains("reason"));
+        assert!(!encode_approval(&blank).expect("ok").contains("reason"));
         assert_eq!(
             approval_path("auth", "login"),
             "planning/approvals/auth/login.toml"
@@ -388,14 +389,14 @@ mod tests {
     #[test]
     fn an_added_invariant_is_refused_twice_unless_forced() {
         let config = "# config\n[invariants.build]\nkind = \"typecheck\"\ncommand = \"cargo\"\n";
-        let new = &preset("rust").unwrap()[1];
-        let text = add_invariant(config, new, false).unwrap();
+        let new = &preset("rust").expect("ok")[1];
+        let text = add_invariant(config, new, false).expect("ok");
         assert!(text.starts_with(config), "{text}");
         assert!(has_invariant(&text, "rust_test"));
         assert!(matches!(
             add_invariant(&text, new, false),
             Err(EditError::InvariantExists { .. })
         ));
-        assert_eq!(add_invariant(&text, new, true).unwrap(), text);
+        assert_eq!(add_invariant(&text, new, true).expect("ok"), text);
     }
 }

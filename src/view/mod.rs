@@ -138,7 +138,7 @@ mod tests {
             wake_at: None,
         });
         view.recorded = RecordedView::DryRun { diff: "d".into() };
-        let text = to_json(&view).unwrap().to_string();
+        let text = to_json(&view).expect("ok").to_string();
         assert!(
             text.starts_with("{\"actions\":[],\"applied\":[],\"base_branch\":\"\""),
             "{text}"
@@ -151,7 +151,7 @@ mod tests {
         view.fail_on = Some(Vec::new());
         assert!(
             to_json(&view)
-                .unwrap()
+                .expect("ok")
                 .to_string()
                 .contains("\"fail_on\":[]")
         );
@@ -173,7 +173,7 @@ mod tests {
         );
         assert!(text.ends_with("\n1 problem(s), 0 warning(s)\n"), "{text}");
         assert_eq!(
-            to_json(&findings[0]).unwrap()["level"],
+            to_json(&findings[0]).expect("ok")["level"],
             serde_json::json!("problem")
         );
     }

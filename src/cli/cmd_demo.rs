@@ -6,11 +6,19 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::cmd_reconcile::{converge_exe, loop_error};
-use super::{CliError, CliResult, Ctx, DemoArgs, print};
+use super::{CliError, CliResult, Ctx, print};
 use crate::git::Repo;
 use crate::runtime::{self, LoopOptions, Recorded, Until};
 use crate::status::Phase;
 use crate::time::Timestamp;
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Build the demo repository here (a new or empty directory) instead of a
+    /// temporary one.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
 
 const PLAN: &str = "greeter";
 /// Where the demo's status commits go (what `converge init` writes).

@@ -2,9 +2,18 @@
 
 use super::human::short;
 use super::source::open_repo;
-use super::{CliResult, Ctx, HistoryArgs, print};
+use super::{CliResult, Ctx, print};
 use crate::status::record::trailers;
 use crate::time::Timestamp;
+
+#[derive(Debug, clap::Args)]
+pub struct HistoryArgs {
+    /// Only this plan.
+    pub plan: Option<String>,
+    /// At most this many commits.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub limit: usize,
+}
 
 pub fn run(ctx: &Ctx, args: &HistoryArgs) -> CliResult {
     let repo = open_repo(ctx)?;

@@ -15,9 +15,9 @@ use crate::spec::{Diagnostic, Severity, Spec};
 use crate::status::load::STATUS_DIR;
 use crate::status::model::{StatusError, to_toml};
 use crate::status::record::{self, Change, Message, Outcome, RecordError};
-use crate::status::render::status_md;
 use crate::status::{Phase, Status};
 use crate::time::Timestamp;
+use crate::view::status_md::status_md;
 
 pub const STATUS_MD: &str = "planning/STATUS.md";
 

@@ -4,9 +4,9 @@
 use converge::decide::{Limits, decide};
 use converge::observe::{Observation, RunObs, RunState, TaskKey, TaskObs};
 use converge::spec::load::PlanningFiles;
-use converge::status::render::status_md;
 use converge::status::{Failure, Phase, PlanStatus, Status, TaskStatus};
 use converge::time::Timestamp;
+use converge::view::status_md::status_md;
 
 const PLAN: &str = r#"
 [plan]

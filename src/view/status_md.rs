@@ -7,7 +7,7 @@ use std::fmt::Write;
 use crate::decide::{ActionKind, Decision, Reason, TaskReport};
 use crate::spec::Spec;
 
-use super::model::{Phase, Status};
+use crate::status::{Phase, Status};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Section {

@@ -62,7 +62,7 @@ pub fn run(ctx: &Ctx, args: &TaskArg) -> CliResult {
 
 pub fn plan_text(
     repo: &crate::git::Repo,
-    report: &crate::runtime::TickReport,
+    report: &crate::runtime::Snapshot,
     file: &str,
 ) -> CliResult<String> {
     let bytes = repo

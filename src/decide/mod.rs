@@ -8,6 +8,8 @@
 //!
 //! No gix, tokio, `std::fs` or `std::process` here; side effects live in `act`.
 
+pub mod derive;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;

@@ -122,7 +122,14 @@ impl TickReport {
     pub(crate) fn unacted(prepared: Prepared) -> TickReport {
         let status = prepared.status.clone();
         let next = prepared.decision.clone();
-        let mut report = TickReport::of(prepared, status, next, Vec::new(), None, Recorded::Unchanged);
+        let mut report = TickReport::of(
+            prepared,
+            status,
+            next,
+            Vec::new(),
+            None,
+            Recorded::Unchanged,
+        );
         report.decision.actions.clear();
         report
     }
@@ -235,21 +242,20 @@ fn tick_local(
         status,
         ..
     } = &prepared;
-    let base_branch = base.rev.clone();
 
     let mut new_status = status.clone();
     let mut applied = Vec::new();
     let mut failed = None;
     let mut ctx = ActCtx {
         repo,
-        spec: &spec,
-        secret: &secret,
+        spec,
+        secret,
         converge: &options.converge,
         now: options.now,
         env: options.env,
-        base_branch: base_branch.clone(),
+        base_branch: base.rev.clone(),
         base_tip: base.commit,
-        redactor: crate::agent::Redactor::for_reconciler(&secret),
+        redactor: crate::agent::Redactor::for_reconciler(secret),
         sandbox: observation.sandbox.clone(),
         worktree_root: crate::act::dispatch::worktree_root(
             repo.common_dir(),

@@ -64,7 +64,7 @@ pub fn run(ctx: &Ctx, args: &DoctorArgs) -> CliResult {
             return Err(e);
         }
     };
-    let diagnose = |report: &crate::runtime::TickReport| {
+    let diagnose = |report: &crate::runtime::Snapshot| {
         doctor::diagnose(&repo, report)
             .map(|mut found| {
                 let mut all = doctor::check_leftovers(&repo);

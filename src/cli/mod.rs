@@ -375,7 +375,7 @@ pub fn print_json(view: &impl serde::Serialize, pretty: bool) -> CliResult {
 }
 
 /// What an intent is decided against: the base branch as the dry tick read it.
-pub fn base_of(report: &crate::runtime::TickReport) -> crate::intent::Base<'_> {
+pub fn base_of(report: &crate::runtime::Snapshot) -> crate::intent::Base<'_> {
     crate::intent::Base {
         branch: &report.base_branch,
         commit: report.spec_commit,

@@ -185,7 +185,10 @@ fn message_of(actions: &[Action], applied: &[Applied], spec: ObjectId) -> Messag
             .map(|a| match a {
                 Action::Promote { item } => format!("promote queue/{item}"),
                 other => match other.key() {
-                    Some(k) => format!("{} {k}", other.kind().as_str()),
+                    Some(k) => format!(
+                        "{} {k}",
+                        crate::status::record::subject_word(other.kind().as_str())
+                    ),
                     None => other.kind().as_str().to_owned(),
                 },
             })

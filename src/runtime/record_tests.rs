@@ -189,3 +189,28 @@ fn the_dry_run_diff_marks_created_and_deleted_files() {
     let changed = unified_diff("x", Some(b"a\nb\n"), Some(b"a\nc\n"));
     assert!(changed.contains("-b\n+c\n"), "{changed}");
 }
+
+#[test]
+fn a_status_commit_that_records_a_merge_says_merged() {
+    let merge = Action::Merge {
+        key: TaskKey::new("p", "a"),
+        head: "1111111111111111111111111111111111111111".to_owned(),
+    };
+    let one = message_of(
+        std::slice::from_ref(&merge),
+        &[applied("merge p/a")],
+        spec_commit(),
+    );
+    assert!(
+        one.render().starts_with("converge: merged p/a\n"),
+        "{}",
+        one.render()
+    );
+    assert!(one.render().contains("\nConverge-Action: merge\n"));
+    let two = message_of(
+        &[merge, dispatch("b", 1)],
+        &[applied("merge p/a"), applied("dispatch p/b")],
+        spec_commit(),
+    );
+    assert_eq!(two.summary.as_deref(), Some("merged p/a, dispatch p/b"));
+}

@@ -85,7 +85,7 @@ pub enum Action {
     Cleanup { key: TaskKey },
 }
 
-/// Action kinds in priority order, highest first (DESIGN §4).
+/// Action kinds in priority order, highest first (design §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ActionKind {
     Reap,

@@ -1,5 +1,5 @@
 //! Recording: one status commit per tick, with compare-and-swap on the status
-//! branch (DESIGN §3, §4 "record").
+//! branch (design §3, §4 "record").
 //!
 //! The commit changes only the files it is given (status files, STATUS.md, queue
 //! moves) on top of the branch tip the tick read. The branch moves only if it is

@@ -163,3 +163,114 @@ pub fn failed(
         outcomes: outcome.map(Outcome::ActionFailed).into_iter().collect(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::TaskKey;
+
+    fn task(retry_max: u32) -> Task {
+        let plan = format!(
+            "[plan]\nname = \"P\"\n[[tasks]]\nname = \"t\"\ndescription = \"d\"\nscope = \"narrow\"\ngate = \"auto\"\nretry_max = {retry_max}\n"
+        );
+        crate::spec::compile(&crate::spec::PlanningFiles::from_texts([
+            ("planning/goal.md", "g"),
+            ("planning/plans/p.toml", plan.as_str()),
+        ]))
+        .spec
+        .expect("valid")
+        .plans["p"]
+            .tasks[0]
+            .clone()
+    }
+
+    fn key() -> TaskKey {
+        TaskKey {
+            plan: "p".into(),
+            task: "t".into(),
+        }
+    }
+
+    fn unknown() -> ActError {
+        ActError::UnknownTask { key: key() }
+    }
+
+    #[test]
+    fn failures_in_a_row_back_off_until_retry_max_then_escalate() {
+        let now = Timestamp::from_unix(1_000);
+        let backoff = Backoff::default();
+        let gate = Action::Gate {
+            key: key(),
+            attempt: 1,
+        };
+        let task = task(1);
+        let st = |failures: u32| TaskStatus {
+            action_failures: failures,
+            generation: task.generation.clone(),
+            ..TaskStatus::default()
+        };
+        let policy = |st: Option<&TaskStatus>, task: Option<&Task>| {
+            error_policy(&gate, &unknown(), (task, st), now, &backoff)
+        };
+        // `retry_max = 1`: the first try and one retry.
+        assert_eq!(
+            policy(None, Some(&task)),
+            Disposition::Defer {
+                count: 1,
+                limit: 2,
+                until: now.plus(backoff_delay(&backoff, 1))
+            }
+        );
+        assert_eq!(
+            policy(Some(&st(1)), Some(&task)),
+            Disposition::Escalate { count: 2, limit: 2 }
+        );
+        // A task no longer in its plan gets the default's four.
+        assert_eq!(
+            policy(Some(&st(3)), None),
+            Disposition::Escalate { count: 4, limit: 4 }
+        );
+        // Escalated, then restarted by a human at a new generation: afresh.
+        let restarted = TaskStatus {
+            phase: Phase::Escalated,
+            generation: "older".into(),
+            ..st(2)
+        };
+        assert!(matches!(
+            policy(Some(&restarted), Some(&task)),
+            Disposition::Defer { count: 1, .. }
+        ));
+        // Still escalated at its generation: the count goes on.
+        let still = TaskStatus {
+            phase: Phase::Escalated,
+            ..st(2)
+        };
+        assert!(matches!(
+            policy(Some(&still), Some(&task)),
+            Disposition::Escalate { count: 3, .. }
+        ));
+    }
+
+    #[test]
+    fn a_moved_base_stops_the_tick_and_a_promotion_is_only_reported() {
+        let now = Timestamp::from_unix(1_000);
+        let backoff = Backoff::default();
+        let moved = ActError::BaseMoved {
+            branch: "main".into(),
+            kept: Vec::new(),
+        };
+        let merge = Action::Merge {
+            key: key(),
+            head: "h".into(),
+        };
+        assert_eq!(
+            error_policy(&merge, &moved, (None, None), now, &backoff),
+            Disposition::StopTick
+        );
+        let promote = Action::Promote { item: "x".into() };
+        assert_eq!(
+            error_policy(&promote, &unknown(), (None, None), now, &backoff),
+            Disposition::Report
+        );
+    }
+}

@@ -355,7 +355,7 @@ fn one_task_template(repo: &Path) {
     write(
         repo,
         "planning/plans/one.toml",
-        "[plan]\nname = \"One\"\n\n[[tasks]]\nname = \"t\"\ndescription = \"d\"\nscope = \"narrow\"\ngate = \"auto\"\n[tasks.sim]\nfiles = [{ path = \"work.txt\", content = \"work\\n\" }]\n",
+        "[plan]\nname = \"One\"\n\n[[tasks]]\nname = \"t\"\ndescription = \"d\"\nscope = \"narrow\"\ngate = \"auto\"\nallow_unchecked = true\n[tasks.sim]\nfiles = [{ path = \"work.txt\", content = \"work\\n\" }]\n",
     );
     git(repo, &["add", "-A"], None);
     git(repo, &["commit", "-q", "-m", "plan"], None);

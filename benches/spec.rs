@@ -104,6 +104,12 @@ fn plan_text(tasks: usize, deps: usize, seed: u64) -> (String, usize) {
 fn write_big_plan(dir: &Path, tasks: usize, deps: usize, seed: u64) -> (usize, usize) {
     std::fs::create_dir_all(dir.join("planning/plans")).expect("mkdir");
     std::fs::write(dir.join("planning/goal.md"), "Benchmark.\n").expect("write");
+    // Merges are checked, so `auto` tasks without invariants of their own are valid.
+    std::fs::write(
+        dir.join("planning/converge.toml"),
+        "[invariants.ok]\nkind = \"custom\"\ncommand = \"true\"\n\n[merge]\ninvariants = [\"ok\"]\n",
+    )
+    .expect("write");
     let (text, edges) = plan_text(tasks, deps, seed);
     assert!(
         text.len() < 1024 * 1024,

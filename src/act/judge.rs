@@ -231,7 +231,7 @@ mod tests {
             ("planning/goal.md", "g"),
             (
                 "planning/plans/p.toml",
-                "[plan]\nname = \"P\"\n[[tasks]]\nname = \"t\"\ndescription = \"d\"\nscope = \"narrow\"\ngate = \"auto\"\npaths = [\"src/*.rs\"]\n",
+                "[plan]\nname = \"P\"\n[[tasks]]\nname = \"t\"\ndescription = \"d\"\nscope = \"narrow\"\ngate = \"auto\"\nallow_unchecked = true\npaths = [\"src/*.rs\"]\n",
             ),
         ]))
         .spec

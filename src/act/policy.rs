@@ -171,7 +171,7 @@ mod tests {
 
     fn task(retry_max: u32) -> Task {
         let plan = format!(
-            "[plan]\nname = \"P\"\n[[tasks]]\nname = \"t\"\ndescription = \"d\"\nscope = \"narrow\"\ngate = \"auto\"\nretry_max = {retry_max}\n"
+            "[plan]\nname = \"P\"\n[[tasks]]\nname = \"t\"\ndescription = \"d\"\nscope = \"narrow\"\ngate = \"auto\"\nallow_unchecked = true\nretry_max = {retry_max}\n"
         );
         crate::spec::compile(&crate::spec::PlanningFiles::from_texts([
             ("planning/goal.md", "g"),

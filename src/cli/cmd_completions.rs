@@ -2,7 +2,12 @@
 
 use clap::CommandFactory;
 
-use super::{Cli, CliResult, CompletionsArgs, print};
+use super::{Cli, CliResult, print};
+
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
+}
 
 pub fn run(args: &CompletionsArgs) -> CliResult {
     let mut command = Cli::command();

@@ -6,13 +6,23 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::cmd_reconcile::{converge_exe, loop_error};
-use super::{CliError, CliResult, Ctx, DemoArgs, print};
+use super::{CliError, CliResult, Ctx, print};
 use crate::git::Repo;
 use crate::runtime::{self, LoopOptions, Recorded, Until};
 use crate::status::Phase;
 use crate::time::Timestamp;
 
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Build the demo repository here (a new or empty directory) instead of a
+    /// temporary one.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
 const PLAN: &str = "greeter";
+/// Where the demo's status commits go (what `converge init` writes).
+const STATUS_BRANCH: &str = "converge-status";
 const REVIEWED: &str = "docs";
 
 /// The demo project: a tiny shell program, a plan of seven tasks, and the
@@ -38,6 +48,7 @@ fn files() -> Vec<(&'static str, &'static str)> {
 
 const CONFIG: &str = r#"# The demo's configuration: simulated agents, fast backoff, real checks.
 [reconcile]
+status_branch = "converge-status"
 default_harness = "sim"
 actions_per_tick = 2
 max_agents = 3
@@ -359,8 +370,20 @@ fn summary(
             message.lines().next().unwrap_or("")
         ));
     }
+    // Status commits go to their own branch, so main's history is the work.
+    let status_commits = match repo.branch_tip(STATUS_BRANCH)? {
+        Some(status_tip) => repo
+            .log(status_tip, 10_000)?
+            .iter()
+            .filter(|(_, _, m)| m.contains("\nConverge-Action: "))
+            .count(),
+        None => 0,
+    };
     out.push_str(&format!(
-        "\nexplore it: cd {} && git log --stat && cat planning/STATUS.md\n",
+        "\n{status_commits} status commits on {STATUS_BRANCH}: git log --oneline {STATUS_BRANCH}\n"
+    ));
+    out.push_str(&format!(
+        "\nexplore it: cd {} && git log --stat --first-parent main && git show {STATUS_BRANCH}:planning/STATUS.md\n",
         dir.display()
     ));
     print(&out)?;

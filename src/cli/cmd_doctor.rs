@@ -4,20 +4,27 @@ use std::time::Duration;
 
 use super::human::snapshot;
 use super::source::open_repo;
-use super::{CliError, CliResult, Ctx, DoctorArgs, Kind, print};
+use super::{CliError, CliResult, Ctx, Kind, print, print_json};
+use crate::runtime::Lock;
 use crate::runtime::doctor::{self, Finding, Level};
-use crate::runtime::{Lock, LockError};
+use crate::view::{FindingLevel, FindingView};
+
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// Apply the safe fixes (under the reconciler lock), then check again.
+    #[arg(long)]
+    pub fix: bool,
+    #[arg(long)]
+    pub json: bool,
+}
 
 pub fn run(ctx: &Ctx, args: &DoctorArgs) -> CliResult {
     let repo = open_repo(ctx)?;
     // Fixing while a tick acts could remove what the tick just made.
     let _lock = if args.fix {
         Some(
-            Lock::acquire(repo.common_dir(), Duration::from_secs(60)).map_err(|e| match e {
-                busy @ LockError::Busy { .. } => CliError::new(Kind::Busy, busy.to_string())
-                    .hint("run `converge doctor --fix` when no reconciler is running"),
-                other => CliError::failure("cannot take the reconciler lock").source(other),
-            })?,
+            Lock::acquire(repo.common_dir(), Duration::from_secs(60))
+                .map_err(|e| CliError::lock(e, "doctor --fix"))?,
         )
     } else {
         None
@@ -57,7 +64,7 @@ pub fn run(ctx: &Ctx, args: &DoctorArgs) -> CliResult {
             return Err(e);
         }
     };
-    let diagnose = |report: &crate::runtime::TickReport| {
+    let diagnose = |report: &crate::runtime::Snapshot| {
         doctor::diagnose(&repo, report)
             .map(|mut found| {
                 let mut all = doctor::check_leftovers(&repo);
@@ -85,19 +92,7 @@ pub fn run(ctx: &Ctx, args: &DoctorArgs) -> CliResult {
         out.push('\n');
     }
     if args.json {
-        let value: Vec<serde_json::Value> = findings
-            .iter()
-            .map(|f| {
-                serde_json::json!({
-                    "check": f.check,
-                    "level": f.level.as_str(),
-                    "message": f.message,
-                    "hint": f.hint,
-                    "fixable": f.fix.is_some(),
-                })
-            })
-            .collect();
-        print(&format!("{:#}\n", serde_json::Value::Array(value)))?;
+        print_json(&views(&findings), true)?;
     } else {
         out.push_str(&render(&findings));
         print(&out)?;
@@ -109,30 +104,24 @@ pub fn run(ctx: &Ctx, args: &DoctorArgs) -> CliResult {
     }
 }
 
+/// The findings as the view prints them.
+fn views(findings: &[Finding]) -> Vec<FindingView> {
+    findings
+        .iter()
+        .map(|f| FindingView {
+            check: f.check.to_owned(),
+            level: match f.level {
+                Level::Ok => FindingLevel::Ok,
+                Level::Warning => FindingLevel::Warning,
+                Level::Problem => FindingLevel::Problem,
+            },
+            message: f.message.clone(),
+            hint: f.hint.clone(),
+            fixable: f.fix.is_some(),
+        })
+        .collect()
+}
+
 fn render(findings: &[Finding]) -> String {
-    let mut out = String::new();
-    for f in findings {
-        out.push_str(&format!(
-            "{:<8} {:<10} {}\n",
-            f.level.as_str(),
-            f.check,
-            f.message
-        ));
-        if let Some(hint) = &f.hint {
-            out.push_str(&format!("{:<19} hint: {hint}\n", ""));
-        }
-        if f.fix.is_some() {
-            out.push_str(&format!("{:<19} fix: `converge doctor --fix`\n", ""));
-        }
-    }
-    let problems = findings
-        .iter()
-        .filter(|f| f.level == Level::Problem)
-        .count();
-    let warnings = findings
-        .iter()
-        .filter(|f| f.level == Level::Warning)
-        .count();
-    out.push_str(&format!("\n{problems} problem(s), {warnings} warning(s)\n"));
-    out
+    crate::view::doctor::render(&views(findings))
 }

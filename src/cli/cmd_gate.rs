@@ -2,7 +2,13 @@
 
 use super::human::{known_task_named, short, snapshot};
 use super::source::open_repo;
-use super::{CliResult, Ctx, GateArgs, print};
+use super::{CliResult, Ctx, print};
+
+#[derive(Debug, clap::Args)]
+pub struct GateArgs {
+    /// PLAN/TASK
+    pub task: String,
+}
 
 pub fn run(ctx: &Ctx, args: &GateArgs) -> CliResult {
     let repo = open_repo(ctx)?;

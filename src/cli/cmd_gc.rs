@@ -5,19 +5,23 @@ use std::time::Duration;
 
 use super::human::snapshot;
 use super::source::open_repo;
-use super::{CliError, CliResult, Ctx, GcArgs, Kind, print};
+use super::{CliError, CliResult, Ctx, print};
+use crate::runtime::Lock;
 use crate::runtime::gc;
-use crate::runtime::{Lock, LockError};
+
+#[derive(Debug, clap::Args)]
+pub struct GcArgs {
+    /// List what would be removed, remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
 
 pub fn run(ctx: &Ctx, args: &GcArgs) -> CliResult {
     let repo = open_repo(ctx)?;
     // A tick could dispatch the attempt gc is about to judge; a tick is
     // short, so gc waits a little for one to finish.
-    let _lock = Lock::acquire(repo.common_dir(), Duration::from_secs(5)).map_err(|e| match e {
-        busy @ LockError::Busy { .. } => CliError::new(Kind::Busy, busy.to_string())
-            .hint("run `converge gc` when no reconciler is running"),
-        other => CliError::failure("cannot take the reconciler lock").source(other),
-    })?;
+    let _lock = Lock::acquire(repo.common_dir(), Duration::from_secs(5))
+        .map_err(|e| CliError::lock(e, "gc"))?;
     let report = snapshot(&repo)?;
     let keep = report.spec.config.reconcile.keep_attempts;
     let base_tip = repo

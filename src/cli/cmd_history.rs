@@ -2,15 +2,39 @@
 
 use super::human::short;
 use super::source::open_repo;
-use super::{CliResult, Ctx, HistoryArgs, print};
+use super::{CliResult, Ctx, print};
 use crate::status::record::trailers;
 use crate::time::Timestamp;
+
+#[derive(Debug, clap::Args)]
+pub struct HistoryArgs {
+    /// Only this plan.
+    pub plan: Option<String>,
+    /// At most this many commits.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub limit: usize,
+}
 
 pub fn run(ctx: &Ctx, args: &HistoryArgs) -> CliResult {
     let repo = open_repo(ctx)?;
     let base = repo.base_source()?;
+    let depth = args.limit.saturating_mul(20).max(1000);
+    let mut commits = repo.log(base.commit, depth)?;
+    // Status commits live on the status branch when it is not the base
+    // branch (what `converge init` writes); people's decisions and merges on
+    // the base branch. Both, newest first, each commit once.
+    let (_, status_branch) = repo.remote_settings(base.commit)?;
+    if let Some(tip) = match status_branch.filter(|b| *b != base.rev) {
+        Some(branch) => repo.branch_tip(&branch)?,
+        None => None,
+    } {
+        let seen: std::collections::HashSet<_> = commits.iter().map(|(id, ..)| *id).collect();
+        let status = repo.log(tip, depth)?;
+        commits.extend(status.into_iter().filter(|(id, ..)| !seen.contains(id)));
+        commits.sort_by_key(|(_, time, _)| std::cmp::Reverse(*time));
+    }
     let mut rows = Vec::new();
-    for (id, time, message) in repo.log(base.commit, args.limit.saturating_mul(20).max(1000))? {
+    for (id, time, message) in commits {
         let t = trailers(&message);
         let get = |k: &str| t.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
         let Some(action) = get("Converge-Action") else {

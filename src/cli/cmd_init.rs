@@ -5,8 +5,18 @@ use std::path::Path;
 use toml_edit::{Array, DocumentMut};
 
 use super::source;
-use super::{CliError, CliResult, Ctx, InitArgs, print};
+use super::{CliError, CliResult, Ctx, print};
 use crate::act::files::write_atomically;
+
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Overwrite template files that already exist.
+    #[arg(long)]
+    pub force: bool,
+    /// Commit the new files on the checked-out branch.
+    #[arg(long)]
+    pub commit: bool,
+}
 
 /// The template, embedded at build time: (path in the repository, content).
 pub const TEMPLATE: &[(&str, &str)] = &[

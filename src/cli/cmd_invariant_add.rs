@@ -1,156 +1,70 @@
 //! `converge invariant add NAME ...`: edit planning/converge.toml in place.
 //!
-//! The edit keeps comments and formatting (toml_edit), is validated before it is
-//! written, and is written atomically, so a refused edit changes nothing on disk.
+//! The edit (`spec::edit::add_invariant`) keeps comments and formatting, is
+//! validated before it is written, and is written atomically, so a refused edit changes nothing on disk.
 
 use std::path::Path;
 
-use toml_edit::{Array, DocumentMut, Item, Table, value};
-
 use super::source;
-use super::{AddArgs, CliError, CliResult, Ctx, print};
+use super::{CliError, CliResult, Ctx, print};
 use crate::act::files::write_atomically;
+use crate::spec::edit::{self, NewInvariant};
 use crate::spec::{self, config, duration, names};
 
-/// One invariant to write into converge.toml.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewInvariant {
-    pub name: String,
-    pub kind: String,
-    pub command: String,
+#[derive(Debug, clap::Args)]
+pub struct AddArgs {
+    /// The invariant's name ([a-z0-9][a-z0-9_-]*).
+    #[arg(required_unless_present = "preset", conflicts_with = "preset")]
+    pub name: Option<String>,
+    /// What kind of check it is.
+    #[arg(long, value_parser = ["test_suite", "typecheck", "lint", "coverage", "custom"], required_unless_present = "preset", conflicts_with = "preset")]
+    pub kind: Option<String>,
+    /// The program to run (directly, never through a shell).
+    #[arg(long, required_unless_present = "preset", conflicts_with = "preset")]
+    pub command: Option<String>,
+    /// Arguments, comma-separated as gator writes them (`--args test,--workspace`);
+    /// repeatable. Arguments that contain a comma go after `--`.
+    #[arg(
+        long = "args",
+        value_name = "ARGS",
+        allow_hyphen_values = true,
+        value_delimiter = ',',
+        conflicts_with = "preset"
+    )]
     pub args: Vec<String>,
+    /// Arguments taken as they are, after the other arguments.
+    #[arg(last = true, value_name = "ARG", conflicts_with = "preset")]
+    pub rest: Vec<String>,
+    /// What it checks, in words (shown by `converge invariant list`).
+    #[arg(long, value_name = "TEXT", conflicts_with = "preset")]
     pub description: Option<String>,
-    /// As given: a duration (`5m`) or a number of seconds (`300`).
+    /// Add the usual checks of a kind of project (gator's presets), e.g.
+    /// `rust_build`, `rust_test`, `rust_clippy`, `rust_fmt_check` for rust.
+    #[arg(long, value_parser = ["rust", "node", "python", "go"])]
+    pub preset: Option<String>,
+    /// How long it may run: a duration (`5m`) or a number of seconds (`300`).
+    #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
+    /// The exit code that means success.
+    #[arg(long, value_name = "CODE")]
     pub expected_exit_code: Option<u8>,
+    /// Report failures without failing the gate.
+    #[arg(long)]
     pub advisory: bool,
+    /// Replace an invariant of the same name.
+    #[arg(long)]
+    pub force: bool,
 }
-
-/// One check of a preset: name, kind, description, program, arguments.
-pub type PresetCheck = (
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static [&'static str],
-);
-
-/// The usual checks of each kind of project: the same names, commands and
-/// arguments as gator's presets, so that gator plans find what they reference.
-pub const PRESETS: &[(&str, &[PresetCheck])] = &[
-    (
-        "rust",
-        &[
-            (
-                "rust_build",
-                "typecheck",
-                "Build the workspace",
-                "cargo",
-                &["build", "--workspace"],
-            ),
-            (
-                "rust_test",
-                "test_suite",
-                "Run all tests",
-                "cargo",
-                &["test", "--workspace"],
-            ),
-            (
-                "rust_clippy",
-                "lint",
-                "Lint with clippy",
-                "cargo",
-                &["clippy", "--workspace", "--", "-D", "warnings"],
-            ),
-            (
-                "rust_fmt_check",
-                "lint",
-                "Check code formatting",
-                "cargo",
-                &["fmt", "--all", "--", "--check"],
-            ),
-        ],
-    ),
-    (
-        "node",
-        &[
-            (
-                "node_test",
-                "test_suite",
-                "Run test suite",
-                "npm",
-                &["test"],
-            ),
-            (
-                "node_build",
-                "typecheck",
-                "Build the project",
-                "npm",
-                &["run", "build"],
-            ),
-            ("node_lint", "lint", "Run linter", "npm", &["run", "lint"]),
-        ],
-    ),
-    (
-        "python",
-        &[
-            ("python_test", "test_suite", "Run pytest", "pytest", &[]),
-            (
-                "python_ruff",
-                "lint",
-                "Lint with ruff",
-                "ruff",
-                &["check", "."],
-            ),
-            (
-                "python_typecheck",
-                "typecheck",
-                "Type check with mypy",
-                "mypy",
-                &["."],
-            ),
-        ],
-    ),
-    (
-        "go",
-        &[
-            (
-                "go_build",
-                "typecheck",
-                "Build all packages",
-                "go",
-                &["build", "./..."],
-            ),
-            (
-                "go_test",
-                "test_suite",
-                "Run all tests",
-                "go",
-                &["test", "./..."],
-            ),
-            ("go_vet", "lint", "Static analysis", "go", &["vet", "./..."]),
-        ],
-    ),
-];
 
 /// The invariants of a preset, with the options that apply to each.
 pub fn preset(name: &str, args: &AddArgs) -> Option<Vec<NewInvariant>> {
-    let (_, checks) = PRESETS.iter().find(|(p, _)| *p == name)?;
-    Some(
-        checks
-            .iter()
-            .map(|(name, kind, description, command, argv)| NewInvariant {
-                name: (*name).to_owned(),
-                kind: (*kind).to_owned(),
-                command: (*command).to_owned(),
-                args: argv.iter().map(|a| (*a).to_owned()).collect(),
-                description: Some((*description).to_owned()),
-                timeout: args.timeout.clone(),
-                expected_exit_code: args.expected_exit_code,
-                advisory: args.advisory,
-            })
-            .collect(),
-    )
+    let mut checks = edit::preset(name)?;
+    for check in &mut checks {
+        check.timeout = args.timeout.clone();
+        check.expected_exit_code = args.expected_exit_code;
+        check.advisory = args.advisory;
+    }
+    Some(checks)
 }
 
 /// The one invariant described by the options.
@@ -228,7 +142,7 @@ pub fn run(ctx: &Ctx, args: &AddArgs) -> CliResult {
     let mut text = original.clone();
     let mut report = String::new();
     for new in &wanted {
-        let existed = has_invariant(&text, &new.name);
+        let existed = edit::has_invariant(&text, &new.name);
         if existed && !args.force && args.preset.is_some() {
             report.push_str(&format!(
                 "kept invariant `{}` (it exists; --force replaces it)\n",
@@ -236,7 +150,7 @@ pub fn run(ctx: &Ctx, args: &AddArgs) -> CliResult {
             ));
             continue;
         }
-        text = edit(&text, new, args.force)?;
+        text = edit::add_invariant(&text, new, args.force)?;
         let verb = if existed { "replaced" } else { "added" };
         report.push_str(&format!(
             "{verb} invariant `{}` in {}\n",
@@ -257,81 +171,6 @@ pub fn run(ctx: &Ctx, args: &AddArgs) -> CliResult {
         names.join(", ")
     ));
     print(&report)
-}
-
-fn has_invariant(text: &str, name: &str) -> bool {
-    text.parse::<DocumentMut>()
-        .ok()
-        .and_then(|doc| doc.get("invariants").and_then(|i| i.get(name)).map(|_| ()))
-        .is_some()
-}
-
-/// Returns the new text of converge.toml with the invariant added (or replaced,
-/// with `force`).
-pub fn edit(original: &str, new: &NewInvariant, force: bool) -> CliResult<String> {
-    let mut doc: DocumentMut = original.parse().map_err(|e: toml_edit::TomlError| {
-        CliError::bad_input(format!("{} is not valid TOML", config::CONFIG_PATH))
-            .source(e)
-            .hint("`converge plan validate` shows where")
-    })?;
-    let mut table = Table::new();
-    if let Some(description) = &new.description {
-        table.insert("description", value(description.as_str()));
-    }
-    table.insert("kind", value(new.kind.as_str()));
-    table.insert("command", value(new.command.as_str()));
-    let mut list = Array::new();
-    for arg in &new.args {
-        list.push(arg.as_str());
-    }
-    table.insert("args", value(list));
-    if let Some(timeout) = &new.timeout {
-        match timeout.trim().parse::<i64>() {
-            Ok(seconds) => table.insert("timeout", value(seconds)),
-            Err(_) => table.insert("timeout", value(timeout.as_str())),
-        };
-    }
-    if let Some(code) = new.expected_exit_code {
-        table.insert("expected_exit_code", value(i64::from(code)));
-    }
-    if new.advisory {
-        table.insert("advisory", value(true));
-    }
-    let root = doc.as_table_mut();
-    if !root.contains_key("invariants") {
-        let mut parent = Table::new();
-        parent.set_implicit(true);
-        root.insert("invariants", Item::Table(parent));
-    }
-    let Some(invariants) = root.get_mut("invariants").and_then(Item::as_table_mut) else {
-        return Err(
-            CliError::bad_input("`invariants` in converge.toml is not a table")
-                .hint("invariants are written as `[invariants.<name>]` tables"),
-        );
-    };
-    let existing = invariants.get(&new.name).and_then(Item::as_table);
-    let existing_position = existing.and_then(Table::position);
-    // A replaced table keeps the comments above it.
-    if let Some(decor) = existing.map(|t| t.decor().clone()) {
-        *table.decor_mut() = decor;
-    }
-    if invariants.contains_key(&new.name) && !force {
-        return Err(
-            CliError::bad_input(format!("invariant `{}` already exists", new.name))
-                .hint("pass --force to replace it, or choose another name"),
-        );
-    }
-    // Place the new table right after the last invariant (ties keep insertion order),
-    // or where the replaced one was.
-    let last_position = invariants
-        .iter()
-        .filter_map(|(_, item)| item.as_table().and_then(Table::position))
-        .max();
-    if let Some(position) = existing_position.or(last_position) {
-        table.set_position(Some(position));
-    }
-    invariants.insert(&new.name, Item::Table(table));
-    Ok(doc.to_string())
 }
 
 /// Refuses the edit when the resulting configuration would not validate.

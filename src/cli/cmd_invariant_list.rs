@@ -2,8 +2,14 @@
 
 use super::source::{self, Default};
 use super::table::{self, list};
-use super::{CliResult, Ctx, ListArgs, print};
+use super::{CliResult, Ctx, print};
 use crate::spec::duration;
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub source: source::SourceArgs,
+}
 
 pub fn run(ctx: &Ctx, args: &ListArgs) -> CliResult {
     let loaded = source::load(ctx, &args.source, Default::Base)?;

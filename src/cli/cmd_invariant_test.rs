@@ -2,10 +2,23 @@
 //! working tree, as the gate does, and report.
 
 use super::cmd_invariant_list::shell_word;
+use super::source::SourceArgs;
 use super::source::{self, Default};
-use super::{CliError, CliResult, Ctx, Kind, SourceArgs, TestArgs, print};
+use super::{CliError, CliResult, Ctx, Kind, print};
 use crate::act::exec::{self, Ending, RunSpec};
 use crate::spec::{duration, suggest};
+
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// The invariant to run.
+    pub name: String,
+    /// Read the invariant from planning/ at this commit instead of the working tree.
+    #[arg(long, value_name = "REV")]
+    pub rev: Option<String>,
+    /// How many lines of output to show.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub lines: usize,
+}
 
 pub fn run(ctx: &Ctx, args: &TestArgs) -> CliResult {
     let source_args = SourceArgs {

@@ -5,8 +5,20 @@ use std::time::Duration;
 
 use super::human::task_key;
 use super::source::open_repo;
-use super::{CliError, CliResult, Ctx, LogArgs, print};
+use super::{CliError, CliResult, Ctx, print};
 use crate::observe::runs::{latest_attempts, run_dir};
+
+#[derive(Debug, clap::Args)]
+pub struct LogArgs {
+    /// PLAN/TASK
+    pub task: String,
+    /// The attempt (default: the latest).
+    #[arg(long, value_name = "N")]
+    pub attempt: Option<u32>,
+    /// Keep printing until the attempt ends.
+    #[arg(long)]
+    pub follow: bool,
+}
 
 pub fn run(ctx: &Ctx, args: &LogArgs) -> CliResult {
     let repo = open_repo(ctx)?;

@@ -4,8 +4,24 @@
 //! which work flows.
 
 use super::source::{self, Default};
-use super::{CliResult, Ctx, GraphArgs, GraphFormat, print};
+use super::{CliResult, Ctx, print};
 use crate::spec::{Gate, Plan};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Mermaid,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GraphArgs {
+    /// The plan id; all plans when omitted.
+    pub plan: Option<String>,
+    #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+    pub format: GraphFormat,
+    #[command(flatten)]
+    pub source: source::SourceArgs,
+}
 
 pub fn run(ctx: &Ctx, args: &GraphArgs) -> CliResult {
     let loaded = source::load(ctx, &args.source, Default::Base)?;

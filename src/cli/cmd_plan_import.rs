@@ -12,13 +12,25 @@ use std::collections::BTreeSet;
 
 use toml_edit::{DocumentMut, Item, Value, value};
 
-use super::cmd_invariant_add::PRESETS;
 use super::source;
-use super::{CliError, CliResult, Ctx, ImportArgs, print};
+use super::{CliError, CliResult, Ctx, print};
 use crate::act::files::write_atomically;
 use crate::spec::config::{self, HARNESS_ALIASES};
+use crate::spec::edit::PRESETS;
 use crate::spec::toml_walk::SourceFile;
 use crate::spec::{self, Code, names};
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The gator plan file.
+    pub file: std::path::PathBuf,
+    /// The plan id, i.e. the file name under planning/plans/ (default: FILE's stem).
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// Replace planning/plans/<id>.toml if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
 
 pub fn run(ctx: &Ctx, args: &ImportArgs) -> CliResult {
     let repo = source::open_repo(ctx)?;

@@ -2,8 +2,16 @@
 
 use super::source::{self, Default};
 use super::table::{self, list};
-use super::{CliResult, Ctx, ShowArgs, print};
+use super::{CliResult, Ctx, print};
 use crate::spec::{Plan, Spec, duration};
+
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// The plan id (file stem under planning/plans/); all plans when omitted.
+    pub plan: Option<String>,
+    #[command(flatten)]
+    pub source: source::SourceArgs,
+}
 
 pub fn run(ctx: &Ctx, args: &ShowArgs) -> CliResult {
     let loaded = source::load(ctx, &args.source, Default::Base)?;

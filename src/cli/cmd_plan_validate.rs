@@ -5,10 +5,27 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::source::{self, Origin};
-use super::{CliError, CliResult, Ctx, Kind, OutputFormat, ValidateArgs, print};
+use super::{CliError, CliResult, Ctx, Kind, print};
 use crate::git::Repo;
 use crate::spec::load::{Content, MAX_FILE_SIZE};
 use crate::spec::{self, Diagnostic, Loaded, PlanningFiles, diag};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// Files or directories to check (default: planning/ of this repository).
+    pub paths: Vec<PathBuf>,
+    /// Check planning/ at this commit instead of the working tree.
+    #[arg(long, value_name = "REV", conflicts_with = "paths")]
+    pub rev: Option<String>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
 
 /// One thing that was checked: a planning/ tree, or a single file.
 struct Checked {
@@ -23,7 +40,7 @@ pub fn run(ctx: &Ctx, args: &ValidateArgs) -> CliResult {
     if let Some(rev) = &args.rev {
         let loaded = source::load(
             ctx,
-            &super::SourceArgs {
+            &source::SourceArgs {
                 rev: Some(rev.clone()),
                 worktree: false,
             },

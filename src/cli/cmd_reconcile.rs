@@ -2,11 +2,64 @@
 
 use std::time::Duration;
 
+use clap::ValueEnum;
+
+pub use super::error::loop_error;
 use super::source::open_repo;
-use super::{CliError, CliResult, Ctx, FailOn, Kind, ReconcileArgs, print};
+use super::{CliError, CliResult, Ctx, Kind, print};
 use crate::decide::Decision;
-use crate::runtime::{self, LoopError, LoopOptions, Recorded, TickError, TickReport, Until};
+use crate::runtime::{self, LoopOptions, Recorded, TickReport, Until};
 use crate::time::Timestamp;
+use crate::view::tick::describe;
+use crate::view::{AppliedView, FailOnView, RecordedView, TickView};
+
+#[derive(Debug, clap::Args)]
+pub struct ReconcileArgs {
+    /// One tick (the default; accepted for scripts that say so).
+    #[arg(long, conflicts_with_all = ["until_idle", "wait"])]
+    pub once: bool,
+    /// Decide and show, change nothing: the actions and the status diff.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// For every task, why it is or is not acted on, with a reason code.
+    #[arg(long)]
+    pub explain: bool,
+    /// Tick again while a tick acts.
+    #[arg(long)]
+    pub until_idle: bool,
+    /// Like --until-idle, and also wait for running agents and backoffs (for CI
+    /// jobs, where a detached agent would die with the job).
+    #[arg(long)]
+    pub wait: bool,
+    /// One JSON object per tick.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop with an error after this many ticks.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub max_ticks: u32,
+    /// Exit 1, listing them, when tasks are in this state after the ticks (for
+    /// CI jobs). Repeatable, or comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "STATE")]
+    pub fail_on: Vec<FailOn>,
+}
+
+/// Task states `converge reconcile --fail-on` fails for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum FailOn {
+    /// Escalated, or about to be: a human must decide.
+    Escalated,
+    /// Passed its invariants and waits for `converge approve` or `reject`.
+    AwaitingApproval,
+}
+
+impl FailOn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailOn::Escalated => "escalated",
+            FailOn::AwaitingApproval => "awaiting-approval",
+        }
+    }
+}
 
 pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> CliResult {
     let mut repo = open_repo(ctx)?;
@@ -45,21 +98,27 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> CliResult {
         failed |= report.failed.is_some();
         matched = fail_on(report, &args.fail_on);
         let text = if args.json {
-            let mut value = json_report(report);
+            let mut view = tick_view(report);
             if !args.fail_on.is_empty() {
-                value["fail_on"] = matched
-                    .iter()
-                    .map(|m| {
-                        serde_json::json!({
-                            "task": m.task,
-                            "state": m.state.as_str(),
-                            "phase": m.phase.as_str(),
-                            "reason": m.reason,
+                view.fail_on = Some(
+                    matched
+                        .iter()
+                        .map(|m| FailOnView {
+                            task: m.task.clone(),
+                            state: m.state.as_str().to_owned(),
+                            phase: m.phase.as_str().to_owned(),
+                            reason: m.reason.to_owned(),
                         })
-                    })
-                    .collect();
+                        .collect(),
+                );
             }
-            format!("{value}\n")
+            match crate::view::to_json(&view) {
+                Ok(value) => format!("{value}\n"),
+                Err(e) => {
+                    output = Err(CliError::failure("cannot encode the tick as JSON").source(e));
+                    return;
+                }
+            }
         } else {
             text_report(report, args.explain)
         };
@@ -156,58 +215,6 @@ pub fn converge_exe() -> CliResult<std::path::PathBuf> {
     std::env::current_exe().map_err(|e| {
         CliError::failure("cannot find the converge executable to start agents with").source(e)
     })
-}
-
-pub fn loop_error(e: LoopError) -> CliError {
-    match e {
-        LoopError::Lock(lock @ runtime::LockError::Busy { .. }) => {
-            CliError::new(Kind::Busy, lock.to_string())
-                .hint("wait for it to finish, or pass `--wait` to wait for the lock")
-        }
-        LoopError::Lock(other) => {
-            CliError::failure("cannot take the reconciler lock").source(other)
-        }
-        LoopError::Tick(TickError::InvalidSpec {
-            commit,
-            diagnostics,
-        }) => {
-            for d in diagnostics
-                .iter()
-                .filter(|d| d.severity == crate::spec::Severity::Error)
-            {
-                eprint!("{d}");
-            }
-            CliError::bad_input(format!(
-                "planning/ at {} has errors that stop every plan; nothing was done",
-                &commit[..commit.len().min(7)]
-            ))
-            .hint("fix them on the base branch; `converge plan validate --rev <base>` lists them")
-        }
-        LoopError::Tick(TickError::Git(git)) => git.into(),
-        LoopError::Tick(e @ TickError::Diverged { .. }) => CliError::failure(e.to_string())
-            .hint("merge or rebase one onto the other yourself; converge never force-pushes or rewrites history"),
-        LoopError::Tick(TickError::Record(
-            e @ crate::status::record::RecordError::Conflict { .. },
-        )) => CliError::new(
-            Kind::Busy,
-            "the status branch moved during the tick; nothing was recorded",
-        )
-        .source(e)
-        .hint("run the tick again; it recomputes from the new state"),
-        LoopError::Tick(e @ TickError::WorktreeRoot(_)) => CliError::new(Kind::BadInput, e.to_string())
-            .hint("set `worktree_root` in planning/converge.toml to a directory outside .git/ and planning/, for example `worktree_root = \"../worktrees\"`, or remove it for `.converge/worktrees`"),
-        LoopError::Tick(TickError::Secret(e)) => CliError::failure("the tick failed")
-            .source(e)
-            .hint("`converge doctor --fix` makes the secret private (chmod 600); if others may have read it, delete it: agents' tokens are minted anew"),
-        LoopError::Tick(other) => CliError::failure("the tick failed").source(other),
-        LoopError::Recover(e) => CliError::failure("cannot remove what a killed process left behind")
-            .source(e)
-            .hint("`converge doctor` lists it; check the path's permissions"),
-        LoopError::TooManyTicks { ticks } => {
-            CliError::failure(format!("stopped after {ticks} ticks without settling"))
-                .hint("raise `--max-ticks`, or look at `converge reconcile --explain`")
-        }
-    }
 }
 
 /// One tick for people: what was done, what was recorded.
@@ -310,35 +317,6 @@ pub fn waiting_on(decision: &Decision) -> Vec<String> {
     lines
 }
 
-pub fn describe(action: &crate::decide::Action) -> String {
-    use crate::decide::Action;
-    match action {
-        Action::Reap {
-            key,
-            attempt,
-            reason,
-        } => format!("reap {key} (attempt {attempt}): {reason}"),
-        Action::Cancel {
-            key,
-            attempt,
-            reason,
-        } => {
-            format!("cancel {key} (attempt {attempt}): {reason}")
-        }
-        Action::Gate { key, attempt } => format!("gate {key} (attempt {attempt})"),
-        Action::Merge { key, head } => format!("merge {key} at {}", &head[..head.len().min(7)]),
-        Action::Retry {
-            key,
-            attempt,
-            reason,
-        } => format!("retry {key} (attempt {attempt}): {reason}"),
-        Action::Escalate { key, reason } => format!("escalate {key}: {reason}"),
-        Action::Dispatch { key, attempt } => format!("dispatch {key} (attempt {attempt})"),
-        Action::Promote { item } => format!("promote queue item {item}"),
-        Action::Cleanup { key } => format!("cleanup {key}"),
-    }
-}
-
 /// `--explain`: every task, its phase, and why it is or is not acted on.
 pub fn explain_text(decision: &Decision) -> String {
     let mut rows = Vec::new();
@@ -371,49 +349,37 @@ pub fn explain_text(decision: &Decision) -> String {
     out
 }
 
-/// One tick as a JSON object.
-pub fn json_report(report: &TickReport) -> serde_json::Value {
+/// One tick as its view.
+pub fn tick_view(report: &TickReport) -> TickView {
     let recorded = match &report.recorded {
-        Recorded::Committed { commit } => {
-            serde_json::json!({"kind": "committed", "commit": commit.to_string()})
-        }
-        Recorded::Unchanged => serde_json::json!({"kind": "unchanged"}),
-        Recorded::DryRun { diff } => serde_json::json!({"kind": "dry_run", "diff": diff}),
-        Recorded::Deferred { reason } => serde_json::json!({"kind": "deferred", "reason": reason}),
+        Recorded::Committed { commit } => RecordedView::Committed {
+            commit: commit.to_string(),
+        },
+        Recorded::Unchanged => RecordedView::Unchanged,
+        Recorded::DryRun { diff } => RecordedView::DryRun { diff: diff.clone() },
+        Recorded::Deferred { reason } => RecordedView::Deferred {
+            reason: reason.clone(),
+        },
     };
-    serde_json::json!({
-        "base_branch": report.base_branch,
-        "status_branch": report.status_branch,
-        "spec_commit": report.spec_commit.to_string(),
-        "actions": report.decision.actions.iter().map(|a| serde_json::json!({
-            "kind": a.kind().as_str(),
-            "task": a.key().map(ToString::to_string),
-            "text": describe(a),
-        })).collect::<Vec<_>>(),
-        "applied": report.applied.iter().map(|a| serde_json::json!({
-            "text": a.line,
-            "deferred": a.deferred,
-            "failed": a.failed,
-        })).collect::<Vec<_>>(),
-        "failed": report.failed,
-        "recorded": recorded,
-        "tasks": report.decision.report.iter().map(|r| serde_json::json!({
-            "task": r.key.to_string(),
-            "phase": r.phase.as_str(),
-            "action": r.action.map(|a| a.as_str()),
-            "reason": r.reason.code(),
-            "message": r.reason.to_string(),
-        })).collect::<Vec<_>>(),
-        "queue": report.decision.queue.iter().map(|(item, action, reason)| serde_json::json!({
-            "item": item,
-            "action": action.map(|a| a.as_str()),
-            "reason": reason.code(),
-            "message": reason.to_string(),
-        })).collect::<Vec<_>>(),
-        "wake_at": report.decision.wake_at.map(|w| w.to_string()),
-        "invalid_plans": report.spec.invalid_plans,
-        "remote": report.remote,
-        "push_rejected": report.push_rejected,
-        "recovered": report.recovered,
-    })
+    TickView {
+        base_branch: report.base_branch.clone(),
+        status_branch: report.status_branch.clone(),
+        spec_commit: report.spec_commit.to_string(),
+        applied: report
+            .applied
+            .iter()
+            .map(|a| AppliedView {
+                text: a.line.clone(),
+                deferred: a.deferred.clone(),
+                failed: a.failed.clone(),
+            })
+            .collect(),
+        failed: report.failed.clone(),
+        recorded,
+        invalid_plans: report.spec.invalid_plans.clone(),
+        remote: report.remote.clone(),
+        push_rejected: report.push_rejected.clone(),
+        recovered: report.recovered.clone(),
+        ..TickView::of_decision(&report.decision)
+    }
 }

@@ -3,6 +3,11 @@
 
 use std::fmt;
 
+use crate::intent::IntentError;
+use crate::runtime::{LockError, LoopError, TickError};
+use crate::spec::edit::EditError;
+use crate::status::record::RecordError;
+
 /// Exit codes. Stable: scripts and CI jobs branch on them.
 pub mod exit {
     /// Success; for checks, everything passed.
@@ -185,6 +190,150 @@ impl From<crate::git::GitError> for CliError {
         e.source = std::error::Error::source(&error)
             .map(|s| -> Box<dyn std::error::Error + Send + Sync> { Box::new(Chain::of(s)) });
         e
+    }
+}
+
+// Every hint the command line gives for a library error is below: the
+// libraries say what happened; this says what a person can do about it.
+
+impl CliError {
+    /// A plan name that names no plan, with a suggestion.
+    pub fn no_plan(plan: &str, spec: &crate::spec::Spec) -> CliError {
+        let hint = crate::spec::suggest::did_you_mean(plan, spec.plans.keys().map(String::as_str))
+            .unwrap_or_else(|| "`converge plan show` lists the plans".to_owned());
+        CliError::bad_input(format!("there is no plan `{plan}`")).hint(hint)
+    }
+
+    /// The reconciler lock could not be taken by `converge <command>`.
+    pub fn lock(error: LockError, command: &str) -> CliError {
+        match error {
+            busy @ LockError::Busy { .. } => CliError::new(Kind::Busy, busy.to_string()).hint(
+                format!("run `converge {command}` when no reconciler is running"),
+            ),
+            other => CliError::failure("cannot take the reconciler lock").source(other),
+        }
+    }
+}
+
+/// A failed reconcile loop (or the dry tick the human commands take).
+pub fn loop_error(e: LoopError) -> CliError {
+    match e {
+        LoopError::Lock(lock @ LockError::Busy { .. }) => {
+            CliError::new(Kind::Busy, lock.to_string())
+                .hint("wait for it to finish, or pass `--wait` to wait for the lock")
+        }
+        LoopError::Lock(other) => {
+            CliError::failure("cannot take the reconciler lock").source(other)
+        }
+        LoopError::Tick(TickError::InvalidSpec {
+            commit,
+            diagnostics,
+        }) => {
+            for d in diagnostics
+                .iter()
+                .filter(|d| d.severity == crate::spec::Severity::Error)
+            {
+                eprint!("{d}");
+            }
+            CliError::bad_input(format!(
+                "planning/ at {} has errors that stop every plan; nothing was done",
+                &commit[..commit.len().min(7)]
+            ))
+            .hint("fix them on the base branch; `converge plan validate --rev <base>` lists them")
+        }
+        LoopError::Tick(TickError::Git(git)) => git.into(),
+        LoopError::Tick(e @ TickError::Diverged { .. }) => CliError::failure(e.to_string())
+            .hint("merge or rebase one onto the other yourself; converge never force-pushes or rewrites history"),
+        LoopError::Tick(TickError::Record(
+            e @ RecordError::Conflict { .. },
+        )) => CliError::new(
+            Kind::Busy,
+            "the status branch moved during the tick; nothing was recorded",
+        )
+        .source(e)
+        .hint("run the tick again; it recomputes from the new state"),
+        LoopError::Tick(e @ TickError::WorktreeRoot(_)) => CliError::new(Kind::BadInput, e.to_string())
+            .hint("set `worktree_root` in planning/converge.toml to a directory outside .git/ and planning/, for example `worktree_root = \"../worktrees\"`, or remove it for `.converge/worktrees`"),
+        LoopError::Tick(TickError::Secret(e)) => CliError::failure("the tick failed")
+            .source(e)
+            .hint("`converge doctor --fix` makes the secret private (chmod 600); if others may have read it, delete it: agents' tokens are minted anew"),
+        LoopError::Tick(other) => CliError::failure("the tick failed").source(other),
+        LoopError::Recover(e) => CliError::failure("cannot remove what a killed process left behind")
+            .source(e)
+            .hint("`converge doctor` lists it; check the path's permissions"),
+        LoopError::TooManyTicks { ticks } => {
+            CliError::failure(format!("stopped after {ticks} ticks without settling"))
+                .hint("raise `--max-ticks`, or look at `converge reconcile --explain`")
+        }
+    }
+}
+
+impl From<IntentError> for CliError {
+    fn from(error: IntentError) -> Self {
+        let message = error.to_string();
+        match error {
+            IntentError::UnknownTask {
+                key,
+                plan_known,
+                suggestion,
+                ..
+            } => CliError::bad_input(message).hint(suggestion.unwrap_or_else(|| {
+                if plan_known {
+                    format!("`converge plan show {}` lists its tasks", key.plan)
+                } else {
+                    "`converge status` lists the plans and tasks".to_owned()
+                }
+            })),
+            IntentError::UnknownPlan { suggestion, .. } => CliError::bad_input(message).hint(
+                suggestion.unwrap_or_else(|| "`converge plan show` lists the plans".to_owned()),
+            ),
+            IntentError::ReasonRequired => CliError::bad_input(message)
+                .hint("pass `--reason \"...\"`: it is given to the next attempt's agent"),
+            IntentError::NoBranch { .. } => CliError::bad_input(message).hint(
+                "a task can be approved once it awaits approval; `converge status` shows which do",
+            ),
+            IntentError::Merged { .. } => CliError::bad_input(message).hint(
+                "to change merged work, add a new task (or a queue item) that describes the change",
+            ),
+            IntentError::QueueHasNoReset { .. } => CliError::bad_input(message).hint(
+                "edit planning/queue/done/<item>.md (any change restarts it), or move it back to planning/queue/",
+            ),
+            IntentError::QueueAlwaysActive | IntentError::Unchanged { .. } => {
+                CliError::bad_input(message)
+            }
+            IntentError::NotOnBase { .. } => CliError::failure(message),
+            IntentError::NotUtf8 { source, .. } => CliError::failure(message).source(source),
+            IntentError::Edit(e) => e.into(),
+            IntentError::Record(e @ RecordError::Deferred { .. }) => {
+                CliError::new(Kind::Busy, e.to_string())
+                    .hint("commit or stash your changes, then run the command again")
+            }
+            IntentError::Record(e @ RecordError::Conflict { .. }) => {
+                CliError::new(Kind::Busy, e.to_string()).hint("run the command again")
+            }
+            IntentError::Record(e) => CliError::failure(message).source(e),
+            IntentError::Git(e) => e.into(),
+        }
+    }
+}
+
+impl From<EditError> for CliError {
+    fn from(error: EditError) -> Self {
+        let message = error.to_string();
+        match error {
+            EditError::Unparsable { source, .. } => CliError::failure(message).source(source),
+            EditError::NoTasks { .. }
+            | EditError::NoTask { .. }
+            | EditError::NoPlanTable { .. } => CliError::failure(message),
+            EditError::ConfigNotToml { source } => CliError::bad_input(message)
+                .source(source)
+                .hint("`converge plan validate` shows where"),
+            EditError::InvariantsNotTable => CliError::bad_input(message)
+                .hint("invariants are written as `[invariants.<name>]` tables"),
+            EditError::InvariantExists { .. } => CliError::bad_input(message)
+                .hint("pass --force to replace it, or choose another name"),
+            EditError::Encode(source) => CliError::failure(message).source(source),
+        }
     }
 }
 

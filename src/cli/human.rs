@@ -1,11 +1,11 @@
 //! What the human-facing commands share: naming a task, reading the current
-//! spec and status, and committing a human decision on the base branch.
+//! spec and status (the read-only half of a tick), and committing a human
+//! decision on the base branch.
 
 use super::{CliError, CliResult};
 use crate::git::Repo;
 use crate::observe::TaskKey;
-use crate::runtime::{TickOptions, TickReport, tick};
-use crate::status::record::{self, Change, Message, Outcome, RecordError};
+use crate::runtime::Snapshot;
 use crate::time::Timestamp;
 
 /// Parses `PLAN/TASK`.
@@ -26,7 +26,7 @@ pub fn task_key(text: &str) -> CliResult<TaskKey> {
 /// Parses `PLAN/TASK` and checks that the task exists, with a suggestion when
 /// it does not: a bare task name that one plan has gets `did you mean
 /// `plan/task`?`.
-pub fn known_task_named(report: &TickReport, text: &str) -> CliResult<TaskKey> {
+pub fn known_task_named(report: &Snapshot, text: &str) -> CliResult<TaskKey> {
     match task_key(text) {
         Ok(key) => known_task(report, &key).map(|()| key),
         Err(error) if !text.contains('/') => {
@@ -47,25 +47,15 @@ pub fn known_task_named(report: &TickReport, text: &str) -> CliResult<TaskKey> {
     }
 }
 
-/// A dry tick: the spec, the status brought in line with it, and what the next
-/// tick would do. Changes nothing.
-pub fn snapshot(repo: &Repo) -> CliResult<TickReport> {
-    let env = |name: &str| std::env::var(name).ok();
-    let converge = super::cmd_reconcile::converge_exe()?;
-    tick(
-        repo,
-        &TickOptions {
-            dry_run: true,
-            converge,
-            now: Timestamp::now(),
-            env: &env,
-        },
-    )
-    .map_err(|e| super::cmd_reconcile::loop_error(crate::runtime::LoopError::Tick(e)))
+/// The read-only half of a tick: the spec, the status brought in line with it,
+/// and what the next tick would do. Changes nothing.
+pub fn snapshot(repo: &Repo) -> CliResult<Snapshot> {
+    crate::runtime::snapshot(repo, Timestamp::now())
+        .map_err(|e| super::cmd_reconcile::loop_error(crate::runtime::LoopError::Tick(e)))
 }
 
 /// Checks that the task exists in a valid plan of the spec.
-pub fn known_task(report: &TickReport, key: &TaskKey) -> CliResult<()> {
+pub fn known_task(report: &Snapshot, key: &TaskKey) -> CliResult<()> {
     let plan = report.spec.plans.get(&key.plan);
     if plan.is_some_and(|p| p.task(&key.task).is_some()) {
         return Ok(());
@@ -91,53 +81,6 @@ pub fn known_task(report: &TickReport, key: &TaskKey) -> CliResult<()> {
         report.base_branch
     ))
     .hint(hint))
-}
-
-/// Commits `files` on the base branch as a human decision, compare-and-swap
-/// from the tip read in `report`.
-pub fn commit_decision(
-    repo: &Repo,
-    report: &TickReport,
-    files: Vec<(String, Option<Vec<u8>>)>,
-    action: &str,
-    (plan, task): (Option<&str>, Option<&str>),
-    body: Vec<String>,
-) -> CliResult<gix::ObjectId> {
-    let changes: Vec<Change> = files
-        .into_iter()
-        .map(|(path, content)| Change { path, content })
-        .collect();
-    let message = Message {
-        action: action.to_owned(),
-        plan: plan.map(str::to_owned),
-        task: task.map(str::to_owned),
-        attempt: None,
-        spec: report.spec_commit.to_string(),
-        body,
-        summary: None,
-    };
-    match record::record(
-        repo,
-        &report.base_branch,
-        report.spec_commit,
-        &changes,
-        &message,
-        &crate::git::Signer::Person,
-    ) {
-        Ok(Outcome::Committed { commit, .. }) => Ok(commit),
-        Ok(Outcome::Unchanged) => Err(CliError::bad_input(format!(
-            "nothing to change: {} already says so",
-            report.base_branch
-        ))),
-        Err(e @ RecordError::Deferred { .. }) => {
-            Err(CliError::new(super::Kind::Busy, e.to_string())
-                .hint("commit or stash your changes, then run the command again"))
-        }
-        Err(e @ RecordError::Conflict { .. }) => {
-            Err(CliError::new(super::Kind::Busy, e.to_string()).hint("run the command again"))
-        }
-        Err(e) => Err(CliError::failure("cannot commit the decision").source(e)),
-    }
 }
 
 pub fn short(id: &str) -> &str {

@@ -1,9 +1,34 @@
-//! The command line: clap definitions here, one file per command.
+//! The command line: adapters only. This file holds the top-level `Cli`, the
+//! `Command` enum and the dispatch; each command's clap `Args` sit beside its
+//! code in `cmd_<name>.rs`. Operations are `crate::intent`, JSON outputs are
+//! `crate::view` values, and every error hint is in `error.rs`.
 
 use std::io::Write;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+
+use cmd_approve::ApproveArgs;
+use cmd_completions::CompletionsArgs;
+use cmd_demo::DemoArgs;
+use cmd_doctor::DoctorArgs;
+use cmd_gate::GateArgs;
+use cmd_gc::GcArgs;
+use cmd_history::HistoryArgs;
+use cmd_init::InitArgs;
+use cmd_invariant_add::AddArgs;
+use cmd_invariant_list::ListArgs;
+use cmd_invariant_test::TestArgs;
+use cmd_log::LogArgs;
+use cmd_pause::PlanArg;
+use cmd_plan_graph::GraphArgs;
+use cmd_plan_import::ImportArgs;
+use cmd_plan_show::ShowArgs;
+use cmd_plan_validate::{OutputFormat, ValidateArgs};
+use cmd_reconcile::ReconcileArgs;
+use cmd_report::ReportArgs;
+use cmd_retry::TaskArg;
+use cmd_status::StatusArgs;
 
 pub mod cmd_agent;
 pub mod cmd_approve;
@@ -182,156 +207,6 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// Build the demo repository here (a new or empty directory) instead of a
-    /// temporary one.
-    #[arg(long, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
-}
-
-#[derive(Debug, Args)]
-pub struct StatusArgs {
-    /// Only this plan.
-    pub plan: Option<String>,
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct LogArgs {
-    /// PLAN/TASK
-    pub task: String,
-    /// The attempt (default: the latest).
-    #[arg(long, value_name = "N")]
-    pub attempt: Option<u32>,
-    /// Keep printing until the attempt ends.
-    #[arg(long)]
-    pub follow: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct GateArgs {
-    /// PLAN/TASK
-    pub task: String,
-}
-
-#[derive(Debug, Args)]
-pub struct ApproveArgs {
-    /// PLAN/TASK
-    pub task: String,
-    /// Why; a rejection's reason is given to the next attempt's agent.
-    #[arg(long)]
-    pub reason: Option<String>,
-    /// The reviewed commit (default: the task branch's head now).
-    #[arg(long, value_name = "REV")]
-    pub commit: Option<String>,
-}
-
-#[derive(Debug, Args)]
-pub struct TaskArg {
-    /// PLAN/TASK
-    pub task: String,
-}
-
-#[derive(Debug, Args)]
-pub struct PlanArg {
-    /// The plan id (file stem under planning/plans/).
-    pub plan: String,
-}
-
-#[derive(Debug, Args)]
-pub struct DoctorArgs {
-    /// Apply the safe fixes (under the reconciler lock), then check again.
-    #[arg(long)]
-    pub fix: bool,
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct GcArgs {
-    /// List what would be removed, remove nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct HistoryArgs {
-    /// Only this plan.
-    pub plan: Option<String>,
-    /// At most this many commits.
-    #[arg(long, default_value_t = 50, value_name = "N")]
-    pub limit: usize,
-}
-
-#[derive(Debug, Args)]
-pub struct ReportArgs {
-    /// Only this plan.
-    pub plan: Option<String>,
-    /// Machine-readable output.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct ReconcileArgs {
-    /// One tick (the default; accepted for scripts that say so).
-    #[arg(long, conflicts_with_all = ["until_idle", "wait"])]
-    pub once: bool,
-    /// Decide and show, change nothing: the actions and the status diff.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// For every task, why it is or is not acted on, with a reason code.
-    #[arg(long)]
-    pub explain: bool,
-    /// Tick again while a tick acts.
-    #[arg(long)]
-    pub until_idle: bool,
-    /// Like --until-idle, and also wait for running agents and backoffs (for CI
-    /// jobs, where a detached agent would die with the job).
-    #[arg(long)]
-    pub wait: bool,
-    /// One JSON object per tick.
-    #[arg(long)]
-    pub json: bool,
-    /// Stop with an error after this many ticks.
-    #[arg(long, default_value_t = 10_000, value_name = "N")]
-    pub max_ticks: u32,
-    /// Exit 1, listing them, when tasks are in this state after the ticks (for
-    /// CI jobs). Repeatable, or comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',', value_name = "STATE")]
-    pub fail_on: Vec<FailOn>,
-}
-
-/// Task states `converge reconcile --fail-on` fails for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
-pub enum FailOn {
-    /// Escalated, or about to be: a human must decide.
-    Escalated,
-    /// Passed its invariants and waits for `converge approve` or `reject`.
-    AwaitingApproval,
-}
-
-impl FailOn {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailOn::Escalated => "escalated",
-            FailOn::AwaitingApproval => "awaiting-approval",
-        }
-    }
-}
-
-#[derive(Debug, Args)]
-pub struct InitArgs {
-    /// Overwrite template files that already exist.
-    #[arg(long)]
-    pub force: bool,
-    /// Commit the new files on the checked-out branch.
-    #[arg(long)]
-    pub commit: bool,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum PlanCommand {
     /// Check planning files and report every problem at once.
@@ -382,138 +257,6 @@ pub enum InvariantCommand {
         after_help = "Examples:\n  converge invariant add test --kind test_suite --command cargo --args test,--workspace\n  converge invariant add lint --kind lint --command npm --advisory -- run lint\n  converge invariant add --preset rust\n\nPresets (the same checks as gator's):\n  rust    rust_build, rust_test, rust_clippy, rust_fmt_check\n  node    node_test, node_build, node_lint\n  python  python_test, python_ruff, python_typecheck\n  go      go_build, go_test, go_vet"
     )]
     Add(AddArgs),
-}
-
-/// Where to read planning/ from.
-#[derive(Debug, Args, Clone, Default)]
-pub struct SourceArgs {
-    /// Read planning/ from this commit, branch or tag.
-    #[arg(long, value_name = "REV", conflicts_with = "worktree")]
-    pub rev: Option<String>,
-    /// Read planning/ from the working tree, including uncommitted edits.
-    #[arg(long)]
-    pub worktree: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum GraphFormat {
-    Dot,
-    Mermaid,
-}
-
-#[derive(Debug, Args)]
-pub struct ValidateArgs {
-    /// Files or directories to check (default: planning/ of this repository).
-    pub paths: Vec<PathBuf>,
-    /// Check planning/ at this commit instead of the working tree.
-    #[arg(long, value_name = "REV", conflicts_with = "paths")]
-    pub rev: Option<String>,
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub format: OutputFormat,
-}
-
-#[derive(Debug, Args)]
-pub struct ShowArgs {
-    /// The plan id (file stem under planning/plans/); all plans when omitted.
-    pub plan: Option<String>,
-    #[command(flatten)]
-    pub source: SourceArgs,
-}
-
-#[derive(Debug, Args)]
-pub struct GraphArgs {
-    /// The plan id; all plans when omitted.
-    pub plan: Option<String>,
-    #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
-    pub format: GraphFormat,
-    #[command(flatten)]
-    pub source: SourceArgs,
-}
-
-#[derive(Debug, Args)]
-pub struct ImportArgs {
-    /// The gator plan file.
-    pub file: PathBuf,
-    /// The plan id, i.e. the file name under planning/plans/ (default: FILE's stem).
-    #[arg(long, value_name = "ID")]
-    pub id: Option<String>,
-    /// Replace planning/plans/<id>.toml if it exists.
-    #[arg(long)]
-    pub force: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct ListArgs {
-    #[command(flatten)]
-    pub source: SourceArgs,
-}
-
-#[derive(Debug, Args)]
-pub struct TestArgs {
-    /// The invariant to run.
-    pub name: String,
-    /// Read the invariant from planning/ at this commit instead of the working tree.
-    #[arg(long, value_name = "REV")]
-    pub rev: Option<String>,
-    /// How many lines of output to show.
-    #[arg(long, default_value_t = 20, value_name = "N")]
-    pub lines: usize,
-}
-
-#[derive(Debug, Args)]
-pub struct AddArgs {
-    /// The invariant's name ([a-z0-9][a-z0-9_-]*).
-    #[arg(required_unless_present = "preset", conflicts_with = "preset")]
-    pub name: Option<String>,
-    /// What kind of check it is.
-    #[arg(long, value_parser = ["test_suite", "typecheck", "lint", "coverage", "custom"], required_unless_present = "preset", conflicts_with = "preset")]
-    pub kind: Option<String>,
-    /// The program to run (directly, never through a shell).
-    #[arg(long, required_unless_present = "preset", conflicts_with = "preset")]
-    pub command: Option<String>,
-    /// Arguments, comma-separated as gator writes them (`--args test,--workspace`);
-    /// repeatable. Arguments that contain a comma go after `--`.
-    #[arg(
-        long = "args",
-        value_name = "ARGS",
-        allow_hyphen_values = true,
-        value_delimiter = ',',
-        conflicts_with = "preset"
-    )]
-    pub args: Vec<String>,
-    /// Arguments taken as they are, after the other arguments.
-    #[arg(last = true, value_name = "ARG", conflicts_with = "preset")]
-    pub rest: Vec<String>,
-    /// What it checks, in words (shown by `converge invariant list`).
-    #[arg(long, value_name = "TEXT", conflicts_with = "preset")]
-    pub description: Option<String>,
-    /// Add the usual checks of a kind of project (gator's presets), e.g.
-    /// `rust_build`, `rust_test`, `rust_clippy`, `rust_fmt_check` for rust.
-    #[arg(long, value_parser = ["rust", "node", "python", "go"])]
-    pub preset: Option<String>,
-    /// How long it may run: a duration (`5m`) or a number of seconds (`300`).
-    #[arg(long, value_name = "DURATION")]
-    pub timeout: Option<String>,
-    /// The exit code that means success.
-    #[arg(long, value_name = "CODE")]
-    pub expected_exit_code: Option<u8>,
-    /// Report failures without failing the gate.
-    #[arg(long)]
-    pub advisory: bool,
-    /// Replace an invariant of the same name.
-    #[arg(long)]
-    pub force: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct CompletionsArgs {
-    pub shell: clap_complete::Shell,
 }
 
 impl Cli {
@@ -617,5 +360,26 @@ pub fn print(text: &str) -> CliResult {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(CliError::failure("cannot write to standard output").source(e)),
+    }
+}
+
+/// Prints a view as JSON: pretty (`status`, `report`, `doctor`) or on one line.
+pub fn print_json(view: &impl serde::Serialize, pretty: bool) -> CliResult {
+    let value = crate::view::to_json(view)
+        .map_err(|e| CliError::failure("cannot encode the output as JSON").source(e))?;
+    if pretty {
+        print(&format!("{value:#}\n"))
+    } else {
+        print(&format!("{value}\n"))
+    }
+}
+
+/// What an intent is decided against: the base branch as the dry tick read it.
+pub fn base_of(report: &crate::runtime::Snapshot) -> crate::intent::Base<'_> {
+    crate::intent::Base {
+        branch: &report.base_branch,
+        commit: report.spec_commit,
+        spec: &report.spec,
+        status: &report.status,
     }
 }

@@ -3,9 +3,20 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use super::{CliError, CliResult, Ctx, Kind, SourceArgs};
+use super::{CliError, CliResult, Ctx, Kind};
 use crate::git::Repo;
 use crate::spec::{self, Code, Diagnostic, Loaded, PlanningFiles, Spec};
+
+/// Where to read planning/ from.
+#[derive(Debug, clap::Args, Clone, Default)]
+pub struct SourceArgs {
+    /// Read planning/ from this commit, branch or tag.
+    #[arg(long, value_name = "REV", conflicts_with = "worktree")]
+    pub rev: Option<String>,
+    /// Read planning/ from the working tree, including uncommitted edits.
+    #[arg(long)]
+    pub worktree: bool,
+}
 
 /// Where a spec was read from, for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,10 @@
 //! the same inputs always give the same decision. Every task that is not acted on
 //! gets a reason with a stable code, shown by `--explain` and in STATUS.md.
 //!
-//! No gix, tokio, `std::fs` or `std::process` here; side effects live in `act`.
+//! No gix, tokio, `std::fs` or `std::process` here; side effects live in `act`
+//! (`purity_tests.rs` checks every file of the pure layers).
+
+pub mod derive;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -82,7 +85,7 @@ pub enum Action {
     Cleanup { key: TaskKey },
 }
 
-/// Action kinds in priority order, highest first (DESIGN §4).
+/// Action kinds in priority order, highest first (design §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ActionKind {
     Reap,
@@ -1213,5 +1216,7 @@ fn blocked_dependency(
         .cloned()
 }
 
+#[cfg(test)]
+mod purity_tests;
 #[cfg(test)]
 mod tests;

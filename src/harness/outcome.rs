@@ -1,6 +1,6 @@
 //! How an agent CLI's attempt ended, from what its event stream said: the
 //! classification the reconciler acts on when an attempt did not finish
-//! (DESIGN §5: a rate limit cools the harness down and does not use up an
+//! (design §5: a rate limit cools the harness down and does not use up an
 //! attempt; refused credentials escalate; the rest fail with a reason code).
 //! Pure: the stream's summary in, a verdict out.
 

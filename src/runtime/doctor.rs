@@ -14,7 +14,7 @@ use crate::observe::runs::{self, read_exit, read_lease, runs_root};
 use crate::rundir::procs::kill_run;
 use crate::status::Phase;
 
-use super::tick::TickReport;
+use super::prepare::Snapshot;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -193,8 +193,8 @@ pub fn fix_leftovers(findings: &[Finding]) -> Result<Vec<String>, DoctorError> {
     Ok(done)
 }
 
-/// Runs every check against the state a dry tick saw.
-pub fn diagnose(repo: &Repo, report: &TickReport) -> Result<Vec<Finding>, DoctorError> {
+/// Runs every check against the state a snapshot (the read-only half of a tick) saw.
+pub fn diagnose(repo: &Repo, report: &Snapshot) -> Result<Vec<Finding>, DoctorError> {
     let mut out = Vec::new();
     let spec = &report.spec;
     let in_spec = |key: &TaskKey| {
@@ -519,7 +519,7 @@ fn interrupted_checkouts(repo: &Repo) -> Result<Vec<Finding>, DoctorError> {
 /// Whether the agent CLIs that tasks still to do will run are installed:
 /// without one, each such task escalates with `harness-unavailable` on its
 /// first dispatch.
-fn agent_clis(report: &TickReport, path: Option<&str>) -> Vec<Finding> {
+fn agent_clis(report: &Snapshot, path: Option<&str>) -> Vec<Finding> {
     use std::collections::BTreeMap;
     let spec = &report.spec;
     // program -> (harness, tasks that would run it)
@@ -646,7 +646,7 @@ fn wait_until_gone(run_dir: &std::path::Path) -> Result<(), DoctorError> {
 /// Applies the fixes of `findings`; returns a line per fix.
 pub fn fix(
     repo: &Repo,
-    report: &TickReport,
+    report: &Snapshot,
     findings: &[Finding],
 ) -> Result<Vec<String>, DoctorError> {
     let base = gix::ObjectId::from_hex(report.observation.base_tip.as_bytes()).map_err(|e| {

@@ -4,16 +4,21 @@
 
 use std::time::Duration;
 
+pub mod claim;
 pub mod doctor;
 pub mod gc;
 pub mod lock;
+pub mod prepare;
+pub mod record;
 pub mod recover;
+pub mod remote;
 pub mod tick;
 
 use crate::git::Repo;
 use crate::time::Timestamp;
 
 pub use lock::{Lock, LockError};
+pub use prepare::{Snapshot, snapshot};
 pub use tick::{Recorded, TickError, TickOptions, TickReport, tick};
 
 /// How long ticks repeat.

@@ -91,6 +91,9 @@ pub enum Code {
     /// A queue item that would run on the built-in `sim` agent, which has no
     /// script for queue items and would change nothing.
     SimWithoutScript,
+    /// An `auto` task (or queue item) that no blocking invariant checks: its
+    /// own or `[merge]`'s; `allow_unchecked = true` opts out.
+    UncheckedTask,
 }
 
 impl Code {
@@ -129,6 +132,7 @@ impl Code {
         Code::NotSupported,
         Code::GatorCompat,
         Code::SimWithoutScript,
+        Code::UncheckedTask,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -166,6 +170,7 @@ impl Code {
             Code::NotSupported => "not-supported",
             Code::GatorCompat => "gator-compat",
             Code::SimWithoutScript => "sim-without-script",
+            Code::UncheckedTask => "unchecked-task",
         }
     }
 }

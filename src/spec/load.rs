@@ -525,7 +525,7 @@ mod tests {
         PlanningFiles::from_texts(entries.iter().copied())
     }
 
-    const PLAN: &str = "[plan]\nname = \"P\"\n[[tasks]]\nname = \"a\"\ndescription = \"A\"\nscope = \"narrow\"\ngate = \"auto\"\n";
+    const PLAN: &str = "[plan]\nname = \"P\"\n[[tasks]]\nname = \"a\"\ndescription = \"A\"\nscope = \"narrow\"\ngate = \"auto\"\nallow_unchecked = true\n";
 
     #[test]
     fn input_paths() {

@@ -9,6 +9,7 @@ pub mod config;
 pub mod dag;
 pub mod diag;
 pub mod duration;
+pub mod edit;
 #[cfg(test)]
 mod fuzz;
 pub mod generation;

@@ -41,6 +41,7 @@ pub const TASK_KEYS: &[&str] = &[
     "paths",
     "reset",
     "sim",
+    "allow_unchecked",
     // gator's write-back: read only to say that converge keeps status elsewhere.
     "status",
 ];
@@ -277,17 +278,21 @@ fn read_task(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>, config: &Config) -> Option
     let scope = t
         .required_enumeration(ctx, "scope", Scope::NAMES)
         .and_then(|s| Scope::parse(s.get_ref()));
-    let gate = t
-        .required_enumeration(ctx, "gate", Gate::NAMES)
-        .and_then(|g| Gate::parse(g.get_ref()));
+    let gate_value = t.required_enumeration(ctx, "gate", Gate::NAMES);
+    let gate_span = gate_value.as_ref().map(Spanned::span);
+    let gate = gate_value.and_then(|g| Gate::parse(g.get_ref()));
     let depends_on = t
         .string_array(ctx, "depends_on")
         .map(Spanned::into_inner)
         .unwrap_or_default();
     let mut invariants = Vec::new();
+    // An unknown name is already an error; the task meant to be checked, so
+    // it is not also called unchecked.
+    let mut unknown_invariants = false;
     if let Some(list) = t.string_array(ctx, "invariants") {
         for inv in list.into_inner() {
             if !config.invariants.contains_key(inv.get_ref()) {
+                unknown_invariants = true;
                 config::unknown_invariant(ctx, &inv, &config.invariants);
             } else if invariants.contains(inv.get_ref()) {
                 ctx.warning(
@@ -363,6 +368,16 @@ fn read_task(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>, config: &Config) -> Option
     let reset = t
         .integer_in(ctx, "reset", 0, i64::MAX)
         .map_or(0, |n| u64::try_from(*n.get_ref()).unwrap_or(0));
+    let allow_unchecked = t
+        .boolean(ctx, "allow_unchecked")
+        .is_some_and(|b| *b.get_ref());
+    if let (Some(Gate::Auto), Some(span)) = (gate, gate_span)
+        && !allow_unchecked
+        && !unknown_invariants
+        && !checked(config, &invariants)
+    {
+        unchecked(ctx, span, &t.what, config);
+    }
     let what = t.what.clone();
     let sim = t
         .table(ctx, "sim", format!("the `sim` table of {what}"), SIM_KEYS)
@@ -386,6 +401,36 @@ fn read_task(ctx: &mut Ctx<'_>, mut t: Table<'_, '_>, config: &Config) -> Option
         reset,
         sim,
     })
+}
+
+/// Whether a blocking invariant checks work that merges without a person: one
+/// of the task's own or of `[merge]`. Advisory invariants report and never
+/// fail a gate, so they do not count.
+pub(super) fn checked(config: &Config, own: &[String]) -> bool {
+    own.iter()
+        .chain(&config.merge.invariants)
+        .any(|name| config.invariants.get(name).is_some_and(|i| !i.advisory))
+}
+
+/// The `unchecked-task` refusal: gator refuses an `auto` task without
+/// invariants at approval and at the gate; converge refuses it when the plan
+/// is read, so that nothing unchecked ever starts.
+fn unchecked(ctx: &mut Ctx<'_>, span: std::ops::Range<usize>, what: &str, config: &Config) {
+    let example = config
+        .invariants
+        .iter()
+        .find(|(_, i)| !i.advisory)
+        .map_or_else(|| "build".to_owned(), |(name, _)| name.clone());
+    ctx.error(
+        Code::UncheckedTask,
+        span,
+        format!(
+            "{what} has `gate = \"auto\"` but no invariant checks it: work would merge with nothing run on it"
+        ),
+    )
+    .hint = Some(format!(
+        "add `invariants = [\"{example}\"]` (checks from converge.toml; `converge invariant add --preset rust|node|python|go` adds the usual ones), list checks in `[merge] invariants`, use `gate = \"human_review\"`, or set `allow_unchecked = true` to merge it unchecked on purpose"
+    ));
 }
 
 /// `[tasks.sim]`: what the built-in simulated agent does.
@@ -635,9 +680,77 @@ mod tests {
                 advisory: false,
             },
         );
+        // Work that merges is checked by `[merge]`; the tests of
+        // `unchecked-task` below take it away.
+        config.merge.invariants = vec!["test".into()];
         let mut diags = Vec::new();
         let plan = compile(&file, "p", &config, &mut diags);
         (plan, diags)
+    }
+
+    fn compile_unmerged(text: &str, advisory: bool) -> Vec<Diagnostic> {
+        let file = SourceFile {
+            path: "planning/plans/p.toml".into(),
+            text: text.into(),
+        };
+        let mut config = default_config();
+        config.invariants.insert(
+            "lint".into(),
+            crate::spec::model::Invariant {
+                name: "lint".into(),
+                kind: crate::spec::model::InvariantKind::Lint,
+                command: "true".into(),
+                args: vec![],
+                timeout: std::time::Duration::from_secs(1),
+                expected_exit_code: 0,
+                advisory,
+            },
+        );
+        let mut diags = Vec::new();
+        compile(&file, "p", &config, &mut diags);
+        diags
+    }
+
+    #[test]
+    fn an_auto_task_nothing_checks_is_refused_unless_it_says_so() {
+        let plan = |extra: &str| {
+            format!(
+                "[plan]\nname = \"P\"\n[[tasks]]\nname = \"a\"\ndescription = \"A\"\nscope = \"narrow\"\ngate = \"auto\"\n{extra}"
+            )
+        };
+        // Nothing checks it: refused at its `gate`, with every way out.
+        let diags = compile_unmerged(&plan(""), false);
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert_eq!(diags[0].code, Code::UncheckedTask);
+        assert_eq!(
+            diags[0].location.as_ref().map(|l| (l.line, l.column)),
+            Some((7, 8))
+        );
+        let hint = diags[0].hint.as_deref().unwrap_or_default();
+        for way in [
+            "invariants = [\"lint\"]",
+            "[merge] invariants",
+            "human_review",
+            "allow_unchecked = true",
+        ] {
+            assert!(hint.contains(way), "{hint}");
+        }
+        // Its own blocking invariant, or opting out, is enough.
+        assert!(compile_unmerged(&plan("invariants = [\"lint\"]\n"), false).is_empty());
+        assert!(compile_unmerged(&plan("allow_unchecked = true\n"), false).is_empty());
+        // An advisory invariant never fails a gate, so it does not count.
+        let diags = compile_unmerged(&plan("invariants = [\"lint\"]\n"), true);
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        // A misspelt invariant is one error, not also "unchecked".
+        let diags = compile_unmerged(&plan("invariants = [\"lnit\"]\n"), false);
+        let codes: Vec<Code> = diags.iter().map(|d| d.code).collect();
+        assert_eq!(codes, [Code::UnknownInvariant], "{diags:?}");
+        // A person's gate is a check.
+        let reviewed = plan("").replace("gate = \"auto\"", "gate = \"human_review\"");
+        assert!(compile_unmerged(&reviewed, false).is_empty());
+        // `allow_unchecked` must be a boolean.
+        let diags = compile_unmerged(&plan("allow_unchecked = \"yes\"\n"), false);
+        assert!(diags.iter().any(|d| d.code == Code::WrongType), "{diags:?}");
     }
 
     #[test]

@@ -31,6 +31,7 @@ const KEYS: &[&str] = &[
     "retry_max",
     "paths",
     "depends_on",
+    "allow_unchecked",
 ];
 
 /// The front matter as ordered (key, value) pairs with locations.
@@ -244,10 +245,12 @@ fn compile_inner(
         .required_enum("gate", Gate::NAMES)
         .and_then(|g| Gate::parse(&g));
     let mut invariants = Vec::new();
+    let mut unknown_invariants = false;
     for (inv, location) in fm.string_list("invariants") {
         if config.invariants.contains_key(&inv) {
             invariants.push(inv);
         } else {
+            unknown_invariants = true;
             let hint = unknown_invariant_hint(&inv, &config.invariants);
             fm.push(
                 Code::UnknownInvariant,
@@ -256,6 +259,23 @@ fn compile_inner(
                 hint,
             );
         }
+    }
+    let allow_unchecked = fm.boolean("allow_unchecked").unwrap_or(false);
+    if gate == Some(Gate::Auto)
+        && !allow_unchecked
+        && !unknown_invariants
+        && !super::plan::checked(config, &invariants)
+    {
+        let location = fm
+            .values
+            .get("gate")
+            .map_or_else(|| fm.header.clone(), |(_, l)| l.clone());
+        fm.push(
+            Code::UncheckedTask,
+            location,
+            "this item has `gate: auto` but no invariant checks it: work would merge with nothing run on it".into(),
+            "add `invariants: [build]` naming checks from converge.toml, list checks in `[merge] invariants`, use `gate: human_review`, or set `allow_unchecked: true` to merge it unchecked on purpose".into(),
+        );
     }
     let harness = fm.string("harness").and_then(|(h, location)| {
         if config.harnesses.contains_key(&h) {
@@ -520,6 +540,17 @@ impl FrontMatter<'_, '_, '_> {
         }
     }
 
+    fn boolean(&mut self, key: &str) -> Option<bool> {
+        let (value, location) = self.values.get(key).cloned()?;
+        match value.value {
+            Json::Bool(b) => Some(b),
+            _ => {
+                self.wrong_type(key, location, "`true` or `false`");
+                None
+            }
+        }
+    }
+
     fn string_list(&mut self, key: &str) -> Vec<(String, Location)> {
         let Some((value, location)) = self.values.get(key).cloned() else {
             return Vec::new();
@@ -610,7 +641,7 @@ mod tests {
     #[test]
     fn reads_front_matter_and_body() {
         let (item, diags) = compile_text(
-            "---\nscope: narrow\ngate: auto\ntimeout: 10m\n---\n\nFix the typo in README.\n",
+            "---\nscope: narrow\ngate: auto\nallow_unchecked: true\ntimeout: 10m\n---\n\nFix the typo in README.\n",
         );
         assert!(diags.is_empty(), "{diags:?}");
         let item = item.expect("valid");
@@ -621,7 +652,9 @@ mod tests {
 
     #[test]
     fn reports_unknown_keys_at_their_line() {
-        let (item, diags) = compile_text("---\nscope: narrow\ngate: auto\nscop: x\n---\nbody\n");
+        let (item, diags) = compile_text(
+            "---\nscope: narrow\ngate: auto\nscop: x\nallow_unchecked: true\n---\nbody\n",
+        );
         assert!(item.is_none());
         assert_eq!(diags.len(), 1, "{diags:?}");
         assert_eq!(diags[0].code, Code::UnknownKey);
@@ -650,8 +683,9 @@ mod tests {
 
     #[test]
     fn quoted_markers_are_plain_text() {
-        let (item, diags) =
-            compile_text("---\nscope: narrow\ngate: auto\nmodel: \"*star\"\n---\nbody\n");
+        let (item, diags) = compile_text(
+            "---\nscope: narrow\ngate: auto\nallow_unchecked: true\nmodel: \"*star\"\n---\nbody\n",
+        );
         assert!(diags.is_empty(), "{diags:?}");
         assert_eq!(item.expect("valid").model.as_deref(), Some("*star"));
     }
@@ -667,8 +701,9 @@ mod tests {
 
     #[test]
     fn a_body_of_only_comments_is_empty() {
-        let (item, diags) =
-            compile_text("---\nscope: narrow\ngate: auto\n---\n<!-- describe the task -->\n");
+        let (item, diags) = compile_text(
+            "---\nscope: narrow\ngate: auto\nallow_unchecked: true\n---\n<!-- describe the task -->\n",
+        );
         assert!(item.is_none());
         assert_eq!(diags[0].code, Code::MissingField);
         assert_eq!(without_html_comments("a<!-- x -->b<!-- y"), "ab");

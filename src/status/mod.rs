@@ -1,10 +1,10 @@
 //! Status: the record converge keeps in `planning/status/` (model and encoding).
-//! Rendering `STATUS.md` and recording status commits build on this.
+//! Recording status commits builds on this; `STATUS.md` is a view
+//! (`crate::view::status_md`).
 
 pub mod load;
 pub mod model;
 pub mod record;
-pub mod render;
 pub mod transition;
 
 pub use model::{

@@ -1,6 +1,6 @@
 //! The status converge records per plan in `planning/status/<plan>.toml`.
 //!
-//! Status is a record, not the truth (DESIGN §1.2): "merged" is re-read from git
+//! Status is a record, not the truth (design §1.2): "merged" is re-read from git
 //! ancestry and "running" from a live lease on every tick. What only status can
 //! hold is history: attempts, failures and their reasons, backoff, gate evidence.
 

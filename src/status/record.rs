@@ -1,5 +1,5 @@
 //! Recording: one status commit per tick, with compare-and-swap on the status
-//! branch (DESIGN §3, §4 "record").
+//! branch (design §3, §4 "record").
 //!
 //! The commit changes only the files it is given (status files, STATUS.md, queue
 //! moves) on top of the branch tip the tick read. The branch moves only if it is
@@ -37,11 +37,22 @@ pub struct Message {
     pub summary: Option<String>,
 }
 
+/// The word for an action in a status commit's subject. A status commit
+/// records what a tick did; the one recording a merge says `merged`, so that
+/// it never reads like the merge commit itself (`converge: merge p/t
+/// (attempt 1)`) when both are on one branch. Trailers keep the action.
+pub fn subject_word(action: &str) -> &str {
+    match action {
+        "merge" => "merged",
+        other => other,
+    }
+}
+
 impl Message {
     /// `converge: <action> <plan>/<task> (attempt N)`, a body, and trailers
     /// (`Converge-Action`, `-Plan`, `-Task`, `-Attempt`, `-Spec`).
     pub fn render(&self) -> String {
-        let mut subject = format!("converge: {}", self.action);
+        let mut subject = format!("converge: {}", subject_word(&self.action));
         match (&self.plan, &self.task) {
             (Some(plan), Some(task)) => subject.push_str(&format!(" {plan}/{task}")),
             (Some(plan), None) => subject.push_str(&format!(" {plan}")),

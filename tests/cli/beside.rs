@@ -19,7 +19,7 @@ fn plan(tasks: &[(&str, &str, &str)]) -> String {
     let mut text = String::from("[plan]\nname = \"One\"\nstate = \"active\"\n");
     for (name, deps, files) in tasks {
         text.push_str(&format!(
-            "\n[[tasks]]\nname = \"{name}\"\ndescription = \"Task {name}.\"\nscope = \"narrow\"\ngate = \"auto\"\ndepends_on = [{deps}]\n[tasks.sim]\nfiles = [{files}]\n"
+            "\n[[tasks]]\nname = \"{name}\"\ndescription = \"Task {name}.\"\nscope = \"narrow\"\ngate = \"auto\"\nallow_unchecked = true\ndepends_on = [{deps}]\n[tasks.sim]\nfiles = [{files}]\n"
         ));
     }
     text
@@ -209,7 +209,7 @@ args = ["-c", "mkdir -p bin && printf '#!/bin/sh\necho hi\n' > bin/run.sh && chm
 #[test]
 fn merged_executables_and_symlinks_are_checked_out_as_what_they_are() {
     let config = format!("{CONFIG}{EXEC_AND_LINK}");
-    let text = "[plan]\nname = \"One\"\nstate = \"active\"\n\n[[tasks]]\nname = \"t\"\ndescription = \"Tools.\"\nscope = \"narrow\"\ngate = \"auto\"\nharness = \"tools\"\n";
+    let text = "[plan]\nname = \"One\"\nstate = \"active\"\n\n[[tasks]]\nname = \"t\"\ndescription = \"Tools.\"\nscope = \"narrow\"\ngate = \"auto\"\nallow_unchecked = true\nharness = \"tools\"\n";
     let sb = setup(&config, text);
     settle(&sb);
     assert_eq!(phase(&sb, "t"), "merged");
@@ -254,8 +254,8 @@ fn a_merge_never_writes_through_a_symbolic_link() {
     let outside = tempfile::tempdir().expect("outside");
     let config = format!("{CONFIG}{}", link_harness(outside.path()));
     let text = format!(
-        "{}\n[[tasks]]\nname = \"b\"\ndescription = \"Dir.\"\nscope = \"narrow\"\ngate = \"auto\"\ndepends_on = [\"a\"]\n[tasks.sim]\nfiles = [{{ path = \"out\", delete = true }}, {}]\n",
-        "[plan]\nname = \"One\"\nstate = \"active\"\n\n[[tasks]]\nname = \"a\"\ndescription = \"Link.\"\nscope = \"narrow\"\ngate = \"auto\"\nharness = \"linker\"\n",
+        "{}\n[[tasks]]\nname = \"b\"\ndescription = \"Dir.\"\nscope = \"narrow\"\ngate = \"auto\"\nallow_unchecked = true\ndepends_on = [\"a\"]\n[tasks.sim]\nfiles = [{{ path = \"out\", delete = true }}, {}]\n",
+        "[plan]\nname = \"One\"\nstate = \"active\"\n\n[[tasks]]\nname = \"a\"\ndescription = \"Link.\"\nscope = \"narrow\"\ngate = \"auto\"\nallow_unchecked = true\nharness = \"linker\"\n",
         file("out/x.txt", "inside")
     );
     let sb = setup(&config, &text);

@@ -23,6 +23,7 @@ name = "a"
 description = "Write a."
 scope = "narrow"
 gate = "auto"
+allow_unchecked = true
 [tasks.sim]
 sleep = "1s"
 files = [{ path = "a.txt", content = "a\n" }]
@@ -32,6 +33,7 @@ name = "b"
 description = "Write b."
 scope = "narrow"
 gate = "auto"
+allow_unchecked = true
 depends_on = ["a"]
 [tasks.sim]
 sleep = "1s"
@@ -42,6 +44,7 @@ name = "c"
 description = "Write c."
 scope = "narrow"
 gate = "auto"
+allow_unchecked = true
 depends_on = ["b"]
 [tasks.sim]
 sleep = "1s"

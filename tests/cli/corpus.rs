@@ -12,6 +12,9 @@ command = "true"
 [invariants.test]
 kind = "test_suite"
 command = "true"
+
+[merge]
+invariants = ["build"]
 "#;
 
 const BASE_PLAN: &str = r#"[plan]
@@ -22,9 +25,11 @@ name = "setup"
 description = "Set up."
 scope = "narrow"
 gate = "auto"
+allow_unchecked = true
 "#;
 
-const TEMPLATE: &str = "---\nscope: narrow\ngate: auto\n---\nWeekly review.\n";
+const TEMPLATE: &str =
+    "---\nscope: narrow\ngate: auto\nallow_unchecked: true\n---\nWeekly review.\n";
 
 /// Where a fixture goes inside planning/, by its file name.
 fn placement(file_name: &str) -> String {

@@ -23,6 +23,7 @@ name = "news"
 description = "Write the news."
 scope = "narrow"
 gate = "auto"
+allow_unchecked = true
 [tasks.sim]
 files = [{ path = "news.txt", content = "news\n" }]
 
@@ -151,7 +152,10 @@ fn the_dashboard_never_blames_one_ticks_actions_per_tick() {
     // One action per tick: the ready task waits for the next tick, a finished
     // agent's work for its gate. Neither is "actions_per_tick is used up".
     let config = CONFIG.replace("max_agents = 4", "max_agents = 4\nactions_per_tick = 1");
-    let plan = COUNTING.replace("gate = \"human_review\"", "gate = \"auto\"");
+    let plan = COUNTING.replace(
+        "gate = \"human_review\"",
+        "gate = \"auto\"\nallow_unchecked = true",
+    );
     let sb = setup(&config, &[("counting", &plan)]);
     for _ in 0..100 {
         let run = sb.converge(&["reconcile", "--once"]);
@@ -230,7 +234,7 @@ fn log_follow_shows_progress_events_as_they_come() {
     let config = format!(
         "{CONFIG}\n[harness.slow]\nkind = \"command\"\ncommand = \"sh\"\nargs = [\"-c\", '''sleep 1; converge progress 'half way'; sleep 1; converge progress 'almost there'; sleep 1; echo hi > hi.txt; git add hi.txt; git commit -qm hi; converge done''']\n"
     );
-    let plan = "[plan]\nname = \"One\"\nstate = \"active\"\n\n[[tasks]]\nname = \"t\"\ndescription = \"Do it.\"\nscope = \"narrow\"\ngate = \"auto\"\nharness = \"slow\"\n";
+    let plan = "[plan]\nname = \"One\"\nstate = \"active\"\n\n[[tasks]]\nname = \"t\"\ndescription = \"Do it.\"\nscope = \"narrow\"\ngate = \"auto\"\nallow_unchecked = true\nharness = \"slow\"\n";
     let sb = setup(&config, &[("one", plan)]);
     let tick = sb.converge(&["reconcile", "--once"]);
     tick.success();

@@ -12,6 +12,7 @@ name = "a"
 description = "Write a."
 scope = "narrow"
 gate = "auto"
+allow_unchecked = true
 [tasks.sim]
 files = [{ path = "a.txt", content = "a\n" }]
 "#;

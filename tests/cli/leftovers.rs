@@ -18,7 +18,7 @@ fn repo() -> Sandbox {
     );
     sb.write(
         "planning/plans/p.toml",
-        "[plan]\nname = \"P\"\nstate = \"active\"\n\n[[tasks]]\nname = \"t\"\ndescription = \"T.\"\nscope = \"narrow\"\ngate = \"auto\"\n[tasks.sim]\nfiles = [{ path = \"t.txt\", content = \"t\\n\" }]\n",
+        "[plan]\nname = \"P\"\nstate = \"active\"\n\n[[tasks]]\nname = \"t\"\ndescription = \"T.\"\nscope = \"narrow\"\ngate = \"auto\"\nallow_unchecked = true\n[tasks.sim]\nfiles = [{ path = \"t.txt\", content = \"t\\n\" }]\n",
     );
     sb.commit_all("plan");
     sb
@@ -283,7 +283,7 @@ fn a_branch_behind_its_noted_fork_is_not_merged_work() {
     );
     sb.write(
         "planning/plans/p.toml",
-        "[plan]\nname = \"P\"\nstate = \"active\"\n\n[[tasks]]\nname = \"t\"\ndescription = \"T.\"\nscope = \"narrow\"\ngate = \"auto\"\n[tasks.sim]\nfail_attempts = 1\nfiles = [{ path = \"t.txt\", content = \"t\\n\" }]\n",
+        "[plan]\nname = \"P\"\nstate = \"active\"\n\n[[tasks]]\nname = \"t\"\ndescription = \"T.\"\nscope = \"narrow\"\ngate = \"auto\"\nallow_unchecked = true\n[tasks.sim]\nfail_attempts = 1\nfiles = [{ path = \"t.txt\", content = \"t\\n\" }]\n",
     );
     sb.commit_all("plan");
     sb.converge(&["reconcile", "--once"]).success();

@@ -30,7 +30,7 @@ fn observe_reads_branches_ancestry_worktrees_runs_and_the_queue() {
     sandbox.write("README.md", "start\n");
     sandbox.write(
         "planning/queue/done/fix-typo.md",
-        "---\nscope: narrow\ngate: auto\n---\nFix.\n",
+        "---\nscope: narrow\ngate: auto\nallow_unchecked: true\n---\nFix.\n",
     );
     let fork = sandbox.commit_all("initial");
 

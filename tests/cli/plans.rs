@@ -231,15 +231,15 @@ fn a_queue_item_on_the_sim_agent_is_warned_about_where_it_says_so() {
     );
     sandbox.write(
         "planning/queue/implicit.md",
-        "---\nscope: narrow\ngate: auto\n---\n\nFix the thing.\n",
+        "---\nscope: narrow\ngate: auto\nallow_unchecked: true\n---\n\nFix the thing.\n",
     );
     sandbox.write(
         "planning/queue/explicit.md",
-        "---\nscope: narrow\ngate: auto\nharness: sim\n---\n\nFix it too.\n",
+        "---\nscope: narrow\ngate: auto\nharness: sim\nallow_unchecked: true\n---\n\nFix it too.\n",
     );
     sandbox.write(
         "planning/queue/agent.md",
-        "---\nscope: narrow\ngate: auto\nharness: claude-code\n---\n\nA real agent.\n",
+        "---\nscope: narrow\ngate: auto\nallow_unchecked: true\nharness: claude-code\n---\n\nA real agent.\n",
     );
     let run = sandbox.converge(&["plan", "validate"]);
     run.success();
@@ -260,5 +260,57 @@ fn a_queue_item_on_the_sim_agent_is_warned_about_where_it_says_so() {
         !text.contains("planning/queue/agent.md"),
         "{}",
         run.transcript()
+    );
+}
+
+#[test]
+fn an_auto_task_no_invariant_checks_never_runs_unless_it_opts_out() {
+    let sandbox = Sandbox::repo();
+    sandbox.write("planning/goal.md", "Goal.\n");
+    sandbox.write(
+        "planning/converge.toml",
+        "[reconcile]\ndefault_harness = \"sim\"\n\n[invariants.lint]\nkind = \"lint\"\ncommand = \"true\"\nadvisory = true\n",
+    );
+    let plan = "[plan]\nname = \"P\"\n\n[[tasks]]\nname = \"t\"\ndescription = \"Do it.\"\nscope = \"narrow\"\ngate = \"auto\"\ninvariants = [\"lint\"]\n[tasks.sim]\nfiles = [{ path = \"x.txt\", content = \"x\\n\" }]\n";
+    sandbox.write("planning/plans/p.toml", plan);
+    sandbox.commit_all("an auto task only an advisory check looks at");
+    let run = sandbox.converge(&["plan", "validate"]);
+    assert_eq!(run.code, 2, "{}", run.transcript());
+    assert!(
+        run.stdout.contains("planning/plans/p.toml:8:8: error[unchecked-task]: task `t` has `gate = \"auto\"` but no invariant checks it"),
+        "{}",
+        run.transcript()
+    );
+    assert!(
+        run.stdout.contains("allow_unchecked = true"),
+        "{}",
+        run.transcript()
+    );
+    // The reconciler sets the plan aside: nothing is dispatched.
+    let tick = sandbox.converge(&["reconcile", "--once"]);
+    assert!(
+        sandbox
+            .git(&["branch", "--list", "converge/*"])
+            .trim()
+            .is_empty(),
+        "{}",
+        tick.transcript()
+    );
+    // Saying so on purpose lets it run.
+    sandbox.write(
+        "planning/plans/p.toml",
+        plan.replace(
+            "gate = \"auto\"\n",
+            "gate = \"auto\"\nallow_unchecked = true\n",
+        ),
+    );
+    sandbox.commit_all("merge it unchecked on purpose");
+    sandbox.converge(&["plan", "validate"]).success();
+    sandbox.converge(&["reconcile", "--once"]).success();
+    assert!(
+        sandbox
+            .git(&["branch", "--list", "converge/*"])
+            .contains("converge/p/t"),
+        "dispatched once allowed"
     );
 }

@@ -29,7 +29,7 @@ converge done
 
 fn task(name: &str, extra: &str) -> String {
     format!(
-        "\n[[tasks]]\nname = \"{name}\"\ndescription = \"Task {name}.\"\nscope = \"narrow\"\ngate = \"auto\"\n{extra}\n[tasks.sim]\nfiles = [{{ path = \"{name}.txt\", content = \"{name}\\n\" }}]\n"
+        "\n[[tasks]]\nname = \"{name}\"\ndescription = \"Task {name}.\"\nscope = \"narrow\"\ngate = \"auto\"\nallow_unchecked = true\n{extra}\n[tasks.sim]\nfiles = [{{ path = \"{name}.txt\", content = \"{name}\\n\" }}]\n"
     )
 }
 

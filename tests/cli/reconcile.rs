@@ -31,6 +31,7 @@ name = "a"
 description = "Write a."
 scope = "narrow"
 gate = "auto"
+allow_unchecked = true
 [tasks.sim]
 files = [{ path = "a.txt", content = "a\n" }]
 
@@ -39,6 +40,7 @@ name = "b"
 description = "Write b."
 scope = "narrow"
 gate = "auto"
+allow_unchecked = true
 depends_on = ["a"]
 [tasks.sim]
 files = [{ path = "b.txt", content = "b\n" }]
@@ -48,6 +50,7 @@ name = "c"
 description = "Write c."
 scope = "narrow"
 gate = "auto"
+allow_unchecked = true
 depends_on = ["a"]
 [tasks.sim]
 files = [{ path = "c.txt", content = "c\n" }]
@@ -79,7 +82,7 @@ fn setup(plans: &[(&str, &str)]) -> Sandbox {
 /// One plan of one task with this sim table and these extra task keys.
 fn single(extra: &str, sim: &str) -> String {
     format!(
-        "[plan]\nname = \"One\"\nstate = \"active\"\n\n[[tasks]]\nname = \"t\"\ndescription = \"Do it.\"\nscope = \"narrow\"\ngate = \"auto\"\n{extra}\n[tasks.sim]\n{sim}\n"
+        "[plan]\nname = \"One\"\nstate = \"active\"\n\n[[tasks]]\nname = \"t\"\ndescription = \"Do it.\"\nscope = \"narrow\"\ngate = \"auto\"\nallow_unchecked = true\n{extra}\n[tasks.sim]\n{sim}\n"
     )
 }
 
@@ -333,7 +336,7 @@ fn human_review_waits_for_an_approval_of_the_current_head() {
         "gate = \"human_review\"",
         "files = [{ path = \"x.txt\", content = \"x\\n\" }]",
     )
-    .replacen("gate = \"auto\"\n", "", 1);
+    .replacen("gate = \"auto\"\nallow_unchecked = true\n", "", 1);
     let sb = setup(&[("one", &plan)]);
     settle(&sb);
     assert_eq!(phase(&sb, "one", "t"), "awaiting_approval");
@@ -367,7 +370,7 @@ fn a_rejection_reason_reaches_the_next_attempt() {
         "gate = \"human_approve\"",
         "files = [{ path = \"x.txt\", content = \"x\\n\" }]",
     )
-    .replacen("gate = \"auto\"\n", "", 1);
+    .replacen("gate = \"auto\"\nallow_unchecked = true\n", "", 1);
     let sb = setup(&[("one", &plan)]);
     settle(&sb);
     let no_reason = sb.converge(&["reject", "one/t"]);
@@ -509,6 +512,7 @@ name = "x"
 description = "Say x."
 scope = "narrow"
 gate = "auto"
+allow_unchecked = true
 [tasks.sim]
 files = [{ path = "shared.txt", content = "from x\n" }]
 
@@ -517,6 +521,7 @@ name = "y"
 description = "Say y."
 scope = "narrow"
 gate = "auto"
+allow_unchecked = true
 [tasks.sim]
 files = [{ path = "shared.txt", content = "from y\n" }]
 "#;
@@ -607,8 +612,7 @@ fn the_gate_refuses_changes_to_planning_and_outside_paths() {
 #[test]
 fn an_invalid_plan_is_set_aside_while_valid_plans_proceed() {
     let good = single("", "files = [{ path = \"x.txt\", content = \"x\\n\" }]");
-    let bad =
-        "[plan]\nname = \"Bad\"\n[[tasks]]\nname = \"t\"\nscope = \"narrow\"\ngate = \"auto\"\n";
+    let bad = "[plan]\nname = \"Bad\"\n[[tasks]]\nname = \"t\"\nscope = \"narrow\"\ngate = \"auto\"\nallow_unchecked = true\n";
     let sb = setup(&[("good", &good), ("bad", bad)]);
     let run = settle(&sb);
     assert!(
@@ -701,7 +705,7 @@ fn queue_items_are_promoted_into_the_queue_plan_and_run() {
     )]);
     sb.write(
         "planning/queue/fix-typo.md",
-        "---\nscope: narrow\ngate: auto\nharness: sim\n---\nFix the typo in README.md.\n",
+        "---\nscope: narrow\ngate: auto\nallow_unchecked: true\nharness: sim\n---\nFix the typo in README.md.\n",
     );
     sb.commit_all("queue an item");
     let run = settle(&sb);
@@ -1007,7 +1011,7 @@ git add probe.txt && git commit -q -m probe && converge done"#;
         sh_harness("slow", slow),
         sh_harness("probe", probe)
     );
-    let plan = "[plan]\nname = \"One\"\nstate = \"active\"\n\n[[tasks]]\nname = \"x\"\ndescription = \"Slow.\"\nscope = \"narrow\"\ngate = \"auto\"\nharness = \"slow\"\n\n[[tasks]]\nname = \"y\"\ndescription = \"Probe.\"\nscope = \"narrow\"\ngate = \"auto\"\nharness = \"probe\"\n";
+    let plan = "[plan]\nname = \"One\"\nstate = \"active\"\n\n[[tasks]]\nname = \"x\"\ndescription = \"Slow.\"\nscope = \"narrow\"\ngate = \"auto\"\nallow_unchecked = true\nharness = \"slow\"\n\n[[tasks]]\nname = \"y\"\ndescription = \"Probe.\"\nscope = \"narrow\"\ngate = \"auto\"\nallow_unchecked = true\nharness = \"probe\"\n";
     let sb = setup(&[("one", plan)]);
     sb.write("planning/converge.toml", config);
     sb.commit_all("sandboxed agents");
@@ -1036,7 +1040,7 @@ git add probe.txt && git commit -q -m probe && converge done"#;
 
 #[test]
 fn a_spent_token_budget_stops_dispatch_and_report_shows_the_spending() {
-    let plan = "[plan]\nname = \"One\"\nstate = \"active\"\ntoken_budget = 100\n\n[[tasks]]\nname = \"a\"\ndescription = \"A.\"\nscope = \"narrow\"\ngate = \"auto\"\n[tasks.sim]\nfiles = [{ path = \"a.txt\", content = \"a\\n\" }]\n\n[[tasks]]\nname = \"b\"\ndescription = \"B.\"\nscope = \"narrow\"\ngate = \"auto\"\n[tasks.sim]\nfiles = [{ path = \"b.txt\", content = \"b\\n\" }]\n";
+    let plan = "[plan]\nname = \"One\"\nstate = \"active\"\ntoken_budget = 100\n\n[[tasks]]\nname = \"a\"\ndescription = \"A.\"\nscope = \"narrow\"\ngate = \"auto\"\nallow_unchecked = true\n[tasks.sim]\nfiles = [{ path = \"a.txt\", content = \"a\\n\" }]\n\n[[tasks]]\nname = \"b\"\ndescription = \"B.\"\nscope = \"narrow\"\ngate = \"auto\"\nallow_unchecked = true\n[tasks.sim]\nfiles = [{ path = \"b.txt\", content = \"b\\n\" }]\n";
     let sb = setup(&[("one", plan)]);
     // An earlier attempt of `a` (by a real agent CLI) used 150 tokens.
     sb.write(
@@ -1470,7 +1474,7 @@ fn doctor_says_when_an_agent_cli_that_tasks_need_is_not_installed() {
     let config = format!(
         "{CONFIG}\n[harness.missing]\nkind = \"claude-code\"\ncommand = \"no-such-agent-cli-xyz\"\n\n[harness.present]\nkind = \"codex\"\ncommand = \"/bin/true\"\n"
     );
-    let plan = "[plan]\nname = \"One\"\nstate = \"active\"\n\n[[tasks]]\nname = \"a\"\ndescription = \"A.\"\nscope = \"narrow\"\ngate = \"auto\"\nharness = \"missing\"\n\n[[tasks]]\nname = \"b\"\ndescription = \"B.\"\nscope = \"narrow\"\ngate = \"auto\"\nharness = \"present\"\n";
+    let plan = "[plan]\nname = \"One\"\nstate = \"active\"\n\n[[tasks]]\nname = \"a\"\ndescription = \"A.\"\nscope = \"narrow\"\ngate = \"auto\"\nallow_unchecked = true\nharness = \"missing\"\n\n[[tasks]]\nname = \"b\"\ndescription = \"B.\"\nscope = \"narrow\"\ngate = \"auto\"\nallow_unchecked = true\nharness = \"present\"\n";
     let sb = setup(&[("one", plan)]);
     sb.write("planning/converge.toml", config);
     sb.commit_all("agent CLIs");

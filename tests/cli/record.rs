@@ -215,3 +215,115 @@ fn nothing_changed_writes_nothing_and_other_branches_leave_the_checkout_alone() 
     assert!(!sandbox.path().join("planning/status/auth.toml").exists());
     assert_eq!(sandbox.git(&["rev-parse", "main"]).trim(), head.to_string());
 }
+
+/// A plan of three sim tasks (a, then b and c) that `init`'s configuration
+/// checks with an invariant that passes.
+fn init_and_plan(sandbox: &Sandbox, status_on_main: bool) -> String {
+    sandbox.write("README.md", "hello\n");
+    sandbox.commit_all("initial");
+    sandbox.converge(&["init", "--commit"]).success();
+    let config = sandbox
+        .read("planning/converge.toml")
+        .replace(
+            "default_harness = \"claude-code\"",
+            "default_harness = \"sim\"",
+        )
+        .replace("command = \"make\"", "command = \"true\"");
+    let config = if status_on_main {
+        config.replace(
+            "status_branch = \"converge-status\"",
+            "status_branch = \"main\"",
+        )
+    } else {
+        config
+    };
+    sandbox.write("planning/converge.toml", config);
+    let task = |name: &str, deps: &str| {
+        format!(
+            "\n[[tasks]]\nname = \"{name}\"\ndescription = \"Write {name}.\"\nscope = \"narrow\"\ngate = \"auto\"\ndepends_on = [{deps}]\n[tasks.sim]\nfiles = [{{ path = \"{name}.txt\", content = \"{name}\\n\" }}]\n"
+        )
+    };
+    sandbox.write(
+        "planning/plans/three.toml",
+        format!(
+            "[plan]\nname = \"Three\"\n{}{}{}",
+            task("a", ""),
+            task("b", "\"a\""),
+            task("c", "\"a\"")
+        ),
+    );
+    let _ = std::fs::remove_file(sandbox.path().join("planning/plans/example.toml"));
+    sandbox.commit_all("a plan of three");
+    sandbox.git(&["rev-parse", "HEAD"]).trim().to_owned()
+}
+
+#[test]
+fn under_inits_configuration_main_gets_at_most_two_commits_per_task() {
+    let sandbox = Sandbox::repo();
+    let start = init_and_plan(&sandbox, false);
+    sandbox
+        .converge(&["reconcile", "--wait", "--max-ticks", "200"])
+        .success();
+    let first_parent = sandbox.git(&[
+        "log",
+        "--first-parent",
+        "--format=%s",
+        &format!("{start}..main"),
+    ]);
+    let subjects: Vec<&str> = first_parent.lines().collect();
+    assert_eq!(
+        subjects
+            .iter()
+            .filter(|s| s.starts_with("converge: merge three/"))
+            .count(),
+        3,
+        "{first_parent}"
+    );
+    assert!(subjects.len() <= 2 * 3, "{first_parent}");
+    // Status went to its own branch, where the dashboard reads it.
+    let md = sandbox.git(&["show", "converge-status:planning/STATUS.md"]);
+    assert!(md.contains("3 merged"), "{md}");
+    let status = sandbox.converge(&["status"]);
+    status.success();
+    assert!(status.stdout.contains("merged"), "{}", status.transcript());
+    // `history` reads both branches: the status commits and the merges.
+    let history = sandbox.converge(&["history", "three"]);
+    history.success();
+    for subject in [
+        "converge: dispatch three/a (attempt 1)",
+        "converge: merge three/a (attempt 1)",
+        "converge: merged three/a",
+    ] {
+        assert!(
+            history.stdout.contains(subject),
+            "{subject}\n{}",
+            history.transcript()
+        );
+    }
+}
+
+#[test]
+fn with_status_on_main_a_merge_is_told_from_a_status_commit_by_its_subject() {
+    let sandbox = Sandbox::repo();
+    let start = init_and_plan(&sandbox, true);
+    sandbox
+        .converge(&["reconcile", "--wait", "--max-ticks", "200"])
+        .success();
+    let log = sandbox.git(&[
+        "log",
+        "--first-parent",
+        "--format=%s|%p",
+        &format!("{start}..main"),
+    ]);
+    let mut merges = 0;
+    for line in log.lines() {
+        let (subject, parents) = line.split_once('|').expect("subject|parents");
+        let is_merge = parents.split_whitespace().count() == 2;
+        // The subject alone says which it is.
+        let says_merge = subject.starts_with("converge: merge ");
+        assert_eq!(is_merge, says_merge, "{log}");
+        merges += usize::from(is_merge);
+    }
+    assert_eq!(merges, 3, "{log}");
+    assert!(log.contains("converge: merged three/a|"), "{log}");
+}

@@ -18,7 +18,7 @@ fn commit_and_worktree_give_the_same_spec() {
         sandbox.copy_tree(&repo_path(&format!("{example}/planning")), "planning");
         sandbox.write(
             "planning/queue/fix-typo.md",
-            "---\nscope: narrow\ngate: auto\n---\nFix the typo.\n",
+            "---\nscope: narrow\ngate: auto\nallow_unchecked: true\n---\nFix the typo.\n",
         );
         sandbox.write("planning/status/ignored.toml", "not = 'input'\n");
         let head = sandbox.commit_all("plans");

@@ -4,9 +4,9 @@
 use converge::decide::{Limits, decide};
 use converge::observe::{Observation, RunObs, RunState, TaskKey, TaskObs};
 use converge::spec::load::PlanningFiles;
-use converge::status::render::status_md;
 use converge::status::{Failure, Phase, PlanStatus, Status, TaskStatus};
 use converge::time::Timestamp;
+use converge::view::status_md::status_md;
 
 const PLAN: &str = r#"
 [plan]
@@ -17,12 +17,14 @@ name = "cart"
 description = "Cart."
 scope = "narrow"
 gate = "auto"
+allow_unchecked = true
 
 [[tasks]]
 name = "pricing"
 description = "Pricing."
 scope = "narrow"
 gate = "auto"
+allow_unchecked = true
 
 [[tasks]]
 name = "payment"
@@ -36,6 +38,7 @@ name = "receipts"
 description = "Receipts."
 scope = "narrow"
 gate = "auto"
+allow_unchecked = true
 depends_on = ["payment"]
 
 [[tasks]]
@@ -43,6 +46,7 @@ name = "tax"
 description = "Tax."
 scope = "narrow"
 gate = "auto"
+allow_unchecked = true
 retry_max = 2
 
 [[tasks]]
@@ -50,6 +54,7 @@ name = "invoices"
 description = "Invoices."
 scope = "narrow"
 gate = "auto"
+allow_unchecked = true
 depends_on = ["tax"]
 
 [[tasks]]
@@ -57,6 +62,7 @@ name = "search"
 description = "Search."
 scope = "narrow"
 gate = "auto"
+allow_unchecked = true
 retry_max = 3
 
 [[tasks]]
@@ -64,6 +70,7 @@ name = "docs"
 description = "Docs."
 scope = "narrow"
 gate = "auto"
+allow_unchecked = true
 "#;
 
 #[test]
@@ -74,7 +81,7 @@ fn status_md_has_a_section_for_every_state() {
         ("planning/plans/broken.toml", "[plan]\n"),
         (
             "planning/queue/fix-typo.md",
-            "---\nscope: narrow\ngate: auto\n---\nFix the typo.\n",
+            "---\nscope: narrow\ngate: auto\nallow_unchecked: true\n---\nFix the typo.\n",
         ),
     ]);
     let spec = converge::spec::compile(&files)

@@ -273,7 +273,7 @@ pub fn random_dag(name: &str, tasks: usize, seed: u64, fails: impl Fn(usize) -> 
         }
         let fail = if fails(i) { "fail_attempts = 1\n" } else { "" };
         text.push_str(&format!(
-            "\n[[tasks]]\nname = \"t{i}\"\ndescription = \"Task {i}.\"\nscope = \"narrow\"\ngate = \"auto\"\ndepends_on = [{}]\n[tasks.sim]\n{fail}files = [{{ path = \"f/{i}.txt\", content = \"{i}\\n\" }}]\n",
+            "\n[[tasks]]\nname = \"t{i}\"\ndescription = \"Task {i}.\"\nscope = \"narrow\"\ngate = \"auto\"\nallow_unchecked = true\ndepends_on = [{}]\n[tasks.sim]\n{fail}files = [{{ path = \"f/{i}.txt\", content = \"{i}\\n\" }}]\n",
             deps.join(", ")
         ));
     }

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use crate::decide::{ActionKind, Decision, Reason, TaskReport};
 use crate::spec::Spec;
 
-use super::model::{Phase, Status};
+use crate::status::{Phase, Status};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Section {
@@ -356,7 +356,7 @@ mod tests {
         let mut text = "[plan]\nname = \"P\"\nstate = \"active\"\n".to_owned();
         for i in 0..tasks {
             text.push_str(&format!(
-                "\n[[tasks]]\nname = \"t{i:02}\"\ndescription = \"T.\"\nscope = \"narrow\"\ngate = \"auto\"\n"
+                "\n[[tasks]]\nname = \"t{i:02}\"\ndescription = \"T.\"\nscope = \"narrow\"\ngate = \"auto\"\nallow_unchecked = true\n"
             ));
         }
         text
@@ -398,7 +398,7 @@ mod tests {
             ("planning/plans/p.toml", &plan(1)),
             (
                 "planning/queue/done/fix.md",
-                "---\nscope: narrow\ngate: auto\n---\nFix it.\n",
+                "---\nscope: narrow\ngate: auto\nallow_unchecked: true\n---\nFix it.\n",
             ),
         ]);
         let tail = "running 3 tests\nline 2\nline 3\nline 4\nline 5\nassertion failed: 1 == 2\n";

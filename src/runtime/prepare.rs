@@ -1,0 +1,178 @@
+//! The read-only half of a tick: load the spec from the base branch, read
+//! status, observe, decide. Nothing here changes a ref, a worktree or a run
+//! (the only write is the reconciler's secret, made once on first use).
+//!
+//! The tick acts on a [`Prepared`]; `converge status`, `approve` and the other
+//! human commands read a [`Snapshot`]: the same reading with status brought in
+//! line with the decision (`decide::derive`), as the next tick would record it.
+
+use gix::ObjectId;
+
+use crate::agent::Secret;
+use crate::decide::derive::{self, Inputs};
+use crate::decide::{self, Decision, Limits};
+use crate::git::{CommitSource, Repo};
+use crate::observe::{self, Observation};
+use crate::spec::{Diagnostic, Spec};
+use crate::status::Status;
+use crate::time::Timestamp;
+
+use super::tick::TickError;
+
+/// What a tick reads and decides before it acts.
+pub(crate) struct Prepared {
+    pub base: CommitSource,
+    pub spec: Spec,
+    pub diagnostics: Vec<Diagnostic>,
+    pub status_branch: String,
+    /// The status branch's tip as read (`None`: it does not exist yet).
+    pub status_tip: Option<ObjectId>,
+    /// Status as read from the status branch.
+    pub status: Status,
+    pub status_problems: Vec<String>,
+    pub secret: Secret,
+    pub observation: Observation,
+    pub limits: Limits,
+    pub decision: Decision,
+}
+
+/// Reads and decides at `now`. `reconciler`: this reconciler's id when claims
+/// are in play (a remote), so that its own claims are told from others'.
+pub(crate) fn prepare(
+    repo: &Repo,
+    now: Timestamp,
+    reconciler: Option<&str>,
+) -> Result<Prepared, TickError> {
+    let base = repo.base_source()?;
+    let files = repo.read_planning(base.commit)?;
+    let loaded = crate::spec::compile(&files);
+    let Some(spec) = loaded.spec else {
+        return Err(TickError::InvalidSpec {
+            commit: base.commit.to_string(),
+            diagnostics: loaded.diagnostics,
+        });
+    };
+    let diagnostics = loaded.diagnostics;
+    // The default status branch is the base branch, whatever it is called.
+    let configured = &spec.config.reconcile.status_branch;
+    let status_branch = if *configured == spec.config.reconcile.base_branch {
+        base.rev.clone()
+    } else {
+        configured.clone()
+    };
+    let status_tip = repo.branch_tip(&status_branch)?;
+    let status_read_at = status_tip.unwrap_or(base.commit);
+    let (status, problems) = crate::status::load::load(repo, status_read_at)?;
+    let status_problems = problems.iter().map(ToString::to_string).collect();
+    let secret = Secret::load_or_create(repo.common_dir())?;
+    let mut observation = observe::observe(repo, &status, base.commit, &secret)?;
+    observation.reconciler = reconciler.map(str::to_owned);
+    if spec.config.sandbox.enabled {
+        observation.sandbox = Some(crate::act::sandbox::probe());
+    }
+    let limits = Limits::from(&spec.config.reconcile);
+    let decision = decide::decide(&spec, &observation, &status, now, &limits);
+    Ok(Prepared {
+        base,
+        spec,
+        diagnostics,
+        status_branch,
+        status_tip,
+        status,
+        status_problems,
+        secret,
+        observation,
+        limits,
+        decision,
+    })
+}
+
+impl Prepared {
+    /// What the next tick would do, for STATUS.md and the report: observed
+    /// again after acting (`base_tip` may have moved), so that a tick with
+    /// nothing to do renders the same bytes; without action, what was read.
+    pub fn look_again(
+        &self,
+        repo: &Repo,
+        status: &Status,
+        base_tip: ObjectId,
+        now: Timestamp,
+        acted: bool,
+    ) -> Result<(Observation, Decision), TickError> {
+        if !acted {
+            return Ok((self.observation.clone(), self.decision.clone()));
+        }
+        let obs = observe::observe(repo, status, base_tip, &self.secret)?;
+        let decision = decide::decide(&self.spec, &obs, status, now, &self.limits);
+        Ok((obs, decision))
+    }
+
+    /// Brings `status` (this tick's, after acting) in line with `next`, the
+    /// decision made from `observation`.
+    pub fn derive(
+        &self,
+        status: &mut Status,
+        next: &Decision,
+        observation: &Observation,
+        now: Timestamp,
+    ) {
+        let spec_commit = self.base.commit.to_string();
+        let inputs = Inputs {
+            spec: &self.spec,
+            decision: next,
+            observation,
+            diagnostics: &self.diagnostics,
+            spec_commit: &spec_commit,
+            now,
+        };
+        derive::derive(status, &self.status, &inputs);
+    }
+}
+
+/// The state as the next tick would see and record it, without acting: the
+/// spec, status brought in line with it, and what the next tick would do.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub base_branch: String,
+    pub status_branch: String,
+    /// The planning commit read.
+    pub spec_commit: ObjectId,
+    pub spec: Spec,
+    /// Diagnostics of the planning files (invalid plans are set aside).
+    pub diagnostics: Vec<Diagnostic>,
+    /// Status as read, brought in line with the spec and the decision.
+    pub status: Status,
+    /// Status files that could not be read (rebuilt from observation).
+    pub status_problems: Vec<String>,
+    pub observation: Observation,
+    /// What the next tick would do.
+    pub decision: Decision,
+}
+
+/// Reads, decides and derives at `now`; changes nothing (but the secret).
+pub fn snapshot(repo: &Repo, now: Timestamp) -> Result<Snapshot, TickError> {
+    let prepared = prepare(repo, now, None)?;
+    let mut status = prepared.status.clone();
+    prepared.derive(&mut status, &prepared.decision, &prepared.observation, now);
+    let Prepared {
+        base,
+        spec,
+        diagnostics,
+        status_branch,
+        status_problems,
+        observation,
+        decision,
+        ..
+    } = prepared;
+    Ok(Snapshot {
+        base_branch: base.rev,
+        status_branch,
+        spec_commit: base.commit,
+        spec,
+        diagnostics,
+        status,
+        status_problems,
+        observation,
+        decision,
+    })
+}

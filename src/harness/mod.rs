@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+pub mod env;
 pub mod outcome;
 pub mod prices;
 pub mod sim;

@@ -7,7 +7,7 @@
 //! agent.log      the agent's output
 //! ```
 //!
-//! Runtime scratch, not durable state (DESIGN §1.1): status and git remain the
+//! Runtime scratch, not durable state (design §1.1): status and git remain the
 //! record. A lease is trusted only while its process is alive *and* started at
 //! the recorded time, so a recycled pid is never mistaken for the agent.
 

@@ -214,13 +214,7 @@ impl fmt::Display for Reason {
                 "its plan is paused: nothing of it starts or merges; `converge resume` continues it"
             ),
             Reason::WaitingOnDependency { tasks } => {
-                let names: Vec<String> = tasks.iter().map(|t| format!("`{t}`")).collect();
-                let list = match names.split_last() {
-                    Some((last, [])) => last.clone(),
-                    Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
-                    None => "its dependencies".to_owned(),
-                };
-                write!(f, "waiting for {list} to merge")
+                write!(f, "waiting for {} to merge", listed(tasks))
             }
             Reason::DependencyBlocked { task } => {
                 write!(f, "dependency `{task}` escalated or is blocked")
@@ -258,6 +252,16 @@ impl fmt::Display for Reason {
             }
             Reason::ActionsPerTick => f.write_str("this tick's `actions_per_tick` is used up"),
         }
+    }
+}
+
+/// `a`, `a` and `b`, `a`, `b` and `c` (each in backticks).
+fn listed(tasks: &[String]) -> String {
+    let names: Vec<String> = tasks.iter().map(|t| format!("`{t}`")).collect();
+    match names.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => "its dependencies".to_owned(),
     }
 }
 

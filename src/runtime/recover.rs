@@ -169,8 +169,8 @@ pub fn scan(repo: &Repo, branches: &[String]) -> Vec<Found> {
     out.0
 }
 
-/// 1. What a converge process that is gone said it was about to lock or
-/// add, and the note itself once nothing it names is still held.
+/// Rule 1: what a converge process that is gone said it was about to lock
+/// or add, and the note itself once nothing it names is still held.
 fn noted(s: &Scan<'_>, out: &mut Findings) {
     for note in s.notes.iter().filter(|n| !n.alive) {
         let pending = match &note.intent {
@@ -338,7 +338,7 @@ fn registrations_without_gitdir(s: &Scan<'_>, out: &mut Findings) {
     }
 }
 
-/// 2. Locks in converge's own namespaces; other ref locks once stale.
+/// Rule 2: locks in converge's own namespaces; other ref locks once stale.
 fn stale_ref_locks(s: &Scan<'_>, out: &mut Findings) {
     let common = &s.common;
     let live_refs: Vec<&str> = s
@@ -393,7 +393,7 @@ fn stale_ref_locks(s: &Scan<'_>, out: &mut Findings) {
     }
 }
 
-/// 3. Converge's worktrees left half added or half removed.
+/// Rule 3: converge's worktrees left half added or half removed.
 fn broken_worktrees(s: &Scan<'_>, out: &mut Findings) {
     for admin in &s.admins {
         let Some(dot_git) = &admin.dot_git else {
@@ -473,7 +473,7 @@ fn unregistered_dirs(s: &Scan<'_>, out: &mut Findings) {
     }
 }
 
-/// 4. Dispatches killed before their supervisor wrote the lease.
+/// Rule 4: dispatches killed before their supervisor wrote the lease.
 fn unstarted_runs(s: &Scan<'_>, out: &mut Findings) {
     for (key, attempt, dir) in runs::latest_attempts(&s.common).unwrap_or_default() {
         if dir.join("lease.json").exists()

@@ -2,7 +2,6 @@
 //! entry that needs a human says which command to run. Pure: rendered from the
 //! spec, the recorded status and a decision report.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::decide::{ActionKind, Decision, Reason, TaskReport};
@@ -96,7 +95,7 @@ fn section_of(report: &TaskReport) -> Section {
 }
 
 /// The entries of each section, in section order.
-type Sections = BTreeMap<Section, Vec<String>>;
+type Sections = std::collections::BTreeMap<Section, Vec<String>>;
 
 /// Renders STATUS.md from the state after a tick: `decision` is what the next
 /// tick would do. Nothing here depends on the clock or on the commit the tick

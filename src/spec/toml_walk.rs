@@ -402,6 +402,26 @@ impl<'t, 'i> Table<'t, 'i> {
         }
     }
 
+    /// A duration longer than zero; `example` is a valid value for the hint.
+    pub fn positive_duration(
+        &self,
+        ctx: &mut Ctx<'_>,
+        key: &str,
+        example: &str,
+    ) -> Option<std::time::Duration> {
+        let d = self.duration(ctx, key)?;
+        if d.get_ref().is_zero() {
+            ctx.error(
+                Code::InvalidValue,
+                d.span(),
+                format!("`{key}` in {} must be longer than zero", self.what),
+            )
+            .hint = Some(format!("for example `{key} = \"{example}\"`"));
+            return None;
+        }
+        Some(d.into_inner())
+    }
+
     /// A sub-table (`[a.b]` or an inline table).
     pub fn table(
         &self,

@@ -118,7 +118,7 @@ pub(super) fn check_default(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, config: &mu
 /// converge.toml or a built-in one, or gator's name for a built-in one
 /// (`codex-cli`, `open-code`), which works with a warning saying what converge
 /// calls it. Anything else is reported as unknown.
-pub fn resolve_harness(
+pub(crate) fn resolve_harness(
     ctx: &mut Ctx<'_>,
     name: &toml::Spanned<String>,
     harnesses: &BTreeMap<String, Harness>,
@@ -158,7 +158,7 @@ fn unknown_harness(
 }
 
 /// What to do about a reference to an unknown harness.
-pub fn unknown_harness_hint(name: &str, harnesses: &BTreeMap<String, Harness>) -> String {
+pub(crate) fn unknown_harness_hint(name: &str, harnesses: &BTreeMap<String, Harness>) -> String {
     suggest::did_you_mean(name, harnesses.keys().map(String::as_str)).unwrap_or_else(|| {
         format!(
             "built-in harnesses are {}; declare others as `[harness.{name}]` in planning/converge.toml",

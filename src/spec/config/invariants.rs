@@ -127,7 +127,10 @@ fn gator_invariant_fields(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, name: &str) {
 }
 
 /// What to do about a reference to an undefined invariant.
-pub fn unknown_invariant_hint(name: &str, invariants: &BTreeMap<String, Invariant>) -> String {
+pub(crate) fn unknown_invariant_hint(
+    name: &str,
+    invariants: &BTreeMap<String, Invariant>,
+) -> String {
     suggest::did_you_mean(name, invariants.keys().map(String::as_str)).unwrap_or_else(|| {
         // Suggest only what converge accepts: an invalid name cannot be defined.
         match super::super::names::check(name) {
@@ -144,7 +147,7 @@ pub fn unknown_invariant_hint(name: &str, invariants: &BTreeMap<String, Invarian
 }
 
 /// Reports a reference to an invariant that is not defined.
-pub fn unknown_invariant(
+pub(crate) fn unknown_invariant(
     ctx: &mut Ctx<'_>,
     name: &toml::Spanned<String>,
     invariants: &BTreeMap<String, Invariant>,

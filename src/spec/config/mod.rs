@@ -18,9 +18,10 @@ use super::diag::Code;
 use super::model::{BUILTIN_HARNESSES, Budget, Config, Forge, Harness, Merge, Reconcile, Sandbox};
 use super::toml_walk::{Ctx, SourceFile, Table};
 
-pub use harness::{HARNESS_ALIASES, resolve_harness, unknown_harness_hint};
-pub use invariants::{unknown_invariant, unknown_invariant_hint};
-pub use reconcile::check_branch_name;
+pub use harness::HARNESS_ALIASES;
+pub(crate) use harness::{resolve_harness, unknown_harness_hint};
+pub(crate) use invariants::{unknown_invariant, unknown_invariant_hint};
+pub(crate) use reconcile::check_branch_name;
 
 pub const CONFIG_PATH: &str = "planning/converge.toml";
 
@@ -46,7 +47,7 @@ pub struct CompiledConfig {
 }
 
 /// The configuration used when `planning/converge.toml` does not exist.
-pub fn default_config() -> Config {
+pub(crate) fn default_config() -> Config {
     let mut harnesses = BTreeMap::new();
     for (name, kind) in BUILTIN_HARNESSES {
         harnesses.insert((*name).to_owned(), Harness::builtin(name, *kind));

@@ -271,7 +271,7 @@ fn backoff(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Backoff {
 }
 
 /// The rules of `git check-ref-format --branch` that matter for names people type.
-pub fn check_branch_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_branch_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("it is empty".into());
     }

@@ -32,9 +32,9 @@ const PLAN_KEYS: &[&str] = &[
 ];
 
 /// The default number of attempts before a task escalates.
-pub const DEFAULT_RETRY_MAX: u32 = 3;
+pub(crate) const DEFAULT_RETRY_MAX: u32 = 3;
 /// The largest `retry_max` accepted.
-pub const MAX_RETRY_MAX: i64 = 100;
+pub(crate) const MAX_RETRY_MAX: i64 = 100;
 
 /// Compiles one plan file. Returns the plan only if the file has no errors; all
 /// problems go to `out`.

@@ -314,7 +314,7 @@ fn resolve_dependency(
 
 /// The implicit `queue` plan: promoted items as tasks, always active. A
 /// dependency on another plan's task is written `plan/task`.
-pub fn plan_of(items: Vec<QueueItem>, config: &Config) -> Plan {
+pub(crate) fn plan_of(items: Vec<QueueItem>, config: &Config) -> Plan {
     let tasks = items
         .into_iter()
         .map(|item| {

@@ -1,13 +1,12 @@
 //! The git layer: a small wrapper around gix so that gix's frequent API changes
 //! stay in this module. Reads never touch a working tree.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use gix::ObjectId;
 use gix::bstr::{BStr, ByteSlice};
 use gix::objs::tree::EntryKind;
-
-use crate::spec::load::{self, Content, MAX_FILE_SIZE, PLANNING_DIR, PlanningFiles};
 
 mod checkout;
 mod files;
@@ -137,12 +136,26 @@ enum Persona {
     Author,
 }
 
-/// Where a spec was read from.
+/// One file read from a tree by [`Repo::read_tree_files`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommitSource {
-    /// What the user asked for, or the branch that was chosen.
-    pub rev: String,
-    pub commit: ObjectId,
+pub enum TreeFile {
+    Bytes(Vec<u8>),
+    /// Over the filter's `max_size`; only the size was read.
+    TooLarge(u64),
+    /// A symbolic link (its target is not read).
+    Symlink,
+}
+
+/// Which files [`Repo::read_tree_files`] reads, by their path relative to
+/// the directory read (`/`-separated).
+#[derive(Debug, Clone, Copy)]
+pub struct TreeFilter {
+    /// Whether to enter a subdirectory.
+    pub descend: fn(&str) -> bool,
+    /// Whether to read a file (or link).
+    pub keep: fn(&str) -> bool,
+    /// Files larger than this are only sized ([`TreeFile::TooLarge`]).
+    pub max_size: u64,
 }
 
 impl Repo {
@@ -252,94 +265,6 @@ impl Repo {
         Ok(head.ok().map(gix::Id::detach))
     }
 
-    /// Chooses the branch whose `planning/` is the desired state: the git config
-    /// `converge.baseBranch` if set, else the first of `main`, `master`, `trunk`
-    /// and the checked-out branch that exists. If that branch's converge.toml names
-    /// another existing `base_branch`, that one is used (policy comes from the base
-    /// branch itself).
-    pub fn base_source(&self) -> Result<CommitSource> {
-        let configured = self.config_string("converge.baseBranch");
-        let mut candidates: Vec<String> = Vec::new();
-        if let Some(branch) = configured {
-            candidates.push(branch);
-        } else {
-            candidates.extend(["main", "master", "trunk"].map(String::from));
-            if let Some(head) = self.head_branch()?
-                && !head.starts_with("converge/")
-            {
-                candidates.push(head);
-            }
-        }
-        for branch in &candidates {
-            let Some(commit) = self.branch_tip(branch)? else {
-                continue;
-            };
-            let source = CommitSource {
-                rev: branch.clone(),
-                commit,
-            };
-            if let Some(named) = self.configured_base_branch(commit)?
-                && &named != branch
-                && let Some(tip) = self.branch_tip(&named)?
-            {
-                return Ok(CommitSource {
-                    rev: named,
-                    commit: tip,
-                });
-            }
-            return Ok(source);
-        }
-        Err(GitError::NoBaseBranch {
-            candidates: candidates
-                .iter()
-                .map(|c| format!("`{c}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
-    }
-
-    /// `[reconcile].remote` and `.status_branch` from the converge.toml at
-    /// `commit`, read leniently (before the spec is compiled: the remote is
-    /// fetched first).
-    pub fn remote_settings(&self, commit: ObjectId) -> Result<(Option<String>, Option<String>)> {
-        let Some(bytes) = self.read_blob_at(commit, "planning/converge.toml")? else {
-            return Ok((None, None));
-        };
-        let Ok(value) = std::str::from_utf8(&bytes).map(str::parse::<toml::Table>) else {
-            return Ok((None, None));
-        };
-        let Ok(value) = value else {
-            return Ok((None, None));
-        };
-        let get = |key: &str| {
-            value
-                .get("reconcile")
-                .and_then(|r| r.get(key))
-                .and_then(|b| b.as_str())
-                .map(str::to_owned)
-        };
-        Ok((get("remote"), get("status_branch")))
-    }
-
-    /// `[reconcile].base_branch` from the converge.toml at `commit`, read leniently
-    /// (full validation happens when the spec is compiled).
-    fn configured_base_branch(&self, commit: ObjectId) -> Result<Option<String>> {
-        let Some(bytes) = self.read_blob_at(commit, "planning/converge.toml")? else {
-            return Ok(None);
-        };
-        let Ok(text) = std::str::from_utf8(&bytes) else {
-            return Ok(None);
-        };
-        let Ok(value) = text.parse::<toml::Table>() else {
-            return Ok(None);
-        };
-        Ok(value
-            .get("reconcile")
-            .and_then(|r| r.get("base_branch"))
-            .and_then(|b| b.as_str())
-            .map(str::to_owned))
-    }
-
     /// The content of `path` in the tree of `commit`, if it is a blob there.
     pub fn read_blob_at(&self, commit: ObjectId, path: &str) -> Result<Option<Vec<u8>>> {
         let what = || format!("{path} at {commit}");
@@ -355,29 +280,39 @@ impl Repo {
         Ok(Some(object.data.clone()))
     }
 
-    /// Reads the input files of `planning/` from the tree of `commit`, without
-    /// touching any working tree.
-    pub fn read_planning(&self, commit: ObjectId) -> Result<PlanningFiles> {
-        let what = || format!("planning/ at {commit}");
+    /// Reads the files below the directory `dir` (e.g. `planning`) of the
+    /// tree of `commit`, keyed by their path from the repository root, as
+    /// `filter` chooses; `None` when `dir` is not a directory there. Names
+    /// that are not UTF-8 are skipped; no working tree is touched.
+    pub fn read_tree_files(
+        &self,
+        commit: ObjectId,
+        dir: &str,
+        filter: &TreeFilter,
+    ) -> Result<Option<BTreeMap<String, TreeFile>>> {
+        let what = || format!("{dir}/ at {commit}");
         let commit_obj = self.repo.find_commit(commit).map_err(read_err(what()))?;
         let tree = commit_obj.tree().map_err(read_err(what()))?;
-        let mut out = PlanningFiles::default();
-        let Some(entry) = tree
-            .lookup_entry_by_path(PLANNING_DIR)
-            .map_err(read_err(what()))?
-        else {
-            return Ok(out);
+        let Some(entry) = tree.lookup_entry_by_path(dir).map_err(read_err(what()))? else {
+            return Ok(None);
         };
         if !entry.mode().is_tree() {
-            return Ok(out);
+            return Ok(None);
         }
-        out.exists = true;
-        self.walk_tree(entry.oid().to_owned(), "", &mut out)?;
-        Ok(out)
+        let mut out = BTreeMap::new();
+        self.walk_tree(entry.oid().to_owned(), dir, "", filter, &mut out)?;
+        Ok(Some(out))
     }
 
-    fn walk_tree(&self, tree_id: ObjectId, relative: &str, out: &mut PlanningFiles) -> Result<()> {
-        let what = || format!("the tree planning/{relative}");
+    fn walk_tree(
+        &self,
+        tree_id: ObjectId,
+        dir: &str,
+        relative: &str,
+        filter: &TreeFilter,
+        out: &mut BTreeMap<String, TreeFile>,
+    ) -> Result<()> {
+        let what = || format!("the tree {dir}/{relative}");
         let tree = self.repo.find_tree(tree_id).map_err(read_err(what()))?;
         let decoded = tree.decode().map_err(read_err(what()))?;
         for entry in &decoded.entries {
@@ -391,35 +326,35 @@ impl Repo {
             };
             let kind = entry.mode.kind();
             if kind == EntryKind::Tree {
-                if load::may_contain_input(&child) {
-                    self.walk_tree(entry.oid.to_owned(), &child, out)?;
+                if (filter.descend)(&child) {
+                    self.walk_tree(entry.oid.to_owned(), dir, &child, filter, out)?;
                 }
                 continue;
             }
-            if !load::is_input(&child) {
+            if !(filter.keep)(&child) {
                 continue;
             }
-            let key = format!("{PLANNING_DIR}/{child}");
+            let key = format!("{dir}/{child}");
             let content = match kind {
-                EntryKind::Link => Content::Symlink,
+                EntryKind::Link => TreeFile::Symlink,
                 EntryKind::Blob | EntryKind::BlobExecutable => {
                     let header = self
                         .repo
                         .find_header(entry.oid)
                         .map_err(read_err(key.clone()))?;
-                    if header.size() > MAX_FILE_SIZE {
-                        Content::TooLarge(header.size())
+                    if header.size() > filter.max_size {
+                        TreeFile::TooLarge(header.size())
                     } else {
                         let object = self
                             .repo
                             .find_object(entry.oid)
                             .map_err(read_err(key.clone()))?;
-                        Content::Bytes(object.data.clone())
+                        TreeFile::Bytes(object.data.clone())
                     }
                 }
                 EntryKind::Tree | EntryKind::Commit => continue,
             };
-            out.files.insert(key, content);
+            out.insert(key, content);
         }
         Ok(())
     }

@@ -812,7 +812,7 @@ impl Repo {
     }
 
     pub(super) fn end_checkout_journal(&self, branch: &str) -> Result<()> {
-        super::work::remove_file_if_exists(&journal_path(self.common_dir(), branch)).map(|_| ())
+        super::remove_file_if_exists(&journal_path(self.common_dir(), branch)).map(|_| ())
     }
 
     /// Interrupted checkout updates (by a crash between moving a checked-out
@@ -839,7 +839,7 @@ impl Repo {
                 // A journal cut short by a crash while it was written: the ref
                 // had not moved yet (the journal comes first).
                 Err(_) => {
-                    super::work::remove_file_if_exists(&path)?;
+                    super::remove_file_if_exists(&path)?;
                 }
             }
         }
@@ -866,7 +866,7 @@ impl Repo {
             let checkout = self.checkout_of(&journal.branch)?;
             let same = checkout
                 .as_deref()
-                .is_some_and(|p| super::work::same_path(p, &journal.worktree));
+                .is_some_and(|p| super::same_path(p, &journal.worktree));
             if tip != Some(to) || !same {
                 // The ref never moved (or moved on, or the branch is no longer
                 // checked out there): the journal is all that is left.

@@ -45,6 +45,21 @@ impl CheckResult {
     }
 }
 
+impl CheckResult {
+    /// The result as evidence in status, for the tree it ran on.
+    pub fn evidence(&self, tree: ObjectId) -> crate::status::Evidence {
+        crate::status::Evidence {
+            passed: self.passed,
+            exit_code: self.exit_code,
+            advisory: self.advisory,
+            duration_ms: u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
+            tree: tree.to_string(),
+            output_tail: self.output_tail.clone(),
+            log_digest: self.log_digest.clone(),
+        }
+    }
+}
+
 /// Runs one invariant in `cwd`. The output (its last 64 KiB), with sensitive
 /// values masked by `redactor`, is written to `log_dir/<name>.log` when a
 /// directory is given. A program that cannot start is a failed check, not an

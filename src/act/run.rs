@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::observe::runs::{ExitRecord, Lease, process_start_ticks};
+use crate::rundir::procs::signal_group;
 use crate::time::Timestamp;
 
 /// What the supervisor runs.
@@ -370,20 +371,6 @@ fn wait_with_deadline(child: &mut std::process::Child, deadline: Timestamp) -> E
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Sends `signal` to the process group led by `pid` (gone already is fine).
-pub fn signal_group(pid: u32, signal: rustix::process::Signal) {
-    if let Some(pid) = pid_of(pid) {
-        let _ = rustix::process::kill_process_group(pid, signal);
-    }
-}
-
-/// A process id as the kernel calls take it (none for 0 or out of range).
-pub fn pid_of(pid: u32) -> Option<rustix::process::Pid> {
-    i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
 }
 
 #[cfg(test)]

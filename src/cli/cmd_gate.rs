@@ -37,7 +37,7 @@ pub fn run(ctx: &Ctx, args: &GateArgs) -> CliResult {
             (false, true) => "failed (advisory)",
             (false, false) => "FAILED",
         };
-        let name = match name.strip_prefix(crate::act::apply::MERGE_EVIDENCE) {
+        let name = match name.strip_prefix(crate::act::MERGE_EVIDENCE) {
             Some(merge) => format!("{merge} ([merge], on the merge result)"),
             None => name.clone(),
         };

@@ -15,6 +15,7 @@ use std::path::Path;
 const PURE: &[(&str, Clock)] = &[
     ("src/decide/", Clock::Forbidden),
     ("src/status/model.rs", Clock::Forbidden),
+    ("src/status/transition.rs", Clock::Forbidden),
     ("src/view/", Clock::Forbidden),
     ("src/spec/edit.rs", Clock::Forbidden),
     ("src/time.rs", Clock::Allowed),

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+pub mod env;
 pub mod outcome;
 pub mod prices;
 pub mod sim;
@@ -328,7 +329,7 @@ pub fn agent_env(
     env
 }
 
-/// The prompt of one attempt (DESIGN §5): the goal, the task, how its work is
+/// The prompt of one attempt (design §5): the goal, the task, how its work is
 /// checked, the previous attempt's failure, and the agent protocol.
 pub fn prompt(
     goal: &str,

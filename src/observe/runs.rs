@@ -7,7 +7,7 @@
 //! agent.log      the agent's output
 //! ```
 //!
-//! Runtime scratch, not durable state (DESIGN §1.1): status and git remain the
+//! Runtime scratch, not durable state (design §1.1): status and git remain the
 //! record. A lease is trusted only while its process is alive *and* started at
 //! the recorded time, so a recycled pid is never mistaken for the agent.
 
@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 use super::{RunObs, RunState, TaskKey};
 use crate::agent::Secret;
 use crate::time::Timestamp;
+
+// Process liveness lives with the rest of a run's processes.
+pub use crate::rundir::procs::{process_alive, process_start_ticks, processes_of_run};
 
 /// The directory of all runs, under the git common dir.
 pub fn runs_root(common_dir: &Path) -> PathBuf {
@@ -273,54 +276,6 @@ fn read_events(
     Ok((done, rejected))
 }
 
-/// A process's start time in clock ticks since boot, from `/proc/<pid>/stat`.
-pub fn process_start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is parenthesized and may contain spaces.
-    let after_name = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // after_name starts at field 3 (state); field 22 is starttime.
-    fields.get(19)?.parse().ok()
-}
-
-/// Live processes whose environment names `run_dir` as `CONVERGE_RUN_DIR`: an
-/// attempt's agent and everything it started, even processes that left its
-/// process group, and even when the supervisor died before recording the
-/// agent's pid. (Only processes of the same user are readable, which is enough:
-/// agents run as converge's user.)
-pub fn processes_of_run(run_dir: &Path) -> Vec<u32> {
-    let wanted = format!("CONVERGE_RUN_DIR={}", run_dir.display());
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut out: Vec<u32> = entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == wanted.as_bytes()))
-        })
-        .filter(|pid| process_alive(*pid, None))
-        .collect();
-    out.sort_unstable();
-    out
-}
-
-/// Whether `pid` is alive, not a zombie, and (when known) started at `start_ticks`.
-pub fn process_alive(pid: u32, start_ticks: Option<u64>) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let state = stat.rfind(')').and_then(|i| stat[i + 2..].chars().next());
-    if matches!(state, Some('Z' | 'X' | 'x')) {
-        return false;
-    }
-    match start_ticks {
-        Some(expected) => process_start_ticks(pid) == Some(expected),
-        None => true,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,19 +301,6 @@ mod tests {
             agent_pid: None,
         })
         .expect("json")
-    }
-
-    #[test]
-    fn this_process_is_alive_and_a_recycled_pid_is_not() {
-        let me = std::process::id();
-        let ticks = process_start_ticks(me);
-        assert!(ticks.is_some());
-        assert!(process_alive(me, ticks));
-        assert!(
-            !process_alive(me, ticks.map(|t| t + 1)),
-            "a different start time means another process"
-        );
-        assert!(!process_alive(u32::MAX - 7, None));
     }
 
     #[test]

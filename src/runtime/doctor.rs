@@ -5,12 +5,13 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use crate::act::apply::{kill_run, retire};
 use crate::act::dispatch::{default_worktree_root, legacy_worktree_root, worktree_root};
+use crate::act::retire;
 use crate::agent::Secret;
 use crate::git::Repo;
 use crate::observe::TaskKey;
 use crate::observe::runs::{self, read_exit, read_lease, runs_root};
+use crate::rundir::procs::kill_run;
 use crate::status::Phase;
 
 use super::prepare::Snapshot;
@@ -105,7 +106,7 @@ pub enum DoctorError {
     #[error(transparent)]
     Run(#[from] runs::RunError),
     #[error(transparent)]
-    Act(#[from] crate::act::apply::ActError),
+    Act(#[from] crate::act::ActError),
     #[error(transparent)]
     Recover(#[from] super::recover::RecoverError),
     #[error("cannot fix {what}")]
@@ -552,7 +553,7 @@ fn agent_clis(report: &Snapshot, path: Option<&str>) -> Vec<Finding> {
     }
     let mut out = Vec::new();
     for (program, (harness, tasks)) in &needed {
-        if crate::act::apply::program_exists(program, path) {
+        if crate::harness::env::program_exists(program, path) {
             continue;
         }
         let shown = if tasks.len() > 3 {
@@ -678,7 +679,7 @@ pub fn fix(
                 done.push(format!("removed {}", path.display()));
             }
             Some(Fix::Kill { run_dir }) => {
-                kill_run(run_dir)?;
+                kill_run(run_dir).map_err(crate::act::ActError::from)?;
                 wait_until_gone(run_dir)?;
                 done.push(format!("killed the processes of {}", run_dir.display()));
             }

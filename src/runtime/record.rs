@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use gix::ObjectId;
 
-use crate::act::apply::Applied;
+use crate::act::Applied;
 use crate::decide::{self, Action};
 use crate::git::Repo;
 use crate::observe::Observation;
@@ -185,10 +185,7 @@ fn message_of(actions: &[Action], applied: &[Applied], spec: ObjectId) -> Messag
             .map(|a| match a {
                 Action::Promote { item } => format!("promote queue/{item}"),
                 other => match other.key() {
-                    Some(k) => format!(
-                        "{} {k}",
-                        crate::status::record::subject_word(other.kind().as_str())
-                    ),
+                    Some(k) => format!("{} {k}", record::subject_word(other.kind().as_str())),
                     None => other.kind().as_str().to_owned(),
                 },
             })

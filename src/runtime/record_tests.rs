@@ -14,6 +14,7 @@ fn applied(line: &str) -> Applied {
         files: Vec::new(),
         deferred: None,
         failed: None,
+        outcomes: Vec::new(),
     }
 }
 

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 
 use gix::ObjectId;
 
-use crate::act::apply::{self, ActCtx, ActError, Applied};
+use crate::act::{ActCtx, ActError, Applied};
 use crate::agent::SecretError;
 use crate::decide::Decision;
 use crate::git::{GitError, Repo};
-use crate::observe::{self, Observation, ObserveError};
+use crate::observe::{Observation, ObserveError};
 use crate::spec::{Diagnostic, Spec};
 use crate::status::Status;
 use crate::status::model::StatusError;
@@ -246,53 +246,80 @@ fn tick_local(
     let mut new_status = status.clone();
     let mut applied = Vec::new();
     let mut failed = None;
+    let redactor = crate::agent::Redactor::for_reconciler(secret);
+    let forge = crate::forge::local::LocalForge {
+        repo,
+        invariants: spec
+            .config
+            .merge
+            .invariants
+            .iter()
+            .filter_map(|n| spec.config.invariants.get(n))
+            .collect(),
+        redactor: &redactor,
+    };
     let mut ctx = ActCtx {
         repo,
         spec,
         secret,
+        forge: &forge,
         converge: &options.converge,
         now: options.now,
         env: options.env,
         base_branch: base.rev.clone(),
         base_tip: base.commit,
-        redactor: crate::agent::Redactor::for_reconciler(secret),
+        redactor: redactor.clone(),
         sandbox: observation.sandbox.clone(),
         worktree_root: crate::act::dispatch::worktree_root(
             repo.common_dir(),
             spec.config.reconcile.worktree_root.as_deref(),
         )?,
     };
+    let backoff = &spec.config.reconcile.backoff;
     if !options.dry_run {
         for action in &decision.actions {
-            let key = action.key();
-            let before = key.map(|k| new_status.task(&k.plan, &k.task).cloned());
-            match apply::apply(&mut ctx, &mut new_status, action) {
-                Ok(done) => {
-                    if let Some(key) = key {
-                        apply::action_succeeded(&mut new_status, key);
+            let key = action.key().map(|k| (k.plan.as_str(), k.task.as_str()));
+            // The executor reports what happened; the transition records it.
+            let done = match crate::act::apply(&mut ctx, &new_status, action) {
+                Ok(mut done) => {
+                    // Failures of earlier actions on the task are over.
+                    done.outcomes.push(crate::act::Outcome::ActionSucceeded);
+                    done
+                }
+                // The failure is the task's, not the tick's (see act::policy):
+                // the action changed nothing, the failure is recorded on the
+                // task (a backoff, escalation when it repeats), and the other
+                // actions go on.
+                Err(e) => match crate::act::policy::failed(&ctx, &new_status, action, e) {
+                    Ok(done) => done,
+                    Err(stop) => {
+                        // Someone else moved the base: nothing of this merge
+                        // happened; record what came before and let the next
+                        // tick recompute.
+                        if let Some(key) = key {
+                            crate::status::transition::apply_to(
+                                &mut new_status,
+                                key,
+                                &stop.kept,
+                                options.now,
+                                backoff,
+                            );
+                        }
+                        failed = Some(stop.reason);
+                        break;
                     }
-                    applied.push(done);
-                }
-                Err(ActError::BaseMoved { branch }) => {
-                    // Someone else moved the base: nothing of this merge happened;
-                    // record what came before and let the next tick recompute.
-                    failed = Some(format!(
-                        "{branch} moved during the tick; recomputed next tick"
-                    ));
-                    break;
-                }
-                Err(e) => {
-                    // The failure is the task's, not the tick's: what the action
-                    // changed in status is taken back, the failure is recorded
-                    // on the task (a backoff, escalation when it repeats), and
-                    // the other actions go on.
-                    if let (Some(key), Some(before)) = (key, before) {
-                        restore(&mut new_status, key, before);
-                    }
-                    let error = crate::act::error_chain(&e);
-                    applied.push(apply::action_failed(&ctx, &mut new_status, action, &error));
-                }
+                },
+            };
+            if let Some(key) = key {
+                crate::status::transition::apply_to(
+                    &mut new_status,
+                    key,
+                    &done.outcomes,
+                    options.now,
+                    backoff,
+                );
             }
+            applied.push(done);
         }
     }
     let base_tip = ctx.base_tip;
@@ -320,17 +347,4 @@ fn tick_local(
     Ok(TickReport::of(
         prepared, new_status, after, applied, failed, recorded,
     ))
-}
-
-/// Puts a task's status back to what it was before an action that failed.
-fn restore(status: &mut Status, key: &observe::TaskKey, before: Option<crate::status::TaskStatus>) {
-    let tasks = &mut status.plans.entry(key.plan.clone()).or_default().tasks;
-    match before {
-        Some(st) => {
-            tasks.insert(key.task.clone(), st);
-        }
-        None => {
-            tasks.remove(&key.task);
-        }
-    }
 }

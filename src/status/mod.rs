@@ -5,6 +5,7 @@
 pub mod load;
 pub mod model;
 pub mod record;
+pub mod transition;
 
 pub use model::{
     AttemptRecord, Claim, Condition, Evidence, Failure, Phase, PlanStatus, Status, TaskStatus,

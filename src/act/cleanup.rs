@@ -1,0 +1,96 @@
+//! Cleanup: the worktree and branch of a merged or removed task go, without
+//! losing work ([`retire`], shared with `converge doctor --fix`).
+
+use std::path::Path;
+
+use gix::ObjectId;
+
+use crate::git::Repo;
+use crate::observe::TaskKey;
+use crate::observe::runs::{self, run_dir};
+use crate::rundir::procs::kill_stragglers;
+use crate::status::Status;
+
+use super::dispatch::{self, worktree_path};
+use super::{ActCtx, ActError, Applied, Outcome};
+
+pub(super) fn cleanup(
+    ctx: &mut ActCtx<'_>,
+    status: &Status,
+    key: &TaskKey,
+) -> Result<Applied, ActError> {
+    let current = status.task(&key.plan, &key.task);
+    let attempt = current.map_or(0, |s| s.attempt);
+    let mut outcomes = Vec::new();
+    // The branch is the last proof of a merge whose status was never recorded
+    // (a crash right after merging): keep its head as the merge record before
+    // the branch goes, or the task would later look un-merged.
+    let in_spec = ctx
+        .spec
+        .plans
+        .get(&key.plan)
+        .is_some_and(|p| p.task(&key.task).is_some());
+    if in_spec
+        && let Some(head) = ctx.repo.branch_tip(&key.branch())?
+        && current.is_none_or(|s| s.merged_as.is_none())
+        && ctx.repo.is_ancestor(head, ctx.base_tip)?
+    {
+        outcomes.push(Outcome::FoundMerged {
+            commit: head.to_string(),
+        });
+    }
+    retire(
+        ctx.repo,
+        key,
+        ctx.base_tip,
+        attempt,
+        (&ctx.signer(), &ctx.worktree_root),
+    )?;
+    if !in_spec {
+        outcomes.push(Outcome::Forgotten);
+    }
+    Ok(Applied::done(
+        format!("cleanup {key}: removed its worktree and branch"),
+        outcomes,
+    ))
+}
+
+/// Removes a task's worktree and branch without losing work: what the worktree
+/// holds uncommitted is committed first, and a head that is not in `base` is
+/// kept as `refs/converge/attempts/<plan>/<task>/<attempt>`. Shared by
+/// `cleanup` and `converge doctor --fix`.
+pub fn retire(
+    repo: &Repo,
+    key: &TaskKey,
+    base: ObjectId,
+    attempt: u32,
+    (signer, root): (&crate::git::Signer, &Path),
+) -> Result<(), ActError> {
+    let branch = key.branch();
+    let worktree =
+        dispatch::checkout_of(repo, &branch)?.unwrap_or_else(|| worktree_path(root, key));
+    let run = run_dir(repo.common_dir(), key, attempt);
+    kill_stragglers(&run);
+    repo.clear_ref_lock(&branch)?;
+    if worktree.exists()
+        && let Ok(wt) = Repo::discover(&worktree)
+        && wt.head_branch()?.as_deref() == Some(branch.as_str())
+        && wt.head_is_safe()?
+    {
+        wt.clear_index_lock()?;
+        wt.commit_leftovers(
+            &format!("converge: leftovers of {key} before cleanup"),
+            signer,
+        )?;
+    }
+    repo.remove_checkout(&worktree)?;
+    if let Some(head) = repo.branch_tip(&branch)? {
+        if !repo.is_ancestor(head, base)? {
+            dispatch::keep_attempt(repo, key, attempt, head)?;
+        }
+        repo.delete_branch(&branch, head)?;
+    }
+    crate::git::remove_file_if_exists(&runs::fork_marker(repo.common_dir(), key))?;
+    super::check::forget_gates(repo.common_dir(), &key.plan, &key.task);
+    Ok(())
+}

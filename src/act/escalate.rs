@@ -1,0 +1,37 @@
+//! Escalate: retrying stops and a human decides. A human's rejection counts as
+//! a failure of the attempt.
+
+use crate::decide::Reason;
+use crate::observe::TaskKey;
+use crate::spec::Spec;
+use crate::status::{Failure, Status};
+
+use super::{ActCtx, Applied, Outcome};
+
+pub(super) fn escalate(
+    ctx: &ActCtx<'_>,
+    status: &Status,
+    key: &TaskKey,
+    reason: &Reason,
+) -> Applied {
+    let attempt = status.task(&key.plan, &key.task).map_or(0, |s| s.attempt);
+    let rejection = matches!(reason, Reason::Rejected).then(|| rejection(ctx.spec, key, attempt));
+    Applied::done(
+        format!("escalate {key}: {reason}"),
+        vec![Outcome::Escalated { rejection }],
+    )
+}
+
+/// The failure a human's rejection stands for.
+pub(super) fn rejection(spec: &Spec, key: &TaskKey, attempt: u32) -> Failure {
+    let approval = spec.approvals.get(&(key.plan.clone(), key.task.clone()));
+    Failure {
+        attempt,
+        reason: "rejected".into(),
+        message: approval.and_then(|a| a.reason.clone()).map_or_else(
+            || "a reviewer rejected the work".to_owned(),
+            |r| format!("a reviewer rejected the work: {r}"),
+        ),
+        output_tail: None,
+    }
+}

@@ -1,0 +1,160 @@
+//! Merge: passed work goes into the base branch through the forge
+//! ([`crate::forge::Forge::merge`]): the head the gate judged, by
+//! compare-and-swap on the base. What the forge reports becomes the task's
+//! outcome; a base that moved under the merge ends the tick (the next one
+//! recomputes).
+
+use crate::forge::{MergeOutcome, MergeRequest};
+use crate::observe::TaskKey;
+use crate::spec::{Decision as Verdict, Plan, Task};
+use crate::status::{Failure, Status};
+
+use super::{ActCtx, ActError, Applied, Outcome, task_of};
+
+/// The prefix of a `[merge]` invariant's evidence in a task's `gate` table
+/// (`merge:NAME`; no invariant name contains `:`).
+pub const MERGE_EVIDENCE: &str = "merge:";
+
+pub(super) fn merge(
+    ctx: &mut ActCtx<'_>,
+    status: &Status,
+    key: &TaskKey,
+    head: &str,
+) -> Result<Applied, ActError> {
+    let (plan, task) = task_of(ctx.spec, key)?;
+    let attempt = status.task(&key.plan, &key.task).map_or(0, |s| s.attempt);
+    let message = message(ctx, key, (plan, task), attempt, head);
+    let signer = ctx.signer();
+    let merging = ctx.forge.merge(&MergeRequest {
+        key,
+        attempt,
+        head,
+        base_branch: &ctx.base_branch,
+        base: ctx.base_tip,
+        message: &message,
+        signer: &signer,
+    })?;
+    let mut outcomes = Vec::new();
+    if !merging.evidence.is_empty() {
+        // The evidence, next to the gate's: `converge gate` shows it.
+        outcomes.push(Outcome::MergeEvidence(
+            merging
+                .evidence
+                .into_iter()
+                .map(|(name, e)| (format!("{MERGE_EVIDENCE}{name}"), e))
+                .collect(),
+        ));
+    }
+    let fail = |reason: &str, message: String, output_tail, mut outcomes: Vec<Outcome>| {
+        outcomes.push(Outcome::Failed {
+            attempt,
+            head: None,
+            failure: Failure {
+                attempt,
+                reason: reason.into(),
+                message,
+                output_tail,
+            },
+        });
+        outcomes
+    };
+    let branch = key.branch();
+    let base_branch = ctx.base_branch.clone();
+    match merging.outcome {
+        MergeOutcome::Merged { commit } => {
+            ctx.base_tip = commit;
+            crate::crash::point("after-merge");
+            outcomes.push(Outcome::Merged {
+                attempt,
+                commit: commit.to_string(),
+            });
+            Ok(Applied::done(
+                format!(
+                    "merge {key} (attempt {attempt}) into {base_branch} as {}",
+                    &commit.to_string()[..7]
+                ),
+                outcomes,
+            ))
+        }
+        // The branch moved after its gate: what passed is not what would merge.
+        MergeOutcome::HeadMoved => Ok(Applied::done(
+            format!("merge {key}: refused, the branch moved after its gate"),
+            fail(
+                "branch-moved",
+                format!(
+                    "{branch} moved after its invariants passed; the work is checked again on a new attempt"
+                ),
+                None,
+                outcomes,
+            ),
+        )),
+        MergeOutcome::Conflict { paths } => {
+            let message = format!(
+                "merging into {base_branch} conflicts in {}; the next attempt starts from the new base",
+                paths.join(", ")
+            );
+            let line = format!("merge {key}: {message}");
+            Ok(Applied::done(
+                line,
+                fail("merge-conflict", message, None, outcomes),
+            ))
+        }
+        MergeOutcome::ChecksFailed { name, ending, tail } => {
+            let message = format!("merge invariant `{name}` failed on the merge result: {ending}");
+            let line = format!("merge {key}: {message}; `converge gate {key}` shows its output");
+            let tail = Some(tail).filter(|t| !t.is_empty());
+            Ok(Applied::done(
+                line,
+                fail("merge-invariant-failed", message, tail, outcomes),
+            ))
+        }
+        MergeOutcome::Deferred(reason) => Ok(Applied {
+            line: format!("merge {key}: deferred"),
+            files: Vec::new(),
+            deferred: Some(reason),
+            failed: None,
+            outcomes,
+        }),
+        MergeOutcome::BaseMoved => Err(ActError::BaseMoved {
+            branch: base_branch,
+            kept: outcomes,
+        }),
+    }
+}
+
+/// The merge commit's message: the task, its approval, converge's trailers.
+fn message(
+    ctx: &ActCtx<'_>,
+    key: &TaskKey,
+    (plan, task): (&Plan, &Task),
+    attempt: u32,
+    head: &str,
+) -> String {
+    let approval = ctx
+        .spec
+        .approvals
+        .get(&(key.plan.clone(), key.task.clone()))
+        .filter(|a| a.decision == Verdict::Approve && a.commit == head);
+    let mut message = format!(
+        "converge: merge {key} (attempt {attempt})\n\n{}\n\n",
+        first_line(&task.description)
+    );
+    if let Some(a) = approval {
+        message.push_str(&format!(
+            "Approved-by: {}\n",
+            a.by.as_deref().unwrap_or("a reviewer")
+        ));
+    }
+    message.push_str(&format!(
+        "Converge-Action: merge\nConverge-Plan: {}\nConverge-Task: {}\nConverge-Attempt: {attempt}\n",
+        plan.id, task.name
+    ));
+    message
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+}

@@ -1,0 +1,74 @@
+//! Reap (a run past its deadline, an agent that vanished, a claim that
+//! expired) and cancel (a run whose task was edited, paused or removed): both
+//! kill what is left of the run and close its record.
+
+use crate::decide::Reason;
+use crate::observe::TaskKey;
+use crate::observe::runs::run_dir;
+use crate::rundir::procs::{kill_run, write_exit};
+use crate::status::Failure;
+
+use super::{ActCtx, ActError, Applied, Outcome, tail_of};
+
+pub(super) fn reap(
+    ctx: &mut ActCtx<'_>,
+    key: &TaskKey,
+    attempt: u32,
+    reason: &Reason,
+) -> Result<Applied, ActError> {
+    let dir = run_dir(ctx.repo.common_dir(), key, attempt);
+    kill_run(&dir)?;
+    let timed_out = matches!(reason, Reason::Timeout);
+    write_exit(&dir, ctx.now, timed_out)?;
+    let (code, message) = match reason {
+        Reason::Timeout => (
+            "timeout",
+            "the attempt ran past its deadline; its processes were killed".to_owned(),
+        ),
+        Reason::ClaimExpired { by } => (
+            "claim-expired",
+            format!(
+                "reconciler `{by}` claimed the attempt and did not finish it by the claim's deadline"
+            ),
+        ),
+        _ => (
+            "agent-vanished",
+            "the agent's process disappeared without `converge done`".to_owned(),
+        ),
+    };
+    let failure = Failure {
+        attempt,
+        reason: code.into(),
+        message,
+        output_tail: tail_of(&dir.join("agent.log"), super::check::TAIL_LINES),
+    };
+    Ok(Applied::done(
+        format!("reap {key} (attempt {attempt}): {reason}"),
+        vec![Outcome::Failed {
+            attempt,
+            head: None,
+            failure,
+        }],
+    ))
+}
+
+pub(super) fn cancel(
+    ctx: &mut ActCtx<'_>,
+    key: &TaskKey,
+    attempt: u32,
+    reason: &Reason,
+) -> Result<Applied, ActError> {
+    let dir = run_dir(ctx.repo.common_dir(), key, attempt);
+    kill_run(&dir)?;
+    write_exit(&dir, ctx.now, false)?;
+    let outcome = match reason {
+        // The task is gone from its plan: so is its status. Cleanup keeps its
+        // work under refs/converge/attempts/ and removes the worktree.
+        Reason::RemovedFromPlan => Outcome::Forgotten,
+        _ => Outcome::Cancelled { attempt },
+    };
+    Ok(Applied::done(
+        format!("cancel {key} (attempt {attempt}): {reason}"),
+        vec![outcome],
+    ))
+}

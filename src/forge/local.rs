@@ -1,0 +1,138 @@
+//! The local forge: merges into the base branch of this repository. A trial
+//! merge of the task's head into the base; a merge commit; `[merge].invariants`
+//! run on it in a detached checkout; then the base advances by
+//! compare-and-swap from the tip the tick read (`updateInstead` keeps a
+//! person's checkout of the base in step, and defers when it has changes).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use gix::ObjectId;
+
+use super::{
+    ChangeObs, ChangeRef, Forge, ForgeError, MergeOutcome, MergeRequest, Merging, Proposal,
+};
+use crate::act::check::{CheckResult, run_check};
+use crate::agent::Redactor;
+use crate::git::{GitError, Repo, TrialMerge};
+use crate::observe::TaskKey;
+use crate::observe::runs::run_dir;
+use crate::spec::Invariant;
+
+pub struct LocalForge<'a> {
+    pub repo: &'a Repo,
+    /// `[merge].invariants`, resolved.
+    pub invariants: Vec<&'a Invariant>,
+    /// Masks secrets in the checks' logs.
+    pub redactor: &'a Redactor,
+}
+
+impl std::fmt::Debug for LocalForge<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalForge").finish_non_exhaustive()
+    }
+}
+
+/// Where the merge result is checked out for `[merge].invariants`.
+/// `<plan>.<task>`: names never contain `.`, so no two tasks share one (a
+/// `--` could: plan `a`, task `b--c` and plan `a--b`, task `c`).
+fn merge_check_path(common: &Path, key: &TaskKey) -> PathBuf {
+    common
+        .join("converge")
+        .join("merge-checks")
+        .join(format!("{}.{}", key.plan, key.task))
+}
+
+impl LocalForge<'_> {
+    /// Runs `[merge].invariants` on `commit` in a detached checkout of it.
+    fn check(&self, r: &MergeRequest<'_>, commit: ObjectId) -> Result<Vec<CheckResult>, GitError> {
+        let common = self.repo.common_dir().to_owned();
+        let path = merge_check_path(&common, r.key);
+        self.repo.remove_checkout(&path)?;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| GitError::Io {
+                path: parent.to_owned(),
+                source,
+            })?;
+        }
+        self.repo.add_detached_worktree(&path, commit)?;
+        let log_dir = run_dir(&common, r.key, r.attempt).join("merge");
+        let results = self
+            .invariants
+            .iter()
+            .map(|inv| run_check(inv, &path, Some(&log_dir), self.redactor))
+            .collect();
+        self.repo.remove_checkout(&path)?;
+        Ok(results)
+    }
+}
+
+impl Forge for LocalForge<'_> {
+    fn observe(
+        &self,
+        _tasks: &[(TaskKey, String)],
+    ) -> Result<BTreeMap<TaskKey, ChangeObs>, ForgeError> {
+        Ok(BTreeMap::new())
+    }
+
+    fn propose(&self, _proposal: &Proposal) -> Result<Option<ChangeRef>, ForgeError> {
+        Ok(None)
+    }
+
+    fn merge(&self, r: &MergeRequest<'_>) -> Result<Merging, ForgeError> {
+        let done = |outcome| Merging {
+            outcome,
+            evidence: BTreeMap::new(),
+        };
+        let tip = self.repo.branch_tip(&r.key.branch())?;
+        let wanted = ObjectId::from_hex(r.head.as_bytes()).ok();
+        let Some(head) = tip.filter(|t| Some(*t) == wanted) else {
+            return Ok(done(MergeOutcome::HeadMoved));
+        };
+        let tree = match self.repo.trial_merge(r.base, head)? {
+            TrialMerge::Clean { tree } => tree,
+            TrialMerge::Conflicts { paths } => return Ok(done(MergeOutcome::Conflict { paths })),
+        };
+        let commit = self
+            .repo
+            .write_commit(tree, &[r.base, head], r.message, r.signer)?;
+        crate::crash::point("mid-merge");
+
+        let mut evidence = BTreeMap::new();
+        if !self.invariants.is_empty() {
+            let results = self.check(r, commit)?;
+            evidence = results
+                .iter()
+                .map(|result| (result.name.clone(), result.evidence(tree)))
+                .collect();
+            if let Some(failed) = results.iter().find(|r| r.blocks()) {
+                return Ok(Merging {
+                    outcome: MergeOutcome::ChecksFailed {
+                        name: failed.name.clone(),
+                        ending: failed.ending.clone(),
+                        tail: failed.output_tail.clone(),
+                    },
+                    evidence,
+                });
+            }
+        }
+        let outcome = match self.repo.advance_branch(
+            r.base_branch,
+            r.base,
+            commit,
+            &format!("converge: merge {}", r.key),
+        ) {
+            Ok(_) => MergeOutcome::Merged { commit },
+            Err(e @ GitError::Dirty { .. }) => MergeOutcome::Deferred(format!(
+                "{e}; commit or stash them (`git stash push -- <path>`), or run converge in a clone of its own; the merge goes ahead on the first tick they are out of the way"
+            )),
+            Err(GitError::Conflict { .. }) => MergeOutcome::BaseMoved,
+            Err(other) => return Err(other.into()),
+        };
+        Ok(Merging { outcome, evidence })
+    }
+
+    fn close(&self, _change: ChangeRef, _why: &str) -> Result<(), ForgeError> {
+        Ok(())
+    }
+}

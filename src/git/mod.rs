@@ -28,14 +28,13 @@ mod refs;
 mod remote;
 mod safe;
 mod worktree;
-pub use checkout::{IndexLock, Journal, LeftAlone, Recovered};
+pub use checkout::{Journal, LeftAlone, Recovered};
 pub use commit::Signer;
 pub use files::PathState;
 pub use merge::TrialMerge;
 pub use read::{TreeFile, TreeFilter};
 pub use refs::Advanced;
 pub use remote::{Pushed, RemoteError};
-pub use safe::refused_name;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {

@@ -156,7 +156,7 @@ impl Repo {
     }
 
     /// The bytes of a blob.
-    pub fn blob(&self, id: ObjectId) -> Result<Vec<u8>> {
+    pub(crate) fn blob(&self, id: ObjectId) -> Result<Vec<u8>> {
         Ok(self
             .repo
             .find_blob(id)
@@ -174,15 +174,6 @@ impl Repo {
             .tree_id()
             .map_err(read_err(what()))?
             .detach())
-    }
-
-    /// The full message of a commit.
-    pub fn commit_message(&self, commit: ObjectId) -> Result<String> {
-        let c = self
-            .repo
-            .find_commit(commit)
-            .map_err(read_err(format!("the commit {commit}")))?;
-        Ok(c.message_raw_sloppy().to_str_lossy().into_owned())
     }
 
     /// Commits reachable from `tip` through first parents (the branch's own

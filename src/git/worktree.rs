@@ -92,7 +92,7 @@ impl Repo {
 
     /// Removes the linked worktree at `path`, discarding its changes (converge
     /// only removes worktrees it created, after their work was committed).
-    pub fn remove_worktree(&self, path: &Path) -> Result<()> {
+    pub(crate) fn remove_worktree(&self, path: &Path) -> Result<()> {
         let _noted = intent::note(
             self.common_dir(),
             &intent::Intent::Worktree(path.to_owned()),

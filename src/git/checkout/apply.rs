@@ -25,7 +25,7 @@ impl Repo {
     /// Takes this checkout's `index.lock`, waiting a moment for another git
     /// process to finish. One that keeps it is a [`GitError::Dirty`] naming
     /// the lock: nothing has moved, and the next tick tries again.
-    pub fn lock_index(&self, branch: &str) -> Result<IndexLock> {
+    pub(crate) fn lock_index(&self, branch: &str) -> Result<IndexLock> {
         let index_path = self.repo.index_path();
         let noted = intent::note(
             self.common_dir(),
@@ -85,7 +85,7 @@ impl Repo {
     /// then files, links and gitlinks, each replaced atomically, then the index.
     /// The plan must have nothing blocked. Returns the paths it left alone
     /// because they changed since the plan was made (their index entries too).
-    pub fn apply_checkout(&self, plan: &Plan, lock: IndexLock) -> Result<Vec<Blocked>> {
+    pub(crate) fn apply_checkout(&self, plan: &Plan, lock: IndexLock) -> Result<Vec<Blocked>> {
         let workdir = self.workdir()?.to_owned();
         let disk = |d: &Delta| workdir.join(fs_path(&d.path));
         let mut skipped: Vec<Blocked> = Vec::new();
@@ -319,7 +319,7 @@ pub(super) fn remove_stale_temps(target: &Path) {
         else {
             continue;
         };
-        if pid != std::process::id() && !crate::observe::runs::process_alive(pid, None) {
+        if pid != std::process::id() && !crate::rundir::procs::process_alive(pid, None) {
             let _ = std::fs::remove_file(entry.path());
         }
     }

@@ -30,7 +30,7 @@ pub struct Journal {
 
 impl Journal {
     /// A journal of this process's update of `branch` at `worktree`.
-    pub fn new(branch: &str, worktree: &Path, from: ObjectId, to: ObjectId) -> Journal {
+    pub(crate) fn new(branch: &str, worktree: &Path, from: ObjectId, to: ObjectId) -> Journal {
         let pid = std::process::id();
         Journal {
             branch: branch.to_owned(),
@@ -38,7 +38,7 @@ impl Journal {
             from: from.to_string(),
             to: to.to_string(),
             pid,
-            started: crate::observe::runs::process_start_ticks(pid).unwrap_or(0),
+            started: crate::rundir::procs::process_start_ticks(pid).unwrap_or(0),
         }
     }
 
@@ -46,7 +46,7 @@ impl Journal {
     fn in_progress_elsewhere(&self) -> bool {
         self.pid != 0
             && self.pid != std::process::id()
-            && crate::observe::runs::process_alive(
+            && crate::rundir::procs::process_alive(
                 self.pid,
                 (self.started != 0).then_some(self.started),
             )

@@ -36,11 +36,11 @@ mod plan;
 pub use journal::{Journal, LeftAlone, Recovered};
 
 /// The entry of one path in a tree: its kind and object.
-pub type Entry = (EntryKind, ObjectId);
+pub(crate) type Entry = (EntryKind, ObjectId);
 
 /// One path (never a directory) whose entry differs between two trees.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delta {
+pub(crate) struct Delta {
     pub path: BString,
     pub old: Option<Entry>,
     pub new: Option<Entry>,
@@ -48,7 +48,7 @@ pub struct Delta {
 
 /// Why a path blocks an update of a checkout.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Blocked {
+pub(crate) struct Blocked {
     pub path: String,
     pub why: &'static str,
 }
@@ -61,7 +61,7 @@ impl std::fmt::Display for Blocked {
 
 /// What updating a checkout from one tree to another takes.
 #[derive(Debug, Default)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Paths to write, delete or restage.
     pub deltas: Vec<Delta>,
     /// Paths in the way: modified, staged, untracked or behind a link.
@@ -76,7 +76,7 @@ pub struct Plan {
 /// written, so that no other git process can write the index in between, and
 /// a branch never moves while someone else's git holds the index.
 #[derive(Debug)]
-pub struct IndexLock {
+pub(crate) struct IndexLock {
     file: gix::lock::File,
     _noted: super::intent::Noted,
 }

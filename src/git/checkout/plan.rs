@@ -53,7 +53,7 @@ fn staged(index: Option<&gix::index::File>, path: &BStr) -> Staged {
 
 /// Whether git would check out `path` (components split on `/`), by the
 /// rules of [`crate::git::safe::refused_name`]. Returns the reason if not.
-pub fn unsafe_path(path: &BStr, is_link: bool) -> Option<String> {
+fn unsafe_path(path: &BStr, is_link: bool) -> Option<String> {
     let components: Vec<&[u8]> = path.split(|b| *b == b'/').collect();
     let last = components.len().saturating_sub(1);
     components.iter().enumerate().find_map(|(i, component)| {
@@ -66,7 +66,11 @@ impl Repo {
     /// The paths whose entries differ between two trees (`None`: the empty
     /// tree), in path order. Directories are not listed; a directory that
     /// became a file lists each file below it as deleted and the file as added.
-    pub fn tree_delta(&self, old: Option<ObjectId>, new: Option<ObjectId>) -> Result<Vec<Delta>> {
+    pub(crate) fn tree_delta(
+        &self,
+        old: Option<ObjectId>,
+        new: Option<ObjectId>,
+    ) -> Result<Vec<Delta>> {
         let mut out = Vec::new();
         self.tree_delta_into(old, new, BStr::new(""), &mut out)?;
         out.sort_by(|a, b| a.path.cmp(&b.path));
@@ -137,7 +141,7 @@ impl Repo {
 
     /// Plans updating this checkout from `from` to `to` (trees), without
     /// writing anything. See the module documentation for the rules.
-    pub fn plan_checkout(&self, from: ObjectId, to: ObjectId) -> Result<Plan> {
+    pub(crate) fn plan_checkout(&self, from: ObjectId, to: ObjectId) -> Result<Plan> {
         let workdir = self.workdir()?.to_owned();
         let deltas = self.tree_delta(Some(from), Some(to))?;
         let index = self.read_index()?;

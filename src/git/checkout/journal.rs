@@ -74,7 +74,7 @@ fn journal_dir(common: &Path) -> PathBuf {
 }
 
 /// Paths an update left as a person had changed them (see
-/// [`Repo::note_left_alone`]).
+/// `Repo::note_left_alone`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LeftAlone {
     pub branch: String,

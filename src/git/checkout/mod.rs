@@ -18,9 +18,14 @@
 //!
 //! Because a file is always either its old or its new content, applying the
 //! same update again after a crash finishes it: paths already at the new
-//! content count as done. [`Repo::advance_branch`] keeps a small journal of the
-//! update it is making (`<git-common-dir>/converge/checkouts/`) so that the next
-//! converge process finishes an update a crash interrupted.
+//! content count as done. [`crate::git::Repo::advance_branch`] keeps a small
+//! journal of the update it is making (`<git-common-dir>/converge/checkouts/`)
+//! so that the next converge process finishes an update a crash interrupted.
+//!
+//! - `plan`: the tree delta and, per path, whether the two-way rule allows it;
+//! - `apply`: the atomic writes and the index restaged under its lock;
+//! - `journal`: finishing an update a crash interrupted, and the notes of
+//!   paths left as a person had changed them.
 
 use std::path::Path;
 

@@ -102,7 +102,7 @@ fn roots(common: &Path, configured: Option<&str>) -> Vec<PathBuf> {
 /// leniently: recovery runs before the spec is compiled (a state it repairs
 /// may be what makes loading fail).
 fn configured_worktree_root(repo: &Repo) -> Option<String> {
-    let base = repo.base_source().ok()?;
+    let base = crate::spec::base::base_source(repo).ok()?;
     let bytes = repo
         .read_blob_at(base.commit, "planning/converge.toml")
         .ok()??;
@@ -548,11 +548,11 @@ pub fn repair(found: &Found) -> Result<String, RecoverError> {
 
 /// The base and status branches of the repository, when they can be read.
 pub fn converge_branches(repo: &Repo) -> Vec<String> {
-    let Ok(base) = repo.base_source() else {
+    let Ok(base) = crate::spec::base::base_source(repo) else {
         return Vec::new();
     };
     let mut out = vec![base.rev.clone()];
-    if let Ok((_, Some(status))) = repo.remote_settings(base.commit)
+    if let Ok((_, Some(status))) = crate::spec::base::remote_settings(repo, base.commit)
         && status != base.rev
     {
         out.push(status);

@@ -50,43 +50,33 @@ impl Repo {
     /// Checks out the existing branch `branch` in a new linked worktree at `path`.
     pub fn add_worktree(&self, path: &Path, branch: &str) -> Result<()> {
         let name = full_name(&format!("refs/heads/{branch}"))?;
-        let interrupt = std::sync::atomic::AtomicBool::new(false);
-        let _noted = intent::note(
-            self.common_dir(),
-            &intent::Intent::Worktree(path.to_owned()),
-        );
-        self.repo
-            .add_worktree(
-                path,
-                gix::worktree::add::Head::Attached(name),
-                gix::progress::Discard,
-                &interrupt,
-            )
-            .map_err(write_err(format!(
-                "a worktree for {branch} at {}",
-                path.display()
-            )))?;
-        Ok(())
+        self.add_linked(
+            path,
+            gix::worktree::add::Head::Attached(name),
+            format!("a worktree for {branch} at {}", path.display()),
+        )
     }
 
     /// Checks out `commit` detached in a new linked worktree at `path`.
     pub fn add_detached_worktree(&self, path: &Path, commit: ObjectId) -> Result<()> {
+        self.add_linked(
+            path,
+            gix::worktree::add::Head::Detached(commit),
+            format!("a worktree at {} for {commit}", path.display()),
+        )
+    }
+
+    /// Adds a linked worktree at `path` with `head` checked out, noting the
+    /// intent first so that a killed converge's half-made worktree is found.
+    fn add_linked(&self, path: &Path, head: gix::worktree::add::Head, what: String) -> Result<()> {
         let interrupt = std::sync::atomic::AtomicBool::new(false);
         let _noted = intent::note(
             self.common_dir(),
             &intent::Intent::Worktree(path.to_owned()),
         );
         self.repo
-            .add_worktree(
-                path,
-                gix::worktree::add::Head::Detached(commit),
-                gix::progress::Discard,
-                &interrupt,
-            )
-            .map_err(write_err(format!(
-                "a worktree at {} for {commit}",
-                path.display()
-            )))?;
+            .add_worktree(path, head, gix::progress::Discard, &interrupt)
+            .map_err(write_err(what))?;
         Ok(())
     }
 

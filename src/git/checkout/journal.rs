@@ -94,19 +94,25 @@ fn journal_path(common: &Path, branch: &str) -> PathBuf {
     journal_dir(common).join(format!("{}.json", branch.replace('/', "%2F")))
 }
 
+/// Writes `record` as JSON at `path`, atomically (a reader sees the old record
+/// or the new one, never part of one).
+fn write_record(path: &Path, record: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_vec(record).map_err(|e| GitError::Io {
+        path: path.to_owned(),
+        source: std::io::Error::other(e),
+    })?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    }
+    replace_with(path, |tmp| open_new(tmp, 0o666)?.write_all(&text))
+}
+
 impl Repo {
     /// Notes that `branch`, checked out at `worktree`, is being moved from
     /// `from` to `to`, before the ref moves.
     pub(crate) fn begin_checkout_journal(&self, journal: &Journal) -> Result<()> {
         let path = journal_path(self.common_dir(), &journal.branch);
-        let text = serde_json::to_vec(journal).map_err(|e| GitError::Io {
-            path: path.clone(),
-            source: std::io::Error::other(e),
-        })?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        }
-        replace_with(&path, |tmp| open_new(tmp, 0o666)?.write_all(&text))
+        write_record(&path, journal)
     }
 
     /// Keeps, for `converge doctor`, the paths an update of `journal.branch`
@@ -121,14 +127,7 @@ impl Repo {
             to: journal.to.clone(),
             paths: paths.iter().map(|b| b.path.clone()).collect(),
         };
-        let text = serde_json::to_vec(&note).map_err(|e| GitError::Io {
-            path: path.clone(),
-            source: std::io::Error::other(e),
-        })?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        }
-        replace_with(&path, |tmp| open_new(tmp, 0o666)?.write_all(&text))
+        write_record(&path, &note)
     }
 
     /// The notes of paths updates left as a person had changed them.

@@ -114,7 +114,13 @@ mod tests {
         assert_eq!(CommitId::from_bytes(*id.as_bytes()), id);
         let upper: CommitId = HEX.to_uppercase().parse().expect("either case");
         assert_eq!(upper, id);
-        for bad in ["", "0123", &HEX[1..], &format!("{HEX}0"), &HEX.replace('a', "g")] {
+        for bad in [
+            "",
+            "0123",
+            &HEX[1..],
+            &format!("{HEX}0"),
+            &HEX.replace('a', "g"),
+        ] {
             assert_eq!(
                 bad.parse::<CommitId>(),
                 Err(CommitIdError(bad.to_owned())),

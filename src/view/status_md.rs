@@ -159,7 +159,7 @@ pub fn status_md(spec: &Spec, status: &Status, decision: &Decision) -> String {
                 // A failed check's output is gate evidence; the agent's is its log.
                 let output = if st
                     .and_then(|s| s.last_failure.as_ref())
-                    .is_some_and(|f| GATE_FAILURES.contains(&f.reason.as_str()))
+                    .is_some_and(|f| f.reason.is_gate_failure())
                 {
                     format!("`converge gate {key}` shows the failed check's output")
                 } else {
@@ -293,14 +293,6 @@ pub fn status_md(spec: &Spec, status: &Status, decision: &Decision) -> String {
     out
 }
 
-/// Failure reasons whose output is gate evidence (`converge gate`), not the
-/// agent's log.
-const GATE_FAILURES: &[&str] = &[
-    "invariant-failed",
-    "merge-invariant-failed",
-    "forbidden-paths",
-];
-
 /// How many lines of a failure's output an escalated entry shows.
 const EXCERPT_LINES: usize = 5;
 
@@ -340,7 +332,8 @@ fn capitalize(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::decide::{Limits, decide};
-    use crate::observe::{Observation, TaskKey, TaskObs};
+    use crate::model::TaskKey;
+    use crate::observe::{Observation, TaskObs};
     use crate::spec::load::PlanningFiles;
     use crate::status::{AttemptRecord, Failure, PlanStatus, TaskStatus};
     use crate::time::Timestamp;
@@ -379,7 +372,7 @@ mod tests {
             generation: t.generation.clone(),
             last_failure: Some(Failure {
                 attempt: 2,
-                reason: reason.into(),
+                reason: reason.parse().expect("a failure code"),
                 message: "`test` exited with 101".into(),
                 output_tail: Some(tail.into()),
             }),
@@ -461,7 +454,7 @@ mod tests {
             PlanStatus {
                 tasks: [
                     ("t00".to_owned(), retrying("t00", "invariant-failed")),
-                    ("t01".to_owned(), retrying("t01", "agent-exit")),
+                    ("t01".to_owned(), retrying("t01", "agent-failed")),
                 ]
                 .into(),
                 ..PlanStatus::default()

@@ -11,6 +11,7 @@ pub mod forge;
 pub mod git;
 pub mod harness;
 pub mod intent;
+pub mod model;
 pub mod observe;
 pub mod rundir;
 pub mod runtime;

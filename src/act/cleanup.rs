@@ -6,7 +6,7 @@ use std::path::Path;
 use gix::ObjectId;
 
 use crate::git::Repo;
-use crate::observe::TaskKey;
+use crate::model::TaskKey;
 use crate::observe::runs::{self, run_dir};
 use crate::rundir::procs::kill_stragglers;
 use crate::status::Status;

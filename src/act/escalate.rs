@@ -2,7 +2,7 @@
 //! a failure of the attempt.
 
 use crate::decide::Reason;
-use crate::observe::TaskKey;
+use crate::model::{FailureCode, TaskKey};
 use crate::spec::Spec;
 use crate::status::{Failure, Status};
 
@@ -27,7 +27,7 @@ pub(super) fn rejection(spec: &Spec, key: &TaskKey, attempt: u32) -> Failure {
     let approval = spec.approvals.get(&(key.plan.clone(), key.task.clone()));
     Failure {
         attempt,
-        reason: "rejected".into(),
+        reason: FailureCode::Rejected,
         message: approval.and_then(|a| a.reason.clone()).map_or_else(
             || "a reviewer rejected the work".to_owned(),
             |r| format!("a reviewer rejected the work: {r}"),

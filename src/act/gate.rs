@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use gix::ObjectId;
 
 use crate::git::{GitError, Repo};
-use crate::observe::TaskKey;
+use crate::model::{FailureCode, TaskKey};
 use crate::observe::runs::{self, ExitRecord, run_dir};
 use crate::spec::{Gate, Task};
 use crate::status::transition::Verdict;
@@ -62,7 +62,7 @@ pub(super) fn gate(
             head: None,
             failure: Failure {
                 attempt,
-                reason: "branch-missing".into(),
+                reason: FailureCode::BranchMissing,
                 message: format!("the task branch {branch} is gone"),
                 output_tail: None,
             },
@@ -84,7 +84,7 @@ pub(super) fn gate(
     if let Some((code, message)) = precheck(run.exit.as_ref(), run.done, head, run.fork) {
         let ending = summary
             .as_ref()
-            .filter(|_| matches!(code, "no-done" | "agent-failed"))
+            .filter(|_| matches!(code, FailureCode::NoDone | FailureCode::AgentFailed))
             .and_then(|s| {
                 crate::harness::outcome::ending(
                     s,
@@ -118,7 +118,7 @@ pub(super) fn gate(
             key,
             attempt,
             Some(head),
-            "forbidden-paths",
+            FailureCode::ForbiddenPaths,
             message,
             None,
             outcomes,
@@ -225,7 +225,7 @@ fn failed(
     key: &TaskKey,
     attempt: u32,
     head: Option<ObjectId>,
-    code: &str,
+    code: FailureCode,
     message: String,
     output_tail: Option<String>,
     mut outcomes: Vec<Outcome>,
@@ -236,7 +236,7 @@ fn failed(
         head: head.map(|h| h.to_string()),
         failure: Failure {
             attempt,
-            reason: code.into(),
+            reason: code,
             message,
             output_tail,
         },
@@ -309,7 +309,7 @@ fn judged(
             );
             let failure = Failure {
                 attempt,
-                reason: "invariant-failed".into(),
+                reason: FailureCode::InvariantFailed,
                 message,
                 output_tail: Some(failed.output_tail.clone()).filter(|t| !t.is_empty()),
             };
@@ -383,7 +383,7 @@ fn refuse_unsafe_tree(
         key,
         attempt,
         Some(head),
-        "unsafe-path",
+        FailureCode::UnsafePath,
         message,
         None,
         outcomes,

@@ -8,7 +8,7 @@ use std::path::Path;
 use gix::ObjectId;
 
 use crate::harness::{self, outcome::Ending, stream::Summary};
-use crate::observe::TaskKey;
+use crate::model::{FailureCode, TaskKey};
 use crate::observe::runs::ExitRecord;
 use crate::spec::Task;
 use crate::status::{Failure, Status};
@@ -21,31 +21,31 @@ pub(super) fn precheck(
     done: bool,
     head: ObjectId,
     fork: Option<ObjectId>,
-) -> Option<(&'static str, String)> {
+) -> Option<(FailureCode, String)> {
     let Some(exit) = exit else {
         if done {
             // The supervisor died; the agent reported done (see `read_run`).
             return (fork == Some(head)).then(|| {
                 (
-                    "no-changes",
+                    FailureCode::NoChanges,
                     "the attempt changed nothing: the task branch is still at its fork".into(),
                 )
             });
         }
         return Some((
-            "agent-vanished",
+            FailureCode::AgentVanished,
             "the agent's process disappeared without recording its exit".into(),
         ));
     };
     if let Some(error) = &exit.spawn_error {
         return Some((
-            "spawn-failed",
+            FailureCode::SpawnFailed,
             format!("the agent could not start: {error}"),
         ));
     }
     if exit.timed_out {
         return Some((
-            "timeout",
+            FailureCode::Timeout,
             "the attempt ran past its deadline; its processes were killed".into(),
         ));
     }
@@ -54,19 +54,19 @@ pub(super) fn precheck(
         .map_or_else(|| "a signal".to_owned(), |c| format!("code {c}"));
     if !done {
         return Some((
-            "no-done",
+            FailureCode::NoDone,
             format!("the agent exited ({code}) without running `converge done`"),
         ));
     }
     if exit.exit_code != Some(0) {
         return Some((
-            "agent-failed",
+            FailureCode::AgentFailed,
             format!("the agent ran `converge done` but exited with {code}"),
         ));
     }
     if fork == Some(head) {
         return Some((
-            "no-changes",
+            FailureCode::NoChanges,
             "the attempt changed nothing: the task branch is still at its fork".into(),
         ));
     }
@@ -167,7 +167,7 @@ pub(super) fn ended(
                 .unwrap_or_default();
             let failure = Failure {
                 attempt,
-                reason: "rate-limited".into(),
+                reason: FailureCode::RateLimited,
                 message: format!(
                     "{message}; harness `{harness}` cools down until {until}, and this attempt does not count against `retry_max`"
                 ),
@@ -194,7 +194,7 @@ pub(super) fn ended(
                 head,
                 failure: Failure {
                     attempt,
-                    reason: "authentication".into(),
+                    reason: FailureCode::Authentication,
                     message: format!(
                         "{message}; the model API refused the credentials the agent got: check the API key in converge's environment (docs/configuration.md, harnesses), then `converge retry {key}`"
                     ),
@@ -209,7 +209,7 @@ pub(super) fn ended(
                 head: Some(head),
                 failure: Failure {
                     attempt,
-                    reason: reason.into(),
+                    reason,
                     message,
                     output_tail,
                 },
@@ -276,7 +276,7 @@ mod tests {
             spawn_error: None,
         };
         let code = |e: Option<&ExitRecord>, done: bool, head: u8| {
-            precheck(e, done, id(head), Some(id(1))).map(|(c, _)| c)
+            precheck(e, done, id(head), Some(id(1))).map(|(c, _)| c.as_str())
         };
         assert_eq!(code(None, false, 2), Some("agent-vanished"));
         // The supervisor died after the agent reported done: its work counts.

@@ -5,7 +5,7 @@
 //! recomputes).
 
 use crate::forge::{MergeOutcome, MergeRequest};
-use crate::observe::TaskKey;
+use crate::model::{FailureCode, TaskKey};
 use crate::spec::{Decision as Verdict, Plan, Task};
 use crate::status::{Failure, Status};
 
@@ -45,13 +45,13 @@ pub(super) fn merge(
                 .collect(),
         ));
     }
-    let fail = |reason: &str, message: String, output_tail, mut outcomes: Vec<Outcome>| {
+    let fail = |reason: FailureCode, message: String, output_tail, mut outcomes: Vec<Outcome>| {
         outcomes.push(Outcome::Failed {
             attempt,
             head: None,
             failure: Failure {
                 attempt,
-                reason: reason.into(),
+                reason,
                 message,
                 output_tail,
             },
@@ -80,7 +80,7 @@ pub(super) fn merge(
         MergeOutcome::HeadMoved => Ok(Applied::done(
             format!("merge {key}: refused, the branch moved after its gate"),
             fail(
-                "branch-moved",
+                FailureCode::BranchMoved,
                 format!(
                     "{branch} moved after its invariants passed; the work is checked again on a new attempt"
                 ),
@@ -96,7 +96,7 @@ pub(super) fn merge(
             let line = format!("merge {key}: {message}");
             Ok(Applied::done(
                 line,
-                fail("merge-conflict", message, None, outcomes),
+                fail(FailureCode::MergeConflict, message, None, outcomes),
             ))
         }
         MergeOutcome::ChecksFailed { name, ending, tail } => {
@@ -105,7 +105,7 @@ pub(super) fn merge(
             let tail = Some(tail).filter(|t| !t.is_empty());
             Ok(Applied::done(
                 line,
-                fail("merge-invariant-failed", message, tail, outcomes),
+                fail(FailureCode::MergeInvariantFailed, message, tail, outcomes),
             ))
         }
         MergeOutcome::Deferred(reason) => Ok(Applied {

@@ -11,6 +11,7 @@
 //! task's [`Outcome::ActionFailed`] and the tick's line.
 
 use crate::decide::Action;
+use crate::model::FailureCode;
 use crate::spec::{Backoff, Task};
 use crate::status::transition::{ActionFailure, AfterFailure, backoff_delay};
 use crate::status::{Failure, Phase, Status, TaskStatus};
@@ -146,7 +147,7 @@ pub fn failed(
                         generation: task.map(|t| t.generation.clone()),
                         failure: Failure {
                             attempt: st.map_or(0, |s| s.attempt),
-                            reason: "action-failed".into(),
+                            reason: FailureCode::ActionFailed,
                             message: format!("{message}; {why}"),
                             output_tail: None,
                         },
@@ -167,7 +168,7 @@ pub fn failed(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::TaskKey;
+    use crate::model::TaskKey;
 
     fn task(retry_max: u32) -> Task {
         let plan = format!(

@@ -3,7 +3,7 @@
 //! kill what is left of the run and close its record.
 
 use crate::decide::Reason;
-use crate::observe::TaskKey;
+use crate::model::{FailureCode, TaskKey};
 use crate::observe::runs::run_dir;
 use crate::rundir::procs::{kill_run, write_exit};
 use crate::status::Failure;
@@ -22,23 +22,23 @@ pub(super) fn reap(
     write_exit(&dir, ctx.now, timed_out)?;
     let (code, message) = match reason {
         Reason::Timeout => (
-            "timeout",
+            FailureCode::Timeout,
             "the attempt ran past its deadline; its processes were killed".to_owned(),
         ),
         Reason::ClaimExpired { by } => (
-            "claim-expired",
+            FailureCode::ClaimExpired,
             format!(
                 "reconciler `{by}` claimed the attempt and did not finish it by the claim's deadline"
             ),
         ),
         _ => (
-            "agent-vanished",
+            FailureCode::AgentVanished,
             "the agent's process disappeared without `converge done`".to_owned(),
         ),
     };
     let failure = Failure {
         attempt,
-        reason: code.into(),
+        reason: code,
         message,
         output_tail: tail_of(&dir.join("agent.log"), super::check::TAIL_LINES),
     };

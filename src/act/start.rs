@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use crate::agent::Brief;
 use crate::decide::Reason;
 use crate::harness::{self, Launch};
+use crate::model::{FailureCode, TaskKey};
+use crate::observe::Availability;
 use crate::observe::runs::run_dir;
-use crate::observe::{Availability, TaskKey};
 use crate::spec::{Harness, Invariant, Task};
 use crate::status::transition::Start;
 use crate::status::{Failure, Status, TaskStatus};
@@ -48,10 +49,12 @@ pub(super) fn start(
         Some(_) if rejected.is_some() => rejected.clone(),
         // An edited task starts over: earlier failures were of another spec.
         Some(Reason::SpecChanged) if edited => None,
-        Some(_) => st
-            .last_failure
-            .clone()
-            .filter(|f| f.reason != "rate-limited" && f.reason != "action-failed"),
+        Some(_) => st.last_failure.clone().filter(|f| {
+            !matches!(
+                f.reason,
+                FailureCode::RateLimited | FailureCode::ActionFailed
+            )
+        }),
         None => None,
     };
     let Some(harness_def) = config.harnesses.get(&task.harness) else {
@@ -159,7 +162,7 @@ fn unavailable(key: &TaskKey, attempt: u32, task: &Task, error: &str) -> Applied
             generation: task.generation.clone(),
             failure: Failure {
                 attempt,
-                reason: "harness-unavailable".into(),
+                reason: FailureCode::HarnessUnavailable,
                 message: format!(
                     "{error}; run this task with the `sim` harness or a `command` harness (docs/configuration.md)"
                 ),

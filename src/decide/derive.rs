@@ -20,7 +20,8 @@ use super::Decision;
 /// The condition a task carries while its current attempt's run directory holds
 /// events whose token did not verify (forged, or meant for another attempt):
 /// they were ignored, and a human should know someone tried.
-pub const EVENTS_REJECTED: &str = "EventsRejected";
+pub const EVENTS_REJECTED: crate::model::ConditionKind =
+    crate::model::ConditionKind::EventsRejected;
 
 /// What status is derived from.
 #[derive(Debug, Clone, Copy)]

@@ -484,7 +484,7 @@ fn rejected_events_of_the_current_attempt_are_noted_until_the_next_attempt() {
             .map(|c| {
                 assert_eq!(
                     (c.kind.as_str(), c.reason.as_str()),
-                    (EVENTS_REJECTED, "token-rejected")
+                    (EVENTS_REJECTED.as_str(), "token-rejected")
                 );
                 (c.message.clone(), c.since)
             })

@@ -71,7 +71,7 @@ struct Candidate {
 /// The condition of a task one of whose actions failed: the action and the
 /// error chain (reason code `action-failed`). The tick records it; a success
 /// of any action on the task clears it.
-pub const ACTION_FAILED: &str = "ActionFailed";
+pub const ACTION_FAILED: crate::model::ConditionKind = crate::model::ConditionKind::ActionFailed;
 
 pub fn decide(
     spec: &Spec,

@@ -14,6 +14,7 @@ use std::path::Path;
 /// own home).
 const PURE: &[(&str, Clock)] = &[
     ("src/decide/", Clock::Forbidden),
+    ("src/model/", Clock::Forbidden),
     ("src/status/model.rs", Clock::Forbidden),
     ("src/status/transition.rs", Clock::Forbidden),
     ("src/view/", Clock::Forbidden),

@@ -637,7 +637,7 @@ mod tests {
         let plan = &spec.plans["auth"];
         let failure = Failure {
             attempt: 1,
-            reason: "invariant-failed".into(),
+            reason: crate::model::FailureCode::InvariantFailed,
             message: "`test` exited with 101".into(),
             output_tail: Some("assertion failed: login works\n".into()),
         };

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use super::stream::{ErrorKind, Summary};
+use crate::model::FailureCode;
 use crate::time::Timestamp;
 
 /// A rate limit that names no end cools its harness down this long.
@@ -27,7 +28,7 @@ pub enum Ending {
     Authentication { message: String },
     /// Any other failure, with its reason code.
     Failed {
-        reason: &'static str,
+        reason: FailureCode,
         message: String,
     },
 }
@@ -48,11 +49,11 @@ pub fn ending(summary: &Summary, exit_code: Option<i32>, now: Timestamp) -> Opti
             }
             ErrorKind::Authentication => Ending::Authentication { message },
             ErrorKind::ContextOverflow => Ending::Failed {
-                reason: "context-overflow",
+                reason: FailureCode::ContextOverflow,
                 message,
             },
             ErrorKind::Api => Ending::Failed {
-                reason: "api-error",
+                reason: FailureCode::ApiError,
                 message,
             },
         });
@@ -62,7 +63,7 @@ pub fn ending(summary: &Summary, exit_code: Option<i32>, now: Timestamp) -> Opti
         tools.sort();
         tools.dedup();
         return Some(Ending::Failed {
-            reason: "tool-denied",
+            reason: FailureCode::ToolDenied,
             message: format!(
                 "the agent stopped after the CLI refused it {}; converge allows editing the worktree, the task's invariants and the converge agent commands (docs/agent-protocol.md)",
                 tools.join(", ")
@@ -72,7 +73,7 @@ pub fn ending(summary: &Summary, exit_code: Option<i32>, now: Timestamp) -> Opti
     if !summary.finished && exit_code != Some(0) {
         let how = exit_code.map_or_else(|| "a signal".to_owned(), |c| format!("code {c}"));
         return Some(Ending::Failed {
-            reason: "crashed",
+            reason: FailureCode::Crashed,
             message: format!(
                 "the agent CLI exited with {how} before it finished its run ({} events read)",
                 summary.events
@@ -123,7 +124,7 @@ mod tests {
     #[test]
     fn each_failure_has_its_reason() {
         let reason = |s: &Summary, exit: Option<i32>| match ending(s, exit, NOW) {
-            Some(Ending::Failed { reason, .. }) => Some(reason),
+            Some(Ending::Failed { reason, .. }) => Some(reason.as_str()),
             Some(Ending::Authentication { .. }) => Some("authentication"),
             Some(Ending::RateLimited { .. }) => Some("rate-limited"),
             None => None,

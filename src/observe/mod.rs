@@ -8,32 +8,7 @@ use crate::time::Timestamp;
 
 pub mod runs;
 
-/// A task, by plan id and task name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TaskKey {
-    pub plan: String,
-    pub task: String,
-}
-
-impl TaskKey {
-    pub fn new(plan: impl Into<String>, task: impl Into<String>) -> Self {
-        TaskKey {
-            plan: plan.into(),
-            task: task.into(),
-        }
-    }
-
-    /// The task branch: `converge/<plan>/<task>`.
-    pub fn branch(&self) -> String {
-        format!("converge/{}/{}", self.plan, self.task)
-    }
-}
-
-impl std::fmt::Display for TaskKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.plan, self.task)
-    }
-}
+pub use crate::model::TaskKey;
 
 /// Everything observed on one tick.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

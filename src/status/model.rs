@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::{ConditionKind, FailureCode};
 use crate::time::Timestamp;
 
 /// Where a task is in its life. `decide` derives the next step from this, the
@@ -158,7 +159,7 @@ pub struct Claim {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Condition {
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: ConditionKind,
     pub status: bool,
     /// A reason code (see `decide::Reason`).
     pub reason: String,
@@ -170,8 +171,8 @@ pub struct Condition {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     pub attempt: u32,
-    /// A reason code: `invariant-failed`, `timeout`, `crashed`, `merge-conflict`, `rejected`, ...
-    pub reason: String,
+    /// Its code (docs/reconcile.md, "Failure codes").
+    pub reason: FailureCode,
     pub message: String,
     /// The end of the relevant output, fed to the next attempt's prompt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -204,7 +205,8 @@ pub struct AttemptRecord {
     pub started_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<Timestamp>,
-    /// `passed`, `failed`, `cancelled`, ... once the attempt is over.
+    /// How the attempt ended, once it is over: an [`AttemptOutcome`](crate::model::AttemptOutcome)
+    /// (`passed`, `merged`, `cancelled` or its failure code).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
     #[serde(default)]
@@ -295,7 +297,7 @@ mod tests {
                 next_eligible_at: Some(Timestamp::from_unix(1_700_000_000)),
                 last_failure: Some(Failure {
                     attempt: 2,
-                    reason: "invariant-failed".into(),
+                    reason: FailureCode::InvariantFailed,
                     message: "`test` exited with 101".into(),
                     output_tail: Some("thread 'main' panicked\n".into()),
                 }),

@@ -9,19 +9,22 @@
 //! changes nothing but what the error policy (`act::policy`) reports as
 //! [`Outcome::ActionFailed`].
 //!
-//! `Outcome` uses only status and spec types (strings for commit ids), so that
-//! status stays below act and the forge.
+//! `Outcome` uses only model, status and spec types (strings for commit ids,
+//! as long as `decide` and `TaskStatus` keep them), so that status stays below
+//! act and the forge.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::model::{AttemptOutcome, ConditionKind, FailureCode};
 use crate::spec::Backoff;
 use crate::time::Timestamp;
 
 use super::model::{AttemptRecord, Condition, Evidence, Failure, Phase, Status, TaskStatus};
 
-/// The condition of a task whose attempt runs without the sandbox it asked for.
-pub const UNCONFINED: &str = "Unconfined";
+/// The condition of a task whose attempt runs without the sandbox it asked
+/// for, as recorded.
+pub const UNCONFINED: &str = ConditionKind::Unconfined.as_str();
 
 /// What an action did to its task, as the executor reports it.
 #[derive(Debug, Clone, PartialEq)]
@@ -232,7 +235,7 @@ pub fn apply(st: &mut TaskStatus, outcome: &Outcome, now: Timestamp, backoff: &B
                         Phase::AwaitingApproval
                     };
                     st.next_eligible_at = None;
-                    finish_attempt(st, *attempt, now, "passed");
+                    finish_attempt(st, *attempt, now, AttemptOutcome::Passed);
                 }
             }
         }
@@ -253,7 +256,12 @@ pub fn apply(st: &mut TaskStatus, outcome: &Outcome, now: Timestamp, backoff: &B
             judged(st, *attempt, Some(head));
             st.phase = Phase::Failed;
             st.next_eligible_at = Some(*until);
-            finish_attempt(st, *attempt, now, "rate-limited");
+            finish_attempt(
+                st,
+                *attempt,
+                now,
+                AttemptOutcome::Failed(FailureCode::RateLimited),
+            );
             if let Some(run) = record(st, *attempt) {
                 run.cooldown_until = Some(*until);
             }
@@ -267,7 +275,12 @@ pub fn apply(st: &mut TaskStatus, outcome: &Outcome, now: Timestamp, backoff: &B
             judged(st, *attempt, Some(head));
             st.failures += 1;
             st.phase = Phase::Escalated;
-            finish_attempt(st, *attempt, now, "authentication");
+            finish_attempt(
+                st,
+                *attempt,
+                now,
+                AttemptOutcome::Failed(FailureCode::Authentication),
+            );
             st.last_failure = Some(failure.clone());
         }
         Outcome::Unavailable {
@@ -294,7 +307,7 @@ pub fn apply(st: &mut TaskStatus, outcome: &Outcome, now: Timestamp, backoff: &B
             st.phase = Phase::Merged;
             st.merged_as = Some(commit.clone());
             st.next_eligible_at = None;
-            finish_attempt(st, *attempt, now, "merged");
+            finish_attempt(st, *attempt, now, AttemptOutcome::Merged);
         }
         Outcome::FoundMerged { commit } => {
             st.merged_as = Some(commit.clone());
@@ -302,7 +315,7 @@ pub fn apply(st: &mut TaskStatus, outcome: &Outcome, now: Timestamp, backoff: &B
         }
         Outcome::Cancelled { attempt } => {
             st.phase = Phase::Cancelled;
-            finish_attempt(st, *attempt, now, "cancelled");
+            finish_attempt(st, *attempt, now, AttemptOutcome::Cancelled);
         }
         Outcome::Forgotten => {}
         Outcome::ActionFailed(failure) => action_failed(st, failure, now),
@@ -310,7 +323,7 @@ pub fn apply(st: &mut TaskStatus, outcome: &Outcome, now: Timestamp, backoff: &B
             if st.action_failures > 0 {
                 st.action_failures = 0;
                 st.conditions
-                    .retain(|c| c.kind != crate::decide::ACTION_FAILED);
+                    .retain(|c| c.kind != ConditionKind::ActionFailed);
             }
         }
     }
@@ -333,27 +346,28 @@ fn fail(st: &mut TaskStatus, attempt: u32, failure: &Failure, now: Timestamp, ba
     st.failures += 1;
     st.phase = Phase::Failed;
     st.next_eligible_at = Some(now.plus(backoff_delay(backoff, st.failures)));
-    finish_attempt(st, attempt, now, &failure.reason);
+    finish_attempt(st, attempt, now, AttemptOutcome::Failed(failure.reason));
     st.last_failure = Some(Failure {
         attempt,
         ..failure.clone()
     });
 }
 
-fn finish_attempt(st: &mut TaskStatus, attempt: u32, now: Timestamp, outcome: &str) {
+fn finish_attempt(st: &mut TaskStatus, attempt: u32, now: Timestamp, outcome: AttemptOutcome) {
     if let Some(record) = record(st, attempt) {
         record.ended_at.get_or_insert(now);
-        record.outcome = Some(outcome.to_owned());
+        record.outcome = Some(outcome.as_str().to_owned());
     }
 }
 
 fn started(st: &mut TaskStatus, start: &Start, now: Timestamp) {
-    st.conditions.retain(|c| c.kind != UNCONFINED);
+    st.conditions
+        .retain(|c| c.kind != ConditionKind::Unconfined);
     if let Some(message) = &start.unconfined {
         st.conditions.push(Condition {
-            kind: UNCONFINED.to_owned(),
+            kind: ConditionKind::Unconfined,
             status: true,
-            reason: "sandbox-unavailable".to_owned(),
+            reason: ConditionKind::Unconfined.reason().to_owned(),
             message: message.clone(),
             since: now,
         });
@@ -400,13 +414,13 @@ fn action_failed(st: &mut TaskStatus, failure: &ActionFailure, now: Timestamp) {
     match st
         .conditions
         .iter_mut()
-        .find(|c| c.kind == crate::decide::ACTION_FAILED)
+        .find(|c| c.kind == ConditionKind::ActionFailed)
     {
         Some(c) => c.message = failure.message.clone(),
         None => st.conditions.push(Condition {
-            kind: crate::decide::ACTION_FAILED.to_owned(),
+            kind: ConditionKind::ActionFailed,
             status: true,
-            reason: "action-failed".to_owned(),
+            reason: ConditionKind::ActionFailed.reason().to_owned(),
             message: failure.message.clone(),
             since: now,
         }),

@@ -23,7 +23,7 @@ fn backoff() -> Backoff {
 fn failure(reason: &str) -> Failure {
     Failure {
         attempt: 0,
-        reason: reason.into(),
+        reason: reason.parse().expect("a failure code"),
         message: format!("{reason} happened"),
         output_tail: None,
     }
@@ -436,7 +436,7 @@ fn failed_actions_back_off_then_escalate_and_success_clears_them() {
         let condition = &backed.conditions[0];
         assert_eq!(
             (condition.kind.as_str(), condition.reason.as_str()),
-            (crate::decide::ACTION_FAILED, "action-failed")
+            (crate::decide::ACTION_FAILED.as_str(), "action-failed")
         );
         // Again: the one condition, its message updated, its `since` kept.
         let again = {

@@ -17,6 +17,8 @@ pub mod tick;
 
 use serde::Serialize;
 
+use crate::model::FailureCode;
+
 use crate::decide::{Decision, TaskReport};
 use crate::spec::Spec;
 use crate::status::{Failure, Status, TaskStatus};
@@ -101,7 +103,7 @@ impl TaskView {
 pub struct FailureView {
     pub attempt: u32,
     /// The failure's reason code.
-    pub reason: String,
+    pub reason: FailureCode,
     pub message: String,
 }
 
@@ -109,7 +111,7 @@ impl FailureView {
     pub fn new(f: &Failure) -> FailureView {
         FailureView {
             attempt: f.attempt,
-            reason: f.reason.clone(),
+            reason: f.reason,
             message: f.message.clone(),
         }
     }

@@ -237,7 +237,7 @@ fn failed_retrying(spec: &Spec, st: Option<&TaskStatus>, report: &TaskReport) ->
     // A failed check's output is gate evidence; the agent's is its log.
     let output = if st
         .and_then(|s| s.last_failure.as_ref())
-        .is_some_and(|f| GATE_FAILURES.contains(&f.reason.as_str()))
+        .is_some_and(|f| f.reason.is_gate_failure())
     {
         format!("`converge gate {key}` shows the failed check's output")
     } else {
@@ -340,14 +340,6 @@ fn section_list(out: &mut String, section: Section, entries: &[String]) {
     out.push('\n');
 }
 
-/// Failure reasons whose output is gate evidence (`converge gate`), not the
-/// agent's log.
-const GATE_FAILURES: &[&str] = &[
-    "invariant-failed",
-    "merge-invariant-failed",
-    "forbidden-paths",
-];
-
 /// How many lines of a failure's output an escalated entry shows.
 const EXCERPT_LINES: usize = 5;
 
@@ -387,7 +379,8 @@ fn capitalize(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::decide::{Limits, decide};
-    use crate::observe::{Observation, TaskKey, TaskObs};
+    use crate::model::TaskKey;
+    use crate::observe::{Observation, TaskObs};
     use crate::spec::load::PlanningFiles;
     use crate::status::{AttemptRecord, Failure, PlanStatus, TaskStatus};
     use crate::time::Timestamp;
@@ -426,7 +419,7 @@ mod tests {
             generation: t.generation.clone(),
             last_failure: Some(Failure {
                 attempt: 2,
-                reason: reason.into(),
+                reason: reason.parse().expect("a failure code"),
                 message: "`test` exited with 101".into(),
                 output_tail: Some(tail.into()),
             }),
@@ -508,7 +501,7 @@ mod tests {
             PlanStatus {
                 tasks: [
                     ("t00".to_owned(), retrying("t00", "invariant-failed")),
-                    ("t01".to_owned(), retrying("t01", "agent-exit")),
+                    ("t01".to_owned(), retrying("t01", "agent-failed")),
                 ]
                 .into(),
                 ..PlanStatus::default()

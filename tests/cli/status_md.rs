@@ -122,7 +122,7 @@ fn status_md_has_a_section_for_every_state() {
             failures: 2,
             last_failure: Some(Failure {
                 attempt: 2,
-                reason: "invariant-failed".into(),
+                reason: converge::model::FailureCode::InvariantFailed,
                 message: "`test` exited with 101".into(),
                 output_tail: None,
             }),
@@ -136,7 +136,7 @@ fn status_md_has_a_section_for_every_state() {
             next_eligible_at: Some(Timestamp::from_unix(now.unix() + 600)),
             last_failure: Some(Failure {
                 attempt: 1,
-                reason: "timeout".into(),
+                reason: converge::model::FailureCode::Timeout,
                 message: "the attempt ran past its 30m deadline".into(),
                 output_tail: None,
             }),

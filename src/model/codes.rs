@@ -1,0 +1,252 @@
+//! The stable codes: why an attempt failed ([`FailureCode`]), which fact a
+//! status condition states ([`ConditionKind`]), how an attempt ended
+//! ([`AttemptOutcome`]), and what an agent reported ([`EventKind`]).
+//!
+//! Each is one enum, its serde name equal to its [`as_str`](FailureCode::as_str),
+//! listed once in `ALL` in the order the tables of docs/reconcile.md ("Failure
+//! codes", "Conditions") list it; a test holds those tables and these lists to
+//! each other.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A string that is not one of a vocabulary's codes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{code}` is not a known {vocabulary}")]
+pub struct UnknownCode {
+    pub vocabulary: &'static str,
+    pub code: String,
+}
+
+/// Defines a vocabulary: the enum with its serde names, `ALL`, `as_str`,
+/// `Display` and `FromStr`, all from one list of `Variant = "code"`.
+macro_rules! vocabulary {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident ($case:literal, $what:literal) {
+            $($(#[$vmeta:meta])* $variant:ident = $code:literal,)+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = $case)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every code, in the order the documentation lists them.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The code as recorded (its serde name).
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $code,)+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownCode;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $name::ALL
+                    .iter()
+                    .copied()
+                    .find(|c| c.as_str() == s)
+                    .ok_or_else(|| UnknownCode {
+                        vocabulary: $what,
+                        code: s.to_owned(),
+                    })
+            }
+        }
+    };
+}
+
+vocabulary! {
+    /// Why an attempt failed: `last_failure.reason` in status, shown by
+    /// `converge gate` and STATUS.md, fed to the next attempt's prompt
+    /// (docs/reconcile.md, "Failure codes").
+    pub enum FailureCode ("kebab-case", "failure code") {
+        /// A non-advisory invariant failed in the task's worktree.
+        InvariantFailed = "invariant-failed",
+        /// A `[merge].invariants` check failed on the merge result.
+        MergeInvariantFailed = "merge-invariant-failed",
+        /// The work conflicts with the base branch.
+        MergeConflict = "merge-conflict",
+        /// The attempt changed protected files or files outside its `paths`.
+        ForbiddenPaths = "forbidden-paths",
+        /// The attempt's commit holds tree entries git refuses to check out.
+        UnsafePath = "unsafe-path",
+        /// The agent exited without `converge done`.
+        NoDone = "no-done",
+        /// The agent CLI hit a rate limit or usage window.
+        RateLimited = "rate-limited",
+        /// The model API refused the agent CLI's credentials.
+        Authentication = "authentication",
+        /// The conversation outgrew the model's context window.
+        ContextOverflow = "context-overflow",
+        /// The model API or the CLI reported another error.
+        ApiError = "api-error",
+        /// The CLI refused the agent a tool converge does not grant.
+        ToolDenied = "tool-denied",
+        /// The agent CLI exited non-zero before the end of its event stream.
+        Crashed = "crashed",
+        /// The agent ran `converge done` but exited non-zero.
+        AgentFailed = "agent-failed",
+        /// The attempt changed nothing.
+        NoChanges = "no-changes",
+        /// The attempt ran past its deadline.
+        Timeout = "timeout",
+        /// The agent's process disappeared without recording its exit.
+        AgentVanished = "agent-vanished",
+        /// Another reconciler's claim on the attempt ran out.
+        ClaimExpired = "claim-expired",
+        /// The agent could not be started.
+        SpawnFailed = "spawn-failed",
+        /// The task's agent CLI is not installed here.
+        HarnessUnavailable = "harness-unavailable",
+        /// The task branch is gone.
+        BranchMissing = "branch-missing",
+        /// The task branch moved after its gate.
+        BranchMoved = "branch-moved",
+        /// A reviewer rejected the work.
+        Rejected = "rejected",
+        /// One of converge's own actions on the task kept failing.
+        ActionFailed = "action-failed",
+    }
+}
+
+impl FailureCode {
+    /// Failures the gate's invariants reported, whose output (`converge gate`)
+    /// says what went wrong.
+    pub fn is_gate_failure(self) -> bool {
+        matches!(
+            self,
+            FailureCode::InvariantFailed
+                | FailureCode::MergeInvariantFailed
+                | FailureCode::ForbiddenPaths
+        )
+    }
+}
+
+vocabulary! {
+    /// A fact about a task a human should know: a status condition's `type`
+    /// (docs/reconcile.md, "Conditions"). Recorded in Kubernetes' PascalCase, not kebab-case,
+    /// as status files always have; the condition's `reason` is the code.
+    pub enum ConditionKind ("PascalCase", "condition type") {
+        /// Events in the attempt's run directory carried a bad token.
+        EventsRejected = "EventsRejected",
+        /// One of converge's own actions on the task returned an error.
+        ActionFailed = "ActionFailed",
+        /// The attempt runs without the sandbox `[sandbox] enabled` asks for.
+        Unconfined = "Unconfined",
+    }
+}
+
+impl ConditionKind {
+    /// The reason code a condition of this type is recorded with.
+    pub const fn reason(self) -> &'static str {
+        match self {
+            ConditionKind::EventsRejected => "token-rejected",
+            ConditionKind::ActionFailed => "action-failed",
+            ConditionKind::Unconfined => "sandbox-unavailable",
+        }
+    }
+}
+
+vocabulary! {
+    /// What an agent reports through `converge progress` and `converge done`:
+    /// an event's `kind` in its run directory (docs/agent-protocol.md).
+    /// Harness event kinds beyond these are kept as they are and not read.
+    pub enum EventKind ("kebab-case", "event kind") {
+        Progress = "progress",
+        Done = "done",
+    }
+}
+
+/// How an attempt ended: an attempt record's `outcome`. `passed`, `merged`
+/// and `cancelled`, or the failure code it failed with (`rate-limited` and
+/// `authentication` included). Serialized as that one string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AttemptOutcome {
+    /// Its gate passed (or waits for approval).
+    Passed,
+    /// Its work merged.
+    Merged,
+    /// It was stopped: its task was edited, or its plan paused.
+    Cancelled,
+    /// It failed with this code.
+    Failed(FailureCode),
+}
+
+impl AttemptOutcome {
+    /// The outcomes that are not failures, in the documentation's order.
+    pub const ENDED: &'static [AttemptOutcome] = &[
+        AttemptOutcome::Passed,
+        AttemptOutcome::Merged,
+        AttemptOutcome::Cancelled,
+    ];
+
+    /// Every outcome: [`ENDED`](Self::ENDED), then one per failure code.
+    pub fn all() -> impl Iterator<Item = AttemptOutcome> {
+        Self::ENDED.iter().copied().chain(
+            FailureCode::ALL
+                .iter()
+                .map(|code| AttemptOutcome::Failed(*code)),
+        )
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Passed => "passed",
+            AttemptOutcome::Merged => "merged",
+            AttemptOutcome::Cancelled => "cancelled",
+            AttemptOutcome::Failed(code) => code.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for AttemptOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AttemptOutcome {
+    type Err = UnknownCode;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        AttemptOutcome::all()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| UnknownCode {
+                vocabulary: "attempt outcome",
+                code: s.to_owned(),
+            })
+    }
+}
+
+impl Serialize for AttemptOutcome {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for AttemptOutcome {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+#[path = "codes_tests.rs"]
+mod tests;

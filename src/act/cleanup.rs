@@ -7,7 +7,7 @@ use gix::ObjectId;
 
 use crate::git::Repo;
 use crate::observe::TaskKey;
-use crate::observe::runs::{self, run_dir};
+use crate::observe::runs::run_dir;
 use crate::rundir::procs::kill_stragglers;
 use crate::status::Status;
 
@@ -90,7 +90,9 @@ pub fn retire(
         }
         repo.delete_branch(&branch, head)?;
     }
-    crate::git::remove_file_if_exists(&runs::fork_marker(repo.common_dir(), key))?;
+    crate::git::remove_file_if_exists(
+        &crate::rundir::Layout::new(repo.common_dir()).fork_marker(key),
+    )?;
     super::check::forget_gates(repo.common_dir(), &key.plan, &key.task);
     Ok(())
 }

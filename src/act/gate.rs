@@ -11,7 +11,9 @@ use gix::ObjectId;
 
 use crate::git::{GitError, Repo};
 use crate::observe::TaskKey;
-use crate::observe::runs::{self, ExitRecord, run_dir};
+use crate::observe::runs::{self, run_dir};
+use crate::rundir::layout;
+use crate::rundir::records::ExitRecord;
 use crate::spec::{Gate, Task};
 use crate::status::transition::Verdict;
 use crate::status::{Evidence, Failure, Status};
@@ -102,7 +104,7 @@ pub(super) fn gate(
                 outcomes,
             ));
         }
-        let tail = tail_of(&run.dir.join("agent.log"), super::check::TAIL_LINES);
+        let tail = tail_of(&layout::agent_log(&run.dir), super::check::TAIL_LINES);
         return Ok(failed(
             key,
             attempt,
@@ -273,7 +275,7 @@ fn invariants(
             run_check(
                 invariant,
                 &run.worktree,
-                Some(&run.dir.join("gate")),
+                Some(&layout::gate_logs(&run.dir)),
                 &ctx.redactor,
             )
         })
@@ -285,7 +287,7 @@ fn invariants(
     };
     super::check::keep_gate(&common, &key.plan, &key.task, attempt, &record).map_err(|source| {
         GitError::Io {
-            path: common.join("converge").join("gates"),
+            path: crate::rundir::Layout::new(&common).gates(),
             source,
         }
     })?;

@@ -33,9 +33,7 @@ use crate::decide::Action;
 use crate::forge::{Forge, ForgeError};
 use crate::git::{GitError, Repo};
 use crate::harness;
-use crate::observe::runs;
 use crate::observe::{Availability, TaskKey};
-use crate::rundir::procs::ProcError;
 use crate::spec::{Plan, Spec, Task};
 use crate::status::Status;
 use crate::time::Timestamp;
@@ -121,11 +119,9 @@ pub enum ActError {
     #[error(transparent)]
     Dispatch(#[from] dispatch::DispatchError),
     #[error(transparent)]
-    Run(#[from] runs::RunError),
+    Run(#[from] crate::rundir::RunError),
     #[error(transparent)]
-    Procs(#[from] ProcError),
-    #[error(transparent)]
-    Record(#[from] run::RunError),
+    Supervise(#[from] run::SuperviseError),
     #[error(transparent)]
     Harness(#[from] harness::HarnessError),
     /// `kept`: what happened before the base moved (the evidence of

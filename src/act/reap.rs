@@ -40,7 +40,10 @@ pub(super) fn reap(
         attempt,
         reason: code.into(),
         message,
-        output_tail: tail_of(&dir.join("agent.log"), super::check::TAIL_LINES),
+        output_tail: tail_of(
+            &crate::rundir::layout::agent_log(&dir),
+            super::check::TAIL_LINES,
+        ),
     };
     Ok(Applied::done(
         format!("reap {key} (attempt {attempt}): {reason}"),

@@ -7,11 +7,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::agent::Brief;
 use crate::decide::Reason;
 use crate::harness::{self, Launch};
 use crate::observe::runs::run_dir;
 use crate::observe::{Availability, TaskKey};
+use crate::rundir::{Brief, RunError, layout};
 use crate::spec::{Harness, Invariant, Task};
 use crate::status::transition::Start;
 use crate::status::{Failure, Status, TaskStatus};
@@ -127,7 +127,7 @@ fn launch(
     let launch = harness::launch(
         what.harness,
         &harness::LaunchInput {
-            prompt_file: &run.join("prompt.md"),
+            prompt_file: &layout::prompt(run),
             prompt,
             worktree: &worktree_path(&ctx.worktree_root, key),
             task: &task_name,
@@ -238,7 +238,7 @@ fn harness_extra_env(
     env: &dyn Fn(&str) -> Option<String>,
     run: &Path,
     invariants: &[&Invariant],
-) -> Result<Vec<(&'static str, String)>, super::run::RunError> {
+) -> Result<Vec<(&'static str, String)>, RunError> {
     let codex = match harness.kind {
         crate::spec::HarnessKind::Codex => Some(codex_home(env, run)?),
         _ => None,
@@ -256,14 +256,11 @@ fn harness_extra_env(
 /// must let it write, so each run gets `<run>/codex`: a copy of the user's
 /// `config.toml` (providers, profiles) from `$CODEX_HOME` or `~/.codex`, and a
 /// link to their `auth.json` (a ChatGPT login), when they exist.
-fn codex_home(
-    env: &dyn Fn(&str) -> Option<String>,
-    run: &Path,
-) -> Result<PathBuf, super::run::RunError> {
-    let home = run.join("codex");
+fn codex_home(env: &dyn Fn(&str) -> Option<String>, run: &Path) -> Result<PathBuf, RunError> {
+    let home = layout::harness_home(run, "codex");
     let write = |path: &Path| {
         let path = path.to_owned();
-        move |source| super::run::RunError::Write { path, source }
+        move |source| RunError::Write { path, source }
     };
     std::fs::create_dir_all(&home).map_err(write(&home))?;
     let user = env("CODEX_HOME")

@@ -3,7 +3,7 @@
 
 use super::{CliError, CliResult, Ctx, Kind, print};
 use crate::act::check::{Snapshot, run_check};
-use crate::agent::{AgentEnv, AgentError, Brief};
+use crate::agent::{AgentEnv, AgentError};
 use crate::git::{GitError, Repo};
 
 fn env() -> CliResult<AgentEnv> {
@@ -44,7 +44,7 @@ pub fn task() -> CliResult {
 /// never becomes part of the attempt.
 pub fn check(ctx: &Ctx) -> CliResult {
     let agent = env()?;
-    let brief = Brief::read(&agent.run_dir).map_err(agent_error)?;
+    let brief = agent.brief().map_err(agent_error)?;
     if brief.invariants.is_empty() {
         return print("this task has no invariants; the gate checks only which files changed\n");
     }

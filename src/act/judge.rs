@@ -9,8 +9,8 @@ use gix::ObjectId;
 
 use crate::harness::{self, outcome::Ending, stream::Summary};
 use crate::observe::TaskKey;
-use crate::rundir::layout;
 use crate::rundir::records::ExitRecord;
+use crate::rundir::{Layout, layout};
 use crate::spec::Task;
 use crate::status::{Failure, Status};
 
@@ -157,7 +157,7 @@ pub(super) fn ended(
     ending: Ending,
     mut outcomes: Vec<Outcome>,
 ) -> Applied {
-    let dir = crate::observe::runs::run_dir(ctx.repo.common_dir(), key, attempt);
+    let dir = Layout::new(ctx.repo.common_dir()).run(key, attempt);
     let output_tail = tail_of(&layout::agent_log(&dir), super::check::TAIL_LINES);
     let (line, outcome) = match ending {
         Ending::RateLimited { until, message } => {

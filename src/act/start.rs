@@ -9,9 +9,8 @@ use std::path::{Path, PathBuf};
 
 use crate::decide::Reason;
 use crate::harness::{self, Launch};
-use crate::observe::runs::run_dir;
 use crate::observe::{Availability, TaskKey};
-use crate::rundir::{Brief, RunError, layout};
+use crate::rundir::{Brief, Layout, RunError, layout};
 use crate::spec::{Harness, Invariant, Task};
 use crate::status::transition::Start;
 use crate::status::{Failure, Status, TaskStatus};
@@ -70,7 +69,7 @@ pub(super) fn start(
             .filter_map(|n| config.invariants.get(n))
             .collect(),
     };
-    let run = run_dir(ctx.repo.common_dir(), key, attempt);
+    let run = Layout::new(ctx.repo.common_dir()).run(key, attempt);
     let prompt = harness::prompt(
         &ctx.spec.goal,
         plan,

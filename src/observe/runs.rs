@@ -13,7 +13,8 @@ use crate::rundir::Layout;
 use crate::rundir::records;
 
 // The run-directory protocol, as callers that have not switched to
-// `crate::rundir` still name it (runtime::doctor, runtime::recover, git).
+// `crate::rundir` still name it (runtime::doctor, runtime::recover, git, the
+// integration tests).
 pub use crate::rundir::RunError;
 pub use crate::rundir::procs::{process_alive, process_start_ticks, processes_of_run};
 pub use crate::rundir::records::{Event, ExitRecord, Lease, read_exit, read_lease, sorted_dirs};
@@ -26,6 +27,12 @@ pub fn runs_root(common_dir: &Path) -> PathBuf {
 /// The run directory of one attempt of a task.
 pub fn run_dir(common_dir: &Path, key: &TaskKey, attempt: u32) -> PathBuf {
     Layout::new(common_dir).run(key, attempt)
+}
+
+/// Where the fork of a task's current attempt is noted (see
+/// [`Layout::fork_marker`]).
+pub fn fork_marker(common_dir: &Path, key: &TaskKey) -> PathBuf {
+    Layout::new(common_dir).fork_marker(key)
 }
 
 /// The fork noted for a task, if any (see [`Layout::fork_marker`]).

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use super::cmd_reconcile::{converge_exe, loop_error};
 use super::{CliError, CliResult, Ctx, print};
 use crate::git::Repo;
-use crate::runtime::{self, LoopOptions, Recorded, Until};
-use crate::status::Phase;
+use crate::runtime::{self, LoopOptions, Recorded, TickReport, Until};
+use crate::status::{Phase, Status};
 use crate::time::Timestamp;
 
 #[derive(Debug, clap::Args)]
@@ -165,26 +165,7 @@ message = "Release 0.1.0"
 
 pub fn run(_ctx: &Ctx, args: &DemoArgs) -> CliResult {
     let started = Instant::now();
-    let dir = match &args.dir {
-        Some(dir) => {
-            if dir.exists()
-                && std::fs::read_dir(dir)
-                    .map(|mut d| d.next().is_some())
-                    .unwrap_or(true)
-            {
-                return Err(
-                    CliError::bad_input(format!("{} is not empty", dir.display()))
-                        .hint("give `--dir` a new or empty directory"),
-                );
-            }
-            dir.clone()
-        }
-        None => std::env::temp_dir().join(format!(
-            "converge-demo-{}-{}",
-            std::process::id(),
-            Timestamp::now().unix()
-        )),
-    };
+    let dir = demo_dir(args)?;
     std::fs::create_dir_all(&dir)
         .map_err(|e| CliError::failure(format!("cannot create {}", dir.display())).source(e))?;
     let mut repo = create_repo(&dir)?;
@@ -206,87 +187,134 @@ pub fn run(_ctx: &Ctx, args: &DemoArgs) -> CliResult {
         max_ticks: 500,
         clock: &clock,
     };
-    let bar = std::io::stderr().is_terminal();
-    let total = 7usize;
     let mut approved = false;
     let mut last_status = None;
     for _round in 0..10 {
-        let mut out_err = Ok(());
-        runtime::reconcile(&repo, &options, &mut |report| {
-            let elapsed = started.elapsed().as_secs_f64();
-            let mut text = String::new();
-            for done in &report.applied {
-                text.push_str(&format!("[{elapsed:5.1}s] {}\n", done.line));
-            }
-            if let Some(f) = &report.failed {
-                text.push_str(&format!("[{elapsed:5.1}s] error: {f}\n"));
-            }
-            if let Recorded::Committed { commit } = &report.recorded {
-                text.push_str(&format!(
-                    "         status commit {}\n",
-                    &commit.to_string()[..7]
-                ));
-            }
-            if bar {
-                let merged = report.status.plans.get(PLAN).map_or(0, |p| {
-                    p.tasks
-                        .values()
-                        .filter(|t| t.phase == Phase::Merged)
-                        .count()
-                });
-                eprint!("\r\x1b[2K");
-                if out_err.is_ok() {
-                    out_err = print(&text);
-                }
-                eprint!("{}", progress_bar(merged, total));
-            } else if out_err.is_ok() {
-                out_err = print(&text);
-            }
-            last_status = Some(report.status.clone());
-        })
-        .map_err(loop_error)?;
-        if bar {
-            eprint!("\r\x1b[2K");
+        if let Some(status) = reconcile_until_settled(&repo, &options, started)? {
+            last_status = Some(status);
         }
-        out_err?;
         let awaiting = last_status
             .as_ref()
             .and_then(|s| s.task(PLAN, REVIEWED))
             .is_some_and(|t| t.phase == Phase::AwaitingApproval);
         if awaiting && !approved {
             approved = true;
-            print(&format!(
-                "\n[{:5.1}s] demo: `{PLAN}/{REVIEWED}` waits for a human review (gate = \"human_review\").\n         The demo plays the reviewer and approves the reviewed commit:\n         $ converge approve {PLAN}/{REVIEWED} --reason \"usage section reads well\"\n",
-                started.elapsed().as_secs_f64()
-            ))?;
-            let output = std::process::Command::new(&converge)
-                .arg("-C")
-                .arg(&dir)
-                .args([
-                    "approve",
-                    &format!("{PLAN}/{REVIEWED}"),
-                    "--reason",
-                    "usage section reads well",
-                ])
-                .env_remove(crate::agent::mode::TOKEN_ENV)
-                .output()
-                .map_err(|e| CliError::failure("cannot run `converge approve`").source(e))?;
-            let said = String::from_utf8_lossy(&output.stdout);
-            for line in said.lines() {
-                print(&format!("         {line}\n"))?;
-            }
-            if !output.status.success() {
-                return Err(CliError::failure(format!(
-                    "`converge approve` failed: {}",
-                    String::from_utf8_lossy(&output.stderr).trim()
-                )));
-            }
-            print("\n")?;
+            approve_review(&converge, &dir, started)?;
             continue;
         }
         break;
     }
     summary(&repo, &dir, last_status.as_ref(), started)
+}
+
+/// Where the demo repository goes: `--dir` (new or empty), else a fresh
+/// temporary directory.
+fn demo_dir(args: &DemoArgs) -> CliResult<PathBuf> {
+    let Some(dir) = &args.dir else {
+        return Ok(std::env::temp_dir().join(format!(
+            "converge-demo-{}-{}",
+            std::process::id(),
+            Timestamp::now().unix()
+        )));
+    };
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        return Err(
+            CliError::bad_input(format!("{} is not empty", dir.display()))
+                .hint("give `--dir` a new or empty directory"),
+        );
+    }
+    Ok(dir.clone())
+}
+
+/// Ticks until nothing more happens, printing each tick's lines (and a
+/// progress bar on a terminal); returns the status after the last tick.
+fn reconcile_until_settled(
+    repo: &Repo,
+    options: &LoopOptions<'_>,
+    started: Instant,
+) -> CliResult<Option<Status>> {
+    let bar = std::io::stderr().is_terminal();
+    let total = 7usize;
+    let mut last_status = None;
+    let mut out_err = Ok(());
+    runtime::reconcile(repo, options, &mut |report| {
+        let text = tick_lines(report, started.elapsed().as_secs_f64());
+        if bar {
+            let merged = report.status.plans.get(PLAN).map_or(0, |p| {
+                p.tasks
+                    .values()
+                    .filter(|t| t.phase == Phase::Merged)
+                    .count()
+            });
+            eprint!("\r\x1b[2K");
+            if out_err.is_ok() {
+                out_err = print(&text);
+            }
+            eprint!("{}", progress_bar(merged, total));
+        } else if out_err.is_ok() {
+            out_err = print(&text);
+        }
+        last_status = Some(report.status.clone());
+    })
+    .map_err(loop_error)?;
+    if bar {
+        eprint!("\r\x1b[2K");
+    }
+    out_err?;
+    Ok(last_status)
+}
+
+/// A tick's lines: what it did, its error, its status commit.
+fn tick_lines(report: &TickReport, elapsed: f64) -> String {
+    let mut text = String::new();
+    for done in &report.applied {
+        text.push_str(&format!("[{elapsed:5.1}s] {}\n", done.line));
+    }
+    if let Some(f) = &report.failed {
+        text.push_str(&format!("[{elapsed:5.1}s] error: {f}\n"));
+    }
+    if let Recorded::Committed { commit } = &report.recorded {
+        text.push_str(&format!(
+            "         status commit {}\n",
+            &commit.to_string()[..7]
+        ));
+    }
+    text
+}
+
+/// Plays the reviewer of the human-reviewed task: `converge approve` it.
+fn approve_review(converge: &Path, dir: &Path, started: Instant) -> CliResult {
+    print(&format!(
+        "\n[{:5.1}s] demo: `{PLAN}/{REVIEWED}` waits for a human review (gate = \"human_review\").\n         The demo plays the reviewer and approves the reviewed commit:\n         $ converge approve {PLAN}/{REVIEWED} --reason \"usage section reads well\"\n",
+        started.elapsed().as_secs_f64()
+    ))?;
+    let output = std::process::Command::new(converge)
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "approve",
+            &format!("{PLAN}/{REVIEWED}"),
+            "--reason",
+            "usage section reads well",
+        ])
+        .env_remove(crate::agent::mode::TOKEN_ENV)
+        .output()
+        .map_err(|e| CliError::failure("cannot run `converge approve`").source(e))?;
+    let said = String::from_utf8_lossy(&output.stdout);
+    for line in said.lines() {
+        print(&format!("         {line}\n"))?;
+    }
+    if !output.status.success() {
+        return Err(CliError::failure(format!(
+            "`converge approve` failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    print("\n")
 }
 
 fn progress_bar(done: usize, total: usize) -> String {
@@ -325,12 +353,7 @@ fn create_repo(dir: &Path) -> CliResult<Repo> {
     Ok(repo)
 }
 
-fn summary(
-    repo: &Repo,
-    dir: &Path,
-    status: Option<&crate::status::Status>,
-    started: Instant,
-) -> CliResult {
+fn summary(repo: &Repo, dir: &Path, status: Option<&Status>, started: Instant) -> CliResult {
     let mut rows = Vec::new();
     let mut merged = 0;
     if let Some(plan) = status.and_then(|s| s.plans.get(PLAN)) {

@@ -3,6 +3,7 @@
 use super::human::short;
 use super::source::open_repo;
 use super::{CliResult, Ctx, print};
+use crate::spec::base::{base_source, remote_settings};
 use crate::status::record::trailers;
 use crate::time::Timestamp;
 
@@ -17,13 +18,13 @@ pub struct HistoryArgs {
 
 pub fn run(ctx: &Ctx, args: &HistoryArgs) -> CliResult {
     let repo = open_repo(ctx)?;
-    let base = repo.base_source()?;
+    let base = base_source(&repo)?;
     let depth = args.limit.saturating_mul(20).max(1000);
     let mut commits = repo.log(base.commit, depth)?;
     // Status commits live on the status branch when it is not the base
     // branch (what `converge init` writes); people's decisions and merges on
     // the base branch. Both, newest first, each commit once.
-    let (_, status_branch) = repo.remote_settings(base.commit)?;
+    let (_, status_branch) = remote_settings(&repo, base.commit)?;
     if let Some(tip) = match status_branch.filter(|b| *b != base.rev) {
         Some(branch) => repo.branch_tip(&branch)?,
         None => None,

@@ -72,11 +72,11 @@ pub fn load(ctx: &Ctx, args: &SourceArgs, default: Default) -> CliResult<LoadedS
         let (rev, commit) = match &args.rev {
             Some(rev) => (rev.clone(), repo.resolve_commit(rev)?),
             None => {
-                let source = repo.base_source()?;
+                let source = spec::base::base_source(&repo)?;
                 (source.rev, source.commit)
             }
         };
-        let files = repo.read_planning(commit)?;
+        let files = spec::base::read_planning(&repo, commit)?;
         let short = commit.to_hex_with_len(7).to_string();
         (files, Origin::Commit { rev, short })
     };

@@ -1,11 +1,13 @@
 //! Table tests for `decide`: every action, every reason, the limits.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use super::limits::{HOUR, starts_since};
 use super::*;
-use crate::observe::RunObs;
+use crate::observe::{Availability, RunObs};
 use crate::spec::load::PlanningFiles;
-use crate::status::{AttemptRecord, PlanStatus};
+use crate::status::{AttemptRecord, Claim, PlanStatus};
 
 const CONFIG: &str = "[invariants.test]\nkind = \"test_suite\"\ncommand = \"true\"\n";
 

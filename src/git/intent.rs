@@ -58,7 +58,7 @@ static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 fn own_start_ticks() -> u64 {
     static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *TICKS
-        .get_or_init(|| crate::observe::runs::process_start_ticks(std::process::id()).unwrap_or(0))
+        .get_or_init(|| crate::rundir::procs::process_start_ticks(std::process::id()).unwrap_or(0))
 }
 
 /// Notes `intent` before the lock is taken. Best effort: a note that cannot be
@@ -109,7 +109,7 @@ pub fn notes(common_dir: &Path) -> Vec<Orphaned> {
             continue;
         };
         let ticks = (ticks != 0).then_some(ticks);
-        let alive = crate::observe::runs::process_alive(pid, ticks);
+        let alive = crate::rundir::procs::process_alive(pid, ticks);
         let text = std::fs::read_to_string(&file).unwrap_or_default();
         let intent = match text.trim_end_matches('\n').split_once(' ') {
             Some(("ref", name)) => Intent::Ref(name.to_owned()),

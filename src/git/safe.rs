@@ -19,7 +19,7 @@ use super::{Repo, Result, read_err};
 
 /// Why git refuses an entry named `name` (a symbolic link when `link`), or
 /// `None` when the name is fine.
-pub fn refused_name(name: &BStr, link: bool) -> Option<&'static str> {
+pub(crate) fn refused_name(name: &BStr, link: bool) -> Option<&'static str> {
     let options = component::Options {
         // Names Windows cannot hold (`a:b`, `con`) are fine on the systems
         // converge runs on, and git accepts them there.

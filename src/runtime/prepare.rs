@@ -11,8 +11,9 @@ use gix::ObjectId;
 use crate::agent::Secret;
 use crate::decide::derive::{self, Inputs};
 use crate::decide::{self, Decision, Limits};
-use crate::git::{CommitSource, Repo};
+use crate::git::Repo;
 use crate::observe::{self, Observation};
+use crate::spec::base::{CommitSource, base_source, read_planning};
 use crate::spec::{Diagnostic, Spec};
 use crate::status::Status;
 use crate::time::Timestamp;
@@ -43,8 +44,8 @@ pub(crate) fn prepare(
     now: Timestamp,
     reconciler: Option<&str>,
 ) -> Result<Prepared, TickError> {
-    let base = repo.base_source()?;
-    let files = repo.read_planning(base.commit)?;
+    let base = base_source(repo)?;
+    let files = read_planning(repo, base.commit)?;
     let loaded = crate::spec::compile(&files);
     let Some(spec) = loaded.spec else {
         return Err(TickError::InvalidSpec {

@@ -34,9 +34,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::act::dispatch::{default_worktree_root, legacy_worktree_root, worktree_root};
-use crate::git::intent::{self, Intent};
+use crate::git::intent::{self, Intent, Orphaned};
 use crate::git::{Repo, remove_file_if_exists, same_path};
 use crate::observe::runs;
+
+mod probe;
+
+use probe::Admin;
 
 /// How old a ref lock that no note explains must be before it counts as stale.
 pub const STALE_AFTER: Duration = Duration::from_secs(60);
@@ -98,7 +102,7 @@ fn roots(common: &Path, configured: Option<&str>) -> Vec<PathBuf> {
 /// leniently: recovery runs before the spec is compiled (a state it repairs
 /// may be what makes loading fail).
 fn configured_worktree_root(repo: &Repo) -> Option<String> {
-    let base = repo.base_source().ok()?;
+    let base = crate::spec::base::base_source(repo).ok()?;
     let bytes = repo
         .read_blob_at(base.commit, "planning/converge.toml")
         .ok()??;
@@ -110,326 +114,73 @@ fn configured_worktree_root(repo: &Repo) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn canonical(path: &Path) -> PathBuf {
-    // The deepest existing ancestor resolved, the rest appended.
-    let mut missing = Vec::new();
-    let mut at = path;
-    loop {
-        if let Ok(real) = at.canonicalize() {
-            let mut out = real;
-            for part in missing.iter().rev() {
-                out.push(part);
-            }
-            return out;
-        }
-        match (at.parent(), at.file_name()) {
-            (Some(parent), Some(name)) => {
-                missing.push(name.to_owned());
-                at = parent;
-            }
-            _ => return path.to_owned(),
-        }
-    }
+/// What [`scan`] looks at, read once.
+struct Scan<'a> {
+    common: PathBuf,
+    /// Converge's worktree roots.
+    roots: Vec<PathBuf>,
+    notes: Vec<Orphaned>,
+    admins: Vec<Admin>,
+    /// The base and status branches.
+    branches: &'a [String],
 }
 
-fn under_roots(roots: &[PathBuf], path: &Path) -> bool {
-    let path = canonical(path);
-    roots.iter().any(|root| path.starts_with(canonical(root)))
-}
+/// The leftovers found so far, each once, in the order found.
+#[derive(Default)]
+struct Findings(Vec<Found>);
 
-/// Whether a live process has `path` open.
-fn held_open(path: &Path) -> bool {
-    let wanted = canonical(path);
-    processes().any(|proc| {
-        std::fs::read_dir(proc.join("fd")).is_ok_and(|fds| {
-            fds.flatten()
-                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == wanted))
-        })
-    })
-}
-
-/// The `/proc/<pid>` directories of the processes there are now.
-fn processes() -> impl Iterator<Item = PathBuf> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|proc| {
-            proc.file_name()
-                .to_str()
-                .is_some_and(|p| p.parse::<u32>().is_ok())
-        })
-        .map(|proc| proc.path())
-}
-
-/// Whether a live process works inside `dir` (its working directory is there).
-fn busy(dir: &Path) -> bool {
-    let dir = canonical(dir);
-    processes()
-        .any(|proc| std::fs::read_link(proc.join("cwd")).is_ok_and(|cwd| cwd.starts_with(&dir)))
-}
-
-/// Whether a live process names `dir` on its command line (a supervisor,
-/// `converge __supervise <run-dir>`) or in its environment (its agent).
-fn run_named(dir: &Path) -> bool {
-    if !runs::processes_of_run(dir).is_empty() {
-        return true;
-    }
-    let wanted = dir.to_string_lossy().into_owned();
-    processes().any(|proc| {
-        std::fs::read(proc.join("cmdline"))
-            .is_ok_and(|cmd| cmd.split(|b| *b == 0).any(|arg| arg == wanted.as_bytes()))
-    })
-}
-
-/// Whether any process of any attempt of the task whose branch lock this is
-/// (`refs/heads/converge/<plan>/<task>.lock`) is alive.
-fn task_alive(common: &Path, relative: &Path) -> bool {
-    let parts: Vec<&str> = relative.iter().filter_map(|p| p.to_str()).collect();
-    let [_, _, _, plan, task] = parts.as_slice() else {
-        return true;
-    };
-    let Some(task) = task.strip_suffix(".lock") else {
-        return true;
-    };
-    let key = crate::observe::TaskKey::new(*plan, task);
-    if busy(&crate::act::dispatch::worktree_path(common, &key)) {
-        return true;
-    }
-    let dir = runs::runs_root(common).join(plan).join(task);
-    runs::sorted_dirs(&dir)
-        .unwrap_or_default()
-        .iter()
-        .any(|attempt| {
-            let run = dir.join(attempt);
-            let lease_alive = runs::read_lease(&run)
-                .ok()
-                .flatten()
-                .is_some_and(|l| runs::process_alive(l.pid, l.start_ticks));
-            lease_alive || !runs::processes_of_run(&run).is_empty()
-        })
-}
-
-/// How long after its note a lock may be made and still count as the noting
-/// process's: converge takes the lock right after it writes the note.
-const NOTE_TO_LOCK: Duration = Duration::from_secs(1);
-
-/// Whether `lock` was made (or last written) within [`NOTE_TO_LOCK`] after
-/// `note` (timestamps may be a few milliseconds coarse).
-fn made_right_after(note: &Path, lock: &Path) -> bool {
-    let modified = |p: &Path| std::fs::symlink_metadata(p).ok()?.modified().ok();
-    let (Some(noted), Some(locked)) = (modified(note), modified(lock)) else {
-        return false;
-    };
-    let slack = Duration::from_millis(50);
-    locked + slack >= noted && locked <= noted + NOTE_TO_LOCK
-}
-
-fn age(path: &Path) -> Option<Duration> {
-    std::fs::symlink_metadata(path)
-        .ok()?
-        .modified()
-        .ok()?
-        .elapsed()
-        .ok()
-}
-
-/// Every `*.lock` file below `dir`.
-fn lock_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            lock_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "lock") {
-            out.push(path);
+impl Findings {
+    fn add(&mut self, leftover: Leftover, message: String) {
+        if !self.0.iter().any(|f| f.leftover == leftover) {
+            self.0.push(Found { leftover, message });
         }
     }
 }
 
-/// A linked worktree's registration under `<git-common-dir>/worktrees/`.
-struct Admin {
-    dir: PathBuf,
-    /// The checkout's `.git` file it points to, if `gitdir` could be read.
-    dot_git: Option<PathBuf>,
-    initializing: bool,
-}
+/// One kind of leftover: finds those there are.
+type Rule = fn(&Scan<'_>, &mut Findings);
 
-fn admins(common: &Path) -> Vec<Admin> {
-    let Ok(entries) = std::fs::read_dir(common.join("worktrees")) else {
-        return Vec::new();
-    };
-    let mut out: Vec<Admin> = entries
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| {
-            let dir = e.path();
-            let dot_git = std::fs::read_to_string(dir.join("gitdir"))
-                .ok()
-                .map(|t| t.trim().to_owned())
-                .filter(|t| !t.is_empty())
-                .map(|t| {
-                    let p = PathBuf::from(t);
-                    if p.is_absolute() { p } else { dir.join(p) }
-                });
-            let initializing = std::fs::read_to_string(dir.join("locked"))
-                .is_ok_and(|t| t.trim() == "initializing");
-            Admin {
-                dir,
-                dot_git,
-                initializing,
-            }
-        })
-        .collect();
-    out.sort_by(|a, b| a.dir.cmp(&b.dir));
-    out
-}
+/// Every kind of leftover, in the order [`scan`] looks for them (notes
+/// first: what a note explains is not also reported as stale).
+const RULES: &[Rule] = &[
+    noted,
+    registrations_without_gitdir,
+    stale_ref_locks,
+    broken_worktrees,
+    unregistered_dirs,
+    unstarted_runs,
+];
 
 /// Finds what killed processes left behind. `branches` are the base and
 /// status branches (their locks may be a person's git's).
 pub fn scan(repo: &Repo, branches: &[String]) -> Vec<Found> {
     let common = repo.common_dir().to_owned();
-    let roots = roots(&common, configured_worktree_root(repo).as_deref());
-    let mut out: Vec<Found> = Vec::new();
-    let add = |out: &mut Vec<Found>, leftover: Leftover, message: String| {
-        if !out.iter().any(|f| f.leftover == leftover) {
-            out.push(Found { leftover, message });
-        }
+    let scan = Scan {
+        roots: roots(&common, configured_worktree_root(repo).as_deref()),
+        notes: intent::notes(&common),
+        admins: probe::admins(&common),
+        branches,
+        common,
     };
-    let notes = intent::notes(&common);
-    let live_refs: Vec<&str> = notes
-        .iter()
-        .filter(|n| n.alive)
-        .filter_map(|n| match &n.intent {
-            Intent::Ref(name) => Some(name.as_str()),
-            Intent::Worktree(_) | Intent::Index(_) => None,
-        })
-        .collect();
-    let admins = admins(&common);
+    let mut out = Findings::default();
+    for rule in RULES {
+        rule(&scan, &mut out);
+    }
+    out.0
+}
 
-    // 1. What a converge process that is gone said it was about to lock.
-    for note in notes.iter().filter(|n| !n.alive) {
-        let mut pending = false;
-        match &note.intent {
-            Intent::Ref(name) if !name.is_empty() => {
-                for lock in [
-                    common.join(format!("{name}.lock")),
-                    common.join("packed-refs.lock"),
-                ] {
-                    if !lock.exists() {
-                        continue;
-                    }
-                    if held_open(&lock) {
-                        pending = true;
-                        continue;
-                    }
-                    // Taken right after the note, by the process that wrote
-                    // it: a lock made later is someone else's (rule 2 below
-                    // decides on it).
-                    if !made_right_after(&note.file, &lock) {
-                        continue;
-                    }
-                    add(
-                        &mut out,
-                        Leftover::RefLock { lock: lock.clone() },
-                        format!(
-                            "{} was left by converge process {}, killed while it updated {name}",
-                            lock.display(),
-                            note.pid
-                        ),
-                    );
-                }
-            }
-            Intent::Ref(_) => {}
-            Intent::Index(index) => {
-                let mut lock = index.clone().into_os_string();
-                lock.push(".lock");
-                let lock = PathBuf::from(lock);
-                if lock.exists() {
-                    if held_open(&lock) {
-                        pending = true;
-                    } else if made_right_after(&note.file, &lock) {
-                        add(
-                            &mut out,
-                            Leftover::IndexLock { lock: lock.clone() },
-                            format!(
-                                "{} was left by converge process {}, killed while it updated that checkout's index",
-                                lock.display(),
-                                note.pid
-                            ),
-                        );
-                    }
-                }
-            }
-            Intent::Worktree(path) => {
-                let basename = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let dir = Some(path.clone()).filter(|p| p.exists());
-                let mut matched = false;
-                for admin in &admins {
-                    let ours = match &admin.dot_git {
-                        Some(dot_git) => same_path(dot_git, &path.join(".git")),
-                        None => admin
-                            .dir
-                            .file_name()
-                            .is_some_and(|n| n.to_string_lossy().starts_with(&basename)),
-                    };
-                    let broken =
-                        admin.initializing || admin.dot_git.as_ref().is_none_or(|g| !g.exists());
-                    if ours && broken {
-                        if dir.as_ref().is_some_and(|d| busy(d)) {
-                            pending = true;
-                            continue;
-                        }
-                        matched = true;
-                        add(
-                            &mut out,
-                            Leftover::Worktree {
-                                admin: Some(admin.dir.clone()),
-                                dir: dir.clone(),
-                            },
-                            format!(
-                                "the worktree {} was left half {} by converge process {} ({})",
-                                path.display(),
-                                if admin.initializing {
-                                    "added"
-                                } else {
-                                    "removed"
-                                },
-                                note.pid,
-                                admin.dir.display()
-                            ),
-                        );
-                    }
-                }
-                if !matched
-                    && let Some(d) = &dir
-                    && !d.join(".git").exists()
-                    && under_roots(&roots, d)
-                    && !busy(d)
-                {
-                    add(
-                        &mut out,
-                        Leftover::Worktree {
-                            admin: None,
-                            dir: Some(d.clone()),
-                        },
-                        format!(
-                            "{} was left without its .git file by converge process {}",
-                            d.display(),
-                            note.pid
-                        ),
-                    );
-                }
-            }
-        }
+/// Rule 1: what a converge process that is gone said it was about to lock
+/// or add, and the note itself once nothing it names is still held.
+fn noted(s: &Scan<'_>, out: &mut Findings) {
+    for note in s.notes.iter().filter(|n| !n.alive) {
+        let pending = match &note.intent {
+            Intent::Ref(name) if !name.is_empty() => noted_ref(s, note, name, out),
+            Intent::Ref(_) => false,
+            Intent::Index(index) => noted_index(note, index, out),
+            Intent::Worktree(path) => noted_worktree(s, note, path, out),
+        };
         if !pending {
-            add(
-                &mut out,
+            out.add(
                 Leftover::Note {
                     file: note.file.clone(),
                 },
@@ -441,15 +192,139 @@ pub fn scan(repo: &Repo, branches: &[String]) -> Vec<Found> {
             );
         }
     }
+}
 
-    // Registrations without their `gitdir` file (a removal killed half way
-    // leaves the admin directory with a file or two): nothing can use them,
-    // and `git worktree prune` removes exactly these. One that is locked
-    // (git's own `initializing`, or a person's `git worktree lock`) stays.
-    for admin in &admins {
+/// The lock of ref `name` (or `packed-refs.lock`) the noting process took.
+/// Returns whether a lock is still held open.
+fn noted_ref(s: &Scan<'_>, note: &Orphaned, name: &str, out: &mut Findings) -> bool {
+    let mut pending = false;
+    for lock in [
+        s.common.join(format!("{name}.lock")),
+        s.common.join("packed-refs.lock"),
+    ] {
+        if !lock.exists() {
+            continue;
+        }
+        if probe::held_open(&lock) {
+            pending = true;
+            continue;
+        }
+        // Taken right after the note, by the process that wrote
+        // it: a lock made later is someone else's (rule 2 below
+        // decides on it).
+        if !probe::made_right_after(&note.file, &lock) {
+            continue;
+        }
+        out.add(
+            Leftover::RefLock { lock: lock.clone() },
+            format!(
+                "{} was left by converge process {}, killed while it updated {name}",
+                lock.display(),
+                note.pid
+            ),
+        );
+    }
+    pending
+}
+
+/// The `index.lock` of the checkout whose index the noting process restaged.
+/// Returns whether it is still held open.
+fn noted_index(note: &Orphaned, index: &Path, out: &mut Findings) -> bool {
+    let mut lock = index.to_owned().into_os_string();
+    lock.push(".lock");
+    let lock = PathBuf::from(lock);
+    if !lock.exists() {
+        return false;
+    }
+    if probe::held_open(&lock) {
+        return true;
+    }
+    if probe::made_right_after(&note.file, &lock) {
+        out.add(
+            Leftover::IndexLock { lock: lock.clone() },
+            format!(
+                "{} was left by converge process {}, killed while it updated that checkout's index",
+                lock.display(),
+                note.pid
+            ),
+        );
+    }
+    false
+}
+
+/// The worktree at `path` the noting process was adding or removing.
+/// Returns whether a live process works in it.
+fn noted_worktree(s: &Scan<'_>, note: &Orphaned, path: &Path, out: &mut Findings) -> bool {
+    let mut pending = false;
+    let basename = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = Some(path.to_owned()).filter(|p| p.exists());
+    let mut matched = false;
+    for admin in &s.admins {
+        let ours = match &admin.dot_git {
+            Some(dot_git) => same_path(dot_git, &path.join(".git")),
+            None => admin
+                .dir
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&basename)),
+        };
+        let broken = admin.initializing || admin.dot_git.as_ref().is_none_or(|g| !g.exists());
+        if ours && broken {
+            if dir.as_ref().is_some_and(|d| probe::busy(d)) {
+                pending = true;
+                continue;
+            }
+            matched = true;
+            out.add(
+                Leftover::Worktree {
+                    admin: Some(admin.dir.clone()),
+                    dir: dir.clone(),
+                },
+                format!(
+                    "the worktree {} was left half {} by converge process {} ({})",
+                    path.display(),
+                    if admin.initializing {
+                        "added"
+                    } else {
+                        "removed"
+                    },
+                    note.pid,
+                    admin.dir.display()
+                ),
+            );
+        }
+    }
+    if !matched
+        && let Some(d) = &dir
+        && !d.join(".git").exists()
+        && probe::under_roots(&s.roots, d)
+        && !probe::busy(d)
+    {
+        out.add(
+            Leftover::Worktree {
+                admin: None,
+                dir: Some(d.clone()),
+            },
+            format!(
+                "{} was left without its .git file by converge process {}",
+                d.display(),
+                note.pid
+            ),
+        );
+    }
+    pending
+}
+
+/// Registrations without their `gitdir` file (a removal killed half way
+/// leaves the admin directory with a file or two): nothing can use them,
+/// and `git worktree prune` removes exactly these. One that is locked
+/// (git's own `initializing`, or a person's `git worktree lock`) stays.
+fn registrations_without_gitdir(s: &Scan<'_>, out: &mut Findings) {
+    for admin in &s.admins {
         if admin.dot_git.is_none() && !admin.dir.join("locked").exists() {
-            add(
-                &mut out,
+            out.add(
                 Leftover::Worktree {
                     admin: Some(admin.dir.clone()),
                     dir: None,
@@ -461,36 +336,49 @@ pub fn scan(repo: &Repo, branches: &[String]) -> Vec<Found> {
             );
         }
     }
+}
 
-    // 2. Locks in converge's own namespaces; other ref locks once stale.
+/// Rule 2: locks in converge's own namespaces; other ref locks once stale.
+fn stale_ref_locks(s: &Scan<'_>, out: &mut Findings) {
+    let common = &s.common;
+    let live_refs: Vec<&str> = s
+        .notes
+        .iter()
+        .filter(|n| n.alive)
+        .filter_map(|n| match &n.intent {
+            Intent::Ref(name) => Some(name.as_str()),
+            Intent::Worktree(_) | Intent::Index(_) => None,
+        })
+        .collect();
     let mut locks = Vec::new();
-    lock_files(&common.join("refs"), &mut locks);
+    probe::lock_files(&common.join("refs"), &mut locks);
     let packed = common.join("packed-refs.lock");
     if packed.exists() {
         locks.push(packed);
     }
     for lock in locks {
-        let Ok(relative) = lock.strip_prefix(&common) else {
+        let Ok(relative) = lock.strip_prefix(common) else {
             continue;
         };
         let name = relative.to_string_lossy();
         let ref_name = name.strip_suffix(".lock").unwrap_or(&name);
-        if live_refs.contains(&ref_name) || held_open(&lock) {
+        if live_refs.contains(&ref_name) || probe::held_open(&lock) {
             continue;
         }
         let why = if ref_name.starts_with("refs/converge/") {
             "converge's own ref"
         } else if ref_name.starts_with("refs/heads/converge/") {
-            if task_alive(&common, relative) {
+            if probe::task_alive(common, relative) {
                 continue;
             }
             "a task branch, and no process of the task is alive"
-        } else if age(&lock).is_some_and(|a| a >= STALE_AFTER) {
+        } else if probe::age(&lock).is_some_and(|a| a >= STALE_AFTER) {
             "older than a minute, and no process has it open"
         } else {
             continue;
         };
-        let whose = if branches
+        let whose = if s
+            .branches
             .iter()
             .any(|b| ref_name == format!("refs/heads/{b}"))
         {
@@ -498,15 +386,16 @@ pub fn scan(repo: &Repo, branches: &[String]) -> Vec<Found> {
         } else {
             ""
         };
-        add(
-            &mut out,
+        out.add(
             Leftover::RefLock { lock: lock.clone() },
             format!("{} is a stale lock{whose}: {why}", lock.display()),
         );
     }
+}
 
-    // 3. Converge's worktrees left half added or half removed.
-    for admin in &admins {
+/// Rule 3: converge's worktrees left half added or half removed.
+fn broken_worktrees(s: &Scan<'_>, out: &mut Findings) {
+    for admin in &s.admins {
         let Some(dot_git) = &admin.dot_git else {
             continue;
         };
@@ -514,20 +403,20 @@ pub fn scan(repo: &Repo, branches: &[String]) -> Vec<Found> {
             continue;
         };
         let broken = admin.initializing || !dot_git.exists();
-        if !broken || !under_roots(&roots, dir) {
+        if !broken || !probe::under_roots(&s.roots, dir) {
             continue;
         }
-        let live = notes
+        let live = s
+            .notes
             .iter()
             .any(|n| n.alive && matches!(&n.intent, Intent::Worktree(p) if same_path(p, dir)));
         if live {
             continue;
         }
-        if dir.exists() && busy(dir) {
+        if dir.exists() && probe::busy(dir) {
             continue;
         }
-        add(
-            &mut out,
+        out.add(
             Leftover::Worktree {
                 admin: Some(admin.dir.clone()),
                 dir: Some(dir.to_owned()).filter(|d| d.exists()),
@@ -544,9 +433,12 @@ pub fn scan(repo: &Repo, branches: &[String]) -> Vec<Found> {
             ),
         );
     }
-    // Directories in converge's roots without a `.git` file that no
-    // registration names.
-    for root in &roots {
+}
+
+/// Directories in converge's roots without a `.git` file that no
+/// registration names.
+fn unregistered_dirs(s: &Scan<'_>, out: &mut Findings) {
+    for root in &s.roots {
         let mut dirs = Vec::new();
         let merge_checks = root.ends_with("merge-checks");
         for first in runs::sorted_dirs(root).unwrap_or_default() {
@@ -559,15 +451,15 @@ pub fn scan(repo: &Repo, branches: &[String]) -> Vec<Found> {
             }
         }
         for dir in dirs {
-            let named = admins
+            let named = s
+                .admins
                 .iter()
                 .filter_map(|a| a.dot_git.as_ref())
                 .any(|g| g.parent().is_some_and(|p| same_path(p, &dir)));
-            if named || dir.join(".git").exists() || busy(&dir) {
+            if named || dir.join(".git").exists() || probe::busy(&dir) {
                 continue;
             }
-            add(
-                &mut out,
+            out.add(
                 Leftover::Worktree {
                     admin: None,
                     dir: Some(dir.clone()),
@@ -579,13 +471,18 @@ pub fn scan(repo: &Repo, branches: &[String]) -> Vec<Found> {
             );
         }
     }
-    // 4. Dispatches killed before their supervisor wrote the lease.
-    for (key, attempt, dir) in runs::latest_attempts(&common).unwrap_or_default() {
-        if dir.join("lease.json").exists() || dir.join("exit.json").exists() || run_named(&dir) {
+}
+
+/// Rule 4: dispatches killed before their supervisor wrote the lease.
+fn unstarted_runs(s: &Scan<'_>, out: &mut Findings) {
+    for (key, attempt, dir) in runs::latest_attempts(&s.common).unwrap_or_default() {
+        if dir.join("lease.json").exists()
+            || dir.join("exit.json").exists()
+            || probe::run_named(&dir)
+        {
             continue;
         }
-        add(
-            &mut out,
+        out.add(
             Leftover::UnstartedRun { dir: dir.clone() },
             format!(
                 "attempt {attempt} of {key} was never started: its dispatch was killed before the agent's supervisor ran ({})",
@@ -593,7 +490,6 @@ pub fn scan(repo: &Repo, branches: &[String]) -> Vec<Found> {
             ),
         );
     }
-    out
 }
 
 fn remove_dir(path: &Path) -> Result<(), RecoverError> {
@@ -652,11 +548,11 @@ pub fn repair(found: &Found) -> Result<String, RecoverError> {
 
 /// The base and status branches of the repository, when they can be read.
 pub fn converge_branches(repo: &Repo) -> Vec<String> {
-    let Ok(base) = repo.base_source() else {
+    let Ok(base) = crate::spec::base::base_source(repo) else {
         return Vec::new();
     };
     let mut out = vec![base.rev.clone()];
-    if let Ok((_, Some(status))) = repo.remote_settings(base.commit)
+    if let Ok((_, Some(status))) = crate::spec::base::remote_settings(repo, base.commit)
         && status != base.rev
     {
         out.push(status);

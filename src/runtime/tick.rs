@@ -191,8 +191,8 @@ pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickEr
         // A checkout left behind its branch by a crash is brought along first.
         repo.recover_checkouts()?;
     }
-    let base = repo.base_source()?;
-    let (remote, status_branch) = repo.remote_settings(base.commit)?;
+    let base = crate::spec::base::base_source(repo)?;
+    let (remote, status_branch) = crate::spec::base::remote_settings(repo, base.commit)?;
     let remote = remote.filter(|_| !options.dry_run);
     let Some(remote) = remote else {
         return tick_local(repo, options, None, None);

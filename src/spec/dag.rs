@@ -9,7 +9,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 /// Finds every dependency cycle. Each is returned as a path of indices into the
 /// task list that starts and ends at the same task (`a -> b -> a`), starting at
 /// the task that comes first in the file. Self-dependencies are not reported here.
-pub fn cycles(task_count: usize, edges: &[(usize, usize)]) -> Vec<Vec<usize>> {
+pub(crate) fn cycles(task_count: usize, edges: &[(usize, usize)]) -> Vec<Vec<usize>> {
     let mut graph: DiGraph<usize, ()> = DiGraph::with_capacity(task_count, edges.len());
     let nodes: Vec<NodeIndex> = (0..task_count).map(|i| graph.add_node(i)).collect();
     for &(from, to) in edges {

@@ -8,7 +8,7 @@ use std::path::Path;
 use super::approval;
 use super::config::{self, CONFIG_PATH};
 use super::diag::{self, Code, Diagnostic, Location};
-use super::model::{QUEUE_PLAN, Spec};
+use super::model::{Approval, Config, Plan, QUEUE_PLAN, QueueItem, Spec};
 use super::names;
 use super::plan;
 use super::queue;
@@ -211,7 +211,9 @@ fn stem<'p>(path: &'p str, dir: &str, ext: &str) -> Option<&'p str> {
     path.strip_prefix(dir)?.strip_prefix('/')?.strip_suffix(ext)
 }
 
-/// Compiles everything under `planning/`.
+/// Compiles everything under `planning/`: decode, configuration, goal, plans,
+/// queue items, approvals, in that order (plans are checked against the
+/// configuration, queue items against the plans).
 pub fn compile(files: &PlanningFiles) -> Loaded {
     let mut diags = Vec::new();
     if !files.exists {
@@ -241,9 +243,54 @@ pub fn compile(files: &PlanningFiles) -> Loaded {
         .filter(|name| name.ends_with(".md"))
         .map(str::to_owned)
         .collect();
+    let compiled = compile_config(files, &sources, &templates, &mut diags);
+    let config = compiled.config;
+    let text_of = |path: &str| sources.get(path).map(|s| s.text.clone());
+    let goal = text_of("planning/goal.md").unwrap_or_default();
+    check_goal(files, &sources, &goal, &mut diags);
+    let mut plans = read_plans(files, &sources, &config, &mut diags);
+    let queue = read_queue(files, &sources, &config, &plans, &mut diags);
+    if !queue.promoted.is_empty() {
+        plans.valid.insert(
+            QUEUE_PLAN.to_owned(),
+            queue::plan_of(queue.promoted, &config),
+        );
+    }
+    let approvals = read_approvals(files, &sources, &plans, &mut diags);
+    diag::sort(&mut diags);
+    let spec = compiled.valid.then(|| Spec {
+        config,
+        goal,
+        capabilities: text_of("planning/capabilities.md").unwrap_or_default(),
+        plans: plans.valid,
+        invalid_plans: plans
+            .invalid
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+        queue: queue.items,
+        approvals,
+        templates,
+    });
+    Loaded {
+        spec,
+        diagnostics: diags,
+    }
+}
 
-    let compiled = match sources.get(CONFIG_PATH) {
-        Some(file) => config::compile(file, &templates, &mut diags),
+type Sources<'f> = BTreeMap<&'f str, SourceFile>;
+
+/// `converge.toml`, or the defaults when there is none. A file that is there
+/// but could not be decoded makes the configuration invalid.
+fn compile_config(
+    files: &PlanningFiles,
+    sources: &Sources<'_>,
+    templates: &[String],
+    diags: &mut Vec<Diagnostic>,
+) -> config::CompiledConfig {
+    match sources.get(CONFIG_PATH) {
+        Some(file) => config::compile(file, templates, diags),
         None if files.files.contains_key(CONFIG_PATH) => config::CompiledConfig {
             config: config::default_config(),
             valid: false,
@@ -252,11 +299,16 @@ pub fn compile(files: &PlanningFiles) -> Loaded {
             config: config::default_config(),
             valid: true,
         },
-    };
-    let config = compiled.config;
+    }
+}
 
-    let text_of = |path: &str| sources.get(path).map(|s| s.text.clone());
-    let goal = text_of("planning/goal.md").unwrap_or_default();
+/// Warns when `goal.md` is missing or empty.
+fn check_goal(
+    files: &PlanningFiles,
+    sources: &Sources<'_>,
+    goal: &str,
+    diags: &mut Vec<Diagnostic>,
+) {
     if goal.trim().is_empty() && !files.files.contains_key("planning/goal.md") {
         diags.push(
             Diagnostic::warning(
@@ -276,7 +328,22 @@ pub fn compile(files: &PlanningFiles) -> Loaded {
             .with_hint("describe the vision in planning/goal.md; every agent reads it"),
         );
     }
+}
 
+/// The plans of `planning/plans/`: the valid ones by id, every id (for queue
+/// items' dependencies), and the ids of invalid ones.
+struct Plans {
+    valid: BTreeMap<String, Plan>,
+    all_ids: Vec<String>,
+    invalid: Vec<String>,
+}
+
+fn read_plans(
+    files: &PlanningFiles,
+    sources: &Sources<'_>,
+    config: &Config,
+    diags: &mut Vec<Diagnostic>,
+) -> Plans {
     // Plans compile independently of each other, in parallel when there are
     // several; results are merged in path order, so output does not depend on
     // scheduling.
@@ -284,12 +351,12 @@ pub fn compile(files: &PlanningFiles) -> Loaded {
         .iter()
         .filter_map(|(path, file)| Some((*path, stem(path, "planning/plans", ".toml")?, file)))
         .collect();
-    let mut compiled_plans = compile_plans(&plan_sources, &config);
-
-    // Plans.
-    let mut plans = BTreeMap::new();
-    let mut all_plan_ids = Vec::new();
-    let mut invalid_plans = Vec::new();
+    let mut compiled_plans = compile_plans(&plan_sources, config);
+    let mut plans = Plans {
+        valid: BTreeMap::new(),
+        all_ids: Vec::new(),
+        invalid: Vec::new(),
+    };
     let mut plan_names: BTreeMap<String, String> = BTreeMap::new();
     for path in files
         .files
@@ -307,34 +374,10 @@ pub fn compile(files: &PlanningFiles) -> Loaded {
             );
             continue;
         };
-        all_plan_ids.push(id.to_owned());
-        let mut id_ok = true;
-        if let Err(problem) = names::check(id) {
-            diags.push(
-                Diagnostic::error(
-                    Code::InvalidName,
-                    path.as_str(),
-                    format!("plan id `{id}` (from the file name) {}", problem.reason),
-                )
-                .with_hint(format!(
-                    "rename the file to planning/plans/{}.toml",
-                    names::suggest(id)
-                )),
-            );
-            id_ok = false;
-        } else if id == QUEUE_PLAN {
-            diags.push(
-                Diagnostic::error(
-                    Code::ReservedName,
-                    path.as_str(),
-                    "the plan id `queue` is reserved for promoted queue items",
-                )
-                .with_hint("rename the file, for example to planning/plans/queue-work.toml"),
-            );
-            id_ok = false;
-        }
+        plans.all_ids.push(id.to_owned());
+        let id_ok = check_plan_id(path, id, diags);
         let Some(file) = sources.get(path.as_str()) else {
-            invalid_plans.push(id.to_owned());
+            plans.invalid.push(id.to_owned());
             continue;
         };
         let (compiled, mut plan_diags) = compiled_plans.remove(path.as_str()).unwrap_or_default();
@@ -349,27 +392,76 @@ pub fn compile(files: &PlanningFiles) -> Loaded {
                             .at_location(location)
                             .with_hint("give each plan its own `name`; STATUS.md and reviews tell plans apart by it"),
                     );
-                    invalid_plans.push(id.to_owned());
+                    plans.invalid.push(id.to_owned());
                     continue;
                 }
                 plan_names.insert(plan.name.clone(), path.clone());
-                plans.insert(id.to_owned(), plan);
+                plans.valid.insert(id.to_owned(), plan);
             }
-            _ => invalid_plans.push(id.to_owned()),
+            _ => plans.invalid.push(id.to_owned()),
         }
     }
+    plans
+}
 
-    // Queue items and templates.
-    let mut queue_items = BTreeMap::new();
-    let mut promoted = Vec::new();
+/// Whether a plan id (the file stem) is one converge accepts and not reserved.
+fn check_plan_id(path: &str, id: &str, diags: &mut Vec<Diagnostic>) -> bool {
+    if let Err(problem) = names::check(id) {
+        diags.push(
+            Diagnostic::error(
+                Code::InvalidName,
+                path,
+                format!("plan id `{id}` (from the file name) {}", problem.reason),
+            )
+            .with_hint(format!(
+                "rename the file to planning/plans/{}.toml",
+                names::suggest(id)
+            )),
+        );
+        false
+    } else if id == QUEUE_PLAN {
+        diags.push(
+            Diagnostic::error(
+                Code::ReservedName,
+                path,
+                "the plan id `queue` is reserved for promoted queue items",
+            )
+            .with_hint("rename the file, for example to planning/plans/queue-work.toml"),
+        );
+        false
+    } else {
+        true
+    }
+}
+
+/// Queue items waiting to be promoted, and promoted ones (the tasks of the
+/// implicit `queue` plan). Templates are checked and not kept.
+struct Queue {
+    items: BTreeMap<String, QueueItem>,
+    promoted: Vec<QueueItem>,
+}
+
+fn read_queue(
+    files: &PlanningFiles,
+    sources: &Sources<'_>,
+    config: &Config,
+    plans: &Plans,
+    diags: &mut Vec<Diagnostic>,
+) -> Queue {
+    let mut queue = Queue {
+        items: BTreeMap::new(),
+        promoted: Vec::new(),
+    };
+    let compile = |file: &SourceFile, name: &str, diags: &mut Vec<Diagnostic>| {
+        queue::compile(file, name, config, &plans.valid, &plans.all_ids, diags)
+    };
     for path in files.files.keys() {
         if let Some(name) = stem(path, "planning/queue/done", ".md") {
             // Promoted items are the tasks of the implicit `queue` plan.
             if let Some(file) = sources.get(path.as_str())
-                && let Some(item) =
-                    queue::compile(file, name, &config, &plans, &all_plan_ids, &mut diags)
+                && let Some(item) = compile(file, name, diags)
             {
-                promoted.push(item);
+                queue.promoted.push(item);
             }
             continue;
         }
@@ -394,18 +486,21 @@ pub fn compile(files: &PlanningFiles) -> Loaded {
         let Some(file) = sources.get(path.as_str()) else {
             continue;
         };
-        if let Some(item) = queue::compile(file, name, &config, &plans, &all_plan_ids, &mut diags)
+        if let Some(item) = compile(file, name, diags)
             && !is_template
         {
-            queue_items.insert(name.to_owned(), item);
+            queue.items.insert(name.to_owned(), item);
         }
     }
+    queue
+}
 
-    if !promoted.is_empty() {
-        plans.insert(QUEUE_PLAN.to_owned(), queue::plan_of(promoted, &config));
-    }
-
-    // Approvals.
+fn read_approvals(
+    files: &PlanningFiles,
+    sources: &Sources<'_>,
+    plans: &Plans,
+    diags: &mut Vec<Diagnostic>,
+) -> BTreeMap<(String, String), Approval> {
     let mut approvals = BTreeMap::new();
     for path in files.files.keys() {
         let Some(rest) = path.strip_prefix("planning/approvals/") else {
@@ -424,12 +519,15 @@ pub fn compile(files: &PlanningFiles) -> Loaded {
         let Some(file) = sources.get(path.as_str()) else {
             continue;
         };
-        let Some(approval) = approval::compile(file, plan_id, task, &mut diags) else {
+        let Some(approval) = approval::compile(file, plan_id, task, diags) else {
             continue;
         };
-        let known_task =
-            plans.get(plan_id).is_some_and(|p| p.task(task).is_some()) || (plan_id == QUEUE_PLAN);
-        if !known_task && !invalid_plans.iter().any(|p| p == plan_id) {
+        let known_task = plans
+            .valid
+            .get(plan_id)
+            .is_some_and(|p| p.task(task).is_some())
+            || (plan_id == QUEUE_PLAN);
+        if !known_task && !plans.invalid.iter().any(|p| p == plan_id) {
             diags.push(
                 Diagnostic::warning(
                     Code::UnknownApprovalTarget,
@@ -443,36 +541,17 @@ pub fn compile(files: &PlanningFiles) -> Loaded {
         }
         approvals.insert((plan_id.to_owned(), task.to_owned()), approval);
     }
-
-    diag::sort(&mut diags);
-    let spec = compiled.valid.then(|| Spec {
-        config,
-        goal,
-        capabilities: text_of("planning/capabilities.md").unwrap_or_default(),
-        plans,
-        invalid_plans: invalid_plans
-            .into_iter()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect(),
-        queue: queue_items,
-        approvals,
-        templates,
-    });
-    Loaded {
-        spec,
-        diagnostics: diags,
-    }
+    approvals
 }
 
-type CompiledPlan = (Option<super::model::Plan>, Vec<Diagnostic>);
+type CompiledPlan = (Option<Plan>, Vec<Diagnostic>);
 
 /// Below this many plan files, threads cost more than they save.
 const PARALLEL_PLANS: usize = 4;
 
 fn compile_plans<'p>(
     plans: &[(&'p str, &str, &SourceFile)],
-    config: &super::model::Config,
+    config: &Config,
 ) -> BTreeMap<&'p str, CompiledPlan> {
     let compile_one = |(path, id, file): &(&'p str, &str, &SourceFile)| {
         let mut diags = Vec::new();

@@ -5,6 +5,7 @@
 //! spans and reports **all** problems at once as [`Diagnostic`]s.
 
 pub mod approval;
+pub mod base;
 pub mod config;
 pub mod dag;
 pub mod diag;

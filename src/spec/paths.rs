@@ -64,7 +64,7 @@ pub fn problem(p: &str) -> Option<PathProblem> {
 }
 
 /// [`problem`] for a TOML value: records a diagnostic and returns false when refused.
-pub fn check(ctx: &mut Ctx<'_>, pattern: &Spanned<String>, what: &str) -> bool {
+pub(crate) fn check(ctx: &mut Ctx<'_>, pattern: &Spanned<String>, what: &str) -> bool {
     let Some(problem) = problem(pattern.get_ref()) else {
         return true;
     };

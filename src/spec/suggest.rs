@@ -3,7 +3,7 @@
 /// Edit distance over characters where inserting, deleting or replacing a
 /// character, or swapping two adjacent ones, each count as one edit (optimal string
 /// alignment), so `nmae` is one edit from `name`.
-pub fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
     let width = b.len() + 1;
@@ -32,7 +32,7 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 /// The candidate closest to `input`, if it is close enough to be a plausible typo:
 /// at most a third of the longer name's length (and at least one edit) away.
 /// Ties go to the first candidate, so callers control the preference order.
-pub fn closest<'a, I>(input: &str, candidates: I) -> Option<&'a str>
+pub(crate) fn closest<'a, I>(input: &str, candidates: I) -> Option<&'a str>
 where
     I: IntoIterator<Item = &'a str>,
 {

@@ -19,7 +19,7 @@ pub struct SourceFile {
 
 /// Collects diagnostics for one file.
 #[derive(Debug)]
-pub struct Ctx<'s> {
+pub(crate) struct Ctx<'s> {
     pub file: &'s SourceFile,
     pub diags: Vec<Diagnostic>,
     lines: std::cell::OnceCell<LineIndex>,
@@ -112,7 +112,7 @@ pub type Value<'i> = Spanned<DeValue<'i>>;
 /// A table being read. Every key that is read is checked against `known`; at
 /// [`Table::finish`] the keys that were never known are reported.
 #[derive(Debug)]
-pub struct Table<'t, 'i> {
+pub(crate) struct Table<'t, 'i> {
     table: &'t DeTable<'i>,
     span: Range<usize>,
     /// How messages name this table: "[reconcile]", "task `x`".
@@ -152,12 +152,6 @@ impl<'t, 'i> Table<'t, 'i> {
     /// The span of a key, for messages about the key itself.
     pub fn key_span(&self, key: &str) -> Option<Range<usize>> {
         self.table.get_key_value(key).map(|(k, _)| k.span())
-    }
-
-    pub fn keys(
-        &self,
-    ) -> impl Iterator<Item = (&'t Spanned<std::borrow::Cow<'i, str>>, &'t Value<'i>)> {
-        self.table.iter()
     }
 
     fn wrong_type(&self, ctx: &mut Ctx<'_>, key: &str, value: &Value<'_>, expected: &str) {
@@ -400,6 +394,26 @@ impl<'t, 'i> Table<'t, 'i> {
                 None
             }
         }
+    }
+
+    /// A duration longer than zero; `example` is a valid value for the hint.
+    pub fn positive_duration(
+        &self,
+        ctx: &mut Ctx<'_>,
+        key: &str,
+        example: &str,
+    ) -> Option<std::time::Duration> {
+        let d = self.duration(ctx, key)?;
+        if d.get_ref().is_zero() {
+            ctx.error(
+                Code::InvalidValue,
+                d.span(),
+                format!("`{key}` in {} must be longer than zero", self.what),
+            )
+            .hint = Some(format!("for example `{key} = \"{example}\"`"));
+            return None;
+        }
+        Some(d.into_inner())
     }
 
     /// A sub-table (`[a.b]` or an inline table).

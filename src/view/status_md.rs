@@ -6,8 +6,8 @@ use std::fmt::Write;
 
 use crate::decide::{ActionKind, Decision, Reason, TaskReport};
 use crate::spec::Spec;
-
-use crate::status::{Phase, Status};
+use crate::status::{Phase, Status, TaskStatus};
+use crate::time::Timestamp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Section {
@@ -94,96 +94,39 @@ fn section_of(report: &TaskReport) -> Section {
     }
 }
 
+/// The entries of each section, in section order.
+type Sections = std::collections::BTreeMap<Section, Vec<String>>;
+
 /// Renders STATUS.md from the state after a tick: `decision` is what the next
 /// tick would do. Nothing here depends on the clock or on the commit the tick
 /// read, so a tick that changes nothing renders the same bytes (and writes no
 /// commit); the commit itself says when and from which planning commit.
 pub fn status_md(spec: &Spec, status: &Status, decision: &Decision) -> String {
-    let mut sections: std::collections::BTreeMap<Section, Vec<String>> =
-        std::collections::BTreeMap::new();
-    let mut merged: Vec<(Option<crate::time::Timestamp>, String)> = Vec::new();
+    let sections = sections(spec, status, decision);
+    let mut out = String::new();
+    heading(&mut out, &sections);
+    invalid_plans(&mut out, spec, status);
+    attention(&mut out, status);
+    for (section, entries) in &sections {
+        section_list(&mut out, *section, entries);
+    }
+    if let Some(wake) = decision.wake_at {
+        let _ = writeln!(out, "Next change expected without any event: {wake}.");
+    }
+    out.truncate(out.trim_end().len());
+    out.push('\n');
+    out
+}
+
+/// Every task and queue item, as an entry of its section; merged tasks the
+/// most recent first.
+fn sections(spec: &Spec, status: &Status, decision: &Decision) -> Sections {
+    let mut sections = Sections::new();
+    let mut merged: Vec<(Option<Timestamp>, String)> = Vec::new();
     for report in &decision.report {
-        let key = &report.key;
-        let st = status.task(&key.plan, &key.task);
-        let attempt = st.map_or(0, |s| s.attempt);
+        let st = status.task(&report.key.plan, &report.key.task);
         let section = section_of(report);
-        let entry = match section {
-            Section::AwaitingApproval => format!(
-                "**{key}** — {}. Review `git diff {base}...{branch}`, then `converge approve {key}` or `converge reject {key} --reason \"...\"`.",
-                match &report.reason {
-                    Reason::AwaitingApproval => format!(
-                        "passed its invariants at `{}`",
-                        short(st.and_then(|s| s.head.as_deref()).unwrap_or("unknown"))
-                    ),
-                    other => other.to_string(),
-                },
-                base = spec
-                    .plans
-                    .get(&key.plan)
-                    .map_or("main", |p| p.base_branch.as_str()),
-                branch = key.branch(),
-            ),
-            Section::Escalated => {
-                let failure = st.and_then(|s| s.last_failure.as_ref());
-                let why = failure.map_or_else(
-                    || report.reason.to_string(),
-                    |f| format!("{} ({})", f.message, f.reason),
-                );
-                // A promoted queue item has no `reset`: its file starts it again.
-                let again = if key.plan == crate::spec::QUEUE_PLAN {
-                    format!(
-                        "edit `planning/queue/done/{}.md` (any change starts it again)",
-                        key.task
-                    )
-                } else {
-                    format!("`converge retry {key}` starts it again")
-                };
-                let mut entry = format!(
-                    "**{key}** — {why}. `converge gate {key}` shows the evidence; {again}."
-                );
-                if let Some(tail) = failure.and_then(|f| f.output_tail.as_deref()) {
-                    entry.push_str(&excerpt(tail));
-                }
-                entry
-            }
-            Section::FailedRetrying => {
-                let max = spec
-                    .plans
-                    .get(&key.plan)
-                    .and_then(|p| p.task(&key.task))
-                    .map_or(0, |t| t.retry_max);
-                let why = st
-                    .and_then(|s| s.last_failure.as_ref())
-                    .map_or_else(String::new, |f| format!(": {}", f.message));
-                let failures = st.map_or(0, |s| s.failures);
-                // A failed check's output is gate evidence; the agent's is its log.
-                let output = if st
-                    .and_then(|s| s.last_failure.as_ref())
-                    .is_some_and(|f| GATE_FAILURES.contains(&f.reason.as_str()))
-                {
-                    format!("`converge gate {key}` shows the failed check's output")
-                } else {
-                    format!("`converge log {key}` shows the agent's output")
-                };
-                format!(
-                    "**{key}** (attempt {attempt} failed; retry {failures} of {max}){why}. {}. {output}.",
-                    capitalize(&report.reason.to_string())
-                )
-            }
-            Section::Running => format!(
-                "**{key}** (attempt {attempt}) — {}. `converge log {key} --follow`",
-                report.reason
-            ),
-            Section::Blocked => format!("**{key}** — {}.", report.reason),
-            Section::Ready | Section::Queued => match report.action {
-                Some(kind) => format!("{key} — {}; next: {}.", report.reason, kind.as_str()),
-                None => format!("{key} — {}.", report.reason),
-            },
-            Section::Merged => match st.and_then(|s| s.merged_as.as_deref()) {
-                Some(commit) => format!("{key} — merged as `{}`.", short(commit)),
-                None => format!("{key} — merged."),
-            },
-        };
+        let entry = entry(spec, st, report, section);
         if section == Section::Merged {
             // Ordered by when the work ended, so that the last ones are shown.
             let ended = st.and_then(|s| s.attempts.iter().filter_map(|a| a.ended_at).max());
@@ -193,8 +136,7 @@ pub fn status_md(spec: &Spec, status: &Status, decision: &Decision) -> String {
         sections.entry(section).or_default().push(entry);
     }
     merged.sort_by_key(|entry| std::cmp::Reverse(entry.0));
-    let merged_total = merged.len();
-    if merged_total > 0 {
+    if !merged.is_empty() {
         sections.insert(
             Section::Merged,
             merged.into_iter().map(|(_, entry)| entry).collect(),
@@ -210,8 +152,105 @@ pub fn status_md(spec: &Spec, status: &Status, decision: &Decision) -> String {
             .or_default()
             .push(format!("queue item `{item}` — {what}."));
     }
+    sections
+}
 
-    let mut out = String::new();
+/// A task's entry in `section`.
+fn entry(spec: &Spec, st: Option<&TaskStatus>, report: &TaskReport, section: Section) -> String {
+    let key = &report.key;
+    let attempt = st.map_or(0, |s| s.attempt);
+    match section {
+        Section::AwaitingApproval => awaiting_approval(spec, st, report),
+        Section::Escalated => escalated(st, report),
+        Section::FailedRetrying => failed_retrying(spec, st, report),
+        Section::Running => format!(
+            "**{key}** (attempt {attempt}) — {}. `converge log {key} --follow`",
+            report.reason
+        ),
+        Section::Blocked => format!("**{key}** — {}.", report.reason),
+        Section::Ready | Section::Queued => match report.action {
+            Some(kind) => format!("{key} — {}; next: {}.", report.reason, kind.as_str()),
+            None => format!("{key} — {}.", report.reason),
+        },
+        Section::Merged => match st.and_then(|s| s.merged_as.as_deref()) {
+            Some(commit) => format!("{key} — merged as `{}`.", short(commit)),
+            None => format!("{key} — merged."),
+        },
+    }
+}
+
+fn awaiting_approval(spec: &Spec, st: Option<&TaskStatus>, report: &TaskReport) -> String {
+    let key = &report.key;
+    format!(
+        "**{key}** — {}. Review `git diff {base}...{branch}`, then `converge approve {key}` or `converge reject {key} --reason \"...\"`.",
+        match &report.reason {
+            Reason::AwaitingApproval => format!(
+                "passed its invariants at `{}`",
+                short(st.and_then(|s| s.head.as_deref()).unwrap_or("unknown"))
+            ),
+            other => other.to_string(),
+        },
+        base = spec
+            .plans
+            .get(&key.plan)
+            .map_or("main", |p| p.base_branch.as_str()),
+        branch = key.branch(),
+    )
+}
+
+fn escalated(st: Option<&TaskStatus>, report: &TaskReport) -> String {
+    let key = &report.key;
+    let failure = st.and_then(|s| s.last_failure.as_ref());
+    let why = failure.map_or_else(
+        || report.reason.to_string(),
+        |f| format!("{} ({})", f.message, f.reason),
+    );
+    // A promoted queue item has no `reset`: its file starts it again.
+    let again = if key.plan == crate::spec::QUEUE_PLAN {
+        format!(
+            "edit `planning/queue/done/{}.md` (any change starts it again)",
+            key.task
+        )
+    } else {
+        format!("`converge retry {key}` starts it again")
+    };
+    let mut entry =
+        format!("**{key}** — {why}. `converge gate {key}` shows the evidence; {again}.");
+    if let Some(tail) = failure.and_then(|f| f.output_tail.as_deref()) {
+        entry.push_str(&excerpt(tail));
+    }
+    entry
+}
+
+fn failed_retrying(spec: &Spec, st: Option<&TaskStatus>, report: &TaskReport) -> String {
+    let key = &report.key;
+    let attempt = st.map_or(0, |s| s.attempt);
+    let max = spec
+        .plans
+        .get(&key.plan)
+        .and_then(|p| p.task(&key.task))
+        .map_or(0, |t| t.retry_max);
+    let why = st
+        .and_then(|s| s.last_failure.as_ref())
+        .map_or_else(String::new, |f| format!(": {}", f.message));
+    let failures = st.map_or(0, |s| s.failures);
+    // A failed check's output is gate evidence; the agent's is its log.
+    let output = if st
+        .and_then(|s| s.last_failure.as_ref())
+        .is_some_and(|f| GATE_FAILURES.contains(&f.reason.as_str()))
+    {
+        format!("`converge gate {key}` shows the failed check's output")
+    } else {
+        format!("`converge log {key}` shows the agent's output")
+    };
+    format!(
+        "**{key}** (attempt {attempt} failed; retry {failures} of {max}){why}. {}. {output}.",
+        capitalize(&report.reason.to_string())
+    )
+}
+
+/// The title, the counts of every section, and who writes the file.
+fn heading(out: &mut String, sections: &Sections) {
     let _ = writeln!(out, "# converge status\n");
     let counts: Vec<String> = sections
         .iter()
@@ -230,20 +269,29 @@ pub fn status_md(spec: &Spec, status: &Status, decision: &Decision) -> String {
         out,
         "Written by converge on every status commit; do not edit. `converge status` shows the same, `converge reconcile --explain` says why.\n"
     );
-    if !spec.invalid_plans.is_empty() {
+}
+
+/// Plans that do not validate (their tasks are left alone).
+fn invalid_plans(out: &mut String, spec: &Spec, status: &Status) {
+    if spec.invalid_plans.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "## Invalid plans\n\nNot acted on until they validate; other plans proceed.\n"
+    );
+    for plan in &spec.invalid_plans {
+        let errors = status.plans.get(plan).map_or(0, |p| p.errors.len());
         let _ = writeln!(
             out,
-            "## Invalid plans\n\nNot acted on until they validate; other plans proceed.\n"
+            "- `planning/plans/{plan}.toml` — {errors} error(s). `converge plan validate planning/plans/{plan}.toml` lists them."
         );
-        for plan in &spec.invalid_plans {
-            let errors = status.plans.get(plan).map_or(0, |p| p.errors.len());
-            let _ = writeln!(
-                out,
-                "- `planning/plans/{plan}.toml` — {errors} error(s). `converge plan validate planning/plans/{plan}.toml` lists them."
-            );
-        }
-        out.push('\n');
     }
+    out.push('\n');
+}
+
+/// The conditions that are true, on any task.
+fn attention(out: &mut String, status: &Status) {
     let attention: Vec<String> = status
         .plans
         .iter()
@@ -256,41 +304,40 @@ pub fn status_md(spec: &Spec, status: &Status, decision: &Decision) -> String {
             })
         })
         .collect();
-    if !attention.is_empty() {
+    if attention.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "## Attention\n\nConditions a human should know about; see docs/status.md.\n"
+    );
+    for line in &attention {
+        let _ = writeln!(out, "{line}");
+    }
+    out.push('\n');
+}
+
+/// One section: its title, what it means, its entries (Merged: the most
+/// recent [`MERGED_SHOWN`], then how many more).
+fn section_list(out: &mut String, section: Section, entries: &[String]) {
+    let _ = writeln!(out, "## {}\n\n{}\n", section.title(), section.blurb());
+    let shown = if section == Section::Merged {
+        MERGED_SHOWN
+    } else {
+        usize::MAX
+    };
+    for entry in entries.iter().take(shown) {
+        let _ = writeln!(out, "- {entry}");
+    }
+    if entries.len() > shown {
         let _ = writeln!(
             out,
-            "## Attention\n\nConditions a human should know about; see docs/status.md.\n"
+            "- … and {} merged before these ({} in all); `planning/status/` records every one.",
+            entries.len() - shown,
+            entries.len()
         );
-        for line in &attention {
-            let _ = writeln!(out, "{line}");
-        }
-        out.push('\n');
     }
-    for (section, entries) in &sections {
-        let _ = writeln!(out, "## {}\n\n{}\n", section.title(), section.blurb());
-        let shown = if *section == Section::Merged {
-            MERGED_SHOWN
-        } else {
-            usize::MAX
-        };
-        for entry in entries.iter().take(shown) {
-            let _ = writeln!(out, "- {entry}");
-        }
-        if entries.len() > shown {
-            let _ = writeln!(
-                out,
-                "- … and {} merged before these ({merged_total} in all); `planning/status/` records every one.",
-                entries.len() - shown
-            );
-        }
-        out.push('\n');
-    }
-    if let Some(wake) = decision.wake_at {
-        let _ = writeln!(out, "Next change expected without any event: {wake}.");
-    }
-    out.truncate(out.trim_end().len());
     out.push('\n');
-    out
 }
 
 /// Failure reasons whose output is gate evidence (`converge gate`), not the

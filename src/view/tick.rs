@@ -146,31 +146,7 @@ pub struct FailOnView {
     pub reason: String,
 }
 
-/// An action in words: `dispatch auth/login (attempt 1)`.
+/// An action in words: `dispatch auth/login (attempt 1)` (its `Display`).
 pub fn describe(action: &Action) -> String {
-    match action {
-        Action::Reap {
-            key,
-            attempt,
-            reason,
-        } => format!("reap {key} (attempt {attempt}): {reason}"),
-        Action::Cancel {
-            key,
-            attempt,
-            reason,
-        } => {
-            format!("cancel {key} (attempt {attempt}): {reason}")
-        }
-        Action::Gate { key, attempt } => format!("gate {key} (attempt {attempt})"),
-        Action::Merge { key, head } => format!("merge {key} at {}", super::short(head)),
-        Action::Retry {
-            key,
-            attempt,
-            reason,
-        } => format!("retry {key} (attempt {attempt}): {reason}"),
-        Action::Escalate { key, reason } => format!("escalate {key}: {reason}"),
-        Action::Dispatch { key, attempt } => format!("dispatch {key} (attempt {attempt})"),
-        Action::Promote { item } => format!("promote queue item {item}"),
-        Action::Cleanup { key } => format!("cleanup {key}"),
-    }
+    action.to_string()
 }

@@ -24,8 +24,7 @@ fn commit_and_worktree_give_the_same_spec() {
         let head = sandbox.commit_all("plans");
         let repo = Repo::discover(sandbox.path()).expect("repo");
         let from_commit = spec::compile(
-            &repo
-                .read_planning(repo.resolve_commit(&head).expect("commit"))
+            &spec::base::read_planning(&repo, repo.resolve_commit(&head).expect("commit"))
                 .expect("read"),
         );
         let from_worktree = spec::compile(&PlanningFiles::read_dir(sandbox.path()).expect("read"));
@@ -51,8 +50,7 @@ fn reading_a_commit_ignores_the_working_tree() {
     std::fs::remove_dir_all(sandbox.path().join("planning")).expect("rm");
     let repo = Repo::discover(sandbox.path()).expect("repo");
     let loaded = spec::compile(
-        &repo
-            .read_planning(repo.resolve_commit(&head).expect("commit"))
+        &spec::base::read_planning(&repo, repo.resolve_commit(&head).expect("commit"))
             .expect("read"),
     );
     assert!(loaded.spec.expect("valid").plans.contains_key("auth"));
@@ -78,11 +76,11 @@ fn base_branch_comes_from_git_config_or_the_base_branch_itself() {
     };
     sandbox.git(&["switch", "-q", "main"]);
     let repo = Repo::discover(sandbox.path()).expect("repo");
-    let source = repo.base_source().expect("base");
+    let source = spec::base::base_source(&repo).expect("base");
     assert_eq!(source.rev, "trunk");
     assert_eq!(source.commit.to_string(), trunk_tip);
     sandbox.git(&["config", "converge.baseBranch", "main"]);
     let repo = Repo::discover(sandbox.path()).expect("repo");
     // main's converge.toml points at trunk, which exists: the hop is followed.
-    assert_eq!(repo.base_source().expect("base").rev, "trunk");
+    assert_eq!(spec::base::base_source(&repo).expect("base").rev, "trunk");
 }

@@ -1,0 +1,201 @@
+//! Reading objects: blobs, trees and commits at a given commit, without
+//! touching any working tree.
+
+use std::collections::BTreeMap;
+
+use gix::ObjectId;
+use gix::bstr::ByteSlice;
+use gix::objs::tree::EntryKind;
+
+use super::{GitError, Repo, Result, read_err};
+
+/// One file read from a tree by [`Repo::read_tree_files`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TreeFile {
+    Bytes(Vec<u8>),
+    /// Over the filter's `max_size`; only the size was read.
+    TooLarge(u64),
+    /// A symbolic link (its target is not read).
+    Symlink,
+}
+
+/// Which files [`Repo::read_tree_files`] reads, by their path relative to
+/// the directory read (`/`-separated).
+#[derive(Debug, Clone, Copy)]
+pub struct TreeFilter {
+    /// Whether to enter a subdirectory.
+    pub descend: fn(&str) -> bool,
+    /// Whether to read a file (or link).
+    pub keep: fn(&str) -> bool,
+    /// Files larger than this are only sized ([`TreeFile::TooLarge`]).
+    pub max_size: u64,
+}
+
+impl Repo {
+    /// The content of `path` in the tree of `commit`, if it is a blob there.
+    pub fn read_blob_at(&self, commit: ObjectId, path: &str) -> Result<Option<Vec<u8>>> {
+        let what = || format!("{path} at {commit}");
+        let commit = self.repo.find_commit(commit).map_err(read_err(what()))?;
+        let tree = commit.tree().map_err(read_err(what()))?;
+        let Some(entry) = tree.lookup_entry_by_path(path).map_err(read_err(what()))? else {
+            return Ok(None);
+        };
+        if !entry.mode().is_blob() {
+            return Ok(None);
+        }
+        let object = entry.object().map_err(read_err(what()))?;
+        Ok(Some(object.data.clone()))
+    }
+
+    /// Reads the files below the directory `dir` (e.g. `planning`) of the
+    /// tree of `commit`, keyed by their path from the repository root, as
+    /// `filter` chooses; `None` when `dir` is not a directory there. Names
+    /// that are not UTF-8 are skipped; no working tree is touched.
+    pub fn read_tree_files(
+        &self,
+        commit: ObjectId,
+        dir: &str,
+        filter: &TreeFilter,
+    ) -> Result<Option<BTreeMap<String, TreeFile>>> {
+        let what = || format!("{dir}/ at {commit}");
+        let commit_obj = self.repo.find_commit(commit).map_err(read_err(what()))?;
+        let tree = commit_obj.tree().map_err(read_err(what()))?;
+        let Some(entry) = tree.lookup_entry_by_path(dir).map_err(read_err(what()))? else {
+            return Ok(None);
+        };
+        if !entry.mode().is_tree() {
+            return Ok(None);
+        }
+        let mut out = BTreeMap::new();
+        self.walk_tree(entry.oid().to_owned(), dir, "", filter, &mut out)?;
+        Ok(Some(out))
+    }
+
+    fn walk_tree(
+        &self,
+        tree_id: ObjectId,
+        dir: &str,
+        relative: &str,
+        filter: &TreeFilter,
+        out: &mut BTreeMap<String, TreeFile>,
+    ) -> Result<()> {
+        let what = || format!("the tree {dir}/{relative}");
+        let tree = self.repo.find_tree(tree_id).map_err(read_err(what()))?;
+        let decoded = tree.decode().map_err(read_err(what()))?;
+        for entry in &decoded.entries {
+            let Ok(name) = entry.filename.to_str() else {
+                continue;
+            };
+            let child = if relative.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{relative}/{name}")
+            };
+            let kind = entry.mode.kind();
+            if kind == EntryKind::Tree {
+                if (filter.descend)(&child) {
+                    self.walk_tree(entry.oid.to_owned(), dir, &child, filter, out)?;
+                }
+                continue;
+            }
+            if !(filter.keep)(&child) {
+                continue;
+            }
+            let key = format!("{dir}/{child}");
+            let content = match kind {
+                EntryKind::Link => TreeFile::Symlink,
+                EntryKind::Blob | EntryKind::BlobExecutable => {
+                    let header = self
+                        .repo
+                        .find_header(entry.oid)
+                        .map_err(read_err(key.clone()))?;
+                    if header.size() > filter.max_size {
+                        TreeFile::TooLarge(header.size())
+                    } else {
+                        let object = self
+                            .repo
+                            .find_object(entry.oid)
+                            .map_err(read_err(key.clone()))?;
+                        TreeFile::Bytes(object.data.clone())
+                    }
+                }
+                EntryKind::Tree | EntryKind::Commit => continue,
+            };
+            out.insert(key, content);
+        }
+        Ok(())
+    }
+
+    /// The names of the entries of the directory `path` in the tree of `commit`.
+    pub fn list_dir_at(&self, commit: ObjectId, path: &str) -> Result<Vec<String>> {
+        let what = || format!("{path} at {commit}");
+        let tree = self
+            .repo
+            .find_commit(commit)
+            .map_err(read_err(what()))?
+            .tree()
+            .map_err(read_err(what()))?;
+        let Some(entry) = tree.lookup_entry_by_path(path).map_err(read_err(what()))? else {
+            return Ok(Vec::new());
+        };
+        if !entry.mode().is_tree() {
+            return Ok(Vec::new());
+        }
+        let subtree = self
+            .repo
+            .find_tree(entry.oid().to_owned())
+            .map_err(read_err(what()))?;
+        let decoded = subtree.decode().map_err(read_err(what()))?;
+        let mut names: Vec<String> = decoded
+            .entries
+            .iter()
+            .filter_map(|e| e.filename.to_str().ok().map(str::to_owned))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The bytes of a blob.
+    pub(crate) fn blob(&self, id: ObjectId) -> Result<Vec<u8>> {
+        Ok(self
+            .repo
+            .find_blob(id)
+            .map_err(read_err(format!("the blob {id}")))?
+            .take_data())
+    }
+
+    /// The tree of `commit`.
+    pub fn tree_of(&self, commit: ObjectId) -> Result<ObjectId> {
+        let what = || format!("the tree of {commit}");
+        Ok(self
+            .repo
+            .find_commit(commit)
+            .map_err(read_err(what()))?
+            .tree_id()
+            .map_err(read_err(what()))?
+            .detach())
+    }
+
+    /// Commits reachable from `tip` through first parents (the branch's own
+    /// history: merges and status commits), newest first, at most `limit`.
+    pub fn log(&self, tip: ObjectId, limit: usize) -> Result<Vec<(ObjectId, i64, String)>> {
+        let walk = self
+            .repo
+            .rev_walk([tip])
+            .first_parent_only()
+            .all()
+            .map_err(read_err("the history"))?;
+        let mut out = Vec::new();
+        for info in walk.take(limit) {
+            let info = info.map_err(|e| GitError::Read {
+                what: "the history".into(),
+                source: gix::Error::from_error(e),
+            })?;
+            let commit = info.object().map_err(read_err("a commit"))?;
+            let time = commit.time().map(|t| t.seconds).unwrap_or(0);
+            let message = commit.message_raw_sloppy().to_str_lossy().into_owned();
+            out.push((info.id, time, message));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,39 @@
+//! `[merge]`: the invariants run on a merge result before the base branch moves.
+
+use std::collections::BTreeMap;
+
+use super::super::model::{Invariant, Merge};
+use super::super::toml_walk::{Ctx, Table};
+use super::invariants::unknown_invariant;
+
+const MERGE_KEYS: &[&str] = &["invariants"];
+
+pub(super) fn read(
+    ctx: &mut Ctx<'_>,
+    root: &Table<'_, '_>,
+    invariants: &BTreeMap<String, Invariant>,
+) -> Merge {
+    let Some(t) = root.table(ctx, "merge", "[merge]", MERGE_KEYS) else {
+        return Merge::default();
+    };
+    let mut merge = Merge::default();
+    if let Some(list) = t.string_array(ctx, "invariants") {
+        for name in list.into_inner() {
+            if invariants.contains_key(name.get_ref()) {
+                merge.invariants.push(name.into_inner());
+            } else if super::super::names::check(name.get_ref()).is_err()
+                && root
+                    .get("invariants")
+                    .and_then(|i| i.get_ref().as_table())
+                    .is_some_and(|t| t.contains_key(name.get_ref().as_str()))
+            {
+                // Its `[invariants.NAME]` table was refused for that name
+                // already: one bad name, one error.
+            } else {
+                unknown_invariant(ctx, &name, invariants);
+            }
+        }
+    }
+    t.finish(ctx);
+    merge
+}

@@ -1,0 +1,376 @@
+use super::reconcile::check_worktree_root;
+use super::schedule::validate_cron;
+use super::*;
+use crate::spec::diag::Severity;
+use crate::spec::model::{Identity, ModelPrice, Scope};
+
+fn compile_text(text: &str) -> (CompiledConfig, Vec<super::super::Diagnostic>) {
+    let file = SourceFile {
+        path: CONFIG_PATH.into(),
+        text: text.into(),
+    };
+    let mut diags = Vec::new();
+    let c = compile(&file, &["weekly.md".to_owned()], &mut diags);
+    (c, diags)
+}
+
+#[test]
+fn a_bad_invariant_name_is_one_error_and_hints_name_what_converge_accepts() {
+    let text = "[invariants.\"Rust Build\"]\nkind = \"custom\"\ncommand = \"cargo\"\n\n[merge]\ninvariants = [\"Rust Build\"]\n";
+    let (c, diags) = compile_text(text);
+    assert!(!c.valid);
+    let codes: Vec<String> = diags.iter().map(|d| d.code.to_string()).collect();
+    assert_eq!(codes, ["invalid-name"], "{diags:?}");
+
+    let hint = unknown_invariant_hint("Lint Check", &BTreeMap::new());
+    assert!(
+        hint.contains("name it `lint-check`") && !hint.contains("[invariants.Lint Check]"),
+        "{hint}"
+    );
+    assert!(unknown_invariant_hint("lint", &BTreeMap::new()).contains("`[invariants.lint]`"));
+}
+
+#[test]
+fn empty_file_gives_defaults() {
+    let (c, diags) = compile_text("");
+    assert!(c.valid && diags.is_empty());
+    assert_eq!(c.config, default_config());
+}
+
+#[test]
+fn status_branch_follows_base_branch() {
+    let (c, _) = compile_text("[reconcile]\nbase_branch = \"trunk\"\n");
+    assert_eq!(c.config.reconcile.status_branch, "trunk");
+}
+
+#[test]
+fn reads_every_section() {
+    let text = r#"
+[reconcile]
+max_agents = 2
+backoff = { base = "10s", factor = 3, max = "1h" }
+default_harness = "agent"
+[invariants.test]
+kind = "test_suite"
+command = "cargo"
+args = ["test"]
+timeout = "5m"
+[merge]
+invariants = ["test"]
+[harness.agent]
+kind = "command"
+command = "./agent.sh"
+args = ["{prompt_file}"]
+models = { narrow = "small" }
+[forge]
+kind = "local"
+[sandbox]
+enabled = true
+env_allow = ["PATH"]
+"#;
+    let (c, diags) = compile_text(text);
+    assert!(diags.is_empty(), "{diags:?}");
+    let config = c.config;
+    assert_eq!(config.reconcile.max_agents, 2);
+    assert_eq!(config.reconcile.backoff.factor, 3.0);
+    assert_eq!(config.invariants["test"].timeout.as_secs(), 300);
+    assert_eq!(config.merge.invariants, ["test"]);
+    assert_eq!(config.harnesses["agent"].models[&Scope::Narrow], "small");
+    assert!(config.harnesses.contains_key("sim"));
+    assert_eq!(config.forge, Forge::Local);
+    assert!(config.sandbox.enabled);
+}
+
+#[test]
+fn settings_not_implemented_yet_are_refused_where_they_are() {
+    let text = r#"[reconcile]
+interval = "30s"
+[forge]
+kind = "github"
+repo = "acme/widgets"
+[[schedule]]
+cron = "0 9 * * MON"
+queue = "weekly.md"
+"#;
+    let (c, diags) = compile_text(text);
+    assert!(!c.valid);
+    let found: Vec<(&str, usize, usize)> = diags
+        .iter()
+        .map(|d| {
+            let l = d.location.as_ref().expect("located");
+            (d.code.as_str(), l.line, l.column)
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("not-supported", 2, 1),
+            ("not-supported", 4, 8),
+            ("not-supported", 6, 1)
+        ],
+        "{diags:?}"
+    );
+    assert!(diags.iter().all(|d| {
+        d.message.contains("not supported yet")
+            && d.hint.as_deref().is_some_and(|h| h.starts_with("remove "))
+    }));
+    // The local forge, and no schedule or interval, are accepted.
+    let (c, diags) = compile_text("[forge]\nkind = \"local\"\n");
+    assert!(c.valid && diags.is_empty(), "{diags:?}");
+    // Any other forge is unknown, and not suggested as `github`.
+    let (c, diags) = compile_text("[forge]\nkind = \"gitlab\"\n");
+    assert!(!c.valid);
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    assert_eq!(diags[0].code.as_str(), "invalid-value");
+    assert!(
+        diags[0]
+            .message
+            .contains("only forge converge has is `local`")
+    );
+    assert!(!diags[0].hint.as_deref().unwrap_or("").contains("github"));
+}
+
+#[test]
+fn reports_every_problem() {
+    let text = r#"
+[reconcile]
+max_agnts = 2
+actions_per_tick = 0
+interval = "soon"
+[invariants.Build]
+kind = "typecheck"
+command = "cargo"
+[invariants.test]
+kind = "tests"
+[merge]
+invariants = ["tset"]
+[harness.x]
+kind = "command"
+[[schedule]]
+cron = "0 9 * *"
+queue = "weekly.md"
+"#;
+    let (c, diags) = compile_text(text);
+    assert!(!c.valid);
+    let codes: Vec<_> = diags.iter().map(|d| d.code.as_str()).collect();
+    for expected in [
+        "unknown-key",
+        "invalid-value",
+        "invalid-duration",
+        "invalid-name",
+        "missing-field",
+        "unknown-invariant",
+        "invalid-cron",
+    ] {
+        assert!(
+            codes.contains(&expected),
+            "{expected} missing from {codes:?}"
+        );
+    }
+}
+
+#[test]
+fn prices_are_read_and_bad_ones_are_located() {
+    let (c, diags) = compile_text(
+        "[prices]\n\"gpt-5-codex\" = { input = 1.25, output = 10 }\n\"fake/m\" = { input = 0, output = 0 }\n",
+    );
+    assert!(c.valid && diags.is_empty(), "{diags:?}");
+    assert_eq!(c.config.prices["gpt-5-codex"], ModelPrice::new(1.25, 10.0));
+    assert_eq!(c.config.prices["fake/m"], ModelPrice::new(0.0, 0.0));
+    let (c, diags) = compile_text(
+        "[prices]\n\"a\" = { input = -1, output = 2 }\n\"b\" = { input = 1 }\n\"c\" = 3\n\"d\" = { input = 1, output = 1, cached = 0 }\n",
+    );
+    assert!(!c.valid);
+    let found: Vec<(&str, usize)> = diags
+        .iter()
+        .map(|d| (d.code.as_str(), d.location.as_ref().map_or(0, |l| l.line)))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("invalid-value", 2),
+            ("missing-field", 3),
+            ("wrong-type", 4),
+            ("unknown-key", 5)
+        ],
+        "{diags:?}"
+    );
+    // Only the complete price is kept (the unknown key is reported).
+    assert_eq!(c.config.prices.keys().collect::<Vec<_>>(), ["d"]);
+}
+
+#[test]
+fn committer_is_name_and_email() {
+    let (c, diags) = compile_text("[reconcile]\ncommitter = \" Tidy Bot <bot@example.com>\"\n");
+    assert!(diags.is_empty(), "{diags:?}");
+    let identity = c.config.reconcile.committer.expect("set");
+    assert_eq!(
+        (identity.name.as_str(), identity.email.as_str()),
+        ("Tidy Bot", "bot@example.com")
+    );
+    for bad in [
+        "Tidy Bot",
+        "<bot@example.com>",
+        "Bot <>",
+        "Bot <a> b",
+        "Bot <a<b>",
+    ] {
+        let (c, diags) = compile_text(&format!("[reconcile]\ncommitter = \"{bad}\"\n"));
+        assert!(!c.valid, "{bad}");
+        assert_eq!(diags.len(), 1, "{bad}: {diags:?}");
+        assert!(
+            diags[0].message.contains("not `Name <email>`"),
+            "{bad}: {diags:?}"
+        );
+    }
+}
+
+#[test]
+fn configured_committer_wins_over_the_environment_which_wins_over_the_default() {
+    use crate::git::Signer;
+    let env = |name: &str| match name {
+        "GIT_COMMITTER_NAME" => Some("CI".to_owned()),
+        _ => None,
+    };
+    let none = |_: &str| None;
+    let converge = |name: &str, email: &str| Signer::Converge {
+        name: name.into(),
+        email: email.into(),
+    };
+    let mut reconcile = Reconcile::default();
+    assert_eq!(
+        reconcile.signer(&none),
+        converge("converge", "converge@localhost")
+    );
+    assert_eq!(reconcile.signer(&env), converge("CI", "converge@localhost"));
+    reconcile.committer = Some(Identity {
+        name: "Bot".into(),
+        email: "bot@example.com".into(),
+    });
+    assert_eq!(reconcile.signer(&env), converge("Bot", "bot@example.com"));
+}
+
+#[test]
+fn worktree_root_outside_planning_and_the_git_dir() {
+    for ok in [
+        "wt",
+        "build/wt",
+        "../sibling",
+        "/abs/wt",
+        "./.converge/trees",
+        "planning-wt",
+    ] {
+        assert_eq!(check_worktree_root(ok), Ok(()), "{ok}");
+    }
+    for bad in [
+        "",
+        ".",
+        "a/..",
+        "planning",
+        "./planning/wt",
+        "x/../planning/wt",
+        ".git/wt",
+    ] {
+        assert!(check_worktree_root(bad).is_err(), "{bad}");
+    }
+    let (c, diags) = compile_text("[reconcile]\nworktree_root = \"planning/wt\"\n");
+    assert!(!c.valid);
+    assert_eq!(c.config.reconcile.worktree_root, None);
+    assert!(diags[0].message.contains("inside planning/"), "{diags:?}");
+}
+
+#[test]
+fn keep_attempts_is_at_least_one() {
+    assert_eq!(default_config().reconcile.keep_attempts, 5);
+    let (c, _) = compile_text("[reconcile]\nkeep_attempts = 2\n");
+    assert_eq!(c.config.reconcile.keep_attempts, 2);
+    let (c, diags) = compile_text("[reconcile]\nkeep_attempts = 0\n");
+    assert!(!c.valid);
+    assert!(diags[0].message.contains("`keep_attempts`"), "{diags:?}");
+    assert_eq!(
+        diags[0].location.as_ref().map(|l| l.line),
+        Some(2),
+        "{diags:?}"
+    );
+}
+
+#[test]
+fn branch_names() {
+    assert!(check_branch_name("main").is_ok());
+    assert!(check_branch_name("release/1.0").is_ok());
+    for bad in [
+        "",
+        "-x",
+        "a..b",
+        "a b",
+        "x.lock",
+        "refs/heads/main",
+        "a~1",
+        ".hidden",
+    ] {
+        assert!(check_branch_name(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn cron_needs_five_fields() {
+    assert!(validate_cron("0 9 * * MON").is_ok());
+    assert!(validate_cron("*/5 * * * *").is_ok());
+    assert!(validate_cron("0 0 9 * * MON").is_err());
+    assert!(validate_cron("61 * * * *").is_err());
+}
+
+#[test]
+fn gator_invariant_fields_are_read_or_reported() {
+    let (c, diags) = compile_text(
+        "[invariants.rust_build]\ndescription = \"Build the workspace\"\nkind = \"typecheck\"\ncommand = \"cargo\"\ntimeout = 300\nthreshold = 80.0\nscope = \"project\"\n",
+    );
+    assert!(c.valid, "{diags:?}");
+    let inv = &c.config.invariants["rust_build"];
+    assert_eq!(inv.timeout.as_secs(), 300);
+    assert_eq!(
+        c.config.invariant_descriptions["rust_build"],
+        "Build the workspace"
+    );
+    let found: Vec<(&str, usize, Severity)> = diags
+        .iter()
+        .map(|d| {
+            (
+                d.code.as_str(),
+                d.location.as_ref().map_or(0, |l| l.line),
+                d.severity,
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("gator-compat", 6, Severity::Warning),
+            ("gator-compat", 7, Severity::Warning)
+        ]
+    );
+    assert!(diags[0].message.contains("does not use `threshold`"));
+    // Wrong values are still errors.
+    let (c, diags) = compile_text(
+        "[invariants.a]\nkind = \"lint\"\ncommand = \"x\"\ntimeout = 0\nscope = \"planet\"\n",
+    );
+    assert!(!c.valid);
+    let codes: Vec<_> = diags.iter().map(|d| d.code.as_str()).collect();
+    assert_eq!(codes, ["invalid-value", "invalid-value"], "{diags:?}");
+}
+
+#[test]
+fn gator_harness_names_are_aliases_with_a_warning() {
+    let (c, diags) = compile_text("[reconcile]\ndefault_harness = \"codex-cli\"\n");
+    assert!(c.valid, "{diags:?}");
+    assert_eq!(c.config.reconcile.default_harness, "codex");
+    assert_eq!(diags.len(), 1);
+    assert_eq!(diags[0].code, Code::GatorCompat);
+    assert_eq!(diags[0].hint.as_deref(), Some("write `\"codex\"`"));
+    // A declared harness of that name is used as declared, without a warning.
+    let (c, diags) = compile_text(
+        "[reconcile]\ndefault_harness = \"open-code\"\n[harness.open-code]\nkind = \"command\"\ncommand = \"oc\"\n",
+    );
+    assert!(c.valid && diags.is_empty(), "{diags:?}");
+    assert_eq!(c.config.reconcile.default_harness, "open-code");
+}

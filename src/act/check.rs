@@ -12,6 +12,9 @@ use sha2::{Digest, Sha256};
 
 use crate::agent::Redactor;
 use crate::git::{GitError, PathState, Repo};
+use crate::observe::TaskKey;
+use crate::rundir::Layout;
+use crate::rundir::atomic::write_atomically;
 use crate::spec::Invariant;
 use crate::spec::duration;
 
@@ -107,9 +110,9 @@ pub fn run_check(
     let output_tail = exec::last_lines(&output, TAIL_LINES).join("\n");
     let log_digest = format!("{:x}", Sha256::digest(output.as_bytes()));
     let log = log_dir.and_then(|dir| {
-        let path = dir.join(format!("{}.log", invariant.name));
+        let path = crate::rundir::layout::invariant_log(dir, &invariant.name);
         std::fs::create_dir_all(dir).ok()?;
-        super::files::write_atomically(&path, output.as_bytes()).ok()?;
+        write_atomically(&path, output.as_bytes()).ok()?;
         Some(path)
     });
     CheckResult {
@@ -138,14 +141,9 @@ pub struct GateRecord {
     pub results: Vec<CheckResult>,
 }
 
+/// See [`Layout::gate_record`].
 fn gate_record_path(common: &Path, plan: &str, task: &str, attempt: u32) -> PathBuf {
-    gates_of(common, plan, task).join(format!("{attempt}.json"))
-}
-
-/// `<git-common-dir>/converge/gates/<plan>/<task>`: one directory per task
-/// (names may contain `-`, so joining them with a separator could collide).
-fn gates_of(common: &Path, plan: &str, task: &str) -> PathBuf {
-    common.join("converge").join("gates").join(plan).join(task)
+    Layout::new(common).gate_record(&TaskKey::new(plan, task), attempt)
 }
 
 /// What identifies the invariants a gate ran: their definitions, in order.
@@ -179,12 +177,12 @@ pub fn keep_gate(
 ) -> std::io::Result<()> {
     let path = gate_record_path(common, plan, task, attempt);
     let bytes = serde_json::to_vec(record).map_err(std::io::Error::other)?;
-    super::files::write_atomically(&path, &bytes)
+    write_atomically(&path, &bytes)
 }
 
 /// Forgets every kept gate of a task (when its worktree is retired).
 pub fn forget_gates(common: &Path, plan: &str, task: &str) {
-    let _ = std::fs::remove_dir_all(gates_of(common, plan, task));
+    let _ = std::fs::remove_dir_all(Layout::new(common).task_gates(&TaskKey::new(plan, task)));
 }
 
 /// A worktree's changed paths as `converge check` found them before running
@@ -261,7 +259,7 @@ fn keep_copy(from: &Path, to: &Path, redactor: &Redactor) -> Option<PathBuf> {
     let bytes = std::fs::read(from).ok()?;
     let text = std::str::from_utf8(&bytes).ok()?;
     std::fs::create_dir_all(to.parent()?).ok()?;
-    super::files::write_atomically(to, redactor.redact(text).as_bytes()).ok()?;
+    write_atomically(to, redactor.redact(text).as_bytes()).ok()?;
     Some(to.to_owned())
 }
 

@@ -7,7 +7,7 @@ use gix::ObjectId;
 
 use crate::git::Repo;
 use crate::model::TaskKey;
-use crate::observe::runs::{self, run_dir};
+use crate::rundir::Layout;
 use crate::rundir::procs::kill_stragglers;
 use crate::status::Status;
 
@@ -69,7 +69,7 @@ pub fn retire(
     let branch = key.branch();
     let worktree =
         dispatch::checkout_of(repo, &branch)?.unwrap_or_else(|| worktree_path(root, key));
-    let run = run_dir(repo.common_dir(), key, attempt);
+    let run = Layout::new(repo.common_dir()).run(key, attempt);
     kill_stragglers(&run);
     repo.clear_ref_lock(&branch)?;
     if worktree.exists()
@@ -90,7 +90,7 @@ pub fn retire(
         }
         repo.delete_branch(&branch, head)?;
     }
-    crate::git::remove_file_if_exists(&runs::fork_marker(repo.common_dir(), key))?;
+    crate::git::remove_file_if_exists(&Layout::new(repo.common_dir()).fork_marker(key))?;
     super::check::forget_gates(repo.common_dir(), &key.plan, &key.task);
     Ok(())
 }

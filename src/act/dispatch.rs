@@ -21,10 +21,11 @@ use crate::agent::Secret;
 use crate::git::{GitError, Repo};
 use crate::harness::Launch;
 use crate::observe::TaskKey;
-use crate::observe::runs::run_dir;
+use crate::rundir::records::{self, create_dir, write_file};
+use crate::rundir::{Layout, RunError, layout};
 use crate::time::Timestamp;
 
-use super::run::{RunError, RunPlan, start, write_record};
+use super::run::{RunPlan, SuperviseError, start};
 
 /// Everything one attempt needs.
 #[derive(Debug, Clone)]
@@ -65,6 +66,8 @@ pub enum DispatchError {
     Git(#[from] GitError),
     #[error(transparent)]
     Run(#[from] RunError),
+    #[error(transparent)]
+    Supervise(#[from] SuperviseError),
     #[error("cannot check out {branch} at {}", path.display())]
     Worktree {
         branch: String,
@@ -87,20 +90,12 @@ pub enum DispatchError {
 /// [`exclude_worktree_root`]), and `git clean -fdx` in the checkout leaves the
 /// worktrees alone because they are repositories of their own.
 pub fn default_worktree_root(common_dir: &Path) -> PathBuf {
-    match checkout_dir(common_dir) {
-        Some(checkout) => checkout.join(".converge").join("worktrees"),
-        None => legacy_worktree_root(common_dir),
-    }
+    Layout::new(common_dir).default_worktree_root()
 }
 
 /// The checkout whose `.git` is `common_dir`, if it is one.
 fn checkout_dir(common_dir: &Path) -> Option<&Path> {
-    match (common_dir.file_name(), common_dir.parent()) {
-        (Some(name), Some(checkout)) if name == ".git" && !checkout.as_os_str().is_empty() => {
-            Some(checkout)
-        }
-        _ => None,
-    }
+    layout::checkout_of(common_dir)
 }
 
 /// `[reconcile] worktree_root` names a directory converge cannot use.
@@ -169,12 +164,12 @@ fn normalize(path: &Path) -> PathBuf {
 /// configured before, are found by branch ([`checkout_of`]) and retired where
 /// they are; the next attempt checks out at [`worktree_root`].
 pub fn legacy_worktree_root(common_dir: &Path) -> PathBuf {
-    common_dir.join("converge").join("worktrees")
+    Layout::new(common_dir).legacy_worktrees()
 }
 
 /// The worktree of `key` under `root` (see [`worktree_root`]).
 pub fn worktree_path(root: &Path, key: &TaskKey) -> PathBuf {
-    root.join(&key.plan).join(&key.task)
+    layout::worktree(root, key)
 }
 
 /// Where `branch` is checked out now among the linked worktrees, if anywhere:
@@ -197,7 +192,7 @@ pub fn exclude_worktree_root(common_dir: &Path, root: &Path) -> Result<(), GitEr
         return Ok(());
     };
     let pattern = if root == default_worktree_root(common_dir) {
-        "/.converge/".to_owned()
+        layout::DEFAULT_ROOT_EXCLUDE.to_owned()
     } else {
         let root = normalize(root);
         let Ok(relative) = root.strip_prefix(normalize(checkout)) else {
@@ -238,7 +233,7 @@ pub fn exclude_worktree_root(common_dir: &Path, root: &Path) -> Result<(), GitEr
     text.push_str(&format!(
         "# converge: task worktrees (see docs/agent-protocol.md)\n{pattern}\n"
     ));
-    crate::act::files::write_atomically(&path, text.as_bytes()).map_err(io)
+    crate::rundir::atomic::write_atomically(&path, text.as_bytes()).map_err(io)
 }
 
 /// Starts (or adopts) one attempt.
@@ -250,9 +245,10 @@ pub fn dispatch(
 ) -> Result<Started, DispatchError> {
     let key = attempt.key;
     let common = repo.common_dir().to_owned();
-    let run = run_dir(&common, key, attempt.attempt);
+    let rundir = Layout::new(&common);
+    let run = rundir.run(key, attempt.attempt);
     let worktree = worktree_path(&attempt.worktree_root, key);
-    if run.join("lease.json").exists() {
+    if layout::lease(&run).exists() {
         // This attempt already started; a crash hit after the lease was written.
         return Ok(Started {
             run_dir: run,
@@ -263,8 +259,8 @@ pub fn dispatch(
     let branch = key.branch();
     // An agent killed while it committed leaves the branch's lock behind; with
     // none of the earlier attempt's processes alive, nobody else holds it.
-    let earlier = run_dir(&common, key, attempt.attempt.saturating_sub(1));
-    let quiet = crate::observe::runs::processes_of_run(&earlier).is_empty();
+    let earlier = rundir.run(key, attempt.attempt.saturating_sub(1));
+    let quiet = crate::rundir::procs::processes_of_run(&earlier).is_empty();
     if quiet {
         repo.clear_ref_lock(&branch)?;
     }
@@ -300,13 +296,10 @@ pub fn dispatch(
     // commit than the branch (the branch moved without it).
     prepare_worktree(repo, &branch, &worktree)?;
 
-    std::fs::create_dir_all(&run).map_err(|source| RunError::Write {
-        path: run.clone(),
-        source,
-    })?;
-    let prompt_file = run.join("prompt.md");
-    write_record(&prompt_file, attempt.prompt.as_bytes())?;
-    write_record(&run.join(crate::agent::Brief::FILE), &attempt.brief)?;
+    create_dir(&run)?;
+    let prompt_file = layout::prompt(&run);
+    write_file(&prompt_file, attempt.prompt.as_bytes())?;
+    write_file(&layout::brief(&run), &attempt.brief)?;
     let token = secret.mint(&key.plan, &key.task, attempt.attempt);
     let mut env = attempt.env.clone();
     env.extend([
@@ -325,11 +318,8 @@ pub fn dispatch(
         None => None,
         Some(required) => {
             // A private temporary directory: /tmp may hold other checkouts.
-            let tmp = run.join("tmp");
-            std::fs::create_dir_all(&tmp).map_err(|source| RunError::Write {
-                path: tmp.clone(),
-                source,
-            })?;
+            let tmp = layout::tmp(&run);
+            create_dir(&tmp)?;
             env.retain(|(k, _)| k != "TMPDIR");
             env.push(("TMPDIR".to_owned(), tmp.to_string_lossy().into_owned()));
             Some(super::sandbox::Policy::for_attempt(
@@ -370,15 +360,8 @@ fn prepare_branch(
     attempt: u32,
     fork: ObjectId,
 ) -> Result<(), DispatchError> {
-    // Note the fork before the branch moves (see `fork_marker`).
-    let marker = crate::observe::runs::fork_marker(repo.common_dir(), key);
-    if let Some(parent) = marker.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| GitError::Io {
-            path: parent.to_owned(),
-            source,
-        })?;
-    }
-    write_record(&marker, fork.to_string().as_bytes())?;
+    // Note the fork before the branch moves (see `Layout::fork_marker`).
+    records::write_fork(&Layout::new(repo.common_dir()), key, &fork.to_string())?;
     match repo.branch_tip(branch)? {
         None => {
             repo.create_ref(&format!("refs/heads/{branch}"), fork, "converge: dispatch")?;

@@ -11,7 +11,9 @@ use gix::ObjectId;
 
 use crate::git::{GitError, Repo};
 use crate::model::{FailureCode, TaskKey};
-use crate::observe::runs::{self, ExitRecord, run_dir};
+use crate::observe::runs;
+use crate::rundir::records::{self, ExitRecord};
+use crate::rundir::{Layout, layout};
 use crate::spec::{Gate, Task};
 use crate::status::transition::Verdict;
 use crate::status::{Evidence, Failure, Status};
@@ -102,7 +104,7 @@ pub(super) fn gate(
                 outcomes,
             ));
         }
-        let tail = tail_of(&run.dir.join("agent.log"), super::check::TAIL_LINES);
+        let tail = tail_of(&layout::agent_log(&run.dir), super::check::TAIL_LINES);
         return Ok(failed(
             key,
             attempt,
@@ -172,13 +174,13 @@ fn forbidden(
 
 /// The attempt's run directory, checkout, exit record, `done` and fork.
 fn read(ctx: &ActCtx<'_>, key: &TaskKey, attempt: u32) -> Result<Run, ActError> {
-    let dir = run_dir(ctx.repo.common_dir(), key, attempt);
+    let dir = Layout::new(ctx.repo.common_dir()).run(key, attempt);
     // Where the attempt was checked out: at the root it started under, which a
     // change of `worktree_root` since then does not move.
     let worktree = dispatch::checkout_of(ctx.repo, &key.branch())?
         .unwrap_or_else(|| worktree_path(&ctx.worktree_root, key));
     let record = runs::read_run(&dir, key, attempt, ctx.secret)?;
-    let exit = runs::read_exit(&dir)?;
+    let exit = records::read_exit(&dir)?;
     let done = matches!(
         record.obs.state,
         crate::observe::RunState::Exited { done: true, .. }
@@ -209,7 +211,7 @@ fn commit_leftovers(
     let wt = Repo::discover(&run.worktree)?;
     // An agent killed mid-commit (at its deadline, or when its supervisor
     // died) leaves git's locks behind; none of its processes is alive now.
-    if runs::processes_of_run(&run.dir).is_empty() {
+    if crate::rundir::procs::processes_of_run(&run.dir).is_empty() {
         wt.clear_index_lock()?;
         ctx.repo.clear_ref_lock(&key.branch())?;
     }
@@ -273,7 +275,7 @@ fn invariants(
             run_check(
                 invariant,
                 &run.worktree,
-                Some(&run.dir.join("gate")),
+                Some(&layout::gate_logs(&run.dir)),
                 &ctx.redactor,
             )
         })
@@ -285,7 +287,7 @@ fn invariants(
     };
     super::check::keep_gate(&common, &key.plan, &key.task, attempt, &record).map_err(|source| {
         GitError::Io {
-            path: common.join("converge").join("gates"),
+            path: Layout::new(&common).gates(),
             source,
         }
     })?;
@@ -371,7 +373,7 @@ fn refuse_unsafe_tree(
     if unsafe_entries.is_empty() {
         return Ok(None);
     }
-    let dir: &Path = &run_dir(ctx.repo.common_dir(), key, attempt);
+    let dir: &Path = &Layout::new(ctx.repo.common_dir()).run(key, attempt);
     let mut outcomes = before.to_vec();
     outcomes.extend(usage(ctx, status, key, attempt, dir).map(|(_, usage)| usage));
     let message = format!(

@@ -9,7 +9,8 @@ use gix::ObjectId;
 
 use crate::harness::{self, outcome::Ending, stream::Summary};
 use crate::model::{FailureCode, TaskKey};
-use crate::observe::runs::ExitRecord;
+use crate::rundir::records::ExitRecord;
+use crate::rundir::{Layout, layout};
 use crate::spec::Task;
 use crate::status::{Failure, Status};
 
@@ -125,7 +126,7 @@ pub(super) fn usage(
     if !kind.streams() {
         return None;
     }
-    let log = std::fs::read(dir.join("agent.log")).unwrap_or_default();
+    let log = std::fs::read(layout::agent_log(dir)).unwrap_or_default();
     let summary = harness::stream::summarize(kind, ctx.now, &String::from_utf8_lossy(&log));
     let cost_usd = summary.cost_usd.filter(|c| *c > 0.0).unwrap_or_else(|| {
         harness::prices::cost(
@@ -156,8 +157,8 @@ pub(super) fn ended(
     ending: Ending,
     mut outcomes: Vec<Outcome>,
 ) -> Applied {
-    let dir = crate::observe::runs::run_dir(ctx.repo.common_dir(), key, attempt);
-    let output_tail = tail_of(&dir.join("agent.log"), super::check::TAIL_LINES);
+    let dir = Layout::new(ctx.repo.common_dir()).run(key, attempt);
+    let output_tail = tail_of(&layout::agent_log(&dir), super::check::TAIL_LINES);
     let (line, outcome) = match ending {
         Ending::RateLimited { until, message } => {
             let harness = status

@@ -35,8 +35,6 @@ use crate::git::{GitError, Repo};
 use crate::harness;
 use crate::model::TaskKey;
 use crate::observe::Availability;
-use crate::observe::runs;
-use crate::rundir::procs::ProcError;
 use crate::spec::{Plan, Spec, Task};
 use crate::status::Status;
 use crate::time::Timestamp;
@@ -122,11 +120,9 @@ pub enum ActError {
     #[error(transparent)]
     Dispatch(#[from] dispatch::DispatchError),
     #[error(transparent)]
-    Run(#[from] runs::RunError),
+    Run(#[from] crate::rundir::RunError),
     #[error(transparent)]
-    Procs(#[from] ProcError),
-    #[error(transparent)]
-    Record(#[from] run::RunError),
+    Supervise(#[from] run::SuperviseError),
     #[error(transparent)]
     Harness(#[from] harness::HarnessError),
     /// `kept`: what happened before the base moved (the evidence of

@@ -4,7 +4,7 @@
 
 use crate::decide::Reason;
 use crate::model::{FailureCode, TaskKey};
-use crate::observe::runs::run_dir;
+use crate::rundir::Layout;
 use crate::rundir::procs::{kill_run, write_exit};
 use crate::status::Failure;
 
@@ -16,7 +16,7 @@ pub(super) fn reap(
     attempt: u32,
     reason: &Reason,
 ) -> Result<Applied, ActError> {
-    let dir = run_dir(ctx.repo.common_dir(), key, attempt);
+    let dir = Layout::new(ctx.repo.common_dir()).run(key, attempt);
     kill_run(&dir)?;
     let timed_out = matches!(reason, Reason::Timeout);
     write_exit(&dir, ctx.now, timed_out)?;
@@ -40,7 +40,10 @@ pub(super) fn reap(
         attempt,
         reason: code,
         message,
-        output_tail: tail_of(&dir.join("agent.log"), super::check::TAIL_LINES),
+        output_tail: tail_of(
+            &crate::rundir::layout::agent_log(&dir),
+            super::check::TAIL_LINES,
+        ),
     };
     Ok(Applied::done(
         format!("reap {key} (attempt {attempt}): {reason}"),
@@ -58,7 +61,7 @@ pub(super) fn cancel(
     attempt: u32,
     reason: &Reason,
 ) -> Result<Applied, ActError> {
-    let dir = run_dir(ctx.repo.common_dir(), key, attempt);
+    let dir = Layout::new(ctx.repo.common_dir()).run(key, attempt);
     kill_run(&dir)?;
     write_exit(&dir, ctx.now, false)?;
     let outcome = match reason {

@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::observe::runs::{ExitRecord, Lease, process_start_ticks};
-use crate::rundir::procs::signal_group;
+use crate::rundir::procs::{process_start_ticks, signal_group};
+use crate::rundir::records::{self, ExitRecord, Lease, pretty};
+use crate::rundir::{RunError, layout};
 use crate::time::Timestamp;
 
 /// What the supervisor runs.
@@ -51,21 +52,11 @@ pub struct RunPlan {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("cannot write {}", path.display())]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot read {}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{} is not a valid run plan: {message}", path.display())]
-    Invalid { path: PathBuf, message: String },
+pub enum SuperviseError {
+    /// A record of the run directory (the run plan, the lease, the exit
+    /// record, the supervisor's log) cannot be read or written.
+    #[error(transparent)]
+    Record(#[from] RunError),
     #[error("cannot start the run supervisor")]
     Spawn(#[source] std::io::Error),
     #[error("the run supervisor exited before writing its lease (see {})", log.display())]
@@ -77,22 +68,9 @@ const LEASE_WAIT: Duration = Duration::from_secs(10);
 /// Between TERM and KILL at the deadline.
 const GRACE: Duration = Duration::from_secs(5);
 
-/// [`super::files::write_atomically`] for run records.
-pub fn write_record(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
-    super::files::write_atomically(path, bytes).map_err(|source| RunError::Write {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-fn json<T: Serialize>(value: &T) -> Vec<u8> {
-    // Serializing these plain structs cannot fail.
-    serde_json::to_vec_pretty(value).unwrap_or_default()
-}
-
 /// Starts the supervisor for `plan` in `run_dir`, detached, and returns its pid
 /// once its lease exists.
-pub fn start(run_dir: &Path, plan: &RunPlan, converge: &Path) -> Result<u32, RunError> {
+pub fn start(run_dir: &Path, plan: &RunPlan, converge: &Path) -> Result<u32, SuperviseError> {
     let mut recorded = plan.clone();
     let mut sensitive = Vec::new();
     for (name, value) in &mut recorded.env {
@@ -101,8 +79,8 @@ pub fn start(run_dir: &Path, plan: &RunPlan, converge: &Path) -> Result<u32, Run
             recorded.secret_env.push(name.clone());
         }
     }
-    write_record(&run_dir.join("run.json"), &json(&recorded))?;
-    let log = run_dir.join("supervisor.log");
+    records::write_file(&layout::run_plan(run_dir), &pretty(&recorded))?;
+    let log = layout::supervisor_log(run_dir);
     let log_file = std::fs::File::create(&log).map_err(|source| RunError::Write {
         path: log.clone(),
         source,
@@ -129,9 +107,9 @@ pub fn start(run_dir: &Path, plan: &RunPlan, converge: &Path) -> Result<u32, Run
             .stderr(log_err)
             .process_group(0)
             .spawn()
-            .map_err(RunError::Spawn)?
+            .map_err(SuperviseError::Spawn)?
     };
-    let lease = run_dir.join("lease.json");
+    let lease = layout::lease(run_dir);
     let started = Instant::now();
     while started.elapsed() < LEASE_WAIT {
         if lease.exists() {
@@ -148,23 +126,24 @@ pub fn start(run_dir: &Path, plan: &RunPlan, converge: &Path) -> Result<u32, Run
             if lease.exists() {
                 return Ok(child.id());
             }
-            return Err(RunError::NoLease { log });
+            return Err(SuperviseError::NoLease { log });
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    Err(RunError::NoLease { log })
+    Err(SuperviseError::NoLease { log })
 }
 
 /// The body of `converge __supervise <run-dir>`: returns the exit code of the
 /// supervisor itself (0 when it recorded the agent's exit, whatever it was).
-pub fn supervise(run_dir: &Path) -> Result<(), RunError> {
-    let plan_path = run_dir.join("run.json");
+pub fn supervise(run_dir: &Path) -> Result<(), SuperviseError> {
+    let plan_path = layout::run_plan(run_dir);
     let bytes = std::fs::read(&plan_path).map_err(|source| RunError::Read {
         path: plan_path.clone(),
         source,
     })?;
-    let mut plan: RunPlan = serde_json::from_slice(&bytes).map_err(|e| RunError::Invalid {
+    let mut plan: RunPlan = serde_json::from_slice(&bytes).map_err(|e| RunError::Parse {
         path: plan_path.clone(),
+        what: "run plan",
         message: e.to_string(),
     })?;
     for (name, value) in &mut plan.env {
@@ -183,10 +162,9 @@ pub fn supervise(run_dir: &Path) -> Result<(), RunError> {
         harness: plan.harness.clone(),
         agent_pid: None,
     };
-    let lease_path = run_dir.join("lease.json");
-    write_record(&lease_path, &json(&lease))?;
+    records::write_lease(run_dir, &lease)?;
 
-    let log_path = run_dir.join("agent.log");
+    let log_path = layout::agent_log(run_dir);
     let mut copier = None;
     let exit = match spawn_agent(&plan, &log_path).map(|(child, c)| {
         copier = Some(c);
@@ -202,7 +180,7 @@ pub fn supervise(run_dir: &Path) -> Result<(), RunError> {
         Ok(mut child) => {
             crate::crash::point("after-spawn");
             lease.agent_pid = Some(child.id());
-            write_record(&lease_path, &json(&lease))?;
+            records::write_lease(run_dir, &lease)?;
             wait_with_deadline(&mut child, plan.deadline)
         }
     };
@@ -214,7 +192,7 @@ pub fn supervise(run_dir: &Path) -> Result<(), RunError> {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-    write_record(&run_dir.join("exit.json"), &json(&exit))
+    Ok(records::write_exit(run_dir, &exit)?)
 }
 
 /// Bytes of agent output kept in `agent.log`. When a flood reaches it, the

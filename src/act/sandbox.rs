@@ -61,7 +61,7 @@ impl Policy {
         worktree_admin: &Path,
         required: bool,
     ) -> Policy {
-        let converge = common_dir.join("converge");
+        let rundir = crate::rundir::Layout::new(common_dir);
         let mut read_write = vec![
             worktree.to_owned(),
             run_dir.to_owned(),
@@ -73,10 +73,7 @@ impl Policy {
         read_write.extend(DEVICES.iter().map(PathBuf::from));
         Policy {
             read_write,
-            hidden: vec![
-                crate::agent::Secret::path(common_dir),
-                converge.join("runs"),
-            ],
+            hidden: vec![rundir.secret(), rundir.runs()],
             required,
         }
     }

@@ -7,12 +7,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::agent::Brief;
 use crate::decide::Reason;
 use crate::harness::{self, Launch};
 use crate::model::{FailureCode, TaskKey};
 use crate::observe::Availability;
-use crate::observe::runs::run_dir;
+use crate::rundir::{Brief, Layout, RunError, layout};
 use crate::spec::{Harness, Invariant, Task};
 use crate::status::transition::Start;
 use crate::status::{Failure, Status, TaskStatus};
@@ -73,7 +72,7 @@ pub(super) fn start(
             .filter_map(|n| config.invariants.get(n))
             .collect(),
     };
-    let run = run_dir(ctx.repo.common_dir(), key, attempt);
+    let run = Layout::new(ctx.repo.common_dir()).run(key, attempt);
     let prompt = harness::prompt(
         &ctx.spec.goal,
         plan,
@@ -130,7 +129,7 @@ fn launch(
     let launch = harness::launch(
         what.harness,
         &harness::LaunchInput {
-            prompt_file: &run.join("prompt.md"),
+            prompt_file: &layout::prompt(run),
             prompt,
             worktree: &worktree_path(&ctx.worktree_root, key),
             task: &task_name,
@@ -241,7 +240,7 @@ fn harness_extra_env(
     env: &dyn Fn(&str) -> Option<String>,
     run: &Path,
     invariants: &[&Invariant],
-) -> Result<Vec<(&'static str, String)>, super::run::RunError> {
+) -> Result<Vec<(&'static str, String)>, RunError> {
     let codex = match harness.kind {
         crate::spec::HarnessKind::Codex => Some(codex_home(env, run)?),
         _ => None,
@@ -259,14 +258,11 @@ fn harness_extra_env(
 /// must let it write, so each run gets `<run>/codex`: a copy of the user's
 /// `config.toml` (providers, profiles) from `$CODEX_HOME` or `~/.codex`, and a
 /// link to their `auth.json` (a ChatGPT login), when they exist.
-fn codex_home(
-    env: &dyn Fn(&str) -> Option<String>,
-    run: &Path,
-) -> Result<PathBuf, super::run::RunError> {
-    let home = run.join("codex");
+fn codex_home(env: &dyn Fn(&str) -> Option<String>, run: &Path) -> Result<PathBuf, RunError> {
+    let home = layout::harness_home(run, "codex");
     let write = |path: &Path| {
         let path = path.to_owned();
-        move |source| super::run::RunError::Write { path, source }
+        move |source| RunError::Write { path, source }
     };
     std::fs::create_dir_all(&home).map_err(write(&home))?;
     let user = env("CODEX_HOME")

@@ -7,13 +7,10 @@
 //! carrying the token; the reconciler verifies every token when it reads them,
 //! so a forged or misdirected event is ignored (and counted), never trusted.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
-
-use crate::observe::runs::Event;
-use crate::spec::{Invariant, Sim};
+use crate::rundir::RunError;
+use crate::rundir::records::{self, Brief, Event};
 use crate::time::Timestamp;
 
 pub const TOKEN_ENV: &str = "CONVERGE_AGENT_TOKEN";
@@ -21,46 +18,13 @@ pub const RUN_DIR_ENV: &str = "CONVERGE_RUN_DIR";
 pub const TASK_ENV: &str = "CONVERGE_TASK";
 pub const PROMPT_ENV: &str = "CONVERGE_PROMPT_FILE";
 
-/// What an agent's commands know about its attempt.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Brief {
-    /// `plan/task`.
-    pub task: String,
-    pub attempt: u32,
-    /// The task's invariants, as the base branch defines them.
-    pub invariants: Vec<Invariant>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sim: Option<Sim>,
-}
-
-impl Brief {
-    pub const FILE: &'static str = "brief.json";
-
-    pub fn read(run_dir: &Path) -> Result<Brief, AgentError> {
-        let path = run_dir.join(Self::FILE);
-        let bytes = std::fs::read(&path).map_err(|source| AgentError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        serde_json::from_slice(&bytes).map_err(|e| AgentError::BadBrief {
-            path,
-            message: e.to_string(),
-        })
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("`{name}` is not set; agent commands run only inside a converge attempt")]
     NotInAttempt { name: &'static str },
-    #[error("cannot read {}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{} is not a valid brief: {message}", path.display())]
-    BadBrief { path: PathBuf, message: String },
+    /// The brief cannot be read, or the event cannot be recorded.
+    #[error(transparent)]
+    Record(#[from] RunError),
     #[error("CONVERGE_AGENT_TOKEN is not a converge token")]
     BadToken,
     #[error("this token is for {token_for}, but the run directory is for {run}")]
@@ -71,13 +35,7 @@ pub enum AgentError {
     Run {
         path: PathBuf,
         #[source]
-        source: crate::observe::runs::RunError,
-    },
-    #[error("cannot record the event in {}", path.display())]
-    Event {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        source: RunError,
     },
 }
 
@@ -116,7 +74,7 @@ impl AgentEnv {
     /// every event's token and ignores, and reports, those that fail.)
     pub fn check_attempt(&self) -> Result<Brief, AgentError> {
         let token = crate::agent::Token::parse(&self.token).map_err(|_| AgentError::BadToken)?;
-        let brief = Brief::read(&self.run_dir)?;
+        let brief = self.brief()?;
         let token_for = format!("{}/{}", token.plan, token.task);
         if token_for != brief.task || token.attempt != brief.attempt {
             return Err(AgentError::WrongAttempt {
@@ -124,11 +82,10 @@ impl AgentEnv {
                 run: format!("{} attempt {}", brief.task, brief.attempt),
             });
         }
-        let exit =
-            crate::observe::runs::read_exit(&self.run_dir).map_err(|source| AgentError::Run {
-                path: self.run_dir.clone(),
-                source,
-            })?;
+        let exit = records::read_exit(&self.run_dir).map_err(|source| AgentError::Run {
+            path: self.run_dir.clone(),
+            source,
+        })?;
         if exit.is_some() {
             return Err(AgentError::AttemptOver {
                 task: brief.task,
@@ -138,43 +95,38 @@ impl AgentEnv {
         Ok(brief)
     }
 
-    /// Appends one event, after [`AgentEnv::check_attempt`]. Each line is
-    /// written with a single `write` on a file opened for appending, so
-    /// concurrent writers do not interleave lines.
+    /// Appends one event, after [`AgentEnv::check_attempt`] (see
+    /// [`records::append_event`]).
     pub fn emit(&self, kind: &str, message: Option<&str>) -> Result<(), AgentError> {
         self.check_attempt()?;
         self.append(kind, message)
     }
 
     fn append(&self, kind: &str, message: Option<&str>) -> Result<(), AgentError> {
-        let path = self.run_dir.join("events.jsonl");
         let event = Event {
             kind: kind.to_owned(),
             token: self.token.clone(),
             message: message.map(str::to_owned),
             at: Some(Timestamp::now()),
         };
-        let mut line = serde_json::to_vec(&event).unwrap_or_default();
-        line.push(b'\n');
-        let err = |source| AgentError::Event {
-            path: path.clone(),
-            source,
-        };
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(err)?;
-        file.write_all(&line).map_err(err)
+        Ok(records::append_event(&self.run_dir, &event)?)
+    }
+
+    /// The brief of this attempt (what dispatch wrote for its commands).
+    pub fn brief(&self) -> Result<Brief, AgentError> {
+        Ok(Brief::read(&self.run_dir)?)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
     use crate::agent::Secret;
     use crate::observe::TaskKey;
     use crate::observe::runs::read_run;
+    use crate::rundir::layout;
 
     fn write_brief(dir: &Path, task: &str, attempt: u32) {
         let brief = Brief {
@@ -184,7 +136,7 @@ mod tests {
             sim: None,
         };
         std::fs::write(
-            dir.join(Brief::FILE),
+            layout::brief(dir),
             serde_json::to_vec(&brief).expect("json"),
         )
         .expect("brief");
@@ -212,7 +164,7 @@ mod tests {
         agent.emit("progress", Some("half way")).expect("emit");
         agent.emit("done", None).expect("emit");
         std::fs::write(
-            dir.path().join("exit.json"),
+            layout::exit(dir.path()),
             r#"{"exit_code":0,"signal":null,"ended_at":"2026-01-01T00:00:00Z"}"#,
         )
         .expect("exit");
@@ -261,7 +213,7 @@ mod tests {
         let current = with(secret.mint("auth", "login", 2));
         current.emit("progress", Some("working")).expect("accepted");
         std::fs::write(
-            dir.path().join("exit.json"),
+            layout::exit(dir.path()),
             r#"{"exit_code":0,"signal":null,"ended_at":"2026-01-01T00:00:00Z"}"#,
         )
         .expect("exit");
@@ -271,7 +223,7 @@ mod tests {
             "attempt 2 of auth/login is over; its events are no longer accepted"
         );
         // Nothing refused reached the events file.
-        let events = std::fs::read_to_string(dir.path().join("events.jsonl")).expect("events");
+        let events = std::fs::read_to_string(layout::events(dir.path())).expect("events");
         assert_eq!(events.lines().count(), 1, "{events}");
     }
 

@@ -119,7 +119,7 @@ impl Secret {
     }
 
     pub fn path(common_dir: &Path) -> PathBuf {
-        common_dir.join("converge").join("secret")
+        crate::rundir::Layout::new(common_dir).secret()
     }
 
     fn create(path: &Path) -> Result<Secret, SecretError> {
@@ -137,7 +137,7 @@ impl Secret {
         // a process killed at any instant leaves either no secret or a whole
         // one (never an empty file that stops every later tick), and if
         // another reconciler raced us, the link fails and we use its file.
-        let temp = path.with_extension(format!("{}.tmp", std::process::id()));
+        let temp = crate::rundir::layout::secret_temp(path, std::process::id());
         let _ = std::fs::remove_file(&temp);
         let written = std::fs::OpenOptions::new()
             .write(true)

@@ -3,7 +3,7 @@
 
 use super::{CliError, CliResult, Ctx, Kind, print};
 use crate::act::check::{Snapshot, run_check};
-use crate::agent::{AgentEnv, AgentError, Brief};
+use crate::agent::{AgentEnv, AgentError};
 use crate::git::{GitError, Repo};
 
 fn env() -> CliResult<AgentEnv> {
@@ -32,7 +32,7 @@ pub fn task() -> CliResult {
     let path = agent
         .prompt_file
         .clone()
-        .unwrap_or_else(|| agent.run_dir.join("prompt.md"));
+        .unwrap_or_else(|| crate::rundir::layout::prompt(&agent.run_dir));
     let text = std::fs::read_to_string(&path)
         .map_err(|e| CliError::failure(format!("cannot read {}", path.display())).source(e))?;
     print(&text)
@@ -44,7 +44,7 @@ pub fn task() -> CliResult {
 /// never becomes part of the attempt.
 pub fn check(ctx: &Ctx) -> CliResult {
     let agent = env()?;
-    let brief = Brief::read(&agent.run_dir).map_err(agent_error)?;
+    let brief = agent.brief().map_err(agent_error)?;
     if brief.invariants.is_empty() {
         return print("this task has no invariants; the gate checks only which files changed\n");
     }
@@ -60,7 +60,7 @@ pub fn check(ctx: &Ctx) -> CliResult {
     let repo = Repo::open_task_worktree(&top, &format!("converge/{}", brief.task))
         .map_err(worktree_err)?;
     let root = repo.workdir().map_err(worktree_err)?.to_owned();
-    let keep = agent.run_dir.join("check");
+    let keep = crate::rundir::layout::check_keep(&agent.run_dir);
     if keep.exists() {
         std::fs::remove_dir_all(&keep)
             .map_err(|e| CliError::failure(format!("cannot clear {}", keep.display())).source(e))?;
@@ -156,7 +156,7 @@ pub fn sim(ctx: &Ctx) -> CliResult {
 /// run's Landlock policy and executes the agent in its place.
 pub fn sandbox(run_dir: &std::path::Path, agent: &[String]) -> CliResult {
     use std::os::unix::process::CommandExt;
-    let plan_path = run_dir.join("run.json");
+    let plan_path = crate::rundir::layout::run_plan(run_dir);
     let bytes = std::fs::read(&plan_path)
         .map_err(|e| CliError::failure(format!("cannot read {}", plan_path.display())).source(e))?;
     let plan: crate::act::run::RunPlan = serde_json::from_slice(&bytes).map_err(|e| {

@@ -6,7 +6,8 @@ use std::time::Duration;
 use super::human::task_key;
 use super::source::open_repo;
 use super::{CliError, CliResult, Ctx, print};
-use crate::observe::runs::{latest_attempts, run_dir};
+use crate::rundir::records::{latest_attempts, parse_event};
+use crate::rundir::{Layout, layout};
 
 #[derive(Debug, clap::Args)]
 pub struct LogArgs {
@@ -31,17 +32,17 @@ pub fn run(ctx: &Ctx, args: &LogArgs) -> CliResult {
                 .unwrap_or(error));
         }
     };
-    let common = repo.common_dir().to_owned();
+    let rundir = Layout::new(repo.common_dir());
     let attempt = match args.attempt {
         Some(n) => n,
-        None => latest_attempts(&common)
+        None => latest_attempts(&rundir)
             .map_err(|e| CliError::failure("cannot read the run records").source(e))?
             .into_iter()
             .find(|(k, _, _)| *k == key)
             .map(|(_, n, _)| n)
             .map_or_else(|| Err(no_attempts(&repo, &key)), Ok)?,
     };
-    let dir = run_dir(&common, &key, attempt);
+    let dir = rundir.run(&key, attempt);
     if !dir.exists() {
         return Err(
             CliError::bad_input(format!("{key} has no attempt {attempt}"))
@@ -51,11 +52,11 @@ pub fn run(ctx: &Ctx, args: &LogArgs) -> CliResult {
     print(&format!("# {key}, attempt {attempt} ({})\n", dir.display()))?;
     // The events so far, then the agent's output; `--follow` goes on printing
     // both as they come (a `progress` event as soon as the agent sends it).
-    let events = dir.join("events.jsonl");
+    let events = layout::events(&dir);
     let mut events_offset = 0u64;
     print(&new_events(&events, &mut events_offset))?;
     print("--- agent.log\n")?;
-    let log = dir.join("agent.log");
+    let log = layout::agent_log(&dir);
     let mut offset = 0u64;
     loop {
         if let Ok(mut file) = std::fs::File::open(&log) {
@@ -65,7 +66,7 @@ pub fn run(ctx: &Ctx, args: &LogArgs) -> CliResult {
             offset += chunk.len() as u64;
             print(&String::from_utf8_lossy(&chunk))?;
         }
-        let exited = dir.join("exit.json").exists();
+        let exited = layout::exit(&dir).exists();
         if !args.follow {
             break;
         }
@@ -75,7 +76,7 @@ pub fn run(ctx: &Ctx, args: &LogArgs) -> CliResult {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    if let Ok(exit) = std::fs::read_to_string(dir.join("exit.json")) {
+    if let Ok(exit) = std::fs::read_to_string(layout::exit(&dir)) {
         print(&format!("--- exit.json\n{}\n", exit.trim_end()))?;
     }
     Ok(())
@@ -95,7 +96,7 @@ fn new_events(path: &std::path::Path, offset: &mut u64) -> String {
     let complete = chunk.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
     *offset += complete as u64;
     for line in String::from_utf8_lossy(&chunk[..complete]).lines() {
-        if let Ok(event) = serde_json::from_str::<crate::observe::runs::Event>(line) {
+        if let Some(event) = parse_event(line) {
             let at = event.at.map(|t| t.to_string()).unwrap_or_default();
             out.push_str(&format!(
                 "event {at} {}{}\n",

@@ -5,7 +5,6 @@
 //! person's checkout of the base in step, and defers when it has changes).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use gix::ObjectId;
 
@@ -16,7 +15,7 @@ use crate::act::check::{CheckResult, run_check};
 use crate::agent::Redactor;
 use crate::git::{GitError, Repo, TrialMerge};
 use crate::observe::TaskKey;
-use crate::observe::runs::run_dir;
+use crate::rundir::{Layout, layout};
 use crate::spec::Invariant;
 
 pub struct LocalForge<'a> {
@@ -33,21 +32,12 @@ impl std::fmt::Debug for LocalForge<'_> {
     }
 }
 
-/// Where the merge result is checked out for `[merge].invariants`.
-/// `<plan>.<task>`: names never contain `.`, so no two tasks share one (a
-/// `--` could: plan `a`, task `b--c` and plan `a--b`, task `c`).
-fn merge_check_path(common: &Path, key: &TaskKey) -> PathBuf {
-    common
-        .join("converge")
-        .join("merge-checks")
-        .join(format!("{}.{}", key.plan, key.task))
-}
-
 impl LocalForge<'_> {
     /// Runs `[merge].invariants` on `commit` in a detached checkout of it.
     fn check(&self, r: &MergeRequest<'_>, commit: ObjectId) -> Result<Vec<CheckResult>, GitError> {
-        let common = self.repo.common_dir().to_owned();
-        let path = merge_check_path(&common, r.key);
+        let rundir = Layout::new(self.repo.common_dir());
+        // Where the merge result is checked out for `[merge].invariants`.
+        let path = rundir.merge_check(r.key);
         self.repo.remove_checkout(&path)?;
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|source| GitError::Io {
@@ -56,7 +46,7 @@ impl LocalForge<'_> {
             })?;
         }
         self.repo.add_detached_worktree(&path, commit)?;
-        let log_dir = run_dir(&common, r.key, r.attempt).join("merge");
+        let log_dir = layout::merge_logs(&rundir.run(r.key, r.attempt));
         let results = self
             .invariants
             .iter()

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use crate::rundir::layout::harness_home;
 use crate::spec::{Harness, HarnessKind, Invariant};
 
 /// What a CLI harness needs in its agent's environment besides `env_allow`:
@@ -26,19 +27,19 @@ pub fn extra_env(
         HarnessKind::ClaudeCode => {
             extra.push((
                 "CLAUDE_CONFIG_DIR",
-                run.join("claude").to_string_lossy().into_owned(),
+                harness_home(run, "claude").to_string_lossy().into_owned(),
             ));
             extra.push(("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".to_owned()));
         }
         HarnessKind::Codex => {
-            let home = codex_home.map_or_else(|| run.join("codex"), Path::to_owned);
+            let home = codex_home.map_or_else(|| harness_home(run, "codex"), Path::to_owned);
             extra.push(("CODEX_HOME", home.to_string_lossy().into_owned()));
         }
         HarnessKind::Opencode => {
             // OpenCode keeps sessions, logs and caches under the XDG data,
             // state and cache homes, which the sandbox must let it write: the
             // run's.
-            let base = run.join("opencode");
+            let base = harness_home(run, "opencode");
             for (name, dir) in [
                 ("XDG_DATA_HOME", "data"),
                 ("XDG_STATE_HOME", "state"),

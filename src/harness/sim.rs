@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use crate::agent::{AgentEnv, AgentError, Brief};
+use crate::agent::{AgentEnv, AgentError};
 use crate::git::{GitError, Repo};
 use crate::spec::{Sim, SimEdit};
 
@@ -26,7 +26,7 @@ pub enum SimError {
 
 /// Runs the simulated agent in `worktree`; returns its exit code.
 pub fn run(worktree: &Path, env: &AgentEnv) -> Result<i32, SimError> {
-    let brief = Brief::read(&env.run_dir)?;
+    let brief = env.brief()?;
     let sim = brief.sim.clone().unwrap_or_else(|| Sim {
         files: Vec::new(),
         message: None,

@@ -1,183 +1,48 @@
-//! Run records: `<git-common-dir>/converge/runs/<plan>/<task>/<attempt>/`.
+//! What a run directory says about an attempt: its records (the formats and
+//! paths are in [`crate::rundir`]) read into a [`RunObs`], with the lease
+//! checked against the live process and every event's token verified.
 //!
-//! ```text
-//! lease.json     written at dispatch: pid, process start time, deadline, fork commit
-//! exit.json      written by the run's supervisor when the agent exits
-//! events.jsonl   appended by agent-mode commands (`converge progress|done`)
-//! agent.log      the agent's output
-//! ```
-//!
-//! Runtime scratch, not durable state (design §1.1): status and git remain the
-//! record. A lease is trusted only while its process is alive *and* started at
-//! the recorded time, so a recycled pid is never mistaken for the agent.
+//! A lease is trusted only while its process is alive *and* started at the
+//! recorded time, so a recycled pid is never mistaken for the agent.
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-
-use serde::{Deserialize, Serialize};
 
 use super::{RunObs, RunState, TaskKey};
 use crate::agent::Secret;
-use crate::time::Timestamp;
+use crate::rundir::Layout;
+use crate::rundir::records;
 
-// Process liveness lives with the rest of a run's processes.
+// The run-directory protocol, as callers that have not switched to
+// `crate::rundir` still name it (runtime::doctor, runtime::recover, git, the
+// integration tests).
+pub use crate::rundir::RunError;
 pub use crate::rundir::procs::{process_alive, process_start_ticks, processes_of_run};
+pub use crate::rundir::records::{Event, ExitRecord, Lease, read_exit, read_lease, sorted_dirs};
 
 /// The directory of all runs, under the git common dir.
 pub fn runs_root(common_dir: &Path) -> PathBuf {
-    common_dir.join("converge").join("runs")
+    Layout::new(common_dir).runs()
 }
 
+/// The run directory of one attempt of a task.
 pub fn run_dir(common_dir: &Path, key: &TaskKey, attempt: u32) -> PathBuf {
-    runs_root(common_dir)
-        .join(&key.plan)
-        .join(&key.task)
-        .join(attempt.to_string())
+    Layout::new(common_dir).run(key, attempt)
 }
 
-/// Written when an attempt is dispatched.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Lease {
-    /// The process that owns the attempt (the run's supervisor).
-    pub pid: u32,
-    /// Its start time in clock ticks since boot (`/proc/<pid>/stat` field 22),
-    /// to tell it from a later process that reuses the pid.
-    pub start_ticks: Option<u64>,
-    pub started_at: Timestamp,
-    pub deadline: Timestamp,
-    /// The base commit the task branch was created from.
-    pub fork: String,
-    pub generation: String,
-    pub harness: String,
-    /// The agent's process (leader of its own process group), once spawned.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent_pid: Option<u32>,
-}
-
-/// Written by the supervisor when the agent exits.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExitRecord {
-    pub exit_code: Option<i32>,
-    pub signal: Option<i32>,
-    pub ended_at: Timestamp,
-    /// The supervisor killed the agent at its deadline.
-    #[serde(default)]
-    pub timed_out: bool,
-    /// The agent could not be started; the reason.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub spawn_error: Option<String>,
-}
-
-/// One line of `events.jsonl`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Event {
-    /// `progress`, `done`, or a harness event kind.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub token: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub at: Option<Timestamp>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("cannot read {}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{} is not a valid run record: {message}", path.display())]
-    Parse { path: PathBuf, message: String },
-}
-
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, RunError> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| RunError::Parse {
-                path: path.to_owned(),
-                message: e.to_string(),
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(RunError::Read {
-            path: path.to_owned(),
-            source,
-        }),
-    }
-}
-
-/// Where the fork of a task's current attempt is noted: written before the task
-/// branch moves, so that a crash between moving the branch and writing the
-/// run's lease can never make a fresh branch at the base tip look merged.
+/// Where the fork of a task's current attempt is noted (see
+/// [`Layout::fork_marker`]).
 pub fn fork_marker(common_dir: &Path, key: &TaskKey) -> PathBuf {
-    common_dir
-        .join("converge")
-        .join("forks")
-        .join(&key.plan)
-        .join(&key.task)
+    Layout::new(common_dir).fork_marker(key)
 }
 
-/// The fork noted for a task, if any.
+/// The fork noted for a task, if any (see [`Layout::fork_marker`]).
 pub fn read_fork(common_dir: &Path, key: &TaskKey) -> Option<String> {
-    let text = std::fs::read_to_string(fork_marker(common_dir, key)).ok()?;
-    Some(text.trim().to_owned()).filter(|t| !t.is_empty())
+    records::read_fork(&Layout::new(common_dir), key)
 }
 
 /// The newest attempt with a run directory, per task.
 pub fn latest_attempts(common_dir: &Path) -> Result<Vec<(TaskKey, u32, PathBuf)>, RunError> {
-    let root = runs_root(common_dir);
-    let mut out = Vec::new();
-    for plan in sorted_dirs(&root)? {
-        for task in sorted_dirs(&root.join(&plan))? {
-            let dir = root.join(&plan).join(&task);
-            let newest = sorted_dirs(&dir)?
-                .into_iter()
-                .filter_map(|a| a.parse::<u32>().ok())
-                .max();
-            if let Some(attempt) = newest {
-                out.push((
-                    TaskKey::new(&plan, &task),
-                    attempt,
-                    dir.join(attempt.to_string()),
-                ));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The names of the directories in `dir`, sorted (none if `dir` is missing).
-pub fn sorted_dirs(dir: &Path) -> Result<Vec<String>, RunError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(RunError::Read {
-                path: dir.to_owned(),
-                source,
-            });
-        }
-    };
-    let mut names: Vec<String> = entries
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    names.sort();
-    Ok(names)
-}
-
-/// The exit record of a run, if the supervisor wrote one.
-pub fn read_exit(dir: &Path) -> Result<Option<ExitRecord>, RunError> {
-    read_json(&dir.join("exit.json"))
-}
-
-/// The lease of a run, if one was written.
-pub fn read_lease(dir: &Path) -> Result<Option<Lease>, RunError> {
-    read_json(&dir.join("lease.json"))
+    records::latest_attempts(&Layout::new(common_dir))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,9 +59,9 @@ pub fn read_run(
     attempt: u32,
     secret: &Secret,
 ) -> Result<RunRecord, RunError> {
-    let lease: Option<Lease> = read_json(&dir.join("lease.json"))?;
-    let exit: Option<ExitRecord> = read_json(&dir.join("exit.json"))?;
-    let (done, rejected_events) = read_events(&dir.join("events.jsonl"), key, attempt, secret)?;
+    let lease = read_lease(dir)?;
+    let exit = read_exit(dir)?;
+    let (done, rejected_events) = read_events(dir, key, attempt, secret)?;
     let state = match (&exit, &lease) {
         (Some(exit), _) => RunState::Exited {
             done,
@@ -235,32 +100,15 @@ pub fn read_run(
 /// Whether a valid `done` event exists, and how many events carried a token that
 /// does not verify for this attempt (ignored, and reported).
 fn read_events(
-    path: &Path,
+    dir: &Path,
     key: &TaskKey,
     attempt: u32,
     secret: &Secret,
 ) -> Result<(bool, u32), RunError> {
-    let file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((false, 0)),
-        Err(source) => {
-            return Err(RunError::Read {
-                path: path.to_owned(),
-                source,
-            });
-        }
-    };
     let mut done = false;
     let mut rejected = 0u32;
-    for line in std::io::BufReader::new(file).lines() {
-        let line = line.map_err(|source| RunError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let Ok(event) = serde_json::from_str::<Event>(&line) else {
+    for event in records::read_events(dir)? {
+        let Some(event) = event else {
             rejected = rejected.saturating_add(1);
             continue;
         };
@@ -279,6 +127,7 @@ fn read_events(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::Timestamp;
 
     fn secret() -> Secret {
         Secret::from_bytes(b"test secret of sufficient length".to_vec())
@@ -363,34 +212,6 @@ mod tests {
                 done: true,
                 exit_code: Some(0)
             }
-        );
-    }
-
-    #[test]
-    fn the_newest_attempt_of_each_task_is_found() {
-        let common = tempfile::tempdir().expect("dir");
-        for (plan, task, attempt) in [
-            ("p", "a", 1),
-            ("p", "a", 10),
-            ("p", "a", 2),
-            ("p", "b", 1),
-            ("q", "c", 3),
-        ] {
-            std::fs::create_dir_all(run_dir(common.path(), &TaskKey::new(plan, task), attempt))
-                .expect("mkdir");
-        }
-        let found: Vec<(String, u32)> = latest_attempts(common.path())
-            .expect("reads")
-            .into_iter()
-            .map(|(k, a, _)| (k.to_string(), a))
-            .collect();
-        assert_eq!(
-            found,
-            [
-                ("p/a".to_owned(), 10),
-                ("p/b".to_owned(), 1),
-                ("q/c".to_owned(), 3)
-            ]
         );
     }
 

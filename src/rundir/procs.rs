@@ -4,25 +4,14 @@
 
 use std::path::Path;
 
-use crate::observe::runs::{self, ExitRecord};
+use super::RunError;
+use super::records::{self, ExitRecord};
 use crate::time::Timestamp;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProcError {
-    #[error(transparent)]
-    Read(#[from] runs::RunError),
-    #[error("cannot write {}", path.display())]
-    Write {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
 
 /// Kills the run's supervisor and agent process groups, if they are still the
 /// processes the lease names.
-pub fn kill_run(dir: &Path) -> Result<(), ProcError> {
-    let Some(lease) = runs::read_lease(dir)? else {
+pub fn kill_run(dir: &Path) -> Result<(), RunError> {
+    let Some(lease) = records::read_lease(dir)? else {
         kill_stragglers(dir);
         return Ok(());
     };
@@ -61,10 +50,10 @@ fn is_group_leader(pid: u32) -> bool {
 
 /// Writes the exit record the supervisor could not write (its processes were
 /// killed, `timed_out` when at their deadline).
-pub fn write_exit(dir: &Path, now: Timestamp, timed_out: bool) -> Result<(), ProcError> {
+pub fn write_exit(dir: &Path, now: Timestamp, timed_out: bool) -> Result<(), RunError> {
     // No run directory: status said "running" but the run left no record here
     // (it was cleaned up, or started on another machine). Nothing to close.
-    if !dir.exists() || runs::read_exit(dir)?.is_some() {
+    if !dir.exists() || records::read_exit(dir)?.is_some() {
         return Ok(());
     }
     let record = ExitRecord {
@@ -74,10 +63,7 @@ pub fn write_exit(dir: &Path, now: Timestamp, timed_out: bool) -> Result<(), Pro
         timed_out,
         spawn_error: None,
     };
-    let bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();
-    let path = dir.join("exit.json");
-    crate::act::files::write_atomically(&path, &bytes)
-        .map_err(|source| ProcError::Write { path, source })
+    records::write_exit(dir, &record)
 }
 
 /// Sends `signal` to the process group led by `pid` (gone already is fine).

@@ -34,7 +34,7 @@ pub fn reconciler_id(repo: &Repo) -> Result<String, TickError> {
     {
         return Ok(id.trim().to_owned());
     }
-    let path = repo.common_dir().join("converge").join("reconciler-id");
+    let path = crate::rundir::Layout::new(repo.common_dir()).reconciler_id();
     let io = |source| TickError::Identity {
         path: path.clone(),
         source,

@@ -16,7 +16,9 @@ use gix::ObjectId;
 
 use crate::git::{GitError, Repo};
 use crate::observe::TaskKey;
-use crate::observe::runs::{self, RunError};
+use crate::rundir::procs::{process_alive, processes_of_run};
+use crate::rundir::records::{read_lease, sorted_dirs};
+use crate::rundir::{Layout, RunError};
 use crate::status::Status;
 
 /// Where kept attempt heads live.
@@ -119,7 +121,7 @@ pub fn observe(
     repo: &Repo,
     base_tip: Option<ObjectId>,
 ) -> Result<BTreeMap<TaskKey, Vec<AttemptFacts>>, GcError> {
-    let common = repo.common_dir().to_owned();
+    let rundir = Layout::new(repo.common_dir());
     let mut found: BTreeMap<TaskKey, BTreeMap<u32, AttemptFacts>> = BTreeMap::new();
     let blank = |number| AttemptFacts {
         number,
@@ -128,21 +130,22 @@ pub fn observe(
         running: false,
         work_safe: true,
     };
-    let root = runs::runs_root(&common);
-    for plan in runs::sorted_dirs(&root)? {
-        for task in runs::sorted_dirs(&root.join(&plan))? {
-            for attempt in runs::sorted_dirs(&root.join(&plan).join(&task))? {
+    let root = rundir.runs();
+    for plan in sorted_dirs(&root)? {
+        for task in sorted_dirs(&root.join(&plan))? {
+            let key = TaskKey::new(&plan, &task);
+            for attempt in sorted_dirs(&rundir.task_runs(&key))? {
                 let Ok(number) = attempt.parse::<u32>() else {
                     continue;
                 };
-                let dir = root.join(&plan).join(&task).join(&attempt);
-                let lease = runs::read_lease(&dir).ok().flatten();
+                let dir = rundir.task_runs(&key).join(&attempt);
+                let lease = read_lease(&dir).ok().flatten();
                 let supervisor = lease
                     .as_ref()
-                    .is_some_and(|l| runs::process_alive(l.pid, l.start_ticks));
-                let running = supervisor || !runs::processes_of_run(&dir).is_empty();
+                    .is_some_and(|l| process_alive(l.pid, l.start_ticks));
+                let running = supervisor || !processes_of_run(&dir).is_empty();
                 let facts = found
-                    .entry(TaskKey::new(&plan, &task))
+                    .entry(key.clone())
                     .or_default()
                     .entry(number)
                     .or_insert_with(|| blank(number));

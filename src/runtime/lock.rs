@@ -27,7 +27,7 @@ pub struct Lock {
 }
 
 pub fn lock_path(common_dir: &Path) -> PathBuf {
-    common_dir.join("converge").join("lock")
+    crate::rundir::Layout::new(common_dir).lock()
 }
 
 impl Lock {

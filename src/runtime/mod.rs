@@ -116,15 +116,15 @@ pub fn reconcile(
 
 /// Sleeps until a running agent exits or the decision's wake time passes.
 fn wait_for_change(repo: &Repo, report: &TickReport, options: &LoopOptions<'_>) {
+    let rundir = crate::rundir::Layout::new(repo.common_dir());
     let runs: Vec<std::path::PathBuf> = report
         .observation
         .tasks
         .iter()
         .filter_map(|(key, t)| {
             let run = t.run.as_ref()?;
-            matches!(run.state, crate::observe::RunState::Running { .. }).then(|| {
-                crate::observe::runs::run_dir(repo.common_dir(), key, run.attempt).join("exit.json")
-            })
+            matches!(run.state, crate::observe::RunState::Running { .. })
+                .then(|| crate::rundir::layout::exit(&rundir.run(key, run.attempt)))
         })
         .collect();
     loop {

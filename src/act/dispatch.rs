@@ -158,15 +158,6 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-/// Where earlier versions kept every worktree (and where they still live for
-/// bare repositories):
-/// `<git-common-dir>/converge/worktrees`. Worktrees there, or at a root
-/// configured before, are found by branch ([`checkout_of`]) and retired where
-/// they are; the next attempt checks out at [`worktree_root`].
-pub fn legacy_worktree_root(common_dir: &Path) -> PathBuf {
-    Layout::new(common_dir).legacy_worktrees()
-}
-
 /// The worktree of `key` under `root` (see [`worktree_root`]).
 pub fn worktree_path(root: &Path, key: &TaskKey) -> PathBuf {
     layout::worktree(root, key)

@@ -38,7 +38,7 @@ pub struct Orphaned {
 
 /// Where the notes live.
 pub fn intents_dir(common_dir: &Path) -> PathBuf {
-    common_dir.join("converge").join("intents")
+    crate::rundir::Layout::new(common_dir).intents()
 }
 
 /// Removes its note when the write is over (also when it failed).

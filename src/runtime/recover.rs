@@ -33,10 +33,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::act::dispatch::{default_worktree_root, legacy_worktree_root, worktree_root};
+use crate::act::dispatch::worktree_root;
 use crate::git::intent::{self, Intent, Orphaned};
 use crate::git::{Repo, remove_file_if_exists, same_path};
 use crate::observe::runs;
+use crate::rundir::{Layout, layout};
 
 mod probe;
 
@@ -86,9 +87,9 @@ pub struct RecoverError {
 /// default and the legacy place) and merge checks.
 fn roots(common: &Path, configured: Option<&str>) -> Vec<PathBuf> {
     let mut out = vec![
-        default_worktree_root(common),
-        legacy_worktree_root(common),
-        common.join("converge").join("merge-checks"),
+        Layout::new(common).default_worktree_root(),
+        Layout::new(common).legacy_worktrees(),
+        Layout::new(common).merge_checks(),
     ];
     if let Ok(root) = worktree_root(common, configured) {
         out.push(root);
@@ -368,7 +369,7 @@ fn stale_ref_locks(s: &Scan<'_>, out: &mut Findings) {
         let why = if ref_name.starts_with("refs/converge/") {
             "converge's own ref"
         } else if ref_name.starts_with("refs/heads/converge/") {
-            if probe::task_alive(common, relative) {
+            if probe::task_alive(common, &s.roots, relative) {
                 continue;
             }
             "a task branch, and no process of the task is alive"
@@ -440,7 +441,7 @@ fn broken_worktrees(s: &Scan<'_>, out: &mut Findings) {
 fn unregistered_dirs(s: &Scan<'_>, out: &mut Findings) {
     for root in &s.roots {
         let mut dirs = Vec::new();
-        let merge_checks = root.ends_with("merge-checks");
+        let merge_checks = *root == Layout::new(&s.common).merge_checks();
         for first in runs::sorted_dirs(root).unwrap_or_default() {
             if merge_checks {
                 dirs.push(root.join(first));
@@ -476,10 +477,7 @@ fn unregistered_dirs(s: &Scan<'_>, out: &mut Findings) {
 /// Rule 4: dispatches killed before their supervisor wrote the lease.
 fn unstarted_runs(s: &Scan<'_>, out: &mut Findings) {
     for (key, attempt, dir) in runs::latest_attempts(&s.common).unwrap_or_default() {
-        if dir.join("lease.json").exists()
-            || dir.join("exit.json").exists()
-            || probe::run_named(&dir)
-        {
+        if layout::lease(&dir).exists() || layout::exit(&dir).exists() || probe::run_named(&dir) {
             continue;
         }
         out.add(

@@ -297,7 +297,7 @@ fn changed_meanwhile(delta: &Delta) -> Blocked {
 /// Not derived from the target's name: a name near the file system's limit
 /// (255 bytes) would make a longer one impossible to create.
 fn temp_name(target: &Path, pid: &str) -> PathBuf {
-    target.with_file_name(format!(".converge-{pid}.tmp"))
+    crate::rundir::layout::checkout_temp(target, pid)
 }
 
 /// Removes the temporary files beside `target` of processes that are gone
@@ -306,17 +306,12 @@ pub(super) fn remove_stale_temps(target: &Path) {
     let Some(dir) = target.parent() else {
         return;
     };
-    let prefix = ".converge-";
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let file = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = file
-            .strip_prefix(prefix)
-            .and_then(|rest| rest.strip_suffix(".tmp"))
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
+        let Some(pid) = crate::rundir::layout::checkout_temp_pid(&file) else {
             continue;
         };
         if pid != std::process::id() && !crate::rundir::procs::process_alive(pid, None) {

@@ -4,6 +4,7 @@
 //! finishes an update a crash interrupted; and the notes of paths an update
 //! left as a person had changed them, for `converge doctor`.
 
+use crate::rundir::Layout;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -70,7 +71,7 @@ pub enum Recovered {
 }
 
 fn journal_dir(common: &Path) -> PathBuf {
-    common.join("converge").join("checkouts")
+    Layout::new(common).checkouts()
 }
 
 /// Paths an update left as a person had changed them (see
@@ -85,13 +86,11 @@ pub struct LeftAlone {
 }
 
 fn left_alone_path(common: &Path, branch: &str, to: &str) -> PathBuf {
-    journal_dir(common)
-        .join("left-alone")
-        .join(format!("{}@{to}.json", branch.replace('/', "%2F")))
+    Layout::new(common).left_alone_note(branch, to)
 }
 
 fn journal_path(common: &Path, branch: &str) -> PathBuf {
-    journal_dir(common).join(format!("{}.json", branch.replace('/', "%2F")))
+    Layout::new(common).checkout_journal(branch)
 }
 
 /// Writes `record` as JSON at `path`, atomically (a reader sees the old record
@@ -132,7 +131,7 @@ impl Repo {
 
     /// The notes of paths updates left as a person had changed them.
     pub fn left_alone(&self) -> Vec<(PathBuf, LeftAlone)> {
-        let dir = journal_dir(self.common_dir()).join("left-alone");
+        let dir = Layout::new(self.common_dir()).left_alone();
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Vec::new();
         };

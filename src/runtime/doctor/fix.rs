@@ -1,6 +1,6 @@
 //! `converge doctor --fix`: applies the findings' fixes.
 
-use crate::act::dispatch::{default_worktree_root, worktree_root};
+use crate::act::dispatch::worktree_root;
 use crate::act::retire;
 use crate::git::Repo;
 use crate::observe::runs::{self, read_lease};
@@ -49,7 +49,9 @@ pub fn fix(
                     repo.common_dir(),
                     report.spec.config.reconcile.worktree_root.as_deref(),
                 )
-                .unwrap_or_else(|_| default_worktree_root(repo.common_dir()));
+                .unwrap_or_else(|_| {
+                    crate::rundir::Layout::new(repo.common_dir()).default_worktree_root()
+                });
                 retire(repo, key, base, *attempt, (&signer, &root))?;
                 done.push(format!("removed the worktree and branch of {key}"));
             }

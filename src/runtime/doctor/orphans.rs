@@ -4,10 +4,11 @@
 
 use std::path::PathBuf;
 
-use crate::act::dispatch::{default_worktree_root, legacy_worktree_root, worktree_root};
+use crate::act::dispatch::worktree_root;
 use crate::git::Repo;
 use crate::observe::TaskKey;
 use crate::observe::runs;
+use crate::rundir::Layout;
 
 /// A linked worktree git knows: its directory and branch.
 type Registered = (PathBuf, Option<String>);
@@ -106,8 +107,8 @@ fn unknown_dirs(
 ) -> Result<Vec<Finding>, DoctorError> {
     let configured = report.spec.config.reconcile.worktree_root.as_deref();
     let mut roots = vec![
-        default_worktree_root(repo.common_dir()),
-        legacy_worktree_root(repo.common_dir()),
+        Layout::new(repo.common_dir()).default_worktree_root(),
+        Layout::new(repo.common_dir()).legacy_worktrees(),
     ];
     roots.dedup();
     let own = roots.len();

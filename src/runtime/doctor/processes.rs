@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::git::Repo;
 use crate::observe::TaskKey;
-use crate::observe::runs::{self, Lease, read_exit, read_lease, runs_root};
+use crate::observe::runs::{self, Lease, read_exit, read_lease};
 
 use super::{DoctorError, Finding, Fix, Level, Snapshot, in_spec, set_aside};
 
@@ -17,7 +17,8 @@ pub(super) fn check(repo: &Repo, report: &Snapshot) -> Result<Vec<Finding>, Doct
         .into_iter()
         .map(|(k, n, _)| (k, n))
         .collect();
-    let runs_dir = runs_root(repo.common_dir());
+    let layout = crate::rundir::Layout::new(repo.common_dir());
+    let runs_dir = layout.runs();
     for plan in runs::sorted_dirs(&runs_dir)? {
         for task in runs::sorted_dirs(&runs_dir.join(&plan))? {
             let key = TaskKey::new(&plan, &task);
@@ -25,7 +26,7 @@ pub(super) fn check(repo: &Repo, report: &Snapshot) -> Result<Vec<Finding>, Doct
                 let Ok(n) = attempt.parse::<u32>() else {
                     continue;
                 };
-                let dir = runs::run_dir(repo.common_dir(), &key, n);
+                let dir = layout.run(&key, n);
                 let Some(lease) = read_lease(&dir)? else {
                     continue;
                 };

@@ -80,7 +80,8 @@ pub(super) fn run_named(dir: &Path) -> bool {
 
 /// Whether any process of any attempt of the task whose branch lock this is
 /// (`refs/heads/converge/<plan>/<task>.lock`) is alive.
-pub(super) fn task_alive(common: &Path, relative: &Path) -> bool {
+/// `roots` are converge's worktree roots, where the task's worktree may be.
+pub(super) fn task_alive(common: &Path, roots: &[PathBuf], relative: &Path) -> bool {
     let parts: Vec<&str> = relative.iter().filter_map(|p| p.to_str()).collect();
     let [_, _, _, plan, task] = parts.as_slice() else {
         return true;
@@ -88,11 +89,14 @@ pub(super) fn task_alive(common: &Path, relative: &Path) -> bool {
     let Some(task) = task.strip_suffix(".lock") else {
         return true;
     };
-    let key = crate::observe::TaskKey::new(*plan, task);
-    if busy(&crate::act::dispatch::worktree_path(common, &key)) {
+    let key = crate::model::TaskKey::new(*plan, task);
+    if roots
+        .iter()
+        .any(|root| busy(&crate::rundir::layout::worktree(root, &key)))
+    {
         return true;
     }
-    let dir = runs::runs_root(common).join(plan).join(task);
+    let dir = crate::rundir::Layout::new(common).task_runs(&key);
     runs::sorted_dirs(&dir)
         .unwrap_or_default()
         .iter()
@@ -181,4 +185,36 @@ pub(super) fn admins(common: &Path) -> Vec<Admin> {
         .collect();
     out.sort_by(|a, b| a.dir.cmp(&b.dir));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_is_alive_while_a_process_works_in_its_worktree_under_any_root() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let common = dir.path().join("repo/.git");
+        let root = dir.path().join("trees");
+        let worktree = root.join("p").join("t");
+        std::fs::create_dir_all(&worktree).expect("worktree");
+        std::fs::create_dir_all(&common).expect("common");
+        let lock = Path::new("refs/heads/converge/p/t.lock");
+        assert!(!task_alive(&common, std::slice::from_ref(&root), lock));
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .current_dir(&worktree)
+            .spawn()
+            .expect("sleep");
+        // Its working directory shows in /proc once it runs.
+        let alive = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            task_alive(&common, std::slice::from_ref(&root), lock)
+        });
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(alive, "a process in the task's worktree keeps its lock");
+        // The common directory is not a worktree root.
+        assert!(!task_alive(&common, &[], lock));
+    }
 }

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use gix::ObjectId;
 
-use crate::git::{GitError, Repo};
-use crate::model::{FailureCode, TaskKey};
+use crate::git::{GitError, Repo, commit_id};
+use crate::model::{CommitId, FailureCode, TaskKey};
 use crate::observe::runs::{self, ExitRecord, run_dir};
 use crate::spec::{Gate, Task};
 use crate::status::transition::Verdict;
@@ -72,6 +72,7 @@ pub(super) fn gate(
             outcomes,
         ));
     };
+    let head_id = commit_id(head)?;
     if leftovers
         && let Some(applied) = refuse_unsafe_tree(ctx, status, (key, attempt), head, &outcomes)?
     {
@@ -97,7 +98,7 @@ pub(super) fn gate(
                 ctx,
                 status,
                 (key, attempt),
-                head.to_string(),
+                head_id,
                 ending,
                 outcomes,
             ));
@@ -106,7 +107,7 @@ pub(super) fn gate(
         return Ok(failed(
             key,
             attempt,
-            Some(head),
+            Some(head_id),
             code,
             message,
             tail,
@@ -117,7 +118,7 @@ pub(super) fn gate(
         return Ok(failed(
             key,
             attempt,
-            Some(head),
+            Some(head_id),
             FailureCode::ForbiddenPaths,
             message,
             None,
@@ -138,7 +139,7 @@ pub(super) fn gate(
     Ok(judged(
         (key, attempt),
         task,
-        head,
+        head_id,
         (&results, evidence),
         note,
         outcomes,
@@ -224,7 +225,7 @@ fn commit_leftovers(
 fn failed(
     key: &TaskKey,
     attempt: u32,
-    head: Option<ObjectId>,
+    head: Option<CommitId>,
     code: FailureCode,
     message: String,
     output_tail: Option<String>,
@@ -233,7 +234,7 @@ fn failed(
     let line = format!("gate {key} (attempt {attempt}): failed, {message}");
     outcomes.push(Outcome::Failed {
         attempt,
-        head: head.map(|h| h.to_string()),
+        head,
         failure: Failure {
             attempt,
             reason: code,
@@ -296,7 +297,7 @@ fn invariants(
 fn judged(
     (key, attempt): (&TaskKey, u32),
     task: &Task,
-    head: ObjectId,
+    head: CommitId,
     (results, evidence): (&[CheckResult], BTreeMap<String, Evidence>),
     note: &str,
     mut outcomes: Vec<Outcome>,
@@ -331,7 +332,7 @@ fn judged(
     };
     outcomes.push(Outcome::Gated {
         attempt,
-        head: head.to_string(),
+        head,
         evidence,
         verdict,
     });
@@ -374,9 +375,10 @@ fn refuse_unsafe_tree(
     let dir: &Path = &run_dir(ctx.repo.common_dir(), key, attempt);
     let mut outcomes = before.to_vec();
     outcomes.extend(usage(ctx, status, key, attempt, dir).map(|(_, usage)| usage));
+    let head = commit_id(head)?;
     let message = format!(
         "the attempt's commit {} holds tree entries git refuses to check out: {}",
-        &head.to_string()[..7],
+        head.short(),
         unsafe_entries.join(", ")
     );
     Ok(Some(failed(

@@ -168,7 +168,7 @@ fn decide_mode(args: &[String]) {
                     },
                     generation: task.generation.clone(),
                     attempt: u32::from(merged),
-                    merged_as: merged.then(|| "1".repeat(40)),
+                    merged_as: merged.then(|| converge::model::CommitId::from_bytes([0x11; 20])),
                     ..TaskStatus::default()
                 },
             );

@@ -36,7 +36,7 @@ pub(super) fn cleanup(
         && ctx.repo.is_ancestor(head, ctx.base_tip)?
     {
         outcomes.push(Outcome::FoundMerged {
-            commit: head.to_string(),
+            commit: crate::git::commit_id(head)?,
         });
     }
     retire(

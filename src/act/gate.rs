@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use gix::ObjectId;
 
-use crate::git::{GitError, Repo};
-use crate::model::{FailureCode, TaskKey};
+use crate::git::{GitError, Repo, commit_id};
+use crate::model::{CommitId, FailureCode, TaskKey};
 use crate::observe::runs;
 use crate::rundir::records::{self, ExitRecord};
 use crate::rundir::{Layout, layout};
@@ -74,6 +74,7 @@ pub(super) fn gate(
             outcomes,
         ));
     };
+    let head_id = commit_id(head)?;
     if leftovers
         && let Some(applied) = refuse_unsafe_tree(ctx, status, (key, attempt), head, &outcomes)?
     {
@@ -99,7 +100,7 @@ pub(super) fn gate(
                 ctx,
                 status,
                 (key, attempt),
-                head.to_string(),
+                head_id,
                 ending,
                 outcomes,
             ));
@@ -108,7 +109,7 @@ pub(super) fn gate(
         return Ok(failed(
             key,
             attempt,
-            Some(head),
+            Some(head_id),
             code,
             message,
             tail,
@@ -119,7 +120,7 @@ pub(super) fn gate(
         return Ok(failed(
             key,
             attempt,
-            Some(head),
+            Some(head_id),
             FailureCode::ForbiddenPaths,
             message,
             None,
@@ -140,7 +141,7 @@ pub(super) fn gate(
     Ok(judged(
         (key, attempt),
         task,
-        head,
+        head_id,
         (&results, evidence),
         note,
         outcomes,
@@ -226,7 +227,7 @@ fn commit_leftovers(
 fn failed(
     key: &TaskKey,
     attempt: u32,
-    head: Option<ObjectId>,
+    head: Option<CommitId>,
     code: FailureCode,
     message: String,
     output_tail: Option<String>,
@@ -235,7 +236,7 @@ fn failed(
     let line = format!("gate {key} (attempt {attempt}): failed, {message}");
     outcomes.push(Outcome::Failed {
         attempt,
-        head: head.map(|h| h.to_string()),
+        head,
         failure: Failure {
             attempt,
             reason: code,
@@ -298,7 +299,7 @@ fn invariants(
 fn judged(
     (key, attempt): (&TaskKey, u32),
     task: &Task,
-    head: ObjectId,
+    head: CommitId,
     (results, evidence): (&[CheckResult], BTreeMap<String, Evidence>),
     note: &str,
     mut outcomes: Vec<Outcome>,
@@ -333,7 +334,7 @@ fn judged(
     };
     outcomes.push(Outcome::Gated {
         attempt,
-        head: head.to_string(),
+        head,
         evidence,
         verdict,
     });
@@ -376,9 +377,10 @@ fn refuse_unsafe_tree(
     let dir: &Path = &Layout::new(ctx.repo.common_dir()).run(key, attempt);
     let mut outcomes = before.to_vec();
     outcomes.extend(usage(ctx, status, key, attempt, dir).map(|(_, usage)| usage));
+    let head = commit_id(head)?;
     let message = format!(
         "the attempt's commit {} holds tree entries git refuses to check out: {}",
-        &head.to_string()[..7],
+        head.short(),
         unsafe_entries.join(", ")
     );
     Ok(Some(failed(

@@ -8,7 +8,7 @@ use std::path::Path;
 use gix::ObjectId;
 
 use crate::harness::{self, outcome::Ending, stream::Summary};
-use crate::model::{FailureCode, TaskKey};
+use crate::model::{CommitId, FailureCode, TaskKey};
 use crate::rundir::records::ExitRecord;
 use crate::rundir::{Layout, layout};
 use crate::spec::Task;
@@ -153,7 +153,7 @@ pub(super) fn ended(
     ctx: &ActCtx<'_>,
     status: &Status,
     (key, attempt): (&TaskKey, u32),
-    head: String,
+    head: CommitId,
     ending: Ending,
     mut outcomes: Vec<Outcome>,
 ) -> Applied {

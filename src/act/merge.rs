@@ -5,7 +5,7 @@
 //! recomputes).
 
 use crate::forge::{MergeOutcome, MergeRequest};
-use crate::model::{FailureCode, TaskKey};
+use crate::model::{CommitId, FailureCode, TaskKey};
 use crate::spec::{Decision as Verdict, Plan, Task};
 use crate::status::{Failure, Status};
 
@@ -19,7 +19,7 @@ pub(super) fn merge(
     ctx: &mut ActCtx<'_>,
     status: &Status,
     key: &TaskKey,
-    head: &str,
+    head: CommitId,
 ) -> Result<Applied, ActError> {
     let (plan, task) = task_of(ctx.spec, key)?;
     let attempt = status.task(&key.plan, &key.task).map_or(0, |s| s.attempt);
@@ -66,7 +66,7 @@ pub(super) fn merge(
             crate::crash::point("after-merge");
             outcomes.push(Outcome::Merged {
                 attempt,
-                commit: commit.to_string(),
+                commit: crate::git::commit_id(commit)?,
             });
             Ok(Applied::done(
                 format!(
@@ -128,13 +128,13 @@ fn message(
     key: &TaskKey,
     (plan, task): (&Plan, &Task),
     attempt: u32,
-    head: &str,
+    head: CommitId,
 ) -> String {
     let approval = ctx
         .spec
         .approvals
         .get(&(key.plan.clone(), key.task.clone()))
-        .filter(|a| a.decision == Verdict::Approve && a.commit == head);
+        .filter(|a| a.decision == Verdict::Approve && head == a.commit);
     let mut message = format!(
         "converge: merge {key} (attempt {attempt})\n\n{}\n\n",
         first_line(&task.description)

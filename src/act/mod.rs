@@ -148,7 +148,7 @@ pub fn apply(ctx: &mut ActCtx<'_>, status: &Status, action: &Action) -> Result<A
             reason,
         } => reap::cancel(ctx, key, *attempt, reason),
         Action::Gate { key, attempt } => gate::gate(ctx, status, key, *attempt),
-        Action::Merge { key, head } => merge::merge(ctx, status, key, head),
+        Action::Merge { key, head } => merge::merge(ctx, status, key, *head),
         Action::Retry {
             key,
             attempt,

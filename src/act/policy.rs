@@ -262,7 +262,9 @@ mod tests {
         };
         let merge = Action::Merge {
             key: key(),
-            head: "h".into(),
+            head: "1111111111111111111111111111111111111111"
+                .parse()
+                .expect("hex"),
         };
         assert_eq!(
             error_policy(&merge, &moved, (None, None), now, &backoff),

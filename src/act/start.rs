@@ -94,7 +94,7 @@ pub(super) fn start(
         harness: task.harness.clone(),
         model: what.model.map(str::to_owned),
         branch: key.branch(),
-        fork: ctx.base_tip.to_string(),
+        fork: crate::git::commit_id(ctx.base_tip)?,
         edited,
         spec_changed: matches!(reason, Some(Reason::SpecChanged)),
         rejection: rejected,

@@ -367,9 +367,7 @@ fn summary(repo: &Repo, dir: &Path, status: Option<&Status>, started: Instant) -
                     || "-".to_owned(),
                     |f| format!("attempt {}: {}", f.attempt, f.reason),
                 ),
-                t.merged_as
-                    .as_deref()
-                    .map_or_else(|| "-".to_owned(), |m| m[..7].to_owned()),
+                t.merged_as.map_or_else(|| "-".to_owned(), |m| m.short()),
             ]);
         }
     }

@@ -26,7 +26,7 @@ pub fn run(ctx: &Ctx, args: &GateArgs) -> CliResult {
         st.failures
     );
     if let Some(head) = &st.head {
-        out.push_str(&format!("head {}\n", short(head)));
+        out.push_str(&format!("head {}\n", &head.short()));
     }
     if st.gate.is_empty() {
         out.push_str("no gate evidence for this attempt\n");

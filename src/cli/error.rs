@@ -183,6 +183,10 @@ impl From<crate::git::GitError> for CliError {
                 Kind::BadInput,
                 Some("run converge in a clone with a working tree"),
             ),
+            GitError::NotSha1 { .. } => (
+                Kind::BadInput,
+                Some("run converge in a SHA-1 repository (`git init --object-format=sha1`)"),
+            ),
             _ => (Kind::Failure, None),
         };
         let mut e = CliError::new(kind, error.to_string());

@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use crate::model::CommitId;
 use crate::observe::TaskKey;
 
 use super::Reason;
@@ -26,7 +27,7 @@ pub enum Action {
     /// Check a finished attempt: leftovers, paths, invariants.
     Gate { key: TaskKey, attempt: u32 },
     /// Merge the passed work at `head` into the base branch.
-    Merge { key: TaskKey, head: String },
+    Merge { key: TaskKey, head: CommitId },
     /// Start attempt `attempt` after a failure, a rejection or an edit.
     Retry {
         key: TaskKey,
@@ -127,7 +128,7 @@ impl fmt::Display for Action {
             } => write!(f, "cancel {key} (attempt {attempt}): {reason}"),
             Action::Gate { key, attempt } => write!(f, "gate {key} (attempt {attempt})"),
             Action::Merge { key, head } => {
-                write!(f, "merge {key} at {}", super::reason::short(head))
+                write!(f, "merge {key} at {}", head.short())
             }
             Action::Retry {
                 key,

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::model::CommitId;
 use crate::observe::{Availability, Observation, RunObs, RunState, TaskKey, TaskObs};
 use crate::spec::{Decision as Verdict, Gate, Plan, PlanState, Spec, Task};
 use crate::status::{Phase, Status, TaskStatus};
@@ -285,11 +286,12 @@ fn passed(c: &Ctx<'_>) -> Candidate {
     if c.edited {
         return c.start(Reason::SpecChanged, false);
     }
+    // No head known (a damaged status, no branch): git's null id, at which
+    // no branch is, so that a merge finds the head moved.
     let head = st
         .head
-        .clone()
-        .or_else(|| s.ob.branch_head.clone())
-        .unwrap_or_default();
+        .or(s.ob.branch_head)
+        .unwrap_or(CommitId::from_bytes([0; 20]));
     let approval = s
         .spec
         .approvals
@@ -298,7 +300,7 @@ fn passed(c: &Ctx<'_>) -> Candidate {
         Gate::Auto => Reason::GatePassed,
         Gate::HumanReview | Gate::HumanApprove => match approval {
             None => return c.wait(Phase::AwaitingApproval, Reason::AwaitingApproval),
-            Some(a) if a.commit != head => {
+            Some(a) if head != a.commit => {
                 return c.wait(
                     Phase::AwaitingApproval,
                     Reason::ApprovalStale {

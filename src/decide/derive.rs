@@ -94,7 +94,7 @@ fn follow_decision(status: &mut Status, decision: &Decision, obs: &Observation) 
         // person merged the branch) is recorded, so that cleaning up its
         // branch later cannot lose the proof.
         if report.phase == Phase::Merged && st.merged_as.is_none() {
-            st.merged_as = obs.task(&report.key).and_then(|o| o.branch_head.clone());
+            st.merged_as = obs.task(&report.key).and_then(|o| o.branch_head);
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::decide::{ActionKind, Reason, TaskReport};
+use crate::model::CommitId;
 use crate::observe::{RunObs, TaskObs};
 use crate::spec::diag::{Code, Location};
 use crate::spec::load::PlanningFiles;
@@ -29,6 +30,10 @@ const NOW: Timestamp = Timestamp::from_unix(1_800_000_000);
 const COMMIT: &str = "1111111111111111111111111111111111111111";
 const OLD_COMMIT: &str = "2222222222222222222222222222222222222222";
 const HEAD: &str = "3333333333333333333333333333333333333333";
+
+fn id(hex: &str) -> CommitId {
+    hex.parse().expect("a commit id")
+}
 
 fn spec() -> Spec {
     let loaded = crate::spec::compile(&PlanningFiles::from_texts([
@@ -219,14 +224,14 @@ fn work_found_merged_records_the_branch_head_it_was_merged_at() {
         key("a"),
         TaskObs {
             merged: true,
-            branch_head: Some(HEAD.to_owned()),
+            branch_head: Some(id(HEAD)),
             ..TaskObs::default()
         },
     );
     // (merged_as before, after)
     for (before, want) in [(None, HEAD), (Some(OLD_COMMIT), OLD_COMMIT)] {
         let a = TaskStatus {
-            merged_as: before.map(str::to_owned),
+            merged_as: before.map(id),
             ..task(Phase::Passed, 1)
         };
         let st = status(&[("p", &[("a", a)])]);
@@ -240,7 +245,7 @@ fn work_found_merged_records_the_branch_head_it_was_merged_at() {
         );
         let a = out.task("p", "a").expect("a");
         assert_eq!(a.phase, Phase::Merged);
-        assert_eq!(a.merged_as.as_deref(), Some(want));
+        assert_eq!(a.merged_as, Some(id(want)));
     }
 }
 
@@ -315,7 +320,7 @@ fn tasks_and_plans_gone_from_the_spec_are_dropped_once_nothing_of_theirs_lingers
         ),
         (
             Some(TaskObs {
-                branch_head: Some(HEAD.to_owned()),
+                branch_head: Some(id(HEAD)),
                 ..TaskObs::default()
             }),
             true,

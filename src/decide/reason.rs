@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use crate::model::CommitId;
 use crate::time::Timestamp;
 
 /// Why a task is, or is not, acted on. The code is stable (STATUS.md, `--explain`).
@@ -60,7 +61,7 @@ pub enum Reason {
     AwaitingApproval,
     ApprovalStale {
         approved: String,
-        head: String,
+        head: CommitId,
     },
     Escalated,
     Merged,
@@ -230,7 +231,7 @@ impl fmt::Display for Reason {
                 f,
                 "the approval is for {}, but the branch is at {}; review it again",
                 short(approved),
-                short(head)
+                head.short()
             ),
             Reason::Escalated => f.write_str("needs a human: `converge retry` starts it again"),
             Reason::Merged => f.write_str("merged"),

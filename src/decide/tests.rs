@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::limits::{HOUR, starts_since};
 use super::*;
+use crate::model::CommitId;
 use crate::observe::{Availability, RunObs};
 use crate::spec::load::PlanningFiles;
 use crate::status::{AttemptRecord, Claim, PlanStatus};
@@ -48,6 +49,10 @@ const NOW: Timestamp = Timestamp::from_unix(1_800_000_000);
 const SHA: &str = "1111111111111111111111111111111111111111";
 const OTHER: &str = "2222222222222222222222222222222222222222";
 
+fn id(hex: &str) -> CommitId {
+    hex.parse().expect("a commit id")
+}
+
 fn spec_with(plan: &str, extra: &[(&str, &str)]) -> Spec {
     let base = [
         ("planning/goal.md", "Goal"),
@@ -79,7 +84,7 @@ fn st(spec: &Spec, task: &str, phase: Phase, attempt: u32) -> TaskStatus {
         phase,
         attempt,
         generation: generation(spec, task),
-        head: (attempt > 0).then(|| SHA.to_owned()),
+        head: (attempt > 0).then(|| id(SHA)),
         ..TaskStatus::default()
     }
 }
@@ -117,7 +122,7 @@ fn merged(tasks: &[&str]) -> Observation {
 /// `task` merged (in git), its branch still there.
 fn merged_with_branch(task: &str) -> Observation {
     let mut obs = merged(&[task]);
-    obs.tasks.get_mut(&key(task)).expect("task").branch_head = Some(SHA.to_owned());
+    obs.tasks.get_mut(&key(task)).expect("task").branch_head = Some(id(SHA));
     obs
 }
 
@@ -130,7 +135,7 @@ fn with_run(mut obs: Observation, task: &str, attempt: u32, state: RunState) -> 
         rejected_events: 0,
     });
     entry.worktree = true;
-    entry.branch_head = Some(SHA.to_owned());
+    entry.branch_head = Some(id(SHA));
     obs
 }
 
@@ -453,7 +458,7 @@ fn finished_attempts_are_gated_once() {
         run(&spec, &obs, &passed).actions,
         [Action::Merge {
             key: key("a"),
-            head: SHA.into()
+            head: id(SHA)
         }]
     );
 }
@@ -504,7 +509,7 @@ fn passed_auto_tasks_merge_once_dependencies_are_merged() {
         actions_for(&d, "b"),
         [Action::Merge {
             key: key("b"),
-            head: SHA.into()
+            head: id(SHA)
         }]
     );
     assert_eq!(line(&d, "b"), (Some("merge"), "gate-passed", "passed"));
@@ -549,7 +554,7 @@ fn human_gates_wait_for_an_approval_of_the_reviewed_commit() {
         actions_for(&d, "c"),
         [Action::Merge {
             key: key("c"),
-            head: SHA.into()
+            head: id(SHA)
         }]
     );
     assert_eq!(line(&d, "c").1, "approved");
@@ -704,7 +709,7 @@ fn merged_is_read_from_git() {
         (None, "merged", "merged")
     );
     let recorded = TaskStatus {
-        merged_as: Some(SHA.to_owned()),
+        merged_as: Some(id(SHA)),
         ..st(&spec, "a", Phase::Merged, 1)
     };
     assert_eq!(
@@ -953,7 +958,7 @@ fn every_reason_code_is_distinct() {
         Reason::AwaitingApproval,
         Reason::ApprovalStale {
             approved: SHA.into(),
-            head: OTHER.into(),
+            head: id(OTHER),
         },
         Reason::Escalated,
         Reason::Merged,
@@ -1019,7 +1024,7 @@ fn limits_are_never_exceeded_and_decisions_are_deterministic() {
                 } else {
                     generation(&spec, &name)
                 },
-                head: Some(SHA.into()),
+                head: Some(id(SHA)),
                 ..TaskStatus::default()
             };
             if rng.below(3) == 0 {
@@ -1053,7 +1058,7 @@ fn limits_are_never_exceeded_and_decisions_are_deterministic() {
             let ob = TaskObs {
                 merged: rng.below(4) == 0,
                 worktree: rng.below(2) == 0,
-                branch_head: Some(SHA.into()),
+                branch_head: Some(id(SHA)),
                 run: state.map(|state| RunObs {
                     attempt,
                     generation: None,
@@ -1334,7 +1339,7 @@ fn finished_worktrees_are_cleaned_up_before_new_ones_are_dispatched() {
     let mut obs = merged_with_branch("a");
     obs.tasks.get_mut(&key("a")).expect("a").worktree = true;
     let mut a_status = st(&spec, "a", Phase::Merged, 1);
-    a_status.merged_as = Some(OTHER.to_owned());
+    a_status.merged_as = Some(id(OTHER));
     let one = Limits {
         actions_per_tick: 1,
         max_agents: 10,
@@ -1560,7 +1565,7 @@ fn a_failed_action_waits_out_its_backoff_and_does_not_starve_the_others() {
         d.actions,
         [Action::Merge {
             key: key("b"),
-            head: SHA.into()
+            head: id(SHA)
         }]
     );
     assert_eq!(d.wake_at, Some(later));
@@ -1589,7 +1594,7 @@ fn a_removed_task_whose_cleanup_keeps_failing_takes_no_slot() {
         key("gone"),
         TaskObs {
             worktree: true,
-            branch_head: Some(SHA.into()),
+            branch_head: Some(id(SHA)),
             ..TaskObs::default()
         },
     );

@@ -75,8 +75,8 @@ impl Forge for LocalForge<'_> {
             evidence: BTreeMap::new(),
         };
         let tip = self.repo.branch_tip(&r.key.branch())?;
-        let wanted = ObjectId::from_hex(r.head.as_bytes()).ok();
-        let Some(head) = tip.filter(|t| Some(*t) == wanted) else {
+        let wanted = ObjectId::from(r.head);
+        let Some(head) = tip.filter(|t| *t == wanted) else {
             return Ok(done(MergeOutcome::HeadMoved));
         };
         let tree = match self.repo.trial_merge(r.base, head)? {

@@ -15,6 +15,7 @@ pub mod local;
 use std::collections::BTreeMap;
 
 use crate::git::{GitError, Signer};
+use crate::model::CommitId;
 use crate::observe::TaskKey;
 use crate::status::Evidence;
 
@@ -26,7 +27,7 @@ pub struct ChangeRef(pub u64);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proposal {
     pub key: TaskKey,
-    pub head: String,
+    pub head: CommitId,
     pub title: String,
     pub body: String,
 }
@@ -37,11 +38,11 @@ pub struct Proposal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangeObs {
     pub number: u64,
-    pub head: String,
+    pub head: CommitId,
     pub state: ChangeState,
     /// The commit the change merged as, which for a squash or rebase merge is
     /// not the head.
-    pub merged_as: Option<String>,
+    pub merged_as: Option<CommitId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +58,7 @@ pub struct MergeRequest<'a> {
     pub key: &'a TaskKey,
     pub attempt: u32,
     /// The head the gate judged; a branch that moved since does not merge.
-    pub head: &'a str,
+    pub head: CommitId,
     pub base_branch: &'a str,
     pub base: gix::ObjectId,
     /// The merge commit's message (trailers included).

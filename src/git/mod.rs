@@ -11,7 +11,8 @@
 //! - `merge`: ancestry, reachability, diffs and trial merges;
 //! - `checkout`: bringing a checkout along when its branch moves;
 //! - `files`, `safe`, `remote`, `intent`: path states, paths git refuses,
-//!   fetch and push, and notes of writes in progress.
+//!   fetch and push, and notes of writes in progress;
+//! - `ids`: `model::CommitId` to and from gix's `ObjectId` (SHA-1 only).
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,7 @@ use gix::bstr::ByteSlice;
 mod checkout;
 mod commit;
 mod files;
+mod ids;
 pub mod intent;
 mod merge;
 mod read;
@@ -31,6 +33,7 @@ mod worktree;
 pub use checkout::{Journal, LeftAlone, Recovered};
 pub use commit::Signer;
 pub use files::PathState;
+pub use ids::commit_id;
 pub use merge::TrialMerge;
 pub use read::{TreeFile, TreeFilter};
 pub use refs::Advanced;
@@ -93,6 +96,8 @@ pub enum GitError {
         #[source]
         source: std::io::Error,
     },
+    #[error("`{id}` is not a SHA-1 commit id; converge supports SHA-1 repositories only")]
+    NotSha1 { id: String },
     #[error(transparent)]
     Remote(#[from] RemoteError),
     #[error("cannot update the index at {}", path.display())]

@@ -15,6 +15,7 @@
 use gix::ObjectId;
 
 use crate::git::{GitError, Repo};
+use crate::model::CommitId;
 use crate::observe::TaskKey;
 use crate::spec::edit::{self, ApprovalRecord, EditError};
 use crate::spec::{PlanState, Spec};
@@ -55,10 +56,10 @@ pub enum IntentError {
     ReasonRequired,
     #[error("{key} has no branch to review")]
     NoBranch { key: TaskKey },
-    #[error("{key} is merged{}; there is nothing to retry", merged_as.as_deref().map_or_else(String::new, |c| format!(" as {}", short(c))))]
+    #[error("{key} is merged{}; there is nothing to retry", merged_as.map_or_else(String::new, |c| format!(" as {}", c.short())))]
     Merged {
         key: TaskKey,
-        merged_as: Option<String>,
+        merged_as: Option<CommitId>,
     },
     #[error("queue items have no `reset` to bump")]
     QueueHasNoReset { key: TaskKey },
@@ -184,7 +185,7 @@ pub fn retry(repo: &Repo, base: &Base<'_>, key: &TaskKey) -> Result<Retried, Int
     if let Some(st) = st.filter(|s| s.phase == Phase::Merged) {
         return Err(IntentError::Merged {
             key: key.clone(),
-            merged_as: st.merged_as.clone(),
+            merged_as: st.merged_as,
         });
     }
     if key.plan == crate::spec::QUEUE_PLAN {
@@ -261,10 +262,6 @@ pub fn set_plan_state(
         )],
     )?;
     Ok(StateChange::Committed { commit })
-}
-
-fn short(id: &str) -> &str {
-    id.get(..7).unwrap_or(id)
 }
 
 /// Checks that the task exists in a valid plan of the spec.

@@ -52,6 +52,13 @@ impl CommitId {
         &self.0
     }
 
+    /// The first 7 hex digits, as people read a commit id.
+    pub fn short(&self) -> String {
+        let mut text = self.to_string();
+        text.truncate(7);
+        text
+    }
+
     /// Parses 40 hex digits, either case.
     pub fn from_hex(hex: &str) -> Result<Self, CommitIdError> {
         let digits = hex.as_bytes();
@@ -76,6 +83,26 @@ impl fmt::Display for CommitId {
             write!(f, "{byte:02x}")?;
         }
         Ok(())
+    }
+}
+
+/// A commit id equals the text that names it (40 hex digits, either case):
+/// records and git's output compare without parsing at every call site.
+impl PartialEq<str> for CommitId {
+    fn eq(&self, other: &str) -> bool {
+        CommitId::from_hex(other).is_ok_and(|id| id == *self)
+    }
+}
+
+impl PartialEq<&str> for CommitId {
+    fn eq(&self, other: &&str) -> bool {
+        *self == **other
+    }
+}
+
+impl PartialEq<String> for CommitId {
+    fn eq(&self, other: &String) -> bool {
+        *self == *other.as_str()
     }
 }
 
@@ -112,6 +139,10 @@ mod tests {
         assert_eq!(id.to_string(), HEX);
         assert_eq!(id.as_bytes()[0], 0x01);
         assert_eq!(CommitId::from_bytes(*id.as_bytes()), id);
+        assert_eq!(id, HEX);
+        assert_eq!(id.short(), "0123456");
+        assert_eq!(id, HEX.to_uppercase());
+        assert!(id != HEX[1..]);
         let upper: CommitId = HEX.to_uppercase().parse().expect("either case");
         assert_eq!(upper, id);
         for bad in [

@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::git::commit_id;
+use crate::model::CommitId;
 use crate::time::Timestamp;
 
 pub mod runs;
@@ -11,10 +13,10 @@ pub mod runs;
 pub use crate::model::TaskKey;
 
 /// Everything observed on one tick.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observation {
     /// The tip of the base branch.
-    pub base_tip: String,
+    pub base_tip: CommitId,
     /// What exists for each task that has anything (a branch, a worktree, a run).
     pub tasks: BTreeMap<TaskKey, TaskObs>,
     /// Queue items already promoted (found under `planning/queue/done/`).
@@ -32,6 +34,20 @@ pub struct Observation {
 pub enum Availability {
     Available { abi: String },
     Unavailable { reason: String },
+}
+
+/// An empty observation (tests and tools start from it): nothing exists, and
+/// the base tip is git's null id until set.
+impl Default for Observation {
+    fn default() -> Self {
+        Observation {
+            base_tip: CommitId::from_bytes([0; 20]),
+            tasks: BTreeMap::new(),
+            promoted: BTreeSet::new(),
+            reconciler: None,
+            sandbox: None,
+        }
+    }
 }
 
 impl Observation {
@@ -60,7 +76,7 @@ impl Observation {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TaskObs {
     /// The head of `converge/<plan>/<task>`, if the branch exists.
-    pub branch_head: Option<String>,
+    pub branch_head: Option<CommitId>,
     /// The task's work is on the base branch: its branch head, or the commit
     /// status recorded as its merge, is an ancestor of the base tip.
     pub merged: bool,
@@ -128,12 +144,13 @@ pub fn observe(
     secret: &crate::agent::Secret,
 ) -> Result<Observation, ObserveError> {
     let mut obs = Observation {
-        base_tip: base.to_string(),
+        base_tip: commit_id(base)?,
         ..Observation::default()
     };
     let mut forks: BTreeMap<TaskKey, gix::ObjectId> = BTreeMap::new();
     for (key, attempt, dir) in runs::latest_attempts(repo.common_dir())? {
         let record = runs::read_run(&dir, &key, attempt, secret)?;
+        // The lease is the run directory's record: its fork is still hex text.
         if let Some(fork) = record.lease.as_ref().and_then(|l| parse_oid(&l.fork)) {
             forks.insert(key.clone(), fork);
         }
@@ -150,8 +167,8 @@ pub fn observe(
         .iter()
         .flat_map(|(plan, p)| {
             p.tasks.iter().filter_map(move |(task, t)| {
-                let merged_as = t.merged_as.as_deref().and_then(parse_oid)?;
-                Some((TaskKey::new(plan, task), merged_as))
+                let merged_as = t.merged_as?;
+                Some((TaskKey::new(plan, task), merged_as.into()))
             })
         })
         .collect();
@@ -187,7 +204,7 @@ pub fn observe(
     for (key, head) in branches {
         let merged = moved.contains(&key) && in_base.contains(&head);
         let entry = obs.tasks.entry(key).or_default();
-        entry.branch_head = Some(head.to_string());
+        entry.branch_head = Some(commit_id(head)?);
         entry.merged |= merged;
     }
     for (key, merged_as) in recorded {
@@ -208,6 +225,8 @@ pub fn observe(
     Ok(obs)
 }
 
+/// A fork the run directory recorded as text (the lease, the fork note):
+/// anything but a commit id is no fork.
 fn parse_oid(hex: &str) -> Option<gix::ObjectId> {
-    gix::ObjectId::from_hex(hex.as_bytes()).ok()
+    hex.parse::<CommitId>().ok().map(gix::ObjectId::from)
 }

@@ -57,7 +57,9 @@ fn one_action_names_itself_in_the_subject() {
         (
             Action::Merge {
                 key: TaskKey::new("p", "c"),
-                head: "abc".to_owned(),
+                head: "abcabcabcabcabcabcabcabcabcabcabcabcabca"
+                    .parse()
+                    .expect("hex"),
             },
             ("merge", Some("p"), Some("c"), None),
         ),
@@ -195,7 +197,9 @@ fn the_dry_run_diff_marks_created_and_deleted_files() {
 fn a_status_commit_that_records_a_merge_says_merged() {
     let merge = Action::Merge {
         key: TaskKey::new("p", "a"),
-        head: "1111111111111111111111111111111111111111".to_owned(),
+        head: "1111111111111111111111111111111111111111"
+            .parse()
+            .expect("hex"),
     };
     let one = message_of(
         std::slice::from_ref(&merge),

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ConditionKind, FailureCode};
+use crate::model::{CommitId, ConditionKind, FailureCode};
 use crate::time::Timestamp;
 
 /// Where a task is in its life. `decide` derives the next step from this, the
@@ -112,11 +112,19 @@ pub struct TaskStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branch: Option<String>,
     /// The head commit of the task branch when last observed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub head: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_commit"
+    )]
+    pub head: Option<CommitId>,
     /// The commit on the base branch that merged the task.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merged_as: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_commit"
+    )]
+    pub merged_as: Option<CommitId>,
     /// No retry before this time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_eligible_at: Option<Timestamp>,
@@ -137,6 +145,17 @@ pub struct TaskStatus {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+/// A recorded commit id, read leniently: a value that is not 40 hex digits
+/// reads as absent, as the string it was read as before was then ignored
+/// (observation rebuilds it), so one damaged id does not cost the plan's
+/// whole history. A value of another type still fails the file.
+fn lenient_commit<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<CommitId>, D::Error> {
+    let text = Option::<String>::deserialize(deserializer)?;
+    Ok(text.and_then(|t| t.parse().ok()))
 }
 
 /// A reconciler's claim on a task: pushed before it starts an agent, so that two
@@ -293,7 +312,7 @@ mod tests {
                 attempt: 2,
                 failures: 2,
                 branch: Some("converge/auth/define-types".into()),
-                head: Some("a".repeat(40)),
+                head: Some("a".repeat(40).parse().expect("hex")),
                 next_eligible_at: Some(Timestamp::from_unix(1_700_000_000)),
                 last_failure: Some(Failure {
                     attempt: 2,
@@ -359,6 +378,22 @@ mod tests {
             text.contains("next_eligible_at = \"2023-11-14T22:13:20Z\""),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_damaged_commit_id_reads_as_absent_and_keeps_the_rest() {
+        let text = to_toml("auth", &sample())
+            .expect("encodes")
+            .replace(&"a".repeat(40), "not-a-commit");
+        let read = from_toml("x", &text).expect("decodes");
+        let task = &read.tasks["define-types"];
+        assert_eq!(task.head, None);
+        assert_eq!(task.attempts.len(), 1);
+        let mut expected = sample();
+        expected.tasks.get_mut("define-types").expect("task").head = None;
+        assert_eq!(read, expected);
+        // A value of another type is damage like any other.
+        assert!(from_toml("x", "[tasks.t]\nphase = \"failed\"\nhead = 3\n").is_err());
     }
 
     #[test]

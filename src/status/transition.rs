@@ -9,14 +9,13 @@
 //! changes nothing but what the error policy (`act::policy`) reports as
 //! [`Outcome::ActionFailed`].
 //!
-//! `Outcome` uses only model, status and spec types (strings for commit ids,
-//! as long as `decide` and `TaskStatus` keep them), so that status stays below
-//! act and the forge.
+//! `Outcome` uses only model, status and spec types (`model::CommitId` for
+//! commits), so that status stays below act and the forge.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::model::{AttemptOutcome, ConditionKind, FailureCode};
+use crate::model::{AttemptOutcome, CommitId, ConditionKind, FailureCode};
 use crate::spec::Backoff;
 use crate::time::Timestamp;
 
@@ -44,7 +43,7 @@ pub enum Outcome {
     /// The gate judged the attempt at `head` by its invariants (`evidence`).
     Gated {
         attempt: u32,
-        head: String,
+        head: CommitId,
         evidence: BTreeMap<String, Evidence>,
         verdict: Verdict,
     },
@@ -53,14 +52,14 @@ pub enum Outcome {
     /// `retry_max` and backs off.
     Failed {
         attempt: u32,
-        head: Option<String>,
+        head: Option<CommitId>,
         failure: Failure,
     },
     /// The attempt's harness hit its rate limit: it cools down until `until`,
     /// and the attempt does not count.
     RateLimited {
         attempt: u32,
-        head: String,
+        head: CommitId,
         until: Timestamp,
         failure: Failure,
     },
@@ -68,7 +67,7 @@ pub enum Outcome {
     /// human decides.
     Refused {
         attempt: u32,
-        head: String,
+        head: CommitId,
         failure: Failure,
     },
     /// The task's harness cannot run here (not installed, no launch): a human
@@ -82,10 +81,10 @@ pub enum Outcome {
     /// Evidence of `[merge].invariants` on the merge result, added to the gate's.
     MergeEvidence(BTreeMap<String, Evidence>),
     /// The attempt's work merged into the base as `commit`.
-    Merged { attempt: u32, commit: String },
+    Merged { attempt: u32, commit: CommitId },
     /// Cleanup found the task's head in the base, with no merge recorded (a
     /// crash right after merging): `commit` is the merge record.
-    FoundMerged { commit: String },
+    FoundMerged { commit: CommitId },
     /// The attempt was stopped (its task was edited, or its plan paused).
     Cancelled { attempt: u32 },
     /// The task is gone from its plan: so is its status.
@@ -115,7 +114,7 @@ pub struct Start {
     pub model: Option<String>,
     pub branch: String,
     /// The base commit the attempt forked from.
-    pub fork: String,
+    pub fork: CommitId,
     /// The task's spec changed since status last saw it: failures count afresh.
     pub edited: bool,
     /// It was restarted because of that edit: the last failure was of another spec.
@@ -224,7 +223,7 @@ pub fn apply(st: &mut TaskStatus, outcome: &Outcome, now: Timestamp, backoff: &B
             evidence,
             verdict,
         } => {
-            judged(st, *attempt, Some(head));
+            judged(st, *attempt, Some(*head));
             st.gate = evidence.clone();
             match verdict {
                 Verdict::Failed(failure) => fail(st, *attempt, failure, now, backoff),
@@ -244,7 +243,7 @@ pub fn apply(st: &mut TaskStatus, outcome: &Outcome, now: Timestamp, backoff: &B
             head,
             failure,
         } => {
-            judged(st, *attempt, head.as_ref());
+            judged(st, *attempt, *head);
             fail(st, *attempt, failure, now, backoff);
         }
         Outcome::RateLimited {
@@ -253,7 +252,7 @@ pub fn apply(st: &mut TaskStatus, outcome: &Outcome, now: Timestamp, backoff: &B
             until,
             failure,
         } => {
-            judged(st, *attempt, Some(head));
+            judged(st, *attempt, Some(*head));
             st.phase = Phase::Failed;
             st.next_eligible_at = Some(*until);
             finish_attempt(
@@ -272,7 +271,7 @@ pub fn apply(st: &mut TaskStatus, outcome: &Outcome, now: Timestamp, backoff: &B
             head,
             failure,
         } => {
-            judged(st, *attempt, Some(head));
+            judged(st, *attempt, Some(*head));
             st.failures += 1;
             st.phase = Phase::Escalated;
             finish_attempt(
@@ -305,12 +304,12 @@ pub fn apply(st: &mut TaskStatus, outcome: &Outcome, now: Timestamp, backoff: &B
         }
         Outcome::Merged { attempt, commit } => {
             st.phase = Phase::Merged;
-            st.merged_as = Some(commit.clone());
+            st.merged_as = Some(*commit);
             st.next_eligible_at = None;
             finish_attempt(st, *attempt, now, AttemptOutcome::Merged);
         }
         Outcome::FoundMerged { commit } => {
-            st.merged_as = Some(commit.clone());
+            st.merged_as = Some(*commit);
             st.phase = Phase::Merged;
         }
         Outcome::Cancelled { attempt } => {
@@ -334,10 +333,10 @@ fn record(st: &mut TaskStatus, attempt: u32) -> Option<&mut AttemptRecord> {
 }
 
 /// The attempt was judged (at `head`, when known).
-fn judged(st: &mut TaskStatus, attempt: u32, head: Option<&String>) {
+fn judged(st: &mut TaskStatus, attempt: u32, head: Option<CommitId>) {
     st.attempt = st.attempt.max(attempt);
     if let Some(head) = head {
-        st.head = Some(head.clone());
+        st.head = Some(head);
     }
 }
 
@@ -386,7 +385,7 @@ fn started(st: &mut TaskStatus, start: &Start, now: Timestamp) {
     st.attempt = start.attempt;
     st.generation = start.generation.clone();
     st.branch = Some(start.branch.clone());
-    st.head = Some(start.fork.clone());
+    st.head = Some(start.fork);
     st.merged_as = None;
     st.next_eligible_at = None;
     st.gate.clear();

@@ -4,6 +4,17 @@
 
 use super::*;
 
+/// Commit ids the tests name: the fork, the base an attempt starts from, a
+/// judged head, a merge commit.
+const FORK: &str = "ffffffffffffffffffffffffffffffffffffffff";
+const BASE: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+const H: &str = "1111111111111111111111111111111111111111";
+const M: &str = "2222222222222222222222222222222222222222";
+
+fn id(hex: &str) -> CommitId {
+    hex.parse().expect("a commit id")
+}
+
 fn now() -> Timestamp {
     Timestamp::from_unix(10_000)
 }
@@ -65,7 +76,7 @@ fn starts() -> Vec<(&'static str, TaskStatus)> {
         attempt: 2,
         failures: 1,
         branch: Some("converge/p/t".into()),
-        head: Some("fork".into()),
+        head: Some(id(FORK)),
         attempts: vec![record(1), record(2)],
         ..TaskStatus::default()
     };
@@ -118,7 +129,7 @@ fn a_start_runs_the_attempt_and_counts_a_rejection_once() {
             harness: "codex".into(),
             model: Some("m".into()),
             branch: "converge/p/t".into(),
-            fork: "base".into(),
+            fork: id(BASE),
             edited,
             spec_changed,
             rejection,
@@ -133,7 +144,7 @@ fn a_start_runs_the_attempt_and_counts_a_rejection_once() {
             (3, "g2"),
             "{name}"
         );
-        assert_eq!(plain.head.as_deref(), Some("base"), "{name}");
+        assert_eq!(plain.head, Some(id(BASE)), "{name}");
         assert_eq!(plain.next_eligible_at, None, "{name}");
         assert_eq!(
             plain.failures, st.failures,
@@ -175,7 +186,7 @@ fn a_start_runs_the_attempt_and_counts_a_rejection_once() {
             harness: "claude".into(),
             model: None,
             branch: "converge/p/t".into(),
-            fork: "fork".into(),
+            fork: id(FORK),
             edited: false,
             spec_changed: false,
             rejection: None,
@@ -189,7 +200,7 @@ fn a_start_runs_the_attempt_and_counts_a_rejection_once() {
 fn a_failure_counts_backs_off_and_closes_the_attempt() {
     let outcome = Outcome::Failed {
         attempt: 2,
-        head: Some("h".into()),
+        head: Some(id(H)),
         failure: failure("no-done"),
     };
     for (name, st) in starts() {
@@ -202,7 +213,7 @@ fn a_failure_counts_backs_off_and_closes_the_attempt() {
             "{name}"
         );
         assert_eq!(done.attempt, st.attempt.max(2), "{name}");
-        assert_eq!(done.head.as_deref(), Some("h"), "{name}");
+        assert_eq!(done.head, Some(id(H)), "{name}");
         let last = done.last_failure.clone().expect("failure");
         assert_eq!((last.attempt, last.reason.as_str()), (2, "no-done"));
         if let Some(run) = attempt(&done, 2) {
@@ -222,7 +233,7 @@ fn a_failure_counts_backs_off_and_closes_the_attempt() {
             failure: failure("timeout"),
         },
     );
-    assert_eq!(reaped.head.as_deref(), Some("fork"));
+    assert_eq!(reaped.head, Some(id(FORK)));
 }
 
 #[test]
@@ -271,7 +282,7 @@ fn a_gate_records_its_evidence_and_its_verdict() {
     let evidence: BTreeMap<String, Evidence> = [("lint".to_owned(), ev())].into_iter().collect();
     let gated = |verdict| Outcome::Gated {
         attempt: 2,
-        head: "h".into(),
+        head: id(H),
         evidence: evidence.clone(),
         verdict,
     };
@@ -308,7 +319,7 @@ fn a_rate_limit_cools_the_harness_down_without_counting() {
             &st,
             &Outcome::RateLimited {
                 attempt: 2,
-                head: "h".into(),
+                head: id(H),
                 until: at(20_000),
                 failure: failure("rate-limited"),
             },
@@ -331,7 +342,7 @@ fn escalations_hand_the_task_to_a_human() {
             &st,
             &Outcome::Refused {
                 attempt: 2,
-                head: "h".into(),
+                head: id(H),
                 failure: failure("authentication"),
             },
         );
@@ -384,19 +395,16 @@ fn merges_cancels_and_cleanups_end_the_task_as_they_should() {
             &st,
             &Outcome::Merged {
                 attempt: 2,
-                commit: "m".into(),
+                commit: id(M),
             },
         );
         assert_eq!(merged.phase, Phase::Merged, "{name}");
-        assert_eq!(merged.merged_as.as_deref(), Some("m"), "{name}");
+        assert_eq!(merged.merged_as, Some(id(M)), "{name}");
         assert_eq!(merged.next_eligible_at, None, "{name}");
         assert_eq!(merged.failures, st.failures, "{name}");
 
-        let found = after(&st, &Outcome::FoundMerged { commit: "h".into() });
-        assert_eq!(
-            (found.phase, found.merged_as.as_deref()),
-            (Phase::Merged, Some("h"))
-        );
+        let found = after(&st, &Outcome::FoundMerged { commit: id(H) });
+        assert_eq!((found.phase, found.merged_as), (Phase::Merged, Some(id(H))));
         assert_eq!(found.attempts, st.attempts, "{name}");
 
         let cancelled = after(&st, &Outcome::Cancelled { attempt: 2 });

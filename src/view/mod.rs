@@ -17,7 +17,7 @@ pub mod tick;
 
 use serde::Serialize;
 
-use crate::model::FailureCode;
+use crate::model::{CommitId, FailureCode};
 
 use crate::decide::{Decision, TaskReport};
 use crate::spec::Spec;
@@ -69,8 +69,8 @@ pub struct TaskView {
     pub phase: String,
     pub attempt: u32,
     pub failures: u32,
-    pub head: Option<String>,
-    pub merged_as: Option<String>,
+    pub head: Option<CommitId>,
+    pub merged_as: Option<CommitId>,
     pub next_action: Option<String>,
     /// The stable reason code.
     pub reason: String,
@@ -86,8 +86,8 @@ impl TaskView {
             phase: report.phase.as_str().to_owned(),
             attempt: st.map_or(0, |s| s.attempt),
             failures: st.map_or(0, |s| s.failures),
-            head: st.and_then(|s| s.head.clone()),
-            merged_as: st.and_then(|s| s.merged_as.clone()),
+            head: st.and_then(|s| s.head),
+            merged_as: st.and_then(|s| s.merged_as),
             next_action: report.action.map(|a| a.as_str().to_owned()),
             reason: report.reason.code().to_owned(),
             message: report.reason.to_string(),

@@ -172,8 +172,8 @@ fn entry(spec: &Spec, st: Option<&TaskStatus>, report: &TaskReport, section: Sec
             Some(kind) => format!("{key} — {}; next: {}.", report.reason, kind.as_str()),
             None => format!("{key} — {}.", report.reason),
         },
-        Section::Merged => match st.and_then(|s| s.merged_as.as_deref()) {
-            Some(commit) => format!("{key} — merged as `{}`.", short(commit)),
+        Section::Merged => match st.and_then(|s| s.merged_as) {
+            Some(commit) => format!("{key} — merged as `{}`.", commit.short()),
             None => format!("{key} — merged."),
         },
     }
@@ -186,7 +186,8 @@ fn awaiting_approval(spec: &Spec, st: Option<&TaskStatus>, report: &TaskReport) 
         match &report.reason {
             Reason::AwaitingApproval => format!(
                 "passed its invariants at `{}`",
-                short(st.and_then(|s| s.head.as_deref()).unwrap_or("unknown"))
+                st.and_then(|s| s.head)
+                    .map_or_else(|| "unknown".to_owned(), |h| h.short())
             ),
             other => other.to_string(),
         },
@@ -363,10 +364,6 @@ fn excerpt(tail: &str) -> String {
     out
 }
 
-fn short(sha: &str) -> &str {
-    sha.get(..7).unwrap_or(sha)
-}
-
 fn capitalize(text: &str) -> String {
     let mut chars = text.chars();
     chars
@@ -535,7 +532,11 @@ mod tests {
                     phase: Phase::Merged,
                     attempt: 1,
                     generation: spec.plans["p"].task(&name).expect("t").generation.clone(),
-                    merged_as: Some("0123456789abcdef".into()),
+                    merged_as: Some(
+                        "0123456789abcdef0123456789abcdef01234567"
+                            .parse()
+                            .expect("hex"),
+                    ),
                     attempts: vec![AttemptRecord {
                         number: 1,
                         generation: String::new(),

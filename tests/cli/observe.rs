@@ -81,7 +81,7 @@ fn observe_reads_branches_ancestry_worktrees_runs_and_the_queue() {
             tasks: [(
                 "z".to_owned(),
                 TaskStatus {
-                    merged_as: Some(fork.clone()),
+                    merged_as: Some(fork.parse().expect("a commit id")),
                     ..TaskStatus::default()
                 },
             )]
@@ -105,7 +105,10 @@ fn observe_reads_branches_ancestry_worktrees_runs_and_the_queue() {
         !task("b").merged,
         "b is at its fork point: dispatched, not merged"
     );
-    assert_eq!(task("b").branch_head.as_deref(), Some(fork.as_str()));
+    assert_eq!(
+        task("b").branch_head.map(|h| h.to_string()).as_deref(),
+        Some(fork.as_str())
+    );
     assert!(!task("c").merged && task("c").worktree);
     assert!(task("z").merged && task("z").branch_head.is_none());
     let running = task("c").run.expect("c has a run");

@@ -95,19 +95,21 @@ fn status_md_has_a_section_for_every_state() {
             .clone()
     };
     let now = Timestamp::from_unix(1_800_000_000);
-    let sha = "0123456789abcdef0123456789abcdef01234567";
+    let sha: converge::model::CommitId = "0123456789abcdef0123456789abcdef01234567"
+        .parse()
+        .expect("a commit id");
     let task = |name: &str, phase: Phase, attempt: u32| TaskStatus {
         phase,
         attempt,
         generation: generation(name),
-        head: Some(sha.into()),
+        head: Some(sha),
         ..TaskStatus::default()
     };
     let mut tasks = std::collections::BTreeMap::new();
     tasks.insert(
         "cart".to_owned(),
         TaskStatus {
-            merged_as: Some(sha.into()),
+            merged_as: Some(sha),
             ..task("cart", Phase::Merged, 1)
         },
     );
@@ -170,7 +172,7 @@ fn status_md_has_a_section_for_every_state() {
         TaskKey::new("shop", "pricing"),
         TaskObs {
             worktree: true,
-            branch_head: Some(sha.into()),
+            branch_head: Some(sha),
             run: Some(RunObs {
                 attempt: 1,
                 generation: None,

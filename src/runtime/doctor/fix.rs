@@ -31,12 +31,7 @@ pub fn fix(
     report: &Snapshot,
     findings: &[Finding],
 ) -> Result<Vec<String>, DoctorError> {
-    let base = gix::ObjectId::from_hex(report.observation.base_tip.as_bytes()).map_err(|e| {
-        DoctorError::Io {
-            what: "the base tip".into(),
-            source: std::io::Error::other(e.to_string()),
-        }
-    })?;
+    let base = gix::ObjectId::from(report.observation.base_tip);
     let mut done = Vec::new();
     let mut pruned = false;
     let mut finished = false;

@@ -23,9 +23,7 @@ pub(super) fn check(_repo: &Repo, report: &Snapshot) -> Result<Vec<Finding>, Doc
             )),
         );
     }
-    let base = report.observation.base_tip.as_str();
-    let base = gix::ObjectId::from_hex(base.as_bytes()).ok();
-    if out.is_empty() && base.is_some() {
+    if out.is_empty() {
         out.push(Finding::ok(
             "status",
             "status agrees with git and the run records",

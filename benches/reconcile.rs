@@ -115,10 +115,9 @@ fn main() {
     });
 
     // 4. DAGs from nothing to merged, against git doing each task's work.
-    let quick = runs < 5;
     for (tasks, target) in [(100usize, "< 30 s"), (1_000, "-")] {
-        if quick && tasks > 100 {
-            println!("(--quick: the {tasks}-task convergence is skipped)\n");
+        if !common::full_run() && tasks > 100 {
+            println!("(--quick or --rounds: the {tasks}-task convergence is skipped)\n");
             continue;
         }
         let (converge, git_script) = converge_dag(dir.path(), tasks);

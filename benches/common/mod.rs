@@ -288,11 +288,25 @@ pub fn rounds(full: usize) -> Option<usize> {
         supervise(&args[2] == "capture", &args[3..]);
         return None;
     }
-    Some(if args.iter().any(|a| a == "--quick") {
-        3
-    } else {
-        full
-    })
+    if args.iter().any(|a| a == "--quick") {
+        return Some(3);
+    }
+    // `--rounds N`: N rounds of the small rows, without the long convergences
+    // (for comparing two builds where only those rows matter).
+    if let Some(n) = args
+        .iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1))
+    {
+        return Some(n.parse().expect("--rounds takes a number"));
+    }
+    Some(full)
+}
+
+/// Whether the long convergences run: only in a full run (no `--quick`, no
+/// `--rounds`).
+pub fn full_run() -> bool {
+    !std::env::args().any(|a| a == "--quick" || a == "--rounds")
 }
 
 /// Prints the rows as a markdown table.

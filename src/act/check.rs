@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::agent::Redactor;
 use crate::git::{GitError, PathState, Repo};
-use crate::observe::TaskKey;
+use crate::model::TaskKey;
 use crate::rundir::Layout;
 use crate::rundir::atomic::write_atomically;
 use crate::spec::Invariant;

@@ -20,7 +20,7 @@ use gix::ObjectId;
 use crate::agent::Secret;
 use crate::git::{GitError, Repo};
 use crate::harness::Launch;
-use crate::observe::TaskKey;
+use crate::model::TaskKey;
 use crate::rundir::records::{self, create_dir, write_file};
 use crate::rundir::{Layout, RunError, layout};
 use crate::time::Timestamp;

@@ -7,6 +7,7 @@
 //! carrying the token; the reconciler verifies every token when it reads them,
 //! so a forged or misdirected event is ignored (and counted), never trusted.
 
+use crate::model::EventKind;
 use std::path::PathBuf;
 
 use crate::rundir::RunError;
@@ -97,14 +98,14 @@ impl AgentEnv {
 
     /// Appends one event, after [`AgentEnv::check_attempt`] (see
     /// [`records::append_event`]).
-    pub fn emit(&self, kind: &str, message: Option<&str>) -> Result<(), AgentError> {
+    pub fn emit(&self, kind: EventKind, message: Option<&str>) -> Result<(), AgentError> {
         self.check_attempt()?;
         self.append(kind, message)
     }
 
-    fn append(&self, kind: &str, message: Option<&str>) -> Result<(), AgentError> {
+    fn append(&self, kind: EventKind, message: Option<&str>) -> Result<(), AgentError> {
         let event = Event {
-            kind: kind.to_owned(),
+            kind: kind.as_str().to_owned(),
             token: self.token.clone(),
             message: message.map(str::to_owned),
             at: Some(Timestamp::now()),
@@ -124,7 +125,7 @@ mod tests {
 
     use super::*;
     use crate::agent::Secret;
-    use crate::observe::TaskKey;
+    use crate::model::TaskKey;
     use crate::observe::runs::read_run;
     use crate::rundir::layout;
 
@@ -153,7 +154,7 @@ mod tests {
             run_dir: dir.path().to_owned(),
             prompt_file: None,
         };
-        forged.emit("done", None).expect("emit");
+        forged.emit(EventKind::Done, None).expect("emit");
         let record = read_run(dir.path(), &key, 1, &secret).expect("read");
         assert_eq!(record.obs.rejected_events, 1);
 
@@ -161,8 +162,10 @@ mod tests {
             token: secret.mint("auth", "login", 1),
             ..forged
         };
-        agent.emit("progress", Some("half way")).expect("emit");
-        agent.emit("done", None).expect("emit");
+        agent
+            .emit(EventKind::Progress, Some("half way"))
+            .expect("emit");
+        agent.emit(EventKind::Done, None).expect("emit");
         std::fs::write(
             layout::exit(dir.path()),
             r#"{"exit_code":0,"signal":null,"ended_at":"2026-01-01T00:00:00Z"}"#,
@@ -190,34 +193,36 @@ mod tests {
             prompt_file: None,
         };
         let other_task = with(secret.mint("auth", "logout", 2))
-            .emit("done", None)
+            .emit(EventKind::Done, None)
             .expect_err("another task");
         assert_eq!(
             other_task.to_string(),
             "this token is for auth/logout attempt 2, but the run directory is for auth/login attempt 2"
         );
         let old_attempt = with(secret.mint("auth", "login", 1))
-            .emit("done", None)
+            .emit(EventKind::Done, None)
             .expect_err("another attempt");
         assert!(
             old_attempt.to_string().contains("auth/login attempt 1"),
             "{old_attempt}"
         );
         let garbage = with("let me in".into())
-            .emit("done", None)
+            .emit(EventKind::Done, None)
             .expect_err("garbage");
         assert_eq!(
             garbage.to_string(),
             "CONVERGE_AGENT_TOKEN is not a converge token"
         );
         let current = with(secret.mint("auth", "login", 2));
-        current.emit("progress", Some("working")).expect("accepted");
+        current
+            .emit(EventKind::Progress, Some("working"))
+            .expect("accepted");
         std::fs::write(
             layout::exit(dir.path()),
             r#"{"exit_code":0,"signal":null,"ended_at":"2026-01-01T00:00:00Z"}"#,
         )
         .expect("exit");
-        let over = current.emit("done", None).expect_err("finished");
+        let over = current.emit(EventKind::Done, None).expect_err("finished");
         assert_eq!(
             over.to_string(),
             "attempt 2 of auth/login is over; its events are no longer accepted"

@@ -107,7 +107,7 @@ pub fn check(ctx: &Ctx) -> CliResult {
         }
     }
     let _ = agent.emit(
-        "check",
+        crate::model::EventKind::Check,
         Some(if failed {
             "invariants failed"
         } else {
@@ -130,13 +130,18 @@ fn redactor() -> crate::agent::Redactor {
 /// `converge progress MSG`.
 pub fn progress(message: &str) -> CliResult {
     env()?
-        .emit("progress", Some(&redactor().redact(message)))
+        .emit(
+            crate::model::EventKind::Progress,
+            Some(&redactor().redact(message)),
+        )
         .map_err(agent_error)
 }
 
 /// `converge done`: the attempt is finished; converge checks it next.
 pub fn done() -> CliResult {
-    env()?.emit("done", None).map_err(agent_error)?;
+    env()?
+        .emit(crate::model::EventKind::Done, None)
+        .map_err(agent_error)?;
     print("done: converge commits what is left and runs the invariants next\n")
 }
 

@@ -110,7 +110,7 @@ fn new_events(path: &std::path::Path, offset: &mut u64) -> String {
 
 /// Why a task has no run records: it does not exist (with a suggestion), or it
 /// has not run yet.
-fn no_attempts(repo: &crate::git::Repo, key: &crate::observe::TaskKey) -> CliError {
+fn no_attempts(repo: &crate::git::Repo, key: &crate::model::TaskKey) -> CliError {
     // A task that is gone from the plans may still have records; only the
     // path without any is checked against the spec.
     let unknown = super::human::snapshot(repo)

@@ -4,7 +4,7 @@
 
 use super::{CliError, CliResult};
 use crate::git::Repo;
-use crate::observe::TaskKey;
+use crate::model::TaskKey;
 use crate::runtime::Snapshot;
 use crate::time::Timestamp;
 

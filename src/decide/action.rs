@@ -5,7 +5,7 @@
 use std::fmt;
 
 use crate::model::CommitId;
-use crate::observe::TaskKey;
+use crate::model::TaskKey;
 
 use super::Reason;
 

@@ -11,7 +11,8 @@
 use std::collections::BTreeMap;
 
 use crate::model::CommitId;
-use crate::observe::{Availability, Observation, RunObs, RunState, TaskKey, TaskObs};
+use crate::model::TaskKey;
+use crate::observe::{Availability, Observation, RunObs, RunState, TaskObs};
 use crate::spec::{Decision as Verdict, Gate, Plan, PlanState, Spec, Task};
 use crate::status::{Phase, Status, TaskStatus};
 use crate::time::Timestamp;

@@ -10,7 +10,8 @@
 //! invalid plans carry their errors; ended attempts give up their claims; forged
 //! events are noted on their task. Pure: no IO, no clock (`now` is passed in).
 
-use crate::observe::{Observation, RunState, TaskKey};
+use crate::model::TaskKey;
+use crate::observe::{Observation, RunState};
 use crate::spec::{Diagnostic, Severity, Spec};
 use crate::status::{Condition, Phase, Status, TaskStatus};
 use crate::time::Timestamp;

@@ -22,7 +22,8 @@ mod reason;
 
 use std::collections::BTreeMap;
 
-use crate::observe::{Observation, RunState, TaskKey, TaskObs};
+use crate::model::TaskKey;
+use crate::observe::{Observation, RunState, TaskObs};
 use crate::spec::Spec;
 use crate::status::{Phase, Status, TaskStatus};
 use crate::time::Timestamp;

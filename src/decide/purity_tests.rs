@@ -19,6 +19,7 @@ const PURE: &[(&str, Clock)] = &[
     ("src/status/transition.rs", Clock::Forbidden),
     ("src/view/", Clock::Forbidden),
     ("src/spec/edit.rs", Clock::Forbidden),
+    ("src/rundir/layout.rs", Clock::Forbidden),
     ("src/time.rs", Clock::Allowed),
 ];
 

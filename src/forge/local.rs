@@ -14,7 +14,7 @@ use super::{
 use crate::act::check::{CheckResult, run_check};
 use crate::agent::Redactor;
 use crate::git::{GitError, Repo, TrialMerge};
-use crate::observe::TaskKey;
+use crate::model::TaskKey;
 use crate::rundir::{Layout, layout};
 use crate::spec::Invariant;
 

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use crate::git::{GitError, Signer};
 use crate::model::CommitId;
-use crate::observe::TaskKey;
+use crate::model::TaskKey;
 use crate::status::Evidence;
 
 /// A change on the forge (a pull request's number). The local forge has none.

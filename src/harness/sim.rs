@@ -42,7 +42,10 @@ pub fn run(worktree: &Path, env: &AgentEnv) -> Result<i32, SimError> {
         std::thread::sleep(sim.sleep);
     }
     if failing && sim.files.iter().all(|f| f.on_fail.is_none()) {
-        env.emit("progress", Some("failing on purpose (`fail_attempts`)"))?;
+        env.emit(
+            crate::model::EventKind::Progress,
+            Some("failing on purpose (`fail_attempts`)"),
+        )?;
         println!("sim: failing attempt {} on purpose", brief.attempt);
         return Ok(1);
     }
@@ -77,7 +80,10 @@ pub fn run(worktree: &Path, env: &AgentEnv) -> Result<i32, SimError> {
             },
         }
         println!("sim: wrote {}", file.path);
-        env.emit("progress", Some(&format!("wrote {}", file.path)))?;
+        env.emit(
+            crate::model::EventKind::Progress,
+            Some(&format!("wrote {}", file.path)),
+        )?;
     }
     if sim.commit {
         let message = sim
@@ -91,7 +97,7 @@ pub fn run(worktree: &Path, env: &AgentEnv) -> Result<i32, SimError> {
         }
     }
     if sim.done {
-        env.emit("done", None)?;
+        env.emit(crate::model::EventKind::Done, None)?;
         println!("sim: done");
     }
     Ok(sim.exit_code)

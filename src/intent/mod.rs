@@ -16,7 +16,7 @@ use gix::ObjectId;
 
 use crate::git::{GitError, Repo};
 use crate::model::CommitId;
-use crate::observe::TaskKey;
+use crate::model::TaskKey;
 use crate::spec::edit::{self, ApprovalRecord, EditError};
 use crate::spec::{PlanState, Spec};
 use crate::status::record::{self, Change, Message, Outcome, RecordError};

@@ -164,11 +164,12 @@ impl ConditionKind {
 }
 
 vocabulary! {
-    /// What an agent reports through `converge progress` and `converge done`:
-    /// an event's `kind` in its run directory (docs/agent-protocol.md).
-    /// Harness event kinds beyond these are kept as they are and not read.
+    /// What an agent reports through `converge progress`, `converge check`
+    /// and `converge done`: an event's `kind` in its run directory
+    /// (docs/agent-protocol.md). Only `done` changes what converge does.
     pub enum EventKind ("kebab-case", "event kind") {
         Progress = "progress",
+        Check = "check",
         Done = "done",
     }
 }

@@ -119,7 +119,7 @@ fn read_events(
             rejected = rejected.saturating_add(1);
             continue;
         }
-        done |= event.kind == "done";
+        done |= event.kind == crate::model::EventKind::Done.as_str();
     }
     Ok((done, rejected))
 }

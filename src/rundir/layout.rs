@@ -25,7 +25,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::observe::TaskKey;
+use crate::model::TaskKey;
 
 /// The paths under one repository's git common directory (and the checkout
 /// that holds it, if any).

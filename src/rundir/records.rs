@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::RunError;
 use super::layout::{self, Layout};
-use crate::observe::TaskKey;
+use crate::model::TaskKey;
 use crate::spec::{Invariant, Sim};
 use crate::time::Timestamp;
 

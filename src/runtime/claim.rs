@@ -7,7 +7,7 @@
 
 use crate::decide::Action;
 use crate::git::{Pushed, Repo};
-use crate::observe::TaskKey;
+use crate::model::TaskKey;
 use crate::status::load::STATUS_DIR;
 use crate::status::model::to_toml;
 use crate::status::record::{self, Change, Message, Outcome};

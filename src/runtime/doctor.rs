@@ -19,7 +19,7 @@ mod status;
 use std::path::PathBuf;
 
 use crate::git::Repo;
-use crate::observe::TaskKey;
+use crate::model::TaskKey;
 use crate::observe::runs;
 
 use super::prepare::Snapshot;

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use gix::ObjectId;
 
 use crate::git::{GitError, Repo};
-use crate::observe::TaskKey;
+use crate::model::TaskKey;
 use crate::rundir::procs::{process_alive, processes_of_run};
 use crate::rundir::records::{read_lease, sorted_dirs};
 use crate::rundir::{Layout, RunError};

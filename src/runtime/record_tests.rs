@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::decide::Reason;
-use crate::observe::TaskKey;
+use crate::model::TaskKey;
 
 fn spec_commit() -> ObjectId {
     ObjectId::from_hex(b"1111111111111111111111111111111111111111").expect("hex")

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use crate::act::dispatch::worktree_root;
 use crate::git::Repo;
-use crate::observe::TaskKey;
+use crate::model::TaskKey;
 use crate::observe::runs;
 use crate::rundir::Layout;
 

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::git::Repo;
-use crate::observe::TaskKey;
+use crate::model::TaskKey;
 use crate::observe::runs::{self, Lease, read_exit, read_lease};
 
 use super::{DoctorError, Finding, Fix, Level, Snapshot, in_spec, set_aside};

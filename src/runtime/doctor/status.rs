@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::git::Repo;
-use crate::observe::TaskKey;
+use crate::model::TaskKey;
 use crate::status::Phase;
 
 use super::{DoctorError, Finding, Level, Snapshot};

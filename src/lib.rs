@@ -4,6 +4,7 @@
 
 pub mod act;
 pub mod agent;
+pub mod check;
 pub mod cli;
 pub mod crash;
 pub mod decide;

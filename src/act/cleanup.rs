@@ -91,6 +91,6 @@ pub fn retire(
         repo.delete_branch(&branch, head)?;
     }
     crate::git::remove_file_if_exists(&Layout::new(repo.common_dir()).fork_marker(key))?;
-    super::check::forget_gates(repo.common_dir(), &key.plan, &key.task);
+    crate::check::forget_gates(repo.common_dir(), &key.plan, &key.task);
     Ok(())
 }

@@ -18,10 +18,10 @@ use crate::spec::{Gate, Task};
 use crate::status::transition::Verdict;
 use crate::status::{Evidence, Failure, Status};
 
-use super::check::{CheckResult, run_check};
 use super::dispatch::{self, worktree_path};
 use super::judge::{ended, path_violations, precheck, usage};
 use super::{ActCtx, ActError, Applied, Outcome, tail_of, task_of};
+use crate::check::{CheckResult, run_check};
 
 /// What the gate read of the attempt's run.
 struct Run {
@@ -105,7 +105,7 @@ pub(super) fn gate(
                 outcomes,
             ));
         }
-        let tail = tail_of(&layout::agent_log(&run.dir), super::check::TAIL_LINES);
+        let tail = tail_of(&layout::agent_log(&run.dir), crate::check::TAIL_LINES);
         return Ok(failed(
             key,
             attempt,
@@ -265,8 +265,8 @@ fn invariants(
         .iter()
         .filter_map(|name| ctx.spec.config.invariants.get(name))
         .collect();
-    let fingerprint = super::check::invariants_fingerprint(&invariants);
-    let kept = super::check::kept_gate(&common, &key.plan, &key.task, attempt, &head, &fingerprint);
+    let fingerprint = crate::check::invariants_fingerprint(&invariants);
+    let kept = crate::check::kept_gate(&common, &key.plan, &key.task, attempt, &head, &fingerprint);
     if let Some(results) = kept {
         return Ok((results, true));
     }
@@ -281,12 +281,12 @@ fn invariants(
             )
         })
         .collect();
-    let record = super::check::GateRecord {
+    let record = crate::check::GateRecord {
         head,
         invariants: fingerprint,
         results,
     };
-    super::check::keep_gate(&common, &key.plan, &key.task, attempt, &record).map_err(|source| {
+    crate::check::keep_gate(&common, &key.plan, &key.task, attempt, &record).map_err(|source| {
         GitError::Io {
             path: Layout::new(&common).gates(),
             source,

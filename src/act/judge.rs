@@ -158,7 +158,7 @@ pub(super) fn ended(
     mut outcomes: Vec<Outcome>,
 ) -> Applied {
     let dir = Layout::new(ctx.repo.common_dir()).run(key, attempt);
-    let output_tail = tail_of(&layout::agent_log(&dir), super::check::TAIL_LINES);
+    let output_tail = tail_of(&layout::agent_log(&dir), crate::check::TAIL_LINES);
     let (line, outcome) = match ending {
         Ending::RateLimited { until, message } => {
             let harness = status

@@ -5,15 +5,13 @@
 //! [`crate::status::transition`] — the executor never edits status. An
 //! action's error goes through [`policy`], which says how the task answers it.
 //!
-//! Below the actions: running commands with deadlines (`exec`, `check`), the
-//! detached agent run under a supervisor (`run`, `dispatch`), the sandbox.
+//! Below the actions: the detached agent run under a supervisor (`run`,
+//! `dispatch`), the sandbox. Invariants run through [`crate::check`], which
+//! the forge uses too.
 
-pub mod check;
 mod cleanup;
 pub mod dispatch;
 mod escalate;
-pub mod exec;
-pub mod files;
 mod gate;
 mod judge;
 mod merge;
@@ -172,17 +170,6 @@ fn task_of<'s>(spec: &'s Spec, key: &TaskKey) -> Result<(&'s Plan, &'s Task), Ac
 fn tail_of(path: &Path, lines: usize) -> Option<String> {
     let text = std::fs::read(path).ok()?;
     let text = String::from_utf8_lossy(&text);
-    let kept = exec::last_lines(&text, lines).join("\n");
+    let kept = crate::check::exec::last_lines(&text, lines).join("\n");
     (!kept.trim().is_empty()).then_some(kept)
-}
-
-/// An error and its causes on one line: `cannot start `x`: No such file`.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
 }

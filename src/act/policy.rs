@@ -97,7 +97,7 @@ pub fn failed(
     let st = key.and_then(|k| status.task(&k.plan, &k.task));
     let backoff = &ctx.spec.config.reconcile.backoff;
     let disposition = error_policy(action, &err, (task, st), ctx.now, backoff);
-    let error = super::error_chain(&err);
+    let error = crate::check::error_chain(&err);
     let what = match (action, key) {
         (_, Some(key)) => format!("{} {key}", action.kind().as_str()),
         (Action::Promote { item }, None) => format!("promote queue item {item}"),

@@ -42,7 +42,7 @@ pub(super) fn reap(
         message,
         output_tail: tail_of(
             &crate::rundir::layout::agent_log(&dir),
-            super::check::TAIL_LINES,
+            crate::check::TAIL_LINES,
         ),
     };
     Ok(Applied::done(

@@ -2,8 +2,8 @@
 //! and the built-in simulated agent (`__sim`).
 
 use super::{CliError, CliResult, Ctx, Kind, print};
-use crate::act::check::{Snapshot, run_check};
 use crate::agent::{AgentEnv, AgentError};
+use crate::check::{Snapshot, run_check};
 use crate::git::{GitError, Repo};
 
 fn env() -> CliResult<AgentEnv> {

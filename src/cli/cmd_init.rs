@@ -6,7 +6,7 @@ use toml_edit::{Array, DocumentMut};
 
 use super::source;
 use super::{CliError, CliResult, Ctx, print};
-use crate::act::files::write_atomically;
+use crate::rundir::atomic::write_atomically;
 
 #[derive(Debug, clap::Args)]
 pub struct InitArgs {

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::source;
 use super::{CliError, CliResult, Ctx, print};
-use crate::act::files::write_atomically;
+use crate::rundir::atomic::write_atomically;
 use crate::spec::edit::{self, NewInvariant};
 use crate::spec::{self, config, duration, names};
 

@@ -5,7 +5,7 @@ use super::cmd_invariant_list::shell_word;
 use super::source::SourceArgs;
 use super::source::{self, Default};
 use super::{CliError, CliResult, Ctx, Kind, print};
-use crate::act::exec::{self, Ending, RunSpec};
+use crate::check::exec::{self, Ending, RunSpec};
 use crate::spec::{duration, suggest};
 
 #[derive(Debug, clap::Args)]

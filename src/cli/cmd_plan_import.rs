@@ -14,7 +14,7 @@ use toml_edit::{DocumentMut, Item, Value, value};
 
 use super::source;
 use super::{CliError, CliResult, Ctx, print};
-use crate::act::files::write_atomically;
+use crate::rundir::atomic::write_atomically;
 use crate::spec::config::{self, HARNESS_ALIASES};
 use crate::spec::edit::PRESETS;
 use crate::spec::toml_walk::SourceFile;

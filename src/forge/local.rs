@@ -11,8 +11,8 @@ use gix::ObjectId;
 use super::{
     ChangeObs, ChangeRef, Forge, ForgeError, MergeOutcome, MergeRequest, Merging, Proposal,
 };
-use crate::act::check::{CheckResult, run_check};
 use crate::agent::Redactor;
+use crate::check::{CheckResult, run_check};
 use crate::git::{GitError, Repo, TrialMerge};
 use crate::model::TaskKey;
 use crate::rundir::{Layout, layout};

@@ -118,8 +118,8 @@ fn what_an_agents_check_writes_is_taken_back_and_never_merged() {
 
 #[test]
 fn taking_back_restores_the_agents_own_state_exactly_and_keeps_ignored_files() {
-    use converge::act::check::Snapshot;
     use converge::agent::Redactor;
+    use converge::check::Snapshot;
     use std::os::unix::fs::PermissionsExt;
 
     let sb = Sandbox::repo();

@@ -3,6 +3,8 @@
 //! invariants change in the worktree is taken back ([`Snapshot`]), so that it
 //! never becomes part of the attempt.
 
+pub mod exec;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,7 +20,7 @@ use crate::rundir::atomic::write_atomically;
 use crate::spec::Invariant;
 use crate::spec::duration;
 
-use super::exec::{self, Ending, RunSpec};
+use exec::{Ending, RunSpec};
 
 /// Lines of output kept in status and fed to the next prompt.
 pub const TAIL_LINES: usize = 30;
@@ -102,7 +104,7 @@ pub fn run_check(
             (passed, code, ending, outcome.duration, outcome.output_tail)
         }
         Err(e) => {
-            let text = super::error_chain(&e);
+            let text = error_chain(&e);
             (false, None, text.clone(), Duration::ZERO, text)
         }
     };
@@ -362,4 +364,16 @@ mod gate_record_tests {
         assert!(kept_gate(common, "a", "b--c", 1, "h1", "fp").is_none());
         assert!(kept_gate(common, "a--b", "c", 1, "h2", "fp").is_some());
     }
+}
+
+/// An error and its causes on one line: `cannot start `x`: No such file`
+/// (an invariant that cannot run, an action that failed).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
 }

@@ -10,16 +10,27 @@ use crate::status::Failure;
 
 use super::{ActCtx, ActError, Applied, Outcome, tail_of};
 
+/// Kills what is left of an attempt's processes and writes its exit record;
+/// returns its run directory.
+fn stop_run(
+    ctx: &ActCtx<'_>,
+    key: &TaskKey,
+    attempt: u32,
+    timed_out: bool,
+) -> Result<std::path::PathBuf, ActError> {
+    let dir = Layout::new(ctx.repo.common_dir()).run(key, attempt);
+    kill_run(&dir)?;
+    write_exit(&dir, ctx.now, timed_out)?;
+    Ok(dir)
+}
+
 pub(super) fn reap(
     ctx: &mut ActCtx<'_>,
     key: &TaskKey,
     attempt: u32,
     reason: &Reason,
 ) -> Result<Applied, ActError> {
-    let dir = Layout::new(ctx.repo.common_dir()).run(key, attempt);
-    kill_run(&dir)?;
-    let timed_out = matches!(reason, Reason::Timeout);
-    write_exit(&dir, ctx.now, timed_out)?;
+    let dir = stop_run(ctx, key, attempt, matches!(reason, Reason::Timeout))?;
     let (code, message) = match reason {
         Reason::Timeout => (
             FailureCode::Timeout,
@@ -61,9 +72,7 @@ pub(super) fn cancel(
     attempt: u32,
     reason: &Reason,
 ) -> Result<Applied, ActError> {
-    let dir = Layout::new(ctx.repo.common_dir()).run(key, attempt);
-    kill_run(&dir)?;
-    write_exit(&dir, ctx.now, false)?;
+    stop_run(ctx, key, attempt, false)?;
     let outcome = match reason {
         // The task is gone from its plan: so is its status. Cleanup keeps its
         // work under refs/converge/attempts/ and removes the worktree.

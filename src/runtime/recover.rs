@@ -104,15 +104,9 @@ fn roots(common: &Path, configured: Option<&str>) -> Vec<PathBuf> {
 /// may be what makes loading fail).
 fn configured_worktree_root(repo: &Repo) -> Option<String> {
     let base = crate::spec::base::base_source(repo).ok()?;
-    let bytes = repo
-        .read_blob_at(base.commit, "planning/converge.toml")
-        .ok()??;
-    let table: toml::Table = std::str::from_utf8(&bytes).ok()?.parse().ok()?;
-    table
-        .get("reconcile")?
-        .get("worktree_root")?
-        .as_str()
-        .map(str::to_owned)
+    crate::spec::base::settings_at(repo, base.commit)
+        .ok()?
+        .worktree_root
 }
 
 /// What [`scan`] looks at, read once.
@@ -476,7 +470,9 @@ fn unregistered_dirs(s: &Scan<'_>, out: &mut Findings) {
 
 /// Rule 4: dispatches killed before their supervisor wrote the lease.
 fn unstarted_runs(s: &Scan<'_>, out: &mut Findings) {
-    for (key, attempt, dir) in runs::latest_attempts(&s.common).unwrap_or_default() {
+    for (key, attempt, dir) in
+        crate::rundir::records::latest_attempts(&Layout::new(&s.common)).unwrap_or_default()
+    {
         if layout::lease(&dir).exists() || layout::exit(&dir).exists() || probe::run_named(&dir) {
             continue;
         }

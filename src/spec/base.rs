@@ -30,6 +30,8 @@ pub struct BaseSettings {
     pub base_branch: Option<String>,
     pub status_branch: Option<String>,
     pub remote: Option<String>,
+    /// Read by recovery, which runs before the spec can be compiled.
+    pub worktree_root: Option<String>,
 }
 
 /// Reads [`BaseSettings`] from the bytes of a converge.toml, leniently:
@@ -49,6 +51,7 @@ pub fn parse_settings(bytes: &[u8]) -> BaseSettings {
         base_branch: get("base_branch"),
         status_branch: get("status_branch"),
         remote: get("remote"),
+        worktree_root: get("worktree_root"),
     }
 }
 
@@ -151,7 +154,7 @@ mod tests {
     #[test]
     fn settings_come_from_the_reconcile_table() {
         let settings = parse_settings(
-            b"[reconcile]\nbase_branch = \"trunk\"\nstatus_branch = \"converge/status\"\nremote = \"origin\"\n",
+            b"[reconcile]\nbase_branch = \"trunk\"\nstatus_branch = \"converge/status\"\nremote = \"origin\"\nworktree_root = \"../trees\"\n",
         );
         assert_eq!(
             settings,
@@ -159,6 +162,7 @@ mod tests {
                 base_branch: Some("trunk".into()),
                 status_branch: Some("converge/status".into()),
                 remote: Some("origin".into()),
+                worktree_root: Some("../trees".into()),
             }
         );
     }

@@ -10,7 +10,6 @@ use super::{CliError, CliResult, Ctx, Kind, print};
 use crate::decide::Decision;
 use crate::runtime::{self, LoopOptions, Recorded, TickReport, Until};
 use crate::time::Timestamp;
-use crate::view::tick::describe;
 use crate::view::{AppliedView, FailOnView, RecordedView, TickView};
 
 #[derive(Debug, clap::Args)]
@@ -274,7 +273,7 @@ pub fn text_report(report: &TickReport, explain: bool) -> String {
                 out.push_str("  nothing\n");
             }
             for action in &report.decision.actions {
-                out.push_str(&format!("  {}\n", describe(action)));
+                out.push_str(&format!("  {action}\n"));
             }
             if diff.is_empty() {
                 out.push_str("\nstatus files would not change\n");

@@ -81,7 +81,7 @@ impl ActionView {
         ActionView {
             kind: action.kind().as_str().to_owned(),
             task: action.key().map(ToString::to_string),
-            text: describe(action),
+            text: action.to_string(),
         }
     }
 }
@@ -144,9 +144,4 @@ pub struct FailOnView {
     pub phase: String,
     /// The reason code of the task in the decision after the tick.
     pub reason: String,
-}
-
-/// An action in words: `dispatch auth/login (attempt 1)` (its `Display`).
-pub fn describe(action: &Action) -> String {
-    action.to_string()
 }

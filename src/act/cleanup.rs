@@ -11,7 +11,7 @@ use crate::rundir::Layout;
 use crate::rundir::procs::kill_stragglers;
 use crate::status::Status;
 
-use super::dispatch::{self, worktree_path};
+use super::dispatch;
 use super::{ActCtx, ActError, Applied, Outcome};
 
 pub(super) fn cleanup(
@@ -67,8 +67,8 @@ pub fn retire(
     (signer, root): (&crate::git::Signer, &Path),
 ) -> Result<(), ActError> {
     let branch = key.branch();
-    let worktree =
-        dispatch::checkout_of(repo, &branch)?.unwrap_or_else(|| worktree_path(root, key));
+    let worktree = dispatch::checkout_of(repo, &branch)?
+        .unwrap_or_else(|| crate::rundir::layout::worktree(root, key));
     let run = Layout::new(repo.common_dir()).run(key, attempt);
     kill_stragglers(&run);
     repo.clear_ref_lock(&branch)?;

@@ -79,25 +79,6 @@ pub enum DispatchError {
     Exe(#[source] std::io::Error),
 }
 
-/// Where task worktrees live by default: `<checkout>/.converge/worktrees` when
-/// the git common directory is a checkout's `.git`, else (a bare repository, a
-/// submodule's `.git/modules/..`) `<git-common-dir>/converge/worktrees`.
-///
-/// Not inside `.git/`: agent CLIs refuse to edit files under a `.git`
-/// directory (Claude Code calls them sensitive, Codex keeps them read-only),
-/// so a worktree there could not be edited at all. The checkout's
-/// `.git/info/exclude` lists the root when it is inside the checkout (see
-/// [`exclude_worktree_root`]), and `git clean -fdx` in the checkout leaves the
-/// worktrees alone because they are repositories of their own.
-pub fn default_worktree_root(common_dir: &Path) -> PathBuf {
-    Layout::new(common_dir).default_worktree_root()
-}
-
-/// The checkout whose `.git` is `common_dir`, if it is one.
-fn checkout_dir(common_dir: &Path) -> Option<&Path> {
-    layout::checkout_of(common_dir)
-}
-
 /// `[reconcile] worktree_root` names a directory converge cannot use.
 #[derive(Debug, thiserror::Error)]
 #[error("`worktree_root` in [reconcile] is {}, {reason}", root.display())]
@@ -108,7 +89,7 @@ pub struct WorktreeRootError {
 
 /// Where task worktrees live: `configured` (`[reconcile] worktree_root`,
 /// relative to the checkout, or to the directory holding a bare repository,
-/// or absolute), else [`default_worktree_root`]. A root inside the git
+/// or absolute), else [`Layout::default_worktree_root`]. A root inside the git
 /// directory or inside `planning/` is refused (the config layer refuses the
 /// relative ones with a located diagnostic; this catches absolute ones).
 pub fn worktree_root(
@@ -116,9 +97,9 @@ pub fn worktree_root(
     configured: Option<&str>,
 ) -> Result<PathBuf, WorktreeRootError> {
     let Some(configured) = configured else {
-        return Ok(default_worktree_root(common_dir));
+        return Ok(Layout::new(common_dir).default_worktree_root());
     };
-    let base = checkout_dir(common_dir)
+    let base = layout::checkout_of(common_dir)
         .or_else(|| common_dir.parent())
         .unwrap_or(common_dir);
     let root = normalize(&base.join(configured));
@@ -131,7 +112,7 @@ pub fn worktree_root(
     if root.starts_with(normalize(common_dir)) {
         return refuse("inside the git directory, where agent CLIs cannot edit files");
     }
-    if let Some(checkout) = checkout_dir(common_dir) {
+    if let Some(checkout) = layout::checkout_of(common_dir) {
         let checkout = normalize(checkout);
         if root.starts_with(checkout.join("planning")) {
             return refuse("inside planning/, which agents must not change");
@@ -158,13 +139,8 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-/// The worktree of `key` under `root` (see [`worktree_root`]).
-pub fn worktree_path(root: &Path, key: &TaskKey) -> PathBuf {
-    layout::worktree(root, key)
-}
-
 /// Where `branch` is checked out now among the linked worktrees, if anywhere:
-/// usually [`worktree_path`], elsewhere for a worktree an earlier version
+/// usually [`layout::worktree`], elsewhere for a worktree an earlier version
 /// made.
 pub fn checkout_of(repo: &Repo, branch: &str) -> Result<Option<PathBuf>, GitError> {
     Ok(repo
@@ -179,10 +155,10 @@ pub fn checkout_of(repo: &Repo, branch: &str) -> Result<Option<PathBuf>, GitErro
 /// do not see them; the default root is listed as `/.converge/`. Idempotent;
 /// leaves every other line of the file as it was.
 pub fn exclude_worktree_root(common_dir: &Path, root: &Path) -> Result<(), GitError> {
-    let Some(checkout) = checkout_dir(common_dir) else {
+    let Some(checkout) = layout::checkout_of(common_dir) else {
         return Ok(());
     };
-    let pattern = if root == default_worktree_root(common_dir) {
+    let pattern = if root == Layout::new(common_dir).default_worktree_root() {
         layout::DEFAULT_ROOT_EXCLUDE.to_owned()
     } else {
         let root = normalize(root);
@@ -238,7 +214,7 @@ pub fn dispatch(
     let common = repo.common_dir().to_owned();
     let rundir = Layout::new(&common);
     let run = rundir.run(key, attempt.attempt);
-    let worktree = worktree_path(&attempt.worktree_root, key);
+    let worktree = layout::worktree(&attempt.worktree_root, key);
     if layout::lease(&run).exists() {
         // This attempt already started; a crash hit after the lease was written.
         return Ok(Started {

@@ -18,7 +18,7 @@ use crate::spec::{Gate, Task};
 use crate::status::transition::Verdict;
 use crate::status::{Evidence, Failure, Status};
 
-use super::dispatch::{self, worktree_path};
+use super::dispatch;
 use super::judge::{ended, path_violations, precheck, usage};
 use super::{ActCtx, ActError, Applied, Outcome, tail_of, task_of};
 use crate::check::{CheckResult, run_check};
@@ -179,7 +179,7 @@ fn read(ctx: &ActCtx<'_>, key: &TaskKey, attempt: u32) -> Result<Run, ActError> 
     // Where the attempt was checked out: at the root it started under, which a
     // change of `worktree_root` since then does not move.
     let worktree = dispatch::checkout_of(ctx.repo, &key.branch())?
-        .unwrap_or_else(|| worktree_path(&ctx.worktree_root, key));
+        .unwrap_or_else(|| layout::worktree(&ctx.worktree_root, key));
     let record = runs::read_run(&dir, key, attempt, ctx.secret)?;
     let exit = records::read_exit(&dir)?;
     let done = matches!(

@@ -16,7 +16,7 @@ use crate::spec::{Harness, Invariant, Task};
 use crate::status::transition::Start;
 use crate::status::{Failure, Status, TaskStatus};
 
-use super::dispatch::{self, Attempt, worktree_path};
+use super::dispatch::{self, Attempt};
 use super::escalate::rejection;
 use super::{ActCtx, ActError, Applied, Outcome, task_of};
 
@@ -131,7 +131,7 @@ fn launch(
         &harness::LaunchInput {
             prompt_file: &layout::prompt(run),
             prompt,
-            worktree: &worktree_path(&ctx.worktree_root, key),
+            worktree: &layout::worktree(&ctx.worktree_root, key),
             task: &task_name,
             converge: ctx.converge,
             model: what.model,

@@ -147,8 +147,9 @@ pub fn observe(
         base_tip: commit_id(base)?,
         ..Observation::default()
     };
+    let layout = crate::rundir::Layout::new(repo.common_dir());
     let mut forks: BTreeMap<TaskKey, gix::ObjectId> = BTreeMap::new();
-    for (key, attempt, dir) in runs::latest_attempts(repo.common_dir())? {
+    for (key, attempt, dir) in crate::rundir::records::latest_attempts(&layout)? {
         let record = runs::read_run(&dir, &key, attempt, secret)?;
         // The lease is the run directory's record: its fork is still hex text.
         if let Some(fork) = record.lease.as_ref().and_then(|l| parse_oid(&l.fork)) {
@@ -176,7 +177,9 @@ pub fn observe(
     // written first, so it is right even when a crash kept the lease from being
     // written.
     for (key, _) in &branches {
-        if let Some(fork) = runs::read_fork(repo.common_dir(), key).and_then(|f| parse_oid(&f)) {
+        if let Some(fork) =
+            crate::rundir::records::read_fork(&layout, key).and_then(|f| parse_oid(&f))
+        {
             forks.insert(key.clone(), fork);
         }
     }

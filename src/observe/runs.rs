@@ -5,11 +5,10 @@
 //! A lease is trusted only while its process is alive *and* started at the
 //! recorded time, so a recycled pid is never mistaken for the agent.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::{RunObs, RunState, TaskKey};
 use crate::agent::Secret;
-use crate::rundir::Layout;
 use crate::rundir::records;
 
 // The run-directory protocol, as callers that have not switched to
@@ -18,32 +17,6 @@ use crate::rundir::records;
 pub use crate::rundir::RunError;
 pub use crate::rundir::procs::{process_alive, process_start_ticks, processes_of_run};
 pub use crate::rundir::records::{Event, ExitRecord, Lease, read_exit, read_lease, sorted_dirs};
-
-/// The directory of all runs, under the git common dir.
-pub fn runs_root(common_dir: &Path) -> PathBuf {
-    Layout::new(common_dir).runs()
-}
-
-/// The run directory of one attempt of a task.
-pub fn run_dir(common_dir: &Path, key: &TaskKey, attempt: u32) -> PathBuf {
-    Layout::new(common_dir).run(key, attempt)
-}
-
-/// Where the fork of a task's current attempt is noted (see
-/// [`Layout::fork_marker`]).
-pub fn fork_marker(common_dir: &Path, key: &TaskKey) -> PathBuf {
-    Layout::new(common_dir).fork_marker(key)
-}
-
-/// The fork noted for a task, if any (see [`Layout::fork_marker`]).
-pub fn read_fork(common_dir: &Path, key: &TaskKey) -> Option<String> {
-    records::read_fork(&Layout::new(common_dir), key)
-}
-
-/// The newest attempt with a run directory, per task.
-pub fn latest_attempts(common_dir: &Path) -> Result<Vec<(TaskKey, u32, PathBuf)>, RunError> {
-    records::latest_attempts(&Layout::new(common_dir))
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunRecord {
@@ -157,7 +130,7 @@ mod tests {
         let common = tempfile::tempdir().expect("dir");
         let key = TaskKey::new("p", "a");
         let s = secret();
-        let dir = run_dir(common.path(), &key, 1);
+        let dir = crate::rundir::Layout::new(common.path()).run(&key, 1);
         let me = std::process::id();
         write(&dir, "lease.json", &lease(me, process_start_ticks(me)));
         let record = read_run(&dir, &key, 1, &s).expect("reads");
@@ -219,7 +192,7 @@ mod tests {
     fn corrupt_records_name_their_file() {
         let common = tempfile::tempdir().expect("dir");
         let key = TaskKey::new("p", "a");
-        let dir = run_dir(common.path(), &key, 1);
+        let dir = crate::rundir::Layout::new(common.path()).run(&key, 1);
         write(&dir, "lease.json", "{not json");
         let error = read_run(&dir, &key, 1, &secret()).expect_err("corrupt");
         assert!(
@@ -238,7 +211,7 @@ mod tests {
         let common = tempfile::tempdir().expect("dir");
         let key = TaskKey::new("p", "a");
         let s = secret();
-        let dir = run_dir(common.path(), &key, 1);
+        let dir = crate::rundir::Layout::new(common.path()).run(&key, 1);
         write(&dir, "lease.json", &lease(std::process::id(), Some(1)));
         write(
             &dir,

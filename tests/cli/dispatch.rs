@@ -5,11 +5,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use converge::act::dispatch::{Attempt, default_worktree_root, dispatch, worktree_path};
+use converge::act::dispatch::{Attempt, dispatch};
 use converge::agent::Secret;
 use converge::git::Repo;
 use converge::harness::Launch;
 use converge::observe::TaskKey;
+use converge::rundir::{Layout, layout};
 use converge::time::Timestamp;
 
 use crate::support::{BIN, Sandbox};
@@ -34,7 +35,7 @@ fn attempt<'a>(repo: &Repo, key: &'a TaskKey, number: u32, fork: &str) -> Attemp
         brief: b"{}".to_vec(),
         sandbox: None,
         signer: converge::git::Signer::Person,
-        worktree_root: default_worktree_root(repo.common_dir()),
+        worktree_root: Layout::new(repo.common_dir()).default_worktree_root(),
     }
 }
 
@@ -69,7 +70,10 @@ fn dispatch_starts_an_agent_in_a_fresh_worktree_and_is_idempotent() {
     assert!(!started.adopted);
     assert_eq!(
         started.worktree,
-        worktree_path(&default_worktree_root(repo.common_dir()), &key)
+        layout::worktree(
+            &Layout::new(repo.common_dir()).default_worktree_root(),
+            &key
+        )
     );
     assert_eq!(sandbox.git(&["rev-parse", "converge/p/a"]).trim(), fork);
     let worktrees = sandbox.git(&["worktree", "list", "--porcelain"]);

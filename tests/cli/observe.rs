@@ -3,8 +3,9 @@
 
 use converge::agent::Secret;
 use converge::git::Repo;
-use converge::observe::runs::{Lease, process_start_ticks, run_dir};
+use converge::observe::runs::{Lease, process_start_ticks};
 use converge::observe::{RunState, TaskKey, observe};
+use converge::rundir::Layout;
 use converge::status::{PlanStatus, Status, TaskStatus};
 use converge::time::Timestamp;
 
@@ -68,7 +69,7 @@ fn observe_reads_branches_ancestry_worktrees_runs_and_the_queue() {
     let common = repo.common_dir().to_owned();
     let secret = Secret::from_bytes(b"observe test secret, long enough".to_vec());
     for (task, attempt) in [("a", 1), ("b", 1), ("c", 2)] {
-        let dir = run_dir(&common, &TaskKey::new("p", task), attempt);
+        let dir = Layout::new(&common).run(&TaskKey::new("p", task), attempt);
         std::fs::create_dir_all(&dir).expect("mkdir");
         let fork_of = if task == "c" { &main } else { &fork };
         std::fs::write(dir.join("lease.json"), lease(fork_of, std::process::id())).expect("lease");
@@ -131,7 +132,7 @@ fn a_fresh_branch_at_the_base_tip_is_not_merged_when_its_lease_is_missing() {
     sandbox.git(&["branch", "converge/p/a", &base]);
     let common = sandbox.path().join(".git");
     let key = TaskKey::new("p", "a");
-    let run = run_dir(&common, &key, 1);
+    let run = Layout::new(&common).run(&key, 1);
     std::fs::create_dir_all(&run).expect("mkdir");
     std::fs::write(run.join("lease.json"), lease(&old_fork, u32::MAX - 3)).expect("lease");
     std::fs::write(
@@ -140,7 +141,7 @@ fn a_fresh_branch_at_the_base_tip_is_not_merged_when_its_lease_is_missing() {
     )
     .expect("exit");
     // Dispatch notes the new fork before it moves the branch.
-    let marker = converge::observe::runs::fork_marker(&common, &key);
+    let marker = Layout::new(&common).fork_marker(&key);
     std::fs::create_dir_all(marker.parent().expect("parent")).expect("mkdir");
     std::fs::write(&marker, &base).expect("marker");
     let repo = Repo::discover(sandbox.path()).expect("repo");

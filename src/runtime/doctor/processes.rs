@@ -13,11 +13,11 @@ use super::{DoctorError, Finding, Fix, Level, Snapshot, in_spec, set_aside};
 
 pub(super) fn check(repo: &Repo, report: &Snapshot) -> Result<Vec<Finding>, DoctorError> {
     let mut out = Vec::new();
-    let latest: BTreeSet<(TaskKey, u32)> = runs::latest_attempts(repo.common_dir())?
+    let layout = crate::rundir::Layout::new(repo.common_dir());
+    let latest: BTreeSet<(TaskKey, u32)> = crate::rundir::records::latest_attempts(&layout)?
         .into_iter()
         .map(|(k, n, _)| (k, n))
         .collect();
-    let layout = crate::rundir::Layout::new(repo.common_dir());
     let runs_dir = layout.runs();
     for plan in runs::sorted_dirs(&runs_dir)? {
         for task in runs::sorted_dirs(&runs_dir.join(&plan))? {

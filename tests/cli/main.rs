@@ -14,6 +14,7 @@ mod fake_api;
 mod gator;
 mod git_layer;
 mod hints;
+mod hostile;
 mod housekeeping;
 mod init;
 mod invariants;

@@ -67,22 +67,15 @@ pub fn retire(
     (signer, root): (&crate::git::Signer, &Path),
 ) -> Result<(), ActError> {
     let branch = key.branch();
-    let worktree = dispatch::checkout_of(repo, &branch)?
+    let worktree = dispatch::checkout_of(repo, key)?
         .unwrap_or_else(|| crate::rundir::layout::worktree(root, key));
     let run = Layout::new(repo.common_dir()).run(key, attempt);
     kill_stragglers(&run);
     repo.clear_ref_lock(&branch)?;
-    if worktree.exists()
-        && let Ok(wt) = Repo::discover(&worktree)
-        && wt.head_branch()?.as_deref() == Some(branch.as_str())
-        && wt.head_is_safe()?
-    {
-        wt.clear_index_lock()?;
-        wt.commit_leftovers(
-            &format!("converge: leftovers of {key} before cleanup"),
-            signer,
-        )?;
-    }
+    // What the worktree holds goes onto the branch first; a repository the
+    // agent tampered with is set aside, not deleted (its gate said why).
+    let message = format!("converge: leftovers of {key} before cleanup");
+    super::import::import_or_set_aside(repo, key, attempt, &worktree, &message, signer)?;
     repo.remove_checkout(&worktree)?;
     if let Some(head) = repo.branch_tip(&branch)? {
         if !repo.is_ancestor(head, base)? {

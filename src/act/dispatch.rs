@@ -139,15 +139,39 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-/// Where `branch` is checked out now among the linked worktrees, if anywhere:
-/// usually [`layout::worktree`], elsewhere for a worktree an earlier version
-/// made.
-pub fn checkout_of(repo: &Repo, branch: &str) -> Result<Option<PathBuf>, GitError> {
-    Ok(repo
+/// Where `key`'s work is checked out now, if anywhere: a linked worktree of
+/// an earlier converge version on its branch, else the private worktree its
+/// newest run started in (its run plan, converge's record, says where), so
+/// that a change of `worktree_root` since then does not lose it.
+pub fn checkout_of(repo: &Repo, key: &TaskKey) -> Result<Option<PathBuf>, GitError> {
+    let branch = key.branch();
+    let linked = repo
         .linked_worktrees()?
         .into_iter()
-        .find(|(_, b)| b.as_deref() == Some(branch))
-        .map(|(path, _)| path))
+        .find(|(_, b)| b.as_deref() == Some(branch.as_str()))
+        .map(|(path, _)| path);
+    if linked.is_some() {
+        return Ok(linked);
+    }
+    let layout = Layout::new(repo.common_dir());
+    let Ok(entries) = std::fs::read_dir(layout.task_runs(key)) else {
+        return Ok(None);
+    };
+    let mut attempts: Vec<u32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    attempts.sort_unstable();
+    for attempt in attempts.into_iter().rev() {
+        let plan = layout::run_plan(&layout.run(key, attempt));
+        let Ok(bytes) = std::fs::read(&plan) else {
+            continue;
+        };
+        let cwd = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("cwd")?.as_str().map(PathBuf::from));
+        return Ok(cwd.filter(|cwd| crate::git::private::is_private(cwd)));
+    }
+    Ok(None)
 }
 
 /// Lists `root` (as `/<path>/`) in `<git-common-dir>/info/exclude` when task
@@ -224,35 +248,31 @@ pub fn dispatch(
         });
     }
     let branch = key.branch();
-    // An agent killed while it committed leaves the branch's lock behind; with
-    // none of the earlier attempt's processes alive, nobody else holds it.
+    // An earlier version's agent (in a linked worktree) killed while it
+    // committed leaves the branch's lock behind; with none of the earlier
+    // attempt's processes alive, nobody else holds it.
     let earlier = rundir.run(key, attempt.attempt.saturating_sub(1));
-    let quiet = crate::rundir::procs::processes_of_run(&earlier).is_empty();
-    if quiet {
+    if crate::rundir::procs::processes_of_run(&earlier).is_empty() {
         repo.clear_ref_lock(&branch)?;
     }
-    // Whatever an earlier attempt left uncommitted in its worktree goes onto
-    // the branch first, so that keeping the branch's head keeps it too. The
-    // branch may still be checked out where earlier versions kept worktrees.
-    // A head git cannot check out (its gate failed with `unsafe-path`) has no
-    // status to read: its head is kept, the worktree is replaced.
-    let current = checkout_of(repo, &branch)?.unwrap_or_else(|| worktree.clone());
-    if current.exists()
-        && let Ok(wt) = Repo::discover(&current)
-        && wt.head_branch()?.as_deref() == Some(branch.as_str())
-        && wt.head_is_safe()?
-    {
-        if quiet {
-            wt.clear_index_lock()?;
-        }
-        wt.commit_leftovers(
-            &format!(
-                "converge: leftovers of {key} before attempt {}",
-                attempt.attempt
-            ),
-            &attempt.signer,
-        )?;
-    }
+    // Whatever an earlier attempt left in its worktree goes onto the branch
+    // first (imported from its private repository), so that keeping the
+    // branch's head keeps it too. The branch may still be checked out where
+    // earlier versions kept linked worktrees. A repository the agent tampered
+    // with, or whose objects are forged, gives nothing: its gate said so.
+    let current = checkout_of(repo, key)?.unwrap_or_else(|| worktree.clone());
+    let message = format!(
+        "converge: leftovers of {key} before attempt {}",
+        attempt.attempt
+    );
+    super::import::import_or_set_aside(
+        repo,
+        key,
+        attempt.attempt.saturating_sub(1),
+        &current,
+        &message,
+        &attempt.signer,
+    )?;
     if !crate::git::same_path(&current, &worktree) {
         repo.remove_checkout(&current)?;
     }
@@ -261,7 +281,7 @@ pub fn dispatch(
     crate::crash::point("after-branch");
     // Always a fresh checkout: a worktree left by a crash may show another
     // commit than the branch (the branch moved without it).
-    prepare_worktree(repo, &branch, &worktree)?;
+    prepare_worktree(repo, &branch, attempt.fork, &worktree)?;
 
     create_dir(&run)?;
     let prompt_file = layout::prompt(&run);
@@ -284,18 +304,20 @@ pub fn dispatch(
     let sandbox = match attempt.sandbox {
         None => None,
         Some(required) => {
-            // A private temporary directory: /tmp may hold other checkouts.
+            // What the agent may write must exist before it starts; its
+            // temporary directory is private (/tmp may hold other checkouts).
+            for path in super::sandbox::agent_writable(&run) {
+                if path == layout::events(&run) {
+                    write_file(&path, b"")?;
+                } else {
+                    create_dir(&path)?;
+                }
+            }
             let tmp = layout::tmp(&run);
-            create_dir(&tmp)?;
             env.retain(|(k, _)| k != "TMPDIR");
             env.push(("TMPDIR".to_owned(), tmp.to_string_lossy().into_owned()));
             Some(super::sandbox::Policy::for_attempt(
-                &common,
-                &worktree,
-                &run,
-                &key.plan,
-                &worktree_admin(&worktree),
-                required,
+                &common, &worktree, &run, required,
             ))
         }
     };
@@ -360,7 +382,14 @@ pub fn keep_attempt(
     Ok(())
 }
 
-fn prepare_worktree(repo: &Repo, branch: &str, path: &Path) -> Result<(), DispatchError> {
+/// A fresh private repository at `path` (see [`crate::git::private`]) with
+/// `branch` at `fork` checked out.
+fn prepare_worktree(
+    repo: &Repo,
+    branch: &str,
+    fork: ObjectId,
+    path: &Path,
+) -> Result<(), DispatchError> {
     repo.remove_checkout(path)?;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|source| GitError::Io {
@@ -368,7 +397,11 @@ fn prepare_worktree(repo: &Repo, branch: &str, path: &Path) -> Result<(), Dispat
             source,
         })?;
     }
-    repo.add_worktree(path, branch)
+    let _noted = crate::git::intent::note(
+        repo.common_dir(),
+        &crate::git::intent::Intent::Worktree(path.to_owned()),
+    );
+    repo.create_private(path, branch, fork)
         .map_err(|source| match source {
             GitError::Write { source, .. } => DispatchError::Worktree {
                 branch: branch.to_owned(),
@@ -377,19 +410,6 @@ fn prepare_worktree(repo: &Repo, branch: &str, path: &Path) -> Result<(), Dispat
             },
             other => DispatchError::Git(other),
         })
-}
-
-/// A linked worktree's admin directory under `<git-common-dir>/worktrees/`, from
-/// its `.git` file (`gitdir: <path>`).
-fn worktree_admin(worktree: &Path) -> PathBuf {
-    std::fs::read_to_string(worktree.join(".git"))
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("gitdir: "))
-                .map(|p| PathBuf::from(p.trim()))
-        })
-        .unwrap_or_else(|| worktree.join(".git"))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use gix::ObjectId;
 
-use crate::git::{GitError, Repo, commit_id};
+use crate::git::{GitError, commit_id};
 use crate::model::{CommitId, FailureCode, TaskKey};
 use crate::observe::runs;
 use crate::rundir::records::{self, ExitRecord};
@@ -49,16 +49,18 @@ pub(super) fn gate(
             at: exit.ended_at,
         });
     }
-    // A tree git cannot check out fails here, before anything reads it through
-    // a checkout (it would break the base branch's checkouts once merged).
+    // The agent's work comes from its private repository: its objects
+    // checked, its leftovers committed, onto the task branch.
+    let imported = match import_run(ctx, key, attempt, &run)? {
+        Ok(imported) => imported,
+        Err(refused) => {
+            let (code, message) = refused;
+            return Ok(failed(key, attempt, None, code, message, None, outcomes));
+        }
+    };
+    let leftovers = imported.leftovers;
     let branch = key.branch();
-    if let Some(tip) = ctx.repo.branch_tip(&branch)?
-        && let Some(applied) = refuse_unsafe_tree(ctx, status, (key, attempt), tip, &outcomes)?
-    {
-        return Ok(applied);
-    }
-    let leftovers = commit_leftovers(ctx, key, attempt, &run)?;
-    let Some(head) = ctx.repo.branch_tip(&branch)? else {
+    let Some(head) = imported.tip else {
         outcomes.push(Outcome::Failed {
             attempt,
             head: None,
@@ -75,9 +77,9 @@ pub(super) fn gate(
         ));
     };
     let head_id = commit_id(head)?;
-    if leftovers
-        && let Some(applied) = refuse_unsafe_tree(ctx, status, (key, attempt), head, &outcomes)?
-    {
+    // A tree git cannot check out fails here, before anything reads it through
+    // a checkout (it would break the base branch's checkouts once merged).
+    if let Some(applied) = refuse_unsafe_tree(ctx, status, (key, attempt), head, &outcomes)? {
         return Ok(applied);
     }
     let summary = usage(ctx, status, key, attempt, &run.dir).map(|(summary, outcome)| {
@@ -178,7 +180,7 @@ fn read(ctx: &ActCtx<'_>, key: &TaskKey, attempt: u32) -> Result<Run, ActError> 
     let dir = Layout::new(ctx.repo.common_dir()).run(key, attempt);
     // Where the attempt was checked out: at the root it started under, which a
     // change of `worktree_root` since then does not move.
-    let worktree = dispatch::checkout_of(ctx.repo, &key.branch())?
+    let worktree = dispatch::checkout_of(ctx.repo, key)?
         .unwrap_or_else(|| layout::worktree(&ctx.worktree_root, key));
     let record = runs::read_run(&dir, key, attempt, ctx.secret)?;
     let exit = records::read_exit(&dir)?;
@@ -186,10 +188,11 @@ fn read(ctx: &ActCtx<'_>, key: &TaskKey, attempt: u32) -> Result<Run, ActError> 
         record.obs.state,
         crate::observe::RunState::Exited { done: true, .. }
     );
-    let fork = record
-        .lease
-        .as_ref()
-        .and_then(|l| ObjectId::from_hex(l.fork.as_bytes()).ok());
+    // The fork noted before the branch moved (converge's, outside every
+    // agent's reach), else the lease's.
+    let fork = records::read_fork(&Layout::new(ctx.repo.common_dir()), key)
+        .or_else(|| record.lease.as_ref().map(|l| l.fork.clone()))
+        .and_then(|f| ObjectId::from_hex(f.as_bytes()).ok());
     Ok(Run {
         dir,
         worktree,
@@ -199,28 +202,31 @@ fn read(ctx: &ActCtx<'_>, key: &TaskKey, attempt: u32) -> Result<Run, ActError> 
     })
 }
 
-/// Commits what the agent left uncommitted in its worktree; whether it left any.
-fn commit_leftovers(
+/// Imports the attempt's work (see [`super::import`]); a refusal of the
+/// agent's repository as the failure's code and message.
+fn import_run(
     ctx: &ActCtx<'_>,
     key: &TaskKey,
     attempt: u32,
     run: &Run,
-) -> Result<bool, ActError> {
-    if !run.worktree.exists() {
-        return Ok(false);
+) -> Result<Result<super::import::Imported, (FailureCode, String)>, ActError> {
+    let message = format!("converge: leftovers of {key} (attempt {attempt})");
+    match super::import::import(ctx.repo, key, &run.worktree, &message, &ctx.signer()) {
+        Ok(imported) => Ok(Ok(imported)),
+        Err(error) => {
+            let error = super::import::converge_error(error)?;
+            let code = match error {
+                crate::git::private::ImportError::Tampered { .. } => {
+                    FailureCode::TamperedRepository
+                }
+                _ => FailureCode::ForgedObject,
+            };
+            Ok(Err((
+                code,
+                format!("converge imported nothing of the attempt: {error}"),
+            )))
+        }
     }
-    let wt = Repo::discover(&run.worktree)?;
-    // An agent killed mid-commit (at its deadline, or when its supervisor
-    // died) leaves git's locks behind; none of its processes is alive now.
-    if crate::rundir::procs::processes_of_run(&run.dir).is_empty() {
-        wt.clear_index_lock()?;
-        ctx.repo.clear_ref_lock(&key.branch())?;
-    }
-    if wt.head_branch()?.as_deref() == Some(key.branch().as_str()) {
-        let message = format!("converge: leftovers of {key} (attempt {attempt})");
-        return Ok(wt.commit_leftovers(&message, &ctx.signer())?.is_some());
-    }
-    Ok(false)
 }
 
 /// A failed gate (before any invariant ran): `outcomes` gathered so far, then the failure.

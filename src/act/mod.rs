@@ -13,6 +13,7 @@ mod cleanup;
 pub mod dispatch;
 mod escalate;
 mod gate;
+pub mod import;
 mod judge;
 mod merge;
 pub mod policy;

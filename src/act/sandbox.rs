@@ -6,10 +6,10 @@
 //!
 //! - it may **read** everything except the hidden paths (converge's secret and
 //!   the run directories of other attempts);
-//! - it may **write** only its worktree, its run directory (where its private
-//!   `TMPDIR` is), the parts of the git directory a commit on its own branch
-//!   touches (objects, its plan's task refs and reflogs, its worktree's admin
-//!   directory), and a few devices (`/dev/null`, ...).
+//! - it may **write** only its worktree (a repository of its own, see
+//!   [`crate::git::private`]), the agent's parts of its run directory (its
+//!   private `TMPDIR`, the agent CLIs' homes, its events), and a few devices
+//!   (`/dev/null`, ...); nothing of the main repository's git directory.
 //!
 //! Landlock grants access by hierarchy and cannot carve a hole into a granted
 //! tree, so "everything except the hidden paths" is built by walking from `/`
@@ -45,6 +45,9 @@ const DEVICES: &[&str] = &[
 pub struct Policy {
     /// Readable and writable trees.
     pub read_write: Vec<PathBuf>,
+    /// Trees the agent may read inside hidden ones (its own run directory).
+    #[serde(default)]
+    pub read: Vec<PathBuf>,
     /// Trees the agent may not read (it may still list their parent).
     pub hidden: Vec<PathBuf>,
     /// Refuse to run the agent when the restriction cannot be enforced.
@@ -52,31 +55,47 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// The policy of one attempt.
+    /// The policy of one attempt: it writes its worktree (with the private
+    /// repository inside, see [`crate::git::private`]) and the parts of its
+    /// run directory that are the agent's (see [`agent_writable`]); it reads
+    /// the rest of its run directory, and nothing of converge's secret or of
+    /// other runs. Nothing of the main repository's git directory is
+    /// writable: not its objects, refs, worktree registrations or config.
     pub fn for_attempt(
         common_dir: &Path,
         worktree: &Path,
         run_dir: &Path,
-        plan: &str,
-        worktree_admin: &Path,
         required: bool,
     ) -> Policy {
         let rundir = crate::rundir::Layout::new(common_dir);
-        let mut read_write = vec![
-            worktree.to_owned(),
-            run_dir.to_owned(),
-            common_dir.join("objects"),
-            common_dir.join("refs/heads/converge").join(plan),
-            common_dir.join("logs/refs/heads/converge").join(plan),
-            worktree_admin.to_owned(),
-        ];
+        let mut read_write = vec![worktree.to_owned()];
+        read_write.extend(agent_writable(run_dir));
         read_write.extend(DEVICES.iter().map(PathBuf::from));
         Policy {
             read_write,
+            read: vec![run_dir.to_owned()],
             hidden: vec![rundir.secret(), rundir.runs()],
             required,
         }
     }
+}
+
+/// The parts of a run directory its agent writes: its private `TMPDIR`, the
+/// agent CLIs' homes, the events file `converge progress`/`done` append to,
+/// and what `converge check` keeps. The lease, the exit record, the run plan,
+/// the logs and the prompt are converge's: the agent reads them, never
+/// writes them. Dispatch creates each before the agent starts (Landlock
+/// grants only what exists).
+pub fn agent_writable(run_dir: &Path) -> Vec<PathBuf> {
+    use crate::rundir::layout;
+    vec![
+        layout::tmp(run_dir),
+        layout::harness_home(run_dir, "claude"),
+        layout::harness_home(run_dir, "codex"),
+        layout::harness_home(run_dir, "opencode"),
+        layout::events(run_dir),
+        layout::check_keep(run_dir),
+    ]
 }
 
 /// Asks the kernel, on a throwaway thread: Landlock restricts only the thread
@@ -148,6 +167,7 @@ pub fn restrict(policy: &Policy) -> Result<Enforced, SandboxError> {
             rules.push((ancestor.to_owned(), AccessFs::ReadDir.into()));
         }
     }
+    rules.extend(policy.read.iter().map(|p| (p.clone(), read)));
     rules.extend(policy.read_write.iter().map(|p| (p.clone(), all)));
     let mut created = Ruleset::default()
         .handle_access(all)

@@ -38,6 +38,24 @@ pub fn task() -> CliResult {
     print(&text)
 }
 
+/// Removes everything inside `dir` (which may not exist).
+fn clear_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if std::fs::symlink_metadata(&path)?.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
 /// `converge check`: runs the task's invariants at the root of this worktree,
 /// as the gate will, then takes back whatever they changed there (a report,
 /// an edited file), keeping a copy in `<run-dir>/check/`: what a check writes
@@ -61,10 +79,10 @@ pub fn check(ctx: &Ctx) -> CliResult {
         .map_err(worktree_err)?;
     let root = repo.workdir().map_err(worktree_err)?.to_owned();
     let keep = crate::rundir::layout::check_keep(&agent.run_dir);
-    if keep.exists() {
-        std::fs::remove_dir_all(&keep)
-            .map_err(|e| CliError::failure(format!("cannot clear {}", keep.display())).source(e))?;
-    }
+    // Emptied, not removed: under the sandbox the directory is granted, its
+    // parent (the run directory) is not.
+    clear_dir(&keep)
+        .map_err(|e| CliError::failure(format!("cannot clear {}", keep.display())).source(e))?;
     let snapshot = Snapshot::capture(&repo).map_err(worktree_err)?;
     let mut out = String::new();
     let mut failed = false;

@@ -13,6 +13,7 @@
 //! - `files`, `safe`, `remote`, `intent`: path states, paths git refuses,
 //!   fetch and push, and notes of writes in progress;
 //! - `ids`: `model::CommitId` to and from gix's `ObjectId` (SHA-1 only).
+//! - `private`: the agent's repository of its own, and importing from it.
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +26,7 @@ mod files;
 mod ids;
 pub mod intent;
 mod merge;
+pub mod private;
 mod read;
 mod refs;
 mod remote;

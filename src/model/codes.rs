@@ -86,6 +86,10 @@ vocabulary! {
         ForbiddenPaths = "forbidden-paths",
         /// The attempt's commit holds tree entries git refuses to check out.
         UnsafePath = "unsafe-path",
+        /// The agent's private repository is not as converge made it.
+        TamperedRepository = "tampered-repository",
+        /// An object of the agent's is missing, forged, corrupt or of the wrong kind.
+        ForgedObject = "forged-object",
         /// The agent exited without `converge done`.
         NoDone = "no-done",
         /// The agent CLI hit a rate limit or usage window.

@@ -228,6 +228,28 @@ pub fn observe(
     Ok(obs)
 }
 
+/// Notes the agents' private worktrees under `root` (`<root>/<plan>/<task>`
+/// with a `.git` directory, see [`crate::git::private`]) as the tasks'
+/// worktrees, beside the linked worktrees [`observe`] found.
+pub fn note_private_worktrees(obs: &mut Observation, root: &std::path::Path) {
+    let Ok(plans) = std::fs::read_dir(root) else {
+        return;
+    };
+    for plan in plans.filter_map(Result::ok) {
+        let Ok(tasks) = std::fs::read_dir(plan.path()) else {
+            continue;
+        };
+        for task in tasks.filter_map(Result::ok) {
+            if !crate::git::private::is_private(&task.path()) {
+                continue;
+            }
+            let (plan, task) = (plan.file_name(), task.file_name());
+            let key = TaskKey::new(&*plan.to_string_lossy(), &*task.to_string_lossy());
+            obs.tasks.entry(key).or_default().worktree = true;
+        }
+    }
+}
+
 /// A fork the run directory recorded as text (the lease, the fork note):
 /// anything but a commit id is no fork.
 fn parse_oid(hex: &str) -> Option<gix::ObjectId> {

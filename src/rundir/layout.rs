@@ -74,6 +74,16 @@ impl Layout {
         self.root().join("forks").join(&key.plan).join(&key.task)
     }
 
+    /// Where a worktree whose repository converge refused to import from is
+    /// set aside instead of deleted (see `act::import`).
+    pub fn quarantine(&self, key: &TaskKey, attempt: u32) -> PathBuf {
+        self.root()
+            .join("quarantine")
+            .join(&key.plan)
+            .join(&key.task)
+            .join(attempt.to_string())
+    }
+
     /// The kept gate results of all tasks.
     pub fn gates(&self) -> PathBuf {
         self.root().join("gates")
@@ -265,6 +275,12 @@ pub fn harness_home(run: &Path, name: &str) -> PathBuf {
 }
 
 // Temporary files.
+
+/// The index converge stages an agent's leftovers in (process `pid`), under
+/// `root` ([`Layout::root`]).
+pub fn leftovers_index(root: &Path, pid: u32) -> PathBuf {
+    root.join("tmp").join(format!("leftovers-{pid}.index"))
+}
 
 /// The temporary file an atomic write of `path` by process `pid` goes through.
 pub fn atomic_temp(path: &Path, pid: u32) -> PathBuf {

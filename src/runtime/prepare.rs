@@ -67,6 +67,7 @@ pub(crate) fn prepare(
     let status_problems = problems.iter().map(ToString::to_string).collect();
     let secret = Secret::load_or_create(repo.common_dir())?;
     let mut observation = observe::observe(repo, &status, base.commit, &secret)?;
+    note_worktrees(repo, &spec, &mut observation);
     observation.reconciler = reconciler.map(str::to_owned);
     if spec.config.sandbox.enabled {
         observation.sandbox = Some(crate::act::sandbox::probe());
@@ -103,7 +104,8 @@ impl Prepared {
         if !acted {
             return Ok((self.observation.clone(), self.decision.clone()));
         }
-        let obs = observe::observe(repo, status, base_tip, &self.secret)?;
+        let mut obs = observe::observe(repo, status, base_tip, &self.secret)?;
+        note_worktrees(repo, &self.spec, &mut obs);
         let decision = decide::decide(&self.spec, &obs, status, now, &self.limits);
         Ok((obs, decision))
     }
@@ -176,4 +178,13 @@ pub fn snapshot(repo: &Repo, now: Timestamp) -> Result<Snapshot, TickError> {
         observation,
         decision,
     })
+}
+
+/// The agents' private worktrees under the configured worktree root (none
+/// when the root is refused: dispatch reports that).
+fn note_worktrees(repo: &Repo, spec: &Spec, obs: &mut Observation) {
+    let configured = spec.config.reconcile.worktree_root.as_deref();
+    if let Ok(root) = crate::act::dispatch::worktree_root(repo.common_dir(), configured) {
+        observe::note_private_worktrees(obs, &root);
+    }
 }

@@ -553,7 +553,8 @@ fn an_agent_whose_worktree_lost_its_git_file_never_commits_on_the_persons_branch
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    std::fs::remove_file(&dot_git).expect("remove the worktree's .git");
+    // A private repository's `.git` is a directory (a linked worktree's was a file).
+    std::fs::remove_dir_all(&dot_git).expect("remove the worktree's .git");
     sb.write("README.md", "project\nthe person's unsaved work\n");
     let head = sb.git(&["rev-parse", "main"]);
     std::thread::sleep(std::time::Duration::from_millis(3000));

@@ -76,10 +76,22 @@ fn dispatch_starts_an_agent_in_a_fresh_worktree_and_is_idempotent() {
         )
     );
     assert_eq!(sandbox.git(&["rev-parse", "converge/p/a"]).trim(), fork);
+    // The worktree is a repository of its own on the task branch, not a
+    // linked worktree of the main repository.
     let worktrees = sandbox.git(&["worktree", "list", "--porcelain"]);
-    assert!(
-        worktrees.contains("branch refs/heads/converge/p/a"),
-        "{worktrees}"
+    assert!(!worktrees.contains("converge/p/a"), "{worktrees}");
+    let wt = started.worktree.to_string_lossy().into_owned();
+    assert_eq!(
+        sandbox
+            .git(&["-C", &wt, "rev-parse", "--abbrev-ref", "HEAD"])
+            .trim(),
+        "converge/p/a"
+    );
+    assert_eq!(
+        sandbox
+            .git(&["-C", &wt, "rev-parse", "--git-common-dir"])
+            .trim(),
+        ".git"
     );
     assert_eq!(
         std::fs::read_to_string(started.run_dir.join("prompt.md")).expect("prompt"),

@@ -77,11 +77,22 @@ fn branches(sb: &Sandbox) -> String {
     sb.git(&["for-each-ref", "--format=%(refname)", "refs/heads/"])
 }
 
+/// The checkouts: the main one and linked worktrees, and the agents' private
+/// repositories under `.converge/worktrees/<plan>/<task>`.
 fn worktrees(sb: &Sandbox) -> usize {
-    sb.git(&["worktree", "list", "--porcelain"])
+    let linked = sb
+        .git(&["worktree", "list", "--porcelain"])
         .lines()
         .filter(|l| l.starts_with("worktree "))
-        .count()
+        .count();
+    let root = sb.path().join(".converge/worktrees");
+    let private = std::fs::read_dir(&root)
+        .into_iter()
+        .flatten()
+        .flat_map(|plan| std::fs::read_dir(plan.expect("entry").path()).expect("plan dir"))
+        .filter(|task| task.as_ref().expect("entry").path().join(".git").is_dir())
+        .count();
+    linked + private
 }
 
 /// The explain row of a task: its columns.
@@ -239,12 +250,7 @@ fn a_rejection_is_counted_once_however_often_its_retry_fails() {
         .success();
     // The retry cannot check out its worktree: a file is in the way.
     let worktree = sb.path().join(".converge/worktrees/review/t");
-    sb.git(&[
-        "worktree",
-        "remove",
-        "--force",
-        worktree.to_str().expect("utf-8"),
-    ]);
+    std::fs::remove_dir_all(&worktree).expect("remove the worktree");
     std::fs::write(&worktree, "in the way\n").expect("block");
     for _ in 0..2 {
         sb.converge(&["reconcile", "--once"]);

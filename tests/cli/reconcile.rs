@@ -994,7 +994,9 @@ fn a_sandboxed_agent_cannot_read_the_secret_or_write_outside_its_worktree() {
     // Task x holds its worktree open for a while; task y probes the sandbox,
     // then does its job: a commit of its own and `converge done`.
     let slow = "sleep 3; echo x > x.txt; converge done";
-    let probe = r#"common=$(git rev-parse --path-format=absolute --git-common-dir)
+    // The agent's worktree is a repository of its own: the main repository's
+    // git directory is found from the run directory inside it.
+    let probe = r#"common=${CONVERGE_RUN_DIR%/converge/runs/*}
 main=$(dirname "$common")
 r() { if eval "$2" >/dev/null 2>&1; then echo "$1: allowed"; else echo "$1: denied"; fi; }
 {
@@ -1442,8 +1444,9 @@ fn task_worktrees_live_in_the_checkout_hidden_from_git_and_old_ones_in_git_dir_a
     .expect("write");
     tick(&sb).success();
     let worktree = sb.path().join(".converge/worktrees/one/t");
+    // A repository of its own (see the hostile-agent tests).
     assert!(
-        worktree.join(".git").is_file(),
+        worktree.join(".git").is_dir(),
         "no worktree at {worktree:?}"
     );
     assert!(!sb.path().join(".git/converge/worktrees/one/t").exists());

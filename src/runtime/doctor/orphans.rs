@@ -1,6 +1,7 @@
 //! Worktrees and branches of tasks that are gone or merged, worktree
 //! registrations whose directory is gone, and directories in converge's
-//! worktree roots that git does not know.
+//! worktree roots that are neither a worktree git knows nor an agent's
+//! private repository converge's run records name.
 
 use std::path::PathBuf;
 
@@ -128,9 +129,13 @@ fn unknown_dirs(
             }
             for task in runs::sorted_dirs(&root.join(&plan))? {
                 let path = root.join(&plan).join(&task);
+                // A linked worktree git knows, or an agent's private
+                // repository where its task's newest run started.
                 let known = registered
                     .iter()
-                    .any(|(p, _)| crate::git::same_path(p, &path));
+                    .any(|(p, _)| crate::git::same_path(p, &path))
+                    || crate::act::dispatch::checkout_of(repo, &TaskKey::new(&plan, &task))?
+                        .is_some_and(|p| crate::git::same_path(&p, &path));
                 if !known {
                     out.push(
                         Finding::new(

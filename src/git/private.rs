@@ -1,0 +1,466 @@
+//! A repository of the agent's own: each attempt's worktree is backed by a
+//! private git directory (`<worktree>/.git`), with its own objects, refs and
+//! configuration, and the main repository's object store as a read-only
+//! alternate. Nothing the agent does there writes the main repository's
+//! objects, refs or administrative files.
+//!
+//! converge makes the private repository itself ([`Repo::create_private`]),
+//! and never opens it as a repository afterwards (its configuration could name
+//! filters, hooks or an fsmonitor; a `commondir` could redirect it): it reads
+//! the agent's branch as a plain file ([`private_head`]) and imports the
+//! agent's objects into the main store itself, checking each object's hash and
+//! kind ([`Repo::import_objects`]).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use gix::ObjectId;
+use gix::objs::Find;
+
+use super::{GitError, Repo, Result, read_err, write_err};
+
+/// Why an agent's repository or its objects cannot be imported: the agent's
+/// doing (or its repository's corruption), not converge's.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("the agent's repository at {} is not as converge made it: {what}", path.display())]
+    Tampered { path: PathBuf, what: String },
+    #[error("object {id} is missing from the agent's repository")]
+    Missing { id: ObjectId },
+    #[error("object {id} in the agent's repository hashes to {actual}: it is forged or corrupt")]
+    Forged { id: ObjectId, actual: ObjectId },
+    #[error("object {id} is a {actual}, where the history needs a {expected}")]
+    WrongKind {
+        id: ObjectId,
+        expected: gix::objs::Kind,
+        actual: gix::objs::Kind,
+    },
+    #[error("object {id} is not a well-formed {kind}")]
+    Corrupt { id: ObjectId, kind: gix::objs::Kind },
+    #[error(transparent)]
+    Git(#[from] GitError),
+}
+
+impl ImportError {
+    /// Whether the agent's repository is at fault (the gate fails), rather than
+    /// converge's own reading or writing (an action failure, retried).
+    pub fn is_agents(&self) -> bool {
+        !matches!(self, ImportError::Git(_))
+    }
+}
+
+/// The private git directory of an agent's worktree.
+pub fn git_dir(worktree: &Path) -> PathBuf {
+    worktree.join(".git")
+}
+
+/// Whether `worktree` is backed by a private repository (its `.git` is a
+/// directory, not a linked worktree's `gitdir:` file).
+pub fn is_private(worktree: &Path) -> bool {
+    std::fs::symlink_metadata(git_dir(worktree)).is_ok_and(|m| m.is_dir())
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GitError + '_ {
+    move |source| GitError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    std::fs::write(path, text).map_err(io(path))
+}
+
+/// A value for a git config file: quoted, with `\` and `"` escaped and line
+/// breaks dropped.
+fn config_value(value: &str) -> String {
+    let clean: String = value.chars().filter(|c| *c != '\n' && *c != '\r').collect();
+    format!("\"{}\"", clean.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+impl Repo {
+    /// The main object store, as a private repository's alternate names it.
+    fn alternate(&self) -> Result<String> {
+        let objects = self.common_dir().join("objects");
+        let objects = objects.canonicalize().map_err(io(&objects))?;
+        Ok(format!("{}\n", objects.display()))
+    }
+
+    /// Makes `worktree` (absent or empty) a repository of its own with
+    /// `branch` at `commit` checked out: objects of its own with this
+    /// repository's store as alternate, HEAD on `branch`, and a configuration
+    /// converge writes (the committer identity of this repository, nothing
+    /// else).
+    pub fn create_private(&self, worktree: &Path, branch: &str, commit: ObjectId) -> Result<()> {
+        let git = git_dir(worktree);
+        for dir in ["objects/info", "objects/pack", "refs/tags"] {
+            std::fs::create_dir_all(git.join(dir)).map_err(io(&git))?;
+        }
+        write(&git.join("objects/info/alternates"), &self.alternate()?)?;
+        let mut config = String::from(
+            "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n",
+        );
+        let name = self.config_string("user.name");
+        let email = self.config_string("user.email");
+        if name.is_some() || email.is_some() {
+            config.push_str("[user]\n");
+            if let Some(name) = name {
+                config.push_str(&format!("\tname = {}\n", config_value(&name)));
+            }
+            if let Some(email) = email {
+                config.push_str(&format!("\temail = {}\n", config_value(&email)));
+            }
+        }
+        write(&git.join("config"), &config)?;
+        write(&git.join("HEAD"), &format!("ref: refs/heads/{branch}\n"))?;
+        write(&git.join("refs/heads").join(branch), &format!("{commit}\n"))?;
+        self.check_out_private(worktree, commit)
+    }
+
+    /// Writes the files of `commit` into the new private repository at
+    /// `worktree`, and its index.
+    fn check_out_private(&self, worktree: &Path, commit: ObjectId) -> Result<()> {
+        let what = || format!("a checkout at {}", worktree.display());
+        let options = gix::open::Options::isolated().open_path_as_is(true);
+        let private = gix::ThreadSafeRepository::open_opts(git_dir(worktree), options)
+            .map_err(|e| GitError::Write {
+                what: what(),
+                source: gix::Error::from_error(e),
+            })?
+            .to_thread_local();
+        let tree = self.tree_of(commit)?;
+        let mut index = private.index_from_tree(&tree).map_err(write_err(what()))?;
+        let mut options = private
+            .checkout_options(gix::worktree::stack::state::attributes::Source::IdMapping)
+            .map_err(write_err(what()))?;
+        options.destination_is_initially_empty = true;
+        let objects = private
+            .objects
+            .into_arc()
+            .map_err(|source| GitError::Io {
+                path: git_dir(worktree),
+                source,
+            })?;
+        let interrupt = std::sync::atomic::AtomicBool::new(false);
+        gix::worktree::state::checkout(
+            &mut index,
+            worktree,
+            objects,
+            &gix::progress::Discard,
+            &gix::progress::Discard,
+            &interrupt,
+            options,
+        )
+        .map_err(write_err(what()))?;
+        index.write(Default::default()).map_err(write_err(what()))?;
+        Ok(())
+    }
+
+    /// Copies the objects reachable from `head` that this repository lacks
+    /// from the agent's repository at `worktree`, each checked: its content
+    /// must hash to its id, and be of the kind the history needs (a commit's
+    /// tree a tree, its parents commits, a tree's entries what their modes
+    /// say). Objects are written children first, so a crash leaves no object
+    /// here whose history is incomplete. Returns how many were copied.
+    pub fn import_objects(
+        &self,
+        worktree: &Path,
+        head: ObjectId,
+    ) -> std::result::Result<usize, ImportError> {
+        self.check_alternate(worktree)?;
+        let objects = git_dir(worktree).join("objects");
+        let agent =
+            gix::odb::at(&objects, gix::hash::Kind::Sha1).map_err(|source| GitError::Io {
+                path: objects.clone(),
+                source,
+            })?;
+        let mut done: HashSet<ObjectId> = HashSet::new();
+        let mut stack = vec![Frame::new(head, gix::objs::Kind::Commit)];
+        let mut copied = 0;
+        let mut buf = Vec::new();
+        while let Some(top) = stack.last_mut() {
+            if top.children.is_none() {
+                if done.contains(&top.id) || self.repo.has_object(top.id) {
+                    done.insert(top.id);
+                    stack.pop();
+                    continue;
+                }
+                let data = agent
+                    .try_find(&top.id, &mut buf)
+                    .map_err(read_err(format!("object {} of the agent", top.id)))?
+                    .ok_or(ImportError::Missing { id: top.id })?;
+                if data.kind != top.kind {
+                    return Err(ImportError::WrongKind {
+                        id: top.id,
+                        expected: top.kind,
+                        actual: data.kind,
+                    });
+                }
+                let actual = gix::objs::compute_hash(gix::hash::Kind::Sha1, data.kind, data.data)
+                    .map_err(read_err(format!("object {}", top.id)))?;
+                if actual != top.id {
+                    return Err(ImportError::Forged { id: top.id, actual });
+                }
+                top.children = Some(children(top.id, data.kind, data.data)?);
+                top.data = data.data.to_vec();
+            }
+            let next = top
+                .children
+                .as_mut()
+                .and_then(|c| c.pop())
+                .filter(|(id, _)| !done.contains(id));
+            match next {
+                Some((id, kind)) => stack.push(Frame::new(id, kind)),
+                None if top.children.as_ref().is_some_and(|c| !c.is_empty()) => {}
+                None => {
+                    let written = gix::objs::Write::write_buf(&self.repo, top.kind, &top.data)
+                        .map_err(write_err(format!("object {}", top.id)))?;
+                    if written != top.id {
+                        return Err(ImportError::Forged {
+                            id: top.id,
+                            actual: written,
+                        });
+                    }
+                    done.insert(top.id);
+                    copied += 1;
+                    stack.pop();
+                }
+            }
+        }
+        Ok(copied)
+    }
+
+    /// The private repository's alternate must still be this repository's
+    /// store, as [`Repo::create_private`] wrote it.
+    fn check_alternate(&self, worktree: &Path) -> std::result::Result<(), ImportError> {
+        let git = git_dir(worktree);
+        let tampered = |what: &str| ImportError::Tampered {
+            path: worktree.to_owned(),
+            what: what.to_owned(),
+        };
+        match std::fs::symlink_metadata(&git) {
+            Ok(meta) if meta.is_dir() => {}
+            _ => return Err(tampered("its `.git` is no longer a directory")),
+        }
+        let alternates = git.join("objects/info/alternates");
+        let plain = std::fs::symlink_metadata(&alternates).is_ok_and(|m| m.is_file());
+        let text = std::fs::read_to_string(&alternates).unwrap_or_default();
+        if !plain || text != self.alternate()? {
+            return Err(tampered(
+                "`objects/info/alternates` no longer names only the main object store",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Repo {
+    /// Commits what the agent left uncommitted in its private repository's
+    /// worktree on top of `head` (a commit of this repository, imported), as
+    /// `signer`; the new commit, or `None` when the files are `head`'s. The
+    /// files are read by git against this repository with an index of
+    /// converge's own: the agent's index, configuration and hooks play no
+    /// part, and files git ignores stay out.
+    pub fn commit_private_leftovers(
+        &self,
+        worktree: &Path,
+        head: ObjectId,
+        message: &str,
+        signer: &super::Signer,
+    ) -> Result<Option<ObjectId>> {
+        let index = crate::rundir::layout::leftovers_index(
+            &crate::rundir::Layout::new(self.common_dir()).root(),
+            std::process::id(),
+        );
+        if let Some(parent) = index.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let tree = self.tree_of(head)?;
+        let hex = tree.to_string();
+        let result = (|| {
+            self.git_with_index(worktree, &index, &["read-tree", &hex])?;
+            self.git_with_index(worktree, &index, &["add", "-A", "--", "."])?;
+            self.git_with_index(worktree, &index, &["write-tree"])
+        })();
+        let _ = std::fs::remove_file(&index);
+        let written = result?;
+        let written =
+            ObjectId::from_hex(written.trim().as_bytes()).map_err(|e| GitError::Read {
+                what: "the tree of the leftovers".into(),
+                source: gix::Error::from_error(e),
+            })?;
+        if written == tree {
+            return Ok(None);
+        }
+        Ok(Some(self.write_commit(
+            written,
+            &[head],
+            message,
+            signer,
+        )?))
+    }
+
+    /// Runs `git args` on this repository with `worktree` as its working tree
+    /// and `index` as its index; its standard output.
+    fn git_with_index(&self, worktree: &Path, index: &Path, args: &[&str]) -> Result<String> {
+        let output = std::process::Command::new("git")
+            .args([
+                "-c",
+                "core.fsmonitor=false",
+                "-c",
+                "core.untrackedCache=false",
+                "-c",
+                "core.hooksPath=/dev/null",
+            ])
+            .args(args)
+            .env_remove("GIT_OBJECT_DIRECTORY")
+            .env_remove("GIT_ALTERNATE_OBJECT_DIRECTORIES")
+            .env_remove("GIT_COMMON_DIR")
+            .env_remove("GIT_NAMESPACE")
+            .env("GIT_DIR", self.common_dir())
+            .env("GIT_WORK_TREE", worktree)
+            .env("GIT_INDEX_FILE", index)
+            .env("LC_ALL", "C")
+            .current_dir(worktree)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|source| GitError::Io {
+                path: "git".into(),
+                source,
+            })?;
+        if !output.status.success() {
+            return Err(GitError::Remote(super::RemoteError {
+                args: args.join(" "),
+                output: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            }));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+/// One object of the import's walk: its expected kind, and once read, its
+/// data and the children still to visit.
+struct Frame {
+    id: ObjectId,
+    kind: gix::objs::Kind,
+    children: Option<Vec<(ObjectId, gix::objs::Kind)>>,
+    data: Vec<u8>,
+}
+
+impl Frame {
+    fn new(id: ObjectId, kind: gix::objs::Kind) -> Frame {
+        Frame {
+            id,
+            kind,
+            children: None,
+            data: Vec::new(),
+        }
+    }
+}
+
+/// The objects `data` (of `kind`) refers to, with the kind each must have.
+/// Submodule entries (commits of another repository) are not followed.
+fn children(
+    id: ObjectId,
+    kind: gix::objs::Kind,
+    data: &[u8],
+) -> std::result::Result<Vec<(ObjectId, gix::objs::Kind)>, ImportError> {
+    use gix::objs::Kind;
+    let corrupt = || ImportError::Corrupt { id, kind };
+    match kind {
+        Kind::Commit => {
+            let commit = gix::objs::CommitRef::from_bytes(data, gix::hash::Kind::Sha1)
+                .map_err(|_| corrupt())?;
+            let mut out = vec![(commit.tree(), Kind::Tree)];
+            out.extend(commit.parents().map(|p| (p, Kind::Commit)));
+            Ok(out)
+        }
+        Kind::Tree => {
+            let mut out = Vec::new();
+            for entry in gix::objs::TreeRefIter::from_bytes(data, gix::hash::Kind::Sha1) {
+                let entry = entry.map_err(|_| corrupt())?;
+                let child = if entry.mode.is_tree() {
+                    Kind::Tree
+                } else if entry.mode.is_commit() {
+                    continue;
+                } else {
+                    Kind::Blob
+                };
+                out.push((entry.oid.to_owned(), child));
+            }
+            Ok(out)
+        }
+        Kind::Blob => Ok(Vec::new()),
+        Kind::Tag => Err(corrupt()),
+    }
+}
+
+/// The agent's tip of `branch` in its private repository at `worktree`, read
+/// as plain files (the loose ref, else `packed-refs`), never through git:
+/// `None` when the agent deleted the branch. A ref that is a symbolic link, a
+/// symbolic ref or not a commit id is refused (its content is never echoed:
+/// it could be a link to a file the agent may not read).
+pub fn private_head(
+    worktree: &Path,
+    branch: &str,
+) -> std::result::Result<Option<ObjectId>, ImportError> {
+    let git = git_dir(worktree);
+    let tampered = |what: String| ImportError::Tampered {
+        path: worktree.to_owned(),
+        what,
+    };
+    match std::fs::symlink_metadata(&git) {
+        Ok(meta) if meta.is_dir() => {}
+        _ => return Err(tampered("its `.git` is no longer a directory".into())),
+    }
+    let name = format!("refs/heads/{branch}");
+    let loose = git.join(&name);
+    match std::fs::symlink_metadata(&loose) {
+        Ok(meta) if meta.is_file() => {
+            let text = std::fs::read_to_string(&loose).unwrap_or_default();
+            return parse_id(text.trim())
+                .map(Some)
+                .ok_or_else(|| tampered(format!("{name} does not hold a commit id")));
+        }
+        Ok(_) => return Err(tampered(format!("{name} is not a plain file"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(GitError::Io {
+                path: loose,
+                source: e,
+            }
+            .into());
+        }
+    }
+    let packed = git.join("packed-refs");
+    match std::fs::symlink_metadata(&packed) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => return Err(tampered("`packed-refs` is not a plain file".into())),
+        Err(_) => return Ok(None),
+    }
+    let text = std::fs::read_to_string(&packed).unwrap_or_default();
+    for line in text.lines() {
+        if let Some((id, refname)) = line.split_once(' ')
+            && refname == name
+        {
+            return parse_id(id)
+                .map(Some)
+                .ok_or_else(|| tampered(format!("{name} in `packed-refs` is not a commit id")));
+        }
+    }
+    Ok(None)
+}
+
+/// A full SHA-1 hex id.
+fn parse_id(text: &str) -> Option<ObjectId> {
+    (text.len() == 40 && text.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| ObjectId::from_hex(text.as_bytes()).ok())
+        .flatten()
+}
+
+#[cfg(test)]
+#[path = "private_tests.rs"]
+mod tests;

@@ -6,6 +6,7 @@ use toml_edit::{Array, DocumentMut};
 
 use super::source;
 use super::{CliError, CliResult, Ctx, print};
+use crate::observe::Availability;
 use crate::rundir::atomic::write_atomically;
 
 #[derive(Debug, clap::Args)]
@@ -41,6 +42,18 @@ pub const TEMPLATE: &[(&str, &str)] = &[
         include_str!("../../planning-template/queue/README.md"),
     ),
 ];
+
+/// The template's converge.toml with the sandbox off, for a machine without
+/// Landlock.
+fn sandbox_off(config: &str) -> String {
+    config.replace(
+        SANDBOX_ON,
+        "enabled = false                   # Landlock is not available here (`converge doctor` says why); true confines agents to their worktree",
+    )
+}
+
+/// The template's line that turns the sandbox on.
+const SANDBOX_ON: &str = "enabled = true                    # agents may write only their worktree (Linux Landlock; docs/agent-protocol.md)";
 
 /// A kind of project and the commands its `build` and `test` invariants run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,10 +161,19 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> CliResult {
     let root = repo.workdir()?.to_owned();
     let project = detect(&root);
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    // The sandbox is on where Landlock works; elsewhere the template says
+    // why it is off (with it on, every attempt would run unconfined, flagged).
+    let landlock = crate::act::sandbox::probe();
     for (path, content) in TEMPLATE {
         let content = match (*path, project) {
             ("planning/converge.toml", Some(project)) => configure(content, project)?,
             _ => (*content).to_owned(),
+        };
+        let content = match (&landlock, *path) {
+            (Availability::Unavailable { .. }, "planning/converge.toml") => {
+                sandbox_off(&content)
+            }
+            _ => content,
         };
         files.push(((*path).to_owned(), content.into_bytes()));
     }
@@ -179,6 +201,11 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> CliResult {
         }
     }
     let mut out = String::new();
+    if let Availability::Unavailable { reason } = &landlock {
+        out.push_str(&format!(
+            "the sandbox is off in planning/converge.toml: {reason}; agents would run unconfined\n"
+        ));
+    }
     if let Some(project) = project {
         out.push_str(&format!(
             "detected a {} project ({}): the build and test invariants run `{} {}` and `{} {}`\n",
@@ -221,6 +248,17 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> CliResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_template_turns_the_sandbox_on_and_init_can_turn_it_off() {
+        let template = TEMPLATE[2].1;
+        let on: toml::Table = template.parse().expect("valid toml");
+        assert_eq!(on["sandbox"]["enabled"].as_bool(), Some(true));
+        let text = sandbox_off(template);
+        let off: toml::Table = text.parse().expect("valid toml");
+        assert_eq!(off["sandbox"]["enabled"].as_bool(), Some(false));
+        assert!(text.contains("Landlock is not available here"), "{text}");
+    }
 
     #[test]
     fn configured_template_keeps_comments_and_sets_commands() {

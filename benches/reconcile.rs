@@ -9,6 +9,8 @@
 //!    agent's own time excluded), as a whole and per step: dispatch against
 //!    `git worktree add` + `git add` + `git commit`, merge against
 //!    `git merge-tree --write-tree` + `git commit-tree` + `git update-ref`;
+//!    Then importing an attempt's objects from the agent's private repository
+//!    (converge's hash-checked copy) against `git fetch` of the same branch;
 //! 4. full convergence of 100- and 1,000-task DAGs with instant `sim` agents
 //!    and `true` invariants (`reconcile --wait`), against a script of raw git
 //!    doing each task's worktree, commit, merge and cleanup in order.
@@ -32,6 +34,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--decide") {
         decide_mode(&args[2..]);
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("--import") {
+        import_mode(&args[2..]);
         return;
     }
     let Some(runs) = common::rounds(21) else {
@@ -112,6 +118,15 @@ fn main() {
             one.git_total,
         )),
         target: "< 1.5x git",
+    });
+
+    // 3b. Importing an attempt's objects from its private repository.
+    let (import, fetch) = import_rounds(dir.path(), runs);
+    rows.push(Row {
+        name: "import an attempt's work from its private repository (5 commits, 200 files; objects hash-checked)".into(),
+        measured: import,
+        baseline: Some(("git fetch of the same branch from the private repository", fetch)),
+        target: "< 2x git",
     });
 
     // 4. DAGs from nothing to merged, against git doing each task's work.
@@ -502,4 +517,81 @@ fn one_task(template: &Path, scratch: &Path, runs: usize) -> OneTask {
         git_merge: stats(gm, git_rss[1]),
         git_total: stats(gt, git_rss[2]),
     }
+}
+
+/// The bench binary started as `--import MAIN WORKTREE`: imports the agent's
+/// branch `converge/p/t` from its private repository at WORKTREE into MAIN,
+/// as the gate does, and prints how many objects it copied.
+fn import_mode(args: &[String]) {
+    let repo = converge::git::Repo::discover(Path::new(&args[0])).expect("main");
+    let wt = Path::new(&args[1]);
+    let head = converge::git::private::private_head(wt, "converge/p/t")
+        .expect("the agent's branch")
+        .expect("present");
+    let copied = repo.import_objects(wt, head).expect("import");
+    println!("copied {copied}");
+}
+
+/// Per round, on fresh copies: a private repository made by converge, five
+/// commits of an agent's (200 files, untimed), then the import (timed, its own
+/// process) against `git fetch` of the same branch into another copy.
+fn import_rounds(scratch: &Path, runs: usize) -> (Stats, Stats) {
+    let template = scratch.join("import-template");
+    project(&template, "[reconcile]\n");
+    for i in 0..300 {
+        write(&template, &format!("src/d{}/f{i}.txt", i % 30), &format!("base {i}\n"));
+    }
+    git(&template, &["add", "-A"], None);
+    git(&template, &["commit", "-q", "-m", "base"], None);
+    let exe = std::env::current_exe().expect("bench exe");
+    let exe = exe.to_string_lossy().into_owned();
+    let mut times: [Vec<Duration>; 2] = Default::default();
+    let mut rss = [0u64; 2];
+    for round in 0..=runs {
+        let main = fresh_copy(&template, &scratch.join("import-main"));
+        let wt = scratch.join("import-wt");
+        let _ = std::fs::remove_dir_all(&wt);
+        let repo = converge::git::Repo::discover(&main).expect("main");
+        let fork = repo.resolve_commit("main").expect("main");
+        repo.create_private(&wt, "converge/p/t", fork).expect("private");
+        for c in 0..5 {
+            for i in 0..40 {
+                let n = c * 40 + i;
+                write(&wt, &format!("src/d{}/f{n}.txt", n % 30), &format!("agent {c} {n}\n"));
+            }
+            git(&wt, &["add", "-A"], None);
+            git(&wt, &["commit", "-q", "-m", &format!("work {c}")], None);
+        }
+        let main_s = main.to_string_lossy().into_owned();
+        let wt_s = wt.to_string_lossy().into_owned();
+        let (t, r, out) = run_supervised(
+            &main,
+            &Cmd::new(&[&exe, "--import", &main_s, &wt_s]),
+            true,
+        );
+        assert!(out.contains("copied "), "{out}");
+        let other = fresh_copy(&template, &scratch.join("import-git"));
+        let (tg, rg, _) = run_supervised(
+            &other,
+            &Cmd::new(&["git", "fetch", "-q", &wt_s, "converge/p/t"]),
+            true,
+        );
+        git(&other, &["cat-file", "-e", "FETCH_HEAD^{commit}"], None);
+        if round == 0 {
+            continue;
+        }
+        times[0].push(t);
+        times[1].push(tg);
+        rss[0] = rss[0].max(r);
+        rss[1] = rss[1].max(rg);
+    }
+    let stats = |mut t: Vec<Duration>, max_rss_kib: u64| {
+        t.sort();
+        Stats {
+            median: t[t.len() / 2],
+            max_rss_kib,
+        }
+    };
+    let [converge, fetch] = times;
+    (stats(converge, rss[0]), stats(fetch, rss[1]))
 }

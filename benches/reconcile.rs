@@ -539,7 +539,11 @@ fn import_rounds(scratch: &Path, runs: usize) -> (Stats, Stats) {
     let template = scratch.join("import-template");
     project(&template, "[reconcile]\n");
     for i in 0..300 {
-        write(&template, &format!("src/d{}/f{i}.txt", i % 30), &format!("base {i}\n"));
+        write(
+            &template,
+            &format!("src/d{}/f{i}.txt", i % 30),
+            &format!("base {i}\n"),
+        );
     }
     git(&template, &["add", "-A"], None);
     git(&template, &["commit", "-q", "-m", "base"], None);
@@ -553,22 +557,24 @@ fn import_rounds(scratch: &Path, runs: usize) -> (Stats, Stats) {
         let _ = std::fs::remove_dir_all(&wt);
         let repo = converge::git::Repo::discover(&main).expect("main");
         let fork = repo.resolve_commit("main").expect("main");
-        repo.create_private(&wt, "converge/p/t", fork).expect("private");
+        repo.create_private(&wt, "converge/p/t", fork)
+            .expect("private");
         for c in 0..5 {
             for i in 0..40 {
                 let n = c * 40 + i;
-                write(&wt, &format!("src/d{}/f{n}.txt", n % 30), &format!("agent {c} {n}\n"));
+                write(
+                    &wt,
+                    &format!("src/d{}/f{n}.txt", n % 30),
+                    &format!("agent {c} {n}\n"),
+                );
             }
             git(&wt, &["add", "-A"], None);
             git(&wt, &["commit", "-q", "-m", &format!("work {c}")], None);
         }
         let main_s = main.to_string_lossy().into_owned();
         let wt_s = wt.to_string_lossy().into_owned();
-        let (t, r, out) = run_supervised(
-            &main,
-            &Cmd::new(&[&exe, "--import", &main_s, &wt_s]),
-            true,
-        );
+        let (t, r, out) =
+            run_supervised(&main, &Cmd::new(&[&exe, "--import", &main_s, &wt_s]), true);
         assert!(out.contains("copied "), "{out}");
         let other = fresh_copy(&template, &scratch.join("import-git"));
         let (tg, rg, _) = run_supervised(

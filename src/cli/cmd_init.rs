@@ -170,9 +170,7 @@ pub fn run(ctx: &Ctx, args: &InitArgs) -> CliResult {
             _ => (*content).to_owned(),
         };
         let content = match (&landlock, *path) {
-            (Availability::Unavailable { .. }, "planning/converge.toml") => {
-                sandbox_off(&content)
-            }
+            (Availability::Unavailable { .. }, "planning/converge.toml") => sandbox_off(&content),
             _ => content,
         };
         files.push(((*path).to_owned(), content.into_bytes()));

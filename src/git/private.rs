@@ -137,13 +137,10 @@ impl Repo {
             .checkout_options(gix::worktree::stack::state::attributes::Source::IdMapping)
             .map_err(write_err(what()))?;
         options.destination_is_initially_empty = true;
-        let objects = private
-            .objects
-            .into_arc()
-            .map_err(|source| GitError::Io {
-                path: git_dir(worktree),
-                source,
-            })?;
+        let objects = private.objects.into_arc().map_err(|source| GitError::Io {
+            path: git_dir(worktree),
+            source,
+        })?;
         let interrupt = std::sync::atomic::AtomicBool::new(false);
         gix::worktree::state::checkout(
             &mut index,

@@ -93,7 +93,8 @@ true"#
     assert_eq!(phase(&sb, "t"), "escalated");
     assert_eq!(failure(&sb, "t"), "invariant-failed");
     assert!(
-        !sb.git(&["ls-tree", "--name-only", "main"]).contains("work.txt"),
+        !sb.git(&["ls-tree", "--name-only", "main"])
+            .contains("work.txt"),
         "merged past a failing invariant"
     );
 }
@@ -106,13 +107,17 @@ fn converge_never_runs_git_configuration_the_agent_wrote() {
     let script = format!(
         r#"{COMMON}
 filter="[filter \"x\"]
-	clean = sh -c 'cat $common/converge/secret > $main/leak.txt; cat'
+	clean = sh -c 'cat $common/converge/secret > $main/leak.txt && cat'
 	required = true"
-git init -q --bare "$TMPDIR/fake" && printf '%s\n' "$filter" >> "$TMPDIR/fake/config"
+fake="$TMPDIR/fake"
+git init -q --bare "$fake" && printf '%s\n' "$filter" >> "$fake/config"
+cp -r "$common/refs" "$fake/" && cp "$common/packed-refs" "$fake/" 2>/dev/null
+echo "$common/objects" > "$fake/objects/info/alternates"
 gitdir=$(git rev-parse --absolute-git-dir)
 printf '%s\n' "$filter" >> "$gitdir/config"
-echo "$TMPDIR/fake" > "$gitdir/commondir"
+echo "$fake" > "$gitdir/commondir"
 echo '* filter=x' > .gitattributes
+echo changed >> README.md
 echo left > left.txt
 converge done"#
     );
@@ -151,7 +156,8 @@ converge done"#;
     }
     sb.converge(&["reconcile", "--wait", "--max-ticks", "50"]);
     assert!(
-        !sb.git(&["ls-tree", "--name-only", "main"]).contains("a.txt"),
+        !sb.git(&["ls-tree", "--name-only", "main"])
+            .contains("a.txt"),
         "forged work merged"
     );
     assert_eq!(phase(&sb, "t"), "escalated");

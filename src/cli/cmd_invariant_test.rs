@@ -61,6 +61,7 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> CliResult {
         args: invariant.args.clone(),
         cwd: root,
         timeout: invariant.timeout,
+        env: None,
     })
     .map_err(|e| {
         CliError::failure(format!("invariant `{}` could not run", invariant.name))

@@ -302,6 +302,106 @@ fn environment(
 mod tests {
     use super::*;
 
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "a")
+            .env("GIT_AUTHOR_EMAIL", "a@example.com")
+            .env("GIT_COMMITTER_NAME", "a")
+            .env("GIT_COMMITTER_EMAIL", "a@example.com")
+            .output()
+            .expect("git");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    fn invariant(script: &str) -> Invariant {
+        Invariant {
+            name: "t".into(),
+            kind: crate::spec::InvariantKind::Custom,
+            command: "sh".into(),
+            args: vec!["-c".into(), script.into()],
+            timeout: std::time::Duration::from_secs(10),
+            expected_exit_code: 0,
+            advisory: false,
+        }
+    }
+
+    #[test]
+    fn without_the_sandbox_invariants_still_run_on_an_export_of_the_commit() {
+        let dir = tempfile::tempdir().expect("dir");
+        let root = dir.path().canonicalize().expect("canonical");
+        git(&root, &["init", "-q", "-b", "main"]);
+        std::fs::write(root.join(".gitignore"), "built.bin\n").expect("write");
+        std::fs::write(root.join("check.sh"), "echo committed\n").expect("write");
+        git(&root, &["add", "-A"]);
+        git(&root, &["commit", "-q", "-m", "one"]);
+        std::fs::write(root.join("built.bin"), "x").expect("write");
+        std::fs::write(root.join("check.sh"), "echo uncommitted\n").expect("write");
+        let head = git(&root, &["rev-parse", "HEAD"]);
+        let repo = Repo::discover(&root).expect("repo");
+        let confinement = Confinement::new(
+            &repo,
+            &root.join(".converge/worktrees"),
+            &crate::spec::Sandbox::default(),
+            None,
+            Path::new("/nonexistent/converge"),
+        );
+        assert_eq!(confinement.refusal(), None);
+        assert!(
+            confinement.hidden().contains(&root),
+            "{:?}",
+            confinement.hidden()
+        );
+        let id = ObjectId::from_hex(head.as_bytes()).expect("id");
+        let checkout = GateCheckout::make(&repo, id, &confinement).expect("checkout");
+        let path = checkout.path().to_owned();
+        assert!(!path.starts_with(&root));
+        let run = |script| checkout.run(&invariant(script), None, &Redactor::default());
+        // The committed tree, not the worktree: no ignored file, no change
+        // left uncommitted, no repository.
+        let seen = run("test ! -e built.bin && test ! -e .git && sh check.sh && pwd && echo $HOME");
+        assert!(seen.passed, "{}", seen.output_tail);
+        let home = path.parent().expect("parent").join("tmp/home");
+        assert_eq!(
+            seen.output_tail,
+            format!("committed\n{}\n{}", path.display(), home.display())
+        );
+        checkout.remove().expect("remove");
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_required_sandbox_without_landlock_refuses_to_run_invariants() {
+        let dir = tempfile::tempdir().expect("dir");
+        git(dir.path(), &["init", "-q", "-b", "main"]);
+        let repo = Repo::discover(dir.path()).expect("repo");
+        let missing = Availability::Unavailable {
+            reason: "no Landlock".into(),
+        };
+        let mut sandbox = crate::spec::Sandbox {
+            enabled: true,
+            required: true,
+            ..crate::spec::Sandbox::default()
+        };
+        let confinement = |sandbox: &crate::spec::Sandbox, available: &Availability| {
+            Confinement::new(&repo, dir.path(), sandbox, Some(available), Path::new("c"))
+        };
+        let refusal = confinement(&sandbox, &missing).refusal().expect("refused");
+        assert!(refusal.contains("no Landlock"), "{refusal}");
+        let here = Availability::Available { abi: "V5".into() };
+        assert_eq!(confinement(&sandbox, &here).refusal(), None);
+        sandbox.required = false;
+        assert_eq!(confinement(&sandbox, &missing).refusal(), None);
+    }
+
     #[test]
     fn the_environment_withholds_secrets_and_git_and_has_a_private_home() {
         let vars = [

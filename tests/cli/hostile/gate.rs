@@ -35,9 +35,10 @@ fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
 /// check.sh`, at the gate when `at_merge` is false, else as a
 /// `[merge].invariants` check on the merge result). The script tries to read
 /// converge's secret and leave a copy where the person could find it, to
-/// install a hook of the main repository, to write into the main checkout, its
-/// objects and its refs. None of it may happen; the script still runs (its
-/// output is in the gate's log) and the task merges.
+/// install a hook of the main repository, to write into the main checkout
+/// (directly and through a link it committed), its objects and its refs. None
+/// of it may happen; the script still runs (its output is in the gate's log)
+/// and the task merges.
 fn hostile_invariant(at_merge: bool) {
     let leak = tempfile::tempdir().expect("leak dir");
     let sb = Sandbox::repo();
@@ -49,6 +50,7 @@ cat {git}/converge/secret > {leak}/secret-copy
 cp {git}/converge/secret {main}/stolen-secret
 mkdir -p {git}/hooks && printf '#!/bin/sh\ntouch {leak}/hook-ran\n' > {git}/hooks/pre-commit && chmod +x {git}/hooks/pre-commit
 echo planted > {main}/planted.txt
+echo planted > out/via-link.txt
 echo planted > {git}/objects/planted
 git --git-dir={git} update-ref refs/heads/planted HEAD
 cat {git}/config > {leak}/config-copy
@@ -58,8 +60,11 @@ exit 0
         main = main.display(),
         leak = leak.path().display(),
     );
-    let agent = "cat > check.sh <<'EOF'\n__SCRIPT__EOF\ngit add check.sh && git commit -q -m check && converge done";
-    let agent = agent.replace("__SCRIPT__", &script);
+    // A committed link into the main checkout, to write through.
+    let agent = "cat > check.sh <<'EOF'\n__SCRIPT__EOF\nln -s __MAIN__ out\ngit add check.sh out && git commit -q -m check && converge done";
+    let agent = agent
+        .replace("__SCRIPT__", &script)
+        .replace("__MAIN__", &main.display().to_string());
     let (task, merge) = if at_merge {
         (
             task("t", "hostile", "retry_max = 0"),
@@ -102,6 +107,10 @@ exit 0
     assert!(!main.join("stolen-secret").exists(), "secret copied");
     assert!(!git.join("hooks/pre-commit").exists(), "hook installed");
     assert!(!main.join("planted.txt").exists(), "main checkout written");
+    assert!(
+        !main.join("via-link.txt").exists(),
+        "written through a link"
+    );
     assert!(!git.join("objects/planted").exists(), "objects written");
     assert_eq!(
         sb.git(&["for-each-ref", "--format=%(refname)", "refs/heads/planted"]),

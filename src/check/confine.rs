@@ -225,6 +225,7 @@ impl TempDir {
         use std::sync::atomic::{AtomicU64, Ordering};
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let base = base.canonicalize().unwrap_or_else(|_| base.to_owned());
+        remove_abandoned(&base);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
@@ -245,6 +246,29 @@ impl TempDir {
     fn remove(mut self) -> Result<(), GitError> {
         let path = std::mem::take(&mut self.0);
         std::fs::remove_dir_all(&path).map_err(|source| GitError::Io { path, source })
+    }
+}
+
+/// Removes the gate directories that converge processes which are gone left
+/// in `base` (a crash mid-gate): `converge-gate-<pid>-...` whose process no
+/// longer exists. Others' directories cannot be removed and are left alone.
+fn remove_abandoned(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("converge-gate-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
@@ -376,6 +400,24 @@ mod tests {
         );
         checkout.remove().expect("remove");
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn gate_directories_of_processes_that_are_gone_are_removed() {
+        let base = tempfile::tempdir().expect("base");
+        // No process has pid 4194304 (above Linux's pid_max limit).
+        let abandoned = base.path().join("converge-gate-4194304-1");
+        let live = base
+            .path()
+            .join(format!("converge-gate-{}-x", std::process::id()));
+        let other = base.path().join("unrelated");
+        for dir in [&abandoned, &live, &other] {
+            std::fs::create_dir_all(dir.join("tree")).expect("mkdir");
+        }
+        let made = TempDir::new(base.path()).expect("new");
+        assert!(!abandoned.exists() && live.exists() && other.exists());
+        assert!(made.0.exists());
+        made.remove().expect("remove");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Gate: judge a finished attempt. Leftovers are committed, so nothing is lost
 //! and the gate judges exactly what would merge; the tree must be one git can
 //! check out; the run must have ended well ([`super::judge`]); the changed
-//! paths must be allowed; then the task's invariants run in its worktree (or
-//! their results are kept from an earlier tick that could not record them).
+//! paths must be allowed; then the task's invariants run in a checkout converge
+//! makes of the commit, confined ([`crate::check::confine`]), or their results
+//! are kept from an earlier tick that could not record them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,7 +22,8 @@ use crate::status::{Evidence, Failure, Status};
 use super::dispatch;
 use super::judge::{ended, path_violations, precheck, usage};
 use super::{ActCtx, ActError, Applied, Outcome, tail_of, task_of};
-use crate::check::{CheckResult, run_check};
+use crate::check::CheckResult;
+use crate::check::confine::{Confinement, GateCheckout};
 
 /// What the gate read of the attempt's run.
 struct Run {
@@ -130,7 +132,28 @@ pub(super) fn gate(
         ));
     }
     let tree = ctx.repo.tree_of(head)?;
-    let (results, reused) = invariants(ctx, key, attempt, task, &run, head)?;
+    let confinement = Confinement::new(
+        ctx.repo,
+        &ctx.worktree_root,
+        &ctx.spec.config.sandbox,
+        ctx.sandbox.as_ref(),
+        ctx.converge,
+    );
+    if let Some(message) = confinement
+        .refusal()
+        .filter(|_| !task.invariants.is_empty())
+    {
+        return Ok(failed(
+            key,
+            attempt,
+            Some(head_id),
+            FailureCode::GateUnconfined,
+            message,
+            None,
+            outcomes,
+        ));
+    }
+    let (results, reused) = invariants(ctx, (key, attempt), task, (&run, &confinement), head)?;
     let note = match (leftovers, reused) {
         (true, _) => " (committed leftovers)",
         (false, true) => " (results kept from an earlier tick)",
@@ -253,42 +276,50 @@ fn failed(
     Applied::done(line, outcomes)
 }
 
-/// Runs the task's invariants on `head` in its worktree, unless a gate whose
-/// tick could not record its status (the person's checkout had changes in the
-/// status paths) already ran them on the same commit; whether they were kept.
+/// Runs the task's invariants on `head` in a checkout converge makes of it,
+/// confined (see [`crate::check::confine`]), unless a gate whose tick could
+/// not record its status (the person's checkout had changes in the status
+/// paths) already ran them on the same commit; whether they were kept.
 fn invariants(
     ctx: &ActCtx<'_>,
-    key: &TaskKey,
-    attempt: u32,
+    (key, attempt): (&TaskKey, u32),
     task: &Task,
-    run: &Run,
+    (run, confinement): (&Run, &Confinement),
     head: ObjectId,
 ) -> Result<(Vec<CheckResult>, bool), ActError> {
     let common = ctx.repo.common_dir().to_owned();
-    let head = head.to_string();
     let invariants: Vec<&crate::spec::Invariant> = task
         .invariants
         .iter()
         .filter_map(|name| ctx.spec.config.invariants.get(name))
         .collect();
     let fingerprint = crate::check::invariants_fingerprint(&invariants);
-    let kept = crate::check::kept_gate(&common, &key.plan, &key.task, attempt, &head, &fingerprint);
+    let head_hex = head.to_string();
+    let kept = crate::check::kept_gate(
+        &common,
+        &key.plan,
+        &key.task,
+        attempt,
+        &head_hex,
+        &fingerprint,
+    );
     if let Some(results) = kept {
         return Ok((results, true));
     }
-    let results: Vec<CheckResult> = invariants
-        .iter()
-        .map(|invariant| {
-            run_check(
-                invariant,
-                &run.worktree,
-                Some(&layout::gate_logs(&run.dir)),
-                &ctx.redactor,
-            )
-        })
-        .collect();
+    let mut results = Vec::new();
+    if !invariants.is_empty() {
+        // The commit that merges, never the agent's worktree: what git
+        // ignores there, and the worktree's git machinery, stay out.
+        let checkout = GateCheckout::make(ctx.repo, head, confinement)?;
+        let logs = layout::gate_logs(&run.dir);
+        results = invariants
+            .iter()
+            .map(|invariant| checkout.run(invariant, Some(&logs), &ctx.redactor))
+            .collect();
+        checkout.remove()?;
+    }
     let record = crate::check::GateRecord {
-        head,
+        head: head_hex,
         invariants: fingerprint,
         results,
     };

@@ -98,6 +98,30 @@ pub fn agent_writable(run_dir: &Path) -> Vec<PathBuf> {
     ]
 }
 
+impl Policy {
+    /// The policy of a gate's invariants, which run code the agent wrote (see
+    /// `check::confine`): they may write only `checkout` (the export of the
+    /// gated commit converge made) and `tmp` (their private `HOME` and
+    /// `TMPDIR`), plus the devices; they may read everything except `hidden`
+    /// (converge's secret and run directories, the main repository's git
+    /// directory, its checkout and the task worktrees).
+    pub fn for_invariants(
+        checkout: &Path,
+        tmp: &Path,
+        hidden: Vec<PathBuf>,
+        required: bool,
+    ) -> Policy {
+        let mut read_write = vec![checkout.to_owned(), tmp.to_owned()];
+        read_write.extend(DEVICES.iter().map(PathBuf::from));
+        Policy {
+            read_write,
+            read: Vec::new(),
+            hidden,
+            required,
+        }
+    }
+}
+
 /// Asks the kernel, on a throwaway thread: Landlock restricts only the thread
 /// that asks (and its future children), so the probe restricts a thread that
 /// then ends, and the caller stays unrestricted.

@@ -18,6 +18,8 @@ pub struct RunSpec {
     pub args: Vec<String>,
     pub cwd: PathBuf,
     pub timeout: Duration,
+    /// The command's whole environment; `None` inherits converge's.
+    pub env: Option<Vec<(String, String)>>,
 }
 
 /// How a run ended.
@@ -86,6 +88,9 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, ExecError> {
         .stdout(writer)
         .stderr(writer_err)
         .process_group(0);
+    if let Some(env) = &spec.env {
+        command.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+    }
     let started = Instant::now();
     let mut child = command.spawn().map_err(spawn_err)?;
     // The command holds the only write ends now; drop ours so EOF arrives when it exits.
@@ -165,6 +170,7 @@ mod tests {
             args: vec!["-c".into(), script.into()],
             cwd: std::env::temp_dir(),
             timeout,
+            env: None,
         })
         .expect("sh runs")
     }
@@ -209,6 +215,7 @@ mod tests {
             args: vec![],
             cwd: std::env::temp_dir(),
             timeout: Duration::from_secs(1),
+            env: None,
         });
         assert!(matches!(result, Err(ExecError::Spawn { .. })));
     }

@@ -3,6 +3,7 @@
 //! invariants change in the worktree is taken back ([`Snapshot`]), so that it
 //! never becomes part of the attempt.
 
+pub mod confine;
 pub mod exec;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -75,12 +76,25 @@ pub fn run_check(
     log_dir: Option<&Path>,
     redactor: &Redactor,
 ) -> CheckResult {
-    let outcome = exec::run(&RunSpec {
+    let spec = RunSpec {
         program: invariant.command.clone(),
         args: invariant.args.clone(),
         cwd: cwd.to_owned(),
         timeout: invariant.timeout,
-    });
+        env: None,
+    };
+    check_with(invariant, &spec, log_dir, redactor)
+}
+
+/// [`run_check`] with the command line, directory and environment of `spec`
+/// (the gate's confined runs: see [`confine`]).
+fn check_with(
+    invariant: &Invariant,
+    spec: &RunSpec,
+    log_dir: Option<&Path>,
+    redactor: &Redactor,
+) -> CheckResult {
+    let outcome = exec::run(spec);
     let (passed, exit_code, ending, elapsed, output) = match outcome {
         Ok(outcome) => {
             let passed = outcome.ending == Ending::Exited(invariant.expected_exit_code);

@@ -44,8 +44,9 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> CliResult {
         .map(shell_word)
         .collect::<Vec<_>>()
         .join(" ");
-    // At the root of the working tree, where the gate runs invariants (in the
-    // task's worktree), whichever directory the command was started in.
+    // At the root of the working tree, as the gate runs invariants at the root
+    // of its checkout of a task's commit, whichever directory the command was
+    // started in. The person's own command: their tree, environment, rights.
     let root = crate::git::Repo::discover(&ctx.cwd)
         .ok()
         .and_then(|repo| repo.workdir().ok().map(std::path::Path::to_owned))
@@ -61,6 +62,7 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> CliResult {
         args: invariant.args.clone(),
         cwd: root,
         timeout: invariant.timeout,
+        env: None,
     })
     .map_err(|e| {
         CliError::failure(format!("invariant `{}` could not run", invariant.name))

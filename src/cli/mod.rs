@@ -33,6 +33,7 @@ use cmd_status::StatusArgs;
 pub mod cmd_agent;
 pub mod cmd_approve;
 pub mod cmd_completions;
+pub mod cmd_confine;
 pub mod cmd_demo;
 pub mod cmd_doctor;
 pub mod cmd_gate;
@@ -205,6 +206,14 @@ pub enum Command {
         #[arg(last = true, required = true)]
         agent: Vec<String>,
     },
+    /// Internal: restricts itself with the Landlock policy of a gate's
+    /// invariants (a JSON file converge wrote), then becomes the invariant.
+    #[command(name = "__invariant", hide = true)]
+    ConfinedInvariant {
+        policy: PathBuf,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -346,6 +355,9 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Done => cmd_agent::done(),
         Command::Sim => cmd_agent::sim(&ctx),
         Command::Sandbox { run_dir, agent } => cmd_agent::sandbox(&ctx.cwd.join(run_dir), agent),
+        Command::ConfinedInvariant { policy, command } => {
+            cmd_confine::invariant(&ctx.cwd.join(policy), command)
+        }
         Command::Supervise { run_dir } => crate::act::run::supervise(&ctx.cwd.join(run_dir))
             .map_err(|e| {
                 CliError::failure("the run supervisor could not record the run").source(e)

@@ -1,6 +1,6 @@
 //! The local forge: merges into the base branch of this repository. A trial
 //! merge of the task's head into the base; a merge commit; `[merge].invariants`
-//! run on it in a detached checkout; then the base advances by
+//! run on it in a confined checkout converge makes of it; then the base advances by
 //! compare-and-swap from the tip the tick read (`updateInstead` keeps a
 //! person's checkout of the base in step, and defers when it has changes).
 
@@ -12,7 +12,8 @@ use super::{
     ChangeObs, ChangeRef, Forge, ForgeError, MergeOutcome, MergeRequest, Merging, Proposal,
 };
 use crate::agent::Redactor;
-use crate::check::{CheckResult, run_check};
+use crate::check::CheckResult;
+use crate::check::confine::{Confinement, GateCheckout};
 use crate::git::{GitError, Repo, TrialMerge};
 use crate::model::TaskKey;
 use crate::rundir::{Layout, layout};
@@ -24,6 +25,8 @@ pub struct LocalForge<'a> {
     pub invariants: Vec<&'a Invariant>,
     /// Masks secrets in the checks' logs.
     pub redactor: &'a Redactor,
+    /// Where and how the checks run.
+    pub confinement: &'a Confinement,
 }
 
 impl std::fmt::Debug for LocalForge<'_> {
@@ -33,27 +36,39 @@ impl std::fmt::Debug for LocalForge<'_> {
 }
 
 impl LocalForge<'_> {
-    /// Runs `[merge].invariants` on `commit` in a detached checkout of it.
+    /// Runs `[merge].invariants` on `commit` in a checkout converge makes of
+    /// it, confined like the gate's (see [`crate::check::confine`]).
     fn check(&self, r: &MergeRequest<'_>, commit: ObjectId) -> Result<Vec<CheckResult>, GitError> {
-        let rundir = Layout::new(self.repo.common_dir());
-        // Where the merge result is checked out for `[merge].invariants`.
-        let path = rundir.merge_check(r.key);
-        self.repo.remove_checkout(&path)?;
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| GitError::Io {
-                path: parent.to_owned(),
-                source,
-            })?;
+        if let Some(message) = self.confinement.refusal() {
+            return Ok(vec![unconfined(&self.invariants, message)]);
         }
-        self.repo.add_detached_worktree(&path, commit)?;
+        let checkout = GateCheckout::make(self.repo, commit, self.confinement)?;
+        let rundir = Layout::new(self.repo.common_dir());
         let log_dir = layout::merge_logs(&rundir.run(r.key, r.attempt));
         let results = self
             .invariants
             .iter()
-            .map(|inv| run_check(inv, &path, Some(&log_dir), self.redactor))
+            .map(|inv| checkout.run(inv, Some(&log_dir), self.redactor))
             .collect();
-        self.repo.remove_checkout(&path)?;
+        checkout.remove()?;
         Ok(results)
+    }
+}
+
+/// The failed result of `[merge].invariants` that could not run confined.
+fn unconfined(invariants: &[&Invariant], message: String) -> CheckResult {
+    CheckResult {
+        name: invariants
+            .first()
+            .map_or_else(String::new, |i| i.name.clone()),
+        passed: false,
+        advisory: false,
+        exit_code: None,
+        ending: message.clone(),
+        duration: std::time::Duration::ZERO,
+        output_tail: message,
+        log: None,
+        log_digest: String::new(),
     }
 }
 

@@ -12,6 +12,7 @@
 //! - `checkout`: bringing a checkout along when its branch moves;
 //! - `files`, `safe`, `remote`, `intent`: path states, paths git refuses,
 //!   fetch and push, and notes of writes in progress;
+//! - `export`: a plain copy of a tree into a new directory (the gate's checkout);
 //! - `ids`: `model::CommitId` to and from gix's `ObjectId` (SHA-1 only).
 //! - `private`: the agent's repository of its own, and importing from it.
 
@@ -22,6 +23,7 @@ use gix::bstr::ByteSlice;
 
 mod checkout;
 mod commit;
+mod export;
 mod files;
 mod ids;
 pub mod intent;

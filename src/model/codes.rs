@@ -76,7 +76,7 @@ vocabulary! {
     /// `converge gate` and STATUS.md, fed to the next attempt's prompt
     /// (docs/reconcile.md, "Failure codes").
     pub enum FailureCode ("kebab-case", "failure code") {
-        /// A non-advisory invariant failed in the task's worktree.
+        /// A non-advisory invariant failed on the attempt's commit.
         InvariantFailed = "invariant-failed",
         /// A `[merge].invariants` check failed on the merge result.
         MergeInvariantFailed = "merge-invariant-failed",
@@ -90,6 +90,8 @@ vocabulary! {
         TamperedRepository = "tampered-repository",
         /// An object of the agent's is missing, forged, corrupt or of the wrong kind.
         ForgedObject = "forged-object",
+        /// The invariants would run unconfined where the sandbox is required.
+        GateUnconfined = "gate-unconfined",
         /// The agent exited without `converge done`.
         NoDone = "no-done",
         /// The agent CLI hit a rate limit or usage window.

@@ -247,6 +247,17 @@ fn tick_local(
     let mut applied = Vec::new();
     let mut failed = None;
     let redactor = crate::agent::Redactor::for_reconciler(secret);
+    let worktree_root = crate::act::dispatch::worktree_root(
+        repo.common_dir(),
+        spec.config.reconcile.worktree_root.as_deref(),
+    )?;
+    let confinement = crate::check::confine::Confinement::new(
+        repo,
+        &worktree_root,
+        &spec.config.sandbox,
+        observation.sandbox.as_ref(),
+        &options.converge,
+    );
     let forge = crate::forge::local::LocalForge {
         repo,
         invariants: spec
@@ -257,6 +268,7 @@ fn tick_local(
             .filter_map(|n| spec.config.invariants.get(n))
             .collect(),
         redactor: &redactor,
+        confinement: &confinement,
     };
     let mut ctx = ActCtx {
         repo,
@@ -270,10 +282,7 @@ fn tick_local(
         base_tip: base.commit,
         redactor: redactor.clone(),
         sandbox: observation.sandbox.clone(),
-        worktree_root: crate::act::dispatch::worktree_root(
-            repo.common_dir(),
-            spec.config.reconcile.worktree_root.as_deref(),
-        )?,
+        worktree_root,
     };
     let backoff = &spec.config.reconcile.backoff;
     if !options.dry_run {

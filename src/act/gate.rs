@@ -175,8 +175,8 @@ fn forbidden(
         .into_iter()
         .map(|(path, _)| path)
         .collect();
-    let violations =
-        path_violations(task, &changed, ctx.spec.config.merge.protect_git_files).unwrap_or_default();
+    let violations = path_violations(task, &changed, ctx.spec.config.merge.protect_git_files)
+        .unwrap_or_default();
     Ok((!violations.is_empty()).then(|| {
         format!(
             "the attempt changed files it may not: {}",

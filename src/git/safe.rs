@@ -121,8 +121,8 @@ mod tests {
         // there (git's `is_hfs_dotgit`): zero-width (non-)joiners,
         // direction marks, the deprecated format characters, a BOM.
         for ignorable in [
-            '\u{200c}', '\u{200d}', '\u{200e}', '\u{200f}', '\u{202a}', '\u{202e}',
-            '\u{206a}', '\u{206f}', '\u{feff}',
+            '\u{200c}', '\u{200d}', '\u{200e}', '\u{200f}', '\u{202a}', '\u{202e}', '\u{206a}',
+            '\u{206f}', '\u{feff}',
         ] {
             for name in [
                 format!(".{ignorable}git"),
@@ -149,7 +149,14 @@ mod tests {
             assert!(refused(name), "{name:?} must be refused");
         }
         // `.gitmodules` is refused as a link under each of its names.
-        for name in [".gitmodules", ".GITMODULES", ".gitmodules ", ".gitmodules.", "gitmod~1", "GI7EBA~1"] {
+        for name in [
+            ".gitmodules",
+            ".GITMODULES",
+            ".gitmodules ",
+            ".gitmodules.",
+            "gitmod~1",
+            "GI7EBA~1",
+        ] {
             assert!(
                 refused_name(name.as_bytes().as_bstr(), true).is_some(),
                 "the link {name:?} must be refused"

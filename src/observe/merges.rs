@@ -142,7 +142,11 @@ mod tests {
         assert!(is_merge_of(&[id(1), id(2)], MERGE, &TaskKey::new("p", "t")));
         // A status commit recording the merge has one parent.
         assert!(!is_merge_of(&[id(1)], MERGE, &TaskKey::new("p", "t")));
-        assert!(!is_merge_of(&[id(1), id(2)], MERGE, &TaskKey::new("p", "u")));
+        assert!(!is_merge_of(
+            &[id(1), id(2)],
+            MERGE,
+            &TaskKey::new("p", "u")
+        ));
     }
 
     #[test]

@@ -208,7 +208,11 @@ fn observe_merges(
     let tasks: Vec<(TaskKey, &crate::status::TaskStatus)> = status
         .plans
         .iter()
-        .flat_map(|(plan, p)| p.tasks.iter().map(move |(t, st)| (TaskKey::new(plan, t), st)))
+        .flat_map(|(plan, p)| {
+            p.tasks
+                .iter()
+                .map(move |(t, st)| (TaskKey::new(plan, t), st))
+        })
         .collect();
     let claimed: BTreeSet<gix::ObjectId> = tasks
         .iter()

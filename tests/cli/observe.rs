@@ -48,7 +48,14 @@ fn observe_reads_branches_ancestry_worktrees_runs_and_the_queue() {
     sandbox.write("z.txt", "z\n");
     sandbox.commit_all("z's work");
     sandbox.git(&["switch", "-q", "main"]);
-    sandbox.git(&["merge", "-q", "--no-ff", "-m", &merge_message("z"), "converge/p/z"]);
+    sandbox.git(&[
+        "merge",
+        "-q",
+        "--no-ff",
+        "-m",
+        &merge_message("z"),
+        "converge/p/z",
+    ]);
     sandbox.git(&["branch", "-q", "-D", "converge/p/z"]);
     let z_merge = sandbox.git(&["rev-parse", "main"]).trim().to_owned();
     // a: work merged into main by converge (its merge commit).
@@ -56,7 +63,14 @@ fn observe_reads_branches_ancestry_worktrees_runs_and_the_queue() {
     sandbox.write("a.txt", "a\n");
     sandbox.commit_all("a's work");
     sandbox.git(&["switch", "-q", "main"]);
-    sandbox.git(&["merge", "-q", "--no-ff", "-m", &merge_message("a"), "converge/p/a"]);
+    sandbox.git(&[
+        "merge",
+        "-q",
+        "--no-ff",
+        "-m",
+        &merge_message("a"),
+        "converge/p/a",
+    ]);
     // b: dispatched, no work yet: at its fork, an ancestor of main, not merged.
     sandbox.git(&["branch", "converge/p/b", &fork]);
     // c: work not merged, checked out in a linked worktree.

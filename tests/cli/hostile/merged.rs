@@ -42,9 +42,7 @@ fn once_main_moves(then: &str) -> String {
 }
 
 fn own_branch_to_base_tip(gate: &str) {
-    let hostile = once_main_moves(
-        "git reset -q --hard \"$(git rev-parse main)\"; converge done",
-    );
+    let hostile = once_main_moves("git reset -q --hard \"$(git rev-parse main)\"; converge done");
     let sb = setup(
         &sh_harness("hostile", &hostile),
         &task("t", "hostile", "retry_max = 1")
@@ -167,8 +165,7 @@ fn a_status_file_claiming_a_merge_git_does_not_show_is_corrected() {
 #[test]
 fn a_file_under_dot_converge_is_refused_and_never_reaches_a_siblings_worktree() {
     let hostile = "mkdir -p .converge/worktrees/p/s && echo injected > .converge/worktrees/p/s/x && git add -f .converge && git commit -qm inject; converge done";
-    let honest =
-        "sleep 5; echo s > s.txt; git add -A; git commit -qm s; converge done";
+    let honest = "sleep 5; echo s > s.txt; git add -A; git commit -qm s; converge done";
     let config = format!(
         "{}{}",
         sh_harness("hostile", hostile),
@@ -188,7 +185,9 @@ fn a_file_under_dot_converge_is_refused_and_never_reaches_a_siblings_worktree() 
     let run = settle(&sb);
     let files = main_files(&sb);
     assert!(
-        !files.iter().any(|f| f.ends_with("/x") || f.starts_with(".converge")),
+        !files
+            .iter()
+            .any(|f| f.ends_with("/x") || f.starts_with(".converge")),
         "nothing of .converge/ merged: {files:?}\n{}",
         run.transcript()
     );
@@ -200,11 +199,10 @@ fn a_file_under_dot_converge_is_refused_and_never_reaches_a_siblings_worktree() 
 
 fn git_metadata_agent(config: &str) -> Sandbox {
     let work = "printf '* filter=evil\\n' > .gitattributes; printf '[submodule \"x\"]\\n\\tpath = x\\n\\turl = ../x\\n' > .gitmodules; echo w > w.txt; git add -A; git commit -qm meta; converge done";
-    let sb = setup(
+    setup(
         &format!("{config}{}", sh_harness("meta", work)),
         &task("t", "meta", "retry_max = 0"),
-    );
-    sb
+    )
 }
 
 /// (e) `.gitattributes` and `.gitmodules` from an agent are refused.

@@ -68,7 +68,9 @@ pub fn landlock(sb: &Sandbox) -> bool {
     let explain = sb.converge(&["reconcile", "--dry-run", "--explain"]);
     if explain.stdout.contains("sandbox-unavailable") {
         assert!(
-            explain.stdout.contains("the sandbox cannot be enforced here"),
+            explain
+                .stdout
+                .contains("the sandbox cannot be enforced here"),
             "{}",
             explain.transcript()
         );

@@ -120,6 +120,17 @@ pub(super) fn gate(
             outcomes,
         ));
     }
+    if let Some(message) = super::judge::no_new_work(ctx, head)? {
+        return Ok(failed(
+            key,
+            attempt,
+            Some(head_id),
+            FailureCode::NoNewWork,
+            message,
+            None,
+            outcomes,
+        ));
+    }
     if let Some(message) = forbidden(ctx, task, run.fork, head)? {
         return Ok(failed(
             key,
@@ -189,7 +200,8 @@ fn forbidden(
         .into_iter()
         .map(|(path, _)| path)
         .collect();
-    let violations = path_violations(task, &changed).unwrap_or_default();
+    let violations = path_violations(task, &changed, ctx.spec.config.merge.protect_git_files)
+        .unwrap_or_default();
     Ok((!violations.is_empty()).then(|| {
         format!(
             "the attempt changed files it may not: {}",

@@ -74,11 +74,32 @@ pub(super) fn precheck(
     None
 }
 
-/// Files the attempt changed that it may not: protected paths, and paths
-/// outside the task's `paths` globs.
+/// Why the gate refuses `head` because the base branch already contains it
+/// (the agent left its branch at the base tip or another commit of the base):
+/// merging it would record a merge of nothing. `None` when it holds new work.
+/// (A head a person merged by hand after its gate passed is merged by converge
+/// all the same: see docs/reconcile.md.)
+pub(super) fn no_new_work(
+    ctx: &ActCtx<'_>,
+    head: ObjectId,
+) -> Result<Option<String>, crate::git::GitError> {
+    if !ctx.repo.is_ancestor(head, ctx.base_tip)? {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "the task branch's head {} is already in {}: it holds no work of its own to merge (the branch was moved onto the base); the next attempt starts from the base",
+        &head.to_string()[..7],
+        ctx.base_branch
+    )))
+}
+
+/// Files the attempt changed that it may not: protected paths (with
+/// `.gitattributes` and `.gitmodules` unless `protect_git_files` is off), and
+/// paths outside the task's `paths` globs.
 pub(super) fn path_violations(
     task: &Task,
     changed: &[String],
+    protect_git_files: bool,
 ) -> Result<Vec<String>, globset::Error> {
     let mut builder = globset::GlobSetBuilder::new();
     for pattern in &task.paths {
@@ -92,9 +113,7 @@ pub(super) fn path_violations(
     Ok(changed
         .iter()
         .filter_map(|path| {
-            let protected = crate::spec::paths::PROTECTED
-                .iter()
-                .any(|p| path.starts_with(p));
+            let protected = crate::spec::paths::is_protected(path, protect_git_files);
             if protected {
                 Some(format!("{path} (protected)"))
             } else if !task.paths.is_empty() && !allowed.is_match(path) {
@@ -243,14 +262,15 @@ mod tests {
         let changed =
             |paths: &[&str]| -> Vec<String> { paths.iter().map(|p| (*p).to_owned()).collect() };
         assert!(
-            path_violations(&task, &changed(&["src/lib.rs"]))
+            path_violations(&task, &changed(&["src/lib.rs"]), true)
                 .expect("globs")
                 .is_empty()
         );
         assert_eq!(
             path_violations(
                 &task,
-                &changed(&["src/a/deep.rs", "planning/plans/p.toml", ".github/x.yml"])
+                &changed(&["src/a/deep.rs", "planning/plans/p.toml", ".github/x.yml"]),
+                true
             )
             .expect("globs"),
             [
@@ -261,8 +281,32 @@ mod tests {
         );
         task.paths.clear();
         assert_eq!(
-            path_violations(&task, &changed(&["anything.txt", "planning/goal.md"])).expect("globs"),
+            path_violations(&task, &changed(&["anything.txt", "planning/goal.md"]), true)
+                .expect("globs"),
             ["planning/goal.md (protected)"]
+        );
+        let git_files = changed(&[
+            ".converge/worktrees/p/s/x",
+            ".gitattributes",
+            "sub/.gitattributes",
+            ".gitmodules",
+            ".GITATTRIBUTES",
+            ".gitignore",
+        ]);
+        assert_eq!(
+            path_violations(&task, &git_files, true).expect("globs"),
+            [
+                ".converge/worktrees/p/s/x (protected)",
+                ".gitattributes (protected)",
+                "sub/.gitattributes (protected)",
+                ".gitmodules (protected)",
+                ".GITATTRIBUTES (protected)",
+            ]
+        );
+        // The opt-out lets `.gitattributes` and `.gitmodules` through, never `.converge/`.
+        assert_eq!(
+            path_violations(&task, &git_files, false).expect("globs"),
+            [".converge/worktrees/p/s/x (protected)"]
         );
     }
 

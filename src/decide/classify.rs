@@ -270,7 +270,8 @@ fn phase(c: &Ctx<'_>) -> Candidate {
                 c.wait(Phase::Escalated, Reason::Escalated)
             }
         }
-        Phase::Merged => c.wait(Phase::Merged, Reason::MergeLost),
+        // Status says merged; git shows no merge of converge's for it.
+        Phase::Merged => unbacked(c),
         Phase::Running | Phase::Checking => {
             // The attempt's run exists but was already gated (a record raced):
             // nothing to do until status catches up.
@@ -388,8 +389,30 @@ fn failed(c: &Ctx<'_>) -> Candidate {
     )
 }
 
+/// Status claims the task merged and git does not back the claim (a status
+/// file edited by hand, a base branch rewritten under a merge): the claim is
+/// corrected (derive notes it) and the task goes on as a pending one.
+fn unbacked(c: &Ctx<'_>) -> Candidate {
+    let why = c.s.ob.unbacked.clone().unwrap_or_else(|| {
+        "status records it as merged, but no merge commit of converge's for it is in the base branch"
+            .to_owned()
+    });
+    let reason = Reason::StatusUnbacked { why };
+    let mut candidate = start_when_free(c, reason.clone(), reason);
+    if candidate.phase == Phase::Merged {
+        candidate.phase = Phase::Pending;
+    }
+    candidate
+}
+
 /// Not started, blocked or cancelled: start once the dependencies are merged.
 fn pending(c: &Ctx<'_>) -> Candidate {
+    start_when_free(c, Reason::Ready, Reason::SpecChanged)
+}
+
+/// Starts the task (`first` on its first attempt, else `again`) once nothing
+/// holds it back: a blocked or unmerged dependency, its plan's state.
+fn start_when_free(c: &Ctx<'_>, first: Reason, again: Reason) -> Candidate {
     let s = c.s;
     if let Some(dep) = blocked_dependency(s.plan, s.task, s.obs, s.status) {
         return c.wait(Phase::Blocked, Reason::DependencyBlocked { task: dep });
@@ -405,9 +428,9 @@ fn pending(c: &Ctx<'_>) -> Candidate {
         return c.wait(Phase::Pending, why);
     }
     if c.attempt == 0 {
-        c.start(Reason::Ready, true)
+        c.start(first, true)
     } else {
-        c.start(Reason::SpecChanged, false)
+        c.start(again, false)
     }
 }
 

@@ -45,6 +45,7 @@ pub struct Inputs<'a> {
 /// changed since then.
 pub fn derive(status: &mut Status, before: &Status, input: &Inputs<'_>) {
     add_tasks(status, input.spec);
+    correct_unbacked(status, before, input.observation, input.now);
     follow_decision(status, input.decision, input.observation);
     drop_gone(status, input);
     release_ended_claims(status);
@@ -91,11 +92,51 @@ fn follow_decision(status: &mut Status, decision: &Decision, obs: &Observation) 
         {
             st.phase = report.phase;
         }
-        // Work found merged in git (after a crash lost the merge's status, or a
-        // person merged the branch) is recorded, so that cleaning up its
-        // branch later cannot lose the proof.
+        // A merge found in git (after a crash lost the merge's status) is
+        // recorded: its merge commit, found on the base branch's history.
         if report.phase == Phase::Merged && st.merged_as.is_none() {
-            st.merged_as = obs.task(&report.key).and_then(|o| o.branch_head);
+            st.merged_as = obs.task(&report.key).and_then(|o| o.merged_as);
+        }
+    }
+}
+
+/// The condition a task carries once status claimed it merged and git did not
+/// back the claim: until it merges for real, a human should know someone
+/// edited status by hand, or the base branch lost a merge.
+pub const STATUS_UNBACKED: crate::model::ConditionKind =
+    crate::model::ConditionKind::StatusUnbacked;
+
+/// Corrects what status as the tick read it (`before`) claimed about merges
+/// and git does not back: a `merged_as` that is not converge's merge commit of
+/// the task in the base branch is replaced by the one git shows (or cleared),
+/// and a phase `merged` without such a commit becomes `pending`; the task
+/// notes [`STATUS_UNBACKED`] with why. What an action of this tick recorded
+/// (a merge, a new attempt) is not touched.
+fn correct_unbacked(status: &mut Status, before: &Status, obs: &Observation, now: Timestamp) {
+    for (plan_id, plan) in &mut status.plans {
+        for (task, st) in &mut plan.tasks {
+            let key = TaskKey::new(plan_id.as_str(), task.as_str());
+            let ob = obs.task(&key);
+            let (merged, merged_as) = ob.map_or((false, None), |o| (o.merged, o.merged_as));
+            let Some(read) = before.task(plan_id, task) else {
+                continue;
+            };
+            let bad_commit = read.merged_as.is_some() && read.merged_as != merged_as;
+            let bad_phase = read.phase == Phase::Merged && !merged;
+            if bad_commit || bad_phase {
+                if bad_commit && st.merged_as == read.merged_as {
+                    st.merged_as = merged_as;
+                }
+                if bad_phase && st.phase == Phase::Merged && st.merged_as.is_none() {
+                    st.phase = Phase::Pending;
+                }
+                let why = ob.and_then(|o| o.unbacked.clone()).unwrap_or_else(|| {
+                    format!("status records {key} as merged, and git does not show converge's merge of it")
+                });
+                note_condition(st, STATUS_UNBACKED, format!("{why}; corrected"), now);
+            } else if merged {
+                st.conditions.retain(|c| c.kind != STATUS_UNBACKED);
+            }
         }
     }
 }
@@ -211,13 +252,23 @@ fn note_rejected(st: &mut TaskStatus, count: u32, now: Timestamp) {
         "{count} event(s) of attempt {} carried a token that does not verify for it and were ignored",
         st.attempt
     );
-    match st.conditions.iter_mut().find(|c| c.kind == EVENTS_REJECTED) {
+    note_condition(st, EVENTS_REJECTED, message, now);
+}
+
+/// Sets the condition `kind` with `message` (its `since` stays while it holds).
+fn note_condition(
+    st: &mut TaskStatus,
+    kind: crate::model::ConditionKind,
+    message: String,
+    now: Timestamp,
+) {
+    match st.conditions.iter_mut().find(|c| c.kind == kind) {
         Some(c) if c.message == message => {}
         Some(c) => c.message = message,
         None => st.conditions.push(Condition {
-            kind: EVENTS_REJECTED.to_owned(),
+            kind,
             status: true,
-            reason: "token-rejected".to_owned(),
+            reason: kind.reason().to_owned(),
             message,
             since: now,
         }),

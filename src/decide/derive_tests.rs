@@ -30,6 +30,8 @@ const NOW: Timestamp = Timestamp::from_unix(1_800_000_000);
 const COMMIT: &str = "1111111111111111111111111111111111111111";
 const OLD_COMMIT: &str = "2222222222222222222222222222222222222222";
 const HEAD: &str = "3333333333333333333333333333333333333333";
+const FORGED: &str = "4444444444444444444444444444444444444444";
+const MERGE: &str = "5555555555555555555555555555555555555555";
 
 fn id(hex: &str) -> CommitId {
     hex.parse().expect("a commit id")
@@ -217,19 +219,20 @@ fn derived_phases_are_written_only_for_tasks_without_an_action() {
 }
 
 #[test]
-fn work_found_merged_records_the_branch_head_it_was_merged_at() {
+fn a_merge_found_in_git_records_its_merge_commit_never_the_branch_head() {
     let spec = spec();
     let mut obs = Observation::default();
     obs.tasks.insert(
         key("a"),
         TaskObs {
             merged: true,
+            merged_as: Some(id(MERGE)),
             branch_head: Some(id(HEAD)),
             ..TaskObs::default()
         },
     );
     // (merged_as before, after)
-    for (before, want) in [(None, HEAD), (Some(OLD_COMMIT), OLD_COMMIT)] {
+    for before in [None, Some(MERGE)] {
         let a = TaskStatus {
             merged_as: before.map(id),
             ..task(Phase::Passed, 1)
@@ -245,8 +248,164 @@ fn work_found_merged_records_the_branch_head_it_was_merged_at() {
         );
         let a = out.task("p", "a").expect("a");
         assert_eq!(a.phase, Phase::Merged);
-        assert_eq!(a.merged_as, Some(id(want)));
+        assert_eq!(a.merged_as, Some(id(MERGE)));
+        assert!(a.conditions.is_empty(), "{:?}", a.conditions);
     }
+}
+
+/// One row of how a status claim of a merge is checked against git.
+struct Claimed {
+    /// Status as the tick read it: phase and `merged_as`.
+    read: (Phase, Option<&'static str>),
+    /// What an action of the tick made of it (`None`: no action).
+    acted: Option<(Phase, Option<&'static str>)>,
+    /// The merge commit git shows for the task, if any.
+    git: Option<&'static str>,
+    /// What the decision reports for the task.
+    reported: Phase,
+    /// Status after derive: phase, `merged_as`, whether `StatusUnbacked` is noted.
+    want: (Phase, Option<&'static str>, bool),
+}
+
+#[test]
+fn a_status_claim_of_a_merge_that_git_does_not_back_is_corrected_and_noted() {
+    use Phase::{Merged, Passed, Pending, Running};
+    let rows = [
+        // A hand-written claim naming a commit that is no merge of the task.
+        Claimed {
+            read: (Merged, Some(FORGED)),
+            acted: None,
+            git: None,
+            reported: Pending,
+            want: (Pending, None, true),
+        },
+        // A claim without a commit, and none in git.
+        Claimed {
+            read: (Merged, None),
+            acted: None,
+            git: None,
+            reported: Pending,
+            want: (Pending, None, true),
+        },
+        // A claim naming the wrong commit of a task git shows merged.
+        Claimed {
+            read: (Merged, Some(FORGED)),
+            acted: None,
+            git: Some(MERGE),
+            reported: Merged,
+            want: (Merged, Some(MERGE), true),
+        },
+        // A backed claim stays as it is.
+        Claimed {
+            read: (Merged, Some(MERGE)),
+            acted: None,
+            git: Some(MERGE),
+            reported: Merged,
+            want: (Merged, Some(MERGE), false),
+        },
+        // A claim without a commit that git completes (status written by an
+        // older converge) is no discrepancy.
+        Claimed {
+            read: (Merged, None),
+            acted: None,
+            git: Some(MERGE),
+            reported: Merged,
+            want: (Merged, Some(MERGE), false),
+        },
+        // The corrected task started again this tick: the start stands.
+        Claimed {
+            read: (Merged, Some(FORGED)),
+            acted: Some((Running, None)),
+            git: None,
+            reported: Pending,
+            want: (Running, None, true),
+        },
+        // A merge this tick (observed before it) is no claim to correct.
+        Claimed {
+            read: (Passed, None),
+            acted: Some((Merged, Some(MERGE))),
+            git: None,
+            reported: Passed,
+            want: (Merged, Some(MERGE), false),
+        },
+    ];
+    let spec = spec();
+    for (i, row) in rows.iter().enumerate() {
+        let with = |(phase, merged_as): (Phase, Option<&str>)| TaskStatus {
+            merged_as: merged_as.map(id),
+            ..task(phase, 1)
+        };
+        let before = status(&[("p", &[("a", with(row.read))])]);
+        let current = status(&[("p", &[("a", with(row.acted.unwrap_or(row.read)))])]);
+        let mut obs = Observation::default();
+        obs.tasks.insert(
+            key("a"),
+            TaskObs {
+                merged: row.git.is_some(),
+                merged_as: row.git.map(id),
+                unbacked: Some("status records p/a as merged as 4444444".to_owned()),
+                ..TaskObs::default()
+            },
+        );
+        let action = row.acted.map(|_| ActionKind::Dispatch);
+        let out = derived(
+            &spec,
+            current,
+            &before,
+            &decision(vec![report("a", row.reported, action)]),
+            &obs,
+            &[],
+        );
+        let a = out.task("p", "a").expect("a");
+        let noted = a
+            .conditions
+            .iter()
+            .find(|c| c.kind == STATUS_UNBACKED)
+            .map(|c| (c.reason.clone(), c.message.clone()));
+        assert_eq!(
+            (a.phase, a.merged_as, noted.is_some()),
+            (row.want.0, row.want.1.map(id), row.want.2),
+            "row {i}"
+        );
+        if let Some((reason, message)) = noted {
+            assert_eq!(reason, "status-unbacked");
+            assert!(message.contains("4444444"), "row {i}: {message}");
+        }
+    }
+}
+
+#[test]
+fn the_status_unbacked_condition_stays_until_the_task_merges() {
+    let spec = spec();
+    let mut a = task(Phase::Running, 2);
+    a.conditions.push(Condition {
+        kind: STATUS_UNBACKED,
+        status: true,
+        reason: "status-unbacked".to_owned(),
+        message: "m".to_owned(),
+        since: NOW,
+    });
+    let st = status(&[("p", &[("a", a)])]);
+    let out = derived_simply(&spec, st.clone(), &decision(vec![]));
+    assert_eq!(out.task("p", "a").expect("a").conditions.len(), 1);
+    let mut obs = Observation::default();
+    obs.tasks.insert(
+        key("a"),
+        TaskObs {
+            merged: true,
+            merged_as: Some(id(MERGE)),
+            ..TaskObs::default()
+        },
+    );
+    let out = derived(
+        &spec,
+        st.clone(),
+        &st,
+        &decision(vec![report("a", Phase::Merged, None)]),
+        &obs,
+        &[],
+    );
+    assert!(out.task("p", "a").expect("a").conditions.is_empty());
 }
 
 #[test]

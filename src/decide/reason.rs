@@ -65,7 +65,11 @@ pub enum Reason {
     },
     Escalated,
     Merged,
-    MergeLost,
+    /// Status claims the task merged and git does not back it: why. The
+    /// claim is corrected, and the task starts again.
+    StatusUnbacked {
+        why: String,
+    },
     ClaimedElsewhere {
         by: String,
         until: Timestamp,
@@ -131,7 +135,7 @@ impl Reason {
             Reason::ApprovalStale { .. } => "approval-stale",
             Reason::Escalated => "escalated",
             Reason::Merged => "merged",
-            Reason::MergeLost => "merge-lost",
+            Reason::StatusUnbacked { .. } => "status-unbacked",
             Reason::MaxAgents { .. } => "max-agents",
             Reason::DispatchRateLimited { .. } => "dispatch-rate-limited",
             Reason::ActionsPerTick => "actions-per-tick",
@@ -235,8 +239,8 @@ impl fmt::Display for Reason {
             ),
             Reason::Escalated => f.write_str("needs a human: `converge retry` starts it again"),
             Reason::Merged => f.write_str("merged"),
-            Reason::MergeLost => {
-                f.write_str("status says merged but the base branch does not contain the work")
+            Reason::StatusUnbacked { why } => {
+                write!(f, "{why}; the task is not merged and starts again")
             }
             Reason::MaxAgents { running } => {
                 write!(f, "{running} agent(s) running, the `max_agents` limit")

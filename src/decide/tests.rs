@@ -716,13 +716,15 @@ fn merged_is_read_from_git() {
         line(&run(&spec, &obs, &status(vec![("a", recorded)])), "a"),
         (Some("cleanup"), "cleanup-after-merge", "merged")
     );
-    // Status says merged but the base branch lost the work: a human must look.
+    // Status says merged and git shows no merge of converge's: the claim is
+    // not believed (a status file edited by hand, a base branch rewritten),
+    // and the task starts again.
     let d = run(
         &spec,
         &Observation::default(),
         &status(vec![("a", st(&spec, "a", Phase::Merged, 1))]),
     );
-    assert_eq!(line(&d, "a"), (None, "merge-lost", "merged"));
+    assert_eq!(line(&d, "a"), (Some("retry"), "status-unbacked", "pending"));
 }
 
 #[test]
@@ -962,7 +964,7 @@ fn every_reason_code_is_distinct() {
         },
         Reason::Escalated,
         Reason::Merged,
-        Reason::MergeLost,
+        Reason::StatusUnbacked { why: "x".into() },
         Reason::MaxAgents { running: 1 },
         Reason::DispatchRateLimited {
             last_hour: 1,
@@ -1059,6 +1061,8 @@ fn limits_are_never_exceeded_and_decisions_are_deterministic() {
                 merged: rng.below(4) == 0,
                 worktree: rng.below(2) == 0,
                 branch_head: Some(id(SHA)),
+                merged_as: None,
+                unbacked: None,
                 run: state.map(|state| RunObs {
                     attempt,
                     generation: None,

@@ -199,3 +199,46 @@ impl Repo {
         Ok(out)
     }
 }
+
+impl Repo {
+    /// The parents and the message of `id`; `None` when `id` names no commit
+    /// here.
+    pub fn commit_parents(&self, id: ObjectId) -> Result<Option<(Vec<ObjectId>, String)>> {
+        let Ok(commit) = self.repo.find_commit(id) else {
+            return Ok(None);
+        };
+        let parents = commit.parent_ids().map(gix::Id::detach).collect();
+        let message = commit.message_raw_sloppy().to_str_lossy().into_owned();
+        Ok(Some((parents, message)))
+    }
+
+    /// Walks the commits reachable from `tip` through first parents, newest
+    /// first, at most `limit`, handing each (id, parents, message) to `visit`
+    /// until it returns false.
+    pub fn walk_first_parents(
+        &self,
+        tip: ObjectId,
+        limit: usize,
+        mut visit: impl FnMut(ObjectId, &[ObjectId], &str) -> bool,
+    ) -> Result<()> {
+        let walk = self
+            .repo
+            .rev_walk([tip])
+            .first_parent_only()
+            .all()
+            .map_err(read_err("the history"))?;
+        for info in walk.take(limit) {
+            let info = info.map_err(|e| GitError::Read {
+                what: "the history".into(),
+                source: gix::Error::from_error(e),
+            })?;
+            let commit = info.object().map_err(read_err("a commit"))?;
+            let parents: Vec<ObjectId> = commit.parent_ids().map(gix::Id::detach).collect();
+            let message = commit.message_raw_sloppy().to_str_lossy();
+            if !visit(info.id, &parents, &message) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}

@@ -116,6 +116,55 @@ mod tests {
     }
 
     #[test]
+    fn every_alias_of_git_git_refuses_is_refused() {
+        // HFS+ ignores these code points in names, so each spells `.git`
+        // there (git's `is_hfs_dotgit`): zero-width (non-)joiners,
+        // direction marks, the deprecated format characters, a BOM.
+        for ignorable in [
+            '\u{200c}', '\u{200d}', '\u{200e}', '\u{200f}', '\u{202a}', '\u{202e}', '\u{206a}',
+            '\u{206f}', '\u{feff}',
+        ] {
+            for name in [
+                format!(".{ignorable}git"),
+                format!(".g{ignorable}it"),
+                format!(".gi{ignorable}t"),
+                format!(".GI{ignorable}T"),
+            ] {
+                assert!(refused(&name), "{name:?} must be refused");
+            }
+        }
+        // NTFS: case, trailing dots and spaces, the 8.3 short name, streams.
+        for name in [
+            ".GiT",
+            ".git...",
+            ".git  ",
+            ".git . .",
+            "GIT~1",
+            "git~1",
+            ".git::$INDEX_ALLOCATION",
+            ".GIT::$index_allocation",
+            ".git:",
+            ".git:stream",
+        ] {
+            assert!(refused(name), "{name:?} must be refused");
+        }
+        // `.gitmodules` is refused as a link under each of its names.
+        for name in [
+            ".gitmodules",
+            ".GITMODULES",
+            ".gitmodules ",
+            ".gitmodules.",
+            "gitmod~1",
+            "GI7EBA~1",
+        ] {
+            assert!(
+                refused_name(name.as_bytes().as_bstr(), true).is_some(),
+                "the link {name:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
     fn ordinary_names_are_fine() {
         for name in [
             "src",

@@ -110,6 +110,8 @@ vocabulary! {
         AgentFailed = "agent-failed",
         /// The attempt changed nothing.
         NoChanges = "no-changes",
+        /// The attempt's head is already in the base branch: nothing to merge.
+        NoNewWork = "no-new-work",
         /// The attempt ran past its deadline.
         Timeout = "timeout",
         /// The agent's process disappeared without recording its exit.
@@ -155,6 +157,8 @@ vocabulary! {
         ActionFailed = "ActionFailed",
         /// The attempt runs without the sandbox `[sandbox] enabled` asks for.
         Unconfined = "Unconfined",
+        /// Status claimed the task merged and git did not back the claim.
+        StatusUnbacked = "StatusUnbacked",
     }
 }
 
@@ -165,6 +169,7 @@ impl ConditionKind {
             ConditionKind::EventsRejected => "token-rejected",
             ConditionKind::ActionFailed => "action-failed",
             ConditionKind::Unconfined => "sandbox-unavailable",
+            ConditionKind::StatusUnbacked => "status-unbacked",
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::git::commit_id;
 use crate::model::CommitId;
 use crate::time::Timestamp;
 
+pub mod merges;
 pub mod runs;
 
 pub use crate::model::TaskKey;
@@ -77,9 +78,15 @@ impl Observation {
 pub struct TaskObs {
     /// The head of `converge/<plan>/<task>`, if the branch exists.
     pub branch_head: Option<CommitId>,
-    /// The task's work is on the base branch: its branch head, or the commit
-    /// status recorded as its merge, is an ancestor of the base tip.
+    /// The task is merged: a merge commit converge recorded for it (see
+    /// [`merges`]) is in the base branch, `merged_as`.
     pub merged: bool,
+    /// That merge commit: the one status records, checked, or the one found
+    /// on the base branch's history when status records none.
+    pub merged_as: Option<CommitId>,
+    /// Status claims the task merged (its phase, or `merged_as`) and git does
+    /// not back the claim: why.
+    pub unbacked: Option<String>,
     /// A linked worktree exists for the task.
     pub worktree: bool,
     /// The newest run record of the task, if any.
@@ -128,15 +135,13 @@ pub enum ObserveError {
 }
 
 /// Observes everything `decide` needs: run records (checked against live
-/// processes and tokens), task branches and whether their work is on the base
-/// branch, linked worktrees, and promoted queue items at `base`.
+/// processes and tokens), task branches, which tasks converge merged,
+/// linked worktrees, and promoted queue items at `base`.
 ///
-/// A task's work counts as merged when the commit status recorded as its merge
-/// is in the base branch, or when its branch has moved past the commit it was
-/// forked from and that head is in the base branch. A branch still at its fork
-/// point (dispatched, no work yet), or behind it (a crash between noting a new
-/// attempt's fork and moving the branch), is not merged even though it is an
-/// ancestor.
+/// A task is merged only through a merge commit of converge's in the base
+/// branch ([`merges`]): the one status records, when git backs it, or else
+/// one found on the base's first-parent history (a crash after the merge lost
+/// its status). Where a task branch points says nothing: an agent can move it.
 pub fn observe(
     repo: &crate::git::Repo,
     status: &crate::status::Status,
@@ -157,21 +162,10 @@ pub fn observe(
         }
         obs.tasks.entry(key).or_default().run = Some(record.obs);
     }
-    // One walk answers every "is this in the base branch" question of the tick.
     let branches: Vec<(TaskKey, gix::ObjectId)> = repo
         .branches_with_prefix("converge/")?
         .into_iter()
         .filter_map(|(branch, head)| key_of_branch(&branch).map(|k| (k, head)))
-        .collect();
-    let recorded: Vec<(TaskKey, gix::ObjectId)> = status
-        .plans
-        .iter()
-        .flat_map(|(plan, p)| {
-            p.tasks.iter().filter_map(move |(task, t)| {
-                let merged_as = t.merged_as?;
-                Some((TaskKey::new(plan, task), merged_as.into()))
-            })
-        })
         .collect();
     // The fork noted when the branch last moved wins over the lease's: it is
     // written first, so it is right even when a crash kept the lease from being
@@ -183,38 +177,10 @@ pub fn observe(
             forks.insert(key.clone(), fork);
         }
     }
-    // A branch has moved past its fork when it holds commits the fork does
-    // not: a head behind the fork is a branch a crash caught between noting a
-    // new attempt's fork and moving the branch there (the previous attempt's
-    // head, with no work of its own, is in the base but was never merged).
-    let mut moved: BTreeSet<TaskKey> = BTreeSet::new();
-    for (key, head) in &branches {
-        if let Some(fork) = forks.get(key)
-            && fork != head
-            && !repo.is_ancestor(*head, *fork)?
-        {
-            moved.insert(key.clone());
-        }
-    }
-    let mut candidates = BTreeSet::new();
-    for (key, head) in &branches {
-        if moved.contains(key) {
-            candidates.insert(*head);
-        }
-    }
-    candidates.extend(recorded.iter().map(|(_, id)| *id));
-    let in_base = repo.reachable_among(base, &candidates)?;
     for (key, head) in branches {
-        let merged = moved.contains(&key) && in_base.contains(&head);
-        let entry = obs.tasks.entry(key).or_default();
-        entry.branch_head = Some(commit_id(head)?);
-        entry.merged |= merged;
+        obs.tasks.entry(key).or_default().branch_head = Some(commit_id(head)?);
     }
-    for (key, merged_as) in recorded {
-        if in_base.contains(&merged_as) {
-            obs.tasks.entry(key).or_default().merged = true;
-        }
-    }
+    observe_merges(repo, status, base, &forks, &mut obs)?;
     for (_, branch) in repo.linked_worktrees()? {
         if let Some(key) = branch.as_deref().and_then(key_of_branch) {
             obs.tasks.entry(key).or_default().worktree = true;
@@ -248,6 +214,79 @@ pub fn note_private_worktrees(obs: &mut Observation, root: &std::path::Path) {
             obs.tasks.entry(key).or_default().worktree = true;
         }
     }
+}
+
+/// Fills `merged`, `merged_as` and `unbacked` of every task status knows.
+/// Status's claims are checked against git (one history walk answers every
+/// "is it in the base" question); tasks with an attempt and no backed merge
+/// are searched for on the base's first-parent history, back to their fork.
+fn observe_merges(
+    repo: &crate::git::Repo,
+    status: &crate::status::Status,
+    base: gix::ObjectId,
+    forks: &BTreeMap<TaskKey, gix::ObjectId>,
+    obs: &mut Observation,
+) -> Result<(), ObserveError> {
+    let tasks: Vec<(TaskKey, &crate::status::TaskStatus)> = status
+        .plans
+        .iter()
+        .flat_map(|(plan, p)| {
+            p.tasks
+                .iter()
+                .map(move |(t, st)| (TaskKey::new(plan, t), st))
+        })
+        .collect();
+    let claimed: BTreeSet<gix::ObjectId> = tasks
+        .iter()
+        .filter_map(|(_, st)| st.merged_as.map(Into::into))
+        .collect();
+    let in_base = repo.reachable_among(base, &claimed)?;
+    let mut sought = BTreeMap::new();
+    // Tasks status says are merged without naming the commit.
+    let mut unnamed = BTreeSet::new();
+    for (key, st) in &tasks {
+        let entry = obs.tasks.entry(key.clone()).or_default();
+        if let Some(merged_as) = st.merged_as {
+            match merges::verify(repo, key, merged_as.into(), &in_base)? {
+                Ok(()) => {
+                    entry.merged = true;
+                    entry.merged_as = Some(merged_as);
+                    continue;
+                }
+                Err(why) => entry.unbacked = Some(why),
+            }
+        } else if st.phase == crate::status::Phase::Merged {
+            unnamed.insert(key.clone());
+            entry.unbacked = Some(format!(
+                "status records {key} as merged, but no merge commit of converge's for it is in the base branch's last {} commits",
+                merges::SEARCH_LIMIT
+            ));
+        }
+        // Attempts status has not seen yet (a crash lost their status) may
+        // have merged too.
+        let newest = entry.run.as_ref().map_or(0, |r| r.attempt).max(st.attempt);
+        if st.attempt >= 1 {
+            sought.insert(
+                key.clone(),
+                merges::Sought {
+                    attempts: st.attempt..=newest,
+                    fork: forks.get(key).copied(),
+                },
+            );
+        }
+    }
+    for (key, merge) in merges::search(repo, base, &sought)? {
+        // A status that says merged without naming the commit is completed,
+        // not corrected; one naming another commit is reported.
+        let named_another = !unnamed.contains(&key);
+        let entry = obs.tasks.entry(key).or_default();
+        entry.merged = true;
+        entry.merged_as = Some(commit_id(merge)?);
+        if !named_another {
+            entry.unbacked = None;
+        }
+    }
+    Ok(())
 }
 
 /// A fork the run directory recorded as text (the lease, the fork note):

@@ -5,8 +5,24 @@ use toml::Spanned;
 use super::diag::Code;
 use super::toml_walk::Ctx;
 
-/// Paths agents may never change, whatever a task's `paths` say.
-pub const PROTECTED: &[&str] = &["planning/", ".github/", ".git/"];
+/// Paths agents may never change, whatever a task's `paths` say: policy,
+/// CI, git's own directory, and converge's (the default worktree root: a file
+/// merged there would land in another task's live worktree).
+pub const PROTECTED: &[&str] = &["planning/", ".github/", ".git/", ".converge/"];
+
+/// Files agents may not change unless `[merge] protect_git_files = false`:
+/// they change how git checks out and merges everything else (filters and
+/// merge drivers, submodule URLs), at any depth.
+pub const GIT_FILES: &[&str] = &[".gitattributes", ".gitmodules"];
+
+/// Whether agents may not change `path` (a path of the tree, `/`-separated).
+pub fn is_protected(path: &str, protect_git_files: bool) -> bool {
+    if PROTECTED.iter().any(|p| path.starts_with(p)) {
+        return true;
+    }
+    let name = path.rsplit('/').next().unwrap_or(path);
+    protect_git_files && GIT_FILES.iter().any(|f| name.eq_ignore_ascii_case(f))
+}
 
 /// Why a `paths` entry is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +75,7 @@ pub fn problem(p: &str) -> Option<PathProblem> {
     Some(PathProblem {
         code: Code::ProtectedPath,
         reason: format!("is inside `{protected}`, which agents may never change"),
-        hint: "planning/, .github/ and .git/ are changed by people and converge only; remove this entry",
+        hint: "planning/, .github/, .git/ and .converge/ are changed by people and converge only; remove this entry",
     })
 }
 

@@ -25,6 +25,13 @@ fn lease(fork: &str, pid: u32) -> String {
     .expect("json")
 }
 
+/// The message of converge's merge commit of `p/<task>` (act/merge.rs).
+fn merge_message(task: &str) -> String {
+    format!(
+        "converge: merge p/{task} (attempt 1)\n\nDo {task}.\n\nConverge-Action: merge\nConverge-Plan: p\nConverge-Task: {task}\nConverge-Attempt: 1\n"
+    )
+}
+
 #[test]
 fn observe_reads_branches_ancestry_worktrees_runs_and_the_queue() {
     let sandbox = Sandbox::repo();
@@ -35,12 +42,35 @@ fn observe_reads_branches_ancestry_worktrees_runs_and_the_queue() {
     );
     let fork = sandbox.commit_all("initial");
 
-    // a: work merged into main (a merge commit).
+    // z: merged earlier (converge's merge commit) and cleaned up; only
+    // status remembers its merge.
+    sandbox.git(&["switch", "-q", "-c", "converge/p/z"]);
+    sandbox.write("z.txt", "z\n");
+    sandbox.commit_all("z's work");
+    sandbox.git(&["switch", "-q", "main"]);
+    sandbox.git(&[
+        "merge",
+        "-q",
+        "--no-ff",
+        "-m",
+        &merge_message("z"),
+        "converge/p/z",
+    ]);
+    sandbox.git(&["branch", "-q", "-D", "converge/p/z"]);
+    let z_merge = sandbox.git(&["rev-parse", "main"]).trim().to_owned();
+    // a: work merged into main by converge (its merge commit).
     sandbox.git(&["switch", "-q", "-c", "converge/p/a"]);
     sandbox.write("a.txt", "a\n");
     sandbox.commit_all("a's work");
     sandbox.git(&["switch", "-q", "main"]);
-    sandbox.git(&["merge", "-q", "--no-ff", "-m", "merge a", "converge/p/a"]);
+    sandbox.git(&[
+        "merge",
+        "-q",
+        "--no-ff",
+        "-m",
+        &merge_message("a"),
+        "converge/p/a",
+    ]);
     // b: dispatched, no work yet: at its fork, an ancestor of main, not merged.
     sandbox.git(&["branch", "converge/p/b", &fork]);
     // c: work not merged, checked out in a linked worktree.
@@ -74,18 +104,28 @@ fn observe_reads_branches_ancestry_worktrees_runs_and_the_queue() {
         let fork_of = if task == "c" { &main } else { &fork };
         std::fs::write(dir.join("lease.json"), lease(fork_of, std::process::id())).expect("lease");
     }
-    // z: merged earlier and cleaned up; only status remembers its merge.
+    // z: only status remembers its merge; a: passed, its merge not recorded.
     let mut status = Status::default();
     status.plans.insert(
         "p".into(),
         PlanStatus {
-            tasks: [(
-                "z".to_owned(),
-                TaskStatus {
-                    merged_as: Some(fork.parse().expect("a commit id")),
-                    ..TaskStatus::default()
-                },
-            )]
+            tasks: [
+                (
+                    "z".to_owned(),
+                    TaskStatus {
+                        merged_as: Some(z_merge.parse().expect("a commit id")),
+                        ..TaskStatus::default()
+                    },
+                ),
+                (
+                    "a".to_owned(),
+                    TaskStatus {
+                        attempt: 1,
+                        phase: converge::status::Phase::Passed,
+                        ..TaskStatus::default()
+                    },
+                ),
+            ]
             .into(),
             ..PlanStatus::default()
         },

@@ -1,4 +1,5 @@
-//! `[merge]`: the invariants run on a merge result before the base branch moves.
+//! `[merge]`: the invariants run on a merge result before the base branch
+//! moves, and whether agents may change `.gitattributes` and `.gitmodules`.
 
 use std::collections::BTreeMap;
 
@@ -6,7 +7,7 @@ use super::super::model::{Invariant, Merge};
 use super::super::toml_walk::{Ctx, Table};
 use super::invariants::unknown_invariant;
 
-const MERGE_KEYS: &[&str] = &["invariants"];
+const MERGE_KEYS: &[&str] = &["invariants", "protect_git_files"];
 
 pub(super) fn read(
     ctx: &mut Ctx<'_>,
@@ -33,6 +34,9 @@ pub(super) fn read(
                 unknown_invariant(ctx, &name, invariants);
             }
         }
+    }
+    if let Some(protect) = t.boolean(ctx, "protect_git_files") {
+        merge.protect_git_files = protect.into_inner();
     }
     t.finish(ctx);
     merge

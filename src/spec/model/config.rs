@@ -213,10 +213,22 @@ pub struct Invariant {
     pub advisory: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Merge {
     /// Invariants run on the merge result before the base ref moves.
     pub invariants: Vec<String>,
+    /// Whether agents may not change `.gitattributes` and `.gitmodules`
+    /// (`protect_git_files`, default true).
+    pub protect_git_files: bool,
+}
+
+impl Default for Merge {
+    fn default() -> Self {
+        Merge {
+            invariants: Vec::new(),
+            protect_git_files: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -4,10 +4,12 @@
 //! paths under `.converge/`, `.gitattributes` and `.gitmodules` never merge
 //! from an agent.
 //!
-//! Today the agent works in a linked worktree of the main repository, so it
-//! can move any `converge/<plan>/*` branch. The tests assert the promise (the
-//! task is not merged without a gate, the sibling's work reaches main), which
-//! holds as well once agents cannot write the main repository's refs at all.
+//! The agent works in a repository of its own, so it can set its own branch
+//! to any commit it can read (the base tip among them) but cannot write the
+//! main repository's refs; on older versions it worked in a linked worktree
+//! and could move any `converge/<plan>/*` branch. The tests assert the promise
+//! (the task is not merged without a gate, the sibling's work reaches main),
+//! which holds either way.
 
 use super::*;
 
@@ -35,14 +37,16 @@ fn main_files(sb: &Sandbox) -> Vec<String> {
 
 /// Waits (up to 10 s) until the base moved past the agent's fork (the tick
 /// that dispatched it records status on main), then runs `then`.
+/// `main` is read from the main repository's git directory, found from the
+/// run directory (the agent's worktree is a repository of its own).
 fn once_main_moves(then: &str) -> String {
     format!(
-        "f=$(git rev-parse HEAD); i=0; while [ \"$(git rev-parse main)\" = \"$f\" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; {then}"
+        "common=${{CONVERGE_RUN_DIR%/converge/runs/*}}; main() {{ git --git-dir=\"$common\" rev-parse main; }}; f=$(git rev-parse HEAD); i=0; while [ \"$(main)\" = \"$f\" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; {then}"
     )
 }
 
 fn own_branch_to_base_tip(gate: &str) {
-    let hostile = once_main_moves("git reset -q --hard \"$(git rev-parse main)\"; converge done");
+    let hostile = once_main_moves("git reset -q --hard \"$(main)\"; converge done");
     let sb = setup(
         &sh_harness("hostile", &hostile),
         &task("t", "hostile", "retry_max = 1")
@@ -85,7 +89,8 @@ fn an_agent_moving_its_branch_to_the_base_tip_does_not_skip_approval() {
 fn rewriting_a_siblings_branch_does_not_lose_the_siblings_work() {
     // Once the sibling is dispatched and main moved past its fork (the
     // status commit of its dispatch), its branch is set to main's tip.
-    let hostile = "i=0; while { ! git rev-parse -q --verify refs/heads/converge/p/s >/dev/null || [ \"$(git rev-parse main)\" = \"$(git rev-parse converge/p/s)\" ]; } && [ $i -lt 150 ]; do sleep 0.1; i=$((i+1)); done; git update-ref refs/heads/converge/p/s \"$(git rev-parse main)\"; echo h > h.txt; git add h.txt; git commit -qm h; converge done";
+    // The main repository's git directory, found from the run directory.
+    let hostile = "common=${CONVERGE_RUN_DIR%/converge/runs/*}; g() { git --git-dir=\"$common\" \"$@\"; }; i=0; while { ! g rev-parse -q --verify refs/heads/converge/p/s >/dev/null || [ \"$(g rev-parse main)\" = \"$(g rev-parse converge/p/s)\" ]; } && [ $i -lt 150 ]; do sleep 0.1; i=$((i+1)); done; g update-ref refs/heads/converge/p/s \"$(g rev-parse main)\"; echo h > h.txt; git add h.txt; git commit -qm h; converge done";
     let honest = "sleep 4; echo s > s.txt; git add s.txt; git commit -qm s; converge done";
     let config = format!(
         "{}{}",

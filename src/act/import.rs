@@ -22,7 +22,7 @@ pub struct Imported {
 }
 
 /// Imports the work in `worktree` onto `key`'s branch. A worktree that is
-/// gone imports nothing; a linked worktree of an earlier converge version
+/// gone (or a file in its place) imports nothing; a linked worktree of an earlier converge version
 /// (registered in the main repository) has its leftovers committed the way
 /// that version did; anything else that is not the private repository
 /// converge made is refused as tampered.
@@ -44,7 +44,9 @@ pub fn import(
         tip: Some(tip),
         leftovers: false,
     };
-    if std::fs::symlink_metadata(worktree).is_err() {
+    // Nothing there, or not a directory (a person's file in the way, which
+    // dispatch refuses to replace): nothing of an agent's to import.
+    if !std::fs::symlink_metadata(worktree).is_ok_and(|m| m.is_dir()) {
         return Ok(unchanged);
     }
     if !private::is_private(worktree) {

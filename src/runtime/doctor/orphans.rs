@@ -21,6 +21,7 @@ pub(super) fn check(repo: &Repo, report: &Snapshot) -> Result<Vec<Finding>, Doct
     let registered = repo.linked_worktrees()?;
     out.extend(gone_registrations(&registered));
     out.extend(unknown_dirs(repo, report, &registered)?);
+    out.extend(quarantined(repo)?);
     if out.is_empty() {
         out.push(Finding::ok("orphans", "no orphan worktrees or branches"));
     }
@@ -146,6 +147,36 @@ fn unknown_dirs(
                         .fix(Fix::RemoveDir(path)),
                     );
                 }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Worktrees converge set aside instead of deleting: it refused to import
+/// from them (a tampered repository, forged objects; see `act::import`). A
+/// person looks at them and removes them; doctor never does.
+fn quarantined(repo: &Repo) -> Result<Vec<Finding>, DoctorError> {
+    let root = Layout::new(repo.common_dir()).root().join("quarantine");
+    let mut out = Vec::new();
+    for plan in runs::sorted_dirs(&root)? {
+        for task in runs::sorted_dirs(&root.join(&plan))? {
+            for attempt in runs::sorted_dirs(&root.join(&plan).join(&task))? {
+                let path = root.join(&plan).join(&task).join(&attempt);
+                out.push(
+                    Finding::new(
+                        "orphans",
+                        Level::Warning,
+                        format!(
+                            "the worktree of {plan}/{task} (attempt {attempt}) was set aside at {}: converge refused to import from it (see its gate's failure)",
+                            path.display()
+                        ),
+                    )
+                    .hint(format!(
+                        "look at what the agent left there, then remove it: rm -rf {}",
+                        path.display()
+                    )),
+                );
             }
         }
     }

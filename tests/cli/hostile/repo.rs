@@ -135,20 +135,21 @@ converge done"#
     );
 }
 
-#[test]
-fn an_object_the_agent_forged_never_reaches_main() {
-    // The agent commits honest content, then rewrites that blob's object file
-    // with another object's bytes: what converge would merge is not what the
-    // commit's ids say.
-    let script = r#"echo honest > a.txt && git add a.txt && git commit -qm work
+/// Commits honest content, then rewrites that blob's object file with
+/// another object's bytes: what converge would merge is not what the commit's
+/// ids say.
+const FORGER: &str = r#"echo honest > a.txt && git add a.txt && git commit -qm work
 blob=$(git rev-parse HEAD:a.txt)
 evil=$(echo evil | git hash-object -w --stdin)
 objects=$(git rev-parse --git-path objects)
 dst=$objects/$(echo $blob | cut -c1-2)/$(echo $blob | cut -c3-)
 chmod u+w "$dst"; cp "$objects/$(echo $evil | cut -c1-2)/$(echo $evil | cut -c3-)" "$dst"
 converge done"#;
+
+#[test]
+fn an_object_the_agent_forged_never_reaches_main() {
     let sb = setup(
-        &sh_harness("evil", script),
+        &sh_harness("evil", FORGER),
         &task("t", "evil", "retry_max = 0"),
     );
     if !landlock(&sb) {
@@ -163,4 +164,29 @@ converge done"#;
     assert_eq!(phase(&sb, "t"), "escalated");
     assert_eq!(failure(&sb, "t"), "forged-object");
     sb.git(&["fsck", "--full", "--no-dangling"]);
+}
+
+#[test]
+fn a_worktree_converge_refused_to_import_is_set_aside_not_deleted() {
+    let sb = setup(
+        &sh_harness("evil", FORGER),
+        &task("t", "evil", "retry_max = 1"),
+    );
+    if !landlock(&sb) {
+        return;
+    }
+    sb.converge(&["reconcile", "--wait", "--max-ticks", "50"]);
+    assert_eq!(phase(&sb, "t"), "escalated");
+    // The retry did not delete attempt 1's worktree: it is set aside, whole.
+    let aside = sb.path().join(".git/converge/quarantine/p/t/1");
+    assert_eq!(
+        std::fs::read_to_string(aside.join("a.txt")).expect("kept"),
+        "honest\n"
+    );
+    let doctor = sb.converge(&["doctor"]);
+    assert!(
+        doctor.stdout.contains("was set aside at") && doctor.stdout.contains("rm -rf"),
+        "{}",
+        doctor.transcript()
+    );
 }

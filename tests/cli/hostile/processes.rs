@@ -124,14 +124,15 @@ fn doctor_finds_and_kills_a_survivor_without_the_run_environment() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(!processes_with(&m).is_empty(), "the daemon never started");
-    // The supervisor and the process it started for the agent die (SIGKILL,
-    // no chance to clean up); the daemon is in a session, a process group and
-    // an environment of its own.
+    // The supervisor, then the process it started for the agent, die
+    // (SIGKILL, no chance to clean up: the supervisor first, or it would
+    // sweep up after its agent); the daemon is in a session, a process group
+    // and an environment of its own.
     let run_dir = sb.path().join(".git/converge/runs/p/a/1");
     let lease: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run_dir.join("lease.json")).expect("lease"))
             .expect("lease parses");
-    for key in ["agent_pid", "pid"] {
+    for key in ["pid", "agent_pid"] {
         if let Some(pid) = lease[key].as_u64() {
             let _ = std::process::Command::new("kill")
                 .args(["-9", "--", &pid.to_string()])

@@ -10,6 +10,7 @@
 //! the forge uses too.
 
 mod cleanup;
+pub mod contain;
 pub mod dispatch;
 mod escalate;
 mod gate;

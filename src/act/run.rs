@@ -7,12 +7,19 @@
 //! 1. writes `lease.json` with its own pid and start time **before** starting the
 //!    agent, so a crash anywhere after this point leaves a record that `observe`
 //!    can see and `reap` can act on;
-//! 2. starts the agent in its own process group, stdin closed, with exactly the
-//!    environment in `run.json`; its stdout and stderr go through a pipe to
-//!    `agent.log`, with the token and sensitive values masked and at most
-//!    [`LOG_CAP`] bytes kept (the oldest half is dropped when it is reached);
+//! 2. starts the agent through `converge __sandbox` (which contains its
+//!    processes in a PID namespace and confines it, see [`super::contain`]) in
+//!    its own process group, stdin closed, with exactly the environment in
+//!    `run.json`; its stdout and stderr go through a pipe to `agent.log`, with
+//!    the token and sensitive values masked and at most [`LOG_CAP`] bytes kept
+//!    (the oldest half is dropped when it is reached);
 //! 3. kills the agent's whole process group at the deadline (TERM, then KILL);
-//! 4. writes `exit.json`, atomically.
+//! 4. kills whatever is left of the agent's processes (as a child subreaper,
+//!    it inherits what an agent without a PID namespace left running), then
+//!    writes `exit.json`, atomically.
+//!
+//! The supervisor's environment is `PATH` and the agent's sensitive values,
+//! never `CONVERGE_SECRET`.
 //!
 //! The reconciler does not wait for the agent: `reconcile --once` returns while
 //! the agent works, and a later tick observes the outcome.
@@ -151,6 +158,9 @@ pub fn supervise(run_dir: &Path) -> Result<(), SuperviseError> {
             *value = std::env::var(name.as_str()).unwrap_or_default();
         }
     }
+    // What the agent leaves running is reparented here, not to the
+    // machine's init, so that it can be killed when the agent exits.
+    let _ = nix::sys::prctl::set_child_subreaper(true);
     let me = std::process::id();
     let mut lease = Lease {
         pid: me,
@@ -184,8 +194,11 @@ pub fn supervise(run_dir: &Path) -> Result<(), SuperviseError> {
             wait_with_deadline(&mut child, plan.deadline)
         }
     };
-    // The agent's output is in the log before its exit is recorded, unless
-    // something it left running still holds the pipe open.
+    // Nothing the agent started outlives it: its PID namespace ended with it;
+    // without one, what it left running was reparented here.
+    crate::rundir::procs::kill_descendants(me);
+    reap_children();
+    // The agent's output is in the log before its exit is recorded.
     if let Some(copier) = copier {
         let until = Instant::now() + Duration::from_secs(2);
         while !copier.is_finished() && Instant::now() < until {
@@ -193,6 +206,17 @@ pub fn supervise(run_dir: &Path) -> Result<(), SuperviseError> {
         }
     }
     Ok(records::write_exit(run_dir, &exit)?)
+}
+
+/// Collects the exit status of every child that has exited (orphans
+/// reparented to the supervisor and killed), so none is left a zombie.
+fn reap_children() {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
 }
 
 /// Bytes of agent output kept in `agent.log`. When a flood reaches it, the
@@ -276,27 +300,43 @@ fn spawn_agent(
     log_path: &Path,
 ) -> std::io::Result<(std::process::Child, std::thread::JoinHandle<()>)> {
     use std::os::unix::process::CommandExt;
+    // The wrapper would start and then fail to execute a missing agent:
+    // say so as a spawn error, as starting it directly would.
+    let path = plan
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str());
+    let program = if plan.program.contains('/') {
+        plan.cwd.join(&plan.program).to_string_lossy().into_owned()
+    } else {
+        plan.program.clone()
+    };
+    if (path.is_some() || program.contains('/'))
+        && !crate::harness::env::program_exists(&program, path)
+    {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no such program",
+        ));
+    }
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log_path)?;
     let (reader, writer) = std::io::pipe()?;
     let writer_err = writer.try_clone()?;
-    let mut command = match &plan.sandbox {
-        // The wrapper restricts itself, then becomes the agent.
-        Some(_) => {
-            let mut wrapper = Command::new(std::env::current_exe()?);
-            wrapper
-                .arg("__sandbox")
-                .arg(log_path.parent().unwrap_or(Path::new(".")))
-                .arg("--")
-                .arg(&plan.program);
-            wrapper
-        }
-        None => Command::new(&plan.program),
-    };
+    // The wrapper contains the agent's processes, restricts itself (with a
+    // sandbox policy), then becomes the agent (see `super::contain`).
+    let mut agent = vec![plan.program.clone()];
+    agent.extend(plan.args.iter().cloned());
+    let mut command = Command::new(std::env::current_exe()?);
     command
-        .args(&plan.args)
+        .args(super::contain::stage_args(
+            None,
+            log_path.parent().unwrap_or(Path::new(".")),
+            &agent,
+        ))
         .current_dir(&plan.cwd)
         .env_clear()
         .envs(plan.env.iter().map(|(k, v)| (k, v)))

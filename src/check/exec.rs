@@ -84,6 +84,8 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, ExecError> {
     command
         .args(&spec.args)
         .current_dir(&spec.cwd)
+        // What the command runs may be the agent's code: never the secret.
+        .env_remove(crate::agent::token::SECRET_ENV)
         .stdin(Stdio::null())
         .stdout(writer)
         .stderr(writer_err)

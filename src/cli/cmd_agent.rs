@@ -175,9 +175,37 @@ pub fn sim(ctx: &Ctx) -> CliResult {
     }
 }
 
-/// `converge __sandbox RUN_DIR -- AGENT...`: restricts this process with the
-/// run's Landlock policy and executes the agent in its place.
-pub fn sandbox(run_dir: &std::path::Path, agent: &[String]) -> CliResult {
+/// `converge __sandbox [--init|--exec] RUN_DIR -- AGENT...`: the stages that
+/// contain an attempt's processes and confine the agent (see
+/// [`crate::act::contain`]). The outer stage exits as the agent did.
+pub fn sandbox(run_dir: &std::path::Path, agent: &[String], stage: (bool, bool)) -> CliResult {
+    use crate::act::contain;
+    let failed = |e: contain::ContainError| {
+        CliError::failure("the agent's processes could not be contained")
+            .source(e)
+            .hint("the attempt fails and is retried; check that this machine allows user namespaces (`unshare -Upf --mount-proc true`)")
+    };
+    match stage {
+        (true, _) => contain::run_init(run_dir, agent).map_err(failed),
+        (_, true) => exec_agent(run_dir, agent),
+        _ => match contain::unshare().map_err(failed)? {
+            Ok(()) => contain::exit_like(contain::run_outer(run_dir, agent).map_err(failed)?),
+            Err(reason) => {
+                contain::warn(
+                    run_dir,
+                    &format!(
+                        "{reason}; the supervisor kills what the agent leaves running, and the agent can see other processes"
+                    ),
+                );
+                exec_agent(run_dir, agent)
+            }
+        },
+    }
+}
+
+/// The exec stage: restricts this process with the run's Landlock policy (when
+/// the run has one) and executes the agent in its place.
+fn exec_agent(run_dir: &std::path::Path, agent: &[String]) -> CliResult {
     use std::os::unix::process::CommandExt;
     let plan_path = crate::rundir::layout::run_plan(run_dir);
     let bytes = std::fs::read(&plan_path)
@@ -188,16 +216,19 @@ pub fn sandbox(run_dir: &std::path::Path, agent: &[String]) -> CliResult {
             plan_path.display()
         ))
     })?;
-    let Some(policy) = plan.sandbox else {
-        return Err(CliError::failure(format!(
-            "{} has no sandbox policy",
-            plan_path.display()
-        )));
-    };
     let [program, args @ ..] = agent else {
         return Err(CliError::bad_input("no agent command given after `--`"));
     };
-    match crate::act::sandbox::restrict(&policy) {
+    if let Some(policy) = plan.sandbox {
+        restrict(&policy)?;
+    }
+    // Only returns when the agent could not be executed.
+    let error = std::process::Command::new(program).args(args).exec();
+    Err(CliError::failure(format!("cannot start `{program}`")).source(error))
+}
+
+fn restrict(policy: &crate::act::sandbox::Policy) -> CliResult {
+    match crate::act::sandbox::restrict(policy) {
         Ok(crate::act::sandbox::Enforced::Fully) => {}
         Ok(crate::act::sandbox::Enforced::Partially) => eprintln!(
             "converge: warning: this kernel's Landlock is older than converge asks for; some access is not restricted"
@@ -211,7 +242,5 @@ pub fn sandbox(run_dir: &std::path::Path, agent: &[String]) -> CliResult {
             ));
         }
     }
-    // Only returns when the agent could not be executed.
-    let error = std::process::Command::new(program).args(args).exec();
-    Err(CliError::failure(format!("cannot start `{program}`")).source(error))
+    Ok(())
 }

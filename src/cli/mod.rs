@@ -198,10 +198,17 @@ pub enum Command {
     /// Internal: the built-in simulated agent.
     #[command(name = "__sim", hide = true)]
     Sim,
-    /// Internal: restricts itself with a run's Landlock policy, then becomes
-    /// the agent; started by a run's supervisor.
+    /// Internal: contains the agent's processes (a PID namespace with an init
+    /// of converge's own), restricts itself with a run's Landlock policy, then
+    /// becomes the agent; started by a run's supervisor.
     #[command(name = "__sandbox", hide = true)]
     Sandbox {
+        /// The init stage (PID 1 of the attempt's namespace).
+        #[arg(long, conflicts_with = "exec")]
+        init: bool,
+        /// The last stage: restrict, then execute the agent.
+        #[arg(long)]
+        exec: bool,
         run_dir: PathBuf,
         #[arg(last = true, required = true)]
         agent: Vec<String>,
@@ -354,7 +361,12 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Progress { message } => cmd_agent::progress(message),
         Command::Done => cmd_agent::done(),
         Command::Sim => cmd_agent::sim(&ctx),
-        Command::Sandbox { run_dir, agent } => cmd_agent::sandbox(&ctx.cwd.join(run_dir), agent),
+        Command::Sandbox {
+            init,
+            exec,
+            run_dir,
+            agent,
+        } => cmd_agent::sandbox(&ctx.cwd.join(run_dir), agent, (*init, *exec)),
         Command::ConfinedInvariant { policy, command } => {
             cmd_confine::invariant(&ctx.cwd.join(policy), command)
         }

@@ -109,7 +109,7 @@ pub fn notes(common_dir: &Path) -> Vec<Orphaned> {
             continue;
         };
         let ticks = (ticks != 0).then_some(ticks);
-        let alive = crate::rundir::procs::process_alive(pid, ticks);
+        let alive = crate::rundir::procs::noted_process_alive(pid, ticks);
         let text = std::fs::read_to_string(&file).unwrap_or_default();
         let intent = match text.trim_end_matches('\n').split_once(' ') {
             Some(("ref", name)) => Intent::Ref(name.to_owned()),

@@ -35,6 +35,7 @@ impl Repo {
             .arg("--git-dir")
             .arg(self.repo.git_dir())
             .args(args)
+            .env_remove(crate::agent::token::SECRET_ENV)
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("LC_ALL", "C")
             .stdin(Stdio::null())

@@ -143,6 +143,7 @@ const CHECKS: &[Check] = &[
     machine::agent_clis,
     machine::git,
     machine::landlock,
+    machine::user,
 ];
 
 /// Runs every check against the state a snapshot (the read-only half of a tick) saw.

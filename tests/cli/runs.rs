@@ -93,11 +93,28 @@ fn the_deadline_kills_the_agents_whole_process_group() {
     let dir = tempfile::tempdir().expect("dir");
     let run_dir = dir.path().join("run");
     std::fs::create_dir_all(&run_dir).expect("mkdir");
-    let script = format!(
-        "sleep 60 & echo $! > {}/bg.pid; sleep 60",
-        dir.path().display()
-    );
+    // The background child is found by a marker on its command line: the
+    // agent runs in a PID namespace of its own, where `$!` is not a pid of
+    // the test's.
+    let marker = format!("bg-of-{}", dir.path().display());
+    let script = format!("sh -c 'sleep 60; : {marker}' & sleep 60");
+    let bg = || {
+        std::fs::read_dir("/proc")
+            .expect("/proc")
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .find(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker))
+                    && process_alive(*pid, None)
+            })
+    };
     start(&run_dir, &plan(dir.path(), &script, 1), Path::new(BIN)).expect("starts");
+    let started = Instant::now();
+    while bg().is_none() && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(bg().is_some(), "the background child started");
     let exit = wait_for_exit(&run_dir, Duration::from_secs(30));
     assert!(exit.timed_out, "{exit:?}");
     assert_eq!(
@@ -105,17 +122,12 @@ fn the_deadline_kills_the_agents_whole_process_group() {
         Some(15),
         "TERM ends it within the grace period"
     );
-    let bg: u32 = std::fs::read_to_string(dir.path().join("bg.pid"))
-        .expect("bg pid")
-        .trim()
-        .parse()
-        .expect("pid");
     let started = Instant::now();
-    while process_alive(bg, None) && started.elapsed() < Duration::from_secs(5) {
+    while bg().is_some() && started.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(
-        !process_alive(bg, None),
+        bg().is_none(),
         "the agent's background child survived the deadline"
     );
 }

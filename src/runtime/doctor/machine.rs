@@ -147,6 +147,23 @@ fn git_version() -> Finding {
     Finding::ok("git", text)
 }
 
+pub(super) fn user(_repo: &Repo, _report: &Snapshot) -> Result<Vec<Finding>, DoctorError> {
+    Ok(vec![root_check(rustix::process::geteuid().is_root())])
+}
+
+/// A warning when converge runs as root: its agents do too.
+fn root_check(root: bool) -> Finding {
+    if !root {
+        return Finding::ok("user", "converge does not run as root");
+    }
+    Finding::new(
+        "user",
+        Level::Warning,
+        "converge runs as root, and so do its agents: only the sandbox confines them",
+    )
+    .hint("run converge as an ordinary user (agents run as converge's user), with `[sandbox] enabled = true`")
+}
+
 fn landlock_probe() -> Finding {
     match crate::act::sandbox::probe() {
         crate::observe::Availability::Available { abi } => Finding::ok(
@@ -158,5 +175,22 @@ fn landlock_probe() -> Finding {
                 "agents cannot be sandboxed here: `[sandbox] enabled` runs them unconfined (and says so in status), `required = true` refuses to dispatch",
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn running_as_root_is_a_warning_with_a_hint() {
+        let root = root_check(true);
+        assert_eq!(root.level, Level::Warning);
+        assert!(
+            root.hint
+                .as_deref()
+                .is_some_and(|h| h.contains("ordinary user"))
+        );
+        assert_eq!(root_check(false).level, Level::Ok);
     }
 }

@@ -1,6 +1,8 @@
 //! Processes and leases: agents that outlived their supervisor, attempts that
 //! still run though a later one replaced them or their task left its plan,
-//! and attempts gone without an exit record.
+//! and attempts gone without an exit record. An attempt's processes are found
+//! by containment (the init of its PID namespace, what its supervisor
+//! started; [`runs::processes_of_run`]), not by their environment.
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -11,6 +11,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(i64);
 
+/// TEST-ONLY: the environment variable that fixes the tick's clock
+/// ([`Timestamp::fixed_by`]).
+pub const NOW_VAR: &str = "CONVERGE_NOW";
+
 impl Timestamp {
     pub const fn from_unix(seconds: i64) -> Self {
         Timestamp(seconds)
@@ -26,6 +30,19 @@ impl Timestamp {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         Timestamp(seconds)
+    }
+
+    /// TEST-ONLY: the time [`NOW_VAR`] (`CONVERGE_NOW`, RFC 3339) fixes for
+    /// `converge reconcile`'s ticks, read from `env`; `None` when it is unset.
+    /// Tests use it to fire schedules at chosen times; nothing else reads it,
+    /// and supervisors of agents keep the system clock.
+    pub fn fixed_by(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Self>, String> {
+        match env(NOW_VAR) {
+            None => Ok(None),
+            Some(text) => Timestamp::parse_rfc3339(&text)
+                .map(Some)
+                .map_err(|e| format!("{NOW_VAR}: {e}")),
+        }
     }
 
     #[must_use]

@@ -72,7 +72,11 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> CliResult {
         Until::Once
     };
     let env = |name: &str| std::env::var(name).ok();
-    let clock = Timestamp::now;
+    // CONVERGE_NOW (test-only) fixes the ticks' clock.
+    let fixed = Timestamp::fixed_by(&env).map_err(|e| {
+        CliError::bad_input(e).hint("CONVERGE_NOW is for tests only; unset it to use the clock")
+    })?;
+    let clock = move || fixed.unwrap_or_else(Timestamp::now);
     let options = LoopOptions {
         until,
         dry_run: args.dry_run,
@@ -240,6 +244,9 @@ pub fn text_report(report: &TickReport, explain: bool) -> String {
             None => out.push_str(&format!("{}\n", done.line)),
             Some(why) => out.push_str(&format!("{} ({why})\n", done.line)),
         }
+    }
+    for line in report.schedules.lines(explain) {
+        out.push_str(&format!("{line}\n"));
     }
     if let Some(failure) = &report.failed {
         out.push_str(&format!("error: {failure}\n"));

@@ -12,6 +12,7 @@ pub mod prepare;
 pub mod record;
 pub mod recover;
 pub mod remote;
+pub mod schedule;
 pub mod tick;
 
 use crate::git::Repo;

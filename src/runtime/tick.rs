@@ -69,6 +69,8 @@ pub struct TickReport {
     /// What recovery removed before the tick: locks and worktrees a killed
     /// process left (see `runtime::recover`).
     pub recovered: Vec<String>,
+    /// What the schedules did before the spec was read (`runtime::schedule`).
+    pub schedules: super::schedule::Schedules,
 }
 
 impl TickReport {
@@ -114,6 +116,7 @@ impl TickReport {
             remote: Vec::new(),
             push_rejected: None,
             recovered: Vec::new(),
+            schedules: super::schedule::Schedules::default(),
         }
     }
 
@@ -195,23 +198,35 @@ pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickEr
     let (remote, status_branch) = crate::spec::base::remote_settings(repo, base.commit)?;
     let remote = remote.filter(|_| !options.dry_run);
     let Some(remote) = remote else {
-        return tick_local(repo, options, None, None);
+        // Due schedules enqueue first, so that this tick's spec has their items.
+        let schedules = super::schedule::fire(repo, options)?;
+        let mut report = tick_local(repo, options, None, None)?;
+        report.schedules = schedules;
+        return Ok(report);
     };
     let mut branches = vec![base.rev.clone()];
     if let Some(status) = status_branch.filter(|s| *s != base.rev && s != "main") {
         branches.push(status);
     }
     let (mut leases, mut lines) = remote::sync_all(repo, &remote, &branches)?;
+    // On the fetched base: the push's lease makes the enqueue commit a
+    // compare-and-swap across machines.
+    let mut schedules = super::schedule::fire(repo, options)?;
+    super::schedule::push(repo, &remote, &mut leases, &mut schedules, &mut lines)?;
     let me = reconciler_id(repo)?;
     // A tick that claimed nothing acts on what it read; one whose claims were
     // pushed reads status again (it changed).
     let prepared = match claim(repo, options, &me, &remote, &mut leases, &mut lines)? {
         Claimed::Nothing(prepared) => Some(*prepared),
         Claimed::Pushed => None,
-        Claimed::Lost(report) => return Ok(*report),
+        Claimed::Lost(mut report) => {
+            report.schedules = schedules;
+            return Ok(*report);
+        }
     };
     let mut report = tick_local(repo, options, Some(&me), prepared)?;
     report.remote = lines;
+    report.schedules = schedules;
     if report.status_branch != report.base_branch && !leases.contains_key(&report.status_branch) {
         let (tip, _) = remote::sync_from_remote(repo, &remote, &report.status_branch)?;
         leases.insert(report.status_branch.clone(), tip);

@@ -28,6 +28,7 @@ mod race;
 mod reconcile;
 mod record;
 mod runs;
+mod schedule;
 mod spec_source;
 mod status_md;
 mod support;

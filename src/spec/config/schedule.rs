@@ -1,28 +1,23 @@
-//! `[[schedule]]`: crontab lines that would enqueue templates (refused as not
-//! supported yet, and still checked).
+//! `[[schedule]]`: crontab lines that enqueue templates. What fires when is
+//! `runtime::schedule`; here the table is read and checked.
 
+use std::collections::BTreeSet;
 use std::str::FromStr;
 
 use super::super::diag::Code;
-use super::super::model::Schedule;
+use super::super::model::{DEFAULT_GRACE, MAX_SCHEDULE_NAME_LEN, Missed, Schedule};
 use super::super::suggest;
 use super::super::toml_walk::{Ctx, Table};
-use super::not_supported;
 
-const SCHEDULE_KEYS: &[&str] = &["cron", "queue"];
+const SCHEDULE_KEYS: &[&str] = &["name", "cron", "queue", "timezone", "missed", "grace"];
 
 pub(super) fn read(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, templates: &[String]) -> Vec<Schedule> {
     let mut out = Vec::new();
+    let mut names = BTreeSet::new();
     let Some(items) = root.array_of_tables(ctx, "schedule") else {
         return out;
     };
     for (index, (span, table)) in items.into_iter().enumerate() {
-        not_supported(
-            ctx,
-            span.clone(),
-            "[[schedule]] is not supported yet: schedules do not fire",
-            "remove this [[schedule]] table and its keys; converge runs nothing while it is set. To run a task now, commit it as planning/queue/<name>.md",
-        );
         let t = Table::new(
             table,
             span,
@@ -31,19 +26,161 @@ pub(super) fn read(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, templates: &[String]
         );
         let cron = t.required_string(ctx, "cron", "\"0 9 * * MON\"");
         let queue = t.required_string(ctx, "queue", "\"weekly-review.md\"");
+        let name = t.string(ctx, "name");
+        let offset = t.string(ctx, "timezone").map(|tz| check_timezone(ctx, &tz));
+        let missed = t
+            .enumeration(ctx, "missed", &["skip", "once"])
+            .map(|m| m.into_inner());
+        let grace = t.duration(ctx, "grace");
         t.finish(ctx);
         let cron_ok = cron.as_ref().is_some_and(|c| check_cron(ctx, c));
         let queue_ok = queue
             .as_ref()
             .is_some_and(|q| check_template(ctx, q, templates));
-        if let (Some(cron), Some(queue), true, true) = (cron, queue, cron_ok, queue_ok) {
-            out.push(Schedule {
-                cron: cron.into_inner(),
-                queue: queue.into_inner(),
-            });
-        }
+        let name = match (&name, &queue) {
+            (Some(name), _) => check_name(ctx, name, &mut names),
+            // The template's name, when the schedule has none.
+            (None, Some(queue)) if queue_ok => {
+                let stem = queue.get_ref().trim_end_matches(".md").to_owned();
+                check_name(ctx, &toml::Spanned::new(queue.span(), stem), &mut names)
+            }
+            (None, _) => None,
+        };
+        let (Some(cron), Some(queue), Some(name), true, true) =
+            (cron, queue, name, cron_ok, queue_ok)
+        else {
+            continue;
+        };
+        let Some(utc_offset) = offset.unwrap_or(Some(0)) else {
+            continue;
+        };
+        out.push(Schedule {
+            name,
+            cron: cron.into_inner(),
+            queue: queue.into_inner(),
+            utc_offset,
+            missed: if missed == Some("once") {
+                Missed::Once
+            } else {
+                Missed::Skip
+            },
+            grace: grace.map_or(DEFAULT_GRACE, toml::Spanned::into_inner),
+        });
     }
     out
+}
+
+/// A schedule's name: a queue item's name once the fire time is added, one
+/// per schedule.
+fn check_name(
+    ctx: &mut Ctx<'_>,
+    name: &toml::Spanned<String>,
+    seen: &mut BTreeSet<String>,
+) -> Option<String> {
+    let text = name.get_ref();
+    let problem = match crate::spec::names::check(text) {
+        Err(p) => Some((p.reason, p.hint)),
+        Ok(()) if text.len() > MAX_SCHEDULE_NAME_LEN => Some((
+            format!(
+                "is {} characters long; a schedule's name is at most {MAX_SCHEDULE_NAME_LEN}, so that its items' names (`<name>-YYYYMMDD-HHMM`) fit",
+                text.len()
+            ),
+            format!(
+                "set a shorter `name`, for example `name = \"{}\"`",
+                &text[..MAX_SCHEDULE_NAME_LEN]
+            ),
+        )),
+        Ok(()) => None,
+    };
+    if let Some((reason, hint)) = problem {
+        ctx.error(
+            Code::InvalidValue,
+            name.span(),
+            format!("the schedule name `{text}` {reason}"),
+        )
+        .hint = Some(hint);
+        return None;
+    }
+    if !seen.insert(text.clone()) {
+        ctx.error(
+            Code::InvalidValue,
+            name.span(),
+            format!("two schedules are named `{text}`; a schedule's name tells its items apart"),
+        )
+        .hint = Some(
+            "give each [[schedule]] its own `name` (without one, the template's name is used)"
+                .into(),
+        );
+        return None;
+    }
+    Some(text.clone())
+}
+
+/// `UTC` or a fixed offset `±HH:MM`: the offset in seconds east of UTC, or
+/// `None` after reporting why not.
+fn check_timezone(ctx: &mut Ctx<'_>, tz: &toml::Spanned<String>) -> Option<i32> {
+    let text = tz.get_ref();
+    match parse_utc_offset(text) {
+        Ok(offset) => Some(offset),
+        Err(Named) => {
+            ctx.error(
+                Code::NotSupported,
+                tz.span(),
+                format!("the time zone `{text}` is not supported: schedules run in UTC or at a fixed offset"),
+            )
+            .hint = Some(
+                "write the offset, for example `timezone = \"+01:00\"` (a fixed offset does not follow daylight saving time), or leave `timezone` out for UTC".into(),
+            );
+            None
+        }
+        Err(Malformed) => {
+            ctx.error(
+                Code::InvalidValue,
+                tz.span(),
+                format!("`timezone` is `{text}`, which is neither `UTC` nor an offset from -23:59 to +23:59"),
+            )
+            .hint = Some("for example `timezone = \"UTC\"` or `timezone = \"-05:00\"`".into());
+            None
+        }
+    }
+}
+
+/// Why a `timezone` is not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BadTimezone {
+    /// A name such as `Europe/Berlin`: time zones with rules are not supported.
+    Named,
+    Malformed,
+}
+use BadTimezone::{Malformed, Named};
+
+/// Parses `UTC`, `Z` or `±HH:MM` into seconds east of UTC.
+pub(crate) fn parse_utc_offset(text: &str) -> Result<i32, BadTimezone> {
+    if matches!(text, "UTC" | "utc" | "Z" | "Etc/UTC" | "+00:00" | "-00:00") {
+        return Ok(0);
+    }
+    let b = text.as_bytes();
+    let sign = match b.first() {
+        Some(b'+') => 1,
+        Some(b'-') => -1,
+        _ if text.chars().any(|c| c.is_ascii_alphabetic()) => return Err(Named),
+        _ => return Err(Malformed),
+    };
+    if b.len() != 6 || b[3] != b':' {
+        return Err(Malformed);
+    }
+    let digits = |r: std::ops::Range<usize>| -> Result<i32, BadTimezone> {
+        let s = &text[r];
+        if !s.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(Malformed);
+        }
+        s.parse().map_err(|_| Malformed)
+    };
+    let (h, m) = (digits(1..3)?, digits(4..6)?);
+    if h > 23 || m > 59 {
+        return Err(Malformed);
+    }
+    Ok(sign * (h * 3600 + m * 60))
 }
 
 /// Checks a standard 5-field crontab line (minute hour day-of-month month day-of-week).
@@ -72,8 +209,9 @@ fn check_cron(ctx: &mut Ctx<'_>, cron: &toml::Spanned<String>) -> bool {
                 cron.span(),
                 format!("`{}` is not a valid schedule: {reason}", cron.get_ref()),
             )
-            .hint =
-                Some("for example `cron = \"0 9 * * MON\"` (09:00 every Monday, in UTC)".into());
+            .hint = Some(
+                "for example `cron = \"0 9 * * MON\"` (09:00 every Monday, in the schedule's `timezone`, UTC by default)".into(),
+            );
             false
         }
     }

@@ -88,9 +88,6 @@ interval = "30s"
 [forge]
 kind = "github"
 repo = "acme/widgets"
-[[schedule]]
-cron = "0 9 * * MON"
-queue = "weekly.md"
 "#;
     let (c, diags) = compile_text(text);
     assert!(!c.valid);
@@ -103,18 +100,14 @@ queue = "weekly.md"
         .collect();
     assert_eq!(
         found,
-        [
-            ("not-supported", 2, 1),
-            ("not-supported", 4, 8),
-            ("not-supported", 6, 1)
-        ],
+        [("not-supported", 2, 1), ("not-supported", 4, 8)],
         "{diags:?}"
     );
     assert!(diags.iter().all(|d| {
         d.message.contains("not supported yet")
             && d.hint.as_deref().is_some_and(|h| h.starts_with("remove "))
     }));
-    // The local forge, and no schedule or interval, are accepted.
+    // The local forge, and no interval, are accepted.
     let (c, diags) = compile_text("[forge]\nkind = \"local\"\n");
     assert!(c.valid && diags.is_empty(), "{diags:?}");
     // Any other forge is unknown, and not suggested as `github`.
@@ -373,4 +366,120 @@ fn gator_harness_names_are_aliases_with_a_warning() {
     );
     assert!(c.valid && diags.is_empty(), "{diags:?}");
     assert_eq!(c.config.reconcile.default_harness, "open-code");
+}
+
+#[test]
+fn schedules_are_read_with_their_defaults() {
+    use super::super::model::{DEFAULT_GRACE, Missed};
+    let (c, diags) = compile_text(
+        "[[schedule]]\ncron = \"0 9 * * MON\"\nqueue = \"weekly.md\"\n\n[[schedule]]\nname = \"late\"\ncron = \"30 17 * * *\"\nqueue = \"weekly.md\"\ntimezone = \"-05:30\"\nmissed = \"once\"\ngrace = \"10m\"\n",
+    );
+    assert!(c.valid && diags.is_empty(), "{diags:?}");
+    let s = &c.config.schedules;
+    assert_eq!(s.len(), 2);
+    // Without a name, the template's.
+    assert_eq!(
+        (s[0].name.as_str(), s[0].utc_offset, s[0].missed),
+        ("weekly", 0, Missed::Skip)
+    );
+    assert_eq!(s[0].grace, DEFAULT_GRACE);
+    assert_eq!(
+        (s[1].name.as_str(), s[1].utc_offset, s[1].missed),
+        ("late", -19_800, Missed::Once)
+    );
+    assert_eq!(s[1].grace, std::time::Duration::from_secs(600));
+}
+
+#[test]
+fn bad_schedules_are_located_with_hints() {
+    let cases = [
+        // Two schedules of one template need names.
+        (
+            "[[schedule]]\ncron = \"0 9 * * *\"\nqueue = \"weekly.md\"\n[[schedule]]\ncron = \"0 10 * * *\"\nqueue = \"weekly.md\"\n",
+            "invalid-value",
+            6,
+            9,
+            "two schedules are named `weekly`",
+        ),
+        (
+            "[[schedule]]\nname = \"Weekly\"\ncron = \"0 9 * * *\"\nqueue = \"weekly.md\"\n",
+            "invalid-value",
+            2,
+            8,
+            "uppercase",
+        ),
+        (
+            "[[schedule]]\nname = \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\ncron = \"0 9 * * *\"\nqueue = \"weekly.md\"\n",
+            "invalid-value",
+            2,
+            8,
+            "at most 48",
+        ),
+        (
+            "[[schedule]]\ncron = \"0 9 * * *\"\nqueue = \"weekly.md\"\ntimezone = \"Europe/Berlin\"\n",
+            "not-supported",
+            4,
+            12,
+            "fixed offset",
+        ),
+        (
+            "[[schedule]]\ncron = \"0 9 * * *\"\nqueue = \"weekly.md\"\ntimezone = \"+2\"\n",
+            "invalid-value",
+            4,
+            12,
+            "neither `UTC` nor an offset",
+        ),
+        (
+            "[[schedule]]\ncron = \"0 9 * * *\"\nqueue = \"weekly.md\"\nmissed = \"all\"\n",
+            "invalid-value",
+            4,
+            10,
+            "not one of",
+        ),
+        (
+            "[[schedule]]\ncron = \"0 9 * * *\"\nqueue = \"weekly.md\"\ngrace = \"soon\"\n",
+            "invalid-duration",
+            4,
+            9,
+            "not a duration",
+        ),
+        (
+            "[[schedule]]\ncron = \"@daily\"\nqueue = \"weekly.md\"\n",
+            "invalid-cron",
+            2,
+            8,
+            "5 fields",
+        ),
+    ];
+    for (text, code, line, column, words) in cases {
+        let (c, diags) = compile_text(text);
+        assert!(!c.valid, "{text}");
+        assert_eq!(diags.len(), 1, "{text}: {diags:?}");
+        let d = &diags[0];
+        let l = d.location.as_ref().expect("located");
+        assert_eq!(
+            (d.code.as_str(), l.line, l.column),
+            (code, line, column),
+            "{text}: {d:?}"
+        );
+        assert!(d.message.contains(words), "{text}: {}", d.message);
+        assert!(d.hint.is_some(), "{text}: no hint");
+    }
+}
+
+#[test]
+fn utc_offsets_parse() {
+    use super::schedule::{BadTimezone, parse_utc_offset};
+    assert_eq!(parse_utc_offset("UTC"), Ok(0));
+    assert_eq!(parse_utc_offset("+01:00"), Ok(3600));
+    assert_eq!(parse_utc_offset("-05:30"), Ok(-19_800));
+    assert_eq!(parse_utc_offset("+23:59"), Ok(86_340));
+    assert_eq!(
+        parse_utc_offset("America/New_York"),
+        Err(BadTimezone::Named)
+    );
+    assert_eq!(parse_utc_offset("CET"), Err(BadTimezone::Named));
+    for bad in ["+24:00", "+01:60", "+1:00", "01:00", "+01:0a", ""] {
+        assert_eq!(parse_utc_offset(bad), Err(BadTimezone::Malformed), "{bad}");
+    }
 }

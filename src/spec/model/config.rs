@@ -307,13 +307,48 @@ pub enum Forge {
     Github { repo: String },
 }
 
-/// A crontab line that enqueues a template.
+/// A crontab line that enqueues a template (`[[schedule]]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Schedule {
+    /// Names the items it enqueues: `planning/queue/<name>-<YYYYMMDD>-<HHMM>.md`.
+    pub name: String,
+    /// A 5-field crontab line (validated).
     pub cron: String,
     /// File name under `planning/queue/templates/`.
     pub queue: String,
+    /// The time zone the crontab line is read in, as a fixed offset east of
+    /// UTC in seconds (`0`: UTC).
+    pub utc_offset: i32,
+    pub missed: Missed,
+    /// How late a fire time may be found and still count as on time.
+    pub grace: Duration,
 }
+
+/// What a schedule does with fire times older than its grace (after downtime).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Missed {
+    /// Drop them; the next fire time is the next one on time.
+    Skip,
+    /// Enqueue one item for the newest of them.
+    Once,
+}
+
+impl Missed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Missed::Skip => "skip",
+            Missed::Once => "once",
+        }
+    }
+}
+
+/// The longest schedule name: its items' names add `-YYYYMMDD-HHMM` and stay
+/// within [`crate::spec::names::MAX_NAME_LEN`].
+pub const MAX_SCHEDULE_NAME_LEN: usize = 48;
+
+/// A schedule's grace when `grace` is not set.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Sandbox {

@@ -250,10 +250,10 @@ fn import_run(
         Ok(imported) => Ok(Ok(imported)),
         Err(error) => {
             let error = super::import::converge_error(error)?;
+            use crate::git::private::ImportError;
             let code = match error {
-                crate::git::private::ImportError::Tampered { .. } => {
-                    FailureCode::TamperedRepository
-                }
+                ImportError::Tampered { .. } => FailureCode::TamperedRepository,
+                ImportError::Leftovers { .. } => FailureCode::UnreadableLeftovers,
                 _ => FailureCode::ForgedObject,
             };
             Ok(Err((

@@ -37,6 +37,16 @@ pub enum ImportError {
     },
     #[error("object {id} is not a well-formed {kind}")]
     Corrupt { id: ObjectId, kind: gix::objs::Kind },
+    #[error(
+        "tree {id} is not written the way git writes trees (entries out of order, a name twice, or a mode written oddly); `git fsck` would refuse it"
+    )]
+    NotCanonical { id: ObjectId },
+    #[error("object {id} cannot be read from the agent's repository: {message}")]
+    Unreadable { id: ObjectId, message: String },
+    #[error("object {id} is {size} bytes, more than the {limit} bytes converge imports")]
+    TooLarge { id: ObjectId, size: u64, limit: u64 },
+    #[error("git cannot read the files the agent left uncommitted: {message}")]
+    Leftovers { message: String },
     #[error(transparent)]
     Git(#[from] GitError),
 }
@@ -48,6 +58,10 @@ impl ImportError {
         !matches!(self, ImportError::Git(_))
     }
 }
+
+/// The largest object converge imports from an agent (512 MiB): git's own
+/// tools struggle with larger blobs, and a forged header may claim any size.
+pub const MAX_OBJECT: u64 = 512 * 1024 * 1024;
 
 /// The private git directory of an agent's worktree.
 pub fn git_dir(worktree: &Path) -> PathBuf {
@@ -185,9 +199,25 @@ impl Repo {
                     stack.pop();
                     continue;
                 }
+                // The size its header claims is checked before the object is
+                // read: a header can claim any size.
+                let unreadable = |e: gix::Error| ImportError::Unreadable {
+                    id: top.id,
+                    message: one_line(&e.to_string(), 200),
+                };
+                let header = gix::objs::FindHeader::try_header(&agent, &top.id)
+                    .map_err(unreadable)?
+                    .ok_or(ImportError::Missing { id: top.id })?;
+                if header.size > MAX_OBJECT {
+                    return Err(ImportError::TooLarge {
+                        id: top.id,
+                        size: header.size,
+                        limit: MAX_OBJECT,
+                    });
+                }
                 let data = agent
                     .try_find(&top.id, &mut buf)
-                    .map_err(read_err(format!("object {} of the agent", top.id)))?
+                    .map_err(unreadable)?
                     .ok_or(ImportError::Missing { id: top.id })?;
                 if data.kind != top.kind {
                     return Err(ImportError::WrongKind {
@@ -257,32 +287,38 @@ impl Repo {
 impl Repo {
     /// Commits what the agent left uncommitted in its private repository's
     /// worktree on top of `head` (a commit of this repository, imported), as
-    /// `signer`; the new commit, or `None` when the files are `head`'s. The
-    /// files are read by git against this repository with an index of
-    /// converge's own: the agent's index, configuration and hooks play no
-    /// part, and files git ignores stay out.
+    /// `signer`; the new commit, or `None` when the files are `head`'s.
+    ///
+    /// git reads the files through a throwaway git directory of converge's
+    /// own, writing blobs into this repository's object store: no
+    /// configuration but converge's (not the agent's, not the person's global
+    /// or system one, so no filter, hook or fsmonitor runs), attributes that
+    /// turn every filter and conversion off, this repository's
+    /// `info/exclude`, and the worktree's `.gitignore` files (files git
+    /// ignores stay out). A failure of git on the agent's files (a nested
+    /// repository without a commit, an unreadable file) is the agent's:
+    /// [`ImportError::Leftovers`].
     pub fn commit_private_leftovers(
         &self,
         worktree: &Path,
         head: ObjectId,
         message: &str,
         signer: &super::Signer,
-    ) -> Result<Option<ObjectId>> {
-        let index = crate::rundir::layout::leftovers_index(
+    ) -> std::result::Result<Option<ObjectId>, ImportError> {
+        let scratch = crate::rundir::layout::leftovers_git_dir(
             &crate::rundir::Layout::new(self.common_dir()).root(),
             std::process::id(),
         );
-        if let Some(parent) = index.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
-        }
+        let _ = std::fs::remove_dir_all(&scratch);
+        self.make_scratch_git_dir(&scratch)?;
         let tree = self.tree_of(head)?;
         let hex = tree.to_string();
         let result = (|| {
-            self.git_with_index(worktree, &index, &["read-tree", &hex])?;
-            self.git_with_index(worktree, &index, &["add", "-A", "--", "."])?;
-            self.git_with_index(worktree, &index, &["write-tree"])
+            self.scratch_git(&scratch, worktree, &["read-tree", &hex])?;
+            self.scratch_git(&scratch, worktree, &["add", "-A", "--", "."])?;
+            self.scratch_git(&scratch, worktree, &["write-tree"])
         })();
-        let _ = std::fs::remove_file(&index);
+        let _ = std::fs::remove_dir_all(&scratch);
         let written = result?;
         let written =
             ObjectId::from_hex(written.trim().as_bytes()).map_err(|e| GitError::Read {
@@ -300,42 +336,76 @@ impl Repo {
         )?))
     }
 
-    /// Runs `git args` on this repository with `worktree` as its working tree
-    /// and `index` as its index; its standard output.
-    fn git_with_index(&self, worktree: &Path, index: &Path, args: &[&str]) -> Result<String> {
-        let output = std::process::Command::new("git")
-            .args([
-                "-c",
-                "core.fsmonitor=false",
-                "-c",
-                "core.untrackedCache=false",
-                "-c",
-                "core.hooksPath=/dev/null",
-            ])
+    /// The throwaway git directory of [`Repo::commit_private_leftovers`].
+    fn make_scratch_git_dir(&self, dir: &Path) -> Result<()> {
+        for sub in ["objects", "refs", "info"] {
+            std::fs::create_dir_all(dir.join(sub)).map_err(io(dir))?;
+        }
+        write(&dir.join("HEAD"), "ref: refs/heads/leftovers\n")?;
+        write(
+            &dir.join("config"),
+            "[core]\n\trepositoryformatversion = 0\n\tbare = false\n\tfilemode = true\n\tsymlinks = true\n\tautocrlf = false\n\tfsmonitor = false\n\tuntrackedCache = false\n\thooksPath = /dev/null\n",
+        )?;
+        write(
+            &dir.join("info/attributes"),
+            "* -filter -text -ident -working-tree-encoding\n",
+        )?;
+        let exclude =
+            std::fs::read_to_string(self.common_dir().join("info/exclude")).unwrap_or_default();
+        write(&dir.join("info/exclude"), &exclude)
+    }
+
+    /// Runs `git args` with the throwaway git directory `scratch`, this
+    /// repository's object store and `worktree` as working tree, in an
+    /// environment of converge's making; its standard output.
+    fn scratch_git(
+        &self,
+        scratch: &Path,
+        worktree: &Path,
+        args: &[&str],
+    ) -> std::result::Result<String, ImportError> {
+        let mut command = std::process::Command::new("git");
+        command
             .args(args)
-            .env_remove("GIT_OBJECT_DIRECTORY")
-            .env_remove("GIT_ALTERNATE_OBJECT_DIRECTORIES")
-            .env_remove("GIT_COMMON_DIR")
-            .env_remove("GIT_NAMESPACE")
-            .env("GIT_DIR", self.common_dir())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", scratch)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_DIR", scratch)
             .env("GIT_WORK_TREE", worktree)
-            .env("GIT_INDEX_FILE", index)
+            .env("GIT_INDEX_FILE", scratch.join("index"))
+            .env("GIT_OBJECT_DIRECTORY", self.common_dir().join("objects"))
             .env("LC_ALL", "C")
             .current_dir(worktree)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|source| GitError::Io {
-                path: "git".into(),
-                source,
-            })?;
+            .stdin(std::process::Stdio::null());
+        let output = command.output().map_err(|source| GitError::Io {
+            path: "git".into(),
+            source,
+        })?;
         if !output.status.success() {
-            return Err(GitError::Remote(super::RemoteError {
-                args: args.join(" "),
-                output: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-            }));
+            return Err(ImportError::Leftovers {
+                message: one_line(&String::from_utf8_lossy(&output.stderr), 400),
+            });
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
+}
+
+/// `text` on one line (line breaks as `; `), at most `max` characters: it
+/// quotes names the agent chose, and goes into status.
+fn one_line(text: &str, max: usize) -> String {
+    let joined = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if joined.chars().count() <= max {
+        return joined;
+    }
+    let cut: String = joined.chars().take(max).collect();
+    format!("{cut}...")
 }
 
 /// One object of the import's walk: its expected kind, and once read, its
@@ -376,6 +446,23 @@ fn children(
             Ok(out)
         }
         Kind::Tree => {
+            // As `git fsck` wants it: entries sorted the way git sorts them,
+            // no name twice, modes written the one way git writes them (a
+            // tree written otherwise merges, then breaks every push to a
+            // remote that checks objects).
+            let tree = gix::objs::TreeRef::from_bytes(data, gix::hash::Kind::Sha1)
+                .map_err(|_| corrupt())?;
+            let sorted = tree.entries.windows(2).all(|w| {
+                w[0].cmp(&w[1]) == std::cmp::Ordering::Less && w[0].filename != w[1].filename
+            });
+            if !sorted {
+                return Err(ImportError::NotCanonical { id });
+            }
+            let mut canonical = Vec::with_capacity(data.len());
+            gix::objs::WriteTo::write_to(&tree, &mut canonical).map_err(|_| corrupt())?;
+            if canonical != data {
+                return Err(ImportError::NotCanonical { id });
+            }
             let mut out = Vec::new();
             for entry in gix::objs::TreeRefIter::from_bytes(data, gix::hash::Kind::Sha1) {
                 let entry = entry.map_err(|_| corrupt())?;

@@ -158,16 +158,18 @@ fn missing_or_mistyped_objects_and_moved_pointers_are_refused() {
 #[test]
 fn leftovers_are_committed_from_the_files_not_from_the_agents_git() {
     let (_dir, repo, wt, fork) = fixture();
-    // The agent's configuration names a filter that would run on `git add`.
+    // The agent's configuration, and the main repository's, name a filter
+    // that would run on `git add`.
     let marker = wt.join("../filter-ran");
-    std::fs::write(
-        wt.join(".git/config"),
-        format!(
-            "[filter \"x\"]\n\tclean = touch {}\n\trequired = true\n",
-            marker.display()
-        ),
-    )
-    .expect("config");
+    let filter = format!(
+        "[filter \"x\"]\n\tclean = touch {}\n\trequired = true\n",
+        marker.display()
+    );
+    std::fs::write(wt.join(".git/config"), &filter).expect("config");
+    let main_config = repo.common_dir().join("config");
+    let mut config = std::fs::read_to_string(&main_config).expect("main config");
+    config.push_str(&filter);
+    std::fs::write(&main_config, config).expect("main config");
     std::fs::write(wt.join(".gitattributes"), "* filter=x\n").expect("attrs");
     std::fs::write(wt.join(".gitignore"), "ignored.bin\n").expect("ignore");
     std::fs::write(wt.join("ignored.bin"), "x").expect("ignored");
@@ -196,4 +198,61 @@ fn leftovers_are_committed_from_the_files_not_from_the_agents_git() {
     std::fs::create_dir_all(wt.join("src")).expect("mkdir");
     let again = repo.commit_private_leftovers(&wt, commit, "again", &crate::git::Signer::Person);
     assert_eq!(again.expect("commit"), None);
+}
+
+#[test]
+fn a_nested_repository_without_a_commit_is_the_agents_failure_not_converges() {
+    let (_dir, repo, wt, fork) = fixture();
+    git(&wt, &["init", "-q", "sub"]);
+    std::fs::write(wt.join("sub/x"), "x\n").expect("write");
+    let err = repo
+        .commit_private_leftovers(&wt, fork, "leftovers", &crate::git::Signer::Person)
+        .expect_err("git refuses");
+    assert!(matches!(err, ImportError::Leftovers { .. }), "{err}");
+    assert!(err.is_agents());
+    assert!(!err.to_string().contains('\n'), "{err}");
+}
+
+#[test]
+fn a_tree_git_would_not_write_is_refused() {
+    let (_dir, repo, wt, _) = fixture();
+    // Entries out of order, written with --literally.
+    let blob = git(&wt, &["hash-object", "-w", "--stdin"]);
+    let entry = |mode: &str, name: &str| {
+        let mut bytes = format!("{mode} {name}\0").into_bytes();
+        bytes.extend(ObjectId::from_hex(blob.as_bytes()).expect("hex").as_bytes());
+        bytes
+    };
+    for (label, tree) in [
+        (
+            "unsorted",
+            [entry("100644", "b"), entry("100644", "a")].concat(),
+        ),
+        ("padded mode", entry("0100644", "a")),
+        (
+            "a name twice",
+            [entry("100644", "a"), entry("100644", "a")].concat(),
+        ),
+    ] {
+        let path = wt.join("../tree.bin");
+        std::fs::write(&path, &tree).expect("write");
+        let id = git(
+            &wt,
+            &[
+                "hash-object",
+                "-t",
+                "tree",
+                "-w",
+                "--literally",
+                path.to_str().expect("utf-8"),
+            ],
+        );
+        let commit = git(&wt, &["commit-tree", &id, "-m", "odd"]);
+        let commit = ObjectId::from_hex(commit.as_bytes()).expect("hex");
+        match repo.import_objects(&wt, commit) {
+            Err(ImportError::NotCanonical { .. }) => {}
+            other => panic!("{label}: {other:?}"),
+        }
+        assert!(!repo.gix().has_object(commit), "{label}");
+    }
 }

@@ -90,6 +90,8 @@ vocabulary! {
         TamperedRepository = "tampered-repository",
         /// An object of the agent's is missing, forged, corrupt or of the wrong kind.
         ForgedObject = "forged-object",
+        /// git cannot read the files the agent left uncommitted.
+        UnreadableLeftovers = "unreadable-leftovers",
         /// The invariants would run unconfined where the sandbox is required.
         GateUnconfined = "gate-unconfined",
         /// The agent exited without `converge done`.

@@ -276,10 +276,10 @@ pub fn harness_home(run: &Path, name: &str) -> PathBuf {
 
 // Temporary files.
 
-/// The index converge stages an agent's leftovers in (process `pid`), under
-/// `root` ([`Layout::root`]).
-pub fn leftovers_index(root: &Path, pid: u32) -> PathBuf {
-    root.join("tmp").join(format!("leftovers-{pid}.index"))
+/// The throwaway git directory converge stages an agent's leftovers with
+/// (process `pid`), under `root` ([`Layout::root`]).
+pub fn leftovers_git_dir(root: &Path, pid: u32) -> PathBuf {
+    root.join("tmp").join(format!("leftovers-{pid}.git"))
 }
 
 /// The temporary file an atomic write of `path` by process `pid` goes through.

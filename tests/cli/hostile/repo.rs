@@ -190,3 +190,77 @@ fn a_worktree_converge_refused_to_import_is_set_aside_not_deleted() {
         doctor.transcript()
     );
 }
+
+#[test]
+fn the_persons_filters_never_run_on_an_agents_files() {
+    // The person's git configuration defines a filter (as `git lfs install`
+    // does); the agent leaves files that ask for it.
+    let script = r#"echo '* filter=x' > .gitattributes
+echo left > left.txt
+converge done"#;
+    let sb = setup(
+        &sh_harness("evil", script),
+        &task("t", "evil", "retry_max = 0"),
+    );
+    let marker = sb.path().join("filter-ran.txt");
+    sb.git(&[
+        "config",
+        "filter.x.clean",
+        &format!("sh -c 'touch {} && cat'", marker.display()),
+    ]);
+    if !landlock(&sb) {
+        return;
+    }
+    sb.converge(&["reconcile", "--wait", "--max-ticks", "50"]);
+    assert!(
+        !marker.exists(),
+        "converge ran a filter on the agent's files"
+    );
+}
+
+#[test]
+fn files_git_cannot_read_fail_the_gate_and_never_wedge_the_task() {
+    // A nested repository without a commit: `git add` refuses the worktree.
+    let script = r#"git init -q sub && echo x > sub/x && converge done"#;
+    let sb = setup(
+        &sh_harness("evil", script),
+        &task("t", "evil", "retry_max = 1"),
+    );
+    if !landlock(&sb) {
+        return;
+    }
+    sb.converge(&["reconcile", "--wait", "--max-ticks", "50"]);
+    assert_eq!(phase(&sb, "t"), "escalated");
+    assert_eq!(failure(&sb, "t"), "unreadable-leftovers");
+    // The retry set attempt 1's worktree aside instead of failing on it.
+    assert!(
+        sb.path()
+            .join(".git/converge/quarantine/p/t/1/sub/x")
+            .exists()
+    );
+    let status = sb.git(&["show", "main:planning/status/p.toml"]);
+    assert!(status.contains("attempt = 2"), "{status}");
+}
+
+#[test]
+fn a_tree_git_would_not_write_never_reaches_main() {
+    // Entries out of order: `git fsck` on main (and every remote that checks
+    // what is pushed) would refuse the history once merged.
+    let script = r#"blob=$(echo x | git hash-object -w --stdin)
+printf '100644 b\0' > t.bin; printf "$(echo $blob | sed 's/../\\x&/g')" >> t.bin
+printf '100644 a\0' >> t.bin; printf "$(echo $blob | sed 's/../\\x&/g')" >> t.bin
+tree=$(git hash-object -t tree -w --literally t.bin); rm t.bin
+git reset -q --soft "$(git commit-tree "$tree" -p HEAD -m odd)"
+git reset -q --hard
+converge done"#;
+    let sb = setup(
+        &sh_harness("evil", script),
+        &task("t", "evil", "retry_max = 0"),
+    );
+    if !landlock(&sb) {
+        return;
+    }
+    sb.converge(&["reconcile", "--wait", "--max-ticks", "50"]);
+    assert_eq!(failure(&sb, "t"), "forged-object");
+    sb.git(&["fsck", "--full", "--no-dangling"]);
+}

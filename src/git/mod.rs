@@ -33,6 +33,8 @@ mod read;
 mod refs;
 mod remote;
 mod safe;
+#[cfg(test)]
+pub(crate) mod testing;
 mod worktree;
 pub use checkout::{Journal, LeftAlone, Recovered};
 pub use commit::Signer;

@@ -104,7 +104,6 @@ queue = "weekly.md"
     assert_eq!(
         found,
         [
-            ("not-supported", 2, 1),
             ("not-supported", 4, 8),
             ("not-supported", 6, 1)
         ],
@@ -114,7 +113,8 @@ queue = "weekly.md"
         d.message.contains("not supported yet")
             && d.hint.as_deref().is_some_and(|h| h.starts_with("remove "))
     }));
-    // The local forge, and no schedule or interval, are accepted.
+    // The local forge, and no schedule, are accepted; so is an interval
+    // (`converge watch` resyncs on it).
     let (c, diags) = compile_text("[forge]\nkind = \"local\"\n");
     assert!(c.valid && diags.is_empty(), "{diags:?}");
     // Any other forge is unknown, and not suggested as `github`.
@@ -373,4 +373,21 @@ fn gator_harness_names_are_aliases_with_a_warning() {
     );
     assert!(c.valid && diags.is_empty(), "{diags:?}");
     assert_eq!(c.config.reconcile.default_harness, "open-code");
+}
+
+#[test]
+fn interval_is_the_watch_resync_and_at_least_a_second() {
+    let (c, diags) = compile_text("[reconcile]\ninterval = \"90s\"\n");
+    assert!(c.valid && diags.is_empty(), "{diags:?}");
+    assert_eq!(c.config.reconcile.interval.as_secs(), 90);
+    let (c, diags) = compile_text("[reconcile]\n");
+    assert!(c.valid, "{diags:?}");
+    assert_eq!(c.config.reconcile.interval.as_secs(), 300, "default 5m");
+    let (c, diags) = compile_text("[reconcile]\ninterval = \"500ms\"\n");
+    assert!(!c.valid);
+    let d = &diags[0];
+    assert_eq!(d.code.as_str(), "invalid-value");
+    let l = d.location.as_ref().expect("located");
+    assert_eq!((l.line, l.column), (2, 12));
+    assert!(d.hint.as_deref().is_some_and(|h| h.contains("5m")));
 }

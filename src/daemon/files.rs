@@ -57,7 +57,11 @@ impl Roots {
 
     /// Which trigger an event on `path` is, if any.
     pub fn classify(&self, path: &Path) -> Option<Source> {
-        if self.planning.as_deref().is_some_and(|p| path.starts_with(p)) {
+        if self
+            .planning
+            .as_deref()
+            .is_some_and(|p| path.starts_with(p))
+        {
             return Some(Source::Planning);
         }
         if path.starts_with(&self.runs) {
@@ -163,7 +167,10 @@ mod tests {
             ("/w/.git/index", None),
             ("/w/.git/objects/ab/cdef", None),
             ("/w/.git/converge/lock", None),
-            ("/w/.git/converge/runs/p/t/1/exit.json", Some(Source::RunExit)),
+            (
+                "/w/.git/converge/runs/p/t/1/exit.json",
+                Some(Source::RunExit),
+            ),
             ("/w/.git/converge/runs/p/t/1/output.log", None),
             ("/w/.git/converge/runs/p/t/1/events.jsonl", None),
             ("/w/src/main.rs", None),

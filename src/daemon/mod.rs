@@ -94,7 +94,7 @@ async fn serve(repo: Repo, options: WorkerOptions) -> Result<Ended, DaemonError>
         // The loop is gone only when the daemon ends.
         let _ = file_tx.send(sources);
     })
-        .map_err(DaemonError::Watch)?;
+    .map_err(DaemonError::Watch)?;
     tracing::info!(
         repository = %roots.common.display(),
         pid = std::process::id(),
@@ -117,7 +117,9 @@ async fn serve(repo: Repo, options: WorkerOptions) -> Result<Ended, DaemonError>
     loop {
         triggers.due(Instant::now());
         if let Some(batch) = triggers.start() {
-            request_tx.send(batch).map_err(|_| DaemonError::WorkerGone)?;
+            request_tx
+                .send(batch)
+                .map_err(|_| DaemonError::WorkerGone)?;
         }
         if triggers.done() {
             break;

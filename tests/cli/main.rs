@@ -31,3 +31,4 @@ mod runs;
 mod spec_source;
 mod status_md;
 mod support;
+mod watch;

@@ -103,10 +103,7 @@ queue = "weekly.md"
         .collect();
     assert_eq!(
         found,
-        [
-            ("not-supported", 4, 8),
-            ("not-supported", 6, 1)
-        ],
+        [("not-supported", 4, 8), ("not-supported", 6, 1)],
         "{diags:?}"
     );
     assert!(diags.iter().all(|d| {

@@ -184,7 +184,7 @@ impl Jitter {
         Jitter(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn draw(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -319,7 +319,7 @@ mod tests {
         let base = Duration::from_secs(300);
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..10_000 {
-            let d = jittered(base, j.next());
+            let d = jittered(base, j.draw());
             assert!(d >= Duration::from_secs(270) && d < Duration::from_secs(330));
             seen.insert(d.as_secs());
         }

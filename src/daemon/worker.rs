@@ -75,7 +75,7 @@ impl State {
             report = Some(summary(r));
         });
         let duration_ms = started.elapsed().as_millis() as u64;
-        let resync_in = jittered(self.interval, self.jitter.next());
+        let resync_in = jittered(self.interval, self.jitter.draw());
         match (result, report) {
             (Ok(_), Some(s)) => {
                 self.failures = 0;
@@ -94,7 +94,7 @@ impl State {
                 Finished {
                     again: s.again,
                     wake_in: s.wake_at.map(|w| Timestamp::now().until(w)),
-                    resync_in: jittered(s.interval, self.jitter.next()),
+                    resync_in: jittered(s.interval, self.jitter.draw()),
                     retry: false,
                 }
             }

@@ -7,6 +7,7 @@ pub mod agent;
 pub mod check;
 pub mod cli;
 pub mod crash;
+pub mod daemon;
 pub mod decide;
 pub mod forge;
 pub mod git;

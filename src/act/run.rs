@@ -121,6 +121,7 @@ pub fn start(run_dir: &Path, plan: &RunPlan, converge: &Path) -> Result<u32, Sup
     while started.elapsed() < LEASE_WAIT {
         if lease.exists() {
             let pid = child.id();
+            tracing::info!(run = %run_dir.display(), pid, "agent started");
             // Reap the supervisor when it exits, so that a long-running
             // reconciler (`--until-idle`, `--wait`) does not collect zombies.
             std::thread::spawn(move || {

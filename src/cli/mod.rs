@@ -29,6 +29,7 @@ use cmd_reconcile::ReconcileArgs;
 use cmd_report::ReportArgs;
 use cmd_retry::TaskArg;
 use cmd_status::StatusArgs;
+use cmd_watch::WatchArgs;
 
 pub mod cmd_agent;
 pub mod cmd_approve;
@@ -53,8 +54,10 @@ pub mod cmd_reconcile;
 pub mod cmd_report;
 pub mod cmd_retry;
 pub mod cmd_status;
+pub mod cmd_watch;
 pub mod error;
 pub mod human;
+pub mod logging;
 pub mod source;
 pub mod table;
 
@@ -114,6 +117,14 @@ pub enum Command {
         after_help = "Examples:\n  converge reconcile --once            one tick (cron, CI)\n  converge reconcile --dry-run --explain\n  converge reconcile --until-idle      tick while there is something to do now\n  converge reconcile --wait            ...and wait for running agents and backoffs\n  converge reconcile --wait --fail-on escalated,awaiting-approval   in CI\n\nExit status: 0 ok (a failed action is recorded on its task), 1 the tick failed or --fail-on matched, 2 planning/ is invalid, 3 busy or deferred."
     )]
     Reconcile(ReconcileArgs),
+    /// The daemon: tick on file events, wake times, a resync interval and SIGHUP.
+    ///
+    /// Each tick is the tick `reconcile --once` runs (it takes the same lock, so
+    /// cron and a daemon never tick at once). Logs go to standard error.
+    #[command(
+        after_help = "Examples:\n  converge watch\n  CONVERGE_LOG=debug converge watch --log-format json\n  kill -HUP <pid>                      tick now\n\nSignals: SIGHUP ticks now; SIGTERM or SIGINT finish the current tick and exit 0 (agents keep running); a second one aborts at once (exit 128 + signal).\n\nExit status: 0 stopped by a signal, 1 the daemon could not run, 2 not a repository."
+    )]
+    Watch(WatchArgs),
     /// Run a whole demo: a throwaway repository, seven tasks, simulated agents.
     #[command(
         after_help = "Examples:\n  converge demo\n  converge demo --dir /tmp/greeter   # keep the repository somewhere known"
@@ -314,6 +325,9 @@ pub fn run(cli: Cli) -> CliResult {
         None => cwd,
     };
     let ctx = Ctx { cwd };
+    if !matches!(cli.command, Command::Watch(_)) {
+        logging::init_if_asked();
+    }
     let agent_mode = crate::agent::AgentEnv::active(&|n| std::env::var(n).ok());
     let agent_command = matches!(
         cli.command,
@@ -343,6 +357,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Invariant(InvariantCommand::Add(args)) => cmd_invariant_add::run(&ctx, args),
         Command::Completions(args) => cmd_completions::run(args),
         Command::Reconcile(args) => cmd_reconcile::run(&ctx, args),
+        Command::Watch(args) => cmd_watch::run(&ctx, args),
         Command::Demo(args) => cmd_demo::run(&ctx, args),
         Command::Status(args) => cmd_status::run(&ctx, args),
         Command::Log(args) => cmd_log::run(&ctx, args),

@@ -303,6 +303,7 @@ fn tick_local(
     if !options.dry_run {
         for action in &decision.actions {
             let key = action.key().map(|k| (k.plan.as_str(), k.task.as_str()));
+            tracing::debug!(%action, "acting");
             // The executor reports what happened; the transition records it.
             let done = match crate::act::apply(&mut ctx, &new_status, action) {
                 Ok(mut done) => {
@@ -329,11 +330,18 @@ fn tick_local(
                                 backoff,
                             );
                         }
+                        tracing::warn!(%action, reason = %stop.reason, "acting stopped");
                         failed = Some(stop.reason);
                         break;
                     }
                 },
             };
+            tracing::info!(
+                done = %done.line,
+                deferred = done.deferred.as_deref(),
+                failed = done.failed.as_deref(),
+                "action"
+            );
             if let Some(key) = key {
                 crate::status::transition::apply_to(
                     &mut new_status,

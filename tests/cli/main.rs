@@ -32,3 +32,4 @@ mod schedule;
 mod spec_source;
 mod status_md;
 mod support;
+mod watch;

@@ -103,6 +103,11 @@ impl Sandbox {
         self.dir.path()
     }
 
+    /// The isolated HOME its commands run with.
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
     pub fn write(&self, relative: &str, content: impl AsRef<[u8]>) {
         let path = self.path().join(relative);
         std::fs::create_dir_all(path.parent().expect("has parent")).expect("mkdir");

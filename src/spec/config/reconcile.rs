@@ -3,7 +3,7 @@
 use super::super::diag::Code;
 use super::super::model::{Backoff, Identity, Reconcile};
 use super::super::toml_walk::{Ctx, Table};
-use super::{not_supported, to_u32};
+use super::to_u32;
 
 const RECONCILE_KEYS: &[&str] = &[
     "base_branch",
@@ -102,19 +102,27 @@ fn read_limits(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, out: &mut Reconcile) {
     }
 }
 
-/// `interval` (refused as not supported yet, and still checked),
-/// `task_timeout` and `backoff`.
+/// The shortest resync interval of `converge watch`: a shorter one would keep
+/// the daemon busy without reacting any faster (file events trigger ticks).
+const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `interval` (the resync interval of `converge watch`), `task_timeout` and
+/// `backoff`.
 fn read_timing(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, out: &mut Reconcile) {
-    if let Some(span) = t.key_span("interval") {
-        not_supported(
-            ctx,
-            span,
-            "`interval` in [reconcile] is not supported yet: there is no `converge watch` to tick on it",
-            "remove the `interval` line; converge runs nothing while it is set. Run `converge reconcile --once` from cron or CI instead (`--wait` ticks until everything settles)",
-        );
-    }
-    if let Some(d) = t.positive_duration(ctx, "interval", "30s") {
-        out.interval = d;
+    if let Some(d) = t.duration(ctx, "interval") {
+        if *d.get_ref() < MIN_INTERVAL {
+            ctx.error(
+                Code::InvalidValue,
+                d.span(),
+                "`interval` in [reconcile] must be at least 1s",
+            )
+            .hint = Some(
+                "for example `interval = \"5m\"`: file events already trigger ticks; the interval only resyncs"
+                    .into(),
+            );
+        } else {
+            out.interval = d.into_inner();
+        }
     }
     if let Some(d) = t.positive_duration(ctx, "task_timeout", "30m") {
         out.task_timeout = d;

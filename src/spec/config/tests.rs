@@ -100,14 +100,15 @@ repo = "acme/widgets"
         .collect();
     assert_eq!(
         found,
-        [("not-supported", 2, 1), ("not-supported", 4, 8)],
+        [("not-supported", 4, 8)],
         "{diags:?}"
     );
     assert!(diags.iter().all(|d| {
         d.message.contains("not supported yet")
             && d.hint.as_deref().is_some_and(|h| h.starts_with("remove "))
     }));
-    // The local forge, and no interval, are accepted.
+    // The local forge is accepted; so is an interval (`converge watch`
+    // resyncs on it), and schedules fire.
     let (c, diags) = compile_text("[forge]\nkind = \"local\"\n");
     assert!(c.valid && diags.is_empty(), "{diags:?}");
     // Any other forge is unknown, and not suggested as `github`.
@@ -482,4 +483,21 @@ fn utc_offsets_parse() {
     for bad in ["+24:00", "+01:60", "+1:00", "01:00", "+01:0a", ""] {
         assert_eq!(parse_utc_offset(bad), Err(BadTimezone::Malformed), "{bad}");
     }
+}
+
+#[test]
+fn interval_is_the_watch_resync_and_at_least_a_second() {
+    let (c, diags) = compile_text("[reconcile]\ninterval = \"90s\"\n");
+    assert!(c.valid && diags.is_empty(), "{diags:?}");
+    assert_eq!(c.config.reconcile.interval.as_secs(), 90);
+    let (c, diags) = compile_text("[reconcile]\n");
+    assert!(c.valid, "{diags:?}");
+    assert_eq!(c.config.reconcile.interval.as_secs(), 300, "default 5m");
+    let (c, diags) = compile_text("[reconcile]\ninterval = \"500ms\"\n");
+    assert!(!c.valid);
+    let d = &diags[0];
+    assert_eq!(d.code.as_str(), "invalid-value");
+    let l = d.location.as_ref().expect("located");
+    assert_eq!((l.line, l.column), (2, 12));
+    assert!(d.hint.as_deref().is_some_and(|h| h.contains("5m")));
 }

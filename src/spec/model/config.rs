@@ -63,6 +63,8 @@ pub struct Reconcile {
     pub status_branch: String,
     pub remote: Option<String>,
     pub actions_per_tick: u32,
+    /// The resync interval of `converge watch` (file events and wake times
+    /// trigger ticks sooner); 5 minutes unless set.
     #[serde(with = "duration_text")]
     pub interval: Duration,
     pub max_agents: u32,
@@ -130,7 +132,7 @@ impl Default for Reconcile {
             status_branch: "main".into(),
             remote: None,
             actions_per_tick: 1,
-            interval: Duration::from_secs(30),
+            interval: Duration::from_secs(5 * 60),
             max_agents: 4,
             dispatches_per_hour: 20,
             task_timeout: Duration::from_secs(30 * 60),

@@ -84,6 +84,7 @@ pub fn retire(
         repo.delete_branch(&branch, head)?;
     }
     crate::git::remove_file_if_exists(&Layout::new(repo.common_dir()).fork_marker(key))?;
+    crate::git::remove_file_if_exists(&Layout::new(repo.common_dir()).import_note(key))?;
     crate::check::forget_gates(repo.common_dir(), &key.plan, &key.task);
     Ok(())
 }

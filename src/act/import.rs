@@ -11,6 +11,7 @@ use gix::ObjectId;
 use crate::git::private::{self, ImportError};
 use crate::git::{GitError, Repo, Signer};
 use crate::model::TaskKey;
+use crate::rundir::Layout;
 
 /// What an import did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +54,18 @@ pub fn import(
         return legacy(repo, &branch, worktree, message, signer);
     }
     let head = private::private_head(worktree, &branch)?.unwrap_or(tip);
+    // Nothing changed since the last import of this worktree (the agent's
+    // branch, the task branch and every file's metadata as then): the
+    // branch already holds all of it, and git need not read the files again.
+    let note = Layout::new(repo.common_dir()).import_note(key);
+    let seen = Seen {
+        agent_head: head.to_string(),
+        tip: tip.to_string(),
+        files: fingerprint(worktree),
+    };
+    if seen.files.is_some() && read_note(&note).as_ref() == Some(&seen) {
+        return Ok(unchanged);
+    }
     if head != tip {
         repo.import_objects(worktree, head)?;
     }
@@ -75,6 +88,14 @@ pub fn import(
     if new != tip {
         repo.compare_and_swap(&branch, tip, new, "converge: import the attempt's work")?;
     }
+    // Only a note: a lost one costs the next import a reading of the files.
+    let _ = write_note(
+        &note,
+        &Seen {
+            tip: new.to_string(),
+            ..seen
+        },
+    );
     Ok(Imported {
         tip: Some(new),
         leftovers: left.is_some(),
@@ -139,7 +160,7 @@ pub fn import_or_set_aside(
         return Ok(None);
     };
     converge_error(error)?;
-    let aside = crate::rundir::Layout::new(repo.common_dir()).quarantine(key, attempt);
+    let aside = Layout::new(repo.common_dir()).quarantine(key, attempt);
     let io = |source| GitError::Io {
         path: aside.clone(),
         source,
@@ -153,3 +174,70 @@ pub fn import_or_set_aside(
     std::fs::rename(worktree, &aside).map_err(io)?;
     Ok(Some(aside))
 }
+
+/// What an import saw: the agent's branch, the task branch it left, and the
+/// worktree's files (see [`fingerprint`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Seen {
+    agent_head: String,
+    tip: String,
+    files: Option<String>,
+}
+
+fn read_note(path: &Path) -> Option<Seen> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+fn write_note(path: &Path, seen: &Seen) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let bytes = serde_json::to_vec(seen).unwrap_or_default();
+    crate::rundir::atomic::write_atomically(path, &bytes)
+}
+
+/// A digest of every entry of `worktree` but its `.git`: path, type, size,
+/// mode, inode and modification time, the metadata git itself trusts to
+/// tell an unchanged file. `None` when the tree cannot be read whole.
+fn fingerprint(worktree: &Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::MetadataExt;
+    let mut hasher = Sha256::new();
+    let mut stack = vec![worktree.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .ok()?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .ok()?;
+        entries.sort();
+        for path in entries {
+            if dir == worktree && path.file_name().is_some_and(|n| n == ".git") {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&path).ok()?;
+            let relative = path.strip_prefix(worktree).ok()?;
+            hasher.update(relative.as_os_str().as_encoded_bytes());
+            hasher.update([0]);
+            for value in [
+                meta.mode().into(),
+                meta.size(),
+                meta.ino(),
+                meta.mtime().unsigned_abs(),
+                meta.mtime_nsec().unsigned_abs(),
+                meta.ctime().unsigned_abs(),
+                meta.ctime_nsec().unsigned_abs(),
+            ] {
+                hasher.update(value.to_le_bytes());
+            }
+            if meta.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    Some(format!("{:x}", hasher.finalize()))
+}
+
+#[cfg(test)]
+#[path = "import_tests.rs"]
+mod tests;

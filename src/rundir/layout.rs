@@ -84,6 +84,11 @@ impl Layout {
             .join(attempt.to_string())
     }
 
+    /// What the last import of a task's worktree saw (see `act::import`).
+    pub fn import_note(&self, key: &TaskKey) -> PathBuf {
+        self.root().join("imports").join(&key.plan).join(&key.task)
+    }
+
     /// The kept gate results of all tasks.
     pub fn gates(&self) -> PathBuf {
         self.root().join("gates")

@@ -98,11 +98,7 @@ repo = "acme/widgets"
             (d.code.as_str(), l.line, l.column)
         })
         .collect();
-    assert_eq!(
-        found,
-        [("not-supported", 4, 8)],
-        "{diags:?}"
-    );
+    assert_eq!(found, [("not-supported", 4, 8)], "{diags:?}");
     assert!(diags.iter().all(|d| {
         d.message.contains("not supported yet")
             && d.hint.as_deref().is_some_and(|h| h.starts_with("remove "))

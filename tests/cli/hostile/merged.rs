@@ -13,6 +13,22 @@
 
 use super::*;
 
+/// Plan `p` of two tasks: `h` runs the hostile script, `s` the honest one,
+/// each (script, extra task keys).
+fn hostile_and_honest(hostile: (&str, &str), honest: (&str, &str)) -> Sandbox {
+    let config = format!(
+        "{}{}",
+        sh_harness("hostile", hostile.0),
+        sh_harness("honest", honest.0)
+    );
+    let tasks = format!(
+        "{}{}",
+        task("h", "hostile", hostile.1),
+        task("s", "honest", honest.1)
+    );
+    setup(&config, &tasks)
+}
+
 /// Converge's merge commits for task `t` on main's first-parent history.
 fn merges_of(sb: &Sandbox, t: &str) -> usize {
     let log = sb.git(&["log", "--first-parent", "--format=%P%x01%B%x00", "main"]);
@@ -92,19 +108,7 @@ fn rewriting_a_siblings_branch_does_not_lose_the_siblings_work() {
     // The main repository's git directory, found from the run directory.
     let hostile = "common=${CONVERGE_RUN_DIR%/converge/runs/*}; g() { git --git-dir=\"$common\" \"$@\"; }; i=0; while { ! g rev-parse -q --verify refs/heads/converge/p/s >/dev/null || [ \"$(g rev-parse main)\" = \"$(g rev-parse converge/p/s)\" ]; } && [ $i -lt 150 ]; do sleep 0.1; i=$((i+1)); done; g update-ref refs/heads/converge/p/s \"$(g rev-parse main)\"; echo h > h.txt; git add h.txt; git commit -qm h; converge done";
     let honest = "sleep 4; echo s > s.txt; git add s.txt; git commit -qm s; converge done";
-    let config = format!(
-        "{}{}",
-        sh_harness("hostile", hostile),
-        sh_harness("honest", honest)
-    );
-    let sb = setup(
-        &config,
-        &format!(
-            "{}{}",
-            task("h", "hostile", ""),
-            task("s", "honest", "retry_max = 3")
-        ),
-    );
+    let sb = hostile_and_honest((hostile, ""), (honest, "retry_max = 3"));
     if !landlock(&sb) {
         return;
     }
@@ -171,19 +175,7 @@ fn a_status_file_claiming_a_merge_git_does_not_show_is_corrected() {
 fn a_file_under_dot_converge_is_refused_and_never_reaches_a_siblings_worktree() {
     let hostile = "mkdir -p .converge/worktrees/p/s && echo injected > .converge/worktrees/p/s/x && git add -f .converge && git commit -qm inject; converge done";
     let honest = "sleep 5; echo s > s.txt; git add -A; git commit -qm s; converge done";
-    let config = format!(
-        "{}{}",
-        sh_harness("hostile", hostile),
-        sh_harness("honest", honest)
-    );
-    let sb = setup(
-        &config,
-        &format!(
-            "{}{}",
-            task("h", "hostile", "retry_max = 0"),
-            task("s", "honest", "")
-        ),
-    );
+    let sb = hostile_and_honest((hostile, "retry_max = 0"), (honest, ""));
     if !landlock(&sb) {
         return;
     }

@@ -161,7 +161,14 @@ fn summary(report: &TickReport) -> Summary {
             Recorded::Deferred { .. } => "deferred",
         },
         running: report.observation.running(),
-        wake_at: report.next.wake_at,
+        // The decision's wake time, or a schedule's next fire time if sooner.
+        wake_at: report
+            .schedules
+            .fired
+            .iter()
+            .filter_map(|f| f.next)
+            .chain(report.next.wake_at)
+            .min(),
         // As `reconcile --until-idle`: a tick that acted, or lost a push race,
         // is followed at once by the next one while there is work to do.
         again: report.failed.is_none()

@@ -243,14 +243,15 @@ impl Repo {
                 Some((id, kind)) => stack.push(Frame::new(id, kind)),
                 None if top.children.as_ref().is_some_and(|c| !c.is_empty()) => {}
                 None => {
-                    let written = gix::objs::Write::write_buf(&self.repo, top.kind, &top.data)
-                        .map_err(write_err(format!("object {}", top.id)))?;
-                    if written != top.id {
-                        return Err(ImportError::Forged {
-                            id: top.id,
-                            actual: written,
-                        });
-                    }
+                    // Its hash was checked when it was read: written under
+                    // that id, not hashed a second time.
+                    gix::objs::Write::write_buf_with_known_id(
+                        &self.repo,
+                        top.kind,
+                        &top.data,
+                        top.id,
+                    )
+                    .map_err(write_err(format!("object {}", top.id)))?;
                     done.insert(top.id);
                     copied += 1;
                     stack.pop();

@@ -194,7 +194,10 @@ impl Repo {
         let mut buf = Vec::new();
         while let Some(top) = stack.last_mut() {
             if top.children.is_none() {
-                if done.contains(&top.id) || self.repo.has_object(top.id) {
+                // Without refreshing the store's list of packs on every miss
+                // (most objects of an import are missing here): at worst an
+                // object in a pack made meanwhile is copied again.
+                if done.contains(&top.id) || self.repo.objects.exists_without_refresh(&top.id) {
                     done.insert(top.id);
                     stack.pop();
                     continue;

@@ -249,10 +249,7 @@ impl Repo {
                     // Its hash was checked when it was read: written under
                     // that id, not hashed a second time.
                     gix::objs::Write::write_buf_with_known_id(
-                        &self.repo,
-                        top.kind,
-                        &top.data,
-                        top.id,
+                        &self.repo, top.kind, &top.data, top.id,
                     )
                     .map_err(write_err(format!("object {}", top.id)))?;
                     done.insert(top.id);

@@ -162,13 +162,11 @@ pub fn checkout_of(repo: &Repo, key: &TaskKey) -> Result<Option<PathBuf>, GitErr
         .collect();
     attempts.sort_unstable();
     for attempt in attempts.into_iter().rev() {
-        let plan = layout::run_plan(&layout.run(key, attempt));
-        let Ok(bytes) = std::fs::read(&plan) else {
+        let run = layout.run(key, attempt);
+        if !layout::run_plan(&run).exists() {
             continue;
-        };
-        let cwd = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| v.get("cwd")?.as_str().map(PathBuf::from));
+        }
+        let cwd = super::run::read_plan(&run).ok().map(|plan| plan.cwd);
         return Ok(cwd.filter(|cwd| crate::git::private::is_private(cwd)));
     }
     Ok(None)

@@ -141,19 +141,24 @@ pub fn start(run_dir: &Path, plan: &RunPlan, converge: &Path) -> Result<u32, Sup
     Err(SuperviseError::NoLease { log })
 }
 
+/// The run plan dispatch wrote in `run_dir` (its sensitive values empty).
+pub fn read_plan(run_dir: &Path) -> Result<RunPlan, RunError> {
+    let path = layout::run_plan(run_dir);
+    let bytes = std::fs::read(&path).map_err(|source| RunError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| RunError::Parse {
+        path,
+        what: "run plan",
+        message: e.to_string(),
+    })
+}
+
 /// The body of `converge __supervise <run-dir>`: returns the exit code of the
 /// supervisor itself (0 when it recorded the agent's exit, whatever it was).
 pub fn supervise(run_dir: &Path) -> Result<(), SuperviseError> {
-    let plan_path = layout::run_plan(run_dir);
-    let bytes = std::fs::read(&plan_path).map_err(|source| RunError::Read {
-        path: plan_path.clone(),
-        source,
-    })?;
-    let mut plan: RunPlan = serde_json::from_slice(&bytes).map_err(|e| RunError::Parse {
-        path: plan_path.clone(),
-        what: "run plan",
-        message: e.to_string(),
-    })?;
+    let mut plan = read_plan(run_dir)?;
     for (name, value) in &mut plan.env {
         if plan.secret_env.contains(name) {
             *value = std::env::var(name.as_str()).unwrap_or_default();

@@ -46,11 +46,28 @@ pub(super) fn cleanup(
         attempt,
         (&ctx.signer(), &ctx.worktree_root),
     )?;
+    // The change of a task that is gone is closed, its branch deleted on
+    // the forge (a merged one's went with its merge).
+    let mut closed = String::new();
+    if let Some(change) = current.and_then(|s| s.change.as_ref())
+        && current.is_some_and(|s| s.merged_as.is_none())
+        && !in_spec
+    {
+        ctx.forge.close(
+            key,
+            change.number,
+            &format!(
+                "converge closes this pull request: task `{key}` is no longer in `planning/` on `{}`.",
+                ctx.base_branch
+            ),
+        )?;
+        closed = format!(", closed pull request #{}", change.number);
+    }
     if !in_spec {
         outcomes.push(Outcome::Forgotten);
     }
     Ok(Applied::done(
-        format!("cleanup {key}: removed its worktree and branch"),
+        format!("cleanup {key}: removed its worktree and branch{closed}"),
         outcomes,
     ))
 }

@@ -15,11 +15,36 @@ pub(super) fn escalate(
     reason: &Reason,
 ) -> Applied {
     let attempt = status.task(&key.plan, &key.task).map_or(0, |s| s.attempt);
-    let rejection = matches!(reason, Reason::Rejected).then(|| rejection(ctx.spec, key, attempt));
+    let rejection = rejection_for(ctx.spec, key, attempt, reason);
     Applied::done(
         format!("escalate {key}: {reason}"),
         vec![Outcome::Escalated { rejection }],
     )
+}
+
+/// The failure a rejection stands for: a human's (`converge reject`), or a
+/// review asking for changes on the pull request, whose words go to the next
+/// attempt.
+pub(super) fn rejection_for(
+    spec: &Spec,
+    key: &TaskKey,
+    attempt: u32,
+    reason: &Reason,
+) -> Option<Failure> {
+    match reason {
+        Reason::Rejected => Some(rejection(spec, key, attempt)),
+        Reason::ChangesRequested {
+            number,
+            by,
+            feedback,
+        } => Some(Failure {
+            attempt,
+            reason: FailureCode::ChangesRequested,
+            message: format!("{by} requested changes on pull request #{number}"),
+            output_tail: Some(feedback.clone()).filter(|f| !f.is_empty()),
+        }),
+        _ => None,
+    }
 }
 
 /// The failure a human's rejection stands for.

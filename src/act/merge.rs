@@ -22,12 +22,16 @@ pub(super) fn merge(
     head: CommitId,
 ) -> Result<Applied, ActError> {
     let (plan, task) = task_of(ctx.spec, key)?;
-    let attempt = status.task(&key.plan, &key.task).map_or(0, |s| s.attempt);
+    let st = status.task(&key.plan, &key.task);
+    let attempt = st.map_or(0, |s| s.attempt);
+    let change = st.and_then(|s| s.change.as_ref());
     let message = message(ctx, key, (plan, task), attempt, head);
     let signer = ctx.signer();
     let merging = ctx.forge.merge(&MergeRequest {
         key,
         attempt,
+        change: change.map(|c| c.number),
+        waiting_since: change.and_then(|c| c.waiting.as_ref()).map(|w| w.since),
         head,
         base_branch: &ctx.base_branch,
         base: ctx.base_tip,
@@ -99,6 +103,14 @@ pub(super) fn merge(
                 fail(FailureCode::MergeConflict, message, None, outcomes),
             ))
         }
+        MergeOutcome::ChecksFailed { ending, tail, .. } if change.is_some() => {
+            let line = format!("merge {key}: {ending}");
+            let tail = Some(tail).filter(|t| !t.is_empty());
+            Ok(Applied::done(
+                line,
+                fail(FailureCode::ChecksFailed, ending, tail, outcomes),
+            ))
+        }
         MergeOutcome::ChecksFailed { name, ending, tail } => {
             let message = format!("merge invariant `{name}` failed on the merge result: {ending}");
             let line = format!("merge {key}: {message}; `converge gate {key}` shows its output");
@@ -108,6 +120,26 @@ pub(super) fn merge(
                 fail(FailureCode::MergeInvariantFailed, message, tail, outcomes),
             ))
         }
+        MergeOutcome::Waiting { why, until } => {
+            Ok(Applied::done(format!("merge {key}: waits, {why}"), {
+                outcomes.push(Outcome::MergeWaiting { why, until });
+                outcomes
+            }))
+        }
+        MergeOutcome::TimedOut { why } => Ok(Applied::done(format!("merge {key}: {why}"), {
+            outcomes.push(Outcome::Failed {
+                attempt,
+                head: None,
+                failure: Failure {
+                    attempt,
+                    reason: FailureCode::ChecksTimedOut,
+                    message: why,
+                    output_tail: None,
+                },
+            });
+            outcomes.push(Outcome::Escalated { rejection: None });
+            outcomes
+        })),
         MergeOutcome::Deferred(reason) => Ok(Applied {
             line: format!("merge {key}: deferred"),
             files: Vec::new(),

@@ -19,6 +19,7 @@ mod judge;
 mod merge;
 pub mod policy;
 mod promote;
+mod propose;
 mod reap;
 pub mod run;
 pub mod sandbox;
@@ -149,6 +150,7 @@ pub fn apply(ctx: &mut ActCtx<'_>, status: &Status, action: &Action) -> Result<A
         } => reap::cancel(ctx, key, *attempt, reason),
         Action::Gate { key, attempt } => gate::gate(ctx, status, key, *attempt),
         Action::Merge { key, head } => merge::merge(ctx, status, key, *head),
+        Action::Propose { key, head, .. } => propose::propose(ctx, status, key, *head),
         Action::Retry {
             key,
             attempt,

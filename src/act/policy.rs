@@ -93,6 +93,19 @@ pub fn failed(
     err: ActError,
 ) -> Result<Applied, Stop> {
     let key = action.key();
+    // A forge cooling down (a rate limit, an outage) is no failure of the
+    // action: it did nothing and is taken again when the forge is back.
+    if let ActError::Forge(e) = &err
+        && let Some((why, until)) = e.cooling()
+    {
+        return Ok(Applied {
+            line: format!("{action}: waits for the forge until {until}"),
+            files: Vec::new(),
+            deferred: Some(format!("the forge is cooling down until {until}: {why}")),
+            failed: None,
+            outcomes: Vec::new(),
+        });
+    }
     let task = key.and_then(|k| ctx.spec.plans.get(&k.plan).and_then(|p| p.task(&k.task)));
     let st = key.and_then(|k| status.task(&k.plan, &k.task));
     let backoff = &ctx.spec.config.reconcile.backoff;

@@ -17,7 +17,7 @@ use crate::status::transition::Start;
 use crate::status::{Failure, Status, TaskStatus};
 
 use super::dispatch::{self, Attempt};
-use super::escalate::rejection;
+use super::escalate::rejection_for;
 use super::{ActCtx, ActError, Applied, Outcome, task_of};
 
 /// What the attempt runs: its task, its harness and model, its invariants.
@@ -40,8 +40,7 @@ pub(super) fn start(
     let fresh = TaskStatus::default();
     let st = status.task(&key.plan, &key.task).unwrap_or(&fresh);
     let edited = st.generation != task.generation;
-    let rejected =
-        matches!(reason, Some(Reason::Rejected)).then(|| rejection(ctx.spec, key, st.attempt));
+    let rejected = reason.and_then(|r| rejection_for(ctx.spec, key, st.attempt, r));
     // The next prompt tells the agent why the last attempt failed; a rate
     // limit or a failed action of converge's own was not the agent's doing.
     let previous = match reason {

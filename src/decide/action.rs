@@ -28,6 +28,13 @@ pub enum Action {
     Gate { key: TaskKey, attempt: u32 },
     /// Merge the passed work at `head` into the base branch.
     Merge { key: TaskKey, head: CommitId },
+    /// Push the passed work at `head` to the forge and open or update its
+    /// change (a pull request); `opens`: no change of the task is open.
+    Propose {
+        key: TaskKey,
+        head: CommitId,
+        opens: bool,
+    },
     /// Start attempt `attempt` after a failure, a rejection or an edit.
     Retry {
         key: TaskKey,
@@ -51,6 +58,7 @@ pub enum ActionKind {
     Cancel,
     Gate,
     Merge,
+    Propose,
     Retry,
     Escalate,
     /// Before dispatch: a merged task's worktree is freed before a new one is
@@ -68,6 +76,7 @@ impl ActionKind {
             ActionKind::Cancel => "cancel",
             ActionKind::Gate => "gate",
             ActionKind::Merge => "merge",
+            ActionKind::Propose => "propose",
             ActionKind::Retry => "retry",
             ActionKind::Escalate => "escalate",
             ActionKind::Dispatch => "dispatch",
@@ -84,6 +93,7 @@ impl Action {
             Action::Cancel { .. } => ActionKind::Cancel,
             Action::Gate { .. } => ActionKind::Gate,
             Action::Merge { .. } => ActionKind::Merge,
+            Action::Propose { .. } => ActionKind::Propose,
             Action::Retry { .. } => ActionKind::Retry,
             Action::Escalate { .. } => ActionKind::Escalate,
             Action::Dispatch { .. } => ActionKind::Dispatch,
@@ -98,6 +108,7 @@ impl Action {
             | Action::Cancel { key, .. }
             | Action::Gate { key, .. }
             | Action::Merge { key, .. }
+            | Action::Propose { key, .. }
             | Action::Retry { key, .. }
             | Action::Escalate { key, .. }
             | Action::Dispatch { key, .. }
@@ -129,6 +140,14 @@ impl fmt::Display for Action {
             Action::Gate { key, attempt } => write!(f, "gate {key} (attempt {attempt})"),
             Action::Merge { key, head } => {
                 write!(f, "merge {key} at {}", head.short())
+            }
+            Action::Propose { key, head, opens } => {
+                let verb = if *opens { "open" } else { "update" };
+                write!(
+                    f,
+                    "propose {key} at {} ({verb} its pull request)",
+                    head.short()
+                )
             }
             Action::Retry {
                 key,

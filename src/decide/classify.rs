@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 
 use crate::model::CommitId;
 use crate::model::TaskKey;
-use crate::observe::{Availability, Observation, RunObs, RunState, TaskObs};
+use crate::observe::{
+    Availability, ChangeObs, ChangeState, ForgeObs, Observation, RunObs, RunState, TaskObs,
+};
 use crate::spec::{Decision as Verdict, Gate, Plan, PlanState, Spec, Task};
 use crate::status::{Phase, Status, TaskStatus};
 use crate::time::Timestamp;
@@ -294,12 +296,60 @@ fn passed(c: &Ctx<'_>) -> Candidate {
         .head
         .or(s.ob.branch_head)
         .unwrap_or(CommitId::from_bytes([0; 20]));
+    let github = s.spec.config.forge.github().is_some();
+    if github {
+        if let Some(waits) = change_blocks(c, head) {
+            return waits;
+        }
+        if let Some(change) = change_at(s, head)
+            && let Some(feedback) = &change.changes_requested
+        {
+            let why = Reason::ChangesRequested {
+                number: change.number,
+                by: feedback.by.clone(),
+                feedback: feedback.text.clone(),
+            };
+            return rejected(c, why);
+        }
+        if change_at(s, head).is_none()
+            && st
+                .change
+                .as_ref()
+                .is_none_or(|r| r.pushed != head || !matches!(s.obs.forge, ForgeObs::NotAsked))
+        {
+            if let Some(why) = plan_blocks_start(s.plan) {
+                return c.wait(st.phase, why);
+            }
+            let opens =
+                s.ob.change
+                    .as_ref()
+                    .is_none_or(|ch| ch.state != ChangeState::Open);
+            return c.act(
+                st.phase,
+                Action::Propose {
+                    key: s.key.clone(),
+                    head,
+                    opens,
+                },
+                Reason::GatePassed,
+            );
+        }
+    }
     let approval = s
         .spec
         .approvals
         .get(&(s.key.plan.clone(), s.key.task.clone()));
+    let review = change_at(s, head).and_then(|ch| {
+        ch.approved_by.clone().map(|by| Reason::ReviewApproved {
+            number: ch.number,
+            by,
+        })
+    });
     let reason = match s.task.gate {
         Gate::Auto => Reason::GatePassed,
+        Gate::HumanReview | Gate::HumanApprove if approval.is_none() && review.is_some() => {
+            review.unwrap_or(Reason::Approved)
+        }
         Gate::HumanReview | Gate::HumanApprove => match approval {
             None => return c.wait(Phase::AwaitingApproval, Reason::AwaitingApproval),
             Some(a) if head != a.commit => {
@@ -311,22 +361,7 @@ fn passed(c: &Ctx<'_>) -> Candidate {
                     },
                 );
             }
-            Some(a) if a.decision == Verdict::Reject => {
-                // `retry_max` counts retries after the first
-                // attempt (gator's meaning): this rejection is the
-                // last allowed when no retry is left.
-                if st.failures >= s.task.retry_max {
-                    return c.act(
-                        Phase::Failed,
-                        Action::Escalate {
-                            key: s.key.clone(),
-                            reason: Reason::Rejected,
-                        },
-                        Reason::Rejected,
-                    );
-                }
-                return c.start(Reason::Rejected, false);
-            }
+            Some(a) if a.decision == Verdict::Reject => return rejected(c, Reason::Rejected),
             Some(_) => Reason::Approved,
         },
     };
@@ -339,6 +374,19 @@ fn passed(c: &Ctx<'_>) -> Candidate {
     if let Some(why) = plan_blocks_start(s.plan) {
         return c.wait(st.phase, why);
     }
+    if github
+        && let Some(change) = &st.change
+        && let Some(waiting) = change.waiting.as_ref().filter(|w| s.now < w.until)
+    {
+        return c.wait(
+            st.phase,
+            Reason::AwaitingChecks {
+                number: change.number,
+                why: waiting.why.clone(),
+                until: waiting.until,
+            },
+        );
+    }
     c.act(
         st.phase,
         Action::Merge {
@@ -347,6 +395,81 @@ fn passed(c: &Ctx<'_>) -> Candidate {
         },
         reason,
     )
+}
+
+/// A rejection (a human's, or a review asking for changes): the next
+/// attempt, unless it was the last `retry_max` allows (`retry_max` counts
+/// retries after the first attempt, gator's meaning).
+fn rejected(c: &Ctx<'_>, why: Reason) -> Candidate {
+    let s = c.s;
+    if s.st.failures >= s.task.retry_max {
+        return c.act(
+            Phase::Failed,
+            Action::Escalate {
+                key: s.key.clone(),
+                reason: why.clone(),
+            },
+            why,
+        );
+    }
+    c.start(why, false)
+}
+
+/// The task's open change at `head`, as the forge reports it.
+fn change_at<'a>(s: &'a Subject<'_>, head: CommitId) -> Option<&'a ChangeObs> {
+    s.ob.change
+        .as_ref()
+        .filter(|ch| ch.state == ChangeState::Open && ch.head == head)
+}
+
+/// What holds a passed task's change back before anything else: the forge
+/// cannot be asked; someone else pushed to its branch; it was closed by
+/// someone else.
+fn change_blocks(c: &Ctx<'_>, head: CommitId) -> Option<Candidate> {
+    let (s, st) = (c.s, c.s.st);
+    if let ForgeObs::Unavailable { why, until } = &s.obs.forge {
+        return Some(c.wait(
+            st.phase,
+            Reason::ForgeCooling {
+                why: why.clone(),
+                until: *until,
+            },
+        ));
+    }
+    let record = st.change.as_ref()?;
+    if let Some(why) = &record.hands_off {
+        return Some(c.wait(
+            st.phase,
+            Reason::HandsOff {
+                number: record.number,
+                why: why.clone(),
+            },
+        ));
+    }
+    let change =
+        s.ob.change
+            .as_ref()
+            .filter(|ch| ch.number == record.number)?;
+    match change.state {
+        ChangeState::Closed => Some(c.wait(
+            st.phase,
+            Reason::ChangeClosed {
+                number: change.number,
+            },
+        )),
+        ChangeState::Open if change.head != record.pushed && change.head != head => Some(c.wait(
+            st.phase,
+            Reason::HandsOff {
+                number: change.number,
+                why: format!(
+                    "someone else pushed {} to {}",
+                    change.head.short(),
+                    s.key.branch()
+                ),
+            },
+        )),
+        _ => None,
+    }
 }
 
 /// Failed: escalate once the retries are used up, else retry after the backoff.

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::observe::Observation;
+use crate::observe::{ForgeObs, Observation};
 use crate::spec::{Plan, Reconcile, Spec};
 use crate::status::{Claim, Phase, Status, TaskStatus};
 use crate::time::Timestamp;
@@ -110,6 +110,83 @@ impl<'a> Meter<'a> {
         if action.starts_agent() {
             self.agents += 1;
             self.started_last_hour += 1;
+            self.recent.push(self.now);
+        }
+    }
+}
+
+/// The forge's limits on changes (`[forge] max_open_prs`, `prs_per_hour`):
+/// a change opens only under both, and no first attempt starts while
+/// `max_open_prs` changes are open (its work would have nowhere to go).
+pub(super) struct ChangeMeter {
+    max_open: u32,
+    per_hour: u32,
+    open: u32,
+    /// When the changes opened in the last hour were opened, oldest first.
+    recent: Vec<Timestamp>,
+    now: Timestamp,
+}
+
+impl ChangeMeter {
+    pub(super) fn new(
+        spec: &Spec,
+        status: &Status,
+        obs: &Observation,
+        now: Timestamp,
+    ) -> Option<Self> {
+        let github = spec.config.forge.github()?;
+        let records = || {
+            status
+                .plans
+                .values()
+                .flat_map(|p| p.tasks.values())
+                .filter_map(|t| t.change.as_ref().map(|c| (t, c)))
+        };
+        let open = match &obs.forge {
+            ForgeObs::Observed { open } => *open,
+            // Not asked: the changes status knows of and did not see merge.
+            _ => u32::try_from(records().filter(|(t, _)| t.phase != Phase::Merged).count())
+                .unwrap_or(u32::MAX),
+        };
+        let since = now.minus(HOUR);
+        let mut recent: Vec<Timestamp> = records()
+            .map(|(_, c)| c.opened_at)
+            .filter(|t| *t > since)
+            .collect();
+        recent.sort();
+        Some(ChangeMeter {
+            max_open: github.max_open_prs,
+            per_hour: github.prs_per_hour,
+            open,
+            recent,
+            now,
+        })
+    }
+
+    pub(super) fn admits(&self, action: &Action) -> Result<(), Reason> {
+        let opens = matches!(action, Action::Propose { opens: true, .. });
+        if (opens || matches!(action, Action::Dispatch { .. })) && self.open >= self.max_open {
+            return Err(Reason::ChangeLimit {
+                open: self.open,
+                max: self.max_open,
+            });
+        }
+        let last_hour = u32::try_from(self.recent.len()).unwrap_or(u32::MAX);
+        if opens && last_hour >= self.per_hour {
+            let over = (last_hour - self.per_hour) as usize;
+            let next_at = self.recent.get(over).map_or(self.now, |t| t.plus(HOUR));
+            return Err(Reason::ChangeRateLimited {
+                last_hour,
+                limit: self.per_hour,
+                next_at,
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) fn take(&mut self, action: &Action) {
+        if matches!(action, Action::Propose { opens: true, .. }) {
+            self.open += 1;
             self.recent.push(self.now);
         }
     }

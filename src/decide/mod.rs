@@ -33,7 +33,7 @@ pub use limits::{Limits, Spending, spending};
 pub use reason::Reason;
 
 use classify::{Subject, classify, held_after_action_failure};
-use limits::{Meter, cooldowns};
+use limits::{ChangeMeter, Meter, cooldowns};
 
 /// For one task: its phase as derived this tick, and either the action chosen
 /// for it or the reason there is none.
@@ -116,6 +116,11 @@ impl Wake {
         match reason {
             Reason::Backoff { until } | Reason::ActionFailed { until, .. } => self.at(*until),
             Reason::Running { deadline } => self.at(*deadline),
+            Reason::AwaitingChecks { until, .. }
+            | Reason::ChangeRateLimited { next_at: until, .. }
+            | Reason::ForgeCooling {
+                until: Some(until), ..
+            } => self.at(*until),
             Reason::ClaimedElsewhere { until, .. } | Reason::HarnessCooling { until, .. } => {
                 self.at(*until);
             }
@@ -190,7 +195,13 @@ fn removed(spec: &Spec, obs: &Observation, status: &Status, now: Timestamp) -> V
                 attempt: run.attempt,
                 reason: Reason::RemovedFromPlan,
             }),
-            _ if ob.worktree || ob.branch_head.is_some() => {
+            _ if ob.worktree
+                || ob.branch_head.is_some()
+                || ob
+                    .change
+                    .as_ref()
+                    .is_some_and(|c| c.state == crate::observe::ChangeState::Open) =>
+            {
                 Ok(Action::Cleanup { key: key.clone() })
             }
             _ => continue,
@@ -243,13 +254,16 @@ fn pick(
         (a.kind(), name(a)).cmp(&(b.kind(), name(b)))
     });
     let mut meter = Meter::new(limits, status, obs, now);
+    let mut changes = ChangeMeter::new(spec, status, obs, now);
     let mut out = Picked {
         actions: Vec::new(),
         deferred: BTreeMap::new(),
         queue: Vec::new(),
     };
     for (action, index) in possible {
-        let verdict = meter.admits(&action);
+        let verdict = meter
+            .admits(&action)
+            .and_then(|()| changes.as_ref().map_or(Ok(()), |c| c.admits(&action)));
         if let Action::Promote { item } = &action {
             let (taken, reason) = match &verdict {
                 Ok(()) => (Some(ActionKind::Promote), Reason::Queued),
@@ -260,12 +274,17 @@ fn pick(
         match (verdict, index) {
             (Ok(()), _) => {
                 meter.take(&action);
+                if let Some(c) = changes.as_mut() {
+                    c.take(&action);
+                }
                 out.actions.push(action);
             }
             (Err(why), Some(i)) => {
                 // Nothing else may change by then: a watcher wakes when the
                 // rate limit lets the next attempt start.
-                if let Reason::DispatchRateLimited { next_at, .. } = &why {
+                if let Reason::DispatchRateLimited { next_at, .. }
+                | Reason::ChangeRateLimited { next_at, .. } = &why
+                {
                     wake.at(*next_at);
                 }
                 out.deferred.insert(i, why);
@@ -298,6 +317,8 @@ fn report(candidates: Vec<Candidate>, mut deferred: BTreeMap<usize, Reason>) -> 
         .collect()
 }
 
+#[cfg(test)]
+mod forge_tests;
 #[cfg(test)]
 mod purity_tests;
 #[cfg(test)]

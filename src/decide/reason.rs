@@ -35,6 +35,18 @@ pub enum Reason {
     ClaimExpired {
         by: String,
     },
+    /// A reviewer with write access approved the pull request at its head.
+    ReviewApproved {
+        number: u64,
+        by: String,
+    },
+    /// A reviewer with write access asked for changes at the head: the next
+    /// attempt gets what they said.
+    ChangesRequested {
+        number: u64,
+        by: String,
+        feedback: String,
+    },
     // Reasons for waiting.
     Running {
         deadline: Timestamp,
@@ -99,6 +111,37 @@ pub enum Reason {
         next_at: Timestamp,
     },
     ActionsPerTick,
+    /// `max_open_prs` pull requests of converge's are open.
+    ChangeLimit {
+        open: u32,
+        max: u32,
+    },
+    /// `prs_per_hour` pull requests were opened in the last hour.
+    ChangeRateLimited {
+        last_hour: u32,
+        limit: u32,
+        next_at: Timestamp,
+    },
+    /// The pull request's merge waits (checks, reviews, mergeability).
+    AwaitingChecks {
+        number: u64,
+        why: String,
+        until: Timestamp,
+    },
+    /// Someone else pushed to the task's branch: converge leaves it alone.
+    HandsOff {
+        number: u64,
+        why: String,
+    },
+    /// The pull request was closed without merging, not by converge.
+    ChangeClosed {
+        number: u64,
+    },
+    /// The forge cannot be asked now (a rate limit, an outage).
+    ForgeCooling {
+        why: String,
+        until: Option<Timestamp>,
+    },
 }
 
 impl Reason {
@@ -139,6 +182,14 @@ impl Reason {
             Reason::MaxAgents { .. } => "max-agents",
             Reason::DispatchRateLimited { .. } => "dispatch-rate-limited",
             Reason::ActionsPerTick => "actions-per-tick",
+            Reason::ReviewApproved { .. } => "review-approved",
+            Reason::ChangesRequested { .. } => "changes-requested",
+            Reason::ChangeLimit { .. } => "change-limit",
+            Reason::ChangeRateLimited { .. } => "change-rate-limited",
+            Reason::AwaitingChecks { .. } => "awaiting-checks",
+            Reason::HandsOff { .. } => "hands-off",
+            Reason::ChangeClosed { .. } => "change-closed",
+            Reason::ForgeCooling { .. } => "forge-cooling",
         }
     }
 }
@@ -256,6 +307,43 @@ impl fmt::Display for Reason {
                 )
             }
             Reason::ActionsPerTick => f.write_str("this tick's `actions_per_tick` is used up"),
+            Reason::ReviewApproved { number, by } => {
+                write!(f, "{by} approved pull request #{number} at its head")
+            }
+            Reason::ChangesRequested { number, by, .. } => write!(
+                f,
+                "{by} requested changes on pull request #{number}; what they said goes to the next attempt"
+            ),
+            Reason::ChangeLimit { open, max } => write!(
+                f,
+                "{open} pull request(s) of converge's open, the `max_open_prs` limit of {max}"
+            ),
+            Reason::ChangeRateLimited {
+                last_hour,
+                limit,
+                next_at,
+            } => write!(
+                f,
+                "prs_per_hour {limit}/h reached ({last_hour} opened in the last hour), next at {next_at}"
+            ),
+            Reason::AwaitingChecks { number, why, until } => {
+                write!(
+                    f,
+                    "pull request #{number} waits: {why} (looked at again at {until})"
+                )
+            }
+            Reason::HandsOff { number, why } => write!(
+                f,
+                "{why}; converge no longer updates or merges pull request #{number}: merge or close it yourself, or `converge retry` to start over on a new branch head"
+            ),
+            Reason::ChangeClosed { number } => write!(
+                f,
+                "pull request #{number} was closed without merging; reopen it, or `converge retry` starts the task again"
+            ),
+            Reason::ForgeCooling { why, until } => match until {
+                Some(until) => write!(f, "the forge is not asked until {until}: {why}"),
+                None => write!(f, "the forge cannot be asked now: {why}"),
+            },
         }
     }
 }

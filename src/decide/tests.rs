@@ -1063,6 +1063,7 @@ fn limits_are_never_exceeded_and_decisions_are_deterministic() {
                 branch_head: Some(id(SHA)),
                 merged_as: None,
                 unbacked: None,
+                change: None,
                 run: state.map(|state| RunObs {
                     attempt,
                     generation: None,

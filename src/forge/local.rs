@@ -8,14 +8,13 @@ use std::collections::BTreeMap;
 
 use gix::ObjectId;
 
-use super::{
-    ChangeObs, ChangeRef, Forge, ForgeError, MergeOutcome, MergeRequest, Merging, Proposal,
-};
+use super::{Forge, ForgeError, MergeOutcome, MergeRequest, Merging, Proposal, Proposed, Wanted};
 use crate::agent::Redactor;
 use crate::check::CheckResult;
 use crate::check::confine::{Confinement, GateCheckout};
 use crate::git::{GitError, Repo, TrialMerge};
 use crate::model::TaskKey;
+use crate::observe::{ChangeObs, ForgeObs};
 use crate::rundir::{Layout, layout};
 use crate::spec::Invariant;
 
@@ -73,15 +72,12 @@ fn unconfined(invariants: &[&Invariant], message: String) -> CheckResult {
 }
 
 impl Forge for LocalForge<'_> {
-    fn observe(
-        &self,
-        _tasks: &[(TaskKey, String)],
-    ) -> Result<BTreeMap<TaskKey, ChangeObs>, ForgeError> {
-        Ok(BTreeMap::new())
+    fn observe(&self, _wanted: &[Wanted]) -> (ForgeObs, BTreeMap<TaskKey, ChangeObs>) {
+        (ForgeObs::Local, BTreeMap::new())
     }
 
-    fn propose(&self, _proposal: &Proposal) -> Result<Option<ChangeRef>, ForgeError> {
-        Ok(None)
+    fn propose(&self, _proposal: &Proposal) -> Result<Proposed, ForgeError> {
+        Err(ForgeError::NoChanges("propose"))
     }
 
     fn merge(&self, r: &MergeRequest<'_>) -> Result<Merging, ForgeError> {
@@ -137,7 +133,7 @@ impl Forge for LocalForge<'_> {
         Ok(Merging { outcome, evidence })
     }
 
-    fn close(&self, _change: ChangeRef, _why: &str) -> Result<(), ForgeError> {
-        Ok(())
+    fn close(&self, _key: &TaskKey, _number: u64, _why: &str) -> Result<(), ForgeError> {
+        Err(ForgeError::NoChanges("close"))
     }
 }

@@ -10,6 +10,7 @@
 //! Calls are synchronous: the tick owns the repository and the forge on one
 //! thread.
 
+pub mod github;
 pub mod local;
 
 use std::collections::BTreeMap;
@@ -17,39 +18,39 @@ use std::collections::BTreeMap;
 use crate::git::{GitError, Signer};
 use crate::model::CommitId;
 use crate::model::TaskKey;
+use crate::observe::{ChangeObs, ForgeObs};
 use crate::status::Evidence;
 
-/// A change on the forge (a pull request's number). The local forge has none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ChangeRef(pub u64);
+/// A task that may have a change: the change status records, and whether
+/// its reviews are needed this tick (a human gate waiting for approval).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    pub key: TaskKey,
+    pub number: Option<u64>,
+    pub reviews: bool,
+}
 
 /// Work to propose: the task branch at `head`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proposal {
     pub key: TaskKey,
     pub head: CommitId,
+    /// The head converge pushed last (the lease: any other head on the
+    /// forge's branch is someone else's), and its change.
+    pub pushed: Option<CommitId>,
+    pub number: Option<u64>,
+    pub base_branch: String,
     pub title: String,
     pub body: String,
 }
 
-/// A change as the forge reports it. Nothing fills it yet: the local forge has
-/// no changes (its merges are recorded in status as `merged_as`). Reserved for
-/// a forge with pull requests: checks and reviews, added with it.
+/// What proposing did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChangeObs {
-    pub number: u64,
-    pub head: CommitId,
-    pub state: ChangeState,
-    /// The commit the change merged as, which for a squash or rebase merge is
-    /// not the head.
-    pub merged_as: Option<CommitId>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChangeState {
-    Open,
-    Merged,
-    Closed,
+pub enum Proposed {
+    /// The head is on the forge's branch, and change `number` shows it.
+    Change { number: u64 },
+    /// The forge's branch is not where converge left it: someone else pushed.
+    HandsOff { why: String },
 }
 
 /// Merge the task's work at `head` into `base_branch`, which is at `base`.
@@ -57,6 +58,10 @@ pub enum ChangeState {
 pub struct MergeRequest<'a> {
     pub key: &'a TaskKey,
     pub attempt: u32,
+    /// The task's change (a pull request), where the forge has them.
+    pub change: Option<u64>,
+    /// Since when its merge has waited (checks), if it has.
+    pub waiting_since: Option<crate::time::Timestamp>,
     /// The head the gate judged; a branch that moved since does not merge.
     pub head: CommitId,
     pub base_branch: &'a str,
@@ -92,26 +97,57 @@ pub enum MergeOutcome {
     HeadMoved,
     /// The merge cannot happen now, for this reason; it is tried again.
     Deferred(String),
+    /// The change waits for `why` (required checks, reviews); looked at
+    /// again at `until`.
+    Waiting {
+        why: String,
+        until: crate::time::Timestamp,
+    },
+    /// A required check never finished within `checks_timeout`: a human
+    /// decides (the diagnosis says what to look at).
+    TimedOut { why: String },
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ForgeError {
     #[error(transparent)]
     Git(#[from] GitError),
+    #[error(transparent)]
+    Github(Box<github::client::ClientError>),
+    #[error("this forge has no changes to {0}")]
+    NoChanges(&'static str),
+}
+
+impl From<github::client::ClientError> for ForgeError {
+    fn from(e: github::client::ClientError) -> Self {
+        ForgeError::Github(Box::new(e))
+    }
+}
+
+impl ForgeError {
+    /// The forge is cooling down (a rate limit, an outage): nothing failed,
+    /// the action waits until then.
+    pub fn cooling(&self) -> Option<(String, crate::time::Timestamp)> {
+        match self {
+            ForgeError::Github(e) => match e.as_ref() {
+                github::client::ClientError::Cooling { until, why } => Some((why.clone(), *until)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
 }
 
 /// Proposed work → merged work.
 pub trait Forge {
-    /// The changes of `tasks` (task, head), for those that have one.
-    fn observe(
-        &self,
-        tasks: &[(TaskKey, String)],
-    ) -> Result<BTreeMap<TaskKey, ChangeObs>, ForgeError>;
-    /// Opens or updates the change of the proposal; `None` where there are no
-    /// changes (the local forge).
-    fn propose(&self, proposal: &Proposal) -> Result<Option<ChangeRef>, ForgeError>;
+    /// What the forge says of the tasks' changes: whether it could be asked,
+    /// and the change of each task that has one.
+    fn observe(&self, wanted: &[Wanted]) -> (ForgeObs, BTreeMap<TaskKey, ChangeObs>);
+    /// Pushes the work and opens or updates its change.
+    fn propose(&self, proposal: &Proposal) -> Result<Proposed, ForgeError>;
     /// Merges, by compare-and-swap on the base and on the head.
     fn merge(&self, request: &MergeRequest<'_>) -> Result<Merging, ForgeError>;
-    /// Closes a change without merging it.
-    fn close(&self, change: ChangeRef, why: &str) -> Result<(), ForgeError>;
+    /// Closes the change of a task that is gone, saying `why`, and deletes
+    /// its branch on the forge.
+    fn close(&self, key: &TaskKey, number: u64, why: &str) -> Result<(), ForgeError>;
 }

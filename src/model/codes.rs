@@ -130,6 +130,12 @@ vocabulary! {
         BranchMoved = "branch-moved",
         /// A reviewer rejected the work.
         Rejected = "rejected",
+        /// A required check on the pull request failed.
+        ChecksFailed = "checks-failed",
+        /// A required check on the pull request never finished.
+        ChecksTimedOut = "checks-timed-out",
+        /// A reviewer with write access asked for changes on the pull request.
+        ChangesRequested = "changes-requested",
         /// One of converge's own actions on the task kept failing.
         ActionFailed = "action-failed",
     }

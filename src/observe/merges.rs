@@ -53,16 +53,31 @@ pub fn merge_record(message: &str) -> Option<MergeRecord> {
 /// of `key` (a status commit recording a merge carries the same trailers, but
 /// has one parent).
 pub fn is_merge_of(parents: &[ObjectId], message: &str, key: &TaskKey) -> bool {
-    parents.len() >= 2 && merge_record(message).is_some_and(|r| r.key == *key)
+    (parents.len() >= 2 || names_change(message))
+        && merge_record(message).is_some_and(|r| r.key == *key)
+}
+
+/// Whether the message's trailers name the forge change it merged
+/// (`Converge-Change: #N`): a squash merge converge asked the forge for has
+/// one parent, and a status commit never names a change.
+fn names_change(message: &str) -> bool {
+    message
+        .trim_end()
+        .rsplit("\n\n")
+        .next()
+        .is_some_and(|last| last.lines().any(|l| l.starts_with("Converge-Change: #")))
 }
 
 /// Checks the commit status records as `key`'s merge: `Err(why)` when git
 /// does not back it. `in_base`: the claimed commits the base branch contains.
+/// `noted`: the commit the forge said the task's change merged as (a merge
+/// without converge's trailers: a rebase, or a person's merge on GitHub).
 pub(super) fn verify(
     repo: &Repo,
     key: &TaskKey,
     merged_as: ObjectId,
     in_base: &BTreeSet<ObjectId>,
+    noted: Option<ObjectId>,
 ) -> Result<Result<(), String>, GitError> {
     let short = &merged_as.to_string()[..7];
     let Some((parents, message)) = repo.commit_parents(merged_as)? else {
@@ -70,7 +85,7 @@ pub(super) fn verify(
             "status records {key} as merged as {short}, which is no commit in this repository"
         )));
     };
-    if !is_merge_of(&parents, &message, key) {
+    if !is_merge_of(&parents, &message, key) && noted != Some(merged_as) {
         return Ok(Err(format!(
             "status records {key} as merged as {short}, which is not converge's merge commit of {key}"
         )));

@@ -8,8 +8,11 @@ use crate::git::commit_id;
 use crate::model::CommitId;
 use crate::time::Timestamp;
 
+pub mod change;
 pub mod merges;
 pub mod runs;
+
+pub use change::{ChangeObs, ChangeState, Feedback, ForgeObs};
 
 pub use crate::model::TaskKey;
 
@@ -28,6 +31,8 @@ pub struct Observation {
     pub reconciler: Option<String>,
     /// Whether Landlock works here; probed only when `[sandbox] enabled`.
     pub sandbox: Option<Availability>,
+    /// The forge, as asked this tick.
+    pub forge: ForgeObs,
 }
 
 /// Whether the kernel enforces the Landlock sandbox.
@@ -47,6 +52,7 @@ impl Default for Observation {
             promoted: BTreeSet::new(),
             reconciler: None,
             sandbox: None,
+            forge: ForgeObs::Local,
         }
     }
 }
@@ -91,6 +97,8 @@ pub struct TaskObs {
     pub worktree: bool,
     /// The newest run record of the task, if any.
     pub run: Option<RunObs>,
+    /// Its change on the forge (a pull request), if it has one.
+    pub change: Option<ChangeObs>,
 }
 
 /// A run record under `<git-common-dir>/converge/runs/<plan>/<task>/<attempt>/`.
@@ -241,13 +249,16 @@ fn observe_merges(
         .filter_map(|(_, st)| st.merged_as.map(Into::into))
         .collect();
     let in_base = repo.reachable_among(base, &claimed)?;
+    let layout = crate::rundir::Layout::new(repo.common_dir());
     let mut sought = BTreeMap::new();
     // Tasks status says are merged without naming the commit.
     let mut unnamed = BTreeSet::new();
     for (key, st) in &tasks {
         let entry = obs.tasks.entry(key.clone()).or_default();
         if let Some(merged_as) = st.merged_as {
-            match merges::verify(repo, key, merged_as.into(), &in_base)? {
+            let noted =
+                crate::rundir::records::read_forge_merge(&layout, key).and_then(|n| parse_oid(&n));
+            match merges::verify(repo, key, merged_as.into(), &in_base, noted)? {
                 Ok(()) => {
                     entry.merged = true;
                     entry.merged_as = Some(merged_as);

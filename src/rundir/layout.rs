@@ -145,6 +145,19 @@ impl Layout {
         self.root().join("intents")
     }
 
+    /// The GitHub forge's own state: its cache of conditional requests
+    /// (`cache.json`) and its rate-limit cooldown (`limits.json`).
+    pub fn forge(&self) -> PathBuf {
+        self.root().join("forge")
+    }
+
+    /// The note that the forge merged the task's change as a commit (a merge
+    /// without converge's trailers, such as a rebase merge or one made on
+    /// GitHub by a person): what backs status's `merged_as` for it.
+    pub fn forge_merge_note(&self, key: &TaskKey) -> PathBuf {
+        self.forge().join("merged").join(&key.plan).join(&key.task)
+    }
+
     /// The reconciler lock (`flock`).
     pub fn lock(&self) -> PathBuf {
         self.root().join("lock")

@@ -218,6 +218,20 @@ pub fn write_fork(layout: &Layout, key: &TaskKey, fork: &str) -> Result<(), RunE
     write_file(&layout.fork_marker(key), fork.as_bytes())
 }
 
+/// The commit the forge merged the task's change as, if it noted one.
+pub fn read_forge_merge(layout: &Layout, key: &TaskKey) -> Option<String> {
+    let text = std::fs::read_to_string(layout.forge_merge_note(key)).ok()?;
+    Some(text.trim().to_owned()).filter(|t| !t.is_empty())
+}
+
+/// Notes that the forge merged the task's change as `commit`.
+pub fn write_forge_merge(layout: &Layout, key: &TaskKey, commit: &str) -> Result<(), RunError> {
+    if let Some(dir) = layout.forge_merge_note(key).parent() {
+        create_dir(dir)?;
+    }
+    write_file(&layout.forge_merge_note(key), commit.as_bytes())
+}
+
 /// The newest attempt with a run directory, per task.
 pub fn latest_attempts(layout: &Layout) -> Result<Vec<(TaskKey, u32, PathBuf)>, RunError> {
     let root = layout.runs();

@@ -20,6 +20,9 @@ use crate::time::Timestamp;
 
 use super::tick::TickError;
 
+/// Where a variable of the environment is read from.
+pub(crate) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 /// What a tick reads and decides before it acts.
 pub(crate) struct Prepared {
     pub base: CommitSource,
@@ -39,10 +42,14 @@ pub(crate) struct Prepared {
 
 /// Reads and decides at `now`. `reconciler`: this reconciler's id when claims
 /// are in play (a remote), so that its own claims are told from others'.
+/// `forge_env`: where the forge's token is read from, when the forge is to
+/// be asked (a tick); `None` for the read-only commands, which show what
+/// status recorded of the forge.
 pub(crate) fn prepare(
     repo: &Repo,
     now: Timestamp,
     reconciler: Option<&str>,
+    forge_env: Option<Env<'_>>,
 ) -> Result<Prepared, TickError> {
     let base = base_source(repo)?;
     let files = read_planning(repo, base.commit)?;
@@ -71,6 +78,20 @@ pub(crate) fn prepare(
     observation.reconciler = reconciler.map(str::to_owned);
     if spec.config.sandbox.enabled {
         observation.sandbox = Some(crate::act::sandbox::probe());
+    }
+    if let Some(github) = spec.config.forge.github() {
+        match forge_env {
+            Some(env) => crate::forge::github::observe_into(
+                repo,
+                github,
+                &status,
+                &spec,
+                &mut observation,
+                env,
+                now,
+            )?,
+            None => observation.forge = observe::ForgeObs::NotAsked,
+        }
     }
     let limits = Limits::from(&spec.config.reconcile);
     let decision = decide::decide(&spec, &observation, &status, now, &limits);
@@ -106,6 +127,7 @@ impl Prepared {
         }
         let mut obs = observe::observe(repo, status, base_tip, &self.secret)?;
         note_worktrees(repo, &self.spec, &mut obs);
+        carry_forge(&self.observation, status, &mut obs);
         let decision = decide::decide(&self.spec, &obs, status, now, &self.limits);
         Ok((obs, decision))
     }
@@ -154,7 +176,7 @@ pub struct Snapshot {
 
 /// Reads, decides and derives at `now`; changes nothing (but the secret).
 pub fn snapshot(repo: &Repo, now: Timestamp) -> Result<Snapshot, TickError> {
-    let prepared = prepare(repo, now, None)?;
+    let prepared = prepare(repo, now, None, None)?;
     let mut status = prepared.status.clone();
     prepared.derive(&mut status, &prepared.decision, &prepared.observation, now);
     let Prepared {
@@ -178,6 +200,50 @@ pub fn snapshot(repo: &Repo, now: Timestamp) -> Result<Snapshot, TickError> {
         observation,
         decision,
     })
+}
+
+/// What the forge said this tick, with what the tick's proposals changed
+/// (the head each pushed, on its change), for the decision after acting:
+/// the forge is asked once a tick.
+fn carry_forge(before: &Observation, status: &Status, obs: &mut Observation) {
+    obs.forge = before.forge.clone();
+    for (key, seen) in &before.tasks {
+        if let Some(change) = &seen.change {
+            obs.tasks.entry(key.clone()).or_default().change = Some(change.clone());
+        }
+    }
+    if matches!(obs.forge, observe::ForgeObs::Local) {
+        return;
+    }
+    for (plan, p) in &status.plans {
+        for (task, st) in &p.tasks {
+            let Some(record) = &st.change else { continue };
+            let entry = obs
+                .tasks
+                .entry(crate::model::TaskKey::new(plan, task))
+                .or_default();
+            let stale = entry.change.as_ref().is_none_or(|c| {
+                c.number != record.number
+                    || (c.state == observe::ChangeState::Open && c.head != record.pushed)
+            });
+            if stale
+                && record.hands_off.is_none()
+                && entry
+                    .change
+                    .as_ref()
+                    .is_none_or(|c| c.state == observe::ChangeState::Open)
+            {
+                entry.change = Some(observe::ChangeObs {
+                    number: record.number,
+                    head: record.pushed,
+                    state: observe::ChangeState::Open,
+                    merged_as: None,
+                    approved_by: None,
+                    changes_requested: None,
+                });
+            }
+        }
+    }
 }
 
 /// The agents' private worktrees under the configured worktree root (none

@@ -246,7 +246,7 @@ fn tick_local(
 ) -> Result<TickReport, TickError> {
     let prepared = match prepared {
         Some(prepared) => prepared,
-        None => prepare(repo, options.now, reconciler)?,
+        None => prepare(repo, options.now, reconciler, Some(options.env))?,
     };
     let Prepared {
         base,
@@ -273,7 +273,7 @@ fn tick_local(
         observation.sandbox.as_ref(),
         &options.converge,
     );
-    let forge = crate::forge::local::LocalForge {
+    let local = crate::forge::local::LocalForge {
         repo,
         invariants: spec
             .config
@@ -285,11 +285,27 @@ fn tick_local(
         redactor: &redactor,
         confinement: &confinement,
     };
+    // The GitHub forge when the spec names it (a token is needed only when
+    // an action talks to it: decide held them back when there was none).
+    let github = match (
+        spec.config.forge.github(),
+        crate::forge::github::token(options.env),
+    ) {
+        (Some(config), Some(token)) if !options.dry_run => Some(
+            crate::forge::github::GithubForge::new(repo, config, &base.rev, &token, options.now)
+                .map_err(ActError::from)?,
+        ),
+        _ => None,
+    };
+    let forge: &dyn crate::forge::Forge = match &github {
+        Some(g) => g,
+        None => &local,
+    };
     let mut ctx = ActCtx {
         repo,
         spec,
         secret,
-        forge: &forge,
+        forge,
         converge: &options.converge,
         now: options.now,
         env: options.env,

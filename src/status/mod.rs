@@ -8,5 +8,6 @@ pub mod record;
 pub mod transition;
 
 pub use model::{
-    AttemptRecord, Claim, Condition, Evidence, Failure, Phase, PlanStatus, Status, TaskStatus,
+    AttemptRecord, ChangeRecord, ChangeWait, Claim, Condition, Evidence, Failure, Phase,
+    PlanStatus, Status, TaskStatus,
 };

@@ -141,6 +141,35 @@ pub struct TaskStatus {
     /// several machines share a remote (`[reconcile].remote`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim: Option<Claim>,
+    /// The task's change on the forge (a pull request), once converge
+    /// proposed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<ChangeRecord>,
+}
+
+/// A change (pull request) converge opened for the task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeRecord {
+    pub number: u64,
+    /// The head converge last pushed to the change's branch: any other head
+    /// there is someone else's.
+    pub pushed: CommitId,
+    pub opened_at: Timestamp,
+    /// Its merge waits (checks, reviews, mergeability).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<ChangeWait>,
+    /// Someone else pushed to the branch: converge no longer touches it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hands_off: Option<String>,
+}
+
+/// Why a change's merge waits, since when (at the pushed head), and when it
+/// is looked at again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeWait {
+    pub why: String,
+    pub since: Timestamp,
+    pub until: Timestamp,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -82,6 +82,13 @@ pub enum Outcome {
     MergeEvidence(BTreeMap<String, Evidence>),
     /// The attempt's work merged into the base as `commit`.
     Merged { attempt: u32, commit: CommitId },
+    /// The attempt's work was pushed as `head` to change `number` (opened
+    /// now when status knew none, or another one).
+    Proposed { number: u64, head: CommitId },
+    /// The change's merge waits for `why`; it is looked at again at `until`.
+    MergeWaiting { why: String, until: Timestamp },
+    /// Someone else pushed to the change's branch: converge leaves it alone.
+    HandsOff { why: String },
     /// Cleanup found the task's head in the base, with no merge recorded (a
     /// crash right after merging): `commit` is the merge record.
     FoundMerged { commit: CommitId },
@@ -308,6 +315,36 @@ pub fn apply(st: &mut TaskStatus, outcome: &Outcome, now: Timestamp, backoff: &B
             st.next_eligible_at = None;
             finish_attempt(st, *attempt, now, AttemptOutcome::Merged);
         }
+        Outcome::Proposed { number, head } => {
+            let opened_at = st
+                .change
+                .as_ref()
+                .filter(|c| c.number == *number)
+                .map_or(now, |c| c.opened_at);
+            st.change = Some(crate::status::ChangeRecord {
+                number: *number,
+                pushed: *head,
+                opened_at,
+                waiting: None,
+                hands_off: None,
+            });
+        }
+        Outcome::MergeWaiting { why, until } => {
+            if let Some(change) = st.change.as_mut() {
+                let since = change.waiting.as_ref().map_or(now, |w| w.since);
+                change.waiting = Some(crate::status::ChangeWait {
+                    why: why.clone(),
+                    since,
+                    until: *until,
+                });
+            }
+        }
+        Outcome::HandsOff { why } => {
+            if let Some(change) = st.change.as_mut() {
+                change.hands_off = Some(why.clone());
+                change.waiting = None;
+            }
+        }
         Outcome::FoundMerged { commit } => {
             st.merged_as = Some(*commit);
             st.phase = Phase::Merged;
@@ -380,6 +417,9 @@ fn started(st: &mut TaskStatus, start: &Start, now: Timestamp) {
     if let Some(failure) = &start.rejection {
         st.failures += 1;
         st.last_failure = Some(failure.clone());
+    }
+    if let Some(change) = st.change.as_mut() {
+        change.waiting = None;
     }
     st.phase = Phase::Running;
     st.attempt = start.attempt;

@@ -199,7 +199,7 @@ fn reconcile_refuses_a_setting_that_is_not_supported_and_says_what_to_remove() {
     sandbox.write("planning/goal.md", "Goal.\n");
     sandbox.write(
         "planning/converge.toml",
-        "[reconcile]\ndefault_harness = \"sim\"\n\n[forge]\nkind = \"github\"\nrepo = \"acme/widgets\"\n",
+        "[reconcile]\ndefault_harness = \"sim\"\n\n[[schedule]]\nname = \"nightly\"\ncron = \"0 3 * * *\"\nqueue = \"t.md\"\ntimezone = \"Europe/Berlin\"\n",
     );
     sandbox.write(
         "planning/plans/base.toml",
@@ -210,8 +210,8 @@ fn reconcile_refuses_a_setting_that_is_not_supported_and_says_what_to_remove() {
     assert_eq!(run.code, 2, "{}", run.transcript());
     let out = format!("{}{}", run.stdout, run.stderr);
     assert!(
-        out.contains("planning/converge.toml:5:8: error[not-supported]: the `github` forge is not supported yet")
-            && out.contains("hint: remove the [forge] table"),
+        out.contains("planning/converge.toml:8:12: error[not-supported]: the time zone `Europe/Berlin` is not supported")
+            && out.contains("hint: write the offset"),
         "{}",
         run.transcript()
     );

@@ -1,86 +1,177 @@
-//! `[forge]`: where merged work goes (only `local` runs today).
+//! `[forge]`: where passed work goes. `local` (the default) merges into the
+//! base branch here; `github` opens a pull request per task and merges it on
+//! GitHub when the repository's rules allow (docs/github.md).
+
+use std::time::Duration;
 
 use super::super::diag::Code;
-use super::super::model::Forge;
+use super::super::model::{Forge, Github, MergeMethod, Reconcile};
 use super::super::toml_walk::{Ctx, Table};
-use super::not_supported;
 
-const FORGE_KEYS: &[&str] = &["kind", "repo"];
+const FORGE_KEYS: &[&str] = &[
+    "kind",
+    "repo",
+    "api_url",
+    "remote",
+    "merge_method",
+    "max_open_prs",
+    "prs_per_hour",
+    "labels",
+    "checks_timeout",
+];
 
-pub(super) fn read(ctx: &mut Ctx<'_>, root: &Table<'_, '_>) -> Option<Forge> {
+/// The keys only the GitHub forge reads.
+const GITHUB_ONLY: &[&str] = &[
+    "repo",
+    "api_url",
+    "remote",
+    "merge_method",
+    "max_open_prs",
+    "prs_per_hour",
+    "labels",
+    "checks_timeout",
+];
+
+pub const DEFAULT_API_URL: &str = "https://api.github.com";
+
+pub(super) fn read(
+    ctx: &mut Ctx<'_>,
+    root: &Table<'_, '_>,
+    reconcile: &Reconcile,
+) -> Option<Forge> {
     let t = root.table(ctx, "forge", "[forge]", FORGE_KEYS)?;
-    let kind = t.str(ctx, "kind");
-    let repo = t.string(ctx, "repo");
-    t.finish(ctx);
-    if let Some(other) = kind
-        .as_ref()
-        .filter(|k| !matches!(*k.get_ref(), "local" | "github"))
-    {
-        // Not "did you mean `github`", which is refused too.
-        ctx.error(
-            Code::InvalidValue,
-            other.span(),
-            format!(
-                "`kind` in [forge] is `{}`; the only forge converge has is `local`",
-                other.get_ref()
-            ),
-        )
-        .hint = Some(
-            "remove the [forge] table (or write `kind = \"local\"`) to merge into the base branch here".into(),
-        );
-        return None;
-    }
-    match kind.as_ref().map(|k| *k.get_ref()) {
-        Some("github") => {
-            if let Some(kind) = &kind {
-                not_supported(
-                    ctx,
-                    kind.span(),
-                    "the `github` forge is not supported yet: converge would merge into the local base branch instead of opening pull requests",
-                    "remove the [forge] table (or write `kind = \"local\"`); converge runs nothing while it is set",
-                );
-            }
-            let Some(repo) = repo else {
-                ctx.error(
-                    Code::MissingField,
-                    t.span().start..t.span().start,
-                    "[forge] of kind `github` is missing the required key `repo`",
-                )
-                .hint = Some("add `repo = \"owner/name\"`".into());
-                return None;
-            };
-            let valid = repo.get_ref().split_once('/').is_some_and(|(owner, name)| {
-                valid_github_segment(owner) && valid_github_segment(name)
-            });
-            if !valid {
-                ctx.error(
-                    Code::InvalidValue,
-                    repo.span(),
-                    format!(
-                        "`repo` in [forge] is `{}`, not `owner/name`",
-                        repo.get_ref()
-                    ),
-                )
-                .hint = Some("for example `repo = \"acme/widgets\"`".into());
-                return None;
-            }
-            Some(Forge::Github {
-                repo: repo.into_inner(),
-            })
-        }
+    let kind = t.enumeration(ctx, "kind", &["local", "github"]);
+    let forge = match kind.as_ref().map(|k| *k.get_ref()) {
+        Some("github") => github(ctx, &t, reconcile),
         Some(_) => {
-            if let Some(repo) = repo {
-                ctx.warning(
-                    Code::UnknownKey,
-                    repo.span(),
-                    "`repo` in [forge] is ignored by the local forge",
-                )
-                .hint = Some("set `kind = \"github\"` to use it, or remove it".into());
+            for key in GITHUB_ONLY {
+                if let Some(span) = t.key_span(key) {
+                    ctx.warning(
+                        Code::UnknownKey,
+                        span,
+                        format!("`{key}` in [forge] is ignored by the local forge"),
+                    )
+                    .hint = Some("set `kind = \"github\"` to use it, or remove it".into());
+                }
             }
             Some(Forge::Local)
         }
-        None => None,
+        None => {
+            if t.get("kind").is_none() {
+                ctx.error(
+                    Code::MissingField,
+                    t.span().start..t.span().start,
+                    "[forge] is missing the required key `kind`",
+                )
+                .hint = Some(
+                    "add `kind = \"github\"` (pull requests) or `kind = \"local\"` (merge here)"
+                        .into(),
+                );
+            }
+            None
+        }
+    };
+    t.finish(ctx);
+    forge
+}
+
+fn github(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, reconcile: &Reconcile) -> Option<Forge> {
+    let repo = t.required_string(ctx, "repo", "\"owner/name\"");
+    let api_url = t.string(ctx, "api_url");
+    let remote = t.string(ctx, "remote");
+    let method = t.enumeration(ctx, "merge_method", &["merge", "squash", "rebase"]);
+    let max_open = t.integer_in(ctx, "max_open_prs", 1, 1000);
+    let per_hour = t.integer_in(ctx, "prs_per_hour", 1, 1000);
+    let labels = t.string_array(ctx, "labels");
+    let timeout = t.positive_duration(ctx, "checks_timeout", "30m");
+    let repo = repo?;
+    let valid = repo
+        .get_ref()
+        .split_once('/')
+        .is_some_and(|(owner, name)| valid_github_segment(owner) && valid_github_segment(name));
+    if !valid {
+        ctx.error(
+            Code::InvalidValue,
+            repo.span(),
+            format!(
+                "`repo` in [forge] is `{}`, not `owner/name`",
+                repo.get_ref()
+            ),
+        )
+        .hint = Some("for example `repo = \"acme/widgets\"`".into());
+        return None;
     }
+    if let Some(url) = &api_url {
+        let u = url.get_ref();
+        if !(u.starts_with("https://") || u.starts_with("http://"))
+            || u.contains(char::is_whitespace)
+        {
+            ctx.error(
+                Code::InvalidValue,
+                url.span(),
+                format!("`api_url` in [forge] is `{u}`, not an http(s) URL"),
+            )
+            .hint = Some(format!(
+                "leave it out for GitHub.com ({DEFAULT_API_URL}); for GitHub Enterprise Server write `api_url = \"https://HOST/api/v3\"`"
+            ));
+            return None;
+        }
+    }
+    // Merges happen on GitHub: every tick must fetch the base branch from
+    // there, and push status where the next run (another CI job) finds it.
+    let Some(reconcile_remote) = reconcile.remote.clone() else {
+        ctx.error(
+            Code::MissingField,
+            t.key_span("kind").unwrap_or(t.span()),
+            "the github forge needs `remote` in [reconcile]: pull requests merge on GitHub, so converge fetches the base branch from there on every tick",
+        )
+        .hint = Some(
+            "add `remote = \"origin\"` to [reconcile] (and `status_branch = \"converge/status\"` when the base branch is protected)".into(),
+        );
+        return None;
+    };
+    let mut label_names = Vec::new();
+    for label in labels.map(|l| l.into_inner()).unwrap_or_default() {
+        let name = label.get_ref().trim();
+        if name.is_empty() || name.len() > 50 || name.contains(',') {
+            ctx.error(
+                Code::InvalidValue,
+                label.span(),
+                format!(
+                    "label `{}` in [forge] is not a GitHub label name",
+                    label.get_ref()
+                ),
+            )
+            .hint = Some("labels are 1 to 50 characters, without commas".into());
+            continue;
+        }
+        label_names.push(name.to_owned());
+    }
+    if label_names.is_empty() {
+        label_names.push("converge".to_owned());
+    }
+    let merge_method = match method.as_ref().map(|m| *m.get_ref()) {
+        Some("squash") => MergeMethod::Squash,
+        Some("rebase") => MergeMethod::Rebase,
+        _ => MergeMethod::Merge,
+    };
+    Some(Forge::Github(Github {
+        repo: repo.into_inner(),
+        api_url: api_url.map_or_else(
+            || DEFAULT_API_URL.to_owned(),
+            |u| u.into_inner().trim_end_matches('/').to_owned(),
+        ),
+        remote: remote.map_or(reconcile_remote, |r| r.into_inner()),
+        merge_method,
+        max_open_prs: max_open.map_or(10, |n| to_u32(*n.get_ref())),
+        prs_per_hour: per_hour.map_or(4, |n| to_u32(*n.get_ref())),
+        labels: label_names,
+        checks_timeout: timeout.unwrap_or(Duration::from_secs(30 * 60)),
+    }))
+}
+
+fn to_u32(n: i64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 fn valid_github_segment(s: &str) -> bool {

@@ -14,7 +14,6 @@ mod schedule;
 
 use std::collections::BTreeMap;
 
-use super::diag::Code;
 use super::model::{BUILTIN_HARNESSES, Budget, Config, Forge, Harness, Merge, Reconcile, Sandbox};
 use super::toml_walk::{Ctx, SourceFile, Table};
 
@@ -81,7 +80,7 @@ pub fn compile(
         (config.invariants, config.invariant_descriptions) = invariants::read(&mut ctx, &root);
         harness::read(&mut ctx, &root, &mut config.harnesses);
         config.merge = merge::read(&mut ctx, &root, &config.invariants);
-        if let Some(forge) = forge::read(&mut ctx, &root) {
+        if let Some(forge) = forge::read(&mut ctx, &root, &config.reconcile) {
             config.forge = forge;
         }
         config.schedules = schedule::read(&mut ctx, &root, templates);
@@ -98,14 +97,6 @@ pub fn compile(
     let valid = !ctx.has_errors();
     ctx_out.append(&mut ctx.diags);
     CompiledConfig { config, valid }
-}
-
-/// A setting converge reads but does not implement yet: an error, so that
-/// nothing runs as if it were honoured (reconcile refuses an invalid
-/// `converge.toml`). The value is still checked below, for the day the
-/// refusal is lifted; `hint` says what to remove.
-fn not_supported(ctx: &mut Ctx<'_>, span: std::ops::Range<usize>, message: &str, hint: &str) {
-    ctx.error(Code::NotSupported, span, message).hint = Some(hint.to_owned());
 }
 
 fn to_u32(n: i64) -> u32 {

@@ -1,6 +1,7 @@
 use super::reconcile::check_worktree_root;
 use super::schedule::validate_cron;
 use super::*;
+use crate::spec::diag::Code;
 use crate::spec::diag::Severity;
 use crate::spec::model::{Identity, ModelPrice, Scope};
 
@@ -82,42 +83,107 @@ env_allow = ["PATH"]
 }
 
 #[test]
-fn settings_not_implemented_yet_are_refused_where_they_are() {
+fn the_github_forge_reads_its_settings_with_defaults() {
     let text = r#"[reconcile]
-interval = "30s"
+remote = "origin"
+status_branch = "converge/status"
 [forge]
 kind = "github"
 repo = "acme/widgets"
 "#;
     let (c, diags) = compile_text(text);
-    assert!(!c.valid);
-    let found: Vec<(&str, usize, usize)> = diags
-        .iter()
-        .map(|d| {
-            let l = d.location.as_ref().expect("located");
-            (d.code.as_str(), l.line, l.column)
-        })
-        .collect();
-    assert_eq!(found, [("not-supported", 4, 8)], "{diags:?}");
-    assert!(diags.iter().all(|d| {
-        d.message.contains("not supported yet")
-            && d.hint.as_deref().is_some_and(|h| h.starts_with("remove "))
-    }));
-    // The local forge is accepted; so is an interval (`converge watch`
-    // resyncs on it), and schedules fire.
+    assert!(c.valid && diags.is_empty(), "{diags:?}");
+    let g = c.config.forge.github().expect("github");
+    assert_eq!(g.repo, "acme/widgets");
+    assert_eq!(g.api_url, "https://api.github.com");
+    assert_eq!(g.remote, "origin");
+    assert_eq!(g.merge_method, crate::spec::model::MergeMethod::Merge);
+    assert_eq!((g.max_open_prs, g.prs_per_hour), (10, 4));
+    assert_eq!(g.labels, ["converge"]);
+    assert_eq!(g.checks_timeout.as_secs(), 30 * 60);
+
+    let text = r#"[reconcile]
+remote = "origin"
+[forge]
+kind = "github"
+repo = "acme/widgets"
+api_url = "http://127.0.0.1:8080/"
+remote = "github"
+merge_method = "squash"
+max_open_prs = 3
+prs_per_hour = 1
+labels = ["bot", "agents"]
+checks_timeout = "1h"
+"#;
+    let (c, diags) = compile_text(text);
+    assert!(c.valid && diags.is_empty(), "{diags:?}");
+    let g = c.config.forge.github().expect("github");
+    assert_eq!(g.api_url, "http://127.0.0.1:8080");
+    assert_eq!(g.remote, "github");
+    assert_eq!(g.merge_method, crate::spec::model::MergeMethod::Squash);
+    assert_eq!((g.max_open_prs, g.prs_per_hour), (3, 1));
+    assert_eq!(g.labels, ["bot", "agents"]);
+    assert_eq!(g.checks_timeout.as_secs(), 3600);
+}
+
+#[test]
+fn the_github_forge_refuses_what_it_cannot_work_with_where_it_is() {
+    let located = |text: &str| -> Vec<(String, usize, usize, String)> {
+        let (c, diags) = compile_text(text);
+        assert!(!c.valid, "{text}");
+        diags
+            .iter()
+            .map(|d| {
+                let l = d.location.as_ref().expect("located");
+                (
+                    d.code.as_str().to_owned(),
+                    l.line,
+                    l.column,
+                    d.hint.clone().unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    // Without a remote to fetch the base from, GitHub's merges are never seen.
+    let found = located("[forge]\nkind = \"github\"\nrepo = \"acme/widgets\"\n");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (found[0].0.as_str(), found[0].1, found[0].2),
+        ("missing-field", 2, 1)
+    );
+    assert!(found[0].3.contains("remote = \"origin\""), "{found:?}");
+    let found = located(
+        "[reconcile]\nremote = \"origin\"\n[forge]\nkind = \"github\"\nrepo = \"widgets\"\n",
+    );
+    assert_eq!(
+        (found[0].0.as_str(), found[0].1, found[0].2),
+        ("invalid-value", 5, 8)
+    );
+    let found = located("[reconcile]\nremote = \"origin\"\n[forge]\nkind = \"github\"\n");
+    assert_eq!(found[0].0, "missing-field");
+    let found = located(
+        "[reconcile]\nremote = \"origin\"\n[forge]\nkind = \"github\"\nrepo = \"a/b\"\nmerge_method = \"fast-forward\"\n",
+    );
+    assert_eq!(
+        (found[0].0.as_str(), found[0].1, found[0].2),
+        ("invalid-value", 6, 16)
+    );
+    let found = located(
+        "[reconcile]\nremote = \"origin\"\n[forge]\nkind = \"github\"\nrepo = \"a/b\"\napi_url = \"api.github.com\"\n",
+    );
+    assert_eq!((found[0].0.as_str(), found[0].1), ("invalid-value", 6));
+    // The local forge is accepted; keys only the GitHub forge reads warn.
     let (c, diags) = compile_text("[forge]\nkind = \"local\"\n");
     assert!(c.valid && diags.is_empty(), "{diags:?}");
-    // Any other forge is unknown, and not suggested as `github`.
+    let (c, diags) = compile_text("[forge]\nkind = \"local\"\nrepo = \"a/b\"\n");
+    assert!(c.valid);
+    assert_eq!(diags[0].code.as_str(), "unknown-key");
+    // Any other forge is unknown.
     let (c, diags) = compile_text("[forge]\nkind = \"gitlab\"\n");
     assert!(!c.valid);
     assert_eq!(diags.len(), 1, "{diags:?}");
     assert_eq!(diags[0].code.as_str(), "invalid-value");
-    assert!(
-        diags[0]
-            .message
-            .contains("only forge converge has is `local`")
-    );
-    assert!(!diags[0].hint.as_deref().unwrap_or("").contains("github"));
+    assert!(diags[0].message.contains("`gitlab`"), "{diags:?}");
 }
 
 #[test]

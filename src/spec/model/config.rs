@@ -306,7 +306,60 @@ impl Harness {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Forge {
     Local,
-    Github { repo: String },
+    Github(Github),
+}
+
+impl Forge {
+    /// The GitHub forge's settings, when it is the forge.
+    pub fn github(&self) -> Option<&Github> {
+        match self {
+            Forge::Github(g) => Some(g),
+            Forge::Local => None,
+        }
+    }
+}
+
+/// `[forge] kind = "github"`: pull requests on GitHub (docs/github.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Github {
+    /// `owner/name`.
+    pub repo: String,
+    /// The REST API's root: `https://api.github.com`, or GitHub Enterprise's
+    /// `https://HOST/api/v3`.
+    pub api_url: String,
+    /// The git remote task branches are pushed to (`[reconcile].remote` by
+    /// default).
+    pub remote: String,
+    pub merge_method: MergeMethod,
+    /// Open pull requests of converge's at most; dispatch waits beyond it.
+    pub max_open_prs: u32,
+    /// Pull requests opened per rolling hour at most.
+    pub prs_per_hour: u32,
+    /// Labels put on every pull request converge opens.
+    pub labels: Vec<String>,
+    /// How long a required check may stay unreported or pending on a head
+    /// before the task is escalated with a diagnosis.
+    #[serde(with = "duration_text")]
+    pub checks_timeout: Duration,
+}
+
+/// How GitHub merges a pull request (`merge_method` of the merge call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MergeMethod {
+    Merge,
+    Squash,
+    Rebase,
+}
+
+impl MergeMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MergeMethod::Merge => "merge",
+            MergeMethod::Squash => "squash",
+            MergeMethod::Rebase => "rebase",
+        }
+    }
 }
 
 /// A crontab line that enqueues a template (`[[schedule]]`).

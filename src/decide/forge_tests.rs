@@ -1,0 +1,307 @@
+//! Table tests for `decide` with the GitHub forge: proposals, reviews, the
+//! merge's waiting, hands-off, and the limits on pull requests.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::model::CommitId;
+use crate::observe::{ChangeObs, ChangeState, Feedback, ForgeObs};
+use crate::spec::load::PlanningFiles;
+use crate::status::{ChangeRecord, ChangeWait, PlanStatus};
+
+const CONFIG: &str = "[reconcile]\nremote = \"origin\"\n[forge]\nkind = \"github\"\nrepo = \"acme/widgets\"\nmax_open_prs = 2\nprs_per_hour = 1\n";
+
+const PLAN: &str = r#"
+[plan]
+name = "P"
+[[tasks]]
+name = "a"
+description = "A"
+scope = "narrow"
+gate = "auto"
+allow_unchecked = true
+[[tasks]]
+name = "h"
+description = "H"
+scope = "narrow"
+gate = "human_review"
+retry_max = 1
+[[tasks]]
+name = "n"
+description = "N"
+scope = "narrow"
+gate = "auto"
+allow_unchecked = true
+"#;
+
+const NOW: Timestamp = Timestamp::from_unix(1_800_000_000);
+const SHA: &str = "1111111111111111111111111111111111111111";
+const OLD: &str = "2222222222222222222222222222222222222222";
+const THEIRS: &str = "3333333333333333333333333333333333333333";
+
+fn id(hex: &str) -> CommitId {
+    hex.parse().expect("a commit id")
+}
+
+fn spec() -> Spec {
+    let loaded = crate::spec::compile(&PlanningFiles::from_texts([
+        ("planning/goal.md", "Goal"),
+        ("planning/converge.toml", CONFIG),
+        ("planning/plans/p.toml", PLAN),
+    ]));
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    loaded.spec.expect("valid spec")
+}
+
+fn key(task: &str) -> TaskKey {
+    TaskKey::new("p", task)
+}
+
+fn passed(spec: &Spec, task: &str, change: Option<ChangeRecord>) -> TaskStatus {
+    TaskStatus {
+        phase: Phase::Passed,
+        attempt: 1,
+        generation: spec.plans["p"].task(task).expect("task").generation.clone(),
+        head: Some(id(SHA)),
+        change,
+        ..TaskStatus::default()
+    }
+}
+
+fn record(number: u64, pushed: &str) -> ChangeRecord {
+    ChangeRecord {
+        number,
+        pushed: id(pushed),
+        opened_at: NOW.minus(std::time::Duration::from_secs(7200)),
+        waiting: None,
+        hands_off: None,
+    }
+}
+
+fn status(entries: Vec<(&str, TaskStatus)>) -> Status {
+    Status {
+        plans: BTreeMap::from([(
+            "p".to_owned(),
+            PlanStatus {
+                tasks: entries
+                    .into_iter()
+                    .map(|(t, s)| (t.to_owned(), s))
+                    .collect(),
+                ..PlanStatus::default()
+            },
+        )]),
+    }
+}
+
+fn open(number: u64, head: &str) -> ChangeObs {
+    ChangeObs {
+        number,
+        head: id(head),
+        state: ChangeState::Open,
+        merged_as: None,
+        approved_by: None,
+        changes_requested: None,
+    }
+}
+
+fn observed(changes: Vec<(&str, ChangeObs)>) -> Observation {
+    let mut obs = Observation {
+        forge: ForgeObs::Observed {
+            open: u32::try_from(changes.len()).expect("few"),
+        },
+        ..Observation::default()
+    };
+    for (task, change) in changes {
+        let entry = obs.tasks.entry(key(task)).or_default();
+        entry.branch_head = Some(id(SHA));
+        entry.change = Some(change);
+    }
+    obs
+}
+
+const WIDE: Limits = Limits {
+    actions_per_tick: 100,
+    max_agents: 100,
+    dispatches_per_hour: 100,
+};
+
+fn line(d: &Decision, task: &str) -> (Option<&'static str>, &'static str) {
+    let r = d
+        .report
+        .iter()
+        .find(|r| r.key == key(task))
+        .expect("reported");
+    (r.action.map(ActionKind::as_str), r.reason.code())
+}
+
+fn action(d: &Decision, task: &str) -> Option<Action> {
+    d.actions
+        .iter()
+        .find(|a| a.key() == Some(&key(task)))
+        .cloned()
+}
+
+#[test]
+fn passed_work_is_proposed_before_it_is_merged() {
+    let spec = spec();
+    // No change yet: one is opened.
+    let s = status(vec![("a", passed(&spec, "a", None))]);
+    let d = decide(&spec, &observed(vec![]), &s, NOW, &WIDE);
+    assert_eq!(
+        action(&d, "a"),
+        Some(Action::Propose {
+            key: key("a"),
+            head: id(SHA),
+            opens: true
+        })
+    );
+    // Its change shows the gated head: merged through the forge.
+    let s = status(vec![("a", passed(&spec, "a", Some(record(7, SHA))))]);
+    let d = decide(&spec, &observed(vec![("a", open(7, SHA))]), &s, NOW, &WIDE);
+    assert_eq!(line(&d, "a"), (Some("merge"), "gate-passed"));
+    // A new attempt passed: the open change is updated, not another opened.
+    let s = status(vec![("a", passed(&spec, "a", Some(record(7, OLD))))]);
+    let d = decide(&spec, &observed(vec![("a", open(7, OLD))]), &s, NOW, &WIDE);
+    assert_eq!(
+        action(&d, "a"),
+        Some(Action::Propose {
+            key: key("a"),
+            head: id(SHA),
+            opens: false
+        })
+    );
+}
+
+#[test]
+fn someone_elses_push_or_close_makes_converge_keep_its_hands_off() {
+    let spec = spec();
+    let s = status(vec![("a", passed(&spec, "a", Some(record(7, SHA))))]);
+    let d = decide(
+        &spec,
+        &observed(vec![("a", open(7, THEIRS))]),
+        &s,
+        NOW,
+        &WIDE,
+    );
+    assert_eq!(line(&d, "a"), (None, "hands-off"));
+    assert!(action(&d, "a").is_none());
+    let mut closed = open(7, SHA);
+    closed.state = ChangeState::Closed;
+    let d = decide(&spec, &observed(vec![("a", closed)]), &s, NOW, &WIDE);
+    assert_eq!(line(&d, "a"), (None, "change-closed"));
+    // Recorded hands-off stays until a person acts.
+    let mut r = record(7, SHA);
+    r.hands_off = Some("someone else pushed".into());
+    let s = status(vec![("a", passed(&spec, "a", Some(r)))]);
+    let d = decide(&spec, &observed(vec![("a", open(7, SHA))]), &s, NOW, &WIDE);
+    assert_eq!(line(&d, "a"), (None, "hands-off"));
+}
+
+#[test]
+fn a_forge_that_cannot_be_asked_holds_back_only_what_needs_it() {
+    let spec = spec();
+    let until = NOW.plus(std::time::Duration::from_secs(90));
+    let obs = Observation {
+        forge: ForgeObs::Unavailable {
+            why: "rate limited".into(),
+            until: Some(until),
+        },
+        ..Observation::default()
+    };
+    let s = status(vec![("a", passed(&spec, "a", None))]);
+    let d = decide(&spec, &obs, &s, NOW, &WIDE);
+    assert_eq!(line(&d, "a"), (None, "forge-cooling"));
+    assert_eq!(d.wake_at, Some(until));
+    // Others still start.
+    assert_eq!(line(&d, "h"), (Some("dispatch"), "ready"));
+}
+
+#[test]
+fn reviews_at_the_head_are_the_human_gate() {
+    let spec = spec();
+    let mut h = passed(&spec, "h", Some(record(9, SHA)));
+    h.phase = Phase::AwaitingApproval;
+    let s = status(vec![("h", h.clone())]);
+    let d = decide(&spec, &observed(vec![("h", open(9, SHA))]), &s, NOW, &WIDE);
+    assert_eq!(line(&d, "h"), (None, "awaiting-approval"));
+    let mut approved = open(9, SHA);
+    approved.approved_by = Some("ann".into());
+    let d = decide(&spec, &observed(vec![("h", approved)]), &s, NOW, &WIDE);
+    assert_eq!(line(&d, "h"), (Some("merge"), "review-approved"));
+    let mut asked = open(9, SHA);
+    asked.changes_requested = Some(Feedback {
+        by: "ann".into(),
+        text: "src/lib.rs:3: no".into(),
+    });
+    let d = decide(&spec, &observed(vec![("h", asked.clone())]), &s, NOW, &WIDE);
+    assert_eq!(
+        action(&d, "h"),
+        Some(Action::Retry {
+            key: key("h"),
+            attempt: 2,
+            reason: Reason::ChangesRequested {
+                number: 9,
+                by: "ann".into(),
+                feedback: "src/lib.rs:3: no".into()
+            }
+        })
+    );
+    // The last retry `retry_max` allows is used up: a human decides.
+    h.failures = 1;
+    let d = decide(
+        &spec,
+        &observed(vec![("h", asked)]),
+        &status(vec![("h", h)]),
+        NOW,
+        &WIDE,
+    );
+    assert_eq!(line(&d, "h"), (Some("escalate"), "changes-requested"));
+}
+
+#[test]
+fn a_waiting_merge_is_looked_at_again_when_its_time_comes() {
+    let spec = spec();
+    let until = NOW.plus(std::time::Duration::from_secs(60));
+    let mut r = record(7, SHA);
+    r.waiting = Some(ChangeWait {
+        why: "required checks `build` (not reported)".into(),
+        since: NOW,
+        until,
+    });
+    let s = status(vec![("a", passed(&spec, "a", Some(r)))]);
+    let obs = observed(vec![("a", open(7, SHA))]);
+    let d = decide(&spec, &obs, &s, NOW, &WIDE);
+    assert_eq!(line(&d, "a"), (None, "awaiting-checks"));
+    assert_eq!(d.wake_at, Some(until));
+    let d = decide(&spec, &obs, &s, until, &WIDE);
+    assert_eq!(line(&d, "a"), (Some("merge"), "gate-passed"));
+}
+
+#[test]
+fn open_pull_requests_and_their_rate_hold_back_proposals_and_dispatch() {
+    let spec = spec();
+    // Two open (the limit): nothing opens, no first attempt starts.
+    let s = status(vec![
+        ("a", passed(&spec, "a", None)),
+        ("x", TaskStatus::default()),
+    ]);
+    let mut obs = observed(vec![]);
+    obs.forge = ForgeObs::Observed { open: 2 };
+    let d = decide(&spec, &obs, &s, NOW, &WIDE);
+    assert_eq!(line(&d, "a"), (None, "change-limit"));
+    assert_eq!(line(&d, "n"), (None, "change-limit"));
+    // One opened in the last hour (`prs_per_hour = 1`): the next waits.
+    let mut recent = record(3, OLD);
+    recent.opened_at = NOW.minus(std::time::Duration::from_secs(600));
+    let mut other = passed(&spec, "n", Some(recent));
+    other.phase = Phase::Running;
+    let s = status(vec![("a", passed(&spec, "a", None)), ("n", other)]);
+    let mut obs = observed(vec![]);
+    obs.forge = ForgeObs::Observed { open: 1 };
+    let d = decide(&spec, &obs, &s, NOW, &WIDE);
+    assert_eq!(line(&d, "a"), (None, "change-rate-limited"));
+    assert_eq!(
+        d.wake_at,
+        Some(NOW.plus(std::time::Duration::from_secs(3000)))
+    );
+}

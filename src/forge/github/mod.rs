@@ -1,0 +1,643 @@
+//! The GitHub forge: one pull request per task, merged on GitHub when the
+//! repository's rules allow (docs/github.md).
+//!
+//! - `observe` lists the open pull requests of the base branch (one
+//!   conditional request, answered `304` when nothing changed), reads the
+//!   reviews of those whose task waits for them (again only when the pull
+//!   request changed since), and asks about each pull request status knows
+//!   that is no longer open (merged or closed).
+//! - `propose` pushes `converge/<plan>/<task>` with a lease on the head
+//!   converge pushed last (anything else there is someone else's: hands off),
+//!   then opens the pull request or updates it in place (found again after a
+//!   crash by its branch), labels it and sets the `converge/gate` status.
+//! - `merge` reads the pull request; when GitHub says it is mergeable it
+//!   merges with `sha` = the head the gate judged (GitHub's compare-and-swap:
+//!   409 if the head moved); when blocked it says which required check is
+//!   missing, pending or failed, and times out a check that never reports.
+//!   Never an admin bypass; rulesets, protection and workflows are only read.
+
+pub mod api;
+pub mod client;
+mod reviews;
+
+use std::collections::BTreeMap;
+
+use gix::ObjectId;
+use serde_json::json;
+
+use super::{Forge, ForgeError, MergeOutcome, MergeRequest, Merging, Proposal, Proposed, Wanted};
+use crate::git::{Pushed, Repo};
+use crate::model::{CommitId, TaskKey};
+use crate::observe::{ChangeObs, ChangeState, ForgeObs};
+use crate::rundir::Layout;
+use crate::spec::Github;
+use crate::time::Timestamp;
+
+use api::Pull;
+use client::{Client, ClientError};
+
+/// How long a merge that waits for checks waits before it is looked at again.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The hidden line in a pull request's body that names its task.
+pub fn marker(key: &TaskKey) -> String {
+    format!("<!-- converge:task {key} -->")
+}
+
+pub struct GithubForge<'a> {
+    pub repo: &'a Repo,
+    pub config: &'a Github,
+    pub client: Client,
+    pub base_branch: String,
+    pub now: Timestamp,
+    layout: Layout,
+}
+
+impl std::fmt::Debug for GithubForge<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GithubForge")
+            .field("repo", &self.config.repo)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> GithubForge<'a> {
+    pub fn new(
+        repo: &'a Repo,
+        config: &'a Github,
+        base_branch: &str,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<Self, ForgeError> {
+        let layout = Layout::new(repo.common_dir());
+        let client = Client::new(&config.api_url, &config.repo, token, layout.forge(), now)?;
+        Ok(GithubForge {
+            repo,
+            config,
+            client,
+            base_branch: base_branch.to_owned(),
+            now,
+            layout,
+        })
+    }
+
+    fn owner(&self) -> &str {
+        self.config
+            .repo
+            .split_once('/')
+            .map_or(self.config.repo.as_str(), |(o, _)| o)
+    }
+
+    /// The open pull requests into the base branch, oldest first.
+    fn open_pulls(&self) -> Result<Vec<Pull>, ClientError> {
+        let mut all = Vec::new();
+        for page in 1..=50 {
+            let pulls: Vec<Pull> = self.client.get(&format!(
+                "/pulls?state=open&base={}&sort=created&direction=asc&per_page=100&page={page}",
+                self.base_branch
+            ))?;
+            let full = pulls.len() == 100;
+            all.extend(pulls);
+            if !full {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
+    /// converge's pull requests among `pulls`, by task: from a branch
+    /// `converge/<plan>/<task>` of this repository (not a fork's).
+    fn mine(&self, pulls: Vec<Pull>) -> BTreeMap<TaskKey, Pull> {
+        pulls
+            .into_iter()
+            .filter(|p| {
+                p.head
+                    .repo
+                    .as_ref()
+                    .is_none_or(|r| r.full_name.eq_ignore_ascii_case(&self.config.repo))
+            })
+            .filter_map(|p| crate::observe::key_of_branch(&p.head.name).map(|k| (k, p)))
+            .collect()
+    }
+
+    fn observe_all(
+        &self,
+        wanted: &[Wanted],
+    ) -> Result<(ForgeObs, BTreeMap<TaskKey, ChangeObs>), ClientError> {
+        let mine = self.mine(self.open_pulls()?);
+        let mut changes = BTreeMap::new();
+        for (key, pull) in &mine {
+            let Some(head) = commit(&pull.head.sha) else {
+                continue;
+            };
+            changes.insert(
+                key.clone(),
+                ChangeObs {
+                    number: pull.number,
+                    head,
+                    state: ChangeState::Open,
+                    merged_as: None,
+                    approved_by: None,
+                    changes_requested: None,
+                },
+            );
+        }
+        for w in wanted {
+            match (changes.get_mut(&w.key), w.number) {
+                (Some(change), _) if w.reviews => {
+                    let pull = &mine[&w.key];
+                    let verdict = reviews::read(&self.client, &self.layout, pull, change.head)?;
+                    change.approved_by = verdict.approved_by;
+                    change.changes_requested = verdict.changes_requested;
+                }
+                (None, Some(number)) => {
+                    if let Some(change) = self.closed_change(&w.key, number)? {
+                        changes.insert(w.key.clone(), change);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let open = u32::try_from(mine.len()).unwrap_or(u32::MAX);
+        Ok((ForgeObs::Observed { open }, changes))
+    }
+
+    /// A pull request status knows that is not open any more: merged (as
+    /// which commit, noted for observe) or closed.
+    fn closed_change(&self, key: &TaskKey, number: u64) -> Result<Option<ChangeObs>, ClientError> {
+        let Some(pull) = self
+            .client
+            .get_optional::<Pull>(&format!("/pulls/{number}"))?
+        else {
+            return Ok(None);
+        };
+        let Some(head) = commit(&pull.head.sha) else {
+            return Ok(None);
+        };
+        if pull.head.name != key.branch() {
+            return Ok(None);
+        }
+        let merged_as = pull.merge_commit_sha.as_deref().and_then(commit);
+        let state = match (pull.is_merged(), pull.state.as_str()) {
+            (true, _) => ChangeState::Merged,
+            (false, "open") => ChangeState::Open,
+            _ => ChangeState::Closed,
+        };
+        if state == ChangeState::Merged
+            && let Some(sha) = &merged_as
+        {
+            self.note_merge(key, *sha);
+        }
+        Ok(Some(ChangeObs {
+            number,
+            head,
+            state,
+            merged_as: merged_as.filter(|_| state == ChangeState::Merged),
+            approved_by: None,
+            changes_requested: None,
+        }))
+    }
+
+    /// Notes the forge's word that `key` merged as `sha` (a note of
+    /// converge's own; observe trusts it for merges without trailers).
+    fn note_merge(&self, key: &TaskKey, sha: CommitId) {
+        if let Err(e) =
+            crate::rundir::records::write_forge_merge(&self.layout, key, &sha.to_string())
+        {
+            tracing::warn!(%key, error = %e, "cannot note the forge's merge");
+        }
+    }
+
+    /// Pushes the head with a lease on what converge pushed last.
+    fn push(&self, p: &Proposal) -> Result<Option<String>, ForgeError> {
+        let branch = p.key.branch();
+        let head = ObjectId::from(p.head);
+        match self.repo.push_with_lease(
+            &self.config.remote,
+            &branch,
+            head,
+            p.pushed.map(ObjectId::from),
+        )? {
+            Pushed::Ok => Ok(None),
+            Pushed::Rejected { message } => {
+                // A push that landed before a crash kept status from noting it.
+                let theirs = self.repo.fetch_branch(&self.config.remote, &branch)?;
+                if theirs == Some(head) {
+                    return Ok(None);
+                }
+                let short =
+                    theirs.map_or_else(|| "nothing".to_owned(), |t| t.to_string()[..7].to_owned());
+                Ok(Some(format!(
+                    "{branch} on {} is at {short}, not where converge left it ({message})",
+                    self.config.remote
+                )))
+            }
+        }
+    }
+
+    /// The open pull request of `branch`, if there is one (after a crash
+    /// kept status from noting it).
+    fn find_open(&self, branch: &str) -> Result<Option<u64>, ClientError> {
+        let pulls: Vec<Pull> = self.client.get(&format!(
+            "/pulls?state=open&head={}:{branch}&per_page=100",
+            self.owner()
+        ))?;
+        Ok(pulls
+            .into_iter()
+            .find(|p| p.head.name == branch)
+            .map(|p| p.number))
+    }
+
+    fn open_or_update(&self, p: &Proposal) -> Result<u64, ForgeError> {
+        let branch = p.key.branch();
+        let body = json!({ "title": p.title, "body": p.body });
+        let known = match p.number {
+            Some(n) => Some(n),
+            None => self.find_open(&branch)?,
+        };
+        if let Some(number) = known {
+            let reply = self.client.patch(&format!("/pulls/{number}"), &body)?;
+            if reply.status == 200 {
+                let pull: Pull = reply.json("PATCH", "/pulls")?;
+                if pull.state == "open" {
+                    return Ok(number);
+                }
+            }
+        }
+        let reply = self.client.post(
+            "/pulls",
+            &json!({ "title": p.title, "body": p.body, "head": branch, "base": p.base_branch }),
+        )?;
+        match reply.status {
+            201 => Ok(reply.json::<Pull>("POST", "/pulls")?.number),
+            _ => {
+                // "A pull request already exists": the one to update.
+                if let Some(number) = self.find_open(&branch)? {
+                    self.client.patch(&format!("/pulls/{number}"), &body)?;
+                    return Ok(number);
+                }
+                Err(ClientError::Api {
+                    method: "POST",
+                    path: "/pulls".into(),
+                    status: reply.status,
+                    message: reply.message(),
+                }
+                .into())
+            }
+        }
+    }
+
+    /// Why a blocked pull request waits, from the required checks.
+    fn diagnose(
+        &self,
+        r: &MergeRequest<'_>,
+        number: u64,
+        state: &str,
+    ) -> Result<MergeOutcome, ClientError> {
+        let head = r.head.to_string();
+        let short = &head[..7];
+        let required = self
+            .client
+            .get_optional::<api::RequiredChecks>(&format!(
+                "/branches/{}/protection/required_status_checks",
+                r.base_branch
+            ))?
+            .map(|r| r.names())
+            .unwrap_or_default();
+        let runs: api::CheckRuns = self
+            .client
+            .get(&format!("/commits/{head}/check-runs?per_page=100"))?;
+        let combined: api::Combined = self.client.get(&format!("/commits/{head}/status"))?;
+        let mut missing = Vec::new();
+        let mut pending = Vec::new();
+        for name in &required {
+            let run = runs.check_runs.iter().rev().find(|c| c.name == *name);
+            let status = combined.statuses.iter().find(|s| s.context == *name);
+            match (run, status) {
+                (Some(run), _) if run.status == "completed" => {
+                    let conclusion = run.conclusion.clone().unwrap_or_default();
+                    if !matches!(conclusion.as_str(), "success" | "neutral" | "skipped") {
+                        let out = run.output.as_ref();
+                        let tail = out
+                            .map(|o| {
+                                [o.title.clone(), o.summary.clone()]
+                                    .into_iter()
+                                    .flatten()
+                                    .collect::<Vec<_>>()
+                                    .join("\n")
+                            })
+                            .unwrap_or_default();
+                        return Ok(MergeOutcome::ChecksFailed {
+                            name: name.clone(),
+                            ending: format!(
+                                "required check `{name}` concluded {conclusion} on {short} (pull request #{number})"
+                            ),
+                            tail,
+                        });
+                    }
+                }
+                (Some(_), _) => pending.push(format!("`{name}` (running)")),
+                (None, Some(s)) if s.state == "success" => {}
+                (None, Some(s)) if matches!(s.state.as_str(), "failure" | "error") => {
+                    return Ok(MergeOutcome::ChecksFailed {
+                        name: name.clone(),
+                        ending: format!(
+                            "required status `{name}` is {} on {short} (pull request #{number})",
+                            s.state
+                        ),
+                        tail: s.description.clone().unwrap_or_default(),
+                    });
+                }
+                (None, Some(_)) => pending.push(format!("`{name}` (pending)")),
+                (None, None) => missing.push(name.clone()),
+            }
+        }
+        let since = r.waiting_since.unwrap_or(self.now);
+        let waited = self.now.unix().saturating_sub(since.unix());
+        let timeout = i64::try_from(self.config.checks_timeout.as_secs()).unwrap_or(i64::MAX);
+        if (!missing.is_empty() || !pending.is_empty()) && waited >= timeout {
+            let minutes = waited / 60;
+            let why = match missing.first() {
+                Some(name) => format!(
+                    "no check `{name}` reported for {minutes}m on {short} (pull request #{number}): does a workflow run on pull_request, and does the token converge uses start workflows (the Actions GITHUB_TOKEN does not)?"
+                ),
+                None => format!(
+                    "required checks {} did not finish in {minutes}m on {short} (pull request #{number})",
+                    pending.join(", ")
+                ),
+            };
+            return Ok(MergeOutcome::TimedOut { why });
+        }
+        let mut parts: Vec<String> = missing
+            .iter()
+            .map(|n| format!("`{n}` (not reported)"))
+            .collect();
+        parts.extend(pending);
+        let why = if !parts.is_empty() {
+            format!("required checks {} on {short}", parts.join(", "))
+        } else {
+            match state {
+                "behind" => "GitHub requires the branch to be up to date with the base branch; converge does not update branches on GitHub (a new attempt starts from the new base once it fails)".to_owned(),
+                "draft" => "the pull request is a draft".to_owned(),
+                "unknown" => "GitHub is still computing whether it can merge".to_owned(),
+                _ => "GitHub says it is blocked: a required review or another branch rule is not satisfied (required checks passed)".to_owned(),
+            }
+        };
+        Ok(MergeOutcome::Waiting {
+            why,
+            until: self.now.plus(RECHECK),
+        })
+    }
+
+    fn do_merge(&self, r: &MergeRequest<'_>, number: u64) -> Result<MergeOutcome, ForgeError> {
+        let (title, message) = r.message.split_once('\n').unwrap_or((r.message, ""));
+        let reply = self.client.put(
+            &format!("/pulls/{number}/merge"),
+            &json!({
+                "sha": r.head.to_string(),
+                "merge_method": self.config.merge_method.as_str(),
+                "commit_title": title,
+                "commit_message": format!("{}\nConverge-Change: #{number}\n", message.trim_matches('\n')),
+            }),
+        )?;
+        match reply.status {
+            200 => {
+                let merged: api::Merged = reply.json("PUT", "/merge")?;
+                let Some(sha) = commit(&merged.sha) else {
+                    return Ok(MergeOutcome::Deferred(format!(
+                        "GitHub merged pull request #{number} as `{}`, which is no commit id",
+                        merged.sha
+                    )));
+                };
+                self.note_merge(r.key, sha);
+                // The branch is done with; GitHub may have deleted it already.
+                let _gone = self
+                    .client
+                    .delete(&format!("/git/refs/heads/{}", r.key.branch()));
+                self.repo.fetch_branch(&self.config.remote, r.base_branch)?;
+                Ok(MergeOutcome::Merged { commit: sha.into() })
+            }
+            409 => Ok(MergeOutcome::HeadMoved),
+            405 => Ok(MergeOutcome::Waiting {
+                why: format!("GitHub refused the merge: {}", reply.message()),
+                until: self.now.plus(RECHECK),
+            }),
+            status => Ok(MergeOutcome::Deferred(format!(
+                "GitHub answered {status} to merging pull request #{number}: {}",
+                reply.message()
+            ))),
+        }
+    }
+}
+
+impl Forge for GithubForge<'_> {
+    fn observe(&self, wanted: &[Wanted]) -> (ForgeObs, BTreeMap<TaskKey, ChangeObs>) {
+        match self.observe_all(wanted) {
+            Ok(seen) => seen,
+            Err(e) => (unavailable(&e), BTreeMap::new()),
+        }
+    }
+
+    fn propose(&self, p: &Proposal) -> Result<Proposed, ForgeError> {
+        if let Some(why) = self.push(p)? {
+            return Ok(Proposed::HandsOff { why });
+        }
+        let number = self.open_or_update(p)?;
+        self.client.post(
+            &format!("/issues/{number}/labels"),
+            &json!({ "labels": self.config.labels }),
+        )?;
+        self.client.post(
+            &format!("/statuses/{}", p.head),
+            &json!({
+                "state": "success",
+                "context": "converge/gate",
+                "description": "converge's gate passed on this commit",
+            }),
+        )?;
+        Ok(Proposed::Change { number })
+    }
+
+    fn merge(&self, r: &MergeRequest<'_>) -> Result<Merging, ForgeError> {
+        let done = |outcome| Merging {
+            outcome,
+            evidence: BTreeMap::new(),
+        };
+        let Some(number) = r.change else {
+            return Ok(done(MergeOutcome::Deferred("no pull request yet".into())));
+        };
+        let pull: Pull = self.client.get(&format!("/pulls/{number}"))?;
+        if pull.is_merged() {
+            let Some(sha) = pull.merge_commit_sha.as_deref().and_then(commit) else {
+                return Ok(done(MergeOutcome::Deferred(format!(
+                    "pull request #{number} is merged, and GitHub names no merge commit yet"
+                ))));
+            };
+            self.note_merge(r.key, sha);
+            self.repo.fetch_branch(&self.config.remote, r.base_branch)?;
+            return Ok(done(MergeOutcome::Merged { commit: sha.into() }));
+        }
+        if pull.state != "open" {
+            return Ok(done(MergeOutcome::Deferred(format!(
+                "pull request #{number} is closed"
+            ))));
+        }
+        if commit(&pull.head.sha) != Some(r.head) {
+            return Ok(done(MergeOutcome::HeadMoved));
+        }
+        let state = pull.mergeable_state.unwrap_or_else(|| "unknown".into());
+        let outcome = match state.as_str() {
+            "clean" | "unstable" | "has_hooks" => self.do_merge(r, number)?,
+            "dirty" => MergeOutcome::Conflict {
+                paths: vec![format!(
+                    "(GitHub reports conflicts on pull request #{number})"
+                )],
+            },
+            other => self.diagnose(r, number, other)?,
+        };
+        Ok(done(outcome))
+    }
+
+    fn close(&self, key: &TaskKey, number: u64, why: &str) -> Result<(), ForgeError> {
+        self.client.post(
+            &format!("/issues/{number}/comments"),
+            &json!({ "body": why }),
+        )?;
+        self.client
+            .patch(&format!("/pulls/{number}"), &json!({ "state": "closed" }))?;
+        let _gone = self
+            .client
+            .delete(&format!("/git/refs/heads/{}", key.branch()))?;
+        Ok(())
+    }
+}
+
+fn unavailable(e: &ClientError) -> ForgeObs {
+    match e {
+        ClientError::Cooling { until, why } => ForgeObs::Unavailable {
+            why: why.clone(),
+            until: Some(*until),
+        },
+        other => ForgeObs::Unavailable {
+            why: chain(other),
+            until: None,
+        },
+    }
+}
+
+/// An error and its sources, on one line.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+fn commit(sha: &str) -> Option<CommitId> {
+    sha.parse().ok()
+}
+
+/// The token converge uses: `CONVERGE_GITHUB_TOKEN` (a GitHub App
+/// installation token or a personal access token), else the Actions
+/// `GITHUB_TOKEN`, which works but starts no workflows on the pull requests
+/// it opens (so their required checks never report): a warning says so.
+pub const TOKEN_VAR: &str = "CONVERGE_GITHUB_TOKEN";
+
+pub fn token(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    if let Some(token) = env(TOKEN_VAR).filter(|t| !t.trim().is_empty()) {
+        return Some(token.trim().to_owned());
+    }
+    let token = env("GITHUB_TOKEN").filter(|t| !t.trim().is_empty())?;
+    tracing::warn!(
+        "using GITHUB_TOKEN: pull requests it opens or updates start no workflows, so required checks never report; set {TOKEN_VAR} to a GitHub App installation token or a personal access token"
+    );
+    Some(token.trim().to_owned())
+}
+
+/// Asks the GitHub forge about the tasks' changes and folds what it says into
+/// `obs`: each change, and the merges it reports (a merge commit the base
+/// branch contains) or confirms (status's `merged_as` of a merge without
+/// converge's trailers).
+pub fn observe_into(
+    repo: &Repo,
+    config: &Github,
+    status: &crate::status::Status,
+    spec: &crate::spec::Spec,
+    obs: &mut crate::observe::Observation,
+    env: &dyn Fn(&str) -> Option<String>,
+    now: Timestamp,
+) -> Result<(), crate::git::GitError> {
+    let Some(token) = token(env) else {
+        obs.forge = ForgeObs::Unavailable {
+            why: format!("no GitHub token: set {TOKEN_VAR}"),
+            until: None,
+        };
+        return Ok(());
+    };
+    let base_branch = spec.config.reconcile.base_branch.clone();
+    let forge = match GithubForge::new(repo, config, &base_branch, &token, now) {
+        Ok(forge) => forge,
+        Err(e) => {
+            obs.forge = ForgeObs::Unavailable {
+                why: chain(&e),
+                until: None,
+            };
+            return Ok(());
+        }
+    };
+    let wanted = wanted(spec, status, obs);
+    let (forge_obs, changes) = forge.observe(&wanted);
+    obs.forge = forge_obs;
+    let base: ObjectId = obs.base_tip.into();
+    for (key, change) in changes {
+        let entry = obs.tasks.entry(key.clone()).or_default();
+        if change.state == ChangeState::Merged
+            && let Some(merged_as) = change.merged_as
+            && repo.is_ancestor(merged_as.into(), base)?
+        {
+            entry.merged = true;
+            entry.merged_as = Some(merged_as);
+            entry.unbacked = None;
+        }
+        entry.change = Some(change);
+    }
+    Ok(())
+}
+
+/// The tasks whose changes the forge is asked about: those status records a
+/// change for that are not known merged (or whose merge git alone does not
+/// back), and those with a branch and a passed gate; reviews for those
+/// waiting at a gated head.
+fn wanted(
+    spec: &crate::spec::Spec,
+    status: &crate::status::Status,
+    obs: &crate::observe::Observation,
+) -> Vec<Wanted> {
+    use crate::status::Phase;
+    let mut out = Vec::new();
+    for (plan_id, plan) in &status.plans {
+        for (task, st) in &plan.tasks {
+            let key = TaskKey::new(plan_id, task);
+            let ob = obs.task(&key);
+            let merged = ob.is_some_and(|o| o.merged && o.unbacked.is_none());
+            let gated = matches!(st.phase, Phase::Passed | Phase::AwaitingApproval);
+            if merged || (st.change.is_none() && !gated) {
+                continue;
+            }
+            let in_spec = spec
+                .plans
+                .get(plan_id)
+                .is_some_and(|p| p.task(task).is_some());
+            out.push(Wanted {
+                key,
+                number: st.change.as_ref().map(|c| c.number),
+                reviews: gated && in_spec,
+            });
+        }
+    }
+    out
+}

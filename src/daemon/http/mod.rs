@@ -19,8 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -76,10 +75,7 @@ fn router(app: App) -> Router {
         .route("/", get(index))
         .route("/api/v1/state", get(state))
         .route("/metrics", get(metrics_text))
-        .route(
-            "/webhook/github",
-            post(github).layer(DefaultBodyLimit::max(webhook::MAX_BODY)),
-        )
+        .route("/webhook/github", post(github))
         .fallback(not_found)
         .layer(middleware::from_fn(trace))
         .with_state(app)
@@ -144,7 +140,19 @@ async fn metrics_text(State(app): State<App>) -> Response {
         .into_response()
 }
 
-async fn github(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+async fn github(State(app): State<App>, headers: HeaderMap, request: Request) -> Response {
+    // A declared length over the limit is refused before the body is read;
+    // a body without one is cut off at the limit.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > webhook::MAX_BODY as u64) {
+        return too_large();
+    }
+    let Ok(body) = axum::body::to_bytes(request.into_body(), webhook::MAX_BODY).await else {
+        return too_large();
+    };
     let header = |name: &str| headers.get(name).map(|v| v.as_bytes());
     let event = header("x-github-event");
     let verdict = webhook::judge(
@@ -182,6 +190,14 @@ async fn github(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Resp
         )
             .into_response(),
     }
+}
+
+fn too_large() -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("deliveries over {} bytes are refused\n", webhook::MAX_BODY),
+    )
+        .into_response()
 }
 
 async fn not_found() -> Response {

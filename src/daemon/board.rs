@@ -219,7 +219,7 @@ impl Publisher {
             match crate::runtime::snapshot(repo, now) {
                 Ok(snapshot) => self.read_state(repo, &snapshot, now),
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the state for the HTTP endpoints")
+                    tracing::warn!(error = %e, "cannot read the state for the HTTP endpoints");
                 }
             }
         }

@@ -55,6 +55,25 @@ fn settle(daemon: &Daemon) {
     }
 }
 
+/// A busier repository for the page: an agent at work that reported
+/// progress (with markup in it), a task waiting on it, and a task awaiting
+/// approval.
+fn busy() -> Sandbox {
+    let sb = repo(
+        "max_agents = 2\ninterval = \"2s\"\n\n[serve]\nlisten = \"127.0.0.1:0\"\n\n[harness.slow]\nkind = \"command\"\ncommand = \"sh\"\nargs = [\"-c\", '''converge progress 'rendering <b>html</b> & co'; sleep 20''']\n",
+    );
+    sb.write(
+        "planning/plans/web.toml",
+        "[plan]\nname = \"Web\"\nstate = \"active\"\n\n[[tasks]]\nname = \"render-page\"\ndescription = \"R.\"\nscope = \"narrow\"\ngate = \"human_review\"\nharness = \"slow\"\n\n[[tasks]]\nname = \"ship-it\"\ndescription = \"S.\"\nscope = \"narrow\"\ngate = \"human_review\"\ndepends_on = [\"render-page\"]\n",
+    );
+    sb.write(
+        "planning/plans/ops.toml",
+        "[plan]\nname = \"Ops\"\nstate = \"active\"\n\n[[tasks]]\nname = \"approve-me\"\ndescription = \"A.\"\nscope = \"narrow\"\ngate = \"human_review\"\n[tasks.sim]\nfiles = [{ path = \"a.txt\", content = \"a\\n\" }]\n",
+    );
+    sb.commit_all("plans");
+    sb
+}
+
 /// The address the daemon logged, once the ticks settled.
 fn address(daemon: &Daemon) -> SocketAddr {
     settle(daemon);
@@ -474,29 +493,56 @@ fn the_dashboard_renders_in_headless_chromium_with_the_tasks_and_phases() {
             "chromium is not installed: `apt-get install chromium` (what .ci/run does), or set CONVERGE_SKIP_BROWSER=1 to skip this test"
         );
     };
-    let sb = served();
+    let sb = busy();
     let logs = tempfile::tempdir().expect("tempdir");
     let daemon = Daemon::start_with(&sb, logs.path(), &[]);
     let at = address(&daemon);
     let url = format!("http://{at}/");
-    let page = get(at, "/");
-    assert_eq!(page.status, 200);
-    assert!(page.headers.contains("text/html"), "{}", page.headers);
+    // The agent's progress shows from the tick after it was reported (the
+    // resync here is 2 s); the sim task waits for approval by then.
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = get(at, "/");
+        assert_eq!(page.status, 200);
+        assert!(page.headers.contains("text/html"), "{}", page.headers);
+        if page.body.contains("rendering &lt;b&gt;")
+            && page.body.contains("phase awaiting_approval")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "no progress and approval on the page:\n{}\nlog:\n{}",
+            page.body,
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     let dom = browse(&browser, &["--dump-dom", &url]);
     for text in [
         "render-page",
         "ship-it",
-        "pending",
-        "max-agents",
+        "approve-me",
+        "waiting-on-dependency",
         "Needs attention",
+        "Agents at work",
         "Recent ticks",
+        "<span class=\"phase running\">running</span>",
+        "<span class=\"phase pending\">pending</span>",
+        "<span class=\"phase awaiting_approval\">awaiting_approval</span>",
+        // The agent's text, escaped: shown, never markup.
+        "rendering &lt;b&gt;html&lt;/b&gt; &amp; co",
     ] {
         assert!(dom.contains(text), "{text} not in the DOM:\n{dom}");
     }
+    assert!(!dom.contains("<b>html</b>"), "{dom}");
+    let attention = dom.find("id=\"attention\"").expect("attention");
+    let plans = dom.find("id=\"plans\"").expect("plans");
+    let approve = dom.find("approve-me").expect("approve-me");
     assert!(
-        dom.contains("<span class=\"phase pending\">pending</span>"),
-        "{dom}"
+        attention < approve && approve < plans,
+        "what needs a person comes first"
     );
 
     let shot = artifacts().join("dashboard.png");

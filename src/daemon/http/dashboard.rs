@@ -37,9 +37,9 @@ pub fn render(board: &Board) -> String {
     let tasks = state.and_then(|s| s["tasks"].as_array()).unwrap_or(&empty);
     match state {
         Some(s) => {
-            let _ = write!(
+            let _ = writeln!(
                 out,
-                "<h1>converge: {}</h1><p class=\"muted\">planning/ at <code>{}</code>, read {}</p>\n",
+                "<h1>converge: {}</h1><p class=\"muted\">planning/ at <code>{}</code>, read {}</p>",
                 esc(text(&s["base_branch"])),
                 esc(short(text(&s["spec_commit"]))),
                 esc(&board.state_at.map(|t| t.to_string()).unwrap_or_default()),
@@ -254,13 +254,13 @@ mod tests {
     use crate::daemon::board::{RunningAgent, TickLine};
     use crate::time::Timestamp;
 
-    fn board(tasks: Value) -> Board {
+    fn board(tasks: &Value) -> Board {
         Board {
             state: Some(serde_json::json!({
                 "base_branch": "main",
                 "spec_commit": "0123456789abcdef",
                 "invalid_plans": ["<bad>"],
-                "tasks": tasks,
+                "tasks": tasks.clone(),
             })),
             ..Board::default()
         }
@@ -268,7 +268,7 @@ mod tests {
 
     #[test]
     fn text_from_the_repository_is_escaped_everywhere() {
-        let mut b = board(serde_json::json!([{
+        let mut b = board(&serde_json::json!([{
             "task": "p/<script>alert(1)</script>",
             "phase": "escalated\"><img src=x>",
             "attempt": 2,
@@ -328,7 +328,7 @@ mod tests {
 
     #[test]
     fn what_needs_a_person_comes_before_the_plans() {
-        let b = board(serde_json::json!([
+        let b = board(&serde_json::json!([
             {"task": "p/ok", "phase": "merged", "attempt": 1, "reason": "merged", "message": "merged", "next_action": null, "last_failure": null},
             {"task": "p/stuck", "phase": "escalated", "attempt": 3, "reason": "escalated", "message": "a human decides", "next_action": null, "last_failure": null},
         ]));

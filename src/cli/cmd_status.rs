@@ -18,15 +18,8 @@ pub struct StatusArgs {
 pub fn run(ctx: &Ctx, args: &StatusArgs) -> CliResult {
     let repo = open_repo(ctx)?;
     let report = snapshot(&repo)?;
-    // Decided as STATUS.md is: under the real limits, not one tick's budget.
-    let limits = crate::decide::Limits::from(&report.spec.config.reconcile).for_dashboard();
-    let mut decision = crate::decide::decide(
-        &report.spec,
-        &report.observation,
-        &report.status,
-        crate::time::Timestamp::now(),
-        &limits,
-    );
+    // Decided as STATUS.md is (and as `converge watch` serves it).
+    let mut decision = report.dashboard_decision(crate::time::Timestamp::now());
     if let Some(plan) = &args.plan {
         if !report.spec.plans.contains_key(plan) && !report.spec.invalid_plans.contains(plan) {
             return Err(CliError::no_plan(plan, &report.spec));

@@ -7,16 +7,27 @@
 //! `triggers.rs` (pure) decides when to tick: one tick per batch of triggers,
 //! whatever arrives while a tick runs joins the next batch. `files.rs` filters
 //! file events to planning/, the refs and the runs' exit records.
+//!
+//! With `[serve] listen`, `http/` serves the dashboard, the state, metrics and
+//! the GitHub webhook on this runtime: the tick thread publishes a `Board`
+//! after each tick (`board.rs`), the handlers only read it, and a webhook
+//! delivery only fires a trigger.
 
+pub mod board;
 pub mod files;
+pub mod http;
 pub mod triggers;
 pub mod worker;
 
 use std::sync::mpsc;
 use std::time::Instant;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::signal::unix::{Signal, SignalKind, signal};
+
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tokio::sync::watch;
 
 use crate::git::Repo;
 
@@ -82,8 +93,56 @@ enum Event {
     Done(Finished),
     Stop(&'static str, i32),
     Hangup,
+    Webhook,
     Deadline,
     WorkerGone,
+}
+
+/// The HTTP endpoints: started after the first tick that read `[serve]
+/// listen`; a later change of the address needs a restart.
+enum Http {
+    Off,
+    On(SocketAddr),
+    /// The address could not be bound (logged once).
+    Failed(SocketAddr),
+}
+
+impl Http {
+    async fn follow(
+        &mut self,
+        board: &watch::Receiver<Arc<board::Board>>,
+        wake: &tokio::sync::mpsc::UnboundedSender<()>,
+    ) {
+        let listen = board.borrow().listen;
+        let configured = match self {
+            Http::Off => None,
+            Http::On(at) | Http::Failed(at) => Some(*at),
+        };
+        let Some(listen) = listen else { return };
+        if configured.is_some() {
+            if configured != Some(listen) && !matches!(self, Http::Failed(_)) {
+                tracing::debug!(%listen, "[serve] listen changed: restart converge watch to move the endpoints");
+            }
+            return;
+        }
+        match http::start(listen, board.clone(), wake.clone()).await {
+            Ok(bound) => {
+                tracing::info!(
+                    address = %bound,
+                    "serving the dashboard, /api/v1/state, /metrics and /webhook/github"
+                );
+                *self = Http::On(listen);
+            }
+            Err(e) => {
+                tracing::error!(
+                    %listen,
+                    error = %e,
+                    "cannot listen for HTTP: the endpoints are off until converge watch restarts"
+                );
+                *self = Http::Failed(listen);
+            }
+        }
+    }
 }
 
 async fn serve(repo: Repo, options: WorkerOptions) -> Result<Ended, DaemonError> {
@@ -103,13 +162,17 @@ async fn serve(repo: Repo, options: WorkerOptions) -> Result<Ended, DaemonError>
 
     let (done_tx, mut done_rx) = unbounded_channel();
     let (request_tx, request_rx) = mpsc::channel();
+    let (publisher, board) = board::Publisher::new();
+    let (wake_tx, mut wake_rx) = unbounded_channel();
+    let mut http = Http::Off;
     let worker = std::thread::Builder::new()
         .name("converge-tick".into())
         .spawn(move || {
-            worker::serve(&repo, &options, &request_rx, &|finished| {
+            let done = |finished| {
                 // The loop may be gone (an abort): nothing to tell then.
                 let _ = done_tx.send(finished);
-            });
+            };
+            worker::serve(&repo, &options, &request_rx, &done, publisher);
         })
         .map_err(DaemonError::Thread)?;
 
@@ -124,13 +187,22 @@ async fn serve(repo: Repo, options: WorkerOptions) -> Result<Ended, DaemonError>
         if triggers.done() {
             break;
         }
-        let event = next_event(&triggers, &mut file_rx, &mut done_rx, &mut signals).await;
+        let mut channels = Channels {
+            files: &mut file_rx,
+            done: &mut done_rx,
+            wake: &mut wake_rx,
+        };
+        let event = next_event(&triggers, &mut channels, &mut signals).await;
         match event {
             Event::Files(sources) => {
                 tracing::debug!(?sources, "file events");
                 triggers.fire(triggers::Cause::Files);
             }
-            Event::Done(finished) => triggers.finished(Instant::now(), finished),
+            Event::Done(finished) => {
+                triggers.finished(Instant::now(), finished);
+                http.follow(&board, &wake_tx).await;
+            }
+            Event::Webhook => triggers.fire(triggers::Cause::Webhook),
             Event::Hangup => {
                 tracing::info!("SIGHUP: ticking now");
                 triggers.fire(triggers::Cause::Hangup);
@@ -158,12 +230,14 @@ async fn serve(repo: Repo, options: WorkerOptions) -> Result<Ended, DaemonError>
     Ok(Ended::Stopped)
 }
 
-async fn next_event(
-    triggers: &Triggers,
-    file_rx: &mut UnboundedReceiver<Vec<Source>>,
-    done_rx: &mut UnboundedReceiver<Finished>,
-    signals: &mut Signals,
-) -> Event {
+/// The channels the loop waits on besides signals.
+struct Channels<'a> {
+    files: &'a mut UnboundedReceiver<Vec<Source>>,
+    done: &'a mut UnboundedReceiver<Finished>,
+    wake: &'a mut UnboundedReceiver<()>,
+}
+
+async fn next_event(triggers: &Triggers, ch: &mut Channels<'_>, signals: &mut Signals) -> Event {
     let deadline = triggers.next_deadline();
     let sleep = async move {
         match deadline {
@@ -172,12 +246,14 @@ async fn next_event(
         }
     };
     tokio::select! {
-        sources = file_rx.recv() => match sources {
+        sources = ch.files.recv() => match sources {
             Some(sources) => Event::Files(sources),
             // The watch ended: keep going on timers and signals.
             None => std::future::pending().await,
         },
-        done = done_rx.recv() => done.map_or(Event::WorkerGone, Event::Done),
+        done = ch.done.recv() => done.map_or(Event::WorkerGone, Event::Done),
+        // The sender lives as long as the loop.
+        Some(()) = ch.wake.recv() => Event::Webhook,
         _ = signals.term.recv() => Event::Stop("SIGTERM", 15),
         _ = signals.int.recv() => Event::Stop("SIGINT", 2),
         _ = signals.hup.recv() => Event::Hangup,

@@ -1,5 +1,5 @@
 //! PURE: when the daemon ticks. Triggers (file events, the decision's wake
-//! time, the resync interval, SIGHUP, a tick that left more to do) are
+//! time, the resync interval, SIGHUP, a webhook, a tick that left more to do) are
 //! collected into one pending batch; a tick starts when the batch is not empty
 //! and no tick runs. While a tick runs, triggers only join the next batch: any
 //! number of them gives one more tick. The clock is passed in, so the state
@@ -20,6 +20,8 @@ pub enum Cause {
     Resync,
     /// SIGHUP.
     Hangup,
+    /// A signed delivery on `POST /webhook/github`.
+    Webhook,
     /// The last tick acted and the next one has actions too.
     Again,
     /// The last tick could not run (the lock was busy, or it failed).
@@ -34,6 +36,7 @@ impl Cause {
             Cause::Wake => "wake",
             Cause::Resync => "resync",
             Cause::Hangup => "sighup",
+            Cause::Webhook => "webhook",
             Cause::Again => "again",
             Cause::Retry => "retry",
         }

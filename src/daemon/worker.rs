@@ -11,6 +11,7 @@ use crate::git::Repo;
 use crate::runtime::{self, LockError, LoopError, LoopOptions, Recorded, TickReport, Until};
 use crate::time::Timestamp;
 
+use super::board::{Publisher, TickLine, TickResult};
 use super::triggers::{Cause, Finished, Jitter, jittered};
 
 /// The resync interval before the first tick has read `[reconcile] interval`.
@@ -26,18 +27,21 @@ pub struct WorkerOptions {
     pub converge: PathBuf,
 }
 
-/// Runs ticks until the request channel closes.
+/// Runs ticks until the request channel closes; after each, publishes what
+/// the HTTP endpoints show through `publisher`.
 pub fn serve(
     repo: &Repo,
     options: &WorkerOptions,
     requests: &Receiver<Vec<Cause>>,
     done: &dyn Fn(Finished),
+    publisher: Publisher,
 ) {
     let mut state = State {
         ticks: 0,
         failures: 0,
         interval: DEFAULT_INTERVAL,
         jitter: Jitter::new(seed()),
+        publisher,
     };
     while let Ok(causes) = requests.recv() {
         let finished = state.tick(repo, options, &causes);
@@ -50,6 +54,7 @@ struct State {
     failures: u32,
     interval: Duration,
     jitter: Jitter,
+    publisher: Publisher,
 }
 
 impl State {
@@ -71,10 +76,32 @@ impl State {
             clock: &clock,
         };
         let mut report = None;
+        let publisher = &mut self.publisher;
         let result = runtime::reconcile(repo, &loop_options, &mut |r| {
+            publisher.count_actions(r);
             report = Some(summary(r));
         });
-        let duration_ms = started.elapsed().as_millis() as u64;
+        let elapsed = started.elapsed();
+        let duration_ms = elapsed.as_millis() as u64;
+        let (result_kind, error) = match (&result, &report) {
+            (Ok(_), Some(_)) => (TickResult::Ok, None),
+            (Err(LoopError::Lock(LockError::Busy { .. })), _) => (TickResult::Busy, None),
+            (Err(e), _) => (TickResult::Failed, Some(chain(e))),
+            (Ok(_), None) => (
+                TickResult::Failed,
+                Some("the tick reported nothing".to_owned()),
+            ),
+        };
+        let line = TickLine {
+            number: self.ticks,
+            at: Timestamp::now(),
+            causes: causes.clone(),
+            duration_ms,
+            actions: report.as_ref().map_or(0, |s| s.actions),
+            result: result_kind,
+            error,
+        };
+        self.publisher.tick_ended(repo, line, elapsed);
         let resync_in = jittered(self.interval, self.jitter.draw());
         match (result, report) {
             (Ok(_), Some(s)) => {

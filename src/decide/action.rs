@@ -70,6 +70,20 @@ pub enum ActionKind {
 }
 
 impl ActionKind {
+    /// Every kind, in priority order (the label values of `/metrics`).
+    pub const ALL: &'static [ActionKind] = &[
+        ActionKind::Reap,
+        ActionKind::Cancel,
+        ActionKind::Gate,
+        ActionKind::Merge,
+        ActionKind::Propose,
+        ActionKind::Retry,
+        ActionKind::Escalate,
+        ActionKind::Cleanup,
+        ActionKind::Dispatch,
+        ActionKind::Promote,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ActionKind::Reap => "reap",

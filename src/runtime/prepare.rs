@@ -246,6 +246,15 @@ fn carry_forge(before: &Observation, status: &Status, obs: &mut Observation) {
     }
 }
 
+impl Snapshot {
+    /// What `converge status` shows: decided as STATUS.md is, under the real
+    /// limits, not one tick's budget.
+    pub fn dashboard_decision(&self, now: Timestamp) -> Decision {
+        let limits = Limits::from(&self.spec.config.reconcile).for_dashboard();
+        decide::decide(&self.spec, &self.observation, &self.status, now, &limits)
+    }
+}
+
 /// The agents' private worktrees under the configured worktree root (none
 /// when the root is refused: dispatch reports that).
 fn note_worktrees(repo: &Repo, spec: &Spec, obs: &mut Observation) {

@@ -94,6 +94,9 @@ pub enum Code {
     /// An `auto` task (or queue item) that no blocking invariant checks: its
     /// own or `[merge]`'s; `allow_unchecked = true` opts out.
     UncheckedTask,
+    /// `[serve] listen` on an address other hosts can reach: the endpoints
+    /// have no authentication.
+    ExposedEndpoint,
 }
 
 impl Code {
@@ -133,6 +136,7 @@ impl Code {
         Code::GatorCompat,
         Code::SimWithoutScript,
         Code::UncheckedTask,
+        Code::ExposedEndpoint,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -171,6 +175,7 @@ impl Code {
             Code::GatorCompat => "gator-compat",
             Code::SimWithoutScript => "sim-without-script",
             Code::UncheckedTask => "unchecked-task",
+            Code::ExposedEndpoint => "exposed-endpoint",
         }
     }
 }

@@ -29,6 +29,7 @@ mod reconcile;
 mod record;
 mod runs;
 mod schedule;
+mod serve;
 mod spec_source;
 mod status_md;
 mod support;

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use crate::support::{BIN, Sandbox, isolate};
 
-/// The daemon, killed when the test ends however it ends.
-struct Daemon {
+/// The daemon, killed when the test ends however it ends (also used by
+/// serve.rs).
+pub(crate) struct Daemon {
     child: Child,
     log: PathBuf,
 }
@@ -24,6 +25,11 @@ impl Drop for Daemon {
 
 impl Daemon {
     fn start(sb: &Sandbox, log_dir: &Path) -> Daemon {
+        Daemon::start_with(sb, log_dir, &[])
+    }
+
+    /// Starts it with these environment variables set.
+    pub(crate) fn start_with(sb: &Sandbox, log_dir: &Path, env: &[(&str, &str)]) -> Daemon {
         let log = log_dir.join("watch.log");
         let file = std::fs::File::create(&log).expect("log file");
         let mut command = Command::new(BIN);
@@ -31,6 +37,7 @@ impl Daemon {
         let child = command
             .args(["watch", "--log-format", "json"])
             .env("CONVERGE_LOG", "converge=debug")
+            .envs(env.iter().copied())
             .current_dir(sb.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -44,14 +51,14 @@ impl Daemon {
         daemon
     }
 
-    fn lines(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn lines(&self) -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         text.lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -64,12 +71,12 @@ impl Daemon {
             .collect()
     }
 
-    fn ticks(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn ticks(&self) -> Vec<serde_json::Value> {
         self.ticks_in(&self.lines())
     }
 
     #[track_caller]
-    fn wait_for(
+    pub(crate) fn wait_for(
         &self,
         what: &str,
         timeout: Duration,
@@ -117,7 +124,7 @@ impl Daemon {
     }
 }
 
-fn repo(config_extra: &str) -> Sandbox {
+pub(crate) fn repo(config_extra: &str) -> Sandbox {
     let sb = Sandbox::repo();
     sb.write("README.md", "watch test\n");
     sb.write("planning/goal.md", "React within a second.\n");

@@ -387,6 +387,8 @@ impl Client {
         let remaining = header_u64(&headers, "x-ratelimit-remaining");
         if let Some(remaining) = remaining {
             self.limits.borrow_mut().remaining = Some(remaining);
+            // `converge watch`'s gauge (a process-wide value; nothing else reads it).
+            crate::daemon::http::report_forge_rate_limit(remaining);
         }
         let reply = Reply { status, body: text };
         if let Some(cooldown) = self.rate_limited(&headers, &reply, remaining) {

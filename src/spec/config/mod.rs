@@ -1,5 +1,5 @@
 //! `planning/converge.toml`: limits, invariants, harnesses, forge, schedules,
-//! sandbox, budget and prices. One file per table reads it key by key into the
+//! sandbox, budget, prices and the daemon's HTTP endpoints. One file per table reads it key by key into the
 //! [`Config`] model; this file walks the tables in order and checks what spans
 //! them (the default harness against the harnesses).
 
@@ -11,10 +11,13 @@ mod merge;
 mod reconcile;
 mod sandbox;
 mod schedule;
+mod serve;
 
 use std::collections::BTreeMap;
 
-use super::model::{BUILTIN_HARNESSES, Budget, Config, Forge, Harness, Merge, Reconcile, Sandbox};
+use super::model::{
+    BUILTIN_HARNESSES, Budget, Config, Forge, Harness, Merge, Reconcile, Sandbox, Serve,
+};
 use super::toml_walk::{Ctx, SourceFile, Table};
 
 pub use harness::HARNESS_ALIASES;
@@ -34,6 +37,7 @@ const ROOT_KEYS: &[&str] = &[
     "sandbox",
     "budget",
     "prices",
+    "serve",
 ];
 
 /// The configuration and whether it was free of errors. A configuration with
@@ -60,6 +64,7 @@ pub(crate) fn default_config() -> Config {
         schedules: Vec::new(),
         sandbox: Sandbox::default(),
         budget: Budget::default(),
+        serve: Serve::default(),
         prices: BTreeMap::new(),
         invariant_descriptions: BTreeMap::new(),
     }
@@ -91,6 +96,7 @@ pub fn compile(
             config.budget = budget;
         }
         config.prices = budget::read_prices(&mut ctx, &root);
+        config.serve = serve::read(&mut ctx, &root);
         harness::check_default(&mut ctx, &root, &mut config);
         root.finish(&mut ctx);
     }

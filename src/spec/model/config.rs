@@ -26,6 +26,8 @@ pub struct Config {
     pub schedules: Vec<Schedule>,
     pub sandbox: Sandbox,
     pub budget: Budget,
+    /// `[serve]`: the HTTP endpoints of `converge watch`.
+    pub serve: Serve,
     /// USD per million tokens by model name (or name prefix), for CLIs that
     /// report no cost (`[prices]`).
     pub prices: BTreeMap<String, ModelPrice>,
@@ -424,6 +426,13 @@ impl Default for Sandbox {
             env_allow: DEFAULT_ENV_ALLOW.iter().map(|s| (*s).to_owned()).collect(),
         }
     }
+}
+
+/// `[serve]`: where `converge watch` serves its dashboard, API, metrics and
+/// webhook. Off unless `listen` is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Serve {
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 pub const DEFAULT_ENV_ALLOW: &[&str] = &["PATH", "HOME", "LANG", "TERM", "TMPDIR"];

@@ -13,6 +13,7 @@ mod dispatch;
 mod fake_api;
 mod gator;
 mod git_layer;
+mod github;
 mod hints;
 mod hostile;
 mod housekeeping;

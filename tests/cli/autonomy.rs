@@ -102,3 +102,72 @@ fn a_long_capabilities_file_is_cut_and_the_prompt_says_so() {
     );
     assert!(prompt.len() < 16 * 1024, "{}", prompt.len());
 }
+
+const ITEM: &str = "---\nscope: narrow\ngate: human_review\n---\nFix the login form.\n";
+
+fn enqueue_repo() -> Sandbox {
+    let sb = Sandbox::repo();
+    sb.write("README.md", "project\n");
+    sb.write("planning/goal.md", "Serve users.\n");
+    sb.write(
+        "planning/converge.toml",
+        "[reconcile]\ndefault_harness = \"claude-code\"\n",
+    );
+    sb.commit_all("plan");
+    sb
+}
+
+#[test]
+fn enqueue_commits_a_valid_item_on_the_base_branch_once() {
+    let sb = enqueue_repo();
+    sb.write("item.md", ITEM);
+    let before = sb.git(&["rev-parse", "main"]);
+    let run = sb.converge(&["enqueue", "fix-login", "item.md"]);
+    run.success();
+    assert!(
+        run.stdout.contains("enqueued planning/queue/fix-login.md"),
+        "{}",
+        run.transcript()
+    );
+    assert_eq!(sb.git(&["show", "main:planning/queue/fix-login.md"]), ITEM);
+    assert_eq!(sb.git(&["rev-parse", "main~1"]), before);
+    let message = sb.git(&["log", "-1", "--format=%B", "main"]);
+    assert!(message.contains("enqueue"), "{message}");
+    // The same name again is refused: a name is the item's identity.
+    let again = sb.converge(&["enqueue", "fix-login", "item.md"]);
+    assert_eq!(again.code, 2, "{}", again.transcript());
+    assert!(
+        again.stderr.contains("exists already"),
+        "{}",
+        again.transcript()
+    );
+    // Promoted, the name is still taken.
+    sb.converge(&["reconcile", "--once"]).success();
+    assert_eq!(
+        sb.git(&["show", "main:planning/queue/done/fix-login.md"]),
+        ITEM
+    );
+    let promoted = sb.converge(&["enqueue", "fix-login", "item.md"]);
+    assert_eq!(promoted.code, 2, "{}", promoted.transcript());
+    assert!(
+        promoted.stderr.contains("planning/queue/done/fix-login.md"),
+        "{}",
+        promoted.transcript()
+    );
+}
+
+#[test]
+fn enqueue_refuses_an_invalid_item_with_file_line_and_column() {
+    let sb = enqueue_repo();
+    sb.write("item.md", "---\nscope: narow\ngate: auto\n---\nFix it.\n");
+    let before = sb.git(&["rev-parse", "main"]);
+    let run = sb.converge(&["enqueue", "fix-login", "item.md"]);
+    assert_eq!(run.code, 2, "{}", run.transcript());
+    assert!(
+        run.stderr.contains("planning/queue/fix-login.md:2:8"),
+        "{}",
+        run.transcript()
+    );
+    assert!(run.stderr.contains("hint"), "{}", run.transcript());
+    assert_eq!(sb.git(&["rev-parse", "main"]), before, "nothing committed");
+}

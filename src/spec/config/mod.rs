@@ -1,8 +1,9 @@
 //! `planning/converge.toml`: limits, invariants, harnesses, forge, schedules,
-//! sandbox, budget and prices. One file per table reads it key by key into the
+//! sandbox, budget, prices and autonomy. One file per table reads it key by key into the
 //! [`Config`] model; this file walks the tables in order and checks what spans
 //! them (the default harness against the harnesses).
 
+mod autonomy;
 mod budget;
 mod forge;
 mod harness;
@@ -15,7 +16,7 @@ mod schedule;
 use std::collections::BTreeMap;
 
 use super::diag::Code;
-use super::model::{BUILTIN_HARNESSES, Budget, Config, Forge, Harness, Merge, Reconcile, Sandbox};
+use super::model::{Autonomy, BUILTIN_HARNESSES, Budget, Config, Forge, Harness, Merge, Reconcile, Sandbox};
 use super::toml_walk::{Ctx, SourceFile, Table};
 
 pub use harness::HARNESS_ALIASES;
@@ -35,6 +36,7 @@ const ROOT_KEYS: &[&str] = &[
     "sandbox",
     "budget",
     "prices",
+    "autonomy",
 ];
 
 /// The configuration and whether it was free of errors. A configuration with
@@ -61,6 +63,7 @@ pub(crate) fn default_config() -> Config {
         schedules: Vec::new(),
         sandbox: Sandbox::default(),
         budget: Budget::default(),
+        autonomy: Autonomy::default(),
         prices: BTreeMap::new(),
         invariant_descriptions: BTreeMap::new(),
     }
@@ -93,6 +96,9 @@ pub fn compile(
         }
         config.prices = budget::read_prices(&mut ctx, &root);
         harness::check_default(&mut ctx, &root, &mut config);
+        if let Some(autonomy) = autonomy::read(&mut ctx, &root, &config) {
+            config.autonomy = autonomy;
+        }
         root.finish(&mut ctx);
     }
     let valid = !ctx.has_errors();

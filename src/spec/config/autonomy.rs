@@ -105,13 +105,21 @@ mod tests {
         );
         let codes: Vec<String> = diags.iter().map(|d| d.code.to_string()).collect();
         assert_eq!(codes, ["not-supported"], "{diags:?}");
-        assert_eq!(diags[0].location.as_ref().map(|l| (l.line, l.column)), Some((4, 11)));
+        assert_eq!(
+            diags[0].location.as_ref().map(|l| (l.line, l.column)),
+            Some((4, 11))
+        );
         let a = &c.config.autonomy;
         assert!(a.enabled && !a.stop_when_goal_met);
         assert_eq!(a.harness.as_deref(), Some("sim"));
         assert_eq!(a.model.as_deref(), Some("m"));
         assert_eq!(
-            (a.max_items_per_day, a.max_runs_per_day, a.review_every, a.max_consecutive_escalations),
+            (
+                a.max_items_per_day,
+                a.max_runs_per_day,
+                a.review_every,
+                a.max_consecutive_escalations
+            ),
             (4, 9, 3, 2)
         );
         assert!((a.budget_share - 0.5).abs() < f64::EPSILON);
@@ -125,10 +133,19 @@ mod tests {
         assert!(!c.valid);
         let shown: Vec<String> = diags.iter().map(ToString::to_string).collect();
         let all = shown.join("\n");
-        assert!(all.contains("planning/converge.toml:3:11: error[unknown-harness]"), "{all}");
-        assert!(all.contains("planning/converge.toml:4:16: error[invalid-value]"), "{all}");
+        assert!(
+            all.contains("planning/converge.toml:3:11: error[unknown-harness]"),
+            "{all}"
+        );
+        assert!(
+            all.contains("planning/converge.toml:4:16: error[invalid-value]"),
+            "{all}"
+        );
         assert!(all.contains("budget_share = 0.25"), "{all}");
-        assert!(all.contains("planning/converge.toml:5:21: error[invalid-value]"), "{all}");
+        assert!(
+            all.contains("planning/converge.toml:5:21: error[invalid-value]"),
+            "{all}"
+        );
         assert!(all.contains("review_every"), "{all}");
         // Enabled with no daily budget: a warning says nothing bounds cost.
         assert!(all.contains("without `[budget] usd_per_day`"), "{all}");

@@ -16,7 +16,9 @@ mod schedule;
 use std::collections::BTreeMap;
 
 use super::diag::Code;
-use super::model::{Autonomy, BUILTIN_HARNESSES, Budget, Config, Forge, Harness, Merge, Reconcile, Sandbox};
+use super::model::{
+    Autonomy, BUILTIN_HARNESSES, Budget, Config, Forge, Harness, Merge, Reconcile, Sandbox,
+};
 use super::toml_walk::{Ctx, SourceFile, Table};
 
 pub use harness::HARNESS_ALIASES;

@@ -319,7 +319,7 @@ mod tests {
         );
         st.phase = LoopPhase::Paused { why: "x".into() };
         assert_eq!(
-            next(&on(), None, &st, &Seen::default(), NOW).clone(),
+            next(&on(), None, &st, &Seen::default(), NOW),
             Next::Wait(Wait::Paused { why: "x".into() })
         );
         st.phase = LoopPhase::GoalMet;

@@ -11,6 +11,7 @@
 
 mod cleanup;
 pub mod contain;
+mod context;
 pub mod dispatch;
 mod escalate;
 mod gate;

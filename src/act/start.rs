@@ -72,8 +72,14 @@ pub(super) fn start(
             .collect(),
     };
     let run = Layout::new(ctx.repo.common_dir()).run(key, attempt);
+    let merged = super::context::dependency_merges(ctx.repo, plan, task, status)?;
+    let context = harness::context::Context {
+        capabilities: &ctx.spec.capabilities,
+        dependencies: &merged,
+    };
     let prompt = harness::prompt(
         &ctx.spec.goal,
+        &context,
         plan,
         task,
         config,

@@ -305,6 +305,16 @@ impl From<IntentError> for CliError {
             IntentError::QueueAlwaysActive | IntentError::Unchanged { .. } => {
                 CliError::bad_input(message)
             }
+            IntentError::InvalidItem { diagnostics, .. } => {
+                let shown: String = diagnostics.iter().map(ToString::to_string).collect();
+                CliError::bad_input(format!("{message}\n{}", shown.trim_end()))
+                    .hint("fix the item as the diagnostics say (docs/plan-format.md, \"Queue items\"), then enqueue it again")
+            }
+            IntentError::ItemTooLarge { .. } => {
+                CliError::bad_input(message).hint("shorten the description")
+            }
+            IntentError::AlreadyQueued { .. } => CliError::bad_input(message)
+                .hint("choose another name: an item's name is its identity (`converge status` lists the queue)"),
             IntentError::NotOnBase { .. } => CliError::failure(message),
             IntentError::NotUtf8 { source, .. } => CliError::failure(message).source(source),
             IntentError::Edit(e) => e.into(),

@@ -12,6 +12,7 @@ use cmd_approve::ApproveArgs;
 use cmd_completions::CompletionsArgs;
 use cmd_demo::DemoArgs;
 use cmd_doctor::DoctorArgs;
+use cmd_enqueue::EnqueueArgs;
 use cmd_gate::GateArgs;
 use cmd_gc::GcArgs;
 use cmd_history::HistoryArgs;
@@ -37,6 +38,7 @@ pub mod cmd_completions;
 pub mod cmd_confine;
 pub mod cmd_demo;
 pub mod cmd_doctor;
+pub mod cmd_enqueue;
 pub mod cmd_gate;
 pub mod cmd_gc;
 pub mod cmd_history;
@@ -158,6 +160,12 @@ pub enum Command {
     /// Start a task afresh: bumps its `reset` in the plan file and commits it.
     #[command(after_help = "Examples:\n  converge retry auth/login")]
     Retry(TaskArg),
+    /// Add a queue item: validates it and commits `planning/queue/NAME.md` on
+    /// the base branch.
+    #[command(
+        after_help = "Examples:\n  converge enqueue fix-login item.md\n  converge enqueue fix-login - < item.md"
+    )]
+    Enqueue(EnqueueArgs),
     /// Pause a plan: nothing new starts; running attempts finish.
     #[command(after_help = "Examples:\n  converge pause auth")]
     Pause(PlanArg),
@@ -365,6 +373,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Approve(args) => cmd_approve::run(&ctx, args, true),
         Command::Reject(args) => cmd_approve::run(&ctx, args, false),
         Command::Retry(args) => cmd_retry::run(&ctx, args),
+        Command::Enqueue(args) => cmd_enqueue::run(&ctx, args),
         Command::Pause(args) => cmd_pause::run(&ctx, args, true),
         Command::Resume(args) => cmd_pause::run(&ctx, args, false),
         Command::History(args) => cmd_history::run(&ctx, args),

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+pub mod context;
 pub mod env;
 pub mod outcome;
 pub mod prices;
@@ -330,9 +331,11 @@ pub fn agent_env(
 }
 
 /// The prompt of one attempt (design §5): the goal, the task, how its work is
-/// checked, the previous attempt's failure, and the agent protocol.
+/// checked, the previous attempt's failure, the agent protocol, and the
+/// [`context::Context`]: what exists today and what its dependencies merged.
 pub fn prompt(
     goal: &str,
+    context: &context::Context<'_>,
     plan: &Plan,
     task: &Task,
     config: &Config,
@@ -366,6 +369,7 @@ pub fn prompt(
         out.push_str(". Changes elsewhere fail the check.\n\n");
     }
     out.push_str("Never change `planning/` or `.github/`: such changes fail the check.\n\n");
+    out.push_str(&context::dependencies_section(context.dependencies));
     if !task.invariants.is_empty() {
         out.push_str("## How your work is checked\n\nWhen you are done, converge runs these in your worktree; all must pass:\n\n");
         for name in &task.invariants {
@@ -408,6 +412,9 @@ pub fn prompt(
     );
     out.push_str("## Project goal\n\n");
     out.push_str(goal.trim());
+    out.push_str("\n\n");
+    out.push_str(&context::capabilities_section(context.capabilities));
+    out.truncate(out.trim_end().len());
     out.push('\n');
     out
 }
@@ -643,6 +650,7 @@ mod tests {
         };
         let text = prompt(
             &spec.goal,
+            &context::Context::default(),
             plan,
             &plan.tasks[0],
             &spec.config,

@@ -1,7 +1,7 @@
 //! Intents: decisions by people (or, later, machines) about the desired state,
 //! each one commit on the base branch, by compare-and-swap from the tip the
 //! caller read. The command line (`approve`, `reject`, `retry`, `pause`,
-//! `resume`) is one caller; a web API or a schedule would be others.
+//! `resume`, `enqueue`) is one caller, the autonomy loop another; a web API or a schedule would be others.
 //!
 //! An intent checks its input against the spec and status the caller read
 //! ([`Base`]), composes the file edit (`spec::edit`, pure) and records it with
@@ -11,6 +11,10 @@
 //! `converge invariant add` is not an intent: it edits converge.toml in the
 //! working tree for a person to commit (an editing aid); its edit is
 //! `spec::edit::add_invariant`.
+
+pub mod enqueue;
+
+pub use enqueue::{Enqueued, enqueue};
 
 use gix::ObjectId;
 
@@ -73,6 +77,16 @@ pub enum IntentError {
         #[source]
         source: std::string::FromUtf8Error,
     },
+    #[error("{file} is not a valid queue item ({} problem{})", diagnostics.iter().filter(|d| d.is_error()).count(), if diagnostics.iter().filter(|d| d.is_error()).count() == 1 { "" } else { "s" })]
+    InvalidItem {
+        file: String,
+        /// Errors first, each with file, line and column.
+        diagnostics: Vec<crate::spec::Diagnostic>,
+    },
+    #[error("{file} is {bytes} bytes, over the 1 MiB a planning file may be")]
+    ItemTooLarge { file: String, bytes: usize },
+    #[error("queue item `{name}` exists already ({file})")]
+    AlreadyQueued { name: String, file: String },
     #[error(transparent)]
     Edit(#[from] EditError),
     #[error("nothing to change: {base} already says so")]

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+pub mod autonomy;
 pub mod claim;
 pub mod doctor;
 pub mod gc;

@@ -2,6 +2,7 @@
 //! git repositories. One test binary; modules by area.
 
 mod agent_check;
+mod autonomy;
 mod beside;
 mod claude;
 mod codex;

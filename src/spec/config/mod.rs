@@ -1,8 +1,9 @@
 //! `planning/converge.toml`: limits, invariants, harnesses, forge, schedules,
-//! sandbox, budget, prices and the daemon's HTTP endpoints. One file per table reads it key by key into the
+//! sandbox, budget, prices, the daemon's HTTP endpoints and autonomy. One file per table reads it key by key into the
 //! [`Config`] model; this file walks the tables in order and checks what spans
 //! them (the default harness against the harnesses).
 
+mod autonomy;
 mod budget;
 mod forge;
 mod harness;
@@ -15,8 +16,9 @@ mod serve;
 
 use std::collections::BTreeMap;
 
+use super::diag::Code;
 use super::model::{
-    BUILTIN_HARNESSES, Budget, Config, Forge, Harness, Merge, Reconcile, Sandbox, Serve,
+    Autonomy, BUILTIN_HARNESSES, Budget, Config, Forge, Harness, Merge, Reconcile, Sandbox, Serve,
 };
 use super::toml_walk::{Ctx, SourceFile, Table};
 
@@ -38,6 +40,7 @@ const ROOT_KEYS: &[&str] = &[
     "budget",
     "prices",
     "serve",
+    "autonomy",
 ];
 
 /// The configuration and whether it was free of errors. A configuration with
@@ -65,6 +68,7 @@ pub(crate) fn default_config() -> Config {
         sandbox: Sandbox::default(),
         budget: Budget::default(),
         serve: Serve::default(),
+        autonomy: Autonomy::default(),
         prices: BTreeMap::new(),
         invariant_descriptions: BTreeMap::new(),
     }
@@ -98,11 +102,21 @@ pub fn compile(
         config.prices = budget::read_prices(&mut ctx, &root);
         config.serve = serve::read(&mut ctx, &root);
         harness::check_default(&mut ctx, &root, &mut config);
+        if let Some(autonomy) = autonomy::read(&mut ctx, &root, &config) {
+            config.autonomy = autonomy;
+        }
         root.finish(&mut ctx);
     }
     let valid = !ctx.has_errors();
     ctx_out.append(&mut ctx.diags);
     CompiledConfig { config, valid }
+}
+
+/// A setting converge reads but does not implement yet: an error, so that
+/// nothing runs as if it were honoured (reconcile refuses an invalid
+/// `converge.toml`); `hint` says what to remove.
+fn not_supported(ctx: &mut Ctx<'_>, span: std::ops::Range<usize>, message: &str, hint: &str) {
+    ctx.error(Code::NotSupported, span, message).hint = Some(hint.to_owned());
 }
 
 fn to_u32(n: i64) -> u32 {

@@ -28,6 +28,8 @@ pub struct Config {
     pub budget: Budget,
     /// `[serve]`: the HTTP endpoints of `converge watch`.
     pub serve: Serve,
+    /// `[autonomy]`: the gap-analysis loop (docs/autonomy.md).
+    pub autonomy: Autonomy,
     /// USD per million tokens by model name (or name prefix), for CLIs that
     /// report no cost (`[prices]`).
     pub prices: BTreeMap<String, ModelPrice>,
@@ -57,6 +59,45 @@ impl ModelPrice {
 pub struct Budget {
     pub tokens_per_day: Option<u64>,
     pub usd_per_day: Option<f64>,
+}
+
+/// `[autonomy]`: the loop that proposes the next queue item from the goal
+/// and capabilities, refreshes capabilities.md after merges and reviews every
+/// few merges (issue #17; docs/autonomy.md).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Autonomy {
+    pub enabled: bool,
+    /// The planner's harness; `[reconcile] default_harness` when unset.
+    pub harness: Option<String>,
+    pub model: Option<String>,
+    /// Queue items the loop may file per UTC day.
+    pub max_items_per_day: u32,
+    /// A review attempt after this many merges; 0: never.
+    pub review_every: u32,
+    /// The share of `[budget] usd_per_day` planner attempts may spend, 0 < x <= 1.
+    pub budget_share: f64,
+    /// Planner attempts the loop may start per UTC day.
+    pub max_runs_per_day: u32,
+    /// The loop pauses itself after this many of its items escalated in a row.
+    pub max_consecutive_escalations: u32,
+    /// The loop stops when a gap analysis says the goal is met.
+    pub stop_when_goal_met: bool,
+}
+
+impl Default for Autonomy {
+    fn default() -> Self {
+        Autonomy {
+            enabled: false,
+            harness: None,
+            model: None,
+            max_items_per_day: 10,
+            review_every: 5,
+            budget_share: 0.25,
+            max_runs_per_day: 40,
+            max_consecutive_escalations: 3,
+            stop_when_goal_met: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

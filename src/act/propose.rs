@@ -45,9 +45,31 @@ pub(super) fn propose(
                 vec![Outcome::Proposed { number, head }],
             ))
         }
-        Proposed::HandsOff { why } => Ok(Applied::done(
+        // A change converge opened: it leaves it alone from now on.
+        Proposed::HandsOff { why } if record.is_some() => Ok(Applied::done(
             format!("propose {key}: hands off, {why}"),
             vec![Outcome::HandsOff { why }],
+        )),
+        // No change of converge's yet, and the branch on the forge holds
+        // someone else's commits: a human decides (converge never pushes
+        // over them).
+        Proposed::HandsOff { why } => Ok(Applied::done(
+            format!("propose {key}: {why}; escalated"),
+            vec![
+                Outcome::Failed {
+                    attempt,
+                    head: Some(head),
+                    failure: crate::status::Failure {
+                        attempt,
+                        reason: crate::model::FailureCode::BranchMoved,
+                        message: format!(
+                            "{why}; converge does not push over it: delete or rename that branch on the forge, then `converge retry`"
+                        ),
+                        output_tail: None,
+                    },
+                },
+                Outcome::Escalated { rejection: None },
+            ],
         )),
     }
 }

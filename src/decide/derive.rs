@@ -47,6 +47,7 @@ pub fn derive(status: &mut Status, before: &Status, input: &Inputs<'_>) {
     add_tasks(status, input.spec);
     correct_unbacked(status, before, input.observation, input.now);
     follow_decision(status, input.decision, input.observation);
+    note_hands_off(status, input.decision);
     drop_gone(status, input);
     release_ended_claims(status);
     stamp_spec(status, before, input.spec_commit);
@@ -96,6 +97,27 @@ fn follow_decision(status: &mut Status, decision: &Decision, obs: &Observation) 
         // recorded: its merge commit, found on the base branch's history.
         if report.phase == Phase::Merged && st.merged_as.is_none() {
             st.merged_as = obs.task(&report.key).and_then(|o| o.merged_as);
+        }
+    }
+}
+
+/// Someone else pushed to a task's branch on the forge: status says so (and
+/// so STATUS.md, which is written only with a change of status), and
+/// converge keeps its hands off the change from then on.
+fn note_hands_off(status: &mut Status, decision: &Decision) {
+    for report in &decision.report {
+        let crate::decide::Reason::HandsOff { number, why } = &report.reason else {
+            continue;
+        };
+        let change = status
+            .plans
+            .get_mut(&report.key.plan)
+            .and_then(|p| p.tasks.get_mut(&report.key.task))
+            .and_then(|st| st.change.as_mut())
+            .filter(|c| c.number == *number && c.hands_off.is_none());
+        if let Some(change) = change {
+            change.hands_off = Some(why.clone());
+            change.waiting = None;
         }
     }
 }

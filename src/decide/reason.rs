@@ -334,11 +334,11 @@ impl fmt::Display for Reason {
             }
             Reason::HandsOff { number, why } => write!(
                 f,
-                "{why}; converge no longer updates or merges pull request #{number}: merge or close it yourself, or `converge retry` to start over on a new branch head"
+                "{why}; converge no longer pushes to, updates or merges pull request #{number}: merge or close it yourself"
             ),
             Reason::ChangeClosed { number } => write!(
                 f,
-                "pull request #{number} was closed without merging; reopen it, or `converge retry` starts the task again"
+                "pull request #{number} was closed without merging, not by converge; reopen it for converge to merge it"
             ),
             Reason::ForgeCooling { why, until } => match until {
                 Some(until) => write!(f, "the forge is not asked until {until}: {why}"),

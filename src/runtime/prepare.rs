@@ -127,7 +127,7 @@ impl Prepared {
         }
         let mut obs = observe::observe(repo, status, base_tip, &self.secret)?;
         note_worktrees(repo, &self.spec, &mut obs);
-        carry_forge(&self.observation, status, &mut obs);
+        carry_forge(&self.observation, (&self.status, status), &mut obs);
         let decision = decide::decide(&self.spec, &obs, status, now, &self.limits);
         Ok((obs, decision))
     }
@@ -205,7 +205,7 @@ pub fn snapshot(repo: &Repo, now: Timestamp) -> Result<Snapshot, TickError> {
 /// What the forge said this tick, with what the tick's proposals changed
 /// (the head each pushed, on its change), for the decision after acting:
 /// the forge is asked once a tick.
-fn carry_forge(before: &Observation, status: &Status, obs: &mut Observation) {
+fn carry_forge(before: &Observation, (read, status): (&Status, &Status), obs: &mut Observation) {
     obs.forge = before.forge.clone();
     for (key, seen) in &before.tasks {
         if let Some(change) = &seen.change {
@@ -218,6 +218,11 @@ fn carry_forge(before: &Observation, status: &Status, obs: &mut Observation) {
     for (plan, p) in &status.plans {
         for (task, st) in &p.tasks {
             let Some(record) = &st.change else { continue };
+            // Only what this tick proposed: the forge's word stands for the rest.
+            let was = read.task(plan, task).and_then(|t| t.change.as_ref());
+            if was.is_some_and(|w| w.number == record.number && w.pushed == record.pushed) {
+                continue;
+            }
             let entry = obs
                 .tasks
                 .entry(crate::model::TaskKey::new(plan, task))

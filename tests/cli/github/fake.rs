@@ -237,6 +237,10 @@ impl FakeGitHub {
         let mut st = self.st();
         let id = st.id();
         let submitted_at = st.now();
+        // As on GitHub, a review touches its pull request's `updated_at`.
+        if let Some(p) = st.prs.get_mut(&pr) {
+            p.updated_at = submitted_at.clone();
+        }
         st.reviews.push(Review {
             id,
             pr,
@@ -282,6 +286,9 @@ impl FakeGitHub {
             .clone();
         let id = st.id();
         let created_at = st.now();
+        if let Some(p) = st.prs.get_mut(&pr) {
+            p.updated_at = created_at.clone();
+        }
         st.review_comments.push(ReviewComment {
             id,
             pr,

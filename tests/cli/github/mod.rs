@@ -30,6 +30,7 @@
 #![allow(dead_code)]
 
 pub mod fake;
+mod forge;
 pub mod git;
 mod issues;
 mod json;

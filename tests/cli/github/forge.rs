@@ -1,0 +1,327 @@
+//! The GitHub forge end to end: converge (the real binary, `sim` agents)
+//! against the fake GitHub, whose bare repository is the clone's `origin`.
+//! Each test attacks one promise: a SHA converge did not gate never merges,
+//! every task merges exactly once, a person's push is never overwritten, a
+//! misbehaving GitHub never fails a tick.
+
+use std::path::Path;
+
+use super::{FakeGitHub, Fault, ReviewSpec};
+use crate::support::{Run, Sandbox, converge_at};
+
+/// Two tasks, the second depending on the first, both checked by nothing but
+/// converge's gate (the repository's rules decide on GitHub).
+const CHAIN: &str = r#"[plan]
+name = "Chain"
+state = "active"
+
+[[tasks]]
+name = "a"
+description = "Write a."
+scope = "narrow"
+gate = "auto"
+allow_unchecked = true
+[tasks.sim]
+files = [{ path = "a.txt", content = "a\n" }]
+
+[[tasks]]
+name = "b"
+description = "Write b."
+scope = "narrow"
+gate = "auto"
+allow_unchecked = true
+depends_on = ["a"]
+[tasks.sim]
+files = [{ path = "b.txt", content = "b\n" }]
+"#;
+
+const REVIEWED: &str = r#"[plan]
+name = "Reviewed"
+state = "active"
+
+[[tasks]]
+name = "r"
+description = "Write r."
+scope = "narrow"
+gate = "human_review"
+retry_max = 2
+[tasks.sim]
+files = [{ path = "r.txt", content = "r\n" }]
+"#;
+
+/// A clone of the fake's repository with `planning/` pushed to its `main`.
+fn setup(fake: &FakeGitHub, plan: &str, forge_extra: &str) -> Sandbox {
+    let sb = Sandbox::new();
+    let remote = fake.remote_path();
+    sb.git(&["clone", "-q", &remote.to_string_lossy(), "."]);
+    sb.git(&["config", "user.name", "Test Committer"]);
+    sb.git(&["config", "user.email", "committer@example.com"]);
+    sb.write("planning/goal.md", "Goal.\n");
+    sb.write(
+        "planning/converge.toml",
+        format!(
+            "[reconcile]\ndefault_harness = \"sim\"\nremote = \"origin\"\nstatus_branch = \"converge/status\"\n\n[forge]\nkind = \"github\"\nrepo = \"{}/{}\"\napi_url = \"{}\"\n{forge_extra}",
+            fake.owner(),
+            fake.repo(),
+            fake.api_url()
+        ),
+    );
+    sb.write("planning/plans/p.toml", plan);
+    sb.commit_all("plan");
+    sb.git(&["push", "-q", "origin", "main"]);
+    sb
+}
+
+fn tick(sb: &Sandbox, fake: &FakeGitHub, now: Option<&str>) -> Run {
+    let token = fake.token();
+    let mut env = vec![("CONVERGE_GITHUB_TOKEN", token.as_str())];
+    if let Some(now) = now {
+        env.push(("CONVERGE_NOW", now));
+    }
+    run_at(sb.path(), sb.home(), &["reconcile", "--once"], &env)
+}
+
+fn run_at(dir: &Path, home: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let out = converge_at(dir, home, args, env);
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(!run.stderr.contains("panicked"), "{}", run.transcript());
+    run
+}
+
+/// STATUS.md as the status branch on the remote has it.
+fn status_md(fake: &FakeGitHub) -> String {
+    fake.git(&["show", "converge/status:planning/STATUS.md"])
+}
+
+/// Ticks (waiting for the `sim` agents) until `done`, at most `max` times.
+fn tick_until(
+    sb: &Sandbox,
+    fake: &FakeGitHub,
+    now: Option<&str>,
+    max: usize,
+    done: impl Fn(&FakeGitHub) -> bool,
+) -> Vec<Run> {
+    let mut runs = Vec::new();
+    for _ in 0..max {
+        let run = tick(sb, fake, now);
+        assert_eq!(run.code, 0, "{}", run.transcript());
+        runs.push(run);
+        if done(fake) {
+            return runs;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let log: Vec<String> = runs.iter().map(Run::transcript).collect();
+    panic!("not done after {max} ticks:\n{}", log.join("\n"));
+}
+
+/// The real time plus `minutes`, as `CONVERGE_NOW` takes it: agents run on
+/// the real clock, the tick on this one.
+fn at(minutes: u64) -> String {
+    converge::time::Timestamp::now()
+        .plus(std::time::Duration::from_secs(minutes * 60))
+        .to_string()
+}
+
+fn merged_prs(fake: &FakeGitHub) -> usize {
+    fake.prs().iter().filter(|p| p.merged.is_some()).count()
+}
+
+#[test]
+fn a_plan_converges_through_pull_requests_each_merged_once_at_the_gated_head() {
+    let fake = FakeGitHub::start();
+    let sb = setup(&fake, CHAIN, "merge_method = \"squash\"\n");
+    tick_until(&sb, &fake, None, 120, |f| merged_prs(f) == 2);
+    let prs = fake.prs();
+    assert_eq!(prs.len(), 2, "{prs:?}");
+    for pr in &prs {
+        assert_eq!(fake.merges(pr.number), 1, "{pr:?}");
+        // The head that merged is the one converge's gate passed on.
+        let gated = fake.statuses(&pr.head_sha);
+        assert!(
+            gated
+                .iter()
+                .any(|s| s.context == "converge/gate" && s.state == "success"),
+            "{pr:?} {gated:?}"
+        );
+        assert!(pr.labels.contains(&"converge".to_owned()), "{pr:?}");
+        let body = pr.body.clone().unwrap_or_default();
+        assert!(body.contains("<!-- converge:task p/"), "{body}");
+    }
+    // Squash merges keep converge's trailers; the work is on the remote main.
+    let log = fake.git(&["log", "--format=%B", "main"]);
+    assert!(log.contains("Converge-Change: #"), "{log}");
+    let files = fake.git(&["ls-tree", "--name-only", "main"]);
+    assert!(
+        files.contains("a.txt") && files.contains("b.txt"),
+        "{files}"
+    );
+    // The task branches went with their merges.
+    assert_eq!(fake.branch_sha("converge/p/a"), None);
+
+    // Settled: a tick sends at most three requests, and merges nothing again.
+    tick(&sb, &fake, None);
+    let mark = fake.mark();
+    let run = tick(&sb, &fake, None);
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    let sent = fake.requests_since(mark);
+    assert!(sent.len() <= 3, "{sent:?}");
+    assert_eq!(fake.total_merges(), 2);
+    let md = status_md(&fake);
+    assert!(md.contains("merged"), "{md}");
+}
+
+#[test]
+fn a_required_check_that_never_reports_times_out_with_a_diagnosis() {
+    let fake = FakeGitHub::start();
+    fake.require_checks("main", &["build"]);
+    let sb = setup(&fake, CHAIN, "checks_timeout = \"5m\"\n");
+    tick_until(&sb, &fake, None, 60, |f| !f.prs().is_empty());
+    // The merge waits and says for what.
+    let run = tick(&sb, &fake, None);
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    let md = status_md(&fake);
+    assert!(md.contains("`build` (not reported)"), "{md}");
+    assert_eq!(fake.total_merges(), 0);
+    // Past the timeout: escalated, with the diagnosis, never merged.
+    for now in [at(2), at(7), at(9)] {
+        let run = tick(&sb, &fake, Some(&now));
+        assert_eq!(run.code, 0, "{}", run.transcript());
+    }
+    let md = status_md(&fake);
+    assert!(
+        md.contains("no check `build` reported for")
+            && md.contains("does a workflow run on pull_request"),
+        "{md}"
+    );
+    assert_eq!(fake.total_merges(), 0);
+}
+
+#[test]
+fn a_person_pushing_to_a_task_branch_makes_converge_keep_its_hands_off() {
+    let fake = FakeGitHub::start();
+    fake.require_checks("main", &["build"]);
+    let sb = setup(&fake, CHAIN, "");
+    tick_until(&sb, &fake, None, 60, |f| !f.prs().is_empty());
+    let pr = fake.prs()[0].clone();
+    let theirs = fake.push_as_person(&pr.head, "mine.txt", "a person's work\n");
+    // The check reports on the person's head; converge must still not merge
+    // what it did not gate, nor push over the person's commit.
+    let build = fake.add_check_run(&theirs, "build", "completed", Some("success"));
+    let _ = build;
+    let mut log = String::new();
+    for now in [at(2), at(4)] {
+        let run = tick(&sb, &fake, Some(&now));
+        assert_eq!(run.code, 0, "{}", run.transcript());
+        log.push_str(&run.transcript());
+    }
+    assert_eq!(fake.total_merges(), 0);
+    assert_eq!(fake.branch_sha(&pr.head).as_deref(), Some(theirs.as_str()));
+    let md = status_md(&fake);
+    assert!(md.contains("someone else pushed"), "{md}\n{log}");
+}
+
+#[test]
+fn changes_requested_reach_the_next_attempt_and_an_approval_at_the_head_merges() {
+    let fake = FakeGitHub::start();
+    let sb = setup(&fake, REVIEWED, "");
+    tick_until(&sb, &fake, None, 60, |f| !f.prs().is_empty());
+    let pr = fake.prs()[0].clone();
+    // An approval by someone without write access, and one of an older head,
+    // do not count.
+    fake.add_review(
+        pr.number,
+        ReviewSpec {
+            user: "drive-by".into(),
+            state: "APPROVED".into(),
+            body: "lgtm".into(),
+            commit_id: pr.head_sha.clone(),
+            association: "NONE".into(),
+        },
+    );
+    let review = fake.add_review(
+        pr.number,
+        ReviewSpec {
+            user: "ann".into(),
+            state: "CHANGES_REQUESTED".into(),
+            body: "Please name the file better.".into(),
+            commit_id: pr.head_sha.clone(),
+            association: "MEMBER".into(),
+        },
+    );
+    fake.add_review_comment(pr.number, review, "r.txt", 1, "say more than r");
+    // The rejection starts attempt 2 with the review in its prompt.
+    let prompt = sb.path().join(".git/converge/runs/p/r/2/prompt.md");
+    for _ in 0..60 {
+        tick(&sb, &fake, None);
+        if prompt.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let text = std::fs::read_to_string(&prompt).expect("attempt 2's prompt");
+    assert!(
+        text.contains("Please name the file better.") && text.contains("r.txt:1: say more than r"),
+        "{text}"
+    );
+    assert_eq!(fake.total_merges(), 0);
+    // Attempt 2 passes its gate; the same pull request shows its head.
+    tick_until(&sb, &fake, None, 60, |f| {
+        f.pr(pr.number).is_some_and(|p| p.head_sha != pr.head_sha)
+    });
+    assert_eq!(fake.prs().len(), 1, "one pull request per task");
+    let head = fake.pr(pr.number).expect("pr").head_sha;
+    fake.approve(pr.number, "ann", &pr.head_sha);
+    for _ in 0..3 {
+        tick(&sb, &fake, None);
+    }
+    assert_eq!(fake.total_merges(), 0, "an approval of an older head");
+    fake.approve(pr.number, "ann", &head);
+    tick_until(&sb, &fake, None, 20, |f| f.total_merges() == 1);
+    assert_eq!(fake.merges(pr.number), 1);
+}
+
+#[test]
+fn rate_limits_and_outages_cool_the_forge_down_without_failing_a_tick() {
+    let fake = FakeGitHub::start();
+    let sb = setup(&fake, CHAIN, "");
+    fake.inject(
+        Some("GET"),
+        "/pulls",
+        1,
+        Fault::SecondaryRateLimit {
+            retry_after: Some(120),
+        },
+    );
+    let run = tick(&sb, &fake, None);
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    // Cooling down: no request at all until the wake time.
+    let mark = fake.mark();
+    let run = tick(&sb, &fake, Some(&at(1)));
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    assert_eq!(fake.requests_since(mark), [], "{}", run.transcript());
+    let md = status_md(&fake);
+    assert!(md.contains("secondary rate limit"), "{md}");
+    // Then a 502: another cooldown (at least a minute), no failure.
+    fake.inject(Some("GET"), "/pulls", 1, Fault::BadGateway);
+    let run = tick(&sb, &fake, Some(&at(3)));
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    // Afterwards the plan still converges, each task merged once.
+    let mut minute = 10;
+    let mut runs = 0;
+    while merged_prs(&fake) < 2 {
+        let run = tick(&sb, &fake, Some(&at(minute)));
+        assert_eq!(run.code, 0, "{}", run.transcript());
+        minute += 1;
+        runs += 1;
+        assert!(runs < 45, "not converged:\n{}", status_md(&fake));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    for pr in fake.prs() {
+        assert_eq!(fake.merges(pr.number), 1);
+    }
+}

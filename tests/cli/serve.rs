@@ -229,7 +229,8 @@ fn the_state_is_what_status_json_prints_and_metrics_parse() {
     );
     let kinds = label_values(&families["converge_actions_total"], "kind");
     let expected: BTreeSet<String> = [
-        "reap", "cancel", "gate", "merge", "retry", "escalate", "cleanup", "dispatch", "promote",
+        "reap", "cancel", "gate", "merge", "propose", "retry", "escalate", "cleanup", "dispatch",
+        "promote",
     ]
     .map(String::from)
     .into();

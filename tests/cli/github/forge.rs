@@ -325,3 +325,34 @@ fn rate_limits_and_outages_cool_the_forge_down_without_failing_a_tick() {
         assert_eq!(fake.merges(pr.number), 1);
     }
 }
+
+#[test]
+fn a_quiet_tick_with_fifty_open_pull_requests_sends_at_most_three_conditional_requests() {
+    let fake = FakeGitHub::start();
+    let mut plan = String::from("[plan]\nname = \"Many\"\nstate = \"active\"\n");
+    for i in 0..50 {
+        plan.push_str(&format!(
+            "\n[[tasks]]\nname = \"t{i:02}\"\ndescription = \"Write t{i:02}.\"\nscope = \"narrow\"\ngate = \"human_review\"\n[tasks.sim]\nfiles = [{{ path = \"t{i:02}.txt\", content = \"t\\n\" }}]\n"
+        ));
+    }
+    let sb = setup(&fake, &plan, "max_open_prs = 60\nprs_per_hour = 100\n");
+    // More actions per tick than the defaults, so that fifty tasks get their
+    // pull requests in a few ticks.
+    let config = sb.read("planning/converge.toml").replace(
+        "[reconcile]\n",
+        "[reconcile]\nactions_per_tick = 60\nmax_agents = 60\ndispatches_per_hour = 100\n",
+    );
+    sb.write("planning/converge.toml", config);
+    sb.commit_all("more per tick");
+    sb.git(&["push", "-q", "origin", "main"]);
+    tick_until(&sb, &fake, None, 80, |f| f.prs().len() == 50);
+    // Every task waits for a review; the reviews were read once.
+    tick(&sb, &fake, None);
+    let mark = fake.mark();
+    let run = tick(&sb, &fake, None);
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    let sent = fake.requests_since(mark);
+    assert!(sent.len() <= 3, "{sent:?}");
+    assert!(sent.iter().all(|r| r.status == 304), "{sent:?}");
+    assert_eq!(fake.total_merges(), 0);
+}

@@ -369,7 +369,7 @@ impl Client {
                     path: path.to_owned(),
                     status: 0,
                 });
-                let why = format!("{m} {path} failed: {}", error_chain(&source));
+                let why = format!("{m} {path} failed: {}", crate::check::error_chain(&source));
                 self.cool_down(None, why);
                 return Err(ClientError::Transport {
                     method: m,
@@ -551,23 +551,12 @@ fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
     headers.get(name)?.to_str().ok()?.trim().parse().ok()
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
-fn read_json<T: DeserializeOwned>(path: &std::path::Path) -> Option<T> {
+pub(super) fn read_json<T: DeserializeOwned>(path: &std::path::Path) -> Option<T> {
     let bytes = std::fs::read(path).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
-fn write_json<T: Serialize>(path: &std::path::Path, value: &T) {
+pub(super) fn write_json<T: Serialize>(path: &std::path::Path, value: &T) {
     let result = serde_json::to_vec(value)
         .map_err(std::io::Error::other)
         .and_then(|bytes| {

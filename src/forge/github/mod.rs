@@ -142,11 +142,11 @@ impl<'a> GithubForge<'a> {
                 },
             );
         }
-        for w in wanted {
+        let mut noted = reviews::Reviews::load(&self.layout);
+        let asked = wanted.iter().try_for_each(|w| {
             match (changes.get_mut(&w.key), w.number) {
                 (Some(change), _) if w.reviews => {
-                    let pull = &mine[&w.key];
-                    let verdict = reviews::read(&self.client, &self.layout, pull, change.head)?;
+                    let verdict = noted.read(&self.client, &mine[&w.key], change.head)?;
                     change.approved_by = verdict.approved_by;
                     change.changes_requested = verdict.changes_requested;
                 }
@@ -157,7 +157,11 @@ impl<'a> GithubForge<'a> {
                 }
                 _ => {}
             }
-        }
+            Ok::<(), ClientError>(())
+        });
+        // What was read is kept even when a later request failed.
+        noted.save();
+        asked?;
         let open = u32::try_from(mine.len()).unwrap_or(u32::MAX);
         Ok((ForgeObs::Observed { open }, changes))
     }
@@ -519,22 +523,10 @@ fn unavailable(e: &ClientError) -> ForgeObs {
             until: Some(*until),
         },
         other => ForgeObs::Unavailable {
-            why: chain(other),
+            why: crate::check::error_chain(other),
             until: None,
         },
     }
-}
-
-/// An error and its sources, on one line.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 fn commit(sha: &str) -> Option<CommitId> {
@@ -583,7 +575,7 @@ pub fn observe_into(
         Ok(forge) => forge,
         Err(e) => {
             obs.forge = ForgeObs::Unavailable {
-                why: chain(&e),
+                why: crate::check::error_chain(&e),
                 until: None,
             };
             return Ok(());

@@ -40,43 +40,65 @@ pub struct Read {
     pub changes_requested: Option<Feedback>,
 }
 
-pub fn read(
-    client: &Client,
-    layout: &Layout,
-    pull: &Pull,
-    head: CommitId,
-) -> Result<Read, ClientError> {
-    let path = layout.forge().join("reviews.json");
-    let mut seen: Seen = std::fs::read(&path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    let updated = pull.updated_at.clone().unwrap_or_default();
-    let head_text = head.to_string();
-    let verdict = match seen.pulls.get(&pull.number) {
-        Some((at, h, verdict)) if !updated.is_empty() && *at == updated && *h == head_text => {
-            verdict.clone()
+/// What the reviews said when last read, kept in
+/// `<git-common-dir>/converge/forge/reviews.json`: loaded once a tick, written
+/// back once if anything was read again.
+pub struct Reviews {
+    path: std::path::PathBuf,
+    seen: Seen,
+    changed: bool,
+}
+
+impl Reviews {
+    pub fn load(layout: &Layout) -> Reviews {
+        let path = layout.forge().join("reviews.json");
+        let seen = super::client::read_json(&path).unwrap_or_default();
+        Reviews {
+            path,
+            seen,
+            changed: false,
         }
-        _ => {
-            let verdict = fetch(client, pull.number, &head_text)?;
-            seen.pulls
-                .insert(pull.number, (updated, head_text, verdict.clone()));
-            if let Ok(bytes) = serde_json::to_vec(&seen) {
-                let _ = std::fs::create_dir_all(layout.forge());
-                if let Err(e) = crate::rundir::atomic::write_atomically(&path, &bytes) {
-                    tracing::warn!(error = %e, "cannot note the reviews read");
-                }
+    }
+
+    /// The reviews of `pull` at `head`: as noted, unless the pull request
+    /// changed since (its `updated_at` or head), then read from GitHub.
+    pub fn read(
+        &mut self,
+        client: &Client,
+        pull: &Pull,
+        head: CommitId,
+    ) -> Result<Read, ClientError> {
+        let updated = pull.updated_at.clone().unwrap_or_default();
+        let head_text = head.to_string();
+        let verdict = match self.seen.pulls.get(&pull.number) {
+            Some((at, h, verdict)) if !updated.is_empty() && *at == updated && *h == head_text => {
+                verdict.clone()
             }
-            verdict
+            _ => {
+                let verdict = fetch(client, pull.number, &head_text)?;
+                self.seen
+                    .pulls
+                    .insert(pull.number, (updated, head_text, verdict.clone()));
+                self.changed = true;
+                verdict
+            }
+        };
+        Ok(Read {
+            approved_by: verdict.approved_by,
+            changes_requested: verdict.changes_requested.map(|r| Feedback {
+                by: r.by,
+                text: r.text,
+            }),
+        })
+    }
+
+    /// Writes the notes back if a review was read again (a cache: a failure
+    /// only costs requests, and is logged).
+    pub fn save(&self) {
+        if self.changed {
+            super::client::write_json(&self.path, &self.seen);
         }
-    };
-    Ok(Read {
-        approved_by: verdict.approved_by,
-        changes_requested: verdict.changes_requested.map(|r| Feedback {
-            by: r.by,
-            text: r.text,
-        }),
-    })
+    }
 }
 
 fn fetch(client: &Client, number: u64, head: &str) -> Result<Verdict, ClientError> {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::super::diag::Code;
 use super::super::model::{Forge, Github, MergeMethod, Reconcile};
 use super::super::toml_walk::{Ctx, Table};
+use super::to_u32;
 
 const FORGE_KEYS: &[&str] = &[
     "kind",
@@ -168,10 +169,6 @@ fn github(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, reconcile: &Reconcile) -> Option
         labels: label_names,
         checks_timeout: timeout.unwrap_or(Duration::from_secs(30 * 60)),
     }))
-}
-
-fn to_u32(n: i64) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 fn valid_github_segment(s: &str) -> bool {

@@ -33,6 +33,7 @@ pub(super) fn merge(
         change: change.map(|c| c.number),
         waiting_since: change.and_then(|c| c.waiting.as_ref()).map(|w| w.since),
         head,
+        updated: change.and_then(|c| c.updated),
         base_branch: &ctx.base_branch,
         base: ctx.base_tip,
         message: &message,
@@ -138,6 +139,10 @@ pub(super) fn merge(
                 },
             });
             outcomes.push(Outcome::Escalated { rejection: None });
+            outcomes
+        })),
+        MergeOutcome::Updated { head, why } => Ok(Applied::done(format!("merge {key}: {why}"), {
+            outcomes.push(Outcome::ChangeUpdated { head });
             outcomes
         })),
         MergeOutcome::Deferred(reason) => Ok(Applied {

@@ -24,7 +24,7 @@ pub(super) fn propose(
     let proposal = Proposal {
         key: key.clone(),
         head,
-        pushed: record.map(|c| c.pushed),
+        pushed: record.map(crate::status::ChangeRecord::tip),
         number: record.map(|c| c.number),
         base_branch: ctx.base_branch.clone(),
         title: title(key, task),

@@ -16,7 +16,7 @@ use crate::observe::{
     Availability, ChangeObs, ChangeState, ForgeObs, Observation, RunObs, RunState, TaskObs,
 };
 use crate::spec::{Decision as Verdict, Gate, Plan, PlanState, Spec, Task};
-use crate::status::{Phase, Status, TaskStatus};
+use crate::status::{ChangeRecord, Phase, Status, TaskStatus};
 use crate::time::Timestamp;
 
 use super::limits::{budget_blocks_start, foreign_claim};
@@ -415,11 +415,31 @@ fn rejected(c: &Ctx<'_>, why: Reason) -> Candidate {
     c.start(why, false)
 }
 
-/// The task's open change at `head`, as the forge reports it.
+/// The task's open change at `head`, as the forge reports it: at `head`
+/// itself, or at converge's update of it with the base branch.
 fn change_at<'a>(s: &'a Subject<'_>, head: CommitId) -> Option<&'a ChangeObs> {
     s.ob.change
         .as_ref()
-        .filter(|ch| ch.state == ChangeState::Open && ch.head == head)
+        .filter(|ch| ch.state == ChangeState::Open && updates(s.st, ch, head))
+}
+
+/// Whether converge stands behind the change's head: the gated `head`, what
+/// it pushed last, or its update of either with the base branch.
+fn converges(record: &ChangeRecord, ch: &ChangeObs, head: CommitId) -> bool {
+    let ours = |c: CommitId| c == head || c == record.pushed || Some(c) == record.updated;
+    ours(ch.head) || ch.update_of.is_some_and(ours)
+}
+
+/// Whether the change's head is `head`, or converge's update of it with the
+/// base branch (recorded in status, or recognised by the forge after converge
+/// stopped before recording it).
+pub(super) fn updates(st: &TaskStatus, ch: &ChangeObs, head: CommitId) -> bool {
+    let record = st.change.as_ref().filter(|r| r.pushed == head);
+    ch.head == head
+        || record.is_some_and(|r| Some(ch.head) == r.updated)
+        || ch
+            .update_of
+            .is_some_and(|of| of == head || record.is_some_and(|r| Some(of) == r.updated))
 }
 
 /// What holds a passed task's change back before anything else: the forge
@@ -457,7 +477,7 @@ fn change_blocks(c: &Ctx<'_>, head: CommitId) -> Option<Candidate> {
                 number: change.number,
             },
         )),
-        ChangeState::Open if change.head != record.pushed && change.head != head => Some(c.wait(
+        ChangeState::Open if !converges(record, change, head) => Some(c.wait(
             st.phase,
             Reason::HandsOff {
                 number: change.number,

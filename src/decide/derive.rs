@@ -48,6 +48,7 @@ pub fn derive(status: &mut Status, before: &Status, input: &Inputs<'_>) {
     correct_unbacked(status, before, input.observation, input.now);
     follow_decision(status, input.decision, input.observation);
     note_hands_off(status, input.decision);
+    note_updates(status, input.observation);
     drop_gone(status, input);
     release_ended_claims(status);
     stamp_spec(status, before, input.spec_commit);
@@ -118,6 +119,29 @@ fn note_hands_off(status: &mut Status, decision: &Decision) {
         if let Some(change) = change {
             change.hands_off = Some(why.clone());
             change.waiting = None;
+        }
+    }
+}
+
+/// converge's update of a change with the base branch that the forge
+/// recognised but status does not record (converge stopped between pushing
+/// and recording it): status records it, as if the update had been recorded.
+fn note_updates(status: &mut Status, obs: &Observation) {
+    for (key, ob) in &obs.tasks {
+        let Some(change) = ob.change.as_ref().filter(|c| c.update_of.is_some()) else {
+            continue;
+        };
+        let record = status
+            .plans
+            .get_mut(&key.plan)
+            .and_then(|p| p.tasks.get_mut(&key.task))
+            .and_then(|st| st.change.as_mut())
+            .filter(|r| r.number == change.number && r.hands_off.is_none());
+        if let Some(record) = record
+            && record.updated != Some(change.head)
+        {
+            record.updated = Some(change.head);
+            record.waiting = None;
         }
     }
 }

@@ -75,6 +75,7 @@ fn record(number: u64, pushed: &str) -> ChangeRecord {
         opened_at: NOW.minus(std::time::Duration::from_secs(7200)),
         waiting: None,
         hands_off: None,
+        updated: None,
     }
 }
 
@@ -101,6 +102,7 @@ fn open(number: u64, head: &str) -> ChangeObs {
         merged_as: None,
         approved_by: None,
         changes_requested: None,
+        update_of: None,
     }
 }
 
@@ -303,5 +305,90 @@ fn open_pull_requests_and_their_rate_hold_back_proposals_and_dispatch() {
     assert_eq!(
         d.wake_at,
         Some(NOW.plus(std::time::Duration::from_secs(3000)))
+    );
+}
+
+#[test]
+fn one_pull_request_merges_a_tick_the_oldest_first() {
+    let spec = spec();
+    // By name `a` comes first; by age `n` (#4) is the oldest, then `a` (#8).
+    let s = status(vec![
+        ("a", passed(&spec, "a", Some(record(8, SHA)))),
+        ("n", passed(&spec, "n", Some(record(4, SHA)))),
+    ]);
+    let obs = observed(vec![("a", open(8, SHA)), ("n", open(4, SHA))]);
+    let d = decide(&spec, &obs, &s, NOW, &WIDE);
+    assert_eq!(line(&d, "n"), (Some("merge"), "gate-passed"));
+    assert_eq!(line(&d, "a"), (None, "merge-queued"));
+    let merges = d
+        .actions
+        .iter()
+        .filter(|a| a.kind() == ActionKind::Merge)
+        .count();
+    assert_eq!(merges, 1, "{:?}", d.actions);
+    let why = d.report.iter().find(|r| r.key == key("a")).expect("a");
+    assert!(why.reason.to_string().contains("#4"), "{}", why.reason);
+    // Once #4 merged, #8 goes next.
+    let mut merged = passed(&spec, "n", Some(record(4, SHA)));
+    merged.phase = Phase::Merged;
+    let s = status(vec![
+        ("a", passed(&spec, "a", Some(record(8, SHA)))),
+        ("n", merged),
+    ]);
+    let obs = observed(vec![("a", open(8, SHA))]);
+    let d = decide(&spec, &obs, &s, NOW, &WIDE);
+    assert_eq!(line(&d, "a"), (Some("merge"), "gate-passed"));
+}
+
+#[test]
+fn converges_update_of_a_change_with_the_base_is_its_own_not_someone_elses() {
+    const UPDATE: &str = "4444444444444444444444444444444444444444";
+    let spec = spec();
+    // Recorded: the change at the update merges (the forge merges the
+    // update in place of the gated head).
+    let mut r = record(7, SHA);
+    r.updated = Some(id(UPDATE));
+    let s = status(vec![("a", passed(&spec, "a", Some(r.clone())))]);
+    let d = decide(
+        &spec,
+        &observed(vec![("a", open(7, UPDATE))]),
+        &s,
+        NOW,
+        &WIDE,
+    );
+    assert_eq!(line(&d, "a"), (Some("merge"), "gate-passed"));
+    // Not recorded (converge stopped after pushing it), but the forge
+    // recognised it: still converge's.
+    let s = status(vec![("a", passed(&spec, "a", Some(record(7, SHA))))]);
+    let mut recognised = open(7, UPDATE);
+    recognised.update_of = Some(id(SHA));
+    let d = decide(&spec, &observed(vec![("a", recognised)]), &s, NOW, &WIDE);
+    assert_eq!(line(&d, "a"), (Some("merge"), "gate-passed"));
+    // An update of something converge never stood behind is someone else's.
+    let mut foreign = open(7, UPDATE);
+    foreign.update_of = Some(id(THEIRS));
+    let d = decide(&spec, &observed(vec![("a", foreign)]), &s, NOW, &WIDE);
+    assert_eq!(line(&d, "a"), (None, "hands-off"));
+    // A new attempt passed after an update: the change is updated with the
+    // new work, not abandoned as someone else's.
+    let s = status(vec![("a", passed(&spec, "a", Some(r)))]);
+    let mut newer = passed(&spec, "a", None);
+    newer.head = Some(id(OLD));
+    newer.change = s.plans["p"].tasks["a"].change.clone();
+    let s = status(vec![("a", newer)]);
+    let d = decide(
+        &spec,
+        &observed(vec![("a", open(7, UPDATE))]),
+        &s,
+        NOW,
+        &WIDE,
+    );
+    assert_eq!(
+        action(&d, "a"),
+        Some(Action::Propose {
+            key: key("a"),
+            head: id(OLD),
+            opens: false
+        })
     );
 }

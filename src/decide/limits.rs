@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::model::TaskKey;
 use crate::observe::{ForgeObs, Observation};
 use crate::spec::{Plan, Reconcile, Spec};
 use crate::status::{Claim, Phase, Status, TaskStatus};
@@ -125,6 +126,10 @@ pub(super) struct ChangeMeter {
     /// When the changes opened in the last hour were opened, oldest first.
     recent: Vec<Timestamp>,
     now: Timestamp,
+    /// The change merged this tick: one merge per base branch per tick
+    /// (the base moves, and GitHub recomputes every other pull request's
+    /// mergeability and checks against it).
+    merging: Option<u64>,
 }
 
 impl ChangeMeter {
@@ -160,10 +165,14 @@ impl ChangeMeter {
             open,
             recent,
             now,
+            merging: None,
         })
     }
 
     pub(super) fn admits(&self, action: &Action) -> Result<(), Reason> {
+        if let (Action::Merge { .. }, Some(first)) = (action, self.merging) {
+            return Err(Reason::MergeQueued { first });
+        }
         let opens = matches!(action, Action::Propose { opens: true, .. });
         if (opens || matches!(action, Action::Dispatch { .. })) && self.open >= self.max_open {
             return Err(Reason::ChangeLimit {
@@ -184,12 +193,27 @@ impl ChangeMeter {
         Ok(())
     }
 
-    pub(super) fn take(&mut self, action: &Action) {
+    pub(super) fn take(&mut self, action: &Action, status: &Status) {
+        if let Action::Merge { key, .. } = action {
+            self.merging = Some(change_number(status, key).unwrap_or_default());
+        }
         if matches!(action, Action::Propose { opens: true, .. }) {
             self.open += 1;
             self.recent.push(self.now);
         }
     }
+}
+
+/// The number of the task's change, as status records it.
+pub(super) fn change_number(status: &Status, key: &TaskKey) -> Option<u64> {
+    status
+        .plans
+        .get(&key.plan)?
+        .tasks
+        .get(&key.task)?
+        .change
+        .as_ref()
+        .map(|c| c.number)
 }
 
 /// A claim on the task by another reconciler, when reconcilers share a remote.

@@ -243,6 +243,8 @@ fn pick(
     for name in spec.queue.keys().filter(|n| !obs.promoted.contains(*n)) {
         possible.push((Action::Promote { item: name.clone() }, None));
     }
+    // Merges of pull requests go oldest first (by number); everything else,
+    // and merges without one, by plan and task name.
     possible.sort_by(|(a, _), (b, _)| {
         let name = |x: &Action| match x {
             Action::Promote { item } => (String::new(), item.clone()),
@@ -251,7 +253,11 @@ fn pick(
                 .map(|k| (k.plan.clone(), k.task.clone()))
                 .unwrap_or_default(),
         };
-        (a.kind(), name(a)).cmp(&(b.kind(), name(b)))
+        let change = |x: &Action| match x {
+            Action::Merge { key, .. } => limits::change_number(status, key),
+            _ => None,
+        };
+        (a.kind(), change(a), name(a)).cmp(&(b.kind(), change(b), name(b)))
     });
     let mut meter = Meter::new(limits, status, obs, now);
     let mut changes = ChangeMeter::new(spec, status, obs, now);
@@ -275,7 +281,7 @@ fn pick(
             (Ok(()), _) => {
                 meter.take(&action);
                 if let Some(c) = changes.as_mut() {
-                    c.take(&action);
+                    c.take(&action, status);
                 }
                 out.actions.push(action);
             }

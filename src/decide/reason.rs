@@ -122,6 +122,11 @@ pub enum Reason {
         limit: u32,
         next_at: Timestamp,
     },
+    /// Another pull request, opened earlier, merges into the base branch
+    /// this tick: one merge per base branch per tick, oldest first.
+    MergeQueued {
+        first: u64,
+    },
     /// The pull request's merge waits (checks, reviews, mergeability).
     AwaitingChecks {
         number: u64,
@@ -186,6 +191,7 @@ impl Reason {
             Reason::ChangesRequested { .. } => "changes-requested",
             Reason::ChangeLimit { .. } => "change-limit",
             Reason::ChangeRateLimited { .. } => "change-rate-limited",
+            Reason::MergeQueued { .. } => "merge-queued",
             Reason::AwaitingChecks { .. } => "awaiting-checks",
             Reason::HandsOff { .. } => "hands-off",
             Reason::ChangeClosed { .. } => "change-closed",
@@ -325,6 +331,10 @@ impl fmt::Display for Reason {
             } => write!(
                 f,
                 "prs_per_hour {limit}/h reached ({last_hour} opened in the last hour), next at {next_at}"
+            ),
+            Reason::MergeQueued { first } => write!(
+                f,
+                "pull request #{first} merges into the base branch this tick; one merge a tick, oldest pull request first"
             ),
             Reason::AwaitingChecks { number, why, until } => {
                 write!(

@@ -28,6 +28,10 @@ pub struct Wanted {
     pub key: TaskKey,
     pub number: Option<u64>,
     pub reviews: bool,
+    /// The heads converge stands behind on the change's branch: the gated
+    /// head first, then what it pushed and its update with the base
+    /// branch, as status records them.
+    pub heads: Vec<CommitId>,
 }
 
 /// Work to propose: the task branch at `head`.
@@ -64,6 +68,9 @@ pub struct MergeRequest<'a> {
     pub waiting_since: Option<crate::time::Timestamp>,
     /// The head the gate judged; a branch that moved since does not merge.
     pub head: CommitId,
+    /// converge's merge of the base into `head` on the change's branch
+    /// ([`MergeOutcome::Updated`]), which merges in its place.
+    pub updated: Option<CommitId>,
     pub base_branch: &'a str,
     pub base: gix::ObjectId,
     /// The merge commit's message (trailers included).
@@ -106,6 +113,10 @@ pub enum MergeOutcome {
     /// A required check never finished within `checks_timeout`: a human
     /// decides (the diagnosis says what to look at).
     TimedOut { why: String },
+    /// The change had to be up to date with the base: converge merged the
+    /// base into it as `head` (the gated work, no other change) and pushed
+    /// it; the change merges at `head` once its checks pass again.
+    Updated { head: CommitId, why: String },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -36,6 +36,10 @@ pub struct ChangeObs {
     /// A reviewer with write access asked for changes at its head: who, and
     /// what they said (the review and its line comments).
     pub changes_requested: Option<Feedback>,
+    /// Its head is converge's merge of the base branch into this commit, a
+    /// head converge stands behind, though status does not record the
+    /// update (converge stopped between pushing and recording it).
+    pub update_of: Option<CommitId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

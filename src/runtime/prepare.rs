@@ -220,7 +220,7 @@ fn carry_forge(before: &Observation, (read, status): (&Status, &Status), obs: &m
             let Some(record) = &st.change else { continue };
             // Only what this tick proposed: the forge's word stands for the rest.
             let was = read.task(plan, task).and_then(|t| t.change.as_ref());
-            if was.is_some_and(|w| w.number == record.number && w.pushed == record.pushed) {
+            if was.is_some_and(|w| w.number == record.number && w.tip() == record.tip()) {
                 continue;
             }
             let entry = obs
@@ -229,7 +229,7 @@ fn carry_forge(before: &Observation, (read, status): (&Status, &Status), obs: &m
                 .or_default();
             let stale = entry.change.as_ref().is_none_or(|c| {
                 c.number != record.number
-                    || (c.state == observe::ChangeState::Open && c.head != record.pushed)
+                    || (c.state == observe::ChangeState::Open && c.head != record.tip())
             });
             if stale
                 && record.hands_off.is_none()
@@ -240,11 +240,12 @@ fn carry_forge(before: &Observation, (read, status): (&Status, &Status), obs: &m
             {
                 entry.change = Some(observe::ChangeObs {
                     number: record.number,
-                    head: record.pushed,
+                    head: record.tip(),
                     state: observe::ChangeState::Open,
                     merged_as: None,
                     approved_by: None,
                     changes_requested: None,
+                    update_of: None,
                 });
             }
         }

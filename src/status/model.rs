@@ -161,6 +161,19 @@ pub struct ChangeRecord {
     /// Someone else pushed to the branch: converge no longer touches it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hands_off: Option<String>,
+    /// converge's own merge of the base branch into `pushed` (the forge
+    /// required the branch to be up to date), now the change's head: the
+    /// work is the gated work, merged as the head converge pushed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated: Option<CommitId>,
+}
+
+impl ChangeRecord {
+    /// The head converge put on the change's branch last: its update, else
+    /// what it pushed.
+    pub fn tip(&self) -> CommitId {
+        self.updated.unwrap_or(self.pushed)
+    }
 }
 
 /// Why a change's merge waits, since when (at the pushed head), and when it

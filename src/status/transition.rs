@@ -89,6 +89,9 @@ pub enum Outcome {
     MergeWaiting { why: String, until: Timestamp },
     /// Someone else pushed to the change's branch: converge leaves it alone.
     HandsOff { why: String },
+    /// converge merged the base branch into the change's branch as `head`
+    /// (the forge requires it up to date); its checks run again.
+    ChangeUpdated { head: CommitId },
     /// Cleanup found the task's head in the base, with no merge recorded (a
     /// crash right after merging): `commit` is the merge record.
     FoundMerged { commit: CommitId },
@@ -327,7 +330,14 @@ pub fn apply(st: &mut TaskStatus, outcome: &Outcome, now: Timestamp, backoff: &B
                 opened_at,
                 waiting: None,
                 hands_off: None,
+                updated: None,
             });
+        }
+        Outcome::ChangeUpdated { head } => {
+            if let Some(change) = st.change.as_mut() {
+                change.updated = Some(*head);
+                change.waiting = None;
+            }
         }
         Outcome::MergeWaiting { why, until } => {
             if let Some(change) = st.change.as_mut() {

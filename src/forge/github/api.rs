@@ -159,6 +159,51 @@ impl RequiredChecks {
     }
 }
 
+/// `required_pull_request_reviews` of classic branch protection.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RequiredReviews {
+    #[serde(default)]
+    pub required_approving_review_count: u32,
+}
+
+/// One active rule of a ruleset on a branch (`GET /rules/branches/{b}`).
+/// Only the two kinds that make a merge wait are read; the others (deletion,
+/// linear history, …) keep `kind` and nothing else.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BranchRule {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub parameters: Option<RuleParameters>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RuleParameters {
+    #[serde(default)]
+    pub required_status_checks: Vec<RequiredCheck>,
+    #[serde(default)]
+    pub required_approving_review_count: Option<u32>,
+}
+
+/// What the rulesets on a branch require of a merge.
+pub fn ruleset_requirements(rules: &[BranchRule]) -> (Vec<String>, u32) {
+    let mut checks = Vec::new();
+    let mut reviews = 0;
+    for rule in rules {
+        let Some(p) = &rule.parameters else { continue };
+        match rule.kind.as_str() {
+            "required_status_checks" => {
+                checks.extend(p.required_status_checks.iter().map(|c| c.context.clone()));
+            }
+            "pull_request" => {
+                reviews = reviews.max(p.required_approving_review_count.unwrap_or(0));
+            }
+            _ => {}
+        }
+    }
+    (checks, reviews)
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Merged {
     pub sha: String,

@@ -14,10 +14,14 @@
 //!   merges with `sha` = the head the gate judged (GitHub's compare-and-swap:
 //!   409 if the head moved); when blocked it says which required check is
 //!   missing, pending or failed, and times out a check that never reports.
+//!   A pull request that must be up to date with the base branch
+//!   (`behind`) gets converge's own merge of the base into the gated head,
+//!   and merges at that head (`merge.rs`).
 //!   Never an admin bypass; rulesets, protection and workflows are only read.
 
 pub mod api;
 pub mod client;
+mod merge;
 mod reviews;
 
 use std::collections::BTreeMap;
@@ -25,7 +29,7 @@ use std::collections::BTreeMap;
 use gix::ObjectId;
 use serde_json::json;
 
-use super::{Forge, ForgeError, MergeOutcome, MergeRequest, Merging, Proposal, Proposed, Wanted};
+use super::{Forge, ForgeError, MergeRequest, Merging, Proposal, Proposed, Wanted};
 use crate::git::{Pushed, Repo};
 use crate::model::{CommitId, TaskKey};
 use crate::observe::{ChangeObs, ChangeState, ForgeObs};
@@ -139,14 +143,30 @@ impl<'a> GithubForge<'a> {
                     merged_as: None,
                     approved_by: None,
                     changes_requested: None,
+                    update_of: None,
                 },
             );
         }
         let mut noted = reviews::Reviews::load(&self.layout);
         let asked = wanted.iter().try_for_each(|w| {
+            if let Some(change) = changes.get_mut(&w.key)
+                && !w.heads.is_empty()
+                && !w.heads.contains(&change.head)
+            {
+                change.update_of = self.update_of(change.head, &w.heads, &w.key);
+            }
             match (changes.get_mut(&w.key), w.number) {
                 (Some(change), _) if w.reviews => {
-                    let verdict = noted.read(&self.client, &mine[&w.key], change.head)?;
+                    // converge's update of the gated head with the base
+                    // changes no line a reviewer saw: reviews of the gated
+                    // head count at the update too.
+                    let mut heads = vec![change.head];
+                    let updated = w.heads.first().is_some_and(|g| *g != change.head)
+                        && (w.heads.contains(&change.head) || change.update_of.is_some());
+                    if updated {
+                        heads.extend(w.heads.first());
+                    }
+                    let verdict = noted.read(&self.client, &mine[&w.key], &heads)?;
                     change.approved_by = verdict.approved_by;
                     change.changes_requested = verdict.changes_requested;
                 }
@@ -199,6 +219,7 @@ impl<'a> GithubForge<'a> {
             merged_as: merged_as.filter(|_| state == ChangeState::Merged),
             approved_by: None,
             changes_requested: None,
+            update_of: None,
         }))
     }
 
@@ -290,148 +311,6 @@ impl<'a> GithubForge<'a> {
             }
         }
     }
-
-    /// Why a blocked pull request waits, from the required checks.
-    fn diagnose(
-        &self,
-        r: &MergeRequest<'_>,
-        number: u64,
-        state: &str,
-    ) -> Result<MergeOutcome, ClientError> {
-        let head = r.head.to_string();
-        let short = &head[..7];
-        let required = self
-            .client
-            .get_optional::<api::RequiredChecks>(&format!(
-                "/branches/{}/protection/required_status_checks",
-                r.base_branch
-            ))?
-            .map(|r| r.names())
-            .unwrap_or_default();
-        let runs: api::CheckRuns = self
-            .client
-            .get(&format!("/commits/{head}/check-runs?per_page=100"))?;
-        let combined: api::Combined = self.client.get(&format!("/commits/{head}/status"))?;
-        let mut missing = Vec::new();
-        let mut pending = Vec::new();
-        for name in &required {
-            let run = runs.check_runs.iter().rev().find(|c| c.name == *name);
-            let status = combined.statuses.iter().find(|s| s.context == *name);
-            match (run, status) {
-                (Some(run), _) if run.status == "completed" => {
-                    let conclusion = run.conclusion.clone().unwrap_or_default();
-                    if !matches!(conclusion.as_str(), "success" | "neutral" | "skipped") {
-                        let out = run.output.as_ref();
-                        let tail = out
-                            .map(|o| {
-                                [o.title.clone(), o.summary.clone()]
-                                    .into_iter()
-                                    .flatten()
-                                    .collect::<Vec<_>>()
-                                    .join("\n")
-                            })
-                            .unwrap_or_default();
-                        return Ok(MergeOutcome::ChecksFailed {
-                            name: name.clone(),
-                            ending: format!(
-                                "required check `{name}` concluded {conclusion} on {short} (pull request #{number})"
-                            ),
-                            tail,
-                        });
-                    }
-                }
-                (Some(_), _) => pending.push(format!("`{name}` (running)")),
-                (None, Some(s)) if s.state == "success" => {}
-                (None, Some(s)) if matches!(s.state.as_str(), "failure" | "error") => {
-                    return Ok(MergeOutcome::ChecksFailed {
-                        name: name.clone(),
-                        ending: format!(
-                            "required status `{name}` is {} on {short} (pull request #{number})",
-                            s.state
-                        ),
-                        tail: s.description.clone().unwrap_or_default(),
-                    });
-                }
-                (None, Some(_)) => pending.push(format!("`{name}` (pending)")),
-                (None, None) => missing.push(name.clone()),
-            }
-        }
-        let since = r.waiting_since.unwrap_or(self.now);
-        let waited = self.now.unix().saturating_sub(since.unix());
-        let timeout = i64::try_from(self.config.checks_timeout.as_secs()).unwrap_or(i64::MAX);
-        if (!missing.is_empty() || !pending.is_empty()) && waited >= timeout {
-            let minutes = waited / 60;
-            let why = match missing.first() {
-                Some(name) => format!(
-                    "no check `{name}` reported for {minutes}m on {short} (pull request #{number}): does a workflow run on pull_request, and does the token converge uses start workflows (the Actions GITHUB_TOKEN does not)?"
-                ),
-                None => format!(
-                    "required checks {} did not finish in {minutes}m on {short} (pull request #{number})",
-                    pending.join(", ")
-                ),
-            };
-            return Ok(MergeOutcome::TimedOut { why });
-        }
-        let mut parts: Vec<String> = missing
-            .iter()
-            .map(|n| format!("`{n}` (not reported)"))
-            .collect();
-        parts.extend(pending);
-        let why = if !parts.is_empty() {
-            format!("required checks {} on {short}", parts.join(", "))
-        } else {
-            match state {
-                "behind" => "GitHub requires the branch to be up to date with the base branch; converge does not update branches on GitHub (a new attempt starts from the new base once it fails)".to_owned(),
-                "draft" => "the pull request is a draft".to_owned(),
-                "unknown" => "GitHub is still computing whether it can merge".to_owned(),
-                _ => "GitHub says it is blocked: a required review or another branch rule is not satisfied (required checks passed)".to_owned(),
-            }
-        };
-        Ok(MergeOutcome::Waiting {
-            why,
-            until: self.now.plus(RECHECK),
-        })
-    }
-
-    fn do_merge(&self, r: &MergeRequest<'_>, number: u64) -> Result<MergeOutcome, ForgeError> {
-        let (title, message) = r.message.split_once('\n').unwrap_or((r.message, ""));
-        let reply = self.client.put(
-            &format!("/pulls/{number}/merge"),
-            &json!({
-                "sha": r.head.to_string(),
-                "merge_method": self.config.merge_method.as_str(),
-                "commit_title": title,
-                "commit_message": format!("{}\nConverge-Change: #{number}\n", message.trim_matches('\n')),
-            }),
-        )?;
-        match reply.status {
-            200 => {
-                let merged: api::Merged = reply.json("PUT", "/merge")?;
-                let Some(sha) = commit(&merged.sha) else {
-                    return Ok(MergeOutcome::Deferred(format!(
-                        "GitHub merged pull request #{number} as `{}`, which is no commit id",
-                        merged.sha
-                    )));
-                };
-                self.note_merge(r.key, sha);
-                // The branch is done with; GitHub may have deleted it already.
-                let _gone = self
-                    .client
-                    .delete(&format!("/git/refs/heads/{}", r.key.branch()));
-                self.repo.fetch_branch(&self.config.remote, r.base_branch)?;
-                Ok(MergeOutcome::Merged { commit: sha.into() })
-            }
-            409 => Ok(MergeOutcome::HeadMoved),
-            405 => Ok(MergeOutcome::Waiting {
-                why: format!("GitHub refused the merge: {}", reply.message()),
-                until: self.now.plus(RECHECK),
-            }),
-            status => Ok(MergeOutcome::Deferred(format!(
-                "GitHub answered {status} to merging pull request #{number}: {}",
-                reply.message()
-            ))),
-        }
-    }
 }
 
 impl Forge for GithubForge<'_> {
@@ -463,43 +342,7 @@ impl Forge for GithubForge<'_> {
     }
 
     fn merge(&self, r: &MergeRequest<'_>) -> Result<Merging, ForgeError> {
-        let done = |outcome| Merging {
-            outcome,
-            evidence: BTreeMap::new(),
-        };
-        let Some(number) = r.change else {
-            return Ok(done(MergeOutcome::Deferred("no pull request yet".into())));
-        };
-        let pull: Pull = self.client.get(&format!("/pulls/{number}"))?;
-        if pull.is_merged() {
-            let Some(sha) = pull.merge_commit_sha.as_deref().and_then(commit) else {
-                return Ok(done(MergeOutcome::Deferred(format!(
-                    "pull request #{number} is merged, and GitHub names no merge commit yet"
-                ))));
-            };
-            self.note_merge(r.key, sha);
-            self.repo.fetch_branch(&self.config.remote, r.base_branch)?;
-            return Ok(done(MergeOutcome::Merged { commit: sha.into() }));
-        }
-        if pull.state != "open" {
-            return Ok(done(MergeOutcome::Deferred(format!(
-                "pull request #{number} is closed"
-            ))));
-        }
-        if commit(&pull.head.sha) != Some(r.head) {
-            return Ok(done(MergeOutcome::HeadMoved));
-        }
-        let state = pull.mergeable_state.unwrap_or_else(|| "unknown".into());
-        let outcome = match state.as_str() {
-            "clean" | "unstable" | "has_hooks" => self.do_merge(r, number)?,
-            "dirty" => MergeOutcome::Conflict {
-                paths: vec![format!(
-                    "(GitHub reports conflicts on pull request #{number})"
-                )],
-            },
-            other => self.diagnose(r, number, other)?,
-        };
-        Ok(done(outcome))
+        self.merge_change(r)
     }
 
     fn close(&self, key: &TaskKey, number: u64, why: &str) -> Result<(), ForgeError> {
@@ -628,6 +471,20 @@ fn wanted(
                 key,
                 number: st.change.as_ref().map(|c| c.number),
                 reviews: gated && in_spec,
+                // None once hands-off: nothing on the branch is converge's.
+                heads: match &st.change {
+                    Some(c) if c.hands_off.is_some() => Vec::new(),
+                    change => st
+                        .head
+                        .into_iter()
+                        .chain(
+                            change
+                                .iter()
+                                .flat_map(|c| [Some(c.pushed), c.updated])
+                                .flatten(),
+                        )
+                        .collect(),
+                },
             });
         }
     }

@@ -66,16 +66,17 @@ impl Reviews {
         &mut self,
         client: &Client,
         pull: &Pull,
-        head: CommitId,
+        heads: &[CommitId],
     ) -> Result<Read, ClientError> {
         let updated = pull.updated_at.clone().unwrap_or_default();
-        let head_text = head.to_string();
+        let heads: Vec<String> = heads.iter().map(CommitId::to_string).collect();
+        let head_text = heads.join(" ");
         let verdict = match self.seen.pulls.get(&pull.number) {
             Some((at, h, verdict)) if !updated.is_empty() && *at == updated && *h == head_text => {
                 verdict.clone()
             }
             _ => {
-                let verdict = fetch(client, pull.number, &head_text)?;
+                let verdict = fetch(client, pull.number, &heads)?;
                 self.seen
                     .pulls
                     .insert(pull.number, (updated, head_text, verdict.clone()));
@@ -101,10 +102,10 @@ impl Reviews {
     }
 }
 
-fn fetch(client: &Client, number: u64, head: &str) -> Result<Verdict, ClientError> {
+fn fetch(client: &Client, number: u64, heads: &[String]) -> Result<Verdict, ClientError> {
     let reviews: Vec<Review> = client.get(&format!("/pulls/{number}/reviews?per_page=100"))?;
     let latest = latest_by_writer(&reviews);
-    let at_head = |r: &&&Review| r.commit_id.as_deref() == Some(head);
+    let at_head = |r: &&&Review| r.commit_id.as_ref().is_some_and(|c| heads.contains(c));
     if let Some(review) = latest
         .values()
         .filter(at_head)

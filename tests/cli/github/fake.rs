@@ -168,6 +168,17 @@ impl FakeGitHub {
         p.contexts = contexts.iter().map(|c| (*c).to_owned()).collect();
     }
 
+    /// A ruleset on `branch` requiring status checks `contexts` and, with
+    /// `approvals`, that many approving reviews (replaces any).
+    pub fn ruleset(&self, branch: &str, contexts: &[&str], approvals: Option<u32>) {
+        let rules = Protection {
+            contexts: contexts.iter().map(|c| (*c).to_owned()).collect(),
+            approvals,
+            ..Protection::default()
+        };
+        self.st().rulesets.insert(branch.to_owned(), rules);
+    }
+
     /// Requires `count` approving reviews from writers on `branch`.
     pub fn require_reviews(&self, branch: &str, count: u32, dismiss_stale_reviews: bool) {
         let mut st = self.st();
@@ -377,6 +388,16 @@ impl FakeGitHub {
             .iter()
             .filter(|s| s.sha == sha)
             .cloned()
+            .collect()
+    }
+
+    /// The names of the check runs on `sha`.
+    pub fn check_runs(&self, sha: &str) -> Vec<String> {
+        self.st()
+            .check_runs
+            .iter()
+            .filter(|r| r.sha == sha)
+            .map(|r| r.name.clone())
             .collect()
     }
 

@@ -202,6 +202,168 @@ fn a_required_check_that_never_reports_times_out_with_a_diagnosis() {
 }
 
 #[test]
+fn a_rulesets_required_check_and_review_count_are_waited_for_and_named() {
+    // No classic protection: only a ruleset, which a token reads with
+    // Metadata permission alone.
+    let fake = FakeGitHub::start();
+    fake.ruleset("main", &["lint"], Some(2));
+    let sb = setup(&fake, CHAIN, "checks_timeout = \"5m\"\n");
+    tick_until(&sb, &fake, None, 60, |f| !f.prs().is_empty());
+    let run = tick(&sb, &fake, None);
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    let md = status_md(&fake);
+    assert!(md.contains("`lint` (not reported)"), "{md}");
+    // The check reports: what still blocks is the review count.
+    let pr = fake.prs()[0].clone();
+    fake.add_check_run(&pr.head_sha, "lint", "completed", Some("success"));
+    let run = tick(&sb, &fake, Some(&at(2)));
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    let md = status_md(&fake);
+    assert!(
+        md.contains("requires 2 approving reviews from writers at the head"),
+        "{md}"
+    );
+    assert_eq!(fake.total_merges(), 0);
+}
+
+/// Two independent tasks: after the first merges, the second's pull request
+/// is behind its base branch.
+const PAIR: &str = r#"[plan]
+name = "Pair"
+state = "active"
+
+[[tasks]]
+name = "a"
+description = "Write a."
+scope = "narrow"
+gate = "auto"
+allow_unchecked = true
+[tasks.sim]
+files = [{ path = "a.txt", content = "a\n" }]
+
+[[tasks]]
+name = "b"
+description = "Write b."
+scope = "narrow"
+gate = "auto"
+allow_unchecked = true
+[tasks.sim]
+files = [{ path = "b.txt", content = "b\n" }]
+"#;
+
+/// A CI that passes `build` on every open pull request's head.
+fn ci_passes(fake: &FakeGitHub) {
+    for pr in fake.prs().iter().filter(|p| p.open) {
+        if fake.check_runs(&pr.head_sha).is_empty() {
+            fake.add_check_run(&pr.head_sha, "build", "completed", Some("success"));
+        }
+    }
+}
+
+/// Strict protection: the second pull request to merge must first be brought
+/// up to date; converge does it itself (a merge of the base into the gated
+/// head, nothing else), and merges that head, each pull request once.
+fn behind_pull_requests_are_updated_and_merged(crash_at: Option<&str>) {
+    let fake = FakeGitHub::start();
+    fake.protect(
+        "main",
+        super::Protection {
+            contexts: vec!["build".into()],
+            strict: true,
+            ..super::Protection::default()
+        },
+    );
+    let sb = setup(&fake, PAIR, "checks_timeout = \"3h\"\n");
+    let token = fake.token();
+    let mut crashed = false;
+    for round in 0..120u64 {
+        // CI reports once both pull requests are open: the first to merge
+        // leaves the other behind.
+        if fake.prs().len() == 2 {
+            ci_passes(&fake);
+        }
+        // Half a minute a round: a waiting merge is looked at again every
+        // other round, and the rounds between start and gate the other task.
+        let now = converge::time::Timestamp::now()
+            .plus(std::time::Duration::from_secs(round * 30))
+            .to_string();
+        let mut env = vec![
+            ("CONVERGE_GITHUB_TOKEN", token.as_str()),
+            ("CONVERGE_NOW", now.as_str()),
+        ];
+        if let Some(point) = crash_at.filter(|_| !crashed && fake.total_merges() == 1) {
+            env.push((converge::crash::ENV, point));
+        }
+        let run = run_at(sb.path(), sb.home(), &["reconcile", "--once"], &env);
+        if run.stderr.contains("crash point") {
+            crashed = true;
+        } else {
+            assert_eq!(run.code, 0, "round {round}: {}", run.transcript());
+        }
+        if merged_prs(&fake) == 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(merged_prs(&fake), 2, "{}", status_md(&fake));
+    if crash_at.is_some() {
+        assert!(crashed, "the crash point was never reached");
+    }
+    let prs = fake.prs();
+    for pr in &prs {
+        assert_eq!(fake.merges(pr.number), 1, "{pr:?}");
+    }
+    // The second merged at converge's update: two parents, the first the
+    // head converge's gate passed, the tree that head merged with main.
+    let updated = prs
+        .iter()
+        .find(|p| {
+            fake.git(&["rev-list", "--parents", "-n1", &p.head_sha])
+                .split_whitespace()
+                .count()
+                == 3
+        })
+        .expect("one pull request was updated");
+    let parents = fake.git(&["rev-list", "--parents", "-n1", &updated.head_sha]);
+    let gated = parents
+        .split_whitespace()
+        .nth(1)
+        .expect("first parent")
+        .to_owned();
+    let message = fake.git(&["log", "-1", "--format=%B", &updated.head_sha]);
+    assert!(
+        message.contains("Converge-Action: update-branch"),
+        "{message}"
+    );
+    assert!(
+        fake.statuses(&gated)
+            .iter()
+            .any(|s| s.context == "converge/gate"),
+        "the update's first parent is not a head converge gated"
+    );
+    let files = fake.git(&["ls-tree", "--name-only", "main"]);
+    assert!(
+        files.contains("a.txt") && files.contains("b.txt"),
+        "{files}"
+    );
+    let md = status_md(&fake);
+    assert!(!md.contains("someone else pushed"), "{md}");
+}
+
+#[test]
+fn a_pull_request_behind_its_base_is_updated_by_converge_and_merged_once() {
+    behind_pull_requests_are_updated_and_merged(None);
+}
+
+/// Killed between pushing the update and recording it: the next tick knows
+/// the update as converge's own (not hands-off) and merges it.
+#[cfg(feature = "crash-points")]
+#[test]
+fn crash_after_pushing_an_update_leaves_it_converges_own() {
+    behind_pull_requests_are_updated_and_merged(Some("after-update-push"));
+}
+
+#[test]
 fn a_person_pushing_to_a_task_branch_makes_converge_keep_its_hands_off() {
     let fake = FakeGitHub::start();
     fake.require_checks("main", &["build"]);

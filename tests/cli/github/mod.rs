@@ -18,6 +18,7 @@
 //! | `GET /commits/{sha}/check-runs`, `GET /commits/{sha}/status` | check runs, combined status |
 //! | `POST /statuses/{sha}` | 201 status |
 //! | `GET /branches/{b}/protection/required_status_checks` and `.../required_pull_request_reviews` | 200, or 404 when not protected |
+//! | `GET /rules/branches/{b}` | the rulesets' active rules (`required_status_checks`, `pull_request`, `deletion`); `[]` when none |
 //! | `DELETE /git/refs/heads/{branch...}` | 204; 422 "Reference does not exist" |
 //! | `POST /issues/{n}/labels`, `POST /issues/{n}/comments` | labels, 201 comment (PRs and issues) |
 //! | `GET /issues?state&labels&creator`, `POST /issues`, `PATCH /issues/{n}` | issues only (no PRs) |

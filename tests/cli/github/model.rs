@@ -179,6 +179,9 @@ pub struct State {
     pub check_runs: Vec<CheckRun>,
     pub statuses: Vec<Status>,
     pub protection: BTreeMap<String, Protection>,
+    /// Rulesets' rules by branch: the same requirements, served by
+    /// `GET /rules/branches/{branch}` instead of the protection endpoints.
+    pub rulesets: BTreeMap<String, Protection>,
     pub injections: Vec<Injection>,
     /// PRs whose head a person moves at the next merge call.
     pub move_head_on_merge: Vec<u64>,
@@ -208,6 +211,7 @@ impl State {
             check_runs: Vec::new(),
             statuses: Vec::new(),
             protection: BTreeMap::new(),
+            rulesets: BTreeMap::new(),
             injections: Vec::new(),
             move_head_on_merge: Vec::new(),
             log: Vec::new(),
@@ -302,9 +306,21 @@ impl State {
         latest.into_values().collect()
     }
 
-    /// Why branch protection blocks merging `pr` now (GitHub's 405 message), if it does.
+    /// Branch protection and the rulesets' rules on `branch`.
+    pub fn rules(&self, branch: &str) -> impl Iterator<Item = &Protection> {
+        [self.protection.get(branch), self.rulesets.get(branch)]
+            .into_iter()
+            .flatten()
+    }
+
+    /// Why branch protection or a ruleset blocks merging `pr` now (GitHub's
+    /// 405 message), if either does.
     pub fn blocked(&self, pr: &Pr) -> Option<String> {
-        let protection = self.protection.get(&pr.base)?;
+        self.rules(&pr.base)
+            .find_map(|protection| self.blocked_by(pr, protection))
+    }
+
+    fn blocked_by(&self, pr: &Pr, protection: &Protection) -> Option<String> {
         for context in &protection.contexts {
             match self.context_result(&pr.head_sha, context).as_deref() {
                 Some("success" | "neutral" | "skipped") => {}
@@ -346,8 +362,7 @@ impl State {
         if self.blocked(pr).is_some() {
             return (Some(true), "blocked");
         }
-        if self.protection.get(&pr.base).is_some_and(|p| p.strict)
-            && !self.git.is_ancestor(&base_sha, &pr.head_sha)
+        if self.rules(&pr.base).any(|p| p.strict) && !self.git.is_ancestor(&base_sha, &pr.head_sha)
         {
             return (Some(true), "behind");
         }

@@ -160,6 +160,9 @@ pub fn dispatch(st: &mut State, req: &Request) -> Reply {
         }
         ("POST", ["statuses", sha]) => create_status(st, sha, req),
         ("GET", ["branches", rest @ ..]) => protection(st, rest),
+        ("GET", ["rules", "branches", rest @ ..]) if !rest.is_empty() => {
+            branch_rules(st, &rest.join("/"))
+        }
         ("DELETE", ["git", "refs", "heads", rest @ ..]) if !rest.is_empty() => {
             if st.git.delete_branch(&rest.join("/")) {
                 Reply::empty(204)
@@ -480,4 +483,46 @@ fn protection(st: &State, rest: &[&str]) -> Reply {
         },
         _ => Reply::not_found(),
     }
+}
+
+/// `GET /rules/branches/{branch}`: the active rules of the rulesets on the
+/// branch (an empty list when none), shaped like GitHub's.
+fn branch_rules(st: &State, branch: &str) -> Reply {
+    let Some(r) = st.rulesets.get(branch) else {
+        return Reply::json(200, json!([]));
+    };
+    let source = |mut rule: Value| {
+        rule["ruleset_source_type"] = json!("Repository");
+        rule["ruleset_source"] = json!(st.full_name());
+        rule["ruleset_id"] = json!(42);
+        rule
+    };
+    let mut rules = Vec::new();
+    if !r.contexts.is_empty() {
+        rules.push(source(json!({
+            "type": "required_status_checks",
+            "parameters": {
+                "strict_required_status_checks_policy": r.strict,
+                "do_not_enforce_on_create": false,
+                "required_status_checks": r.contexts.iter()
+                    .map(|c| json!({"context": c, "integration_id": null}))
+                    .collect::<Vec<_>>(),
+            },
+        })));
+    }
+    if let Some(count) = r.approvals {
+        rules.push(source(json!({
+            "type": "pull_request",
+            "parameters": {
+                "required_approving_review_count": count,
+                "dismiss_stale_reviews_on_push": r.dismiss_stale_reviews,
+                "require_code_owner_review": false,
+                "require_last_push_approval": false,
+                "required_review_thread_resolution": false,
+                "allowed_merge_methods": ["merge", "squash", "rebase"],
+            },
+        })));
+    }
+    rules.push(source(json!({"type": "deletion"})));
+    Reply::json(200, Value::Array(rules))
 }

@@ -1,0 +1,382 @@
+//! Merging a task's pull request on GitHub: at the head converge gated (or
+//! its own update of that head with the base branch), when GitHub says it
+//! can; otherwise why it waits, from the base branch's required checks and
+//! reviews (classic protection and rulesets); and keeping a pull request
+//! that must be up to date with the base branch up to date.
+
+use std::collections::BTreeMap;
+
+use gix::ObjectId;
+use serde_json::json;
+
+use super::api::{self, Pull};
+use super::client::ClientError;
+use super::{GithubForge, RECHECK, commit};
+use crate::forge::{ForgeError, MergeOutcome, MergeRequest, Merging};
+use crate::git::{Pushed, TrialMerge};
+use crate::model::CommitId;
+
+impl GithubForge<'_> {
+    pub(super) fn merge_change(&self, r: &MergeRequest<'_>) -> Result<Merging, ForgeError> {
+        let done = |outcome| Merging {
+            outcome,
+            evidence: BTreeMap::new(),
+        };
+        let Some(number) = r.change else {
+            return Ok(done(MergeOutcome::Deferred("no pull request yet".into())));
+        };
+        let pull: Pull = self.client.get(&format!("/pulls/{number}"))?;
+        if pull.is_merged() {
+            let Some(sha) = pull.merge_commit_sha.as_deref().and_then(commit) else {
+                return Ok(done(MergeOutcome::Deferred(format!(
+                    "pull request #{number} is merged, and GitHub names no merge commit yet"
+                ))));
+            };
+            self.note_merge(r.key, sha);
+            self.repo.fetch_branch(&self.config.remote, r.base_branch)?;
+            return Ok(done(MergeOutcome::Merged { commit: sha.into() }));
+        }
+        if pull.state != "open" {
+            return Ok(done(MergeOutcome::Deferred(format!(
+                "pull request #{number} is closed"
+            ))));
+        }
+        // The gated head, or converge's own update of it with the base.
+        let ours: Vec<CommitId> = [Some(r.head), r.updated].into_iter().flatten().collect();
+        let Some(head) = commit(&pull.head.sha)
+            .filter(|h| ours.contains(h) || self.update_of(*h, &ours, r.key).is_some())
+        else {
+            return Ok(done(MergeOutcome::HeadMoved));
+        };
+        let state = pull.mergeable_state.unwrap_or_else(|| "unknown".into());
+        let outcome = match state.as_str() {
+            "clean" | "unstable" | "has_hooks" => self.do_merge(r, number, head)?,
+            "dirty" => MergeOutcome::Conflict {
+                paths: vec![format!(
+                    "(GitHub reports conflicts on pull request #{number})"
+                )],
+            },
+            other => self.diagnose(r, number, head, other)?,
+        };
+        Ok(done(outcome))
+    }
+
+    /// What the base branch requires of a merge, from classic branch
+    /// protection and from rulesets: the required checks (sorted, once each)
+    /// and the approving reviews. Protection's endpoints answer 404 when a
+    /// rule is off, and may when the token cannot read protection (they need
+    /// Administration: read); the rulesets' endpoint needs only Metadata.
+    fn requirements(&self, base: &str) -> Result<(Vec<String>, u32), ClientError> {
+        let mut checks = self
+            .protection::<api::RequiredChecks>(base, "required_status_checks")?
+            .map(|r| r.names())
+            .unwrap_or_default();
+        let mut reviews = self
+            .protection::<api::RequiredReviews>(base, "required_pull_request_reviews")?
+            .map_or(0, |r| r.required_approving_review_count);
+        let rules = self
+            .client
+            .get_optional::<Vec<api::BranchRule>>(&format!("/rules/branches/{base}?per_page=100"))?
+            .unwrap_or_default();
+        let (ruled, ruled_reviews) = api::ruleset_requirements(&rules);
+        checks.extend(ruled);
+        checks.sort();
+        checks.dedup();
+        reviews = reviews.max(ruled_reviews);
+        Ok((checks, reviews))
+    }
+
+    /// A part of `base`'s classic protection; `None` when it is off (404) or
+    /// the token may not read it (403: a token without Administration: read).
+    fn protection<T: serde::de::DeserializeOwned>(
+        &self,
+        base: &str,
+        what: &str,
+    ) -> Result<Option<T>, ClientError> {
+        match self
+            .client
+            .get_optional::<T>(&format!("/branches/{base}/protection/{what}"))
+        {
+            Err(ClientError::Api { status: 403, .. }) => Ok(None),
+            other => other,
+        }
+    }
+
+    /// Why a blocked pull request waits, from the required checks.
+    fn diagnose(
+        &self,
+        r: &MergeRequest<'_>,
+        number: u64,
+        at: CommitId,
+        state: &str,
+    ) -> Result<MergeOutcome, ForgeError> {
+        let head = at.to_string();
+        let short = &head[..7];
+        let (required, reviews) = self.requirements(r.base_branch)?;
+        let runs: api::CheckRuns = self
+            .client
+            .get(&format!("/commits/{head}/check-runs?per_page=100"))?;
+        let combined: api::Combined = self.client.get(&format!("/commits/{head}/status"))?;
+        let mut missing = Vec::new();
+        let mut pending = Vec::new();
+        for name in &required {
+            let run = runs.check_runs.iter().rev().find(|c| c.name == *name);
+            let status = combined.statuses.iter().find(|s| s.context == *name);
+            match (run, status) {
+                (Some(run), _) if run.status == "completed" => {
+                    let conclusion = run.conclusion.clone().unwrap_or_default();
+                    if !matches!(conclusion.as_str(), "success" | "neutral" | "skipped") {
+                        let out = run.output.as_ref();
+                        let tail = out
+                            .map(|o| {
+                                [o.title.clone(), o.summary.clone()]
+                                    .into_iter()
+                                    .flatten()
+                                    .collect::<Vec<_>>()
+                                    .join("\n")
+                            })
+                            .unwrap_or_default();
+                        return Ok(MergeOutcome::ChecksFailed {
+                            name: name.clone(),
+                            ending: format!(
+                                "required check `{name}` concluded {conclusion} on {short} (pull request #{number})"
+                            ),
+                            tail,
+                        });
+                    }
+                }
+                (Some(_), _) => pending.push(format!("`{name}` (running)")),
+                (None, Some(s)) if s.state == "success" => {}
+                (None, Some(s)) if matches!(s.state.as_str(), "failure" | "error") => {
+                    return Ok(MergeOutcome::ChecksFailed {
+                        name: name.clone(),
+                        ending: format!(
+                            "required status `{name}` is {} on {short} (pull request #{number})",
+                            s.state
+                        ),
+                        tail: s.description.clone().unwrap_or_default(),
+                    });
+                }
+                (None, Some(_)) => pending.push(format!("`{name}` (pending)")),
+                (None, None) => missing.push(name.clone()),
+            }
+        }
+        // No required check failed: a branch that must be up to date is
+        // updated now (its checks run again there anyway).
+        if state == "behind" {
+            return self.update_branch(r, number, at);
+        }
+        let since = r.waiting_since.unwrap_or(self.now);
+        let waited = self.now.unix().saturating_sub(since.unix());
+        let timeout = i64::try_from(self.config.checks_timeout.as_secs()).unwrap_or(i64::MAX);
+        if (!missing.is_empty() || !pending.is_empty()) && waited >= timeout {
+            let minutes = waited / 60;
+            let why = match missing.first() {
+                Some(name) => format!(
+                    "no check `{name}` reported for {minutes}m on {short} (pull request #{number}): does a workflow run on pull_request, and does the token converge uses start workflows (the Actions GITHUB_TOKEN does not)?"
+                ),
+                None => format!(
+                    "required checks {} did not finish in {minutes}m on {short} (pull request #{number})",
+                    pending.join(", ")
+                ),
+            };
+            return Ok(MergeOutcome::TimedOut { why });
+        }
+        let mut parts: Vec<String> = missing
+            .iter()
+            .map(|n| format!("`{n}` (not reported)"))
+            .collect();
+        parts.extend(pending);
+        let why = if !parts.is_empty() {
+            format!("required checks {} on {short}", parts.join(", "))
+        } else {
+            match state {
+                    "draft" => "the pull request is a draft".to_owned(),
+                "unknown" => "GitHub is still computing whether it can merge".to_owned(),
+                _ if reviews > 0 => format!(
+                    "GitHub says it is blocked: the base branch requires {reviews} approving review{} from writers at the head, or another branch rule is not satisfied (required checks passed)",
+                    if reviews == 1 { "" } else { "s" }
+                ),
+                _ => "GitHub says it is blocked: a required review or another branch rule is not satisfied (required checks passed)".to_owned(),
+            }
+        };
+        Ok(MergeOutcome::Waiting {
+            why,
+            until: self.now.plus(RECHECK),
+        })
+    }
+
+    fn do_merge(
+        &self,
+        r: &MergeRequest<'_>,
+        number: u64,
+        head: CommitId,
+    ) -> Result<MergeOutcome, ForgeError> {
+        let (title, message) = r.message.split_once('\n').unwrap_or((r.message, ""));
+        let reply = self.client.put(
+            &format!("/pulls/{number}/merge"),
+            &json!({
+                "sha": head.to_string(),
+                "merge_method": self.config.merge_method.as_str(),
+                "commit_title": title,
+                "commit_message": format!("{}\nConverge-Change: #{number}\n", message.trim_matches('\n')),
+            }),
+        )?;
+        match reply.status {
+            200 => {
+                let merged: api::Merged = reply.json("PUT", "/merge")?;
+                let Some(sha) = commit(&merged.sha) else {
+                    return Ok(MergeOutcome::Deferred(format!(
+                        "GitHub merged pull request #{number} as `{}`, which is no commit id",
+                        merged.sha
+                    )));
+                };
+                self.note_merge(r.key, sha);
+                // The branch is done with; GitHub may have deleted it already.
+                let _gone = self
+                    .client
+                    .delete(&format!("/git/refs/heads/{}", r.key.branch()));
+                self.repo.fetch_branch(&self.config.remote, r.base_branch)?;
+                Ok(MergeOutcome::Merged { commit: sha.into() })
+            }
+            409 => Ok(MergeOutcome::HeadMoved),
+            405 => Ok(MergeOutcome::Waiting {
+                why: format!("GitHub refused the merge: {}", reply.message()),
+                until: self.now.plus(RECHECK),
+            }),
+            status => Ok(MergeOutcome::Deferred(format!(
+                "GitHub answered {status} to merging pull request #{number}: {}",
+                reply.message()
+            ))),
+        }
+    }
+
+    /// Brings a pull request GitHub calls `behind` up to date: merges the
+    /// base branch into its head `at` (the gated work, nothing else; a
+    /// conflict fails the attempt like GitHub's `dirty`) and pushes that
+    /// with a lease on `at`. A rebase merge cannot take a merge commit: with
+    /// `merge_method = "rebase"` the pull request waits, saying so.
+    fn update_branch(
+        &self,
+        r: &MergeRequest<'_>,
+        number: u64,
+        at: CommitId,
+    ) -> Result<MergeOutcome, ForgeError> {
+        let remote = &self.config.remote;
+        if self.config.merge_method == crate::spec::MergeMethod::Rebase {
+            return Ok(MergeOutcome::Waiting {
+                why: format!(
+                    "GitHub requires the branch to be up to date with {}; converge updates a branch by merging the base into it, which `merge_method = \"rebase\"` cannot merge: use merge or squash, or update pull request #{number} yourself (converge then keeps its hands off it)",
+                    r.base_branch
+                ),
+                until: self.now.plus(RECHECK),
+            });
+        }
+        let Some(base) = self.repo.fetch_branch(remote, r.base_branch)? else {
+            return Ok(MergeOutcome::Deferred(format!(
+                "{remote} has no branch {}",
+                r.base_branch
+            )));
+        };
+        let ours = ObjectId::from(at);
+        let tree = match self.repo.trial_merge(base, ours)? {
+            TrialMerge::Clean { tree } => tree,
+            TrialMerge::Conflicts { paths } => return Ok(MergeOutcome::Conflict { paths }),
+        };
+        let branch = r.key.branch();
+        let message = format!(
+            "converge: update {branch} with {base_branch}\n\nGitHub requires pull request #{number} to be up to date with {base_branch}: this merges {base_branch} into the work converge gated, and changes nothing else.\n\nConverge-Action: {UPDATE}\nConverge-Plan: {plan}\nConverge-Task: {task}\nConverge-Attempt: {attempt}\n",
+            base_branch = r.base_branch,
+            plan = r.key.plan,
+            task = r.key.task,
+            attempt = r.attempt,
+        );
+        let update = self
+            .repo
+            .write_commit(tree, &[ours, base], &message, r.signer)?;
+        match self
+            .repo
+            .push_with_lease(remote, &branch, update, Some(ours))?
+        {
+            Pushed::Ok => {
+                // A crash here leaves the update unrecorded: `update_of`
+                // knows it again.
+                crate::crash::point("after-update-push");
+                let short = &ours.to_string()[..7];
+                self.client.post(
+                    &format!("/statuses/{update}"),
+                    &json!({
+                        "state": "success",
+                        "context": "converge/gate",
+                        "description": format!("converge's gate passed on {short}; this merges {} into it", r.base_branch),
+                    }),
+                )?;
+                Ok(MergeOutcome::Updated {
+                    head: crate::git::commit_id(update)?,
+                    why: format!(
+                        "pull request #{number} was behind {}: converge merged it in as {} and pushed that; it merges once its checks pass there",
+                        r.base_branch,
+                        &update.to_string()[..7]
+                    ),
+                })
+            }
+            Pushed::Rejected { message } => Ok(MergeOutcome::Deferred(format!(
+                "{branch} moved on {remote} while converge updated it ({message})"
+            ))),
+        }
+    }
+
+    /// The commit `head` is converge's update of, if it is one: of one of
+    /// `heads` (those converge stands behind), with a commit of the base
+    /// branch, its tree exactly the clean merge of the two, and converge's
+    /// trailer. After converge stopped between pushing an update and
+    /// recording it, this is how it knows its own update again; whoever made
+    /// such a commit, it holds the gated work and the base and nothing else.
+    pub(super) fn update_of(
+        &self,
+        head: CommitId,
+        heads: &[CommitId],
+        key: &crate::model::TaskKey,
+    ) -> Option<CommitId> {
+        let check = || -> Result<Option<CommitId>, crate::git::GitError> {
+            let id = ObjectId::from(head);
+            let mut found = self.repo.commit_parents(id)?;
+            if found.is_none() {
+                self.repo.fetch_branch(&self.config.remote, &key.branch())?;
+                found = self.repo.commit_parents(id)?;
+            }
+            let Some((parents, message)) = found else {
+                return Ok(None);
+            };
+            let [of, base] = parents[..] else {
+                return Ok(None);
+            };
+            let trailer = format!("\nConverge-Action: {UPDATE}\n");
+            let of_id = crate::git::commit_id(of)?;
+            if !heads.contains(&of_id) || !message.contains(&trailer) {
+                return Ok(None);
+            }
+            let Some(tip) = self
+                .repo
+                .fetch_branch(&self.config.remote, &self.base_branch)?
+            else {
+                return Ok(None);
+            };
+            if !self.repo.is_ancestor(base, tip)? {
+                return Ok(None);
+            }
+            let clean = match self.repo.trial_merge(base, of)? {
+                TrialMerge::Clean { tree } => tree == self.repo.tree_of(id)?,
+                TrialMerge::Conflicts { .. } => false,
+            };
+            Ok(clean.then_some(of_id))
+        };
+        check().unwrap_or_else(|e| {
+            tracing::warn!(%key, error = %e, "cannot tell whether the pull request's head is converge's update");
+            None
+        })
+    }
+}
+
+/// The `Converge-Action` of converge's update of a task branch with the base.
+pub const UPDATE: &str = "update-branch";

@@ -151,7 +151,7 @@ pub fn apply(ctx: &mut ActCtx<'_>, status: &Status, action: &Action) -> Result<A
         } => reap::cancel(ctx, key, *attempt, reason),
         Action::Gate { key, attempt } => gate::gate(ctx, status, key, *attempt),
         Action::Merge { key, head } => merge::merge(ctx, status, key, *head),
-        Action::Propose { key, head, .. } => propose::propose(ctx, status, key, *head),
+        Action::Propose { key, head, opens } => propose::propose(ctx, status, key, *head, *opens),
         Action::Retry {
             key,
             attempt,

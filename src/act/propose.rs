@@ -16,6 +16,7 @@ pub(super) fn propose(
     status: &Status,
     key: &TaskKey,
     head: CommitId,
+    opens: bool,
 ) -> Result<Applied, ActError> {
     let (plan, task) = task_of(ctx.spec, key)?;
     let st = status.task(&key.plan, &key.task);
@@ -45,14 +46,14 @@ pub(super) fn propose(
                 vec![Outcome::Proposed { number, head }],
             ))
         }
-        // A change converge opened: it leaves it alone from now on.
-        Proposed::HandsOff { why } if record.is_some() => Ok(Applied::done(
+        // An open change converge opened: it leaves it alone from now on.
+        Proposed::HandsOff { why } if record.is_some() && !opens => Ok(Applied::done(
             format!("propose {key}: hands off, {why}"),
             vec![Outcome::HandsOff { why }],
         )),
-        // No change of converge's yet, and the branch on the forge holds
-        // someone else's commits: a human decides (converge never pushes
-        // over them).
+        // No open change of converge's (none yet, or the last one was
+        // closed), and the branch on the forge holds someone else's
+        // commits: a human decides (converge never pushes over them).
         Proposed::HandsOff { why } => Ok(Applied::done(
             format!("propose {key}: {why}; escalated"),
             vec![

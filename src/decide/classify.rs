@@ -457,6 +457,14 @@ fn change_blocks(c: &Ctx<'_>, head: CommitId) -> Option<Candidate> {
         ));
     }
     let record = st.change.as_ref()?;
+    let change = s.ob.change.as_ref().filter(|ch| ch.number == record.number);
+    // Work newer than the closed pull request showed: a person asked for
+    // another attempt (`converge retry`, an edit of the task) after it was
+    // closed. It goes to a new pull request.
+    let closed = change.is_some_and(|ch| ch.state == ChangeState::Closed);
+    if closed && head != record.pushed && Some(head) != record.updated {
+        return None;
+    }
     if let Some(why) = &record.hands_off {
         return Some(c.wait(
             st.phase,
@@ -466,10 +474,7 @@ fn change_blocks(c: &Ctx<'_>, head: CommitId) -> Option<Candidate> {
             },
         ));
     }
-    let change =
-        s.ob.change
-            .as_ref()
-            .filter(|ch| ch.number == record.number)?;
+    let change = change?;
     match change.state {
         ChangeState::Closed => Some(c.wait(
             st.phase,

@@ -392,3 +392,47 @@ fn converges_update_of_a_change_with_the_base_is_its_own_not_someone_elses() {
         })
     );
 }
+
+#[test]
+fn newer_work_after_a_closed_pull_request_goes_to_a_new_one() {
+    let spec = spec();
+    let mut closed = open(7, OLD);
+    closed.state = ChangeState::Closed;
+    // The closed pull request showed this very work: it waits for a person.
+    let s = status(vec![("a", passed(&spec, "a", Some(record(7, SHA))))]);
+    let mut same = closed.clone();
+    same.head = id(SHA);
+    let d = decide(&spec, &observed(vec![("a", same)]), &s, NOW, &WIDE);
+    assert_eq!(line(&d, "a"), (None, "change-closed"));
+    // A retry passed since (the gated head is newer than what it showed):
+    // a new pull request opens.
+    let s = status(vec![("a", passed(&spec, "a", Some(record(7, OLD))))]);
+    let d = decide(
+        &spec,
+        &observed(vec![("a", closed.clone())]),
+        &s,
+        NOW,
+        &WIDE,
+    );
+    let opens = Action::Propose {
+        key: key("a"),
+        head: id(SHA),
+        opens: true,
+    };
+    assert_eq!(action(&d, "a"), Some(opens.clone()));
+    // Likewise after hands-off, once the person closed the pull request;
+    // while it is open, converge keeps its hands off even newer work.
+    let mut r = record(7, OLD);
+    r.hands_off = Some("someone else pushed".into());
+    let s = status(vec![("a", passed(&spec, "a", Some(r)))]);
+    let d = decide(&spec, &observed(vec![("a", closed)]), &s, NOW, &WIDE);
+    assert_eq!(action(&d, "a"), Some(opens));
+    let d = decide(
+        &spec,
+        &observed(vec![("a", open(7, THEIRS))]),
+        &s,
+        NOW,
+        &WIDE,
+    );
+    assert_eq!(line(&d, "a"), (None, "hands-off"));
+}

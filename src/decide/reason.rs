@@ -344,11 +344,11 @@ impl fmt::Display for Reason {
             }
             Reason::HandsOff { number, why } => write!(
                 f,
-                "{why}; converge no longer pushes to, updates or merges pull request #{number}: merge or close it yourself"
+                "{why}; converge no longer pushes to, updates or merges pull request #{number}: merge it yourself, or close it and delete its branch, then `converge retry` for a new attempt and pull request"
             ),
             Reason::ChangeClosed { number } => write!(
                 f,
-                "pull request #{number} was closed without merging, not by converge; reopen it for converge to merge it"
+                "pull request #{number} was closed without merging, not by converge; reopen it for converge to merge it, or `converge retry` for a new attempt and pull request"
             ),
             Reason::ForgeCooling { why, until } => match until {
                 Some(until) => write!(f, "the forge is not asked until {until}: {why}"),

@@ -250,6 +250,17 @@ impl<'a> GithubForge<'a> {
                 if theirs == Some(head) {
                     return Ok(None);
                 }
+                // The branch is gone (deleted with its closed pull request):
+                // nobody's work is there to keep; push it anew.
+                if theirs.is_none()
+                    && p.pushed.is_some()
+                    && self
+                        .repo
+                        .push_with_lease(&self.config.remote, &branch, head, None)?
+                        == Pushed::Ok
+                {
+                    return Ok(None);
+                }
                 let short =
                     theirs.map_or_else(|| "nothing".to_owned(), |t| t.to_string()[..7].to_owned());
                 Ok(Some(format!(

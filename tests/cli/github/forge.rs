@@ -387,6 +387,91 @@ fn a_person_pushing_to_a_task_branch_makes_converge_keep_its_hands_off() {
     assert!(md.contains("someone else pushed"), "{md}\n{log}");
 }
 
+/// A person closes converge's pull request (after pushing to it, or not);
+/// the task waits. `converge retry` then gets a new attempt into a new pull
+/// request, which merges once; the closed one stays closed and unmerged.
+fn retried_after_a_closed_pull_request(person_pushes: bool) {
+    let fake = FakeGitHub::start();
+    fake.require_checks("main", &["build"]);
+    let sb = setup(&fake, CHAIN, "checks_timeout = \"3h\"\n");
+    tick_until(&sb, &fake, None, 60, |f| !f.prs().is_empty());
+    let first = fake.prs()[0].clone();
+    if person_pushes {
+        fake.push_as_person(&first.head, "mine.txt", "a person's work\n");
+        let run = tick(&sb, &fake, Some(&at(1)));
+        assert_eq!(run.code, 0, "{}", run.transcript());
+        assert!(status_md(&fake).contains("someone else pushed"));
+    }
+    // The person closes it (and, after pushing, deletes the branch: their
+    // commit goes with their own decision, never by converge).
+    fake.with_state(|st| {
+        if let Some(pr) = st.prs.get_mut(&first.number) {
+            pr.open = false;
+        }
+        if person_pushes {
+            st.git.delete_branch(&first.head);
+        }
+    });
+    let (token, now) = (fake.token(), at(2));
+    let env = [
+        ("CONVERGE_GITHUB_TOKEN", token.as_str()),
+        ("CONVERGE_NOW", now.as_str()),
+    ];
+    let run = run_at(
+        sb.path(),
+        sb.home(),
+        &["reconcile", "--once", "--explain"],
+        &env,
+    );
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    let waits = if person_pushes {
+        "hands-off"
+    } else {
+        "change-closed"
+    };
+    assert!(run.stdout.contains(waits), "{}", run.transcript());
+    assert_eq!(fake.prs().len(), 1);
+    let retry = run_at(sb.path(), sb.home(), &["retry", "p/a"], &[]);
+    assert_eq!(retry.code, 0, "{}", retry.transcript());
+    sb.git(&["pull", "-q", "--rebase", "origin", "main"]);
+    sb.git(&["push", "-q", "origin", "main"]);
+    for minute in 3..60 {
+        for pr in fake.prs().iter().filter(|p| p.open) {
+            if fake.check_runs(&pr.head_sha).is_empty() {
+                fake.add_check_run(&pr.head_sha, "build", "completed", Some("success"));
+            }
+        }
+        let run = tick(&sb, &fake, Some(&at(minute)));
+        assert_eq!(run.code, 0, "{}", run.transcript());
+        if merged_prs(&fake) == 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let prs = fake.prs();
+    assert_eq!(merged_prs(&fake), 2, "{prs:?}\n{}", status_md(&fake));
+    let old = fake.pr(first.number).expect("the first pull request");
+    assert!(!old.open && old.merged.is_none(), "{old:?}");
+    assert_eq!(
+        prs.len(),
+        3,
+        "a new pull request for `a`, one for `b`: {prs:?}"
+    );
+    for pr in prs.iter().filter(|p| p.number != first.number) {
+        assert_eq!(fake.merges(pr.number), 1, "{pr:?}");
+    }
+}
+
+#[test]
+fn retry_after_a_person_closed_the_pull_request_opens_a_new_one() {
+    retried_after_a_closed_pull_request(false);
+}
+
+#[test]
+fn retry_after_hands_off_and_a_closed_pull_request_opens_a_new_one() {
+    retried_after_a_closed_pull_request(true);
+}
+
 #[test]
 fn changes_requested_reach_the_next_attempt_and_an_approval_at_the_head_merges() {
     let fake = FakeGitHub::start();

@@ -15,9 +15,15 @@
 //!   409 if the head moved); when blocked it says which required check is
 //!   missing, pending or failed, and times out a check that never reports.
 //!   Never an admin bypass; rulesets, protection and workflows are only read.
+//! - after the tick, `publish` labels and comments on the pull requests
+//!   converge went hands-off on, and keeps the dashboard issue in line with
+//!   STATUS.md.
 
 pub mod api;
 pub mod client;
+pub mod dashboard;
+pub mod hands_off;
+pub mod publish;
 mod reviews;
 
 use std::collections::BTreeMap;
@@ -543,11 +549,19 @@ pub fn token(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     if let Some(token) = env(TOKEN_VAR).filter(|t| !t.trim().is_empty()) {
         return Some(token.trim().to_owned());
     }
-    let token = env("GITHUB_TOKEN").filter(|t| !t.trim().is_empty())?;
+    let token = token_quietly(env)?;
     tracing::warn!(
         "using GITHUB_TOKEN: pull requests it opens or updates start no workflows, so required checks never report; set {TOKEN_VAR} to a GitHub App installation token or a personal access token"
     );
-    Some(token.trim().to_owned())
+    Some(token)
+}
+
+/// [`token`] without the warning (said once a tick already).
+pub fn token_quietly(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    [TOKEN_VAR, "GITHUB_TOKEN"]
+        .into_iter()
+        .find_map(|var| env(var).filter(|t| !t.trim().is_empty()))
+        .map(|t| t.trim().to_owned())
 }
 
 /// Asks the GitHub forge about the tasks' changes and folds what it says into

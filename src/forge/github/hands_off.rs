@@ -163,6 +163,48 @@ fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::status::{ChangeRecord, PlanStatus, TaskStatus};
+
+    #[test]
+    fn only_changes_status_records_as_hands_off_are_told() {
+        let change = |number: u64, hands_off: Option<&str>| ChangeRecord {
+            number,
+            pushed: "0123456789abcdef0123456789abcdef01234567"
+                .parse()
+                .expect("id"),
+            opened_at: crate::time::Timestamp::from_unix(0),
+            waiting: None,
+            hands_off: hands_off.map(str::to_owned),
+        };
+        let task = |c: Option<ChangeRecord>| TaskStatus {
+            change: c,
+            ..TaskStatus::default()
+        };
+        let mut status = Status::default();
+        status.plans.insert(
+            "p".into(),
+            PlanStatus {
+                tasks: [
+                    (
+                        "a".to_owned(),
+                        task(Some(change(3, Some("someone pushed")))),
+                    ),
+                    ("b".to_owned(), task(Some(change(4, None)))),
+                    ("c".to_owned(), task(None)),
+                ]
+                .into(),
+                ..PlanStatus::default()
+            },
+        );
+        assert_eq!(
+            of_status(&status),
+            [HandsOff {
+                key: TaskKey::new("p", "a"),
+                number: 3,
+                why: "someone pushed".into(),
+            }]
+        );
+    }
 
     #[test]
     fn the_comment_says_why_and_what_to_do_and_carries_the_marker() {

@@ -331,7 +331,7 @@ fn a_hands_off_pull_request_is_labelled_and_told_why_exactly_once() {
     );
     let labels = fake.pr(pr.number).expect("pr").labels;
     assert!(labels.contains(&HANDS_OFF.to_owned()), "{labels:?}");
-    assert!(status_md(&fake).contains("hands-off"));
+    assert!(status_md(&fake).contains("someone else pushed"));
     // Told: later ticks ask nothing more about it.
     let mark = fake.mark();
     let run = tick(&sb, &fake, Some(&at(10)));

@@ -108,7 +108,7 @@ pub(crate) fn publish(repo: &Repo, options: &TickOptions<'_>, report: &mut super
     let Some(config) = report.spec.config.forge.github() else {
         return;
     };
-    let Some(token) = crate::forge::github::token_quietly(options.env) else {
+    let Some(token) = crate::forge::github::publish::token(options.env) else {
         return;
     };
     let status_md = match repo.branch_tip(&report.status_branch) {

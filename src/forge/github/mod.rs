@@ -549,19 +549,11 @@ pub fn token(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     if let Some(token) = env(TOKEN_VAR).filter(|t| !t.trim().is_empty()) {
         return Some(token.trim().to_owned());
     }
-    let token = token_quietly(env)?;
+    let token = env("GITHUB_TOKEN").filter(|t| !t.trim().is_empty())?;
     tracing::warn!(
         "using GITHUB_TOKEN: pull requests it opens or updates start no workflows, so required checks never report; set {TOKEN_VAR} to a GitHub App installation token or a personal access token"
     );
-    Some(token)
-}
-
-/// [`token`] without the warning (said once a tick already).
-pub fn token_quietly(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
-    [TOKEN_VAR, "GITHUB_TOKEN"]
-        .into_iter()
-        .find_map(|var| env(var).filter(|t| !t.trim().is_empty()))
-        .map(|t| t.trim().to_owned())
+    Some(token.trim().to_owned())
 }
 
 /// Asks the GitHub forge about the tasks' changes and folds what it says into

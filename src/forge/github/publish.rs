@@ -14,6 +14,15 @@ use crate::spec::Github;
 use crate::status::Status;
 use crate::time::Timestamp;
 
+/// The token, as [`super::token`] finds it, without its warning about
+/// `GITHUB_TOKEN` (given once a tick already).
+pub fn token(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    [super::TOKEN_VAR, "GITHUB_TOKEN"]
+        .into_iter()
+        .find_map(|var| env(var).filter(|t| !t.trim().is_empty()))
+        .map(|t| t.trim().to_owned())
+}
+
 /// What a tick publishes: status after the tick, and STATUS.md as the
 /// status branch holds it.
 #[derive(Debug)]
@@ -73,4 +82,26 @@ fn failed(what: &str, e: &ClientError) -> String {
         "github: cannot {what} ({}); tried again next tick",
         crate::check::error_chain(e)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_converge_s_own_first_then_the_actions_one_never_blank() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let both = env(&[("CONVERGE_GITHUB_TOKEN", " mine\n"), ("GITHUB_TOKEN", "ci")]);
+        assert_eq!(token(&both).as_deref(), Some("mine"));
+        let blank = env(&[("CONVERGE_GITHUB_TOKEN", "  "), ("GITHUB_TOKEN", "ci")]);
+        assert_eq!(token(&blank).as_deref(), Some("ci"));
+        assert_eq!(token(&env(&[])), None);
+    }
 }

@@ -99,6 +99,45 @@ pub(crate) fn record_tick(
     }
 }
 
+/// After the tick recorded and pushed status: with the GitHub forge, says on
+/// GitHub what status says (hands-off pull requests labelled, the dashboard
+/// issue mirroring STATUS.md as the status branch holds it). Never fails
+/// the tick: what it did or could not do becomes lines of the report, and
+/// what it could not do is tried again next tick.
+pub(crate) fn publish(repo: &Repo, options: &TickOptions<'_>, report: &mut super::TickReport) {
+    let Some(config) = report.spec.config.forge.github() else {
+        return;
+    };
+    let Some(token) = crate::forge::github::publish::token(options.env) else {
+        return;
+    };
+    let status_md = match repo.branch_tip(&report.status_branch) {
+        Ok(Some(tip)) => repo.read_blob_at(tip, STATUS_MD),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e),
+    };
+    let status_md = match status_md {
+        Ok(md) => md.map(|b| String::from_utf8_lossy(&b).into_owned()),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read STATUS.md for the dashboard issue");
+            None
+        }
+    };
+    let what = crate::forge::github::publish::Published {
+        status: &report.status,
+        status_md: status_md.as_deref(),
+        status_branch: &report.status_branch,
+    };
+    let lines = crate::forge::github::publish::publish(
+        repo.common_dir(),
+        config,
+        &token,
+        &what,
+        options.now,
+    );
+    report.remote.extend(lines);
+}
+
 /// The commit a status commit goes on: the status branch's tip, or, for a
 /// dedicated status branch that does not exist yet, the base tip (the branch
 /// is created there).

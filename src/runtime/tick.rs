@@ -1,7 +1,8 @@
 //! One tick: prepare (load spec from the base branch commit, observe, decide;
 //! `prepare.rs`) → act (≤ N) → derive status (`decide::derive`) → record
 //! (`record.rs`). With a remote, fetch and claim first and push last
-//! (`remote.rs`, `claim.rs`). The caller holds the lock.
+//! (`remote.rs`, `claim.rs`); with the GitHub forge, publish to GitHub after
+//! the push (`record::publish`). The caller holds the lock.
 
 use std::path::PathBuf;
 
@@ -232,6 +233,7 @@ pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickEr
         leases.insert(report.status_branch.clone(), tip);
     }
     remote::push_all(repo, &remote, &leases, &mut report)?;
+    super::record::publish(repo, options, &mut report);
     Ok(report)
 }
 

@@ -18,10 +18,16 @@
 //!   (`behind`) gets converge's own merge of the base into the gated head,
 //!   and merges at that head (`merge.rs`).
 //!   Never an admin bypass; rulesets, protection and workflows are only read.
+//! - after the tick, `publish` labels and comments on the pull requests
+//!   converge went hands-off on, and keeps the dashboard issue in line with
+//!   STATUS.md.
 
 pub mod api;
 pub mod client;
+pub mod dashboard;
+pub mod hands_off;
 mod merge;
+pub mod publish;
 mod reviews;
 
 use std::collections::BTreeMap;

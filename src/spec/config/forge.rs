@@ -19,6 +19,8 @@ const FORGE_KEYS: &[&str] = &[
     "prs_per_hour",
     "labels",
     "checks_timeout",
+    "dashboard",
+    "dashboard_title",
 ];
 
 /// The keys only the GitHub forge reads.
@@ -31,9 +33,17 @@ const GITHUB_ONLY: &[&str] = &[
     "prs_per_hour",
     "labels",
     "checks_timeout",
+    "dashboard",
+    "dashboard_title",
 ];
 
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
+
+/// The dashboard issue's title unless `dashboard_title` says otherwise.
+pub const DEFAULT_DASHBOARD_TITLE: &str = "converge dashboard";
+
+/// GitHub's longest issue title.
+const MAX_TITLE: usize = 256;
 
 pub(super) fn read(
     ctx: &mut Ctx<'_>,
@@ -85,6 +95,7 @@ fn github(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, reconcile: &Reconcile) -> Option
     let per_hour = t.integer_in(ctx, "prs_per_hour", 1, 1000);
     let labels = t.string_array(ctx, "labels");
     let timeout = t.positive_duration(ctx, "checks_timeout", "30m");
+    let dashboard = dashboard(ctx, t);
     let repo = repo?;
     let valid = repo
         .get_ref()
@@ -168,7 +179,50 @@ fn github(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, reconcile: &Reconcile) -> Option
         prs_per_hour: per_hour.map_or(4, |n| to_u32(*n.get_ref())),
         labels: label_names,
         checks_timeout: timeout.unwrap_or(Duration::from_secs(30 * 60)),
+        dashboard: dashboard?,
     }))
+}
+
+/// `dashboard` (default `true`) and `dashboard_title`: the dashboard issue's
+/// title, `Some(None)` when it is off; `None` when the keys are wrong (an
+/// error names them).
+fn dashboard(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<Option<String>> {
+    let on = t.boolean(ctx, "dashboard");
+    let title = t.string(ctx, "dashboard_title");
+    if t.get("dashboard").is_some() && on.is_none() {
+        return None;
+    }
+    let on = on.is_none_or(|b| *b.get_ref());
+    let Some(title) = title else {
+        if t.get("dashboard_title").is_some() {
+            return None;
+        }
+        return Some(on.then(|| DEFAULT_DASHBOARD_TITLE.to_owned()));
+    };
+    let text = title.get_ref().trim();
+    if text.is_empty() || text.chars().count() > MAX_TITLE || text.contains(['\n', '\r']) {
+        ctx.error(
+            Code::InvalidValue,
+            title.span(),
+            format!(
+                "`dashboard_title` in [forge] is `{}`, not an issue title",
+                title.get_ref()
+            ),
+        )
+        .hint = Some(format!(
+            "write one line of 1 to {MAX_TITLE} characters, such as `dashboard_title = \"{DEFAULT_DASHBOARD_TITLE}\"`"
+        ));
+        return None;
+    }
+    if !on {
+        ctx.warning(
+            Code::UnknownKey,
+            title.span(),
+            "`dashboard_title` in [forge] is ignored: `dashboard = false` turns the dashboard issue off",
+        )
+        .hint = Some("remove one of the two".into());
+    }
+    Some(on.then(|| text.to_owned()))
 }
 
 fn valid_github_segment(s: &str) -> bool {

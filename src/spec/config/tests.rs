@@ -101,6 +101,7 @@ repo = "acme/widgets"
     assert_eq!((g.max_open_prs, g.prs_per_hour), (10, 4));
     assert_eq!(g.labels, ["converge"]);
     assert_eq!(g.checks_timeout.as_secs(), 30 * 60);
+    assert_eq!(g.dashboard.as_deref(), Some("converge dashboard"));
 
     let text = r#"[reconcile]
 remote = "origin"
@@ -124,6 +125,39 @@ checks_timeout = "1h"
     assert_eq!((g.max_open_prs, g.prs_per_hour), (3, 1));
     assert_eq!(g.labels, ["bot", "agents"]);
     assert_eq!(g.checks_timeout.as_secs(), 3600);
+}
+
+#[test]
+fn the_dashboard_issue_can_be_renamed_or_turned_off_and_a_bad_title_is_located() {
+    let github = "[reconcile]\nremote = \"origin\"\n[forge]\nkind = \"github\"\nrepo = \"a/b\"\n";
+    let (c, diags) = compile_text(&format!("{github}dashboard_title = \"Agents\"\n"));
+    assert!(c.valid && diags.is_empty(), "{diags:?}");
+    let g = c.config.forge.github().expect("github");
+    assert_eq!(g.dashboard.as_deref(), Some("Agents"));
+    let (c, diags) = compile_text(&format!("{github}dashboard = false\n"));
+    assert!(c.valid && diags.is_empty(), "{diags:?}");
+    assert_eq!(c.config.forge.github().expect("github").dashboard, None);
+    // A title with the dashboard off is ignored, and says so.
+    let (c, diags) = compile_text(&format!(
+        "{github}dashboard = false\ndashboard_title = \"x\"\n"
+    ));
+    assert!(c.valid);
+    assert_eq!(diags[0].code.as_str(), "unknown-key", "{diags:?}");
+    // An empty title, or a value of the wrong type, names the place.
+    for (extra, column) in [
+        ("dashboard_title = \"  \"\n", 19),
+        ("dashboard = \"yes\"\n", 13),
+    ] {
+        let (c, diags) = compile_text(&format!("{github}{extra}"));
+        assert!(!c.valid, "{extra}");
+        let l = diags[0].location.as_ref().expect("located");
+        assert_eq!((l.line, l.column), (6, column), "{diags:?}");
+        // The fix: a hint, or the type wanted in the message.
+        assert!(
+            diags[0].hint.is_some() || diags[0].message.contains("`true` or `false`"),
+            "{diags:?}"
+        );
+    }
 }
 
 #[test]

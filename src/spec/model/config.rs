@@ -384,6 +384,9 @@ pub struct Github {
     /// before the task is escalated with a diagnosis.
     #[serde(with = "duration_text")]
     pub checks_timeout: Duration,
+    /// The title of the dashboard issue that mirrors STATUS.md
+    /// (`dashboard_title`); `None` when `dashboard = false`.
+    pub dashboard: Option<String>,
 }
 
 /// How GitHub merges a pull request (`merge_method` of the merge call).

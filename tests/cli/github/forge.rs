@@ -11,7 +11,7 @@ use crate::support::{Run, Sandbox, converge_at};
 
 /// Two tasks, the second depending on the first, both checked by nothing but
 /// converge's gate (the repository's rules decide on GitHub).
-const CHAIN: &str = r#"[plan]
+pub(super) const CHAIN: &str = r#"[plan]
 name = "Chain"
 state = "active"
 
@@ -50,7 +50,7 @@ files = [{ path = "r.txt", content = "r\n" }]
 "#;
 
 /// A clone of the fake's repository with `planning/` pushed to its `main`.
-fn setup(fake: &FakeGitHub, plan: &str, forge_extra: &str) -> Sandbox {
+pub(super) fn setup(fake: &FakeGitHub, plan: &str, forge_extra: &str) -> Sandbox {
     let sb = Sandbox::new();
     let remote = fake.remote_path();
     sb.git(&["clone", "-q", &remote.to_string_lossy(), "."]);
@@ -72,7 +72,7 @@ fn setup(fake: &FakeGitHub, plan: &str, forge_extra: &str) -> Sandbox {
     sb
 }
 
-fn tick(sb: &Sandbox, fake: &FakeGitHub, now: Option<&str>) -> Run {
+pub(super) fn tick(sb: &Sandbox, fake: &FakeGitHub, now: Option<&str>) -> Run {
     let token = fake.token();
     let mut env = vec![("CONVERGE_GITHUB_TOKEN", token.as_str())];
     if let Some(now) = now {
@@ -93,12 +93,12 @@ fn run_at(dir: &Path, home: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
 }
 
 /// STATUS.md as the status branch on the remote has it.
-fn status_md(fake: &FakeGitHub) -> String {
+pub(super) fn status_md(fake: &FakeGitHub) -> String {
     fake.git(&["show", "converge/status:planning/STATUS.md"])
 }
 
 /// Ticks (waiting for the `sim` agents) until `done`, at most `max` times.
-fn tick_until(
+pub(super) fn tick_until(
     sb: &Sandbox,
     fake: &FakeGitHub,
     now: Option<&str>,
@@ -121,13 +121,13 @@ fn tick_until(
 
 /// The real time plus `minutes`, as `CONVERGE_NOW` takes it: agents run on
 /// the real clock, the tick on this one.
-fn at(minutes: u64) -> String {
+pub(super) fn at(minutes: u64) -> String {
     converge::time::Timestamp::now()
         .plus(std::time::Duration::from_secs(minutes * 60))
         .to_string()
 }
 
-fn merged_prs(fake: &FakeGitHub) -> usize {
+pub(super) fn merged_prs(fake: &FakeGitHub) -> usize {
     fake.prs().iter().filter(|p| p.merged.is_some()).count()
 }
 

@@ -30,6 +30,7 @@
 // The lead's forge tests use the parts of the fake these tests do not.
 #![allow(dead_code)]
 
+mod dashboard;
 pub mod fake;
 mod forge;
 pub mod git;

@@ -473,6 +473,38 @@ fn retry_after_hands_off_and_a_closed_pull_request_opens_a_new_one() {
 }
 
 #[test]
+fn a_head_that_moves_between_the_checks_and_the_merge_is_never_merged() {
+    let fake = FakeGitHub::start();
+    let sb = setup(&fake, CHAIN, "");
+    tick_until(&sb, &fake, None, 60, |f| !f.prs().is_empty());
+    let pr = fake.prs()[0].clone();
+    let gated = pr.head_sha.clone();
+    // GitHub says mergeable; a person pushes just before converge's merge
+    // call reaches it, which GitHub answers 409 (the `sha` is not the head).
+    fake.move_head_before_merge(pr.number);
+    let mut log = String::new();
+    for minute in 1..6 {
+        let run = tick(&sb, &fake, Some(&at(minute)));
+        assert_eq!(run.code, 0, "{}", run.transcript());
+        log.push_str(&run.transcript());
+    }
+    assert_eq!(fake.total_merges(), 0, "{log}");
+    let refused = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.ends_with("/merge"))
+        .map(|r| r.status)
+        .collect::<Vec<_>>();
+    assert_eq!(refused, [409], "one merge call, refused: {log}");
+    let theirs = fake.branch_sha(&pr.head).expect("the branch");
+    assert_ne!(theirs, gated, "the person's push did not happen");
+    // converge did not push over the person's commit either.
+    assert_eq!(fake.pr(pr.number).expect("pr").head_sha, theirs);
+    let md = status_md(&fake);
+    assert!(md.contains("someone else pushed"), "{md}\n{log}");
+}
+
+#[test]
 fn changes_requested_reach_the_next_attempt_and_an_approval_at_the_head_merges() {
     let fake = FakeGitHub::start();
     let sb = setup(&fake, REVIEWED, "");

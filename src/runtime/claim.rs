@@ -78,12 +78,13 @@ pub(crate) enum Claimed {
 pub(crate) fn claim(
     repo: &Repo,
     options: &TickOptions<'_>,
+    forge: &crate::forge::github::session::Session<'_>,
     me: &str,
     remote: &str,
     leases: &mut Leases,
     lines: &mut Vec<String>,
 ) -> Result<Claimed, TickError> {
-    let prepared = prepare(repo, options.now, Some(me), Some(options.env))?;
+    let prepared = prepare(repo, options.now, Some(me), Some(forge))?;
     let (status, claimed) = with_claims(&prepared, me, options.now);
     if claimed.is_empty() {
         return Ok(Claimed::Nothing(Box::new(prepared)));

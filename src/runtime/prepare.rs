@@ -20,9 +20,6 @@ use crate::time::Timestamp;
 
 use super::tick::TickError;
 
-/// Where a variable of the environment is read from.
-pub(crate) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
-
 /// What a tick reads and decides before it acts.
 pub(crate) struct Prepared {
     pub base: CommitSource,
@@ -42,14 +39,14 @@ pub(crate) struct Prepared {
 
 /// Reads and decides at `now`. `reconciler`: this reconciler's id when claims
 /// are in play (a remote), so that its own claims are told from others'.
-/// `forge_env`: where the forge's token is read from, when the forge is to
+/// `forge`: the tick's session with the GitHub forge, when the forge is to
 /// be asked (a tick); `None` for the read-only commands, which show what
 /// status recorded of the forge.
 pub(crate) fn prepare(
     repo: &Repo,
     now: Timestamp,
     reconciler: Option<&str>,
-    forge_env: Option<Env<'_>>,
+    forge: Option<&crate::forge::github::session::Session<'_>>,
 ) -> Result<Prepared, TickError> {
     let base = base_source(repo)?;
     let files = read_planning(repo, base.commit)?;
@@ -80,15 +77,14 @@ pub(crate) fn prepare(
         observation.sandbox = Some(crate::act::sandbox::probe());
     }
     if let Some(github) = spec.config.forge.github() {
-        match forge_env {
-            Some(env) => crate::forge::github::observe_into(
+        match forge {
+            Some(session) => crate::forge::github::observe_into(
                 repo,
                 github,
                 &status,
                 &spec,
                 &mut observation,
-                env,
-                now,
+                session,
             )?,
             None => observation.forge = observe::ForgeObs::NotAsked,
         }

@@ -104,11 +104,12 @@ pub(crate) fn record_tick(
 /// issue mirroring STATUS.md as the status branch holds it). Never fails
 /// the tick: what it did or could not do becomes lines of the report, and
 /// what it could not do is tried again next tick.
-pub(crate) fn publish(repo: &Repo, options: &TickOptions<'_>, report: &mut super::TickReport) {
+pub(crate) fn publish(
+    repo: &Repo,
+    forge: &crate::forge::github::session::Session<'_>,
+    report: &mut super::TickReport,
+) {
     let Some(config) = report.spec.config.forge.github() else {
-        return;
-    };
-    let Some(token) = crate::forge::github::publish::token(options.env) else {
         return;
     };
     let status_md = match repo.branch_tip(&report.status_branch) {
@@ -128,13 +129,7 @@ pub(crate) fn publish(repo: &Repo, options: &TickOptions<'_>, report: &mut super
         status_md: status_md.as_deref(),
         status_branch: &report.status_branch,
     };
-    let lines = crate::forge::github::publish::publish(
-        repo.common_dir(),
-        config,
-        &token,
-        &what,
-        options.now,
-    );
+    let lines = crate::forge::github::publish::publish(repo.common_dir(), config, forge, &what);
     report.remote.extend(lines);
 }
 

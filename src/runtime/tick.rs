@@ -201,7 +201,8 @@ pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickEr
     let Some(remote) = remote else {
         // Due schedules enqueue first, so that this tick's spec has their items.
         let schedules = super::schedule::fire(repo, options)?;
-        let mut report = tick_local(repo, options, None, None)?;
+        let forge = crate::forge::github::session::Session::new(options.env, options.now);
+        let mut report = tick_local(repo, options, &forge, None, None)?;
         report.schedules = schedules;
         return Ok(report);
     };
@@ -215,9 +216,11 @@ pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickEr
     let mut schedules = super::schedule::fire(repo, options)?;
     super::schedule::push(repo, &remote, &mut leases, &mut schedules, &mut lines)?;
     let me = reconciler_id(repo)?;
+    // One session with the GitHub forge for the whole tick.
+    let forge = crate::forge::github::session::Session::new(options.env, options.now);
     // A tick that claimed nothing acts on what it read; one whose claims were
     // pushed reads status again (it changed).
-    let prepared = match claim(repo, options, &me, &remote, &mut leases, &mut lines)? {
+    let prepared = match claim(repo, options, &forge, &me, &remote, &mut leases, &mut lines)? {
         Claimed::Nothing(prepared) => Some(*prepared),
         Claimed::Pushed => None,
         Claimed::Lost(mut report) => {
@@ -225,7 +228,7 @@ pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickEr
             return Ok(*report);
         }
     };
-    let mut report = tick_local(repo, options, Some(&me), prepared)?;
+    let mut report = tick_local(repo, options, &forge, Some(&me), prepared)?;
     report.remote = lines;
     report.schedules = schedules;
     if report.status_branch != report.base_branch && !leases.contains_key(&report.status_branch) {
@@ -233,7 +236,7 @@ pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickEr
         leases.insert(report.status_branch.clone(), tip);
     }
     remote::push_all(repo, &remote, &leases, &mut report)?;
-    super::record::publish(repo, options, &mut report);
+    super::record::publish(repo, &forge, &mut report);
     Ok(report)
 }
 
@@ -243,12 +246,13 @@ pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickEr
 fn tick_local(
     repo: &Repo,
     options: &TickOptions<'_>,
+    forge: &crate::forge::github::session::Session<'_>,
     reconciler: Option<&str>,
     prepared: Option<Prepared>,
 ) -> Result<TickReport, TickError> {
     let prepared = match prepared {
         Some(prepared) => prepared,
-        None => prepare(repo, options.now, reconciler, Some(options.env))?,
+        None => prepare(repo, options.now, reconciler, Some(forge))?,
     };
     let Prepared {
         base,
@@ -289,14 +293,24 @@ fn tick_local(
     };
     // The GitHub forge when the spec names it (a token is needed only when
     // an action talks to it: decide held them back when there was none).
-    let github = match (
-        spec.config.forge.github(),
-        crate::forge::github::token(options.env),
-    ) {
-        (Some(config), Some(token)) if !options.dry_run => Some(
-            crate::forge::github::GithubForge::new(repo, config, &base.rev, &token, options.now)
-                .map_err(ActError::from)?,
-        ),
+    let github = match spec.config.forge.github() {
+        Some(config) if !options.dry_run => match forge.client(repo.common_dir(), config) {
+            Some(client) => Some(
+                client
+                    .map_err(crate::forge::ForgeError::from)
+                    .and_then(|client| {
+                        crate::forge::github::GithubForge::new(
+                            repo,
+                            config,
+                            &base.rev,
+                            client,
+                            options.now,
+                        )
+                    })
+                    .map_err(ActError::from)?,
+            ),
+            None => None,
+        },
         _ => None,
     };
     let forge: &dyn crate::forge::Forge = match &github {

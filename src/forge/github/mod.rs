@@ -29,6 +29,7 @@ pub mod hands_off;
 mod merge;
 pub mod publish;
 mod reviews;
+pub mod session;
 
 use std::collections::BTreeMap;
 
@@ -57,7 +58,7 @@ pub fn marker(key: &TaskKey) -> String {
 pub struct GithubForge<'a> {
     pub repo: &'a Repo,
     pub config: &'a Github,
-    pub client: Client,
+    pub client: std::rc::Rc<Client>,
     pub base_branch: String,
     pub now: Timestamp,
     layout: Layout,
@@ -76,11 +77,10 @@ impl<'a> GithubForge<'a> {
         repo: &'a Repo,
         config: &'a Github,
         base_branch: &str,
-        token: &str,
+        client: std::rc::Rc<Client>,
         now: Timestamp,
     ) -> Result<Self, ForgeError> {
         let layout = Layout::new(repo.common_dir());
-        let client = Client::new(&config.api_url, &config.repo, token, layout.forge(), now)?;
         Ok(GithubForge {
             repo,
             config,
@@ -420,10 +420,9 @@ pub fn observe_into(
     status: &crate::status::Status,
     spec: &crate::spec::Spec,
     obs: &mut crate::observe::Observation,
-    env: &dyn Fn(&str) -> Option<String>,
-    now: Timestamp,
+    session: &session::Session<'_>,
 ) -> Result<(), crate::git::GitError> {
-    let Some(token) = token(env) else {
+    let Some(client) = session.client(repo.common_dir(), config) else {
         obs.forge = ForgeObs::Unavailable {
             why: format!("no GitHub token: set {TOKEN_VAR}"),
             until: None,
@@ -431,7 +430,10 @@ pub fn observe_into(
         return Ok(());
     };
     let base_branch = spec.config.reconcile.base_branch.clone();
-    let forge = match GithubForge::new(repo, config, &base_branch, &token, now) {
+    let forge = match client
+        .map_err(ForgeError::from)
+        .and_then(|client| GithubForge::new(repo, config, &base_branch, client, session.now()))
+    {
         Ok(forge) => forge,
         Err(e) => {
             obs.forge = ForgeObs::Unavailable {

@@ -7,21 +7,11 @@
 //! tried again on the next tick (what was done is noted, what was not is
 //! compared again). Each part sends nothing when there is nothing new.
 
-use super::client::{Client, ClientError};
+use super::client::ClientError;
 use super::{dashboard, hands_off};
 use crate::rundir::Layout;
 use crate::spec::Github;
 use crate::status::Status;
-use crate::time::Timestamp;
-
-/// The token, as [`super::token`] finds it, without its warning about
-/// `GITHUB_TOKEN` (given once a tick already).
-pub fn token(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
-    [super::TOKEN_VAR, "GITHUB_TOKEN"]
-        .into_iter()
-        .find_map(|var| env(var).filter(|t| !t.trim().is_empty()))
-        .map(|t| t.trim().to_owned())
-}
 
 /// What a tick publishes: status after the tick, and STATUS.md as the
 /// status branch holds it.
@@ -33,24 +23,25 @@ pub struct Published<'a> {
     pub status_branch: &'a str,
 }
 
-/// Publishes `what` with `token` to the repository `config` names. Lines
+/// Publishes `what` to the repository `config` names, with the tick's
+/// client. Lines
 /// for the tick's report: what was done, and what failed for another
 /// reason than a cooldown (those are said where the forge is observed).
 pub fn publish(
     common_dir: &std::path::Path,
     config: &Github,
-    token: &str,
+    session: &super::session::Session<'_>,
     what: &Published<'_>,
-    now: Timestamp,
 ) -> Vec<String> {
     let told = hands_off::of_status(what.status);
     if told.is_empty() && config.dashboard.is_none() {
         return Vec::new();
     }
     let dir = Layout::new(common_dir).forge();
-    let client = match Client::new(&config.api_url, &config.repo, token, dir.clone(), now) {
-        Ok(client) => client,
-        Err(e) => return vec![failed("publish to github", &e)],
+    let client = match session.client(common_dir, config) {
+        None => return Vec::new(),
+        Some(Ok(client)) => client,
+        Some(Err(e)) => return vec![failed("publish to github", &e)],
     };
     let mut lines = Vec::new();
     match hands_off::tell(&client, &dir, &told) {
@@ -82,26 +73,4 @@ fn failed(what: &str, e: &ClientError) -> String {
         "github: cannot {what} ({}); tried again next tick",
         crate::check::error_chain(e)
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_token_is_converge_s_own_first_then_the_actions_one_never_blank() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| (*v).to_owned())
-            }
-        };
-        let both = env(&[("CONVERGE_GITHUB_TOKEN", " mine\n"), ("GITHUB_TOKEN", "ci")]);
-        assert_eq!(token(&both).as_deref(), Some("mine"));
-        let blank = env(&[("CONVERGE_GITHUB_TOKEN", "  "), ("GITHUB_TOKEN", "ci")]);
-        assert_eq!(token(&blank).as_deref(), Some("ci"));
-        assert_eq!(token(&env(&[])), None);
-    }
 }

@@ -11,9 +11,9 @@
 
 use std::str::FromStr;
 
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, FixedOffset, TimeZone};
 
-use crate::spec::{Missed, Schedule};
+use crate::spec::{Missed, Schedule, Zone};
 use crate::time::Timestamp;
 
 /// What a schedule does at `now`.
@@ -31,21 +31,13 @@ pub struct Due {
 /// The due fire time of `schedule` at `now`; `last`: the newest fire time
 /// already enqueued (from the items' names in git).
 pub fn due(schedule: &Schedule, last: Option<Timestamp>, now: Timestamp) -> Due {
-    let Some((cron, now_local)) = parse(schedule, now) else {
+    let Some((newest, next)) = around(schedule, now) else {
         return Due {
             fire: None,
             skipped: None,
             next: None,
         };
     };
-    let newest = cron
-        .find_previous_occurrence(&now_local, true)
-        .ok()
-        .map(|t| Timestamp::from_unix(t.timestamp()));
-    let next = cron
-        .find_next_occurrence(&now_local, false)
-        .ok()
-        .map(|t| Timestamp::from_unix(t.timestamp()));
     let mut out = Due {
         fire: None,
         skipped: None,
@@ -64,12 +56,28 @@ pub fn due(schedule: &Schedule, last: Option<Timestamp>, now: Timestamp) -> Due 
     out
 }
 
-/// The crontab line and `now` in the schedule's time zone.
-fn parse(schedule: &Schedule, now: Timestamp) -> Option<(croner::Cron, DateTime<FixedOffset>)> {
+/// The newest fire time not after `now` and the first after it, the
+/// crontab line read in the schedule's time zone, a named zone's daylight
+/// saving time included. croner fires a wall time the clocks jump over
+/// when they jump, and a wall time they repeat once, the first time.
+fn around(schedule: &Schedule, now: Timestamp) -> Option<(Option<Timestamp>, Option<Timestamp>)> {
     let cron = croner::Cron::from_str(&schedule.cron).ok()?;
-    let offset = FixedOffset::east_opt(schedule.utc_offset)?;
-    let now = DateTime::from_timestamp(now.unix(), 0)?.with_timezone(&offset);
-    Some((cron, now))
+    let utc = DateTime::from_timestamp(now.unix(), 0)?;
+    Some(match schedule.zone {
+        Zone::Offset(secs) => occurrences(&cron, &utc.with_timezone(&FixedOffset::east_opt(secs)?)),
+        Zone::Named(tz) => occurrences(&cron, &utc.with_timezone(&tz)),
+    })
+}
+
+fn occurrences<Tz: TimeZone>(
+    cron: &croner::Cron,
+    now: &DateTime<Tz>,
+) -> (Option<Timestamp>, Option<Timestamp>) {
+    let at = |t: DateTime<Tz>| Timestamp::from_unix(t.timestamp());
+    (
+        cron.find_previous_occurrence(now, true).ok().map(at),
+        cron.find_next_occurrence(now, false).ok().map(at),
+    )
 }
 
 /// The name of the item a schedule enqueues for a fire time:
@@ -125,7 +133,7 @@ mod tests {
             name: "s".into(),
             cron: cron.into(),
             queue: "t.md".into(),
-            utc_offset: offset,
+            zone: Zone::Offset(offset),
             missed,
             grace: std::time::Duration::from_secs(grace_min * 60),
         }
@@ -330,5 +338,30 @@ mod tests {
         assert_eq!(fire_of("review", "review-20260302-09050"), None);
         assert_eq!(fire_of("review", "review-2026030x-0905"), None);
         assert_eq!(fire_of("review", "review-20261302-0905"), None);
+    }
+
+    #[test]
+    fn a_named_zone_follows_daylight_saving_time() {
+        let mut s = schedule("0 9 * * *", 0, Missed::Skip, 5);
+        s.zone = Zone::Named(chrono_tz::Europe::Berlin);
+        // 09:00 in Berlin is 08:00Z in winter (CET) and 07:00Z in summer
+        // (CEST); the clocks went forward on 2026-03-29.
+        let d = due(&s, None, at("2026-03-27T08:00:30Z"));
+        assert_eq!(d.fire, Some(at("2026-03-27T08:00:00Z")));
+        let d = due(&s, None, at("2026-03-30T07:00:30Z"));
+        assert_eq!(d.fire, Some(at("2026-03-30T07:00:00Z")));
+        assert_eq!(d.next, Some(at("2026-03-31T07:00:00Z")));
+        // 02:30 does not exist on 2026-03-29 in Berlin: it fires when the
+        // clocks jump from 02:00 to 03:00 (01:00Z), as Vixie cron does.
+        let mut gap = schedule("30 2 * * *", 0, Missed::Skip, 5);
+        gap.zone = Zone::Named(chrono_tz::Europe::Berlin);
+        let d = due(&gap, None, at("2026-03-28T12:00:00Z"));
+        assert_eq!(d.next, Some(at("2026-03-29T01:00:00Z")));
+        // 02:30 happens twice on 2026-10-25: it fires once.
+        let first = due(&gap, None, at("2026-10-25T00:00:00Z")).next.expect("next");
+        assert_eq!(first, at("2026-10-25T00:30:00Z"));
+        let after = due(&gap, Some(first), at("2026-10-25T01:30:30Z"));
+        assert_eq!(after.fire, None, "the repeated wall time fired again");
+        assert_eq!(after.next, Some(at("2026-10-26T01:30:00Z")));
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::str::FromStr;
 
 use super::super::diag::Code;
-use super::super::model::{DEFAULT_GRACE, MAX_SCHEDULE_NAME_LEN, Missed, Schedule};
+use super::super::model::{DEFAULT_GRACE, MAX_SCHEDULE_NAME_LEN, Missed, Schedule, Zone};
 use super::super::suggest;
 use super::super::toml_walk::{Ctx, Table};
 
@@ -51,14 +51,14 @@ pub(super) fn read(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, templates: &[String]
         else {
             continue;
         };
-        let Some(utc_offset) = offset.unwrap_or(Some(0)) else {
+        let Some(zone) = offset.unwrap_or(Some(Zone::Offset(0))) else {
             continue;
         };
         out.push(Schedule {
             name,
             cron: cron.into_inner(),
             queue: queue.into_inner(),
-            utc_offset,
+            zone,
             missed: if missed == Some("once") {
                 Missed::Once
             } else {
@@ -116,39 +116,47 @@ fn check_name(
     Some(text.clone())
 }
 
-/// `UTC` or a fixed offset `±HH:MM`: the offset in seconds east of UTC, or
-/// `None` after reporting why not.
-fn check_timezone(ctx: &mut Ctx<'_>, tz: &toml::Spanned<String>) -> Option<i32> {
+/// `UTC`, a fixed offset `±HH:MM`, or a zone of the IANA database
+/// (`Europe/Berlin`, with its daylight saving time), or `None` after
+/// reporting why not.
+fn check_timezone(ctx: &mut Ctx<'_>, tz: &toml::Spanned<String>) -> Option<Zone> {
     let text = tz.get_ref();
     match parse_utc_offset(text) {
-        Ok(offset) => Some(offset),
-        Err(Named) => {
-            ctx.error(
-                Code::NotSupported,
-                tz.span(),
-                format!("the time zone `{text}` is not supported: schedules run in UTC or at a fixed offset"),
-            )
-            .hint = Some(
-                "write the offset, for example `timezone = \"+01:00\"` (a fixed offset does not follow daylight saving time), or leave `timezone` out for UTC".into(),
-            );
-            None
-        }
+        Ok(offset) => Some(Zone::Offset(offset)),
+        Err(Named) => match text.parse::<chrono_tz::Tz>() {
+            Ok(zone) => Some(Zone::Named(zone)),
+            Err(_) => {
+                let same = chrono_tz::TZ_VARIANTS
+                    .iter()
+                    .find(|z| z.name().eq_ignore_ascii_case(text));
+                ctx.error(
+                    Code::InvalidValue,
+                    tz.span(),
+                    format!("`timezone` is `{text}`, which is no time zone of the IANA database"),
+                )
+                .hint = Some(match same {
+                    Some(zone) => format!("time zone names are case-sensitive: `timezone = \"{}\"`", zone.name()),
+                    None => "a name such as `Europe/Berlin` or `America/New_York`, `UTC`, or a fixed offset such as `+01:00`".into(),
+                });
+                None
+            }
+        },
         Err(Malformed) => {
             ctx.error(
                 Code::InvalidValue,
                 tz.span(),
                 format!("`timezone` is `{text}`, which is neither `UTC` nor an offset from -23:59 to +23:59"),
             )
-            .hint = Some("for example `timezone = \"UTC\"` or `timezone = \"-05:00\"`".into());
+            .hint = Some("for example `timezone = \"UTC\"`, `timezone = \"-05:00\"` or `timezone = \"America/New_York\"`".into());
             None
         }
     }
 }
 
-/// Why a `timezone` is not accepted.
+/// Why a `timezone` is not a fixed offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BadTimezone {
-    /// A name such as `Europe/Berlin`: time zones with rules are not supported.
+    /// A name such as `Europe/Berlin`: looked up in the IANA database.
     Named,
     Malformed,
 }

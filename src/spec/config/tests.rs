@@ -467,23 +467,24 @@ fn gator_harness_names_are_aliases_with_a_warning() {
 
 #[test]
 fn schedules_are_read_with_their_defaults() {
-    use super::super::model::{DEFAULT_GRACE, Missed};
+    use super::super::model::{DEFAULT_GRACE, Missed, Zone};
     let (c, diags) = compile_text(
-        "[[schedule]]\ncron = \"0 9 * * MON\"\nqueue = \"weekly.md\"\n\n[[schedule]]\nname = \"late\"\ncron = \"30 17 * * *\"\nqueue = \"weekly.md\"\ntimezone = \"-05:30\"\nmissed = \"once\"\ngrace = \"10m\"\n",
+        "[[schedule]]\ncron = \"0 9 * * MON\"\nqueue = \"weekly.md\"\n\n[[schedule]]\nname = \"late\"\ncron = \"30 17 * * *\"\nqueue = \"weekly.md\"\ntimezone = \"-05:30\"\nmissed = \"once\"\ngrace = \"10m\"\n\n[[schedule]]\nname = \"berlin\"\ncron = \"0 9 * * *\"\nqueue = \"weekly.md\"\ntimezone = \"Europe/Berlin\"\n",
     );
     assert!(c.valid && diags.is_empty(), "{diags:?}");
     let s = &c.config.schedules;
-    assert_eq!(s.len(), 2);
+    assert_eq!(s.len(), 3);
     // Without a name, the template's.
     assert_eq!(
-        (s[0].name.as_str(), s[0].utc_offset, s[0].missed),
-        ("weekly", 0, Missed::Skip)
+        (s[0].name.as_str(), s[0].zone, s[0].missed),
+        ("weekly", Zone::Offset(0), Missed::Skip)
     );
     assert_eq!(s[0].grace, DEFAULT_GRACE);
     assert_eq!(
-        (s[1].name.as_str(), s[1].utc_offset, s[1].missed),
-        ("late", -19_800, Missed::Once)
+        (s[1].name.as_str(), s[1].zone, s[1].missed),
+        ("late", Zone::Offset(-19_800), Missed::Once)
     );
+    assert_eq!(s[2].zone, Zone::Named(chrono_tz::Europe::Berlin));
     assert_eq!(s[1].grace, std::time::Duration::from_secs(600));
 }
 
@@ -513,11 +514,18 @@ fn bad_schedules_are_located_with_hints() {
             "at most 48",
         ),
         (
-            "[[schedule]]\ncron = \"0 9 * * *\"\nqueue = \"weekly.md\"\ntimezone = \"Europe/Berlin\"\n",
-            "not-supported",
+            "[[schedule]]\ncron = \"0 9 * * *\"\nqueue = \"weekly.md\"\ntimezone = \"Europe/Atlantis\"\n",
+            "invalid-value",
             4,
             12,
-            "fixed offset",
+            "no time zone of the IANA database",
+        ),
+        (
+            "[[schedule]]\ncron = \"0 9 * * *\"\nqueue = \"weekly.md\"\ntimezone = \"europe/berlin\"\n",
+            "invalid-value",
+            4,
+            12,
+            "no time zone of the IANA database",
         ),
         (
             "[[schedule]]\ncron = \"0 9 * * *\"\nqueue = \"weekly.md\"\ntimezone = \"+2\"\n",

@@ -408,6 +408,30 @@ impl MergeMethod {
     }
 }
 
+/// The time zone a schedule's crontab line is read in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Zone {
+    /// A fixed offset east of UTC, in seconds (`0`: UTC).
+    Offset(i32),
+    /// A zone of the IANA database (`Europe/Berlin`), with its daylight
+    /// saving time.
+    Named(chrono_tz::Tz),
+}
+
+impl Serialize for Zone {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Zone::Offset(0) => s.serialize_str("UTC"),
+            Zone::Offset(secs) => {
+                let sign = if *secs < 0 { '-' } else { '+' };
+                let abs = secs.unsigned_abs();
+                s.serialize_str(&format!("{sign}{:02}:{:02}", abs / 3600, abs % 3600 / 60))
+            }
+            Zone::Named(tz) => s.serialize_str(tz.name()),
+        }
+    }
+}
+
 /// A crontab line that enqueues a template (`[[schedule]]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Schedule {
@@ -417,9 +441,8 @@ pub struct Schedule {
     pub cron: String,
     /// File name under `planning/queue/templates/`.
     pub queue: String,
-    /// The time zone the crontab line is read in, as a fixed offset east of
-    /// UTC in seconds (`0`: UTC).
-    pub utc_offset: i32,
+    /// The time zone the crontab line is read in.
+    pub zone: Zone,
     pub missed: Missed,
     /// How late a fire time may be found and still count as on time.
     pub grace: Duration,

@@ -53,9 +53,13 @@ pub(super) fn cleanup(
         && current.is_some_and(|s| s.merged_as.is_none())
         && !in_spec
     {
+        // Hands-off: the branch holds someone else's commits; converge
+        // neither closes the pull request nor deletes them.
+        let tip = change.hands_off.is_none().then(|| change.tip());
         ctx.forge.close(
             key,
             change.number,
+            tip,
             &format!(
                 "converge closes this pull request: task `{key}` is no longer in `planning/` on `{}`.",
                 ctx.base_branch

@@ -67,7 +67,13 @@ pub(super) fn merge(
     let base_branch = ctx.base_branch.clone();
     match merging.outcome {
         MergeOutcome::Merged { commit } => {
-            ctx.base_tip = commit;
+            // The base branch as the forge left it: at the merge (here), or
+            // fast-forwarded to the forge's base after merging there.
+            ctx.base_tip = ctx
+                .repo
+                .branch_tip(&ctx.base_branch)?
+                .filter(|tip| *tip != ctx.base_tip)
+                .unwrap_or(commit);
             crate::crash::point("after-merge");
             outcomes.push(Outcome::Merged {
                 attempt,
@@ -80,6 +86,17 @@ pub(super) fn merge(
                 ),
                 outcomes,
             ))
+        }
+        // Someone else pushed to the change's branch (or GitHub refused the
+        // merge with 409): converge keeps its hands off it, as when it sees
+        // that before a merge; a new attempt would have nowhere to go.
+        MergeOutcome::HeadMoved if change.is_some() => {
+            let why = format!("someone else pushed to {branch} before converge merged it");
+            Ok(Applied::done(format!("merge {key}: hands off, {why}"), {
+                let mut outcomes = outcomes;
+                outcomes.push(Outcome::HandsOff { why });
+                outcomes
+            }))
         }
         // The branch moved after its gate: what passed is not what would merge.
         MergeOutcome::HeadMoved => Ok(Applied::done(

@@ -311,12 +311,13 @@ fn passed(c: &Ctx<'_>) -> Candidate {
             };
             return rejected(c, why);
         }
-        if change_at(s, head).is_none()
-            && st
-                .change
-                .as_ref()
-                .is_none_or(|r| r.pushed != head || !matches!(s.obs.forge, ForgeObs::NotAsked))
-        {
+        // Proposed until status records the proposal done at this head (a
+        // proposal cut short after its push — labels or the gate's status
+        // not set — is finished), and again when the forge shows no open
+        // change at it.
+        let recorded = st.change.as_ref().is_some_and(|r| r.pushed == head);
+        let shown = change_at(s, head).is_some();
+        if !recorded || (!shown && !matches!(s.obs.forge, ForgeObs::NotAsked)) {
             if let Some(why) = plan_blocks_start(s.plan) {
                 return c.wait(st.phase, why);
             }

@@ -59,6 +59,12 @@ pub struct Decision {
     /// The earliest time something changes without any event (a backoff ends, a
     /// deadline passes), for watchers.
     pub wake_at: Option<Timestamp>,
+    /// The earliest such time of converge's own making (a backoff, a
+    /// deadline, the dispatch rate limit, a harness's cooldown): what
+    /// `reconcile --wait` waits for. Waits on people and other systems (a
+    /// pull request's checks and reviews, the forge's limits and cooldown)
+    /// are the next run's, not this one's.
+    pub settle_at: Option<Timestamp>,
 }
 
 /// One task's derived state before limits are applied.
@@ -81,7 +87,11 @@ pub fn decide(
     now: Timestamp,
     limits: &Limits,
 ) -> Decision {
-    let mut wake = Wake { now, at: None };
+    let mut wake = Wake {
+        now,
+        at: None,
+        own: None,
+    };
     let mut candidates = planned(spec, obs, status, now);
     candidates.extend(removed(spec, obs, status, now));
     for c in &candidates {
@@ -94,6 +104,7 @@ pub fn decide(
         report,
         queue: picked.queue,
         wake_at: wake.at,
+        settle_at: wake.own,
     }
 }
 
@@ -101,10 +112,20 @@ pub fn decide(
 struct Wake {
     now: Timestamp,
     at: Option<Timestamp>,
+    /// Of converge's own making ([`Decision::settle_at`]).
+    own: Option<Timestamp>,
 }
 
 impl Wake {
     fn at(&mut self, t: Timestamp) {
+        if t > self.now {
+            self.at = Some(self.at.map_or(t, |w| w.min(t)));
+            self.own = Some(self.own.map_or(t, |w| w.min(t)));
+        }
+    }
+
+    /// A wake time that is not converge's own: a forge's.
+    fn external(&mut self, t: Timestamp) {
         if t > self.now {
             self.at = Some(self.at.map_or(t, |w| w.min(t)));
         }
@@ -120,7 +141,7 @@ impl Wake {
             | Reason::ChangeRateLimited { next_at: until, .. }
             | Reason::ForgeCooling {
                 until: Some(until), ..
-            } => self.at(*until),
+            } => self.external(*until),
             Reason::ClaimedElsewhere { until, .. } | Reason::HarnessCooling { until, .. } => {
                 self.at(*until);
             }
@@ -195,12 +216,20 @@ fn removed(spec: &Spec, obs: &Observation, status: &Status, now: Timestamp) -> V
                 attempt: run.attempt,
                 reason: Reason::RemovedFromPlan,
             }),
+            // An open change is closed only when status knows it as the
+            // task's: a pull request from a `converge/…` branch that no
+            // task of status had (a person's, or one reopened after converge
+            // closed it) is not converge's to close, and would be cleaned up
+            // again every tick.
             _ if ob.worktree
                 || ob.branch_head.is_some()
-                || ob
-                    .change
-                    .as_ref()
-                    .is_some_and(|c| c.state == crate::observe::ChangeState::Open) =>
+                || ob.change.as_ref().is_some_and(|c| {
+                    c.state == crate::observe::ChangeState::Open
+                        && status
+                            .task(&key.plan, &key.task)
+                            .and_then(|st| st.change.as_ref())
+                            .is_some_and(|r| r.number == c.number)
+                }) =>
             {
                 Ok(Action::Cleanup { key: key.clone() })
             }
@@ -288,10 +317,10 @@ fn pick(
             (Err(why), Some(i)) => {
                 // Nothing else may change by then: a watcher wakes when the
                 // rate limit lets the next attempt start.
-                if let Reason::DispatchRateLimited { next_at, .. }
-                | Reason::ChangeRateLimited { next_at, .. } = &why
-                {
-                    wake.at(*next_at);
+                match &why {
+                    Reason::DispatchRateLimited { next_at, .. } => wake.at(*next_at),
+                    Reason::ChangeRateLimited { next_at, .. } => wake.external(*next_at),
+                    _ => {}
                 }
                 out.deferred.insert(i, why);
             }

@@ -133,7 +133,13 @@ impl Forge for LocalForge<'_> {
         Ok(Merging { outcome, evidence })
     }
 
-    fn close(&self, _key: &TaskKey, _number: u64, _why: &str) -> Result<(), ForgeError> {
+    fn close(
+        &self,
+        _key: &TaskKey,
+        _number: u64,
+        _tip: Option<crate::model::CommitId>,
+        _why: &str,
+    ) -> Result<(), ForgeError> {
         Err(ForgeError::NoChanges("close"))
     }
 }

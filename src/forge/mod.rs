@@ -159,6 +159,14 @@ pub trait Forge {
     /// Merges, by compare-and-swap on the base and on the head.
     fn merge(&self, request: &MergeRequest<'_>) -> Result<Merging, ForgeError>;
     /// Closes the change of a task that is gone, saying `why`, and deletes
-    /// its branch on the forge.
-    fn close(&self, key: &TaskKey, number: u64, why: &str) -> Result<(), ForgeError>;
+    /// its branch on the forge if it is still at `tip` (converge's last
+    /// head); with `tip` `None` (hands-off: the branch holds someone else's
+    /// commits) only says `why` and leaves both alone.
+    fn close(
+        &self,
+        key: &TaskKey,
+        number: u64,
+        tip: Option<CommitId>,
+        why: &str,
+    ) -> Result<(), ForgeError>;
 }

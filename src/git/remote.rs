@@ -124,4 +124,34 @@ impl Repo {
             output,
         }))
     }
+
+    /// Deletes `branch` on `remote`, only if it is still at `expected`: a
+    /// branch someone pushed to since is kept.
+    pub fn delete_with_lease(
+        &self,
+        remote: &str,
+        branch: &str,
+        expected: ObjectId,
+    ) -> Result<Pushed> {
+        let lease = format!("--force-with-lease=refs/heads/{branch}:{expected}");
+        let refspec = format!(":refs/heads/{branch}");
+        let (ok, output) = self.git_cli(&[
+            "push", "--quiet", "--atomic", &lease, "--", remote, &refspec,
+        ])?;
+        if ok {
+            let tracking = format!("refs/remotes/{remote}/{branch}");
+            let _ = self.git_cli(&["update-ref", "-d", &tracking]);
+            return Ok(Pushed::Ok);
+        }
+        if output.contains("stale info")
+            || output.contains("rejected")
+            || output.contains("unable to delete")
+        {
+            return Ok(Pushed::Rejected { message: output });
+        }
+        Err(GitError::Remote(RemoteError {
+            args: format!("push {remote} {refspec}"),
+            output,
+        }))
+    }
 }

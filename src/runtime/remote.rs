@@ -73,6 +73,36 @@ pub(crate) fn sync_from_remote(
 /// Pushes every branch that moved since it was fetched, with its lease. The
 /// first push that loses a race takes this tick's commits back on its branch
 /// and is reported in `report.push_rejected`; the pushes after it are not made.
+/// What the tick fetched since it took its leases (the forge merged on the
+/// remote and fetched the base branch after): a branch here that contains
+/// that fetched tip is pushed with a lease on it. Nothing is lost that way:
+/// the remote was at the fetched tip, and ours holds it.
+pub(crate) fn follow_fetched(
+    repo: &Repo,
+    remote: &str,
+    leases: &mut Leases,
+) -> Result<(), TickError> {
+    for (branch, lease) in leases.iter_mut() {
+        let Some(fetched) = repo.ref_target(&format!("refs/remotes/{remote}/{branch}"))? else {
+            continue;
+        };
+        let Some(ours) = repo.branch_tip(branch)? else {
+            continue;
+        };
+        if *lease == Some(fetched) {
+            continue;
+        }
+        let after = match lease {
+            Some(l) => repo.is_ancestor(*l, fetched)?,
+            None => true,
+        };
+        if after && repo.is_ancestor(fetched, ours)? {
+            *lease = Some(fetched);
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn push_all(
     repo: &Repo,
     remote: &str,

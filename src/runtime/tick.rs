@@ -235,6 +235,7 @@ pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickEr
         let (tip, _) = remote::sync_from_remote(repo, &remote, &report.status_branch)?;
         leases.insert(report.status_branch.clone(), tip);
     }
+    remote::follow_fetched(repo, &remote, &mut leases)?;
     remote::push_all(repo, &remote, &leases, &mut report)?;
     super::record::publish(repo, &forge, &mut report);
     Ok(report)

@@ -199,7 +199,7 @@ fn reconcile_refuses_a_setting_that_is_not_supported_and_says_what_to_remove() {
     sandbox.write("planning/goal.md", "Goal.\n");
     sandbox.write(
         "planning/converge.toml",
-        "[reconcile]\ndefault_harness = \"sim\"\n\n[[schedule]]\nname = \"nightly\"\ncron = \"0 3 * * *\"\nqueue = \"t.md\"\ntimezone = \"Europe/Berlin\"\n",
+        "[reconcile]\ndefault_harness = \"sim\"\n\n[autonomy]\nenabled = true\n",
     );
     sandbox.write(
         "planning/plans/base.toml",
@@ -210,8 +210,8 @@ fn reconcile_refuses_a_setting_that_is_not_supported_and_says_what_to_remove() {
     assert_eq!(run.code, 2, "{}", run.transcript());
     let out = format!("{}{}", run.stdout, run.stderr);
     assert!(
-        out.contains("planning/converge.toml:8:12: error[not-supported]: the time zone `Europe/Berlin` is not supported")
-            && out.contains("hint: write the offset"),
+        out.contains("planning/converge.toml:5:11: error[not-supported]: the autonomy loop is not implemented yet")
+            && out.contains("hint: remove `enabled = true`"),
         "{}",
         run.transcript()
     );

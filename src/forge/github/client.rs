@@ -101,6 +101,20 @@ impl Reply {
         })
     }
 
+    /// The reply when GitHub did what was asked (a 2xx), else the error
+    /// with GitHub's message (a 403 names the permission the token lacks).
+    pub fn ok(self, method: &'static str, path: &str) -> Result<Reply, ClientError> {
+        if (200..300).contains(&self.status) {
+            return Ok(self);
+        }
+        Err(ClientError::Api {
+            method,
+            path: path.to_owned(),
+            status: self.status,
+            message: self.message(),
+        })
+    }
+
     /// GitHub's `message` in an error body, else the body's start.
     pub fn message(&self) -> String {
         #[derive(Deserialize)]

@@ -12,6 +12,9 @@ use serde_json::json;
 use super::api::{self, Pull};
 use super::client::ClientError;
 use super::{GithubForge, RECHECK, commit};
+
+/// The longest a waiting pull request goes unseen.
+const RECHECK_MAX: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 use crate::forge::{ForgeError, MergeOutcome, MergeRequest, Merging};
 use crate::git::{Pushed, TrialMerge};
 use crate::model::CommitId;
@@ -33,7 +36,7 @@ impl GithubForge<'_> {
                 ))));
             };
             self.note_merge(r.key, sha);
-            self.repo.fetch_branch(&self.config.remote, r.base_branch)?;
+            self.follow_base(r)?;
             return Ok(done(MergeOutcome::Merged { commit: sha.into() }));
         }
         if pull.state != "open" {
@@ -46,6 +49,19 @@ impl GithubForge<'_> {
         let Some(head) = commit(&pull.head.sha)
             .filter(|h| ours.contains(h) || self.update_of(*h, &ours, r.key).is_some())
         else {
+            // GitHub shows a pull request's new head some moments after a
+            // push: if git has converge's head there, wait for GitHub.
+            let tip = self
+                .repo
+                .fetch_branch(&self.config.remote, &r.key.branch())?;
+            if let Some(tip) = tip.map(crate::git::commit_id).transpose()?
+                && ours.contains(&tip)
+            {
+                return Ok(done(MergeOutcome::Deferred(format!(
+                    "pull request #{number} does not show converge's push of {} yet",
+                    tip.short()
+                ))));
+            }
             return Ok(done(MergeOutcome::HeadMoved));
         };
         let state = pull.mergeable_state.unwrap_or_else(|| "unknown".into());
@@ -202,7 +218,7 @@ impl GithubForge<'_> {
         };
         Ok(MergeOutcome::Waiting {
             why,
-            until: self.now.plus(RECHECK),
+            until: self.recheck(r.waiting_since),
         })
     }
 
@@ -236,19 +252,55 @@ impl GithubForge<'_> {
                 let _gone = self
                     .client
                     .delete(&format!("/git/refs/heads/{}", r.key.branch()));
-                self.repo.fetch_branch(&self.config.remote, r.base_branch)?;
+                self.follow_base(r)?;
                 Ok(MergeOutcome::Merged { commit: sha.into() })
             }
             409 => Ok(MergeOutcome::HeadMoved),
             405 => Ok(MergeOutcome::Waiting {
                 why: format!("GitHub refused the merge: {}", reply.message()),
-                until: self.now.plus(RECHECK),
+                until: self.recheck(r.waiting_since),
             }),
             status => Ok(MergeOutcome::Deferred(format!(
                 "GitHub answered {status} to merging pull request #{number}: {}",
                 reply.message()
             ))),
         }
+    }
+
+    /// After a merge on GitHub: fetches the base branch and fast-forwards the
+    /// local one to it (the tick records on top of it: with status on the
+    /// base branch, its commit goes after the merge). A local base that is
+    /// not behind the fetched one is left as it is.
+    fn follow_base(&self, r: &MergeRequest<'_>) -> Result<(), ForgeError> {
+        let Some(tip) = self.repo.fetch_branch(&self.config.remote, r.base_branch)? else {
+            return Ok(());
+        };
+        let local = self.repo.branch_tip(r.base_branch)?;
+        if local == Some(r.base) && tip != r.base && self.repo.is_ancestor(r.base, tip)? {
+            self.repo.advance_branch(
+                r.base_branch,
+                r.base,
+                tip,
+                &format!("converge: {} merged on GitHub", r.key),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// When a waiting pull request is looked at again: a minute after its
+    /// wait began, then after half the time it has waited, at most every 30
+    /// minutes, and no later than its `checks_timeout` ends. A long wait (a
+    /// review) costs a few status commits, not one a minute.
+    fn recheck(&self, since: Option<crate::time::Timestamp>) -> crate::time::Timestamp {
+        let since = since.unwrap_or(self.now);
+        let waited = u64::try_from(self.now.unix().saturating_sub(since.unix())).unwrap_or(0);
+        let wait = std::time::Duration::from_secs(waited / 2).clamp(RECHECK, RECHECK_MAX);
+        let mut at = self.now.plus(wait);
+        let timeout = since.plus(self.config.checks_timeout);
+        if timeout > self.now && timeout < at {
+            at = timeout;
+        }
+        at
     }
 
     /// Brings a pull request GitHub calls `behind` up to date: merges the
@@ -269,7 +321,7 @@ impl GithubForge<'_> {
                     "GitHub requires the branch to be up to date with {}; converge updates a branch by merging the base into it, which `merge_method = \"rebase\"` cannot merge: use merge or squash, or update pull request #{number} yourself (converge then keeps its hands off it)",
                     r.base_branch
                 ),
-                until: self.now.plus(RECHECK),
+                until: self.recheck(r.waiting_since),
             });
         }
         let Some(base) = self.repo.fetch_branch(remote, r.base_branch)? else {

@@ -160,6 +160,16 @@ impl<'a> GithubForge<'a> {
                 && !w.heads.contains(&change.head)
             {
                 change.update_of = self.update_of(change.head, &w.heads, &w.key);
+                // GitHub shows a new head some moments after a push: when git
+                // has converge's head on the branch, that is the change's head.
+                if change.update_of.is_none()
+                    && let Ok(Some(tip)) =
+                        self.repo.fetch_branch(&self.config.remote, &w.key.branch())
+                    && let Ok(tip) = crate::git::commit_id(tip)
+                    && w.heads.contains(&tip)
+                {
+                    change.head = tip;
+                }
             }
             match (changes.get_mut(&w.key), w.number) {
                 (Some(change), _) if w.reviews => {
@@ -343,18 +353,24 @@ impl Forge for GithubForge<'_> {
             return Ok(Proposed::HandsOff { why });
         }
         let number = self.open_or_update(p)?;
-        self.client.post(
-            &format!("/issues/{number}/labels"),
-            &json!({ "labels": self.config.labels }),
-        )?;
-        self.client.post(
-            &format!("/statuses/{}", p.head),
-            &json!({
-                "state": "success",
-                "context": "converge/gate",
-                "description": "converge's gate passed on this commit",
-            }),
-        )?;
+        if !self.config.labels.is_empty() {
+            self.client
+                .post(
+                    &format!("/issues/{number}/labels"),
+                    &json!({ "labels": self.config.labels }),
+                )?
+                .ok("POST", "/issues/labels")?;
+        }
+        self.client
+            .post(
+                &format!("/statuses/{}", p.head),
+                &json!({
+                    "state": "success",
+                    "context": "converge/gate",
+                    "description": "converge's gate passed on this commit",
+                }),
+            )?
+            .ok("POST", "/statuses")?;
         Ok(Proposed::Change { number })
     }
 
@@ -362,16 +378,43 @@ impl Forge for GithubForge<'_> {
         self.merge_change(r)
     }
 
-    fn close(&self, key: &TaskKey, number: u64, why: &str) -> Result<(), ForgeError> {
-        self.client.post(
-            &format!("/issues/{number}/comments"),
-            &json!({ "body": why }),
-        )?;
+    fn close(
+        &self,
+        key: &TaskKey,
+        number: u64,
+        tip: Option<CommitId>,
+        why: &str,
+    ) -> Result<(), ForgeError> {
+        let Some(tip) = tip else {
+            let body = format!(
+                "{why}\n\nIts branch holds commits converge did not make, so converge leaves this pull request and `{}` to you.",
+                key.branch()
+            );
+            self.client
+                .post(
+                    &format!("/issues/{number}/comments"),
+                    &json!({ "body": body }),
+                )?
+                .ok("POST", "/issues/comments")?;
+            return Ok(());
+        };
         self.client
-            .patch(&format!("/pulls/{number}"), &json!({ "state": "closed" }))?;
-        let _gone = self
-            .client
-            .delete(&format!("/git/refs/heads/{}", key.branch()))?;
+            .post(
+                &format!("/issues/{number}/comments"),
+                &json!({ "body": why }),
+            )?
+            .ok("POST", "/issues/comments")?;
+        self.client
+            .patch(&format!("/pulls/{number}"), &json!({ "state": "closed" }))?
+            .ok("PATCH", "/pulls")?;
+        // Through git, with a lease: a branch someone pushed to since stays.
+        let branch = key.branch();
+        if let Pushed::Rejected { message } =
+            self.repo
+                .delete_with_lease(&self.config.remote, &branch, tip.into())?
+        {
+            tracing::warn!(%key, %message, "the branch moved since converge pushed it: kept");
+        }
         Ok(())
     }
 }

@@ -358,7 +358,9 @@ mod tests {
         let d = due(&gap, None, at("2026-03-28T12:00:00Z"));
         assert_eq!(d.next, Some(at("2026-03-29T01:00:00Z")));
         // 02:30 happens twice on 2026-10-25: it fires once.
-        let first = due(&gap, None, at("2026-10-25T00:00:00Z")).next.expect("next");
+        let first = due(&gap, None, at("2026-10-25T00:00:00Z"))
+            .next
+            .expect("next");
         assert_eq!(first, at("2026-10-25T00:30:00Z"));
         let after = due(&gap, Some(first), at("2026-10-25T01:30:30Z"));
         assert_eq!(after.fire, None, "the repeated wall time fired again");

@@ -175,6 +175,25 @@ fn a_plan_converges_through_pull_requests_each_merged_once_at_the_gated_head() {
     assert!(md.contains("merged"), "{md}");
 }
 
+/// Status on the base branch itself (the default `status_branch`): each
+/// merge on GitHub moves the base under converge's status commits.
+#[test]
+fn status_on_the_base_branch_survives_merges_on_github() {
+    let fake = FakeGitHub::start();
+    let sb = setup(&fake, CHAIN, "");
+    let config = sb.read("planning/converge.toml");
+    sb.write(
+        "planning/converge.toml",
+        config.replace("status_branch = \"converge/status\"\n", ""),
+    );
+    sb.commit_all("status on main");
+    sb.git(&["push", "-q", "origin", "main"]);
+    tick_until(&sb, &fake, None, 120, |f| merged_prs(f) == 2);
+    assert_eq!(fake.total_merges(), 2);
+    let md = fake.git(&["show", "main:planning/STATUS.md"]);
+    assert!(md.contains("2 merged"), "{md}");
+}
+
 #[test]
 fn a_required_check_that_never_reports_times_out_with_a_diagnosis() {
     let fake = FakeGitHub::start();

@@ -39,6 +39,17 @@ impl GithubForge<'_> {
             self.follow_base(r)?;
             return Ok(done(MergeOutcome::Merged { commit: sha.into() }));
         }
+        // Retargeted by a person: merging would put the gated work into a
+        // branch the plan does not name.
+        if pull.base.name != r.base_branch && !pull.is_merged() {
+            return Ok(done(MergeOutcome::Waiting {
+                why: format!(
+                    "pull request #{number} targets `{}`, not `{}`: converge merges only into its base branch; retarget it back",
+                    pull.base.name, r.base_branch
+                ),
+                until: self.recheck(r.waiting_since),
+            }));
+        }
         if pull.state != "open" {
             return Ok(done(MergeOutcome::Deferred(format!(
                 "pull request #{number} is closed"

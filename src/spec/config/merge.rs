@@ -13,12 +13,24 @@ pub(super) fn read(
     ctx: &mut Ctx<'_>,
     root: &Table<'_, '_>,
     invariants: &BTreeMap<String, Invariant>,
+    github: bool,
 ) -> Merge {
     let Some(t) = root.table(ctx, "merge", "[merge]", MERGE_KEYS) else {
         return Merge::default();
     };
     let mut merge = Merge::default();
     if let Some(list) = t.string_array(ctx, "invariants") {
+        if github && !list.get_ref().is_empty() {
+            // GitHub merges on GitHub: there is no local merge result to run
+            // them on before the base moves.
+            super::not_supported(
+                ctx,
+                list.span(),
+                "`[merge] invariants` run on converge's own merge result, and with `[forge] kind = \"github\"` GitHub makes the merge",
+                "make them required status checks of the base branch on GitHub (a workflow that runs them on pull requests), and remove `invariants` here; task invariants still run at converge's gate",
+            );
+            return Merge::default();
+        }
         for name in list.into_inner() {
             if invariants.contains_key(name.get_ref()) {
                 merge.invariants.push(name.into_inner());

@@ -88,10 +88,11 @@ pub fn compile(
         reconcile::read(&mut ctx, &root, &mut config.reconcile);
         (config.invariants, config.invariant_descriptions) = invariants::read(&mut ctx, &root);
         harness::read(&mut ctx, &root, &mut config.harnesses);
-        config.merge = merge::read(&mut ctx, &root, &config.invariants);
         if let Some(forge) = forge::read(&mut ctx, &root, &config.reconcile) {
             config.forge = forge;
         }
+        let github = config.forge.github().is_some();
+        config.merge = merge::read(&mut ctx, &root, &config.invariants, github);
         config.schedules = schedule::read(&mut ctx, &root, templates);
         if let Some(sandbox) = sandbox::read(&mut ctx, &root) {
             config.sandbox = sandbox;

@@ -128,6 +128,27 @@ checks_timeout = "1h"
 }
 
 #[test]
+fn merge_invariants_with_the_github_forge_are_refused_not_ignored() {
+    let text = "[reconcile]\nremote = \"origin\"\n[forge]\nkind = \"github\"\nrepo = \"a/b\"\n[invariants.build]\nkind = \"test_suite\"\ncommand = \"true\"\n[merge]\ninvariants = [\"build\"]\n";
+    let (c, diags) = compile_text(text);
+    assert!(!c.valid, "{diags:?}");
+    let d = &diags[0];
+    assert_eq!(d.code.as_str(), "not-supported", "{diags:?}");
+    let l = d.location.as_ref().expect("located");
+    assert_eq!((l.line, l.column), (10, 14), "{diags:?}");
+    assert!(
+        d.hint
+            .as_deref()
+            .is_some_and(|h| h.contains("required status checks"))
+    );
+    // Without the forge they run as before.
+    let local = text.replace("[forge]\nkind = \"github\"\nrepo = \"a/b\"\n", "");
+    let (c, diags) = compile_text(&local);
+    assert!(c.valid && diags.is_empty(), "{diags:?}");
+    assert_eq!(c.config.merge.invariants, ["build"]);
+}
+
+#[test]
 fn the_dashboard_issue_can_be_renamed_or_turned_off_and_a_bad_title_is_located() {
     let github = "[reconcile]\nremote = \"origin\"\n[forge]\nkind = \"github\"\nrepo = \"a/b\"\n";
     let (c, diags) = compile_text(&format!("{github}dashboard_title = \"Agents\"\n"));

@@ -171,10 +171,24 @@ fn merged(c: &Ctx<'_>) -> Option<Candidate> {
 /// Rule 3. Another reconciler owns the attempt: it runs, gates and merges it.
 /// Its claim lapses at `until` while no gate has passed (the machine is
 /// gone); a passed attempt's commits live only there, so only an edit
-/// (`converge retry`) takes it over.
+/// (`converge retry`) takes it over, unless they are on the forge: a passed
+/// head converge pushed there (its pull request) is anyone's to carry on.
 fn claimed(c: &Ctx<'_>) -> Option<Candidate> {
     let (st, now) = (c.s.st, c.s.now);
     let gated_phase = matches!(st.phase, Phase::Passed | Phase::AwaitingApproval);
+    // Recorded as pushed, or an open pull request shows it (pushed by a
+    // tick that was lost before recording it).
+    let on_forge = st.head.is_some_and(|head| {
+        st.change.as_ref().is_some_and(|ch| ch.pushed == head)
+            || c.s
+                .ob
+                .change
+                .as_ref()
+                .is_some_and(|ch| ch.state == ChangeState::Open && ch.head == head)
+    });
+    if gated_phase && on_forge {
+        return None;
+    }
     let in_flight = matches!(st.phase, Phase::Running | Phase::Checking);
     let claim = foreign_claim(st, c.s.obs)
         .filter(|c| c.attempt > st.attempt || in_flight || gated_phase)?;
@@ -311,11 +325,17 @@ fn passed(c: &Ctx<'_>) -> Candidate {
             };
             return rejected(c, why);
         }
-        if change_at(s, head).is_none()
-            && st
-                .change
-                .as_ref()
-                .is_none_or(|r| r.pushed != head || !matches!(s.obs.forge, ForgeObs::NotAsked))
+        // Proposed, and status lost the record (the tick's status push lost
+        // a race, or it crashed before recording): proposing again finds
+        // the pull request by its branch, at the head, and records it.
+        let unrecorded =
+            change_at(s, head).is_some() && st.change.as_ref().is_none_or(|r| r.pushed != head);
+        if unrecorded
+            || change_at(s, head).is_none()
+                && st
+                    .change
+                    .as_ref()
+                    .is_none_or(|r| r.pushed != head || !matches!(s.obs.forge, ForgeObs::NotAsked))
         {
             if let Some(why) = plan_blocks_start(s.plan) {
                 return c.wait(st.phase, why);

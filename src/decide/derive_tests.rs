@@ -96,6 +96,7 @@ fn decision(report: Vec<TaskReport>) -> Decision {
         report,
         queue: Vec::new(),
         wake_at: None,
+        settle_at: None,
     }
 }
 

@@ -59,6 +59,10 @@ pub struct Decision {
     /// The earliest time something changes without any event (a backoff ends, a
     /// deadline passes), for watchers.
     pub wake_at: Option<Timestamp>,
+    /// [`Decision::wake_at`] without the lapse of other reconcilers' claims:
+    /// what `reconcile --wait` waits for. Another reconciler's agent does not
+    /// die with this process, so a CI job does not sit out its claim.
+    pub settle_at: Option<Timestamp>,
 }
 
 /// One task's derived state before limits are applied.
@@ -81,7 +85,11 @@ pub fn decide(
     now: Timestamp,
     limits: &Limits,
 ) -> Decision {
-    let mut wake = Wake { now, at: None };
+    let mut wake = Wake {
+        now,
+        at: None,
+        settle: None,
+    };
     let mut candidates = planned(spec, obs, status, now);
     candidates.extend(removed(spec, obs, status, now));
     for c in &candidates {
@@ -94,17 +102,27 @@ pub fn decide(
         report,
         queue: picked.queue,
         wake_at: wake.at,
+        settle_at: wake.settle,
     }
 }
 
-/// The earliest time something changes without any event, for watchers.
+/// The earliest time something changes without any event, for watchers;
+/// `settle` leaves out the lapse of other reconcilers' claims.
 struct Wake {
     now: Timestamp,
     at: Option<Timestamp>,
+    settle: Option<Timestamp>,
 }
 
 impl Wake {
     fn at(&mut self, t: Timestamp) {
+        self.claim_lapses(t);
+        if t > self.now {
+            self.settle = Some(self.settle.map_or(t, |w| w.min(t)));
+        }
+    }
+
+    fn claim_lapses(&mut self, t: Timestamp) {
         if t > self.now {
             self.at = Some(self.at.map_or(t, |w| w.min(t)));
         }
@@ -121,9 +139,8 @@ impl Wake {
             | Reason::ForgeCooling {
                 until: Some(until), ..
             } => self.at(*until),
-            Reason::ClaimedElsewhere { until, .. } | Reason::HarnessCooling { until, .. } => {
-                self.at(*until);
-            }
+            Reason::ClaimedElsewhere { until, .. } => self.claim_lapses(*until),
+            Reason::HarnessCooling { until, .. } => self.at(*until),
             Reason::BudgetSpent {
                 until: Some(until), ..
             } => self.at(*until),

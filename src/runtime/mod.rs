@@ -106,9 +106,10 @@ pub fn reconcile(
         if options.until == Until::Idle {
             return Ok(ticks);
         }
-        // Settled: wait while agents run or a backoff is pending.
+        // Settled: wait while agents run or a backoff is pending (not for
+        // another reconciler's claim to lapse: its agents are not ours).
         let running = report.observation.running() > 0;
-        let wake = report.decision.wake_at;
+        let wake = report.decision.settle_at;
         if !running && wake.is_none() {
             return Ok(ticks);
         }
@@ -135,12 +136,12 @@ fn wait_for_change(repo: &Repo, report: &TickReport, options: &LoopOptions<'_>) 
         }
         if report
             .decision
-            .wake_at
+            .settle_at
             .is_some_and(|w| (options.clock)() >= w)
         {
             return;
         }
-        if runs.is_empty() && report.decision.wake_at.is_none() {
+        if runs.is_empty() && report.decision.settle_at.is_none() {
             return;
         }
         std::thread::sleep(POLL);

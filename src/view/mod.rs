@@ -138,6 +138,7 @@ mod tests {
             report: Vec::new(),
             queue: Vec::new(),
             wake_at: None,
+            settle_at: None,
         });
         view.recorded = RecordedView::DryRun { diff: "d".into() };
         let text = to_json(&view).expect("ok").to_string();

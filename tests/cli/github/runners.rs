@@ -278,7 +278,7 @@ fn lost_before_proposal(fake: &FakeGitHub) -> Vec<String> {
         .into_iter()
         .filter(|(_, t)| {
             let phase = t.get("phase").and_then(|p| p.as_str()).unwrap_or("");
-            matches!(phase, "passed" | "awaiting-approval")
+            matches!(phase, "passed" | "awaiting_approval")
                 && t.get("claim").is_some()
                 && t.get("change").is_none()
         })

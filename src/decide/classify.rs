@@ -171,10 +171,24 @@ fn merged(c: &Ctx<'_>) -> Option<Candidate> {
 /// Rule 3. Another reconciler owns the attempt: it runs, gates and merges it.
 /// Its claim lapses at `until` while no gate has passed (the machine is
 /// gone); a passed attempt's commits live only there, so only an edit
-/// (`converge retry`) takes it over.
+/// (`converge retry`) takes it over, unless they are on the forge: a passed
+/// head converge pushed there (its pull request) is anyone's to carry on.
 fn claimed(c: &Ctx<'_>) -> Option<Candidate> {
     let (st, now) = (c.s.st, c.s.now);
     let gated_phase = matches!(st.phase, Phase::Passed | Phase::AwaitingApproval);
+    // Recorded as pushed, or an open pull request shows it (pushed by a
+    // tick that was lost before recording it).
+    let on_forge = st.head.is_some_and(|head| {
+        st.change.as_ref().is_some_and(|ch| ch.pushed == head)
+            || c.s
+                .ob
+                .change
+                .as_ref()
+                .is_some_and(|ch| ch.state == ChangeState::Open && ch.head == head)
+    });
+    if gated_phase && on_forge {
+        return None;
+    }
     let in_flight = matches!(st.phase, Phase::Running | Phase::Checking);
     let claim = foreign_claim(st, c.s.obs)
         .filter(|c| c.attempt > st.attempt || in_flight || gated_phase)?;
@@ -313,7 +327,9 @@ fn passed(c: &Ctx<'_>) -> Candidate {
         }
         // Proposed until status records the proposal done at this head (a
         // proposal cut short after its push — labels or the gate's status
-        // not set — is finished), and again when the forge shows no open
+        // not set —, or whose record was lost with the tick's status push or
+        // a crash, is proposed again: that finds the pull request by its
+        // branch and records it), and again when the forge shows no open
         // change at it.
         let recorded = st.change.as_ref().is_some_and(|r| r.pushed == head);
         let shown = change_at(s, head).is_some();

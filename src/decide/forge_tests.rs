@@ -161,6 +161,19 @@ fn passed_work_is_proposed_before_it_is_merged() {
     let s = status(vec![("a", passed(&spec, "a", Some(record(7, SHA))))]);
     let d = decide(&spec, &observed(vec![("a", open(7, SHA))]), &s, NOW, &WIDE);
     assert_eq!(line(&d, "a"), (Some("merge"), "gate-passed"));
+    // Status lost the record of the change at the gated head (a status push
+    // that lost a race): proposed again, which finds it, instead of a merge
+    // that has no number to merge.
+    let s = status(vec![("a", passed(&spec, "a", None))]);
+    let d = decide(&spec, &observed(vec![("a", open(7, SHA))]), &s, NOW, &WIDE);
+    assert_eq!(
+        action(&d, "a"),
+        Some(Action::Propose {
+            key: key("a"),
+            head: id(SHA),
+            opens: false
+        })
+    );
     // A new attempt passed: the open change is updated, not another opened.
     let s = status(vec![("a", passed(&spec, "a", Some(record(7, OLD))))]);
     let d = decide(&spec, &observed(vec![("a", open(7, OLD))]), &s, NOW, &WIDE);
@@ -435,4 +448,61 @@ fn newer_work_after_a_closed_pull_request_goes_to_a_new_one() {
         &WIDE,
     );
     assert_eq!(line(&d, "a"), (None, "hands-off"));
+}
+
+#[test]
+fn a_passed_head_on_the_forge_is_anyones_to_carry_on_whoever_claimed_it() {
+    let spec = spec();
+    let claim = |until: Timestamp| crate::status::Claim {
+        by: "gone-runner".into(),
+        attempt: 1,
+        until,
+    };
+    let mut obs = observed(vec![("a", open(7, SHA))]);
+    obs.reconciler = Some("me".into());
+    // The claimant pushed the gated head and recorded its pull request: the
+    // work lives on the forge, so another reconciler merges it.
+    let mut st = passed(&spec, "a", Some(record(7, SHA)));
+    st.claim = Some(claim(NOW.plus(std::time::Duration::from_secs(600))));
+    let d = decide(&spec, &obs, &status(vec![("a", st)]), NOW, &WIDE);
+    assert_eq!(line(&d, "a"), (Some("merge"), "gate-passed"));
+    // Pushed, its pull request open at the head, and the claimant lost
+    // before it recorded that: proposed again (which records it).
+    let mut st = passed(&spec, "a", None);
+    st.claim = Some(claim(NOW.plus(std::time::Duration::from_secs(600))));
+    let d = decide(&spec, &obs, &status(vec![("a", st)]), NOW, &WIDE);
+    assert_eq!(line(&d, "a"), (Some("propose"), "gate-passed"));
+    // Not pushed yet (the head exists only where it was gated): its owner's,
+    // even once the claim lapsed.
+    let mut st = passed(&spec, "a", None);
+    st.claim = Some(claim(NOW.minus(std::time::Duration::from_secs(1))));
+    let mut obs = observed(vec![]);
+    obs.reconciler = Some("me".into());
+    let d = decide(&spec, &obs, &status(vec![("a", st)]), NOW, &WIDE);
+    assert_eq!(line(&d, "a"), (None, "claimed-elsewhere"));
+}
+
+#[test]
+fn another_reconcilers_claim_is_no_reason_for_wait_to_wait() {
+    let spec = spec();
+    let mut st = TaskStatus {
+        phase: Phase::Running,
+        attempt: 1,
+        generation: spec.plans["p"].task("a").expect("a").generation.clone(),
+        ..TaskStatus::default()
+    };
+    let until = NOW.plus(std::time::Duration::from_secs(600));
+    st.claim = Some(crate::status::Claim {
+        by: "other".into(),
+        attempt: 1,
+        until,
+    });
+    let mut obs = observed(vec![]);
+    obs.reconciler = Some("me".into());
+    let d = decide(&spec, &obs, &status(vec![("a", st)]), NOW, &WIDE);
+    assert_eq!(line(&d, "a"), (None, "claimed-elsewhere"));
+    // A watcher wakes when the claim lapses; `reconcile --wait` does not
+    // sit it out.
+    assert_eq!(d.wake_at, Some(until));
+    assert_eq!(d.settle_at, None);
 }

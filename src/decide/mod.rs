@@ -62,8 +62,9 @@ pub struct Decision {
     /// The earliest such time of converge's own making (a backoff, a
     /// deadline, the dispatch rate limit, a harness's cooldown): what
     /// `reconcile --wait` waits for. Waits on people and other systems (a
-    /// pull request's checks and reviews, the forge's limits and cooldown)
-    /// are the next run's, not this one's.
+    /// pull request's checks and reviews, the forge's limits and cooldown,
+    /// another reconciler's claim, whose agent does not die with this
+    /// process) are the next run's, not this one's.
     pub settle_at: Option<Timestamp>,
 }
 
@@ -142,9 +143,8 @@ impl Wake {
             | Reason::ForgeCooling {
                 until: Some(until), ..
             } => self.external(*until),
-            Reason::ClaimedElsewhere { until, .. } | Reason::HarnessCooling { until, .. } => {
-                self.at(*until);
-            }
+            Reason::ClaimedElsewhere { until, .. } => self.external(*until),
+            Reason::HarnessCooling { until, .. } => self.at(*until),
             Reason::BudgetSpent {
                 until: Some(until), ..
             } => self.at(*until),

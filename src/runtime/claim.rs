@@ -19,11 +19,6 @@ use super::record::status_parent;
 use super::remote::Leases;
 use super::tick::{TickError, TickOptions, TickReport};
 
-/// How long after a claimed attempt's deadline its claim lapses: the owner
-/// reaps its own timed-out attempts at the deadline, so a claim still there
-/// this much later belongs to a reconciler that is gone.
-pub const CLAIM_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
-
 /// This reconciler's id for claims: `CONVERGE_RECONCILER_ID`, else the one kept
 /// in `<git-common-dir>/converge/reconciler-id` (the host name and a random
 /// suffix, made on first use).
@@ -127,7 +122,9 @@ pub(crate) fn claim(
 }
 
 /// Status with a claim by `me` on every task the decision would start (until
-/// the attempt's deadline and [`CLAIM_GRACE`]), and the attempts newly claimed;
+/// the attempt's deadline and `[reconcile] claim_grace`: the owner reaps its
+/// own timed-out attempts at the deadline, so a claim still there this much
+/// later belongs to a reconciler that is gone), and the attempts newly claimed;
 /// an attempt `me` has already claimed is not claimed again.
 fn with_claims(prepared: &Prepared, me: &str, now: Timestamp) -> (Status, Vec<(TaskKey, u32)>) {
     let mut status = prepared.status.clone();
@@ -165,7 +162,9 @@ fn with_claims(prepared: &Prepared, me: &str, now: Timestamp) -> (Status, Vec<(T
         st.claim = Some(Claim {
             by: me.to_owned(),
             attempt: *attempt,
-            until: now.plus(timeout).plus(CLAIM_GRACE),
+            until: now
+                .plus(timeout)
+                .plus(prepared.spec.config.reconcile.claim_grace),
         });
         claimed.push((key.clone(), *attempt));
     }

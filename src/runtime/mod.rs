@@ -107,7 +107,8 @@ pub fn reconcile(
             return Ok(ticks);
         }
         // Settled: wait while agents run or a backoff is pending (not for a
-        // pull request's checks and reviews: the next run merges it).
+        // pull request's checks and reviews, nor for another reconciler's
+        // claim to lapse: the next run takes those up).
         let running = report.observation.running() > 0;
         let wake = report.decision.settle_at;
         if !running && wake.is_none() {

@@ -14,6 +14,7 @@ const RECONCILE_KEYS: &[&str] = &[
     "max_agents",
     "dispatches_per_hour",
     "task_timeout",
+    "claim_grace",
     "backoff",
     "default_harness",
     "committer",
@@ -106,8 +107,8 @@ fn read_limits(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, out: &mut Reconcile) {
 /// the daemon busy without reacting any faster (file events trigger ticks).
 const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// `interval` (the resync interval of `converge watch`), `task_timeout` and
-/// `backoff`.
+/// `interval` (the resync interval of `converge watch`), `task_timeout`,
+/// `claim_grace` and `backoff`.
 fn read_timing(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, out: &mut Reconcile) {
     if let Some(d) = t.duration(ctx, "interval") {
         if *d.get_ref() < MIN_INTERVAL {
@@ -126,6 +127,9 @@ fn read_timing(ctx: &mut Ctx<'_>, t: &Table<'_, '_>, out: &mut Reconcile) {
     }
     if let Some(d) = t.positive_duration(ctx, "task_timeout", "30m") {
         out.task_timeout = d;
+    }
+    if let Some(d) = t.positive_duration(ctx, "claim_grace", "10m") {
+        out.claim_grace = d;
     }
     if let Some(b) = t.table(ctx, "backoff", "[reconcile].backoff", BACKOFF_KEYS) {
         out.backoff = backoff(ctx, &b);

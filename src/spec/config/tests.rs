@@ -626,3 +626,20 @@ fn interval_is_the_watch_resync_and_at_least_a_second() {
     assert_eq!((l.line, l.column), (2, 12));
     assert!(d.hint.as_deref().is_some_and(|h| h.contains("5m")));
 }
+
+#[test]
+fn claim_grace_is_a_positive_duration_ten_minutes_by_default() {
+    let (c, diags) = compile_text("[reconcile]\nclaim_grace = \"30s\"\n");
+    assert!(c.valid && diags.is_empty(), "{diags:?}");
+    assert_eq!(c.config.reconcile.claim_grace.as_secs(), 30);
+    let (c, _) = compile_text("");
+    assert_eq!(c.config.reconcile.claim_grace.as_secs(), 600, "default 10m");
+    let (c, diags) = compile_text("[reconcile]\nclaim_grace = \"0s\"\n");
+    assert!(!c.valid);
+    assert!(
+        diags.iter().any(|d| d
+            .message
+            .contains("`claim_grace` in [reconcile] must be longer than zero")),
+        "{diags:?}"
+    );
+}

@@ -114,6 +114,10 @@ pub struct Reconcile {
     pub dispatches_per_hour: u32,
     #[serde(with = "duration_text")]
     pub task_timeout: Duration,
+    /// How long after a claimed attempt's deadline its claim lapses, so that
+    /// another reconciler may take the attempt over (docs/reconcile.md).
+    #[serde(with = "duration_text")]
+    pub claim_grace: Duration,
     pub backoff: Backoff,
     /// The harness of tasks whose plan and task name none.
     pub default_harness: String,
@@ -179,6 +183,7 @@ impl Default for Reconcile {
             max_agents: 4,
             dispatches_per_hour: 20,
             task_timeout: Duration::from_secs(30 * 60),
+            claim_grace: Duration::from_secs(10 * 60),
             backoff: Backoff::default(),
             default_harness: "claude-code".into(),
             committer: None,

@@ -38,6 +38,7 @@ mod issues;
 mod json;
 pub mod model;
 mod routes;
+mod runners;
 mod speaks;
 mod speaks_merge;
 

@@ -382,6 +382,48 @@ fn crash_after_pushing_an_update_leaves_it_converges_own() {
     behind_pull_requests_are_updated_and_merged(Some("after-update-push"));
 }
 
+/// A task removed from the plan while someone had just pushed to its branch
+/// (converge has not seen it yet): its pull request is closed, but the
+/// branch, which holds that person's commit, is not deleted.
+#[test]
+fn closing_a_removed_tasks_pull_request_never_deletes_someone_elses_commits() {
+    let fake = FakeGitHub::start();
+    fake.require_checks("main", &["build"]);
+    let sb = setup(&fake, PAIR, "checks_timeout = \"3h\"\n");
+    tick_until(&sb, &fake, None, 60, |f| f.prs().len() == 2);
+    let pr = fake
+        .prs()
+        .into_iter()
+        .find(|p| p.head == "converge/p/a")
+        .expect("a's pull request");
+    let theirs = fake.push_as_person(&pr.head, "mine.txt", "a person's work\n");
+    let plan = PAIR.split("[[tasks]]\nname = \"b\"").nth(1).expect("b");
+    let header = PAIR.split("[[tasks]]").next().expect("header");
+    sb.write(
+        "planning/plans/p.toml",
+        format!("{header}[[tasks]]\nname = \"b\"{plan}"),
+    );
+    sb.commit_all("drop a");
+    sb.git(&["push", "-q", "origin", "main"]);
+    let mut log = String::new();
+    // At one instant: `b`'s waiting merge is not looked at again, and the
+    // cleanup of `a` gets the tick.
+    let now = at(1);
+    for _ in 0..3 {
+        let run = tick(&sb, &fake, Some(&now));
+        assert_eq!(run.code, 0, "{}", run.transcript());
+        log.push_str(&run.transcript());
+    }
+    assert_eq!(
+        fake.branch_sha(&pr.head).as_deref(),
+        Some(theirs.as_str()),
+        "the person's commit went with the branch:\n{log}"
+    );
+    let closed = fake.pr(pr.number).expect("pr");
+    assert!(!closed.open && closed.merged.is_none(), "{closed:?}\n{log}");
+    assert_eq!(fake.total_merges(), 0);
+}
+
 #[test]
 fn a_person_pushing_to_a_task_branch_makes_converge_keep_its_hands_off() {
     let fake = FakeGitHub::start();

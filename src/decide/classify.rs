@@ -558,6 +558,23 @@ fn failed(c: &Ctx<'_>) -> Candidate {
 /// file edited by hand, a base branch rewritten under a merge): the claim is
 /// corrected (derive notes it) and the task goes on as a pending one.
 fn unbacked(c: &Ctx<'_>) -> Candidate {
+    // A merge the forge made (squash, rebase, a person's) carries none of
+    // converge's trailers; only the forge confirms it. Until it can be asked,
+    // status stands: no agent redoes merged work for want of an answer.
+    if let Some(record) = &c.s.st.change
+        && let Some(held) = forge_unanswered(&c.s.obs.forge)
+    {
+        return c.wait(
+            Phase::Merged,
+            Reason::ForgeCooling {
+                why: format!(
+                    "the merge of pull request #{} waits for GitHub to confirm it: {}",
+                    record.number, held.0
+                ),
+                until: held.1,
+            },
+        );
+    }
     let why = c.s.ob.unbacked.clone().unwrap_or_else(|| {
         "status records it as merged, but no merge commit of converge's for it is in the base branch"
             .to_owned()
@@ -568,6 +585,16 @@ fn unbacked(c: &Ctx<'_>) -> Candidate {
         candidate.phase = Phase::Pending;
     }
     candidate
+}
+
+/// Why the forge could not be asked this tick, and until when, if it could
+/// not (cooling, no token, or a read-only command that does not ask).
+pub(super) fn forge_unanswered(forge: &ForgeObs) -> Option<(String, Option<Timestamp>)> {
+    match forge {
+        ForgeObs::Unavailable { why, until } => Some((why.clone(), *until)),
+        ForgeObs::NotAsked => Some(("not asked by this command".to_owned(), None)),
+        ForgeObs::Local | ForgeObs::Observed { .. } => None,
+    }
 }
 
 /// Not started, blocked or cancelled: start once the dependencies are merged.

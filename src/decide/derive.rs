@@ -167,6 +167,10 @@ fn correct_unbacked(status: &mut Status, before: &Status, obs: &Observation, now
             let Some(read) = before.task(plan_id, task) else {
                 continue;
             };
+            // A merge only the forge can confirm waits for its answer.
+            if read.change.is_some() && super::classify::forge_unanswered(&obs.forge).is_some() {
+                continue;
+            }
             let bad_commit = read.merged_as.is_some() && read.merged_as != merged_as;
             let bad_phase = read.phase == Phase::Merged && !merged;
             if bad_commit || bad_phase {

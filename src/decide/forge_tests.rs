@@ -506,3 +506,44 @@ fn another_reconcilers_claim_is_no_reason_for_wait_to_wait() {
     assert_eq!(d.wake_at, Some(until));
     assert_eq!(d.settle_at, None);
 }
+
+#[test]
+fn a_merge_only_the_forge_can_confirm_waits_for_it_instead_of_being_redone() {
+    let spec = spec();
+    // Status: merged through pull request #7 (a squash: no trailers), on a
+    // clone without converge's note of it, and GitHub cannot be asked.
+    let mut st = passed(&spec, "a", Some(record(7, SHA)));
+    st.phase = Phase::Merged;
+    st.merged_as = Some(id(OLD));
+    let s = status(vec![("a", st)]);
+    let mut obs = observed(vec![]);
+    obs.forge = ForgeObs::Unavailable {
+        why: "github answered 502".into(),
+        until: None,
+    };
+    obs.tasks.entry(key("a")).or_default().unbacked =
+        Some("no merge commit of converge's for it".into());
+    let d = decide(&spec, &obs, &s, NOW, &WIDE);
+    assert_eq!(line(&d, "a"), (None, "forge-cooling"));
+    assert!(action(&d, "a").is_none());
+    let mut after = s.clone();
+    derive::derive(
+        &mut after,
+        &s,
+        &derive::Inputs {
+            spec: &spec,
+            decision: &d,
+            observation: &obs,
+            diagnostics: &[],
+            spec_commit: "0000000000000000000000000000000000000000",
+            now: NOW,
+        },
+    );
+    let a = after.task("p", "a").expect("a");
+    assert_eq!((a.phase, a.merged_as), (Phase::Merged, Some(id(OLD))));
+    assert!(a.conditions.is_empty(), "{:?}", a.conditions);
+    // Once GitHub answers and does not confirm it, status is corrected.
+    obs.forge = ForgeObs::Observed { open: 0 };
+    let d = decide(&spec, &obs, &s, NOW, &WIDE);
+    assert_eq!(line(&d, "a").1, "status-unbacked");
+}

@@ -159,6 +159,55 @@ impl RequiredChecks {
     }
 }
 
+/// `GET /branches/{b}`: a branch, with a summary of its classic protection
+/// that a token with Contents: read may see (the protection endpoints need
+/// Administration: read).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Branch {
+    #[serde(default)]
+    pub protection: Option<ProtectionSummary>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProtectionSummary {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub required_status_checks: Option<ChecksSummary>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChecksSummary {
+    /// `off`, `non_admins` or `everyone`.
+    #[serde(default)]
+    pub enforcement_level: Option<String>,
+    #[serde(default)]
+    pub contexts: Vec<String>,
+    #[serde(default)]
+    pub checks: Vec<RequiredCheck>,
+}
+
+impl Branch {
+    /// The required checks the summary names (none when protection or its
+    /// checks are off).
+    pub fn required_checks(&self) -> Vec<String> {
+        let Some(p) = self.protection.as_ref().filter(|p| p.enabled) else {
+            return Vec::new();
+        };
+        let Some(c) = p.required_status_checks.as_ref() else {
+            return Vec::new();
+        };
+        if c.enforcement_level.as_deref() == Some("off") {
+            return Vec::new();
+        }
+        RequiredChecks {
+            contexts: c.contexts.clone(),
+            checks: c.checks.clone(),
+        }
+        .names()
+    }
+}
+
 /// `required_pull_request_reviews` of classic branch protection.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RequiredReviews {

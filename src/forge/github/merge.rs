@@ -90,13 +90,17 @@ impl GithubForge<'_> {
 
     /// What the base branch requires of a merge, from classic branch
     /// protection and from rulesets: the required checks (sorted, once each)
-    /// and the approving reviews. Protection's endpoints answer 404 when a
-    /// rule is off, and may when the token cannot read protection (they need
-    /// Administration: read); the rulesets' endpoint needs only Metadata.
+    /// and the approving reviews. The checks come from the branch's summary
+    /// (Contents: read) and the rulesets (Metadata: read); the review count
+    /// of classic protection needs Administration: read, and counts as none
+    /// when the token cannot read it (404 or 403).
     fn requirements(&self, base: &str) -> Result<(Vec<String>, u32), ClientError> {
+        // The branch's summary, which Contents: read shows, names the
+        // required checks; the protection endpoint would need more.
         let mut checks = self
-            .protection::<api::RequiredChecks>(base, "required_status_checks")?
-            .map(|r| r.names())
+            .client
+            .get_optional::<api::Branch>(&format!("/branches/{base}"))?
+            .map(|b| b.required_checks())
             .unwrap_or_default();
         let mut reviews = self
             .protection::<api::RequiredReviews>(base, "required_pull_request_reviews")?

@@ -577,6 +577,13 @@ fn fault_reply(fault: Fault) -> Reply {
                 .push(("retry-after".into(), retry_after.to_string()));
             reply
         }
+        Fault::Forbidden => Reply::json(
+            403,
+            json::error(
+                "Resource not accessible by integration",
+                "rest/branches/branch-protection#get-status-checks-protection",
+            ),
+        ),
         Fault::PrimaryExhausted => {
             let message = "API rate limit exceeded for user ID 1. If you reach out to GitHub Support for help, \
                            please include the request ID FAKE.";

@@ -198,6 +198,15 @@ fn status_on_the_base_branch_survives_merges_on_github() {
 fn a_required_check_that_never_reports_times_out_with_a_diagnosis() {
     let fake = FakeGitHub::start();
     fake.require_checks("main", &["build"]);
+    // The token may not read branch protection (no Administration: read,
+    // as the example workflow's permissions): the branch's summary names
+    // the check all the same.
+    fake.inject(
+        Some("GET"),
+        "/branches/main/protection",
+        usize::MAX,
+        Fault::Forbidden,
+    );
     let sb = setup(&fake, CHAIN, "checks_timeout = \"5m\"\n");
     tick_until(&sb, &fake, None, 60, |f| !f.prs().is_empty());
     // The merge waits and says for what.

@@ -133,6 +133,9 @@ pub enum Fault {
     TooManyRequests { retry_after: u64 },
     /// 403 "API rate limit exceeded" with `x-ratelimit-remaining: 0`.
     PrimaryExhausted,
+    /// 403 "Resource not accessible by integration": the token lacks a
+    /// permission (no rate-limit headers changed).
+    Forbidden,
 }
 
 #[derive(Debug, Clone)]

@@ -441,9 +441,13 @@ fn create_status(st: &mut State, sha: &str, req: &Request) -> Reply {
 }
 
 /// `GET /branches/{branch}/protection/required_status_checks` and
-/// `.../required_pull_request_reviews` (the branch may contain slashes).
+/// `.../required_pull_request_reviews` (the branch may contain slashes), and
+/// `GET /branches/{branch}`: the branch with its protection's summary.
 fn protection(st: &State, rest: &[&str]) -> Reply {
     let doc = "branches/branch-protection";
+    if !rest.contains(&"protection") {
+        return branch(st, &rest.join("/"));
+    }
     let [branch @ .., "protection", which] = rest else {
         return Reply::not_found();
     };
@@ -525,4 +529,36 @@ fn branch_rules(st: &State, branch: &str) -> Reply {
     }
     rules.push(source(json!({"type": "deletion"})));
     Reply::json(200, Value::Array(rules))
+}
+
+/// `GET /branches/{branch}`, shaped like GitHub's: `protection` summarises
+/// classic protection's required checks for any token that can read code.
+fn branch(st: &State, name: &str) -> Reply {
+    let Some(sha) = st.git.branch_sha(name) else {
+        return Reply::error(404, "Branch not found", "branches/branches#get-a-branch");
+    };
+    let url = format!("{}/repos/{}", st.api_url, st.full_name());
+    let p = st.protection.get(name);
+    let checks = p.map(|p| p.contexts.clone()).unwrap_or_default();
+    Reply::json(
+        200,
+        json!({
+            "name": name,
+            "commit": { "sha": sha, "url": format!("{url}/commits/{sha}") },
+            "_links": {
+                "self": format!("{url}/branches/{name}"),
+                "html": format!("https://github.com/{}/tree/{name}", st.full_name()),
+            },
+            "protected": p.is_some(),
+            "protection": {
+                "enabled": p.is_some(),
+                "required_status_checks": {
+                    "enforcement_level": if checks.is_empty() { "off" } else { "non_admins" },
+                    "contexts": checks,
+                    "checks": checks.iter().map(|c| json!({"context": c, "app_id": null})).collect::<Vec<_>>(),
+                },
+            },
+            "protection_url": format!("{url}/branches/{name}/protection"),
+        }),
+    )
 }

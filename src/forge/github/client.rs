@@ -429,9 +429,23 @@ impl Client {
                 message: reply.message(),
             });
         }
+        // An answer that spent the primary limit's last request: nothing more
+        // is sent until it resets (the answer itself is good). A 304 spends
+        // none, whatever the header says.
+        let reset = header_u64(&headers, "x-ratelimit-reset")
+            .and_then(|r| i64::try_from(r).ok())
+            .map(Timestamp::from_unix)
+            .filter(|r| *r > self.now);
+        let spent = remaining == Some(0) && status != 304 && reset.is_some();
         {
             let mut limits = self.limits.borrow_mut();
-            if limits.strikes != 0 || limits.until.is_some() {
+            if spent {
+                limits.until = reset;
+                limits.why =
+                    format!("github's rate limit is spent ({m} {path} took the last request)");
+                drop(limits);
+                self.save_limits();
+            } else if limits.strikes != 0 || limits.until.is_some() {
                 limits.strikes = 0;
                 limits.until = None;
                 limits.why.clear();

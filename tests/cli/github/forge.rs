@@ -675,6 +675,38 @@ fn rate_limits_and_outages_cool_the_forge_down_without_failing_a_tick() {
     }
 }
 
+/// The answer that spends the primary limit's last request is the last one
+/// sent: nothing more goes out until the limit resets.
+#[test]
+fn the_last_request_of_the_primary_limit_is_the_last_one_sent() {
+    let fake = FakeGitHub::start();
+    let sb = setup(&fake, CHAIN, "");
+    tick_until(&sb, &fake, None, 60, |f| !f.prs().is_empty());
+    let reset = converge::time::Timestamp::now()
+        .plus(std::time::Duration::from_secs(3600))
+        .unix();
+    fake.set_rate_limit(5000, 1, u64::try_from(reset).expect("after 1970"));
+    // Something changed, so the listing is answered 200, which spends it.
+    fake.with_state(|st| {
+        for pr in st.prs.values_mut() {
+            pr.title.push_str(" (renamed)");
+        }
+    });
+    let mark = fake.mark();
+    let run = tick(&sb, &fake, Some(&at(1)));
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    let sent = fake.requests_since(mark);
+    let refused: Vec<_> = sent.iter().filter(|r| r.status == 403).collect();
+    assert!(
+        refused.is_empty(),
+        "a request went out past the limit: {sent:?}"
+    );
+    let mark = fake.mark();
+    let run = tick(&sb, &fake, Some(&at(2)));
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    assert_eq!(fake.requests_since(mark), [], "{}", run.transcript());
+}
+
 #[test]
 fn a_quiet_tick_with_fifty_open_pull_requests_sends_at_most_three_conditional_requests() {
     let fake = FakeGitHub::start();

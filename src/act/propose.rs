@@ -30,6 +30,7 @@ pub(super) fn propose(
         base_branch: ctx.base_branch.clone(),
         title: title(key, task),
         body: body(ctx, status, key, (plan, task), attempt, head),
+        gate: gate_line(status, key, attempt),
     };
     match ctx.forge.propose(&proposal)? {
         Proposed::Change { number } => {
@@ -73,6 +74,37 @@ pub(super) fn propose(
             ],
         )),
     }
+}
+
+/// The gate's evidence in a line: the invariants that passed, and those
+/// that failed but are advisory.
+fn gate_line(status: &Status, key: &TaskKey, attempt: u32) -> String {
+    let gate = status.task(&key.plan, &key.task).map(|s| &s.gate);
+    let mut passed: Vec<&String> = Vec::new();
+    let mut advisory: Vec<&String> = Vec::new();
+    for (name, evidence) in gate.into_iter().flatten() {
+        if name.starts_with(super::merge::MERGE_EVIDENCE) {
+            continue;
+        }
+        if evidence.passed {
+            passed.push(name);
+        } else {
+            advisory.push(name);
+        }
+    }
+    let mut line = format!("attempt {attempt} passed converge's gate");
+    if passed.is_empty() && advisory.is_empty() {
+        line.push_str(" (no invariants)");
+    }
+    if !passed.is_empty() {
+        let names: Vec<&str> = passed.iter().map(|n| n.as_str()).collect();
+        line.push_str(&format!(": {}", names.join(", ")));
+    }
+    if !advisory.is_empty() {
+        let names: Vec<&str> = advisory.iter().map(|n| n.as_str()).collect();
+        line.push_str(&format!("; advisory failures: {}", names.join(", ")));
+    }
+    line
 }
 
 fn title(key: &TaskKey, task: &Task) -> String {

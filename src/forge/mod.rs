@@ -46,6 +46,8 @@ pub struct Proposal {
     pub base_branch: String,
     pub title: String,
     pub body: String,
+    /// The gate's evidence in a line (what the `converge/gate` status says).
+    pub gate: String,
 }
 
 /// What proposing did.

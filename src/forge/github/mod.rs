@@ -367,7 +367,7 @@ impl Forge for GithubForge<'_> {
                 &json!({
                     "state": "success",
                     "context": "converge/gate",
-                    "description": "converge's gate passed on this commit",
+                    "description": status_description(&p.gate),
                 }),
             )?
             .ok("POST", "/statuses")?;
@@ -417,6 +417,16 @@ impl Forge for GithubForge<'_> {
         }
         Ok(())
     }
+}
+
+/// A commit status's description: GitHub takes at most 140 characters.
+fn status_description(text: &str) -> String {
+    if text.chars().count() <= 140 {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(139).collect();
+    cut.push('…');
+    cut
 }
 
 fn unavailable(e: &ClientError) -> ForgeObs {

@@ -143,9 +143,10 @@ fn a_plan_converges_through_pull_requests_each_merged_once_at_the_gated_head() {
         // The head that merged is the one converge's gate passed on.
         let gated = fake.statuses(&pr.head_sha);
         assert!(
-            gated
-                .iter()
-                .any(|s| s.context == "converge/gate" && s.state == "success"),
+            gated.iter().any(|s| s.context == "converge/gate"
+                && s.state == "success"
+                && s.description.as_deref()
+                    == Some("attempt 1 passed converge's gate (no invariants)")),
             "{pr:?} {gated:?}"
         );
         assert!(pr.labels.contains(&"converge".to_owned()), "{pr:?}");

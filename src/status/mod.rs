@@ -8,6 +8,6 @@ pub mod record;
 pub mod transition;
 
 pub use model::{
-    AttemptRecord, ChangeRecord, ChangeWait, Claim, Condition, Evidence, Failure, Phase,
-    PlanStatus, Status, TaskStatus,
+    AttemptRecord, CHECKS_WAIT, ChangeRecord, ChangeWait, Claim, Condition, Evidence, Failure,
+    Phase, PlanStatus, Status, TaskStatus,
 };

@@ -176,6 +176,19 @@ impl ChangeRecord {
     }
 }
 
+/// How the reason of a wait for required checks begins: a change's
+/// `checks_timeout` counts from the start of such a wait, not from an earlier
+/// wait for something else (a review, a draft).
+pub const CHECKS_WAIT: &str = "required checks ";
+
+impl ChangeWait {
+    /// Whether a wait for `why` goes on this one (both for required checks,
+    /// or both for something else), or starts anew.
+    pub fn goes_on_as(&self, why: &str) -> bool {
+        self.why.starts_with(CHECKS_WAIT) == why.starts_with(CHECKS_WAIT)
+    }
+}
+
 /// Why a change's merge waits, since when (at the pushed head), and when it
 /// is looked at again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -341,7 +341,11 @@ pub fn apply(st: &mut TaskStatus, outcome: &Outcome, now: Timestamp, backoff: &B
         }
         Outcome::MergeWaiting { why, until } => {
             if let Some(change) = st.change.as_mut() {
-                let since = change.waiting.as_ref().map_or(now, |w| w.since);
+                let since = change
+                    .waiting
+                    .as_ref()
+                    .filter(|w| w.goes_on_as(why))
+                    .map_or(now, |w| w.since);
                 change.waiting = Some(crate::status::ChangeWait {
                     why: why.clone(),
                     since,

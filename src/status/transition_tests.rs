@@ -519,3 +519,56 @@ fn outcomes_apply_to_the_task_in_its_plan() {
     );
     assert!(!status.plans.contains_key("q"));
 }
+
+#[test]
+fn a_wait_for_checks_counts_from_its_own_start_not_an_earlier_wait() {
+    let mut st = TaskStatus {
+        change: Some(crate::status::ChangeRecord {
+            number: 7,
+            pushed: id("1111111111111111111111111111111111111111"),
+            opened_at: at(0),
+            waiting: None,
+            hands_off: None,
+            updated: None,
+        }),
+        ..TaskStatus::default()
+    };
+    let wait = |why: &str, until: i64| Outcome::MergeWaiting {
+        why: why.into(),
+        until: at(until),
+    };
+    let since = |st: &TaskStatus| {
+        st.change
+            .as_ref()
+            .and_then(|c| c.waiting.as_ref())
+            .map(|w| w.since)
+    };
+    apply(
+        &mut st,
+        &wait("GitHub says it is blocked: a required review", 60),
+        at(0),
+        &backoff(),
+    );
+    apply(
+        &mut st,
+        &wait("GitHub says it is blocked: a required review", 3600),
+        at(1800),
+        &backoff(),
+    );
+    assert_eq!(since(&st), Some(at(0)), "the review wait goes on");
+    // Three hours later a check is re-run: its wait starts now.
+    apply(
+        &mut st,
+        &wait("required checks `build` (running) on 1111111", 10_860),
+        at(10_800),
+        &backoff(),
+    );
+    assert_eq!(since(&st), Some(at(10_800)));
+    apply(
+        &mut st,
+        &wait("required checks `build` (running) on 1111111", 10_920),
+        at(10_860),
+        &backoff(),
+    );
+    assert_eq!(since(&st), Some(at(10_800)), "the checks wait goes on");
+}

@@ -219,7 +219,11 @@ impl GithubForge<'_> {
             .collect();
         parts.extend(pending);
         let why = if !parts.is_empty() {
-            format!("required checks {} on {short}", parts.join(", "))
+            format!(
+                "{}{} on {short}",
+                crate::status::CHECKS_WAIT,
+                parts.join(", ")
+            )
         } else {
             match state {
                     "draft" => "the pull request is a draft".to_owned(),

@@ -193,7 +193,14 @@ fn claimed(c: &Ctx<'_>) -> Option<Candidate> {
     let claim = foreign_claim(st, c.s.obs)
         .filter(|c| c.attempt > st.attempt || in_flight || gated_phase)?;
     let expired = now >= claim.until;
-    if expired && in_flight {
+    // Gated by a reconciler that was gone before its work reached the
+    // forge (its head is on no branch here, no pull request shows it, and
+    // the forge answered): nobody has the work, so the attempt is reaped and
+    // done again, as one whose agent a lost reconciler ran.
+    let lost_work = gated_phase
+        && matches!(c.s.obs.forge, ForgeObs::Observed { .. })
+        && c.s.ob.branch_head.is_none_or(|b| Some(b) != st.head);
+    if expired && (in_flight || lost_work) {
         return Some(c.reap(Reason::ClaimExpired {
             by: claim.by.clone(),
         }));

@@ -472,14 +472,26 @@ fn a_passed_head_on_the_forge_is_anyones_to_carry_on_whoever_claimed_it() {
     st.claim = Some(claim(NOW.plus(std::time::Duration::from_secs(600))));
     let d = decide(&spec, &obs, &status(vec![("a", st)]), NOW, &WIDE);
     assert_eq!(line(&d, "a"), (Some("propose"), "gate-passed"));
-    // Not pushed yet (the head exists only where it was gated): its owner's,
-    // even once the claim lapsed.
+    // Not pushed yet (the head exists only where it was gated): its owner's
+    // while the claim holds.
     let mut st = passed(&spec, "a", None);
-    st.claim = Some(claim(NOW.minus(std::time::Duration::from_secs(1))));
+    st.claim = Some(claim(NOW.plus(std::time::Duration::from_secs(1))));
     let mut obs = observed(vec![]);
     obs.reconciler = Some("me".into());
-    let d = decide(&spec, &obs, &status(vec![("a", st)]), NOW, &WIDE);
+    let d = decide(&spec, &obs, &status(vec![("a", st.clone())]), NOW, &WIDE);
     assert_eq!(line(&d, "a"), (None, "claimed-elsewhere"));
+    // The claim lapsed and GitHub shows nothing of it: the owner is gone
+    // with the work, which is reaped and done again.
+    st.claim = Some(claim(NOW.minus(std::time::Duration::from_secs(1))));
+    let d = decide(&spec, &obs, &status(vec![("a", st.clone())]), NOW, &WIDE);
+    assert_eq!(line(&d, "a"), (Some("reap"), "claim-expired"));
+    // Unless GitHub could not be asked: then it waits.
+    obs.forge = ForgeObs::Unavailable {
+        why: "502".into(),
+        until: None,
+    };
+    let d = decide(&spec, &obs, &status(vec![("a", st)]), NOW, &WIDE);
+    assert_ne!(line(&d, "a").0, Some("reap"));
 }
 
 #[test]

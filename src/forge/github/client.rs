@@ -107,12 +107,17 @@ impl Reply {
         if (200..300).contains(&self.status) {
             return Ok(self);
         }
-        Err(ClientError::Api {
+        Err(self.error(method, path))
+    }
+
+    /// This answer as the error of `method` on `path`, with GitHub's message.
+    pub fn error(&self, method: &'static str, path: &str) -> ClientError {
+        ClientError::Api {
             method,
             path: path.to_owned(),
             status: self.status,
             message: self.message(),
-        })
+        }
     }
 
     /// GitHub's `message` in an error body, else the body's start.

@@ -144,7 +144,7 @@ pub fn sync(
             }
             // Deleted or transferred: found again, or opened anew.
             404 | 410 => {}
-            status => return Err(api_error("PATCH", "/issues/N", status, &reply)),
+            _ => return Err(reply.error("PATCH", "/issues/N")),
         }
     }
     if let Some(found) = find(client)? {
@@ -155,7 +155,7 @@ pub fn sync(
         let number = found.number;
         let reply = client.patch(&format!("/issues/{number}"), &edit)?;
         if reply.status != 200 {
-            return Err(api_error("PATCH", "/issues/N", reply.status, &reply));
+            return Err(reply.error("PATCH", "/issues/N"));
         }
         note(number);
         return Ok(Some(format!(
@@ -167,7 +167,7 @@ pub fn sync(
         &json!({ "title": title, "body": body, "labels": [LABEL] }),
     )?;
     if reply.status != 201 {
-        return Err(api_error("POST", "/issues", reply.status, &reply));
+        return Err(reply.error("POST", "/issues"));
     }
     let opened: Issue = reply.json("POST", "/issues")?;
     note(opened.number);
@@ -196,20 +196,6 @@ fn find(client: &Client) -> Result<Option<Issue>, ClientError> {
         }
     }
     Ok(None)
-}
-
-fn api_error(
-    method: &'static str,
-    path: &str,
-    status: u16,
-    reply: &super::client::Reply,
-) -> ClientError {
-    ClientError::Api {
-        method,
-        path: path.to_owned(),
-        status,
-        message: reply.message(),
-    }
 }
 
 #[cfg(test)]

@@ -8,9 +8,10 @@
 //! must still converge through pull requests, every task merged exactly once
 //! at a head converge gated, with no claim left to block it. A lost job's
 //! claims lapse after the short `task_timeout` and `claim_grace` configured
-//! here. Where a kill lands in one of the two windows docs/github.md lists as
-//! needing a person, the test does what it says a person does (`converge
-//! retry`, after deleting the branch in the second) and counts it.
+//! here; an attempt that passed its gate in a lost job before its work
+//! reached GitHub is then reaped and done again. Where a kill lands in the
+//! one window docs/github.md lists as needing a person, the test does what it
+//! says a person does (delete the branch, `converge retry`) and counts it.
 //!
 //! More seeds: `CONVERGE_RUNNER_SEEDS=1-10 cargo test --test cli runners`.
 
@@ -231,12 +232,10 @@ fn converged(fake: &FakeGitHub) -> bool {
 /// "What persists between jobs"): the task and whether its branch on GitHub
 /// must go first.
 fn needs_a_person(fake: &FakeGitHub) -> Vec<(String, bool)> {
-    let mut out: Vec<(String, bool)> = lost_before_proposal(fake)
+    pushed_before_recorded(fake)
         .into_iter()
-        .map(|t| (t, false))
-        .collect();
-    out.extend(pushed_before_recorded(fake).into_iter().map(|t| (t, true)));
-    out
+        .map(|t| (t, true))
+        .collect()
 }
 
 /// The tasks escalated because their branch on GitHub holds a head converge
@@ -269,29 +268,6 @@ fn status_tasks(fake: &FakeGitHub) -> Vec<(String, toml::Value)> {
         .and_then(|t| t.as_table())
         .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default()
-}
-
-/// The tasks whose attempt passed its gate in a job that was lost before it
-/// pushed the work: the passed head existed only on that runner, so its
-/// claim keeps later jobs off the task, which waits for a person (a known
-/// limit, docs/github.md). Between rounds no job runs, so such a claim is
-/// certainly a lost runner's; a task with an open pull request is not lost
-/// (the next job records it).
-fn lost_before_proposal(fake: &FakeGitHub) -> Vec<String> {
-    status_tasks(fake)
-        .into_iter()
-        .filter(|(_, t)| {
-            let phase = t.get("phase").and_then(|p| p.as_str()).unwrap_or("");
-            matches!(phase, "passed" | "awaiting_approval")
-                && t.get("claim").is_some()
-                && t.get("change").is_none()
-        })
-        .filter(|(name, _)| {
-            let branch = format!("converge/jobs/{name}");
-            !fake.prs().iter().any(|p| p.open && p.head == branch)
-        })
-        .map(|(name, _)| name)
-        .collect()
 }
 
 /// What a person does for such a task: deletes its branch on GitHub if it

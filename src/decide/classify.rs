@@ -12,11 +12,9 @@ use std::collections::BTreeMap;
 
 use crate::model::CommitId;
 use crate::model::TaskKey;
-use crate::observe::{
-    Availability, ChangeObs, ChangeState, ForgeObs, Observation, RunObs, RunState, TaskObs,
-};
+use crate::observe::{Availability, ChangeState, ForgeObs, Observation, RunObs, RunState, TaskObs};
 use crate::spec::{Decision as Verdict, Gate, Plan, PlanState, Spec, Task};
-use crate::status::{ChangeRecord, Phase, Status, TaskStatus};
+use crate::status::{Phase, Status, TaskStatus};
 use crate::time::Timestamp;
 
 use super::limits::{budget_blocks_start, foreign_claim};
@@ -38,14 +36,14 @@ pub(super) struct Subject<'a> {
 }
 
 /// A [`Subject`] with what every rule derives from it.
-struct Ctx<'a> {
-    s: &'a Subject<'a>,
+pub(super) struct Ctx<'a> {
+    pub(super) s: &'a Subject<'a>,
     /// The attempt decided about. A run record newer than status means the
     /// tick that started it crashed before recording: adopt it rather than
     /// start another.
-    attempt: u32,
+    pub(super) attempt: u32,
     /// Whether the task's spec changed since its last attempt started.
-    edited: bool,
+    pub(super) edited: bool,
 }
 
 /// The task's phase and its action or the reason it waits.
@@ -67,7 +65,7 @@ pub(super) fn classify(s: &Subject<'_>) -> Candidate {
 }
 
 impl Ctx<'_> {
-    fn act(&self, phase: Phase, action: Action, reason: Reason) -> Candidate {
+    pub(super) fn act(&self, phase: Phase, action: Action, reason: Reason) -> Candidate {
         Candidate {
             key: self.s.key.clone(),
             phase,
@@ -76,7 +74,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn wait(&self, phase: Phase, reason: Reason) -> Candidate {
+    pub(super) fn wait(&self, phase: Phase, reason: Reason) -> Candidate {
         Candidate {
             key: self.s.key.clone(),
             phase,
@@ -85,7 +83,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn reap(&self, reason: Reason) -> Candidate {
+    pub(super) fn reap(&self, reason: Reason) -> Candidate {
         self.act(
             Phase::Running,
             Action::Reap {
@@ -100,7 +98,7 @@ impl Ctx<'_> {
     /// Starts the next attempt (the first: `Dispatch`; a later one: `Retry`)
     /// unless the plan, the sandbox, a budget or the harness's cooldown holds
     /// it back.
-    fn start(&self, reason: Reason, first: bool) -> Candidate {
+    pub(super) fn start(&self, reason: Reason, first: bool) -> Candidate {
         let s = self.s;
         let phase = s.st.phase;
         if let Some(why) = plan_blocks_start(s.plan) {
@@ -318,52 +316,14 @@ fn passed(c: &Ctx<'_>) -> Candidate {
         .or(s.ob.branch_head)
         .unwrap_or(CommitId::from_bytes([0; 20]));
     let github = s.spec.config.forge.github().is_some();
-    if github {
-        if let Some(waits) = change_blocks(c, head) {
-            return waits;
-        }
-        if let Some(change) = change_at(s, head)
-            && let Some(feedback) = &change.changes_requested
-        {
-            let why = Reason::ChangesRequested {
-                number: change.number,
-                by: feedback.by.clone(),
-                feedback: feedback.text.clone(),
-            };
-            return rejected(c, why);
-        }
-        // Proposed until status records the proposal done at this head (a
-        // proposal cut short after its push — labels or the gate's status
-        // not set —, or whose record was lost with the tick's status push or
-        // a crash, is proposed again: that finds the pull request by its
-        // branch and records it), and again when the forge shows no open
-        // change at it.
-        let recorded = st.change.as_ref().is_some_and(|r| r.pushed == head);
-        let shown = change_at(s, head).is_some();
-        if !recorded || (!shown && !matches!(s.obs.forge, ForgeObs::NotAsked)) {
-            if let Some(why) = plan_blocks_start(s.plan) {
-                return c.wait(st.phase, why);
-            }
-            let opens =
-                s.ob.change
-                    .as_ref()
-                    .is_none_or(|ch| ch.state != ChangeState::Open);
-            return c.act(
-                st.phase,
-                Action::Propose {
-                    key: s.key.clone(),
-                    head,
-                    opens,
-                },
-                Reason::GatePassed,
-            );
-        }
+    if github && let Some(next) = super::change::proposal(c, head) {
+        return next;
     }
     let approval = s
         .spec
         .approvals
         .get(&(s.key.plan.clone(), s.key.task.clone()));
-    let review = change_at(s, head).and_then(|ch| {
+    let review = super::change::change_at(s, head).and_then(|ch| {
         ch.approved_by.clone().map(|by| Reason::ReviewApproved {
             number: ch.number,
             by,
@@ -424,7 +384,7 @@ fn passed(c: &Ctx<'_>) -> Candidate {
 /// A rejection (a human's, or a review asking for changes): the next
 /// attempt, unless it was the last `retry_max` allows (`retry_max` counts
 /// retries after the first attempt, gator's meaning).
-fn rejected(c: &Ctx<'_>, why: Reason) -> Candidate {
+pub(super) fn rejected(c: &Ctx<'_>, why: Reason) -> Candidate {
     let s = c.s;
     if s.st.failures >= s.task.retry_max {
         return c.act(
@@ -437,88 +397,6 @@ fn rejected(c: &Ctx<'_>, why: Reason) -> Candidate {
         );
     }
     c.start(why, false)
-}
-
-/// The task's open change at `head`, as the forge reports it: at `head`
-/// itself, or at converge's update of it with the base branch.
-fn change_at<'a>(s: &'a Subject<'_>, head: CommitId) -> Option<&'a ChangeObs> {
-    s.ob.change
-        .as_ref()
-        .filter(|ch| ch.state == ChangeState::Open && updates(s.st, ch, head))
-}
-
-/// Whether converge stands behind the change's head: the gated `head`, what
-/// it pushed last, or its update of either with the base branch.
-fn converges(record: &ChangeRecord, ch: &ChangeObs, head: CommitId) -> bool {
-    let ours = |c: CommitId| c == head || c == record.pushed || Some(c) == record.updated;
-    ours(ch.head) || ch.update_of.is_some_and(ours)
-}
-
-/// Whether the change's head is `head`, or converge's update of it with the
-/// base branch (recorded in status, or recognised by the forge after converge
-/// stopped before recording it).
-pub(super) fn updates(st: &TaskStatus, ch: &ChangeObs, head: CommitId) -> bool {
-    let record = st.change.as_ref().filter(|r| r.pushed == head);
-    ch.head == head
-        || record.is_some_and(|r| Some(ch.head) == r.updated)
-        || ch
-            .update_of
-            .is_some_and(|of| of == head || record.is_some_and(|r| Some(of) == r.updated))
-}
-
-/// What holds a passed task's change back before anything else: the forge
-/// cannot be asked; someone else pushed to its branch; it was closed by
-/// someone else.
-fn change_blocks(c: &Ctx<'_>, head: CommitId) -> Option<Candidate> {
-    let (s, st) = (c.s, c.s.st);
-    if let ForgeObs::Unavailable { why, until } = &s.obs.forge {
-        return Some(c.wait(
-            st.phase,
-            Reason::ForgeCooling {
-                why: why.clone(),
-                until: *until,
-            },
-        ));
-    }
-    let record = st.change.as_ref()?;
-    let change = s.ob.change.as_ref().filter(|ch| ch.number == record.number);
-    // Work newer than the closed pull request showed: a person asked for
-    // another attempt (`converge retry`, an edit of the task) after it was
-    // closed. It goes to a new pull request.
-    let closed = change.is_some_and(|ch| ch.state == ChangeState::Closed);
-    if closed && head != record.pushed && Some(head) != record.updated {
-        return None;
-    }
-    if let Some(why) = &record.hands_off {
-        return Some(c.wait(
-            st.phase,
-            Reason::HandsOff {
-                number: record.number,
-                why: why.clone(),
-            },
-        ));
-    }
-    let change = change?;
-    match change.state {
-        ChangeState::Closed => Some(c.wait(
-            st.phase,
-            Reason::ChangeClosed {
-                number: change.number,
-            },
-        )),
-        ChangeState::Open if !converges(record, change, head) => Some(c.wait(
-            st.phase,
-            Reason::HandsOff {
-                number: change.number,
-                why: format!(
-                    "someone else pushed {} to {}",
-                    change.head.short(),
-                    s.key.branch()
-                ),
-            },
-        )),
-        _ => None,
-    }
 }
 
 /// Failed: escalate once the retries are used up, else retry after the backoff.
@@ -569,7 +447,7 @@ fn unbacked(c: &Ctx<'_>) -> Candidate {
     // converge's trailers; only the forge confirms it. Until it can be asked,
     // status stands: no agent redoes merged work for want of an answer.
     if let Some(record) = &c.s.st.change
-        && let Some(held) = forge_unanswered(&c.s.obs.forge)
+        && let Some(held) = super::change::forge_unanswered(&c.s.obs.forge)
     {
         return c.wait(
             Phase::Merged,
@@ -592,16 +470,6 @@ fn unbacked(c: &Ctx<'_>) -> Candidate {
         candidate.phase = Phase::Pending;
     }
     candidate
-}
-
-/// Why the forge could not be asked this tick, and until when, if it could
-/// not (cooling, no token, or a read-only command that does not ask).
-pub(super) fn forge_unanswered(forge: &ForgeObs) -> Option<(String, Option<Timestamp>)> {
-    match forge {
-        ForgeObs::Unavailable { why, until } => Some((why.clone(), *until)),
-        ForgeObs::NotAsked => Some(("not asked by this command".to_owned(), None)),
-        ForgeObs::Local | ForgeObs::Observed { .. } => None,
-    }
 }
 
 /// Not started, blocked or cancelled: start once the dependencies are merged.
@@ -672,7 +540,7 @@ fn sandbox_blocks_start(spec: &Spec, obs: &Observation) -> Option<Reason> {
     }
 }
 
-fn plan_blocks_start(plan: &Plan) -> Option<Reason> {
+pub(super) fn plan_blocks_start(plan: &Plan) -> Option<Reason> {
     match plan.state {
         PlanState::Active => None,
         PlanState::Draft => Some(Reason::PlanDraft),

@@ -168,7 +168,7 @@ fn correct_unbacked(status: &mut Status, before: &Status, obs: &Observation, now
                 continue;
             };
             // A merge only the forge can confirm waits for its answer.
-            if read.change.is_some() && super::classify::forge_unanswered(&obs.forge).is_some() {
+            if read.change.is_some() && super::change::forge_unanswered(&obs.forge).is_some() {
                 continue;
             }
             let bad_commit = read.merged_as.is_some() && read.merged_as != merged_as;

@@ -15,6 +15,7 @@
 //! (`purity_tests.rs` checks every file of the pure layers).
 
 mod action;
+mod change;
 mod classify;
 pub mod derive;
 mod limits;

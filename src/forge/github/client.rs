@@ -245,8 +245,9 @@ impl Client {
                 .build()
                 .map_err(|e| ClientError::Start(Box::new(e)))?
         };
-        let cache = read_json::<Cache>(&dir.join("cache.json")).unwrap_or_default();
-        let limits = read_json::<Limits>(&dir.join("limits.json")).unwrap_or_default();
+        let cache = super::state::read_json::<Cache>(&dir.join("cache.json")).unwrap_or_default();
+        let limits =
+            super::state::read_json::<Limits>(&dir.join("limits.json")).unwrap_or_default();
         Ok(Client {
             rt,
             octo,
@@ -561,14 +562,14 @@ impl Client {
 
     fn save_limits(&self) {
         let limits = self.limits.borrow();
-        write_json(&self.dir.join("limits.json"), &*limits);
+        super::state::write_json(&self.dir.join("limits.json"), &*limits);
     }
 
     /// Writes the cache back if it changed (a cache: a failure only costs
     /// requests, and is logged).
     pub fn save(&self) {
         if *self.cache_changed.borrow() {
-            write_json(&self.dir.join("cache.json"), &*self.cache.borrow());
+            super::state::write_json(&self.dir.join("cache.json"), &*self.cache.borrow());
             *self.cache_changed.borrow_mut() = false;
         }
     }
@@ -582,23 +583,4 @@ impl Drop for Client {
 
 fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
     headers.get(name)?.to_str().ok()?.trim().parse().ok()
-}
-
-pub(super) fn read_json<T: DeserializeOwned>(path: &std::path::Path) -> Option<T> {
-    let bytes = std::fs::read(path).ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
-pub(super) fn write_json<T: Serialize>(path: &std::path::Path, value: &T) {
-    let result = serde_json::to_vec(value)
-        .map_err(std::io::Error::other)
-        .and_then(|bytes| {
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            crate::rundir::atomic::write_atomically(path, &bytes)
-        });
-    if let Err(e) = result {
-        tracing::warn!(path = %path.display(), error = %e, "cannot write the forge's state");
-    }
 }

@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::client::{Client, ClientError, read_json, write_json};
+use super::client::{Client, ClientError};
+use super::state::{read_json, write_json};
 
 /// The hidden line that names converge's dashboard issue.
 pub const MARKER: &str = "<!-- converge:dashboard -->";

@@ -16,7 +16,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::client::{Client, ClientError, read_json, write_json};
+use super::client::{Client, ClientError};
+use super::state::{read_json, write_json};
 use crate::model::TaskKey;
 use crate::status::Status;
 

@@ -30,6 +30,7 @@ mod merge;
 pub mod publish;
 mod reviews;
 pub mod session;
+mod state;
 
 use std::collections::BTreeMap;
 

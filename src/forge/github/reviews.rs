@@ -52,7 +52,7 @@ pub struct Reviews {
 impl Reviews {
     pub fn load(layout: &Layout) -> Reviews {
         let path = layout.forge().join("reviews.json");
-        let seen = super::client::read_json(&path).unwrap_or_default();
+        let seen = super::state::read_json(&path).unwrap_or_default();
         Reviews {
             path,
             seen,
@@ -97,7 +97,7 @@ impl Reviews {
     /// only costs requests, and is logged).
     pub fn save(&self) {
         if self.changed {
-            super::client::write_json(&self.path, &self.seen);
+            super::state::write_json(&self.path, &self.seen);
         }
     }
 }

@@ -291,12 +291,7 @@ impl Client {
         match reply.status {
             200 | 304 => reply.json("GET", path).map(Some),
             404 => Ok(None),
-            status => Err(ClientError::Api {
-                method: "GET",
-                path: path.to_owned(),
-                status,
-                message: reply.message(),
-            }),
+            _ => Err(reply.error("GET", path)),
         }
     }
 
@@ -304,12 +299,7 @@ impl Client {
         let reply = self.send(Method::Get, url, path, None)?;
         match reply.status {
             200 | 304 => reply.json("GET", path),
-            status => Err(ClientError::Api {
-                method: "GET",
-                path: path.to_owned(),
-                status,
-                message: reply.message(),
-            }),
+            _ => Err(reply.error("GET", path)),
         }
     }
 

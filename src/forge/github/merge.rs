@@ -57,23 +57,22 @@ impl GithubForge<'_> {
         }
         // The gated head, or converge's own update of it with the base.
         let ours: Vec<CommitId> = [Some(r.head), r.updated].into_iter().flatten().collect();
-        let Some(head) = commit(&pull.head.sha)
-            .filter(|h| ours.contains(h) || self.update_of(*h, &ours, r.key).is_some())
-        else {
-            // GitHub shows a pull request's new head some moments after a
-            // push: if git has converge's head there, wait for GitHub.
-            let tip = self
-                .repo
-                .fetch_branch(&self.config.remote, &r.key.branch())?;
-            if let Some(tip) = tip.map(crate::git::commit_id).transpose()?
-                && ours.contains(&tip)
-            {
-                return Ok(done(MergeOutcome::Deferred(format!(
-                    "pull request #{number} does not show converge's push of {} yet",
-                    tip.short()
-                ))));
-            }
+        let Some(shown) = commit(&pull.head.sha) else {
             return Ok(done(MergeOutcome::HeadMoved));
+        };
+        let head = if ours.contains(&shown) {
+            shown
+        } else {
+            match self.judge(shown, &ours, r.key)? {
+                Shown::UpdateOf(_) => shown,
+                Shown::Lagging(tip) => {
+                    return Ok(done(MergeOutcome::Deferred(format!(
+                        "pull request #{number} does not show converge's push of {} yet",
+                        tip.short()
+                    ))));
+                }
+                Shown::Theirs => return Ok(done(MergeOutcome::HeadMoved)),
+            }
         };
         let state = pull.mergeable_state.unwrap_or_else(|| "unknown".into());
         let outcome = match state.as_str() {
@@ -397,13 +396,36 @@ impl GithubForge<'_> {
         }
     }
 
+    /// What a change's head that is none of `heads` (those converge stands
+    /// behind) is: GitHub's view lagging behind converge's own push (git has
+    /// one of `heads` on the branch; GitHub shows a new head some moments
+    /// after a push), converge's update of one of them, or someone else's.
+    /// The branch is fetched once, which also brings the head's commit here.
+    pub(super) fn judge(
+        &self,
+        head: CommitId,
+        heads: &[CommitId],
+        key: &crate::model::TaskKey,
+    ) -> Result<Shown, crate::git::GitError> {
+        let tip = self.repo.fetch_branch(&self.config.remote, &key.branch())?;
+        if let Some(tip) = tip.map(crate::git::commit_id).transpose()?
+            && heads.contains(&tip)
+        {
+            return Ok(Shown::Lagging(tip));
+        }
+        Ok(match self.update_of(head, heads, key) {
+            Some(of) => Shown::UpdateOf(of),
+            None => Shown::Theirs,
+        })
+    }
+
     /// The commit `head` is converge's update of, if it is one: of one of
     /// `heads` (those converge stands behind), with a commit of the base
     /// branch, its tree exactly the clean merge of the two, and converge's
     /// trailer. After converge stopped between pushing an update and
     /// recording it, this is how it knows its own update again; whoever made
     /// such a commit, it holds the gated work and the base and nothing else.
-    pub(super) fn update_of(
+    fn update_of(
         &self,
         head: CommitId,
         heads: &[CommitId],
@@ -411,12 +433,7 @@ impl GithubForge<'_> {
     ) -> Option<CommitId> {
         let check = || -> Result<Option<CommitId>, crate::git::GitError> {
             let id = ObjectId::from(head);
-            let mut found = self.repo.commit_parents(id)?;
-            if found.is_none() {
-                self.repo.fetch_branch(&self.config.remote, &key.branch())?;
-                found = self.repo.commit_parents(id)?;
-            }
-            let Some((parents, message)) = found else {
+            let Some((parents, message)) = self.repo.commit_parents(id)? else {
                 return Ok(None);
             };
             let [of, base] = parents[..] else {
@@ -447,6 +464,17 @@ impl GithubForge<'_> {
             None
         })
     }
+}
+
+/// A change's head that is none of those converge stands behind, judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Shown {
+    /// git has converge's head (this one) on the branch: GitHub lags.
+    Lagging(CommitId),
+    /// converge's update of this head with the base branch.
+    UpdateOf(CommitId),
+    /// Someone else's.
+    Theirs,
 }
 
 /// The `Converge-Action` of converge's update of a task branch with the base.

@@ -160,16 +160,15 @@ impl<'a> GithubForge<'a> {
                 && !w.heads.is_empty()
                 && !w.heads.contains(&change.head)
             {
-                change.update_of = self.update_of(change.head, &w.heads, &w.key);
-                // GitHub shows a new head some moments after a push: when git
-                // has converge's head on the branch, that is the change's head.
-                if change.update_of.is_none()
-                    && let Ok(Some(tip)) =
-                        self.repo.fetch_branch(&self.config.remote, &w.key.branch())
-                    && let Ok(tip) = crate::git::commit_id(tip)
-                    && w.heads.contains(&tip)
-                {
-                    change.head = tip;
+                match self.judge(change.head, &w.heads, &w.key) {
+                    // git has converge's head on the branch: that is the
+                    // change's head, whatever GitHub shows yet.
+                    Ok(merge::Shown::Lagging(tip)) => change.head = tip,
+                    Ok(merge::Shown::UpdateOf(of)) => change.update_of = Some(of),
+                    Ok(merge::Shown::Theirs) => {}
+                    Err(e) => {
+                        tracing::warn!(key = %w.key, error = %e, "cannot fetch the change's branch");
+                    }
                 }
             }
             match (changes.get_mut(&w.key), w.number) {
@@ -329,13 +328,7 @@ impl<'a> GithubForge<'a> {
                     self.client.patch(&format!("/pulls/{number}"), &body)?;
                     return Ok(number);
                 }
-                Err(ClientError::Api {
-                    method: "POST",
-                    path: "/pulls".into(),
-                    status: reply.status,
-                    message: reply.message(),
-                }
-                .into())
+                Err(reply.error("POST", "/pulls").into())
             }
         }
     }

@@ -178,6 +178,7 @@ pub fn run(_ctx: &Ctx, args: &DemoArgs) -> CliResult {
     let converge = converge_exe()?;
     let env = |name: &str| std::env::var(name).ok();
     let clock = Timestamp::now;
+    let cache = runtime::Cache::default();
     let options = LoopOptions {
         until: Until::Settled,
         dry_run: false,
@@ -186,6 +187,7 @@ pub fn run(_ctx: &Ctx, args: &DemoArgs) -> CliResult {
         lock_wait: Duration::from_secs(30),
         max_ticks: 500,
         clock: &clock,
+        cache: &cache,
     };
     let mut approved = false;
     let mut last_status = None;

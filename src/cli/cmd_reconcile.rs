@@ -77,6 +77,7 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> CliResult {
         CliError::bad_input(e).hint("CONVERGE_NOW is for tests only; unset it to use the clock")
     })?;
     let clock = move || fixed.unwrap_or_else(Timestamp::now);
+    let cache = runtime::Cache::default();
     let options = LoopOptions {
         until,
         dry_run: args.dry_run,
@@ -89,6 +90,7 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> CliResult {
         },
         max_ticks: args.max_ticks,
         clock: &clock,
+        cache: &cache,
     };
     let mut deferred = false;
     let mut failed = false;

@@ -4,18 +4,14 @@
 //! objects, the index and converge's own lock and logs change on every tick.
 //!
 //! notify's handler runs on a thread of its own; what passes the filter is
-//! sent into the daemon's channel. The debouncer groups a burst of events (a
-//! commit writes several files) into one batch.
+//! sent into the daemon's channel at once. Grouping a burst (a commit writes
+//! several files) into one tick is the trigger state machine's job
+//! (`triggers.rs`, a short settle time): no timer runs while nothing happens,
+//! so an idle daemon sleeps on inotify alone.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use notify::{EventKind, RecursiveMode};
-use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
-
-/// How long the debouncer waits for a burst to end, and how often it looks.
-const DEBOUNCE: Duration = Duration::from_millis(100);
-const DEBOUNCE_TICK: Duration = Duration::from_millis(50);
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
 /// What changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,60 +80,52 @@ impl Roots {
 }
 
 /// The running watch; dropping it stops it.
-pub type Watch = Debouncer<notify::RecommendedWatcher, RecommendedCache>;
+pub type Watch = RecommendedWatcher;
 
-/// Starts watching; `send` gets the sources of each debounced batch that
-/// holds a trigger (each source once), so that one commit is one trigger.
+/// Starts watching; `send` gets the source of each event that is a trigger,
+/// as it happens.
 pub fn watch(
     roots: &Roots,
-    send: impl Fn(Vec<Source>) + Send + 'static,
+    send: impl Fn(Source) + Send + 'static,
 ) -> Result<Watch, notify::Error> {
     let filter = roots.clone();
-    let mut debouncer = new_debouncer(
-        DEBOUNCE,
-        Some(DEBOUNCE_TICK),
-        move |result: DebounceEventResult| match result {
-            Ok(events) => {
+    let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
+        match result {
+            Ok(event) => {
+                // Reading a file (the tick reads HEAD and the refs) is not a
+                // change.
+                if matches!(event.kind, EventKind::Access(_) | EventKind::Other) {
+                    return;
+                }
+                tracing::trace!(kind = ?event.kind, paths = ?event.paths, "file event");
                 let mut seen: Vec<Source> = Vec::new();
-                for event in &events {
-                    // Reading a file (the tick reads HEAD and the refs) is
-                    // not a change.
-                    if matches!(event.kind, EventKind::Access(_) | EventKind::Other) {
-                        continue;
+                for path in &event.paths {
+                    if let Some(source) = filter.classify(path)
+                        && !seen.contains(&source)
+                    {
+                        seen.push(source);
+                        send(source);
                     }
-                    tracing::trace!(kind = ?event.kind, paths = ?event.paths, "file event");
-                    for path in &event.paths {
-                        if let Some(source) = filter.classify(path)
-                            && !seen.contains(&source)
-                        {
-                            seen.push(source);
-                        }
-                    }
-                }
-                if !seen.is_empty() {
-                    send(seen);
                 }
             }
-            Err(errors) => {
-                for e in errors {
-                    tracing::warn!(error = %e, "file watch error");
-                }
+            Err(e) => {
+                tracing::warn!(error = %e, "file watch error");
                 // A lost event is a missed trigger: tick to be safe.
-                send(vec![Source::Refs]);
+                send(Source::Refs);
             }
-        },
-    )?;
+        }
+    })?;
     if let Some(planning) = &roots.planning {
         if planning.is_dir() {
-            debouncer.watch(planning, RecursiveMode::Recursive)?;
+            watcher.watch(planning, RecursiveMode::Recursive)?;
         } else {
             tracing::debug!(path = %planning.display(), "no planning/ in the checkout to watch");
         }
     }
-    debouncer.watch(&roots.heads, RecursiveMode::Recursive)?;
-    debouncer.watch(&roots.common, RecursiveMode::NonRecursive)?;
-    debouncer.watch(&roots.runs, RecursiveMode::Recursive)?;
-    Ok(debouncer)
+    watcher.watch(&roots.heads, RecursiveMode::Recursive)?;
+    watcher.watch(&roots.common, RecursiveMode::NonRecursive)?;
+    watcher.watch(&roots.runs, RecursiveMode::Recursive)?;
+    Ok(watcher)
 }
 
 #[cfg(test)]

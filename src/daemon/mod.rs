@@ -89,7 +89,7 @@ impl Signals {
 
 /// What woke the loop.
 enum Event {
-    Files(Vec<Source>),
+    Files(Source),
     Done(Finished),
     Stop(&'static str, i32),
     Hangup,
@@ -149,9 +149,9 @@ async fn serve(repo: Repo, options: WorkerOptions) -> Result<Ended, DaemonError>
     let mut signals = Signals::install().map_err(DaemonError::Signals)?;
     let roots = Roots::new(repo.workdir().ok(), repo.common_dir()).map_err(DaemonError::Roots)?;
     let (file_tx, mut file_rx) = unbounded_channel();
-    let _watch = files::watch(&roots, move |sources| {
+    let _watch = files::watch(&roots, move |source| {
         // The loop is gone only when the daemon ends.
-        let _ = file_tx.send(sources);
+        let _ = file_tx.send(source);
     })
     .map_err(DaemonError::Watch)?;
     tracing::info!(
@@ -179,7 +179,7 @@ async fn serve(repo: Repo, options: WorkerOptions) -> Result<Ended, DaemonError>
     let mut triggers = Triggers::new(Instant::now(), worker::DEFAULT_INTERVAL);
     loop {
         triggers.due(Instant::now());
-        if let Some(batch) = triggers.start() {
+        if let Some(batch) = triggers.start_at(Instant::now()) {
             request_tx
                 .send(batch)
                 .map_err(|_| DaemonError::WorkerGone)?;
@@ -194,9 +194,9 @@ async fn serve(repo: Repo, options: WorkerOptions) -> Result<Ended, DaemonError>
         };
         let event = next_event(&triggers, &mut channels, &mut signals).await;
         match event {
-            Event::Files(sources) => {
-                tracing::debug!(?sources, "file events");
-                triggers.fire(triggers::Cause::Files);
+            Event::Files(source) => {
+                tracing::trace!(?source, "file event");
+                triggers.file_event(Instant::now());
             }
             Event::Done(finished) => {
                 triggers.finished(Instant::now(), finished);
@@ -232,7 +232,7 @@ async fn serve(repo: Repo, options: WorkerOptions) -> Result<Ended, DaemonError>
 
 /// The channels the loop waits on besides signals.
 struct Channels<'a> {
-    files: &'a mut UnboundedReceiver<Vec<Source>>,
+    files: &'a mut UnboundedReceiver<Source>,
     done: &'a mut UnboundedReceiver<Finished>,
     wake: &'a mut UnboundedReceiver<()>,
 }
@@ -246,8 +246,8 @@ async fn next_event(triggers: &Triggers, ch: &mut Channels<'_>, signals: &mut Si
         }
     };
     tokio::select! {
-        sources = ch.files.recv() => match sources {
-            Some(sources) => Event::Files(sources),
+        source = ch.files.recv() => match source {
+            Some(source) => Event::Files(source),
             // The watch ended: keep going on timers and signals.
             None => std::future::pending().await,
         },

@@ -74,7 +74,20 @@ pub struct Triggers {
     stopping: bool,
     wake_at: Option<(Instant, Cause)>,
     resync_at: Instant,
+    /// When file events seen so far become a trigger (`SETTLE` after the
+    /// first, and not sooner than `FILES_GAP` after the last such tick).
+    files_at: Option<Instant>,
+    /// When the last tick with file events in its batch started.
+    last_files_tick: Option<Instant>,
 }
+
+/// How long file events settle before they trigger: a commit writes several
+/// files within a few milliseconds, and they are one trigger.
+pub const SETTLE: Duration = Duration::from_millis(15);
+
+/// The least time between two ticks started by file events: a stream of
+/// commits (or a tick's own writes) gives at most ten ticks a second.
+pub const FILES_GAP: Duration = Duration::from_millis(100);
 
 /// A wake time never comes sooner than this after a tick: a decision whose
 /// wake time has already passed (second resolution) does not spin.
@@ -89,7 +102,20 @@ impl Triggers {
             stopping: false,
             wake_at: None,
             resync_at: now + resync,
+            files_at: None,
+            last_files_tick: None,
         }
+    }
+
+    /// A file event arrived at `now`: it triggers a tick once the burst it
+    /// belongs to settled, and never sooner than `FILES_GAP` after the last
+    /// tick that file events started.
+    pub fn file_event(&mut self, now: Instant) {
+        if self.files_at.is_some() {
+            return;
+        }
+        let gap = self.last_files_tick.map(|t| t + FILES_GAP);
+        self.files_at = Some(gap.map_or(now + SETTLE, |g| g.max(now + SETTLE)));
     }
 
     /// Adds a trigger to the next batch.
@@ -101,6 +127,13 @@ impl Triggers {
 
     /// Moves the deadlines that passed at `now` into the batch.
     pub fn due(&mut self, now: Instant) {
+        if let Some(at) = self.files_at
+            && at <= now
+            && !self.running
+        {
+            self.files_at = None;
+            self.fire(Cause::Files);
+        }
         if let Some((at, cause)) = self.wake_at
             && at <= now
         {
@@ -120,7 +153,21 @@ impl Triggers {
         }
         self.running = true;
         let mut batch = std::mem::take(&mut self.pending);
+        // Events already seen are seen by this tick too: no tick of their own.
+        if self.files_at.take().is_some() && !batch.contains(&Cause::Files) {
+            batch.push(Cause::Files);
+        }
         batch.sort();
+        Some(batch)
+    }
+
+    /// [`Triggers::start`] at `now`, which it notes when file events are in
+    /// the batch (the gap between such ticks counts from there).
+    pub fn start_at(&mut self, now: Instant) -> Option<Vec<Cause>> {
+        let batch = self.start()?;
+        if batch.contains(&Cause::Files) {
+            self.last_files_tick = Some(now);
+        }
         Some(batch)
     }
 
@@ -147,7 +194,7 @@ impl Triggers {
         }
         let resync = Some(self.resync_at);
         let wake = self.wake_at.map(|(at, _)| at);
-        resync.into_iter().chain(wake).min()
+        resync.into_iter().chain(wake).chain(self.files_at).min()
     }
 
     /// A stop signal arrived.
@@ -314,6 +361,65 @@ mod tests {
         assert!(t.done());
         assert_eq!(t.start(), None, "no tick starts once stopping");
         assert_eq!(t.stop(), Stop::Abort);
+    }
+
+    #[test]
+    fn file_events_settle_then_tick_and_a_stream_ticks_at_most_every_gap() {
+        let t0 = Instant::now();
+        let mut t = Triggers::new(t0, MIN);
+        t.start_at(t0).expect("first");
+        t.finished(t0, idle(MIN));
+        // A commit: several events within a few milliseconds.
+        let c = t0 + Duration::from_secs(1);
+        for ms in 0..5 {
+            t.file_event(c + Duration::from_millis(ms));
+        }
+        assert_eq!(t.next_deadline(), Some(c + SETTLE));
+        t.due(c + SETTLE - Duration::from_millis(1));
+        assert_eq!(t.start_at(c), None, "still settling");
+        t.due(c + SETTLE);
+        assert_eq!(t.start_at(c + SETTLE), Some(vec![Cause::Files]));
+        // Events during the tick (its own writes, or the next commit) wait
+        // for the gap since that tick started.
+        t.file_event(c + SETTLE + Duration::from_millis(2));
+        let end = c + SETTLE + Duration::from_millis(10);
+        t.finished(end, idle(MIN));
+        assert_eq!(t.next_deadline(), Some(c + SETTLE + FILES_GAP));
+        t.due(end + SETTLE);
+        assert_eq!(t.start_at(end + SETTLE), None, "within the gap");
+        t.due(c + SETTLE + FILES_GAP);
+        assert_eq!(t.start_at(c + SETTLE + FILES_GAP), Some(vec![Cause::Files]));
+        t.finished(c + SETTLE + FILES_GAP, idle(MIN));
+        // A stream of events for a second: at most one tick per gap.
+        let s = t0 + Duration::from_secs(5);
+        let mut ticks = 0;
+        for ms in 0..1000u64 {
+            let now = s + Duration::from_millis(ms);
+            t.file_event(now);
+            t.due(now);
+            if t.start_at(now).is_some() {
+                ticks += 1;
+                t.finished(now + Duration::from_millis(5), idle(MIN));
+            }
+        }
+        assert!((9..=11).contains(&ticks), "{ticks} ticks in a second");
+    }
+
+    #[test]
+    fn a_tick_that_starts_for_another_cause_takes_the_settling_events_along() {
+        let t0 = Instant::now();
+        let mut t = Triggers::new(t0, MIN);
+        t.start_at(t0).expect("first");
+        t.finished(t0, idle(MIN));
+        t.file_event(t0 + Duration::from_secs(1));
+        t.fire(Cause::Hangup);
+        assert_eq!(
+            t.start_at(t0 + Duration::from_secs(1)),
+            Some(vec![Cause::Files, Cause::Hangup])
+        );
+        t.finished(t0 + Duration::from_secs(1), idle(MIN));
+        t.due(t0 + Duration::from_secs(2));
+        assert_eq!(t.start_at(t0 + Duration::from_secs(2)), None);
     }
 
     #[test]

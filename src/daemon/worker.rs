@@ -42,6 +42,7 @@ pub fn serve(
         interval: DEFAULT_INTERVAL,
         jitter: Jitter::new(seed()),
         publisher,
+        cache: runtime::Cache::default(),
     };
     while let Ok(causes) = requests.recv() {
         let finished = state.tick(repo, options, &causes);
@@ -55,6 +56,8 @@ struct State {
     interval: Duration,
     jitter: Jitter,
     publisher: Publisher,
+    /// What earlier ticks compiled and verified (runtime::cache).
+    cache: runtime::Cache,
 }
 
 impl State {
@@ -74,6 +77,7 @@ impl State {
             lock_wait: Duration::ZERO,
             max_ticks: 1,
             clock: &clock,
+            cache: &self.cache,
         };
         let mut report = None;
         let publisher = &mut self.publisher;

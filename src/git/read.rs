@@ -126,6 +126,23 @@ impl Repo {
         Ok(())
     }
 
+    /// The id of the directory `path`'s tree in the tree of `commit`; `None`
+    /// when `path` is not a directory there. Equal ids mean equal contents,
+    /// which is what lets a daemon reuse what it compiled from them.
+    pub fn dir_id_at(&self, commit: ObjectId, path: &str) -> Result<Option<ObjectId>> {
+        let what = || format!("{path} at {commit}");
+        let tree = self
+            .repo
+            .find_commit(commit)
+            .map_err(read_err(what()))?
+            .tree()
+            .map_err(read_err(what()))?;
+        let Some(entry) = tree.lookup_entry_by_path(path).map_err(read_err(what()))? else {
+            return Ok(None);
+        };
+        Ok(entry.mode().is_tree().then(|| entry.oid().to_owned()))
+    }
+
     /// The names of the entries of the directory `path` in the tree of `commit`.
     pub fn list_dir_at(&self, commit: ObjectId, path: &str) -> Result<Vec<String>> {
         let what = || format!("{path} at {commit}");

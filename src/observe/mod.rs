@@ -155,6 +155,7 @@ pub fn observe(
     status: &crate::status::Status,
     base: gix::ObjectId,
     secret: &crate::agent::Secret,
+    events: &runs::EventCache,
 ) -> Result<Observation, ObserveError> {
     let mut obs = Observation {
         base_tip: commit_id(base)?,
@@ -162,8 +163,10 @@ pub fn observe(
     };
     let layout = crate::rundir::Layout::new(repo.common_dir());
     let mut forks: BTreeMap<TaskKey, gix::ObjectId> = BTreeMap::new();
-    for (key, attempt, dir) in crate::rundir::records::latest_attempts(&layout)? {
-        let record = runs::read_run(&dir, &key, attempt, secret)?;
+    let latest = crate::rundir::records::latest_attempts(&layout)?;
+    events.keep_only(&latest.iter().map(|(_, _, d)| d.clone()).collect::<Vec<_>>());
+    for (key, attempt, dir) in latest {
+        let record = runs::read_run_cached(&dir, &key, attempt, secret, events)?;
         // The lease is the run directory's record: its fork is still hex text.
         if let Some(fork) = record.lease.as_ref().and_then(|l| parse_oid(&l.fork)) {
             forks.insert(key.clone(), fork);

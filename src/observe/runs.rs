@@ -5,7 +5,10 @@
 //! A lease is trusted only while its process is alive *and* started at the
 //! recorded time, so a recycled pid is never mistaken for the agent.
 
-use std::path::Path;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use super::{RunObs, RunState, TaskKey};
 use crate::agent::Secret;
@@ -24,6 +27,67 @@ pub struct RunRecord {
     pub lease: Option<Lease>,
 }
 
+/// The verdicts on runs' event logs (is there a valid `done`, how many events
+/// were rejected), kept while a log keeps its length and modification time:
+/// the daemon does not verify an agent's whole log again on every tick. The
+/// lease and the exit record are read, and the process checked, every time.
+#[derive(Debug, Default)]
+pub struct EventCache {
+    logs: RefCell<HashMap<PathBuf, Verdict>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Verdict {
+    attempt: u32,
+    len: u64,
+    modified: Option<SystemTime>,
+    done: bool,
+    rejected: u32,
+}
+
+impl EventCache {
+    /// Forgets the logs of run directories not in `dirs` (removed runs).
+    pub fn keep_only(&self, dirs: &[PathBuf]) {
+        self.logs
+            .borrow_mut()
+            .retain(|dir, _| dirs.iter().any(|d| d == dir));
+    }
+
+    fn verdict(
+        &self,
+        dir: &Path,
+        key: &TaskKey,
+        attempt: u32,
+        secret: &Secret,
+    ) -> Result<(bool, u32), RunError> {
+        let log = crate::rundir::layout::events(dir);
+        let (len, modified) = match std::fs::metadata(&log) {
+            Ok(m) => (m.len(), m.modified().ok()),
+            Err(_) => (0, None),
+        };
+        if let Some(v) = self.logs.borrow().get(dir)
+            && v.attempt == attempt
+            && v.len == len
+            && v.modified == modified
+            && modified.is_some()
+        {
+            return Ok((v.done, v.rejected));
+        }
+        let (done, rejected) = read_events(dir, key, attempt, secret)?;
+        self.logs.borrow_mut().insert(
+            dir.to_path_buf(),
+            Verdict {
+                attempt,
+                len,
+                modified,
+                done,
+                rejected,
+            },
+        );
+        Ok((done, rejected))
+    }
+}
+
 /// What one run directory says, with the lease checked against the live process
 /// and `done` events checked against the attempt's token.
 pub fn read_run(
@@ -32,9 +96,20 @@ pub fn read_run(
     attempt: u32,
     secret: &Secret,
 ) -> Result<RunRecord, RunError> {
+    read_run_cached(dir, key, attempt, secret, &EventCache::default())
+}
+
+/// [`read_run`], reusing `cache`'s verdict on an unchanged event log.
+pub fn read_run_cached(
+    dir: &Path,
+    key: &TaskKey,
+    attempt: u32,
+    secret: &Secret,
+    cache: &EventCache,
+) -> Result<RunRecord, RunError> {
     let lease = read_lease(dir)?;
     let exit = read_exit(dir)?;
-    let (done, rejected_events) = read_events(dir, key, attempt, secret)?;
+    let (done, rejected_events) = cache.verdict(dir, key, attempt, secret)?;
     let state = match (&exit, &lease) {
         (Some(exit), _) => RunState::Exited {
             done,
@@ -123,6 +198,28 @@ mod tests {
             agent_pid: None,
         })
         .expect("json")
+    }
+
+    #[test]
+    fn an_event_log_is_verified_again_only_when_it_changed() {
+        let common = tempfile::tempdir().expect("dir");
+        let dir = common.path().join("run");
+        let key = TaskKey::new("p", "t");
+        let s = secret();
+        let token = s.mint("p", "t", 1);
+        let event = |kind: &str| format!("{{\"type\":\"{kind}\",\"token\":\"{token}\"}}\n");
+        write(&dir, "events.jsonl", &event("progress"));
+        let cache = EventCache::default();
+        assert_eq!(cache.verdict(&dir, &key, 1, &s).expect("reads"), (false, 0));
+        // An append changes the length: read again, and the done is seen.
+        let mut log = event("progress");
+        log.push_str(&event("done"));
+        write(&dir, "events.jsonl", &log);
+        assert_eq!(cache.verdict(&dir, &key, 1, &s).expect("reads"), (true, 0));
+        // Another attempt in the same place is never answered from the cache.
+        assert_eq!(cache.verdict(&dir, &key, 2, &s).expect("reads"), (false, 2));
+        cache.keep_only(&[]);
+        assert!(cache.logs.borrow().is_empty());
     }
 
     #[test]

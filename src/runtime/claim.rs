@@ -79,7 +79,7 @@ pub(crate) fn claim(
     leases: &mut Leases,
     lines: &mut Vec<String>,
 ) -> Result<Claimed, TickError> {
-    let prepared = prepare(repo, options.now, Some(me), Some(forge))?;
+    let prepared = prepare(repo, options.now, Some(me), Some(forge), options.cache)?;
     let (status, claimed) = with_claims(&prepared, me, options.now);
     if claimed.is_empty() {
         return Ok(Claimed::Nothing(Box::new(prepared)));

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 pub mod autonomy;
+pub mod cache;
 pub mod claim;
 pub mod doctor;
 pub mod gc;
@@ -19,6 +20,7 @@ pub mod tick;
 use crate::git::Repo;
 use crate::time::Timestamp;
 
+pub use cache::Cache;
 pub use lock::{Lock, LockError};
 pub use prepare::{Snapshot, snapshot};
 pub use tick::{Recorded, TickError, TickOptions, TickReport, tick};
@@ -58,6 +60,8 @@ pub struct LoopOptions<'a> {
     pub max_ticks: u32,
     /// The clock; tests and the demo may substitute their own.
     pub clock: &'a dyn Fn() -> Timestamp,
+    /// Kept across ticks: by the loop, and by the daemon across loops.
+    pub cache: &'a Cache,
 }
 
 /// Polling interval while waiting for agents.
@@ -87,6 +91,7 @@ pub fn reconcile(
                     converge: options.converge.clone(),
                     now: (options.clock)(),
                     env: options.env,
+                    cache: options.cache,
                 },
             )?;
             report.recovered = recovered;

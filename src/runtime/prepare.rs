@@ -13,7 +13,7 @@ use crate::decide::derive::{self, Inputs};
 use crate::decide::{self, Decision, Limits};
 use crate::git::Repo;
 use crate::observe::{self, Observation};
-use crate::spec::base::{CommitSource, base_source, read_planning};
+use crate::spec::base::{CommitSource, base_source};
 use crate::spec::{Diagnostic, Spec};
 use crate::status::Status;
 use crate::time::Timestamp;
@@ -47,10 +47,12 @@ pub(crate) fn prepare(
     now: Timestamp,
     reconciler: Option<&str>,
     forge: Option<&crate::forge::github::session::Session<'_>>,
+    cache: &super::Cache,
 ) -> Result<Prepared, TickError> {
+    let started = std::time::Instant::now();
     let base = base_source(repo)?;
-    let files = read_planning(repo, base.commit)?;
-    let loaded = crate::spec::compile(&files);
+    let loaded = cache.spec(repo, base.commit)?;
+    let spec_at = started.elapsed();
     let Some(spec) = loaded.spec else {
         return Err(TickError::InvalidSpec {
             commit: base.commit.to_string(),
@@ -69,8 +71,9 @@ pub(crate) fn prepare(
     let status_read_at = status_tip.unwrap_or(base.commit);
     let (status, problems) = crate::status::load::load(repo, status_read_at)?;
     let status_problems = problems.iter().map(ToString::to_string).collect();
+    let status_at = started.elapsed();
     let secret = Secret::load_or_create(repo.common_dir())?;
-    let mut observation = observe::observe(repo, &status, base.commit, &secret)?;
+    let mut observation = observe::observe(repo, &status, base.commit, &secret, &cache.events)?;
     note_worktrees(repo, &spec, &mut observation);
     observation.reconciler = reconciler.map(str::to_owned);
     if spec.config.sandbox.enabled {
@@ -90,7 +93,15 @@ pub(crate) fn prepare(
         }
     }
     let limits = Limits::from(&spec.config.reconcile);
+    let observe_at = started.elapsed();
     let decision = decide::decide(&spec, &observation, &status, now, &limits);
+    tracing::debug!(
+        spec_us = spec_at.as_micros() as u64,
+        status_us = (status_at - spec_at).as_micros() as u64,
+        observe_us = (observe_at - status_at).as_micros() as u64,
+        decide_us = (started.elapsed() - observe_at).as_micros() as u64,
+        "prepared"
+    );
     Ok(Prepared {
         base,
         spec,
@@ -117,11 +128,12 @@ impl Prepared {
         base_tip: ObjectId,
         now: Timestamp,
         acted: bool,
+        cache: &super::Cache,
     ) -> Result<(Observation, Decision), TickError> {
         if !acted {
             return Ok((self.observation.clone(), self.decision.clone()));
         }
-        let mut obs = observe::observe(repo, status, base_tip, &self.secret)?;
+        let mut obs = observe::observe(repo, status, base_tip, &self.secret, &cache.events)?;
         note_worktrees(repo, &self.spec, &mut obs);
         carry_forge(&self.observation, (&self.status, status), &mut obs);
         let decision = decide::decide(&self.spec, &obs, status, now, &self.limits);
@@ -172,7 +184,7 @@ pub struct Snapshot {
 
 /// Reads, decides and derives at `now`; changes nothing (but the secret).
 pub fn snapshot(repo: &Repo, now: Timestamp) -> Result<Snapshot, TickError> {
-    let prepared = prepare(repo, now, None, None)?;
+    let prepared = prepare(repo, now, None, None, &super::Cache::default())?;
     let mut status = prepared.status.clone();
     prepared.derive(&mut status, &prepared.decision, &prepared.observation, now);
     let Prepared {

@@ -34,6 +34,8 @@ pub struct TickOptions<'a> {
     pub now: Timestamp,
     /// The environment agents' allowed variables are read from.
     pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// What earlier ticks of this process compiled and verified.
+    pub cache: &'a super::Cache,
 }
 
 /// What a tick saw, decided and did.
@@ -253,7 +255,7 @@ fn tick_local(
 ) -> Result<TickReport, TickError> {
     let prepared = match prepared {
         Some(prepared) => prepared,
-        None => prepare(repo, options.now, reconciler, Some(forge))?,
+        None => prepare(repo, options.now, reconciler, Some(forge), options.cache)?,
     };
     let Prepared {
         base,
@@ -395,9 +397,17 @@ fn tick_local(
     // What the next tick would do, for STATUS.md: re-observed after acting so
     // that a tick with nothing to do renders the same bytes.
     let acted = applied.iter().any(|a: &Applied| a.deferred.is_none());
-    let (after_obs, after) =
-        prepared.look_again(repo, &new_status, base_tip, options.now, acted)?;
+    let looking = std::time::Instant::now();
+    let (after_obs, after) = prepared.look_again(
+        repo,
+        &new_status,
+        base_tip,
+        options.now,
+        acted,
+        options.cache,
+    )?;
     prepared.derive(&mut new_status, &after, &after_obs, options.now);
+    let derived = looking.elapsed();
     let recorded = record_tick(
         repo,
         options,
@@ -409,6 +419,11 @@ fn tick_local(
             base_tip,
         },
     )?;
+    tracing::debug!(
+        look_again_us = derived.as_micros() as u64,
+        record_us = (looking.elapsed() - derived).as_micros() as u64,
+        "recorded"
+    );
     Ok(TickReport::of(
         prepared, new_status, after, applied, failed, recorded,
     ))

@@ -132,7 +132,7 @@ fn observe_reads_branches_ancestry_worktrees_runs_and_the_queue() {
     );
 
     let base = repo.resolve_commit("main").expect("main");
-    let obs = observe(&repo, &status, base, &secret).expect("observes");
+    let obs = observe(&repo, &status, base, &secret, &Default::default()).expect("observes");
 
     assert_eq!(obs.base_tip, main);
     let task = |t: &str| {
@@ -187,7 +187,14 @@ fn a_fresh_branch_at_the_base_tip_is_not_merged_when_its_lease_is_missing() {
     let repo = Repo::discover(sandbox.path()).expect("repo");
     let secret = Secret::from_bytes(b"observe test secret, long enough".to_vec());
     let base_id = gix::ObjectId::from_hex(base.as_bytes()).expect("sha");
-    let obs = observe(&repo, &Status::default(), base_id, &secret).expect("observes");
+    let obs = observe(
+        &repo,
+        &Status::default(),
+        base_id,
+        &secret,
+        &Default::default(),
+    )
+    .expect("observes");
     assert!(
         !obs.task(&key).expect("a").merged,
         "a fresh branch is not merged work"

@@ -255,8 +255,8 @@ fn a_burst_of_commits_gives_a_bounded_number_of_ticks() {
     let ticks = daemon.ticks().len() - before;
     eprintln!("200 commits in {burst:?}: {ticks} ticks");
     assert!(ticks >= 1, "the burst was seen");
-    // At most about two ticks per debounce window (100 ms), and far fewer
-    // than one per commit.
+    // File events start at most one tick per 100 ms (and "again" ticks
+    // follow those that acted): far fewer than one per commit.
     let bound = (burst.as_millis() as usize / 100 + 2) * 2 + 4;
     assert!(ticks <= bound.min(100), "{ticks} ticks for 200 commits");
 }

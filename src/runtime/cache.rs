@@ -1,0 +1,111 @@
+//! What ticks in one process reuse, so that a daemon's tick (or the next tick
+//! of `reconcile --until-idle`) costs less than a fresh process's: the spec
+//! compiled from an unchanged `planning/` tree, and the verdicts on agents'
+//! unchanged event logs.
+//!
+//! The spec is keyed by the id of the `planning/` tree: git's content address,
+//! so a hit is the same bytes and compiling them again would give the same
+//! spec. Status commits on the base branch do not touch `planning/`, so the
+//! key survives them.
+
+use std::cell::RefCell;
+
+use gix::ObjectId;
+
+use crate::git::{GitError, Repo};
+use crate::observe::runs::EventCache;
+use crate::spec::base::read_planning;
+use crate::spec::load::{Loaded, PLANNING_DIR};
+
+/// One tick thread's cache; `Cache::default()` starts empty.
+#[derive(Debug, Default)]
+pub struct Cache {
+    spec: RefCell<Option<(Option<ObjectId>, Loaded)>>,
+    /// The run directories' event-log verdicts (observe).
+    pub events: EventCache,
+    stats: RefCell<Stats>,
+}
+
+/// How often the spec was reused.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub spec_hits: u64,
+    pub spec_misses: u64,
+}
+
+impl Cache {
+    /// `planning/` at `commit`, compiled, or the compilation of the same tree
+    /// kept from an earlier tick.
+    pub fn spec(&self, repo: &Repo, commit: ObjectId) -> Result<Loaded, GitError> {
+        let tree = repo.dir_id_at(commit, PLANNING_DIR)?;
+        if let Some((kept, loaded)) = &*self.spec.borrow()
+            && *kept == tree
+        {
+            self.stats.borrow_mut().spec_hits += 1;
+            return Ok(loaded.clone());
+        }
+        let loaded = crate::spec::compile(&read_planning(repo, commit)?);
+        self.stats.borrow_mut().spec_misses += 1;
+        *self.spec.borrow_mut() = Some((tree, loaded.clone()));
+        Ok(loaded)
+    }
+
+    pub fn stats(&self) -> Stats {
+        *self.stats.borrow()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit(repo: &Repo, path: &str, text: &str) -> ObjectId {
+        let dir = repo.workdir().expect("checkout");
+        let file = dir.join(path);
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&file, text).expect("write");
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+                .args(args)
+                .current_dir(dir)
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .output()
+                .expect("git runs");
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8(out.stdout).expect("utf-8")
+        };
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "-m", "c"]);
+        ObjectId::from_hex(git(&["rev-parse", "HEAD"]).trim().as_bytes()).expect("oid")
+    }
+
+    #[test]
+    fn the_spec_is_compiled_once_per_planning_tree() {
+        let dir = tempfile::tempdir().expect("dir");
+        let repo = Repo::init(dir.path(), "main").expect("init");
+        let cache = Cache::default();
+        let first = commit(&repo, "planning/converge.toml", "[reconcile]\n");
+        let loaded = cache.spec(&repo, first).expect("spec");
+        assert!(loaded.spec.is_some(), "{:?}", loaded.diagnostics);
+        // A status commit does not touch planning/: the same spec.
+        let status = commit(&repo, "STATUS.md", "# status\n");
+        let again = cache.spec(&repo, status).expect("spec");
+        assert_eq!(again.spec, loaded.spec);
+        assert_eq!(
+            cache.stats(),
+            Stats {
+                spec_hits: 1,
+                spec_misses: 1
+            }
+        );
+        // A change to planning/ compiles again, and so does going back.
+        let bad = commit(&repo, "planning/converge.toml", "[reconcile\n");
+        let broken = cache.spec(&repo, bad).expect("spec");
+        assert!(broken.spec.is_none(), "the new tree was compiled");
+        let back = cache.spec(&repo, first).expect("spec");
+        assert_eq!(back.spec, loaded.spec);
+        assert_eq!(cache.stats().spec_misses, 3);
+    }
+}

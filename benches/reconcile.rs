@@ -312,37 +312,13 @@ fn converge_dag(scratch: &Path, tasks: usize) -> (Stats, Stats) {
         elapsed.as_secs_f64()
     );
 
-    let baseline = scratch.join(format!("dag-git-{tasks}"));
-    workload.create(&baseline);
-    let mut script = String::from("set -e\n");
-    for i in 0..tasks {
-        script.push_str(&format!(
-            "git worktree add -q -b converge/p0/t{i} ../wt-{tasks} main\n             mkdir -p ../wt-{tasks}/p0 && echo {i} > ../wt-{tasks}/p0/{i}.txt\n             git -C ../wt-{tasks} add -A\n             git -C ../wt-{tasks} commit -q -m 'task {i}'\n             old=$(git rev-parse main)\n             tree=$(git merge-tree --write-tree main converge/p0/t{i})\n             c=$(git commit-tree \"$tree\" -p main -p converge/p0/t{i} -m 'merge t{i}')\n             git update-ref refs/heads/main \"$c\" \"$old\"\n             git worktree remove --force ../wt-{tasks}\n             git branch -q -D converge/p0/t{i}\n"
-        ));
-    }
-    let script_path = scratch.join(format!("dag-git-{tasks}.sh"));
-    std::fs::write(&script_path, script).expect("script");
-    let script_s = script_path.to_string_lossy().into_owned();
-    let (git_elapsed, git_rss, _) = run_supervised(&baseline, &Cmd::new(&["sh", &script_s]), true);
-    let files = git(
-        &baseline,
-        &["ls-tree", "-r", "--name-only", "main", "p0"],
-        None,
-    );
-    assert_eq!(
-        files.lines().count(),
-        tasks,
-        "the git script merged every task"
-    );
+    let git_script = common::baseline::dag_script(scratch, &workload);
     (
         Stats {
             median: elapsed,
             max_rss_kib: rss,
         },
-        Stats {
-            median: git_elapsed,
-            max_rss_kib: git_rss,
-        },
+        git_script,
     )
 }
 
@@ -437,64 +413,11 @@ fn one_task(template: &Path, scratch: &Path, runs: usize) -> OneTask {
             converge_rss[2] = converge_rss[2].max(rss);
         }
         let repo = fresh_copy(template, &scratch.join("one-git"));
-        let wt = scratch.join("one-git-wt");
-        let _ = std::fs::remove_dir_all(&wt);
-        let wt_s = wt.to_string_lossy().into_owned();
-        let mut git_steps = [Duration::ZERO; 3];
-        let mut step = |slot: usize, args: &[&str]| -> String {
-            let (t, rss, out) = run_supervised(&repo, &Cmd::new(args), true);
-            git_rss[slot] = git_rss[slot].max(rss);
-            git_rss[2] = git_rss[2].max(rss);
-            git_steps[slot] += t;
-            if slot != 2 {
-                git_steps[2] += t;
-            }
-            out.trim().to_owned()
-        };
-        step(
-            0,
-            &[
-                "git",
-                "worktree",
-                "add",
-                "-q",
-                "-b",
-                "converge/one/t",
-                &wt_s,
-                "main",
-            ],
-        );
-        std::fs::write(wt.join("work.txt"), "work\n").expect("write");
-        step(0, &["git", "-C", &wt_s, "add", "-A"]);
-        step(0, &["git", "-C", &wt_s, "commit", "-q", "-m", "work"]);
-        let old = step(2, &["git", "rev-parse", "main"]);
-        let tree = step(
-            1,
-            &[
-                "git",
-                "merge-tree",
-                "--write-tree",
-                "main",
-                "converge/one/t",
-            ],
-        );
-        let commit = step(
-            1,
-            &[
-                "git",
-                "commit-tree",
-                &tree,
-                "-p",
-                "main",
-                "-p",
-                "converge/one/t",
-                "-m",
-                "merge",
-            ],
-        );
-        step(1, &["git", "update-ref", "refs/heads/main", &commit, &old]);
-        step(2, &["git", "worktree", "remove", "--force", &wt_s]);
-        step(2, &["git", "branch", "-q", "-D", "converge/one/t"]);
+        let (git_steps, rss) =
+            common::baseline::one_task(&repo, &scratch.join("one-git-wt"), "one/t");
+        for (slot, r) in rss.into_iter().enumerate() {
+            git_rss[slot] = git_rss[slot].max(r);
+        }
         if round > 0 {
             times[0].push(steps[0]);
             times[1].push(steps[2]);

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each bench uses a part
 
+pub mod baseline;
 pub mod workload;
 
 use std::io::{Read, Write};

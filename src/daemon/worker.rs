@@ -87,6 +87,8 @@ impl State {
         });
         let elapsed = started.elapsed();
         let duration_ms = elapsed.as_millis() as u64;
+        // In the log, to the microsecond.
+        let took_ms = (elapsed.as_micros() as f64) / 1000.0;
         let (result_kind, error) = match (&result, &report) {
             (Ok(_), Some(_)) => (TickResult::Ok, None),
             (Err(LoopError::Lock(LockError::Busy { .. })), _) => (TickResult::Busy, None),
@@ -114,7 +116,7 @@ impl State {
                 tracing::info!(
                     tick = self.ticks,
                     causes,
-                    duration_ms,
+                    duration_ms = took_ms,
                     actions = s.actions,
                     failed = s.failed,
                     recorded = s.recorded,
@@ -133,7 +135,7 @@ impl State {
                 tracing::info!(
                     tick = self.ticks,
                     causes,
-                    duration_ms,
+                    duration_ms = took_ms,
                     "tick skipped: another reconciler holds the lock; trying again shortly"
                 );
                 Finished {
@@ -153,7 +155,7 @@ impl State {
                 tracing::error!(
                     tick = self.ticks,
                     causes,
-                    duration_ms,
+                    duration_ms = took_ms,
                     error,
                     retry_in_s = wait.as_secs(),
                     "tick failed"

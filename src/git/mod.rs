@@ -138,6 +138,27 @@ fn write_err(what: impl Into<String>) -> impl FnOnce(gix::Error) -> GitError {
 /// Bytes of decoded objects kept per open repository.
 const OBJECT_CACHE: usize = 16 * 1024 * 1024;
 
+/// Where git has no identity configured (a fresh machine, a CI runner),
+/// converge's own (`converge <converge@localhost>`, as for its commits) names
+/// the reflog entries of the refs it moves: gix refuses a reflog entry
+/// without a committer, and every tick would fail on it. A configured
+/// identity (git's configuration or `GIT_COMMITTER_*`) is left as it is.
+fn fall_back_to_converge_identity(repo: &mut gix::Repository) {
+    use gix::config::tree::gitoxide;
+    if repo.committer().is_some_and(|c| c.is_ok()) {
+        return;
+    }
+    let mut config = repo.config_snapshot_mut();
+    for (key, value) in [
+        (&gitoxide::Committer::NAME_FALLBACK, "converge"),
+        (&gitoxide::Committer::EMAIL_FALLBACK, "converge@localhost"),
+    ] {
+        if let Err(e) = config.set_raw_value(key, value) {
+            tracing::debug!(error = %e, "cannot set the fallback identity");
+        }
+    }
+}
+
 /// An open repository.
 #[derive(Debug)]
 pub struct Repo {
@@ -147,10 +168,11 @@ pub struct Repo {
 impl Repo {
     /// Finds the repository containing `dir`, like `git` does.
     pub fn discover(dir: &Path) -> Result<Repo> {
-        let repo = gix::discover(dir).map_err(|source| GitError::NotARepository {
+        let mut repo = gix::discover(dir).map_err(|source| GitError::NotARepository {
             path: dir.to_owned(),
             source,
         })?;
+        fall_back_to_converge_identity(&mut repo);
         Ok(Repo { repo })
     }
 

@@ -1513,3 +1513,50 @@ fn doctor_says_when_an_agent_cli_that_tasks_need_is_not_installed() {
         doctor.transcript()
     );
 }
+
+#[test]
+fn a_machine_without_a_git_identity_still_reconciles_as_converge() {
+    // A fresh CI runner: no user.name anywhere, no GIT_COMMITTER_* either.
+    // converge's commits carry its own identity; the reflog entries of the
+    // refs it moves must not stop the tick.
+    let sb = setup(&[(
+        "one",
+        &single("", "files = [{ path = \"x.txt\", content = \"x\\n\" }]"),
+    )]);
+    sb.git(&["config", "--unset", "user.name"]);
+    sb.git(&["config", "--unset", "user.email"]);
+    let run = |args: &[&str]| {
+        let mut command = std::process::Command::new(crate::support::BIN);
+        crate::support::isolate(&mut command, sb.home());
+        for var in [
+            "GIT_AUTHOR_NAME",
+            "GIT_AUTHOR_EMAIL",
+            "GIT_COMMITTER_NAME",
+            "GIT_COMMITTER_EMAIL",
+        ] {
+            command.env_remove(var);
+        }
+        command
+            .args(args)
+            .current_dir(sb.path())
+            .output()
+            .expect("converge runs")
+    };
+    let out = run(&["reconcile", "--wait", "--max-ticks", "50"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(phase(&sb, "one", "t"), "merged");
+    let committers = sb.git(&["log", "--format=%cn <%ce>", "-3", "main"]);
+    assert!(
+        committers
+            .lines()
+            .all(|l| l == "converge <converge@localhost>"),
+        "{committers}"
+    );
+    let reflog = sb.git(&["reflog", "show", "--format=%gn", "-1", "main"]);
+    assert_eq!(reflog.trim(), "converge", "{reflog}");
+}

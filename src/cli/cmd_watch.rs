@@ -17,7 +17,12 @@ pub fn run(ctx: &Ctx, args: &WatchArgs) -> CliResult {
     let mut repo = open_repo(ctx)?;
     repo.cache_objects();
     let converge = super::cmd_reconcile::converge_exe()?;
-    match daemon::run(repo, WorkerOptions { converge }) {
+    // CONVERGE_NOW (test-only) fixes the ticks' clock, as for `reconcile`.
+    let env = |name: &str| std::env::var(name).ok();
+    let now = crate::time::Timestamp::fixed_by(&env).map_err(|e| {
+        CliError::bad_input(e).hint("CONVERGE_NOW is for tests only; unset it to use the clock")
+    })?;
+    match daemon::run(repo, WorkerOptions { converge, now }) {
         Ok(daemon::Ended::Stopped) => Ok(()),
         Err(e) => {
             tracing::error!(error = %e, "the daemon stopped");

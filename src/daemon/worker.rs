@@ -25,6 +25,8 @@ const MAX_ERROR_RETRY: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
     pub converge: PathBuf,
+    /// `CONVERGE_NOW` (test-only): every tick's clock, fixed.
+    pub now: Option<Timestamp>,
 }
 
 /// Runs ticks until the request channel closes; after each, publishes what
@@ -68,7 +70,8 @@ impl State {
         tracing::debug!(tick = self.ticks, causes, "tick started");
         let started = Instant::now();
         let env = |name: &str| std::env::var(name).ok();
-        let clock = Timestamp::now;
+        let fixed = options.now;
+        let clock = move || fixed.unwrap_or_else(Timestamp::now);
         let loop_options = LoopOptions {
             until: Until::Once,
             dry_run: false,

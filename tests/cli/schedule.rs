@@ -359,3 +359,27 @@ fn bad_schedules_are_located_with_a_hint() {
         );
     }
 }
+
+#[test]
+fn two_daemons_and_a_restart_enqueue_a_fire_time_once() {
+    use crate::watch::Daemon;
+    use std::time::Duration;
+    let sb = scheduled("0 9 * * *", "");
+    let now = [("CONVERGE_NOW", "2026-03-02T09:00:20Z")];
+    let logs = [(); 3].map(|()| tempfile::tempdir().expect("log dir"));
+    // Two daemons on one repository: their ticks take turns under the lock.
+    let mut first = Daemon::start_with(&sb, logs[0].path(), &now);
+    let second = Daemon::start_with(&sb, logs[1].path(), &now);
+    assert_eq!(items(&sb, "main"), ["review-20260302-0900.md"]);
+    // The first stops and starts again; the second is told to tick again.
+    first.signal("TERM");
+    assert_eq!(first.wait_exit(Duration::from_secs(10)), 0);
+    let _restarted = Daemon::start_with(&sb, logs[2].path(), &now);
+    let before = second.ticks().len();
+    second.signal("HUP");
+    second.wait_for("a tick after SIGHUP", Duration::from_secs(10), |_| {
+        second.ticks().len() > before
+    });
+    assert_eq!(items(&sb, "main"), ["review-20260302-0900.md"]);
+    assert_eq!(enqueue_commits(&sb, "main"), 1);
+}

@@ -96,7 +96,7 @@ impl Daemon {
         }
     }
 
-    fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
@@ -105,7 +105,7 @@ impl Daemon {
     }
 
     /// Waits for the process to exit; its exit code, or the signal as 128+n.
-    fn wait_exit(&mut self, timeout: Duration) -> i32 {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> i32 {
         use std::os::unix::process::ExitStatusExt;
         let until = Instant::now() + timeout;
         loop {

@@ -322,13 +322,22 @@ fn invariants(
     if !invariants.is_empty() {
         // The commit that merges, never the agent's worktree: what git
         // ignores there, and the worktree's git machinery, stay out.
+        let started = std::time::Instant::now();
         let checkout = GateCheckout::make(ctx.repo, head, confinement)?;
+        let made = started.elapsed();
         let logs = layout::gate_logs(&run.dir);
         results = invariants
             .iter()
             .map(|invariant| checkout.run(invariant, Some(&logs), &ctx.redactor))
             .collect();
+        let ran = started.elapsed();
         checkout.remove()?;
+        tracing::debug!(
+            checkout_us = made.as_micros() as u64,
+            invariants_us = (ran - made).as_micros() as u64,
+            remove_us = (started.elapsed() - ran).as_micros() as u64,
+            "gate checkout"
+        );
     }
     let record = crate::check::GateRecord {
         head: head_hex,

@@ -26,7 +26,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::workload::{Shape, Workload};
-use common::{Cmd, Row, Stats, build_history_with, git, measure, print_rows, run_supervised};
+use common::{
+    Cmd, Row, Stats, build_history_with, git, measure, median, print_rows, project, run_supervised,
+    write,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_converge");
 
@@ -280,22 +283,11 @@ fn decide_alone(scratch: &Path, tasks: usize, runs: usize) -> (Stats, Stats) {
     )
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 /// A DAG of `tasks` sim tasks (random, about two dependencies each) from
 /// nothing to merged with `reconcile --wait`, and a git script doing the same
 /// work per task in the same order, each once.
 fn converge_dag(scratch: &Path, tasks: usize) -> (Stats, Stats) {
-    let workload = Workload {
-        tasks,
-        shape: Shape::Random {
-            density: 4.0 / tasks as f64,
-        },
-        ..Workload::default()
-    };
+    let workload = common::baseline::random_dag(tasks);
     let repo = scratch.join(format!("dag-{tasks}"));
     let generated = workload.create(&repo);
     let (elapsed, rss, out) = run_supervised(
@@ -320,23 +312,6 @@ fn converge_dag(scratch: &Path, tasks: usize) -> (Stats, Stats) {
         },
         git_script,
     )
-}
-
-fn write(root: &Path, path: &str, text: &str) {
-    let full = root.join(path);
-    std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
-    std::fs::write(full, text).expect("write");
-}
-
-/// A new repository with a README, `planning/goal.md` and this configuration.
-fn project(repo: &Path, config: &str) {
-    std::fs::create_dir_all(repo).expect("mkdir");
-    git(repo, &["init", "-q", "-b", "main"], None);
-    git(repo, &["config", "user.name", "Bench"], None);
-    git(repo, &["config", "user.email", "bench@example.com"], None);
-    write(repo, "README.md", "bench\n");
-    write(repo, "planning/goal.md", "Benchmark.\n");
-    write(repo, "planning/converge.toml", config);
 }
 
 /// A repository with one sim task (no invariants), main not checked out.

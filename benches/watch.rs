@@ -24,8 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::workload::{Shape, Workload};
-use common::{Stats, build_history_with, git, ms};
+use common::{Stats, build_history_with, git, median, ms, project, write};
 
 const BIN: &str = env!("CARGO_BIN_EXE_converge");
 
@@ -204,12 +203,6 @@ struct Rounds {
     git: Duration,
 }
 
-fn write(root: &Path, path: &str, text: &str) {
-    let full = root.join(path);
-    std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
-    std::fs::write(full, text).expect("write");
-}
-
 /// A one-task plan whose sim agent writes its own file.
 fn one_plan(name: &str) -> String {
     format!(
@@ -223,15 +216,8 @@ fn one_plan(name: &str) -> String {
 /// started, git does the same work.
 fn rounds_of_one_task(scratch: &Path, runs: usize) -> Rounds {
     let repo = scratch.join("rounds");
-    std::fs::create_dir_all(&repo).expect("mkdir");
-    git(&repo, &["init", "-q", "-b", "main"], None);
-    git(&repo, &["config", "user.name", "Bench"], None);
-    git(&repo, &["config", "user.email", "bench@example.com"], None);
-    write(&repo, "README.md", "bench\n");
-    write(&repo, "planning/goal.md", "Benchmark.\n");
-    write(
+    project(
         &repo,
-        "planning/converge.toml",
         "[reconcile]\ndefault_harness = \"sim\"\ndispatches_per_hour = 1000000\n",
     );
     git(&repo, &["add", "-A"], None);
@@ -336,21 +322,10 @@ fn rounds_of_one_task(scratch: &Path, runs: usize) -> Rounds {
     }
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 /// A DAG of `tasks` from nothing to merged under the daemon (as
 /// `benches/reconcile.rs` runs it with `reconcile --wait`), then the git script.
 fn dag(scratch: &Path, tasks: usize) -> (Stats, Stats) {
-    let workload = Workload {
-        tasks,
-        shape: Shape::Random {
-            density: 4.0 / tasks as f64,
-        },
-        ..Workload::default()
-    };
+    let workload = common::baseline::random_dag(tasks);
     let repo = scratch.join(format!("watch-dag-{tasks}"));
     workload.create(&repo);
     let started = Instant::now();

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::workload::Workload;
+use super::workload::{Shape, Workload};
 use super::{Cmd, Stats, git, run_supervised};
 
 /// One task's work in raw git, one process per step, in `repo` (`main` not
@@ -91,5 +91,17 @@ pub fn dag_script(scratch: &Path, workload: &Workload) -> Stats {
     Stats {
         median: git_elapsed,
         max_rss_kib: git_rss,
+    }
+}
+
+/// The DAG the reconcile and watch benchmarks converge: one plan of `tasks`
+/// sim tasks, random with about two dependencies per task.
+pub fn random_dag(tasks: usize) -> Workload {
+    Workload {
+        tasks,
+        shape: Shape::Random {
+            density: 4.0 / tasks as f64,
+        },
+        ..Workload::default()
     }
 }

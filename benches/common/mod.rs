@@ -342,3 +342,26 @@ pub fn print_rows(rows: Vec<Row>, runs: usize) {
          including process start, output to /dev/null; peak RSS is the largest of the runs."
     );
 }
+
+pub fn write(root: &Path, path: &str, text: &str) {
+    let full = root.join(path);
+    std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+    std::fs::write(full, text).expect("write");
+}
+
+/// A new repository with a README, `planning/goal.md` and this configuration.
+pub fn project(repo: &Path, config: &str) {
+    std::fs::create_dir_all(repo).expect("mkdir");
+    git(repo, &["init", "-q", "-b", "main"], None);
+    git(repo, &["config", "user.name", "Bench"], None);
+    git(repo, &["config", "user.email", "bench@example.com"], None);
+    write(repo, "README.md", "bench\n");
+    write(repo, "planning/goal.md", "Benchmark.\n");
+    write(repo, "planning/converge.toml", config);
+}
+
+/// The median of `v` (the upper one of an even count).
+pub fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}

@@ -146,22 +146,10 @@ impl Repo {
     /// The names of the entries of the directory `path` in the tree of `commit`.
     pub fn list_dir_at(&self, commit: ObjectId, path: &str) -> Result<Vec<String>> {
         let what = || format!("{path} at {commit}");
-        let tree = self
-            .repo
-            .find_commit(commit)
-            .map_err(read_err(what()))?
-            .tree()
-            .map_err(read_err(what()))?;
-        let Some(entry) = tree.lookup_entry_by_path(path).map_err(read_err(what()))? else {
+        let Some(id) = self.dir_id_at(commit, path)? else {
             return Ok(Vec::new());
         };
-        if !entry.mode().is_tree() {
-            return Ok(Vec::new());
-        }
-        let subtree = self
-            .repo
-            .find_tree(entry.oid().to_owned())
-            .map_err(read_err(what()))?;
+        let subtree = self.repo.find_tree(id).map_err(read_err(what()))?;
         let decoded = subtree.decode().map_err(read_err(what()))?;
         let mut names: Vec<String> = decoded
             .entries

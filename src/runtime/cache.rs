@@ -9,22 +9,27 @@
 //! key survives them.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use gix::ObjectId;
 
 use crate::git::{GitError, Repo};
 use crate::observe::runs::EventCache;
 use crate::spec::base::read_planning;
-use crate::spec::load::{Loaded, PLANNING_DIR};
+use crate::spec::load::{Loaded, PLANNING_DIR, PlanningFiles};
 
 /// One tick thread's cache; `Cache::default()` starts empty.
 #[derive(Debug, Default)]
 pub struct Cache {
-    spec: RefCell<Option<(Option<ObjectId>, Loaded)>>,
+    spec: RefCell<Option<Kept>>,
     /// The run directories' event-log verdicts (observe).
     pub events: EventCache,
     stats: RefCell<Stats>,
 }
+
+/// The `planning/` tree id (`None`: no `planning/`), its files and their
+/// compilation.
+type Kept = (Option<ObjectId>, Rc<PlanningFiles>, Loaded);
 
 /// How often the spec was reused.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -37,17 +42,29 @@ impl Cache {
     /// `planning/` at `commit`, compiled, or the compilation of the same tree
     /// kept from an earlier tick.
     pub fn spec(&self, repo: &Repo, commit: ObjectId) -> Result<Loaded, GitError> {
+        Ok(self.planning(repo, commit)?.1)
+    }
+
+    /// The files of `planning/` at `commit` and their compilation, read and
+    /// compiled once per tree (the schedules need the files, the tick the
+    /// spec: one compilation serves both).
+    pub fn planning(
+        &self,
+        repo: &Repo,
+        commit: ObjectId,
+    ) -> Result<(Rc<PlanningFiles>, Loaded), GitError> {
         let tree = repo.dir_id_at(commit, PLANNING_DIR)?;
-        if let Some((kept, loaded)) = &*self.spec.borrow()
+        if let Some((kept, files, loaded)) = &*self.spec.borrow()
             && *kept == tree
         {
             self.stats.borrow_mut().spec_hits += 1;
-            return Ok(loaded.clone());
+            return Ok((Rc::clone(files), loaded.clone()));
         }
-        let loaded = crate::spec::compile(&read_planning(repo, commit)?);
+        let files = Rc::new(read_planning(repo, commit)?);
+        let loaded = crate::spec::compile(&files);
         self.stats.borrow_mut().spec_misses += 1;
-        *self.spec.borrow_mut() = Some((tree, loaded.clone()));
-        Ok(loaded)
+        *self.spec.borrow_mut() = Some((tree, Rc::clone(&files), loaded.clone()));
+        Ok((files, loaded))
     }
 
     pub fn stats(&self) -> Stats {
@@ -107,5 +124,9 @@ mod tests {
         let back = cache.spec(&repo, first).expect("spec");
         assert_eq!(back.spec, loaded.spec);
         assert_eq!(cache.stats().spec_misses, 3);
+        // The schedules read the files of the same tree: no compile.
+        let (files, _) = cache.planning(&repo, first).expect("planning");
+        assert!(files.files.contains_key("planning/converge.toml"));
+        assert_eq!(cache.stats().spec_hits, 2);
     }
 }

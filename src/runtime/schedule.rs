@@ -20,7 +20,7 @@ pub mod due;
 use gix::ObjectId;
 
 use crate::git::Repo;
-use crate::spec::base::{CommitSource, base_source, read_planning};
+use crate::spec::base::{CommitSource, base_source};
 use crate::spec::load::Content;
 use crate::spec::{PlanningFiles, Schedule};
 use crate::status::record::{self, Change, Message, Outcome, RecordError};
@@ -125,8 +125,8 @@ pub(crate) fn fire(repo: &Repo, options: &TickOptions<'_>) -> Result<Schedules, 
     if !has_schedules(repo, base.commit)? {
         return Ok(out);
     }
-    let files = read_planning(repo, base.commit)?;
-    let loaded = crate::spec::compile(&files);
+    // The tick's spec comes from the same cache: compiled once per tree.
+    let (files, loaded) = options.cache.planning(repo, base.commit)?;
     let Some(spec) = loaded.spec else {
         return Ok(out);
     };

@@ -92,6 +92,13 @@ pub fn watch(
     let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
         match result {
             Ok(event) => {
+                // The kernel's queue overflowed: events were lost, so tick
+                // to be safe (notify reports it as `Other` with no path).
+                if event.need_rescan() {
+                    tracing::warn!("file events were lost (the inotify queue overflowed): ticking");
+                    send(Source::Refs);
+                    return;
+                }
                 // Reading a file (the tick reads HEAD and the refs) is not a
                 // change.
                 if matches!(event.kind, EventKind::Access(_) | EventKind::Other) {

@@ -129,7 +129,8 @@ impl State {
                 );
                 Finished {
                     again: s.again,
-                    wake_in: s.wake_at.map(|w| Timestamp::now().until(w)),
+                    // On the ticks' clock (fixed by CONVERGE_NOW in tests).
+                    wake_in: s.wake_at.map(|w| clock().until(w)),
                     resync_in: jittered(s.interval, self.jitter.draw()),
                     retry: false,
                 }

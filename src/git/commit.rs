@@ -66,6 +66,9 @@ impl Repo {
         not_before: Option<gix::date::Time>,
     ) -> gix::actor::Signature {
         let configured = match persona {
+            // What gix reports then is the reflog's fallback, perhaps under
+            // half a configured identity: converge's own is used whole.
+            Persona::Committer if self.no_identity => None,
             Persona::Committer => self.repo.committer(),
             Persona::Author => self.repo.author(),
         };

@@ -41,7 +41,7 @@ pub use commit::Signer;
 pub use files::PathState;
 pub use ids::commit_id;
 pub use merge::TrialMerge;
-pub use read::{TreeFile, TreeFilter};
+pub use read::{TreeEntry, TreeFile, TreeFilter};
 pub use refs::Advanced;
 pub use remote::{Pushed, RemoteError};
 
@@ -143,10 +143,13 @@ const OBJECT_CACHE: usize = 16 * 1024 * 1024;
 /// the reflog entries of the refs it moves: gix refuses a reflog entry
 /// without a committer, and every tick would fail on it. A configured
 /// identity (git's configuration or `GIT_COMMITTER_*`) is left as it is.
-fn fall_back_to_converge_identity(repo: &mut gix::Repository) {
+/// Returns whether the identity was missing (or half there: a name without
+/// an email), so that commits made for a person fall back to converge's
+/// whole identity rather than a name with converge's email.
+fn fall_back_to_converge_identity(repo: &mut gix::Repository) -> bool {
     use gix::config::tree::gitoxide;
     if repo.committer().is_some_and(|c| c.is_ok()) {
-        return;
+        return false;
     }
     let mut config = repo.config_snapshot_mut();
     for (key, value) in [
@@ -157,12 +160,15 @@ fn fall_back_to_converge_identity(repo: &mut gix::Repository) {
             tracing::debug!(error = %e, "cannot set the fallback identity");
         }
     }
+    true
 }
 
 /// An open repository.
 #[derive(Debug)]
 pub struct Repo {
     repo: gix::Repository,
+    /// git had no (whole) committer identity when the repository was opened.
+    no_identity: bool,
 }
 
 impl Repo {
@@ -172,8 +178,8 @@ impl Repo {
             path: dir.to_owned(),
             source,
         })?;
-        fall_back_to_converge_identity(&mut repo);
-        Ok(Repo { repo })
+        let no_identity = fall_back_to_converge_identity(&mut repo);
+        Ok(Repo { repo, no_identity })
     }
 
     /// Opens the task worktree at `dir`, which must have `branch` checked out.

@@ -19,6 +19,15 @@ pub enum TreeFile {
     Symlink,
 }
 
+/// A file [`Repo::list_tree_files`] found: its path from the repository
+/// root, its object, and whether it is a symbolic link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeEntry {
+    pub path: String,
+    pub id: ObjectId,
+    pub link: bool,
+}
+
 /// Which files [`Repo::read_tree_files`] reads, by their path relative to
 /// the directory read (`/`-separated).
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +56,26 @@ impl Repo {
         Ok(Some(object.data.clone()))
     }
 
+    /// The files below the directory `dir` (e.g. `planning`) of the tree of
+    /// `commit` that `filter` chooses, keyed by their path from the
+    /// repository root, with their object ids: what [`Repo::read_tree_files`]
+    /// would read, without reading a blob. `None` when `dir` is not a
+    /// directory there. Equal listings mean equal contents: a daemon keys
+    /// what it compiled from the files by their listing.
+    pub fn list_tree_files(
+        &self,
+        commit: ObjectId,
+        dir: &str,
+        filter: &TreeFilter,
+    ) -> Result<Option<Vec<TreeEntry>>> {
+        let Some(tree) = self.dir_id_at(commit, dir)? else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        self.walk_tree(tree, dir, "", filter, &mut out)?;
+        Ok(Some(out))
+    }
+
     /// Reads the files below the directory `dir` (e.g. `planning`) of the
     /// tree of `commit`, keyed by their path from the repository root, as
     /// `filter` chooses; `None` when `dir` is not a directory there. Names
@@ -57,18 +86,40 @@ impl Repo {
         dir: &str,
         filter: &TreeFilter,
     ) -> Result<Option<BTreeMap<String, TreeFile>>> {
-        let what = || format!("{dir}/ at {commit}");
-        let commit_obj = self.repo.find_commit(commit).map_err(read_err(what()))?;
-        let tree = commit_obj.tree().map_err(read_err(what()))?;
-        let Some(entry) = tree.lookup_entry_by_path(dir).map_err(read_err(what()))? else {
-            return Ok(None);
-        };
-        if !entry.mode().is_tree() {
-            return Ok(None);
-        }
+        self.list_tree_files(commit, dir, filter)?
+            .map(|entries| self.read_tree_entries(&entries, filter.max_size))
+            .transpose()
+    }
+
+    /// The contents of `entries` (from [`Repo::list_tree_files`]); files
+    /// larger than `max_size` are only sized.
+    pub fn read_tree_entries(
+        &self,
+        entries: &[TreeEntry],
+        max_size: u64,
+    ) -> Result<BTreeMap<String, TreeFile>> {
         let mut out = BTreeMap::new();
-        self.walk_tree(entry.oid().to_owned(), dir, "", filter, &mut out)?;
-        Ok(Some(out))
+        for entry in entries {
+            let content = if entry.link {
+                TreeFile::Symlink
+            } else {
+                let header = self
+                    .repo
+                    .find_header(entry.id)
+                    .map_err(read_err(entry.path.clone()))?;
+                if header.size() > max_size {
+                    TreeFile::TooLarge(header.size())
+                } else {
+                    let object = self
+                        .repo
+                        .find_object(entry.id)
+                        .map_err(read_err(entry.path.clone()))?;
+                    TreeFile::Bytes(object.data.clone())
+                }
+            };
+            out.insert(entry.path.clone(), content);
+        }
+        Ok(out)
     }
 
     fn walk_tree(
@@ -77,7 +128,7 @@ impl Repo {
         dir: &str,
         relative: &str,
         filter: &TreeFilter,
-        out: &mut BTreeMap<String, TreeFile>,
+        out: &mut Vec<TreeEntry>,
     ) -> Result<()> {
         let what = || format!("the tree {dir}/{relative}");
         let tree = self.repo.find_tree(tree_id).map_err(read_err(what()))?;
@@ -101,27 +152,16 @@ impl Repo {
             if !(filter.keep)(&child) {
                 continue;
             }
-            let key = format!("{dir}/{child}");
-            let content = match kind {
-                EntryKind::Link => TreeFile::Symlink,
-                EntryKind::Blob | EntryKind::BlobExecutable => {
-                    let header = self
-                        .repo
-                        .find_header(entry.oid)
-                        .map_err(read_err(key.clone()))?;
-                    if header.size() > filter.max_size {
-                        TreeFile::TooLarge(header.size())
-                    } else {
-                        let object = self
-                            .repo
-                            .find_object(entry.oid)
-                            .map_err(read_err(key.clone()))?;
-                        TreeFile::Bytes(object.data.clone())
-                    }
-                }
+            let link = match kind {
+                EntryKind::Link => true,
+                EntryKind::Blob | EntryKind::BlobExecutable => false,
                 EntryKind::Tree | EntryKind::Commit => continue,
             };
-            out.insert(key, content);
+            out.push(TreeEntry {
+                path: format!("{dir}/{child}"),
+                id: entry.oid.to_owned(),
+                link,
+            });
         }
         Ok(())
     }

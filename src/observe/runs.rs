@@ -39,18 +39,42 @@ pub struct EventCache {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Verdict {
     attempt: u32,
-    len: u64,
-    modified: Option<SystemTime>,
+    stamp: Option<Stamp>,
     done: bool,
     rejected: u32,
+}
+
+/// What changes when a log is written: its length and modification time
+/// (which the agent can set back), its change time (which it cannot) and its
+/// inode (a log replaced by another file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: SystemTime,
+    changed: (i64, i64),
+    inode: u64,
+}
+
+impl Stamp {
+    fn of(log: &Path) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(log).ok()?;
+        Some(Stamp {
+            len: m.len(),
+            modified: m.modified().ok()?,
+            changed: (m.ctime(), m.ctime_nsec()),
+            inode: m.ino(),
+        })
+    }
 }
 
 impl EventCache {
     /// Forgets the logs of run directories not in `dirs` (removed runs).
     pub fn keep_only(&self, dirs: &[PathBuf]) {
+        let current: std::collections::HashSet<&PathBuf> = dirs.iter().collect();
         self.logs
             .borrow_mut()
-            .retain(|dir, _| dirs.iter().any(|d| d == dir));
+            .retain(|dir, _| current.contains(dir));
     }
 
     fn verdict(
@@ -60,16 +84,11 @@ impl EventCache {
         attempt: u32,
         secret: &Secret,
     ) -> Result<(bool, u32), RunError> {
-        let log = crate::rundir::layout::events(dir);
-        let (len, modified) = match std::fs::metadata(&log) {
-            Ok(m) => (m.len(), m.modified().ok()),
-            Err(_) => (0, None),
-        };
+        let stamp = Stamp::of(&crate::rundir::layout::events(dir));
         if let Some(v) = self.logs.borrow().get(dir)
             && v.attempt == attempt
-            && v.len == len
-            && v.modified == modified
-            && modified.is_some()
+            && v.stamp.is_some()
+            && v.stamp == stamp
         {
             return Ok((v.done, v.rejected));
         }
@@ -78,8 +97,7 @@ impl EventCache {
             dir.to_path_buf(),
             Verdict {
                 attempt,
-                len,
-                modified,
+                stamp,
                 done,
                 rejected,
             },
@@ -216,6 +234,22 @@ mod tests {
         log.push_str(&event("done"));
         write(&dir, "events.jsonl", &log);
         assert_eq!(cache.verdict(&dir, &key, 1, &s).expect("reads"), (true, 0));
+        // The same length written again with its old modification time (an
+        // agent can set it back): its change time gives it away.
+        let path = dir.join("events.jsonl");
+        let modified = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let forged = log.replace("\"done\"", "\"dont\"");
+        assert_eq!(forged.len(), log.len());
+        std::fs::write(&path, &forged).expect("write");
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(modified))
+            .expect("set mtime");
+        assert_eq!(cache.verdict(&dir, &key, 1, &s).expect("reads"), (false, 0));
         // Another attempt in the same place is never answered from the cache.
         assert_eq!(cache.verdict(&dir, &key, 2, &s).expect("reads"), (false, 2));
         cache.keep_only(&[]);

@@ -1,22 +1,23 @@
 //! What ticks in one process reuse, so that a daemon's tick (or the next tick
 //! of `reconcile --until-idle`) costs less than a fresh process's: the spec
-//! compiled from an unchanged `planning/` tree, and the verdicts on agents'
+//! compiled from unchanged `planning/` inputs, and the verdicts on agents'
 //! unchanged event logs.
 //!
-//! The spec is keyed by the id of the `planning/` tree: git's content address,
-//! so a hit is the same bytes and compiling them again would give the same
-//! spec. Status commits on the base branch do not touch `planning/`, so the
-//! key survives them.
+//! The spec is keyed by the listing of `planning/`'s input files: their paths
+//! and blob ids, git's content addresses, so a hit is the same bytes and
+//! compiling them again would give the same spec. Status lives beside them
+//! (`planning/status/`, `STATUS.md`) and is not an input: a status commit on
+//! the base branch keeps the key.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use gix::ObjectId;
 
-use crate::git::{GitError, Repo};
+use crate::git::{GitError, Repo, TreeEntry};
 use crate::observe::runs::EventCache;
-use crate::spec::base::read_planning;
-use crate::spec::load::{Loaded, PLANNING_DIR, PlanningFiles};
+use crate::spec::base::{list_planning, read_listed_planning};
+use crate::spec::load::{Loaded, PlanningFiles};
 
 /// One tick thread's cache; `Cache::default()` starts empty.
 #[derive(Debug, Default)]
@@ -27,9 +28,9 @@ pub struct Cache {
     stats: RefCell<Stats>,
 }
 
-/// The `planning/` tree id (`None`: no `planning/`), its files and their
-/// compilation.
-type Kept = (Option<ObjectId>, Rc<PlanningFiles>, Loaded);
+/// The listing of `planning/`'s inputs (`None`: no `planning/`), their files
+/// and their compilation.
+type Kept = (Option<Vec<TreeEntry>>, Rc<PlanningFiles>, Loaded);
 
 /// How often the spec was reused.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -46,24 +47,24 @@ impl Cache {
     }
 
     /// The files of `planning/` at `commit` and their compilation, read and
-    /// compiled once per tree (the schedules need the files, the tick the
+    /// compiled once per listing (the schedules need the files, the tick the
     /// spec: one compilation serves both).
     pub fn planning(
         &self,
         repo: &Repo,
         commit: ObjectId,
     ) -> Result<(Rc<PlanningFiles>, Loaded), GitError> {
-        let tree = repo.dir_id_at(commit, PLANNING_DIR)?;
+        let listed = list_planning(repo, commit)?;
         if let Some((kept, files, loaded)) = &*self.spec.borrow()
-            && *kept == tree
+            && *kept == listed
         {
             self.stats.borrow_mut().spec_hits += 1;
             return Ok((Rc::clone(files), loaded.clone()));
         }
-        let files = Rc::new(read_planning(repo, commit)?);
+        let files = Rc::new(read_listed_planning(repo, listed.as_deref())?);
         let loaded = crate::spec::compile(&files);
         self.stats.borrow_mut().spec_misses += 1;
-        *self.spec.borrow_mut() = Some((tree, Rc::clone(&files), loaded.clone()));
+        *self.spec.borrow_mut() = Some((listed, Rc::clone(&files), loaded.clone()));
         Ok((files, loaded))
     }
 
@@ -106,8 +107,10 @@ mod tests {
         let first = commit(&repo, "planning/converge.toml", "[reconcile]\n");
         let loaded = cache.spec(&repo, first).expect("spec");
         assert!(loaded.spec.is_some(), "{:?}", loaded.diagnostics);
-        // A status commit does not touch planning/: the same spec.
-        let status = commit(&repo, "STATUS.md", "# status\n");
+        // A status commit changes planning/status/ and STATUS.md, not the
+        // inputs: the same spec.
+        commit(&repo, "STATUS.md", "# status\n");
+        let status = commit(&repo, "planning/status/p.toml", "[tasks]\n");
         let again = cache.spec(&repo, status).expect("spec");
         assert_eq!(again.spec, loaded.spec);
         assert_eq!(

@@ -13,7 +13,7 @@ use gix::ObjectId;
 
 use super::config::CONFIG_PATH;
 use super::load::{self, Content, MAX_FILE_SIZE, PLANNING_DIR, PlanningFiles};
-use crate::git::{GitError, Repo, TreeFile, TreeFilter};
+use crate::git::{GitError, Repo, TreeEntry, TreeFile, TreeFilter};
 
 /// Where a spec was read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,17 +120,35 @@ pub fn remote_settings(
     Ok((settings.remote, settings.status_branch))
 }
 
+/// The input files of `planning/` (the spec's; not `planning/status/`).
+const PLANNING_INPUTS: TreeFilter = TreeFilter {
+    descend: load::may_contain_input,
+    keep: load::is_input,
+    max_size: MAX_FILE_SIZE,
+};
+
+/// The input files of `planning/` at `commit`, with their object ids, without
+/// reading them; `None` without `planning/`. What the spec is compiled from:
+/// equal listings compile to equal specs.
+pub fn list_planning(repo: &Repo, commit: ObjectId) -> Result<Option<Vec<TreeEntry>>, GitError> {
+    repo.list_tree_files(commit, PLANNING_DIR, &PLANNING_INPUTS)
+}
+
 /// Reads the input files of `planning/` from the tree of `commit`, without
 /// touching any working tree.
 pub fn read_planning(repo: &Repo, commit: ObjectId) -> Result<PlanningFiles, GitError> {
-    let filter = TreeFilter {
-        descend: load::may_contain_input,
-        keep: load::is_input,
-        max_size: MAX_FILE_SIZE,
-    };
-    let Some(files) = repo.read_tree_files(commit, PLANNING_DIR, &filter)? else {
+    read_listed_planning(repo, list_planning(repo, commit)?.as_deref())
+}
+
+/// Reads the files [`list_planning`] listed.
+pub fn read_listed_planning(
+    repo: &Repo,
+    listed: Option<&[TreeEntry]>,
+) -> Result<PlanningFiles, GitError> {
+    let Some(listed) = listed else {
         return Ok(PlanningFiles::default());
     };
+    let files = repo.read_tree_entries(listed, PLANNING_INPUTS.max_size)?;
     Ok(PlanningFiles {
         exists: true,
         files: files

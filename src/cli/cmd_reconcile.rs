@@ -73,9 +73,7 @@ pub fn run(ctx: &Ctx, args: &ReconcileArgs) -> CliResult {
     };
     let env = |name: &str| std::env::var(name).ok();
     // CONVERGE_NOW (test-only) fixes the ticks' clock.
-    let fixed = Timestamp::fixed_by(&env).map_err(|e| {
-        CliError::bad_input(e).hint("CONVERGE_NOW is for tests only; unset it to use the clock")
-    })?;
+    let fixed = fixed_now(&env)?;
     let clock = move || fixed.unwrap_or_else(Timestamp::now);
     let cache = runtime::Cache::default();
     let options = LoopOptions {
@@ -390,4 +388,14 @@ pub fn tick_view(report: &TickReport) -> TickView {
         recovered: report.recovered.clone(),
         ..TickView::of_decision(&report.decision)
     }
+}
+
+/// `CONVERGE_NOW` (test-only): the ticks' fixed clock, if set; a bad value
+/// is refused with a hint (`reconcile` and `watch` read it alike).
+pub(super) fn fixed_now(
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Timestamp>, CliError> {
+    Timestamp::fixed_by(env).map_err(|e| {
+        CliError::bad_input(e).hint("CONVERGE_NOW is for tests only; unset it to use the clock")
+    })
 }

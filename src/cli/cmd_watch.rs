@@ -19,9 +19,7 @@ pub fn run(ctx: &Ctx, args: &WatchArgs) -> CliResult {
     let converge = super::cmd_reconcile::converge_exe()?;
     // CONVERGE_NOW (test-only) fixes the ticks' clock, as for `reconcile`.
     let env = |name: &str| std::env::var(name).ok();
-    let now = crate::time::Timestamp::fixed_by(&env).map_err(|e| {
-        CliError::bad_input(e).hint("CONVERGE_NOW is for tests only; unset it to use the clock")
-    })?;
+    let now = super::cmd_reconcile::fixed_now(&env)?;
     match daemon::run(repo, WorkerOptions { converge, now }) {
         Ok(daemon::Ended::Stopped) => Ok(()),
         Err(e) => {

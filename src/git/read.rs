@@ -9,7 +9,7 @@ use gix::objs::tree::EntryKind;
 
 use super::{GitError, Repo, Result, read_err};
 
-/// One file read from a tree by [`Repo::read_tree_files`].
+/// One file read from a tree by [`Repo::read_tree_entries`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TreeFile {
     Bytes(Vec<u8>),
@@ -28,7 +28,7 @@ pub struct TreeEntry {
     pub link: bool,
 }
 
-/// Which files [`Repo::read_tree_files`] reads, by their path relative to
+/// Which files [`Repo::list_tree_files`] lists, by their path relative to
 /// the directory read (`/`-separated).
 #[derive(Debug, Clone, Copy)]
 pub struct TreeFilter {
@@ -58,10 +58,11 @@ impl Repo {
 
     /// The files below the directory `dir` (e.g. `planning`) of the tree of
     /// `commit` that `filter` chooses, keyed by their path from the
-    /// repository root, with their object ids: what [`Repo::read_tree_files`]
-    /// would read, without reading a blob. `None` when `dir` is not a
-    /// directory there. Equal listings mean equal contents: a daemon keys
-    /// what it compiled from the files by their listing.
+    /// repository root, with their object ids, without reading a blob
+    /// ([`Repo::read_tree_entries`] reads them). `None` when `dir` is not a
+    /// directory there. Names that are not UTF-8 are skipped. Equal listings
+    /// mean equal contents: a daemon keys what it compiled from the files by
+    /// their listing.
     pub fn list_tree_files(
         &self,
         commit: ObjectId,
@@ -74,21 +75,6 @@ impl Repo {
         let mut out = Vec::new();
         self.walk_tree(tree, dir, "", filter, &mut out)?;
         Ok(Some(out))
-    }
-
-    /// Reads the files below the directory `dir` (e.g. `planning`) of the
-    /// tree of `commit`, keyed by their path from the repository root, as
-    /// `filter` chooses; `None` when `dir` is not a directory there. Names
-    /// that are not UTF-8 are skipped; no working tree is touched.
-    pub fn read_tree_files(
-        &self,
-        commit: ObjectId,
-        dir: &str,
-        filter: &TreeFilter,
-    ) -> Result<Option<BTreeMap<String, TreeFile>>> {
-        self.list_tree_files(commit, dir, filter)?
-            .map(|entries| self.read_tree_entries(&entries, filter.max_size))
-            .transpose()
     }
 
     /// The contents of `entries` (from [`Repo::list_tree_files`]); files
@@ -167,8 +153,7 @@ impl Repo {
     }
 
     /// The id of the directory `path`'s tree in the tree of `commit`; `None`
-    /// when `path` is not a directory there. Equal ids mean equal contents,
-    /// which is what lets a daemon reuse what it compiled from them.
+    /// when `path` is not a directory there.
     pub fn dir_id_at(&self, commit: ObjectId, path: &str) -> Result<Option<ObjectId>> {
         let what = || format!("{path} at {commit}");
         let tree = self

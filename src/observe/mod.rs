@@ -164,7 +164,7 @@ pub fn observe(
     let layout = crate::rundir::Layout::new(repo.common_dir());
     let mut forks: BTreeMap<TaskKey, gix::ObjectId> = BTreeMap::new();
     let latest = crate::rundir::records::latest_attempts(&layout)?;
-    events.keep_only(&latest.iter().map(|(_, _, d)| d.clone()).collect::<Vec<_>>());
+    events.keep_only(latest.iter().map(|(_, _, d)| d.as_path()));
     for (key, attempt, dir) in latest {
         let record = runs::read_run_cached(&dir, &key, attempt, secret, events)?;
         // The lease is the run directory's record: its fork is still hex text.

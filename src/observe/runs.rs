@@ -28,7 +28,8 @@ pub struct RunRecord {
 }
 
 /// The verdicts on runs' event logs (is there a valid `done`, how many events
-/// were rejected), kept while a log keeps its length and modification time:
+/// were rejected), kept while a log keeps its length, modification and change
+/// times and inode ([`Stamp`]):
 /// the daemon does not verify an agent's whole log again on every tick. The
 /// lease and the exit record are read, and the process checked, every time.
 #[derive(Debug, Default)]
@@ -70,11 +71,11 @@ impl Stamp {
 
 impl EventCache {
     /// Forgets the logs of run directories not in `dirs` (removed runs).
-    pub fn keep_only(&self, dirs: &[PathBuf]) {
-        let current: std::collections::HashSet<&PathBuf> = dirs.iter().collect();
+    pub fn keep_only<'a>(&self, dirs: impl IntoIterator<Item = &'a Path>) {
+        let current: std::collections::HashSet<&Path> = dirs.into_iter().collect();
         self.logs
             .borrow_mut()
-            .retain(|dir, _| current.contains(dir));
+            .retain(|dir, _| current.contains(dir.as_path()));
     }
 
     fn verdict(
@@ -252,7 +253,7 @@ mod tests {
         assert_eq!(cache.verdict(&dir, &key, 1, &s).expect("reads"), (false, 0));
         // Another attempt in the same place is never answered from the cache.
         assert_eq!(cache.verdict(&dir, &key, 2, &s).expect("reads"), (false, 2));
-        cache.keep_only(&[]);
+        cache.keep_only([]);
         assert!(cache.logs.borrow().is_empty());
     }
 

@@ -18,6 +18,7 @@ mod gate;
 pub mod import;
 mod judge;
 mod merge;
+pub mod planner;
 pub mod policy;
 mod promote;
 mod propose;

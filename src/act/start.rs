@@ -197,6 +197,7 @@ fn run_attempt(
             .filter_map(|n| config.invariants.get(n).cloned())
             .collect(),
         sim: task.sim.clone(),
+        planner: None,
     };
     let timeout = task.timeout.unwrap_or(config.reconcile.task_timeout);
     let extra = harness_extra_env(what.harness, ctx.env, run, &what.invariants)?;
@@ -240,7 +241,7 @@ fn unconfined(ctx: &ActCtx<'_>, attempt: u32) -> Option<String> {
 
 /// The harness's environment (see [`harness::env::extra_env`]), with Codex's
 /// home prepared in the run directory.
-fn harness_extra_env(
+pub(super) fn harness_extra_env(
     harness: &Harness,
     env: &dyn Fn(&str) -> Option<String>,
     run: &Path,

@@ -135,6 +135,7 @@ mod tests {
             attempt,
             invariants: Vec::new(),
             sim: None,
+            planner: None,
         };
         std::fs::write(
             layout::brief(dir),

@@ -248,6 +248,12 @@ pub fn text_report(report: &TickReport, explain: bool) -> String {
     for line in report.schedules.lines(explain) {
         out.push_str(&format!("{line}\n"));
     }
+    for line in &report.autonomy.lines {
+        out.push_str(&format!("{line}\n"));
+    }
+    if explain && let Some((code, why)) = &report.autonomy.wait {
+        out.push_str(&format!("autonomy: waits [{code}]: {why}\n"));
+    }
     if let Some(failure) = &report.failed {
         out.push_str(&format!("error: {failure}\n"));
     }

@@ -205,11 +205,14 @@ fn summary(report: &TickReport) -> Summary {
             .iter()
             .filter_map(|f| f.next)
             .chain(report.next.wake_at)
+            .chain(report.autonomy.wake_at)
             .min(),
         // As `reconcile --until-idle`: a tick that acted, or lost a push race,
         // is followed at once by the next one while there is work to do.
         again: report.failed.is_none()
-            && ((acted && !report.next.actions.is_empty()) || report.push_rejected.is_some()),
+            && ((acted && !report.next.actions.is_empty())
+                || report.autonomy.recorded.is_some()
+                || report.push_rejected.is_some()),
         interval: report.spec.config.reconcile.interval,
     }
 }

@@ -9,6 +9,7 @@ pub mod env;
 pub mod outcome;
 pub mod prices;
 pub mod sim;
+pub mod sim_planner;
 pub mod stream;
 
 use crate::spec::{Config, Harness, HarnessKind, Invariant, Plan, Task};

@@ -27,6 +27,20 @@ pub enum SimError {
 /// Runs the simulated agent in `worktree`; returns its exit code.
 pub fn run(worktree: &Path, env: &AgentEnv) -> Result<i32, SimError> {
     let brief = env.brief()?;
+    if let Some(planner) = &brief.planner {
+        // A planner attempt of the autonomy loop.
+        println!("sim planner: {} (run {})", planner.kind, planner.run);
+        let finished =
+            super::sim_planner::run(worktree, planner).map_err(|source| SimError::Write {
+                path: crate::rundir::records::PLANNER_OUT.to_owned(),
+                source,
+            })?;
+        if !finished {
+            return Ok(1);
+        }
+        env.emit(crate::model::EventKind::Done, None)?;
+        return Ok(0);
+    }
     let sim = brief.sim.clone().unwrap_or_else(|| Sim {
         files: Vec::new(),
         message: None,

@@ -15,7 +15,7 @@ use crate::spec::diag::Diagnostic;
 use crate::spec::toml_walk::SourceFile;
 use crate::spec::{QUEUE_PLAN, queue};
 
-use super::{Base, IntentError, commit};
+use super::{Base, IntentError, commit_as};
 
 /// A queue item's text is at most this long (as any planning file).
 pub const MAX_ITEM_BYTES: usize = 1024 * 1024;
@@ -84,6 +84,19 @@ pub fn enqueue(
     text: &str,
     why: &str,
 ) -> Result<Enqueued, IntentError> {
+    enqueue_as(repo, base, name, text, why, &crate::git::Signer::Person)
+}
+
+/// [`enqueue`], committed as `signer` (the autonomy loop files its
+/// planners' proposals as converge).
+pub fn enqueue_as(
+    repo: &Repo,
+    base: &Base<'_>,
+    name: &str,
+    text: &str,
+    why: &str,
+    signer: &crate::git::Signer,
+) -> Result<Enqueued, IntentError> {
     let warnings = validate(base, name, text)?;
     let path = item_path(name);
     let done = format!("planning/queue/done/{name}.md");
@@ -108,13 +121,13 @@ pub fn enqueue(
     if !why.trim().is_empty() {
         body.push(why.trim().to_owned());
     }
-    let committed = commit(
+    let committed = commit_as(
         repo,
         base,
         vec![(path.clone(), Some(text.as_bytes().to_vec()))],
-        "enqueue",
-        (Some(QUEUE_PLAN), Some(name)),
+        ("enqueue", Some(QUEUE_PLAN), Some(name)),
         body,
+        signer,
     )?;
     Ok(Enqueued {
         path,

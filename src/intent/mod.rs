@@ -325,6 +325,25 @@ fn commit(
     (plan, task): (Option<&str>, Option<&str>),
     body: Vec<String>,
 ) -> Result<ObjectId, IntentError> {
+    commit_as(
+        repo,
+        base,
+        files,
+        (action, plan, task),
+        body,
+        &crate::git::Signer::Person,
+    )
+}
+
+/// [`commit`] as `signer` (the autonomy loop commits as converge).
+fn commit_as(
+    repo: &Repo,
+    base: &Base<'_>,
+    files: Vec<(String, Option<Vec<u8>>)>,
+    (action, plan, task): (&str, Option<&str>, Option<&str>),
+    body: Vec<String>,
+    signer: &crate::git::Signer,
+) -> Result<ObjectId, IntentError> {
     let changes: Vec<Change> = files
         .into_iter()
         .map(|(path, content)| Change { path, content })
@@ -338,14 +357,7 @@ fn commit(
         body,
         summary: None,
     };
-    match record::record(
-        repo,
-        base.branch,
-        base.commit,
-        &changes,
-        &message,
-        &crate::git::Signer::Person,
-    ) {
+    match record::record(repo, base.branch, base.commit, &changes, &message, signer) {
         Ok(Outcome::Committed { commit, .. }) => Ok(commit),
         Ok(Outcome::Unchanged) => Err(IntentError::Unchanged {
             base: base.branch.to_owned(),

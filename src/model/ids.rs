@@ -5,6 +5,12 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// The plan of the autonomy loop's planner attempts (`runtime::autonomy`):
+/// a name no plan file can have (names start with a letter or digit), so
+/// that their branches `converge/_autonomy/<kind>-<n>` and run directories
+/// are never taken for a plan's tasks.
+pub const PLANNER_PLAN: &str = "_autonomy";
+
 /// A task, by plan id and task name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TaskKey {
@@ -18,6 +24,11 @@ impl TaskKey {
             plan: plan.into(),
             task: task.into(),
         }
+    }
+
+    /// Whether this is a planner attempt of the autonomy loop ([`PLANNER_PLAN`]).
+    pub fn is_planner(&self) -> bool {
+        self.plan == PLANNER_PLAN
     }
 
     /// The task branch: `converge/<plan>/<task>`.

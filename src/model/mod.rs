@@ -10,4 +10,4 @@ pub mod codes;
 pub mod ids;
 
 pub use codes::{AttemptOutcome, ConditionKind, EventKind, FailureCode, UnknownCode};
-pub use ids::{CommitId, CommitIdError, TaskKey};
+pub use ids::{CommitId, CommitIdError, PLANNER_PLAN, TaskKey};

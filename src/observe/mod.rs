@@ -163,7 +163,10 @@ pub fn observe(
     };
     let layout = crate::rundir::Layout::new(repo.common_dir());
     let mut forks: BTreeMap<TaskKey, gix::ObjectId> = BTreeMap::new();
-    let latest = crate::rundir::records::latest_attempts(&layout)?;
+    // The autonomy loop's planner attempts are its own (`runtime::autonomy`):
+    // no plan's tasks, never cancelled or cleaned up as removed ones.
+    let mut latest = crate::rundir::records::latest_attempts(&layout)?;
+    latest.retain(|(key, _, _)| !key.is_planner());
     events.keep_only(latest.iter().map(|(_, _, d)| d.as_path()));
     for (key, attempt, dir) in latest {
         let record = runs::read_run_cached(&dir, &key, attempt, secret, events)?;
@@ -177,6 +180,7 @@ pub fn observe(
         .branches_with_prefix("converge/")?
         .into_iter()
         .filter_map(|(branch, head)| key_of_branch(&branch).map(|k| (k, head)))
+        .filter(|(key, _)| !key.is_planner())
         .collect();
     // The fork noted when the branch last moved wins over the lease's: it is
     // written first, so it is right even when a crash kept the lease from being
@@ -193,7 +197,11 @@ pub fn observe(
     }
     observe_merges(repo, status, base, &forks, &mut obs)?;
     for (_, branch) in repo.linked_worktrees()? {
-        if let Some(key) = branch.as_deref().and_then(key_of_branch) {
+        if let Some(key) = branch
+            .as_deref()
+            .and_then(key_of_branch)
+            .filter(|k| !k.is_planner())
+        {
             obs.tasks.entry(key).or_default().worktree = true;
         }
     }
@@ -222,6 +230,9 @@ pub fn note_private_worktrees(obs: &mut Observation, root: &std::path::Path) {
             }
             let (plan, task) = (plan.file_name(), task.file_name());
             let key = TaskKey::new(&*plan.to_string_lossy(), &*task.to_string_lossy());
+            if key.is_planner() {
+                continue;
+            }
             obs.tasks.entry(key).or_default().worktree = true;
         }
     }

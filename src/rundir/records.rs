@@ -82,7 +82,48 @@ pub struct Brief {
     pub invariants: Vec<Invariant>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sim: Option<Sim>,
+    /// A planner attempt of the autonomy loop: what it is asked and given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planner: Option<PlannerBrief>,
 }
+
+/// What a planner attempt of the autonomy loop knows (docs/autonomy.md):
+/// its kind and inputs, and where in its worktree it leaves its output
+/// ([`PLANNER_OUT`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannerBrief {
+    /// `gap-analysis`, `capability-update` or `review`.
+    pub kind: String,
+    /// The loop's run number (from 1 over its life).
+    pub run: u32,
+    pub goal: String,
+    pub capabilities: String,
+    /// A capability update: the merged item's title and description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged: Option<(String, String)>,
+    /// A review: its lens (architecture, tests, security).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lens: Option<String>,
+    /// Gaps the loop will not file again (their items escalated twice).
+    #[serde(default)]
+    pub blocked: Vec<String>,
+    /// Gaps whose items escalated at least once.
+    #[serde(default)]
+    pub escalated: Vec<String>,
+    /// The loop's previous proposal, as filed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+    /// The invariant names an item may list.
+    #[serde(default)]
+    pub invariants: Vec<String>,
+    /// The `sim` planner's script (`[autonomy.sim]`).
+    #[serde(default)]
+    pub sim: crate::spec::PlannerSim,
+}
+
+/// Where a planner attempt leaves its output, relative to its worktree:
+/// `item.md`, `goal-met.md`, `capabilities.md` or `review.md`.
+pub const PLANNER_OUT: &str = ".converge-planner";
 
 impl Brief {
     /// The brief of the run in `run`.

@@ -110,6 +110,7 @@ fn a_brief_round_trips_and_a_missing_one_is_an_error() {
         attempt: 2,
         invariants: Vec::new(),
         sim: None,
+        planner: None,
     };
     write_file(
         &layout::brief(dir.path()),

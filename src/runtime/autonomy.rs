@@ -1,11 +1,20 @@
 //! The autonomy loop (issue #17; docs/autonomy.md): planner attempts that
 //! propose the next queue item from the goal and capabilities, refresh
-//! capabilities.md after merges and review every few merges. `decide.rs` is
-//! the loop's pure decision: which planner run is due, or why none is. The
-//! executor (dispatching planner attempts, reading their proposals back,
-//! recording the loop's state on the status branch) is not in this build;
-//! `[autonomy] enabled = true` is refused until it is.
+//! capabilities.md after merges and review every few merges.
+//!
+//! - `decide.rs` (pure): which planner run is due, or why none is;
+//! - `state.rs` (pure): the loop's record on the status branch and how task
+//!   status moves its items;
+//! - `step.rs`: one step per tick, before the tick's spec is read: read the
+//!   finished planner attempt back (validate, file, commit) or start the
+//!   next one, and record the loop's state.
 
 pub mod decide;
+mod harvest;
+pub mod prompt;
+pub mod state;
+pub mod step;
 
-pub use decide::{Counters, LoopPhase, LoopState, Next, Seen, Wait, next, proposal_hash};
+pub use decide::{Next, Wait, next, proposal_hash};
+pub use state::{LoopPhase, LoopState, RunKind};
+pub use step::{Stepped, step};

@@ -105,7 +105,7 @@ pub fn reconcile(
         if ticks >= options.max_ticks {
             return Err(LoopError::TooManyTicks { ticks });
         }
-        if report.acted() || report.push_rejected.is_some() {
+        if report.progressed() || report.push_rejected.is_some() {
             continue;
         }
         if options.until == Until::Idle {
@@ -114,7 +114,7 @@ pub fn reconcile(
         // Settled: wait while agents run or a backoff is pending (not for a
         // pull request's checks and reviews, nor for another reconciler's
         // claim to lapse: the next run takes those up).
-        let running = report.observation.running() > 0;
+        let running = report.observation.running() > 0 || report.autonomy.running.is_some();
         let wake = report.decision.settle_at;
         if !running && wake.is_none() {
             return Ok(ticks);
@@ -135,6 +135,7 @@ fn wait_for_change(repo: &Repo, report: &TickReport, options: &LoopOptions<'_>) 
             matches!(run.state, crate::observe::RunState::Running { .. })
                 .then(|| crate::rundir::layout::exit(&rundir.run(key, run.attempt)))
         })
+        .chain(report.autonomy.running.clone())
         .collect();
     loop {
         if runs.iter().any(|p| p.exists()) {

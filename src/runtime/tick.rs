@@ -74,12 +74,19 @@ pub struct TickReport {
     pub recovered: Vec<String>,
     /// What the schedules did before the spec was read (`runtime::schedule`).
     pub schedules: super::schedule::Schedules,
+    /// What the autonomy loop did before the spec was read (`runtime::autonomy`).
+    pub autonomy: super::autonomy::Stepped,
 }
 
 impl TickReport {
     /// Whether the tick carried out at least one action.
     pub fn acted(&self) -> bool {
         self.applied.iter().any(|a| a.deferred.is_none())
+    }
+
+    /// Whether the tick's actions or the autonomy loop changed anything.
+    pub fn progressed(&self) -> bool {
+        self.acted() || self.autonomy.recorded.is_some()
     }
 
     /// The report of a tick that read `prepared`, acted on its decision and
@@ -120,6 +127,7 @@ impl TickReport {
             push_rejected: None,
             recovered: Vec::new(),
             schedules: super::schedule::Schedules::default(),
+            autonomy: super::autonomy::Stepped::default(),
         }
     }
 
@@ -185,6 +193,8 @@ pub enum TickError {
     },
     #[error(transparent)]
     WorktreeRoot(#[from] crate::act::dispatch::WorktreeRootError),
+    #[error("the autonomy loop cannot go on")]
+    Autonomy(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("{branch} here and on `{remote}` have diverged; converge does not rewrite either")]
     Diverged { branch: String, remote: String },
 }
@@ -203,9 +213,13 @@ pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickEr
     let Some(remote) = remote else {
         // Due schedules enqueue first, so that this tick's spec has their items.
         let schedules = super::schedule::fire(repo, options)?;
+        // The loop files its items before the spec is read, too (it runs
+        // only without a remote: the config refuses it with one).
+        let autonomy = super::autonomy::step(repo, options)?;
         let forge = crate::forge::github::session::Session::new(options.env, options.now);
         let mut report = tick_local(repo, options, &forge, None, None)?;
         report.schedules = schedules;
+        report.autonomy = autonomy;
         return Ok(report);
     };
     let mut branches = vec![base.rev.clone()];

@@ -323,6 +323,43 @@ impl<'t, 'i> Table<'t, 'i> {
         Some(Spanned::new(value.span(), out))
     }
 
+    /// An array of integers within `min..=max`. Other elements are reported
+    /// one by one and skipped.
+    pub fn integer_array(
+        &self,
+        ctx: &mut Ctx<'_>,
+        key: &str,
+        min: i64,
+        max: i64,
+    ) -> Option<Spanned<Vec<Spanned<i64>>>> {
+        let value = self.get(key)?;
+        let DeValue::Array(items) = value.get_ref() else {
+            self.wrong_type(ctx, key, value, "an array of integers");
+            return None;
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items.iter() {
+            let n = match item.get_ref() {
+                DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
+                _ => None,
+            };
+            match n {
+                Some(n) if (min..=max).contains(&n) => out.push(Spanned::new(item.span(), n)),
+                _ => {
+                    ctx.error(
+                        Code::InvalidValue,
+                        item.span(),
+                        format!(
+                            "`{key}` in {} must contain only integers in {min}..={max}",
+                            self.what
+                        ),
+                    );
+                }
+            }
+        }
+        Some(Spanned::new(value.span(), out))
+    }
+
     /// A string borrowed from the parsed document (no allocation).
     pub fn str(&self, ctx: &mut Ctx<'_>, key: &str) -> Option<Spanned<&'t str>> {
         let value = self.get(key)?;

@@ -1,58 +1,13 @@
 //! PURE: what the autonomy loop does next. No IO and no clock: the caller
-//! hands in the loop's recorded state (kept in git), what it observed (open,
-//! merged and escalated items of the loop) and `now`.
+//! hands in the loop's recorded state (kept in git, with what task status
+//! said of its items absorbed: `state::absorb`) and `now`.
 
 use sha2::{Digest, Sha256};
 
 use crate::spec::Autonomy;
 use crate::time::Timestamp;
 
-/// Whether the loop runs.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum LoopPhase {
-    #[default]
-    Running,
-    /// Paused by a person or by a guard; `converge autonomy resume` resumes.
-    Paused { why: String },
-    /// A gap analysis said the goal is met.
-    GoalMet,
-}
-
-/// What the loop spent and filed on one UTC day.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Counters {
-    /// The UTC day, days since 1970-01-01.
-    pub day: i64,
-    pub items: u32,
-    pub runs: u32,
-    pub usd: f64,
-}
-
-/// The loop's recorded state (on the status branch).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct LoopState {
-    pub phase: LoopPhase,
-    pub today: Counters,
-    /// Merged items of the loop so far.
-    pub merges: u32,
-    /// `merges` when the last review ran.
-    pub merges_at_review: u32,
-    /// The loop's items that escalated in a row (a merge resets it).
-    pub consecutive_escalations: u32,
-    /// Hashes ([`proposal_hash`]) of recent proposals, newest last.
-    pub recent: Vec<String>,
-    /// Proposals refused as duplicates.
-    pub duplicates: u32,
-}
-
-/// What the caller observed of the loop's items.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Seen {
-    /// Items of the loop queued or being worked (not merged, not escalated).
-    pub open: usize,
-    /// Merged items whose capability update has not run, oldest first.
-    pub awaiting_capability_update: Vec<String>,
-}
+pub use super::state::{Counters, LoopPhase, LoopState};
 
 /// Why no planner run is due.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +26,14 @@ pub enum Wait {
     ItemOpen {
         open: usize,
     },
+    /// A planner attempt is running; its result is read when it ends.
+    PlannerRunning {
+        run: u32,
+    },
+    /// The planner's harness reported a rate limit.
+    Cooldown {
+        until: Timestamp,
+    },
 }
 
 impl Wait {
@@ -82,6 +45,29 @@ impl Wait {
             Wait::GoalMet => "autonomy-goal-met",
             Wait::Cap { .. } => "autonomy-cap",
             Wait::ItemOpen { .. } => "autonomy-item-open",
+            Wait::PlannerRunning { .. } => "autonomy-planner-running",
+            Wait::Cooldown { .. } => "autonomy-cooldown",
+        }
+    }
+
+    /// Why, for people.
+    pub fn why(&self) -> String {
+        match self {
+            Wait::Disabled => "`[autonomy] enabled` is not true".into(),
+            Wait::Paused { why } => format!("paused: {why}"),
+            Wait::GoalMet => "a gap analysis said the goal is met".into(),
+            Wait::Cap { what, until } => {
+                format!("`{what}` is reached for today; the loop goes on at {until}")
+            }
+            Wait::ItemOpen { open } => format!(
+                "{open} of the loop's items {} queued or being worked; the next gap analysis waits for {}",
+                if *open == 1 { "is" } else { "are" },
+                if *open == 1 { "it" } else { "them" }
+            ),
+            Wait::PlannerRunning { run } => format!("planner attempt {run} is running"),
+            Wait::Cooldown { until } => {
+                format!("the planner's harness is rate-limited until {until}")
+            }
         }
     }
 }
@@ -101,6 +87,17 @@ pub enum Next {
         why: String,
     },
     Wait(Wait),
+}
+
+impl Next {
+    /// The reason code of a wait or a pause; `None` for a planner run.
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            Next::Wait(w) => Some(w.code()),
+            Next::Pause { code, .. } => Some(code),
+            _ => None,
+        }
+    }
 }
 
 const DAY: i64 = 24 * 60 * 60;
@@ -123,15 +120,19 @@ pub fn next(
     config: &Autonomy,
     usd_per_day: Option<f64>,
     state: &LoopState,
-    seen: &Seen,
     now: Timestamp,
 ) -> Next {
     if !config.enabled {
         return Next::Wait(Wait::Disabled);
     }
+    if let Some(run) = &state.inflight {
+        return Next::Wait(Wait::PlannerRunning { run: run.run });
+    }
     match &state.phase {
-        LoopPhase::Paused { why } => return Next::Wait(Wait::Paused { why: why.clone() }),
-        LoopPhase::GoalMet if config.stop_when_goal_met => return Next::Wait(Wait::GoalMet),
+        LoopPhase::Paused { why, .. } => return Next::Wait(Wait::Paused { why: why.clone() }),
+        LoopPhase::GoalMet { .. } if config.stop_when_goal_met => {
+            return Next::Wait(Wait::GoalMet);
+        }
         _ => {}
     }
     if state.consecutive_escalations >= config.max_consecutive_escalations {
@@ -142,6 +143,18 @@ pub fn next(
                 state.consecutive_escalations, config.max_consecutive_escalations
             ),
         };
+    }
+    if state.consecutive_refusals >= config.max_consecutive_escalations {
+        return Next::Pause {
+            code: "autonomy-refusals",
+            why: format!(
+                "{} planner attempts in a row filed nothing usable (duplicates, invalid items, blocked gaps or no output; `max_consecutive_escalations` = {})",
+                state.consecutive_refusals, config.max_consecutive_escalations
+            ),
+        };
+    }
+    if let Some(until) = state.cooldown_until.filter(|u| *u > now) {
+        return Next::Wait(Wait::Cooldown { until });
     }
     let today = counters_on(state, now);
     let until = Timestamp::from_unix((today.day + 1) * DAY);
@@ -159,16 +172,17 @@ pub fn next(
             until,
         });
     }
-    if let Some(item) = seen.awaiting_capability_update.first() {
+    if let Some(item) = state.awaiting_capability_update().first() {
         return Next::CapabilityUpdate { item: item.clone() };
     }
     if config.review_every > 0 && state.merges >= state.merges_at_review + config.review_every {
         return Next::Review;
     }
-    if seen.open > 0 {
-        return Next::Wait(Wait::ItemOpen { open: seen.open });
+    let open = state.open_items();
+    if open > 0 {
+        return Next::Wait(Wait::ItemOpen { open });
     }
-    if matches!(state.phase, LoopPhase::GoalMet) {
+    if matches!(state.phase, LoopPhase::GoalMet { .. }) {
         // Goal met but the loop keeps going (`stop_when_goal_met = false`).
         return Next::GapAnalysis;
     }
@@ -241,40 +255,45 @@ mod tests {
 
     #[test]
     fn a_gap_analysis_runs_when_nothing_of_the_loop_is_open() {
-        let seen = Seen::default();
-        assert_eq!(next(&on(), None, &state(), &seen, NOW), Next::GapAnalysis);
-        let open = Seen {
-            open: 1,
-            ..Seen::default()
-        };
-        let waits = next(&on(), None, &state(), &open, NOW);
+        assert_eq!(next(&on(), None, &state(), NOW), Next::GapAnalysis);
+        let mut open = state();
+        open.file("login-1", "Login", 1, NOW);
+        let waits = next(&on(), None, &open, NOW);
         assert_eq!(waits, Next::Wait(Wait::ItemOpen { open: 1 }));
         assert_eq!(
-            next(&Autonomy::default(), None, &state(), &seen, NOW),
+            next(&Autonomy::default(), None, &state(), NOW),
             Next::Wait(Wait::Disabled)
+        );
+        let mut running = state();
+        running.inflight = Some(super::super::state::Inflight {
+            run: 4,
+            kind: super::super::state::RunKind::GapAnalysis,
+            started_at: NOW,
+            item: None,
+            lens: None,
+        });
+        assert_eq!(
+            next(&on(), None, &running, NOW),
+            Next::Wait(Wait::PlannerRunning { run: 4 })
         );
     }
 
     #[test]
     fn a_merge_brings_a_capability_update_then_a_review_every_n() {
         let mut st = state();
+        st.file("login", "Login", 1, NOW);
+        st.items[0].state = super::super::state::ItemState::Merged;
         st.merges = 2;
-        let seen = Seen {
-            open: 0,
-            awaiting_capability_update: vec!["queue/login".into()],
-        };
         assert_eq!(
-            next(&on(), None, &st, &seen, NOW),
+            next(&on(), None, &st, NOW),
             Next::CapabilityUpdate {
-                item: "queue/login".into()
+                item: "login".into()
             }
         );
-        assert_eq!(next(&on(), None, &st, &Seen::default(), NOW), Next::Review);
+        st.items[0].capabilities_updated = true;
+        assert_eq!(next(&on(), None, &st, NOW), Next::Review);
         st.merges_at_review = 2;
-        assert_eq!(
-            next(&on(), None, &st, &Seen::default(), NOW),
-            Next::GapAnalysis
-        );
+        assert_eq!(next(&on(), None, &st, NOW), Next::GapAnalysis);
     }
 
     #[test]
@@ -282,15 +301,32 @@ mod tests {
         let mut st = state();
         st.consecutive_escalations = 2;
         assert!(matches!(
-            next(&on(), None, &st, &Seen::default(), NOW),
+            next(&on(), None, &st, NOW),
             Next::Pause {
                 code: "autonomy-escalations",
                 ..
             }
         ));
         let mut st = state();
+        st.consecutive_refusals = 2;
+        assert!(matches!(
+            next(&on(), None, &st, NOW),
+            Next::Pause {
+                code: "autonomy-refusals",
+                ..
+            }
+        ));
+        let mut st = state();
+        st.cooldown_until = Some(NOW.plus(std::time::Duration::from_secs(60)));
+        assert_eq!(
+            next(&on(), None, &st, NOW).code(),
+            Some("autonomy-cooldown")
+        );
+        st.cooldown_until = Some(NOW);
+        assert_eq!(next(&on(), None, &st, NOW), Next::GapAnalysis);
+        let mut st = state();
         st.today.items = 2;
-        let capped = next(&on(), None, &st, &Seen::default(), NOW);
+        let capped = next(&on(), None, &st, NOW);
         assert_eq!(
             capped,
             Next::Wait(Wait::Cap {
@@ -300,33 +336,31 @@ mod tests {
         );
         // The next day the count starts over.
         let tomorrow = NOW.plus(std::time::Duration::from_secs(DAY as u64));
-        assert_eq!(
-            next(&on(), None, &st, &Seen::default(), tomorrow),
-            Next::GapAnalysis
-        );
+        assert_eq!(next(&on(), None, &st, tomorrow), Next::GapAnalysis);
         let mut st = state();
         st.today.usd = 5.0;
         assert!(matches!(
-            next(&on(), Some(10.0), &st, &Seen::default(), NOW),
+            next(&on(), Some(10.0), &st, NOW),
             Next::Wait(Wait::Cap {
                 what: "budget_share",
                 ..
             })
         ));
+        assert_eq!(next(&on(), Some(10.1), &st, NOW), Next::GapAnalysis);
+        st.phase = LoopPhase::Paused {
+            code: "autonomy-paused".into(),
+            why: "x".into(),
+            since: NOW,
+        };
         assert_eq!(
-            next(&on(), Some(10.1), &st, &Seen::default(), NOW),
-            Next::GapAnalysis
-        );
-        st.phase = LoopPhase::Paused { why: "x".into() };
-        assert_eq!(
-            next(&on(), None, &st, &Seen::default(), NOW),
+            next(&on(), None, &st, NOW),
             Next::Wait(Wait::Paused { why: "x".into() })
         );
-        st.phase = LoopPhase::GoalMet;
-        assert_eq!(
-            next(&on(), None, &st, &Seen::default(), NOW),
-            Next::Wait(Wait::GoalMet)
-        );
+        st.phase = LoopPhase::GoalMet {
+            since: NOW,
+            why: "done".into(),
+        };
+        assert_eq!(next(&on(), None, &st, NOW), Next::Wait(Wait::GoalMet));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! harnesses, so that the planner's harness is checked against them.
 
 use super::super::diag::Code;
-use super::super::model::{Autonomy, Config};
+use super::super::model::{Autonomy, Config, PlannerSim};
 use super::super::toml_walk::{Ctx, Table};
 use super::{resolve_harness, to_u32};
 
@@ -16,20 +16,31 @@ const KEYS: &[&str] = &[
     "budget_share",
     "max_consecutive_escalations",
     "stop_when_goal_met",
+    "sim",
+];
+
+const SIM_KEYS: &[&str] = &[
+    "usd_per_run",
+    "duplicate_runs",
+    "invalid_runs",
+    "rate_limited_runs",
+    "failing",
+    "fail_first",
 ];
 
 pub(super) fn read(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, config: &Config) -> Option<Autonomy> {
     let t = root.table(ctx, "autonomy", "[autonomy]", KEYS)?;
     let mut a = Autonomy::default();
     if let Some(b) = t.boolean(ctx, "enabled") {
-        // The loop's executor is not in this build yet: refused, never
-        // accepted and ignored (the settings are checked all the same).
-        if *b.get_ref() {
+        // The loop files items and records its state on local branches; with
+        // a remote, two machines' loops would each file them. Refused, never
+        // accepted and ignored.
+        if *b.get_ref() && config.reconcile.remote.is_some() {
             super::not_supported(
                 ctx,
                 b.span(),
-                "the autonomy loop is not implemented yet: `enabled = true` in [autonomy] would be ignored",
-                "remove `enabled = true` (or set it to false); file items with `converge enqueue` meanwhile",
+                "the autonomy loop runs on one machine's branches: `enabled = true` in [autonomy] does not work with `[reconcile] remote` yet",
+                "run the loop where `[reconcile] remote` is unset, or file items with `converge enqueue` meanwhile",
             );
         }
         a.enabled = b.into_inner();
@@ -71,6 +82,10 @@ pub(super) fn read(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, config: &Config) -> 
             );
         }
     }
+    if let Some(sim) = t.table(ctx, "sim", "[autonomy.sim]", SIM_KEYS) {
+        a.sim = read_sim(ctx, &sim);
+        sim.finish(ctx);
+    }
     if a.enabled && config.budget.usd_per_day.is_none() {
         ctx.warning(
             Code::InvalidValue,
@@ -81,6 +96,46 @@ pub(super) fn read(ctx: &mut Ctx<'_>, root: &Table<'_, '_>, config: &Config) -> 
     }
     t.finish(ctx);
     Some(a)
+}
+
+/// `[autonomy.sim]`, the `sim` planner's script.
+fn read_sim(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> PlannerSim {
+    let mut sim = PlannerSim::default();
+    if let Some(usd) = t.number(ctx, "usd_per_run") {
+        let span = usd.span();
+        let usd = usd.into_inner();
+        if (0.0..=100.0).contains(&usd) {
+            sim.usd_per_run = usd;
+        } else {
+            ctx.error(
+                Code::InvalidValue,
+                span,
+                format!("`usd_per_run` in [autonomy.sim] must be between 0 and 100, not {usd}"),
+            )
+            .hint = Some("for example `usd_per_run = 0.05`".into());
+        }
+    }
+    for (key, out) in [
+        ("duplicate_runs", &mut sim.duplicate_runs),
+        ("invalid_runs", &mut sim.invalid_runs),
+        ("rate_limited_runs", &mut sim.rate_limited_runs),
+    ] {
+        if let Some(runs) = t.integer_array(ctx, key, 1, 100_000) {
+            *out = runs
+                .into_inner()
+                .into_iter()
+                .map(|n| to_u32(n.into_inner()))
+                .collect();
+        }
+    }
+    if let Some(failing) = t.string_array(ctx, "failing") {
+        sim.failing = failing
+            .into_inner()
+            .into_iter()
+            .map(|s| s.into_inner())
+            .collect();
+    }
+    sim
 }
 
 #[cfg(test)]
@@ -101,14 +156,9 @@ mod tests {
     #[test]
     fn reads_the_loop_settings() {
         let (c, diags) = compile_text(
-            "[budget]\nusd_per_day = 20.0\n[autonomy]\nenabled = true\nharness = \"sim\"\nmodel = \"m\"\nmax_items_per_day = 4\nmax_runs_per_day = 9\nreview_every = 3\nbudget_share = 0.5\nmax_consecutive_escalations = 2\nstop_when_goal_met = false\n",
+            "[budget]\nusd_per_day = 20.0\n[autonomy]\nenabled = true\nharness = \"sim\"\nmodel = \"m\"\nmax_items_per_day = 4\nmax_runs_per_day = 9\nreview_every = 3\nbudget_share = 0.5\nmax_consecutive_escalations = 2\nstop_when_goal_met = false\n[autonomy.sim]\nusd_per_run = 0.5\nduplicate_runs = [3]\ninvalid_runs = [5, 6]\nrate_limited_runs = [8]\nfailing = [\"Export\"]\n",
         );
-        let codes: Vec<String> = diags.iter().map(|d| d.code.to_string()).collect();
-        assert_eq!(codes, ["not-supported"], "{diags:?}");
-        assert_eq!(
-            diags[0].location.as_ref().map(|l| (l.line, l.column)),
-            Some((4, 11))
-        );
+        assert!(diags.is_empty(), "{diags:?}");
         let a = &c.config.autonomy;
         assert!(a.enabled && !a.stop_when_goal_met);
         assert_eq!(a.harness.as_deref(), Some("sim"));
@@ -123,6 +173,28 @@ mod tests {
             (4, 9, 3, 2)
         );
         assert!((a.budget_share - 0.5).abs() < f64::EPSILON);
+        assert_eq!(a.sim.duplicate_runs, [3]);
+        assert_eq!(a.sim.invalid_runs, [5, 6]);
+        assert_eq!(a.sim.rate_limited_runs, [8]);
+        assert_eq!(a.sim.failing, ["Export"]);
+        assert!((a.sim.usd_per_run - 0.5).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn the_loop_is_refused_with_a_remote_and_a_bad_sim_is_located() {
+        let (c, diags) = compile_text(
+            "[reconcile]\nremote = \"origin\"\n[budget]\nusd_per_day = 1.0\n[autonomy]\nenabled = true\n[autonomy.sim]\ninvalid_runs = [0, \"x\"]\nfailng = []\n",
+        );
+        assert!(!c.valid);
+        let all: Vec<String> = diags.iter().map(ToString::to_string).collect();
+        let all = all.join("\n");
+        assert!(
+            all.contains("planning/converge.toml:6:11: error[not-supported]"),
+            "{all}"
+        );
+        assert!(all.contains("planning/converge.toml:8:17: error"), "{all}");
+        assert!(all.contains("planning/converge.toml:8:20: error"), "{all}");
+        assert!(all.contains("failng"), "{all}");
     }
 
     #[test]

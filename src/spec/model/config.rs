@@ -82,6 +82,43 @@ pub struct Autonomy {
     pub max_consecutive_escalations: u32,
     /// The loop stops when a gap analysis says the goal is met.
     pub stop_when_goal_met: bool,
+    /// `[autonomy.sim]`: what the built-in `sim` planner does (demos and
+    /// tests; docs/autonomy.md#the-sim-planner).
+    pub sim: PlannerSim,
+}
+
+/// `[autonomy.sim]`: the script of the built-in `sim` planner. It proposes
+/// the goal's bullet points missing from capabilities.md, one per gap
+/// analysis; these settings make it misbehave on purpose.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannerSim {
+    /// What each planner attempt reports it cost, in USD.
+    pub usd_per_run: f64,
+    /// Planner attempts (counted from 1 over the loop's life) whose gap
+    /// analysis proposes its previous proposal again.
+    pub duplicate_runs: Vec<u32>,
+    /// Planner attempts whose gap analysis proposes an item that does not compile.
+    pub invalid_runs: Vec<u32>,
+    /// Planner attempts that end in a rate limit, as a CLI reports one.
+    pub rate_limited_runs: Vec<u32>,
+    /// Goal bullet points whose items' agents always fail.
+    pub failing: Vec<String>,
+    /// Goal bullet points whose first item's agent always fails; the items
+    /// proposed after it escalated work.
+    pub fail_first: Vec<String>,
+}
+
+impl Default for PlannerSim {
+    fn default() -> Self {
+        PlannerSim {
+            usd_per_run: 0.05,
+            duplicate_runs: Vec::new(),
+            invalid_runs: Vec::new(),
+            rate_limited_runs: Vec::new(),
+            failing: Vec::new(),
+            fail_first: Vec::new(),
+        }
+    }
 }
 
 impl Default for Autonomy {
@@ -96,6 +133,7 @@ impl Default for Autonomy {
             max_runs_per_day: 40,
             max_consecutive_escalations: 3,
             stop_when_goal_met: true,
+            sim: PlannerSim::default(),
         }
     }
 }

@@ -214,6 +214,8 @@ pub struct QueueItem {
     pub paths: Vec<String>,
     /// `plan/task` references.
     pub depends_on: Vec<(String, String)>,
+    /// What the built-in `sim` agent does (`sim` in the front matter).
+    pub sim: Option<Sim>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

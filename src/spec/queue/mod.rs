@@ -27,6 +27,7 @@ const KEYS: &[&str] = &[
     "paths",
     "depends_on",
     "allow_unchecked",
+    "sim",
 ];
 
 /// Compiles a queue item. `plans` are the valid plans, for `depends_on`.
@@ -93,6 +94,7 @@ fn compile_inner(
     let item_paths = read_paths(&mut fm);
     let depends_on = read_depends_on(&mut fm, plans, all_plan_ids);
     let description = read_description(&mut fm, &text, body);
+    let sim = read_sim(&mut fm);
     Some(QueueItem {
         name: name.to_owned(),
         file: fm.ctx.file.path.clone(),
@@ -106,6 +108,93 @@ fn compile_inner(
         retry_max,
         paths: item_paths,
         depends_on,
+        sim,
+    })
+}
+
+/// `sim`: what the built-in `sim` agent does for this item, as a plan task's
+/// `[tasks.sim]` (docs/plan-format.md): `{files: [{path, content | append |
+/// delete}], fail_attempts, message}`.
+fn read_sim(fm: &mut FrontMatter<'_, '_, '_>) -> Option<super::model::Sim> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        path: String,
+        content: Option<String>,
+        append: Option<String>,
+        #[serde(default)]
+        delete: bool,
+        on_fail: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Script {
+        #[serde(default)]
+        files: Vec<File>,
+        #[serde(default)]
+        fail_attempts: u32,
+        message: Option<String>,
+    }
+    let (value, location) = fm.values.get("sim").cloned()?;
+    let script: Script = match serde_json::from_value(value.value.clone()) {
+        Ok(script) => script,
+        Err(e) => {
+            fm.push(
+                Code::InvalidValue,
+                location,
+                format!("`sim` is not a valid script: {e}"),
+                "for example `sim: {files: [{path: notes.md, append: \"a line\"}], fail_attempts: 0}`".into(),
+            );
+            return None;
+        }
+    };
+    let mut files = Vec::new();
+    for f in script.files {
+        let escapes = f.path.is_empty()
+            || f.path.starts_with('/')
+            || f.path.contains('\\')
+            || f.path.chars().any(char::is_control)
+            || f.path.split('/').any(|s| s == ".." || s == ".git");
+        if escapes {
+            fm.push(
+                Code::PathEscapes,
+                location.clone(),
+                format!("`{}` in `sim` must be a path inside the worktree", f.path),
+                "write a path relative to the repository root, like `src/lib.rs`".into(),
+            );
+            continue;
+        }
+        let edit = match (f.content, f.append, f.delete) {
+            (Some(c), None, false) => super::model::SimEdit::Content(c),
+            (None, Some(a), false) => super::model::SimEdit::Append(a),
+            (None, None, true) => super::model::SimEdit::Delete,
+            _ => {
+                fm.push(
+                    Code::InvalidValue,
+                    location.clone(),
+                    format!(
+                        "`{}` in `sim` needs exactly one of `content`, `append` or `delete: true`",
+                        f.path
+                    ),
+                    "for example `{path: notes.md, append: \"a line\"}`".into(),
+                );
+                continue;
+            }
+        };
+        files.push(super::model::SimFile {
+            path: f.path,
+            edit,
+            on_fail: f.on_fail,
+        });
+    }
+    Some(super::model::Sim {
+        files,
+        message: script.message,
+        fail_attempts: script.fail_attempts,
+        sleep: std::time::Duration::ZERO,
+        exit_code: 0,
+        done: true,
+        commit: true,
     })
 }
 
@@ -337,7 +426,7 @@ pub(crate) fn plan_of(items: Vec<QueueItem>, config: &Config) -> Plan {
                 timeout: item.timeout,
                 paths: item.paths,
                 reset: 0,
-                sim: None,
+                sim: item.sim,
                 generation: String::new(),
                 line: 1,
             };

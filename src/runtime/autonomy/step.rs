@@ -1,0 +1,469 @@
+//! One step of the autonomy loop per tick, before the tick reads its spec
+//! (so that an item it files is promoted by the same tick): with a planner
+//! attempt in flight, read it back when it ended (`harvest.rs`); otherwise
+//! absorb what task status says of the loop's items and start the planner
+//! run that is due ([`super::next`]), or pause the loop when a guard trips.
+//! The loop's record is one commit on the status branch, compare-and-swap
+//! from the tip read; what it files lands on the base branch first, each a
+//! commit of its own, so a crash between the two repeats the step and finds
+//! the commit already there.
+//!
+//! A step is not one of the tick's actions: like a schedule firing, it does
+//! not count against `actions_per_tick`; the items it files do, when they
+//! are promoted and dispatched.
+
+use gix::ObjectId;
+
+use crate::act::planner::{self, ReadBack};
+use crate::agent::Secret;
+use crate::git::Repo;
+use crate::rundir::records::PlannerBrief;
+use crate::spec::Spec;
+use crate::spec::base::base_source;
+use crate::status::Status;
+use crate::status::record::{self, Change, Message};
+
+use super::decide::{Next, next};
+use super::state::{self, Inflight, LoopPhase, LoopState, RunKind, STATE_PATH};
+use crate::runtime::tick::{TickError, TickOptions};
+
+/// The lenses reviews take in turn.
+pub const LENSES: &[&str] = &["architecture", "tests", "security"];
+
+/// What the loop did in a tick.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stepped {
+    /// One line per thing done, for people.
+    pub lines: Vec<String>,
+    /// Why no planner run started, when none did.
+    pub wait: Option<(String, String)>,
+    /// The commit that recorded the loop's state.
+    pub recorded: Option<ObjectId>,
+    /// The exit record of the planner attempt in flight, when one runs.
+    pub running: Option<std::path::PathBuf>,
+    /// When the loop goes on by itself (a cooldown or a cap ends).
+    pub wake_at: Option<crate::time::Timestamp>,
+}
+
+/// The status branch (the base branch unless configured) and its tip.
+pub fn status_branch(
+    repo: &Repo,
+    spec: &Spec,
+    base_rev: &str,
+) -> Result<(String, Option<ObjectId>), TickError> {
+    let configured = &spec.config.reconcile.status_branch;
+    let branch = if *configured == spec.config.reconcile.base_branch {
+        base_rev.to_owned()
+    } else {
+        configured.clone()
+    };
+    let tip = repo.branch_tip(&branch)?;
+    Ok((branch, tip))
+}
+
+/// The loop's record at `commit` (a default one when there is none yet).
+/// A record that cannot be read starts over, and says so: it is a record,
+/// and what matters of it (the items) is rebuilt from the queue's status.
+pub fn load(repo: &Repo, commit: ObjectId) -> Result<(LoopState, Option<String>), TickError> {
+    match repo.read_blob_at(commit, STATE_PATH)? {
+        None => Ok((LoopState::default(), None)),
+        Some(bytes) => match LoopState::from_toml(&String::from_utf8_lossy(&bytes)) {
+            Ok(state) => Ok((state, None)),
+            Err(e) => Ok((LoopState::default(), Some(e.to_string()))),
+        },
+    }
+}
+
+/// One step (see the module's documentation).
+pub fn step(repo: &Repo, options: &TickOptions<'_>) -> Result<Stepped, TickError> {
+    let mut out = Stepped::default();
+    let base = base_source(repo)?;
+    let (_, loaded) = options.cache.planning(repo, base.commit)?;
+    let Some(spec) = loaded.spec else {
+        return Ok(out);
+    };
+    let (_, tip) = status_branch(repo, &spec, &base.rev)?;
+    let (mut st, problem) = load(repo, tip.unwrap_or(base.commit))?;
+    let config = &spec.config.autonomy;
+    if !config.enabled && st.inflight.is_none() {
+        return Ok(out);
+    }
+    let now = options.now;
+    if let Some(problem) = problem {
+        st.note(
+            now,
+            format!("the loop's record could not be read and starts over: {problem}"),
+        );
+    }
+    let before = st.clone();
+    let (status, _) = crate::status::load::load(repo, tip.unwrap_or(base.commit))?;
+    for moved in state::absorb(&mut st, &status, now) {
+        if let state::Moved::Blocked { gap, title } = moved {
+            out.lines.push(format!(
+                "autonomy: gap {gap} ({title}) is blocked: its items escalated twice; `converge autonomy unblock {gap}` lets the loop propose it again"
+            ));
+        }
+    }
+    if options.dry_run {
+        let n = next(config, spec.config.budget.usd_per_day, &st, now);
+        out.wait = wait_of(&n);
+        return Ok(out);
+    }
+    let secret = Secret::load_or_create(repo.common_dir())?;
+    let ctx = Ctx {
+        repo,
+        spec: &spec,
+        secret: &secret,
+        options,
+        base_rev: &base.rev,
+        status: &status,
+    };
+    if let Some(inflight) = st.inflight.clone() {
+        let key = planner::key(inflight.kind.prefix(), inflight.run);
+        match planner::read_back(repo, &spec, &secret, &key, inflight.kind.as_str(), now)
+            .map_err(planner_error)?
+        {
+            ReadBack::Running => {
+                out.running = Some(crate::rundir::layout::exit(
+                    &crate::rundir::Layout::new(repo.common_dir()).run(&key, 1),
+                ));
+                out.wait = Some((
+                    "autonomy-planner-running".into(),
+                    format!(
+                        "planner attempt {} ({}) is running",
+                        inflight.run,
+                        inflight.kind.as_str()
+                    ),
+                ));
+            }
+            ReadBack::NotStarted => {
+                // A crash cut the dispatch short: start it again (dispatch
+                // adopts what it finds).
+                let line = format!(
+                    "planner attempt {} ({}) never started (its dispatch was cut short); starting it again",
+                    inflight.run,
+                    inflight.kind.as_str()
+                );
+                st.note(now, line.clone());
+                out.lines.push(format!("autonomy: {line}"));
+                start(&ctx, &mut st, &inflight, &mut out)?;
+            }
+            ReadBack::Ended(ended) => {
+                match super::harvest::harvest(&ctx, &mut st, &inflight, &ended)? {
+                    Some(line) => {
+                        planner::clean_up(repo, &spec, &key).map_err(planner_error)?;
+                        st.inflight = None;
+                        out.lines.push(format!("autonomy: {line}"));
+                    }
+                    None => {
+                        out.wait = Some((
+                            "autonomy-base-moved".into(),
+                            "the base branch moved while the loop filed; the next tick files again"
+                                .into(),
+                        ));
+                    }
+                }
+            }
+        }
+    } else {
+        match next(config, spec.config.budget.usd_per_day, &st, now) {
+            Next::GapAnalysis => begin(&ctx, &mut st, RunKind::GapAnalysis, None, &mut out)?,
+            Next::CapabilityUpdate { item } => {
+                begin(
+                    &ctx,
+                    &mut st,
+                    RunKind::CapabilityUpdate,
+                    Some(item),
+                    &mut out,
+                )?;
+            }
+            Next::Review => begin(&ctx, &mut st, RunKind::Review, None, &mut out)?,
+            Next::Pause { code, why } => {
+                st.phase = LoopPhase::Paused {
+                    code: code.to_owned(),
+                    why: why.clone(),
+                    since: now,
+                };
+                st.note(now, format!("paused itself ({code}): {why}"));
+                out.lines.push(format!(
+                    "autonomy: paused itself ({code}): {why}; `converge autonomy resume` resumes it"
+                ));
+            }
+            other => {
+                if let Next::Wait(
+                    super::decide::Wait::Cap { until, .. }
+                    | super::decide::Wait::Cooldown { until },
+                ) = &other
+                {
+                    out.wake_at = Some(*until);
+                }
+                out.wait = wait_of(&other);
+            }
+        }
+    }
+    // A planner attempt just started: the tick's caller waits for it.
+    if let Some(inflight) = st.inflight.as_ref().filter(|_| out.running.is_none()) {
+        let key = planner::key(inflight.kind.prefix(), inflight.run);
+        out.running = Some(crate::rundir::layout::exit(
+            &crate::rundir::Layout::new(repo.common_dir()).run(&key, 1),
+        ));
+    }
+    if st != before {
+        let signer = spec.config.reconcile.signer(options.env);
+        out.recorded = record_state(repo, &spec, &base.rev, &st, &out.lines, &signer)?;
+    }
+    Ok(out)
+}
+
+fn wait_of(next: &Next) -> Option<(String, String)> {
+    match next {
+        Next::Wait(w) => Some((w.code().to_owned(), w.why())),
+        Next::Pause { code, why } => Some(((*code).to_owned(), why.clone())),
+        _ => None,
+    }
+}
+
+fn planner_error(e: planner::PlannerError) -> TickError {
+    TickError::Autonomy(Box::new(e))
+}
+
+/// What a step works with.
+pub(super) struct Ctx<'a> {
+    pub repo: &'a Repo,
+    pub spec: &'a Spec,
+    pub secret: &'a Secret,
+    pub options: &'a TickOptions<'a>,
+    pub base_rev: &'a str,
+    pub status: &'a Status,
+}
+
+/// Counts a new planner run and starts it.
+fn begin(
+    ctx: &Ctx<'_>,
+    st: &mut LoopState,
+    kind: RunKind,
+    item: Option<String>,
+    out: &mut Stepped,
+) -> Result<(), TickError> {
+    let now = ctx.options.now;
+    st.today = super::decide::counters_on(st, now);
+    st.today.runs += 1;
+    st.runs += 1;
+    let reviews = st
+        .history
+        .iter()
+        .filter(|l| l.line.starts_with("review"))
+        .count();
+    let inflight = Inflight {
+        run: st.runs,
+        kind,
+        started_at: now,
+        item,
+        lens: (kind == RunKind::Review)
+            .then(|| LENSES[(st.runs as usize + reviews) % LENSES.len()].to_owned()),
+    };
+    start(ctx, st, &inflight, out)
+}
+
+/// Starts (or starts again) planner attempt `inflight`.
+fn start(
+    ctx: &Ctx<'_>,
+    st: &mut LoopState,
+    inflight: &Inflight,
+    out: &mut Stepped,
+) -> Result<(), TickError> {
+    let now = ctx.options.now;
+    let base_tip = ctx.repo.branch_tip(ctx.base_rev)?.ok_or_else(|| {
+        TickError::Autonomy(format!("the base branch {} is gone", ctx.base_rev).into())
+    })?;
+    let brief = brief(ctx, st, inflight, base_tip)?;
+    let history: Vec<String> = st
+        .history
+        .iter()
+        .map(|l| format!("{}: {}", l.at, l.line))
+        .collect();
+    let prompt = super::prompt::prompt(&brief, &history, &open_work(ctx.status));
+    let key = planner::key(inflight.kind.prefix(), inflight.run);
+    let s = planner::Start {
+        repo: ctx.repo,
+        spec: ctx.spec,
+        secret: ctx.secret,
+        converge: &ctx.options.converge,
+        env: ctx.options.env,
+        now,
+        base_tip,
+    };
+    match planner::start(&s, &key, brief, &prompt) {
+        Ok(_) => {
+            st.inflight = Some(inflight.clone());
+            let what = match (&inflight.item, &inflight.lens) {
+                (Some(item), _) => format!(" after queue/{item}"),
+                (_, Some(lens)) => format!(" ({lens})"),
+                _ => String::new(),
+            };
+            let line = format!(
+                "{} {}{what} started as {key}",
+                inflight.kind.as_str(),
+                inflight.run
+            );
+            st.note(now, line.clone());
+            out.lines.push(format!("autonomy: {line}"));
+        }
+        Err(e @ (planner::PlannerError::Launch(_) | planner::PlannerError::UnknownHarness(_))) => {
+            // It cannot start here: counted as a run that filed nothing, so
+            // that the loop pauses itself rather than try every tick.
+            st.consecutive_refusals += 1;
+            let line = format!(
+                "{} {} cannot start: {e}",
+                inflight.kind.as_str(),
+                inflight.run
+            );
+            st.note(now, line.clone());
+            out.lines.push(format!("autonomy: {line}"));
+        }
+        Err(e) => return Err(planner_error(e)),
+    }
+    Ok(())
+}
+
+/// What the planner attempt is given.
+fn brief(
+    ctx: &Ctx<'_>,
+    st: &LoopState,
+    inflight: &Inflight,
+    base_tip: ObjectId,
+) -> Result<PlannerBrief, TickError> {
+    let read = |path: &str| -> Result<String, TickError> {
+        Ok(ctx
+            .repo
+            .read_blob_at(base_tip, path)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default())
+    };
+    let merged = match &inflight.item {
+        Some(name) => {
+            let title = st
+                .items
+                .iter()
+                .find(|i| &i.name == name)
+                .map(|i| i.title.clone())
+                .unwrap_or_else(|| name.clone());
+            let description = ctx
+                .spec
+                .plans
+                .get(crate::spec::QUEUE_PLAN)
+                .and_then(|p| p.task(name))
+                .map(|t| t.description.clone())
+                .unwrap_or_default();
+            Some((title, description))
+        }
+        None => None,
+    };
+    let previous = st.items.last().and_then(|i| {
+        ctx.repo
+            .read_blob_at(base_tip, &format!("planning/queue/done/{}.md", i.name))
+            .ok()
+            .flatten()
+            .or_else(|| {
+                ctx.repo
+                    .read_blob_at(base_tip, &crate::intent::enqueue::item_path(&i.name))
+                    .ok()
+                    .flatten()
+            })
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    });
+    Ok(PlannerBrief {
+        kind: inflight.kind.as_str().to_owned(),
+        run: inflight.run,
+        goal: read("planning/goal.md")?,
+        capabilities: read("planning/capabilities.md")?,
+        merged,
+        lens: inflight.lens.clone(),
+        blocked: st.blocked(),
+        escalated: st
+            .gaps
+            .iter()
+            .filter(|g| g.escalations > 0)
+            .map(|g| g.title.clone())
+            .collect(),
+        previous,
+        invariants: ctx.spec.config.invariants.keys().cloned().collect(),
+        sim: ctx.spec.config.autonomy.sim.clone(),
+    })
+}
+
+/// Open plans' and the queue's unfinished tasks, `plan/task (phase)`.
+fn open_work(status: &Status) -> Vec<String> {
+    let mut out = Vec::new();
+    for (plan, ps) in &status.plans {
+        for (task, ts) in &ps.tasks {
+            if !ts.phase.is_terminal() {
+                out.push(format!("{plan}/{task} ({})", ts.phase.as_str()));
+            }
+        }
+    }
+    out.truncate(50);
+    out
+}
+
+/// Commits the loop's record on the status branch, compare-and-swap from its
+/// tip as read now (the step's own base commits may have moved it, when the
+/// status branch is the base branch).
+pub(super) fn record_state(
+    repo: &Repo,
+    spec: &Spec,
+    base_rev: &str,
+    st: &LoopState,
+    lines: &[String],
+    signer: &crate::git::Signer,
+) -> Result<Option<ObjectId>, TickError> {
+    let (branch, tip) = status_branch(repo, spec, base_rev)?;
+    let base_tip = repo
+        .branch_tip(base_rev)?
+        .ok_or_else(|| TickError::Autonomy(format!("the base branch {base_rev} is gone").into()))?;
+    let parent = crate::runtime::record::status_parent(repo, &branch, tip, base_tip)?;
+    let text = st.to_toml().map_err(|e| TickError::Autonomy(Box::new(e)))?;
+    let summary = lines
+        .first()
+        .map(|l| l.trim_start_matches("autonomy: ").to_owned())
+        .unwrap_or_else(|| "the loop's record".into());
+    let message = Message {
+        action: "autonomy".into(),
+        plan: None,
+        task: None,
+        attempt: None,
+        spec: base_tip.to_string(),
+        body: lines.to_vec(),
+        summary: Some(format!("autonomy: {}", first_line(&summary))),
+    };
+    match record::record(
+        repo,
+        &branch,
+        parent,
+        &[Change {
+            path: STATE_PATH.to_owned(),
+            content: Some(text.into_bytes()),
+        }],
+        &message,
+        signer,
+    ) {
+        Ok(record::Outcome::Committed { commit, .. }) => Ok(Some(commit)),
+        Ok(record::Outcome::Unchanged) => Ok(None),
+        // Someone moved the status branch: the next tick steps again from
+        // what it reads (the loop's files on the base are idempotent).
+        Err(record::RecordError::Conflict { .. } | record::RecordError::Deferred { .. }) => {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    if line.chars().count() > 100 {
+        let cut: String = line.chars().take(99).collect();
+        format!("{cut}…")
+    } else {
+        line.to_owned()
+    }
+}

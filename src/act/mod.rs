@@ -128,6 +128,10 @@ pub enum ActError {
     Supervise(#[from] run::SuperviseError),
     #[error(transparent)]
     Harness(#[from] harness::HarnessError),
+    /// A commit of the action's own on the base branch (a promotion with a
+    /// status branch of its own).
+    #[error(transparent)]
+    Record(#[from] crate::status::record::RecordError),
     /// `kept`: what happened before the base moved (the evidence of
     /// `[merge].invariants`), which status keeps.
     #[error("the base branch {branch} moved while merging; the tick is recomputed")]

@@ -18,6 +18,10 @@ pub struct DemoArgs {
     /// temporary one.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Run the autonomy loop instead: from a goal to capabilities, with sim
+    /// planners on an accelerated clock (docs/autonomy.md).
+    #[arg(long)]
+    pub autonomy: bool,
 }
 
 const PLAN: &str = "greeter";
@@ -166,6 +170,9 @@ message = "Release 0.1.0"
 pub fn run(_ctx: &Ctx, args: &DemoArgs) -> CliResult {
     let started = Instant::now();
     let dir = demo_dir(args)?;
+    if args.autonomy {
+        return super::cmd_demo_autonomy::run(&dir);
+    }
     std::fs::create_dir_all(&dir)
         .map_err(|e| CliError::failure(format!("cannot create {}", dir.display())).source(e))?;
     let mut repo = create_repo(&dir)?;

@@ -42,6 +42,17 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> CliResult {
         report.base_branch,
         short(&report.spec_commit.to_string())
     );
-    text.push_str(&status_md(&report.spec, &report.status, &decision));
+    let (_, tip) =
+        crate::runtime::autonomy::step::status_branch(&repo, &report.spec, &report.base_branch)?;
+    let extra = match &args.plan {
+        Some(_) => crate::view::status_md::Extra::default(),
+        None => crate::runtime::autonomy::step::status_md_extra(
+            &repo,
+            &report.spec,
+            tip.unwrap_or(report.spec_commit),
+            crate::time::Timestamp::now(),
+        )?,
+    };
+    text.push_str(&status_md(&report.spec, &report.status, &decision, &extra));
     print(&text)
 }

@@ -272,6 +272,12 @@ pub fn loop_error(e: LoopError) -> CliError {
     }
 }
 
+impl From<TickError> for CliError {
+    fn from(error: TickError) -> Self {
+        loop_error(LoopError::Tick(error))
+    }
+}
+
 impl From<IntentError> for CliError {
     fn from(error: IntentError) -> Self {
         let message = error.to_string();

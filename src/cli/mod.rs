@@ -34,9 +34,11 @@ use cmd_watch::WatchArgs;
 
 pub mod cmd_agent;
 pub mod cmd_approve;
+pub mod cmd_autonomy;
 pub mod cmd_completions;
 pub mod cmd_confine;
 pub mod cmd_demo;
+pub mod cmd_demo_autonomy;
 pub mod cmd_doctor;
 pub mod cmd_enqueue;
 pub mod cmd_gate;
@@ -106,6 +108,9 @@ pub enum Command {
     /// List, test and add invariants (the checks converge runs on agents' work).
     #[command(subcommand)]
     Invariant(InvariantCommand),
+    /// The autonomy loop: its state, and pause, resume and unblock.
+    #[command(subcommand)]
+    Autonomy(cmd_autonomy::AutonomyCommand),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  converge completions bash > ~/.local/share/bash-completion/completions/converge\n  converge completions zsh > ~/.zfunc/_converge\n  converge completions fish > ~/.config/fish/completions/converge.fish"
@@ -129,7 +134,7 @@ pub enum Command {
     Watch(WatchArgs),
     /// Run a whole demo: a throwaway repository, seven tasks, simulated agents.
     #[command(
-        after_help = "Examples:\n  converge demo\n  converge demo --dir /tmp/greeter   # keep the repository somewhere known"
+        after_help = "Examples:\n  converge demo\n  converge demo --dir /tmp/greeter   # keep the repository somewhere known\n  converge demo --autonomy           # the autonomy loop: goal to capabilities"
     )]
     Demo(DemoArgs),
     /// The dashboard: every task, its phase, and what happens next.
@@ -300,6 +305,7 @@ impl Cli {
     pub fn wants_json(&self) -> bool {
         match &self.command {
             Command::Status(a) => a.json,
+            Command::Autonomy(cmd_autonomy::AutonomyCommand::Status(a)) => a.json,
             Command::Doctor(a) => a.json,
             Command::Report(a) => a.json,
             Command::Reconcile(a) => a.json,
@@ -363,6 +369,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Invariant(InvariantCommand::List(args)) => cmd_invariant_list::run(&ctx, args),
         Command::Invariant(InvariantCommand::Test(args)) => cmd_invariant_test::run(&ctx, args),
         Command::Invariant(InvariantCommand::Add(args)) => cmd_invariant_add::run(&ctx, args),
+        Command::Autonomy(command) => cmd_autonomy::run(&ctx, command),
         Command::Completions(args) => cmd_completions::run(args),
         Command::Reconcile(args) => cmd_reconcile::run(&ctx, args),
         Command::Watch(args) => cmd_watch::run(&ctx, args),

@@ -14,6 +14,7 @@ mod harvest;
 pub mod prompt;
 pub mod state;
 pub mod step;
+pub mod view;
 
 pub use decide::{Next, Wait, next, proposal_hash};
 pub use state::{LoopPhase, LoopState, RunKind};

@@ -32,6 +32,9 @@ pub(crate) struct Acted<'a> {
     pub applied: &'a [Applied],
     /// The base branch's tip after acting (a merge moves it).
     pub base_tip: ObjectId,
+    /// Write STATUS.md even when only it changed: the autonomy loop's record
+    /// changed this tick, and its section with it.
+    pub refresh_dashboard: bool,
 }
 
 /// Writes the status commit of a tick (or, for a dry run, the diff it would
@@ -64,7 +67,10 @@ pub(crate) fn record_tick(
     // STATUS.md is a view: it is refreshed with every change to status (and
     // written when missing), never on its own, so that timing (an agent that
     // just exited, a slot that just freed) does not make commits.
-    if dashboard_only(&changes) && repo.read_blob_at(read_from, STATUS_MD)?.is_some() {
+    if dashboard_only(&changes)
+        && !acted.refresh_dashboard
+        && repo.read_blob_at(read_from, STATUS_MD)?.is_some()
+    {
         changes.clear();
         diff.clear();
     }
@@ -187,9 +193,11 @@ fn files_wanted(
         options.now,
         &prepared.limits.for_dashboard(),
     );
+    let extra =
+        super::autonomy::step::status_md_extra(repo, &prepared.spec, read_from, options.now)?;
     wanted.insert(
         STATUS_MD.to_owned(),
-        Some(status_md(&prepared.spec, status, &dashboard).into_bytes()),
+        Some(status_md(&prepared.spec, status, &dashboard, &extra).into_bytes()),
     );
     for done in acted.applied {
         for (path, content) in &done.files {

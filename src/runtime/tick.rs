@@ -217,7 +217,8 @@ pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickEr
         // only without a remote: the config refuses it with one).
         let autonomy = super::autonomy::step(repo, options)?;
         let forge = crate::forge::github::session::Session::new(options.env, options.now);
-        let mut report = tick_local(repo, options, &forge, None, None)?;
+        let refresh = autonomy.recorded.is_some();
+        let mut report = tick_local(repo, options, &forge, None, None, refresh)?;
         report.schedules = schedules;
         report.autonomy = autonomy;
         return Ok(report);
@@ -244,7 +245,7 @@ pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickEr
             return Ok(*report);
         }
     };
-    let mut report = tick_local(repo, options, &forge, Some(&me), prepared)?;
+    let mut report = tick_local(repo, options, &forge, Some(&me), prepared, false)?;
     report.remote = lines;
     report.schedules = schedules;
     if report.status_branch != report.base_branch && !leases.contains_key(&report.status_branch) {
@@ -266,6 +267,7 @@ fn tick_local(
     forge: &crate::forge::github::session::Session<'_>,
     reconciler: Option<&str>,
     prepared: Option<Prepared>,
+    refresh_dashboard: bool,
 ) -> Result<TickReport, TickError> {
     let prepared = match prepared {
         Some(prepared) => prepared,
@@ -431,6 +433,7 @@ fn tick_local(
             observation: &after_obs,
             applied: &applied,
             base_tip,
+            refresh_dashboard,
         },
     )?;
     tracing::debug!(

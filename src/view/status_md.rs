@@ -101,12 +101,15 @@ type Sections = std::collections::BTreeMap<Section, Vec<String>>;
 /// tick would do. Nothing here depends on the clock or on the commit the tick
 /// read, so a tick that changes nothing renders the same bytes (and writes no
 /// commit); the commit itself says when and from which planning commit.
-pub fn status_md(spec: &Spec, status: &Status, decision: &Decision) -> String {
+pub fn status_md(spec: &Spec, status: &Status, decision: &Decision, extra: &Extra) -> String {
     let sections = sections(spec, status, decision);
     let mut out = String::new();
     heading(&mut out, &sections);
     invalid_plans(&mut out, spec, status);
-    attention(&mut out, status);
+    attention(&mut out, status, &extra.attention);
+    for section in &extra.sections {
+        out.push_str(section);
+    }
     for (section, entries) in &sections {
         section_list(&mut out, *section, entries);
     }
@@ -116,6 +119,16 @@ pub fn status_md(spec: &Spec, status: &Status, decision: &Decision) -> String {
     out.truncate(out.trim_end().len());
     out.push('\n');
     out
+}
+
+/// What other parts of converge add to STATUS.md (the autonomy loop's
+/// section and Attention entries), rendered by them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extra {
+    /// Markdown sections, each ending with a blank line, after Attention.
+    pub sections: Vec<String>,
+    /// Attention entries (without the leading `- `).
+    pub attention: Vec<String>,
 }
 
 /// Every task and queue item, as an entry of its section; merged tasks the
@@ -292,8 +305,8 @@ fn invalid_plans(out: &mut String, spec: &Spec, status: &Status) {
 }
 
 /// The conditions that are true, on any task.
-fn attention(out: &mut String, status: &Status) {
-    let attention: Vec<String> = status
+fn attention(out: &mut String, status: &Status, extra: &[String]) {
+    let mut attention: Vec<String> = status
         .plans
         .iter()
         .flat_map(|(plan, p)| {
@@ -305,6 +318,7 @@ fn attention(out: &mut String, status: &Status) {
             })
         })
         .collect();
+    attention.extend(extra.iter().map(|line| format!("- {line}")));
     if attention.is_empty() {
         return;
     }
@@ -426,7 +440,7 @@ mod tests {
 
     fn render(spec: &Spec, status: &Status, obs: &Observation) -> String {
         let decision = decide(spec, obs, status, NOW, &LIMITS);
-        status_md(spec, status, &decision)
+        status_md(spec, status, &decision, &Extra::default())
     }
 
     #[test]

@@ -204,6 +204,7 @@ fn file(
                 return Ok(None);
             }
             st.merges_at_review = st.merges;
+            st.reviews += 1;
             match get("item.md") {
                 Some(item) => {
                     let filed = propose(ctx, st, inflight, item, what)?;

@@ -164,6 +164,8 @@ pub struct LoopState {
     pub merges: u32,
     /// `merges` when the last review ran.
     pub merges_at_review: u32,
+    /// Reviews written (their lenses take turns).
+    pub reviews: u32,
     /// The loop's items that escalated in a row (a merge resets it).
     pub consecutive_escalations: u32,
     /// Planner attempts in a row that filed nothing usable (a duplicate, an

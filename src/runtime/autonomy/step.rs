@@ -215,6 +215,41 @@ pub fn step(repo: &Repo, options: &TickOptions<'_>) -> Result<Stepped, TickError
     Ok(out)
 }
 
+/// The loop's view at `commit` of the status branch (`None`: the loop is
+/// disabled and has no record).
+pub fn view_at(
+    repo: &Repo,
+    spec: &Spec,
+    commit: ObjectId,
+    now: crate::time::Timestamp,
+) -> Result<Option<super::view::AutonomyView>, TickError> {
+    let config = &spec.config.autonomy;
+    let has_record = repo.read_blob_at(commit, STATE_PATH)?.is_some();
+    if !config.enabled && !has_record {
+        return Ok(None);
+    }
+    let (st, _) = load(repo, commit)?;
+    let usd = spec.config.budget.usd_per_day;
+    let n = next(config, usd, &st, now);
+    Ok(Some(super::view::view(config, usd, &st, &n)))
+}
+
+/// What the loop adds to STATUS.md at `commit` of the status branch.
+pub fn status_md_extra(
+    repo: &Repo,
+    spec: &Spec,
+    commit: ObjectId,
+    now: crate::time::Timestamp,
+) -> Result<crate::view::status_md::Extra, TickError> {
+    Ok(match view_at(repo, spec, commit, now)? {
+        Some(v) => crate::view::status_md::Extra {
+            sections: vec![super::view::section(&v)],
+            attention: v.attention,
+        },
+        None => crate::view::status_md::Extra::default(),
+    })
+}
+
 fn wait_of(next: &Next) -> Option<(String, String)> {
     match next {
         Next::Wait(w) => Some((w.code().to_owned(), w.why())),
@@ -249,18 +284,13 @@ fn begin(
     st.today = super::decide::counters_on(st, now);
     st.today.runs += 1;
     st.runs += 1;
-    let reviews = st
-        .history
-        .iter()
-        .filter(|l| l.line.starts_with("review"))
-        .count();
     let inflight = Inflight {
         run: st.runs,
         kind,
         started_at: now,
         item,
         lens: (kind == RunKind::Review)
-            .then(|| LENSES[(st.runs as usize + reviews) % LENSES.len()].to_owned()),
+            .then(|| LENSES[st.reviews as usize % LENSES.len()].to_owned()),
     };
     start(ctx, st, &inflight, out)
 }
@@ -409,7 +439,7 @@ fn open_work(status: &Status) -> Vec<String> {
 /// Commits the loop's record on the status branch, compare-and-swap from its
 /// tip as read now (the step's own base commits may have moved it, when the
 /// status branch is the base branch).
-pub(super) fn record_state(
+pub fn record_state(
     repo: &Repo,
     spec: &Spec,
     base_rev: &str,

@@ -3,6 +3,7 @@
 
 mod agent_check;
 mod autonomy;
+mod autonomy_loop;
 mod beside;
 mod claude;
 mod codex;

@@ -190,7 +190,7 @@ fn status_md_has_a_section_for_every_state() {
         dispatches_per_hour: 20,
     };
     let decision = decide(&spec, &obs, &status, now, &limits);
-    let text = status_md(&spec, &status, &decision);
+    let text = status_md(&spec, &status, &decision, &Default::default());
     for section in [
         "Awaiting approval",
         "Escalated",

@@ -128,12 +128,17 @@ fn read_sim(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> PlannerSim {
                 .collect();
         }
     }
-    if let Some(failing) = t.string_array(ctx, "failing") {
-        sim.failing = failing
-            .into_inner()
-            .into_iter()
-            .map(|s| s.into_inner())
-            .collect();
+    for (key, out) in [
+        ("failing", &mut sim.failing),
+        ("fail_first", &mut sim.fail_first),
+    ] {
+        if let Some(titles) = t.string_array(ctx, key) {
+            *out = titles
+                .into_inner()
+                .into_iter()
+                .map(|s| s.into_inner())
+                .collect();
+        }
     }
     sim
 }
@@ -156,7 +161,7 @@ mod tests {
     #[test]
     fn reads_the_loop_settings() {
         let (c, diags) = compile_text(
-            "[budget]\nusd_per_day = 20.0\n[autonomy]\nenabled = true\nharness = \"sim\"\nmodel = \"m\"\nmax_items_per_day = 4\nmax_runs_per_day = 9\nreview_every = 3\nbudget_share = 0.5\nmax_consecutive_escalations = 2\nstop_when_goal_met = false\n[autonomy.sim]\nusd_per_run = 0.5\nduplicate_runs = [3]\ninvalid_runs = [5, 6]\nrate_limited_runs = [8]\nfailing = [\"Export\"]\n",
+            "[budget]\nusd_per_day = 20.0\n[autonomy]\nenabled = true\nharness = \"sim\"\nmodel = \"m\"\nmax_items_per_day = 4\nmax_runs_per_day = 9\nreview_every = 3\nbudget_share = 0.5\nmax_consecutive_escalations = 2\nstop_when_goal_met = false\n[autonomy.sim]\nusd_per_run = 0.5\nduplicate_runs = [3]\ninvalid_runs = [5, 6]\nrate_limited_runs = [8]\nfailing = [\"Export\"]\nfail_first = [\"Login\"]\n",
         );
         assert!(diags.is_empty(), "{diags:?}");
         let a = &c.config.autonomy;
@@ -177,6 +182,7 @@ mod tests {
         assert_eq!(a.sim.invalid_runs, [5, 6]);
         assert_eq!(a.sim.rate_limited_runs, [8]);
         assert_eq!(a.sim.failing, ["Export"]);
+        assert_eq!(a.sim.fail_first, ["Login"]);
         assert!((a.sim.usd_per_run - 0.5).abs() < f64::EPSILON);
     }
 

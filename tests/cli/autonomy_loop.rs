@@ -1,0 +1,330 @@
+//! Issue #17: the autonomy loop run for real (the binary, git, the sim
+//! planner and sim agents) on an accelerated clock: `CONVERGE_NOW` moves
+//! ten minutes between `reconcile --until-idle` runs, so twelve hours pass in
+//! 72 runs. The sim planner is scripted to misbehave (`[autonomy.sim]`):
+//! a duplicate, an invalid item, a rate limit, a dev task that always fails.
+//! And a hostile planner (a `command` harness) that tries to get a secret
+//! and planning/ edits through its output.
+
+use std::time::Duration;
+
+use converge::time::Timestamp;
+use serde_json::Value;
+
+use crate::support::{Sandbox, converge_at};
+
+const GOAL: &str =
+    "# Goal\n\n- Login\n- Logout\n- Export CSV\n- Search\n- Profile page\n- Dark mode\n";
+
+fn looped(autonomy: &str) -> Sandbox {
+    let sb = Sandbox::repo();
+    sb.write("README.md", "app\n");
+    sb.write("planning/goal.md", GOAL);
+    sb.write(
+        "planning/capabilities.md",
+        "# Capabilities\n\n- (nothing yet)\n",
+    );
+    sb.write(
+        "planning/converge.toml",
+        format!(
+            r#"[reconcile]
+default_harness = "sim"
+task_timeout = "12h"
+backoff = {{ base = "1m", factor = 2, max = "10m" }}
+
+[budget]
+usd_per_day = 1.0
+
+[invariants.features]
+kind = "lint"
+command = "sh"
+args = ["-c", "for f in features/*.md; do test -s \"$f\" || exit 1; done"]
+timeout = "30s"
+
+[autonomy]
+enabled = true
+{autonomy}"#
+        ),
+    );
+    sb.commit_all("a goal for the loop");
+    sb
+}
+
+/// The first instant of the run: now (an attempt's deadline is kept by the
+/// wall clock, so the simulated clock must not start in the past).
+fn start() -> Timestamp {
+    Timestamp::from_unix(Timestamp::now().unix() / 60 * 60 + 60)
+}
+
+/// One `reconcile --until-idle` at `now`; its output.
+fn tick(sb: &Sandbox, now: Timestamp) -> String {
+    let now = now.to_string();
+    let out = converge_at(
+        sb.path(),
+        sb.home(),
+        &["reconcile", "--until-idle"],
+        &[("CONVERGE_NOW", now.as_str())],
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "tick at {now}: {text}");
+    text
+}
+
+fn autonomy_json(sb: &Sandbox, now: Timestamp) -> Value {
+    let now = now.to_string();
+    let out = converge_at(
+        sb.path(),
+        sb.home(),
+        &["autonomy", "status", "--json"],
+        &[("CONVERGE_NOW", now.as_str())],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// Lets running agents finish between steps of the simulated clock.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(150));
+}
+
+#[test]
+fn a_scripted_twelve_hours_meet_the_goal_within_caps_and_escalate_what_needs_a_person() {
+    let sb = looped(
+        r#"max_items_per_day = 9
+max_runs_per_day = 30
+review_every = 3
+budget_share = 0.5
+
+[autonomy.sim]
+usd_per_run = 0.02
+duplicate_runs = [3]
+invalid_runs = [6]
+rate_limited_runs = [8]
+fail_first = ["Search"]
+"#,
+    );
+    let t0 = start();
+    let mut now = t0;
+    let mut log = String::new();
+    let mut escalation_seen = false;
+    let mut met_at = None;
+    for step in 0..72u64 {
+        now = t0.plus(Duration::from_secs(step * 600));
+        log.push_str(&tick(&sb, now));
+        settle();
+        let md = sb.git(&["show", "main:planning/STATUS.md"]);
+        // While an item is escalated, STATUS.md says which command acts on it.
+        if let Some(section) = md.split("## Escalated").nth(1) {
+            let entry = section
+                .lines()
+                .find(|l| l.contains("**queue/search-"))
+                .unwrap_or_else(|| panic!("the escalated search item is listed:\n{md}"));
+            assert!(entry.contains("`converge gate queue/search-"), "{entry}");
+            escalation_seen = true;
+        }
+        let v = autonomy_json(&sb, now);
+        // The caps hold at every step.
+        let day = &v["day"];
+        assert!(day["runs"].as_u64() <= day["max_runs"].as_u64(), "{v}");
+        assert!(day["items"].as_u64() <= day["max_items"].as_u64(), "{v}");
+        assert!(day["usd"].as_f64() <= day["usd_limit"].as_f64(), "{v}");
+        // A loop that pauses itself says so in STATUS.md with the command.
+        if v["state"] == "paused" {
+            assert!(md.contains("`converge autonomy resume`"), "{md}");
+        }
+        if v["state"] == "goal-met" && met_at.is_none() {
+            met_at = Some((step, v["totals"]["runs"].as_u64()));
+        }
+    }
+    let v = autonomy_json(&sb, now);
+    eprintln!(
+        "12 simulated hours: {} planner runs, {} items, {} merged, {} duplicates, {} invalid, ${} (met at step {:?})",
+        v["totals"]["runs"],
+        v["totals"]["items"],
+        v["totals"]["merges"],
+        v["totals"]["duplicates"],
+        v["totals"]["refused"],
+        v["totals"]["usd"],
+        met_at
+    );
+    assert_eq!(v["state"], "goal-met", "{v}\n{log}");
+    assert!(escalation_seen, "the failing item escalated:\n{log}");
+    // Every bullet point is a capability now, in capabilities.md on main.
+    let capabilities = sb.git(&["show", "main:planning/capabilities.md"]);
+    for goal in GOAL.lines().filter_map(|l| l.strip_prefix("- ")) {
+        assert!(
+            capabilities.contains(&format!("- {goal}")),
+            "{goal}:\n{capabilities}"
+        );
+    }
+    // The duplicate and the invalid item were refused and counted, never filed.
+    assert_eq!(v["totals"]["duplicates"], 1, "{v}");
+    assert_eq!(v["totals"]["refused"], 1, "{v}");
+    assert!(log.contains("refused as a duplicate"), "{log}");
+    assert!(log.contains("refused as an invalid queue item"), "{log}");
+    assert!(log.contains("was rate-limited until"), "{log}");
+    // Six goals, and Search twice (its first item always failed): 7 items.
+    let items: Vec<&str> = v["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["state"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(items.iter().filter(|s| **s == "merged").count(), 6, "{v}");
+    assert_eq!(
+        items.iter().filter(|s| **s == "escalated").count(),
+        1,
+        "{v}"
+    );
+    assert_eq!(items.len(), 7, "{v}");
+    // After the goal was met, no planner ran again.
+    let (_, runs_at_met) = met_at.expect("the goal was met");
+    assert_eq!(v["totals"]["runs"].as_u64(), runs_at_met, "{v}");
+    // The simulated cost: every planner run but the rate-limited one cost $0.02.
+    let runs = v["totals"]["runs"].as_f64().expect("runs");
+    let usd = v["totals"]["usd"].as_f64().expect("usd");
+    assert!((usd - (runs - 1.0) * 0.02).abs() < 1e-6, "{v}");
+    // What the loop filed is converge's, on main; every item once.
+    let enqueues = sb
+        .git(&["log", "--format=%an %s", "main"])
+        .lines()
+        .filter(|l| l.contains("converge: enqueue"))
+        .count();
+    assert_eq!(enqueues, 7);
+    // No planner branch or worktree is left.
+    assert_eq!(sb.git(&["branch", "--list", "converge/_autonomy/*"]), "");
+}
+
+#[test]
+fn repeated_escalations_pause_the_loop_and_block_the_gap_until_a_person_acts() {
+    let sb = looped(
+        r#"max_consecutive_escalations = 2
+
+[autonomy.sim]
+failing = ["Login"]
+"#,
+    );
+    let t0 = start();
+    let mut now = t0;
+    for step in 0..30u64 {
+        now = t0.plus(Duration::from_secs(step * 600));
+        tick(&sb, now);
+        settle();
+        if autonomy_json(&sb, now)["state"] == "paused" {
+            break;
+        }
+    }
+    let v = autonomy_json(&sb, now);
+    assert_eq!(v["state"], "paused", "{v}");
+    assert_eq!(v["next"]["code"], "autonomy-paused", "{v}");
+    let gap = v["blocked"][0]["id"]
+        .as_str()
+        .expect("a blocked gap")
+        .to_owned();
+    // Tick on a while paused: nothing new starts.
+    let runs = v["totals"]["runs"].clone();
+    for step in 1..4u64 {
+        tick(&sb, now.plus(Duration::from_secs(step * 600)));
+    }
+    assert_eq!(autonomy_json(&sb, now)["totals"]["runs"], runs);
+    let md = sb.git(&["show", "main:planning/STATUS.md"]);
+    let attention = md
+        .split("## Attention")
+        .nth(1)
+        .expect("an Attention section");
+    assert!(
+        attention.contains("the autonomy loop is paused (autonomy-escalations)"),
+        "{md}"
+    );
+    assert!(attention.contains("`converge autonomy resume`"), "{md}");
+    assert!(
+        attention.contains(&format!("`converge autonomy unblock {gap}`")),
+        "{md}"
+    );
+    assert!(md.contains("## Autonomy"), "{md}");
+    // A person unblocks the gap and resumes: the loop goes on (and with
+    // Login still failing, proposes the next goal first: Login stays out
+    // of capabilities.md, but it is no longer refused).
+    sb.converge(&["autonomy", "unblock", &gap]).success();
+    sb.converge(&["autonomy", "resume"]).success();
+    let later = now.plus(Duration::from_secs(3600));
+    let out = tick(&sb, later);
+    assert!(out.contains("autonomy: gap-analysis"), "{out}");
+    let again = sb.converge(&["autonomy", "resume"]);
+    assert_ne!(again.code, 0);
+    assert!(again.stderr.contains("running already"), "{}", again.stderr);
+}
+
+#[test]
+fn a_hostile_planner_gets_neither_a_secret_nor_a_planning_edit_through() {
+    let sb = Sandbox::repo();
+    sb.write("README.md", "app\n");
+    sb.write("planning/goal.md", GOAL);
+    sb.write("planning/capabilities.md", "- (nothing yet)\n");
+    // The planner links its "item" to converge's secret, edits goal.md in
+    // its worktree and commits it, and leaves a file it may not leave.
+    sb.write(
+        "planner.sh",
+        "mkdir -p .converge-planner\n\
+         ln -s \"$1/.git/converge/secret\" .converge-planner/item.md\n\
+         echo '- Take over' >> planning/goal.md\n\
+         git add -A >/dev/null 2>&1; git commit -qm 'planner edits the goal' >/dev/null 2>&1\n\
+         converge done\n",
+    );
+    let repo = sb.path().display().to_string();
+    sb.write(
+        "planning/converge.toml",
+        format!(
+            r#"[reconcile]
+default_harness = "sim"
+
+[harness.hostile]
+kind = "command"
+command = "sh"
+args = ["{repo}/planner.sh", "{repo}"]
+
+[autonomy]
+enabled = true
+harness = "hostile"
+"#
+        ),
+    );
+    sb.commit_all("a hostile planner");
+    let goal_before = sb.git(&["show", "main:planning/goal.md"]);
+    let t0 = start();
+    for step in 0..3u64 {
+        tick(&sb, t0.plus(Duration::from_secs(step * 600)));
+        settle();
+    }
+    let v = autonomy_json(&sb, t0);
+    let history = v["history"].to_string();
+    assert!(history.contains("output was refused"), "{v}");
+    assert!(history.contains("plain file"), "{v}");
+    assert_eq!(v["totals"]["items"], 0, "{v}");
+    assert_eq!(sb.git(&["show", "main:planning/goal.md"]), goal_before);
+    // The secret is in no commit of any branch, nor in the run directory.
+    let secret_blob = sb.git(&["hash-object", ".git/converge/secret"]);
+    let objects = sb.git(&["rev-list", "--all", "--objects"]);
+    assert!(!objects.contains(secret_blob.trim()), "the secret leaked");
+    let out = sb.path().join(".git/converge/runs/_autonomy/gap-1/1/out");
+    assert!(!out.join("item.md").exists());
+    // The refused attempts' branches and worktrees are gone (the third
+    // tick started the next one); nothing of them was merged.
+    assert_eq!(
+        sb.git(&["branch", "--list", "converge/_autonomy/gap-1"]),
+        ""
+    );
+    assert!(
+        !sb.path()
+            .join(".converge/worktrees/_autonomy/gap-1")
+            .exists()
+    );
+    assert!(
+        !sb.git(&["log", "--format=%s", "main"])
+            .contains("planner edits the goal")
+    );
+}

@@ -72,7 +72,7 @@ pub fn run(ctx: &Ctx, command: &AutonomyCommand) -> CliResult {
             let shown = step::view_at(&repo, &spec, tip.unwrap_or(base), now)?;
             let v = shown.unwrap_or_else(|| {
                 let st = LoopState::default();
-                let n = crate::runtime::autonomy::next(&spec.config.autonomy, None, &st, now);
+                let n = crate::runtime::autonomy::next(&spec.config.autonomy, None, 0.0, &st, now);
                 view::view(&spec.config.autonomy, None, &st, &n)
             });
             if args.json {

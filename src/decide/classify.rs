@@ -107,7 +107,9 @@ impl Ctx<'_> {
         if let Some(why) = sandbox_blocks_start(s.spec, s.obs) {
             return self.wait(phase, why);
         }
-        if let Some(why) = budget_blocks_start(s.spec, s.plan, s.status, s.now) {
+        if let Some(why) =
+            budget_blocks_start(s.spec, s.plan, s.status, &s.obs.planner_spend, s.now)
+        {
             return self.wait(phase, why);
         }
         if let Some(until) = s.cooling.get(s.task.harness.as_str()) {

@@ -301,6 +301,7 @@ pub(super) fn budget_blocks_start(
     spec: &Spec,
     plan: &Plan,
     status: &Status,
+    planner: &crate::observe::PlannerSpend,
     now: Timestamp,
 ) -> Option<Reason> {
     let budget = &spec.config.budget;
@@ -310,7 +311,12 @@ pub(super) fn budget_blocks_start(
     {
         return None;
     }
-    let spent = spending(status, Some(&plan.id), now);
+    let mut spent = spending(status, Some(&plan.id), now);
+    // The autonomy loop's planner attempts count against the daily budgets.
+    if planner.day * DAY == spent.day_start.unix() {
+        spent.today_usd += planner.usd();
+        spent.today_tokens += planner.tokens;
+    }
     if let Some(limit) = plan.token_budget.filter(|l| spent.plan_tokens >= *l) {
         return Some(Reason::BudgetSpent {
             budget: "plan's `token_budget`".to_owned(),

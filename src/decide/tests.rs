@@ -1460,6 +1460,23 @@ fn a_spent_daily_budget_holds_dispatch_until_the_next_utc_day() {
         run(&roomy, &Observation::default(), &status).actions.len(),
         1
     );
+    // The autonomy loop's planner attempts count too, on their day only.
+    let planners = |d: i64| Observation {
+        planner_spend: crate::observe::PlannerSpend {
+            day: d / 86_400,
+            micro_usd: 1_500_000,
+            tokens: 1,
+        },
+        ..Observation::default()
+    };
+    assert_eq!(
+        line(&run(&roomy, &planners(day), &status), "a").1,
+        "budget-spent"
+    );
+    assert_eq!(
+        run(&roomy, &planners(day - 86_400), &status).actions.len(),
+        1
+    );
 }
 
 #[test]

@@ -33,6 +33,26 @@ pub struct Observation {
     pub sandbox: Option<Availability>,
     /// The forge, as asked this tick.
     pub forge: ForgeObs,
+    /// What the autonomy loop's planner attempts spent on their recorded UTC
+    /// day (its record on the status branch): `[budget]` counts it with the
+    /// tasks' attempts.
+    pub planner_spend: PlannerSpend,
+}
+
+/// What the autonomy loop's planner attempts spent on one UTC day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PlannerSpend {
+    /// Days since 1970-01-01.
+    pub day: i64,
+    /// In millionths of a dollar (so that observations compare exactly).
+    pub micro_usd: u64,
+    pub tokens: u64,
+}
+
+impl PlannerSpend {
+    pub fn usd(&self) -> f64 {
+        self.micro_usd as f64 / 1e6
+    }
 }
 
 /// Whether the kernel enforces the Landlock sandbox.
@@ -53,6 +73,7 @@ impl Default for Observation {
             reconciler: None,
             sandbox: None,
             forge: ForgeObs::Local,
+            planner_spend: PlannerSpend::default(),
         }
     }
 }

@@ -76,6 +76,16 @@ pub(crate) fn prepare(
     let mut observation = observe::observe(repo, &status, base.commit, &secret, &cache.events)?;
     note_worktrees(repo, &spec, &mut observation);
     observation.reconciler = reconciler.map(str::to_owned);
+    if let Some(bytes) = repo.read_blob_at(status_read_at, super::autonomy::state::STATE_PATH)?
+        && let Ok(loop_state) =
+            super::autonomy::LoopState::from_toml(&String::from_utf8_lossy(&bytes))
+    {
+        observation.planner_spend = observe::PlannerSpend {
+            day: loop_state.today.day,
+            micro_usd: (loop_state.today.usd.max(0.0) * 1e6).round() as u64,
+            tokens: loop_state.today.tokens,
+        };
+    }
     if spec.config.sandbox.enabled {
         observation.sandbox = Some(crate::act::sandbox::probe());
     }

@@ -115,10 +115,12 @@ pub fn counters_on(state: &LoopState, now: Timestamp) -> Counters {
     }
 }
 
-/// What the loop does next. `usd_per_day` is `[budget] usd_per_day`.
+/// What the loop does next. `usd_per_day` is `[budget] usd_per_day`;
+/// `tasks_usd` what the tasks' attempts spent on `now`'s UTC day.
 pub fn next(
     config: &Autonomy,
     usd_per_day: Option<f64>,
+    tasks_usd: f64,
     state: &LoopState,
     now: Timestamp,
 ) -> Next {
@@ -161,6 +163,14 @@ pub fn next(
     if today.runs >= config.max_runs_per_day {
         return Next::Wait(Wait::Cap {
             what: "max_runs_per_day",
+            until,
+        });
+    }
+    if let Some(limit) = usd_per_day
+        && today.usd + tasks_usd >= limit
+    {
+        return Next::Wait(Wait::Cap {
+            what: "usd_per_day",
             until,
         });
     }
@@ -255,13 +265,13 @@ mod tests {
 
     #[test]
     fn a_gap_analysis_runs_when_nothing_of_the_loop_is_open() {
-        assert_eq!(next(&on(), None, &state(), NOW), Next::GapAnalysis);
+        assert_eq!(next(&on(), None, 0.0, &state(), NOW), Next::GapAnalysis);
         let mut open = state();
         open.file("login-1", "Login", 1, NOW);
-        let waits = next(&on(), None, &open, NOW);
+        let waits = next(&on(), None, 0.0, &open, NOW);
         assert_eq!(waits, Next::Wait(Wait::ItemOpen { open: 1 }));
         assert_eq!(
-            next(&Autonomy::default(), None, &state(), NOW),
+            next(&Autonomy::default(), None, 0.0, &state(), NOW),
             Next::Wait(Wait::Disabled)
         );
         let mut running = state();
@@ -273,7 +283,7 @@ mod tests {
             lens: None,
         });
         assert_eq!(
-            next(&on(), None, &running, NOW),
+            next(&on(), None, 0.0, &running, NOW),
             Next::Wait(Wait::PlannerRunning { run: 4 })
         );
     }
@@ -285,15 +295,15 @@ mod tests {
         st.items[0].state = super::super::state::ItemState::Merged;
         st.merges = 2;
         assert_eq!(
-            next(&on(), None, &st, NOW),
+            next(&on(), None, 0.0, &st, NOW),
             Next::CapabilityUpdate {
                 item: "login".into()
             }
         );
         st.items[0].capabilities_updated = true;
-        assert_eq!(next(&on(), None, &st, NOW), Next::Review);
+        assert_eq!(next(&on(), None, 0.0, &st, NOW), Next::Review);
         st.merges_at_review = 2;
-        assert_eq!(next(&on(), None, &st, NOW), Next::GapAnalysis);
+        assert_eq!(next(&on(), None, 0.0, &st, NOW), Next::GapAnalysis);
     }
 
     #[test]
@@ -301,7 +311,7 @@ mod tests {
         let mut st = state();
         st.consecutive_escalations = 2;
         assert!(matches!(
-            next(&on(), None, &st, NOW),
+            next(&on(), None, 0.0, &st, NOW),
             Next::Pause {
                 code: "autonomy-escalations",
                 ..
@@ -310,7 +320,7 @@ mod tests {
         let mut st = state();
         st.consecutive_refusals = 2;
         assert!(matches!(
-            next(&on(), None, &st, NOW),
+            next(&on(), None, 0.0, &st, NOW),
             Next::Pause {
                 code: "autonomy-refusals",
                 ..
@@ -319,14 +329,14 @@ mod tests {
         let mut st = state();
         st.cooldown_until = Some(NOW.plus(std::time::Duration::from_secs(60)));
         assert_eq!(
-            next(&on(), None, &st, NOW).code(),
+            next(&on(), None, 0.0, &st, NOW).code(),
             Some("autonomy-cooldown")
         );
         st.cooldown_until = Some(NOW);
-        assert_eq!(next(&on(), None, &st, NOW), Next::GapAnalysis);
+        assert_eq!(next(&on(), None, 0.0, &st, NOW), Next::GapAnalysis);
         let mut st = state();
         st.today.items = 2;
-        let capped = next(&on(), None, &st, NOW);
+        let capped = next(&on(), None, 0.0, &st, NOW);
         assert_eq!(
             capped,
             Next::Wait(Wait::Cap {
@@ -336,31 +346,36 @@ mod tests {
         );
         // The next day the count starts over.
         let tomorrow = NOW.plus(std::time::Duration::from_secs(DAY as u64));
-        assert_eq!(next(&on(), None, &st, tomorrow), Next::GapAnalysis);
+        assert_eq!(next(&on(), None, 0.0, &st, tomorrow), Next::GapAnalysis);
         let mut st = state();
         st.today.usd = 5.0;
         assert!(matches!(
-            next(&on(), Some(10.0), &st, NOW),
+            next(&on(), Some(10.0), 0.0, &st, NOW),
             Next::Wait(Wait::Cap {
                 what: "budget_share",
                 ..
             })
         ));
-        assert_eq!(next(&on(), Some(10.1), &st, NOW), Next::GapAnalysis);
+        assert_eq!(next(&on(), Some(10.1), 0.0, &st, NOW), Next::GapAnalysis);
+        // The tasks' spend and the planners' together stop it at the budget.
+        assert_eq!(
+            next(&on(), Some(10.1), 5.1, &st, NOW).code(),
+            Some("autonomy-cap")
+        );
         st.phase = LoopPhase::Paused {
             code: "autonomy-paused".into(),
             why: "x".into(),
             since: NOW,
         };
         assert_eq!(
-            next(&on(), None, &st, NOW),
+            next(&on(), None, 0.0, &st, NOW),
             Next::Wait(Wait::Paused { why: "x".into() })
         );
         st.phase = LoopPhase::GoalMet {
             since: NOW,
             why: "done".into(),
         };
-        assert_eq!(next(&on(), None, &st, NOW), Next::Wait(Wait::GoalMet));
+        assert_eq!(next(&on(), None, 0.0, &st, NOW), Next::Wait(Wait::GoalMet));
     }
 
     #[test]

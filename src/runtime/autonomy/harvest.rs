@@ -74,6 +74,7 @@ pub(super) fn harvest(
     };
     st.today = counters_on(st, now);
     st.today.usd += cost;
+    st.today.tokens += ended.summary.tokens_in + ended.summary.tokens_out;
     st.usd_total += cost;
     let line = match outcome {
         Verdict::Accepted(line) => {

@@ -44,6 +44,9 @@ pub struct Counters {
     pub items: u32,
     pub runs: u32,
     pub usd: f64,
+    /// Tokens the planner attempts used.
+    #[serde(default)]
+    pub tokens: u64,
 }
 
 /// The kinds of planner attempt.

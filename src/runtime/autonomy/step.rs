@@ -105,7 +105,8 @@ pub fn step(repo: &Repo, options: &TickOptions<'_>) -> Result<Stepped, TickError
         }
     }
     if options.dry_run {
-        let n = next(config, spec.config.budget.usd_per_day, &st, now);
+        let tasks_usd = crate::decide::spending(&status, None, now).today_usd;
+        let n = next(config, spec.config.budget.usd_per_day, tasks_usd, &st, now);
         out.wait = wait_of(&n);
         return Ok(out);
     }
@@ -166,7 +167,8 @@ pub fn step(repo: &Repo, options: &TickOptions<'_>) -> Result<Stepped, TickError
             }
         }
     } else {
-        match next(config, spec.config.budget.usd_per_day, &st, now) {
+        let tasks_usd = crate::decide::spending(&status, None, now).today_usd;
+        match next(config, spec.config.budget.usd_per_day, tasks_usd, &st, now) {
             Next::GapAnalysis => begin(&ctx, &mut st, RunKind::GapAnalysis, None, &mut out)?,
             Next::CapabilityUpdate { item } => {
                 begin(
@@ -229,8 +231,10 @@ pub fn view_at(
         return Ok(None);
     }
     let (st, _) = load(repo, commit)?;
+    let (status, _) = crate::status::load::load(repo, commit)?;
+    let tasks_usd = crate::decide::spending(&status, None, now).today_usd;
     let usd = spec.config.budget.usd_per_day;
-    let n = next(config, usd, &st, now);
+    let n = next(config, usd, tasks_usd, &st, now);
     Ok(Some(super::view::view(config, usd, &st, &n)))
 }
 

@@ -348,7 +348,7 @@ mod tests {
         };
         st.today.day = NOW.unix() / 86_400;
         st.today.usd = 0.15;
-        let n = next(&config, Some(4.0), &st, NOW);
+        let n = next(&config, Some(4.0), 0.0, &st, NOW);
         assert_eq!(
             n,
             Next::Wait(Wait::Paused {

@@ -85,7 +85,7 @@ pub fn run(ctx: &Ctx, command: &AutonomyCommand) -> CliResult {
                 return Err("the loop is paused already".into());
             }
             st.phase = LoopPhase::Paused {
-                code: "autonomy-paused".into(),
+                code: crate::model::LoopCode::Paused.as_str().into(),
                 why: args.reason.clone(),
                 since: now,
             };

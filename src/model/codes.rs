@@ -267,6 +267,34 @@ impl<'de> Deserialize<'de> for AttemptOutcome {
     }
 }
 
+vocabulary! {
+    /// Why the autonomy loop starts no planner attempt, or pauses itself:
+    /// shown by `converge autonomy status`, `reconcile --explain` and
+    /// STATUS.md's Autonomy section (docs/autonomy.md, "Reason codes").
+    pub enum LoopCode ("kebab-case", "autonomy reason code") {
+        /// `[autonomy] enabled` is not true.
+        Disabled = "autonomy-disabled",
+        /// A person or a guard paused the loop.
+        Paused = "autonomy-paused",
+        /// A gap analysis said the goal is met.
+        GoalMet = "autonomy-goal-met",
+        /// A daily cap (runs, items, the planners' share, the whole budget) is reached.
+        Cap = "autonomy-cap",
+        /// An item of the loop is queued or being worked.
+        ItemOpen = "autonomy-item-open",
+        /// A planner attempt is running.
+        PlannerRunning = "autonomy-planner-running",
+        /// The planner's harness is rate-limited.
+        Cooldown = "autonomy-cooldown",
+        /// The base branch moved while the loop filed; the next tick files again.
+        BaseMoved = "autonomy-base-moved",
+        /// The loop paused itself: its items escalated K times in a row.
+        Escalations = "autonomy-escalations",
+        /// The loop paused itself: K planner attempts in a row filed nothing.
+        Refusals = "autonomy-refusals",
+    }
+}
+
 #[cfg(test)]
 #[path = "codes_tests.rs"]
 mod tests;

@@ -113,3 +113,18 @@ fn unknown_codes_are_refused_by_name() {
         Ok(AttemptOutcome::Failed(FailureCode::NoDone))
     );
 }
+
+#[test]
+fn the_autonomy_reason_codes_are_documented_in_order() {
+    let doc = include_str!("../../docs/autonomy.md");
+    let start = doc
+        .find("\n## Reason codes\n")
+        .expect("docs/autonomy.md has a `Reason codes` section");
+    let documented: Vec<&str> = doc[start..]
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    let known: Vec<&str> = LoopCode::ALL.iter().map(|c| c.as_str()).collect();
+    assert_eq!(documented, known);
+}

@@ -9,5 +9,5 @@
 pub mod codes;
 pub mod ids;
 
-pub use codes::{AttemptOutcome, ConditionKind, EventKind, FailureCode, UnknownCode};
+pub use codes::{AttemptOutcome, ConditionKind, EventKind, FailureCode, LoopCode, UnknownCode};
 pub use ids::{CommitId, CommitIdError, PLANNER_PLAN, TaskKey};

@@ -4,6 +4,7 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::model::LoopCode;
 use crate::spec::Autonomy;
 use crate::time::Timestamp;
 
@@ -40,14 +41,15 @@ impl Wait {
     /// The reason code (docs/autonomy.md).
     pub fn code(&self) -> &'static str {
         match self {
-            Wait::Disabled => "autonomy-disabled",
-            Wait::Paused { .. } => "autonomy-paused",
-            Wait::GoalMet => "autonomy-goal-met",
-            Wait::Cap { .. } => "autonomy-cap",
-            Wait::ItemOpen { .. } => "autonomy-item-open",
-            Wait::PlannerRunning { .. } => "autonomy-planner-running",
-            Wait::Cooldown { .. } => "autonomy-cooldown",
+            Wait::Disabled => LoopCode::Disabled,
+            Wait::Paused { .. } => LoopCode::Paused,
+            Wait::GoalMet => LoopCode::GoalMet,
+            Wait::Cap { .. } => LoopCode::Cap,
+            Wait::ItemOpen { .. } => LoopCode::ItemOpen,
+            Wait::PlannerRunning { .. } => LoopCode::PlannerRunning,
+            Wait::Cooldown { .. } => LoopCode::Cooldown,
         }
+        .as_str()
     }
 
     /// Why, for people.
@@ -139,7 +141,7 @@ pub fn next(
     }
     if state.consecutive_escalations >= config.max_consecutive_escalations {
         return Next::Pause {
-            code: "autonomy-escalations",
+            code: LoopCode::Escalations.as_str(),
             why: format!(
                 "{} of the loop's items escalated in a row (`max_consecutive_escalations` = {})",
                 state.consecutive_escalations, config.max_consecutive_escalations
@@ -148,7 +150,7 @@ pub fn next(
     }
     if state.consecutive_refusals >= config.max_consecutive_escalations {
         return Next::Pause {
-            code: "autonomy-refusals",
+            code: LoopCode::Refusals.as_str(),
             why: format!(
                 "{} planner attempts in a row filed nothing usable (duplicates, invalid items, blocked gaps or no output; `max_consecutive_escalations` = {})",
                 state.consecutive_refusals, config.max_consecutive_escalations

@@ -129,7 +129,7 @@ pub fn step(repo: &Repo, options: &TickOptions<'_>) -> Result<Stepped, TickError
                     &crate::rundir::Layout::new(repo.common_dir()).run(&key, 1),
                 ));
                 out.wait = Some((
-                    "autonomy-planner-running".into(),
+                    crate::model::LoopCode::PlannerRunning.as_str().into(),
                     format!(
                         "planner attempt {} ({}) is running",
                         inflight.run,
@@ -158,7 +158,7 @@ pub fn step(repo: &Repo, options: &TickOptions<'_>) -> Result<Stepped, TickError
                     }
                     None => {
                         out.wait = Some((
-                            "autonomy-base-moved".into(),
+                            crate::model::LoopCode::BaseMoved.as_str().into(),
                             "the base branch moved while the loop filed; the next tick files again"
                                 .into(),
                         ));

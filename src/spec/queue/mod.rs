@@ -83,7 +83,8 @@ fn compile_inner(
             "add `invariants: [build]` naming checks from converge.toml, list checks in `[merge] invariants`, use `gate: human_review`, or set `allow_unchecked: true` to merge it unchecked on purpose".into(),
         );
     }
-    let harness = read_harness(&mut fm, config);
+    let scripted = fm.values.contains_key("sim");
+    let harness = read_harness(&mut fm, config, scripted);
     let model = fm.string("model").map(|(m, _)| m);
     let timeout = read_timeout(&mut fm);
     let retry_max = fm
@@ -238,7 +239,11 @@ fn read_invariants(fm: &mut FrontMatter<'_, '_, '_>, config: &Config) -> (Vec<St
 }
 
 /// `harness`, and a warning when the item would run on the `sim` agent.
-fn read_harness(fm: &mut FrontMatter<'_, '_, '_>, config: &Config) -> Option<String> {
+fn read_harness(
+    fm: &mut FrontMatter<'_, '_, '_>,
+    config: &Config,
+    scripted: bool,
+) -> Option<String> {
     let harness = fm.string("harness").and_then(|(h, location)| {
         if config.harnesses.contains_key(&h) {
             Some(h)
@@ -253,16 +258,17 @@ fn read_harness(fm: &mut FrontMatter<'_, '_, '_>, config: &Config) -> Option<Str
             None
         }
     });
-    // The `sim` agent only acts from a plan's `[tasks.sim]` table; a queue
-    // item has none, so on `sim` it would change nothing and fail its gate on
-    // every attempt.
+    // The `sim` agent acts only from a script (`sim:` here, a plan's
+    // `[tasks.sim]`); without one, on `sim` the item would change nothing
+    // and fail its gate on every attempt.
     let effective = harness
         .clone()
         .unwrap_or_else(|| config.reconcile.default_harness.clone());
-    if config
-        .harnesses
-        .get(&effective)
-        .is_some_and(|h| h.kind == super::model::HarnessKind::Sim)
+    if !scripted
+        && config
+            .harnesses
+            .get(&effective)
+            .is_some_and(|h| h.kind == super::model::HarnessKind::Sim)
     {
         let (location, how) = match fm.values.get("harness") {
             Some((_, location)) => (location.clone(), "it names"),
@@ -272,11 +278,11 @@ fn read_harness(fm: &mut FrontMatter<'_, '_, '_>, config: &Config) -> Option<Str
             Code::SimWithoutScript,
             fm.ctx.file.path.clone(),
             format!(
-                "this item would run on the built-in `sim` agent ({how} `{effective}`), which has no script for queue items: it would change nothing and fail every attempt"
+                "this item would run on the built-in `sim` agent ({how} `{effective}`), and has no `sim:` script: it would change nothing and fail every attempt"
             ),
         )
         .at_location(location)
-        .with_hint("set `harness:` to an agent harness (`claude-code`, `codex`, `opencode` or one declared in converge.toml); `sim` scripts live in a plan's `[tasks.sim]`");
+        .with_hint("set `harness:` to an agent harness (`claude-code`, `codex`, `opencode` or one declared in converge.toml); or give the item a script: `sim: {files: [{path: notes.md, append: \"a line\"}]}`");
         fm.ctx.diags.push(d);
     }
     harness
@@ -480,6 +486,40 @@ mod tests {
         assert_eq!(item.scope, Scope::Narrow);
         assert_eq!(item.description, "Fix the typo in README.");
         assert_eq!(item.timeout, Some(std::time::Duration::from_secs(600)));
+    }
+
+    #[test]
+    fn a_sim_script_is_read_and_a_bad_one_located() {
+        let (item, diags) = compile_text(
+            "---\nscope: narrow\ngate: auto\nallow_unchecked: true\nsim: {files: [{path: a.md, content: \"A\\n\"}, {path: b.md, append: x}], fail_attempts: 2, message: m}\n---\n\nDo it.\n",
+        );
+        assert!(diags.is_empty(), "{diags:?}");
+        let sim = item.expect("valid").sim.expect("a script");
+        assert_eq!(sim.files.len(), 2);
+        assert_eq!(
+            sim.files[0].edit,
+            crate::spec::SimEdit::Content("A\n".into())
+        );
+        assert_eq!((sim.fail_attempts, sim.message.as_deref()), (2, Some("m")));
+        for (bad, why) in [
+            (
+                "sim: {files: [{path: ../x, content: \"y\"}]}",
+                "inside the worktree",
+            ),
+            (
+                "sim: {files: [{path: x, content: \"y\", delete: true}]}",
+                "exactly one of",
+            ),
+            ("sim: {fail: 1}", "unknown field `fail`"),
+        ] {
+            let (item, diags) = compile_text(&format!(
+                "---\nscope: narrow\ngate: auto\nallow_unchecked: true\n{bad}\n---\n\nDo it.\n"
+            ));
+            assert!(item.is_none(), "{bad}");
+            let shown = diags.iter().map(ToString::to_string).collect::<String>();
+            assert!(shown.contains("fix-typo.md:5:"), "{bad}: {shown}");
+            assert!(shown.contains(why), "{bad}: {shown}");
+        }
     }
 
     #[test]

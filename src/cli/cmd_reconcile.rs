@@ -392,6 +392,8 @@ pub fn tick_view(report: &TickReport) -> TickView {
         remote: report.remote.clone(),
         push_rejected: report.push_rejected.clone(),
         recovered: report.recovered.clone(),
+        autonomy: report.autonomy.lines.clone(),
+        autonomy_waits: report.autonomy.wait.as_ref().map(|(code, _)| code.clone()),
         ..TickView::of_decision(&report.decision)
     }
 }

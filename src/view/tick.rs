@@ -28,6 +28,12 @@ pub struct TickView {
     pub remote: Vec<String>,
     pub push_rejected: Option<String>,
     pub recovered: Vec<String>,
+    /// What the autonomy loop did before the tick (docs/autonomy.md).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub autonomy: Vec<String>,
+    /// Why the autonomy loop started no planner attempt: its reason code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autonomy_waits: Option<String>,
     /// The tasks `--fail-on` matched; absent when it was not asked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fail_on: Option<Vec<FailOnView>>,
@@ -45,6 +51,8 @@ impl TickView {
             applied: Vec::new(),
             failed: None,
             recorded: RecordedView::Unchanged,
+            autonomy: Vec::new(),
+            autonomy_waits: None,
             tasks: decision.report.iter().map(TaskReportView::new).collect(),
             queue: decision
                 .queue

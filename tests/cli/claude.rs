@@ -1,7 +1,8 @@
 //! The real Claude Code CLI inside a converge task, against a scripted local
 //! fake of the Anthropic Messages API: it writes a file through its Write
 //! tool, runs `converge done` through its Bash tool, and the task passes its
-//! gate and merges.
+//! gate and merges. As the autonomy loop's planner, it writes a queue item
+//! that converge files on the base branch.
 //!
 //! The CLI comes from `CONVERGE_CLAUDE_BIN` (CI installs the pinned npm
 //! package `@anthropic-ai/claude-code` and sets it). The tests are ignored by
@@ -254,4 +255,174 @@ fn a_spent_usage_window_cools_claude_down_until_its_reset_without_using_up_the_a
     );
     // The OAuth token reached the CLI but never the log.
     assert!(!log.contains("sk-ant-oat01-fake-test-token"), "{log}");
+}
+
+/// The queue item the scripted planner proposes.
+const GREETING_ITEM: &str = "---\nscope: narrow\ngate: auto\ninvariants: [hello]\n---\n\n# Add a greeting\n\nWrite hello.txt with a greeting, then run `converge done`.\n";
+
+#[test]
+#[ignore = "runs the real agent CLI: set CONVERGE_CLAUDE_BIN and pass `-- --ignored` (see the README)"]
+fn claude_code_as_the_autonomy_planner_files_one_queue_item_on_the_base_branch() {
+    let claude = claude_bin();
+    // The loop's planner on Claude Code, one planner run a day (so that no
+    // capability update follows), and no plan: the loop is all the work.
+    let sb = cli_repo(
+        "claude-code",
+        &claude,
+        "claude-sonnet-4-5",
+        "[sandbox]\nenabled = true\nenv_allow = [\"PATH\", \"HOME\"]\n\n[budget]\nusd_per_day = 5.0\n\n[autonomy]\nenabled = true\nharness = \"claude-code\"\nmodel = \"claude-sonnet-4-5\"\nmax_runs_per_day = 1\n",
+        "",
+    );
+    sb.git(&["rm", "-q", "planning/plans/one.toml"]);
+    sb.commit_all("only the loop's work");
+    // The planner's conversation writes its item and runs `converge done`;
+    // the filed item's task (any other conversation) writes hello.txt.
+    let planner = [
+        json!({
+            "type": "tool_use", "id": "toolu_item", "name": "Write",
+            "input": {"file_path": ".converge-planner/item.md", "content": GREETING_ITEM}
+        }),
+        json!({
+            "type": "tool_use", "id": "toolu_done", "name": "Bash",
+            "input": {"command": "converge done", "description": "Finish the planner attempt"}
+        }),
+    ];
+    let task = [
+        json!({
+            "type": "tool_use", "id": "toolu_write", "name": "Write",
+            "input": {"file_path": "hello.txt", "content": "hello from the queue\n"}
+        }),
+        json!({
+            "type": "tool_use", "id": "toolu_done", "name": "Bash",
+            "input": {"command": "converge done", "description": "Finish the attempt"}
+        }),
+    ];
+    let planner_turns = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&planner_turns);
+    let (url, _) = serve(move |request| {
+        let messages = &request["messages"];
+        let step = messages
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|m| m["content"].as_array().into_iter().flatten())
+            .filter(|block| block["type"] == "tool_result")
+            .count();
+        let is_planner = messages
+            .to_string()
+            .contains("You are the planner of converge's autonomy loop");
+        let script = if is_planner { &planner } else { &task };
+        let (content, stop) = if request.get("tools").is_none() {
+            (json!({"type": "text", "text": "ok"}), "end_turn")
+        } else {
+            if is_planner {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+            script.get(step).map_or_else(
+                || (json!({"type": "text", "text": "Done."}), "end_turn"),
+                |c| (c.clone(), "tool_use"),
+            )
+        };
+        Answer::events(reply(&content, stop))
+    });
+    let home = tempfile::tempdir().expect("home");
+    let env = [
+        ("ANTHROPIC_BASE_URL", url.as_str()),
+        ("ANTHROPIC_API_KEY", "sk-ant-fake-test-key"),
+    ];
+    let out = crate::support::converge_at(
+        sb.path(),
+        home.path(),
+        &["reconcile", "--wait", "--max-ticks", "300"],
+        &env,
+    );
+    let run = sb.path().join(".git/converge/runs/_autonomy/gap-1/1");
+    let planner_log = std::fs::read_to_string(run.join("agent.log")).unwrap_or_default();
+    let transcript = format!(
+        "{}{}\nplanner agent.log:\n{planner_log}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{transcript}");
+    assert!(
+        planner_turns.load(Ordering::SeqCst) >= 3,
+        "three planner turns at least: {transcript}"
+    );
+    // The planner was told the goal.
+    let prompt = std::fs::read_to_string(run.join("prompt.md")).expect("the planner's prompt");
+    assert!(
+        prompt.contains("## The goal (planning/goal.md)\n\nSay hello."),
+        "{prompt}"
+    );
+    // The item is converge's own commit on main, exactly as the planner wrote it.
+    let enqueued = sb.git(&[
+        "log",
+        "--format=%H",
+        "--grep=Converge-Action: enqueue",
+        "main",
+    ]);
+    let enqueued: Vec<&str> = enqueued.lines().collect();
+    assert_eq!(enqueued.len(), 1, "one enqueue commit: {transcript}");
+    let filed = sb.git(&[
+        "show",
+        &format!("{}:planning/queue/add-a-greeting-1.md", enqueued[0]),
+    ]);
+    assert_eq!(filed, GREETING_ITEM);
+    // The loop's record lists it, with the planner's cost from Claude
+    // Code's `result` line.
+    let record: toml::Table = sb
+        .git(&["show", "main:planning/status/autonomy/loop.toml"])
+        .parse()
+        .expect("the loop's record");
+    let items = record["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{record}");
+    assert_eq!(
+        items[0]["name"].as_str(),
+        Some("add-a-greeting-1"),
+        "{record}"
+    );
+    assert_eq!(
+        items[0]["title"].as_str(),
+        Some("Add a greeting"),
+        "{record}"
+    );
+    let result: Value = planner_log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["type"] == "result")
+        .unwrap_or_else(|| panic!("a result line: {planner_log}"));
+    let cost = result["total_cost_usd"].as_f64().expect("total_cost_usd");
+    assert!(cost > 0.0, "{result}");
+    let usd_total = record["usd_total"].as_float().expect("usd_total");
+    assert!((usd_total - cost).abs() < 1e-9, "{record}\n{result}");
+    let status = sb.converge(&["autonomy", "status"]);
+    status.success();
+    assert!(
+        status.stdout.contains("filed queue/add-a-greeting-1"),
+        "{}",
+        status.stdout
+    );
+    // The item then ran as a task of the queue and merged; the planner's
+    // worktree and branch are gone.
+    let queue: toml::Table = sb
+        .git(&["show", "main:planning/status/queue.toml"])
+        .parse()
+        .expect("queue status");
+    assert_eq!(
+        queue["tasks"]["add-a-greeting-1"]["phase"].as_str(),
+        Some("merged"),
+        "{queue}\n{transcript}"
+    );
+    assert_eq!(sb.read("hello.txt"), "hello from the queue\n");
+    assert_eq!(sb.git(&["branch", "--list", "converge/_autonomy/*"]), "");
+    assert!(
+        !sb.path()
+            .join(".converge/worktrees/_autonomy/gap-1")
+            .exists()
+    );
+    // The API key reached the CLI but never the log.
+    assert!(
+        !planner_log.contains("sk-ant-fake-test-key"),
+        "{planner_log}"
+    );
 }

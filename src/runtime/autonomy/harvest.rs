@@ -87,7 +87,11 @@ pub(super) fn harvest(
             line
         }
     };
-    let line = format!("{line} (cost ${cost:.2})");
+    let line = if cost > 0.0 && cost < 0.01 {
+        format!("{line} (cost ${cost:.4})")
+    } else {
+        format!("{line} (cost ${cost:.2})")
+    };
     st.note(now, line.clone());
     st.last = Some(super::state::LastRun {
         run: inflight.run,

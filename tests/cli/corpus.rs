@@ -199,19 +199,24 @@ fn reconcile_refuses_a_setting_that_is_not_supported_and_says_what_to_remove() {
     sandbox.write("planning/goal.md", "Goal.\n");
     sandbox.write(
         "planning/converge.toml",
-        "[reconcile]\ndefault_harness = \"sim\"\n\n[autonomy]\nenabled = true\n",
+        "[reconcile]\ndefault_harness = \"sim\"\nremote = \"origin\"\n\n[autonomy]\nenabled = true\n",
     );
     sandbox.write(
         "planning/plans/base.toml",
         BASE_PLAN.replace("[plan]\n", "[plan]\nstate = \"active\"\n"),
     );
     let head = sandbox.commit_all("plan");
+    let origin = tempfile::tempdir().expect("origin");
+    let origin_path = origin.path().display().to_string();
+    sandbox.git(&["init", "-q", "--bare", &origin_path]);
+    sandbox.git(&["remote", "add", "origin", &origin_path]);
+    sandbox.git(&["push", "-q", "origin", "main"]);
     let run = sandbox.converge(&["reconcile", "--once"]);
     assert_eq!(run.code, 2, "{}", run.transcript());
     let out = format!("{}{}", run.stdout, run.stderr);
     assert!(
-        out.contains("planning/converge.toml:5:11: error[not-supported]: the autonomy loop is not implemented yet")
-            && out.contains("hint: remove `enabled = true`"),
+        out.contains("planning/converge.toml:6:11: error[not-supported]: the autonomy loop runs on one machine's branches")
+            && out.contains("hint: run the loop where `[reconcile] remote` is unset"),
         "{}",
         run.transcript()
     );

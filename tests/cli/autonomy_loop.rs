@@ -328,3 +328,56 @@ harness = "hostile"
             .contains("planner edits the goal")
     );
 }
+
+#[test]
+fn the_autonomy_demo_goes_from_goal_to_capabilities_in_seconds() {
+    let sb = Sandbox::new();
+    let dir = sb.path().join("demo");
+    let started = std::time::Instant::now();
+    let run = sb.converge(&["demo", "--autonomy", "--dir", dir.to_str().expect("utf-8")]);
+    run.success();
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    let out = &run.stdout;
+    // The whole chain, in order.
+    let order = [
+        "autonomy: gap-analysis 1 started",
+        "filed queue/greeting-configuration-1",
+        "promote queue item greeting-configuration-1",
+        "merge queue/greeting-configuration-1",
+        "capability-update 2 after queue/greeting-configuration-1 started",
+        "capabilities.md updated after queue/greeting-configuration-1",
+        "gap-analysis 3 started",
+        "the goal is met",
+    ];
+    let mut at = 0;
+    for step in order {
+        let found = out[at..]
+            .find(step)
+            .unwrap_or_else(|| panic!("`{step}` after byte {at}:\n{out}"));
+        at += found + step.len();
+    }
+    assert!(out.contains("history of the loop:"), "{out}");
+    assert!(out.contains("  - Usage documentation"), "{out}");
+    // The promotions went onto main (the demo's status has its own branch).
+    let main_log = sb.git(&[
+        "-C",
+        dir.to_str().expect("utf-8"),
+        "log",
+        "--format=%s",
+        "main",
+    ]);
+    assert_eq!(
+        main_log.matches("converge: promote queue/").count(),
+        4,
+        "{main_log}"
+    );
+    assert_eq!(
+        main_log.matches("converge: merge queue/").count(),
+        4,
+        "{main_log}"
+    );
+}

@@ -189,7 +189,14 @@ pub fn read_back(
     }
     let record = crate::observe::runs::read_run(&run, key, 1, secret)?;
     let (done, exit_code) = match record.obs.state {
-        RunState::Running { .. } => return Ok(ReadBack::Running),
+        RunState::Running { deadline } if now <= deadline => return Ok(ReadBack::Running),
+        // Past its deadline and still alive (its supervisor gone, or a
+        // process that outlived it): killed, and read back as it is.
+        RunState::Running { .. } => {
+            crate::rundir::procs::kill_run(&run)?;
+            crate::rundir::procs::write_exit(&run, now, true)?;
+            (false, None)
+        }
         RunState::Exited { done, exit_code } => (done, exit_code),
         RunState::Vanished => (false, None),
     };
@@ -250,6 +257,12 @@ pub fn copy_outputs(from: &Path, to: &Path, kind: &str) -> Result<(), String> {
     for entry in entries {
         let entry = entry.map_err(|e| format!("cannot read {shown}: {e}"))?;
         let name = entry.file_name().to_string_lossy().into_owned();
+        // Looked at before anything opens it: a named pipe would block the
+        // open, a link would lead elsewhere.
+        let plain = entry.file_type().is_ok_and(|t| t.is_file());
+        if !plain {
+            return Err(format!("{shown}{name} is not a plain file"));
+        }
         if !allowed.contains(&name.as_str()) {
             return Err(format!(
                 "{shown}{name} is not an output a {kind} may leave (only {})",
@@ -291,7 +304,7 @@ fn read_untrusted(path: &Path) -> Result<Vec<u8>, String> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
         .open(path)
         .map_err(|e| format!("cannot be read as a plain file ({e})"))?;
     let meta = file
@@ -318,10 +331,47 @@ fn read_untrusted(path: &Path) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
+/// Notes that planner attempt `key` was read back into the loop's record, so
+/// that a record started over never reads it again ([`on_disk`]).
+pub fn mark_harvested(repo: &Repo, key: &TaskKey) -> Result<(), PlannerError> {
+    let run = Layout::new(repo.common_dir()).run(key, 1);
+    crate::rundir::records::write_file(&run.join(HARVESTED), b"")?;
+    Ok(())
+}
+
+/// The marker of a planner attempt read back.
+const HARVESTED: &str = "harvested";
+
+/// The planner attempts on disk, as (kind prefix, run number, read back).
+pub fn on_disk(repo: &Repo) -> Vec<(String, u32, bool)> {
+    let layout = Layout::new(repo.common_dir());
+    let dir = layout.runs().join(PLANNER_PLAN);
+    let mut out = Vec::new();
+    for name in crate::rundir::records::sorted_dirs(&dir).unwrap_or_default() {
+        let Some((prefix, n)) = name.rsplit_once('-') else {
+            continue;
+        };
+        let Ok(n) = n.parse::<u32>() else {
+            continue;
+        };
+        let run = layout.run(&key(prefix, n), 1);
+        out.push((prefix.to_owned(), n, run.join(HARVESTED).exists()));
+    }
+    out
+}
+
+/// The brief planner attempt `key` was started with.
+pub fn brief_of(repo: &Repo, key: &TaskKey) -> Option<PlannerBrief> {
+    let run = Layout::new(repo.common_dir()).run(key, 1);
+    Brief::read(&run).ok()?.planner
+}
+
 /// Removes planner attempt `key`'s worktree and branch (its output is in
 /// its run directory). Nothing of a planner is work to keep: it changes no
 /// file anyone merges.
 pub fn clean_up(repo: &Repo, spec: &Spec, key: &TaskKey) -> Result<(), PlannerError> {
+    let run = Layout::new(repo.common_dir()).run(key, 1);
+    crate::rundir::procs::kill_stragglers(&run);
     let root = dispatch::worktree_root(
         repo.common_dir(),
         spec.config.reconcile.worktree_root.as_deref(),

@@ -95,12 +95,14 @@ pub fn run(ctx: &Ctx, command: &AutonomyCommand) -> CliResult {
             if matches!(st.phase, LoopPhase::Running)
                 && st.consecutive_escalations == 0
                 && st.consecutive_refusals == 0
+                && st.cooldown_until.is_none()
             {
                 return Err("the loop is running already".into());
             }
             st.phase = LoopPhase::Running;
             st.consecutive_escalations = 0;
             st.consecutive_refusals = 0;
+            st.cooldown_until = None;
             Ok("resumed by a person".into())
         }),
         AutonomyCommand::Unblock(args) => change(&repo, &spec, &base_rev, now, |st| {
@@ -159,7 +161,12 @@ fn change(
     let base = repo
         .branch_tip(base_rev)?
         .ok_or_else(|| CliError::failure(format!("the base branch {base_rev} has no commit")))?;
-    let (mut st, _) = step::load(repo, tip.unwrap_or(base))?;
+    let (mut st, problem) = step::load(repo, tip.unwrap_or(base))?;
+    if let Some(problem) = problem {
+        return Err(CliError::bad_input(problem).hint(
+            "the next tick starts the record over (and says so); fix or delete the file first to keep its history",
+        ));
+    }
     let line = edit(&mut st).map_err(|why| {
         CliError::bad_input(why).hint("`converge autonomy status` shows the loop's state")
     })?;

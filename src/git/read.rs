@@ -56,6 +56,20 @@ impl Repo {
         Ok(Some(object.data.clone()))
     }
 
+    /// The blob id of `path` at `commit`, as hex (`None`: no such file).
+    pub fn blob_id_at(&self, commit: ObjectId, path: &str) -> Result<Option<String>> {
+        let what = || format!("{path} at {commit}");
+        let commit = self.repo.find_commit(commit).map_err(read_err(what()))?;
+        let tree = commit.tree().map_err(read_err(what()))?;
+        let Some(entry) = tree.lookup_entry_by_path(path).map_err(read_err(what()))? else {
+            return Ok(None);
+        };
+        Ok(entry
+            .mode()
+            .is_blob()
+            .then(|| entry.object_id().to_string()))
+    }
+
     /// The files below the directory `dir` (e.g. `planning`) of the tree of
     /// `commit` that `filter` chooses, keyed by their path from the
     /// repository root, with their object ids, without reading a blob

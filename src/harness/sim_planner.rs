@@ -133,16 +133,21 @@ fn gap_analysis(brief: &PlannerBrief) -> Vec<(&'static str, String)> {
                 .iter()
                 .any(|f| f.eq_ignore_ascii_case(&title)));
     let fail = if fails { ", fail_attempts: 1000" } else { "" };
-    let invariants = if brief.invariants.is_empty() {
-        "allow_unchecked: true\n".to_owned()
+    // Checked by every invariant there is; with none, a person reviews it
+    // (the loop refuses items that opt out of every check).
+    let (gate, invariants) = if brief.invariants.is_empty() {
+        ("human_review", String::new())
     } else {
-        format!("invariants: [{}]\n", brief.invariants.join(", "))
+        (
+            "auto",
+            format!("invariants: [{}]\n", brief.invariants.join(", ")),
+        )
     };
     let path = format!("features/{}.md", slug(&title));
     vec![(
         "item.md",
         format!(
-            "---\nscope: narrow\ngate: auto\n{invariants}harness: sim\nsim: {{files: [{{path: \"{path}\", content: \"{title}\\n\"}}]{fail}}}\n---\n\n# {title}\n\nThe goal lists \"{title}\" and capabilities.md does not: add {path} describing it (gap analysis {}).\n",
+            "---\nscope: narrow\ngate: {gate}\n{invariants}harness: sim\nsim: {{files: [{{path: \"{path}\", content: \"{title}\\n\"}}]{fail}}}\n---\n\n# {title}\n\nThe goal lists \"{title}\" and capabilities.md does not: add {path} describing it (gap analysis {}).\n",
             brief.run
         ),
     )]
@@ -188,6 +193,7 @@ mod tests {
             goal: "# Goal\n\n- Login\n- Export CSV\n* Search\n".into(),
             capabilities: "# Capabilities\n\n- (nothing yet)\n- login\n".into(),
             merged: None,
+            item: None,
             lens: None,
             blocked: Vec::new(),
             escalated: Vec::new(),

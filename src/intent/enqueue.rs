@@ -38,6 +38,15 @@ pub fn item_path(name: &str) -> String {
 /// Checks `text` as queue item `name` against the base's spec: its
 /// diagnostics, errors first, when it is not valid; its warnings otherwise.
 pub fn validate(base: &Base<'_>, name: &str, text: &str) -> Result<Vec<Diagnostic>, IntentError> {
+    compile(base, name, text).map(|(_, warnings)| warnings)
+}
+
+/// [`validate`], with the compiled item.
+pub fn compile(
+    base: &Base<'_>,
+    name: &str,
+    text: &str,
+) -> Result<(crate::spec::QueueItem, Vec<Diagnostic>), IntentError> {
     let path = item_path(name);
     if text.len() > MAX_ITEM_BYTES {
         return Err(IntentError::ItemTooLarge {
@@ -65,14 +74,16 @@ pub fn validate(base: &Base<'_>, name: &str, text: &str) -> Result<Vec<Diagnosti
         &all_ids,
         &mut diagnostics,
     );
-    if item.is_none() || diagnostics.iter().any(Diagnostic::is_error) {
-        diagnostics.sort_by_key(|d| !d.is_error());
-        return Err(IntentError::InvalidItem {
-            file: path,
-            diagnostics,
-        });
+    match item {
+        Some(item) if !diagnostics.iter().any(Diagnostic::is_error) => Ok((item, diagnostics)),
+        _ => {
+            diagnostics.sort_by_key(|d| !d.is_error());
+            Err(IntentError::InvalidItem {
+                file: path,
+                diagnostics,
+            })
+        }
     }
-    Ok(diagnostics)
 }
 
 /// `enqueue`: validates `text` as queue item `name` and commits it on the

@@ -286,8 +286,13 @@ vocabulary! {
         PlannerRunning = "autonomy-planner-running",
         /// The planner's harness is rate-limited.
         Cooldown = "autonomy-cooldown",
-        /// The base branch moved while the loop filed; the next tick files again.
+        /// The base branch moved while the loop committed; the next tick commits again.
         BaseMoved = "autonomy-base-moved",
+        /// The base branch's checkout has changes in the way of the loop's commit.
+        CheckoutDirty = "autonomy-checkout-dirty",
+        /// The loop's step failed (an error reading or writing git or a run
+        /// directory); the tick's tasks went on, the next tick tries again.
+        StepFailed = "autonomy-step-failed",
         /// The loop paused itself: its items escalated K times in a row.
         Escalations = "autonomy-escalations",
         /// The loop paused itself: K planner attempts in a row filed nothing.

@@ -101,6 +101,9 @@ pub struct PlannerBrief {
     /// A capability update: the merged item's title and description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged: Option<(String, String)>,
+    /// A capability update: the merged item's name (`queue/<item>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
     /// A review: its lens (architecture, tests, security).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lens: Option<String>,

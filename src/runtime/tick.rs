@@ -215,7 +215,19 @@ pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickEr
         let schedules = super::schedule::fire(repo, options)?;
         // The loop files its items before the spec is read, too (it runs
         // only without a remote: the config refuses it with one).
-        let autonomy = super::autonomy::step(repo, options)?;
+        // A failing step is the loop's, not the tick's: the tasks go on.
+        let autonomy = super::autonomy::step(repo, options).unwrap_or_else(|e| {
+            let why = crate::check::error_chain(&e);
+            tracing::warn!(error = %why, "the autonomy loop's step failed");
+            let code = crate::model::LoopCode::StepFailed.as_str();
+            super::autonomy::Stepped {
+                lines: vec![format!(
+                    "autonomy: the loop's step failed ({code}): {why}; the tasks go on, and the next tick tries again"
+                )],
+                wait: Some((code.to_owned(), why)),
+                ..super::autonomy::Stepped::default()
+            }
+        });
         let forge = crate::forge::github::session::Session::new(options.env, options.now);
         let refresh = autonomy.recorded.is_some();
         let mut report = tick_local(repo, options, &forge, None, None, refresh)?;

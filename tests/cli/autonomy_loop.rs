@@ -381,3 +381,165 @@ fn the_autonomy_demo_goes_from_goal_to_capabilities_in_seconds() {
         "{main_log}"
     );
 }
+
+/// A repository whose planner is `script` (a `command` harness, run in its
+/// worktree with the repository's path as its argument).
+fn with_planner(script: &str) -> Sandbox {
+    let sb = Sandbox::repo();
+    sb.write("README.md", "app\n");
+    sb.write("planning/goal.md", GOAL);
+    sb.write("planning/capabilities.md", "- (nothing yet)\n");
+    sb.write("planner.sh", script);
+    let repo = sb.path().display().to_string();
+    sb.write(
+        "planning/converge.toml",
+        format!(
+            r#"[reconcile]
+default_harness = "sim"
+
+[invariants.features]
+kind = "lint"
+command = "true"
+
+[harness.hostile]
+kind = "command"
+command = "sh"
+args = ["{repo}/planner.sh", "{repo}"]
+
+[autonomy]
+enabled = true
+harness = "hostile"
+"#
+        ),
+    );
+    sb.commit_all("a hostile planner");
+    sb
+}
+
+/// One `reconcile --until-idle` at `now`, killed (and failed) if it does not
+/// end within 60 seconds.
+fn tick_within(sb: &Sandbox, now: Timestamp) -> String {
+    let mut command = std::process::Command::new(crate::support::BIN);
+    crate::support::isolate(&mut command, sb.home());
+    let mut child = command
+        .args(["reconcile", "--until-idle"])
+        .env("CONVERGE_NOW", now.to_string())
+        .current_dir(sb.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("converge runs");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the tick hung");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    text
+}
+
+#[test]
+fn a_planner_that_leaves_a_named_pipe_does_not_hang_the_reconciler() {
+    let sb = with_planner(
+        "mkdir -p .converge-planner && mkfifo .converge-planner/item.md\nconverge done\n",
+    );
+    let t0 = start();
+    for step in 0..3u64 {
+        tick_within(&sb, t0.plus(Duration::from_secs(step * 600)));
+        settle();
+    }
+    let v = autonomy_json(&sb, t0);
+    assert!(
+        v["history"]
+            .to_string()
+            .contains("item.md is not a plain file"),
+        "{v}"
+    );
+    assert_eq!(v["totals"]["items"], 0, "{v}");
+}
+
+#[test]
+fn a_planners_item_that_would_merge_its_own_bytes_unchecked_is_refused() {
+    // A valid queue item, but one that chooses the sim agent and its script
+    // (exact bytes into build.rs) and opts out of every check.
+    let sb = with_planner(
+        "mkdir -p .converge-planner\n\
+         printf -- '---\\nscope: narrow\\ngate: auto\\nallow_unchecked: true\\nharness: sim\\nsim: {files: [{path: build.rs, content: \"fn main() {}\"}]}\\n---\\n\\n# Speed up builds\\n\\nA build script.\\n' > .converge-planner/item.md\n\
+         converge done\n",
+    );
+    let t0 = start();
+    for step in 0..3u64 {
+        tick(&sb, t0.plus(Duration::from_secs(step * 600)));
+        settle();
+    }
+    let v = autonomy_json(&sb, t0);
+    let history = v["history"].to_string();
+    assert!(history.contains("refused as an invalid queue item"), "{v}");
+    assert!(history.contains("allow_unchecked"), "{v}");
+    assert_eq!(v["totals"]["items"], 0, "{v}");
+    let tree = sb.git(&["ls-tree", "-r", "--name-only", "main"]);
+    assert!(
+        !tree.contains("build.rs") && !tree.contains("planning/queue/speed"),
+        "{tree}"
+    );
+}
+
+#[test]
+fn a_lost_loop_record_starts_over_without_replaying_old_planner_attempts() {
+    let sb = looped("review_every = 0\n");
+    let t0 = start();
+    let mut now = t0;
+    let mut step = 0u64;
+    // Until two items merged.
+    while autonomy_json(&sb, now)["totals"]["merges"].as_u64() < Some(2) {
+        assert!(step < 30, "two items merge within 30 steps");
+        now = t0.plus(Duration::from_secs(step * 600));
+        tick(&sb, now);
+        settle();
+        step += 1;
+    }
+    let runs_before = autonomy_json(&sb, now)["totals"]["runs"]
+        .as_u64()
+        .expect("runs");
+    // A person deletes the record (or it stops parsing).
+    sb.git(&["rm", "-q", "planning/status/autonomy/loop.toml"]);
+    sb.git(&["commit", "-q", "-m", "drop the loop's record"]);
+    for more in 1..8u64 {
+        tick(&sb, now.plus(Duration::from_secs(more * 600)));
+        settle();
+    }
+    let v = autonomy_json(&sb, now);
+    // New attempts are numbered above the old ones; no old one was read
+    // back again, so no item was filed twice.
+    let history = v["history"].to_string();
+    assert!(!history.contains("gap-analysis 1:"), "{v}");
+    let first_new = v["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|l| l.as_str())
+        .find_map(|l| l.split("gap-analysis ").nth(1))
+        .and_then(|rest| rest.split([' ', ':']).next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("a new gap analysis");
+    assert!(first_new > runs_before, "{first_new} > {runs_before}: {v}");
+    let enqueued: Vec<String> = sb
+        .git(&["log", "--format=%s", "main"])
+        .lines()
+        .filter(|l| l.starts_with("converge: enqueue"))
+        .map(str::to_owned)
+        .collect();
+    let mut unique = enqueued.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), enqueued.len(), "{enqueued:?}");
+}

@@ -279,6 +279,7 @@ mod tests {
         let mut running = state();
         running.inflight = Some(super::super::state::Inflight {
             run: 4,
+            capabilities: None,
             kind: super::super::state::RunKind::GapAnalysis,
             started_at: NOW,
             item: None,

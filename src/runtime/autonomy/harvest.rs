@@ -5,10 +5,13 @@
 //! history. Every commit here is idempotent: a step repeated after a crash
 //! finds it made and goes on.
 
+use std::time::Duration;
+
 use crate::act::planner::Ended;
 use crate::harness::outcome::Ending;
 use crate::intent::{Base, IntentError};
-use crate::status::record::{self, Change, Message};
+use crate::model::LoopCode;
+use crate::status::record::{self, Change, Message, RecordError};
 
 use super::decide::{counters_on, proposal_hash};
 use super::prompt::{body_of, title_of};
@@ -16,17 +19,34 @@ use super::state::{Inflight, LoopPhase, LoopState, RunKind};
 use super::step::Ctx;
 use crate::runtime::tick::TickError;
 
-/// capabilities.md may be at most this long.
+/// capabilities.md (and a review) may be at most this long.
 pub const MAX_CAPABILITIES: usize = 64 * 1024;
+/// A planner's rate limit cools the loop down at most this long, whatever
+/// reset time its stream names.
+pub const MAX_COOLDOWN: Duration = Duration::from_secs(24 * 60 * 60);
+/// At most this many characters of a planner's log go into the history.
+const TAIL_CHARS: usize = 200;
 
-/// Reads `ended` into `st`. `Ok(None)`: the base branch moved under a
-/// commit; nothing changed and the next tick reads the attempt again.
+/// What reading an attempt back came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Harvest {
+    /// Read back and recorded: the line for people.
+    Done(String),
+    /// Nothing changed: a commit could not land now (the base moved, the
+    /// checkout is in the way); the next tick reads the attempt again.
+    Retry(LoopCode, String),
+}
+
+/// A commit that could not land now.
+type Retry = (LoopCode, String);
+
+/// Reads `ended` into `st`.
 pub(super) fn harvest(
     ctx: &Ctx<'_>,
     st: &mut LoopState,
     inflight: &Inflight,
     ended: &Ended,
-) -> Result<Option<String>, TickError> {
+) -> Result<Harvest, TickError> {
     let now = ctx.options.now;
     let what = format!("{} {}", inflight.kind.as_str(), inflight.run);
     // Its cost counts whatever came of it.
@@ -44,8 +64,12 @@ pub(super) fn harvest(
         });
     let outcome = match crate::harness::outcome::ending(&ended.summary, ended.exit_code, now) {
         Some(Ending::RateLimited { until, message }) => {
+            let until = until.min(now.plus(MAX_COOLDOWN));
             st.cooldown_until = Some(until);
-            Verdict::Neutral(format!("{what} was rate-limited until {until}: {message}"))
+            Verdict::Neutral(format!(
+                "{what} was rate-limited until {until}: {}",
+                cut(&message)
+            ))
         }
         _ if ended.refused.is_some() => Verdict::Refused(format!(
             "{what}'s output was refused: {}",
@@ -64,12 +88,12 @@ pub(super) fn harvest(
             if ended.tail.is_empty() {
                 String::new()
             } else {
-                format!("; its log ends: {}", ended.tail.replace('\n', " | "))
+                format!("; its log ends: {}", cut(&ended.tail.replace('\n', " | ")))
             }
         )),
         _ => match file(ctx, st, inflight, ended, &what)? {
-            Some(verdict) => verdict,
-            None => return Ok(None),
+            Ok(verdict) => verdict,
+            Err((code, why)) => return Ok(Harvest::Retry(code, why)),
         },
     };
     st.today = counters_on(st, now);
@@ -99,7 +123,16 @@ pub(super) fn harvest(
         ended_at: now,
         verdict: line.clone(),
     });
-    Ok(Some(line))
+    Ok(Harvest::Done(line))
+}
+
+/// `text` cut to [`TAIL_CHARS`] characters.
+fn cut(text: &str) -> String {
+    if text.chars().count() <= TAIL_CHARS {
+        return text.to_owned();
+    }
+    let cut: String = text.chars().take(TAIL_CHARS).collect();
+    format!("{cut}…")
 }
 
 enum Verdict {
@@ -116,8 +149,7 @@ fn file(
     inflight: &Inflight,
     ended: &Ended,
     what: &str,
-) -> Result<Option<Verdict>, TickError> {
-    let now = ctx.options.now;
+) -> Result<Result<Verdict, Retry>, TickError> {
     let get = |name: &str| {
         ended
             .files
@@ -126,125 +158,191 @@ fn file(
             .map(|(_, t)| t.as_str())
     };
     match inflight.kind {
-        RunKind::GapAnalysis => {
-            if let Some(why) = get("goal-met.md") {
-                if get("item.md").is_some() {
-                    return Ok(Some(Verdict::Refused(format!(
-                        "{what} left both an item and a goal-met verdict"
-                    ))));
-                }
-                let why = why
-                    .lines()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("")
-                    .trim();
-                st.phase = LoopPhase::GoalMet {
-                    since: now,
-                    why: why.chars().take(200).collect(),
-                };
-                return Ok(Some(Verdict::Accepted(format!(
-                    "{what}: the goal is met ({why})"
-                ))));
+        RunKind::GapAnalysis => Ok(Ok(match (get("goal-met.md"), get("item.md")) {
+            (Some(_), Some(_)) => {
+                Verdict::Refused(format!("{what} left both an item and a goal-met verdict"))
             }
-            match get("item.md") {
-                Some(item) => propose(ctx, st, inflight, item, what),
-                None => Ok(Some(Verdict::Refused(format!("{what} left no item")))),
-            }
-        }
+            (Some(why), None) => goal_met(ctx, st, why, what),
+            (None, Some(item)) => return propose(ctx, st, inflight, item, what),
+            (None, None) => Verdict::Refused(format!("{what} left no item")),
+        })),
         RunKind::CapabilityUpdate => {
-            let item = inflight.item.clone().unwrap_or_default();
-            let Some(text) = get("capabilities.md") else {
-                return Ok(Some(Verdict::Refused(format!(
-                    "{what} left no capabilities.md"
-                ))));
-            };
-            if let Some(why) = check_capabilities(text) {
-                // Counted; the update runs again (and the loop pauses itself
-                // if it keeps failing).
-                return Ok(Some(Verdict::Refused(format!(
-                    "{what}: capabilities.md refused: {why}"
-                ))));
-            }
-            let body = vec![format!(
-                "capabilities.md after queue/{item}, from planner attempt {} of the autonomy loop",
-                inflight.run
-            )];
-            let done = commit_on_base(
-                ctx,
-                vec![("planning/capabilities.md".into(), text.as_bytes().to_vec())],
-                &format!("autonomy: capability update after queue/{item}"),
-                body,
-            )?;
-            let Some(changed) = done else { return Ok(None) };
-            if let Some(i) = st.items.iter_mut().find(|i| i.name == item) {
-                i.capabilities_updated = true;
-            }
-            Ok(Some(Verdict::Accepted(if changed {
-                format!("{what}: capabilities.md updated after queue/{item}")
-            } else {
-                format!("{what}: capabilities.md already said so after queue/{item}")
-            })))
+            capability_update(ctx, st, inflight, get("capabilities.md"), what)
         }
-        RunKind::Review => {
-            let lens = inflight.lens.clone().unwrap_or_else(|| "review".into());
-            let Some(text) = get("review.md") else {
-                return Ok(Some(Verdict::Refused(format!("{what} left no review.md"))));
-            };
-            if let Some(why) = check_capabilities(text) {
-                return Ok(Some(Verdict::Refused(format!(
-                    "{what}: review.md refused: {why}"
-                ))));
-            }
-            let path = format!("planning/reviews/{:04}-{lens}.md", inflight.run);
-            let done = commit_on_base(
-                ctx,
-                vec![(path.clone(), text.as_bytes().to_vec())],
-                &format!("autonomy: {lens} review {}", inflight.run),
-                vec![format!(
-                    "a review by planner attempt {} of the autonomy loop",
-                    inflight.run
-                )],
-            )?;
-            if done.is_none() {
-                return Ok(None);
-            }
-            st.merges_at_review = st.merges;
-            st.reviews += 1;
-            match get("item.md") {
-                Some(item) => {
-                    let filed = propose(ctx, st, inflight, item, what)?;
-                    Ok(filed.map(|v| match v {
-                        Verdict::Accepted(l) => {
-                            Verdict::Accepted(format!("review written to {path}; {l}"))
-                        }
-                        // The review itself landed: its item's refusal is
-                        // history, not a failed run.
-                        Verdict::Refused(l) | Verdict::Neutral(l) => {
-                            Verdict::Neutral(format!("review written to {path}; {l}"))
-                        }
-                    }))
-                }
-                None => Ok(Some(Verdict::Accepted(format!(
-                    "{what}: review written to {path}"
-                )))),
-            }
-        }
+        RunKind::Review => review(ctx, st, inflight, get("review.md"), get("item.md"), what),
     }
 }
 
-/// A proposed item: refused as a duplicate or for a blocked gap, else
-/// validated and committed through the enqueue intent.
+/// A gap analysis says the goal is met. Said again while the loop goes on
+/// past it (`stop_when_goal_met = false`), it filed nothing: counted as a
+/// refusal, so that a loop with nothing to do pauses itself instead of
+/// spending its caps on verdicts.
+fn goal_met(ctx: &Ctx<'_>, st: &mut LoopState, why: &str, what: &str) -> Verdict {
+    let why: String = why
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .chars()
+        .take(200)
+        .collect();
+    if matches!(st.phase, LoopPhase::GoalMet { .. }) {
+        return Verdict::Refused(format!(
+            "{what}: the goal is met again ({why}); nothing filed"
+        ));
+    }
+    st.phase = LoopPhase::GoalMet {
+        since: ctx.options.now,
+        why: why.clone(),
+    };
+    Verdict::Accepted(format!("{what}: the goal is met ({why})"))
+}
+
+fn capability_update(
+    ctx: &Ctx<'_>,
+    st: &mut LoopState,
+    inflight: &Inflight,
+    text: Option<&str>,
+    what: &str,
+) -> Result<Result<Verdict, Retry>, TickError> {
+    let item = inflight.item.clone().unwrap_or_default();
+    let Some(text) = text else {
+        return Ok(Ok(Verdict::Refused(format!(
+            "{what} left no capabilities.md"
+        ))));
+    };
+    if let Some(why) = check_document(text) {
+        // Counted; the update runs again (and the loop pauses itself if it
+        // keeps failing).
+        return Ok(Ok(Verdict::Refused(format!(
+            "{what}: capabilities.md refused: {why}"
+        ))));
+    }
+    // A person's edit since the planner read the file is not overwritten:
+    // the update runs again on what is there now.
+    let Some(tip) = ctx.repo.branch_tip(ctx.base_rev)? else {
+        return Ok(Err(gone(ctx)));
+    };
+    let now_blob = ctx.repo.blob_id_at(tip, "planning/capabilities.md")?;
+    if inflight.capabilities.is_some() && now_blob != inflight.capabilities {
+        return Ok(Ok(Verdict::Neutral(format!(
+            "{what}: planning/capabilities.md changed on {} while it ran; the update runs again on the new text",
+            ctx.base_rev
+        ))));
+    }
+    let body = vec![format!(
+        "capabilities.md after queue/{item}, from planner attempt {} of the autonomy loop",
+        inflight.run
+    )];
+    let changed = match commit_on_base(
+        ctx,
+        vec![("planning/capabilities.md".into(), text.as_bytes().to_vec())],
+        &format!("autonomy: capability update after queue/{item}"),
+        body,
+    )? {
+        Ok(changed) => changed,
+        Err(retry) => return Ok(Err(retry)),
+    };
+    if let Some(i) = st.items.iter_mut().find(|i| i.name == item) {
+        i.capabilities_updated = true;
+    }
+    Ok(Ok(Verdict::Accepted(if changed {
+        format!("{what}: capabilities.md updated after queue/{item}")
+    } else {
+        format!("{what}: capabilities.md already said so after queue/{item}")
+    })))
+}
+
+fn review(
+    ctx: &Ctx<'_>,
+    st: &mut LoopState,
+    inflight: &Inflight,
+    text: Option<&str>,
+    item: Option<&str>,
+    what: &str,
+) -> Result<Result<Verdict, Retry>, TickError> {
+    let lens = inflight.lens.clone().unwrap_or_else(|| "review".into());
+    let Some(text) = text else {
+        return Ok(Ok(Verdict::Refused(format!("{what} left no review.md"))));
+    };
+    if let Some(why) = check_document(text) {
+        return Ok(Ok(Verdict::Refused(format!(
+            "{what}: review.md refused: {why}"
+        ))));
+    }
+    let path = format!("planning/reviews/{:04}-{lens}.md", inflight.run);
+    if let Err(retry) = commit_on_base(
+        ctx,
+        vec![(path.clone(), text.as_bytes().to_vec())],
+        &format!("autonomy: {lens} review {}", inflight.run),
+        vec![format!(
+            "a review by planner attempt {} of the autonomy loop",
+            inflight.run
+        )],
+    )? {
+        return Ok(Err(retry));
+    }
+    let verdict = match item {
+        Some(item) => match propose(ctx, st, inflight, item, what)? {
+            Ok(Verdict::Accepted(l)) => Verdict::Accepted(format!("review written to {path}; {l}")),
+            // The review itself landed: its item's refusal is history, not a
+            // failed run.
+            Ok(Verdict::Refused(l) | Verdict::Neutral(l)) => {
+                Verdict::Neutral(format!("review written to {path}; {l}"))
+            }
+            Err(retry) => return Ok(Err(retry)),
+        },
+        None => Verdict::Accepted(format!("{what}: review written to {path}")),
+    };
+    st.merges_at_review = st.merges;
+    st.reviews += 1;
+    Ok(Ok(verdict))
+}
+
+/// Why the loop will not file `item` whatever the compiler says: a
+/// planner's item is run and merged by converge, so it may not choose how
+/// (the sim agent's script, a harness of its own) unless the planner is the
+/// sim planner, nor opt out of every check.
+pub fn policy_refusal(
+    item: &crate::spec::QueueItem,
+    sim_planner: bool,
+    text: &str,
+) -> Option<String> {
+    let front = text
+        .strip_prefix("---")
+        .and_then(|rest| rest.split_once("\n---"))
+        .map_or("", |(front, _)| front);
+    let unchecked = front.lines().any(|l| {
+        let l = l.trim().trim_start_matches(['"', '\'']);
+        l.starts_with("allow_unchecked") && l.contains("true")
+    });
+    if unchecked {
+        return Some("the loop's items may not set `allow_unchecked`: every one is checked".into());
+    }
+    if !sim_planner && item.sim.is_some() {
+        return Some(
+            "the loop's items may not carry a `sim:` script (only the sim planner's do)".into(),
+        );
+    }
+    if !sim_planner && item.harness.is_some() {
+        return Some("the loop's items may not choose their harness: they run on `[reconcile] default_harness`".into());
+    }
+    None
+}
+
+/// A proposed item: refused as a duplicate, for a blocked gap or by the
+/// loop's policy, else validated and committed through the enqueue intent.
 fn propose(
     ctx: &Ctx<'_>,
     st: &mut LoopState,
     inflight: &Inflight,
     item: &str,
     what: &str,
-) -> Result<Option<Verdict>, TickError> {
+) -> Result<Result<Verdict, Retry>, TickError> {
     let now = ctx.options.now;
     let title = title_of(item);
     if title.is_empty() {
-        return Ok(Some(Verdict::Refused(format!(
+        return Ok(Ok(Verdict::Refused(format!(
             "{what}: the item has no title"
         ))));
     }
@@ -252,13 +350,11 @@ fn propose(
     let name = item_name(&title, inflight.run);
     // Filed already (a crash before the record): nothing to do again.
     if st.items.iter().any(|i| i.name == name) {
-        return Ok(Some(Verdict::Accepted(format!(
-            "{what}: filed queue/{name}"
-        ))));
+        return Ok(Ok(Verdict::Accepted(format!("{what}: filed queue/{name}"))));
     }
     if st.recent.contains(&hash) {
         st.duplicates += 1;
-        return Ok(Some(Verdict::Refused(format!(
+        return Ok(Ok(Verdict::Refused(format!(
             "{what}: \"{title}\" refused as a duplicate of a recent proposal"
         ))));
     }
@@ -268,16 +364,22 @@ fn propose(
         .map(|g| g.id.clone())
     {
         st.refused += 1;
-        return Ok(Some(Verdict::Refused(format!(
+        return Ok(Ok(Verdict::Refused(format!(
             "{what}: \"{title}\" refused: gap {id} is blocked (`converge autonomy unblock {id}`)"
         ))));
     }
     let Some(base_tip) = ctx.repo.branch_tip(ctx.base_rev)? else {
-        return Ok(None);
+        return Ok(Err(gone(ctx)));
     };
     let (_, loaded) = ctx.options.cache.planning(ctx.repo, base_tip)?;
     let Some(spec) = loaded.spec else {
-        return Ok(None);
+        return Ok(Err((
+            LoopCode::BaseMoved,
+            format!(
+                "planning/ on {} has errors now; the loop files when it validates",
+                ctx.base_rev
+            ),
+        )));
     };
     let base = Base {
         branch: ctx.base_rev,
@@ -285,6 +387,46 @@ fn propose(
         spec: &spec,
         status: ctx.status,
     };
+    let invalid = |st: &mut LoopState, shown: String| {
+        st.refused += 1;
+        Verdict::Refused(format!(
+            "{what}: \"{title}\" refused as an invalid queue item: {shown}"
+        ))
+    };
+    let compiled = match crate::intent::enqueue::compile(&base, &name, item) {
+        Ok((compiled, _)) => compiled,
+        Err(IntentError::InvalidItem { diagnostics, .. }) => {
+            st.remember(hash);
+            let shown: Vec<String> = diagnostics
+                .iter()
+                .filter(|d| d.is_error())
+                .take(3)
+                .map(|d| d.to_string().lines().next().unwrap_or_default().to_owned())
+                .collect();
+            return Ok(Ok(invalid(st, shown.join("; "))));
+        }
+        Err(IntentError::ItemTooLarge { bytes, .. }) => {
+            return Ok(Ok(invalid(st, format!("{bytes} bytes is too large"))));
+        }
+        Err(e) => return Err(TickError::Autonomy(Box::new(e))),
+    };
+    let sim_planner = ctx
+        .spec
+        .config
+        .autonomy
+        .harness
+        .as_ref()
+        .unwrap_or(&ctx.spec.config.reconcile.default_harness);
+    let sim_planner = ctx
+        .spec
+        .config
+        .harnesses
+        .get(sim_planner)
+        .is_some_and(|h| h.kind == crate::spec::HarnessKind::Sim);
+    if let Some(why) = policy_refusal(&compiled, sim_planner, item) {
+        st.remember(hash);
+        return Ok(Ok(invalid(st, why)));
+    }
     let why = format!(
         "proposed by planner attempt {} ({}) of the autonomy loop",
         inflight.run,
@@ -293,36 +435,47 @@ fn propose(
     let signer = ctx.spec.config.reconcile.signer(ctx.options.env);
     match crate::intent::enqueue::enqueue_as(ctx.repo, &base, &name, item, &why, &signer) {
         Ok(_) | Err(IntentError::AlreadyQueued { .. }) => {}
-        Err(IntentError::InvalidItem { diagnostics, .. }) => {
-            st.refused += 1;
-            st.remember(hash);
-            let shown: Vec<String> = diagnostics
-                .iter()
-                .filter(|d| d.is_error())
-                .take(3)
-                .map(|d| d.to_string().lines().next().unwrap_or_default().to_owned())
-                .collect();
-            return Ok(Some(Verdict::Refused(format!(
-                "{what}: \"{title}\" refused as an invalid queue item: {}",
-                shown.join("; ")
-            ))));
-        }
-        Err(IntentError::ItemTooLarge { bytes, .. }) => {
-            st.refused += 1;
-            return Ok(Some(Verdict::Refused(format!(
-                "{what}: \"{title}\" refused: {bytes} bytes is too large"
-            ))));
-        }
-        Err(IntentError::Record(_)) => return Ok(None),
+        Err(IntentError::Record(e)) => match retry_of(ctx, e) {
+            Ok(retry) => return Ok(Err(retry)),
+            Err(e) => return Err(e),
+        },
         Err(e) => return Err(TickError::Autonomy(Box::new(e))),
     }
     st.remember(hash);
     st.file(&name, &title, inflight.run, now);
     st.today = counters_on(st, now);
     st.today.items += 1;
-    Ok(Some(Verdict::Accepted(format!(
+    Ok(Ok(Verdict::Accepted(format!(
         "{what}: filed queue/{name} (\"{title}\")"
     ))))
+}
+
+fn gone(ctx: &Ctx<'_>) -> Retry {
+    (
+        LoopCode::BaseMoved,
+        format!("the base branch {} is gone", ctx.base_rev),
+    )
+}
+
+/// A commit that lost its compare-and-swap, or that a checkout is in the
+/// way of, is retried next tick; any other failure is the tick's.
+fn retry_of(ctx: &Ctx<'_>, e: RecordError) -> Result<Retry, TickError> {
+    match e {
+        RecordError::Conflict { .. } => Ok((
+            LoopCode::BaseMoved,
+            format!(
+                "{} moved while the loop committed; the next tick commits again",
+                ctx.base_rev
+            ),
+        )),
+        e @ RecordError::Deferred { .. } => Ok((
+            LoopCode::CheckoutDirty,
+            format!(
+                "{e}; commit or stash them, or set `[reconcile] status_branch`; the next tick commits again"
+            ),
+        )),
+        other => Err(other.into()),
+    }
 }
 
 /// The queue item name of a proposal: its title's slug and the run.
@@ -333,7 +486,7 @@ pub fn item_name(title: &str, run: u32) -> String {
 }
 
 /// Why a planner's markdown document is refused, if it is.
-pub fn check_capabilities(text: &str) -> Option<String> {
+pub fn check_document(text: &str) -> Option<String> {
     if text.trim().is_empty() {
         return Some("it is empty".into());
     }
@@ -353,16 +506,15 @@ pub fn check_capabilities(text: &str) -> Option<String> {
 }
 
 /// Commits `files` on the base branch as converge, compare-and-swap from its
-/// tip now. `Some(true)`: committed; `Some(false)`: the files already said
-/// so; `None`: the branch moved under the commit.
+/// tip now: whether they changed anything, or why the commit waits.
 fn commit_on_base(
     ctx: &Ctx<'_>,
     files: Vec<(String, Vec<u8>)>,
     summary: &str,
     body: Vec<String>,
-) -> Result<Option<bool>, TickError> {
+) -> Result<Result<bool, Retry>, TickError> {
     let Some(tip) = ctx.repo.branch_tip(ctx.base_rev)? else {
-        return Ok(None);
+        return Ok(Err(gone(ctx)));
     };
     let changes: Vec<Change> = files
         .into_iter()
@@ -382,12 +534,9 @@ fn commit_on_base(
     };
     let signer = ctx.spec.config.reconcile.signer(ctx.options.env);
     match record::record(ctx.repo, ctx.base_rev, tip, &changes, &message, &signer) {
-        Ok(record::Outcome::Committed { .. }) => Ok(Some(true)),
-        Ok(record::Outcome::Unchanged) => Ok(Some(false)),
-        Err(record::RecordError::Conflict { .. } | record::RecordError::Deferred { .. }) => {
-            Ok(None)
-        }
-        Err(e) => Err(e.into()),
+        Ok(record::Outcome::Committed { .. }) => Ok(Ok(true)),
+        Ok(record::Outcome::Unchanged) => Ok(Ok(false)),
+        Err(e) => retry_of(ctx, e).map(Err),
     }
 }
 
@@ -398,8 +547,33 @@ mod tests {
     #[test]
     fn names_and_documents() {
         assert_eq!(item_name("Export CSV!", 7), "export-csv-7");
-        assert_eq!(check_capabilities("  \n"), Some("it is empty".into()));
-        assert!(check_capabilities("- a\n\u{1b}[31m").is_some());
-        assert_eq!(check_capabilities("# Capabilities\n\n- Login\n"), None);
+        assert_eq!(check_document("  \n"), Some("it is empty".into()));
+        assert!(check_document("- a\n\u{1b}[31m").is_some());
+        assert_eq!(check_document("# Capabilities\n\n- Login\n"), None);
+        assert_eq!(cut(&"x".repeat(500)).chars().count(), TAIL_CHARS + 1);
+    }
+
+    #[test]
+    fn a_planners_item_may_not_choose_how_it_is_run_or_skip_its_checks() {
+        let compile = |text: &str| {
+            let mut diags = Vec::new();
+            let config = crate::spec::config::default_config();
+            let file = crate::spec::toml_walk::SourceFile {
+                path: "planning/queue/x-1.md".into(),
+                text: text.into(),
+            };
+            crate::spec::queue::compile(&file, "x-1", &config, &Default::default(), &[], &mut diags)
+                .expect("valid")
+        };
+        let unchecked = "---\nscope: narrow\ngate: auto\nallow_unchecked: true\n---\n\n# X\n";
+        let why = policy_refusal(&compile(unchecked), true, unchecked).expect("refused");
+        assert!(why.contains("allow_unchecked"), "{why}");
+        let scripted = "---\nscope: narrow\ngate: human_review\nharness: sim\nsim: {files: [{path: build.rs, content: \"x\"}]}\n---\n\n# X\n";
+        let item = compile(scripted);
+        assert!(policy_refusal(&item, false, scripted).is_some_and(|w| w.contains("`sim:`")));
+        // The sim planner's own items carry their script.
+        assert_eq!(policy_refusal(&item, true, scripted), None);
+        let plain = "---\nscope: narrow\ngate: human_review\n---\n\n# X\n";
+        assert_eq!(policy_refusal(&compile(plain), false, plain), None);
     }
 }

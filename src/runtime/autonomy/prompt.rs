@@ -71,15 +71,18 @@ pub fn prompt(brief: &PlannerBrief, history: &[String], open: &[String]) -> Stri
 }
 
 fn item_format(brief: &PlannerBrief) -> String {
-    let invariants = if brief.invariants.is_empty() {
-        "allow_unchecked: true".to_owned()
+    let (gate, invariants) = if brief.invariants.is_empty() {
+        ("human_review", String::new())
     } else {
-        format!("invariants: [{}]", brief.invariants.join(", "))
+        (
+            "auto",
+            format!("invariants: [{}]\n", brief.invariants.join(", ")),
+        )
     };
     format!(
         "A queue item is YAML front matter and a markdown description whose first line is a `# ` title:\n\n\
-         ```markdown\n---\nscope: narrow\ngate: auto\n{invariants}\n---\n\n# The title\n\nWhat to do, why, and how to tell it is done.\n```\n\n\
-         `scope` is narrow, medium or broad; `gate` is auto or human_review. The checks you may list in `invariants` are: {}.\n",
+         ```markdown\n---\nscope: narrow\ngate: {gate}\n{invariants}---\n\n# The title\n\nWhat to do, why, and how to tell it is done.\n```\n\n\
+         `scope` is narrow, medium or broad; `gate` is auto (merged when its invariants pass) or human_review. The checks you may list in `invariants` are: {}. Do not set `harness`, `sim` or `allow_unchecked`: converge refuses such items.\n",
         if brief.invariants.is_empty() {
             "none are configured".to_owned()
         } else {
@@ -123,6 +126,7 @@ mod tests {
             goal: "- Login\n- Export\n".into(),
             capabilities: "- Login\n".into(),
             merged: Some(("Login".into(), "Users sign in.".into())),
+            item: None,
             lens: Some("security".into()),
             blocked: vec!["Export".into()],
             escalated: Vec::new(),

@@ -82,6 +82,10 @@ impl RunKind {
 pub struct Inflight {
     /// The loop's run number (from 1 over its life).
     pub run: u32,
+    /// capabilities.md's blob on the base when it started (a capability
+    /// update is refused if a person changed the file meanwhile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<String>,
     pub kind: RunKind,
     pub started_at: Timestamp,
     /// A capability update: the merged item it is for.
@@ -313,9 +317,17 @@ pub enum Moved {
 
 /// Moves the loop's open items by what task status says of `queue/<name>`:
 /// merged (a merge resets the escalation streak), escalated (counted against
-/// its gap, which is blocked at [`GAP_ESCALATIONS`]), or gone from status
-/// (a person removed it). An escalated item a person retried is open again.
-pub fn absorb(state: &mut LoopState, status: &Status, now: Timestamp) -> Vec<Moved> {
+/// its gap, which is blocked at [`GAP_ESCALATIONS`]), cancelled, or, never
+/// promoted and no longer in the queue (`queued` says which items are,
+/// queued or promoted), closed: a person removed it. An escalated item a
+/// person retried is open again. A task blocked by a dependency is waiting,
+/// not escalated.
+pub fn absorb(
+    state: &mut LoopState,
+    status: &Status,
+    queued: &dyn Fn(&str) -> bool,
+    now: Timestamp,
+) -> Vec<Moved> {
     let mut moved = Vec::new();
     for i in 0..state.items.len() {
         let item = &state.items[i];
@@ -324,11 +336,11 @@ pub fn absorb(state: &mut LoopState, status: &Status, now: Timestamp) -> Vec<Mov
             .map(|t| t.phase);
         let next = match phase {
             Some(Phase::Merged) => ItemState::Merged,
-            Some(Phase::Escalated | Phase::Blocked) => ItemState::Escalated,
+            Some(Phase::Escalated) => ItemState::Escalated,
             Some(Phase::Cancelled) => ItemState::Closed,
             Some(_) => ItemState::Open,
-            // Not promoted yet: still queued (or removed; a removed item
-            // leaves `planning/queue/` and task status says cancelled).
+            // Not promoted yet: still queued, unless a person removed it.
+            None if item.state == ItemState::Open && !queued(&item.name) => ItemState::Closed,
             None => item.state,
         };
         if next == item.state {
@@ -407,6 +419,7 @@ mod tests {
         st.file("login-1", "Login", 1, NOW);
         st.inflight = Some(Inflight {
             run: 2,
+            capabilities: None,
             kind: RunKind::Review,
             started_at: NOW,
             item: None,
@@ -435,6 +448,7 @@ mod tests {
         let moved = absorb(
             &mut st,
             &status(&[("export-1", Phase::Escalated), ("login-2", Phase::Merged)]),
+            &|_| true,
             NOW,
         );
         assert_eq!(moved.len(), 2);
@@ -443,7 +457,12 @@ mod tests {
         // The escalation came first in the items' order, then the merge reset it.
         assert_eq!(st.consecutive_escalations, 0);
         st.file("export-3", "export csv!", 3, NOW);
-        let moved = absorb(&mut st, &status(&[("export-3", Phase::Escalated)]), NOW);
+        let moved = absorb(
+            &mut st,
+            &status(&[("export-3", Phase::Escalated)]),
+            &|_| true,
+            NOW,
+        );
         assert!(moved.contains(&Moved::Blocked {
             gap: gap_id("Export CSV"),
             title: "Export CSV".into()
@@ -455,9 +474,40 @@ mod tests {
         );
         assert_eq!(st.consecutive_escalations, 1);
         // Seen again unchanged: nothing moves.
-        assert!(absorb(&mut st, &status(&[("export-3", Phase::Escalated)]), NOW).is_empty());
+        assert!(
+            absorb(
+                &mut st,
+                &status(&[("export-3", Phase::Escalated)]),
+                &|_| true,
+                NOW
+            )
+            .is_empty()
+        );
         // A person retried it: open again.
-        absorb(&mut st, &status(&[("export-3", Phase::Pending)]), NOW);
+        absorb(
+            &mut st,
+            &status(&[("export-3", Phase::Pending)]),
+            &|_| true,
+            NOW,
+        );
+        assert_eq!(st.open_items(), 1);
+        // Blocked by a dependency: waiting, not escalated.
+        absorb(
+            &mut st,
+            &status(&[("export-3", Phase::Blocked)]),
+            &|_| true,
+            NOW,
+        );
+        assert_eq!(st.open_items(), 1);
+        // A queued item a person deleted before it was promoted: closed.
+        st.file("search-4", "Search", 4, NOW);
+        let moved = absorb(&mut st, &status(&[]), &|name| name != "search-4", NOW);
+        assert_eq!(
+            moved,
+            [Moved::Closed {
+                item: "search-4".into()
+            }]
+        );
         assert_eq!(st.open_items(), 1);
     }
 

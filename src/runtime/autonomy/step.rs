@@ -97,7 +97,15 @@ pub fn step(repo: &Repo, options: &TickOptions<'_>) -> Result<Stepped, TickError
     }
     let before = st.clone();
     let (status, _) = crate::status::load::load(repo, tip.unwrap_or(base.commit))?;
-    for moved in state::absorb(&mut st, &status, now) {
+    let mut queued: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    for dir in ["planning/queue", "planning/queue/done"] {
+        for name in repo.list_dir_at(base.commit, dir)? {
+            if let Some(item) = name.strip_suffix(".md") {
+                queued.insert(item.to_owned());
+            }
+        }
+    }
+    for moved in state::absorb(&mut st, &status, &|name| queued.contains(name), now) {
         if let state::Moved::Blocked { gap, title } = moved {
             out.lines.push(format!(
                 "autonomy: gap {gap} ({title}) is blocked: its items escalated twice; `converge autonomy unblock {gap}` lets the loop propose it again"
@@ -119,6 +127,11 @@ pub fn step(repo: &Repo, options: &TickOptions<'_>) -> Result<Stepped, TickError
         base_rev: &base.rev,
         status: &status,
     };
+    if st.inflight.is_none()
+        && let Some(adopted) = adopt(repo, &mut st, now)
+    {
+        out.lines.push(format!("autonomy: {adopted}"));
+    }
     if let Some(inflight) = st.inflight.clone() {
         let key = planner::key(inflight.kind.prefix(), inflight.run);
         match planner::read_back(repo, &spec, &secret, &key, inflight.kind.as_str(), now)
@@ -137,6 +150,19 @@ pub fn step(repo: &Repo, options: &TickOptions<'_>) -> Result<Stepped, TickError
                     ),
                 ));
             }
+            ReadBack::NotStarted if !config.enabled || !matches!(st.phase, LoopPhase::Running) => {
+                // Cut short by a crash, and the loop is off or paused now:
+                // dropped rather than started.
+                let line = format!(
+                    "planner attempt {} ({}) never started and the loop is {}: dropped",
+                    inflight.run,
+                    inflight.kind.as_str(),
+                    if config.enabled { "paused" } else { "disabled" }
+                );
+                st.inflight = None;
+                st.note(now, line.clone());
+                out.lines.push(format!("autonomy: {line}"));
+            }
             ReadBack::NotStarted => {
                 // A crash cut the dispatch short: start it again (dispatch
                 // adopts what it finds).
@@ -151,17 +177,23 @@ pub fn step(repo: &Repo, options: &TickOptions<'_>) -> Result<Stepped, TickError
             }
             ReadBack::Ended(ended) => {
                 match super::harvest::harvest(&ctx, &mut st, &inflight, &ended)? {
-                    Some(line) => {
-                        planner::clean_up(repo, &spec, &key).map_err(planner_error)?;
+                    super::harvest::Harvest::Done(line) => {
+                        planner::mark_harvested(repo, &key).map_err(planner_error)?;
+                        // What a planner left behind is not work anyone keeps: a
+                        // worktree that cannot be removed is said, not fatal.
+                        if let Err(e) = planner::clean_up(repo, &spec, &key) {
+                            let note = format!(
+                                "the worktree or branch of {key} could not be removed: {}",
+                                crate::check::error_chain(&e)
+                            );
+                            st.note(now, note.clone());
+                            out.lines.push(format!("autonomy: {note}"));
+                        }
                         st.inflight = None;
-                        out.lines.push(format!("autonomy: {line}"));
+                        out.lines.insert(0, format!("autonomy: {line}"));
                     }
-                    None => {
-                        out.wait = Some((
-                            crate::model::LoopCode::BaseMoved.as_str().into(),
-                            "the base branch moved while the loop filed; the next tick files again"
-                                .into(),
-                        ));
+                    super::harvest::Harvest::Retry(code, why) => {
+                        out.wait = Some((code.as_str().into(), why));
                     }
                 }
             }
@@ -254,6 +286,41 @@ pub fn status_md_extra(
     })
 }
 
+/// A planner attempt on disk that was dispatched but never recorded (a crash
+/// between the two) and never read back: taken into the record as in flight,
+/// so that it is read back, cleaned up and paid for like any other.
+fn adopt(repo: &Repo, st: &mut LoopState, now: crate::time::Timestamp) -> Option<String> {
+    let (prefix, n, _) = planner::on_disk(repo)
+        .into_iter()
+        .filter(|(_, n, harvested)| !harvested && *n > 0)
+        .max_by_key(|(_, n, _)| *n)?;
+    let key = planner::key(&prefix, n);
+    let brief = planner::brief_of(repo, &key)?;
+    let kind = match brief.kind.as_str() {
+        "gap-analysis" => RunKind::GapAnalysis,
+        "capability-update" => RunKind::CapabilityUpdate,
+        "review" => RunKind::Review,
+        _ => return None,
+    };
+    st.runs = st.runs.max(n);
+    st.today = super::decide::counters_on(st, now);
+    st.today.runs += 1;
+    st.inflight = Some(Inflight {
+        run: n,
+        capabilities: None,
+        kind,
+        started_at: now,
+        item: brief.item,
+        lens: brief.lens,
+    });
+    let line = format!(
+        "{} {n} was started but not recorded (a crash): taken over as {key}",
+        kind.as_str()
+    );
+    st.note(now, line.clone());
+    Some(line)
+}
+
 fn wait_of(next: &Next) -> Option<(String, String)> {
     match next {
         Next::Wait(w) => Some((w.code().to_owned(), w.why())),
@@ -287,9 +354,23 @@ fn begin(
     let now = ctx.options.now;
     st.today = super::decide::counters_on(st, now);
     st.today.runs += 1;
-    st.runs += 1;
+    // Above every planner attempt on disk, so that a record started over
+    // never takes an old attempt for a new one.
+    let on_disk = planner::on_disk(ctx.repo)
+        .iter()
+        .map(|(_, n, _)| *n)
+        .max()
+        .unwrap_or(0);
+    st.runs = st.runs.max(on_disk) + 1;
+    let capabilities = ctx
+        .repo
+        .branch_tip(ctx.base_rev)?
+        .map(|tip| ctx.repo.blob_id_at(tip, "planning/capabilities.md"))
+        .transpose()?
+        .flatten();
     let inflight = Inflight {
         run: st.runs,
+        capabilities,
         kind,
         started_at: now,
         item,
@@ -347,6 +428,7 @@ fn start(
             // It cannot start here: counted as a run that filed nothing, so
             // that the loop pauses itself rather than try every tick.
             st.consecutive_refusals += 1;
+            st.inflight = None;
             let line = format!(
                 "{} {} cannot start: {e}",
                 inflight.kind.as_str(),
@@ -412,6 +494,7 @@ fn brief(
         goal: read("planning/goal.md")?,
         capabilities: read("planning/capabilities.md")?,
         merged,
+        item: inflight.item.clone(),
         lens: inflight.lens.clone(),
         blocked: st.blocked(),
         escalated: st

@@ -76,7 +76,9 @@ fn attempt_finding(
             }),
         ));
     }
-    if alive && (!current || (!in_spec(report, key) && !set_aside(report, key))) {
+    // A planner attempt of the autonomy loop is in no plan by design.
+    let planned = key.is_planner() || in_spec(report, key) || set_aside(report, key);
+    if alive && (!current || !planned) {
         return Ok(Some(
             Finding::new(
                 "processes",

@@ -337,6 +337,18 @@ fn progress_bar(done: usize, total: usize) -> String {
 }
 
 fn create_repo(dir: &Path) -> CliResult<Repo> {
+    create_repo_with(dir, &files(), "Start greeter, with a converge plan")
+}
+
+/// A new repository at `dir` on `main` with the demo's identity and one
+/// commit of `files`.
+pub(super) fn create_repo_with(
+    dir: &Path,
+    files: &[(&str, &str)],
+    message: &str,
+) -> CliResult<Repo> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError::failure(format!("cannot create {}", dir.display())).source(e))?;
     let repo = Repo::init(dir, "main")?;
     let config = repo.common_dir().join("config");
     let mut text = std::fs::read_to_string(&config).unwrap_or_default();
@@ -344,9 +356,9 @@ fn create_repo(dir: &Path) -> CliResult<Repo> {
     std::fs::write(&config, text)
         .map_err(|e| CliError::failure(format!("cannot write {}", config.display())).source(e))?;
     let repo = Repo::discover(dir)?;
-    let files: Vec<(String, Vec<u8>)> = files()
-        .into_iter()
-        .map(|(p, c)| (p.to_owned(), c.as_bytes().to_vec()))
+    let files: Vec<(String, Vec<u8>)> = files
+        .iter()
+        .map(|(p, c)| ((*p).to_owned(), c.as_bytes().to_vec()))
         .collect();
     for (path, bytes) in &files {
         let full: PathBuf = dir.join(path);
@@ -358,7 +370,7 @@ fn create_repo(dir: &Path) -> CliResult<Repo> {
         std::fs::write(&full, bytes)
             .map_err(|e| CliError::failure(format!("cannot write {}", full.display())).source(e))?;
     }
-    repo.commit_files(&files, "Start greeter, with a converge plan")?;
+    repo.commit_files(&files, message)?;
     Ok(repo)
 }
 

@@ -130,31 +130,11 @@ fn lines(report: &TickReport, started: Instant) -> String {
 }
 
 fn create_repo(dir: &Path) -> CliResult<Repo> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| CliError::failure(format!("cannot create {}", dir.display())).source(e))?;
-    let repo = Repo::init(dir, "main")?;
-    let config = repo.common_dir().join("config");
-    let mut text = std::fs::read_to_string(&config).unwrap_or_default();
-    text.push_str("[user]\n\tname = converge demo\n\temail = demo@converge.invalid\n");
-    std::fs::write(&config, text)
-        .map_err(|e| CliError::failure(format!("cannot write {}", config.display())).source(e))?;
-    let repo = Repo::discover(dir)?;
-    let files: Vec<(String, Vec<u8>)> = files()
-        .into_iter()
-        .map(|(p, c)| (p.to_owned(), c.as_bytes().to_vec()))
-        .collect();
-    for (path, bytes) in &files {
-        let full = dir.join(path);
-        if let Some(parent) = full.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                CliError::failure(format!("cannot create {}", parent.display())).source(e)
-            })?;
-        }
-        std::fs::write(&full, bytes)
-            .map_err(|e| CliError::failure(format!("cannot write {}", full.display())).source(e))?;
-    }
-    repo.commit_files(&files, "Start greeter, with a goal for the autonomy loop")?;
-    Ok(repo)
+    super::cmd_demo::create_repo_with(
+        dir,
+        &files(),
+        "Start greeter, with a goal for the autonomy loop",
+    )
 }
 
 /// The loop's state and history, capabilities.md, and main's history.

@@ -261,39 +261,15 @@ failing = ["Login"]
 
 #[test]
 fn a_hostile_planner_gets_neither_a_secret_nor_a_planning_edit_through() {
-    let sb = Sandbox::repo();
-    sb.write("README.md", "app\n");
-    sb.write("planning/goal.md", GOAL);
-    sb.write("planning/capabilities.md", "- (nothing yet)\n");
     // The planner links its "item" to converge's secret, edits goal.md in
-    // its worktree and commits it, and leaves a file it may not leave.
-    sb.write(
-        "planner.sh",
+    // its worktree and commits it.
+    let sb = with_planner(
         "mkdir -p .converge-planner\n\
          ln -s \"$1/.git/converge/secret\" .converge-planner/item.md\n\
          echo '- Take over' >> planning/goal.md\n\
          git add -A >/dev/null 2>&1; git commit -qm 'planner edits the goal' >/dev/null 2>&1\n\
          converge done\n",
     );
-    let repo = sb.path().display().to_string();
-    sb.write(
-        "planning/converge.toml",
-        format!(
-            r#"[reconcile]
-default_harness = "sim"
-
-[harness.hostile]
-kind = "command"
-command = "sh"
-args = ["{repo}/planner.sh", "{repo}"]
-
-[autonomy]
-enabled = true
-harness = "hostile"
-"#
-        ),
-    );
-    sb.commit_all("a hostile planner");
     let goal_before = sb.git(&["show", "main:planning/goal.md"]);
     let t0 = start();
     for step in 0..3u64 {

@@ -229,46 +229,63 @@ fn spend(d: &DayView) -> String {
     }
 }
 
-/// `converge autonomy status`.
-pub fn text(v: &AutonomyView) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "autonomy loop: {}{}",
-        if v.enabled { &v.state } else { "disabled" },
-        v.why
-            .as_ref()
-            .map_or_else(String::new, |w| format!(" ({w})"))
-    );
-    let code = v
-        .next
-        .code
-        .as_ref()
-        .map_or_else(String::new, |c| format!(" [{c}]"));
-    let _ = writeln!(out, "next: {}{code}: {}", v.next.what, v.next.why);
+/// The facts both renderings give, as (label, text, code), in order.
+fn facts(v: &AutonomyView) -> Vec<(String, String, Option<String>)> {
+    let state = if v.enabled {
+        v.state.as_str()
+    } else {
+        "disabled"
+    };
+    let mut out = vec![(
+        "state".to_owned(),
+        match &v.why {
+            Some(why) => format!("{state}: {why}"),
+            None => state.to_owned(),
+        },
+        None,
+    )];
+    out.push(("next".into(), v.next.why.clone(), v.next.code.clone()));
     if let Some(running) = &v.running {
-        let _ = writeln!(out, "running: {running}");
+        out.push(("running".into(), running.clone(), None));
     }
     if let Some(last) = &v.last {
-        let _ = writeln!(out, "last: {last}");
+        out.push(("last planner run".into(), last.clone(), None));
     }
     let d = &v.day;
-    let _ = writeln!(
-        out,
-        "{}: {} of {} planner runs, {} of {} items, {}",
-        d.day,
-        d.runs,
-        d.max_runs,
-        d.items,
-        d.max_items,
-        spend(d)
-    );
+    out.push((
+        d.day.clone(),
+        format!(
+            "{} of {} planner runs, {} of {} items, {}",
+            d.runs,
+            d.max_runs,
+            d.items,
+            d.max_items,
+            spend(d)
+        ),
+        None,
+    ));
     let t = &v.totals;
-    let _ = writeln!(
-        out,
-        "in all: {} planner runs, {} items filed, {} merged, {} duplicates and {} invalid proposals refused, ${:.2}",
-        t.runs, t.items, t.merges, t.duplicates, t.refused, t.usd
+    out.push((
+        "in all".into(),
+        format!(
+            "{} planner runs, {} items filed, {} merged, {} duplicates and {} invalid proposals refused, ${:.2}",
+            t.runs, t.items, t.merges, t.duplicates, t.refused, t.usd
+        ),
+        None,
+    ));
+    out
+}
+
+/// `converge autonomy status`.
+pub fn text(v: &AutonomyView) -> String {
+    let mut out = String::from(
+        "autonomy loop
+",
     );
+    for (label, text, code) in facts(v) {
+        let code = code.map_or_else(String::new, |c| format!(" [{c}]"));
+        let _ = writeln!(out, "  {label}: {text}{code}");
+    }
     for line in &v.attention {
         let _ = writeln!(out, "attention: {line}");
     }
@@ -284,45 +301,19 @@ pub fn text(v: &AutonomyView) -> String {
 /// STATUS.md's "Autonomy" section.
 pub fn section(v: &AutonomyView) -> String {
     let mut out = String::from("## Autonomy\n\nThe gap-analysis loop; see docs/autonomy.md.\n\n");
-    let _ = writeln!(
-        out,
-        "- State: **{}**{}",
-        if v.enabled { &v.state } else { "disabled" },
-        v.why
-            .as_ref()
-            .map_or_else(String::new, |w| format!(" — {w}"))
-    );
-    let code = v
-        .next
-        .code
-        .as_ref()
-        .map_or_else(String::new, |c| format!(" (`{c}`)"));
-    let _ = writeln!(out, "- Next: {}{code}.", v.next.why);
-    if let Some(running) = &v.running {
-        let _ = writeln!(out, "- Running: {running}.");
+    for (label, text, code) in facts(v) {
+        let code = code.map_or_else(String::new, |c| format!(" (`{c}`)"));
+        let _ = writeln!(out, "- {}: {text}{code}.", capitalize(&label));
     }
-    if let Some(last) = &v.last {
-        let _ = writeln!(out, "- Last planner run: {last}.");
-    }
-    let d = &v.day;
-    let _ = writeln!(
-        out,
-        "- {}: {} of {} planner runs, {} of {} items, {}.",
-        d.day,
-        d.runs,
-        d.max_runs,
-        d.items,
-        d.max_items,
-        spend(d)
-    );
-    let t = &v.totals;
-    let _ = writeln!(
-        out,
-        "- In all: {} planner runs, {} items filed, {} merged, {} duplicates and {} invalid proposals refused, ${:.2}.",
-        t.runs, t.items, t.merges, t.duplicates, t.refused, t.usd
-    );
     out.push('\n');
     out
+}
+
+fn capitalize(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
 }
 
 #[cfg(test)]
@@ -362,12 +353,15 @@ mod tests {
         assert!(v.attention[1].contains("`converge autonomy unblock "));
         let md = section(&v);
         assert!(
-            md.contains("- State: **paused** — 3 in a row (autonomy-escalations)"),
+            md.contains("- State: paused: 3 in a row (autonomy-escalations).\n"),
             "{md}"
         );
         assert!(md.contains("$0.15 of $1.00"), "{md}");
         let text = text(&v);
-        assert!(text.starts_with("autonomy loop: paused"), "{text}");
-        assert!(text.contains("next: wait [autonomy-paused]"), "{text}");
+        assert!(text.contains("  state: paused"), "{text}");
+        assert!(
+            text.contains("  next: paused: 3 in a row [autonomy-paused]"),
+            "{text}"
+        );
     }
 }

@@ -132,108 +132,9 @@ pub fn step(repo: &Repo, options: &TickOptions<'_>) -> Result<Stepped, TickError
     {
         out.lines.push(format!("autonomy: {adopted}"));
     }
-    if let Some(inflight) = st.inflight.clone() {
-        let key = planner::key(inflight.kind.prefix(), inflight.run);
-        match planner::read_back(repo, &spec, &secret, &key, inflight.kind.as_str(), now)
-            .map_err(planner_error)?
-        {
-            ReadBack::Running => {
-                out.running = Some(crate::rundir::layout::exit(
-                    &crate::rundir::Layout::new(repo.common_dir()).run(&key, 1),
-                ));
-                out.wait = Some((
-                    crate::model::LoopCode::PlannerRunning.as_str().into(),
-                    format!(
-                        "planner attempt {} ({}) is running",
-                        inflight.run,
-                        inflight.kind.as_str()
-                    ),
-                ));
-            }
-            ReadBack::NotStarted if !config.enabled || !matches!(st.phase, LoopPhase::Running) => {
-                // Cut short by a crash, and the loop is off or paused now:
-                // dropped rather than started.
-                let line = format!(
-                    "planner attempt {} ({}) never started and the loop is {}: dropped",
-                    inflight.run,
-                    inflight.kind.as_str(),
-                    if config.enabled { "paused" } else { "disabled" }
-                );
-                st.inflight = None;
-                st.note(now, line.clone());
-                out.lines.push(format!("autonomy: {line}"));
-            }
-            ReadBack::NotStarted => {
-                // A crash cut the dispatch short: start it again (dispatch
-                // adopts what it finds).
-                let line = format!(
-                    "planner attempt {} ({}) never started (its dispatch was cut short); starting it again",
-                    inflight.run,
-                    inflight.kind.as_str()
-                );
-                st.note(now, line.clone());
-                out.lines.push(format!("autonomy: {line}"));
-                start(&ctx, &mut st, &inflight, &mut out)?;
-            }
-            ReadBack::Ended(ended) => {
-                match super::harvest::harvest(&ctx, &mut st, &inflight, &ended)? {
-                    super::harvest::Harvest::Done(line) => {
-                        planner::mark_harvested(repo, &key).map_err(planner_error)?;
-                        // What a planner left behind is not work anyone keeps: a
-                        // worktree that cannot be removed is said, not fatal.
-                        if let Err(e) = planner::clean_up(repo, &spec, &key) {
-                            let note = format!(
-                                "the worktree or branch of {key} could not be removed: {}",
-                                crate::check::error_chain(&e)
-                            );
-                            st.note(now, note.clone());
-                            out.lines.push(format!("autonomy: {note}"));
-                        }
-                        st.inflight = None;
-                        out.lines.insert(0, format!("autonomy: {line}"));
-                    }
-                    super::harvest::Harvest::Retry(code, why) => {
-                        out.wait = Some((code.as_str().into(), why));
-                    }
-                }
-            }
-        }
-    } else {
-        let tasks_usd = crate::decide::spending(&status, None, now).today_usd;
-        match next(config, spec.config.budget.usd_per_day, tasks_usd, &st, now) {
-            Next::GapAnalysis => begin(&ctx, &mut st, RunKind::GapAnalysis, None, &mut out)?,
-            Next::CapabilityUpdate { item } => {
-                begin(
-                    &ctx,
-                    &mut st,
-                    RunKind::CapabilityUpdate,
-                    Some(item),
-                    &mut out,
-                )?;
-            }
-            Next::Review => begin(&ctx, &mut st, RunKind::Review, None, &mut out)?,
-            Next::Pause { code, why } => {
-                st.phase = LoopPhase::Paused {
-                    code: code.to_owned(),
-                    why: why.clone(),
-                    since: now,
-                };
-                st.note(now, format!("paused itself ({code}): {why}"));
-                out.lines.push(format!(
-                    "autonomy: paused itself ({code}): {why}; `converge autonomy resume` resumes it"
-                ));
-            }
-            other => {
-                if let Next::Wait(
-                    super::decide::Wait::Cap { until, .. }
-                    | super::decide::Wait::Cooldown { until },
-                ) = &other
-                {
-                    out.wake_at = Some(*until);
-                }
-                out.wait = wait_of(&other);
-            }
-        }
+    match st.inflight.clone() {
+        Some(inflight) => in_flight(&ctx, &mut st, &inflight, &mut out)?,
+        None => take_next(&ctx, &mut st, &mut out)?,
     }
     // A planner attempt just started: the tick's caller waits for it.
     if let Some(inflight) = st.inflight.as_ref().filter(|_| out.running.is_none()) {
@@ -247,6 +148,121 @@ pub fn step(repo: &Repo, options: &TickOptions<'_>) -> Result<Stepped, TickError
         out.recorded = record_state(repo, &spec, &base.rev, &st, &out.lines, &signer)?;
     }
     Ok(out)
+}
+
+/// The planner attempt in flight: waits for it, starts it again when a
+/// crash cut its dispatch short (or drops it when the loop is off), or
+/// reads it back.
+fn in_flight(
+    ctx: &Ctx<'_>,
+    st: &mut LoopState,
+    inflight: &Inflight,
+    out: &mut Stepped,
+) -> Result<(), TickError> {
+    let (repo, spec, now) = (ctx.repo, ctx.spec, ctx.options.now);
+    let config = &spec.config.autonomy;
+    let key = planner::key(inflight.kind.prefix(), inflight.run);
+    match planner::read_back(repo, spec, ctx.secret, &key, inflight.kind.as_str(), now)
+        .map_err(planner_error)?
+    {
+        ReadBack::Running => {
+            out.running = Some(crate::rundir::layout::exit(
+                &crate::rundir::Layout::new(repo.common_dir()).run(&key, 1),
+            ));
+            out.wait = Some((
+                crate::model::LoopCode::PlannerRunning.as_str().into(),
+                format!(
+                    "planner attempt {} ({}) is running",
+                    inflight.run,
+                    inflight.kind.as_str()
+                ),
+            ));
+        }
+        ReadBack::NotStarted if !config.enabled || !matches!(st.phase, LoopPhase::Running) => {
+            // Cut short by a crash, and the loop is off or paused now:
+            // dropped rather than started.
+            let line = format!(
+                "planner attempt {} ({}) never started and the loop is {}: dropped",
+                inflight.run,
+                inflight.kind.as_str(),
+                if config.enabled { "paused" } else { "disabled" }
+            );
+            st.inflight = None;
+            st.note(now, line.clone());
+            out.lines.push(format!("autonomy: {line}"));
+        }
+        ReadBack::NotStarted => {
+            // A crash cut the dispatch short: start it again (dispatch
+            // adopts what it finds).
+            let line = format!(
+                "planner attempt {} ({}) never started (its dispatch was cut short); starting it again",
+                inflight.run,
+                inflight.kind.as_str()
+            );
+            st.note(now, line.clone());
+            out.lines.push(format!("autonomy: {line}"));
+            start(ctx, st, inflight, out)?;
+        }
+        ReadBack::Ended(ended) => {
+            match super::harvest::harvest(ctx, st, inflight, &ended)? {
+                super::harvest::Harvest::Done(line) => {
+                    planner::mark_harvested(repo, &key).map_err(planner_error)?;
+                    // What a planner left behind is not work anyone keeps: a
+                    // worktree that cannot be removed is said, not fatal.
+                    if let Err(e) = planner::clean_up(repo, spec, &key) {
+                        let note = format!(
+                            "the worktree or branch of {key} could not be removed: {}",
+                            crate::check::error_chain(&e)
+                        );
+                        st.note(now, note.clone());
+                        out.lines.push(format!("autonomy: {note}"));
+                    }
+                    st.inflight = None;
+                    out.lines.insert(0, format!("autonomy: {line}"));
+                }
+                super::harvest::Harvest::Retry(code, why) => {
+                    out.wait = Some((code.as_str().into(), why));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// No planner attempt in flight: starts the one that is due, pauses the
+/// loop when a guard trips, or says why it waits.
+fn take_next(ctx: &Ctx<'_>, st: &mut LoopState, out: &mut Stepped) -> Result<(), TickError> {
+    let (spec, now) = (ctx.spec, ctx.options.now);
+    let config = &spec.config.autonomy;
+    let tasks_usd = crate::decide::spending(ctx.status, None, now).today_usd;
+    match next(config, spec.config.budget.usd_per_day, tasks_usd, st, now) {
+        Next::GapAnalysis => begin(ctx, st, RunKind::GapAnalysis, None, out)?,
+        Next::CapabilityUpdate { item } => {
+            begin(ctx, st, RunKind::CapabilityUpdate, Some(item), out)?;
+        }
+        Next::Review => begin(ctx, st, RunKind::Review, None, out)?,
+        Next::Pause { code, why } => {
+            st.phase = LoopPhase::Paused {
+                code: code.to_owned(),
+                why: why.clone(),
+                since: now,
+            };
+            st.note(now, format!("paused itself ({code}): {why}"));
+            out.lines.push(format!(
+                "autonomy: paused itself ({code}): {why}; `converge autonomy resume` resumes it"
+            ));
+        }
+        other => {
+            if let Next::Wait(
+                super::decide::Wait::Cap { until, .. } | super::decide::Wait::Cooldown { until },
+            ) = &other
+            {
+                out.wake_at = Some(*until);
+            }
+            out.wait = wait_of(&other);
+        }
+    }
+    Ok(())
 }
 
 /// The loop's view at `commit` of the status branch (`None`: the loop is

@@ -8,7 +8,11 @@
 //! base not moved), `after-merge` (base moved, status not recorded),
 //! `after-spawn` (agent started, its pid not in the lease yet), `mid-record`
 //! (status commit written, status branch not moved), `mid-checkout` (a
-//! checked-out branch moved, its files and index not updated yet).
+//! checked-out branch moved, its files and index not updated yet). The
+//! autonomy loop's ([`AUTONOMY_POINTS`]): `autonomy-after-dispatch` (a
+//! planner started, the loop's record not written), `autonomy-after-file`
+//! (what a planner proposed committed on the base, the attempt neither
+//! marked read back nor recorded).
 
 /// The environment variable that arms crash points.
 pub const ENV: &str = "CONVERGE_CRASH_AT";
@@ -23,6 +27,10 @@ pub const POINTS: &[&str] = &[
     "mid-record",
     "mid-checkout",
 ];
+
+/// The autonomy loop's crash points (not in [`POINTS`], which the plan
+/// tests draw from).
+pub const AUTONOMY_POINTS: &[&str] = &["autonomy-after-dispatch", "autonomy-after-file"];
 
 /// Aborts here if this point is armed (only with the `crash-points` feature).
 #[inline]

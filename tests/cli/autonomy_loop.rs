@@ -519,3 +519,89 @@ fn a_lost_loop_record_starts_over_without_replaying_old_planner_attempts() {
     unique.dedup();
     assert_eq!(unique.len(), enqueued.len(), "{enqueued:?}");
 }
+
+/// With `--features crash-points`: converge aborts after starting a planner
+/// and before recording it, and after committing what a planner proposed and
+/// before recording it, over and over; the loop still meets its goal, files
+/// every item exactly once, and leaves no planner unread or running.
+#[cfg(feature = "crash-points")]
+#[test]
+fn crashes_at_the_loops_points_repeat_no_filing_and_lose_no_attempt() {
+    let sb = Sandbox::repo();
+    sb.write("README.md", "app\n");
+    sb.write(
+        "planning/goal.md",
+        "# Goal\n\n- Login\n- Logout\n- Search\n",
+    );
+    sb.write("planning/capabilities.md", "- (nothing yet)\n");
+    sb.write(
+        "planning/converge.toml",
+        r#"[reconcile]
+default_harness = "sim"
+task_timeout = "12h"
+
+[invariants.features]
+kind = "lint"
+command = "true"
+
+[autonomy]
+enabled = true
+review_every = 2
+"#,
+    );
+    sb.commit_all("a goal");
+    let t0 = start();
+    let mut crashed = 0;
+    for step in 0..60u64 {
+        let now = t0.plus(Duration::from_secs(step * 600)).to_string();
+        let armed = match step % 3 {
+            0 => converge::crash::AUTONOMY_POINTS[0],
+            1 => converge::crash::AUTONOMY_POINTS[1],
+            _ => "",
+        };
+        let out = converge_at(
+            sb.path(),
+            sb.home(),
+            &["reconcile", "--until-idle"],
+            &[
+                ("CONVERGE_NOW", now.as_str()),
+                (converge::crash::ENV, armed),
+            ],
+        );
+        if !out.status.success() {
+            assert!(!armed.is_empty(), "{out:?}");
+            crashed += 1;
+        }
+        settle();
+        if autonomy_json(&sb, t0)["state"] == "goal-met" {
+            break;
+        }
+    }
+    let v = autonomy_json(&sb, t0);
+    assert_eq!(v["state"], "goal-met", "{v}");
+    assert!(crashed >= 4, "the points were hit: {crashed}");
+    // An attempt started but never recorded was taken over.
+    let record = sb.git(&["show", "main:planning/status/autonomy/loop.toml"]);
+    assert!(record.contains("was started but not recorded (a crash)"), "{record}");
+    // Every item once on main, each merged.
+    let enqueued: Vec<String> = sb
+        .git(&["log", "--format=%s", "main"])
+        .lines()
+        .filter(|l| l.starts_with("converge: enqueue"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(enqueued.len(), 3, "{enqueued:?}");
+    assert_eq!(v["totals"]["merges"], 3, "{v}");
+    // Every planner attempt on disk was read back; none runs, none is left
+    // checked out.
+    let runs = sb.path().join(".git/converge/runs/_autonomy");
+    for entry in std::fs::read_dir(&runs).expect("planner runs") {
+        let run = entry.expect("entry").path().join("1");
+        assert!(
+            run.join("harvested").exists(),
+            "{} was not read back",
+            run.display()
+        );
+    }
+    assert_eq!(sb.git(&["branch", "--list", "converge/_autonomy/*"]), "");
+}

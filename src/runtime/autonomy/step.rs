@@ -206,6 +206,7 @@ fn in_flight(
         ReadBack::Ended(ended) => {
             match super::harvest::harvest(ctx, st, inflight, &ended)? {
                 super::harvest::Harvest::Done(line) => {
+                    crate::crash::point("autonomy-after-file");
                     planner::mark_harvested(repo, &key).map_err(planner_error)?;
                     // What a planner left behind is not work anyone keeps: a
                     // worktree that cannot be removed is said, not fatal.
@@ -426,6 +427,7 @@ fn start(
     };
     match planner::start(&s, &key, brief, &prompt) {
         Ok(_) => {
+            crate::crash::point("autonomy-after-dispatch");
             st.inflight = Some(inflight.clone());
             let what = match (&inflight.item, &inflight.lens) {
                 (Some(item), _) => format!(" after queue/{item}"),

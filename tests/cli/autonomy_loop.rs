@@ -582,7 +582,10 @@ review_every = 2
     assert!(crashed >= 4, "the points were hit: {crashed}");
     // An attempt started but never recorded was taken over.
     let record = sb.git(&["show", "main:planning/status/autonomy/loop.toml"]);
-    assert!(record.contains("was started but not recorded (a crash)"), "{record}");
+    assert!(
+        record.contains("was started but not recorded (a crash)"),
+        "{record}"
+    );
     // Every item once on main, each merged.
     let enqueued: Vec<String> = sb
         .git(&["log", "--format=%s", "main"])

@@ -206,6 +206,8 @@ pub fn read_back(
     )?;
     let worktree = layout::worktree(&root, key);
     let out = run.join("out");
+    // What is read is the run directory's copy: a step repeated after the
+    // worktree was removed (a crash before the record) reads it again.
     let (files, refused) = match copy_outputs(&worktree.join(PLANNER_OUT), &out, kind) {
         Ok(()) => match read_outputs(&out, kind) {
             Ok(files) => (files, None),

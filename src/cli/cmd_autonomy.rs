@@ -69,7 +69,7 @@ pub fn run(ctx: &Ctx, command: &AutonomyCommand) -> CliResult {
             let base = repo.branch_tip(&base_rev)?.ok_or_else(|| {
                 CliError::failure(format!("the base branch {base_rev} has no commit"))
             })?;
-            let shown = step::view_at(&repo, &spec, tip.unwrap_or(base), now)?;
+            let shown = step::view_at(&repo, &spec, tip.unwrap_or(base), None, now)?;
             let v = shown.unwrap_or_else(|| {
                 let st = LoopState::default();
                 let n = crate::runtime::autonomy::next(&spec.config.autonomy, None, 0.0, &st, now);

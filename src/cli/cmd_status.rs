@@ -50,6 +50,7 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> CliResult {
             &repo,
             &report.spec,
             tip.unwrap_or(report.spec_commit),
+            &report.status,
             crate::time::Timestamp::now(),
         )?,
     };

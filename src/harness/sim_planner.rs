@@ -35,22 +35,6 @@ pub fn covered(capabilities: &str, title: &str) -> bool {
         .any(|l| l.to_lowercase().contains(&title))
 }
 
-/// A file name for `title`: lowercase ASCII letters, digits and `-`.
-pub fn slug(title: &str) -> String {
-    let mut out = String::new();
-    for c in title.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('-') && !out.is_empty() {
-            out.push('-');
-        }
-    }
-    let out = out.trim_end_matches('-');
-    let cut: String = out.chars().take(40).collect();
-    let cut = cut.trim_end_matches('-').to_owned();
-    if cut.is_empty() { "item".into() } else { cut }
-}
-
 /// What the sim planner writes: (file name under [`PLANNER_OUT`], content).
 /// `None`: the attempt ends in a rate limit.
 pub fn output(brief: &PlannerBrief) -> Option<Vec<(&'static str, String)>> {
@@ -143,7 +127,7 @@ fn gap_analysis(brief: &PlannerBrief) -> Vec<(&'static str, String)> {
             format!("invariants: [{}]\n", brief.invariants.join(", ")),
         )
     };
-    let path = format!("features/{}.md", slug(&title));
+    let path = format!("features/{}.md", crate::spec::names::suggest(&title));
     vec![(
         "item.md",
         format!(
@@ -264,6 +248,9 @@ mod tests {
             &result_line(0.0, true),
         );
         assert_eq!(s.error.map(|e| e.kind), Some(ErrorKind::RateLimit));
-        assert_eq!(slug("Export CSV, quickly!"), "export-csv-quickly");
+        assert_eq!(
+            crate::spec::names::suggest("Export CSV, quickly!"),
+            "export-csv-quickly"
+        );
     }
 }

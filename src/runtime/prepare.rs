@@ -60,14 +60,7 @@ pub(crate) fn prepare(
         });
     };
     let diagnostics = loaded.diagnostics;
-    // The default status branch is the base branch, whatever it is called.
-    let configured = &spec.config.reconcile.status_branch;
-    let status_branch = if *configured == spec.config.reconcile.base_branch {
-        base.rev.clone()
-    } else {
-        configured.clone()
-    };
-    let status_tip = repo.branch_tip(&status_branch)?;
+    let (status_branch, status_tip) = super::autonomy::step::status_branch(repo, &spec, &base.rev)?;
     let status_read_at = status_tip.unwrap_or(base.commit);
     let (status, problems) = crate::status::load::load(repo, status_read_at)?;
     let status_problems = problems.iter().map(ToString::to_string).collect();
@@ -76,16 +69,14 @@ pub(crate) fn prepare(
     let mut observation = observe::observe(repo, &status, base.commit, &secret, &cache.events)?;
     note_worktrees(repo, &spec, &mut observation);
     observation.reconciler = reconciler.map(str::to_owned);
-    if let Some(bytes) = repo.read_blob_at(status_read_at, super::autonomy::state::STATE_PATH)?
-        && let Ok(loop_state) =
-            super::autonomy::LoopState::from_toml(&String::from_utf8_lossy(&bytes))
-    {
-        observation.planner_spend = observe::PlannerSpend {
-            day: loop_state.today.day,
-            micro_usd: (loop_state.today.usd.max(0.0) * 1e6).round() as u64,
-            tokens: loop_state.today.tokens,
-        };
-    }
+    // What the loop's planners spent (nothing when it has no record, or one
+    // that does not read).
+    let (loop_state, _) = super::autonomy::step::load(repo, status_read_at)?;
+    observation.planner_spend = observe::PlannerSpend {
+        day: loop_state.today.day,
+        micro_usd: (loop_state.today.usd.max(0.0) * 1e6).round() as u64,
+        tokens: loop_state.today.tokens,
+    };
     if spec.config.sandbox.enabled {
         observation.sandbox = Some(crate::act::sandbox::probe());
     }

@@ -193,8 +193,13 @@ fn files_wanted(
         options.now,
         &prepared.limits.for_dashboard(),
     );
-    let extra =
-        super::autonomy::step::status_md_extra(repo, &prepared.spec, read_from, options.now)?;
+    let extra = super::autonomy::step::status_md_extra(
+        repo,
+        &prepared.spec,
+        read_from,
+        status,
+        options.now,
+    )?;
     wanted.insert(
         STATUS_MD.to_owned(),
         Some(status_md(&prepared.spec, status, &dashboard, &extra).into_bytes()),

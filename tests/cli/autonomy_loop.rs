@@ -56,24 +56,6 @@ fn start() -> Timestamp {
     Timestamp::from_unix(Timestamp::now().unix() / 60 * 60 + 60)
 }
 
-/// One `reconcile --until-idle` at `now`; its output.
-fn tick(sb: &Sandbox, now: Timestamp) -> String {
-    let now = now.to_string();
-    let out = converge_at(
-        sb.path(),
-        sb.home(),
-        &["reconcile", "--until-idle"],
-        &[("CONVERGE_NOW", now.as_str())],
-    );
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(0), "tick at {now}: {text}");
-    text
-}
-
 fn autonomy_json(sb: &Sandbox, now: Timestamp) -> Value {
     let now = now.to_string();
     let out = converge_at(
@@ -394,7 +376,7 @@ harness = "hostile"
 
 /// One `reconcile --until-idle` at `now`, killed (and failed) if it does not
 /// end within 60 seconds.
-fn tick_within(sb: &Sandbox, now: Timestamp) -> String {
+fn tick(sb: &Sandbox, now: Timestamp) -> String {
     let mut command = std::process::Command::new(crate::support::BIN);
     crate::support::isolate(&mut command, sb.home());
     let mut child = command
@@ -430,7 +412,7 @@ fn a_planner_that_leaves_a_named_pipe_does_not_hang_the_reconciler() {
     );
     let t0 = start();
     for step in 0..3u64 {
-        tick_within(&sb, t0.plus(Duration::from_secs(step * 600)));
+        tick(&sb, t0.plus(Duration::from_secs(step * 600)));
         settle();
     }
     let v = autonomy_json(&sb, t0);

@@ -303,20 +303,8 @@ fn review(
 /// planner's item is run and merged by converge, so it may not choose how
 /// (the sim agent's script, a harness of its own) unless the planner is the
 /// sim planner, nor opt out of every check.
-pub fn policy_refusal(
-    item: &crate::spec::QueueItem,
-    sim_planner: bool,
-    text: &str,
-) -> Option<String> {
-    let front = text
-        .strip_prefix("---")
-        .and_then(|rest| rest.split_once("\n---"))
-        .map_or("", |(front, _)| front);
-    let unchecked = front.lines().any(|l| {
-        let l = l.trim().trim_start_matches(['"', '\'']);
-        l.starts_with("allow_unchecked") && l.contains("true")
-    });
-    if unchecked {
+pub fn policy_refusal(item: &crate::spec::QueueItem, sim_planner: bool) -> Option<String> {
+    if item.allow_unchecked {
         return Some("the loop's items may not set `allow_unchecked`: every one is checked".into());
     }
     if !sim_planner && item.sim.is_some() {
@@ -423,7 +411,7 @@ fn propose(
         .harnesses
         .get(sim_planner)
         .is_some_and(|h| h.kind == crate::spec::HarnessKind::Sim);
-    if let Some(why) = policy_refusal(&compiled, sim_planner, item) {
+    if let Some(why) = policy_refusal(&compiled, sim_planner) {
         st.remember(hash);
         return Ok(Ok(invalid(st, why)));
     }
@@ -478,11 +466,14 @@ fn retry_of(ctx: &Ctx<'_>, e: RecordError) -> Result<Retry, TickError> {
     }
 }
 
-/// The queue item name of a proposal: its title's slug and the run.
+/// The queue item name of a proposal: its title as a name
+/// ([`crate::spec::names::suggest`]) and the run, within the name limit.
 pub fn item_name(title: &str, run: u32) -> String {
-    let slug = crate::harness::sim_planner::slug(title);
-    let slug: String = slug.chars().take(50).collect();
-    format!("{}-{run}", slug.trim_end_matches('-'))
+    let name: String = crate::spec::names::suggest(title)
+        .chars()
+        .take(50)
+        .collect();
+    format!("{}-{run}", name.trim_end_matches(['-', '_']))
 }
 
 /// Why a planner's markdown document is refused, if it is.
@@ -566,14 +557,14 @@ mod tests {
                 .expect("valid")
         };
         let unchecked = "---\nscope: narrow\ngate: auto\nallow_unchecked: true\n---\n\n# X\n";
-        let why = policy_refusal(&compile(unchecked), true, unchecked).expect("refused");
+        let why = policy_refusal(&compile(unchecked), true).expect("refused");
         assert!(why.contains("allow_unchecked"), "{why}");
         let scripted = "---\nscope: narrow\ngate: human_review\nharness: sim\nsim: {files: [{path: build.rs, content: \"x\"}]}\n---\n\n# X\n";
         let item = compile(scripted);
-        assert!(policy_refusal(&item, false, scripted).is_some_and(|w| w.contains("`sim:`")));
+        assert!(policy_refusal(&item, false).is_some_and(|w| w.contains("`sim:`")));
         // The sim planner's own items carry their script.
-        assert_eq!(policy_refusal(&item, true, scripted), None);
+        assert_eq!(policy_refusal(&item, true), None);
         let plain = "---\nscope: narrow\ngate: human_review\n---\n\n# X\n";
-        assert_eq!(policy_refusal(&compile(plain), false, plain), None);
+        assert_eq!(policy_refusal(&compile(plain), false), None);
     }
 }

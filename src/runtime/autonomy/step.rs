@@ -45,7 +45,8 @@ pub struct Stepped {
     pub wake_at: Option<crate::time::Timestamp>,
 }
 
-/// The status branch (the base branch unless configured) and its tip.
+/// The status branch (the base branch, whatever it is called, unless one is
+/// configured) and its tip. The tick and the loop read status there alike.
 pub fn status_branch(
     repo: &Repo,
     spec: &Spec,
@@ -65,11 +66,16 @@ pub fn status_branch(
 /// A record that cannot be read starts over, and says so: it is a record,
 /// and what matters of it (the items) is rebuilt from the queue's status.
 pub fn load(repo: &Repo, commit: ObjectId) -> Result<(LoopState, Option<String>), TickError> {
-    match repo.read_blob_at(commit, STATE_PATH)? {
-        None => Ok((LoopState::default(), None)),
+    Ok(parse(repo.read_blob_at(commit, STATE_PATH)?))
+}
+
+/// The record in `bytes` (see [`load`]).
+fn parse(bytes: Option<Vec<u8>>) -> (LoopState, Option<String>) {
+    match bytes {
+        None => (LoopState::default(), None),
         Some(bytes) => match LoopState::from_toml(&String::from_utf8_lossy(&bytes)) {
-            Ok(state) => Ok((state, None)),
-            Err(e) => Ok((LoopState::default(), Some(e.to_string()))),
+            Ok(state) => (state, None),
+            Err(e) => (LoopState::default(), Some(e.to_string())),
         },
     }
 }
@@ -266,35 +272,46 @@ fn take_next(ctx: &Ctx<'_>, st: &mut LoopState, out: &mut Stepped) -> Result<(),
     Ok(())
 }
 
-/// The loop's view at `commit` of the status branch (`None`: the loop is
-/// disabled and has no record).
+/// The loop's view at `commit` of the status branch, decided against
+/// `status` (read there when `None`); `None`: the loop is disabled and has
+/// no record.
 pub fn view_at(
     repo: &Repo,
     spec: &Spec,
     commit: ObjectId,
+    status: Option<&Status>,
     now: crate::time::Timestamp,
 ) -> Result<Option<super::view::AutonomyView>, TickError> {
     let config = &spec.config.autonomy;
-    let has_record = repo.read_blob_at(commit, STATE_PATH)?.is_some();
-    if !config.enabled && !has_record {
+    let bytes = repo.read_blob_at(commit, STATE_PATH)?;
+    if !config.enabled && bytes.is_none() {
         return Ok(None);
     }
-    let (st, _) = load(repo, commit)?;
-    let (status, _) = crate::status::load::load(repo, commit)?;
-    let tasks_usd = crate::decide::spending(&status, None, now).today_usd;
+    let (st, _) = parse(bytes);
+    let read;
+    let status = match status {
+        Some(status) => status,
+        None => {
+            read = crate::status::load::load(repo, commit)?.0;
+            &read
+        }
+    };
+    let tasks_usd = crate::decide::spending(status, None, now).today_usd;
     let usd = spec.config.budget.usd_per_day;
     let n = next(config, usd, tasks_usd, &st, now);
     Ok(Some(super::view::view(config, usd, &st, &n)))
 }
 
-/// What the loop adds to STATUS.md at `commit` of the status branch.
+/// What the loop adds to STATUS.md at `commit` of the status branch, with
+/// `status` as the tick leaves it.
 pub fn status_md_extra(
     repo: &Repo,
     spec: &Spec,
     commit: ObjectId,
+    status: &Status,
     now: crate::time::Timestamp,
 ) -> Result<crate::view::status_md::Extra, TickError> {
-    Ok(match view_at(repo, spec, commit, now)? {
+    Ok(match view_at(repo, spec, commit, Some(status), now)? {
         Some(v) => crate::view::status_md::Extra {
             sections: vec![super::view::section(&v)],
             attention: v.attention,

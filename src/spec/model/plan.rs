@@ -214,6 +214,8 @@ pub struct QueueItem {
     pub paths: Vec<String>,
     /// `plan/task` references.
     pub depends_on: Vec<(String, String)>,
+    /// `allow_unchecked: true`: it may merge with no check run on it.
+    pub allow_unchecked: bool,
     /// What the built-in `sim` agent does (`sim` in the front matter).
     pub sim: Option<Sim>,
 }

@@ -109,6 +109,7 @@ fn compile_inner(
         retry_max,
         paths: item_paths,
         depends_on,
+        allow_unchecked,
         sim,
     })
 }

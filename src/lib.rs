@@ -2,6 +2,9 @@
 //!
 //! See `docs/architecture.md` for the bird's-eye view and the code map.
 
+#[cfg(test)]
+mod code_map_tests;
+
 pub mod act;
 pub mod agent;
 pub mod check;

@@ -184,7 +184,7 @@ pub struct LoopState {
     pub refused: u32,
     /// What the planner attempts cost over the loop's life, in USD.
     pub usd_total: f64,
-    /// Hashes ([`super::proposal_hash`]) of recent proposals, newest last.
+    /// Hashes ([`super::decide::proposal_hash`]) of recent proposals, newest last.
     pub recent: Vec<String>,
     /// The planner's harness is rate-limited until then.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -387,7 +387,7 @@ pub fn absorb(
 
 /// A gap's identity: its title normalized and hashed (12 hex digits).
 pub fn gap_id(title: &str) -> String {
-    super::proposal_hash(title, "")[..12].to_owned()
+    super::decide::proposal_hash(title, "")[..12].to_owned()
 }
 
 #[cfg(test)]

@@ -1,0 +1,172 @@
+//! docs/architecture.md's code map against the tree: every source file is
+//! named in the section of its top-level module, and every file the map names
+//! exists there. A move that forgets the map fails here.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The code map's sections: `src/<module>/` (or `src/<file>.rs`) → its text.
+fn sections(doc: &str) -> BTreeMap<String, String> {
+    let start = doc
+        .find("## Code map")
+        .expect("docs/architecture.md has a code map");
+    let rest = &doc[start..];
+    let block = rest
+        .split("```")
+        .nth(1)
+        .expect("the code map is a fenced block");
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in block.lines() {
+        if let Some(word) = line
+            .split_whitespace()
+            .next()
+            .filter(|_| !line.starts_with(' '))
+        {
+            current = word.starts_with("src/").then(|| word.to_owned());
+        }
+        if let Some(key) = &current {
+            let text = out.entry(key.clone()).or_default();
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    out
+}
+
+/// The source files under `dir`, relative to it, without test modules.
+fn sources(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for entry in std::fs::read_dir(dir.join(&rel)).expect("read src") {
+            let entry = entry.expect("entry");
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = rel.join(&name);
+            if entry.file_type().expect("type").is_dir() {
+                if name != "snapshots" {
+                    stack.push(path);
+                }
+            } else if name.ends_with(".rs")
+                && name != "tests.rs"
+                && !name.ends_with("_tests.rs")
+                && name != "testing.rs"
+            {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The names of every `.rs` file under `dir`, test modules included.
+fn files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir") {
+            let entry = entry.expect("entry");
+            if entry.file_type().expect("type").is_dir() {
+                stack.push(entry.path());
+            } else {
+                out.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Whether `word` stands in `text` as a whole name (not inside a longer one).
+fn names(text: &str, word: &str) -> bool {
+    text.match_indices(word).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + word.len()..].chars().next();
+        let edge = |c: Option<char>| c.is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+        edge(before) && edge(after)
+    })
+}
+
+#[test]
+fn the_code_map_names_every_source_file_and_only_real_ones() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/architecture.md")).expect("read doc");
+    let map = sections(&doc);
+    let src = root.join("src");
+    let mut missing = Vec::new();
+    for file in sources(&src) {
+        let parts: Vec<String> = file
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        if parts.len() == 1 {
+            let key = format!("src/{}", parts[0]);
+            if !map.contains_key(&key) && !map.contains_key(&key.replace(".rs", "/")) {
+                missing.push(key);
+            }
+            continue;
+        }
+        let key = format!("src/{}/", parts[0]);
+        let Some(text) = map.get(&key) else {
+            missing.push(format!("{} (no section {key})", file.display()));
+            continue;
+        };
+        let inner = &parts[1..];
+        let leaf = &inner[inner.len() - 1];
+        if parts[0] == "cli" && leaf.starts_with("cmd_") && names(text, "cmd_<name>.rs") {
+            continue;
+        }
+        if leaf == "mod.rs" {
+            // A directory's mod.rs is named by naming the directory.
+            let dirs = &inner[..inner.len() - 1];
+            if dirs.iter().all(|d| names(text, &format!("{d}/"))) {
+                continue;
+            }
+        } else if names(text, leaf)
+            && inner[..inner.len() - 1]
+                .iter()
+                .all(|d| names(text, &format!("{d}/")) || names(text, &format!("{d}.rs")))
+        {
+            continue;
+        }
+        missing.push(format!("src/{}", file.display()));
+    }
+    let mut unknown = Vec::new();
+    for (key, text) in &map {
+        let Some(dir) = key.strip_suffix('/') else {
+            if !root.join(key).is_file() {
+                unknown.push(key.clone());
+            }
+            continue;
+        };
+        let here: Vec<String> = sources(&root.join(dir))
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        let all = files(&root.join(dir));
+        for word in text.split(|c: char| c.is_whitespace() || "(),;:`".contains(c)) {
+            let word = word.trim_end_matches('.');
+            let Some(name) = word.rsplit('/').next().filter(|w| w.ends_with(".rs")) else {
+                continue;
+            };
+            // `cmd_<name>.rs` stands for a pattern; a path with a directory may
+            // point into another module (`spec/base.rs`), and test modules are
+            // named where they matter.
+            if word.contains('<')
+                || (word.contains('/') && src.join(word).is_file())
+                || all.iter().any(|h| h == name)
+            {
+                continue;
+            }
+            if !here.iter().any(|h| h == name) && !unknown.contains(&format!("{key}: {name}")) {
+                unknown.push(format!("{key}: {name}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty() && unknown.is_empty(),
+        "docs/architecture.md's code map is out of date\nfiles it does not name:\n  {}\nfiles it names that do not exist:\n  {}",
+        missing.join("\n  "),
+        unknown.join("\n  ")
+    );
+}

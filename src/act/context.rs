@@ -55,8 +55,8 @@ fn merge_of(
     let mut subjects = Vec::new();
     if let Some(&side) = parents.get(1) {
         let mut stop = None;
-        repo.walk_first_parents(side, SUBJECT_WALK, |id, _, msg| {
-            match repo.is_ancestor(id, base) {
+        repo.walk_first_parents(side, SUBJECT_WALK, |commit| {
+            match repo.is_ancestor(commit.id, base) {
                 Ok(true) => return false,
                 Ok(false) => {}
                 Err(e) => {
@@ -64,7 +64,7 @@ fn merge_of(
                     return false;
                 }
             }
-            subjects.push(subject(msg));
+            subjects.push(subject(commit.message));
             true
         })?;
         if let Some(e) = stop {

@@ -41,7 +41,7 @@ pub use commit::Signer;
 pub use files::PathState;
 pub use ids::commit_id;
 pub use merge::TrialMerge;
-pub use read::{TreeEntry, TreeFile, TreeFilter};
+pub use read::{TreeEntry, TreeFile, TreeFilter, Visited};
 pub use refs::Advanced;
 pub use remote::{Pushed, RemoteError};
 

@@ -219,29 +219,17 @@ impl Repo {
             .map_err(read_err(what()))?
             .detach())
     }
+}
 
-    /// Commits reachable from `tip` through first parents (the branch's own
-    /// history: merges and status commits), newest first, at most `limit`.
-    pub fn log(&self, tip: ObjectId, limit: usize) -> Result<Vec<(ObjectId, i64, String)>> {
-        let walk = self
-            .repo
-            .rev_walk([tip])
-            .first_parent_only()
-            .all()
-            .map_err(read_err("the history"))?;
-        let mut out = Vec::new();
-        for info in walk.take(limit) {
-            let info = info.map_err(|e| GitError::Read {
-                what: "the history".into(),
-                source: gix::Error::from_error(e),
-            })?;
-            let commit = info.object().map_err(read_err("a commit"))?;
-            let time = commit.time().map(|t| t.seconds).unwrap_or(0);
-            let message = commit.message_raw_sloppy().to_str_lossy().into_owned();
-            out.push((info.id, time, message));
-        }
-        Ok(out)
-    }
+/// One commit of a first-parent walk, as [`Repo::walk_first_parents`] hands it
+/// over.
+#[derive(Debug)]
+pub struct Visited<'a> {
+    pub id: ObjectId,
+    pub parents: &'a [ObjectId],
+    /// Commit time, seconds since the epoch (0 when unreadable).
+    pub time: i64,
+    pub message: &'a str,
 }
 
 impl Repo {
@@ -257,13 +245,14 @@ impl Repo {
     }
 
     /// Walks the commits reachable from `tip` through first parents, newest
-    /// first, at most `limit`, handing each (id, parents, message) to `visit`
-    /// until it returns false.
+    /// first, at most `limit`, handing each to `visit` until it returns false.
+    /// The one first-parent walk: `log` and the searches for converge's
+    /// merges and a merge's subjects all go through it.
     pub fn walk_first_parents(
         &self,
         tip: ObjectId,
         limit: usize,
-        mut visit: impl FnMut(ObjectId, &[ObjectId], &str) -> bool,
+        mut visit: impl FnMut(&Visited<'_>) -> bool,
     ) -> Result<()> {
         let walk = self
             .repo
@@ -279,10 +268,28 @@ impl Repo {
             let commit = info.object().map_err(read_err("a commit"))?;
             let parents: Vec<ObjectId> = commit.parent_ids().map(gix::Id::detach).collect();
             let message = commit.message_raw_sloppy().to_str_lossy();
-            if !visit(info.id, &parents, &message) {
+            let visited = Visited {
+                id: info.id,
+                parents: &parents,
+                time: commit.time().map(|t| t.seconds).unwrap_or(0),
+                message: &message,
+            };
+            if !visit(&visited) {
                 break;
             }
         }
         Ok(())
+    }
+
+    /// Commits reachable from `tip` through first parents (the branch's own
+    /// history: merges and status commits), newest first, at most `limit`:
+    /// (id, commit time in seconds, message).
+    pub fn log(&self, tip: ObjectId, limit: usize) -> Result<Vec<(ObjectId, i64, String)>> {
+        let mut out = Vec::new();
+        self.walk_first_parents(tip, limit, |c| {
+            out.push((c.id, c.time, c.message.to_owned()));
+            true
+        })?;
+        Ok(out)
     }
 }

@@ -120,8 +120,9 @@ pub(super) fn search(
     if open.is_empty() {
         return Ok(found);
     }
-    repo.walk_first_parents(base, SEARCH_LIMIT, |id, parents, message| {
-        if parents.len() >= 2
+    repo.walk_first_parents(base, SEARCH_LIMIT, |commit| {
+        let (id, message) = (commit.id, commit.message);
+        if commit.parents.len() >= 2
             && let Some(record) = merge_record(message)
             && open.contains(&record.key)
             && sought

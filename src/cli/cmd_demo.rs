@@ -404,14 +404,7 @@ fn summary(repo: &Repo, dir: &Path, status: Option<&Status>, started: Instant) -
     let tip = repo
         .branch_tip("main")?
         .ok_or_else(|| CliError::failure("the demo repository lost its main branch"))?;
-    out.push_str("\ngit log --oneline --first-parent main:\n");
-    for (id, _, message) in repo.log(tip, 200)? {
-        out.push_str(&format!(
-            "  {} {}\n",
-            &id.to_string()[..7],
-            message.lines().next().unwrap_or("")
-        ));
-    }
+    out.push_str(&main_log(repo, tip)?);
     // Status commits go to their own branch, so main's history is the work.
     let status_commits = match repo.branch_tip(STATUS_BRANCH)? {
         Some(status_tip) => repo
@@ -435,4 +428,18 @@ fn summary(repo: &Repo, dir: &Path, status: Option<&Status>, started: Instant) -
         Err(CliError::failure("the demo did not converge")
             .hint(format!("`converge -C {} status` says why", dir.display())))
     }
+}
+
+/// main's first-parent history as `git log --oneline --first-parent main`
+/// prints it, under a heading: how both demos end.
+pub(super) fn main_log(repo: &Repo, tip: gix::ObjectId) -> Result<String, CliError> {
+    let mut out = String::from("\ngit log --oneline --first-parent main:\n");
+    for (id, _, message) in repo.log(tip, 200)? {
+        out.push_str(&format!(
+            "  {} {}\n",
+            &id.to_string()[..7],
+            message.lines().next().unwrap_or("")
+        ));
+    }
+    Ok(out)
 }

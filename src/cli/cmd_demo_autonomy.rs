@@ -164,14 +164,7 @@ fn ending(repo: &Repo, dir: &Path, started: Instant) -> CliResult {
     for line in capabilities.lines() {
         out.push_str(&format!("  {line}\n"));
     }
-    out.push_str("\ngit log --oneline --first-parent main:\n");
-    for (id, _, message) in repo.log(tip, 200)? {
-        out.push_str(&format!(
-            "  {} {}\n",
-            &id.to_string()[..7],
-            message.lines().next().unwrap_or("")
-        ));
-    }
+    out.push_str(&super::cmd_demo::main_log(repo, tip)?);
     out.push_str(&format!(
         "\nexplore it: cd {} && converge autonomy status && git show converge-status:planning/STATUS.md\n",
         dir.display()

@@ -345,33 +345,7 @@ impl Client {
                 });
             }
         }
-        let cached_etag = match method {
-            Method::Get => self.cache.borrow().entries.get(url).map(|e| e.etag.clone()),
-            _ => None,
-        };
-        let result = self.rt.block_on(async {
-            let response = match method {
-                Method::Get => {
-                    let mut headers = HeaderMap::new();
-                    if let Some(etag) = cached_etag
-                        .as_deref()
-                        .and_then(|e| HeaderValue::from_str(e).ok())
-                    {
-                        headers.insert(http::header::IF_NONE_MATCH, etag);
-                    }
-                    self.octo._get_with_headers(url, Some(headers)).await
-                }
-                Method::Post => self.octo._post(url, body).await,
-                Method::Patch => self.octo._patch(url, body).await,
-                Method::Put => self.octo._put(url, body).await,
-                Method::Delete => self.octo._delete(url, None::<&()>).await,
-            }?;
-            let status = response.status().as_u16();
-            let headers = response.headers().clone();
-            let text = self.octo.body_to_string(response).await?;
-            Ok::<_, octocrab::Error>((status, headers, text))
-        });
-        let (status, headers, text) = match result {
+        let (status, headers, text) = match self.exchange(method, url, body) {
             Ok(answer) => answer,
             Err(source) => {
                 self.log.borrow_mut().push(Sent {
@@ -401,22 +375,13 @@ impl Client {
             crate::daemon::http::report_forge_rate_limit(remaining);
         }
         let reply = Reply { status, body: text };
-        if let Some(cooldown) = self.rate_limited(&headers, &reply, remaining) {
-            let (until, why) = cooldown;
+        if let Some((until, why)) = self.rate_limited(&headers, &reply, remaining) {
             self.cool_down(until, format!("{why} ({m} {path})"));
-            let limits = self.limits.borrow();
-            return Err(ClientError::Cooling {
-                until: limits.until.unwrap_or(self.now),
-                why: limits.why.clone(),
-            });
+            return Err(self.cooling());
         }
         if status >= 500 {
             self.cool_down(None, format!("github answered {status} to {m} {path}"));
-            let limits = self.limits.borrow();
-            return Err(ClientError::Cooling {
-                until: limits.until.unwrap_or(self.now),
-                why: limits.why.clone(),
-            });
+            return Err(self.cooling());
         }
         if status == 401 {
             return Err(ClientError::Unauthorized {
@@ -425,34 +390,88 @@ impl Client {
                 message: reply.message(),
             });
         }
-        // An answer that spent the primary limit's last request: nothing more
-        // is sent until it resets (the answer itself is good). A 304 spends
-        // none, whatever the header says.
-        let reset = header_u64(&headers, "x-ratelimit-reset")
-            .and_then(|r| i64::try_from(r).ok())
-            .map(Timestamp::from_unix)
-            .filter(|r| *r > self.now);
-        let spent = remaining == Some(0) && status != 304 && reset.is_some();
-        {
-            let mut limits = self.limits.borrow_mut();
-            if spent {
-                limits.until = reset;
-                limits.why =
-                    format!("github's rate limit is spent ({m} {path} took the last request)");
-                drop(limits);
-                self.save_limits();
-            } else if limits.strikes != 0 || limits.until.is_some() {
-                limits.strikes = 0;
-                limits.until = None;
-                limits.why.clear();
-                drop(limits);
-                self.save_limits();
-            }
-        }
+        self.settle_limits(&headers, remaining, status, m, path);
         if matches!(method, Method::Get) {
             return Ok(self.remember(url, status, &headers, reply));
         }
         Ok(reply)
+    }
+
+    /// The request on the wire: a GET carries the cached ETag; the answer's
+    /// status, headers and body.
+    fn exchange(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(u16, HeaderMap, String), octocrab::Error> {
+        let cached_etag = match method {
+            Method::Get => self.cache.borrow().entries.get(url).map(|e| e.etag.clone()),
+            _ => None,
+        };
+        self.rt.block_on(async {
+            let response = match method {
+                Method::Get => {
+                    let mut headers = HeaderMap::new();
+                    if let Some(etag) = cached_etag
+                        .as_deref()
+                        .and_then(|e| HeaderValue::from_str(e).ok())
+                    {
+                        headers.insert(http::header::IF_NONE_MATCH, etag);
+                    }
+                    self.octo._get_with_headers(url, Some(headers)).await
+                }
+                Method::Post => self.octo._post(url, body).await,
+                Method::Patch => self.octo._patch(url, body).await,
+                Method::Put => self.octo._put(url, body).await,
+                Method::Delete => self.octo._delete(url, None::<&()>).await,
+            }?;
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let text = self.octo.body_to_string(response).await?;
+            Ok((status, headers, text))
+        })
+    }
+
+    /// The cooldown just started, as the error the request answers with.
+    fn cooling(&self) -> ClientError {
+        let limits = self.limits.borrow();
+        ClientError::Cooling {
+            until: limits.until.unwrap_or(self.now),
+            why: limits.why.clone(),
+        }
+    }
+
+    /// After a good answer: one that spent the primary limit's last request
+    /// holds everything back until it resets (the answer itself is good; a
+    /// 304 spends none, whatever the header says); any other clears the
+    /// strikes of earlier failures.
+    fn settle_limits(
+        &self,
+        headers: &HeaderMap,
+        remaining: Option<u64>,
+        status: u16,
+        m: &str,
+        path: &str,
+    ) {
+        let reset = header_u64(headers, "x-ratelimit-reset")
+            .and_then(|r| i64::try_from(r).ok())
+            .map(Timestamp::from_unix)
+            .filter(|r| *r > self.now);
+        let spent = remaining == Some(0) && status != 304 && reset.is_some();
+        let mut limits = self.limits.borrow_mut();
+        if spent {
+            limits.until = reset;
+            limits.why = format!("github's rate limit is spent ({m} {path} took the last request)");
+            drop(limits);
+            self.save_limits();
+        } else if limits.strikes != 0 || limits.until.is_some() {
+            limits.strikes = 0;
+            limits.until = None;
+            limits.why.clear();
+            drop(limits);
+            self.save_limits();
+        }
     }
 
     /// 304: the cached body; 200 with an ETag: remembered.

@@ -5,13 +5,10 @@
 //! only stop the loop or clear its own guards: what it may do (enabled, caps,
 //! budget) comes from `[autonomy]` on the base branch alone.
 
-use std::time::Duration;
-
 use super::source::open_repo;
 use super::{CliError, CliResult, Ctx, print, print_json};
 use crate::git::Repo;
-use crate::runtime::autonomy::state::LoopPhase;
-use crate::runtime::autonomy::{LoopState, step, view};
+use crate::runtime::autonomy::{Hand, LoopState, step, view};
 use crate::spec::Spec;
 use crate::time::Timestamp;
 
@@ -80,56 +77,25 @@ pub fn run(ctx: &Ctx, command: &AutonomyCommand) -> CliResult {
             }
             print(&view::text(&v))
         }
-        AutonomyCommand::Pause(args) => change(&repo, &spec, &base_rev, now, |st| {
-            if matches!(st.phase, LoopPhase::Paused { .. }) {
-                return Err("the loop is paused already".into());
-            }
-            st.phase = LoopPhase::Paused {
-                code: crate::model::LoopCode::Paused.as_str().into(),
-                why: args.reason.clone(),
-                since: now,
-            };
-            Ok(format!("paused by a person: {}", args.reason))
-        }),
-        AutonomyCommand::Resume => change(&repo, &spec, &base_rev, now, |st| {
-            if matches!(st.phase, LoopPhase::Running)
-                && st.consecutive_escalations == 0
-                && st.consecutive_refusals == 0
-                && st.cooldown_until.is_none()
-            {
-                return Err("the loop is running already".into());
-            }
-            st.phase = LoopPhase::Running;
-            st.consecutive_escalations = 0;
-            st.consecutive_refusals = 0;
-            st.cooldown_until = None;
-            Ok("resumed by a person".into())
-        }),
-        AutonomyCommand::Unblock(args) => change(&repo, &spec, &base_rev, now, |st| {
-            let ids: Vec<String> = st
-                .gaps
-                .iter()
-                .filter(|g| g.blocked)
-                .map(|g| g.id.clone())
-                .collect();
-            let Some(gap) = st.gaps.iter_mut().find(|g| g.id == args.gap && g.blocked) else {
-                return Err(if ids.is_empty() {
-                    format!("no gap is blocked (`{}` is not)", args.gap)
-                } else {
-                    format!(
-                        "gap `{}` is not blocked; blocked: {}",
-                        args.gap,
-                        ids.join(", ")
-                    )
-                });
-            };
-            gap.blocked = false;
-            gap.escalations = 0;
-            Ok(format!(
-                "gap {} ({}) unblocked by a person",
-                gap.id, gap.title
-            ))
-        }),
+        AutonomyCommand::Pause(args) => take(
+            &repo,
+            &spec,
+            &base_rev,
+            &Hand::Pause {
+                reason: args.reason.clone(),
+            },
+            now,
+        ),
+        AutonomyCommand::Resume => take(&repo, &spec, &base_rev, &Hand::Resume, now),
+        AutonomyCommand::Unblock(args) => take(
+            &repo,
+            &spec,
+            &base_rev,
+            &Hand::Unblock {
+                gap: args.gap.clone(),
+            },
+            now,
+        ),
     }
 }
 
@@ -147,40 +113,13 @@ fn spec_of(repo: &Repo) -> CliResult<(Spec, String)> {
     Ok((spec, base.rev))
 }
 
-/// Applies `edit` to the loop's record under the reconciler lock and commits it.
-fn change(
-    repo: &Repo,
-    spec: &Spec,
-    base_rev: &str,
-    now: Timestamp,
-    edit: impl FnOnce(&mut LoopState) -> Result<String, String>,
-) -> CliResult {
-    let _lock = crate::runtime::Lock::acquire(repo.common_dir(), Duration::from_secs(30))
-        .map_err(|e| CliError::failure("cannot take the reconciler lock").source(e))?;
-    let (_, tip) = step::status_branch(repo, spec, base_rev)?;
-    let base = repo
-        .branch_tip(base_rev)?
-        .ok_or_else(|| CliError::failure(format!("the base branch {base_rev} has no commit")))?;
-    let (mut st, problem) = step::load(repo, tip.unwrap_or(base))?;
-    if let Some(problem) = problem {
-        return Err(CliError::bad_input(problem).hint(
-            "the next tick starts the record over (and says so); fix or delete the file first to keep its history",
-        ));
-    }
-    let line = edit(&mut st).map_err(|why| {
-        CliError::bad_input(why).hint("`converge autonomy status` shows the loop's state")
-    })?;
-    st.note(now, line.clone());
+/// Takes `hand` on the loop (`runtime::autonomy::hand`) and says what it did.
+fn take(repo: &Repo, spec: &Spec, base_rev: &str, hand: &Hand, now: Timestamp) -> CliResult {
     let signer = spec.config.reconcile.signer(&|n| std::env::var(n).ok());
-    let lines = vec![format!("autonomy: {line}")];
-    match step::record_state(repo, spec, base_rev, &st, &lines, &signer)? {
-        Some(commit) => print(&format!(
-            "{line} (recorded as {})\n",
-            &commit.to_string()[..7]
-        )),
-        None => Err(
-            CliError::failure("the status branch moved; nothing was recorded")
-                .hint("run the command again"),
-        ),
-    }
+    let done = crate::runtime::autonomy::hand::take(repo, spec, base_rev, hand, now, &signer)?;
+    print(&format!(
+        "{} (recorded as {})\n",
+        done.line,
+        &done.commit.to_string()[..7]
+    ))
 }

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use crate::intent::IntentError;
+use crate::runtime::autonomy::hand::HandError;
 use crate::runtime::{LockError, LoopError, TickError};
 use crate::spec::edit::EditError;
 use crate::status::record::RecordError;
@@ -275,6 +276,25 @@ pub fn loop_error(e: LoopError) -> CliError {
 impl From<TickError> for CliError {
     fn from(error: TickError) -> Self {
         loop_error(LoopError::Tick(error))
+    }
+}
+
+impl From<HandError> for CliError {
+    fn from(error: HandError) -> Self {
+        match error {
+            HandError::Lock(lock) => CliError::lock(lock, "autonomy"),
+            HandError::Git(git) => git.into(),
+            e @ HandError::Damaged(_) => CliError::bad_input(e.to_string()).hint(
+                "the next tick starts the record over (and says so); fix or delete the file first to keep its history",
+            ),
+            e @ HandError::Refused(_) => CliError::bad_input(e.to_string())
+                .hint("`converge autonomy status` shows the loop's state"),
+            e @ HandError::Moved => {
+                CliError::new(Kind::Busy, e.to_string()).hint("run the command again")
+            }
+            e @ HandError::NoBase(_) => CliError::failure(e.to_string()),
+            HandError::Record(tick) => tick.into(),
+        }
     }
 }
 

@@ -5,11 +5,14 @@
 //! - `decide.rs` (pure): which planner run is due, or why none is;
 //! - `state.rs` (pure): the loop's record on the status branch and how task
 //!   status moves its items;
+//! - `hand.rs`: a person's pause, resume or unblock, as one commit of the
+//!   record under the reconciler lock;
 //! - `step.rs`: one step per tick, before the tick's spec is read: read the
 //!   finished planner attempt back (validate, file, commit) or start the
 //!   next one, and record the loop's state.
 
 pub mod decide;
+pub mod hand;
 mod harvest;
 pub mod prompt;
 pub mod state;
@@ -17,5 +20,5 @@ pub mod step;
 pub mod view;
 
 pub use decide::{Next, Wait, next, proposal_hash};
-pub use state::{LoopPhase, LoopState, RunKind};
+pub use state::{Hand, LoopPhase, LoopState, Refusal, RunKind};
 pub use step::{Stepped, step};

@@ -198,6 +198,29 @@ pub struct LoopState {
     pub history: Vec<Line>,
 }
 
+/// What a person may do to the loop (`converge autonomy pause|resume|unblock`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hand {
+    /// No planner attempt starts until resumed; `reason` goes to the history.
+    Pause { reason: String },
+    /// Running again, with the escalation and refusal streaks and any
+    /// cooldown cleared (after a pause, a guard, or a goal met).
+    Resume,
+    /// The gap's proposals are accepted again.
+    Unblock { gap: String },
+}
+
+/// Why a [`Hand`] changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the loop is paused already")]
+    AlreadyPaused,
+    #[error("the loop is running already")]
+    AlreadyRunning,
+    #[error("{}", if blocked.is_empty() { format!("no gap is blocked (`{gap}` is not)") } else { format!("gap `{gap}` is not blocked; blocked: {}", blocked.join(", ")) })]
+    NotBlocked { gap: String, blocked: Vec<String> },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("{STATE_PATH} is not a valid loop record: {message}")]
@@ -218,6 +241,59 @@ impl LoopState {
         Ok(format!(
             "# The autonomy loop's record (docs/autonomy.md), written by converge.\n{body}"
         ))
+    }
+
+    /// A person's hand on the loop ([`Hand`]): the record changed, and the
+    /// line its history gets; or why nothing changes. Only stops the loop or
+    /// clears its own guards: what it may do comes from the base branch.
+    pub fn take_hand(&mut self, hand: &Hand, now: Timestamp) -> Result<String, Refusal> {
+        match hand {
+            Hand::Pause { reason } => {
+                if matches!(self.phase, LoopPhase::Paused { .. }) {
+                    return Err(Refusal::AlreadyPaused);
+                }
+                self.phase = LoopPhase::Paused {
+                    code: crate::model::LoopCode::Paused.as_str().into(),
+                    why: reason.clone(),
+                    since: now,
+                };
+                Ok(format!("paused by a person: {reason}"))
+            }
+            Hand::Resume => {
+                if matches!(self.phase, LoopPhase::Running)
+                    && self.consecutive_escalations == 0
+                    && self.consecutive_refusals == 0
+                    && self.cooldown_until.is_none()
+                {
+                    return Err(Refusal::AlreadyRunning);
+                }
+                self.phase = LoopPhase::Running;
+                self.consecutive_escalations = 0;
+                self.consecutive_refusals = 0;
+                self.cooldown_until = None;
+                Ok("resumed by a person".into())
+            }
+            Hand::Unblock { gap } => {
+                let blocked: Vec<String> = self
+                    .gaps
+                    .iter()
+                    .filter(|g| g.blocked)
+                    .map(|g| g.id.clone())
+                    .collect();
+                let Some(found) = self.gaps.iter_mut().find(|g| g.id == *gap && g.blocked) else {
+                    return Err(Refusal::NotBlocked {
+                        gap: gap.clone(),
+                        blocked,
+                    });
+                };
+                found.blocked = false;
+                found.escalations = 0;
+                Ok(format!(
+                    "gap {} ({}) unblocked by a person",
+                    found.id, found.title
+                ))
+            }
+        }
     }
 
     /// Adds a history line (the newest [`HISTORY`] are kept).
@@ -521,5 +597,57 @@ mod tests {
         assert_eq!(st.history.len(), HISTORY);
         assert_eq!(st.history.last().map(|l| l.line.as_str()), Some("line 99"));
         assert_eq!(st.recent.len(), RECENT);
+    }
+
+    #[test]
+    fn a_persons_hand_pauses_resumes_and_unblocks_or_says_why_not() {
+        let mut st = LoopState::default();
+        assert_eq!(
+            st.take_hand(&Hand::Resume, NOW),
+            Err(Refusal::AlreadyRunning)
+        );
+        let pause = Hand::Pause {
+            reason: "reviewing".into(),
+        };
+        assert_eq!(
+            st.take_hand(&pause, NOW).as_deref(),
+            Ok("paused by a person: reviewing")
+        );
+        assert!(
+            matches!(&st.phase, LoopPhase::Paused { why, since, .. } if why == "reviewing" && *since == NOW)
+        );
+        assert_eq!(st.take_hand(&pause, NOW), Err(Refusal::AlreadyPaused));
+        assert_eq!(
+            st.take_hand(&Hand::Resume, NOW).as_deref(),
+            Ok("resumed by a person")
+        );
+        assert_eq!(st.phase, LoopPhase::Running);
+
+        // A running loop whose guard counts or cooldown stand can be resumed:
+        // that clears them.
+        st.consecutive_refusals = 2;
+        st.cooldown_until = Some(NOW);
+        assert!(st.take_hand(&Hand::Resume, NOW).is_ok());
+        assert_eq!((st.consecutive_refusals, st.cooldown_until), (0, None));
+
+        let unblock = |gap: &str| Hand::Unblock { gap: gap.into() };
+        let refusal = st
+            .take_hand(&unblock("abc"), NOW)
+            .expect_err("nothing blocked");
+        assert_eq!(refusal.to_string(), "no gap is blocked (`abc` is not)");
+        st.gaps.push(Gap {
+            id: "g1".into(),
+            title: "Search".into(),
+            escalations: 2,
+            blocked: true,
+            items: vec![],
+        });
+        let refusal = st.take_hand(&unblock("abc"), NOW).expect_err("another gap");
+        assert_eq!(refusal.to_string(), "gap `abc` is not blocked; blocked: g1");
+        assert_eq!(
+            st.take_hand(&unblock("g1"), NOW).as_deref(),
+            Ok("gap g1 (Search) unblocked by a person")
+        );
+        assert_eq!((st.gaps[0].blocked, st.gaps[0].escalations), (false, 0));
     }
 }

@@ -23,6 +23,11 @@ const PURE: &[(&str, Clock)] = &[
     ("src/runtime/schedule/due.rs", Clock::Forbidden),
     ("src/runtime/autonomy/decide.rs", Clock::Forbidden),
     ("src/runtime/autonomy/state.rs", Clock::Forbidden),
+    ("src/runtime/autonomy/prompt.rs", Clock::Forbidden),
+    ("src/harness/context.rs", Clock::Forbidden),
+    ("src/harness/stream.rs", Clock::Forbidden),
+    ("src/harness/outcome.rs", Clock::Forbidden),
+    ("src/harness/prices.rs", Clock::Forbidden),
     ("src/time.rs", Clock::Allowed),
 ];
 

@@ -10,6 +10,7 @@
 //! JSON goes through `serde_json::Value`, whose objects keep their keys sorted,
 //! so the order of fields in these structs does not change the output.
 
+pub mod autonomy;
 pub mod doctor;
 pub mod report;
 pub mod status_md;
@@ -120,6 +121,14 @@ impl FailureView {
 /// A view as JSON (object keys sorted).
 pub fn to_json(view: &impl Serialize) -> Result<serde_json::Value, serde_json::Error> {
     serde_json::to_value(view)
+}
+
+/// `text` with its first letter in upper case.
+pub fn capitalize(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
 }
 
 /// The first seven characters of a commit id.

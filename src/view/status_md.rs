@@ -259,7 +259,7 @@ fn failed_retrying(spec: &Spec, st: Option<&TaskStatus>, report: &TaskReport) ->
     };
     format!(
         "**{key}** (attempt {attempt} failed; retry {failures} of {max}){why}. {}. {output}.",
-        capitalize(&report.reason.to_string())
+        super::capitalize(&report.reason.to_string())
     )
 }
 
@@ -376,14 +376,6 @@ fn excerpt(tail: &str) -> String {
     }
     out.push_str("  ```");
     out
-}
-
-fn capitalize(text: &str) -> String {
-    let mut chars = text.chars();
-    chars
-        .next()
-        .map(|c| c.to_uppercase().collect::<String>() + chars.as_str())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

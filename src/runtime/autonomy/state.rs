@@ -387,7 +387,7 @@ pub fn absorb(
 
 /// A gap's identity: its title normalized and hashed (12 hex digits).
 pub fn gap_id(title: &str) -> String {
-    super::proposal_hash(title, "")[..12].to_owned()
+    super::decide::proposal_hash(title, "")[..12].to_owned()
 }
 
 #[cfg(test)]

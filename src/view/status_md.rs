@@ -425,18 +425,10 @@ mod tests {
     #[test]
     fn the_json_view_carries_what_status_md_shows() {
         let spec = spec(&[("planning/plans/p.toml", &plan(1))]);
+        let escalated = failed(&spec, "p", "t00", "invariant-failed", "boom\n");
         let mut status = Status::default();
-        status.plans.insert(
-            "p".into(),
-            PlanStatus {
-                tasks: [(
-                    "t00".to_owned(),
-                    failed(&spec, "p", "t00", "invariant-failed", "boom\n"),
-                )]
-                .into(),
-                ..PlanStatus::default()
-            },
-        );
+        let plan = status.plans.entry("p".into()).or_default();
+        plan.tasks.insert("t00".into(), escalated);
         let decision = decide(&spec, &Observation::default(), &status, NOW, &LIMITS);
         let view = StatusView::new("main", "", &spec, &status, &decision);
         let json = crate::view::to_json(&view).expect("json");

@@ -1,7 +1,8 @@
 //! Views: what converge shows, as serializable values. The CLI prints them as
 //! JSON (`status --json`, `reconcile --json`, `report --json`, `doctor
-//! --json`), STATUS.md is rendered here (status_md.rs), and a web API or
-//! metrics would serve the same values.
+//! --json`, `autonomy status --json`), STATUS.md (status_md.rs) is a rendering
+//! of the status view and the autonomy loop's, and `converge watch`'s web API
+//! serves the status view as `status --json` prints it.
 //!
 //! Pure: views are built from the spec, the status, decisions and plain values
 //! the runtime hands over; no IO, no clock (the caller passes `now`). View sits

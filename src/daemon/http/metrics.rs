@@ -60,10 +60,8 @@ fn tasks(out: &mut String, board: &Board) {
         ("converge_tasks", "gauge"),
         "Tasks by phase, as converge status shows them.",
         "phase",
-        Phase::ALL
-            .iter()
-            .map(|p| p.as_str())
-            .zip(g.tasks.iter().map(|n| *n as f64)),
+        Phase::ALL.iter().map(|p| p.as_str()),
+        &g.tasks,
     );
 }
 
@@ -87,10 +85,8 @@ fn actions_and_ticks(out: &mut String, board: &Board) {
         ("converge_ticks_total", "counter"),
         "Ticks by result: ok, busy (another reconciler held the lock), failed.",
         "result",
-        TickResult::ALL
-            .iter()
-            .map(|r| r.as_str())
-            .zip(c.ticks.iter().map(|n| *n as f64)),
+        TickResult::ALL.iter().map(|r| r.as_str()),
+        &c.ticks,
     );
 }
 
@@ -153,7 +149,8 @@ fn spending(out: &mut String, board: &Board) {
         ("converge_tokens", "gauge"),
         "Tokens of every attempt recorded in status.",
         "direction",
-        [("in", g.tokens_in as f64), ("out", g.tokens_out as f64)].into_iter(),
+        ["in", "out"],
+        &[g.tokens_in, g.tokens_out],
     );
     gauge(
         out,
@@ -166,10 +163,8 @@ fn spending(out: &mut String, board: &Board) {
         ("converge_attempt_failures", "gauge"),
         "Failed attempts recorded in status, by failure code.",
         "code",
-        FailureCode::ALL
-            .iter()
-            .map(|c| c.as_str())
-            .zip(g.failures.iter().map(|n| *n as f64)),
+        FailureCode::ALL.iter().map(|c| c.as_str()),
+        &g.failures,
     );
 }
 
@@ -183,17 +178,19 @@ fn gauge(out: &mut String, name: &str, help: &str, value: f64) {
     sample(out, name, &[], value);
 }
 
-/// A family `(name, kind)` with one label: a sample per (label value, value).
+/// A family `(name, kind)` with one label: a sample per label value, the
+/// count at the same place in `counts`.
 fn labelled<'a>(
     out: &mut String,
     (name, kind): (&str, &str),
     help: &str,
     label: &str,
-    samples: impl Iterator<Item = (&'a str, f64)>,
+    values: impl IntoIterator<Item = &'a str>,
+    counts: &[u64],
 ) {
     family(out, name, kind, help);
-    for (value_of_label, value) in samples {
-        sample(out, name, &[(label, value_of_label)], value);
+    for (value, n) in values.into_iter().zip(counts) {
+        sample(out, name, &[(label, value)], *n as f64);
     }
 }
 

@@ -27,14 +27,14 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> CliResult {
         decision.report.retain(|r| &r.key.plan == plan);
         decision.queue.clear();
     }
+    let view = StatusView::new(
+        &report.base_branch,
+        &report.spec_commit.to_string(),
+        &report.spec,
+        &report.status,
+        &decision,
+    );
     if args.json {
-        let view = StatusView::new(
-            &report.base_branch,
-            &report.spec_commit.to_string(),
-            &report.spec,
-            &report.status,
-            &decision,
-        );
         return print_json(&view, true);
     }
     let mut text = format!(
@@ -44,16 +44,16 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> CliResult {
     );
     let (_, tip) =
         crate::runtime::autonomy::step::status_branch(&repo, &report.spec, &report.base_branch)?;
-    let extra = match &args.plan {
-        Some(_) => crate::view::status_md::Extra::default(),
-        None => crate::runtime::autonomy::step::status_md_extra(
+    let autonomy = match &args.plan {
+        Some(_) => None,
+        None => crate::runtime::autonomy::step::view_at(
             &repo,
             &report.spec,
             tip.unwrap_or(report.spec_commit),
-            &report.status,
+            Some(&report.status),
             crate::time::Timestamp::now(),
         )?,
     };
-    text.push_str(&status_md(&report.spec, &report.status, &decision, &extra));
+    text.push_str(&status_md(&view, autonomy.as_ref()));
     print(&text)
 }

@@ -242,24 +242,6 @@ impl fmt::Display for Reason {
             Reason::Running { deadline } => {
                 write!(f, "an agent is working on it (deadline {deadline})")
             }
-            Reason::BudgetSpent {
-                budget,
-                used,
-                until,
-            } => match until {
-                Some(until) => write!(
-                    f,
-                    "the {budget} is spent ({used}); dispatch resumes at {until}"
-                ),
-                None => write!(
-                    f,
-                    "the {budget} is spent ({used}); raise it to go on (`converge report` shows the spending)"
-                ),
-            },
-            Reason::HarnessCooling { harness, until } => write!(
-                f,
-                "harness `{harness}` hit a rate limit or usage window; no agent starts on it until {until}"
-            ),
             Reason::RateLimitOver { harness } => write!(
                 f,
                 "the rate limit of harness `{harness}` has passed; trying again (the limited attempt is not counted)"
@@ -299,6 +281,48 @@ impl fmt::Display for Reason {
             Reason::StatusUnbacked { why } => {
                 write!(f, "{why}; the task is not merged and starts again")
             }
+            Reason::ActionsPerTick => f.write_str("this tick's `actions_per_tick` is used up"),
+            Reason::BudgetSpent { .. }
+            | Reason::HarnessCooling { .. }
+            | Reason::MaxAgents { .. }
+            | Reason::DispatchRateLimited { .. } => self.fmt_limits(f),
+            Reason::ReviewApproved { .. }
+            | Reason::ChangesRequested { .. }
+            | Reason::ChangeLimit { .. }
+            | Reason::ChangeRateLimited { .. }
+            | Reason::MergeQueued { .. }
+            | Reason::AwaitingChecks { .. }
+            | Reason::HandsOff { .. }
+            | Reason::ChangeClosed { .. }
+            | Reason::ForgeCooling { .. } => self.fmt_forge(f),
+        }
+    }
+}
+
+impl Reason {
+    /// The sentences of the limits on starting agents: budgets, harness
+    /// cooldowns, `max_agents`, `dispatches_per_hour`. `fmt` sends only these
+    /// here; any other reason is written as its code.
+    fn fmt_limits(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::BudgetSpent {
+                budget,
+                used,
+                until,
+            } => match until {
+                Some(until) => write!(
+                    f,
+                    "the {budget} is spent ({used}); dispatch resumes at {until}"
+                ),
+                None => write!(
+                    f,
+                    "the {budget} is spent ({used}); raise it to go on (`converge report` shows the spending)"
+                ),
+            },
+            Reason::HarnessCooling { harness, until } => write!(
+                f,
+                "harness `{harness}` hit a rate limit or usage window; no agent starts on it until {until}"
+            ),
             Reason::MaxAgents { running } => {
                 write!(f, "{running} agent(s) running, the `max_agents` limit")
             }
@@ -312,7 +336,15 @@ impl fmt::Display for Reason {
                     "dispatches_per_hour {limit}/h reached ({last_hour} started in the last hour), next dispatch at {next_at}"
                 )
             }
-            Reason::ActionsPerTick => f.write_str("this tick's `actions_per_tick` is used up"),
+            other => f.write_str(other.code()),
+        }
+    }
+
+    /// The sentences of the forge's reasons: pull requests, reviews and the
+    /// forge's limits. `fmt` sends only these here; any other reason is
+    /// written as its code.
+    fn fmt_forge(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             Reason::ReviewApproved { number, by } => {
                 write!(f, "{by} approved pull request #{number} at its head")
             }
@@ -354,6 +386,7 @@ impl fmt::Display for Reason {
                 Some(until) => write!(f, "the forge is not asked until {until}: {why}"),
                 None => write!(f, "the forge cannot be asked now: {why}"),
             },
+            other => f.write_str(other.code()),
         }
     }
 }
@@ -370,4 +403,64 @@ fn listed(tasks: &[String]) -> String {
 
 pub(super) fn short(sha: &str) -> &str {
     sha.get(..7).unwrap_or(sha)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_of_a_family_has_its_sentence() {
+        let at = Timestamp::from_unix(1_800_000_000);
+        let family = [
+            Reason::BudgetSpent {
+                budget: "b".into(),
+                used: "u".into(),
+                until: None,
+            },
+            Reason::HarnessCooling {
+                harness: "h".into(),
+                until: at,
+            },
+            Reason::MaxAgents { running: 1 },
+            Reason::DispatchRateLimited {
+                last_hour: 1,
+                limit: 1,
+                next_at: at,
+            },
+            Reason::ReviewApproved {
+                number: 1,
+                by: "b".into(),
+            },
+            Reason::ChangesRequested {
+                number: 1,
+                by: "b".into(),
+                feedback: "f".into(),
+            },
+            Reason::ChangeLimit { open: 1, max: 1 },
+            Reason::ChangeRateLimited {
+                last_hour: 1,
+                limit: 1,
+                next_at: at,
+            },
+            Reason::MergeQueued { first: 1 },
+            Reason::AwaitingChecks {
+                number: 1,
+                why: "w".into(),
+                until: at,
+            },
+            Reason::HandsOff {
+                number: 1,
+                why: "w".into(),
+            },
+            Reason::ChangeClosed { number: 1 },
+            Reason::ForgeCooling {
+                why: "w".into(),
+                until: None,
+            },
+        ];
+        for reason in family {
+            assert_ne!(reason.to_string(), reason.code(), "{reason:?}");
+        }
+    }
 }

@@ -15,6 +15,7 @@ use crate::status::Status;
 use crate::status::load::STATUS_DIR;
 use crate::status::model::to_toml;
 use crate::status::record::{self, Change, Message, Outcome, RecordError};
+use crate::view::StatusView;
 use crate::view::status_md::status_md;
 
 use super::prepare::Prepared;
@@ -193,16 +194,18 @@ fn files_wanted(
         options.now,
         &prepared.limits.for_dashboard(),
     );
-    let extra = super::autonomy::step::status_md_extra(
-        repo,
+    let view = StatusView::new(
+        &prepared.base.rev,
+        &prepared.base.commit.to_string(),
         &prepared.spec,
-        read_from,
         status,
-        options.now,
-    )?;
+        &dashboard,
+    );
+    let autonomy =
+        super::autonomy::step::view_at(repo, &prepared.spec, read_from, Some(status), options.now)?;
     wanted.insert(
         STATUS_MD.to_owned(),
-        Some(status_md(&prepared.spec, status, &dashboard, &extra).into_bytes()),
+        Some(status_md(&view, autonomy.as_ref()).into_bytes()),
     );
     for done in acted.applied {
         for (path, content) in &done.files {

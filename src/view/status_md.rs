@@ -1,25 +1,13 @@
 //! `planning/STATUS.md`: the human dashboard, in Renovate-style sections. Every
-//! entry that needs a human says which command to run. Pure: rendered from the
-//! spec, the recorded status and a decision report.
+//! entry that needs a human says which command to run. Pure: a rendering of
+//! the [`StatusView`] of a decision (and of the autonomy loop's view).
 
 use std::fmt::Write;
 
-use crate::decide::{ActionKind, Decision, Reason, TaskReport};
-use crate::spec::Spec;
-use crate::status::{Phase, Status, TaskStatus};
+use super::autonomy::AutonomyView;
+use super::status::{Section, StatusView, TaskView};
+use crate::decide::Reason;
 use crate::time::Timestamp;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Section {
-    AwaitingApproval,
-    Escalated,
-    FailedRetrying,
-    Running,
-    Blocked,
-    Ready,
-    Queued,
-    Merged,
-}
 
 impl Section {
     fn title(self) -> &'static str {
@@ -71,49 +59,27 @@ impl Section {
     }
 }
 
-fn section_of(report: &TaskReport) -> Section {
-    match report.phase {
-        Phase::AwaitingApproval => Section::AwaitingApproval,
-        Phase::Escalated => Section::Escalated,
-        Phase::Failed if report.action == Some(ActionKind::Escalate) => Section::Escalated,
-        Phase::Failed => Section::FailedRetrying,
-        Phase::Running | Phase::Checking => Section::Running,
-        Phase::Blocked => Section::Blocked,
-        Phase::Merged => Section::Merged,
-        Phase::Passed => match report.reason {
-            Reason::PlanPaused | Reason::PlanDraft => Section::Queued,
-            _ => Section::Ready,
-        },
-        Phase::Pending | Phase::Cancelled => match report.reason {
-            Reason::Ready
-            | Reason::MaxAgents { .. }
-            | Reason::DispatchRateLimited { .. }
-            | Reason::ActionsPerTick => Section::Ready,
-            _ => Section::Queued,
-        },
-    }
-}
-
 /// The entries of each section, in section order.
 type Sections = std::collections::BTreeMap<Section, Vec<String>>;
 
-/// Renders STATUS.md from the state after a tick: `decision` is what the next
-/// tick would do. Nothing here depends on the clock or on the commit the tick
-/// read, so a tick that changes nothing renders the same bytes (and writes no
+/// Renders STATUS.md from the view of the state after a tick (`view.tasks`:
+/// what the next tick would do) and the autonomy loop's view, when the loop
+/// has one. Nothing here depends on the clock or on the commit the tick read,
+/// so a tick that changes nothing renders the same bytes (and writes no
 /// commit); the commit itself says when and from which planning commit.
-pub fn status_md(spec: &Spec, status: &Status, decision: &Decision, extra: &Extra) -> String {
-    let sections = sections(spec, status, decision);
+pub fn status_md(view: &StatusView, autonomy: Option<&AutonomyView>) -> String {
+    let sections = sections(view);
     let mut out = String::new();
     heading(&mut out, &sections);
-    invalid_plans(&mut out, spec, status);
-    attention(&mut out, status, &extra.attention);
-    for section in &extra.sections {
-        out.push_str(section);
+    invalid_plans(&mut out, view);
+    attention(&mut out, view, autonomy.map_or(&[], |a| &a.attention));
+    if let Some(autonomy) = autonomy {
+        out.push_str(&super::autonomy::section(autonomy));
     }
     for (section, entries) in &sections {
         section_list(&mut out, *section, entries);
     }
-    if let Some(wake) = decision.wake_at {
+    if let Some(wake) = view.wake_at {
         let _ = writeln!(out, "Next change expected without any event: {wake}.");
     }
     out.truncate(out.trim_end().len());
@@ -121,32 +87,19 @@ pub fn status_md(spec: &Spec, status: &Status, decision: &Decision, extra: &Extr
     out
 }
 
-/// What other parts of converge add to STATUS.md (the autonomy loop's
-/// section and Attention entries), rendered by them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Extra {
-    /// Markdown sections, each ending with a blank line, after Attention.
-    pub sections: Vec<String>,
-    /// Attention entries (without the leading `- `).
-    pub attention: Vec<String>,
-}
-
 /// Every task and queue item, as an entry of its section; merged tasks the
 /// most recent first.
-fn sections(spec: &Spec, status: &Status, decision: &Decision) -> Sections {
+fn sections(view: &StatusView) -> Sections {
     let mut sections = Sections::new();
     let mut merged: Vec<(Option<Timestamp>, String)> = Vec::new();
-    for report in &decision.report {
-        let st = status.task(&report.key.plan, &report.key.task);
-        let section = section_of(report);
-        let entry = entry(spec, st, report, section);
-        if section == Section::Merged {
+    for task in &view.tasks {
+        let entry = entry(task);
+        if task.section == Section::Merged {
             // Ordered by when the work ended, so that the last ones are shown.
-            let ended = st.and_then(|s| s.attempts.iter().filter_map(|a| a.ended_at).max());
-            merged.push((ended, entry));
+            merged.push((task.ended_at, entry));
             continue;
         }
-        sections.entry(section).or_default().push(entry);
+        sections.entry(task.section).or_default().push(entry);
     }
     merged.sort_by_key(|entry| std::cmp::Reverse(entry.0));
     if !merged.is_empty() {
@@ -155,78 +108,73 @@ fn sections(spec: &Spec, status: &Status, decision: &Decision) -> Sections {
             merged.into_iter().map(|(_, entry)| entry).collect(),
         );
     }
-    for (item, _, reason) in &decision.queue {
-        let what = match reason {
-            Reason::Queued => "next: promote into the `queue` plan".to_owned(),
-            other => format!("waiting to be promoted: {other}"),
+    for item in &view.queue {
+        let what = if item.reason == Reason::Queued.code() {
+            "next: promote into the `queue` plan".to_owned()
+        } else {
+            format!("waiting to be promoted: {}", item.message)
         };
         sections
             .entry(Section::Queued)
             .or_default()
-            .push(format!("queue item `{item}` — {what}."));
+            .push(format!("queue item `{}` — {what}.", item.item));
     }
     sections
 }
 
-/// A task's entry in `section`.
-fn entry(spec: &Spec, st: Option<&TaskStatus>, report: &TaskReport, section: Section) -> String {
-    let key = &report.key;
-    let attempt = st.map_or(0, |s| s.attempt);
-    match section {
-        Section::AwaitingApproval => awaiting_approval(spec, st, report),
-        Section::Escalated => escalated(st, report),
-        Section::FailedRetrying => failed_retrying(spec, st, report),
+/// A task's entry in its section.
+fn entry(t: &TaskView) -> String {
+    let key = &t.task;
+    match t.section {
+        Section::AwaitingApproval => awaiting_approval(t),
+        Section::Escalated => escalated(t),
+        Section::FailedRetrying => failed_retrying(t),
         Section::Running => format!(
-            "**{key}** (attempt {attempt}) — {}. `converge log {key} --follow`",
-            report.reason
+            "**{key}** (attempt {}) — {}. `converge log {key} --follow`",
+            t.attempt, t.message
         ),
-        Section::Blocked => format!("**{key}** — {}.", report.reason),
-        Section::Ready | Section::Queued => match report.action {
-            Some(kind) => format!("{key} — {}; next: {}.", report.reason, kind.as_str()),
-            None => format!("{key} — {}.", report.reason),
+        Section::Blocked => format!("**{key}** — {}.", t.message),
+        Section::Ready | Section::Queued => match &t.next_action {
+            Some(kind) => format!("{key} — {}; next: {kind}.", t.message),
+            None => format!("{key} — {}.", t.message),
         },
-        Section::Merged => match st.and_then(|s| s.merged_as) {
+        Section::Merged => match t.merged_as {
             Some(commit) => format!("{key} — merged as `{}`.", commit.short()),
             None => format!("{key} — merged."),
         },
     }
 }
 
-fn awaiting_approval(spec: &Spec, st: Option<&TaskStatus>, report: &TaskReport) -> String {
-    let key = &report.key;
+fn awaiting_approval(t: &TaskView) -> String {
+    let key = &t.task;
     format!(
         "**{key}** — {}. Review `git diff {base}...{branch}`, then `converge approve {key}` or `converge reject {key} --reason \"...\"`.",
-        match &report.reason {
-            Reason::AwaitingApproval => format!(
+        if t.reason == Reason::AwaitingApproval.code() {
+            format!(
                 "passed its invariants at `{}`",
-                st.and_then(|s| s.head)
-                    .map_or_else(|| "unknown".to_owned(), |h| h.short())
-            ),
-            other => other.to_string(),
+                t.head.map_or_else(|| "unknown".to_owned(), |h| h.short())
+            )
+        } else {
+            t.message.clone()
         },
-        base = spec
-            .plans
-            .get(&key.plan)
-            .map_or("main", |p| p.base_branch.as_str()),
-        branch = key.branch(),
+        base = t.plan_base_branch.as_deref().unwrap_or("main"),
+        branch = t.branch,
     )
 }
 
-fn escalated(st: Option<&TaskStatus>, report: &TaskReport) -> String {
-    let key = &report.key;
-    let failure = st.and_then(|s| s.last_failure.as_ref());
+fn escalated(t: &TaskView) -> String {
+    let key = &t.task;
+    let failure = t.last_failure.as_ref();
     let why = failure.map_or_else(
-        || report.reason.to_string(),
+        || t.message.clone(),
         |f| format!("{} ({})", f.message, f.reason),
     );
     // A promoted queue item has no `reset`: its file starts it again.
-    let again = if key.plan == crate::spec::QUEUE_PLAN {
-        format!(
-            "edit `planning/queue/done/{}.md` (any change starts it again)",
-            key.task
-        )
-    } else {
-        format!("`converge retry {key}` starts it again")
+    let again = match t.plan_and_name() {
+        (crate::spec::QUEUE_PLAN, name) => {
+            format!("edit `planning/queue/done/{name}.md` (any change starts it again)")
+        }
+        _ => format!("`converge retry {key}` starts it again"),
     };
     let mut entry =
         format!("**{key}** — {why}. `converge gate {key}` shows the evidence; {again}.");
@@ -236,30 +184,22 @@ fn escalated(st: Option<&TaskStatus>, report: &TaskReport) -> String {
     entry
 }
 
-fn failed_retrying(spec: &Spec, st: Option<&TaskStatus>, report: &TaskReport) -> String {
-    let key = &report.key;
-    let attempt = st.map_or(0, |s| s.attempt);
-    let max = spec
-        .plans
-        .get(&key.plan)
-        .and_then(|p| p.task(&key.task))
-        .map_or(0, |t| t.retry_max);
-    let why = st
-        .and_then(|s| s.last_failure.as_ref())
-        .map_or_else(String::new, |f| format!(": {}", f.message));
-    let failures = st.map_or(0, |s| s.failures);
+fn failed_retrying(t: &TaskView) -> String {
+    let key = &t.task;
+    let failure = t.last_failure.as_ref();
+    let why = failure.map_or_else(String::new, |f| format!(": {}", f.message));
     // A failed check's output is gate evidence; the agent's is its log.
-    let output = if st
-        .and_then(|s| s.last_failure.as_ref())
-        .is_some_and(|f| f.reason.is_gate_failure())
-    {
+    let output = if failure.is_some_and(|f| f.reason.is_gate_failure()) {
         format!("`converge gate {key}` shows the failed check's output")
     } else {
         format!("`converge log {key}` shows the agent's output")
     };
     format!(
-        "**{key}** (attempt {attempt} failed; retry {failures} of {max}){why}. {}. {output}.",
-        capitalize(&report.reason.to_string())
+        "**{key}** (attempt {} failed; retry {} of {}){why}. {}. {output}.",
+        t.attempt,
+        t.failures,
+        t.retry_max,
+        super::capitalize(&t.message)
     )
 }
 
@@ -286,16 +226,16 @@ fn heading(out: &mut String, sections: &Sections) {
 }
 
 /// Plans that do not validate (their tasks are left alone).
-fn invalid_plans(out: &mut String, spec: &Spec, status: &Status) {
-    if spec.invalid_plans.is_empty() {
+fn invalid_plans(out: &mut String, view: &StatusView) {
+    if view.invalid_plans.is_empty() {
         return;
     }
     let _ = writeln!(
         out,
         "## Invalid plans\n\nNot acted on until they validate; other plans proceed.\n"
     );
-    for plan in &spec.invalid_plans {
-        let errors = status.plans.get(plan).map_or(0, |p| p.errors.len());
+    for plan in &view.invalid_plans {
+        let errors = view.plan_errors.get(plan).map_or(0, Vec::len);
         let _ = writeln!(
             out,
             "- `planning/plans/{plan}.toml` — {errors} error(s). `converge plan validate planning/plans/{plan}.toml` lists them."
@@ -304,19 +244,12 @@ fn invalid_plans(out: &mut String, spec: &Spec, status: &Status) {
     out.push('\n');
 }
 
-/// The conditions that are true, on any task.
-fn attention(out: &mut String, status: &Status, extra: &[String]) {
-    let mut attention: Vec<String> = status
-        .plans
+/// The conditions that are true, on any task, then `extra` entries.
+fn attention(out: &mut String, view: &StatusView, extra: &[String]) {
+    let mut attention: Vec<String> = view
+        .conditions
         .iter()
-        .flat_map(|(plan, p)| {
-            p.tasks.iter().flat_map(move |(task, t)| {
-                t.conditions
-                    .iter()
-                    .filter(|c| c.status)
-                    .map(move |c| format!("- **{plan}/{task}** — {} (`{}`).", c.message, c.reason))
-            })
-        })
+        .map(|c| format!("- **{}** — {} (`{}`).", c.task, c.message, c.reason))
         .collect();
     attention.extend(extra.iter().map(|line| format!("- {line}")));
     if attention.is_empty() {
@@ -378,23 +311,15 @@ fn excerpt(tail: &str) -> String {
     out
 }
 
-fn capitalize(text: &str) -> String {
-    let mut chars = text.chars();
-    chars
-        .next()
-        .map(|c| c.to_uppercase().collect::<String>() + chars.as_str())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::decide::{Limits, decide};
     use crate::model::TaskKey;
     use crate::observe::{Observation, TaskObs};
+    use crate::spec::Spec;
     use crate::spec::load::PlanningFiles;
-    use crate::status::{AttemptRecord, Failure, PlanStatus, TaskStatus};
-    use crate::time::Timestamp;
+    use crate::status::{AttemptRecord, Failure, Phase, PlanStatus, Status, TaskStatus};
 
     const NOW: Timestamp = Timestamp::from_unix(1_800_000_000);
     const LIMITS: Limits = Limits {
@@ -440,7 +365,8 @@ mod tests {
 
     fn render(spec: &Spec, status: &Status, obs: &Observation) -> String {
         let decision = decide(spec, obs, status, NOW, &LIMITS);
-        status_md(spec, status, &decision, &Extra::default())
+        let view = StatusView::new("main", "", spec, status, &decision);
+        status_md(&view, None)
     }
 
     #[test]
@@ -493,6 +419,27 @@ mod tests {
         assert!(
             escalated.contains("edit `planning/queue/done/fix.md` (any change starts it again)"),
             "{md}"
+        );
+    }
+
+    #[test]
+    fn the_json_view_carries_what_status_md_shows() {
+        let spec = spec(&[("planning/plans/p.toml", &plan(1))]);
+        let escalated = failed(&spec, "p", "t00", "invariant-failed", "boom\n");
+        let mut status = Status::default();
+        let plan = status.plans.entry("p".into()).or_default();
+        plan.tasks.insert("t00".into(), escalated);
+        let decision = decide(&spec, &Observation::default(), &status, NOW, &LIMITS);
+        let view = StatusView::new("main", "", &spec, &status, &decision);
+        let json = crate::view::to_json(&view).expect("json");
+        let task = &json["tasks"][0];
+        assert_eq!(task["section"], "escalated", "{json}");
+        assert_eq!(task["last_failure"]["output_tail"], "boom\n", "{json}");
+        assert_eq!(task["branch"], "converge/p/t00", "{json}");
+        assert!(task["retry_max"].is_u64(), "{json}");
+        assert!(
+            json["conditions"].is_array() && json["queue"].is_array(),
+            "{json}"
         );
     }
 

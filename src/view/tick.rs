@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::decide::{Action, Decision, TaskReport};
+use crate::decide::{Action, ActionKind, Decision, Reason, TaskReport};
 
 /// One tick: what was decided and done, and how the tasks stand.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -57,12 +57,7 @@ impl TickView {
             queue: decision
                 .queue
                 .iter()
-                .map(|(item, action, reason)| QueueView {
-                    item: item.clone(),
-                    action: action.map(|a| a.as_str().to_owned()),
-                    reason: reason.code().to_owned(),
-                    message: reason.to_string(),
-                })
+                .map(|(item, action, reason)| QueueView::new(item, *action, reason))
                 .collect(),
             wake_at: decision.wake_at.map(|w| w.to_string()),
             invalid_plans: Vec::new(),
@@ -141,6 +136,17 @@ pub struct QueueView {
     pub action: Option<String>,
     pub reason: String,
     pub message: String,
+}
+
+impl QueueView {
+    pub fn new(item: &str, action: Option<ActionKind>, reason: &Reason) -> QueueView {
+        QueueView {
+            item: item.to_owned(),
+            action: action.map(|a| a.as_str().to_owned()),
+            reason: reason.code().to_owned(),
+            message: reason.to_string(),
+        }
+    }
 }
 
 /// A task in a state `reconcile --fail-on` asked about.

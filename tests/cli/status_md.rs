@@ -6,6 +6,7 @@ use converge::observe::{Observation, RunObs, RunState, TaskKey, TaskObs};
 use converge::spec::load::PlanningFiles;
 use converge::status::{Failure, Phase, PlanStatus, Status, TaskStatus};
 use converge::time::Timestamp;
+use converge::view::StatusView;
 use converge::view::status_md::status_md;
 
 const PLAN: &str = r#"
@@ -190,7 +191,8 @@ fn status_md_has_a_section_for_every_state() {
         dispatches_per_hour: 20,
     };
     let decision = decide(&spec, &obs, &status, now, &limits);
-    let text = status_md(&spec, &status, &decision, &Default::default());
+    let view = StatusView::new("main", "", &spec, &status, &decision);
+    let text = status_md(&view, None);
     for section in [
         "Awaiting approval",
         "Escalated",

@@ -32,135 +32,11 @@ fn forge_rate_limit_remaining() -> f64 {
 /// The whole exposition.
 pub fn render(board: &Board) -> String {
     let mut out = String::new();
-    let c = &board.counters;
-    let g = &board.gauges;
-
-    family(
-        &mut out,
-        "converge_tasks",
-        "gauge",
-        "Tasks by phase, as converge status shows them.",
-    );
-    for (phase, n) in Phase::ALL.iter().zip(&g.tasks) {
-        sample(
-            &mut out,
-            "converge_tasks",
-            &[("phase", phase.as_str())],
-            *n as f64,
-        );
-    }
-
-    family(
-        &mut out,
-        "converge_actions_total",
-        "counter",
-        "Actions this daemon carried out, by kind and result.",
-    );
-    for (kind, counts) in ActionKind::ALL.iter().zip(&c.actions) {
-        for (result, n) in ACTION_RESULTS.iter().zip(counts) {
-            let labels = [("kind", kind.as_str()), ("result", *result)];
-            sample(&mut out, "converge_actions_total", &labels, *n as f64);
-        }
-    }
-
-    family(
-        &mut out,
-        "converge_ticks_total",
-        "counter",
-        "Ticks by result: ok, busy (another reconciler held the lock), failed.",
-    );
-    for (result, n) in TickResult::ALL.iter().zip(&c.ticks) {
-        sample(
-            &mut out,
-            "converge_ticks_total",
-            &[("result", result.as_str())],
-            *n as f64,
-        );
-    }
-
-    family(
-        &mut out,
-        "converge_tick_duration_seconds",
-        "histogram",
-        "How long ticks took (busy ticks excluded).",
-    );
-    for (bound, n) in TICK_BUCKETS.iter().zip(&c.tick_buckets) {
-        let le = bound.to_string();
-        sample(
-            &mut out,
-            "converge_tick_duration_seconds_bucket",
-            &[("le", &le)],
-            *n as f64,
-        );
-    }
-    let count = c.tick_seconds_count as f64;
-    sample(
-        &mut out,
-        "converge_tick_duration_seconds_bucket",
-        &[("le", "+Inf")],
-        count,
-    );
-    sample(
-        &mut out,
-        "converge_tick_duration_seconds_sum",
-        &[],
-        c.tick_seconds_sum,
-    );
-    sample(&mut out, "converge_tick_duration_seconds_count", &[], count);
-
-    gauge(
-        &mut out,
-        "converge_agents_running",
-        "Agents at work.",
-        g.agents_running as f64,
-    );
-    gauge(
-        &mut out,
-        "converge_oldest_ready_task_age_seconds",
-        "How long the oldest task that is ready but waits for capacity has waited, as this daemon saw it (0 when none).",
-        g.oldest_ready_seconds,
-    );
-
-    family(
-        &mut out,
-        "converge_tokens",
-        "gauge",
-        "Tokens of every attempt recorded in status.",
-    );
-    sample(
-        &mut out,
-        "converge_tokens",
-        &[("direction", "in")],
-        g.tokens_in as f64,
-    );
-    sample(
-        &mut out,
-        "converge_tokens",
-        &[("direction", "out")],
-        g.tokens_out as f64,
-    );
-    gauge(
-        &mut out,
-        "converge_cost_usd",
-        "Cost in USD of every attempt recorded in status.",
-        g.cost_usd,
-    );
-
-    family(
-        &mut out,
-        "converge_attempt_failures",
-        "gauge",
-        "Failed attempts recorded in status, by failure code.",
-    );
-    for (code, n) in FailureCode::ALL.iter().zip(&g.failures) {
-        sample(
-            &mut out,
-            "converge_attempt_failures",
-            &[("code", code.as_str())],
-            *n as f64,
-        );
-    }
-
+    tasks(&mut out, board);
+    actions_and_ticks(&mut out, board);
+    tick_durations(&mut out, board);
+    capacity(&mut out, board);
+    spending(&mut out, board);
     gauge(
         &mut out,
         "converge_forge_rate_limit_remaining",
@@ -171,9 +47,125 @@ pub fn render(board: &Board) -> String {
         &mut out,
         "converge_last_tick_timestamp_seconds",
         "When the last tick ended, in Unix seconds (0 before the first).",
-        g.last_tick_unix.unwrap_or(0) as f64,
+        board.gauges.last_tick_unix.unwrap_or(0) as f64,
     );
     out
+}
+
+/// Tasks by phase.
+fn tasks(out: &mut String, board: &Board) {
+    let g = &board.gauges;
+    labelled(
+        out,
+        ("converge_tasks", "gauge"),
+        "Tasks by phase, as converge status shows them.",
+        "phase",
+        Phase::ALL.iter().map(|p| p.as_str()),
+        &g.tasks,
+    );
+}
+
+/// What this daemon did: actions by kind and result, ticks by result.
+fn actions_and_ticks(out: &mut String, board: &Board) {
+    let c = &board.counters;
+    family(
+        out,
+        "converge_actions_total",
+        "counter",
+        "Actions this daemon carried out, by kind and result.",
+    );
+    for (kind, counts) in ActionKind::ALL.iter().zip(&c.actions) {
+        for (result, n) in ACTION_RESULTS.iter().zip(counts) {
+            let labels = [("kind", kind.as_str()), ("result", *result)];
+            sample(out, "converge_actions_total", &labels, *n as f64);
+        }
+    }
+    labelled(
+        out,
+        ("converge_ticks_total", "counter"),
+        "Ticks by result: ok, busy (another reconciler held the lock), failed.",
+        "result",
+        TickResult::ALL.iter().map(|r| r.as_str()),
+        &c.ticks,
+    );
+}
+
+/// The histogram of tick durations.
+fn tick_durations(out: &mut String, board: &Board) {
+    let c = &board.counters;
+    family(
+        out,
+        "converge_tick_duration_seconds",
+        "histogram",
+        "How long ticks took (busy ticks excluded).",
+    );
+    for (bound, n) in TICK_BUCKETS.iter().zip(&c.tick_buckets) {
+        let le = bound.to_string();
+        sample(
+            out,
+            "converge_tick_duration_seconds_bucket",
+            &[("le", &le)],
+            *n as f64,
+        );
+    }
+    let count = c.tick_seconds_count as f64;
+    sample(
+        out,
+        "converge_tick_duration_seconds_bucket",
+        &[("le", "+Inf")],
+        count,
+    );
+    sample(
+        out,
+        "converge_tick_duration_seconds_sum",
+        &[],
+        c.tick_seconds_sum,
+    );
+    sample(out, "converge_tick_duration_seconds_count", &[], count);
+}
+
+/// The agents at work and how long ready work waits for one.
+fn capacity(out: &mut String, board: &Board) {
+    let g = &board.gauges;
+    gauge(
+        out,
+        "converge_agents_running",
+        "Agents at work.",
+        g.agents_running as f64,
+    );
+    gauge(
+        out,
+        "converge_oldest_ready_task_age_seconds",
+        "How long the oldest task that is ready but waits for capacity has waited, as this daemon saw it (0 when none).",
+        g.oldest_ready_seconds,
+    );
+}
+
+/// What the attempts recorded in status used and how they failed.
+fn spending(out: &mut String, board: &Board) {
+    let g = &board.gauges;
+    labelled(
+        out,
+        ("converge_tokens", "gauge"),
+        "Tokens of every attempt recorded in status.",
+        "direction",
+        ["in", "out"],
+        &[g.tokens_in, g.tokens_out],
+    );
+    gauge(
+        out,
+        "converge_cost_usd",
+        "Cost in USD of every attempt recorded in status.",
+        g.cost_usd,
+    );
+    labelled(
+        out,
+        ("converge_attempt_failures", "gauge"),
+        "Failed attempts recorded in status, by failure code.",
+        "code",
+        FailureCode::ALL.iter().map(|c| c.as_str()),
+        &g.failures,
+    );
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -184,6 +176,22 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 fn gauge(out: &mut String, name: &str, help: &str, value: f64) {
     family(out, name, "gauge", help);
     sample(out, name, &[], value);
+}
+
+/// A family `(name, kind)` with one label: a sample per label value, the
+/// count at the same place in `counts`.
+fn labelled<'a>(
+    out: &mut String,
+    (name, kind): (&str, &str),
+    help: &str,
+    label: &str,
+    values: impl IntoIterator<Item = &'a str>,
+    counts: &[u64],
+) {
+    family(out, name, kind, help);
+    for (value, n) in values.into_iter().zip(counts) {
+        sample(out, name, &[(label, value)], *n as f64);
+    }
 }
 
 /// One sample. Label values come from fixed lists; they are escaped anyway.

@@ -302,24 +302,6 @@ pub fn view_at(
     Ok(Some(super::view::view(config, usd, &st, &n)))
 }
 
-/// What the loop adds to STATUS.md at `commit` of the status branch, with
-/// `status` as the tick leaves it.
-pub fn status_md_extra(
-    repo: &Repo,
-    spec: &Spec,
-    commit: ObjectId,
-    status: &Status,
-    now: crate::time::Timestamp,
-) -> Result<crate::view::status_md::Extra, TickError> {
-    Ok(match view_at(repo, spec, commit, Some(status), now)? {
-        Some(v) => crate::view::status_md::Extra {
-            sections: vec![super::view::section(&v)],
-            attention: v.attention,
-        },
-        None => crate::view::status_md::Extra::default(),
-    })
-}
-
 /// A planner attempt on disk that was dispatched but never recorded (a crash
 /// between the two) and never read back: taken into the record as in flight,
 /// so that it is read back, cleaned up and paid for like any other.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{CommitId, ConditionKind, FailureCode};
+use crate::model::{AttemptOutcome, CommitId, ConditionKind, FailureCode};
 use crate::time::Timestamp;
 
 /// Where a task is in its life. `decide` derives the next step from this, the
@@ -213,6 +213,17 @@ fn lenient_commit<'de, D: serde::Deserializer<'de>>(
     Ok(text.and_then(|t| t.parse().ok()))
 }
 
+/// A recorded attempt outcome, read leniently as [`lenient_commit`] reads a
+/// commit id: a code that is not an [`AttemptOutcome`] (a hand edit, a code
+/// of a later version) reads as absent, so that it does not cost the plan's
+/// whole history. A value of another type still fails the file.
+fn lenient_outcome<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<AttemptOutcome>, D::Error> {
+    let text = Option::<String>::deserialize(deserializer)?;
+    Ok(text.and_then(|t| t.parse().ok()))
+}
+
 /// A reconciler's claim on a task: pushed before it starts an agent, so that two
 /// machines sharing a remote never both start the same task. The owner runs,
 /// gates and merges its attempt; others leave the task alone, and count it
@@ -279,10 +290,15 @@ pub struct AttemptRecord {
     pub started_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<Timestamp>,
-    /// How the attempt ended, once it is over: an [`AttemptOutcome`](crate::model::AttemptOutcome)
-    /// (`passed`, `merged`, `cancelled` or its failure code).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<String>,
+    /// How the attempt ended, once it is over: `passed`, `merged`,
+    /// `cancelled` or its failure code. A recorded outcome that is none of
+    /// these reads as absent (see [`lenient_outcome`]).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_outcome"
+    )]
+    pub outcome: Option<AttemptOutcome>,
     #[serde(default)]
     pub tokens_in: u64,
     #[serde(default)]
@@ -392,7 +408,7 @@ mod tests {
                     generation: "0123456789abcdef".into(),
                     started_at: Timestamp::from_unix(1_699_999_000),
                     ended_at: Some(Timestamp::from_unix(1_699_999_500)),
-                    outcome: Some("failed".into()),
+                    outcome: Some(AttemptOutcome::Failed(FailureCode::AgentFailed)),
                     tokens_in: 1000,
                     tokens_out: 200,
                     cost_usd: 0.01,
@@ -449,6 +465,60 @@ mod tests {
         assert_eq!(read, expected);
         // A value of another type is damage like any other.
         assert!(from_toml("x", "[tasks.t]\nphase = \"failed\"\nhead = 3\n").is_err());
+    }
+
+    /// The outcomes status files have always held read as the same codes,
+    /// and are written back as the same text.
+    #[test]
+    fn attempt_outcomes_keep_their_recorded_text() {
+        let file = |outcome: &str| {
+            format!(
+                "[tasks.t]\nphase = \"failed\"\n\n[[tasks.t.attempts]]\nnumber = 1\ngeneration = \"g\"\nstarted_at = \"2023-11-14T22:13:20Z\"\noutcome = \"{outcome}\"\n"
+            )
+        };
+        for outcome in AttemptOutcome::all() {
+            let read = from_toml("x", &file(outcome.as_str())).expect("decodes");
+            let attempts = &read.tasks["t"].attempts;
+            assert_eq!(attempts[0].outcome, Some(outcome));
+            let text = to_toml("x", &read).expect("encodes");
+            assert!(
+                text.contains(&format!("outcome = \"{}\"\n", outcome.as_str())),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            from_toml("x", &file("rate-limited"))
+                .expect("decodes")
+                .tasks["t"]
+                .attempts[0]
+                .outcome,
+            Some(AttemptOutcome::Failed(FailureCode::RateLimited))
+        );
+    }
+
+    #[test]
+    fn an_unknown_attempt_outcome_reads_as_absent_and_keeps_the_rest() {
+        let text = to_toml("auth", &sample())
+            .expect("encodes")
+            .replace("outcome = \"agent-failed\"", "outcome = \"exploded\"");
+        assert!(text.contains("exploded"), "{text}");
+        let read = from_toml("x", &text).expect("decodes");
+        let mut expected = sample();
+        expected
+            .tasks
+            .get_mut("define-types")
+            .expect("task")
+            .attempts[0]
+            .outcome = None;
+        assert_eq!(read, expected);
+        // A value of another type is damage like any other.
+        assert!(
+            from_toml(
+                "x",
+                "[[tasks.t.attempts]]\nnumber = 1\ngeneration = \"g\"\nstarted_at = \"2023-11-14T22:13:20Z\"\noutcome = 3\n"
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -406,7 +406,7 @@ fn fail(st: &mut TaskStatus, attempt: u32, failure: &Failure, now: Timestamp, ba
 fn finish_attempt(st: &mut TaskStatus, attempt: u32, now: Timestamp, outcome: AttemptOutcome) {
     if let Some(record) = record(st, attempt) {
         record.ended_at.get_or_insert(now);
-        record.outcome = Some(outcome.as_str().to_owned());
+        record.outcome = Some(outcome);
     }
 }
 

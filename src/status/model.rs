@@ -80,8 +80,12 @@ impl Phase {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct PlanStatus {
     /// The planning commit this status was computed from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub spec: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_commit"
+    )]
+    pub spec: Option<CommitId>,
     /// Validation errors when the plan is invalid (converge does not act on it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
@@ -421,7 +425,7 @@ mod tests {
         );
         tasks.insert("a-first".into(), TaskStatus::default());
         PlanStatus {
-            spec: Some("d".repeat(40)),
+            spec: Some("d".repeat(40).parse().expect("hex")),
             errors: vec![],
             tasks,
         }
@@ -449,6 +453,21 @@ mod tests {
             text.contains("next_eligible_at = \"2023-11-14T22:13:20Z\""),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_plans_spec_commit_keeps_its_recorded_text() {
+        let text = format!("spec = \"{}\"\n", "d".repeat(40));
+        let read = from_toml("x", &text).expect("decodes");
+        assert_eq!(read.spec, Some("d".repeat(40).parse().expect("hex")));
+        assert!(
+            to_toml("x", &read).expect("encodes").contains(&text),
+            "the same bytes"
+        );
+        let damaged =
+            from_toml("x", "spec = \"d\"\n[tasks.t]\nphase = \"failed\"\n").expect("decodes");
+        assert_eq!(damaged.spec, None);
+        assert_eq!(damaged.tasks["t"].phase, Phase::Failed);
     }
 
     #[test]

@@ -223,11 +223,9 @@ fn read(ctx: &ActCtx<'_>, key: &TaskKey, attempt: u32) -> Result<Run, ActError> 
         record.obs.state,
         crate::observe::RunState::Exited { done: true, .. }
     );
-    // The fork noted before the branch moved (converge's, outside every
-    // agent's reach), else the lease's.
-    let fork = records::read_fork(&Layout::new(ctx.repo.common_dir()), key)
-        .or_else(|| record.lease.as_ref().map(|l| l.fork.clone()))
-        .and_then(|f| ObjectId::from_hex(f.as_bytes()).ok());
+    let lease = record.lease.as_ref().and_then(|l| l.fork);
+    let fork =
+        records::attempt_fork(&Layout::new(ctx.repo.common_dir()), key, lease).map(ObjectId::from);
     Ok(Run {
         dir,
         worktree,

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::CommitId;
 use crate::rundir::procs::{process_start_ticks, signal_group};
 use crate::rundir::records::{self, ExitRecord, Lease, pretty};
 use crate::rundir::{RunError, layout};
@@ -53,7 +54,7 @@ pub struct RunPlan {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<super::sandbox::Policy>,
     pub deadline: Timestamp,
-    pub fork: String,
+    pub fork: CommitId,
     pub generation: String,
     pub harness: String,
 }
@@ -173,7 +174,7 @@ pub fn supervise(run_dir: &Path) -> Result<(), SuperviseError> {
         start_ticks: process_start_ticks(me),
         started_at: Timestamp::now(),
         deadline: plan.deadline,
-        fork: plan.fork.clone(),
+        fork: Some(plan.fork),
         generation: plan.generation.clone(),
         harness: plan.harness.clone(),
         agent_pid: None,

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::RunError;
 use super::layout::{self, Layout};
-use crate::model::TaskKey;
+use crate::model::{CommitId, TaskKey};
 use crate::spec::{Invariant, Sim};
 use crate::time::Timestamp;
 
@@ -36,13 +36,26 @@ pub struct Lease {
     pub start_ticks: Option<u64>,
     pub started_at: Timestamp,
     pub deadline: Timestamp,
-    /// The base commit the task branch was created from.
-    pub fork: String,
+    /// The base commit the task branch was created from: `None` when the
+    /// recorded text is not a commit id (see [`lenient_commit`]).
+    #[serde(deserialize_with = "lenient_commit")]
+    pub fork: Option<CommitId>,
     pub generation: String,
     pub harness: String,
     /// The agent's process (leader of its own process group), once spawned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_pid: Option<u32>,
+}
+
+/// A commit id a run directory recorded as text, read leniently: text that
+/// is not a commit id is no commit (the rest of the record still reads), as
+/// it always was. The field stays required, and a value of another type
+/// still fails the record.
+fn lenient_commit<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<CommitId>, D::Error> {
+    let text = Option::<String>::deserialize(deserializer)?;
+    Ok(text.and_then(|t| t.parse().ok()))
 }
 
 /// Written by the supervisor when the agent exits.
@@ -251,15 +264,24 @@ pub fn append_event(run: &Path, event: &Event) -> Result<(), RunError> {
     appended.map_err(|source| RunError::Append { path, source })
 }
 
-/// The fork noted for a task, if any.
-pub fn read_fork(layout: &Layout, key: &TaskKey) -> Option<String> {
+/// The fork noted for a task, if any: a note that is not a commit id is none.
+pub fn read_fork(layout: &Layout, key: &TaskKey) -> Option<CommitId> {
     let text = std::fs::read_to_string(layout.fork_marker(key)).ok()?;
-    Some(text.trim().to_owned()).filter(|t| !t.is_empty())
+    text.trim().parse().ok()
 }
 
-/// Notes the fork of a task's next attempt (see [`Layout::fork_marker`]).
-pub fn write_fork(layout: &Layout, key: &TaskKey, fork: &str) -> Result<(), RunError> {
-    write_file(&layout.fork_marker(key), fork.as_bytes())
+/// Notes the fork of a task's next attempt (see [`Layout::fork_marker`]):
+/// its 40 hex digits.
+pub fn write_fork(layout: &Layout, key: &TaskKey, fork: CommitId) -> Result<(), RunError> {
+    write_file(&layout.fork_marker(key), fork.to_string().as_bytes())
+}
+
+/// The fork of a task's current attempt: the one noted before its branch
+/// last moved wins over `lease`'s (the attempt's lease), because it is
+/// written first, so it is right even when a crash kept the lease from being
+/// written. The note is converge's, outside every agent's reach.
+pub fn attempt_fork(layout: &Layout, key: &TaskKey, lease: Option<CommitId>) -> Option<CommitId> {
+    read_fork(layout, key).or(lease)
 }
 
 /// The commit the forge merged the task's change as, if it noted one.

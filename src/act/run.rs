@@ -144,16 +144,7 @@ pub fn start(run_dir: &Path, plan: &RunPlan, converge: &Path) -> Result<u32, Sup
 
 /// The run plan dispatch wrote in `run_dir` (its sensitive values empty).
 pub fn read_plan(run_dir: &Path) -> Result<RunPlan, RunError> {
-    let path = layout::run_plan(run_dir);
-    let bytes = std::fs::read(&path).map_err(|source| RunError::Read {
-        path: path.clone(),
-        source,
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| RunError::Parse {
-        path,
-        what: "run plan",
-        message: e.to_string(),
-    })
+    records::read_required(&layout::run_plan(run_dir), "run plan")
 }
 
 /// The body of `converge __supervise <run-dir>`: returns the exit code of the

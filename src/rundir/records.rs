@@ -37,25 +37,15 @@ pub struct Lease {
     pub started_at: Timestamp,
     pub deadline: Timestamp,
     /// The base commit the task branch was created from: `None` when the
-    /// recorded text is not a commit id (see [`lenient_commit`]).
-    #[serde(deserialize_with = "lenient_commit")]
+    /// recorded text is not a commit id ([`crate::model::lenient`]; the
+    /// field is still required).
+    #[serde(deserialize_with = "crate::model::lenient")]
     pub fork: Option<CommitId>,
     pub generation: String,
     pub harness: String,
     /// The agent's process (leader of its own process group), once spawned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_pid: Option<u32>,
-}
-
-/// A commit id a run directory recorded as text, read leniently: text that
-/// is not a commit id is no commit (the rest of the record still reads), as
-/// it always was. The field stays required, and a value of another type
-/// still fails the record.
-fn lenient_commit<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<CommitId>, D::Error> {
-    let text = Option::<String>::deserialize(deserializer)?;
-    Ok(text.and_then(|t| t.parse().ok()))
 }
 
 /// Written by the supervisor when the agent exits.
@@ -144,16 +134,7 @@ pub const PLANNER_OUT: &str = ".converge-planner";
 impl Brief {
     /// The brief of the run in `run`.
     pub fn read(run: &Path) -> Result<Brief, RunError> {
-        let path = layout::brief(run);
-        let bytes = std::fs::read(&path).map_err(|source| RunError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        serde_json::from_slice(&bytes).map_err(|e| RunError::Parse {
-            path,
-            what: "brief",
-            message: e.to_string(),
-        })
+        read_required(&layout::brief(run), "brief")
     }
 }
 
@@ -179,6 +160,23 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(
             source,
         }),
     }
+}
+
+/// A JSON record that must exist (a missing file is an error too); `what`
+/// names it in errors.
+pub fn read_required<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+    what: &'static str,
+) -> Result<T, RunError> {
+    let bytes = std::fs::read(path).map_err(|source| RunError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| RunError::Parse {
+        path: path.to_owned(),
+        what,
+        message: e.to_string(),
+    })
 }
 
 /// Writes `bytes` to `path` atomically (creating its directory).

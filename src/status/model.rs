@@ -83,7 +83,7 @@ pub struct PlanStatus {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_commit"
+        deserialize_with = "crate::model::lenient"
     )]
     pub spec: Option<CommitId>,
     /// Validation errors when the plan is invalid (converge does not act on it).
@@ -119,14 +119,14 @@ pub struct TaskStatus {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_commit"
+        deserialize_with = "crate::model::lenient"
     )]
     pub head: Option<CommitId>,
     /// The commit on the base branch that merged the task.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_commit"
+        deserialize_with = "crate::model::lenient"
     )]
     pub merged_as: Option<CommitId>,
     /// No retry before this time.
@@ -206,28 +206,6 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-/// A recorded commit id, read leniently: a value that is not 40 hex digits
-/// reads as absent, as the string it was read as before was then ignored
-/// (observation rebuilds it), so one damaged id does not cost the plan's
-/// whole history. A value of another type still fails the file.
-fn lenient_commit<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<CommitId>, D::Error> {
-    let text = Option::<String>::deserialize(deserializer)?;
-    Ok(text.and_then(|t| t.parse().ok()))
-}
-
-/// A recorded attempt outcome, read leniently as [`lenient_commit`] reads a
-/// commit id: a code that is not an [`AttemptOutcome`] (a hand edit, a code
-/// of a later version) reads as absent, so that it does not cost the plan's
-/// whole history. A value of another type still fails the file.
-fn lenient_outcome<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<AttemptOutcome>, D::Error> {
-    let text = Option::<String>::deserialize(deserializer)?;
-    Ok(text.and_then(|t| t.parse().ok()))
-}
-
 /// A reconciler's claim on a task: pushed before it starts an agent, so that two
 /// machines sharing a remote never both start the same task. The owner runs,
 /// gates and merges its attempt; others leave the task alone, and count it
@@ -296,11 +274,12 @@ pub struct AttemptRecord {
     pub ended_at: Option<Timestamp>,
     /// How the attempt ended, once it is over: `passed`, `merged`,
     /// `cancelled` or its failure code. A recorded outcome that is none of
-    /// these reads as absent (see [`lenient_outcome`]).
+    /// these reads as absent ([`crate::model::lenient`]), as a commit id that
+    /// is not one does: one damaged value does not cost the plan's history.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_outcome"
+        deserialize_with = "crate::model::lenient"
     )]
     pub outcome: Option<AttemptOutcome>,
     #[serde(default)]

@@ -327,7 +327,7 @@ pub fn dispatch(
         env,
         secret_env: Vec::new(),
         deadline: attempt.deadline,
-        fork: attempt.fork.to_string(),
+        fork: crate::git::commit_id(attempt.fork)?,
         generation: attempt.generation.clone(),
         harness: attempt.harness.clone(),
     };
@@ -348,7 +348,11 @@ fn prepare_branch(
     fork: ObjectId,
 ) -> Result<(), DispatchError> {
     // Note the fork before the branch moves (see `Layout::fork_marker`).
-    records::write_fork(&Layout::new(repo.common_dir()), key, &fork.to_string())?;
+    records::write_fork(
+        &Layout::new(repo.common_dir()),
+        key,
+        crate::git::commit_id(fork)?,
+    )?;
     match repo.branch_tip(branch)? {
         None => {
             repo.create_ref(&format!("refs/heads/{branch}"), fork, "converge: dispatch")?;

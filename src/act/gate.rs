@@ -24,6 +24,7 @@ use super::judge::{ended, path_violations, precheck, usage};
 use super::{ActCtx, ActError, Applied, Outcome, tail_of, task_of};
 use crate::check::CheckResult;
 use crate::check::confine::{Confinement, GateCheckout};
+use crate::harness::{outcome::Ending, stream::Summary};
 
 /// What the gate read of the attempt's run.
 struct Run {
@@ -61,22 +62,8 @@ pub(super) fn gate(
         }
     };
     let leftovers = imported.leftovers;
-    let branch = key.branch();
     let Some(head) = imported.tip else {
-        outcomes.push(Outcome::Failed {
-            attempt,
-            head: None,
-            failure: Failure {
-                attempt,
-                reason: FailureCode::BranchMissing,
-                message: format!("the task branch {branch} is gone"),
-                output_tail: None,
-            },
-        });
-        return Ok(Applied::done(
-            format!("gate {key} (attempt {attempt}): failed, the branch is gone"),
-            outcomes,
-        ));
+        return Ok(branch_gone(key, attempt, outcomes));
     };
     let head_id = commit_id(head)?;
     // A tree git cannot check out fails here, before anything reads it through
@@ -88,18 +75,8 @@ pub(super) fn gate(
         outcomes.push(outcome);
         summary
     });
-    if let Some((code, message)) = precheck(run.exit.as_ref(), run.done, head, run.fork) {
-        let ending = summary
-            .as_ref()
-            .filter(|_| matches!(code, FailureCode::NoDone | FailureCode::AgentFailed))
-            .and_then(|s| {
-                crate::harness::outcome::ending(
-                    s,
-                    run.exit.as_ref().and_then(|e| e.exit_code),
-                    ctx.now,
-                )
-            });
-        if let Some(ending) = ending {
+    match refusal(ctx, task, &run, head, summary.as_ref())? {
+        Some(Refusal::Ended(ending)) => {
             return Ok(ended(
                 ctx,
                 status,
@@ -109,39 +86,59 @@ pub(super) fn gate(
                 outcomes,
             ));
         }
-        let tail = tail_of(&layout::agent_log(&run.dir), crate::check::TAIL_LINES);
-        return Ok(failed(
-            key,
-            attempt,
-            Some(head_id),
-            code,
-            message,
-            tail,
-            outcomes,
-        ));
+        Some(Refusal::Failed(code, message, tail)) => {
+            return Ok(failed(
+                key,
+                attempt,
+                Some(head_id),
+                code,
+                message,
+                tail,
+                outcomes,
+            ));
+        }
+        None => {}
     }
-    if let Some(message) = super::judge::no_new_work(ctx, head)? {
-        return Ok(failed(
-            key,
+    judge_invariants(
+        ctx,
+        (key, attempt),
+        task,
+        (&run, leftovers),
+        (head, head_id),
+        outcomes,
+    )
+}
+
+/// The branch is gone: the attempt fails, after the `outcomes` gathered so far.
+fn branch_gone(key: &TaskKey, attempt: u32, mut outcomes: Vec<Outcome>) -> Applied {
+    let branch = key.branch();
+    outcomes.push(Outcome::Failed {
+        attempt,
+        head: None,
+        failure: Failure {
             attempt,
-            Some(head_id),
-            FailureCode::NoNewWork,
-            message,
-            None,
-            outcomes,
-        ));
-    }
-    if let Some(message) = forbidden(ctx, task, run.fork, head)? {
-        return Ok(failed(
-            key,
-            attempt,
-            Some(head_id),
-            FailureCode::ForbiddenPaths,
-            message,
-            None,
-            outcomes,
-        ));
-    }
+            reason: FailureCode::BranchMissing,
+            message: format!("the task branch {branch} is gone"),
+            output_tail: None,
+        },
+    });
+    Applied::done(
+        format!("gate {key} (attempt {attempt}): failed, the branch is gone"),
+        outcomes,
+    )
+}
+
+/// The last phase of a gate: the task's invariants run on `head`, confined
+/// (or the gate refuses to run them unconfined), and their verdict.
+/// `leftovers`: the import committed what the agent left uncommitted.
+fn judge_invariants(
+    ctx: &ActCtx<'_>,
+    (key, attempt): (&TaskKey, u32),
+    task: &Task,
+    (run, leftovers): (&Run, bool),
+    (head, head_id): (ObjectId, CommitId),
+    outcomes: Vec<Outcome>,
+) -> Result<Applied, ActError> {
     let tree = ctx.repo.tree_of(head)?;
     let confinement = Confinement::new(
         ctx.repo,
@@ -164,7 +161,7 @@ pub(super) fn gate(
             outcomes,
         ));
     }
-    let (results, reused) = invariants(ctx, (key, attempt), task, (&run, &confinement), head)?;
+    let (results, reused) = invariants(ctx, (key, attempt), task, (run, &confinement), head)?;
     let note = match (leftovers, reused) {
         (true, _) => " (committed leftovers)",
         (false, true) => " (results kept from an earlier tick)",
@@ -182,6 +179,53 @@ pub(super) fn gate(
         note,
         outcomes,
     ))
+}
+
+/// Why an attempt fails before its invariants run.
+enum Refusal {
+    /// Its agent CLI said how the run ended (a rate limit, credentials, …).
+    Ended(Ending),
+    /// A failure: its code, message and the end of the agent's log, if kept.
+    Failed(FailureCode, String, Option<String>),
+}
+
+/// Why the attempt at `head` fails before its invariants run, if it does:
+/// how its run ended (told by the agent CLI's own summary, when it tells),
+/// no work of its own, or changes to paths it may not change.
+fn refusal(
+    ctx: &ActCtx<'_>,
+    task: &Task,
+    run: &Run,
+    head: ObjectId,
+    summary: Option<&Summary>,
+) -> Result<Option<Refusal>, ActError> {
+    if let Some((code, message)) = precheck(run.exit.as_ref(), run.done, head, run.fork) {
+        let ending = summary
+            .filter(|_| matches!(code, FailureCode::NoDone | FailureCode::AgentFailed))
+            .and_then(|s| {
+                crate::harness::outcome::ending(
+                    s,
+                    run.exit.as_ref().and_then(|e| e.exit_code),
+                    ctx.now,
+                )
+            });
+        if let Some(ending) = ending {
+            return Ok(Some(Refusal::Ended(ending)));
+        }
+        let tail = tail_of(&layout::agent_log(&run.dir), crate::check::TAIL_LINES);
+        return Ok(Some(Refusal::Failed(code, message, tail)));
+    }
+    if let Some(message) = super::judge::no_new_work(ctx, head)? {
+        return Ok(Some(Refusal::Failed(FailureCode::NoNewWork, message, None)));
+    }
+    if let Some(message) = forbidden(ctx, task, run.fork, head)? {
+        return Ok(Some(Refusal::Failed(
+            FailureCode::ForbiddenPaths,
+            message,
+            None,
+        )));
+    }
+    Ok(None)
 }
 
 /// Why the attempt's changes since its fork are not allowed, if they are not.
@@ -223,11 +267,9 @@ fn read(ctx: &ActCtx<'_>, key: &TaskKey, attempt: u32) -> Result<Run, ActError> 
         record.obs.state,
         crate::observe::RunState::Exited { done: true, .. }
     );
-    // The fork noted before the branch moved (converge's, outside every
-    // agent's reach), else the lease's.
-    let fork = records::read_fork(&Layout::new(ctx.repo.common_dir()), key)
-        .or_else(|| record.lease.as_ref().map(|l| l.fork.clone()))
-        .and_then(|f| ObjectId::from_hex(f.as_bytes()).ok());
+    let lease = record.lease.as_ref().and_then(|l| l.fork);
+    let fork =
+        records::attempt_fork(&Layout::new(ctx.repo.common_dir()), key, lease).map(ObjectId::from);
     Ok(Run {
         dir,
         worktree,

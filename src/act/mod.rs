@@ -176,6 +176,31 @@ fn task_of<'s>(spec: &'s Spec, key: &TaskKey) -> Result<(&'s Plan, &'s Task), Ac
         .ok_or_else(|| ActError::UnknownTask { key: key.clone() })
 }
 
+/// What proposing and merging a passed task start from: the task (and its
+/// plan) in the spec, its attempt and its change record (a pull request
+/// converge opened) in status.
+struct PassedTask<'s> {
+    plan: &'s Plan,
+    task: &'s Task,
+    attempt: u32,
+    change: Option<&'s crate::status::ChangeRecord>,
+}
+
+fn passed_task<'s>(
+    spec: &'s Spec,
+    status: &'s Status,
+    key: &TaskKey,
+) -> Result<PassedTask<'s>, ActError> {
+    let (plan, task) = task_of(spec, key)?;
+    let st = status.task(&key.plan, &key.task);
+    Ok(PassedTask {
+        plan,
+        task,
+        attempt: st.map_or(0, |s| s.attempt),
+        change: st.and_then(|s| s.change.as_ref()),
+    })
+}
+
 /// The last `lines` lines of the file at `path`, if any are not blank.
 fn tail_of(path: &Path, lines: usize) -> Option<String> {
     let text = std::fs::read(path).ok()?;

@@ -9,7 +9,7 @@ use crate::model::{CommitId, TaskKey};
 use crate::spec::{Plan, Task};
 use crate::status::Status;
 
-use super::{ActCtx, ActError, Applied, Outcome, task_of};
+use super::{ActCtx, ActError, Applied, Outcome};
 
 pub(super) fn propose(
     ctx: &mut ActCtx<'_>,
@@ -18,10 +18,12 @@ pub(super) fn propose(
     head: CommitId,
     opens: bool,
 ) -> Result<Applied, ActError> {
-    let (plan, task) = task_of(ctx.spec, key)?;
-    let st = status.task(&key.plan, &key.task);
-    let attempt = st.map_or(0, |s| s.attempt);
-    let record = st.and_then(|s| s.change.as_ref());
+    let super::PassedTask {
+        plan,
+        task,
+        attempt,
+        change: record,
+    } = super::passed_task(ctx.spec, status, key)?;
     let proposal = Proposal {
         key: key.clone(),
         head,

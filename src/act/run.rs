@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::CommitId;
 use crate::rundir::procs::{process_start_ticks, signal_group};
 use crate::rundir::records::{self, ExitRecord, Lease, pretty};
 use crate::rundir::{RunError, layout};
@@ -53,7 +54,7 @@ pub struct RunPlan {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<super::sandbox::Policy>,
     pub deadline: Timestamp,
-    pub fork: String,
+    pub fork: CommitId,
     pub generation: String,
     pub harness: String,
 }
@@ -143,16 +144,7 @@ pub fn start(run_dir: &Path, plan: &RunPlan, converge: &Path) -> Result<u32, Sup
 
 /// The run plan dispatch wrote in `run_dir` (its sensitive values empty).
 pub fn read_plan(run_dir: &Path) -> Result<RunPlan, RunError> {
-    let path = layout::run_plan(run_dir);
-    let bytes = std::fs::read(&path).map_err(|source| RunError::Read {
-        path: path.clone(),
-        source,
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| RunError::Parse {
-        path,
-        what: "run plan",
-        message: e.to_string(),
-    })
+    records::read_required(&layout::run_plan(run_dir), "run plan")
 }
 
 /// The body of `converge __supervise <run-dir>`: returns the exit code of the
@@ -173,7 +165,7 @@ pub fn supervise(run_dir: &Path) -> Result<(), SuperviseError> {
         start_ticks: process_start_ticks(me),
         started_at: Timestamp::now(),
         deadline: plan.deadline,
-        fork: plan.fork.clone(),
+        fork: Some(plan.fork),
         generation: plan.generation.clone(),
         harness: plan.harness.clone(),
         agent_pid: None,

@@ -270,8 +270,7 @@ impl Publisher {
                     tokens_in += a.tokens_in;
                     tokens_out += a.tokens_out;
                     cost += a.cost_usd;
-                    let outcome = a.outcome.as_deref().and_then(|o| o.parse().ok());
-                    if let Some(AttemptOutcome::Failed(code)) = outcome
+                    if let Some(AttemptOutcome::Failed(code)) = a.outcome
                         && let Some(i) = FailureCode::ALL.iter().position(|c| *c == code)
                     {
                         failures[i] += 1;

@@ -29,15 +29,7 @@ pub(super) fn proposal(c: &Ctx<'_>, head: CommitId) -> Option<Candidate> {
         };
         return Some(rejected(c, why));
     }
-    // Proposed until status records the proposal done at this head (a
-    // proposal cut short after its push — labels or the gate's status
-    // not set —, or whose record was lost with the tick's status push or
-    // a crash, is proposed again: that finds the pull request by its
-    // branch and records it), and again when the forge shows no open
-    // change at it.
-    let recorded = st.change.as_ref().is_some_and(|r| r.pushed == head);
-    let shown = change_at(s, head).is_some();
-    if !recorded || (!shown && !matches!(s.obs.forge, ForgeObs::NotAsked)) {
+    if wants_proposal(s, head) {
         if let Some(why) = plan_blocks_start(s.plan) {
             return Some(c.wait(st.phase, why));
         }
@@ -56,6 +48,19 @@ pub(super) fn proposal(c: &Ctx<'_>, head: CommitId) -> Option<Candidate> {
         ));
     }
     None
+}
+
+/// Whether the passed work at `head` is proposed (again). It is until
+/// status records the proposal done at this head: a proposal cut short
+/// after its push (labels or the gate's status not set), or whose record
+/// was lost with the tick's status push or a crash, is proposed again, which
+/// finds the pull request by its branch and records it. And it is again when
+/// the forge shows no open change at `head`, unless the forge was not asked
+/// this tick: then it shows nothing, and status's record of the push stands.
+fn wants_proposal(s: &Subject<'_>, head: CommitId) -> bool {
+    let recorded = s.st.change.as_ref().is_some_and(|r| r.pushed == head);
+    let shown = change_at(s, head).is_some();
+    !recorded || (!shown && !matches!(s.obs.forge, ForgeObs::NotAsked))
 }
 
 /// The task's open change at `head`, as the forge reports it: at `head`

@@ -264,12 +264,14 @@ fn release_ended_claims(status: &mut Status) {
 /// `spec` says which planning commit a plan's status was computed from; it
 /// moves only when something else about the plan changed.
 fn stamp_spec(status: &mut Status, before: &Status, spec_commit: &str) {
+    // The commit read is a commit id: a `spec` that is none reads as absent.
+    let spec_commit = spec_commit.parse().ok();
     for (id, plan_status) in &mut status.plans {
         let previous = before.plans.get(id);
         let mut comparable = plan_status.clone();
-        comparable.spec = previous.and_then(|p| p.spec.clone());
+        comparable.spec = previous.and_then(|p| p.spec);
         if previous != Some(&comparable) {
-            plan_status.spec = Some(spec_commit.to_owned());
+            plan_status.spec = spec_commit;
         } else {
             plan_status.spec = comparable.spec;
         }

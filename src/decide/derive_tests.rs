@@ -562,7 +562,7 @@ fn a_plans_spec_commit_moves_only_when_its_status_changes() {
     let spec = spec();
     let settled = || {
         let mut st = derived_simply(&spec, status(&[("p", &[])]), &decision(Vec::new()));
-        st.plans.get_mut("p").expect("p").spec = Some(OLD_COMMIT.to_owned());
+        st.plans.get_mut("p").expect("p").spec = Some(OLD_COMMIT.parse().expect("hex"));
         st
     };
     // Nothing else changed: the commit it was computed from stays.
@@ -587,10 +587,10 @@ fn a_plans_spec_commit_moves_only_when_its_status_changes() {
         &Observation::default(),
         &[],
     );
-    assert_eq!(out.plans["p"].spec.as_deref(), Some(COMMIT));
+    assert_eq!(out.plans["p"].spec, Some(COMMIT.parse().expect("hex")));
     // A plan new to status is stamped too.
     let out = derived_simply(&spec, Status::default(), &decision(Vec::new()));
-    assert_eq!(out.plans["p"].spec.as_deref(), Some(COMMIT));
+    assert_eq!(out.plans["p"].spec, Some(COMMIT.parse().expect("hex")));
 }
 
 #[test]

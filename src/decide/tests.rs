@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::limits::{HOUR, starts_since};
 use super::*;
-use crate::model::CommitId;
+use crate::model::{AttemptOutcome, CommitId, FailureCode};
 use crate::observe::{Availability, RunObs};
 use crate::spec::load::PlanningFiles;
 use crate::status::{AttemptRecord, Claim, PlanStatus};
@@ -1420,7 +1420,7 @@ fn a_spent_daily_budget_holds_dispatch_until_the_next_utc_day() {
         generation: "g".into(),
         started_at: Timestamp::from_unix(started),
         ended_at: None,
-        outcome: Some("failed".into()),
+        outcome: Some(AttemptOutcome::Failed(FailureCode::AgentFailed)),
         tokens_in: tokens,
         tokens_out: 0,
         cost_usd: usd,
@@ -1489,7 +1489,7 @@ fn a_rate_limited_harness_cools_down_and_the_limited_attempt_is_not_counted() {
         generation: generation(&spec, "a"),
         started_at: NOW,
         ended_at: Some(NOW),
-        outcome: Some("rate-limited".into()),
+        outcome: Some(AttemptOutcome::Failed(FailureCode::RateLimited)),
         tokens_in: 0,
         tokens_out: 0,
         cost_usd: 0.0,

@@ -20,6 +20,19 @@ pub struct UnknownCode {
     pub code: String,
 }
 
+/// The code of `all` spelled `code`, or why there is none.
+fn find_code<T: Copy>(
+    mut all: impl Iterator<Item = T>,
+    as_str: fn(T) -> &'static str,
+    code: &str,
+    vocabulary: &'static str,
+) -> Result<T, UnknownCode> {
+    all.find(|c| as_str(*c) == code).ok_or_else(|| UnknownCode {
+        vocabulary,
+        code: code.to_owned(),
+    })
+}
+
 /// Defines a vocabulary: the enum with its serde names, `ALL`, `as_str`,
 /// `Display` and `FromStr`, all from one list of `Variant = "code"`.
 macro_rules! vocabulary {
@@ -58,14 +71,7 @@ macro_rules! vocabulary {
             type Err = UnknownCode;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                $name::ALL
-                    .iter()
-                    .copied()
-                    .find(|c| c.as_str() == s)
-                    .ok_or_else(|| UnknownCode {
-                        vocabulary: $what,
-                        code: s.to_owned(),
-                    })
+                find_code($name::ALL.iter().copied(), $name::as_str, s, $what)
             }
         }
     };
@@ -245,12 +251,12 @@ impl FromStr for AttemptOutcome {
     type Err = UnknownCode;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        AttemptOutcome::all()
-            .find(|o| o.as_str() == s)
-            .ok_or_else(|| UnknownCode {
-                vocabulary: "attempt outcome",
-                code: s.to_owned(),
-            })
+        find_code(
+            AttemptOutcome::all(),
+            AttemptOutcome::as_str,
+            s,
+            "attempt outcome",
+        )
     }
 }
 

@@ -11,3 +11,17 @@ pub mod ids;
 
 pub use codes::{AttemptOutcome, ConditionKind, EventKind, FailureCode, LoopCode, UnknownCode};
 pub use ids::{CommitId, CommitIdError, PLANNER_PLAN, TaskKey};
+
+/// Reads a recorded code or id leniently (serde's `deserialize_with`): text
+/// that does not parse as a `T` reads as absent, so that one damaged value
+/// does not cost the rest of its record (status rebuilds it from
+/// observation; a run record goes on without it). A value of another type
+/// than text still fails the record.
+pub fn lenient<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+{
+    let text = <Option<String> as serde::Deserialize>::deserialize(deserializer)?;
+    Ok(text.and_then(|t| t.parse().ok()))
+}

@@ -183,7 +183,7 @@ pub fn observe(
         ..Observation::default()
     };
     let layout = crate::rundir::Layout::new(repo.common_dir());
-    let mut forks: BTreeMap<TaskKey, gix::ObjectId> = BTreeMap::new();
+    let mut forks: BTreeMap<TaskKey, CommitId> = BTreeMap::new();
     // The autonomy loop's planner attempts are its own (`runtime::autonomy`):
     // no plan's tasks, never cancelled or cleaned up as removed ones.
     let mut latest = crate::rundir::records::latest_attempts(&layout)?;
@@ -191,8 +191,7 @@ pub fn observe(
     events.keep_only(latest.iter().map(|(_, _, d)| d.as_path()));
     for (key, attempt, dir) in latest {
         let record = runs::read_run_cached(&dir, &key, attempt, secret, events)?;
-        // The lease is the run directory's record: its fork is still hex text.
-        if let Some(fork) = record.lease.as_ref().and_then(|l| parse_oid(&l.fork)) {
+        if let Some(fork) = record.lease.as_ref().and_then(|l| l.fork) {
             forks.insert(key.clone(), fork);
         }
         obs.tasks.entry(key).or_default().run = Some(record.obs);
@@ -203,13 +202,11 @@ pub fn observe(
         .filter_map(|(branch, head)| key_of_branch(&branch).map(|k| (k, head)))
         .filter(|(key, _)| !key.is_planner())
         .collect();
-    // The fork noted when the branch last moved wins over the lease's: it is
-    // written first, so it is right even when a crash kept the lease from being
-    // written.
+    // A task that still has a branch: the fork noted when the branch last
+    // moved wins over the lease's.
     for (key, _) in &branches {
-        if let Some(fork) =
-            crate::rundir::records::read_fork(&layout, key).and_then(|f| parse_oid(&f))
-        {
+        let lease = forks.get(key).copied();
+        if let Some(fork) = crate::rundir::records::attempt_fork(&layout, key, lease) {
             forks.insert(key.clone(), fork);
         }
     }
@@ -267,7 +264,7 @@ fn observe_merges(
     repo: &crate::git::Repo,
     status: &crate::status::Status,
     base: gix::ObjectId,
-    forks: &BTreeMap<TaskKey, gix::ObjectId>,
+    forks: &BTreeMap<TaskKey, CommitId>,
     obs: &mut Observation,
 ) -> Result<(), ObserveError> {
     let tasks: Vec<(TaskKey, &crate::status::TaskStatus)> = status
@@ -316,7 +313,7 @@ fn observe_merges(
                 key.clone(),
                 merges::Sought {
                     attempts: st.attempt..=newest,
-                    fork: forks.get(key).copied(),
+                    fork: forks.get(key).copied().map(Into::into),
                 },
             );
         }

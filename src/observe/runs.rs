@@ -211,7 +211,7 @@ mod tests {
             start_ticks,
             started_at: Timestamp::from_unix(1_000),
             deadline: Timestamp::from_unix(2_000),
-            fork: "f".repeat(40),
+            fork: Some("f".repeat(40).parse().expect("hex")),
             generation: "g".into(),
             harness: "sim".into(),
             agent_pid: None,

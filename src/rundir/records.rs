@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::RunError;
 use super::layout::{self, Layout};
-use crate::model::TaskKey;
+use crate::model::{CommitId, TaskKey};
 use crate::spec::{Invariant, Sim};
 use crate::time::Timestamp;
 
@@ -36,8 +36,11 @@ pub struct Lease {
     pub start_ticks: Option<u64>,
     pub started_at: Timestamp,
     pub deadline: Timestamp,
-    /// The base commit the task branch was created from.
-    pub fork: String,
+    /// The base commit the task branch was created from: `None` when the
+    /// recorded text is not a commit id ([`crate::model::lenient`]; the
+    /// field is still required).
+    #[serde(deserialize_with = "crate::model::lenient")]
+    pub fork: Option<CommitId>,
     pub generation: String,
     pub harness: String,
     /// The agent's process (leader of its own process group), once spawned.
@@ -131,16 +134,7 @@ pub const PLANNER_OUT: &str = ".converge-planner";
 impl Brief {
     /// The brief of the run in `run`.
     pub fn read(run: &Path) -> Result<Brief, RunError> {
-        let path = layout::brief(run);
-        let bytes = std::fs::read(&path).map_err(|source| RunError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        serde_json::from_slice(&bytes).map_err(|e| RunError::Parse {
-            path,
-            what: "brief",
-            message: e.to_string(),
-        })
+        read_required(&layout::brief(run), "brief")
     }
 }
 
@@ -166,6 +160,23 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(
             source,
         }),
     }
+}
+
+/// A JSON record that must exist (a missing file is an error too); `what`
+/// names it in errors.
+pub fn read_required<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+    what: &'static str,
+) -> Result<T, RunError> {
+    let bytes = std::fs::read(path).map_err(|source| RunError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| RunError::Parse {
+        path: path.to_owned(),
+        what,
+        message: e.to_string(),
+    })
 }
 
 /// Writes `bytes` to `path` atomically (creating its directory).
@@ -251,15 +262,24 @@ pub fn append_event(run: &Path, event: &Event) -> Result<(), RunError> {
     appended.map_err(|source| RunError::Append { path, source })
 }
 
-/// The fork noted for a task, if any.
-pub fn read_fork(layout: &Layout, key: &TaskKey) -> Option<String> {
+/// The fork noted for a task, if any: a note that is not a commit id is none.
+pub fn read_fork(layout: &Layout, key: &TaskKey) -> Option<CommitId> {
     let text = std::fs::read_to_string(layout.fork_marker(key)).ok()?;
-    Some(text.trim().to_owned()).filter(|t| !t.is_empty())
+    text.trim().parse().ok()
 }
 
-/// Notes the fork of a task's next attempt (see [`Layout::fork_marker`]).
-pub fn write_fork(layout: &Layout, key: &TaskKey, fork: &str) -> Result<(), RunError> {
-    write_file(&layout.fork_marker(key), fork.as_bytes())
+/// Notes the fork of a task's next attempt (see [`Layout::fork_marker`]):
+/// its 40 hex digits.
+pub fn write_fork(layout: &Layout, key: &TaskKey, fork: CommitId) -> Result<(), RunError> {
+    write_file(&layout.fork_marker(key), fork.to_string().as_bytes())
+}
+
+/// The fork of a task's current attempt: the one noted before its branch
+/// last moved wins over `lease`'s (the attempt's lease), because it is
+/// written first, so it is right even when a crash kept the lease from being
+/// written. The note is converge's, outside every agent's reach.
+pub fn attempt_fork(layout: &Layout, key: &TaskKey, lease: Option<CommitId>) -> Option<CommitId> {
+    read_fork(layout, key).or(lease)
 }
 
 /// The commit the forge merged the task's change as, if it noted one.

@@ -6,7 +6,7 @@ fn lease() -> Lease {
         start_ticks: Some(7),
         started_at: Timestamp::from_unix(1_000),
         deadline: Timestamp::from_unix(2_000),
-        fork: "f".repeat(40),
+        fork: Some("f".repeat(40).parse().expect("hex")),
         generation: "g".into(),
         harness: "sim".into(),
         agent_pid: None,
@@ -163,15 +163,76 @@ fn the_fork_marker_round_trips() {
     let layout = Layout::new(dir.path());
     let key = TaskKey::new("p", "a");
     assert_eq!(read_fork(&layout, &key), None);
-    write_fork(&layout, &key, &"a".repeat(40)).expect("write");
-    assert_eq!(read_fork(&layout, &key), Some("a".repeat(40)));
+    let a: CommitId = "a".repeat(40).parse().expect("hex");
+    write_fork(&layout, &key, a).expect("write");
+    assert_eq!(read_fork(&layout, &key), Some(a));
     assert_eq!(
         std::fs::read(layout.fork_marker(&key)).expect("read"),
         "a".repeat(40).as_bytes()
     );
-    write_fork(&layout, &key, " \n").expect("write");
+    // Notes as they were always written, or by `echo`, read the same.
+    let marker = layout.fork_marker(&key);
+    std::fs::write(&marker, format!("{}\n", "a".repeat(40))).expect("write");
+    assert_eq!(read_fork(&layout, &key), Some(a));
+    std::fs::write(&marker, " \n").expect("write");
     assert_eq!(read_fork(&layout, &key), None, "blank is no fork");
+    std::fs::write(&marker, "not-a-commit").expect("write");
+    assert_eq!(read_fork(&layout, &key), None, "text that is no commit id");
     assert_eq!(names(&layout.root().join("forks/p")), ["a"]);
+}
+
+#[test]
+fn the_fork_note_wins_over_the_lease() {
+    let dir = tempfile::tempdir().expect("dir");
+    let layout = Layout::new(dir.path());
+    let key = TaskKey::new("p", "a");
+    let (noted, leased): (CommitId, CommitId) = (
+        "a".repeat(40).parse().expect("hex"),
+        "b".repeat(40).parse().expect("hex"),
+    );
+    assert_eq!(attempt_fork(&layout, &key, None), None);
+    assert_eq!(attempt_fork(&layout, &key, Some(leased)), Some(leased));
+    write_fork(&layout, &key, noted).expect("write");
+    assert_eq!(attempt_fork(&layout, &key, Some(leased)), Some(noted));
+    assert_eq!(attempt_fork(&layout, &key, None), Some(noted));
+}
+
+#[test]
+fn a_lease_reads_its_fork_as_it_was_always_written() {
+    let dir = tempfile::tempdir().expect("dir");
+    let text = |fork: &str| {
+        format!(
+            "{{\n  \"pid\": 42,\n  \"start_ticks\": 7,\n  \"started_at\": \"1970-01-01T00:16:40Z\",\n  \"deadline\": \"1970-01-01T00:33:20Z\",\n  \"fork\": {fork},\n  \"generation\": \"g\",\n  \"harness\": \"sim\"\n}}"
+        )
+    };
+    // The bytes a lease has always had, read and written back the same.
+    let old = text(&format!("\"{}\"", "f".repeat(40)));
+    std::fs::write(layout::lease(dir.path()), &old).expect("write");
+    assert_eq!(read_lease(dir.path()).expect("read"), Some(lease()));
+    write_lease(dir.path(), &lease()).expect("write");
+    assert_eq!(
+        std::fs::read_to_string(layout::lease(dir.path())).expect("read"),
+        old
+    );
+    // A fork that is no commit id is no fork; the rest of the lease reads.
+    std::fs::write(layout::lease(dir.path()), text("\"not-a-commit\"")).expect("write");
+    let damaged = read_lease(dir.path()).expect("read").expect("some");
+    assert_eq!(
+        damaged,
+        Lease {
+            fork: None,
+            ..lease()
+        }
+    );
+    // A lease without a fork, or with a fork of another type, is not a lease.
+    std::fs::write(layout::lease(dir.path()), text("3")).expect("write");
+    assert!(read_lease(dir.path()).is_err());
+    std::fs::write(
+        layout::lease(dir.path()),
+        r#"{"pid":42,"start_ticks":7,"started_at":"1970-01-01T00:16:40Z","deadline":"1970-01-01T00:33:20Z","generation":"g","harness":"sim"}"#,
+    )
+    .expect("write");
+    assert!(read_lease(dir.path()).is_err());
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{CommitId, ConditionKind, FailureCode};
+use crate::model::{AttemptOutcome, CommitId, ConditionKind, FailureCode};
 use crate::time::Timestamp;
 
 /// Where a task is in its life. `decide` derives the next step from this, the
@@ -80,8 +80,12 @@ impl Phase {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct PlanStatus {
     /// The planning commit this status was computed from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub spec: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::model::lenient"
+    )]
+    pub spec: Option<CommitId>,
     /// Validation errors when the plan is invalid (converge does not act on it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
@@ -115,14 +119,14 @@ pub struct TaskStatus {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_commit"
+        deserialize_with = "crate::model::lenient"
     )]
     pub head: Option<CommitId>,
     /// The commit on the base branch that merged the task.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_commit"
+        deserialize_with = "crate::model::lenient"
     )]
     pub merged_as: Option<CommitId>,
     /// No retry before this time.
@@ -202,17 +206,6 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-/// A recorded commit id, read leniently: a value that is not 40 hex digits
-/// reads as absent, as the string it was read as before was then ignored
-/// (observation rebuilds it), so one damaged id does not cost the plan's
-/// whole history. A value of another type still fails the file.
-fn lenient_commit<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<CommitId>, D::Error> {
-    let text = Option::<String>::deserialize(deserializer)?;
-    Ok(text.and_then(|t| t.parse().ok()))
-}
-
 /// A reconciler's claim on a task: pushed before it starts an agent, so that two
 /// machines sharing a remote never both start the same task. The owner runs,
 /// gates and merges its attempt; others leave the task alone, and count it
@@ -279,10 +272,16 @@ pub struct AttemptRecord {
     pub started_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<Timestamp>,
-    /// How the attempt ended, once it is over: an [`AttemptOutcome`](crate::model::AttemptOutcome)
-    /// (`passed`, `merged`, `cancelled` or its failure code).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<String>,
+    /// How the attempt ended, once it is over: `passed`, `merged`,
+    /// `cancelled` or its failure code. A recorded outcome that is none of
+    /// these reads as absent ([`crate::model::lenient`]), as a commit id that
+    /// is not one does: one damaged value does not cost the plan's history.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::model::lenient"
+    )]
+    pub outcome: Option<AttemptOutcome>,
     #[serde(default)]
     pub tokens_in: u64,
     #[serde(default)]
@@ -392,7 +391,7 @@ mod tests {
                     generation: "0123456789abcdef".into(),
                     started_at: Timestamp::from_unix(1_699_999_000),
                     ended_at: Some(Timestamp::from_unix(1_699_999_500)),
-                    outcome: Some("failed".into()),
+                    outcome: Some(AttemptOutcome::Failed(FailureCode::AgentFailed)),
                     tokens_in: 1000,
                     tokens_out: 200,
                     cost_usd: 0.01,
@@ -405,7 +404,7 @@ mod tests {
         );
         tasks.insert("a-first".into(), TaskStatus::default());
         PlanStatus {
-            spec: Some("d".repeat(40)),
+            spec: Some("d".repeat(40).parse().expect("hex")),
             errors: vec![],
             tasks,
         }
@@ -436,6 +435,21 @@ mod tests {
     }
 
     #[test]
+    fn a_plans_spec_commit_keeps_its_recorded_text() {
+        let text = format!("spec = \"{}\"\n", "d".repeat(40));
+        let read = from_toml("x", &text).expect("decodes");
+        assert_eq!(read.spec, Some("d".repeat(40).parse().expect("hex")));
+        assert!(
+            to_toml("x", &read).expect("encodes").contains(&text),
+            "the same bytes"
+        );
+        let damaged =
+            from_toml("x", "spec = \"d\"\n[tasks.t]\nphase = \"failed\"\n").expect("decodes");
+        assert_eq!(damaged.spec, None);
+        assert_eq!(damaged.tasks["t"].phase, Phase::Failed);
+    }
+
+    #[test]
     fn a_damaged_commit_id_reads_as_absent_and_keeps_the_rest() {
         let text = to_toml("auth", &sample())
             .expect("encodes")
@@ -449,6 +463,60 @@ mod tests {
         assert_eq!(read, expected);
         // A value of another type is damage like any other.
         assert!(from_toml("x", "[tasks.t]\nphase = \"failed\"\nhead = 3\n").is_err());
+    }
+
+    /// The outcomes status files have always held read as the same codes,
+    /// and are written back as the same text.
+    #[test]
+    fn attempt_outcomes_keep_their_recorded_text() {
+        let file = |outcome: &str| {
+            format!(
+                "[tasks.t]\nphase = \"failed\"\n\n[[tasks.t.attempts]]\nnumber = 1\ngeneration = \"g\"\nstarted_at = \"2023-11-14T22:13:20Z\"\noutcome = \"{outcome}\"\n"
+            )
+        };
+        for outcome in AttemptOutcome::all() {
+            let read = from_toml("x", &file(outcome.as_str())).expect("decodes");
+            let attempts = &read.tasks["t"].attempts;
+            assert_eq!(attempts[0].outcome, Some(outcome));
+            let text = to_toml("x", &read).expect("encodes");
+            assert!(
+                text.contains(&format!("outcome = \"{}\"\n", outcome.as_str())),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            from_toml("x", &file("rate-limited"))
+                .expect("decodes")
+                .tasks["t"]
+                .attempts[0]
+                .outcome,
+            Some(AttemptOutcome::Failed(FailureCode::RateLimited))
+        );
+    }
+
+    #[test]
+    fn an_unknown_attempt_outcome_reads_as_absent_and_keeps_the_rest() {
+        let text = to_toml("auth", &sample())
+            .expect("encodes")
+            .replace("outcome = \"agent-failed\"", "outcome = \"exploded\"");
+        assert!(text.contains("exploded"), "{text}");
+        let read = from_toml("x", &text).expect("decodes");
+        let mut expected = sample();
+        expected
+            .tasks
+            .get_mut("define-types")
+            .expect("task")
+            .attempts[0]
+            .outcome = None;
+        assert_eq!(read, expected);
+        // A value of another type is damage like any other.
+        assert!(
+            from_toml(
+                "x",
+                "[[tasks.t.attempts]]\nnumber = 1\ngeneration = \"g\"\nstarted_at = \"2023-11-14T22:13:20Z\"\noutcome = 3\n"
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -207,47 +207,26 @@ pub fn apply_to(
 
 /// Applies one outcome to a task's status. [`Outcome::Forgotten`] concerns the
 /// plan's table, not the task's entry: here it changes nothing (see [`apply_to`]).
+///
+/// One arm per outcome, each a function of its family below: the attempt's
+/// run, its verdict, the human's turn, its merge, its change on the forge,
+/// converge's own actions.
 pub fn apply(st: &mut TaskStatus, outcome: &Outcome, now: Timestamp, backoff: &Backoff) {
     match outcome {
         Outcome::Started(start) => started(st, start, now),
-        Outcome::RunEnded { attempt, at } => {
-            if let Some(run) = record(st, *attempt) {
-                run.ended_at.get_or_insert(*at);
-            }
-        }
+        Outcome::RunEnded { attempt, at } => run_ended(st, *attempt, *at),
         Outcome::Usage {
             attempt,
             tokens_in,
             tokens_out,
             cost_usd,
-        } => {
-            if let Some(run) = record(st, *attempt) {
-                run.tokens_in = *tokens_in;
-                run.tokens_out = *tokens_out;
-                run.cost_usd = *cost_usd;
-            }
-        }
+        } => used(st, *attempt, (*tokens_in, *tokens_out, *cost_usd)),
         Outcome::Gated {
             attempt,
             head,
             evidence,
             verdict,
-        } => {
-            judged(st, *attempt, Some(*head));
-            st.gate = evidence.clone();
-            match verdict {
-                Verdict::Failed(failure) => fail(st, *attempt, failure, now, backoff),
-                Verdict::Passed | Verdict::AwaitingApproval => {
-                    st.phase = if *verdict == Verdict::Passed {
-                        Phase::Passed
-                    } else {
-                        Phase::AwaitingApproval
-                    };
-                    st.next_eligible_at = None;
-                    finish_attempt(st, *attempt, now, AttemptOutcome::Passed);
-                }
-            }
-        }
+        } => gated(st, (*attempt, *head), evidence, verdict, (now, backoff)),
         Outcome::Failed {
             attempt,
             head,
@@ -261,121 +240,209 @@ pub fn apply(st: &mut TaskStatus, outcome: &Outcome, now: Timestamp, backoff: &B
             head,
             until,
             failure,
-        } => {
-            judged(st, *attempt, Some(*head));
-            st.phase = Phase::Failed;
-            st.next_eligible_at = Some(*until);
-            finish_attempt(
-                st,
-                *attempt,
-                now,
-                AttemptOutcome::Failed(FailureCode::RateLimited),
-            );
-            if let Some(run) = record(st, *attempt) {
-                run.cooldown_until = Some(*until);
-            }
-            st.last_failure = Some(failure.clone());
-        }
+        } => rate_limited(st, (*attempt, *head), *until, failure, now),
         Outcome::Refused {
             attempt,
             head,
             failure,
-        } => {
-            judged(st, *attempt, Some(*head));
-            st.failures += 1;
-            st.phase = Phase::Escalated;
-            finish_attempt(
-                st,
-                *attempt,
-                now,
-                AttemptOutcome::Failed(FailureCode::Authentication),
-            );
-            st.last_failure = Some(failure.clone());
-        }
+        } => refused(st, (*attempt, *head), failure, now),
         Outcome::Unavailable {
             generation,
             failure,
-        } => {
-            st.phase = Phase::Escalated;
-            st.generation = generation.clone();
-            st.last_failure = Some(failure.clone());
-        }
-        Outcome::Escalated { rejection } => {
-            if let Some(failure) = rejection {
-                st.failures += 1;
-                st.last_failure = Some(failure.clone());
-            }
-            st.phase = Phase::Escalated;
-            st.next_eligible_at = None;
-        }
-        Outcome::MergeEvidence(evidence) => {
-            st.gate
-                .extend(evidence.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-        Outcome::Merged { attempt, commit } => {
-            st.phase = Phase::Merged;
-            st.merged_as = Some(*commit);
-            st.next_eligible_at = None;
-            finish_attempt(st, *attempt, now, AttemptOutcome::Merged);
-        }
-        Outcome::Proposed { number, head } => {
-            let opened_at = st
-                .change
-                .as_ref()
-                .filter(|c| c.number == *number)
-                .map_or(now, |c| c.opened_at);
-            st.change = Some(crate::status::ChangeRecord {
-                number: *number,
-                pushed: *head,
-                opened_at,
-                waiting: None,
-                hands_off: None,
-                updated: None,
-            });
-        }
-        Outcome::ChangeUpdated { head } => {
-            if let Some(change) = st.change.as_mut() {
-                change.updated = Some(*head);
-                change.waiting = None;
-            }
-        }
-        Outcome::MergeWaiting { why, until } => {
-            if let Some(change) = st.change.as_mut() {
-                let since = change
-                    .waiting
-                    .as_ref()
-                    .filter(|w| w.goes_on_as(why))
-                    .map_or(now, |w| w.since);
-                change.waiting = Some(crate::status::ChangeWait {
-                    why: why.clone(),
-                    since,
-                    until: *until,
-                });
-            }
-        }
-        Outcome::HandsOff { why } => {
-            if let Some(change) = st.change.as_mut() {
-                change.hands_off = Some(why.clone());
-                change.waiting = None;
-            }
-        }
-        Outcome::FoundMerged { commit } => {
-            st.merged_as = Some(*commit);
-            st.phase = Phase::Merged;
-        }
-        Outcome::Cancelled { attempt } => {
-            st.phase = Phase::Cancelled;
-            finish_attempt(st, *attempt, now, AttemptOutcome::Cancelled);
-        }
+        } => unavailable(st, generation, failure),
+        Outcome::Escalated { rejection } => escalated(st, rejection.as_ref()),
+        Outcome::MergeEvidence(evidence) => merge_evidence(st, evidence),
+        Outcome::Merged { attempt, commit } => merged(st, *attempt, *commit, now),
+        Outcome::FoundMerged { commit } => found_merged(st, *commit),
+        Outcome::Cancelled { attempt } => cancelled(st, *attempt, now),
+        Outcome::Proposed { number, head } => proposed(st, *number, *head, now),
+        Outcome::ChangeUpdated { head } => change_updated(st, *head),
+        Outcome::MergeWaiting { why, until } => merge_waiting(st, why, *until, now),
+        Outcome::HandsOff { why } => hands_off(st, why),
         Outcome::Forgotten => {}
         Outcome::ActionFailed(failure) => action_failed(st, failure, now),
-        Outcome::ActionSucceeded => {
-            if st.action_failures > 0 {
-                st.action_failures = 0;
-                st.conditions
-                    .retain(|c| c.kind != ConditionKind::ActionFailed);
-            }
+        Outcome::ActionSucceeded => action_succeeded(st),
+    }
+}
+
+// The attempt's run: its start ([`started`]), its end, what it used.
+
+fn run_ended(st: &mut TaskStatus, attempt: u32, at: Timestamp) {
+    if let Some(run) = record(st, attempt) {
+        run.ended_at.get_or_insert(at);
+    }
+}
+
+fn used(st: &mut TaskStatus, attempt: u32, (tokens_in, tokens_out, cost_usd): (u64, u64, f64)) {
+    if let Some(run) = record(st, attempt) {
+        run.tokens_in = tokens_in;
+        run.tokens_out = tokens_out;
+        run.cost_usd = cost_usd;
+    }
+}
+
+// The attempt's verdict: the gate's, a failure ([`fail`]), a rate limit, a
+// refusal of its credentials.
+
+fn gated(
+    st: &mut TaskStatus,
+    (attempt, head): (u32, CommitId),
+    evidence: &BTreeMap<String, Evidence>,
+    verdict: &Verdict,
+    (now, backoff): (Timestamp, &Backoff),
+) {
+    judged(st, attempt, Some(head));
+    st.gate = evidence.clone();
+    match verdict {
+        Verdict::Failed(failure) => fail(st, attempt, failure, now, backoff),
+        Verdict::Passed | Verdict::AwaitingApproval => {
+            st.phase = if *verdict == Verdict::Passed {
+                Phase::Passed
+            } else {
+                Phase::AwaitingApproval
+            };
+            st.next_eligible_at = None;
+            finish_attempt(st, attempt, now, AttemptOutcome::Passed);
         }
+    }
+}
+
+fn rate_limited(
+    st: &mut TaskStatus,
+    (attempt, head): (u32, CommitId),
+    until: Timestamp,
+    failure: &Failure,
+    now: Timestamp,
+) {
+    judged(st, attempt, Some(head));
+    st.phase = Phase::Failed;
+    st.next_eligible_at = Some(until);
+    finish_attempt(
+        st,
+        attempt,
+        now,
+        AttemptOutcome::Failed(FailureCode::RateLimited),
+    );
+    if let Some(run) = record(st, attempt) {
+        run.cooldown_until = Some(until);
+    }
+    st.last_failure = Some(failure.clone());
+}
+
+fn refused(
+    st: &mut TaskStatus,
+    (attempt, head): (u32, CommitId),
+    failure: &Failure,
+    now: Timestamp,
+) {
+    judged(st, attempt, Some(head));
+    st.failures += 1;
+    st.phase = Phase::Escalated;
+    finish_attempt(
+        st,
+        attempt,
+        now,
+        AttemptOutcome::Failed(FailureCode::Authentication),
+    );
+    st.last_failure = Some(failure.clone());
+}
+
+// A human's turn: the harness cannot run here, or the task escalated.
+
+fn unavailable(st: &mut TaskStatus, generation: &str, failure: &Failure) {
+    st.phase = Phase::Escalated;
+    st.generation = generation.to_owned();
+    st.last_failure = Some(failure.clone());
+}
+
+fn escalated(st: &mut TaskStatus, rejection: Option<&Failure>) {
+    if let Some(failure) = rejection {
+        st.failures += 1;
+        st.last_failure = Some(failure.clone());
+    }
+    st.phase = Phase::Escalated;
+    st.next_eligible_at = None;
+}
+
+// The merge: its invariants' evidence, the merge, one found without its
+// record, or the attempt cancelled instead.
+
+fn merge_evidence(st: &mut TaskStatus, evidence: &BTreeMap<String, Evidence>) {
+    st.gate
+        .extend(evidence.iter().map(|(k, v)| (k.clone(), v.clone())));
+}
+
+fn merged(st: &mut TaskStatus, attempt: u32, commit: CommitId, now: Timestamp) {
+    st.phase = Phase::Merged;
+    st.merged_as = Some(commit);
+    st.next_eligible_at = None;
+    finish_attempt(st, attempt, now, AttemptOutcome::Merged);
+}
+
+fn found_merged(st: &mut TaskStatus, commit: CommitId) {
+    st.merged_as = Some(commit);
+    st.phase = Phase::Merged;
+}
+
+fn cancelled(st: &mut TaskStatus, attempt: u32, now: Timestamp) {
+    st.phase = Phase::Cancelled;
+    finish_attempt(st, attempt, now, AttemptOutcome::Cancelled);
+}
+
+// The task's change on the forge: proposed, updated, waiting, hands off.
+
+fn proposed(st: &mut TaskStatus, number: u64, head: CommitId, now: Timestamp) {
+    let opened_at = st
+        .change
+        .as_ref()
+        .filter(|c| c.number == number)
+        .map_or(now, |c| c.opened_at);
+    st.change = Some(crate::status::ChangeRecord {
+        number,
+        pushed: head,
+        opened_at,
+        waiting: None,
+        hands_off: None,
+        updated: None,
+    });
+}
+
+fn change_updated(st: &mut TaskStatus, head: CommitId) {
+    if let Some(change) = st.change.as_mut() {
+        change.updated = Some(head);
+        change.waiting = None;
+    }
+}
+
+fn merge_waiting(st: &mut TaskStatus, why: &str, until: Timestamp, now: Timestamp) {
+    if let Some(change) = st.change.as_mut() {
+        let since = change
+            .waiting
+            .as_ref()
+            .filter(|w| w.goes_on_as(why))
+            .map_or(now, |w| w.since);
+        change.waiting = Some(crate::status::ChangeWait {
+            why: why.to_owned(),
+            since,
+            until,
+        });
+    }
+}
+
+fn hands_off(st: &mut TaskStatus, why: &str) {
+    if let Some(change) = st.change.as_mut() {
+        change.hands_off = Some(why.to_owned());
+        change.waiting = None;
+    }
+}
+
+// converge's own actions: one failed ([`action_failed`]), or one succeeded.
+
+fn action_succeeded(st: &mut TaskStatus) {
+    if st.action_failures > 0 {
+        st.action_failures = 0;
+        st.conditions
+            .retain(|c| c.kind != ConditionKind::ActionFailed);
     }
 }
 
@@ -406,7 +473,7 @@ fn fail(st: &mut TaskStatus, attempt: u32, failure: &Failure, now: Timestamp, ba
 fn finish_attempt(st: &mut TaskStatus, attempt: u32, now: Timestamp, outcome: AttemptOutcome) {
     if let Some(record) = record(st, attempt) {
         record.ended_at.get_or_insert(now);
-        record.outcome = Some(outcome.as_str().to_owned());
+        record.outcome = Some(outcome);
     }
 }
 

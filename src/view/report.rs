@@ -69,7 +69,9 @@ impl ReportView {
                         harness: a.harness.clone().unwrap_or_else(|| "-".into()),
                         started_at: a.started_at.to_string(),
                         seconds: a.ended_at.map(|end| end.unix() - a.started_at.unix()),
-                        outcome: a.outcome.clone().unwrap_or_else(|| "running".into()),
+                        outcome: a
+                            .outcome
+                            .map_or_else(|| "running".into(), |o| o.as_str().to_owned()),
                         tokens_in: a.tokens_in,
                         tokens_out: a.tokens_out,
                         cost_usd: a.cost_usd,

@@ -17,7 +17,7 @@ fn lease(fork: &str, pid: u32) -> String {
         start_ticks: process_start_ticks(pid),
         started_at: Timestamp::from_unix(1_000),
         deadline: Timestamp::from_unix(4_000_000_000),
-        fork: fork.to_owned(),
+        fork: fork.parse().ok(),
         generation: "g".into(),
         harness: "sim".into(),
         agent_pid: None,

@@ -559,6 +559,36 @@ files = [{ path = "shared.txt", content = "from y\n" }]
 }
 
 #[test]
+fn a_damaged_fork_note_does_not_let_changes_past_the_gate() {
+    // The note of the attempt's fork is damaged after dispatch: the gate
+    // reads the lease's fork instead, as observe does, and still checks
+    // the attempt's paths rather than checking nothing.
+    let plan = single(
+        "paths = [\"src/**\"]\nretry_max = 0",
+        "files = [{ path = \"src/ok.rs\", content = \"\" }, { path = \"notes.txt\", content = \"n\" }]",
+    );
+    let sb = setup(&[("one", &plan)]);
+    tick(&sb).success();
+    let note = sb.path().join(".git/converge/forks/one/t");
+    assert!(note.exists(), "dispatch notes the fork");
+    std::fs::write(&note, "not-a-commit\n").expect("damage the note");
+    settle(&sb);
+    let st = status(&sb, "one");
+    let t = task(&st, "t");
+    assert_eq!(
+        t["last_failure"]["reason"].as_str(),
+        Some("forbidden-paths"),
+        "{st}"
+    );
+    assert!(
+        !sb.git(&["ls-tree", "-r", "--name-only", "main"])
+            .lines()
+            .any(|p| p == "notes.txt"),
+        "the attempt's files reached main"
+    );
+}
+
+#[test]
 fn dry_run_changes_nothing() {
     let sb = setup(&[("diamond", DIAMOND)]);
     // Get some history first: a merged task and a dispatched one.

@@ -31,7 +31,8 @@ pub struct AttemptView {
     pub started_at: String,
     /// How long it took; absent while it runs.
     pub seconds: Option<i64>,
-    /// `running` while it runs.
+    /// `running` while it runs; `unknown` when it ended and its record names
+    /// no outcome converge knows (a hand edit, a later version's code).
     pub outcome: String,
     pub tokens_in: u64,
     pub tokens_out: u64,
@@ -69,9 +70,11 @@ impl ReportView {
                         harness: a.harness.clone().unwrap_or_else(|| "-".into()),
                         started_at: a.started_at.to_string(),
                         seconds: a.ended_at.map(|end| end.unix() - a.started_at.unix()),
-                        outcome: a
-                            .outcome
-                            .map_or_else(|| "running".into(), |o| o.as_str().to_owned()),
+                        outcome: match (a.outcome, a.ended_at) {
+                            (Some(o), _) => o.as_str().to_owned(),
+                            (None, None) => "running".into(),
+                            (None, Some(_)) => "unknown".into(),
+                        },
                         tokens_in: a.tokens_in,
                         tokens_out: a.tokens_out,
                         cost_usd: a.cost_usd,
@@ -140,4 +143,54 @@ fn budget_lines(spec: &Spec, status: &Status, only: Option<&str>, now: Timestamp
         ));
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::AttemptOutcome;
+    use crate::spec::load::PlanningFiles;
+    use crate::status::{AttemptRecord, PlanStatus, TaskStatus};
+
+    #[test]
+    fn an_attempt_is_running_until_it_ends_and_unknown_when_its_outcome_is_unreadable() {
+        let spec = crate::spec::compile(&PlanningFiles::from_texts(vec![(
+            "planning/goal.md",
+            "Goal.",
+        )]))
+        .spec
+        .expect("valid");
+        let at = Timestamp::from_unix(1_800_000_000);
+        let attempt = |number, ended: bool, outcome| AttemptRecord {
+            number,
+            generation: "g".into(),
+            started_at: at,
+            ended_at: ended.then_some(at),
+            outcome,
+            tokens_in: 0,
+            tokens_out: 0,
+            cost_usd: 0.0,
+            harness: None,
+            model: None,
+            cooldown_until: None,
+        };
+        let mut plan = PlanStatus::default();
+        plan.tasks.insert(
+            "t".into(),
+            TaskStatus {
+                attempts: vec![
+                    attempt(1, true, Some(AttemptOutcome::Passed)),
+                    // An outcome that read as absent (see status::model).
+                    attempt(2, true, None),
+                    attempt(3, false, None),
+                ],
+                ..TaskStatus::default()
+            },
+        );
+        let mut status = Status::default();
+        status.plans.insert("p".into(), plan);
+        let view = ReportView::new(&spec, &status, None, at);
+        let outcomes: Vec<&str> = view.attempts.iter().map(|a| a.outcome.as_str()).collect();
+        assert_eq!(outcomes, ["passed", "unknown", "running"]);
+    }
 }

@@ -18,4 +18,5 @@ pub mod view;
 
 pub use decide::{Next, Wait, next, proposal_hash};
 pub use state::{LoopPhase, LoopState, RunKind};
-pub use step::{Stepped, step};
+pub use step::Stepped;
+pub(crate) use step::step;

@@ -13,11 +13,12 @@ use crate::decide::derive::{self, Inputs};
 use crate::decide::{self, Decision, Limits};
 use crate::git::Repo;
 use crate::observe::{self, Observation};
-use crate::spec::base::{CommitSource, base_source};
+use crate::spec::base::CommitSource;
 use crate::spec::{Diagnostic, Spec};
 use crate::status::Status;
 use crate::time::Timestamp;
 
+use super::base::TickBase;
 use super::tick::TickError;
 
 /// What a tick reads and decides before it acts.
@@ -42,15 +43,18 @@ pub(crate) struct Prepared {
 /// `forge`: the tick's session with the GitHub forge, when the forge is to
 /// be asked (a tick); `None` for the read-only commands, which show what
 /// status recorded of the forge.
+/// `base`: the tick's base branch (read again here: the schedules and the
+/// loop may have moved it).
 pub(crate) fn prepare(
     repo: &Repo,
+    base: &mut TickBase,
     now: Timestamp,
     reconciler: Option<&str>,
     forge: Option<&crate::forge::github::session::Session<'_>>,
     cache: &super::Cache,
 ) -> Result<Prepared, TickError> {
     let started = std::time::Instant::now();
-    let base = base_source(repo)?;
+    let base = base.current(repo)?.clone();
     let loaded = cache.spec(repo, base.commit)?;
     let spec_at = started.elapsed();
     let Some(spec) = loaded.spec else {
@@ -185,7 +189,8 @@ pub struct Snapshot {
 
 /// Reads, decides and derives at `now`; changes nothing (but the secret).
 pub fn snapshot(repo: &Repo, now: Timestamp) -> Result<Snapshot, TickError> {
-    let prepared = prepare(repo, now, None, None, &super::Cache::default())?;
+    let mut base = TickBase::choose(repo)?;
+    let prepared = prepare(repo, &mut base, now, None, None, &super::Cache::default())?;
     let mut status = prepared.status.clone();
     prepared.derive(&mut status, &prepared.decision, &prepared.observation, now);
     let Prepared {

@@ -19,6 +19,7 @@ use crate::status::model::StatusError;
 use crate::status::record::RecordError;
 use crate::time::Timestamp;
 
+use super::base::TickBase;
 use super::claim::{Claimed, claim, reconciler_id};
 use super::prepare::{Prepared, prepare};
 use super::record::{Acted, record_tick};
@@ -203,20 +204,35 @@ pub enum TickError {
 /// a lease on the fetched values: across machines, the push is the
 /// compare-and-swap. A dry run does not fetch.
 pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickError> {
+    tick_on(repo, options, TickBase::choose(repo))
+}
+
+/// [`tick`] on the base branch its caller chose (for recovery, before it);
+/// a base that could not be chosen then is chosen again after the checkouts
+/// are recovered, and its error is the tick's.
+pub(crate) fn tick_on(
+    repo: &Repo,
+    options: &TickOptions<'_>,
+    base: Result<TickBase, GitError>,
+) -> Result<TickReport, TickError> {
     if !options.dry_run {
         // A checkout left behind its branch by a crash is brought along first.
         repo.recover_checkouts()?;
     }
-    let base = crate::spec::base::base_source(repo)?;
-    let (remote, status_branch) = crate::spec::base::remote_settings(repo, base.commit)?;
+    let mut base = match base {
+        Ok(base) => base,
+        Err(_) => TickBase::choose(repo)?,
+    };
+    let chosen = base.read().clone();
+    let (remote, status_branch) = crate::spec::base::remote_settings(repo, chosen.commit)?;
     let remote = remote.filter(|_| !options.dry_run);
     let Some(remote) = remote else {
         // Due schedules enqueue first, so that this tick's spec has their items.
-        let schedules = super::schedule::fire(repo, options)?;
+        let schedules = super::schedule::fire(repo, &mut base, options)?;
         // The loop files its items before the spec is read, too (it runs
         // only without a remote: the config refuses it with one).
         // A failing step is the loop's, not the tick's: the tasks go on.
-        let autonomy = super::autonomy::step(repo, options).unwrap_or_else(|e| {
+        let autonomy = super::autonomy::step(repo, &mut base, options).unwrap_or_else(|e| {
             let why = crate::check::error_chain(&e);
             tracing::warn!(error = %why, "the autonomy loop's step failed");
             let code = crate::model::LoopCode::StepFailed.as_str();
@@ -230,26 +246,35 @@ pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickEr
         });
         let forge = crate::forge::github::session::Session::new(options.env, options.now);
         let refresh = autonomy.recorded.is_some();
-        let mut report = tick_local(repo, options, &forge, None, None, refresh)?;
+        let mut report = tick_local(repo, &mut base, options, &forge, None, None, refresh)?;
         report.schedules = schedules;
         report.autonomy = autonomy;
         return Ok(report);
     };
-    let mut branches = vec![base.rev.clone()];
-    if let Some(status) = status_branch.filter(|s| *s != base.rev && s != "main") {
+    let mut branches = vec![chosen.rev.clone()];
+    if let Some(status) = status_branch.filter(|s| *s != chosen.rev && s != "main") {
         branches.push(status);
     }
     let (mut leases, mut lines) = remote::sync_all(repo, &remote, &branches)?;
     // On the fetched base: the push's lease makes the enqueue commit a
     // compare-and-swap across machines.
-    let mut schedules = super::schedule::fire(repo, options)?;
+    let mut schedules = super::schedule::fire(repo, &mut base, options)?;
     super::schedule::push(repo, &remote, &mut leases, &mut schedules, &mut lines)?;
     let me = reconciler_id(repo)?;
     // One session with the GitHub forge for the whole tick.
     let forge = crate::forge::github::session::Session::new(options.env, options.now);
     // A tick that claimed nothing acts on what it read; one whose claims were
     // pushed reads status again (it changed).
-    let prepared = match claim(repo, options, &forge, &me, &remote, &mut leases, &mut lines)? {
+    let read = prepare(
+        repo,
+        &mut base,
+        options.now,
+        Some(&me),
+        Some(&forge),
+        options.cache,
+    )?;
+    let claimed = claim(repo, options, read, &me, &remote, &mut leases, &mut lines)?;
+    let prepared = match claimed {
         Claimed::Nothing(prepared) => Some(*prepared),
         Claimed::Pushed => None,
         Claimed::Lost(mut report) => {
@@ -257,7 +282,7 @@ pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickEr
             return Ok(*report);
         }
     };
-    let mut report = tick_local(repo, options, &forge, Some(&me), prepared, false)?;
+    let mut report = tick_local(repo, &mut base, options, &forge, Some(&me), prepared, false)?;
     report.remote = lines;
     report.schedules = schedules;
     if report.status_branch != report.base_branch && !leases.contains_key(&report.status_branch) {
@@ -275,6 +300,7 @@ pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickEr
 /// `prepared`: what the tick already read and decided, if anything.
 fn tick_local(
     repo: &Repo,
+    base: &mut TickBase,
     options: &TickOptions<'_>,
     forge: &crate::forge::github::session::Session<'_>,
     reconciler: Option<&str>,
@@ -283,7 +309,14 @@ fn tick_local(
 ) -> Result<TickReport, TickError> {
     let prepared = match prepared {
         Some(prepared) => prepared,
-        None => prepare(repo, options.now, reconciler, Some(forge), options.cache)?,
+        None => prepare(
+            repo,
+            base,
+            options.now,
+            reconciler,
+            Some(forge),
+            options.cache,
+        )?,
     };
     let Prepared {
         base,

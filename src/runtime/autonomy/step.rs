@@ -19,12 +19,12 @@ use crate::agent::Secret;
 use crate::git::Repo;
 use crate::rundir::records::PlannerBrief;
 use crate::spec::Spec;
-use crate::spec::base::base_source;
 use crate::status::Status;
 use crate::status::record::{self, Change, Message};
 
 use super::decide::{Next, next};
 use super::state::{self, Inflight, LoopPhase, LoopState, RunKind, STATE_PATH};
+use crate::runtime::base::TickBase;
 use crate::runtime::tick::{TickError, TickOptions};
 
 /// The lenses reviews take in turn.
@@ -81,9 +81,15 @@ fn parse(bytes: Option<Vec<u8>>) -> (LoopState, Option<String>) {
 }
 
 /// One step (see the module's documentation).
-pub fn step(repo: &Repo, options: &TickOptions<'_>) -> Result<Stepped, TickError> {
+/// `base`: the tick's base branch (read again here: a schedule may have
+/// moved it).
+pub(crate) fn step(
+    repo: &Repo,
+    base: &mut TickBase,
+    options: &TickOptions<'_>,
+) -> Result<Stepped, TickError> {
     let mut out = Stepped::default();
-    let base = base_source(repo)?;
+    let base = base.current(repo)?.clone();
     let (_, loaded) = options.cache.planning(repo, base.commit)?;
     let Some(spec) = loaded.spec else {
         return Ok(out);

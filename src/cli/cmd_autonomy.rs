@@ -11,7 +11,7 @@ use super::source::open_repo;
 use super::{CliError, CliResult, Ctx, print, print_json};
 use crate::git::Repo;
 use crate::runtime::autonomy::state::LoopPhase;
-use crate::runtime::autonomy::{LoopState, step, view};
+use crate::runtime::autonomy::{LoopState, record, view};
 use crate::spec::Spec;
 use crate::time::Timestamp;
 
@@ -65,11 +65,11 @@ pub fn run(ctx: &Ctx, command: &AutonomyCommand) -> CliResult {
     let (spec, base_rev) = spec_of(&repo)?;
     match command {
         AutonomyCommand::Status(args) => {
-            let (_, tip) = step::status_branch(&repo, &spec, &base_rev)?;
+            let (_, tip) = record::status_branch(&repo, &spec, &base_rev)?;
             let base = repo.branch_tip(&base_rev)?.ok_or_else(|| {
                 CliError::failure(format!("the base branch {base_rev} has no commit"))
             })?;
-            let shown = step::view_at(&repo, &spec, tip.unwrap_or(base), None, now)?;
+            let shown = record::view_at(&repo, &spec, tip.unwrap_or(base), None, now)?;
             let v = shown.unwrap_or_else(|| {
                 let st = LoopState::default();
                 let n = crate::runtime::autonomy::next(&spec.config.autonomy, None, 0.0, &st, now);
@@ -157,11 +157,11 @@ fn change(
 ) -> CliResult {
     let _lock = crate::runtime::Lock::acquire(repo.common_dir(), Duration::from_secs(30))
         .map_err(|e| CliError::failure("cannot take the reconciler lock").source(e))?;
-    let (_, tip) = step::status_branch(repo, spec, base_rev)?;
+    let (_, tip) = record::status_branch(repo, spec, base_rev)?;
     let base = repo
         .branch_tip(base_rev)?
         .ok_or_else(|| CliError::failure(format!("the base branch {base_rev} has no commit")))?;
-    let (mut st, problem) = step::load(repo, tip.unwrap_or(base))?;
+    let (mut st, problem) = record::load(repo, tip.unwrap_or(base))?;
     if let Some(problem) = problem {
         return Err(CliError::bad_input(problem).hint(
             "the next tick starts the record over (and says so); fix or delete the file first to keep its history",
@@ -173,7 +173,7 @@ fn change(
     st.note(now, line.clone());
     let signer = spec.config.reconcile.signer(&|n| std::env::var(n).ok());
     let lines = vec![format!("autonomy: {line}")];
-    match step::record_state(repo, spec, base_rev, &st, &lines, &signer)? {
+    match record::record_state(repo, spec, base_rev, &st, &lines, &signer)? {
         Some(commit) => print(&format!(
             "{line} (recorded as {})\n",
             &commit.to_string()[..7]

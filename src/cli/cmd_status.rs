@@ -43,10 +43,10 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> CliResult {
         short(&report.spec_commit.to_string())
     );
     let (_, tip) =
-        crate::runtime::autonomy::step::status_branch(&repo, &report.spec, &report.base_branch)?;
+        crate::runtime::autonomy::record::status_branch(&repo, &report.spec, &report.base_branch)?;
     let extra = match &args.plan {
         Some(_) => crate::view::status_md::Extra::default(),
-        None => crate::runtime::autonomy::step::status_md_extra(
+        None => crate::runtime::autonomy::record::status_md_extra(
             &repo,
             &report.spec,
             tip.unwrap_or(report.spec_commit),

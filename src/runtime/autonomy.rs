@@ -7,11 +7,14 @@
 //!   status moves its items;
 //! - `step.rs`: one step per tick, before the tick's spec is read: read the
 //!   finished planner attempt back (validate, file, commit) or start the
-//!   next one, and record the loop's state.
+//!   next one, and record the loop's state;
+//! - `record.rs`: the loop's record on the status branch: read, shown,
+//!   saved, and a crash's unrecorded planner attempt adopted.
 
 pub mod decide;
 mod harvest;
 pub mod prompt;
+pub mod record;
 pub mod state;
 pub mod step;
 pub mod view;

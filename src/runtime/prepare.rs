@@ -64,7 +64,8 @@ pub(crate) fn prepare(
         });
     };
     let diagnostics = loaded.diagnostics;
-    let (status_branch, status_tip) = super::autonomy::step::status_branch(repo, &spec, &base.rev)?;
+    let (status_branch, status_tip) =
+        super::autonomy::record::status_branch(repo, &spec, &base.rev)?;
     let status_read_at = status_tip.unwrap_or(base.commit);
     let (status, problems) = crate::status::load::load(repo, status_read_at)?;
     let status_problems = problems.iter().map(ToString::to_string).collect();
@@ -75,7 +76,7 @@ pub(crate) fn prepare(
     observation.reconciler = reconciler.map(str::to_owned);
     // What the loop's planners spent (nothing when it has no record, or one
     // that does not read).
-    let (loop_state, _) = super::autonomy::step::load(repo, status_read_at)?;
+    let (loop_state, _) = super::autonomy::record::load(repo, status_read_at)?;
     observation.planner_spend = observe::PlannerSpend {
         day: loop_state.today.day,
         micro_usd: (loop_state.today.usd.max(0.0) * 1e6).round() as u64,

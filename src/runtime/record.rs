@@ -193,7 +193,7 @@ fn files_wanted(
         options.now,
         &prepared.limits.for_dashboard(),
     );
-    let extra = super::autonomy::step::status_md_extra(
+    let extra = super::autonomy::record::status_md_extra(
         repo,
         &prepared.spec,
         read_from,

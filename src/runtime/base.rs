@@ -51,47 +51,28 @@ impl TickBase {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn git(dir: &std::path::Path, args: &[&str]) {
-        let out = std::process::Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-            .args(args)
-            .current_dir(dir)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .output()
-            .expect("git runs");
-        assert!(out.status.success(), "{out:?}");
-    }
-
-    fn commit(dir: &std::path::Path, path: &str, text: &str) {
-        let file = dir.join(path);
-        std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&file, text).expect("write");
-        git(dir, &["add", "-A"]);
-        git(dir, &["commit", "-q", "-m", "c"]);
-    }
+    use crate::runtime::cache::tests::commit;
 
     #[test]
     fn the_choice_is_kept_and_a_moved_tip_is_read_again() {
         let dir = tempfile::tempdir().expect("dir");
         let repo = Repo::init(dir.path(), "main").expect("init");
-        commit(dir.path(), "planning/converge.toml", "[reconcile]\n");
+        let tip = commit(&repo, "planning/converge.toml", "[reconcile]\n");
         let mut base = TickBase::choose(&repo).expect("base");
         let first = base.read().clone();
         assert_eq!(first.rev, "main");
         assert_eq!(base.current(&repo).expect("current"), &first);
         // A commit on the base (a schedule's) moves the tip.
-        commit(dir.path(), "planning/queue/a.md", "# a\n");
-        let moved = base.current(&repo).expect("current").clone();
-        assert_eq!(moved.rev, "main");
-        assert_ne!(moved.commit, first.commit);
-        assert_eq!(Some(moved.commit), repo.branch_tip("main").expect("tip"));
+        let moved = commit(&repo, "planning/queue/a.md", "# a\n");
+        let now = base.current(&repo).expect("current").clone();
+        assert_eq!(now.rev, "main");
+        assert_eq!(now.commit, moved);
         // A fetched converge.toml that names another base branch is followed,
         // as choosing again would.
-        git(dir.path(), &["branch", "develop"]);
+        repo.create_ref("refs/heads/develop", tip, "test")
+            .expect("develop");
         commit(
-            dir.path(),
+            &repo,
             "planning/converge.toml",
             "[reconcile]\nbase_branch = \"develop\"\n",
         );

@@ -99,10 +99,11 @@ impl Cache {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn commit(repo: &Repo, path: &str, text: &str) -> ObjectId {
+    /// Writes `path` in `repo`'s checkout and commits everything; the new tip.
+    pub(crate) fn commit(repo: &Repo, path: &str, text: &str) -> ObjectId {
         let dir = repo.workdir().expect("checkout");
         let file = dir.join(path);
         std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");

@@ -194,27 +194,35 @@ pub fn snapshot(repo: &Repo, now: Timestamp) -> Result<Snapshot, TickError> {
     let prepared = prepare(repo, &mut base, now, None, None, &super::Cache::default())?;
     let mut status = prepared.status.clone();
     prepared.derive(&mut status, &prepared.decision, &prepared.observation, now);
-    let Prepared {
-        base,
-        spec,
-        diagnostics,
-        status_branch,
-        status_problems,
-        observation,
-        decision,
-        ..
-    } = prepared;
-    Ok(Snapshot {
-        base_branch: base.rev,
-        status_branch,
-        spec_commit: base.commit,
-        spec,
-        diagnostics,
-        status,
-        status_problems,
-        observation,
-        decision,
-    })
+    Ok(prepared.into_snapshot(status))
+}
+
+impl Prepared {
+    /// What was read and decided, with `status` for the status: a
+    /// [`Snapshot`], and the part of a tick's report that is the reading.
+    pub fn into_snapshot(self, status: Status) -> Snapshot {
+        let Prepared {
+            base,
+            spec,
+            diagnostics,
+            status_branch,
+            status_problems,
+            observation,
+            decision,
+            ..
+        } = self;
+        Snapshot {
+            base_branch: base.rev,
+            status_branch,
+            spec_commit: base.commit,
+            spec,
+            diagnostics,
+            status,
+            status_problems,
+            observation,
+            decision,
+        }
+    }
 }
 
 /// What the forge said this tick, with what the tick's proposals changed

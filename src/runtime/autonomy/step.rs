@@ -165,8 +165,7 @@ fn in_flight(
                 if config.enabled { "paused" } else { "disabled" }
             );
             st.inflight = None;
-            st.note(now, line.clone());
-            out.lines.push(format!("autonomy: {line}"));
+            out.note(st, now, line);
         }
         ReadBack::NotStarted => {
             // A crash cut the dispatch short: start it again (dispatch
@@ -176,8 +175,7 @@ fn in_flight(
                 inflight.run,
                 inflight.kind.as_str()
             );
-            st.note(now, line.clone());
-            out.lines.push(format!("autonomy: {line}"));
+            out.note(st, now, line);
             start(ctx, st, inflight, out)?;
         }
         ReadBack::Ended(ended) => {
@@ -192,8 +190,7 @@ fn in_flight(
                             "the worktree or branch of {key} could not be removed: {}",
                             crate::check::error_chain(&e)
                         );
-                        st.note(now, note.clone());
-                        out.lines.push(format!("autonomy: {note}"));
+                        out.note(st, now, note);
                     }
                     st.inflight = None;
                     out.lines.insert(0, format!("autonomy: {line}"));
@@ -241,6 +238,14 @@ fn take_next(ctx: &Ctx<'_>, st: &mut LoopState, out: &mut Stepped) -> Result<(),
         }
     }
     Ok(())
+}
+
+impl Stepped {
+    /// Notes `line` in the loop's history and says it.
+    fn note(&mut self, st: &mut LoopState, now: crate::time::Timestamp, line: String) {
+        self.lines.push(format!("autonomy: {line}"));
+        st.note(now, line);
+    }
 }
 
 fn wait_of(next: &Next) -> Option<(String, String)> {
@@ -344,8 +349,7 @@ fn start(
                 inflight.kind.as_str(),
                 inflight.run
             );
-            st.note(now, line.clone());
-            out.lines.push(format!("autonomy: {line}"));
+            out.note(st, now, line);
         }
         Err(e @ (planner::PlannerError::Launch(_) | planner::PlannerError::UnknownHarness(_))) => {
             // It cannot start here: counted as a run that filed nothing, so
@@ -357,8 +361,7 @@ fn start(
                 inflight.kind.as_str(),
                 inflight.run
             );
-            st.note(now, line.clone());
-            out.lines.push(format!("autonomy: {line}"));
+            out.note(st, now, line);
         }
         Err(e) => return Err(planner_error(e)),
     }

@@ -293,7 +293,7 @@ fn tick_local(
     repo: &Repo,
     base: &mut TickBase,
     options: &TickOptions<'_>,
-    forge: &crate::forge::github::session::Session<'_>,
+    session: &crate::forge::github::session::Session<'_>,
     reconciler: Option<&str>,
     prepared: Option<Prepared>,
     refresh_dashboard: bool,
@@ -305,7 +305,7 @@ fn tick_local(
             base,
             options.now,
             reconciler,
-            Some(forge),
+            Some(session),
             options.cache,
         )?,
     };
@@ -320,8 +320,6 @@ fn tick_local(
     } = &prepared;
 
     let mut new_status = status.clone();
-    let mut applied = Vec::new();
-    let mut failed = None;
     let redactor = crate::agent::Redactor::for_reconciler(secret);
     let worktree_root = crate::act::dispatch::worktree_root(
         repo.common_dir(),
@@ -346,28 +344,7 @@ fn tick_local(
         redactor: &redactor,
         confinement: &confinement,
     };
-    // The GitHub forge when the spec names it (a token is needed only when
-    // an action talks to it: decide held them back when there was none).
-    let github = match spec.config.forge.github() {
-        Some(config) if !options.dry_run => match forge.client(repo.common_dir(), config) {
-            Some(client) => Some(
-                client
-                    .map_err(crate::forge::ForgeError::from)
-                    .and_then(|client| {
-                        crate::forge::github::GithubForge::new(
-                            repo,
-                            config,
-                            &base.rev,
-                            client,
-                            options.now,
-                        )
-                    })
-                    .map_err(ActError::from)?,
-            ),
-            None => None,
-        },
-        _ => None,
-    };
+    let github = github_forge(repo, &prepared, options, session)?;
     let forge: &dyn crate::forge::Forge = match &github {
         Some(g) => g,
         None => &local,
@@ -386,88 +363,140 @@ fn tick_local(
         sandbox: observation.sandbox.clone(),
         worktree_root,
     };
-    let backoff = &spec.config.reconcile.backoff;
-    if !options.dry_run {
-        for action in &decision.actions {
-            let key = action.key().map(|k| (k.plan.as_str(), k.task.as_str()));
-            tracing::debug!(%action, "acting");
-            // The executor reports what happened; the transition records it.
-            let done = match crate::act::apply(&mut ctx, &new_status, action) {
-                Ok(mut done) => {
-                    // Failures of earlier actions on the task are over.
-                    done.outcomes.push(crate::act::Outcome::ActionSucceeded);
-                    done
-                }
-                // The failure is the task's, not the tick's (see act::policy):
-                // the action changed nothing, the failure is recorded on the
-                // task (a backoff, escalation when it repeats), and the other
-                // actions go on.
-                Err(e) => match crate::act::policy::failed(&ctx, &new_status, action, e) {
-                    Ok(done) => done,
-                    Err(stop) => {
-                        // Someone else moved the base: nothing of this merge
-                        // happened; record what came before and let the next
-                        // tick recompute.
-                        if let Some(key) = key {
-                            crate::status::transition::apply_to(
-                                &mut new_status,
-                                key,
-                                &stop.kept,
-                                options.now,
-                                backoff,
-                            );
-                        }
-                        tracing::warn!(%action, reason = %stop.reason, "acting stopped");
-                        failed = Some(stop.reason);
-                        break;
-                    }
-                },
-            };
-            tracing::info!(
-                done = %done.line,
-                deferred = done.deferred.as_deref(),
-                failed = done.failed.as_deref(),
-                "action"
-            );
-            if let Some(key) = key {
-                crate::status::transition::apply_to(
-                    &mut new_status,
-                    key,
-                    &done.outcomes,
-                    options.now,
-                    backoff,
-                );
-            }
-            applied.push(done);
-        }
-    }
+    let (applied, failed) = if options.dry_run {
+        (Vec::new(), None)
+    } else {
+        act(&mut ctx, &decision.actions, &mut new_status, options.now)
+    };
     let base_tip = ctx.base_tip;
     if !applied.is_empty() {
         crate::crash::point("after-act");
     }
+    let (next, recorded) = look_again_and_record(
+        repo,
+        options,
+        &prepared,
+        &mut new_status,
+        &applied,
+        base_tip,
+        refresh_dashboard,
+    )?;
+    Ok(TickReport::of(
+        prepared, new_status, next, applied, failed, recorded,
+    ))
+}
 
-    // What the next tick would do, for STATUS.md: re-observed after acting so
-    // that a tick with nothing to do renders the same bytes.
+/// The GitHub forge when the spec names it, on the tick's session (a token
+/// is needed only when an action talks to it: decide held them back when
+/// there was none); `None` for the local forge and in a dry run.
+fn github_forge<'r>(
+    repo: &'r Repo,
+    prepared: &'r Prepared,
+    options: &TickOptions<'_>,
+    session: &crate::forge::github::session::Session<'_>,
+) -> Result<Option<crate::forge::github::GithubForge<'r>>, TickError> {
+    let Some(config) = prepared.spec.config.forge.github() else {
+        return Ok(None);
+    };
+    if options.dry_run {
+        return Ok(None);
+    }
+    let Some(client) = session.client(repo.common_dir(), config) else {
+        return Ok(None);
+    };
+    let forge = client
+        .map_err(crate::forge::ForgeError::from)
+        .and_then(|client| {
+            crate::forge::github::GithubForge::new(
+                repo,
+                config,
+                &prepared.base.rev,
+                client,
+                options.now,
+            )
+        })
+        .map_err(ActError::from)?;
+    Ok(Some(forge))
+}
+
+/// Carries out `actions` in order on `status`: what each did, and why acting
+/// stopped early (the base branch moved under a merge), if it did.
+fn act(
+    ctx: &mut ActCtx<'_>,
+    actions: &[crate::decide::Action],
+    status: &mut Status,
+    now: Timestamp,
+) -> (Vec<Applied>, Option<String>) {
+    let backoff = &ctx.spec.config.reconcile.backoff;
+    let mut applied = Vec::new();
+    for action in actions {
+        let key = action.key().map(|k| (k.plan.as_str(), k.task.as_str()));
+        tracing::debug!(%action, "acting");
+        // The executor reports what happened; the transition records it.
+        let done = match crate::act::apply(ctx, status, action) {
+            Ok(mut done) => {
+                // Failures of earlier actions on the task are over.
+                done.outcomes.push(crate::act::Outcome::ActionSucceeded);
+                done
+            }
+            // The failure is the task's, not the tick's (see act::policy):
+            // the action changed nothing, the failure is recorded on the
+            // task (a backoff, escalation when it repeats), and the other
+            // actions go on.
+            Err(e) => match crate::act::policy::failed(ctx, status, action, e) {
+                Ok(done) => done,
+                Err(stop) => {
+                    // Someone else moved the base: nothing of this merge
+                    // happened; record what came before and let the next
+                    // tick recompute.
+                    if let Some(key) = key {
+                        crate::status::transition::apply_to(status, key, &stop.kept, now, backoff);
+                    }
+                    tracing::warn!(%action, reason = %stop.reason, "acting stopped");
+                    return (applied, Some(stop.reason));
+                }
+            },
+        };
+        tracing::info!(
+            done = %done.line,
+            deferred = done.deferred.as_deref(),
+            failed = done.failed.as_deref(),
+            "action"
+        );
+        if let Some(key) = key {
+            crate::status::transition::apply_to(status, key, &done.outcomes, now, backoff);
+        }
+        applied.push(done);
+    }
+    (applied, None)
+}
+
+/// What the next tick would do, for STATUS.md: re-observed after acting so
+/// that a tick with nothing to do renders the same bytes; `status` brought
+/// in line with it, and recorded.
+fn look_again_and_record(
+    repo: &Repo,
+    options: &TickOptions<'_>,
+    prepared: &Prepared,
+    status: &mut Status,
+    applied: &[Applied],
+    base_tip: ObjectId,
+    refresh_dashboard: bool,
+) -> Result<(Decision, Recorded), TickError> {
     let acted = applied.iter().any(|a: &Applied| a.deferred.is_none());
     let looking = std::time::Instant::now();
-    let (after_obs, after) = prepared.look_again(
-        repo,
-        &new_status,
-        base_tip,
-        options.now,
-        acted,
-        options.cache,
-    )?;
-    prepared.derive(&mut new_status, &after, &after_obs, options.now);
+    let (after_obs, after) =
+        prepared.look_again(repo, status, base_tip, options.now, acted, options.cache)?;
+    prepared.derive(status, &after, &after_obs, options.now);
     let derived = looking.elapsed();
     let recorded = record_tick(
         repo,
         options,
-        &prepared,
+        prepared,
         &Acted {
-            status: &new_status,
+            status,
             observation: &after_obs,
-            applied: &applied,
+            applied,
             base_tip,
             refresh_dashboard,
         },
@@ -477,7 +506,5 @@ fn tick_local(
         record_us = (looking.elapsed() - derived).as_micros() as u64,
         "recorded"
     );
-    Ok(TickReport::of(
-        prepared, new_status, after, applied, failed, recorded,
-    ))
+    Ok((after, recorded))
 }

@@ -279,9 +279,21 @@ impl Snapshot {
     /// What `converge status` shows: decided as STATUS.md is, under the real
     /// limits, not one tick's budget.
     pub fn dashboard_decision(&self, now: Timestamp) -> Decision {
-        let limits = Limits::from(&self.spec.config.reconcile).for_dashboard();
-        decide::decide(&self.spec, &self.observation, &self.status, now, &limits)
+        dashboard_decision(&self.spec, &self.observation, &self.status, now)
     }
+}
+
+/// What the dashboards (STATUS.md, `converge status`, the board) show: what
+/// waits on a real limit (agents, the hourly rate), decided under the real
+/// limits, not one tick's `actions_per_tick` budget.
+pub(crate) fn dashboard_decision(
+    spec: &Spec,
+    observation: &Observation,
+    status: &Status,
+    now: Timestamp,
+) -> Decision {
+    let limits = Limits::from(&spec.config.reconcile).for_dashboard();
+    decide::decide(spec, observation, status, now, &limits)
 }
 
 /// The agents' private worktrees under the configured worktree root (none

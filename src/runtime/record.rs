@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use gix::ObjectId;
 
 use crate::act::Applied;
-use crate::decide::{self, Action};
+use crate::decide::Action;
 use crate::git::Repo;
 use crate::observe::Observation;
 use crate::status::Status;
@@ -184,15 +184,8 @@ fn files_wanted(
             wanted.insert(format!("{STATUS_DIR}/{name}"), None);
         }
     }
-    // The dashboard shows what waits on a real limit (agents, the hourly
-    // rate), not on this one tick's `actions_per_tick` budget.
-    let dashboard = decide::decide(
-        &prepared.spec,
-        acted.observation,
-        status,
-        options.now,
-        &prepared.limits.for_dashboard(),
-    );
+    let dashboard =
+        super::prepare::dashboard_decision(&prepared.spec, acted.observation, status, options.now);
     let extra = super::autonomy::record::status_md_extra(
         repo,
         &prepared.spec,

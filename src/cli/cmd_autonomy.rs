@@ -8,7 +8,7 @@
 use super::source::open_repo;
 use super::{CliError, CliResult, Ctx, print, print_json};
 use crate::git::Repo;
-use crate::runtime::autonomy::{Hand, LoopState, step, view};
+use crate::runtime::autonomy::{Hand, LoopState, record, view};
 use crate::spec::Spec;
 use crate::time::Timestamp;
 
@@ -62,11 +62,11 @@ pub fn run(ctx: &Ctx, command: &AutonomyCommand) -> CliResult {
     let (spec, base_rev) = spec_of(&repo)?;
     match command {
         AutonomyCommand::Status(args) => {
-            let (_, tip) = step::status_branch(&repo, &spec, &base_rev)?;
+            let (_, tip) = record::status_branch(&repo, &spec, &base_rev)?;
             let base = repo.branch_tip(&base_rev)?.ok_or_else(|| {
                 CliError::failure(format!("the base branch {base_rev} has no commit"))
             })?;
-            let shown = step::view_at(&repo, &spec, tip.unwrap_or(base), None, now)?;
+            let shown = record::view_at(&repo, &spec, tip.unwrap_or(base), None, now)?;
             let v = shown.unwrap_or_else(|| {
                 let st = LoopState::default();
                 let n = crate::runtime::autonomy::next(&spec.config.autonomy, None, 0.0, &st, now);

@@ -143,7 +143,7 @@ fn ending(repo: &Repo, dir: &Path, started: Instant) -> CliResult {
         .branch_tip("main")?
         .ok_or_else(|| CliError::failure("the demo repository lost its main branch"))?;
     let status_tip = repo.branch_tip("converge-status")?.unwrap_or(tip);
-    let (st, _) = runtime::autonomy::step::load(repo, status_tip)?;
+    let (st, _) = runtime::autonomy::record::load(repo, status_tip)?;
     let mut out = format!(
         "\nthe loop ran {} planner attempts in {:.1}s ({:.1} simulated hours): {} items filed, {} merged, ${:.2} spent\n\nhistory of the loop:\n",
         st.runs,

@@ -43,10 +43,10 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> CliResult {
         short(&report.spec_commit.to_string())
     );
     let (_, tip) =
-        crate::runtime::autonomy::step::status_branch(&repo, &report.spec, &report.base_branch)?;
+        crate::runtime::autonomy::record::status_branch(&repo, &report.spec, &report.base_branch)?;
     let autonomy = match &args.plan {
         Some(_) => None,
-        None => crate::runtime::autonomy::step::view_at(
+        None => crate::runtime::autonomy::record::view_at(
             &repo,
             &report.spec,
             tip.unwrap_or(report.spec_commit),

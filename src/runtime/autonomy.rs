@@ -9,16 +9,20 @@
 //!   record under the reconciler lock;
 //! - `step.rs`: one step per tick, before the tick's spec is read: read the
 //!   finished planner attempt back (validate, file, commit) or start the
-//!   next one, and record the loop's state.
+//!   next one, and record the loop's state;
+//! - `record.rs`: the loop's record on the status branch: read, shown,
+//!   saved, and a crash's unrecorded planner attempt adopted.
 
 pub mod decide;
 pub mod hand;
 mod harvest;
 pub mod prompt;
+pub mod record;
 pub mod state;
 pub mod step;
 pub mod view;
 
 pub use decide::{Next, Wait, next, proposal_hash};
 pub use state::{Hand, LoopPhase, LoopState, Refusal, RunKind};
-pub use step::{Stepped, step};
+pub use step::Stepped;
+pub(crate) use step::step;

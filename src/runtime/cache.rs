@@ -7,7 +7,8 @@
 //! and blob ids, git's content addresses, so a hit is the same bytes and
 //! compiling them again would give the same spec. Status lives beside them
 //! (`planning/status/`, `STATUS.md`) and is not an input: a status commit on
-//! the base branch keeps the key.
+//! the base branch keeps the key. A commit's listing never changes, so the
+//! commit last found with the kept listing answers without listing again.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -26,11 +27,22 @@ pub struct Cache {
     /// The run directories' event-log verdicts (observe).
     pub events: EventCache,
     stats: RefCell<Stats>,
+    /// How often `planning/` was listed (the tests read it).
+    listings: std::cell::Cell<u64>,
 }
 
 /// The listing of `planning/`'s inputs (`None`: no `planning/`), their files
-/// and their compilation.
-type Kept = (Option<Vec<TreeEntry>>, Rc<PlanningFiles>, Loaded);
+/// and their compilation, and the commit last found to have that listing.
+#[derive(Debug)]
+struct Kept {
+    /// A commit's tree never changes: the same commit is the same listing,
+    /// so a tick that asks again at a base that did not move (the
+    /// schedules, the autonomy step and `prepare` each ask) lists nothing.
+    at: ObjectId,
+    listed: Option<Vec<TreeEntry>>,
+    files: Rc<PlanningFiles>,
+    loaded: Loaded,
+}
 
 /// How often the spec was reused.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -54,17 +66,30 @@ impl Cache {
         repo: &Repo,
         commit: ObjectId,
     ) -> Result<(Rc<PlanningFiles>, Loaded), GitError> {
-        let listed = list_planning(repo, commit)?;
-        if let Some((kept, files, loaded)) = &*self.spec.borrow()
-            && *kept == listed
+        if let Some(kept) = &*self.spec.borrow()
+            && kept.at == commit
         {
             self.stats.borrow_mut().spec_hits += 1;
-            return Ok((Rc::clone(files), loaded.clone()));
+            return Ok((Rc::clone(&kept.files), kept.loaded.clone()));
+        }
+        let listed = list_planning(repo, commit)?;
+        self.listings.set(self.listings.get() + 1);
+        if let Some(kept) = &mut *self.spec.borrow_mut()
+            && kept.listed == listed
+        {
+            kept.at = commit;
+            self.stats.borrow_mut().spec_hits += 1;
+            return Ok((Rc::clone(&kept.files), kept.loaded.clone()));
         }
         let files = Rc::new(read_listed_planning(repo, listed.as_deref())?);
         let loaded = crate::spec::compile(&files);
         self.stats.borrow_mut().spec_misses += 1;
-        *self.spec.borrow_mut() = Some((listed, Rc::clone(&files), loaded.clone()));
+        *self.spec.borrow_mut() = Some(Kept {
+            at: commit,
+            listed,
+            files: Rc::clone(&files),
+            loaded: loaded.clone(),
+        });
         Ok((files, loaded))
     }
 
@@ -74,10 +99,11 @@ impl Cache {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn commit(repo: &Repo, path: &str, text: &str) -> ObjectId {
+    /// Writes `path` in `repo`'s checkout and commits everything; the new tip.
+    pub(crate) fn commit(repo: &Repo, path: &str, text: &str) -> ObjectId {
         let dir = repo.workdir().expect("checkout");
         let file = dir.join(path);
         std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
@@ -131,5 +157,31 @@ mod tests {
         let (files, _) = cache.planning(&repo, first).expect("planning");
         assert!(files.files.contains_key("planning/converge.toml"));
         assert_eq!(cache.stats().spec_hits, 2);
+    }
+
+    #[test]
+    fn the_same_commit_is_not_listed_again() {
+        let dir = tempfile::tempdir().expect("dir");
+        let repo = Repo::init(dir.path(), "main").expect("init");
+        let cache = Cache::default();
+        let first = commit(&repo, "planning/converge.toml", "[reconcile]\n");
+        // The schedules, the autonomy step and prepare ask at one base.
+        cache.planning(&repo, first).expect("planning");
+        cache.planning(&repo, first).expect("planning");
+        cache.spec(&repo, first).expect("spec");
+        assert_eq!(cache.listings.get(), 1);
+        assert_eq!(cache.stats().spec_misses, 1);
+        // A commit that moved the base (a schedule's enqueue) is listed and,
+        // its inputs changed, compiled again.
+        let moved = commit(&repo, "planning/queue/a.md", "# a\n");
+        cache.spec(&repo, moved).expect("spec");
+        assert_eq!(cache.listings.get(), 2);
+        assert_eq!(cache.stats().spec_misses, 2);
+        // A status commit keeps the inputs: listed once, not compiled.
+        let status = commit(&repo, "STATUS.md", "# status\n");
+        cache.spec(&repo, status).expect("spec");
+        cache.spec(&repo, status).expect("spec");
+        assert_eq!(cache.listings.get(), 3);
+        assert_eq!(cache.stats().spec_misses, 2);
     }
 }

@@ -14,7 +14,7 @@ use crate::status::record::{self, Change, Message, Outcome};
 use crate::status::{Claim, Status};
 use crate::time::Timestamp;
 
-use super::prepare::{Prepared, prepare};
+use super::prepare::Prepared;
 use super::record::status_parent;
 use super::remote::Leases;
 use super::tick::{TickError, TickOptions, TickReport};
@@ -69,17 +69,17 @@ pub(crate) enum Claimed {
 
 /// Claims the tasks this tick would start (see the module header): commits the
 /// claims on the status branch and pushes them with the lease in `leases`.
-/// `lines` collects what was pushed.
+/// `lines` collects what was pushed. `prepared`: what the tick read and
+/// decided as reconciler `me`.
 pub(crate) fn claim(
     repo: &Repo,
     options: &TickOptions<'_>,
-    forge: &crate::forge::github::session::Session<'_>,
+    prepared: Prepared,
     me: &str,
     remote: &str,
     leases: &mut Leases,
     lines: &mut Vec<String>,
 ) -> Result<Claimed, TickError> {
-    let prepared = prepare(repo, options.now, Some(me), Some(forge), options.cache)?;
     let (status, claimed) = with_claims(&prepared, me, options.now);
     if claimed.is_empty() {
         return Ok(Claimed::Nothing(Box::new(prepared)));

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 pub mod autonomy;
+pub(crate) mod base;
 pub mod cache;
 pub mod claim;
 pub mod doctor;
@@ -77,14 +78,17 @@ pub fn reconcile(
     loop {
         let report = {
             let _lock = Lock::acquire(repo.common_dir(), options.lock_wait)?;
+            // The base branch, chosen once for recovery and the tick
+            // (`base.rs`); an error is the tick's, after recovery.
+            let base = base::TickBase::choose(repo);
             // The lock proves no other reconciler runs here: what a killed one
             // left behind is removed before the tick looks.
             let recovered = if options.dry_run {
                 Vec::new()
             } else {
-                recover::recover(repo)?
+                recover::recover(repo, base.as_ref().ok().map(base::TickBase::read))?
             };
-            let mut report = tick(
+            let mut report = tick::tick_on(
                 repo,
                 &TickOptions {
                     dry_run: options.dry_run,
@@ -93,6 +97,7 @@ pub fn reconcile(
                     env: options.env,
                     cache: options.cache,
                 },
+                base,
             )?;
             report.recovered = recovered;
             report

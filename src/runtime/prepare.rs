@@ -13,11 +13,12 @@ use crate::decide::derive::{self, Inputs};
 use crate::decide::{self, Decision, Limits};
 use crate::git::Repo;
 use crate::observe::{self, Observation};
-use crate::spec::base::{CommitSource, base_source};
+use crate::spec::base::CommitSource;
 use crate::spec::{Diagnostic, Spec};
 use crate::status::Status;
 use crate::time::Timestamp;
 
+use super::base::TickBase;
 use super::tick::TickError;
 
 /// What a tick reads and decides before it acts.
@@ -42,15 +43,18 @@ pub(crate) struct Prepared {
 /// `forge`: the tick's session with the GitHub forge, when the forge is to
 /// be asked (a tick); `None` for the read-only commands, which show what
 /// status recorded of the forge.
+/// `base`: the tick's base branch (read again here: the schedules and the
+/// loop may have moved it).
 pub(crate) fn prepare(
     repo: &Repo,
+    base: &mut TickBase,
     now: Timestamp,
     reconciler: Option<&str>,
     forge: Option<&crate::forge::github::session::Session<'_>>,
     cache: &super::Cache,
 ) -> Result<Prepared, TickError> {
     let started = std::time::Instant::now();
-    let base = base_source(repo)?;
+    let base = base.current(repo)?.clone();
     let loaded = cache.spec(repo, base.commit)?;
     let spec_at = started.elapsed();
     let Some(spec) = loaded.spec else {
@@ -60,7 +64,8 @@ pub(crate) fn prepare(
         });
     };
     let diagnostics = loaded.diagnostics;
-    let (status_branch, status_tip) = super::autonomy::step::status_branch(repo, &spec, &base.rev)?;
+    let (status_branch, status_tip) =
+        super::autonomy::record::status_branch(repo, &spec, &base.rev)?;
     let status_read_at = status_tip.unwrap_or(base.commit);
     let (status, problems) = crate::status::load::load(repo, status_read_at)?;
     let status_problems = problems.iter().map(ToString::to_string).collect();
@@ -71,7 +76,7 @@ pub(crate) fn prepare(
     observation.reconciler = reconciler.map(str::to_owned);
     // What the loop's planners spent (nothing when it has no record, or one
     // that does not read).
-    let (loop_state, _) = super::autonomy::step::load(repo, status_read_at)?;
+    let (loop_state, _) = super::autonomy::record::load(repo, status_read_at)?;
     observation.planner_spend = observe::PlannerSpend {
         day: loop_state.today.day,
         micro_usd: (loop_state.today.usd.max(0.0) * 1e6).round() as u64,
@@ -185,30 +190,39 @@ pub struct Snapshot {
 
 /// Reads, decides and derives at `now`; changes nothing (but the secret).
 pub fn snapshot(repo: &Repo, now: Timestamp) -> Result<Snapshot, TickError> {
-    let prepared = prepare(repo, now, None, None, &super::Cache::default())?;
+    let mut base = TickBase::choose(repo)?;
+    let prepared = prepare(repo, &mut base, now, None, None, &super::Cache::default())?;
     let mut status = prepared.status.clone();
     prepared.derive(&mut status, &prepared.decision, &prepared.observation, now);
-    let Prepared {
-        base,
-        spec,
-        diagnostics,
-        status_branch,
-        status_problems,
-        observation,
-        decision,
-        ..
-    } = prepared;
-    Ok(Snapshot {
-        base_branch: base.rev,
-        status_branch,
-        spec_commit: base.commit,
-        spec,
-        diagnostics,
-        status,
-        status_problems,
-        observation,
-        decision,
-    })
+    Ok(prepared.into_snapshot(status))
+}
+
+impl Prepared {
+    /// What was read and decided, with `status` for the status: a
+    /// [`Snapshot`], and the part of a tick's report that is the reading.
+    pub fn into_snapshot(self, status: Status) -> Snapshot {
+        let Prepared {
+            base,
+            spec,
+            diagnostics,
+            status_branch,
+            status_problems,
+            observation,
+            decision,
+            ..
+        } = self;
+        Snapshot {
+            base_branch: base.rev,
+            status_branch,
+            spec_commit: base.commit,
+            spec,
+            diagnostics,
+            status,
+            status_problems,
+            observation,
+            decision,
+        }
+    }
 }
 
 /// What the forge said this tick, with what the tick's proposals changed
@@ -265,9 +279,21 @@ impl Snapshot {
     /// What `converge status` shows: decided as STATUS.md is, under the real
     /// limits, not one tick's budget.
     pub fn dashboard_decision(&self, now: Timestamp) -> Decision {
-        let limits = Limits::from(&self.spec.config.reconcile).for_dashboard();
-        decide::decide(&self.spec, &self.observation, &self.status, now, &limits)
+        dashboard_decision(&self.spec, &self.observation, &self.status, now)
     }
+}
+
+/// What the dashboards (STATUS.md, `converge status`, the board) show: what
+/// waits on a real limit (agents, the hourly rate), decided under the real
+/// limits, not one tick's `actions_per_tick` budget.
+pub(crate) fn dashboard_decision(
+    spec: &Spec,
+    observation: &Observation,
+    status: &Status,
+    now: Timestamp,
+) -> Decision {
+    let limits = Limits::from(&spec.config.reconcile).for_dashboard();
+    decide::decide(spec, observation, status, now, &limits)
 }
 
 /// The agents' private worktrees under the configured worktree root (none

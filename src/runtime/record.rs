@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use gix::ObjectId;
 
 use crate::act::Applied;
-use crate::decide::{self, Action};
+use crate::decide::Action;
 use crate::git::Repo;
 use crate::observe::Observation;
 use crate::status::Status;
@@ -185,15 +185,8 @@ fn files_wanted(
             wanted.insert(format!("{STATUS_DIR}/{name}"), None);
         }
     }
-    // The dashboard shows what waits on a real limit (agents, the hourly
-    // rate), not on this one tick's `actions_per_tick` budget.
-    let dashboard = decide::decide(
-        &prepared.spec,
-        acted.observation,
-        status,
-        options.now,
-        &prepared.limits.for_dashboard(),
-    );
+    let dashboard =
+        super::prepare::dashboard_decision(&prepared.spec, acted.observation, status, options.now);
     let view = StatusView::new(
         &prepared.base.rev,
         &prepared.base.commit.to_string(),
@@ -201,8 +194,13 @@ fn files_wanted(
         status,
         &dashboard,
     );
-    let autonomy =
-        super::autonomy::step::view_at(repo, &prepared.spec, read_from, Some(status), options.now)?;
+    let autonomy = super::autonomy::record::view_at(
+        repo,
+        &prepared.spec,
+        read_from,
+        Some(status),
+        options.now,
+    )?;
     wanted.insert(
         STATUS_MD.to_owned(),
         Some(status_md(&view, autonomy.as_ref()).into_bytes()),

@@ -38,6 +38,7 @@ use crate::git::intent::{self, Intent, Orphaned};
 use crate::git::{Repo, remove_file_if_exists, same_path};
 use crate::observe::runs;
 use crate::rundir::{Layout, layout};
+use crate::spec::base::CommitSource;
 
 mod probe;
 
@@ -102,9 +103,8 @@ fn roots(common: &Path, configured: Option<&str>) -> Vec<PathBuf> {
 /// `[reconcile] worktree_root` from the base branch's converge.toml, read
 /// leniently: recovery runs before the spec is compiled (a state it repairs
 /// may be what makes loading fail).
-fn configured_worktree_root(repo: &Repo) -> Option<String> {
-    let base = crate::spec::base::base_source(repo).ok()?;
-    crate::spec::base::settings_at(repo, base.commit)
+fn configured_worktree_root(repo: &Repo, base: Option<&CommitSource>) -> Option<String> {
+    crate::spec::base::settings_at(repo, base?.commit)
         .ok()?
         .worktree_root
 }
@@ -146,12 +146,14 @@ const RULES: &[Rule] = &[
     unstarted_runs,
 ];
 
-/// Finds what killed processes left behind. `branches` are the base and
-/// status branches (their locks may be a person's git's).
-pub fn scan(repo: &Repo, branches: &[String]) -> Vec<Found> {
+/// Finds what killed processes left behind. `base`: the base branch, when it
+/// can be read ([`crate::spec::base::base_source`], read once by the caller);
+/// `branches` are the base and status branches (their locks may be a
+/// person's git's, see [`converge_branches`]).
+pub fn scan(repo: &Repo, base: Option<&CommitSource>, branches: &[String]) -> Vec<Found> {
     let common = repo.common_dir().to_owned();
     let scan = Scan {
-        roots: roots(&common, configured_worktree_root(repo).as_deref()),
+        roots: roots(&common, configured_worktree_root(repo, base).as_deref()),
         notes: intent::notes(&common),
         admins: probe::admins(&common),
         branches,
@@ -540,9 +542,10 @@ pub fn repair(found: &Found) -> Result<String, RecoverError> {
     }
 }
 
-/// The base and status branches of the repository, when they can be read.
-pub fn converge_branches(repo: &Repo) -> Vec<String> {
-    let Ok(base) = crate::spec::base::base_source(repo) else {
+/// The base and status branches of the repository, when they can be read
+/// (`base`: the base branch, `None` when it cannot).
+pub fn converge_branches(repo: &Repo, base: Option<&CommitSource>) -> Vec<String> {
+    let Some(base) = base else {
         return Vec::new();
     };
     let mut out = vec![base.rev.clone()];
@@ -556,9 +559,10 @@ pub fn converge_branches(repo: &Repo) -> Vec<String> {
 
 /// Recovery at the start of a tick (the caller holds the reconciler lock):
 /// removes every leftover; returns a line per removal. Notes alone are removed
-/// silently.
-pub fn recover(repo: &Repo) -> Result<Vec<String>, RecoverError> {
-    let found = scan(repo, &converge_branches(repo));
+/// silently. `base`: the base branch the tick chose, `None` when it cannot be
+/// read (recovery goes on: what it repairs may be why).
+pub fn recover(repo: &Repo, base: Option<&CommitSource>) -> Result<Vec<String>, RecoverError> {
+    let found = scan(repo, base, &converge_branches(repo, base));
     let mut lines = Vec::new();
     // Notes last: one stays until what it names is gone.
     let (notes, others): (Vec<&Found>, Vec<&Found>) = found

@@ -20,12 +20,13 @@ pub mod due;
 use gix::ObjectId;
 
 use crate::git::Repo;
-use crate::spec::base::{CommitSource, base_source};
+use crate::spec::base::CommitSource;
 use crate::spec::load::Content;
 use crate::spec::{PlanningFiles, Schedule};
 use crate::status::record::{self, Change, Message, Outcome, RecordError};
 use crate::time::Timestamp;
 
+use super::base::TickBase;
 use super::tick::{TickError, TickOptions};
 
 /// What one schedule did (or, in a dry run, would do) in a tick.
@@ -115,8 +116,12 @@ impl Schedules {
 /// Fires the due schedules of the base branch's converge.toml at
 /// `options.now`: one commit for all of them (none in a dry run). A base
 /// whose planning/ does not compile fires nothing (the tick reports why).
-pub(crate) fn fire(repo: &Repo, options: &TickOptions<'_>) -> Result<Schedules, TickError> {
-    let base = base_source(repo)?;
+pub(crate) fn fire(
+    repo: &Repo,
+    base: &mut TickBase,
+    options: &TickOptions<'_>,
+) -> Result<Schedules, TickError> {
+    let base = base.current(repo)?.clone();
     let mut out = Schedules {
         dry_run: options.dry_run,
         branch: base.rev.clone(),

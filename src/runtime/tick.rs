@@ -19,6 +19,7 @@ use crate::status::model::StatusError;
 use crate::status::record::RecordError;
 use crate::time::Timestamp;
 
+use super::base::TickBase;
 use super::claim::{Claimed, claim, reconciler_id};
 use super::prepare::{Prepared, prepare};
 use super::record::{Acted, record_tick};
@@ -99,30 +100,21 @@ impl TickReport {
         failed: Option<String>,
         recorded: Recorded,
     ) -> TickReport {
-        let Prepared {
-            base,
-            spec,
-            diagnostics,
-            status_branch,
-            status_problems,
-            observation,
-            decision,
-            ..
-        } = prepared;
+        let read = prepared.into_snapshot(status);
         TickReport {
-            base_branch: base.rev,
-            status_branch,
-            spec_commit: base.commit,
-            spec,
-            observation,
-            decision,
-            status,
+            base_branch: read.base_branch,
+            status_branch: read.status_branch,
+            spec_commit: read.spec_commit,
+            spec: read.spec,
+            observation: read.observation,
+            decision: read.decision,
+            status: read.status,
             next,
             applied,
             failed,
             recorded,
-            diagnostics,
-            status_problems,
+            diagnostics: read.diagnostics,
+            status_problems: read.status_problems,
             remote: Vec::new(),
             push_rejected: None,
             recovered: Vec::new(),
@@ -203,20 +195,35 @@ pub enum TickError {
 /// a lease on the fetched values: across machines, the push is the
 /// compare-and-swap. A dry run does not fetch.
 pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickError> {
+    tick_on(repo, options, TickBase::choose(repo))
+}
+
+/// [`tick`] on the base branch its caller chose (for recovery, before it);
+/// a base that could not be chosen then is chosen again after the checkouts
+/// are recovered, and its error is the tick's.
+pub(crate) fn tick_on(
+    repo: &Repo,
+    options: &TickOptions<'_>,
+    base: Result<TickBase, GitError>,
+) -> Result<TickReport, TickError> {
     if !options.dry_run {
         // A checkout left behind its branch by a crash is brought along first.
         repo.recover_checkouts()?;
     }
-    let base = crate::spec::base::base_source(repo)?;
-    let (remote, status_branch) = crate::spec::base::remote_settings(repo, base.commit)?;
+    let mut base = match base {
+        Ok(base) => base,
+        Err(_) => TickBase::choose(repo)?,
+    };
+    let chosen = base.read().clone();
+    let (remote, status_branch) = crate::spec::base::remote_settings(repo, chosen.commit)?;
     let remote = remote.filter(|_| !options.dry_run);
     let Some(remote) = remote else {
         // Due schedules enqueue first, so that this tick's spec has their items.
-        let schedules = super::schedule::fire(repo, options)?;
+        let schedules = super::schedule::fire(repo, &mut base, options)?;
         // The loop files its items before the spec is read, too (it runs
         // only without a remote: the config refuses it with one).
         // A failing step is the loop's, not the tick's: the tasks go on.
-        let autonomy = super::autonomy::step(repo, options).unwrap_or_else(|e| {
+        let autonomy = super::autonomy::step(repo, &mut base, options).unwrap_or_else(|e| {
             let why = crate::check::error_chain(&e);
             tracing::warn!(error = %why, "the autonomy loop's step failed");
             let code = crate::model::LoopCode::StepFailed.as_str();
@@ -230,26 +237,35 @@ pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickEr
         });
         let forge = crate::forge::github::session::Session::new(options.env, options.now);
         let refresh = autonomy.recorded.is_some();
-        let mut report = tick_local(repo, options, &forge, None, None, refresh)?;
+        let mut report = tick_local(repo, &mut base, options, &forge, None, None, refresh)?;
         report.schedules = schedules;
         report.autonomy = autonomy;
         return Ok(report);
     };
-    let mut branches = vec![base.rev.clone()];
-    if let Some(status) = status_branch.filter(|s| *s != base.rev && s != "main") {
+    let mut branches = vec![chosen.rev.clone()];
+    if let Some(status) = status_branch.filter(|s| *s != chosen.rev && s != "main") {
         branches.push(status);
     }
     let (mut leases, mut lines) = remote::sync_all(repo, &remote, &branches)?;
     // On the fetched base: the push's lease makes the enqueue commit a
     // compare-and-swap across machines.
-    let mut schedules = super::schedule::fire(repo, options)?;
+    let mut schedules = super::schedule::fire(repo, &mut base, options)?;
     super::schedule::push(repo, &remote, &mut leases, &mut schedules, &mut lines)?;
     let me = reconciler_id(repo)?;
     // One session with the GitHub forge for the whole tick.
     let forge = crate::forge::github::session::Session::new(options.env, options.now);
     // A tick that claimed nothing acts on what it read; one whose claims were
     // pushed reads status again (it changed).
-    let prepared = match claim(repo, options, &forge, &me, &remote, &mut leases, &mut lines)? {
+    let read = prepare(
+        repo,
+        &mut base,
+        options.now,
+        Some(&me),
+        Some(&forge),
+        options.cache,
+    )?;
+    let claimed = claim(repo, options, read, &me, &remote, &mut leases, &mut lines)?;
+    let prepared = match claimed {
         Claimed::Nothing(prepared) => Some(*prepared),
         Claimed::Pushed => None,
         Claimed::Lost(mut report) => {
@@ -257,7 +273,7 @@ pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickEr
             return Ok(*report);
         }
     };
-    let mut report = tick_local(repo, options, &forge, Some(&me), prepared, false)?;
+    let mut report = tick_local(repo, &mut base, options, &forge, Some(&me), prepared, false)?;
     report.remote = lines;
     report.schedules = schedules;
     if report.status_branch != report.base_branch && !leases.contains_key(&report.status_branch) {
@@ -275,15 +291,23 @@ pub fn tick(repo: &Repo, options: &TickOptions<'_>) -> Result<TickReport, TickEr
 /// `prepared`: what the tick already read and decided, if anything.
 fn tick_local(
     repo: &Repo,
+    base: &mut TickBase,
     options: &TickOptions<'_>,
-    forge: &crate::forge::github::session::Session<'_>,
+    session: &crate::forge::github::session::Session<'_>,
     reconciler: Option<&str>,
     prepared: Option<Prepared>,
     refresh_dashboard: bool,
 ) -> Result<TickReport, TickError> {
     let prepared = match prepared {
         Some(prepared) => prepared,
-        None => prepare(repo, options.now, reconciler, Some(forge), options.cache)?,
+        None => prepare(
+            repo,
+            base,
+            options.now,
+            reconciler,
+            Some(session),
+            options.cache,
+        )?,
     };
     let Prepared {
         base,
@@ -296,8 +320,6 @@ fn tick_local(
     } = &prepared;
 
     let mut new_status = status.clone();
-    let mut applied = Vec::new();
-    let mut failed = None;
     let redactor = crate::agent::Redactor::for_reconciler(secret);
     let worktree_root = crate::act::dispatch::worktree_root(
         repo.common_dir(),
@@ -322,28 +344,7 @@ fn tick_local(
         redactor: &redactor,
         confinement: &confinement,
     };
-    // The GitHub forge when the spec names it (a token is needed only when
-    // an action talks to it: decide held them back when there was none).
-    let github = match spec.config.forge.github() {
-        Some(config) if !options.dry_run => match forge.client(repo.common_dir(), config) {
-            Some(client) => Some(
-                client
-                    .map_err(crate::forge::ForgeError::from)
-                    .and_then(|client| {
-                        crate::forge::github::GithubForge::new(
-                            repo,
-                            config,
-                            &base.rev,
-                            client,
-                            options.now,
-                        )
-                    })
-                    .map_err(ActError::from)?,
-            ),
-            None => None,
-        },
-        _ => None,
-    };
+    let github = github_forge(repo, &prepared, options, session)?;
     let forge: &dyn crate::forge::Forge = match &github {
         Some(g) => g,
         None => &local,
@@ -362,88 +363,140 @@ fn tick_local(
         sandbox: observation.sandbox.clone(),
         worktree_root,
     };
-    let backoff = &spec.config.reconcile.backoff;
-    if !options.dry_run {
-        for action in &decision.actions {
-            let key = action.key().map(|k| (k.plan.as_str(), k.task.as_str()));
-            tracing::debug!(%action, "acting");
-            // The executor reports what happened; the transition records it.
-            let done = match crate::act::apply(&mut ctx, &new_status, action) {
-                Ok(mut done) => {
-                    // Failures of earlier actions on the task are over.
-                    done.outcomes.push(crate::act::Outcome::ActionSucceeded);
-                    done
-                }
-                // The failure is the task's, not the tick's (see act::policy):
-                // the action changed nothing, the failure is recorded on the
-                // task (a backoff, escalation when it repeats), and the other
-                // actions go on.
-                Err(e) => match crate::act::policy::failed(&ctx, &new_status, action, e) {
-                    Ok(done) => done,
-                    Err(stop) => {
-                        // Someone else moved the base: nothing of this merge
-                        // happened; record what came before and let the next
-                        // tick recompute.
-                        if let Some(key) = key {
-                            crate::status::transition::apply_to(
-                                &mut new_status,
-                                key,
-                                &stop.kept,
-                                options.now,
-                                backoff,
-                            );
-                        }
-                        tracing::warn!(%action, reason = %stop.reason, "acting stopped");
-                        failed = Some(stop.reason);
-                        break;
-                    }
-                },
-            };
-            tracing::info!(
-                done = %done.line,
-                deferred = done.deferred.as_deref(),
-                failed = done.failed.as_deref(),
-                "action"
-            );
-            if let Some(key) = key {
-                crate::status::transition::apply_to(
-                    &mut new_status,
-                    key,
-                    &done.outcomes,
-                    options.now,
-                    backoff,
-                );
-            }
-            applied.push(done);
-        }
-    }
+    let (applied, failed) = if options.dry_run {
+        (Vec::new(), None)
+    } else {
+        act(&mut ctx, &decision.actions, &mut new_status, options.now)
+    };
     let base_tip = ctx.base_tip;
     if !applied.is_empty() {
         crate::crash::point("after-act");
     }
+    let (next, recorded) = look_again_and_record(
+        repo,
+        options,
+        &prepared,
+        &mut new_status,
+        &applied,
+        base_tip,
+        refresh_dashboard,
+    )?;
+    Ok(TickReport::of(
+        prepared, new_status, next, applied, failed, recorded,
+    ))
+}
 
-    // What the next tick would do, for STATUS.md: re-observed after acting so
-    // that a tick with nothing to do renders the same bytes.
+/// The GitHub forge when the spec names it, on the tick's session (a token
+/// is needed only when an action talks to it: decide held them back when
+/// there was none); `None` for the local forge and in a dry run.
+fn github_forge<'r>(
+    repo: &'r Repo,
+    prepared: &'r Prepared,
+    options: &TickOptions<'_>,
+    session: &crate::forge::github::session::Session<'_>,
+) -> Result<Option<crate::forge::github::GithubForge<'r>>, TickError> {
+    let Some(config) = prepared.spec.config.forge.github() else {
+        return Ok(None);
+    };
+    if options.dry_run {
+        return Ok(None);
+    }
+    let Some(client) = session.client(repo.common_dir(), config) else {
+        return Ok(None);
+    };
+    let forge = client
+        .map_err(crate::forge::ForgeError::from)
+        .and_then(|client| {
+            crate::forge::github::GithubForge::new(
+                repo,
+                config,
+                &prepared.base.rev,
+                client,
+                options.now,
+            )
+        })
+        .map_err(ActError::from)?;
+    Ok(Some(forge))
+}
+
+/// Carries out `actions` in order on `status`: what each did, and why acting
+/// stopped early (the base branch moved under a merge), if it did.
+fn act(
+    ctx: &mut ActCtx<'_>,
+    actions: &[crate::decide::Action],
+    status: &mut Status,
+    now: Timestamp,
+) -> (Vec<Applied>, Option<String>) {
+    let backoff = &ctx.spec.config.reconcile.backoff;
+    let mut applied = Vec::new();
+    for action in actions {
+        let key = action.key().map(|k| (k.plan.as_str(), k.task.as_str()));
+        tracing::debug!(%action, "acting");
+        // The executor reports what happened; the transition records it.
+        let done = match crate::act::apply(ctx, status, action) {
+            Ok(mut done) => {
+                // Failures of earlier actions on the task are over.
+                done.outcomes.push(crate::act::Outcome::ActionSucceeded);
+                done
+            }
+            // The failure is the task's, not the tick's (see act::policy):
+            // the action changed nothing, the failure is recorded on the
+            // task (a backoff, escalation when it repeats), and the other
+            // actions go on.
+            Err(e) => match crate::act::policy::failed(ctx, status, action, e) {
+                Ok(done) => done,
+                Err(stop) => {
+                    // Someone else moved the base: nothing of this merge
+                    // happened; record what came before and let the next
+                    // tick recompute.
+                    if let Some(key) = key {
+                        crate::status::transition::apply_to(status, key, &stop.kept, now, backoff);
+                    }
+                    tracing::warn!(%action, reason = %stop.reason, "acting stopped");
+                    return (applied, Some(stop.reason));
+                }
+            },
+        };
+        tracing::info!(
+            done = %done.line,
+            deferred = done.deferred.as_deref(),
+            failed = done.failed.as_deref(),
+            "action"
+        );
+        if let Some(key) = key {
+            crate::status::transition::apply_to(status, key, &done.outcomes, now, backoff);
+        }
+        applied.push(done);
+    }
+    (applied, None)
+}
+
+/// What the next tick would do, for STATUS.md: re-observed after acting so
+/// that a tick with nothing to do renders the same bytes; `status` brought
+/// in line with it, and recorded.
+fn look_again_and_record(
+    repo: &Repo,
+    options: &TickOptions<'_>,
+    prepared: &Prepared,
+    status: &mut Status,
+    applied: &[Applied],
+    base_tip: ObjectId,
+    refresh_dashboard: bool,
+) -> Result<(Decision, Recorded), TickError> {
     let acted = applied.iter().any(|a: &Applied| a.deferred.is_none());
     let looking = std::time::Instant::now();
-    let (after_obs, after) = prepared.look_again(
-        repo,
-        &new_status,
-        base_tip,
-        options.now,
-        acted,
-        options.cache,
-    )?;
-    prepared.derive(&mut new_status, &after, &after_obs, options.now);
+    let (after_obs, after) =
+        prepared.look_again(repo, status, base_tip, options.now, acted, options.cache)?;
+    prepared.derive(status, &after, &after_obs, options.now);
     let derived = looking.elapsed();
     let recorded = record_tick(
         repo,
         options,
-        &prepared,
+        prepared,
         &Acted {
-            status: &new_status,
+            status,
             observation: &after_obs,
-            applied: &applied,
+            applied,
             base_tip,
             refresh_dashboard,
         },
@@ -453,7 +506,5 @@ fn tick_local(
         record_us = (looking.elapsed() - derived).as_micros() as u64,
         "recorded"
     );
-    Ok(TickReport::of(
-        prepared, new_status, after, applied, failed, recorded,
-    ))
+    Ok((after, recorded))
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use gix::ObjectId;
 
+use super::record;
 use super::state::{Hand, LoopState, Refusal};
-use super::step;
 use crate::git::{GitError, Repo, Signer};
 use crate::runtime::{Lock, LockError, TickError};
 use crate::spec::Spec;
@@ -55,19 +55,19 @@ pub fn take(
     signer: &Signer,
 ) -> Result<Handled, HandError> {
     let _lock = Lock::acquire(repo.common_dir(), LOCK_WAIT).map_err(HandError::Lock)?;
-    let (_, tip) = step::status_branch(repo, spec, base_rev).map_err(HandError::Record)?;
+    let (_, tip) = record::status_branch(repo, spec, base_rev).map_err(HandError::Record)?;
     let base = repo
         .branch_tip(base_rev)?
         .ok_or_else(|| HandError::NoBase(base_rev.to_owned()))?;
     let (mut st, problem): (LoopState, _) =
-        step::load(repo, tip.unwrap_or(base)).map_err(HandError::Record)?;
+        record::load(repo, tip.unwrap_or(base)).map_err(HandError::Record)?;
     if let Some(problem) = problem {
         return Err(HandError::Damaged(problem));
     }
     let line = st.take_hand(hand, now)?;
     st.note(now, line.clone());
     let lines = vec![format!("autonomy: {line}")];
-    match step::record_state(repo, spec, base_rev, &st, &lines, signer)
+    match record::record_state(repo, spec, base_rev, &st, &lines, signer)
         .map_err(HandError::Record)?
     {
         Some(commit) => Ok(Handled { line, commit }),

@@ -3,8 +3,8 @@
 //! attempt in flight, read it back when it ended (`harvest.rs`); otherwise
 //! absorb what task status says of the loop's items and start the planner
 //! run that is due ([`super::next`]), or pause the loop when a guard trips.
-//! The loop's record is one commit on the status branch, compare-and-swap
-//! from the tip read; what it files lands on the base branch first, each a
+//! The loop's record (`record.rs`) is one commit on the status branch,
+//! compare-and-swap from the tip read; what it files lands on the base branch first, each a
 //! commit of its own, so a crash between the two repeats the step and finds
 //! the commit already there.
 //!
@@ -19,12 +19,12 @@ use crate::agent::Secret;
 use crate::git::Repo;
 use crate::rundir::records::PlannerBrief;
 use crate::spec::Spec;
-use crate::spec::base::base_source;
 use crate::status::Status;
-use crate::status::record::{self, Change, Message};
 
 use super::decide::{Next, next};
-use super::state::{self, Inflight, LoopPhase, LoopState, RunKind, STATE_PATH};
+use super::record::{adopt, load, record_state, status_branch};
+use super::state::{self, Inflight, LoopPhase, LoopState, RunKind};
+use crate::runtime::base::TickBase;
 use crate::runtime::tick::{TickError, TickOptions};
 
 /// The lenses reviews take in turn.
@@ -45,45 +45,16 @@ pub struct Stepped {
     pub wake_at: Option<crate::time::Timestamp>,
 }
 
-/// The status branch (the base branch, whatever it is called, unless one is
-/// configured) and its tip. The tick and the loop read status there alike.
-pub fn status_branch(
-    repo: &Repo,
-    spec: &Spec,
-    base_rev: &str,
-) -> Result<(String, Option<ObjectId>), TickError> {
-    let configured = &spec.config.reconcile.status_branch;
-    let branch = if *configured == spec.config.reconcile.base_branch {
-        base_rev.to_owned()
-    } else {
-        configured.clone()
-    };
-    let tip = repo.branch_tip(&branch)?;
-    Ok((branch, tip))
-}
-
-/// The loop's record at `commit` (a default one when there is none yet).
-/// A record that cannot be read starts over, and says so: it is a record,
-/// and what matters of it (the items) is rebuilt from the queue's status.
-pub fn load(repo: &Repo, commit: ObjectId) -> Result<(LoopState, Option<String>), TickError> {
-    Ok(parse(repo.read_blob_at(commit, STATE_PATH)?))
-}
-
-/// The record in `bytes` (see [`load`]).
-fn parse(bytes: Option<Vec<u8>>) -> (LoopState, Option<String>) {
-    match bytes {
-        None => (LoopState::default(), None),
-        Some(bytes) => match LoopState::from_toml(&String::from_utf8_lossy(&bytes)) {
-            Ok(state) => (state, None),
-            Err(e) => (LoopState::default(), Some(e.to_string())),
-        },
-    }
-}
-
 /// One step (see the module's documentation).
-pub fn step(repo: &Repo, options: &TickOptions<'_>) -> Result<Stepped, TickError> {
+/// `base`: the tick's base branch (read again here: a schedule may have
+/// moved it).
+pub(crate) fn step(
+    repo: &Repo,
+    base: &mut TickBase,
+    options: &TickOptions<'_>,
+) -> Result<Stepped, TickError> {
     let mut out = Stepped::default();
-    let base = base_source(repo)?;
+    let base = base.current(repo)?.clone();
     let (_, loaded) = options.cache.planning(repo, base.commit)?;
     let Some(spec) = loaded.spec else {
         return Ok(out);
@@ -194,8 +165,7 @@ fn in_flight(
                 if config.enabled { "paused" } else { "disabled" }
             );
             st.inflight = None;
-            st.note(now, line.clone());
-            out.lines.push(format!("autonomy: {line}"));
+            out.note(st, now, line);
         }
         ReadBack::NotStarted => {
             // A crash cut the dispatch short: start it again (dispatch
@@ -205,8 +175,7 @@ fn in_flight(
                 inflight.run,
                 inflight.kind.as_str()
             );
-            st.note(now, line.clone());
-            out.lines.push(format!("autonomy: {line}"));
+            out.note(st, now, line);
             start(ctx, st, inflight, out)?;
         }
         ReadBack::Ended(ended) => {
@@ -221,8 +190,7 @@ fn in_flight(
                             "the worktree or branch of {key} could not be removed: {}",
                             crate::check::error_chain(&e)
                         );
-                        st.note(now, note.clone());
-                        out.lines.push(format!("autonomy: {note}"));
+                        out.note(st, now, note);
                     }
                     st.inflight = None;
                     out.lines.insert(0, format!("autonomy: {line}"));
@@ -272,69 +240,12 @@ fn take_next(ctx: &Ctx<'_>, st: &mut LoopState, out: &mut Stepped) -> Result<(),
     Ok(())
 }
 
-/// The loop's view at `commit` of the status branch, decided against
-/// `status` (read there when `None`); `None`: the loop is disabled and has
-/// no record.
-pub fn view_at(
-    repo: &Repo,
-    spec: &Spec,
-    commit: ObjectId,
-    status: Option<&Status>,
-    now: crate::time::Timestamp,
-) -> Result<Option<super::view::AutonomyView>, TickError> {
-    let config = &spec.config.autonomy;
-    let bytes = repo.read_blob_at(commit, STATE_PATH)?;
-    if !config.enabled && bytes.is_none() {
-        return Ok(None);
+impl Stepped {
+    /// Notes `line` in the loop's history and says it.
+    fn note(&mut self, st: &mut LoopState, now: crate::time::Timestamp, line: String) {
+        self.lines.push(format!("autonomy: {line}"));
+        st.note(now, line);
     }
-    let (st, _) = parse(bytes);
-    let read;
-    let status = match status {
-        Some(status) => status,
-        None => {
-            read = crate::status::load::load(repo, commit)?.0;
-            &read
-        }
-    };
-    let tasks_usd = crate::decide::spending(status, None, now).today_usd;
-    let usd = spec.config.budget.usd_per_day;
-    let n = next(config, usd, tasks_usd, &st, now);
-    Ok(Some(super::view::view(config, usd, &st, &n)))
-}
-
-/// A planner attempt on disk that was dispatched but never recorded (a crash
-/// between the two) and never read back: taken into the record as in flight,
-/// so that it is read back, cleaned up and paid for like any other.
-fn adopt(repo: &Repo, st: &mut LoopState, now: crate::time::Timestamp) -> Option<String> {
-    let (prefix, n, _) = planner::on_disk(repo)
-        .into_iter()
-        .filter(|(_, n, harvested)| !harvested && *n > 0)
-        .max_by_key(|(_, n, _)| *n)?;
-    let key = planner::key(&prefix, n);
-    let brief = planner::brief_of(repo, &key)?;
-    let kind = match brief.kind.as_str() {
-        "gap-analysis" => RunKind::GapAnalysis,
-        "capability-update" => RunKind::CapabilityUpdate,
-        "review" => RunKind::Review,
-        _ => return None,
-    };
-    st.runs = st.runs.max(n);
-    st.today = super::decide::counters_on(st, now);
-    st.today.runs += 1;
-    st.inflight = Some(Inflight {
-        run: n,
-        capabilities: None,
-        kind,
-        started_at: now,
-        item: brief.item,
-        lens: brief.lens,
-    });
-    let line = format!(
-        "{} {n} was started but not recorded (a crash): taken over as {key}",
-        kind.as_str()
-    );
-    st.note(now, line.clone());
-    Some(line)
 }
 
 fn wait_of(next: &Next) -> Option<(String, String)> {
@@ -438,8 +349,7 @@ fn start(
                 inflight.kind.as_str(),
                 inflight.run
             );
-            st.note(now, line.clone());
-            out.lines.push(format!("autonomy: {line}"));
+            out.note(st, now, line);
         }
         Err(e @ (planner::PlannerError::Launch(_) | planner::PlannerError::UnknownHarness(_))) => {
             // It cannot start here: counted as a run that filed nothing, so
@@ -451,8 +361,7 @@ fn start(
                 inflight.kind.as_str(),
                 inflight.run
             );
-            st.note(now, line.clone());
-            out.lines.push(format!("autonomy: {line}"));
+            out.note(st, now, line);
         }
         Err(e) => return Err(planner_error(e)),
     }
@@ -538,66 +447,4 @@ fn open_work(status: &Status) -> Vec<String> {
     }
     out.truncate(50);
     out
-}
-
-/// Commits the loop's record on the status branch, compare-and-swap from its
-/// tip as read now (the step's own base commits may have moved it, when the
-/// status branch is the base branch).
-pub fn record_state(
-    repo: &Repo,
-    spec: &Spec,
-    base_rev: &str,
-    st: &LoopState,
-    lines: &[String],
-    signer: &crate::git::Signer,
-) -> Result<Option<ObjectId>, TickError> {
-    let (branch, tip) = status_branch(repo, spec, base_rev)?;
-    let base_tip = repo
-        .branch_tip(base_rev)?
-        .ok_or_else(|| TickError::Autonomy(format!("the base branch {base_rev} is gone").into()))?;
-    let parent = crate::runtime::record::status_parent(repo, &branch, tip, base_tip)?;
-    let text = st.to_toml().map_err(|e| TickError::Autonomy(Box::new(e)))?;
-    let summary = lines
-        .first()
-        .map(|l| l.trim_start_matches("autonomy: ").to_owned())
-        .unwrap_or_else(|| "the loop's record".into());
-    let message = Message {
-        action: "autonomy".into(),
-        plan: None,
-        task: None,
-        attempt: None,
-        spec: base_tip.to_string(),
-        body: lines.to_vec(),
-        summary: Some(format!("autonomy: {}", first_line(&summary))),
-    };
-    match record::record(
-        repo,
-        &branch,
-        parent,
-        &[Change {
-            path: STATE_PATH.to_owned(),
-            content: Some(text.into_bytes()),
-        }],
-        &message,
-        signer,
-    ) {
-        Ok(record::Outcome::Committed { commit, .. }) => Ok(Some(commit)),
-        Ok(record::Outcome::Unchanged) => Ok(None),
-        // Someone moved the status branch: the next tick steps again from
-        // what it reads (the loop's files on the base are idempotent).
-        Err(record::RecordError::Conflict { .. } | record::RecordError::Deferred { .. }) => {
-            Ok(None)
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn first_line(text: &str) -> String {
-    let line = text.lines().next().unwrap_or_default();
-    if line.chars().count() > 100 {
-        let cut: String = line.chars().take(99).collect();
-        format!("{cut}…")
-    } else {
-        line.to_owned()
-    }
 }

@@ -11,7 +11,12 @@ use super::{DoctorError, Finding, Fix, Level};
 /// removes each of them too, at its start.
 pub fn check_leftovers(repo: &Repo) -> Vec<Finding> {
     use crate::runtime::recover::{self, Leftover};
-    let found = recover::scan(repo, &recover::converge_branches(repo));
+    let base = crate::spec::base::base_source(repo).ok();
+    let found = recover::scan(
+        repo,
+        base.as_ref(),
+        &recover::converge_branches(repo, base.as_ref()),
+    );
     if found.is_empty() {
         return vec![Finding::ok(
             "crash",

@@ -3,7 +3,7 @@
 //! See `docs/architecture.md` for the bird's-eye view and the code map.
 
 #[cfg(test)]
-mod code_map_tests;
+mod structure_tests;
 
 pub mod act;
 pub mod agent;

@@ -288,8 +288,7 @@ fn observe_merges(
     for (key, st) in &tasks {
         let entry = obs.tasks.entry(key.clone()).or_default();
         if let Some(merged_as) = st.merged_as {
-            let noted =
-                crate::rundir::records::read_forge_merge(&layout, key).and_then(|n| parse_oid(&n));
+            let noted = crate::rundir::records::read_forge_merge(&layout, key).map(Into::into);
             match merges::verify(repo, key, merged_as.into(), &in_base, noted)? {
                 Ok(()) => {
                     entry.merged = true;
@@ -330,10 +329,4 @@ fn observe_merges(
         }
     }
     Ok(())
-}
-
-/// A fork the run directory recorded as text (the lease, the fork note):
-/// anything but a commit id is no fork.
-fn parse_oid(hex: &str) -> Option<gix::ObjectId> {
-    hex.parse::<CommitId>().ok().map(gix::ObjectId::from)
 }

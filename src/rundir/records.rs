@@ -282,18 +282,20 @@ pub fn attempt_fork(layout: &Layout, key: &TaskKey, lease: Option<CommitId>) -> 
     read_fork(layout, key).or(lease)
 }
 
-/// The commit the forge merged the task's change as, if it noted one.
-pub fn read_forge_merge(layout: &Layout, key: &TaskKey) -> Option<String> {
+/// The commit the forge merged the task's change as, if it noted one (a
+/// note that is no commit id reads as none).
+pub fn read_forge_merge(layout: &Layout, key: &TaskKey) -> Option<CommitId> {
     let text = std::fs::read_to_string(layout.forge_merge_note(key)).ok()?;
-    Some(text.trim().to_owned()).filter(|t| !t.is_empty())
+    text.trim().parse().ok()
 }
 
-/// Notes that the forge merged the task's change as `commit`.
-pub fn write_forge_merge(layout: &Layout, key: &TaskKey, commit: &str) -> Result<(), RunError> {
+/// Notes that the forge merged the task's change as `commit`: its 40 hex
+/// digits.
+pub fn write_forge_merge(layout: &Layout, key: &TaskKey, commit: CommitId) -> Result<(), RunError> {
     if let Some(dir) = layout.forge_merge_note(key).parent() {
         create_dir(dir)?;
     }
-    write_file(&layout.forge_merge_note(key), commit.as_bytes())
+    write_file(&layout.forge_merge_note(key), commit.to_string().as_bytes())
 }
 
 /// The newest attempt with a run directory, per task.

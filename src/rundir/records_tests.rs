@@ -182,6 +182,26 @@ fn the_fork_marker_round_trips() {
 }
 
 #[test]
+fn the_forge_merge_note_round_trips_and_reads_garbage_as_none() {
+    let dir = tempfile::tempdir().expect("dir");
+    let layout = Layout::new(dir.path());
+    let key = TaskKey::new("p", "a");
+    assert_eq!(read_forge_merge(&layout, &key), None);
+    let c: CommitId = "c".repeat(40).parse().expect("hex");
+    write_forge_merge(&layout, &key, c).expect("write");
+    assert_eq!(read_forge_merge(&layout, &key), Some(c));
+    let note = layout.forge_merge_note(&key);
+    assert_eq!(
+        std::fs::read(&note).expect("read"),
+        "c".repeat(40).as_bytes()
+    );
+    std::fs::write(&note, format!("{}\n", "c".repeat(40))).expect("write");
+    assert_eq!(read_forge_merge(&layout, &key), Some(c));
+    std::fs::write(&note, "merged").expect("write");
+    assert_eq!(read_forge_merge(&layout, &key), None);
+}
+
+#[test]
 fn the_fork_note_wins_over_the_lease() {
     let dir = tempfile::tempdir().expect("dir");
     let layout = Layout::new(dir.path());

@@ -242,9 +242,7 @@ impl<'a> GithubForge<'a> {
     /// Notes the forge's word that `key` merged as `sha` (a note of
     /// converge's own; observe trusts it for merges without trailers).
     fn note_merge(&self, key: &TaskKey, sha: CommitId) {
-        if let Err(e) =
-            crate::rundir::records::write_forge_merge(&self.layout, key, &sha.to_string())
-        {
+        if let Err(e) = crate::rundir::records::write_forge_merge(&self.layout, key, sha) {
             tracing::warn!(%key, error = %e, "cannot note the forge's merge");
         }
     }

@@ -1,6 +1,10 @@
-//! docs/architecture.md's code map against the tree: every source file is
-//! named in the section of its top-level module, and every file the map names
-//! exists there. A move that forgets the map fails here.
+//! The structure the code keeps, held by tests:
+//! - docs/architecture.md's code map against the tree: every source file is
+//!   named in the section of its top-level module, and every file the map
+//!   names exists there. A move that forgets the map fails here.
+//! - sizes: no source file over [`MAX_FILE_LINES`] lines before its test
+//!   module, no function over [`MAX_FN_LINES`] lines (rustfmt's layout: a
+//!   function ends at the first `}` at its own indentation).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -168,5 +172,93 @@ fn the_code_map_names_every_source_file_and_only_real_ones() {
         "docs/architecture.md's code map is out of date\nfiles it does not name:\n  {}\nfiles it names that do not exist:\n  {}",
         missing.join("\n  "),
         unknown.join("\n  ")
+    );
+}
+
+/// Lines a source file may have before its test module.
+const MAX_FILE_LINES: usize = 600;
+/// Lines a function may have, signature and closing brace included.
+const MAX_FN_LINES: usize = 120;
+
+/// The lines of `text` before its `#[cfg(test)]` module, if it has one at
+/// the top level.
+fn before_tests(text: &str) -> Vec<&str> {
+    text.lines()
+        .take_while(|line| !line.starts_with("#[cfg(test)]"))
+        .collect()
+}
+
+/// `(name, first line (1-based), length)` of every function in `lines`.
+fn functions(lines: &[&str]) -> Vec<(String, usize, usize)> {
+    let mut out = Vec::new();
+    for (at, line) in lines.iter().enumerate() {
+        let indent = line.len() - line.trim_start().len();
+        let mut words = line.split_whitespace().peekable();
+        while words
+            .peek()
+            .is_some_and(|w| w.starts_with("pub") || ["const", "async", "unsafe"].contains(w))
+        {
+            words.next();
+        }
+        if words.next() != Some("fn") {
+            continue;
+        }
+        let Some(name) = words
+            .next()
+            .map(|w| w.split(['(', '<']).next().unwrap_or(w).to_owned())
+        else {
+            continue;
+        };
+        // A declaration without a body (in a trait) ends on its own line.
+        if line.trim_end().ends_with(';') {
+            continue;
+        }
+        let close = format!("{}}}", " ".repeat(indent));
+        if let Some(end) = lines[at + 1..].iter().position(|l| *l == close) {
+            out.push((name, at + 1, end + 2));
+        }
+    }
+    out
+}
+
+#[test]
+fn no_source_file_or_function_outgrows_its_limit() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = root.join("src");
+    let mut over = Vec::new();
+    for file in sources(&src) {
+        let text = std::fs::read_to_string(src.join(&file)).expect("read source");
+        let lines = before_tests(&text);
+        if lines.len() > MAX_FILE_LINES {
+            over.push(format!(
+                "src/{}: {} lines before its tests (at most {MAX_FILE_LINES})",
+                file.display(),
+                lines.len()
+            ));
+        }
+        for (name, at, length) in functions(&lines) {
+            if length > MAX_FN_LINES {
+                over.push(format!(
+                    "src/{}:{at}: fn {name} is {length} lines (at most {MAX_FN_LINES})",
+                    file.display()
+                ));
+            }
+        }
+    }
+    assert!(
+        over.is_empty(),
+        "split these along a seam (docs/architecture.md, Layers):\n  {}",
+        over.join("\n  ")
+    );
+}
+
+#[test]
+fn the_size_check_finds_functions_as_rustfmt_lays_them_out() {
+    let text = "pub(crate) fn a(\n    x: u8,\n) -> u8 {\n    x\n}\n\nimpl T {\n    pub async fn b<T>(&self) {\n        let _ = 1;\n    }\n    fn c(&self);\n}\n#[cfg(test)]\nmod tests {\n    fn t() {}\n}\n";
+    let lines = before_tests(text);
+    assert_eq!(lines.len(), 12);
+    assert_eq!(
+        functions(&lines),
+        [("a".to_owned(), 1, 5), ("b".to_owned(), 8, 3)]
     );
 }

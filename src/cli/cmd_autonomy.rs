@@ -8,6 +8,7 @@
 use super::source::open_repo;
 use super::{CliError, CliResult, Ctx, print, print_json};
 use crate::git::Repo;
+use crate::runtime::autonomy::hand::HandError;
 use crate::runtime::autonomy::{Hand, LoopState, record, view};
 use crate::spec::Spec;
 use crate::time::Timestamp;
@@ -116,7 +117,16 @@ fn spec_of(repo: &Repo) -> CliResult<(Spec, String)> {
 /// Takes `hand` on the loop (`runtime::autonomy::hand`) and says what it did.
 fn take(repo: &Repo, spec: &Spec, base_rev: &str, hand: &Hand, now: Timestamp) -> CliResult {
     let signer = spec.config.reconcile.signer(&|n| std::env::var(n).ok());
-    let done = crate::runtime::autonomy::hand::take(repo, spec, base_rev, hand, now, &signer)?;
+    let command = match hand {
+        Hand::Pause { .. } => "autonomy pause",
+        Hand::Resume => "autonomy resume",
+        Hand::Unblock { .. } => "autonomy unblock",
+    };
+    let done = crate::runtime::autonomy::hand::take(repo, spec, base_rev, hand, now, &signer)
+        .map_err(|e| match e {
+            HandError::Lock(lock) => CliError::lock(lock, command),
+            other => other.into(),
+        })?;
     print(&format!(
         "{} (recorded as {})\n",
         done.line,

@@ -282,7 +282,10 @@ impl From<TickError> for CliError {
 impl From<HandError> for CliError {
     fn from(error: HandError) -> Self {
         match error {
-            HandError::Lock(lock) => CliError::lock(lock, "autonomy"),
+            // `converge autonomy` names the subcommand itself (cmd_autonomy).
+            HandError::Lock(busy @ LockError::Busy { .. }) => CliError::new(Kind::Busy, busy.to_string())
+                .hint("run the command again when no reconciler is running"),
+            HandError::Lock(other) => CliError::failure("cannot take the reconciler lock").source(other),
             HandError::Git(git) => git.into(),
             e @ HandError::Damaged(_) => CliError::bad_input(e.to_string()).hint(
                 "the next tick starts the record over (and says so); fix or delete the file first to keep its history",
@@ -293,6 +296,9 @@ impl From<HandError> for CliError {
                 CliError::new(Kind::Busy, e.to_string()).hint("run the command again")
             }
             e @ HandError::NoBase(_) => CliError::failure(e.to_string()),
+            e @ HandError::Deferred(_) => CliError::new(Kind::Busy, e.to_string())
+                .source(e)
+                .hint("commit or stash those changes in that checkout, then run the command again"),
             HandError::Record(tick) => tick.into(),
         }
     }

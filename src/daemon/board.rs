@@ -270,7 +270,7 @@ impl Publisher {
                     tokens_in += a.tokens_in;
                     tokens_out += a.tokens_out;
                     cost += a.cost_usd;
-                    if let Some(AttemptOutcome::Failed(code)) = a.outcome
+                    if let Some(AttemptOutcome::Failed(code)) = a.outcome()
                         && let Some(i) = FailureCode::ALL.iter().position(|c| *c == code)
                     {
                         failures[i] += 1;

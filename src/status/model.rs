@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{AttemptOutcome, CommitId, ConditionKind, FailureCode};
+use crate::model::{AttemptOutcome, CommitId, ConditionKind, FailureCode, Recorded};
 use crate::time::Timestamp;
 
 /// Where a task is in its life. `decide` derives the next step from this, the
@@ -273,15 +273,11 @@ pub struct AttemptRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<Timestamp>,
     /// How the attempt ended, once it is over: `passed`, `merged`,
-    /// `cancelled` or its failure code. A recorded outcome that is none of
-    /// these reads as absent ([`crate::model::lenient`]), as a commit id that
-    /// is not one does: one damaged value does not cost the plan's history.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "crate::model::lenient"
-    )]
-    pub outcome: Option<AttemptOutcome>,
+    /// `cancelled` or its failure code. A recorded code this version does
+    /// not know is kept as it was written ([`Recorded::Unknown`]) and read as
+    /// none by [`AttemptRecord::outcome`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Recorded<AttemptOutcome>>,
     #[serde(default)]
     pub tokens_in: u64,
     #[serde(default)]
@@ -300,6 +296,14 @@ pub struct AttemptRecord {
     /// does not count against `retry_max`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cooldown_until: Option<Timestamp>,
+}
+
+impl AttemptRecord {
+    /// How the attempt ended, when it is over and its recorded outcome is a
+    /// code this version knows.
+    pub fn outcome(&self) -> Option<AttemptOutcome> {
+        self.outcome.as_ref().and_then(Recorded::known)
+    }
 }
 
 /// Status of every plan, by plan id.
@@ -391,7 +395,7 @@ mod tests {
                     generation: "0123456789abcdef".into(),
                     started_at: Timestamp::from_unix(1_699_999_000),
                     ended_at: Some(Timestamp::from_unix(1_699_999_500)),
-                    outcome: Some(AttemptOutcome::Failed(FailureCode::AgentFailed)),
+                    outcome: Some(AttemptOutcome::Failed(FailureCode::AgentFailed).into()),
                     tokens_in: 1000,
                     tokens_out: 200,
                     cost_usd: 0.01,
@@ -477,7 +481,7 @@ mod tests {
         for outcome in AttemptOutcome::all() {
             let read = from_toml("x", &file(outcome.as_str())).expect("decodes");
             let attempts = &read.tasks["t"].attempts;
-            assert_eq!(attempts[0].outcome, Some(outcome));
+            assert_eq!(attempts[0].outcome(), Some(outcome));
             let text = to_toml("x", &read).expect("encodes");
             assert!(
                 text.contains(&format!("outcome = \"{}\"\n", outcome.as_str())),
@@ -489,26 +493,32 @@ mod tests {
                 .expect("decodes")
                 .tasks["t"]
                 .attempts[0]
-                .outcome,
+                .outcome(),
             Some(AttemptOutcome::Failed(FailureCode::RateLimited))
         );
     }
 
     #[test]
-    fn an_unknown_attempt_outcome_reads_as_absent_and_keeps_the_rest() {
+    fn an_unknown_attempt_outcome_reads_as_none_and_is_written_back_as_it_was() {
+        // A later version's code (or a hand edit): this version acts on no
+        // outcome, keeps the rest of the record, and loses nothing when it
+        // writes the record back.
         let text = to_toml("auth", &sample())
             .expect("encodes")
             .replace("outcome = \"agent-failed\"", "outcome = \"exploded\"");
         assert!(text.contains("exploded"), "{text}");
         let read = from_toml("x", &text).expect("decodes");
+        let attempt = &read.tasks["define-types"].attempts[0];
+        assert_eq!(attempt.outcome(), None);
         let mut expected = sample();
         expected
             .tasks
             .get_mut("define-types")
             .expect("task")
             .attempts[0]
-            .outcome = None;
+            .outcome = Some(Recorded::Unknown("exploded".into()));
         assert_eq!(read, expected);
+        assert_eq!(to_toml("auth", &read).expect("encodes"), text);
         // A value of another type is damage like any other.
         assert!(
             from_toml(

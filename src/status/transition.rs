@@ -473,7 +473,7 @@ fn fail(st: &mut TaskStatus, attempt: u32, failure: &Failure, now: Timestamp, ba
 fn finish_attempt(st: &mut TaskStatus, attempt: u32, now: Timestamp, outcome: AttemptOutcome) {
     if let Some(record) = record(st, attempt) {
         record.ended_at.get_or_insert(now);
-        record.outcome = Some(outcome);
+        record.outcome = Some(outcome.into());
     }
 }
 

@@ -218,7 +218,7 @@ fn a_failure_counts_backs_off_and_closes_the_attempt() {
         assert_eq!((last.attempt, last.reason.as_str()), (2, "no-done"));
         if let Some(run) = attempt(&done, 2) {
             assert_eq!(
-                (run.ended_at, run.outcome),
+                (run.ended_at, run.outcome()),
                 (
                     Some(now()),
                     Some(AttemptOutcome::Failed(FailureCode::NoDone))
@@ -300,7 +300,7 @@ fn a_gate_records_its_evidence_and_its_verdict() {
             assert_eq!(done.next_eligible_at, None, "{name}");
             assert_eq!(done.failures, st.failures, "{name}");
             assert_eq!(
-                attempt(&done, 2).and_then(|r| r.outcome),
+                attempt(&done, 2).and_then(|r| r.outcome()),
                 attempt(&st, 2).map(|_| AttemptOutcome::Passed)
             );
         }
@@ -334,7 +334,7 @@ fn a_rate_limit_cools_the_harness_down_without_counting() {
         if let Some(run) = attempt(&done, 2) {
             assert_eq!(run.cooldown_until, Some(at(20_000)));
             assert_eq!(
-                run.outcome,
+                run.outcome(),
                 Some(AttemptOutcome::Failed(FailureCode::RateLimited))
             );
         }
@@ -417,7 +417,7 @@ fn merges_cancels_and_cleanups_end_the_task_as_they_should() {
         assert_eq!(cancelled.phase, Phase::Cancelled, "{name}");
         assert_eq!(cancelled.failures, st.failures, "{name}");
         if let Some(run) = attempt(&cancelled, 2) {
-            assert_eq!(run.outcome, Some(AttemptOutcome::Cancelled));
+            assert_eq!(run.outcome(), Some(AttemptOutcome::Cancelled));
         }
         assert_eq!(after(&st, &Outcome::Forgotten), st, "{name}");
     }

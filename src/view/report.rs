@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::model::Recorded;
 use crate::spec::Spec;
 use crate::status::Status;
 use crate::time::Timestamp;
@@ -70,8 +71,10 @@ impl ReportView {
                         harness: a.harness.clone().unwrap_or_else(|| "-".into()),
                         started_at: a.started_at.to_string(),
                         seconds: a.ended_at.map(|end| end.unix() - a.started_at.unix()),
-                        outcome: match (a.outcome, a.ended_at) {
-                            (Some(o), _) => o.as_str().to_owned(),
+                        outcome: match (&a.outcome, a.ended_at) {
+                            (Some(Recorded::Known(o)), _) => o.as_str().to_owned(),
+                            // A later version's code: shown as it was recorded.
+                            (Some(Recorded::Unknown(text)), _) => text.clone(),
                             (None, None) => "running".into(),
                             (None, Some(_)) => "unknown".into(),
                         },
@@ -153,7 +156,7 @@ mod tests {
     use crate::status::{AttemptRecord, PlanStatus, TaskStatus};
 
     #[test]
-    fn an_attempt_is_running_until_it_ends_and_unknown_when_its_outcome_is_unreadable() {
+    fn an_attempt_is_running_until_it_ends_and_shows_the_outcome_it_recorded() {
         let spec = crate::spec::compile(&PlanningFiles::from_texts(vec![(
             "planning/goal.md",
             "Goal.",
@@ -179,9 +182,11 @@ mod tests {
             "t".into(),
             TaskStatus {
                 attempts: vec![
-                    attempt(1, true, Some(AttemptOutcome::Passed)),
-                    // An outcome that read as absent (see status::model).
-                    attempt(2, true, None),
+                    attempt(1, true, Some(AttemptOutcome::Passed.into())),
+                    // A later version's code, kept as it was recorded.
+                    attempt(2, true, Some(Recorded::Unknown("sandbox-oom".into()))),
+                    // An ended attempt that names no outcome.
+                    attempt(4, true, None),
                     attempt(3, false, None),
                 ],
                 ..TaskStatus::default()
@@ -191,6 +196,6 @@ mod tests {
         status.plans.insert("p".into(), plan);
         let view = ReportView::new(&spec, &status, None, at);
         let outcomes: Vec<&str> = view.attempts.iter().map(|a| a.outcome.as_str()).collect();
-        assert_eq!(outcomes, ["passed", "unknown", "running"]);
+        assert_eq!(outcomes, ["passed", "sandbox-oom", "unknown", "running"]);
     }
 }

@@ -503,7 +503,7 @@ mod tests {
                         generation: String::new(),
                         started_at: ended,
                         ended_at: Some(ended),
-                        outcome: Some(crate::model::AttemptOutcome::Passed),
+                        outcome: Some(crate::model::AttemptOutcome::Passed.into()),
                         tokens_in: 0,
                         tokens_out: 0,
                         cost_usd: 0.0,

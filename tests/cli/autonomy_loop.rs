@@ -242,6 +242,34 @@ failing = ["Login"]
 }
 
 #[test]
+fn a_pause_a_checkout_blocks_says_which_file_is_in_the_way() {
+    // Status lives on main here, which is checked out: a person's uncommitted
+    // edit of the loop's record is in the way of the pause's commit.
+    let sb = looped("");
+    tick(&sb, start());
+    let record = "planning/status/autonomy/loop.toml";
+    let text = std::fs::read_to_string(sb.path().join(record)).expect("the loop's record");
+    sb.write(record, format!("{text}# a note of mine\n"));
+    let out = sb.converge(&["autonomy", "pause"]);
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(
+        out.stderr.contains("nothing was recorded"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("uncommitted changes"), "{}", out.stderr);
+    assert!(out.stderr.contains("loop.toml"), "{}", out.stderr);
+    assert!(out.stderr.contains("commit or stash"), "{}", out.stderr);
+    assert!(!out.stderr.contains("moved"), "{}", out.stderr);
+    // The person's edit is untouched.
+    assert!(
+        std::fs::read_to_string(sb.path().join(record))
+            .expect("read")
+            .ends_with("# a note of mine\n")
+    );
+}
+
+#[test]
 fn a_hostile_planner_gets_neither_a_secret_nor_a_planning_edit_through() {
     // The planner links its "item" to converge's secret, edits goal.md in
     // its worktree and commits it.

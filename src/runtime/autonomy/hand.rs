@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use gix::ObjectId;
 
-use super::record;
+use super::record::{self, Saved};
 use super::state::{Hand, LoopState, Refusal};
 use crate::git::{GitError, Repo, Signer};
 use crate::runtime::{Lock, LockError, TickError};
@@ -39,6 +39,8 @@ pub enum HandError {
     Refused(#[from] Refusal),
     #[error("the status branch moved; nothing was recorded")]
     Moved,
+    #[error("nothing was recorded")]
+    Deferred(#[source] crate::status::record::RecordError),
     #[error(transparent)]
     Git(#[from] GitError),
     #[error("cannot record the loop's state")]
@@ -70,7 +72,10 @@ pub fn take(
     match record::record_state(repo, spec, base_rev, &st, &lines, signer)
         .map_err(HandError::Record)?
     {
-        Some(commit) => Ok(Handled { line, commit }),
-        None => Err(HandError::Moved),
+        Saved::Committed(commit) => Ok(Handled { line, commit }),
+        // The edit always adds a history line, so the record never stays
+        // the same; were it to, nothing was recorded either.
+        Saved::Moved | Saved::Unchanged => Err(HandError::Moved),
+        Saved::Deferred(e) => Err(HandError::Deferred(e)),
     }
 }

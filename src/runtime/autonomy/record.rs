@@ -123,6 +123,29 @@ pub(super) fn adopt(
 /// Commits the loop's record on the status branch, compare-and-swap from its
 /// tip as read now (the step's own base commits may have moved it, when the
 /// status branch is the base branch).
+/// What came of [`record_state`].
+#[derive(Debug)]
+pub enum Saved {
+    Committed(ObjectId),
+    /// The record already said this.
+    Unchanged,
+    /// The status branch moved since it was read.
+    Moved,
+    /// The status branch is checked out with uncommitted changes in the way
+    /// (the error says where and which).
+    Deferred(record::RecordError),
+}
+
+impl Saved {
+    /// The commit, when one was made.
+    pub fn commit(&self) -> Option<ObjectId> {
+        match self {
+            Saved::Committed(commit) => Some(*commit),
+            _ => None,
+        }
+    }
+}
+
 pub fn record_state(
     repo: &Repo,
     spec: &Spec,
@@ -130,7 +153,7 @@ pub fn record_state(
     st: &LoopState,
     lines: &[String],
     signer: &crate::git::Signer,
-) -> Result<Option<ObjectId>, TickError> {
+) -> Result<Saved, TickError> {
     let (branch, tip) = status_branch(repo, spec, base_rev)?;
     let base_tip = repo
         .branch_tip(base_rev)?
@@ -161,13 +184,13 @@ pub fn record_state(
         &message,
         signer,
     ) {
-        Ok(record::Outcome::Committed { commit, .. }) => Ok(Some(commit)),
-        Ok(record::Outcome::Unchanged) => Ok(None),
+        Ok(record::Outcome::Committed { commit, .. }) => Ok(Saved::Committed(commit)),
+        Ok(record::Outcome::Unchanged) => Ok(Saved::Unchanged),
         // Someone moved the status branch: the next tick steps again from
         // what it reads (the loop's files on the base are idempotent).
-        Err(record::RecordError::Conflict { .. } | record::RecordError::Deferred { .. }) => {
-            Ok(None)
-        }
+        Err(record::RecordError::Conflict { .. }) => Ok(Saved::Moved),
+        // The status branch is checked out with the record's file changed.
+        Err(e @ record::RecordError::Deferred { .. }) => Ok(Saved::Deferred(e)),
         Err(e) => Err(e.into()),
     }
 }

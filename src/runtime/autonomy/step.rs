@@ -122,7 +122,7 @@ pub(crate) fn step(
     }
     if st != before {
         let signer = spec.config.reconcile.signer(options.env);
-        out.recorded = record_state(repo, &spec, &base.rev, &st, &out.lines, &signer)?;
+        out.recorded = record_state(repo, &spec, &base.rev, &st, &out.lines, &signer)?.commit();
     }
     Ok(out)
 }

@@ -2,7 +2,7 @@
 //! `crate::view::autonomy`) built from the configuration, the loop's record
 //! and the decision the caller made at its `now` ([`super::next`]); no clock
 //! here, so that an unchanged loop renders the same bytes. Reading the record
-//! from git is `step::view_at`'s.
+//! from git is `record::view_at`'s.
 
 use super::decide::Next;
 use super::state::{ItemState, LoopPhase, LoopState};

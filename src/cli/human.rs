@@ -5,6 +5,7 @@
 use super::{CliError, CliResult};
 use crate::git::Repo;
 use crate::model::TaskKey;
+pub use crate::model::short;
 use crate::runtime::Snapshot;
 use crate::time::Timestamp;
 
@@ -81,8 +82,4 @@ pub fn known_task(report: &Snapshot, key: &TaskKey) -> CliResult<()> {
         report.base_branch
     ))
     .hint(hint))
-}
-
-pub fn short(id: &str) -> &str {
-    id.get(..7).unwrap_or(id)
 }

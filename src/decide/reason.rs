@@ -5,6 +5,7 @@
 use std::fmt;
 
 use crate::model::CommitId;
+pub(super) use crate::model::short;
 use crate::time::Timestamp;
 
 /// Why a task is, or is not, acted on. The code is stable (STATUS.md, `--explain`).
@@ -399,10 +400,6 @@ fn listed(tasks: &[String]) -> String {
         Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
         None => "its dependencies".to_owned(),
     }
-}
-
-pub(super) fn short(sha: &str) -> &str {
-    sha.get(..7).unwrap_or(sha)
 }
 
 #[cfg(test)]

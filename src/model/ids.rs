@@ -54,6 +54,12 @@ pub struct CommitId([u8; 20]);
 #[error("`{0}` is not a commit id (40 hex digits)")]
 pub struct CommitIdError(pub String);
 
+/// The first seven characters of a commit id written as text (all of it
+/// when shorter): how every view, hint and message abbreviates one.
+pub fn short(id: &str) -> &str {
+    id.get(..7).unwrap_or(id)
+}
+
 impl CommitId {
     pub const fn from_bytes(bytes: [u8; 20]) -> Self {
         CommitId(bytes)

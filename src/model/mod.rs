@@ -10,7 +10,7 @@ pub mod codes;
 pub mod ids;
 
 pub use codes::{AttemptOutcome, ConditionKind, EventKind, FailureCode, LoopCode, UnknownCode};
-pub use ids::{CommitId, CommitIdError, PLANNER_PLAN, TaskKey};
+pub use ids::{CommitId, CommitIdError, PLANNER_PLAN, TaskKey, short};
 
 /// Reads a recorded code or id leniently (serde's `deserialize_with`): text
 /// that does not parse as a `T` reads as absent, so that one damaged value

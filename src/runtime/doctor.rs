@@ -24,6 +24,7 @@ use crate::observe::runs;
 
 use super::prepare::Snapshot;
 
+use crate::model::short;
 pub use crash::{check_leftovers, fix_leftovers};
 pub use fix::{fix, fix_secret};
 pub use machine::check_secret;
@@ -167,8 +168,4 @@ fn in_spec(report: &Snapshot, key: &TaskKey) -> bool {
 /// Whether the task's plan failed validation (and is left alone).
 fn set_aside(report: &Snapshot, key: &TaskKey) -> bool {
     report.spec.invalid_plans.contains(&key.plan)
-}
-
-fn short(id: &str) -> &str {
-    id.get(..7).unwrap_or(id)
 }

@@ -20,6 +20,7 @@ pub mod tick;
 
 use serde::Serialize;
 
+pub use crate::model::short;
 pub use doctor::{FindingLevel, FindingView};
 pub use report::{AttemptView, HarnessView, ReportView, TotalView};
 pub use status::{ConditionView, FailureView, Section, StatusView, TaskView};
@@ -38,11 +39,6 @@ pub fn capitalize(text: &str) -> String {
     chars
         .next()
         .map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
-}
-
-/// The first seven characters of a commit id.
-pub fn short(id: &str) -> &str {
-    id.get(..7).unwrap_or(id)
 }
 
 #[cfg(test)]

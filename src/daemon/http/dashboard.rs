@@ -11,6 +11,7 @@ use std::fmt::Write;
 use serde_json::Value;
 
 use crate::daemon::board::{Board, TickResult};
+use crate::model::short;
 
 /// Phases a person should look at, most urgent first.
 const ATTENTION: &[&str] = &["escalated", "failed", "blocked", "awaiting_approval"];
@@ -226,10 +227,6 @@ fn reason(t: &Value) -> String {
 
 fn text(v: &Value) -> &str {
     v.as_str().unwrap_or("")
-}
-
-fn short(id: &str) -> &str {
-    crate::view::short(id)
 }
 
 /// Escapes text for HTML element content and attribute values.

@@ -327,7 +327,7 @@ pub fn dispatch(
         env,
         secret_env: Vec::new(),
         deadline: attempt.deadline,
-        fork: crate::git::commit_id(attempt.fork)?,
+        fork: Some(crate::git::commit_id(attempt.fork)?),
         generation: attempt.generation.clone(),
         harness: attempt.harness.clone(),
     };

@@ -236,7 +236,12 @@ fn forbidden(
     head: ObjectId,
 ) -> Result<Option<String>, ActError> {
     let Some(fork) = fork else {
-        return Ok(None);
+        // Converge's own records of the fork (the note, the lease) are gone
+        // or damaged: which changes are the attempt's cannot be told, so
+        // none pass unchecked. The next attempt notes a fork of its own.
+        return Ok(Some(
+            "the attempt's fork is unknown (its fork note and its lease are missing or damaged), so its changes cannot be checked against the task's paths and protected files".into(),
+        ));
     };
     let changed: Vec<String> = ctx
         .repo

@@ -54,7 +54,11 @@ pub struct RunPlan {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<super::sandbox::Policy>,
     pub deadline: Timestamp,
-    pub fork: CommitId,
+    /// Copied into the lease. Read leniently, as the lease's own is: text
+    /// that is no commit id is no fork (the gate then falls back on the fork
+    /// note, or refuses), and the rest of the plan still runs.
+    #[serde(deserialize_with = "crate::model::lenient")]
+    pub fork: Option<CommitId>,
     pub generation: String,
     pub harness: String,
 }
@@ -165,7 +169,7 @@ pub fn supervise(run_dir: &Path) -> Result<(), SuperviseError> {
         start_ticks: process_start_ticks(me),
         started_at: Timestamp::now(),
         deadline: plan.deadline,
-        fork: Some(plan.fork),
+        fork: plan.fork,
         generation: plan.generation.clone(),
         harness: plan.harness.clone(),
         agent_pid: None,

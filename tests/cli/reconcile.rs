@@ -589,6 +589,57 @@ fn a_damaged_fork_note_does_not_let_changes_past_the_gate() {
 }
 
 #[test]
+fn an_attempt_whose_fork_is_unknown_passes_no_change_unchecked() {
+    // Both of converge's records of the attempt's fork are damaged after the
+    // agent finished: nothing tells the attempt's changes apart, so the gate
+    // refuses rather than checking nothing.
+    let plan = single(
+        "paths = [\"src/**\"]\nretry_max = 0",
+        "files = [{ path = \"src/ok.rs\", content = \"\" }, { path = \"notes.txt\", content = \"n\" }]",
+    );
+    let sb = setup(&[("one", &plan)]);
+    tick(&sb).success();
+    let run = sb.path().join(".git/converge/runs/one/t/1");
+    for _ in 0..200 {
+        if run.join("exit.json").exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(run.join("exit.json").exists(), "the agent finished");
+    std::fs::write(
+        sb.path().join(".git/converge/forks/one/t"),
+        "not-a-commit\n",
+    )
+    .expect("damage the note");
+    let lease = std::fs::read_to_string(run.join("lease.json")).expect("lease");
+    let fork: serde_json::Value = serde_json::from_str(&lease).expect("json");
+    let fork = fork["fork"].as_str().expect("a fork").to_owned();
+    std::fs::write(run.join("lease.json"), lease.replace(&fork, "not-a-commit"))
+        .expect("damage the lease");
+    settle(&sb);
+    let st = status(&sb, "one");
+    let t = task(&st, "t");
+    assert_eq!(
+        t["last_failure"]["reason"].as_str(),
+        Some("forbidden-paths"),
+        "{st}"
+    );
+    assert!(
+        t["last_failure"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("fork is unknown")),
+        "{st}"
+    );
+    assert!(
+        !sb.git(&["ls-tree", "-r", "--name-only", "main"])
+            .lines()
+            .any(|p| p == "notes.txt" || p == "src/ok.rs"),
+        "the attempt's files reached main"
+    );
+}
+
+#[test]
 fn dry_run_changes_nothing() {
     let sb = setup(&[("diamond", DIAMOND)]);
     // Get some history first: a merged task and a dispatched one.

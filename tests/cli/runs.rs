@@ -24,7 +24,7 @@ fn plan(dir: &Path, script: &str, seconds: i64) -> RunPlan {
         secret_env: Vec::new(),
         sandbox: None,
         deadline: Timestamp::from_unix(Timestamp::now().unix() + seconds),
-        fork: "f".repeat(40).parse().expect("hex"),
+        fork: Some("f".repeat(40).parse().expect("hex")),
         generation: "g".into(),
         harness: "command".into(),
     }

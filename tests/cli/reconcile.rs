@@ -1,7 +1,7 @@
 //! End to end: the real binary reconciles temporary repositories with `sim`
 //! agents until their plans converge.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::support::Sandbox;
@@ -558,20 +558,23 @@ files = [{ path = "shared.txt", content = "from y\n" }]
     assert_eq!(sb.read("shared.txt"), format!("from {}\n", retried[0]));
 }
 
-#[test]
-fn a_damaged_fork_note_does_not_let_changes_past_the_gate() {
-    // The note of the attempt's fork is damaged after dispatch: the gate
-    // reads the lease's fork instead, as observe does, and still checks
-    // the attempt's paths rather than checking nothing.
+/// Dispatches a task whose agent writes a file outside its `paths`, damages
+/// converge's records of the attempt's fork with `damage` (given the
+/// sandbox and the attempt's run directory), lets the gate judge it, and
+/// checks that it was refused as forbidden-paths with nothing on main;
+/// returns the refusal's message.
+fn gate_after_damaged_fork(damage: impl FnOnce(&Sandbox, &Path)) -> String {
     let plan = single(
         "paths = [\"src/**\"]\nretry_max = 0",
         "files = [{ path = \"src/ok.rs\", content = \"\" }, { path = \"notes.txt\", content = \"n\" }]",
     );
     let sb = setup(&[("one", &plan)]);
     tick(&sb).success();
-    let note = sb.path().join(".git/converge/forks/one/t");
-    assert!(note.exists(), "dispatch notes the fork");
-    std::fs::write(&note, "not-a-commit\n").expect("damage the note");
+    assert!(
+        sb.path().join(".git/converge/forks/one/t").exists(),
+        "dispatch notes the fork"
+    );
+    damage(&sb, &sb.path().join(".git/converge/runs/one/t/1"));
     settle(&sb);
     let st = status(&sb, "one");
     let t = task(&st, "t");
@@ -586,6 +589,25 @@ fn a_damaged_fork_note_does_not_let_changes_past_the_gate() {
             .any(|p| p == "notes.txt"),
         "the attempt's files reached main"
     );
+    t["last_failure"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn a_damaged_fork_note_does_not_let_changes_past_the_gate() {
+    // The note of the attempt's fork is damaged after dispatch: the gate
+    // reads the lease's fork instead, as observe does, and still checks
+    // the attempt's paths rather than checking nothing.
+    let message = gate_after_damaged_fork(|sb, _| {
+        std::fs::write(
+            sb.path().join(".git/converge/forks/one/t"),
+            "not-a-commit\n",
+        )
+        .expect("damage the note");
+    });
+    assert!(message.contains("notes.txt"), "{message}");
 }
 
 #[test]
@@ -593,50 +615,26 @@ fn an_attempt_whose_fork_is_unknown_passes_no_change_unchecked() {
     // Both of converge's records of the attempt's fork are damaged after the
     // agent finished: nothing tells the attempt's changes apart, so the gate
     // refuses rather than checking nothing.
-    let plan = single(
-        "paths = [\"src/**\"]\nretry_max = 0",
-        "files = [{ path = \"src/ok.rs\", content = \"\" }, { path = \"notes.txt\", content = \"n\" }]",
-    );
-    let sb = setup(&[("one", &plan)]);
-    tick(&sb).success();
-    let run = sb.path().join(".git/converge/runs/one/t/1");
-    for _ in 0..200 {
-        if run.join("exit.json").exists() {
-            break;
+    let message = gate_after_damaged_fork(|sb, run| {
+        for _ in 0..200 {
+            if run.join("exit.json").exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
         }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    assert!(run.join("exit.json").exists(), "the agent finished");
-    std::fs::write(
-        sb.path().join(".git/converge/forks/one/t"),
-        "not-a-commit\n",
-    )
-    .expect("damage the note");
-    let lease = std::fs::read_to_string(run.join("lease.json")).expect("lease");
-    let fork: serde_json::Value = serde_json::from_str(&lease).expect("json");
-    let fork = fork["fork"].as_str().expect("a fork").to_owned();
-    std::fs::write(run.join("lease.json"), lease.replace(&fork, "not-a-commit"))
-        .expect("damage the lease");
-    settle(&sb);
-    let st = status(&sb, "one");
-    let t = task(&st, "t");
-    assert_eq!(
-        t["last_failure"]["reason"].as_str(),
-        Some("forbidden-paths"),
-        "{st}"
-    );
-    assert!(
-        t["last_failure"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("fork is unknown")),
-        "{st}"
-    );
-    assert!(
-        !sb.git(&["ls-tree", "-r", "--name-only", "main"])
-            .lines()
-            .any(|p| p == "notes.txt" || p == "src/ok.rs"),
-        "the attempt's files reached main"
-    );
+        assert!(run.join("exit.json").exists(), "the agent finished");
+        std::fs::write(
+            sb.path().join(".git/converge/forks/one/t"),
+            "not-a-commit\n",
+        )
+        .expect("damage the note");
+        let lease = std::fs::read_to_string(run.join("lease.json")).expect("lease");
+        let json: serde_json::Value = serde_json::from_str(&lease).expect("json");
+        let fork = json["fork"].as_str().expect("a fork").to_owned();
+        std::fs::write(run.join("lease.json"), lease.replace(&fork, "not-a-commit"))
+            .expect("damage the lease");
+    });
+    assert!(message.contains("fork is unknown"), "{message}");
 }
 
 #[test]

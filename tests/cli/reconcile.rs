@@ -874,7 +874,7 @@ fn with_remote(sb: &Sandbox) -> PathBuf {
     bare
 }
 
-fn remote_git(bare: &std::path::Path, sb: &Sandbox, args: &[&str]) -> String {
+fn remote_git(bare: &Path, sb: &Sandbox, args: &[&str]) -> String {
     let mut all = vec!["--git-dir", bare.to_str().expect("utf-8")];
     all.extend_from_slice(args);
     sb.git(&all)

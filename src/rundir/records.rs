@@ -262,16 +262,26 @@ pub fn append_event(run: &Path, event: &Event) -> Result<(), RunError> {
     appended.map_err(|source| RunError::Append { path, source })
 }
 
-/// The fork noted for a task, if any: a note that is not a commit id is none.
-pub fn read_fork(layout: &Layout, key: &TaskKey) -> Option<CommitId> {
-    let text = std::fs::read_to_string(layout.fork_marker(key)).ok()?;
-    text.trim().parse().ok()
+/// A note of converge's that holds one commit id (the fork note, the forge's
+/// merge note): `None` when there is none, or its text is no commit id.
+fn read_commit_note(path: &Path) -> Option<CommitId> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// Notes the fork of a task's next attempt (see [`Layout::fork_marker`]):
-/// its 40 hex digits.
+/// Writes a note of one commit id: its 40 hex digits, atomically (creating
+/// the note's directory).
+fn write_commit_note(path: &Path, commit: CommitId) -> Result<(), RunError> {
+    write_file(path, commit.to_string().as_bytes())
+}
+
+/// The fork noted for a task, if any: a note that is not a commit id is none.
+pub fn read_fork(layout: &Layout, key: &TaskKey) -> Option<CommitId> {
+    read_commit_note(&layout.fork_marker(key))
+}
+
+/// Notes the fork of a task's next attempt (see [`Layout::fork_marker`]).
 pub fn write_fork(layout: &Layout, key: &TaskKey, fork: CommitId) -> Result<(), RunError> {
-    write_file(&layout.fork_marker(key), fork.to_string().as_bytes())
+    write_commit_note(&layout.fork_marker(key), fork)
 }
 
 /// The fork of a task's current attempt: the one noted before its branch
@@ -285,17 +295,12 @@ pub fn attempt_fork(layout: &Layout, key: &TaskKey, lease: Option<CommitId>) -> 
 /// The commit the forge merged the task's change as, if it noted one (a
 /// note that is no commit id reads as none).
 pub fn read_forge_merge(layout: &Layout, key: &TaskKey) -> Option<CommitId> {
-    let text = std::fs::read_to_string(layout.forge_merge_note(key)).ok()?;
-    text.trim().parse().ok()
+    read_commit_note(&layout.forge_merge_note(key))
 }
 
-/// Notes that the forge merged the task's change as `commit`: its 40 hex
-/// digits.
+/// Notes that the forge merged the task's change as `commit`.
 pub fn write_forge_merge(layout: &Layout, key: &TaskKey, commit: CommitId) -> Result<(), RunError> {
-    if let Some(dir) = layout.forge_merge_note(key).parent() {
-        create_dir(dir)?;
-    }
-    write_file(&layout.forge_merge_note(key), commit.to_string().as_bytes())
+    write_commit_note(&layout.forge_merge_note(key), commit)
 }
 
 /// The newest attempt with a run directory, per task.

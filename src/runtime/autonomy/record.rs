@@ -120,9 +120,6 @@ pub(super) fn adopt(
     Some(line)
 }
 
-/// Commits the loop's record on the status branch, compare-and-swap from its
-/// tip as read now (the step's own base commits may have moved it, when the
-/// status branch is the base branch).
 /// What came of [`record_state`].
 #[derive(Debug)]
 pub enum Saved {
@@ -146,6 +143,9 @@ impl Saved {
     }
 }
 
+/// Commits the loop's record on the status branch, compare-and-swap from its
+/// tip as read now (the step's own base commits may have moved it, when the
+/// status branch is the base branch).
 pub fn record_state(
     repo: &Repo,
     spec: &Spec,

@@ -38,24 +38,17 @@ fn sections(doc: &str) -> BTreeMap<String, String> {
     out
 }
 
-/// The source files under `dir`, relative to it, without test modules.
-fn sources(dir: &Path) -> Vec<PathBuf> {
+/// Every `.rs` file under `dir`, relative to it, test modules included.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
-        for entry in std::fs::read_dir(dir.join(&rel)).expect("read src") {
+        for entry in std::fs::read_dir(dir.join(&rel)).expect("read dir") {
             let entry = entry.expect("entry");
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let path = rel.join(&name);
+            let path = rel.join(entry.file_name());
             if entry.file_type().expect("type").is_dir() {
-                if name != "snapshots" {
-                    stack.push(path);
-                }
-            } else if name.ends_with(".rs")
-                && name != "tests.rs"
-                && !name.ends_with("_tests.rs")
-                && name != "testing.rs"
-            {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
                 out.push(path);
             }
         }
@@ -64,21 +57,25 @@ fn sources(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The source files under `dir`, relative to it, without test modules.
+fn sources(dir: &Path) -> Vec<PathBuf> {
+    rust_files(dir)
+        .into_iter()
+        .filter(|path| {
+            let name = path
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            name != "tests.rs" && !name.ends_with("_tests.rs") && name != "testing.rs"
+        })
+        .collect()
+}
+
 /// The names of every `.rs` file under `dir`, test modules included.
 fn files(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).expect("read dir") {
-            let entry = entry.expect("entry");
-            if entry.file_type().expect("type").is_dir() {
-                stack.push(entry.path());
-            } else {
-                out.push(entry.file_name().to_string_lossy().into_owned());
-            }
-        }
-    }
-    out
+    rust_files(dir)
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect()
 }
 
 /// Whether `word` stands in `text` as a whole name (not inside a longer one).
